@@ -1,0 +1,64 @@
+# Tracker: `make run` starts the server, `make test` runs the test suite.
+# Both build the Python virtual environment (.venv/) on first use; later runs reuse it.
+
+PYTHON ?= python3
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
+
+# `make run HOST=0.0.0.0 PORT=9000 DATA=/srv/tracker`
+HOST ?= 127.0.0.1
+PORT ?= 8086
+DATA ?= ./data
+# `make test PYTEST_ARGS='-k write -x'`
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv web-deps run test bench clean
+
+help:
+	@echo "Tracker"
+	@echo "  make run     serve on http://$(HOST):$(PORT) with data in $(DATA) (HOST, PORT, DATA override)"
+	@echo "  make test    run the test suite (PYTEST_ARGS passed to pytest)"
+	@echo "  make bench   side-by-side load test against InfluxDB 1.x (see bench/README.md)"
+	@echo "  make clean   remove .venv, node_modules and caches (never the data folder)"
+
+venv: $(VENV_STAMP)
+
+# Rebuilt only when pyproject.toml changes; the install is editable, so code edits need no reinstall.
+$(VENV_STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "error: $(PYTHON) not found; Tracker needs Python 3.11 or newer (make PYTHON=python3.12 picks another)" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "error: Tracker needs Python 3.11 or newer, $(PYTHON) is $$($(PYTHON) -c 'import platform; print(platform.python_version())')" \
+	       "(make PYTHON=python3.12 picks another)" >&2; exit 1; }
+	@echo "$(PYTHON) -m venv $(VENV)"
+	@$(PYTHON) -m venv $(VENV) || { \
+	  echo "error: could not create $(VENV); on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
+	$(VENV)/bin/pip install -e '.[test]'
+	@touch $@
+
+# Front-end libraries come from npm once web/package.json exists; reinstalled only when it or its lock file changes.
+web-deps:
+	@if [ -f web/package.json ]; then \
+	  if [ ! -f $(WEB_STAMP) ] || [ web/package.json -nt $(WEB_STAMP) ] || [ web/package-lock.json -nt $(WEB_STAMP) ]; then \
+	    echo "npm ci --prefix web"; \
+	    npm ci --prefix web || exit 1; \
+	    mkdir -p $(dir $(WEB_STAMP)) && touch $(WEB_STAMP); \
+	  fi; \
+	fi
+
+run: venv web-deps
+	mkdir -p $(DATA)
+	$(VENV)/bin/tracker serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+test: venv web-deps
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# DUR (seconds per run), WORKLOADS, BENCH_PORT and COMPARE are read from the environment or the make command line.
+bench: venv
+	bench/run.sh
+
+clean:
+	rm -rf $(VENV) web/node_modules .pytest_cache .hypothesis build dist *.egg-info
+	find . -path ./data -prune -o -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,68 @@
+"""Settings: built once (from flags and TRACKER_* environment variables) and passed in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "TRACKER_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8086
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    max_body_size: int = 25_000_000  # bytes of request body as sent (InfluxDB's max-body-size)
+    # A gzip body may not inflate past this: InfluxDB has no such cap, and a gzip bomb would eat memory.
+    max_decompressed_size: int = 250_000_000
+    log_level: str = "info"
+    # How long a successful password check is remembered; a changed password still takes effect at once.
+    auth_cache_seconds: float = 300.0
+    # SQLite `synchronous` for sample files: FULL survives power loss, NORMAL only a process crash.
+    sqlite_synchronous: str = "FULL"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then TRACKER_<NAME> variables, then explicit overrides (None means 'not given')."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1..65535, got {self.port}")
+        if self.max_body_size <= 0:
+            raise ValueError(f"max body size must be positive, got {self.max_body_size}")
+        if self.max_decompressed_size < self.max_body_size:
+            raise ValueError("max decompressed size must be at least the max body size")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
+            raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}: expected a {kind}, got {raw!r}") from None
+    return raw
