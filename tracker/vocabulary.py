@@ -1,0 +1,69 @@
+"""The sample vocabulary: the one measurement, its field keys, units, aliases and ranges."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MEASUREMENT = "samples"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    key: str
+    meaning: str
+    unit: str
+    low: float = -math.inf
+    high: float = math.inf
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("dur_s", "elapsed duration", "s"),
+    FieldSpec("dist_km", "distance", "km"),
+    FieldSpec("lat", "latitude", "deg", -90.0, 90.0),
+    FieldSpec("lng", "longitude", "deg", -180.0, 180.0),
+    FieldSpec("acc_m", "GPS accuracy", "m"),
+    FieldSpec("bearing", "bearing", "deg"),
+    FieldSpec("battery", "battery charge", "%"),
+    FieldSpec("gsm_signal", "GSM radio signal", "%"),
+    FieldSpec("temp_c", "temperature", "°C"),
+    FieldSpec("spd_kph", "speed", "km/h"),
+    FieldSpec("alt_m", "altitude / elevation", "m"),
+    FieldSpec("hr_bpm", "heart rate", "beats/min"),
+    FieldSpec("cad_rpm", "cadence", "rev/min"),
+    FieldSpec("pwr_w", "power", "W"),
+    FieldSpec("pwr_w_l", "power, left leg", "W"),
+    FieldSpec("pwr_w_r", "power, right leg", "W"),
+)
+FIELD_KEYS: tuple[str, ...] = tuple(f.key for f in FIELDS)
+BY_KEY: dict[str, FieldSpec] = {f.key: f for f in FIELDS}
+ALIASES: dict[str, str] = {"lon": "lng"}
+_ALLOWED = ", ".join(FIELD_KEYS) + " (lon = lng)"
+
+
+def normalize_fields(
+    measurement: str, fields: dict[str, float | int | str | bool]
+) -> tuple[dict[str, float], None] | tuple[None, str]:
+    """Check one point against the vocabulary.
+
+    Returns (fields keyed by canonical name as floats, None), or (None, reason) where the reason names
+    the key and the rule. Integers are stored as floats: every vocabulary field is one numeric series.
+    """
+    if measurement != MEASUREMENT:
+        return None, f'measurement "{measurement}" is not allowed: the only measurement is "{MEASUREMENT}"'
+    out: dict[str, float] = {}
+    for key, value in fields.items():
+        canonical = ALIASES.get(key, key)
+        spec = BY_KEY.get(canonical)
+        if spec is None:
+            return None, f'field "{key}": unknown field key; allowed: {_ALLOWED}'
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "boolean" if isinstance(value, bool) else "string"
+            return None, f'field "{key}": value must be a number (float, or integer with i), got a {kind}'
+        number = float(value)
+        if not math.isfinite(number):
+            return None, f'field "{key}": value must be a finite number'
+        if not spec.low <= number <= spec.high:
+            return None, f'field "{key}": {value} is out of range {spec.low:g}..{spec.high:g} {spec.unit}'
+        out[canonical] = number
+    return out, None
