@@ -1,0 +1,304 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from passlib.context import CryptContext
+
+from tracker.accounts import Accounts
+from tracker.cli import CliOptions, cli
+from tracker.storage import AccountStore, SampleStore
+
+FAST = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    # A fresh CliOptions per call, with a cheap hash; no TRACKER_* variable from the outer environment.
+    base_env = {"TRACKER_DATA_DIR": None, "TRACKER_PORT": None}
+    return CliRunner().invoke(
+        cli, args, input=input, env={**base_env, **(env or {})}, obj=CliOptions(password_context=FAST)
+    )
+
+
+def add_user(data_dir: Path, name: str, password: str = "pw") -> None:
+    result = invoke(["user", "add", name, "--password-stdin", "--data-dir", str(data_dir)], input=password + "\n")
+    assert result.exit_code == 0, result.output
+
+
+def authenticate(data_dir: Path, name: str, password: str) -> bool:
+    async def check() -> bool:
+        store = await AccountStore.open(data_dir)
+        try:
+            return await Accounts(store, password_context=FAST).authenticate(name, password)
+        finally:
+            await store.close()
+
+    return asyncio.run(check())
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ----- help -----
+
+
+def all_command_paths(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [path]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            paths += all_command_paths(sub, (*path, name))
+    return paths
+
+
+def test_command_tree_is_complete() -> None:
+    paths = {" ".join(p) for p in all_command_paths(cli)}
+    assert paths == {
+        "", "serve", "user", "user add", "user list", "user passwd", "user delete",
+        "share", "share add", "share remove", "share list",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("path", all_command_paths(cli), ids=lambda p: " ".join(p) or "tracker")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = invoke([*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ")
+    assert len(result.output.splitlines()) > 3
+
+
+# ----- user -----
+
+
+def test_user_add_and_list(data_dir: Path) -> None:
+    add_user(data_dir, "alice", "pass word ")
+    add_user(data_dir, "bob")
+    result = invoke(["user", "list", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "CREATED", "DATA"]
+    assert [line.split()[0] for line in lines[1:]] == ["alice", "bob"]
+    assert lines[1].split()[2] == "no"
+    assert "+00:00" in lines[1].split()[1]
+    # The password is the line without its newline: the trailing space belongs to it.
+    assert authenticate(data_dir, "alice", "pass word ")
+    assert not authenticate(data_dir, "alice", "pass word")
+
+
+def test_user_list_shows_data_file(data_dir: Path) -> None:
+    add_user(data_dir, "alice")
+    sample_path = SampleStore(data_dir).path_for("alice")
+    sample_path.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(sample_path).close()
+    result = invoke(["user", "list", "--data-dir", str(data_dir)])
+    assert result.stdout.splitlines()[1].split()[2] == "yes"
+
+
+def test_data_dir_from_group_option_and_env(data_dir: Path) -> None:
+    result = invoke(["user", "--data-dir", str(data_dir), "add", "alice", "--password-stdin"], input="pw\n")
+    assert result.exit_code == 0, result.output
+    result = invoke(["user", "list"], env={"TRACKER_DATA_DIR": str(data_dir)})
+    assert "alice" in result.stdout
+
+
+def test_user_add_prompts_twice(data_dir: Path) -> None:
+    result = invoke(["user", "add", "alice", "--data-dir", str(data_dir)], input="pw1\npw1\n")
+    assert result.exit_code == 0, result.output
+    assert "pw1" not in result.output  # hidden input
+    assert authenticate(data_dir, "alice", "pw1")
+
+
+def test_user_add_rejects_empty_password(data_dir: Path) -> None:
+    result = invoke(["user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="\n")
+    assert_one_line_error(result, "password must not be empty")
+    result = invoke(["user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="")
+    assert_one_line_error(result, "password must not be empty")
+
+
+def test_user_add_errors(data_dir: Path) -> None:
+    add_user(data_dir, "alice")
+    result = invoke(["user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="pw\n")
+    assert_one_line_error(result, "user 'alice' already exists")
+    result = invoke(["user", "add", "a/b", "--password-stdin", "--data-dir", str(data_dir)], input="pw\n")
+    assert_one_line_error(result, "invalid username 'a/b'", "A-Z a-z 0-9 _ -")
+
+
+def test_user_passwd(data_dir: Path) -> None:
+    add_user(data_dir, "alice", "old")
+    result = invoke(["user", "passwd", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="new\n")
+    assert result.exit_code == 0, result.output
+    assert authenticate(data_dir, "alice", "new")
+    assert not authenticate(data_dir, "alice", "old")
+
+
+def test_user_passwd_unknown_user(data_dir: Path) -> None:
+    add_user(data_dir, "alice")
+    result = invoke(["user", "passwd", "ghost", "--password-stdin", "--data-dir", str(data_dir)], input="pw\n")
+    assert_one_line_error(result, "unknown user 'ghost'")
+
+
+def test_user_delete_asks_and_aborts_on_no(data_dir: Path) -> None:
+    add_user(data_dir, "alice")
+    result = invoke(["user", "delete", "alice", "--data-dir", str(data_dir)], input="n\n")
+    assert result.exit_code == 1
+    assert "Delete user 'alice'?" in result.output
+    assert "Aborted" in result.output
+    assert authenticate(data_dir, "alice", "pw")
+
+
+def test_user_delete_says_what_it_removes(data_dir: Path) -> None:
+    for name in ("alice", "bob", "carol"):
+        add_user(data_dir, name)
+    assert invoke(["share", "add", "alice", "bob", "--data-dir", str(data_dir)]).exit_code == 0
+    assert invoke(["share", "add", "carol", "alice", "--data-dir", str(data_dir)]).exit_code == 0
+    assert invoke(["share", "add", "carol", "bob", "--data-dir", str(data_dir)]).exit_code == 0
+    sample_path = SampleStore(data_dir).path_for("alice")
+    sample_path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(sample_path) as db:
+        db.execute("CREATE TABLE t (x)")
+    db.close()
+
+    result = invoke(["user", "delete", "alice", "--data-dir", str(data_dir)], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "the account 'alice'" in result.output
+    assert "2 shares: bob can read alice; alice can read carol" in result.output
+    assert f"data file {sample_path}" in result.output
+    assert not sample_path.exists()
+    assert not authenticate(data_dir, "alice", "pw")
+    listed = invoke(["share", "list", "--data-dir", str(data_dir)])
+    assert listed.stdout.splitlines()[1:] == ["carol  bob"]
+
+
+def test_user_delete_yes_does_not_ask(data_dir: Path) -> None:
+    add_user(data_dir, "alice")
+    result = invoke(["user", "delete", "alice", "--yes", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "?" not in result.output
+    assert "0 shares" in result.output and "no data files" in result.output
+    assert invoke(["user", "list", "--data-dir", str(data_dir)]).stdout == ""
+
+
+def test_user_delete_unknown_user(data_dir: Path) -> None:
+    add_user(data_dir, "alice")
+    result = invoke(["user", "delete", "ghost", "--yes", "--data-dir", str(data_dir)])
+    assert_one_line_error(result, "unknown user 'ghost'")
+
+
+# ----- share -----
+
+
+def test_share_add_list_remove(data_dir: Path) -> None:
+    for name in ("alice", "bob", "carol"):
+        add_user(data_dir, name)
+    d = ["--data-dir", str(data_dir)]
+    assert invoke(["share", "add", "alice", "bob", *d]).exit_code == 0
+    assert invoke(["share", "add", "alice", "bob", *d]).exit_code == 0  # idempotent
+    assert invoke(["share", "add", "carol", "alice", *d]).exit_code == 0
+
+    result = invoke(["share", "list", *d])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["OWNER  VIEWER", "alice  bob", "carol  alice"]
+    assert invoke(["share", "list", "carol", *d]).stdout.splitlines() == ["OWNER  VIEWER", "carol  alice"]
+
+    result = invoke(["share", "remove", "alice", "bob", *d])
+    assert result.exit_code == 0, result.output
+    assert invoke(["share", "list", "alice", *d]).stdout == ""
+    result = invoke(["share", "remove", "alice", "bob", *d])
+    assert_one_line_error(result, "no such share")
+
+
+def test_share_errors(data_dir: Path) -> None:
+    add_user(data_dir, "alice")
+    d = ["--data-dir", str(data_dir)]
+    assert_one_line_error(invoke(["share", "add", "alice", "ghost", *d]), "unknown user 'ghost'")
+    assert_one_line_error(invoke(["share", "add", "alice", "alice", *d]), "alice")
+    assert_one_line_error(invoke(["share", "add", "alice", "..", *d]), "invalid username '..'")
+    assert_one_line_error(invoke(["share", "list", "a.b", *d]), "invalid username 'a.b'")
+
+
+# ----- serve (only argument handling: running the server is the HTTP tests' business) -----
+
+
+def test_serve_bad_flag_is_a_usage_error() -> None:
+    result = invoke(["serve", "--port", "eighty"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--port'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--port", "0"], {}, "port must be 1..65535, got 0"),
+        ([], {"TRACKER_PORT": "eighty"}, "TRACKER_PORT"),
+        (["--max-body-size", "-1"], {}, "max body size must be positive"),
+    ],
+)
+def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], message: str) -> None:
+    assert_one_line_error(invoke(["serve", *args], env=env), message)
+
+
+# ----- the real program in a subprocess -----
+
+
+def run_tracker(
+    *args: str, input: str | None = None, env_data_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    if env_data_dir is not None:
+        env["TRACKER_DATA_DIR"] = str(env_data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "tracker", *args], input=input, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_subprocess_user_add_and_list(data_dir: Path) -> None:
+    added = run_tracker("user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir), input="s3cret\n")
+    assert added.returncode == 0, added.stderr
+    listed = run_tracker("user", "list", env_data_dir=data_dir)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[0] == "alice"
+    assert authenticate(data_dir, "alice", "s3cret")
+
+
+def test_subprocess_errors_are_one_line(data_dir: Path) -> None:
+    result = run_tracker("user", "add", "a/b", "--password-stdin", "--data-dir", str(data_dir), input="pw\n")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["Error: invalid username 'a/b': use 1-64 characters from A-Z a-z 0-9 _ -"]
+    add_user(data_dir, "alice")
+    result = run_tracker("user", "delete", "ghost", "--yes", "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and "unknown user 'ghost'" in result.stderr
+
+
+def test_subprocess_help_and_version() -> None:
+    result = run_tracker("--help")
+    assert result.returncode == 0
+    assert "Usage: tracker" in result.stdout
+    for command in ("serve", "user", "share"):
+        assert command in result.stdout
+    assert run_tracker("--version").stdout.startswith("tracker, version ")
+
+
+def test_missing_data_dir_is_reported_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    for args in (["user", "list"], ["share", "list"], ["user", "delete", "alice", "--yes"]):
+        assert_one_line_error(invoke([*args, "--data-dir", str(missing)]), "no accounts file", "typo")
+    assert not missing.exists()

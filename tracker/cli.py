@@ -1,0 +1,349 @@
+"""Command line: `tracker serve | user ... | share ...`.
+
+Thin on purpose: every rule lives in Accounts / the stores; this module parses arguments, asks for
+passwords and confirmations, and turns expected failures into one line on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+
+import click
+from passlib.context import CryptContext
+
+from tracker import __version__
+from tracker.accounts import Accounts, InvalidPassword, InvalidShare, InvalidUsername, validate_username
+from tracker.config import Settings
+from tracker.storage import ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, UnknownUser, UserExists
+
+T = TypeVar("T")
+
+DATA_DIR_ENV = "TRACKER_DATA_DIR"
+DEFAULT_DATA_DIR = Settings().data_dir
+
+# Failures a user can cause or fix; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidUsername,
+    InvalidPassword,
+    InvalidShare,
+    UserExists,
+    UnknownUser,
+    SchemaTooNew,
+    sqlite3.Error,
+    OSError,
+)
+
+
+@dataclass(slots=True)
+class CliOptions:
+    """What the groups pass down to their commands (click's ctx.obj)."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    # None: the strong default. Tests hand in a cheap context via CliRunner.invoke(obj=...).
+    password_context: CryptContext | None = None
+
+
+def _data_dir_option(*, on_group: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # On the group it reads the env var and has the default; on a subcommand it only overrides,
+    # so both `tracker user --data-dir D add x` and `tracker user add x --data-dir D` work.
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=DATA_DIR_ENV if on_group else None,
+        default=DEFAULT_DATA_DIR if on_group else None,
+        show_default=on_group,
+        help=f"Data folder (env {DATA_DIR_ENV})." if on_group else "Data folder; overrides the group's.",
+    )
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except EXPECTED_ERRORS as exc:
+        raise click.ClickException(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())  # a message with newlines would not be "one line"
+    if isinstance(exc, UnknownUser) and not text:
+        return "unknown user"
+    if isinstance(exc, UserExists) and not text:
+        return "user already exists"
+    return text or type(exc).__name__
+
+
+async def _with_accounts(
+    options: CliOptions, action: Callable[[Accounts], Awaitable[T]], *, create: bool = False
+) -> T:
+    accounts_file = options.data_dir / ACCOUNTS_FILE
+    if not create and not accounts_file.exists():
+        # Opening would create an empty data folder: a mistyped --data-dir must not do that silently.
+        raise click.ClickException(f"no accounts file {accounts_file}: wrong --data-dir, or no user added yet")
+    store = await AccountStore.open(options.data_dir)
+    try:
+        return await action(Accounts(store, cache_seconds=0, password_context=options.password_context))
+    finally:
+        await store.close()
+
+
+def _options(ctx: click.Context, data_dir: Path | None) -> CliOptions:
+    options = ctx.ensure_object(CliOptions)
+    if data_dir is not None:
+        options.data_dir = data_dir
+    return options
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        # Only the line ending goes; spaces may be part of the password.
+        password = line.removesuffix("\n").removesuffix("\r")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, default="", show_default=False)
+    if not password:
+        raise click.ClickException("the password must not be empty")
+    return password
+
+
+def _name_argument(name: str, *, required: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # Checked while parsing, so a bad name fails before any prompt or file access.
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            return validate_username(value)
+        except InvalidUsername as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return click.argument(name, required=required, callback=check)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+# ----- tracker -----
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tracker")
+def cli() -> None:
+    """Tracker: a local-first, InfluxDB 1.x-compatible live-tracking server."""
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (env TRACKER_HOST) [default: 127.0.0.1].")
+@click.option("--port", type=int, help="TCP port (env TRACKER_PORT) [default: 8086].")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"Data folder (env {DATA_DIR_ENV}) [default: {DEFAULT_DATA_DIR}].",
+)
+@click.option(
+    "--max-body-size",
+    type=int,
+    help=f"Largest accepted request body in bytes (env TRACKER_MAX_BODY_SIZE) [default: {Settings().max_body_size}].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Logging level (env TRACKER_LOG_LEVEL) [default: info].",
+)
+def serve(
+    host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None
+) -> None:
+    """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
+
+    Flags override TRACKER_* environment variables, which override the defaults.
+    """
+    try:
+        settings = Settings.from_env(
+            host=host, port=port, data_dir=data_dir, max_body_size=max_body_size,
+            log_level=log_level.lower() if log_level else None,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    from tracker.app import run  # imported here: the account commands need none of the server
+
+    try:
+        run(settings)
+    except EXPECTED_ERRORS as exc:  # e.g. the port is taken, the data folder is not writable
+        raise click.ClickException(_one_line(exc)) from None
+
+
+# ----- tracker user -----
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def user(ctx: click.Context, data_dir: Path) -> None:
+    """Manage accounts (a user's database has the user's name)."""
+    _options(ctx, data_dir)
+
+
+@user.command("add")
+@_name_argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Create the account NAME."""
+    options = _options(ctx, data_dir)
+    password = _read_password(password_stdin)
+    _run(_with_accounts(options, lambda accounts: accounts.add_user(name, password), create=True))
+    click.echo(f"added user {name!r}")
+
+
+@user.command("list")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def user_list(ctx: click.Context, data_dir: Path | None) -> None:
+    """List accounts: name, creation time (UTC) and whether a data file exists."""
+    options = _options(ctx, data_dir)
+    users = _run(_with_accounts(options, lambda accounts: accounts.list_users()))
+    if not users:
+        click.echo("no users", err=True)
+        return
+    samples = SampleStore(options.data_dir)  # path_for only: opens nothing
+    rows = [
+        (u.name, _iso(u.created_ns), "yes" if samples.path_for(u.name).exists() else "no")
+        for u in sorted(users, key=lambda u: u.name)
+    ]
+    _table(("NAME", "CREATED", "DATA"), rows)
+
+
+@user.command("passwd")
+@_name_argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Set a new password for NAME; a running server honours it on the next request."""
+    options = _options(ctx, data_dir)
+
+    async def exists(accounts: Accounts) -> bool:
+        return await accounts.get_user(name) is not None
+
+    # Checked before asking, so nobody types a password twice for a misspelt name.
+    if not _run(_with_accounts(options, exists)):
+        raise click.ClickException(f"unknown user {name!r}")
+    password = _read_password(password_stdin)
+    _run(_with_accounts(options, lambda accounts: accounts.set_password(name, password)))
+    click.echo(f"changed the password of {name!r}")
+
+
+@user.command("delete")
+@_name_argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None) -> None:
+    """Delete NAME: the account, its shares and its data files."""
+    options = _options(ctx, data_dir)
+
+    async def plan(accounts: Accounts) -> list[tuple[str, str]]:
+        if await accounts.get_user(name) is None:
+            raise UnknownUser(f"unknown user {name!r}")
+        return [s for s in await accounts.list_shares() if name in s]
+
+    shares = _run(_with_accounts(options, plan))
+    sample_path = SampleStore(options.data_dir).path_for(name)
+    files = [p for p in (sample_path, *_sidecars(sample_path)) if p.exists()]
+
+    click.echo("This removes:")
+    click.echo(f"  the account {name!r}")
+    noun = "share" if len(shares) == 1 else "shares"
+    listed = "; ".join(f"{viewer} can read {owner}" for owner, viewer in shares)
+    click.echo(f"  {len(shares)} {noun}" + (f": {listed}" if shares else ""))
+    for path in files:
+        click.echo(f"  data file {path}")
+    if not files:
+        click.echo("  no data files (there are none)")
+    if not yes:
+        click.confirm(f"Delete user {name!r}?", abort=True)
+
+    async def delete() -> list[Path]:
+        # Account first: once it is gone a running server refuses the user, so no new samples arrive.
+        await _with_accounts(options, lambda accounts: accounts.delete_user(name))
+        samples = SampleStore(options.data_dir)
+        try:
+            return await samples.delete_user(name)
+        finally:
+            await samples.close()
+
+    removed = _run(delete())
+    click.echo(f"deleted user {name!r}" + (f" and {len(removed)} data file(s)" if removed else ""))
+
+
+def _sidecars(path: Path) -> list[Path]:
+    # SQLite's companions of a database file; SampleStore.delete_user removes them too.
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+
+
+# ----- tracker share -----
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def share(ctx: click.Context, data_dir: Path) -> None:
+    """Let one user read another user's data."""
+    _options(ctx, data_dir)
+
+
+@share.command("add")
+@_name_argument("owner")
+@_name_argument("viewer")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def share_add(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None) -> None:
+    """Let VIEWER read OWNER's data (adding an existing share changes nothing)."""
+    options = _options(ctx, data_dir)
+    _run(_with_accounts(options, lambda accounts: accounts.add_share(owner, viewer)))
+    click.echo(f"{viewer} can read {owner}")
+
+
+@share.command("remove")
+@_name_argument("owner")
+@_name_argument("viewer")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def share_remove(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None) -> None:
+    """Stop VIEWER reading OWNER's data."""
+    options = _options(ctx, data_dir)
+    if not _run(_with_accounts(options, lambda accounts: accounts.remove_share(owner, viewer))):
+        raise click.ClickException(f"{viewer!r} could not read {owner!r}: no such share")
+    click.echo(f"{viewer} can no longer read {owner}")
+
+
+@share.command("list")
+@_name_argument("owner", required=False)
+@_data_dir_option(on_group=False)
+@click.pass_context
+def share_list(ctx: click.Context, owner: str | None, data_dir: Path | None) -> None:
+    """List shares, all or only OWNER's."""
+    options = _options(ctx, data_dir)
+    shares = _run(_with_accounts(options, lambda accounts: accounts.list_shares(owner)))
+    if not shares:
+        click.echo("no shares", err=True)
+        return
+    _table(("OWNER", "VIEWER"), sorted(shares))
+
+
+def main() -> None:
+    cli(prog_name="tracker")
+

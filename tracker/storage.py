@@ -1,0 +1,1070 @@
+"""Storage: every SQL statement of Tracker lives in this module.
+
+Layout of the data folder: `<data_dir>/accounts.sqlite` (users, password hashes, shares) and
+`<data_dir>/users/<name>.sqlite` (one file per user holding that user's samples).
+
+Every file runs in WAL mode (readers never block the writer), with a busy timeout (a CLI process
+working on the same files waits instead of failing with "database is locked"), foreign keys on, and
+`PRAGMA user_version` holding its schema version. Migrations are an ordered tuple of SQL scripts per
+file kind, applied forward only at open, each in its own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import re
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Mapping, Protocol, Sequence
+
+import aiosqlite
+
+from tracker.vocabulary import FIELD_KEYS
+
+_log = logging.getLogger(__name__)
+
+# Long enough that a CLI command committing beside the server is waited for, not reported as an error.
+BUSY_TIMEOUT_MS = 5000
+ACCOUNTS_FILE = "accounts.sqlite"
+USERS_DIR = "users"
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# The same rule as the public `tracker.accounts.validate_username` (kept here to avoid an import cycle);
+# it is also what keeps a user name from ever naming a path outside the users folder.
+_USERNAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+
+
+def _checked_name(name: str) -> str:
+    if not isinstance(name, str) or not _USERNAME.match(name):
+        raise ValueError(f"invalid username {name!r}: use 1-64 characters from A-Z a-z 0-9 _ -")
+    return name
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer Tracker; opening it with this one could damage it."""
+
+
+class UserExists(Exception):
+    pass
+
+
+class UnknownUser(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Opening files and migrating them
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[str, ...]) -> None:
+    """Bring the file to len(migrations), one transaction per step.
+
+    Another process may be migrating the same file at the same moment: each step first checks, inside
+    its write transaction, that the version is still the one it read (a CHECK on a temp table fails
+    otherwise); on failure we re-read the version and carry on if someone else moved it forward.
+    """
+    while True:
+        version = _user_version(conn)
+        if version > len(migrations):
+            raise SchemaTooNew(
+                f"{path} has schema version {version} but this Tracker knows only up to "
+                f"{len(migrations)}: it was written by a newer Tracker; upgrade Tracker to open it"
+            )
+        if version == len(migrations):
+            return
+        script = (
+            "BEGIN IMMEDIATE;\n"
+            f"CREATE TEMP TABLE migration_guard (version INTEGER CHECK (version = {version}));\n"
+            "INSERT INTO migration_guard SELECT user_version FROM pragma_user_version;\n"
+            "DROP TABLE migration_guard;\n"
+            f"{migrations[version]}\n;\n"
+            f"PRAGMA user_version = {version + 1};\n"
+            "COMMIT;"
+        )
+        try:
+            conn.executescript(script)
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.rollback()
+            conn.execute("DROP TABLE IF EXISTS temp.migration_guard")
+            if _user_version(conn) == version:
+                raise  # nobody else migrated it: the step itself failed
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _connection_pragmas(synchronous: str) -> str:
+    # busy_timeout first, so that switching to WAL also waits for another process's lock.
+    return (
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
+        "PRAGMA journal_mode = WAL;"
+        f"PRAGMA synchronous = {synchronous};"
+        "PRAGMA foreign_keys = ON;"
+    )
+
+
+def _connect(path: Path, migrations: tuple[str, ...], synchronous: str, **options: Any) -> sqlite3.Connection:
+    """A plain (blocking) connection, set up and migrated: for threads of our own, never the loop."""
+    conn = sqlite3.connect(path, **options)
+    try:
+        conn.executescript(_connection_pragmas(synchronous))
+        _migrate(conn, path, migrations)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+async def _open(path: Path, migrations: tuple[str, ...], synchronous: str) -> aiosqlite.Connection:
+    """Connect and migrate. A brand-new file opened by several connections at once (the server and
+    the CLI, say) can answer "database is locked" while one of them switches it to WAL: SQLite skips
+    the busy handler there to avoid a deadlock, so we retry the whole opening a few times."""
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            return await _open_once(path, migrations, synchronous)
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_OPEN_ATTEMPTS = 5
+
+
+async def _open_once(path: Path, migrations: tuple[str, ...], synchronous: str) -> aiosqlite.Connection:
+    # Migrations run once, in a short-lived plain connection in a worker thread: one implementation
+    # serves both these aiosqlite connections and the writer threads' own connections.
+    await asyncio.to_thread(lambda: _connect(path, migrations, synchronous).close())
+    # isolation_level IMMEDIATE: the first write statement implicitly opens BEGIN IMMEDIATE, so a
+    # transaction takes the write lock up front (no deadlock-prone lock upgrade) and costs no extra
+    # round trip to the connection's thread.
+    conn = await aiosqlite.connect(path, isolation_level="IMMEDIATE", cached_statements=32)
+    try:
+        await conn.executescript(_connection_pragmas(synchronous))
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+# --------------------------------------------------------------------------------------------------
+# Accounts: <data_dir>/accounts.sqlite
+
+ACCOUNT_MIGRATIONS: tuple[str, ...] = (
+    # v1
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_ns INTEGER NOT NULL
+    );
+    CREATE TABLE shares (
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        viewer TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        PRIMARY KEY (owner, viewer)
+    ) WITHOUT ROWID;
+    -- readable_by() looks shares up by viewer, and so does the cascade when a viewer is deleted.
+    CREATE INDEX shares_by_viewer ON shares(viewer, owner);
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    name: str
+    password_hash: str
+    created_ns: int
+
+
+class AccountStore:
+    """Users, password hashes and shares. Low traffic: one connection, one operation at a time."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        # One lock: a second coroutine must never slip a statement into another one's transaction.
+        self._lock = asyncio.Lock()
+        self._own_commits = 0
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> AccountStore:
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / ACCOUNTS_FILE
+        return cls(await _open(path, ACCOUNT_MIGRATIONS, "FULL"), path)
+
+    async def _change(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement in its own transaction; returns the number of rows changed."""
+        async with self._lock:
+            try:
+                cursor = await self._conn.execute(sql, params)
+                changed = cursor.rowcount
+                await cursor.close()
+                await self._conn.commit()
+            except BaseException:
+                if self._conn.in_transaction:
+                    await self._conn.rollback()
+                raise
+            self._own_commits += 1
+            return changed
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql, params))
+
+    async def add_user(self, name: str, password_hash: str) -> None:
+        _checked_name(name)
+        try:
+            await self._change(
+                "INSERT INTO users (name, password_hash, created_ns) VALUES (?, ?, ?)",
+                (name, password_hash, time.time_ns()),
+            )
+        except sqlite3.IntegrityError:
+            raise UserExists(name) from None
+
+    async def set_password_hash(self, name: str, password_hash: str) -> None:
+        if not await self._change("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)):
+            raise UnknownUser(name)
+
+    async def delete_user(self, name: str) -> None:
+        # Shares to and from the user go with it (ON DELETE CASCADE).
+        if not await self._change("DELETE FROM users WHERE name = ?", (name,)):
+            raise UnknownUser(name)
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        rows = await self._fetchall("SELECT name, password_hash, created_ns FROM users WHERE name = ?", (name,))
+        return UserRecord(*rows[0]) if rows else None
+
+    async def list_users(self) -> list[UserRecord]:
+        rows = await self._fetchall("SELECT name, password_hash, created_ns FROM users ORDER BY name")
+        return [UserRecord(*row) for row in rows]
+
+    async def add_share(self, owner: str, viewer: str) -> None:
+        try:
+            await self._change("INSERT OR IGNORE INTO shares (owner, viewer) VALUES (?, ?)", (owner, viewer))
+        except sqlite3.IntegrityError:  # a foreign key: one of the two is not a user
+            for name in (owner, viewer):
+                if await self.get_user(name) is None:
+                    raise UnknownUser(name) from None
+            raise
+
+    async def remove_share(self, owner: str, viewer: str) -> bool:
+        return bool(await self._change("DELETE FROM shares WHERE owner = ? AND viewer = ?", (owner, viewer)))
+
+    async def list_shares(self, owner: str | None = None) -> list[tuple[str, str]]:
+        if owner is None:
+            rows = await self._fetchall("SELECT owner, viewer FROM shares ORDER BY owner, viewer")
+        else:
+            rows = await self._fetchall(
+                "SELECT owner, viewer FROM shares WHERE owner = ? ORDER BY viewer", (owner,)
+            )
+        return [(row[0], row[1]) for row in rows]
+
+    async def readable_by(self, viewer: str) -> list[str]:
+        """The user's own database first, then those shared with them by name; [] for an unknown user."""
+        rows = await self._fetchall(
+            "SELECT name, 0 AS shared FROM users WHERE name = ?1 "
+            "UNION ALL SELECT owner, 1 AS shared FROM shares WHERE viewer = ?1 ORDER BY shared, name",
+            (viewer,),
+        )
+        return [row[0] for row in rows]
+
+    async def data_version(self) -> int:
+        """A number that changes whenever anything committed to the accounts file.
+
+        PRAGMA data_version changes only when *another* connection (e.g. the CLI) commits; our own
+        commits are counted in the high bits so that they change the number too.
+        """
+        rows = await self._fetchall("PRAGMA data_version")
+        return (self._own_commits << 32) + int(rows[0][0])
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Samples: <data_dir>/users/<name>.sqlite
+
+SAMPLE_MIGRATIONS: tuple[str, ...] = (
+    # v1. A series is one distinct tag set; samples refer to it by a small integer instead of
+    # repeating the tags in every row. `tags` is the canonical JSON of the sorted [key, value] pairs
+    # ('[]' = no tags), so equal tag sets always map to one series.
+    # samples is WITHOUT ROWID with PRIMARY KEY (time, series): rows are clustered by time, so a time
+    # range read is one direct B-tree range scan, and the key is exactly InfluxDB's merge key (a point
+    # with the same time and tag set as a stored one updates it). One REAL column per vocabulary
+    # field (NULL = not set): fixed vocabulary, so no key/value table, and a row is one B-tree entry.
+    # These columns are the vocabulary as of v1: a new vocabulary field needs a new migration.
+    """
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        tags TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE samples (
+        time INTEGER NOT NULL,
+        series INTEGER NOT NULL REFERENCES series(id),
+        dur_s REAL, dist_km REAL, lat REAL, lng REAL, acc_m REAL, bearing REAL, battery REAL,
+        gsm_signal REAL, temp_c REAL, spd_kph REAL, alt_m REAL, hr_bpm REAL, cad_rpm REAL,
+        pwr_w REAL, pwr_w_l REAL, pwr_w_r REAL,
+        PRIMARY KEY (time, series)
+    ) WITHOUT ROWID;
+    """,
+)
+
+_COLUMNS = ", ".join(FIELD_KEYS)
+_FIELD_SET = frozenset(FIELD_KEYS)
+
+
+def _upsert_sql(keys: tuple[str, ...]) -> str:
+    """The write statement for points carrying exactly these fields, in this order.
+
+    Binding only the fields present (instead of all 16 columns, mostly NULL) makes writes ~2.5x
+    faster: with Python's sqlite3 the cost of a row is mostly its bound parameters. The keys are
+    interpolated into SQL, hence the check against the vocabulary.
+    Merge rule (InfluxDB's): per-field newest wins, a field the new point does not carry keeps its
+    value; rows of one executemany run in order, so within a batch later points win too.
+    """
+    if not _FIELD_SET.issuperset(keys) or len(set(keys)) != len(keys):
+        raise ValueError(f"fields must be distinct vocabulary keys, got {list(keys)}")
+    columns = ", ".join(keys)
+    marks = ", ".join("?" * (len(keys) + 2))
+    if not keys:
+        return "INSERT INTO samples (time, series) VALUES (?, ?) ON CONFLICT (time, series) DO NOTHING"
+    updates = ", ".join(f"{key} = coalesce(excluded.{key}, {key})" for key in keys)
+    return (
+        f"INSERT INTO samples (time, series, {columns}) VALUES ({marks}) "
+        f"ON CONFLICT (time, series) DO UPDATE SET {updates}"
+    )
+
+
+# CROSS JOIN keeps samples as the outer loop: the range scan on the primary key drives the query.
+_FROM = "FROM samples CROSS JOIN series ON series.id = samples.series"
+_SELECT = f"SELECT samples.time, series.tags, {_COLUMNS} {_FROM}"
+
+Tags = tuple[tuple[str, str], ...]
+
+
+class SamplePoint(Protocol):
+    """What storage reads of a point; `tracker.lineprotocol.Point` has these attributes.
+
+    The measurement is not read: the only one is "samples" and the caller has checked it.
+    """
+
+    @property
+    def tags(self) -> Tags: ...
+
+    @property
+    def fields(self) -> Mapping[str, Any]: ...  # canonical vocabulary keys -> float
+
+    @property
+    def time(self) -> int: ...  # ns since the epoch
+
+
+@dataclass(slots=True)
+class StoredSample:
+    time: int  # ns
+    tags: dict[str, str]
+    fields: dict[str, float]  # only the fields that are set
+
+
+def _tags_text(tags: Tags) -> str:
+    return json.dumps(sorted(tags), ensure_ascii=False, separators=(",", ":"))
+
+
+class _Decoder:
+    """Rows of (time, tags, *columns) -> StoredSample; decodes each distinct tag set once per read."""
+
+    def __init__(self, keys: tuple[str, ...] = FIELD_KEYS) -> None:
+        self._keys = keys
+        self._tags: dict[str, dict[str, str]] = {}
+
+    def __call__(self, row: tuple[Any, ...]) -> StoredSample:
+        tags = self._tags.get(row[1])
+        if tags is None:
+            tags = self._tags[row[1]] = dict(json.loads(row[1]))
+        fields = {key: value for key, value in zip(self._keys, row[2:]) if value is not None}
+        return StoredSample(row[0], dict(tags), fields)
+
+
+_STOP = object()  # put on a writer's queue after the last batch: commit what is queued, then exit
+_Batch = tuple[Sequence[SamplePoint], "asyncio.Future[None]"]
+
+
+class _Writer:
+    """The writer thread of one user's file, fed by a queue (datasette's model).
+
+    The thread takes everything queued and writes it in ONE transaction with its own plain sqlite3
+    connection (series rows, upserts, COMMIT: no round trip through the event loop in between), then
+    acknowledges the whole group with one call into the loop. SQLite's C code runs without the GIL,
+    so commits and fsyncs overlap with the loop parsing the next requests.
+    """
+
+    def __init__(self, store: SampleStore, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self._store = store
+        self._path = path
+        self._loop = loop
+        self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
+        self.unacknowledged = 0  # batches queued and not yet answered; read and written on the loop only
+        self.finished: asyncio.Future[None] = loop.create_future()  # set after the last acknowledgement
+        self._thread = threading.Thread(target=self._run, name=f"tracker writer {path.stem}", daemon=True)
+        self._thread.start()
+
+    def put(self, points: Sequence[SamplePoint], done: asyncio.Future[None]) -> None:
+        self.unacknowledged += 1
+        self._queue.put((points, done))
+
+    def stop(self) -> None:
+        """Commit and acknowledge everything queued so far, then close the connection and end."""
+        self._queue.put(_STOP)
+
+    # ---- on the loop
+
+    def _acknowledge(
+        self, futures: list[asyncio.Future[None]], errors: list[BaseException | None], commits: int
+    ) -> None:
+        self.unacknowledged -= len(futures)
+        self._store.commits += commits
+        for future, error in zip(futures, errors):
+            if future.done():  # the waiter was cancelled; its points are written anyway
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    # ---- in the thread
+
+    def _call_loop(self, callback: Any, *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: nobody is left waiting
+            pass
+
+    def _run(self) -> None:
+        """Group commit: take everything queued, commit it in one transaction, acknowledge, repeat."""
+        conn: sqlite3.Connection | None = None
+        series_ids: dict[Tags, int] = {}  # committed series only
+        try:
+            while True:
+                items = [self._queue.get()]
+                while True:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(item is _STOP for item in items)
+                batches: list[_Batch] = [item for item in items if item is not _STOP]  # type: ignore[misc]
+                if batches:
+                    groups = [points for points, _ in batches]
+                    errors: list[BaseException | None]
+                    commits = 0
+                    try:
+                        if conn is None:
+                            self._path.parent.mkdir(parents=True, exist_ok=True)
+                            # Autocommit mode: this thread says BEGIN IMMEDIATE and COMMIT itself.
+                            conn = _connect(
+                                self._path, SAMPLE_MIGRATIONS, self._store.synchronous,
+                                isolation_level=None, cached_statements=64,
+                            )
+                            rows = conn.execute("SELECT tags, id FROM series").fetchall()
+                            series_ids = {tuple(map(tuple, json.loads(t))): i for t, i in rows}
+                        errors, commits = self._commit_group(conn, series_ids, groups)
+                    except Exception as error:  # opening failed (e.g. a newer schema): fail this group only
+                        if conn is not None:
+                            conn.close()
+                            conn = None
+                        errors = [error] * len(batches)
+                    self._call_loop(self._acknowledge, [future for _, future in batches], errors, commits)
+                if stop:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+            self._call_loop(self._finish)
+
+    def _commit_group(
+        self, conn: sqlite3.Connection, series_ids: dict[Tags, int], groups: list[Sequence[SamplePoint]]
+    ) -> tuple[list[BaseException | None], int]:
+        """(error or None per group, number of commits)."""
+        try:
+            self._transaction(conn, series_ids, groups)
+        except Exception as error:
+            if len(groups) == 1:
+                return [error], 0
+            # One bad batch must not fail the writes it happened to be grouped with.
+            errors: list[BaseException | None] = []
+            commits = 0
+            for points in groups:
+                one_error, one_commit = self._commit_group(conn, series_ids, [points])
+                errors += one_error
+                commits += one_commit
+            return errors, commits
+        return [None] * len(groups), 1
+
+    def _transaction(self, conn: sqlite3.Connection, known: dict[Tags, int], groups: list[Sequence[SamplePoint]]) -> None:
+        """One transaction: [series insert + lookup if new tag sets], one executemany per field set, COMMIT."""
+        new: dict[Tags, str] = {}
+        for points in groups:
+            for point in points:
+                if point.tags not in known and point.tags not in new:
+                    new[point.tags] = _tags_text(point.tags)
+        fresh: dict[Tags, int] = {}
+        conn.execute("BEGIN IMMEDIATE")  # the write lock up front: no deadlock-prone lock upgrade
+        try:
+            if new:
+                texts = sorted(set(new.values()))
+                conn.executemany("INSERT OR IGNORE INTO series (tags) VALUES (?)", [(t,) for t in texts])
+                found = conn.execute(
+                    "SELECT tags, id FROM series WHERE tags IN (SELECT value FROM json_each(?))", (json.dumps(texts),)
+                ).fetchall()
+                by_text = dict(found)
+                fresh = {tags: by_text[text] for tags, text in new.items()}
+            ids = {**known, **fresh} if fresh else known
+            # Consecutive points with the same fields share one statement: usually one per group.
+            runs: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
+            for points in groups:
+                for point in points:
+                    keys = tuple(point.fields)
+                    if not runs or runs[-1][0] != keys:
+                        runs.append((keys, []))
+                    runs[-1][1].append((point.time, ids[point.tags], *point.fields.values()))
+            for keys, rows in runs:
+                conn.executemany(self._store._upsert_for(keys), rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        known.update(fresh)  # only now: a rolled-back series id must never be reused
+
+
+@dataclass(eq=False)
+class _UserFile:
+    """One user's file: a writer thread with its own connection, and a read-only connection.
+
+    Reads get their own connection so that they only ever see committed data and never sit inside
+    the writer's transaction; in WAL mode the two never block each other.
+    """
+
+    name: str
+    path: Path
+    writer: _Writer | None = None
+    reader: aiosqlite.Connection | None = None
+    reader_opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+    active_reads: int = 0
+
+    def idle(self) -> bool:
+        return (self.writer is None or self.writer.unacknowledged == 0) and self.active_reads == 0
+
+    async def close(self) -> None:
+        """Commit and acknowledge everything queued, then close both connections."""
+        if self.writer is not None:
+            self.writer.stop()
+            await asyncio.wait([self.writer.finished])
+        async with self.reader_opening:
+            if self.reader is not None:
+                reader, self.reader = self.reader, None
+                await reader.close()
+
+
+class SampleStore:
+    """All users' sample files. Opens files lazily and keeps at most `max_open_users` of them open
+    (each with up to two connections, a writer and a reader), closing the least recently used idle
+    ones, because a server may have thousands of users."""
+
+    def __init__(self, data_dir: Path, *, synchronous: str = "FULL", max_open_users: int = 256) -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
+        self.data_dir = Path(data_dir)
+        self.synchronous = synchronous.upper()
+        self.max_open_users = max_open_users
+        self._users_dir = (self.data_dir / USERS_DIR).resolve()
+        self._files: OrderedDict[str, _UserFile] = OrderedDict()  # least recently used first
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.commits = 0  # committed write transactions, all users: shows that group commit groups
+        self._upserts: dict[tuple[str, ...], str] = {}
+
+    def path_for(self, user: str) -> Path:
+        path = (self._users_dir / f"{_checked_name(user)}.sqlite").resolve()
+        if path.parent != self._users_dir:  # e.g. the file is a symlink to elsewhere
+            raise ValueError(f"the sample file of {user!r} is not inside {self._users_dir}")
+        return path
+
+    # ---- open files
+
+    def _file(self, user: str) -> _UserFile:
+        """The user's file handle, most recently used now. Synchronous on purpose: between taking a
+        handle and queueing on it there is no await, so eviction can never close it in between."""
+        if self._closed:
+            raise RuntimeError("the sample store is closed")
+        handle = self._files.get(user)
+        if handle is not None:
+            self._files.move_to_end(user)
+            return handle
+        handle = self._files[user] = _UserFile(user, self.path_for(user))
+        self._evict_idle()
+        return handle
+
+    def _evict_idle(self) -> None:
+        excess = len(self._files) - self.max_open_users
+        for name, handle in list(self._files.items())[:-1]:  # never the one just opened (last)
+            if excess <= 0:
+                break
+            if handle.idle():
+                del self._files[name]
+                excess -= 1
+                task = asyncio.create_task(handle.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        # If everything is busy we stay above the cap for a while rather than make anyone wait.
+
+    def _existing_file(self, user: str) -> _UserFile | None:
+        """For reads: a user who never wrote has no file, and reading must not create one."""
+        if user in self._files or self.path_for(user).exists():
+            return self._file(user)
+        return None
+
+    async def _open_file(self, path: Path) -> aiosqlite.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return await _open(path, SAMPLE_MIGRATIONS, self.synchronous)
+
+    async def _reader(self, handle: _UserFile) -> aiosqlite.Connection:
+        async with handle.reader_opening:
+            if handle.reader is None:
+                reader = await self._open_file(handle.path)
+                await reader.execute("PRAGMA query_only = ON")
+                handle.reader = reader
+            return handle.reader
+
+    # ---- writes
+
+    async def write(self, user: str, points: Sequence[SamplePoint]) -> None:
+        """Store the points; returns once the transaction holding them has committed."""
+        handle = self._file(user)
+        if not points:
+            return
+        loop = asyncio.get_running_loop()
+        if handle.writer is None:
+            handle.writer = _Writer(self, handle.path, loop)
+        done: asyncio.Future[None] = loop.create_future()
+        handle.writer.put(points, done)
+        await done
+
+    def _upsert_for(self, keys: tuple[str, ...]) -> str:
+        """Called from writer threads: a plain dict is safe enough, a lost race only rebuilds a string."""
+        sql = self._upserts.get(keys)
+        if sql is None:
+            if len(self._upserts) >= 1024:  # field orders vary little; just bound the cache
+                self._upserts.clear()
+            sql = self._upserts[keys] = _upsert_sql(keys)
+        return sql
+
+    # ---- reads
+
+    async def read_range(
+        self,
+        user: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        descending: bool = False,
+        limit: int | None = None,
+        batch: int = 1000,
+        fields: Sequence[str] | None = None,
+    ) -> AsyncIterator[list[StoredSample]]:
+        """Samples with start_ns <= time < end_ns, in time order, as lists of up to `batch`.
+
+        Streams through a cursor: memory stays at one batch whatever the range.
+        `fields` (an extension): read only these vocabulary fields and skip samples that have none
+        of them set, as InfluxDB's `SELECT hr_bpm ...` does; fewer columns read is faster.
+        """
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        keys = FIELD_KEYS if fields is None else tuple(fields)
+        if not keys or not _FIELD_SET.issuperset(keys):  # interpolated into SQL: vocabulary only
+            raise ValueError(f"fields must be vocabulary keys, got {fields!r}")
+        handle = self._existing_file(user)
+        if handle is None or (limit is not None and limit <= 0):
+            return
+        order = "DESC" if descending else "ASC"
+        select, where = _SELECT, ""
+        if fields is not None:
+            select = f"SELECT samples.time, series.tags, {', '.join(keys)} {_FROM}"
+            where = " AND (" + " OR ".join(f"{key} IS NOT NULL" for key in keys) + ")"
+        sql = (
+            f"{select} WHERE samples.time >= ? AND samples.time < ?{where} "
+            f"ORDER BY samples.time {order}, samples.series {order} LIMIT ?"
+        )
+        handle.active_reads += 1
+        try:
+            conn = await self._reader(handle)
+            decode = _Decoder(keys)
+            async with conn.execute(sql, (start_ns, end_ns, -1 if limit is None else limit)) as cursor:
+                while rows := await cursor.fetchmany(batch):
+                    yield [decode(row) for row in rows]
+        finally:
+            handle.active_reads -= 1
+
+    async def _read_all(self, user: str, sql: str) -> list[tuple[Any, ...]]:
+        handle = self._existing_file(user)
+        if handle is None:
+            return []
+        handle.active_reads += 1
+        try:
+            conn = await self._reader(handle)
+            return list(await conn.execute_fetchall(sql))
+        finally:
+            handle.active_reads -= 1
+
+    async def latest(self, user: str) -> StoredSample | None:
+        rows = await self._read_all(user, f"{_SELECT} ORDER BY samples.time DESC, samples.series DESC LIMIT 1")
+        return _Decoder()(rows[0]) if rows else None
+
+    async def tag_sets(self, user: str) -> list[dict[str, str]]:
+        rows = await self._read_all(user, "SELECT tags FROM series ORDER BY tags")
+        return [dict(json.loads(row[0])) for row in rows]
+
+    # ---- lifecycle
+
+    async def delete_user(self, user: str) -> list[Path]:
+        """Close the user's file and remove it with its WAL and shared-memory files."""
+        path = self.path_for(user)
+        handle = self._files.pop(user, None)
+        if handle is not None:
+            await handle.close()
+        # A connection closing after eviction would remove the -wal/-shm files by name on its way out.
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        removed: list[Path] = []
+        for candidate in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+            try:
+                candidate.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(candidate)
+        return removed
+
+    async def close(self) -> None:
+        """Commit and acknowledge every queued write, then close every connection."""
+        self._closed = True
+        handles = list(self._files.values())
+        self._files.clear()
+        results = await asyncio.gather(*(h.close() for h in handles), *self._closing, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                _log.error("closing a sample file failed", exc_info=result)
+
+
+# --------------------------------------------------------------------------------------------------
+# Query reads: the SQL behind /query (InfluxQL SELECT and SHOW). Planning lives in
+# tracker.influx.select; this section only turns a small plan into SQL and streams rows back.
+# Rows come back as plain tuples with times already in the answer's unit and whole-number floats
+# already integers (both done in SQL), so the caller can hand batches to orjson untouched.
+
+EPOCH_NS: dict[str, int] = {"ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                            "m": 60_000_000_000, "h": 3_600_000_000_000}  # fmt: skip
+SeriesTags = dict[int, dict[str, str]]  # series id -> its tags
+
+
+@dataclass(frozen=True, slots=True)
+class QueryColumn:
+    """One output column of a raw read: a vocabulary field, a tag, or SQL-safe arithmetic on them.
+
+    `sql` is built only by `field_sql`, `tag_sql` and `arithmetic_sql` below; `fields` are the
+    vocabulary columns it reads (a row whose every read field is NULL is not returned).
+    """
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    fields: tuple[str, ...] = ()
+
+
+def field_sql(name: str) -> QueryColumn:
+    if name not in _FIELD_SET:  # an unknown field has no value anywhere
+        return QueryColumn("NULL")
+    return QueryColumn(f"samples.{name}", (), (name,))
+
+
+def tag_sql(key: str, series: SeriesTags) -> QueryColumn:
+    """A tag's value per row, looked up from the series id (no join with `series` per row)."""
+    pairs = [(sid, tags[key]) for sid, tags in series.items() if key in tags]
+    if not pairs:
+        return QueryColumn("NULL")
+    whens = " ".join("WHEN ? THEN ?" for _ in pairs)
+    return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair))
+
+
+def number_sql(value: float) -> QueryColumn:
+    return QueryColumn("?", (value,))
+
+
+def arithmetic_sql(op: str, lhs: QueryColumn, rhs: QueryColumn) -> QueryColumn:
+    if op not in ("+", "-", "*", "/", "%"):
+        raise ValueError(f"not an arithmetic operator: {op}")
+    # Force float arithmetic: SQLite would divide two whole numbers as integers.
+    sql = f"(1.0 * {lhs.sql} {op} {rhs.sql})"
+    return QueryColumn(sql, lhs.params + rhs.params, lhs.fields + rhs.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFilter:
+    """A WHERE remainder compiled to SQL over `samples` (tags already resolved to series ids)."""
+
+    sql: str = "1"
+    params: tuple[Any, ...] = ()
+
+
+def series_in(ids: Sequence[int]) -> QueryFilter:
+    if not ids:
+        return QueryFilter("0")
+    return QueryFilter(f"samples.series IN ({', '.join(str(int(i)) for i in ids)})")
+
+
+def compare_sql(op: str, lhs: QueryColumn, rhs: QueryColumn) -> QueryFilter:
+    if op not in ("=", "!=", "<", "<=", ">", ">="):
+        raise ValueError(f"not a comparison operator: {op}")
+    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params)
+
+
+def combine_filters(op: str, lhs: QueryFilter, rhs: QueryFilter) -> QueryFilter:
+    if op not in ("AND", "OR"):
+        raise ValueError(f"not a boolean operator: {op}")
+    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params)
+
+
+def _time_sql(epoch: str | None) -> str:
+    """`samples.time` as the answer wants it: floor-divided to the epoch unit, or RFC 3339 text like
+    Go's RFC3339Nano (fraction without trailing zeros, none at all when whole)."""
+    if epoch is not None:
+        div = EPOCH_NS[epoch]
+        return "samples.time" if div == 1 else f"(samples.time / {div} - (samples.time % {div} < 0))"
+    sec = "(samples.time / 1000000000 - (samples.time % 1000000000 < 0))"
+    frac = f"(samples.time - {sec} * 1000000000)"
+    return (
+        f"strftime('%Y-%m-%dT%H:%M:%S', {sec}, 'unixepoch') || "
+        f"CASE WHEN {frac} = 0 THEN 'Z' ELSE '.' || rtrim(substr({frac} + 1000000000, 2), '0') || 'Z' END"
+    )
+
+
+def _whole_as_integer(sql: str) -> str:
+    # InfluxDB writes a whole-number float as `145`; doing it here keeps Python off the rows.
+    return f"CASE WHEN {sql} = CAST({sql} AS INTEGER) THEN CAST({sql} AS INTEGER) ELSE {sql} END"
+
+
+async def query_series(store: SampleStore, user: str) -> SeriesTags:
+    handle = store._existing_file(user)
+    if handle is None:
+        return {}
+    rows = await _query_fetchall(store, handle, "SELECT id, tags FROM series ORDER BY id", ())
+    return {sid: dict(json.loads(tags)) for sid, tags in rows}
+
+
+async def query_has_samples(store: SampleStore, user: str) -> bool:
+    handle = store._existing_file(user)
+    if handle is None:
+        return False
+    rows = await _query_fetchall(store, handle, "SELECT EXISTS (SELECT 1 FROM samples)", ())
+    return bool(rows[0][0])
+
+
+async def query_field_keys(store: SampleStore, user: str, start_ns: int | None = None, end_ns: int | None = None) -> list[str]:
+    """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or at least in [start, end) (SELECT *).
+
+    Fields are only ever added to a file, so the found set is kept per open file and only the fields
+    not yet seen are looked for again, and only once the file changed (PRAGMA data_version): a
+    repeated SELECT * over a day costs no extra scan.
+    """
+    handle = store._existing_file(user)
+    if handle is None:
+        return []
+    known: tuple[int, set[str], set[tuple[int | None, int | None]]] | None = getattr(handle, "query_fields", None)
+    version = (await _query_fetchall(store, handle, "PRAGMA data_version", ()))[0][0]
+    if known is None or known[0] != version:
+        known = (version, set() if known is None else known[1], set())
+    present, probed = known[1], known[2]
+    if len(probed) > 64:  # now()-relative ranges differ every time; keep the memo small
+        probed.clear()
+    missing = [key for key in FIELD_KEYS if key not in present]
+    if missing and (start_ns, end_ns) not in probed and (None, None) not in probed:
+        # One probe per missing field: a present one stops at its first row.
+        where, params = "", ()
+        if start_ns is not None and end_ns is not None:
+            where, params = " AND time >= ?1 AND time < ?2", (start_ns, end_ns)
+        probes = ", ".join(f"EXISTS (SELECT 1 FROM samples WHERE {key} IS NOT NULL{where})" for key in missing)
+        found = (await _query_fetchall(store, handle, f"SELECT {probes}", params))[0]
+        present.update(key for key, hit in zip(missing, found) if hit)
+        probed.add((start_ns, end_ns))
+    handle.query_fields = known  # type: ignore[attr-defined]  # lives and dies with the open file
+    return [key for key in FIELD_KEYS if key in present]
+
+
+async def query_raw(
+    store: SampleStore,
+    user: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    columns: Sequence[QueryColumn],
+    where: QueryFilter = QueryFilter(),
+    epoch: str | None = None,
+    descending: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+    batch: int = 5000,
+    whole_as_integer: bool = True,
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
+
+    Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
+    `whole_as_integer=False` leaves whole-number floats as floats, for a caller that fixes them
+    more cheaply in the encoded text (it costs SQLite a quarter of the read's time).
+    """
+    handle = store._existing_file(user)
+    read_fields = sorted({name for column in columns for name in column.fields})
+    if handle is None or not read_fields:
+        return
+    any_value = " OR ".join(f"samples.{name} IS NOT NULL" for name in read_fields)
+    select = ", ".join(_whole_as_integer(c.sql) if c.fields and whole_as_integer else c.sql for c in columns)
+    order = "DESC" if descending else "ASC"
+    sql = (
+        f"SELECT {_time_sql(epoch)}, {select} FROM samples "
+        f"WHERE samples.time >= ? AND samples.time < ? AND ({any_value}) AND {where.sql} "
+        f"ORDER BY samples.time {order}, samples.series {order} LIMIT ? OFFSET ?"
+    )
+    # _whole_as_integer writes each expression four times, so its parameters are bound as often.
+    params: list[Any] = []
+    for c in columns:
+        params.extend(c.params * (4 if c.fields and whole_as_integer else 1))
+    params += [start_ns, end_ns, *where.params, -1 if limit is None else limit, offset]
+    handle.active_reads += 1
+    try:
+        conn = await store._reader(handle)
+        async with conn.execute(sql, params) as cursor:
+            while rows := await cursor.fetchmany(batch):
+                yield rows  # type: ignore[misc]
+    finally:
+        handle.active_reads -= 1
+
+
+# Aggregates done with one SQL aggregate each (stddev from its sums); the others take a query of their own.
+_SQL_AGGREGATES = {
+    "mean": "avg({0})",
+    "min": "min({0})",
+    "max": "max({0})",
+    "sum": "sum({0})",
+    "count": "count({0})",
+    "spread": "max({0}) - min({0})",
+    "stddev": "CASE WHEN count({0}) > 1 THEN (sum({0} * {0}) - sum({0}) * sum({0}) / count({0})) / (count({0}) - 1) END",
+}
+# Selectors: (value, time) of one point per bucket, via SQLite's bare columns beside min()/max().
+_SELECTORS = {
+    "first": "{0}, min(samples.time)",
+    "last": "{0}, max(samples.time)",
+    "min": "min({0}), samples.time",
+    "max": "max({0}), samples.time",
+}
+
+
+async def query_aggregates(
+    store: SampleStore,
+    user: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    calls: Sequence[tuple[str, str]],
+    where: QueryFilter = QueryFilter(),
+    interval_ns: int | None = None,
+    offset_ns: int = 0,
+    point_times: bool = False,
+) -> dict[int, list[Any]]:
+    """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
+
+    Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
+    interval everything is bucket 0. Values: numbers, stddev as the variance (the caller takes the
+    root). With `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
+    """
+    handle = store._existing_file(user)
+    if handle is None or not calls:
+        return {}
+    bucket = "0"
+    bucket_params: tuple[Any, ...] = ()
+    if interval_ns is not None:
+        bucket = "((samples.time - ?) / ? - ((samples.time - ?) % ? < 0))"
+        bucket_params = (offset_ns, interval_ns, offset_ns, interval_ns)
+    base_where = f"samples.time >= ? AND samples.time < ? AND {where.sql}"
+    base_params = (start_ns, end_ns, *where.params)
+    out: dict[int, list[Any]] = {}
+
+    def slot(index: int) -> list[Any]:
+        row = out.get(index)
+        if row is None:
+            row = out[index] = [None] * len(calls)
+        return row
+
+    handle.active_reads += 1
+    try:
+        conn = await store._reader(handle)
+        simple = [(i, fn, col) for i, (fn, col) in enumerate(calls) if fn in _SQL_AGGREGATES
+                  and not (point_times and fn in _SELECTORS)]  # fmt: skip
+        used = [col for _, _, col in simple if col in _FIELD_SET]
+        if simple and used:
+            exprs = ", ".join(
+                _SQL_AGGREGATES[fn].format(f"samples.{col}") if col in _FIELD_SET else "NULL" for _, fn, col in simple
+            )
+            any_value = " OR ".join(f"samples.{c} IS NOT NULL" for c in sorted(set(used)))
+            sql = f"SELECT {bucket} AS b, {exprs} FROM samples WHERE {base_where} AND ({any_value}) GROUP BY b"
+            async with conn.execute(sql, (*bucket_params, *base_params)) as cursor:
+                while rows := await cursor.fetchmany(5000):
+                    for b, *values in rows:
+                        row = slot(b)
+                        for (i, _, _), value in zip(simple, values):
+                            row[i] = value
+        for i, (fn, col) in enumerate(calls):
+            if col not in _FIELD_SET or (fn in _SQL_AGGREGATES and not (point_times and fn in _SELECTORS)):
+                continue
+            column = f"samples.{col}"
+            if fn in _SELECTORS:
+                sql = (
+                    f"SELECT {bucket} AS b, {_SELECTORS[fn].format(column)} FROM samples "
+                    f"WHERE {base_where} AND {column} IS NOT NULL GROUP BY b"
+                )
+            elif fn == "median":  # the middle value, or the mean of the two middle ones
+                sql = (
+                    "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
+                    "count(*) OVER (PARTITION BY b) AS total FROM "
+                    f"(SELECT {bucket} AS b, {column} AS v FROM samples WHERE {base_where} AND {column} IS NOT NULL)) "
+                    "WHERE n IN ((total + 1) / 2, (total + 2) / 2) GROUP BY b"
+                )
+            else:
+                raise ValueError(f"unknown aggregate {fn}")
+            async with conn.execute(sql, (*bucket_params, *base_params)) as cursor:
+                while rows := await cursor.fetchmany(5000):
+                    for row in rows:
+                        slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
+    finally:
+        handle.active_reads -= 1
+    return out
+
+
+async def _query_fetchall(store: SampleStore, handle: _UserFile, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    handle.active_reads += 1
+    try:
+        conn = await store._reader(handle)
+        return list(await conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
+    finally:
+        handle.active_reads -= 1
