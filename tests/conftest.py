@@ -1,0 +1,59 @@
+"""Shared fixtures: a real Tracker server on a loopback port, with its data in a temp folder."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tracker.accounts import Accounts
+from tracker.app import create_app
+from tracker.config import Settings
+from tracker.storage import AccountStore, SampleStore, StoredSample
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+AddUser = Callable[[str, str], Awaitable[None]]
+
+
+@pytest.fixture
+async def add_user(settings: Settings) -> AsyncIterator[AddUser]:
+    """Create accounts the way the CLI does: through a store of its own, beside the running server."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await AccountStore.open(settings.data_dir)
+    accounts = Accounts(store)
+
+    async def add(name: str, password: str) -> None:
+        await accounts.add_user(name, password)
+
+    yield add
+    await store.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings) -> TestClient:
+    return await aiohttp_client(create_app(settings))
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def stored(settings: Settings, user: str, start: int = -(2**62), end: int = 2**62) -> list[StoredSample]:
+    """What is committed in a user's file, read through a store of its own (as another process would)."""
+    store = SampleStore(settings.data_dir)
+    try:
+        rows: list[StoredSample] = []
+        async for batch in store.read_range(user, start, end):
+            rows.extend(batch)
+        return rows
+    finally:
+        await store.close()

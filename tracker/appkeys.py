@@ -1,0 +1,13 @@
+"""Typed keys for what the Application holds; set up in app.py, read by the views."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tracker.accounts import Accounts
+from tracker.config import Settings
+from tracker.storage import SampleStore
+
+SETTINGS = web.AppKey("settings", Settings)
+SAMPLES = web.AppKey("samples", SampleStore)
+ACCOUNTS = web.AppKey("accounts", Accounts)

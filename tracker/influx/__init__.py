@@ -1,0 +1,1 @@
+"""The InfluxDB 1.x-compatible HTTP surface."""

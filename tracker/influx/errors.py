@@ -1,0 +1,82 @@
+"""InfluxDB 1.x response conventions: version headers, request ids, and the error body form."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+INFLUX_VERSION = "1.8.10"  # what clients read from X-Influxdb-Version; we speak 1.8's dialect
+JSON = "application/json"
+_MAX_ERROR_HEADER = 1024  # InfluxDB truncates X-Influxdb-Error to this many bytes
+log = logging.getLogger(__name__)
+
+
+class InfluxError(Exception):
+    """Raised by a view to answer with InfluxDB's error form."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> web.Response:
+    """`{"error":"<msg>"}\\n` with X-Influxdb-Error, or WWW-Authenticate for a 401."""
+    response = web.Response(status=status, body=orjson.dumps({"error": message}) + b"\n", content_type=JSON)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="InfluxDB"'
+    else:
+        header = message.encode("utf-8")[:_MAX_ERROR_HEADER].decode("utf-8", "ignore")
+        # A header value may not hold line breaks; a multi-line parse error is joined with spaces there.
+        response.headers["X-Influxdb-Error"] = header.replace("\r", " ").replace("\n", " ")
+    return response
+
+
+def json_response(payload: object, *, status: int = 200, pretty: bool = False) -> web.Response:
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return web.Response(status=status, body=orjson.dumps(payload, option=option) + b"\n", content_type=JSON)
+
+
+def no_content() -> web.Response:
+    response = web.Response(status=204)
+    # InfluxDB labels even its empty answers as JSON; some clients look.
+    response.headers["Content-Type"] = JSON
+    return response
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def influx_conventions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Version and request-id headers on every answer; InfluxError becomes InfluxDB's error form."""
+    request_id = request.headers.get("X-Request-Id") or request.headers.get("Request-Id") or str(uuid.uuid1())
+    try:
+        response = await handler(request)
+    except InfluxError as exc:
+        response = error_response(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own refusals (unknown route, wrong method, too large) in InfluxDB's form.
+        response = error_response(exc.status, exc.reason)
+        for name in ("Allow",):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+    except ConnectionResetError:
+        # The client hung up mid-request (a phone losing signal): nobody is left to answer.
+        log.debug("client went away during %s %s", request.method, request.path)
+        response = error_response(400, "client closed the connection")
+    except Exception:
+        # A bug, not the client's fault: say so without leaking internals, and keep the trace in the log.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_response(500, "internal error; see the server log")
+    response.headers["X-Influxdb-Version"] = INFLUX_VERSION
+    response.headers["X-Influxdb-Build"] = "OSS"
+    response.headers["Request-Id"] = request_id
+    response.headers["X-Request-Id"] = request_id
+    return response

@@ -1,0 +1,160 @@
+"""POST /write and POST /api/v2/write: InfluxDB's write answers, our vocabulary, committed before 204."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import zlib
+from typing import Sequence
+
+from aiohttp import web
+
+from tracker import lineprotocol, vocabulary
+from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
+from tracker.influx.auth import authenticate
+from tracker.influx.errors import InfluxError, no_content
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_POLICY = "autogen"
+CONSISTENCY_LEVELS = frozenset({"", "any", "one", "quorum", "all"})
+V2_PRECISIONS = {"": "ns", "ns": "ns", "us": "u", "ms": "ms", "s": "s"}
+# Parsing a large body takes milliseconds of CPU; doing it in a thread lets small live writes
+# (the phones) keep flowing meanwhile. Small bodies are cheaper to parse in place.
+PARSE_IN_THREAD_BYTES = 64 * 1024
+
+
+async def write_v1(request: web.Request) -> web.Response:
+    query = request.rel_url.query
+    user = await authenticate(request, request.app[ACCOUNTS])
+    database = query.get("db", "")
+    if not database:
+        raise InfluxError(400, "database is required")
+    precision = query.get("precision", "") or "ns"
+    if precision not in lineprotocol.PRECISION_NS:
+        raise InfluxError(400, f'invalid precision "{precision}" (use n, u, ms, s, m or h)')
+    if query.get("consistency", "") not in CONSISTENCY_LEVELS:
+        raise InfluxError(400, "invalid consistency level")
+    return await _write(request, user, database, query.get("rp", ""), precision)
+
+
+async def write_v2(request: web.Request) -> web.Response:
+    query = request.rel_url.query
+    user = await authenticate(request, request.app[ACCOUNTS])
+    bucket = query.get("bucket", "")
+    if not bucket:
+        raise InfluxError(404, f'bucket name "{bucket}" is missing a slash; not in "database/retention-policy" format')
+    database, _, retention_policy = bucket.partition("/")
+    if not database:
+        raise InfluxError(404, f'bucket name "{bucket}" is in db/rp form but has an empty database')
+    precision = query.get("precision", "")
+    if precision not in V2_PRECISIONS:
+        raise InfluxError(400, f'invalid precision "{precision}" (use ns, us, ms or s)')
+    return await _write(request, user, database, retention_policy, V2_PRECISIONS[precision])
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return no_content()
+
+
+async def _write(request: web.Request, user: str, database: str, retention_policy: str, precision: str) -> web.Response:
+    accounts = request.app[ACCOUNTS]
+    if user != database:
+        # Telling "no such database" apart from "not yours" only to a signed-in user, as InfluxDB does.
+        if not await accounts.user_exists(database):
+            raise InfluxError(404, f'database not found: "{database}"')
+        raise InfluxError(403, f'"{user}" user is not authorized to write to database "{database}"')
+    if retention_policy not in ("", DEFAULT_RETENTION_POLICY):
+        # InfluxDB answers 500 here; a client's typo is never a server error in Tracker.
+        raise InfluxError(404, f"retention policy not found: {retention_policy}")
+
+    body = await read_body(request)
+    if not body:
+        return no_content()
+    now_ns = time.time_ns()
+    if len(body) > PARSE_IN_THREAD_BYTES:
+        parsed = await asyncio.to_thread(lineprotocol.parse, body, precision, now_ns)
+    else:
+        parsed = lineprotocol.parse(body, precision, now_ns)
+
+    accepted, rejected = _apply_vocabulary(parsed.points, body)
+    if accepted:
+        try:
+            await request.app[SAMPLES].write(user, accepted)
+        except sqlite3.Error as exc:
+            log.error("write for %s failed: %s", user, exc)
+            raise InfluxError(500, f"write failed, nothing was stored: {exc}") from None
+    messages = [str(error) for error in parsed.errors] + rejected
+    if not messages:
+        return no_content()
+    text = "\n".join(messages)
+    if not accepted:
+        raise InfluxError(400, text)
+    # InfluxDB counts syntax errors as dropped=0 (sic); we count the lines the vocabulary refused.
+    raise InfluxError(400, f"partial write: {text} dropped={len(rejected)}")
+
+
+def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tuple[list[lineprotocol.Point], list[str]]:
+    accepted: list[lineprotocol.Point] = []
+    rejected: list[str] = []
+    lines: list[bytes] | None = None
+    for point in points:
+        fields, reason = vocabulary.normalize_fields(point.measurement, point.fields)
+        if fields is None:
+            if lines is None:  # only a refused line needs the text of the body's lines
+                lines = body.split(b"\n")
+            text = lines[point.line_no - 1].rstrip(b"\r").decode("utf-8", "replace")
+            rejected.append(f"unable to parse '{text}': line {point.line_no}: {reason}")
+            continue
+        point.fields = fields
+        accepted.append(point)
+    return accepted, rejected
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, gunzipped if so labelled, within the configured limits (413 past them)."""
+    settings = request.app[SETTINGS]
+    limit = settings.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        raise InfluxError(413, "Request Entity Too Large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise InfluxError(413, "Request Entity Too Large")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("Content-Encoding", "").lower() == "gzip" and body:
+        return gunzip(body, settings.max_decompressed_size)
+    return body
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress one or more gzip members, refusing to grow past `limit` (a gzip bomb stays small)."""
+    if data[:2] != b"\x1f\x8b":
+        raise InfluxError(400, "gzip: invalid header")
+    out: list[bytes] = []
+    size = 0
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            while True:
+                piece = inflater.decompress(data, limit + 1 - size)
+                size += len(piece)
+                out.append(piece)
+                if size > limit:
+                    raise InfluxError(413, f"Request Entity Too Large: body exceeds {limit} bytes once decompressed")
+                data = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+                if not data and not piece:  # input ran out before the stream ended
+                    raise InfluxError(400, "unexpected EOF")
+        except zlib.error:
+            raise InfluxError(400, "gzip: invalid data") from None
+        data = inflater.unused_data
+        if data and data[:2] != b"\x1f\x8b":
+            raise InfluxError(400, "gzip: invalid header")
+    return b"".join(out)
