@@ -1,0 +1,1419 @@
+"""The InfluxQL subset Tracker answers: query text -> typed statements. Pure: no I/O, no clock.
+
+`parse_query(text, now_ns=..., params=...)` returns one statement object per `;`-separated
+statement, or raises `QueryParseError` whose message reads like InfluxDB's
+(`error parsing query: found EOF, expected identifier at line 1, char 15`), so the HTTP layer
+can answer 400 with it unchanged.
+
+Shape of the code: a hand-written lexer that produces one token at a time (a `/` is a regex
+only where the parser asks for one: after `=~`/`!~` and in FROM, exactly as InfluxDB's scanner
+does), and a recursive-descent parser with precedence climbing for expressions.
+
+Decisions worth knowing:
+- `now()` and time arithmetic compared with `time` are folded at parse time into `TimeLiteral`,
+  so `time > now() - 1h` reaches the executor as `BinaryExpr(">", VarRef("time"), TimeLiteral(ns))`.
+- The time bounds of a SELECT must be AND-ed at the top level of WHERE; `time` inside an OR, or
+  compared with `!=`/`=~`, is refused at parse time (400) rather than silently widening the range.
+  `time_range()` extracts the bounds and the remaining tag/field condition.
+- Mixing aggregates with raw fields, and GROUP BY time() without an aggregate, are refused at parse
+  time, so the executor only sees "raw" or "aggregate" selects.
+- Statements Tracker does not run (DROP, DELETE, GRANT, SELECT INTO, SHOW USERS, ...) parse into
+  `UnsupportedStatement`; the executor answers an error inside that statement's result.
+- Expression trees are at most MAX_EXPR_DEPTH deep (parentheses at most MAX_PAREN_DEPTH), so code
+  that walks them recursively cannot hit Python's recursion limit.
+
+Refused with a clear QueryParseError: subqueries, SLIMIT/SOFFSET, tz(), functions other than the
+AGGREGATES (and now() in time comparisons), count(*) / mean(*), GROUP BY /regex/, ORDER BY other
+than time, time inside OR or compared with != or a regex.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AGGREGATES",
+    "BinaryExpr",
+    "BooleanLiteral",
+    "Call",
+    "CreateDatabase",
+    "DurationLiteral",
+    "Expr",
+    "FieldExpr",
+    "IntegerLiteral",
+    "MAX_TIME",
+    "MIN_TIME",
+    "NumberLiteral",
+    "QueryParseError",
+    "RegexLiteral",
+    "SelectStatement",
+    "ShowDatabases",
+    "ShowFieldKeys",
+    "ShowMeasurements",
+    "ShowRetentionPolicies",
+    "ShowSeries",
+    "ShowTagKeys",
+    "ShowTagValues",
+    "Source",
+    "Statement",
+    "StringLiteral",
+    "TimeLiteral",
+    "UnsupportedStatement",
+    "VarRef",
+    "Wildcard",
+    "parse_duration",
+    "parse_query",
+    "parse_time_string",
+    "time_range",
+]
+
+ERROR_PREFIX = "error parsing query: "
+MIN_TIME = -(2**63) + 2  # InfluxDB's influxql.MinTime: the earliest representable instant
+MAX_TIME = 2**63 - 1  # default exclusive end of a time range
+MAX_PAREN_DEPTH = 100  # nesting of ( ) and call arguments; keeps the recursive parser off Python's limit
+MAX_EXPR_DEPTH = 256  # depth of a finished expression tree, so recursive consumers are safe too
+AGGREGATES = ("mean", "median", "min", "max", "sum", "count", "first", "last", "spread", "stddev")
+FILL_OPTIONS = ("null", "none", "previous", "linear")
+TYPE_HINTS = ("field", "tag", "float", "integer", "string", "boolean", "unsigned")
+_INT64_MAX = 2**63 - 1
+
+
+class QueryParseError(ValueError):
+    """The query cannot run as written; `str(err)` starts with "error parsing query: " (answer 400)."""
+
+    def __init__(self, message: str) -> None:
+        if not message.startswith(ERROR_PREFIX):
+            message = ERROR_PREFIX + message
+        super().__init__(message)
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------
+# AST: expressions
+
+
+@dataclass(frozen=True, slots=True)
+class VarRef:
+    """A field, tag or `time` reference; `type_hint` from `"x"::field` / `::tag` (lower case)."""
+
+    name: str
+    type_hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wildcard:
+    """`*` in a SELECT field list (optionally `*::field` / `*::tag`)."""
+
+    type_hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A function call; `name` is lower case. Only aggregates survive validation in SELECT fields."""
+
+    name: str
+    args: tuple[Expr, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryExpr:
+    """`op` is one of AND OR = != < <= > >= =~ !~ + - * / % (`<>` is normalised to `!=`)."""
+
+    op: str
+    lhs: Expr
+    rhs: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class StringLiteral:
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class IntegerLiteral:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class NumberLiteral:
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class BooleanLiteral:
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DurationLiteral:
+    """`10m`, `1h30m`, `100ms` ... as nanoseconds."""
+
+    ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeLiteral:
+    """An absolute instant in ns since the epoch: what a comparison with `time` is folded into."""
+
+    ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegexLiteral:
+    """`/pattern/` with `\\/` unescaped. Matching is `compiled.search()` (unanchored, like Go's MatchString)."""
+
+    pattern: str
+    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Compiled once here so an invalid pattern fails at parse time, not per row.
+        object.__setattr__(self, "compiled", re.compile(self.pattern))
+
+
+Expr = (
+    VarRef
+    | Wildcard
+    | Call
+    | BinaryExpr
+    | StringLiteral
+    | IntegerLiteral
+    | NumberLiteral
+    | BooleanLiteral
+    | DurationLiteral
+    | TimeLiteral
+    | RegexLiteral
+)
+
+_COMPARISONS = frozenset({"=", "!=", "<", "<=", ">", ">=", "=~", "!~"})
+_ARITHMETIC = frozenset({"+", "-", "*", "/", "%"})
+
+
+# ---------------------------------------------------------------------------------------------
+# AST: statements
+
+
+@dataclass(frozen=True, slots=True)
+class FieldExpr:
+    expr: Expr
+    alias: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The result column name InfluxDB would give: alias, field name, function name, or a_b for math."""
+        return self.alias if self.alias is not None else _column_name(self.expr)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A FROM item: a measurement `name` or a `regex`, with the optional "db"."rp". prefix."""
+
+    name: str | None = None
+    regex: RegexLiteral | None = None
+    database: str | None = None
+    retention_policy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelectStatement:
+    fields: list[FieldExpr]
+    sources: list[Source]
+    condition: Expr | None = None
+    group_by_time: tuple[int, int] | None = None  # (interval_ns > 0, offset_ns in [0, interval))
+    group_by_tags: list[str] = field(default_factory=list)  # "*" means every tag
+    fill: str | float | None = None  # "null" | "none" | "previous" | "linear" | a number | None (not given)
+    order_desc: bool = False
+    limit: int | None = None  # None: no limit (LIMIT 0 means none too, as in InfluxDB)
+    offset: int = 0
+
+    @property
+    def is_aggregate(self) -> bool:
+        return any(_has_aggregate(f.expr) for f in self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ShowDatabases:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ShowMeasurements:
+    """`name_op` is None, "=", "!=", "=~" or "!~"; for the regex ops `name_value` is the pattern."""
+
+    database: str | None = None
+    name_op: str | None = None
+    name_value: str | None = None
+    condition: Expr | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    def matches_name(self, name: str) -> bool:
+        return self.name_op is None or _name_matches(self.name_op, [self.name_value or ""], name)
+
+
+@dataclass(frozen=True, slots=True)
+class ShowFieldKeys:
+    from_: list[Source] = field(default_factory=list)
+    database: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShowTagKeys:
+    from_: list[Source] = field(default_factory=list)
+    database: str | None = None
+    condition: Expr | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShowTagValues:
+    """`key_op` is "=", "!=", "=~", "!~" or "IN"; `keys` holds the names, or [pattern] for the regex ops."""
+
+    from_: list[Source]
+    key_op: str
+    keys: list[str]
+    database: str | None = None
+    condition: Expr | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    def matches_key(self, key: str) -> bool:
+        return _name_matches(self.key_op, self.keys, key)
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRetentionPolicies:
+    database: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowSeries:
+    from_: list[Source] = field(default_factory=list)
+    condition: Expr | None = None
+    database: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CreateDatabase:
+    name: str  # as written; the caller validates it as a user name
+
+
+@dataclass(frozen=True, slots=True)
+class UnsupportedStatement:
+    """A well-formed statement Tracker does not run; `keyword` is e.g. "DROP DATABASE", "SELECT INTO"."""
+
+    text: str
+    keyword: str
+
+
+Statement = (
+    SelectStatement
+    | ShowDatabases
+    | ShowMeasurements
+    | ShowFieldKeys
+    | ShowTagKeys
+    | ShowTagValues
+    | ShowRetentionPolicies
+    | ShowSeries
+    | CreateDatabase
+    | UnsupportedStatement
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public helpers
+
+
+def parse_query(text: str, *, now_ns: int, params: dict[str, Any] | None = None) -> list[Statement]:
+    """Parse every `;`-separated statement of `text`. Empty statements are skipped (`""` gives [])."""
+    return _Parser(text, now_ns, params or {}).statements()
+
+
+def time_range(condition: Expr | None, now_ns: int) -> tuple[int, int, Expr | None]:
+    """(start_ns inclusive, end_ns exclusive, the condition without its time terms).
+
+    Only `time` comparisons AND-ed at the top level count (parentheses around AND groups are fine);
+    `time` anywhere else (inside OR, with != or a regex) raises QueryParseError, because dropping it
+    would return rows the query excluded. Bounds are clamped to [MIN_TIME, MAX_TIME].
+    """
+    start, end = MIN_TIME, MAX_TIME
+    rest: list[Expr] = []
+    for term in _conjuncts(condition):
+        bound = _time_bound(term, now_ns)
+        if bound is None:
+            if any(_is_time_ref(node) for node in _walk(term)):
+                raise QueryParseError(
+                    "time conditions must be AND-ed with the rest of the WHERE clause (time inside OR is not supported)"
+                )
+            rest.append(term)
+            continue
+        op, ns = bound
+        if op == ">":
+            start = max(start, ns + 1)
+        elif op == ">=":
+            start = max(start, ns)
+        elif op == "<":
+            end = min(end, ns)
+        elif op == "<=":
+            end = min(end, ns + 1)
+        else:  # "=": exactly one instant
+            start, end = max(start, ns), min(end, ns + 1)
+    remainder: Expr | None = None
+    for term in rest:
+        remainder = term if remainder is None else BinaryExpr("AND", remainder, term)
+    return max(start, MIN_TIME), min(end, MAX_TIME), remainder
+
+
+_DURATION_UNITS_NS = {
+    "ns": 1,
+    "u": 1_000,
+    "us": 1_000,
+    "µ": 1_000,
+    "µs": 1_000,
+    "μ": 1_000,  # Greek mu, which people type for the micro sign
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
+    "w": 604_800_000_000_000,
+}
+# Longer units first so "ms" is not read as "m" followed by a stray "s".
+_DURATION_PART = re.compile(r"([0-9]+)(ns|us|µs|μs|ms|u|µ|μ|s|m|h|d|w)")
+
+
+def parse_duration(text: str) -> int:
+    """InfluxQL duration (`10s`, `1h30m`, `100ms`, `5u`) -> ns; ValueError if malformed or > int64."""
+    total, pos = 0, 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            raise ValueError(f"invalid duration {text}")
+        total += int(match[1]) * _DURATION_UNITS_NS[match[2]]
+        pos = match.end()
+    if not text:
+        raise ValueError("invalid duration: empty")
+    if total > _INT64_MAX:
+        raise ValueError(f"overflowed duration {text}")
+    return total
+
+
+_TIME_STRING = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+
+
+def parse_time_string(text: str) -> int:
+    """'2015-08-18T00:00:00Z', '...T00:00:00.5+02:00', '2015-08-18 00:00:00', '2015-08-18' -> ns (UTC)."""
+    match = _TIME_STRING.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid time string '{text}': use RFC3339 like '2015-08-18T00:00:00Z'")
+    year, month, day, hour, minute, second = (int(g or 0) for g in match.groups()[:6])
+    fraction, zone = match[7], match[8]
+    try:  # datetime validates the calendar (month 13, Feb 30, hour 25 ...)
+        _dt.datetime(year, month, day, hour, minute, second)
+    except ValueError as exc:
+        raise ValueError(f"invalid time string '{text}': {exc}") from None
+    seconds = (_dt.date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tree helpers (iterative where a tree may be long, e.g. a 1000-term AND chain)
+
+
+def _walk(expr: Expr) -> list[Expr]:
+    """Every node of `expr`, parents first."""
+    out: list[Expr] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if isinstance(node, BinaryExpr):
+            stack.extend((node.rhs, node.lhs))
+        elif isinstance(node, Call):
+            stack.extend(reversed(node.args))
+    return out
+
+
+def _tree_depth(expr: Expr) -> int:
+    deepest = 0
+    stack: list[tuple[Expr, int]] = [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, BinaryExpr):
+            stack.extend(((node.lhs, depth + 1), (node.rhs, depth + 1)))
+        elif isinstance(node, Call):
+            stack.extend((arg, depth + 1) for arg in node.args)
+    return deepest
+
+
+def _conjuncts(condition: Expr | None) -> list[Expr]:
+    """The top-level AND terms, left to right, looking through nested ANDs."""
+    out: list[Expr] = []
+    stack = [condition] if condition is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BinaryExpr) and node.op == "AND":
+            stack.extend((node.rhs, node.lhs))
+        else:
+            out.append(node)
+    return out
+
+
+def _is_time_ref(expr: Expr) -> bool:
+    return isinstance(expr, VarRef) and expr.name.lower() == "time"
+
+
+_FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}
+
+
+def _time_bound(term: Expr, now_ns: int) -> tuple[str, int] | None:
+    """("op", ns) with `time` on the left for a usable time comparison; None if `term` is no time comparison."""
+    if not isinstance(term, BinaryExpr) or term.op not in _COMPARISONS:
+        return None
+    lhs_time, rhs_time = _is_time_ref(term.lhs), _is_time_ref(term.rhs)
+    if lhs_time == rhs_time:  # neither, or `time op time`
+        return None
+    op = term.op if lhs_time else _FLIPPED.get(term.op, term.op)
+    if op not in _FLIPPED:
+        raise QueryParseError(f"invalid time comparison operator: {term.op} (use >, >=, <, <= or =)")
+    try:
+        ns = _time_value(term.rhs if lhs_time else term.lhs, now_ns)
+    except ValueError as exc:
+        raise QueryParseError(str(exc)) from None
+    return op, ns
+
+
+def _time_value(expr: Expr, now_ns: int) -> int:
+    """Evaluate what `time` is compared with to ns since the epoch (ValueError if it is no time)."""
+    if isinstance(expr, (TimeLiteral, DurationLiteral)):
+        return expr.ns  # a duration compared with time is an absolute epoch offset: 1700000000000ms
+    if isinstance(expr, IntegerLiteral):
+        return expr.value  # bare integers are ns
+    if isinstance(expr, NumberLiteral):
+        return int(expr.value)
+    if isinstance(expr, StringLiteral):
+        return parse_time_string(expr.value)
+    if isinstance(expr, Call) and expr.name == "now" and not expr.args:
+        return now_ns
+    if isinstance(expr, BinaryExpr) and expr.op in ("+", "-"):
+        lhs, rhs = _time_value(expr.lhs, now_ns), _time_value(expr.rhs, now_ns)
+        return lhs + rhs if expr.op == "+" else lhs - rhs
+    raise ValueError(
+        "invalid time expression: compare time with now() - 1h, '2015-08-18T00:00:00Z', 1700000000000ms or ns"
+    )
+
+
+def _outside_calls(expr: Expr) -> list[Expr]:
+    """Nodes of `expr` that are not inside a function call's arguments."""
+    out: list[Expr] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if isinstance(node, BinaryExpr):
+            stack.extend((node.rhs, node.lhs))
+    return out
+
+
+def _has_aggregate(expr: Expr) -> bool:
+    return any(isinstance(node, Call) and node.name in AGGREGATES for node in _walk(expr))
+
+
+def _column_name(expr: Expr) -> str:
+    # InfluxDB names math after the names it combines: mean(a) / mean(b) -> "mean_mean".
+    names: list[str] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, VarRef):
+            names.append(node.name)
+        elif isinstance(node, Call):
+            names.append(node.name)
+        elif isinstance(node, Wildcard):
+            names.append("*")
+        elif isinstance(node, BinaryExpr):
+            stack.extend((node.rhs, node.lhs))
+    return "_".join(names)
+
+
+def _name_matches(op: str, values: list[str], name: str) -> bool:
+    if op in ("=~", "!~"):
+        found = re.search(values[0], name) is not None
+        return found if op == "=~" else not found
+    if op == "!=":
+        return name not in values
+    return name in values  # "=" and "IN"
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexer
+
+_EOF, _IDENT, _KEYWORD, _STRING, _INTEGER, _NUMBER, _DURATION, _REGEX, _PARAM, _OP = (
+    "EOF", "IDENT", "KEYWORD", "STRING", "INTEGER", "NUMBER", "DURATION", "REGEX", "PARAM", "OP"
+)  # fmt: skip
+
+# InfluxQL 1.x keywords: a bare word in this set is a keyword, never an identifier (quote it to use it as a name).
+_KEYWORDS = frozenset(
+    """ALL ALTER ANALYZE AND ANY AS ASC BEGIN BY CARDINALITY CREATE CONTINUOUS DATABASE DATABASES DEFAULT
+    DELETE DESC DESTINATIONS DIAGNOSTICS DISTINCT DROP DURATION END EVERY EXACT EXPLAIN FALSE FIELD FOR
+    FROM GRANT GRANTS GROUP GROUPS IN INSERT INTO KEY KEYS KILL LIMIT MEASUREMENT MEASUREMENTS NAME
+    OFFSET ON OR ORDER PASSWORD POLICY POLICIES PRIVILEGES QUERIES QUERY READ REPLICATION RESAMPLE
+    RETENTION REVOKE SELECT SERIES SET SHARD SHARDS SHOW SLIMIT SOFFSET STATS SUBSCRIPTION SUBSCRIPTIONS TAG
+    TO TRUE USER USERS VALUES WHERE WITH WRITE""".split()
+)
+_OPERATORS_2 = ("::", "!=", "<>", "<=", ">=", "=~", "!~")
+_OPERATORS_1 = frozenset("(),;.*+-/%=<>&|^")
+_SPACE = re.compile(r"(?:\s+|--[^\n]*)*")
+_SPACE_AND_BLOCK_COMMENTS = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_IDENT_CHARS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_]+")
+_NUMBER_CHARS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+_DURATION_TAIL = re.compile(r"[A-Za-z0-9µμ]*")
+_DIGITS = frozenset("0123456789")  # ASCII only: str.isdigit() also accepts "¹" and "٣"
+_STRING_ESCAPES = {"n": "\n", "\\": "\\", "'": "'", '"': '"'}
+
+
+@dataclass(slots=True)
+class _Token:
+    kind: str
+    value: Any  # name / keyword (upper) / decoded string / operator / int / float / ns
+    start: int
+    end: int
+
+
+def _error_at(text: str, message: str, pos: int) -> QueryParseError:
+    line = text.count("\n", 0, pos) + 1
+    char = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return QueryParseError(f"{message} at line {line}, char {char}")
+
+
+class _Lexer:
+    """Scans one token at a time from `pos`, so the parser can ask for a regex where one may start."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def next(self, *, regex_ok: bool = False) -> _Token:
+        text = self.text
+        # Where a regex may start, "/*" must stay a regex, not a comment.
+        skip = _SPACE if regex_ok else _SPACE_AND_BLOCK_COMMENTS
+        pos = skip.match(text, self.pos).end()
+        if pos >= len(text):
+            self.pos = pos
+            return _Token(_EOF, "", pos, pos)
+        ch = text[pos]
+        if regex_ok and ch == "/":
+            token = self._regex(pos)
+        elif ch.isascii() and (ch.isalpha() or ch == "_"):
+            end = _IDENT_CHARS.match(text, pos).end()
+            word = text[pos:end]
+            upper = word.upper()
+            token = _Token(_KEYWORD, upper, pos, end) if upper in _KEYWORDS else _Token(_IDENT, word, pos, end)
+        elif ch == '"':
+            value, end = self._quoted(pos, '"')
+            token = _Token(_IDENT, value, pos, end)
+        elif ch == "'":
+            value, end = self._quoted(pos, "'")
+            token = _Token(_STRING, value, pos, end)
+        elif ch in _DIGITS or (ch == "." and text[pos + 1 : pos + 2] in _DIGITS):
+            token = self._number(pos)
+        elif ch == "$":
+            token = self._param(pos)
+        elif text.startswith(_OPERATORS_2, pos):
+            token = _Token(_OP, text[pos : pos + 2], pos, pos + 2)
+        elif ch in _OPERATORS_1:
+            token = _Token(_OP, ch, pos, pos + 1)
+        else:
+            raise _error_at(text, f"found {ch}, expected a keyword, identifier, literal or operator", pos)
+        self.pos = token.end
+        return token
+
+    def _quoted(self, start: int, quote: str) -> tuple[str, int]:
+        text, out, i = self.text, [], start + 1
+        while i < len(text):
+            ch = text[i]
+            if ch == quote:
+                return "".join(out), i + 1
+            if ch == "\n":
+                break
+            if ch == "\\":
+                escaped = _STRING_ESCAPES.get(text[i + 1 : i + 2])
+                if escaped is None:
+                    raise _error_at(text, f"bad escape {text[i:i + 2]!r} (use \\\\, \\{quote} or \\n)", i)
+                out.append(escaped)
+                i += 2
+                continue
+            out.append(ch)
+            i += 1
+        what = "string" if quote == "'" else "quoted identifier"
+        raise _error_at(text, f"unterminated {what} starting with {text[start:start + 20]}", start)
+
+    def _regex(self, start: int) -> _Token:
+        text, out, i = self.text, [], start + 1
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text):
+                # InfluxQL unescapes only "\/"; every other escape belongs to the pattern.
+                out.append("/" if text[i + 1] == "/" else text[i : i + 2])
+                i += 2
+                continue
+            if ch == "/":
+                return _Token(_REGEX, "".join(out), start, i + 1)
+            out.append(ch)
+            i += 1
+        raise _error_at(text, "unterminated regex", start)
+
+    def _number(self, start: int) -> _Token:
+        text = self.text
+        match = _NUMBER_CHARS.match(text, start)
+        end = match.end()
+        literal = text[start:end]
+        is_integer = "." not in literal
+        if is_integer and end < len(text) and (text[end].isalpha() or text[end] in "µμ"):
+            # digits directly followed by letters: a duration, validated as a whole ("10x" is an error)
+            end = _DURATION_TAIL.match(text, end).end()
+            literal = text[start:end]
+            try:
+                return _Token(_DURATION, parse_duration(literal), start, end)
+            except ValueError as exc:
+                raise _error_at(text, str(exc), start) from None
+        if is_integer:
+            value = int(literal)
+            if value > _INT64_MAX:
+                raise _error_at(text, f"unable to parse integer {literal}: out of range", start)
+            return _Token(_INTEGER, value, start, end)
+        return _Token(_NUMBER, float(literal), start, end)
+
+    def _param(self, start: int) -> _Token:
+        text = self.text
+        if text[start + 1 : start + 2] == '"':
+            name, end = self._quoted(start + 1, '"')
+            return _Token(_PARAM, name, start, end)
+        match = _PARAM_NAME.match(text, start + 1)
+        if match is None:
+            raise _error_at(text, "found $, expected a bind parameter name", start)
+        return _Token(_PARAM, match[0], start, match.end())
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+
+_PRECEDENCE = {
+    "OR": 1,
+    "AND": 2,
+    "=": 4, "!=": 4, "<>": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "=~": 4, "!~": 4,
+    "+": 5, "-": 5,
+    "*": 6, "/": 6, "%": 6,
+}  # fmt: skip
+_STATEMENT_KEYWORDS = "SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL"
+_OTHER_STATEMENTS = frozenset({"DELETE", "DROP", "EXPLAIN", "GRANT", "REVOKE", "ALTER", "SET", "KILL"})
+# Words that end the descriptive keyword of an UnsupportedStatement ("DROP DATABASE", not "DROP DATABASE ON").
+_CLAUSE_WORDS = frozenset({"ON", "FROM", "WHERE", "WITH", "TO", "FOR", "INTO", "IN", "LIMIT", "SELECT"})
+_SHOW_WHAT = (
+    "CONTINUOUS, DATABASES, DIAGNOSTICS, FIELD, GRANTS, MEASUREMENT, MEASUREMENTS, QUERIES, "
+    "RETENTION, SERIES, SHARD, SHARDS, STATS, SUBSCRIPTIONS, TAG, USERS"
+)
+_OPERAND = "identifier, string, number, bool"
+
+
+class _Parser:
+    def __init__(self, text: str, now_ns: int, params: dict[str, Any]) -> None:
+        self.text = text
+        self.now_ns = now_ns
+        self.params = params
+        self.lexer = _Lexer(text)
+        self.tok = self.lexer.next()
+        self.paren_depth = 0
+        self.expr_depth = 0  # backstop: _expr recursion also grows through operator precedence levels
+
+    # -- token helpers -------------------------------------------------------------------------
+
+    def _advance(self, *, regex_ok: bool = False) -> _Token:
+        previous = self.tok
+        self.tok = self.lexer.next(regex_ok=regex_ok)
+        return previous
+
+    def _reset(self, tok: _Token) -> None:
+        """Back up so `tok` is current again (the lexer is positioned right after it)."""
+        self.tok = tok
+        self.lexer.pos = tok.end
+
+    def _is_kw(self, *words: str) -> bool:
+        return self.tok.kind == _KEYWORD and self.tok.value in words
+
+    def _is_op(self, *ops: str) -> bool:
+        return self.tok.kind == _OP and self.tok.value in ops
+
+    def _is_ident(self, word: str) -> bool:
+        return self.tok.kind == _IDENT and self.tok.value.lower() == word
+
+    def _expect_kw(self, word: str, *, regex_ok: bool = False) -> None:
+        if not self._is_kw(word):
+            raise self._expected(word)
+        self._advance(regex_ok=regex_ok)
+
+    def _expect_op(self, op: str) -> None:
+        if not self._is_op(op):
+            raise self._expected(op)
+        self._advance()
+
+    def _error(self, message: str, pos: int | None = None) -> QueryParseError:
+        return _error_at(self.text, message, self.tok.start if pos is None else pos)
+
+    def _expected(self, expected: str) -> QueryParseError:
+        tok = self.tok
+        found = "EOF" if tok.kind == _EOF else self.text[tok.start : tok.end]
+        if len(found) > 60:
+            found = found[:57] + "..."
+        return self._error(f"found {found}, expected {expected}", tok.start)
+
+    def _identifier(self, expected: str = "identifier") -> str:
+        if self.tok.kind == _IDENT:
+            return self._advance().value
+        if self.tok.kind == _PARAM:
+            return self._param_identifier(self._advance())
+        raise self._expected(expected)
+
+    # -- statements ----------------------------------------------------------------------------
+
+    def statements(self) -> list[Statement]:
+        out: list[Statement] = []
+        while True:
+            while self._is_op(";"):
+                self._advance()
+            if self.tok.kind == _EOF:
+                return out
+            out.append(self._statement())
+            if not (self._is_op(";") or self.tok.kind == _EOF):
+                raise self._expected(";")
+
+    def _statement(self) -> Statement:
+        start = self.tok
+        if self._is_kw("SELECT"):
+            return self._select(start)
+        if self._is_kw("SHOW"):
+            return self._show(start)
+        if self._is_kw("CREATE"):
+            self._advance()
+            if not self._is_kw("DATABASE"):
+                return self._unsupported(start)
+            self._advance()
+            name = self._identifier()
+            if self._is_kw("WITH"):  # DURATION / REPLICATION / SHARD DURATION / NAME: we keep no policies
+                self._skip_to_statement_end()
+            return CreateDatabase(name)
+        if start.kind == _KEYWORD and start.value in _OTHER_STATEMENTS:
+            return self._unsupported(start)
+        raise self._expected(_STATEMENT_KEYWORDS)
+
+    def _unsupported(self, start: _Token) -> UnsupportedStatement:
+        self._reset(start)
+        words: list[str] = []
+        last_end = start.end
+        while self.tok.kind == _KEYWORD and len(words) < 4 and not (words and self.tok.value in _CLAUSE_WORDS):
+            token = self._advance()
+            words.append(token.value)
+            last_end = token.end
+        keyword = "SELECT INTO" if words[0] == "SELECT" else " ".join(words)
+        end = self._skip_to_statement_end(last_end)
+        return UnsupportedStatement(self.text[start.start : end], keyword)
+
+    def _skip_to_statement_end(self, last_end: int = 0) -> int:
+        """Consume tokens up to `;`/EOF (they must still scan); returns where the last one ended."""
+        while not (self._is_op(";") or self.tok.kind == _EOF):
+            # Where InfluxQL allows a regex, scan one, so a ';' or quote inside it does not split the statement.
+            regex_ok = self._is_op("=~", "!~", ",") or self._is_kw("FROM")
+            last_end = self._advance(regex_ok=regex_ok).end
+        return last_end
+
+    def _select(self, start: _Token) -> Statement:
+        self._advance()
+        fields = [self._field()]
+        while self._is_op(","):
+            self._advance()
+            fields.append(self._field())
+        if self._is_kw("INTO"):
+            return self._unsupported(start)
+        self._expect_kw("FROM", regex_ok=True)
+        sources = self._sources()
+        condition = self._optional_where()
+        group_by_time, group_by_tags = self._group_by()
+        fill = self._fill()
+        order_desc = self._order_by()
+        limit, offset = self._limit_offset()
+        self._reject_series_paging()
+        if self._is_ident("tz"):
+            raise self._error("tz() is not supported: times are answered in UTC")
+        statement = SelectStatement(
+            fields=fields,
+            sources=sources,
+            condition=condition,
+            group_by_time=group_by_time,
+            group_by_tags=group_by_tags,
+            fill=fill,
+            order_desc=order_desc,
+            limit=limit,
+            offset=offset,
+        )
+        self._validate_select(statement)
+        return statement
+
+    def _field(self) -> FieldExpr:
+        if self._is_op("*"):
+            self._advance()
+            return FieldExpr(Wildcard(self._type_hint()))
+        start = self.tok.start
+        expr = self._expr()
+        self._check_depth(expr, start)
+        alias = None
+        if self._is_kw("AS"):
+            self._advance()
+            alias = self._identifier()
+        return FieldExpr(expr, alias)
+
+    def _sources(self) -> list[Source]:
+        sources = [self._source()]
+        while self._is_op(","):
+            self._advance(regex_ok=True)
+            sources.append(self._source())
+        return sources
+
+    def _source(self) -> Source:
+        if self._is_op("("):
+            raise self._error("subqueries are not supported")
+        # Up to three dot-separated segments: [db.][rp.]measurement; `db..m` leaves rp empty.
+        segments: list[str] = []
+        regex: RegexLiteral | None = None
+        while True:
+            tok = self.tok
+            if tok.kind == _REGEX:
+                self._advance()
+                regex = self._regex_literal(tok.value, tok.start)
+                segments.append("")
+                break  # a regex can only be the measurement part
+            if tok.kind in (_IDENT, _PARAM):
+                segments.append(self._identifier())
+            elif self._is_op(".") and segments:
+                segments.append("")
+            else:
+                raise self._expected("identifier")
+            if not self._is_op("."):
+                break
+            if len(segments) == 3:
+                raise self._error("too many segments in measurement name (use \"db\".\"rp\".\"measurement\")")
+            self._advance(regex_ok=True)
+        *prefix, name = segments
+        database = prefix[0] if len(prefix) == 2 else None
+        retention_policy = prefix[-1] if prefix else None
+        return Source(
+            name=None if regex is not None else name,
+            regex=regex,
+            database=database or None,
+            retention_policy=retention_policy or None,
+        )
+
+    def _optional_where(self) -> Expr | None:
+        if not self._is_kw("WHERE"):
+            return None
+        self._advance()
+        start = self.tok.start
+        condition = self._expr()
+        self._check_depth(condition, start)
+        self._validate_condition(condition, start)
+        return condition
+
+    def _group_by(self) -> tuple[tuple[int, int] | None, list[str]]:
+        if not self._is_kw("GROUP"):
+            return None, []
+        self._advance()
+        self._expect_kw("BY")
+        interval: tuple[int, int] | None = None
+        tags: list[str] = []
+        while True:
+            if self._is_ident("time") and self.text[self.tok.start] != '"':
+                if interval is not None:
+                    raise self._error("multiple time dimensions in GROUP BY")
+                interval = self._group_by_time()
+            elif self._is_op("*"):
+                self._advance()
+                tags.append("*")
+            elif self.tok.kind in (_IDENT, _PARAM):
+                tags.append(self._identifier())
+                self._type_hint()  # `"host"::tag` names the same tag
+            else:
+                raise self._expected("identifier, time(interval), *")
+            if not self._is_op(","):
+                return interval, tags
+            self._advance()
+
+    def _group_by_time(self) -> tuple[int, int]:
+        self._advance()
+        self._expect_op("(")
+        pos = self.tok.start
+        interval = self._duration()
+        if interval <= 0:
+            raise self._error("GROUP BY time() interval must be greater than 0", pos)
+        offset = 0
+        if self._is_op(","):
+            self._advance()
+            negative = self._is_op("-")
+            if negative:
+                self._advance()
+            offset = -self._duration() if negative else self._duration()
+        self._expect_op(")")
+        return interval, offset % interval  # InfluxDB normalises the offset into [0, interval)
+
+    def _duration(self) -> int:
+        tok = self.tok
+        if tok.kind == _DURATION:
+            return self._advance().value
+        if tok.kind == _PARAM:
+            literal = self._param_literal(self._advance())
+            if isinstance(literal, DurationLiteral):
+                return literal.ns
+            if isinstance(literal, StringLiteral):
+                try:
+                    return parse_duration(literal.value)
+                except ValueError as exc:
+                    raise self._error(str(exc), tok.start) from None
+        raise self._expected("duration")
+
+    def _fill(self) -> str | float | None:
+        if not self._is_ident("fill"):
+            return None
+        self._advance()
+        self._expect_op("(")
+        tok = self.tok
+        value: str | float
+        if tok.kind == _IDENT and tok.value.lower() in FILL_OPTIONS:
+            value = self._advance().value.lower()
+        else:
+            negative = self._is_op("-")
+            if negative:
+                self._advance()
+            if self.tok.kind not in (_INTEGER, _NUMBER):
+                raise self._expected("null, none, previous, linear, number")
+            value = float(self._advance().value) * (-1 if negative else 1)
+        self._expect_op(")")
+        return value
+
+    def _order_by(self) -> bool:
+        if not self._is_kw("ORDER"):
+            return False
+        self._advance()
+        self._expect_kw("BY")
+        if not self._is_kw("ASC", "DESC"):
+            if not self._is_ident("time"):
+                raise self._error("only ORDER BY time supported at this time")
+            self._advance()
+        descending = self._is_kw("DESC")
+        if self._is_kw("ASC", "DESC"):
+            self._advance()
+        if self._is_op(","):
+            raise self._error("only ORDER BY time supported at this time")
+        return descending
+
+    def _limit_offset(self) -> tuple[int | None, int]:
+        limit: int | None = None
+        offset = 0
+        if self._is_kw("LIMIT"):
+            self._advance()
+            limit = self._integer() or None  # LIMIT 0 means no limit, as in InfluxDB
+        if self._is_kw("OFFSET"):
+            self._advance()
+            offset = self._integer()
+        return limit, offset
+
+    def _integer(self) -> int:
+        if self.tok.kind == _PARAM:
+            tok = self._advance()
+            literal = self._param_literal(tok)
+            if isinstance(literal, IntegerLiteral) and literal.value >= 0:
+                return literal.value
+            raise self._error("found a bind parameter that is no integer, expected integer", tok.start)
+        if self.tok.kind != _INTEGER:
+            raise self._expected("integer")
+        return self._advance().value
+
+    def _reject_series_paging(self) -> None:
+        if self._is_kw("SLIMIT", "SOFFSET"):
+            raise self._error(f"{self.tok.value} is not supported")
+
+    def _optional_on(self) -> str | None:
+        if not self._is_kw("ON"):
+            return None
+        self._advance()
+        return self._identifier()
+
+    def _optional_from(self) -> list[Source]:
+        if not self._is_kw("FROM"):
+            return []
+        self._advance(regex_ok=True)
+        return self._sources()
+
+    def _show(self, start: _Token) -> Statement:
+        self._advance()
+        if self._is_kw("DATABASES"):
+            self._advance()
+            return ShowDatabases()
+        if self._is_kw("MEASUREMENTS"):
+            self._advance()
+            return self._show_measurements()
+        if self._is_kw("RETENTION"):
+            self._advance()
+            self._expect_kw("POLICIES")
+            return ShowRetentionPolicies(database=self._optional_on())
+        if self._is_kw("FIELD"):
+            self._advance()
+            if not self._is_kw("KEYS"):  # SHOW FIELD KEY CARDINALITY and friends
+                return self._unsupported(start)
+            self._advance()
+            database = self._optional_on()
+            from_ = self._optional_from()
+            limit, offset = self._limit_offset()
+            return ShowFieldKeys(from_=from_, database=database, limit=limit, offset=offset)
+        if self._is_kw("TAG"):
+            self._advance()
+            if self._is_kw("KEYS"):
+                self._advance()
+                database = self._optional_on()
+                from_ = self._optional_from()
+                condition = self._optional_where()
+                limit, offset = self._limit_offset()
+                self._reject_series_paging()
+                return ShowTagKeys(from_=from_, database=database, condition=condition, limit=limit, offset=offset)
+            if self._is_kw("VALUES"):
+                self._advance()
+                if self._is_kw("CARDINALITY", "EXACT"):
+                    return self._unsupported(start)
+                return self._show_tag_values()
+            return self._unsupported(start)
+        if self._is_kw("SERIES"):
+            self._advance()
+            if self._is_kw("CARDINALITY", "EXACT"):
+                return self._unsupported(start)
+            database = self._optional_on()
+            from_ = self._optional_from()
+            condition = self._optional_where()
+            limit, offset = self._limit_offset()
+            self._reject_series_paging()
+            return ShowSeries(from_=from_, condition=condition, database=database, limit=limit, offset=offset)
+        if self.tok.kind == _KEYWORD:  # SHOW USERS, SHOW STATS, SHOW SHARDS ...
+            return self._unsupported(start)
+        raise self._expected(_SHOW_WHAT)
+
+    def _show_measurements(self) -> ShowMeasurements:
+        database = self._optional_on()
+        name_op = name_value = None
+        if self._is_kw("WITH"):
+            self._advance()
+            self._expect_kw("MEASUREMENT")
+            name_op, values = self._name_filter(allow_in=False)
+            name_value = values[0]
+        condition = self._optional_where()
+        limit, offset = self._limit_offset()
+        self._reject_series_paging()
+        return ShowMeasurements(
+            database=database, name_op=name_op, name_value=name_value, condition=condition, limit=limit, offset=offset
+        )
+
+    def _show_tag_values(self) -> ShowTagValues:
+        database = self._optional_on()
+        from_ = self._optional_from()
+        self._expect_kw("WITH")
+        self._expect_kw("KEY")
+        key_op, keys = self._name_filter(allow_in=True)
+        condition = self._optional_where()
+        limit, offset = self._limit_offset()
+        self._reject_series_paging()
+        return ShowTagValues(
+            from_=from_, key_op=key_op, keys=keys, database=database, condition=condition, limit=limit, offset=offset
+        )
+
+    def _name_filter(self, *, allow_in: bool) -> tuple[str, list[str]]:
+        """`= name`, `!= name`, `=~ /re/`, `!~ /re/`, or `IN (a, b)`: (op, names or [pattern])."""
+        if self._is_op("=~", "!~"):
+            op = self._advance(regex_ok=True).value
+            return op, [self._regex_operand().pattern]
+        if self._is_op("=", "!=", "<>"):
+            op = "!=" if self._advance().value != "=" else "="
+            return op, [self._name()]
+        if allow_in and self._is_kw("IN"):
+            self._advance()
+            self._expect_op("(")
+            names = [self._name()]
+            while self._is_op(","):
+                self._advance()
+                names.append(self._name())
+            self._expect_op(")")
+            return "IN", names
+        raise self._expected("=, !=, =~, !~" + (", IN" if allow_in else ""))
+
+    def _name(self) -> str:
+        """A measurement or tag key name: identifier or (leniently) a string."""
+        if self.tok.kind == _STRING:
+            return self._advance().value
+        return self._identifier("identifier, string")
+
+    # -- expressions ---------------------------------------------------------------------------
+
+    def _expr(self, min_precedence: int = 1) -> Expr:
+        self.expr_depth += 1
+        try:
+            if self.expr_depth > 3 * MAX_PAREN_DEPTH:
+                raise self._error("expression is nested too deeply")
+            lhs = self._unary()
+            while True:
+                op = self._binary_operator()
+                if op is None or _PRECEDENCE[op] < min_precedence:
+                    return lhs
+                op_tok = self.tok
+                if op in ("=~", "!~"):
+                    self._advance(regex_ok=True)
+                    rhs: Expr = self._regex_operand()
+                else:
+                    self._advance()
+                    rhs = self._expr(_PRECEDENCE[op] + 1)
+                lhs = self._binary(op, lhs, rhs, op_tok.start)
+        finally:
+            self.expr_depth -= 1
+
+    def _binary_operator(self) -> str | None:
+        tok = self.tok
+        if (tok.kind == _KEYWORD and tok.value in ("AND", "OR")) or (tok.kind == _OP and tok.value in _PRECEDENCE):
+            return tok.value
+        return None
+
+    def _binary(self, op: str, lhs: Expr, rhs: Expr, pos: int) -> BinaryExpr:
+        if op == "<>":
+            op = "!="
+        if op in ("=", "!=", "<", "<=", ">", ">="):
+            # Fold what `time` is compared with into one TimeLiteral now: errors get a position,
+            # and the executor never evaluates now() or date strings.
+            try:
+                if _is_time_ref(lhs) and not _is_time_ref(rhs):
+                    rhs = TimeLiteral(_time_value(rhs, self.now_ns))
+                elif _is_time_ref(rhs) and not _is_time_ref(lhs):
+                    lhs = TimeLiteral(_time_value(lhs, self.now_ns))
+            except ValueError as exc:
+                raise self._error(str(exc), pos) from None
+        return BinaryExpr(op, lhs, rhs)
+
+    def _unary(self) -> Expr:
+        tok = self.tok
+        if tok.kind == _OP:
+            if tok.value == "(":
+                self._enter_parens()
+                self._advance()
+                inner = self._expr()
+                self._expect_op(")")
+                self.paren_depth -= 1
+                return inner
+            if tok.value in ("-", "+"):
+                self._advance()
+                operand = self.tok
+                if operand.kind in (_INTEGER, _NUMBER, _DURATION):
+                    self._advance()
+                    sign = -1 if tok.value == "-" else 1
+                    if operand.kind == _INTEGER:
+                        return IntegerLiteral(sign * operand.value)
+                    if operand.kind == _NUMBER:
+                        return NumberLiteral(sign * operand.value)
+                    return DurationLiteral(sign * operand.value)
+                if operand.kind == _IDENT or self._is_op("("):
+                    # Like InfluxDB: -x is -1 * x. Only one sign is allowed, so this cannot recurse unboundedly.
+                    inner = self._unary()
+                    return inner if tok.value == "+" else BinaryExpr("*", IntegerLiteral(-1), inner)
+                raise self._expected("identifier, number, duration, (")
+        if tok.kind == _IDENT:
+            self._advance()
+            if self._is_op("("):
+                return self._call(tok)
+            return VarRef(tok.value, self._type_hint())
+        if tok.kind == _KEYWORD and tok.value in ("TRUE", "FALSE"):
+            self._advance()
+            return BooleanLiteral(tok.value == "TRUE")
+        if tok.kind == _STRING:
+            return StringLiteral(self._advance().value)
+        if tok.kind == _INTEGER:
+            return IntegerLiteral(self._advance().value)
+        if tok.kind == _NUMBER:
+            return NumberLiteral(self._advance().value)
+        if tok.kind == _DURATION:
+            return DurationLiteral(self._advance().value)
+        if tok.kind == _PARAM:
+            return self._param_literal(self._advance())
+        raise self._expected(_OPERAND)
+
+    def _enter_parens(self) -> None:
+        self.paren_depth += 1
+        if self.paren_depth > MAX_PAREN_DEPTH:
+            raise self._error(f"parentheses nested too deeply (more than {MAX_PAREN_DEPTH} levels)")
+
+    def _call(self, name_tok: _Token) -> Call:
+        self._enter_parens()
+        self._advance()  # (
+        args: list[Expr] = []
+        if self._is_op("*"):
+            raise self._error(f"{name_tok.value}(*) is not supported: name one field, e.g. count(\"hr_bpm\")")
+        if not self._is_op(")"):
+            args.append(self._expr())
+            while self._is_op(","):
+                self._advance()
+                args.append(self._expr())
+        self._expect_op(")")
+        self.paren_depth -= 1
+        return Call(name_tok.value.lower(), tuple(args))
+
+    def _type_hint(self) -> str | None:
+        if not self._is_op("::"):
+            return None
+        self._advance()
+        tok = self.tok
+        if tok.kind in (_IDENT, _KEYWORD) and tok.value.lower() in TYPE_HINTS:
+            return self._advance().value.lower()
+        raise self._expected(", ".join(TYPE_HINTS))
+
+    def _regex_operand(self) -> RegexLiteral:
+        tok = self.tok
+        if tok.kind == _REGEX:
+            self._advance()
+            return self._regex_literal(tok.value, tok.start)
+        if tok.kind == _PARAM:
+            value = self._param_value(self._advance())
+            pattern = value.get("regex") if isinstance(value, dict) else value
+            if isinstance(pattern, str):
+                return self._regex_literal(pattern, tok.start)
+        raise self._expected("regex")
+
+    def _regex_literal(self, pattern: str, pos: int) -> RegexLiteral:
+        try:
+            return RegexLiteral(pattern)
+        except re.error as exc:
+            raise self._error(f"invalid regular expression /{pattern}/: {exc}", pos) from None
+
+    # -- bind parameters -----------------------------------------------------------------------
+
+    def _param_value(self, tok: _Token) -> Any:
+        if tok.value not in self.params:
+            raise self._error(f"missing parameter: {tok.value}", tok.start)
+        return self.params[tok.value]
+
+    def _param_literal(self, tok: _Token) -> Expr:
+        """JSON bind value -> literal: 5, 1.5, "s", true, or {"identifier"|"string"|"integer"|"number"|
+        "boolean"|"duration"|"regex": value} as InfluxDB's params accept."""
+        value = self._param_value(tok)
+        kind = None
+        if isinstance(value, dict) and len(value) == 1:
+            kind, value = next(iter(value.items()))
+        try:
+            if kind == "identifier" and isinstance(value, str):
+                return VarRef(value)
+            if kind == "regex" and isinstance(value, str):
+                return self._regex_literal(value, tok.start)
+            if kind == "duration":
+                return DurationLiteral(parse_duration(value) if isinstance(value, str) else int(value))
+            if kind == "integer":
+                return IntegerLiteral(int(value))
+            if kind in ("number", "float"):
+                return NumberLiteral(float(value))
+            if isinstance(value, bool) and kind in (None, "boolean"):
+                return BooleanLiteral(value)
+            if isinstance(value, int) and kind is None:
+                return IntegerLiteral(value)
+            if isinstance(value, float) and kind is None:
+                return NumberLiteral(value)
+            if isinstance(value, str) and kind in (None, "string"):
+                return StringLiteral(value)
+        except (TypeError, ValueError) as exc:
+            raise self._error(f"bad value for parameter {tok.value}: {exc}", tok.start) from None
+        raise self._error(f"unsupported value for parameter {tok.value}: {value!r}", tok.start)
+
+    def _param_identifier(self, tok: _Token) -> str:
+        value = self._param_value(tok)
+        if isinstance(value, dict) and len(value) == 1 and "identifier" in value:
+            value = value["identifier"]
+        if not isinstance(value, str):
+            raise self._error(f"parameter {tok.value} must be a name (a string)", tok.start)
+        return value
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _check_depth(self, expr: Expr, pos: int) -> None:
+        if _tree_depth(expr) > MAX_EXPR_DEPTH:
+            raise self._error(f"expression is too complex (more than {MAX_EXPR_DEPTH} levels deep)", pos)
+
+    def _validate_condition(self, condition: Expr, pos: int) -> None:
+        """Every leaf of the AND/OR tree must be a comparison; functions other than a folded now() are refused."""
+        stack = [condition]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, BinaryExpr) and node.op in ("AND", "OR"):
+                stack.extend((node.lhs, node.rhs))
+            elif isinstance(node, BinaryExpr) and node.op in _COMPARISONS:
+                if node.op in ("=~", "!~") and not isinstance(node.lhs, VarRef):
+                    raise self._error(f"{node.op} needs a tag or field name on its left", pos)
+                for inner in _walk(node):
+                    if isinstance(inner, Call):
+                        raise self._error(f"function {inner.name}() is not allowed in WHERE", pos)
+                    if isinstance(inner, BinaryExpr) and inner.op not in _ARITHMETIC and inner is not node:
+                        raise self._error("invalid condition: a comparison cannot contain another comparison", pos)
+            elif not isinstance(node, BooleanLiteral):
+                raise self._error("invalid condition: expected comparisons like \"host\" = 'a' joined by AND/OR", pos)
+
+    def _validate_select(self, statement: SelectStatement) -> None:
+        # Errors without a position: they concern the statement as a whole, as InfluxDB's compile errors do.
+        aggregate_fields = 0
+        data_fields = 0
+        for item in statement.fields:
+            nodes = _walk(item.expr)
+            for node in nodes:
+                if isinstance(node, Call):
+                    if node.name not in AGGREGATES:
+                        raise QueryParseError(
+                            f"unsupported function {node.name}() (supported: {', '.join(AGGREGATES)})"
+                        )
+                    if len(node.args) != 1 or not isinstance(node.args[0], VarRef) or _is_time_ref(node.args[0]):
+                        raise QueryParseError(f'{node.name}() expects one field name, e.g. {node.name}("hr_bpm")')
+                if isinstance(node, BinaryExpr) and node.op not in _ARITHMETIC:
+                    raise QueryParseError(f"operator {node.op} is not allowed in a SELECT field")
+                if isinstance(node, RegexLiteral):
+                    raise QueryParseError("a regex is not allowed in a SELECT field")
+            raw = [
+                n
+                for n in _outside_calls(item.expr)
+                if isinstance(n, Wildcard) or (isinstance(n, VarRef) and not _is_time_ref(n))
+            ]
+            if _has_aggregate(item.expr):
+                aggregate_fields += 1
+                if raw:  # mean(a) + b: b has no single value per interval
+                    data_fields += 1
+            elif raw:
+                data_fields += 1
+            elif not any(isinstance(n, VarRef) for n in nodes):
+                raise QueryParseError(f"field {_column_name(item.expr) or 'literal'} must refer to a field or tag")
+        if aggregate_fields and data_fields:
+            raise QueryParseError("mixing aggregate and non-aggregate queries is not supported")
+        if not aggregate_fields and not data_fields:
+            raise QueryParseError("at least 1 non-time field must be queried")
+        if statement.group_by_time is not None and not aggregate_fields:
+            raise QueryParseError("GROUP BY requires at least one aggregate function")
+        # Refuse unusable time conditions now (400) rather than during execution.
+        time_range(statement.condition, self.now_ns)

@@ -1,0 +1,302 @@
+"""GET and POST /query: InfluxDB 1.x's parameters, authorization, result shapes and streaming.
+
+Order of checks, as InfluxDB's handler: credentials (401), `q` (400), parse (400), authorization of
+every statement before any runs (403), then each statement in turn; what goes wrong while one runs
+is reported inside its result with status 200.
+
+Answers are JSON text built piece by piece: rows go from SQLite batches through orjson straight
+into the body, never into a tree of Python objects for the whole answer. Small answers are sent
+with a Content-Length; once an answer outgrows STREAM_AFTER bytes it is streamed (chunked transfer
+encoding), so a day of samples never sits in memory at once. `chunked=true` gives InfluxDB's
+one-JSON-object-per-line form instead.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import hdrs, web
+from aiohttp.web import ContentCoding
+
+from tracker.appkeys import ACCOUNTS, SAMPLES
+from tracker.influx import select
+from tracker.influx.auth import authenticate
+from tracker.influx.errors import INFLUX_VERSION, JSON, InfluxError, no_content
+from tracker.influx.influxql import (
+    CreateDatabase,
+    QueryParseError,
+    SelectStatement,
+    ShowDatabases,
+    ShowFieldKeys,
+    ShowMeasurements,
+    ShowRetentionPolicies,
+    ShowSeries,
+    ShowTagKeys,
+    ShowTagValues,
+    Statement,
+    UnsupportedStatement,
+    parse_query,
+)
+from tracker.storage import EPOCH_NS
+
+DEFAULT_CHUNK_SIZE = 10_000  # InfluxDB's default rows per chunk
+STREAM_AFTER = 256 * 1024  # bytes of answer held back before switching to a streamed response
+# Statements InfluxDB allows only to admins; Tracker has none, so they are refused like InfluxDB refuses a non-admin.
+_ADMIN_ONLY = (
+    "GRANT", "REVOKE", "KILL", "ALTER", "SET PASSWORD", "CREATE USER", "DROP USER", "SHOW USERS", "SHOW GRANTS",
+    "DROP DATABASE", "CREATE RETENTION", "DROP RETENTION", "SHOW STATS", "SHOW DIAGNOSTICS", "SHOW SHARD",
+    "DROP SHARD", "CREATE SUBSCRIPTION", "DROP SUBSCRIPTION", "SHOW SUBSCRIPTIONS", "SHOW QUERIES",
+)  # fmt: skip
+_KIND = {
+    SelectStatement: "SELECT",
+    ShowMeasurements: "SHOW MEASUREMENTS",
+    ShowFieldKeys: "SHOW FIELD KEYS",
+    ShowTagKeys: "SHOW TAG KEYS",
+    ShowTagValues: "SHOW TAG VALUES",
+    ShowRetentionPolicies: "SHOW RETENTION POLICIES",
+    ShowSeries: "SHOW SERIES",
+    ShowDatabases: "SHOW DATABASES",
+}
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return no_content()
+
+
+async def query(request: web.Request) -> web.StreamResponse:
+    accounts = request.app[ACCOUNTS]
+    user = await authenticate(request, accounts)
+    params = await _parameters(request)
+    text = params.get("q", "")
+    if not text.strip():
+        raise InfluxError(400, 'missing required parameter "q"')
+    bind: dict[str, Any] = {}
+    if params.get("params"):
+        try:
+            bind = orjson.loads(params["params"])
+        except orjson.JSONDecodeError as exc:
+            raise InfluxError(400, f"error parsing query parameters: {exc}") from None
+        if not isinstance(bind, dict):
+            raise InfluxError(400, "error parsing query parameters: expected a JSON object")
+    now_ns = time.time_ns()
+    try:
+        statements = parse_query(text, now_ns=now_ns, params=bind)
+    except QueryParseError as exc:
+        raise InfluxError(400, exc.message) from None
+    if not statements:
+        raise InfluxError(400, 'missing required parameter "q"')
+
+    default_db = params.get("db", "")
+    readable = await accounts.readable_databases(user)
+    _authorize(statements, user, readable, default_db)
+
+    epoch = params.get("epoch", "")
+    ctx = select.Context(
+        store=request.app[SAMPLES],
+        user=user,
+        readable=readable,
+        default_db=default_db,
+        default_rp=params.get("rp", ""),
+        epoch=None if not epoch else (epoch if epoch in EPOCH_NS else "ns"),  # InfluxDB: anything else is ns
+        now_ns=now_ns,
+    )
+    chunked = params.get("chunked", "") == "true"
+    writer = _AnswerWriter(request, pretty=params.get("pretty", "") == "true", chunked=chunked)
+    if chunked:
+        chunk_size = _positive_int(params.get("chunk_size", ""), DEFAULT_CHUNK_SIZE)
+        ctx.batch = min(ctx.batch, chunk_size)
+        for statement_id, statement in enumerate(statements):
+            await _write_chunked(writer, statement_id, select.execute(statement, ctx), chunk_size)
+    else:
+        await writer.emit(b'{"results":[')
+        for statement_id, statement in enumerate(statements):
+            await _write_result(writer, statement_id, select.execute(statement, ctx))
+        await writer.emit(b"]}\n")
+    return await writer.finish()
+
+
+async def _parameters(request: web.Request) -> dict[str, str]:
+    """URL parameters, overridden by a urlencoded or multipart form body (Go's FormValue order)."""
+    params = dict(request.rel_url.query)
+    if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        params.update({key: value for key, value in form.items() if isinstance(value, str)})
+    return params
+
+
+def _positive_int(text: str, default: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def _authorize(statements: list[Statement], user: str, readable: list[str], default_db: str) -> None:
+    """Every statement is checked before any runs, as InfluxDB does: one refusal refuses the query."""
+    prefix = f"error authorizing query: {user} not authorized to execute statement"
+    for statement in statements:
+        if isinstance(statement, CreateDatabase):
+            # Telegraf sends CREATE DATABASE for its own database at startup: that one exists already.
+            if statement.name != user:
+                raise InfluxError(403, f"{prefix} 'CREATE DATABASE \"{statement.name}\"', requires admin privilege")
+        elif isinstance(statement, UnsupportedStatement):
+            if statement.keyword.startswith(_ADMIN_ONLY):
+                raise InfluxError(403, f"{prefix} '{statement.text}', requires admin privilege")
+        else:
+            database = select.statement_database(statement, default_db)
+            if database is not None and database not in readable:
+                raise InfluxError(403, f"{prefix} '{_KIND.get(type(statement), 'SELECT')}', requires READ on {database}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the answer
+
+
+class _AnswerWriter:
+    """Collects the answer's bytes; starts streaming once it outgrows STREAM_AFTER (never for pretty)."""
+
+    def __init__(self, request: web.Request, *, pretty: bool, chunked: bool) -> None:
+        self.request = request
+        self.pretty = pretty
+        self.chunked = chunked
+        self.gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.response: web.StreamResponse | None = None
+
+    async def emit(self, data: bytes) -> None:
+        if self.pretty and self.chunked:
+            data = _indent(data)  # every line is a whole JSON object
+        if self.response is not None:
+            await self.response.write(data)
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= STREAM_AFTER and not (self.pretty and not self.chunked):
+            self.response = self._prepared(web.StreamResponse(status=200))
+            await self.response.prepare(self.request)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        assert self.response is not None
+        data = b"".join(self.pending)
+        self.pending.clear()
+        self.pending_size = 0
+        await self.response.write(data)
+
+    async def finish(self) -> web.StreamResponse:
+        if self.response is not None:
+            await self.response.write_eof()
+            return self.response
+        body = b"".join(self.pending)
+        if self.pretty and not self.chunked:
+            body = _indent(body)
+        return self._prepared(web.Response(status=200, body=body))
+
+    def _prepared(self, response: web.StreamResponse) -> web.StreamResponse:
+        response.content_type = JSON
+        if self.gzip:  # InfluxDB compresses 200 answers only, and only with gzip
+            response.enable_compression(ContentCoding.gzip)
+        # A streamed answer's headers leave before the conventions middleware sees it: set them here.
+        request_id = self.request.headers.get("X-Request-Id") or self.request.headers.get("Request-Id") or str(uuid.uuid1())
+        response.headers["X-Influxdb-Version"] = INFLUX_VERSION
+        response.headers["X-Influxdb-Build"] = "OSS"
+        response.headers["Request-Id"] = request_id
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+
+def _indent(data: bytes) -> bytes:
+    return orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _encode_rows(header: select.SeriesHeader, rows: list[Any]) -> bytes:
+    data = orjson.dumps(rows)
+    if header.whole_floats:
+        # Numbers only: ".0" right before "," or "]" ends a whole-number float (InfluxDB writes 145, not 145.0).
+        data = data.replace(b".0,", b",").replace(b".0]", b"]")
+    return data
+
+
+def _series_head(header: select.SeriesHeader) -> bytes:
+    """`{"name":…,"tags":…,"columns":[…],"values":[` (empty keys left out, as InfluxDB does)."""
+    head: dict[str, Any] = {}
+    if header.name is not None:
+        head["name"] = header.name
+    if header.tags:
+        head["tags"] = header.tags
+    head["columns"] = header.columns
+    return orjson.dumps(head)[:-1] + b',"values":['
+
+
+async def _write_result(writer: _AnswerWriter, statement_id: int, output: select.Output) -> None:
+    """One result object of the non-chunked answer, series by series, batch by batch."""
+    await writer.emit(b'%s{"statement_id":%d' % (b"," if statement_id else b"", statement_id))
+    current: select.SeriesHeader | None = None
+    error: str | None = None
+    try:
+        async for header, rows in output:
+            if not rows:
+                continue
+            if header is not current:
+                await writer.emit((b',"series":[' if current is None else b"]},") + _series_head(header))
+                current = header
+            else:
+                await writer.emit(b",")
+            await writer.emit(_encode_rows(header, rows)[1:-1])  # "[…],[…]": without the outer brackets
+    except select.StatementError as exc:
+        error = str(exc)
+    if current is not None:
+        await writer.emit(b"]}]")
+    if error is not None:
+        await writer.emit(b',"error":' + orjson.dumps(error))
+    await writer.emit(b"}")
+
+
+async def _write_chunked(writer: _AnswerWriter, statement_id: int, output: select.Output, chunk_size: int) -> None:
+    """InfluxDB's chunked form: one `{"results":[…]}` line per series chunk of up to chunk_size rows;
+    "partial":true on a series continued in the next line and on a result continued in the next line."""
+
+    def line(header: select.SeriesHeader | None, rows: list[Any], series_partial: bool, result_partial: bool,
+             error: str | None = None) -> bytes:  # fmt: skip
+        result: dict[str, Any] = {"statement_id": statement_id}
+        if header is not None and rows:
+            series: dict[str, Any] = {}
+            if header.name is not None:
+                series["name"] = header.name
+            if header.tags:
+                series["tags"] = header.tags
+            series["columns"] = header.columns
+            series["values"] = orjson.Fragment(_encode_rows(header, rows))  # already JSON text
+            if series_partial:
+                series["partial"] = True
+            result["series"] = [series]
+        if error is not None:
+            result["error"] = error
+        if result_partial:
+            result["partial"] = True
+        return orjson.dumps({"results": [result]}) + b"\n"
+
+    current: select.SeriesHeader | None = None
+    rows: list[Any] = []
+    error: str | None = None
+    try:
+        async for header, batch in output:
+            if not batch:
+                continue
+            if header is not current:
+                if current is not None and rows:
+                    await writer.emit(line(current, rows, False, True))
+                current, rows = header, []
+            rows.extend(batch)
+            # Strictly more than a chunk: only then is it certain that the series goes on.
+            while len(rows) > chunk_size:
+                await writer.emit(line(current, rows[:chunk_size], True, True))
+                del rows[:chunk_size]
+    except select.StatementError as exc:
+        error = str(exc)
+    await writer.emit(line(current, rows, False, False, error))
