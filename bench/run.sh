@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `make bench`: start a fresh Tracker with 100 users on a free local port, hand its URL to a
+# side-by-side harness, and stop the server again however the run ends.
+#
+# COMPARE names the harness (default bench/compare.sh). Any side-by-side harness that takes the
+# server URL as its only argument can be given, e.g. COMPARE=path/to/other-harness.sh make bench.
+# It finds users user0..user99 with passwords pass0..pass99 already in place.
+# Environment: BENCH_PORT first port to try (18087); DUR, WORKLOADS and the rest go on to the harness.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tracker=.venv/bin/tracker
+[ -x "$tracker" ] || { echo "error: $tracker not found; run 'make bench' (it builds .venv first)" >&2; exit 2; }
+USERS=100
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port=${BENCH_PORT:-18087}
+for _ in $(seq 50); do port_in_use "$port" || break; port=$((port + 1)); done
+port_in_use "$port" && { echo "error: no free port from ${BENCH_PORT:-18087} on" >&2; exit 2; }
+url=http://127.0.0.1:$port
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- users: the first alone (it creates the account file), the rest a few at a time -------------------
+export TRACKER_DATA_DIR="$work/data"
+add_user() { # N: userN with password passN, retried because parallel writers can briefly find the file locked
+  local attempt
+  for attempt in 1 2 3; do
+    printf 'pass%s' "$1" | "$tracker" user add "user$1" --password-stdin >/dev/null 2>"$TRACKER_DATA_DIR/.add$1.err" && return 0
+    sleep "0.$attempt"
+  done
+  echo "error: could not add user$1:" >&2
+  cat "$TRACKER_DATA_DIR/.add$1.err" >&2
+  return 1
+}
+export -f add_user
+export tracker
+mkdir -p "$TRACKER_DATA_DIR"
+echo "creating $USERS users in a fresh data folder"
+add_user 0
+seq 1 $((USERS - 1)) | xargs -P "$(nproc)" -I{} bash -c 'add_user {}'
+rm -f "$TRACKER_DATA_DIR"/.add*.err
+
+# --- the server -----------------------------------------------------------------------------------------
+echo "starting Tracker on $url"
+"$tracker" serve --host 127.0.0.1 --port "$port" --data-dir "$TRACKER_DATA_DIR" --log-level warning \
+  >"$work/server.log" 2>&1 &
+server_pid=$!
+ping_code() { curl -s -o /dev/null -w '%{http_code}' "$url/ping" || true; }
+for _ in $(seq 150); do
+  [ "$(ping_code)" = 204 ] && break
+  kill -0 "$server_pid" 2>/dev/null || { echo "error: Tracker exited:" >&2; tail -n 30 "$work/server.log" >&2; exit 1; }
+  sleep 0.2
+done
+[ "$(ping_code)" = 204 ] || { echo "error: Tracker did not answer GET /ping with 204" >&2; tail -n 30 "$work/server.log" >&2; exit 1; }
+
+# --- the comparison -----------------------------------------------------------------------------------
+status=0
+A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+if [ -s "$work/server.log" ]; then
+  echo "Tracker's log during the run (last 20 lines):"
+  tail -n 20 "$work/server.log"
+fi
+exit "$status"
