@@ -222,6 +222,18 @@ async def test_full_precision_floats(client: TestClient, test_user: None) -> Non
     assert '[1,52.520006599999995,13.404954,0.30000000000000004,1e-7,0]' in text
 
 
+async def test_numbers_exact_in_every_answer_form(client: TestClient, test_user: None) -> None:
+    """Whole numbers become integers in SQL: big ones too (as Go writes them), never losing digits."""
+    body = "samples dur_s=1e16,dist_km=123456789.123,temp_c=-40,acc_m=0.1,bearing=359.99999999999994 1"
+    assert (await client.post("/write?db=test", data=body, headers=AUTH)).status == 204
+    row = "[1,10000000000000000,123456789.123,-40,0.1,359.99999999999994]"
+    for q in ("SELECT dur_s, dist_km, temp_c, acc_m, bearing FROM samples", "SELECT dur_s, dist_km, temp_c, acc_m, bearing, device FROM samples"):
+        for chunked in ("false", "true"):
+            params = {"db": "test", "q": q, "epoch": "ns", "chunked": chunked}
+            text = await (await client.get("/query", params=params, headers=AUTH)).text()
+            assert row[:-1] in text, text
+
+
 # -- aggregates ------------------------------------------------------------------------------------
 
 HR = [100, 90, 110, 121.5]  # hr_bpm values of DATA in time order

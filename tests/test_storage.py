@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,6 +137,38 @@ async def test_data_version_changes_when_another_instance_commits(tmp_path: Path
         mine = await server.data_version()
         await server.add_user("bob", "h")
         assert await server.data_version() != mine
+    finally:
+        await cli.close()
+        await server.close()
+
+
+async def test_data_version_answers_from_a_stat_while_quiet_and_still_sees_another_commit(tmp_path: Path) -> None:
+    """Per request, data_version() skips SQLite while the -wal file is long untouched; a commit by
+    another process (which writes the -wal) is still seen by the very next call."""
+
+    class CountingStore(AccountStore):
+        queries = 0
+
+        async def _fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+            self.queries += 1
+            return await super()._fetchall(sql, params)
+
+    path = tmp_path / "accounts.sqlite"
+    server = CountingStore(await storage._open(path, storage.ACCOUNT_MIGRATIONS, "FULL"), path)
+    cli = await AccountStore.open(tmp_path)
+    wal = tmp_path / "accounts.sqlite-wal"
+    try:
+        await cli.add_user("alice", "h")
+        old = time.time_ns() - 60 * 10**9
+        os.utime(wal, ns=(old, old))  # as if the last change were a minute ago
+        first = await server.data_version()
+        queries = server.queries
+        for _ in range(5):
+            assert await server.data_version() == first
+        assert server.queries == queries  # answered without SQLite
+        await cli.set_password_hash("alice", "h2")
+        assert await server.data_version() != first
+        assert server.queries == queries + 1
     finally:
         await cli.close()
         await server.close()
@@ -326,6 +361,42 @@ async def test_a_failing_batch_does_not_fail_the_batches_grouped_with_it(samples
     assert isinstance(results[5], Exception)
     # Nothing of the failed batch is stored, not even its valid first point.
     assert [r.time for r in await read_all(samples, "alice")] == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_write_is_acknowledged_only_after_its_commit_and_the_loop_runs_meanwhile(
+    tmp_path: Path, samples: SampleStore
+) -> None:
+    await samples.write("alice", [Pt(0, {"hr_bpm": 0.0})])
+    blocker = sqlite3.connect(sample_file(tmp_path, "alice"), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock: the commit must wait
+    try:
+        pending = asyncio.ensure_future(samples.write("alice", [Pt(1, {"hr_bpm": 1.0}), Pt(2, {"hr_bpm": 2.0})]))
+        ticks = 0
+        for _ in range(20):  # the event loop keeps running while the writer thread waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not pending.done()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await pending
+    with sqlite3.connect(sample_file(tmp_path, "alice")) as conn:  # committed, seen from outside
+        assert conn.execute("SELECT time, hr_bpm FROM samples ORDER BY time").fetchall() == [(0, 0.0), (1, 1.0), (2, 2.0)]
+
+
+async def test_batches_longer_than_one_statement_merge_in_order(samples: SampleStore) -> None:
+    n = storage.ROWS_PER_STATEMENT
+    edge = n - 1  # the last row of the first statement, repeated as the first row of the second
+    points = [Pt(t, {"hr_bpm": float(t), "pwr_w": 1.0}) for t in range(n)]
+    points.append(Pt(edge, {"hr_bpm": -1.0, "pwr_w": 2.0}))
+    points += [Pt(t, {"hr_bpm": float(t), "pwr_w": 1.0}) for t in range(n, 2 * n + 7)]
+    points += [Pt(3, {"cad_rpm": 90.0})]  # another field set: its own statement, merged into time 3
+    await samples.write("alice", points)
+    rows = await read_all(samples, "alice")
+    assert [r.time for r in rows] == list(range(2 * n + 7))
+    assert rows[edge].fields == {"hr_bpm": -1.0, "pwr_w": 2.0}  # the later point won
+    assert rows[3].fields == {"hr_bpm": 3.0, "pwr_w": 1.0, "cad_rpm": 90.0}
+    assert rows[-1].fields == {"hr_bpm": float(2 * n + 6), "pwr_w": 1.0}
 
 
 async def test_unknown_field_key_is_refused_not_interpolated(samples: SampleStore) -> None:

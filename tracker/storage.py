@@ -12,8 +12,10 @@ file kind, applied forward only at open, each in its own transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -33,6 +35,9 @@ _log = logging.getLogger(__name__)
 # Long enough that a CLI command committing beside the server is waited for, not reported as an error.
 BUSY_TIMEOUT_MS = 5000
 ACCOUNTS_FILE = "accounts.sqlite"
+# How long the accounts -wal file must have been untouched before its stat alone may stand in for
+# PRAGMA data_version: far above any file system's timestamp granularity.
+_QUIET_NS = 5 * 10**9
 USERS_DIR = "users"
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -195,6 +200,9 @@ class AccountStore:
         # One lock: a second coroutine must never slip a statement into another one's transaction.
         self._lock = asyncio.Lock()
         self._own_commits = 0
+        self._wal_path = path.with_name(path.name + "-wal")
+        # (-wal signature, time.time_ns() when that check began, PRAGMA data_version) of the last real check
+        self._last_check: tuple[tuple[int, int, int] | None, int, int] | None = None
 
     @classmethod
     async def open(cls, data_dir: Path) -> AccountStore:
@@ -284,9 +292,29 @@ class AccountStore:
 
         PRAGMA data_version changes only when *another* connection (e.g. the CLI) commits; our own
         commits are counted in the high bits so that they change the number too.
+
+        Asked on every request, so it usually answers without touching SQLite: in WAL mode every
+        commit writes the -wal file, so if that file's (inode, size, mtime) is what it was when the
+        last real check began, and its mtime was already well before that moment, no commit can
+        have happened since (a later commit's mtime would be later; the margin covers coarse file
+        system clocks). Otherwise, e.g. for a few seconds after any change, we ask SQLite.
         """
+        checked_at = time.time_ns()
+        wal = self._wal_signature()
+        last = self._last_check
+        if wal is not None and last is not None and wal == last[0] and wal[2] < last[1] - _QUIET_NS:
+            return (self._own_commits << 32) + last[2]
         rows = await self._fetchall("PRAGMA data_version")
+        self._last_check = (wal, checked_at, int(rows[0][0]))
         return (self._own_commits << 32) + int(rows[0][0])
+
+    def _wal_signature(self) -> tuple[int, int, int] | None:
+        # One stat of a local file: far cheaper than a round trip to the connection's thread.
+        try:
+            info = os.stat(self._wal_path)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
 
     async def close(self) -> None:
         async with self._lock:
@@ -325,24 +353,32 @@ _COLUMNS = ", ".join(FIELD_KEYS)
 _FIELD_SET = frozenset(FIELD_KEYS)
 
 
-def _upsert_sql(keys: tuple[str, ...]) -> str:
-    """The write statement for points carrying exactly these fields, in this order.
+# Rows per INSERT statement. One statement with many VALUES rows costs ~30% less than executemany
+# (which steps, and hands the GIL back and forth, once per row); 200 rows x 18 columns stays far
+# below SQLite's bound-parameter limit.
+ROWS_PER_STATEMENT = 200
+
+
+def _upsert_sql(keys: tuple[str, ...], rows: int = 1) -> str:
+    """The write statement for `rows` points carrying exactly these fields, in this order.
 
     Binding only the fields present (instead of all 16 columns, mostly NULL) makes writes ~2.5x
     faster: with Python's sqlite3 the cost of a row is mostly its bound parameters. The keys are
     interpolated into SQL, hence the check against the vocabulary.
     Merge rule (InfluxDB's): per-field newest wins, a field the new point does not carry keeps its
-    value; rows of one executemany run in order, so within a batch later points win too.
+    value; SQLite applies the VALUES rows in order, so within a batch later points win too.
     """
     if not _FIELD_SET.issuperset(keys) or len(set(keys)) != len(keys):
         raise ValueError(f"fields must be distinct vocabulary keys, got {list(keys)}")
+    if rows < 1:
+        raise ValueError("rows must be at least 1")
     columns = ", ".join(keys)
-    marks = ", ".join("?" * (len(keys) + 2))
+    values = ", ".join([f"({', '.join('?' * (len(keys) + 2))})"] * rows)
     if not keys:
-        return "INSERT INTO samples (time, series) VALUES (?, ?) ON CONFLICT (time, series) DO NOTHING"
+        return f"INSERT INTO samples (time, series) VALUES {values} ON CONFLICT (time, series) DO NOTHING"
     updates = ", ".join(f"{key} = coalesce(excluded.{key}, {key})" for key in keys)
     return (
-        f"INSERT INTO samples (time, series, {columns}) VALUES ({marks}) "
+        f"INSERT INTO samples (time, series, {columns}) VALUES {values} "
         f"ON CONFLICT (time, series) DO UPDATE SET {updates}"
     )
 
@@ -516,12 +552,19 @@ class _Writer:
         return [None] * len(groups), 1
 
     def _transaction(self, conn: sqlite3.Connection, known: dict[Tags, int], groups: list[Sequence[SamplePoint]]) -> None:
-        """One transaction: [series insert + lookup if new tag sets], one executemany per field set, COMMIT."""
+        """One transaction: [series insert + lookup if new tag sets], the upserts, COMMIT."""
         new: dict[Tags, str] = {}
         for points in groups:
             for point in points:
                 if point.tags not in known and point.tags not in new:
                     new[point.tags] = _tags_text(point.tags)
+        if not new:
+            statements = self._statements(groups, known)
+            if len(statements) == 1:
+                # A single statement is a transaction of its own (autocommit): one step and one GIL
+                # hand-off instead of three (BEGIN, INSERT, COMMIT). The usual live write.
+                conn.execute(*statements[0])
+                return
         fresh: dict[Tags, int] = {}
         conn.execute("BEGIN IMMEDIATE")  # the write lock up front: no deadlock-prone lock upgrade
         try:
@@ -533,23 +576,37 @@ class _Writer:
                 ).fetchall()
                 by_text = dict(found)
                 fresh = {tags: by_text[text] for tags, text in new.items()}
-            ids = {**known, **fresh} if fresh else known
-            # Consecutive points with the same fields share one statement: usually one per group.
-            runs: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
-            for points in groups:
-                for point in points:
-                    keys = tuple(point.fields)
-                    if not runs or runs[-1][0] != keys:
-                        runs.append((keys, []))
-                    runs[-1][1].append((point.time, ids[point.tags], *point.fields.values()))
-            for keys, rows in runs:
-                conn.executemany(self._store._upsert_for(keys), rows)
+                statements = self._statements(groups, {**known, **fresh})
+            for sql, params in statements:
+                conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         known.update(fresh)  # only now: a rolled-back series id must never be reused
+
+    def _statements(self, groups: list[Sequence[SamplePoint]], ids: dict[Tags, int]) -> list[tuple[str, list[Any]]]:
+        """(sql, flat parameters) per statement: consecutive points with the same fields share
+        statements of up to ROWS_PER_STATEMENT rows; usually one field set per group."""
+        runs: list[tuple[tuple[str, ...], list[Any]]] = []  # (field keys, flat row values)
+        for points in groups:
+            for point in points:
+                keys = tuple(point.fields)
+                if not runs or runs[-1][0] != keys:
+                    runs.append((keys, []))
+                params = runs[-1][1]
+                params.append(point.time)
+                params.append(ids[point.tags])
+                params.extend(point.fields.values())
+        statements: list[tuple[str, list[Any]]] = []
+        for keys, params in runs:
+            width = len(keys) + 2
+            step = ROWS_PER_STATEMENT * width
+            for start in range(0, len(params), step):
+                chunk = params[start : start + step] if len(params) > step else params
+                statements.append((self._store._upsert_for(keys, len(chunk) // width), chunk))
+        return statements
 
 
 @dataclass(eq=False)
@@ -597,7 +654,7 @@ class SampleStore:
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self.commits = 0  # committed write transactions, all users: shows that group commit groups
-        self._upserts: dict[tuple[str, ...], str] = {}
+        self._upserts: dict[tuple[tuple[str, ...], int], str] = {}
 
     def path_for(self, user: str) -> Path:
         path = (self._users_dir / f"{_checked_name(user)}.sqlite").resolve()
@@ -651,6 +708,19 @@ class SampleStore:
                 handle.reader = reader
             return handle.reader
 
+    @contextlib.asynccontextmanager
+    async def _reading(self, handle: _UserFile) -> AsyncIterator[aiosqlite.Connection]:
+        """The file's read connection for the duration of one read (counted, so eviction waits).
+
+        One reader per file on purpose: a second or third one (measured) made queries slower, not
+        faster, as Python's sqlite3 hands the GIL back and forth once per fetched row.
+        """
+        handle.active_reads += 1
+        try:
+            yield await self._reader(handle)
+        finally:
+            handle.active_reads -= 1
+
     # ---- writes
 
     async def write(self, user: str, points: Sequence[SamplePoint]) -> None:
@@ -665,13 +735,13 @@ class SampleStore:
         handle.writer.put(points, done)
         await done
 
-    def _upsert_for(self, keys: tuple[str, ...]) -> str:
+    def _upsert_for(self, keys: tuple[str, ...], rows: int) -> str:
         """Called from writer threads: a plain dict is safe enough, a lost race only rebuilds a string."""
-        sql = self._upserts.get(keys)
+        sql = self._upserts.get((keys, rows))
         if sql is None:
-            if len(self._upserts) >= 1024:  # field orders vary little; just bound the cache
+            if len(self._upserts) >= 1024:  # field orders and row counts vary little; just bound the cache
                 self._upserts.clear()
-            sql = self._upserts[keys] = _upsert_sql(keys)
+            sql = self._upserts[(keys, rows)] = _upsert_sql(keys, rows)
         return sql
 
     # ---- reads
@@ -710,26 +780,18 @@ class SampleStore:
             f"{select} WHERE samples.time >= ? AND samples.time < ?{where} "
             f"ORDER BY samples.time {order}, samples.series {order} LIMIT ?"
         )
-        handle.active_reads += 1
-        try:
-            conn = await self._reader(handle)
+        async with self._reading(handle) as conn:
             decode = _Decoder(keys)
             async with conn.execute(sql, (start_ns, end_ns, -1 if limit is None else limit)) as cursor:
                 while rows := await cursor.fetchmany(batch):
                     yield [decode(row) for row in rows]
-        finally:
-            handle.active_reads -= 1
 
     async def _read_all(self, user: str, sql: str) -> list[tuple[Any, ...]]:
         handle = self._existing_file(user)
         if handle is None:
             return []
-        handle.active_reads += 1
-        try:
-            conn = await self._reader(handle)
+        async with self._reading(handle) as conn:
             return list(await conn.execute_fetchall(sql))
-        finally:
-            handle.active_reads -= 1
 
     async def latest(self, user: str) -> StoredSample | None:
         rows = await self._read_all(user, f"{_SELECT} ORDER BY samples.time DESC, samples.series DESC LIMIT 1")
@@ -925,20 +987,18 @@ async def query_raw(
     limit: int | None = None,
     offset: int = 0,
     batch: int = 5000,
-    whole_as_integer: bool = True,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
 
     Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
-    `whole_as_integer=False` leaves whole-number floats as floats, for a caller that fixes them
-    more cheaply in the encoded text (it costs SQLite a quarter of the read's time).
+    Whole-number values come back as integers (SQLite does that without holding the GIL).
     """
     handle = store._existing_file(user)
     read_fields = sorted({name for column in columns for name in column.fields})
     if handle is None or not read_fields:
         return
     any_value = " OR ".join(f"samples.{name} IS NOT NULL" for name in read_fields)
-    select = ", ".join(_whole_as_integer(c.sql) if c.fields and whole_as_integer else c.sql for c in columns)
+    select = ", ".join(_whole_as_integer(c.sql) if c.fields else c.sql for c in columns)
     order = "DESC" if descending else "ASC"
     sql = (
         f"SELECT {_time_sql(epoch)}, {select} FROM samples "
@@ -948,16 +1008,12 @@ async def query_raw(
     # _whole_as_integer writes each expression four times, so its parameters are bound as often.
     params: list[Any] = []
     for c in columns:
-        params.extend(c.params * (4 if c.fields and whole_as_integer else 1))
+        params.extend(c.params * (4 if c.fields else 1))
     params += [start_ns, end_ns, *where.params, -1 if limit is None else limit, offset]
-    handle.active_reads += 1
-    try:
-        conn = await store._reader(handle)
+    async with store._reading(handle) as conn:
         async with conn.execute(sql, params) as cursor:
             while rows := await cursor.fetchmany(batch):
                 yield rows  # type: ignore[misc]
-    finally:
-        handle.active_reads -= 1
 
 
 # Aggregates done with one SQL aggregate each (stddev from its sums); the others take a query of their own.
@@ -1016,9 +1072,7 @@ async def query_aggregates(
             row = out[index] = [None] * len(calls)
         return row
 
-    handle.active_reads += 1
-    try:
-        conn = await store._reader(handle)
+    async with store._reading(handle) as conn:
         simple = [(i, fn, col) for i, (fn, col) in enumerate(calls) if fn in _SQL_AGGREGATES
                   and not (point_times and fn in _SELECTORS)]  # fmt: skip
         used = [col for _, _, col in simple if col in _FIELD_SET]
@@ -1056,15 +1110,216 @@ async def query_aggregates(
                 while rows := await cursor.fetchmany(5000):
                     for row in rows:
                         slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
-    finally:
-        handle.active_reads -= 1
     return out
 
 
 async def _query_fetchall(store: SampleStore, handle: _UserFile, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    handle.active_reads += 1
-    try:
-        conn = await store._reader(handle)
+    async with store._reading(handle) as conn:
         return list(await conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
-    finally:
-        handle.active_reads -= 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Live view: the accounts schema v2 (public profiles, share links, web sessions) and the
+# downsampled window read behind the watch page. Module-level functions over the stores, like the
+# query section: the classes above stay as they are.
+
+ACCOUNT_MIGRATIONS += (
+    # v2. Tokens (links, sessions) are stored only as their SHA-256: a copy of this file lets nobody
+    # watch or sign in. A link's label is unique among the owner's links that are not revoked, so
+    # `link revoke NAME LABEL` names exactly one; revoked links stay listed (with their last use).
+    """
+    ALTER TABLE users ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE links (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_ns INTEGER NOT NULL,
+        expires_ns INTEGER,
+        last_used_ns INTEGER,
+        revoked_ns INTEGER
+    );
+    CREATE UNIQUE INDEX links_active_label ON links(owner, label) WHERE revoked_ns IS NULL;
+    CREATE INDEX links_by_owner ON links(owner);
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        expires_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions(user);
+    """,
+)
+
+
+class LinkLabelTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    id: int
+    owner: str
+    label: str
+    created_ns: int
+    expires_ns: int | None
+    last_used_ns: int | None
+    revoked_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    user: str
+    csrf: str
+    expires_ns: int
+
+
+_LINK_COLUMNS = "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns"
+
+
+async def set_public(store: AccountStore, name: str, public: bool) -> None:
+    if not await store._change("UPDATE users SET public = ? WHERE name = ?", (int(public), name)):
+        raise UnknownUser(name)
+
+
+async def is_public(store: AccountStore, name: str) -> bool:
+    rows = await store._fetchall("SELECT public FROM users WHERE name = ?", (name,))
+    return bool(rows and rows[0][0])
+
+
+async def add_link(
+    store: AccountStore, owner: str, label: str, token_hash: str, created_ns: int, expires_ns: int | None
+) -> LinkRecord:
+    try:
+        await store._change(
+            "INSERT INTO links (owner, label, token_hash, created_ns, expires_ns) VALUES (?, ?, ?, ?, ?)",
+            (owner, label, token_hash, created_ns, expires_ns),
+        )
+    except sqlite3.IntegrityError:
+        if await store.get_user(owner) is None:
+            raise UnknownUser(owner) from None
+        raise LinkLabelTaken(label) from None
+    rows = await store._fetchall(f"SELECT {_LINK_COLUMNS} FROM links WHERE token_hash = ?", (token_hash,))
+    return LinkRecord(*rows[0])
+
+
+async def list_links(store: AccountStore, owner: str) -> list[LinkRecord]:
+    rows = await store._fetchall(f"SELECT {_LINK_COLUMNS} FROM links WHERE owner = ? ORDER BY id", (owner,))
+    return [LinkRecord(*row) for row in rows]
+
+
+async def link_by_token_hash(store: AccountStore, token_hash: str) -> LinkRecord | None:
+    rows = await store._fetchall(f"SELECT {_LINK_COLUMNS} FROM links WHERE token_hash = ?", (token_hash,))
+    return LinkRecord(*rows[0]) if rows else None
+
+
+async def revoke_link(
+    store: AccountStore, owner: str, now_ns: int, *, link_id: int | None = None,
+    token_hash: str | None = None, label: str | None = None,
+) -> bool:
+    """Revoke one not-yet-revoked link of `owner`, named by id, token hash or label."""
+    if link_id is not None:
+        where, key = "id = ?", link_id
+    elif token_hash is not None:
+        where, key = "token_hash = ?", token_hash
+    elif label is not None:
+        where, key = "label = ?", label
+    else:
+        raise ValueError("name the link by id, token hash or label")
+    changed = await store._change(
+        f"UPDATE links SET revoked_ns = ? WHERE owner = ? AND {where} AND revoked_ns IS NULL", (now_ns, owner, key)
+    )
+    return bool(changed)
+
+
+async def touch_link(store: AccountStore, link_id: int, now_ns: int) -> None:
+    await store._change("UPDATE links SET last_used_ns = ? WHERE id = ?", (now_ns, link_id))
+
+
+async def add_session(store: AccountStore, token_hash: str, user: str, csrf: str, now_ns: int, expires_ns: int) -> None:
+    # Expired sessions are cleared here: sign-ins are rare, so this keeps the table small for free.
+    await store._change("DELETE FROM sessions WHERE expires_ns <= ?", (now_ns,))
+    try:
+        await store._change(
+            "INSERT INTO sessions (token_hash, user, csrf, created_ns, expires_ns) VALUES (?, ?, ?, ?, ?)",
+            (token_hash, user, csrf, now_ns, expires_ns),
+        )
+    except sqlite3.IntegrityError:
+        raise UnknownUser(user) from None
+
+
+async def get_session(store: AccountStore, token_hash: str) -> SessionRecord | None:
+    rows = await store._fetchall("SELECT user, csrf, expires_ns FROM sessions WHERE token_hash = ?", (token_hash,))
+    return SessionRecord(*rows[0]) if rows else None
+
+
+async def delete_session(store: AccountStore, token_hash: str) -> None:
+    await store._change("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+
+# Fields describing one GPS fix: a bucket takes them from its last fix, since averaging positions
+# (or bearings) draws points the rider never was at.
+_FIX_FIELDS = ("lat", "lng", "acc_m", "bearing")
+_MEAN_FIELDS = tuple(key for key in FIELD_KEYS if key not in _FIX_FIELDS)
+
+
+async def window_samples(
+    store: SampleStore, user: str, start_ns: int, end_ns: int, max_points: int
+) -> tuple[bool, list[tuple[int, dict[str, float]]]]:
+    """(downsampled?, [(time, fields)...] in time order) for start <= time < end.
+
+    Up to `max_points` rows come back as stored. Beyond that the range is cut into `max_points`
+    buckets of equal width; each non-empty bucket gives one sample at the time of its last row, with
+    the mean of each field, except the fix fields (lat, lng, acc_m, bearing) taken from the bucket's
+    last row that has a position.
+    """
+    if max_points < 1 or end_ns <= start_ns:
+        return False, []
+    handle = store._existing_file(user)
+    if handle is None:
+        return False, []
+    async with store._reading(handle) as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT count(*) FROM samples WHERE time >= ? AND time < ?", (start_ns, end_ns)
+        )
+        count = rows[0][0]
+        if count <= max_points:
+            sql = (
+                f"SELECT time, {_COLUMNS} FROM samples WHERE time >= ? AND time < ? ORDER BY time, series"
+            )
+            out: list[tuple[int, dict[str, float]]] = []
+            async with conn.execute(sql, (start_ns, end_ns)) as cursor:
+                while batch := await cursor.fetchmany(5000):
+                    for row in batch:
+                        fields = {k: v for k, v in zip(FIELD_KEYS, row[1:]) if v is not None}
+                        if fields:
+                            out.append((row[0], fields))
+            return False, out
+
+        width = -(-(end_ns - start_ns) // max_points)  # ceiling: max_points buckets cover the range
+        bucket = "(time - ?1) / ?3"
+        means = ", ".join(f"avg({key})" for key in _MEAN_FIELDS)
+        buckets: dict[int, tuple[int, dict[str, float]]] = {}
+        sql = (
+            f"SELECT {bucket} AS b, max(time), {means} FROM samples "
+            "WHERE time >= ?1 AND time < ?2 GROUP BY b ORDER BY b"
+        )
+        async with conn.execute(sql, (start_ns, end_ns, width)) as cursor:
+            while batch := await cursor.fetchmany(5000):
+                for b, last_time, *values in batch:
+                    fields = {k: v for k, v in zip(_MEAN_FIELDS, values) if v is not None}
+                    buckets[b] = (last_time, fields)
+        # SQLite's bare columns: beside max(time), the other columns come from that very row.
+        fix = ", ".join(_FIX_FIELDS)
+        sql = (
+            f"SELECT {bucket} AS b, max(time), {fix} FROM samples "
+            "WHERE time >= ?1 AND time < ?2 AND lat IS NOT NULL AND lng IS NOT NULL GROUP BY b"
+        )
+        async with conn.execute(sql, (start_ns, end_ns, width)) as cursor:
+            while batch := await cursor.fetchmany(5000):
+                for b, _time, *values in batch:
+                    entry = buckets.get(b)
+                    if entry is not None:
+                        entry[1].update({k: v for k, v in zip(_FIX_FIELDS, values) if v is not None})
+    return True, [entry for _, entry in sorted(buckets.items()) if entry[1]]

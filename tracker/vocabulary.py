@@ -51,6 +51,8 @@ def normalize_fields(
     """
     if measurement != MEASUREMENT:
         return None, f'measurement "{measurement}" is not allowed: the only measurement is "{MEASUREMENT}"'
+    if _plainly_valid(fields):
+        return fields, None  # type: ignore[return-value]  # all canonical floats: nothing to change
     out: dict[str, float] = {}
     for key, value in fields.items():
         canonical = ALIASES.get(key, key)
@@ -67,3 +69,21 @@ def normalize_fields(
             return None, f'field "{key}": {value} is out of range {spec.low:g}..{spec.high:g} {spec.unit}'
         out[canonical] = number
     return out, None
+
+
+_CANONICAL = frozenset(FIELD_KEYS)
+_FLOAT_ONLY = {float}
+_BOUNDED = tuple((f.key, f.low, f.high) for f in FIELDS if math.isfinite(f.low) or math.isfinite(f.high))
+
+
+def _plainly_valid(fields: dict[str, float | int | str | bool]) -> bool:
+    """The usual point, recognised in a few C-level calls: canonical keys, floats only, finite, in range.
+
+    Checking costs about as much as parsing the line, so nearly every point skips the loop below;
+    anything else takes the loop, which has the final word and the messages.
+    """
+    values = fields.values()
+    # A NaN or infinity makes the sum non-finite (so may a huge sum of finite values: those take the loop).
+    if not fields.keys() <= _CANONICAL or set(map(type, values)) != _FLOAT_ONLY or not math.isfinite(sum(values)):  # type: ignore[arg-type]
+        return False
+    return all(low <= fields.get(key, low) <= high for key, low, high in _BOUNDED)  # type: ignore[operator]

@@ -54,7 +54,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def influx_conventions(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Version and request-id headers on every answer; InfluxError becomes InfluxDB's error form."""
-    request_id = request.headers.get("X-Request-Id") or request.headers.get("Request-Id") or str(uuid.uuid1())
+    request_id = request.headers.get("X-Request-Id") or request.headers.get("Request-Id") or str(uuid.uuid4())
     try:
         response = await handler(request)
     except InfluxError as exc:

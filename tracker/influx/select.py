@@ -68,9 +68,6 @@ class SeriesHeader:
     name: str | None
     columns: list[str]
     tags: dict[str, str] | None = None
-    # Rows hold numbers only, whole-number floats included: the writer turns `145.0` into `145` in
-    # the encoded text, which is cheaper than asking SQLite to (safe only without strings in rows).
-    whole_floats: bool = False
 
 
 Output = AsyncIterator[tuple[SeriesHeader, list[Row]]]
@@ -242,10 +239,8 @@ async def _raw_select(
             names.append(item.name)
             columns.append(_value_sql(item.expr, series))
     header_columns = ["time", *_unique_names(names)]
-    # Strings in rows (tags, RFC 3339 times are safe: they end in Z") rule out fixing numbers in the text.
-    numbers_only = all(column.fields for column in columns)
     for tags, group_where in _groups(group_keys, series, where):
-        header = SeriesHeader(MEASUREMENT, header_columns, tags, whole_floats=numbers_only)
+        header = SeriesHeader(MEASUREMENT, header_columns, tags)
         async for rows in storage.query_raw(
             ctx.store,
             database,
@@ -258,7 +253,6 @@ async def _raw_select(
             limit=statement.limit,
             offset=statement.offset,
             batch=ctx.batch,
-            whole_as_integer=not numbers_only,
         ):
             yield header, rows
 
