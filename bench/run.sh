@@ -5,13 +5,29 @@
 # COMPARE names the harness (default bench/compare.sh). Any side-by-side harness that takes the
 # server URL as its only argument can be given, e.g. COMPARE=path/to/other-harness.sh make bench.
 # It finds users user0..user99 with passwords pass0..pass99 already in place.
-# Environment: BENCH_PORT first port to try (18087); DUR, WORKLOADS and the rest go on to the harness.
+# After it, against the same server, bench/live_fanout.py measures the live view: riders user0..user9
+# (made public first) post samples, 100 viewers watch their event streams.
+# Environment: BENCH_PORT first port to try (18087); FANOUT_DUR seconds of the fan-out's writes (30);
+# WORKLOADS picks workloads, `fanout` among them (unset: all); DUR and the rest go on to the harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tracker=.venv/bin/tracker
 [ -x "$tracker" ] || { echo "error: $tracker not found; run 'make bench' (it builds .venv first)" >&2; exit 2; }
+python=.venv/bin/python
 USERS=100
+FANOUT_RIDERS=10
+
+# --- what runs: `fanout` in WORKLOADS is ours, the other names are the harness's -----------------------
+run_fanout=1
+compare_workloads=${WORKLOADS:-}
+if [ -n "${WORKLOADS:-}" ]; then
+  run_fanout=0
+  compare_workloads=
+  for workload in $WORKLOADS; do
+    if [ "$workload" = fanout ]; then run_fanout=1; else compare_workloads+="${compare_workloads:+ }$workload"; fi
+  done
+fi
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=${BENCH_PORT:-18087}
@@ -52,6 +68,11 @@ echo "creating $USERS users in a fresh data folder"
 add_user 0
 seq 1 $((USERS - 1)) | xargs -P "$(nproc)" -I{} bash -c 'add_user {}'
 rm -f "$TRACKER_DATA_DIR"/.add*.err
+if [ "$run_fanout" = 1 ]; then
+  # The fan-out's viewers watch without signing in, as anyone may watch a public profile.
+  echo "making user0..user$((FANOUT_RIDERS - 1)) public for the live fan-out"
+  for i in $(seq 0 $((FANOUT_RIDERS - 1))); do "$tracker" user public "user$i" on >/dev/null; done
+fi
 
 # --- the server -----------------------------------------------------------------------------------------
 echo "starting Tracker on $url"
@@ -68,7 +89,25 @@ done
 
 # --- the comparison -----------------------------------------------------------------------------------
 status=0
-A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+if [ -z "${WORKLOADS:-}" ]; then
+  A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+elif [ -n "$compare_workloads" ]; then
+  WORKLOADS=$compare_workloads A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+else
+  echo "skipping the side-by-side comparison: WORKLOADS=\"$WORKLOADS\" names none of its workloads"
+fi
+
+# --- the live fan-out, against the same server ----------------------------------------------------------
+if [ "$run_fanout" = 1 ]; then
+  echo
+  echo "live fan-out: $FANOUT_RIDERS riders, 100 viewers, ${FANOUT_DUR:-30} s"
+  fanout_status=0
+  "$python" bench/live_fanout.py "$url" --server-pid "$server_pid" --riders "$FANOUT_RIDERS" --viewers 100 \
+    --rate 1 --duration "${FANOUT_DUR:-30}" || fanout_status=$?
+  [ "$status" = 0 ] && status=$fanout_status
+else
+  echo "skipping the live fan-out: WORKLOADS=\"$WORKLOADS\" does not name fanout"
+fi
 if [ -s "$work/server.log" ]; then
   echo "Tracker's log during the run (last 20 lines):"
   tail -n 20 "$work/server.log"

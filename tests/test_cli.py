@@ -74,6 +74,7 @@ def test_command_tree_is_complete() -> None:
     assert paths == {
         "", "serve", "user", "user add", "user list", "user passwd", "user delete",
         "share", "share add", "share remove", "share list",
+        "user public", "link", "link create", "link list", "link revoke",
     }  # fmt: skip
 
 

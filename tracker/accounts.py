@@ -18,11 +18,13 @@ from typing import Callable
 from passlib.context import CryptContext
 from passlib.exc import PasswordSizeError
 
-from tracker.storage import AccountStore, UnknownUser, UserExists, UserRecord
+from tracker import storage
+from tracker.storage import AccountStore, LinkRecord, UnknownUser, UserExists, UserRecord
 
 __all__ = [
     "USERNAME_RULE",
     "Accounts",
+    "InvalidLink",
     "InvalidPassword",
     "InvalidShare",
     "InvalidUsername",
@@ -55,6 +57,39 @@ def validate_username(name: str) -> str:
     if not isinstance(name, str) or not _USERNAME_RE.match(name):
         raise InvalidUsername(f"invalid username {name!r}: use {USERNAME_RULE}")
     return name
+
+
+class InvalidLink(ValueError):
+    pass
+
+
+LABEL_MAX = 100
+LINK_USE_RESOLUTION_NS = 60 * 10**9
+_DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*\Z")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def validate_label(label: str) -> str:
+    """A link label: any printable text (it is only ever shown as text), 1-100 characters."""
+    label = label.strip()
+    if not label or len(label) > LABEL_MAX:
+        raise InvalidLink(f"a link label must be 1-{LABEL_MAX} characters")
+    if any(not ch.isprintable() for ch in label):
+        raise InvalidLink("a link label must not contain control characters")
+    return label
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '2h', '7d', '1w' -> seconds."""
+    match = _DURATION_RE.match(text or "")
+    if not match or float(match.group(1)) <= 0:
+        raise InvalidLink(f"invalid duration {text!r}: use a number and s, m, h, d or w, e.g. 2h")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def token_digest(token: str) -> str:
+    """How link and session tokens are stored: their SHA-256, never the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def default_password_context() -> CryptContext:
@@ -201,6 +236,104 @@ class Accounts:
         if owner is not None:
             validate_username(owner)
         return await self._store.list_shares(owner)
+
+    # ----- the live view: public profiles, share links, web sessions, and who may watch -----
+
+    async def set_public(self, name: str, public: bool) -> None:
+        validate_username(name)
+        try:
+            await storage.set_public(self._store, name, public)
+        except UnknownUser:
+            raise UnknownUser(f"unknown user {name!r}") from None
+
+    async def is_public(self, name: str) -> bool:
+        return await storage.is_public(self._store, name)
+
+    async def create_link(
+        self, owner: str, label: str | None = None, expires_in_seconds: float | None = None
+    ) -> tuple[str, LinkRecord]:
+        """A new share link: (the token, shown only now, stored only hashed; its record)."""
+        validate_username(owner)
+        now_ns = time.time_ns()
+        if label is None or not label.strip():
+            # The date says when; the random suffix keeps two links made in one second apart.
+            label = "link " + time.strftime("%Y-%m-%d", time.gmtime(now_ns / 1e9)) + " " + secrets.token_hex(3)
+        label = validate_label(label)
+        expires_ns = None
+        if expires_in_seconds is not None:
+            if expires_in_seconds <= 0:
+                raise InvalidLink("the expiry must be in the future")
+            expires_ns = now_ns + int(expires_in_seconds * 1e9)
+        token = secrets.token_urlsafe(24)
+        try:
+            record = await storage.add_link(self._store, owner, label, token_digest(token), now_ns, expires_ns)
+        except UnknownUser:
+            raise UnknownUser(f"unknown user {owner!r}") from None
+        except storage.LinkLabelTaken:
+            raise InvalidLink(f"{owner!r} already has a link labelled {label!r}") from None
+        return token, record
+
+    async def list_links(self, owner: str) -> list[LinkRecord]:
+        validate_username(owner)
+        return await storage.list_links(self._store, owner)
+
+    async def revoke_link(self, owner: str, token_or_label: str | int) -> bool:
+        """Revoke the owner's active link with this id (int), token, or label. False if none."""
+        validate_username(owner)
+        now_ns = time.time_ns()
+        if isinstance(token_or_label, int):
+            return await storage.revoke_link(self._store, owner, now_ns, link_id=token_or_label)
+        if await storage.revoke_link(self._store, owner, now_ns, token_hash=token_digest(token_or_label)):
+            return True
+        return await storage.revoke_link(self._store, owner, now_ns, label=token_or_label)
+
+    async def create_session(self, user: str, lifetime_seconds: float) -> tuple[str, str, int]:
+        """(session token, its CSRF token, expiry ns); the session token is stored only hashed."""
+        now_ns = time.time_ns()
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        expires_ns = now_ns + int(lifetime_seconds * 1e9)
+        await storage.add_session(self._store, token_digest(token), user, csrf, now_ns, expires_ns)
+        return token, csrf, expires_ns
+
+    async def session(self, token: str) -> storage.SessionRecord | None:
+        """The live session with this token, or None (unknown, expired, or its user deleted)."""
+        if not token:
+            return None
+        record = await storage.get_session(self._store, token_digest(token))
+        if record is None or record.expires_ns <= time.time_ns():
+            return None
+        return record
+
+    async def end_session(self, token: str) -> None:
+        if token:
+            await storage.delete_session(self._store, token_digest(token))
+
+    async def can_watch(self, owner: str, viewer: str | None, link_token: str | None) -> bool:
+        """THE access rule of the watch page's data (JSON and event stream).
+
+        The owner themselves; anyone if the owner's profile is public; a user the owner shares with;
+        or anyone holding a valid (not revoked, not expired) share link of the owner.
+        """
+        if viewer is not None and (viewer == owner or await self.can_read(viewer, owner)):
+            return await self.user_exists(owner)
+        if await storage.is_public(self._store, owner):
+            return True
+        if not link_token:
+            return False
+        link = await storage.link_by_token_hash(self._store, token_digest(link_token))
+        now_ns = time.time_ns()
+        if link is None or link.owner != owner or link.revoked_ns is not None:
+            return False
+        if link.expires_ns is not None and link.expires_ns <= now_ns:
+            return False
+        # Last use to the minute: a write per viewer request would keep the accounts file busy.
+        if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
+            await storage.touch_link(self._store, link.id, now_ns)
+        return True
+
+    async def data_version(self) -> int:
+        """Changes whenever anything in the accounts file changed (this or another process)."""
+        return await self._store.data_version()
 
     # ----- internals -----
 

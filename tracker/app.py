@@ -10,10 +10,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from tracker.accounts import Accounts
-from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
+from tracker import web as browser
+from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
 from tracker.config import Settings
 from tracker.influx import query, status, write
 from tracker.influx.errors import influx_conventions
+from tracker.live import LiveHub
 from tracker.storage import AccountStore, SampleStore
 
 log = logging.getLogger("tracker")
@@ -21,6 +23,11 @@ log = logging.getLogger("tracker")
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request, without the query string: it may carry `p=` passwords."""
+
+    @property
+    def enabled(self) -> bool:
+        # Asked once per connection: below INFO aiohttp then skips the logging work entirely.
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
@@ -48,6 +55,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_stores)
+    app.cleanup_ctx.append(_live)
+    # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
+    app.on_shutdown.append(_end_streams)
     app.router.add_route("POST", "/write", write.write_v1)
     app.router.add_route("OPTIONS", "/write", write.preflight)
     app.router.add_route("POST", "/api/v2/write", write.write_v2)
@@ -57,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/ping", status.ping)  # add_get answers HEAD too
     app.router.add_get("/health", status.health)
     app.router.add_get("/time", status.server_time)
+    browser.add_routes(app)  # pages, sign-in, the watch page's JSON and event streams
     return app
 
 
@@ -73,6 +84,36 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     finally:
         await samples.close()  # drains queued writes: everything acknowledged is committed
         await account_store.close()
+
+
+async def _live(app: web.Application) -> AsyncIterator[None]:
+    """The live hub: fan-out of committed samples to event streams, with its buffers swept now and then."""
+    settings = app[SETTINGS]
+    hub = LiveHub(
+        max_streams_per_user=settings.live_max_streams_per_user,
+        max_streams=settings.live_max_streams,
+        buffer_events=settings.live_buffer_events,
+        buffer_seconds=settings.live_buffer_seconds,
+        queue_events=settings.live_queue_events,
+    )
+    app[LIVE] = hub
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(min(60.0, settings.live_buffer_seconds / 4))
+            hub.sweep()
+
+    sweeper = asyncio.create_task(sweep())
+    try:
+        yield
+    finally:
+        hub.close()
+        sweeper.cancel()
+
+
+async def _end_streams(app: web.Application) -> None:
+    if LIVE in app:
+        app[LIVE].close()
 
 
 def run(settings: Settings) -> None:

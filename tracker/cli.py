@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,15 @@ import click
 from passlib.context import CryptContext
 
 from tracker import __version__
-from tracker.accounts import Accounts, InvalidPassword, InvalidShare, InvalidUsername, validate_username
+from tracker.accounts import (
+    Accounts,
+    InvalidLink,
+    InvalidPassword,
+    InvalidShare,
+    InvalidUsername,
+    parse_duration,
+    validate_username,
+)
 from tracker.config import Settings
 from tracker.storage import ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, UnknownUser, UserExists
 
@@ -32,6 +41,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     InvalidUsername,
     InvalidPassword,
     InvalidShare,
+    InvalidLink,
     UserExists,
     UnknownUser,
     SchemaTooNew,
@@ -161,9 +171,23 @@ def cli() -> None:
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     help="Logging level (env TRACKER_LOG_LEVEL) [default: info].",
 )
+@click.option("--tile-url", help=f"Map tile URL template (env TRACKER_TILE_URL) [default: {Settings().tile_url}].")
+@click.option("--tile-attribution", help="Credit shown on the map (env TRACKER_TILE_ATTRIBUTION).")
+@click.option("--public-url", help="How others reach this server, for share links (env TRACKER_PUBLIC_URL).")
+@click.option(
+    "--trust-proxy/--no-trust-proxy",
+    default=None,
+    help="Believe X-Forwarded-Proto from a reverse proxy (env TRACKER_TRUST_PROXY) [default: no].",
+)
+@click.option("--max-streams", type=int, help="Open live streams in total (env TRACKER_LIVE_MAX_STREAMS).")
+@click.option(
+    "--max-streams-per-user", type=int, help="Open live streams watching one user (env TRACKER_LIVE_MAX_STREAMS_PER_USER)."
+)
 def serve(
-    host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None
-) -> None:
+    host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
+    tile_url: str | None, tile_attribution: str | None, public_url: str | None, trust_proxy: bool | None,
+    max_streams: int | None, max_streams_per_user: int | None,
+) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
     Flags override TRACKER_* environment variables, which override the defaults.
@@ -172,6 +196,8 @@ def serve(
         settings = Settings.from_env(
             host=host, port=port, data_dir=data_dir, max_body_size=max_body_size,
             log_level=log_level.lower() if log_level else None,
+            tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url, trust_proxy=trust_proxy,
+            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -342,6 +368,121 @@ def share_list(ctx: click.Context, owner: str | None, data_dir: Path | None) -> 
         click.echo("no shares", err=True)
         return
     _table(("OWNER", "VIEWER"), sorted(shares))
+
+
+# ----- the live view: public profiles and share links -----
+
+
+@user.command("public")
+@_name_argument("name")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@_data_dir_option(on_group=False)
+@click.pass_context
+def user_public(ctx: click.Context, name: str, state: str, data_dir: Path | None) -> None:
+    """Make NAME's live view public (anyone may watch) or private again (on|off)."""
+    options = _options(ctx, data_dir)
+    _run(_with_accounts(options, lambda accounts: accounts.set_public(name, state == "on")))
+    if state == "on":
+        click.echo(f"{name} is public: anyone can watch /watch/{name}")
+    else:
+        click.echo(f"{name} is private: only {name}, users it shares with, and share links can watch")
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def link(ctx: click.Context, data_dir: Path) -> None:
+    """Share links: anyone holding one may watch the user's live view, until it expires or is revoked."""
+    _options(ctx, data_dir)
+
+
+def _public_url(flag: str | None) -> str:
+    """--public-url, else TRACKER_PUBLIC_URL, else http://HOST:PORT as `tracker serve` would listen."""
+    try:
+        settings = Settings.from_env(public_url=flag)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine's name is the best guess
+        host = "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+@link.command("create")
+@_name_argument("name")
+@click.option("--expires", metavar="DURATION", help="Expire after e.g. 90m, 2h, 7d (default: never).")
+@click.option("--label", help="A name for the link, unique among NAME's active links (default: the date).")
+@click.option("--public-url", help="How others reach this server (env TRACKER_PUBLIC_URL; default http://HOST:PORT).")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def link_create(
+    ctx: click.Context, name: str, expires: str | None, label: str | None, public_url: str | None, data_dir: Path | None
+) -> None:
+    """Create a share link for NAME and print its URL (the token is shown only now)."""
+    options = _options(ctx, data_dir)
+    base = _public_url(public_url)
+    try:
+        seconds = parse_duration(expires) if expires is not None else None
+    except InvalidLink as exc:
+        raise click.ClickException(str(exc)) from None
+    token, record = _run(_with_accounts(options, lambda accounts: accounts.create_link(name, label, seconds)))
+    until = f"expires {_iso(record.expires_ns)}" if record.expires_ns is not None else "never expires"
+    click.echo(f"link {record.label!r} for {name}, {until}:", err=True)
+    click.echo(f"{base}/watch/{name}?token={token}")
+
+
+@link.command("list")
+@_name_argument("name")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
+    """List NAME's share links: label, created, expires, last used, state (tokens are never shown)."""
+    options = _options(ctx, data_dir)
+
+    async def links(accounts: Accounts) -> list[Any]:
+        if await accounts.get_user(name) is None:
+            raise UnknownUser(f"unknown user {name!r}")
+        return await accounts.list_links(name)
+
+    records = _run(_with_accounts(options, links))
+    if not records:
+        click.echo("no links", err=True)
+        return
+    now = time.time_ns()
+
+    def state(r: Any) -> str:
+        if r.revoked_ns is not None:
+            return f"revoked {_iso(r.revoked_ns)}"
+        if r.expires_ns is not None and r.expires_ns <= now:
+            return "expired"
+        return "active"
+
+    rows = [
+        (r.label, _iso(r.created_ns), _iso(r.expires_ns) if r.expires_ns else "never",
+         _iso(r.last_used_ns) if r.last_used_ns else "never", state(r))
+        for r in records
+    ]  # fmt: skip
+    _table(("LABEL", "CREATED", "EXPIRES", "LAST USED", "STATE"), rows)
+
+
+@link.command("revoke")
+@_name_argument("name")
+@click.argument("token_or_label")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Path | None) -> None:
+    """Revoke NAME's active link named by its TOKEN (or full URL) or its LABEL; open viewers are cut off."""
+    options = _options(ctx, data_dir)
+    key = token_or_label
+    if "token=" in key:  # the whole share URL pasted
+        key = key.split("token=", 1)[1].split("&", 1)[0]
+    if not _run(_with_accounts(options, lambda accounts: accounts.revoke_link(name, key))):
+        raise click.ClickException(f"{name} has no active link {token_or_label!r}")
+    click.echo(f"revoked the link {token_or_label!r} of {name}")
 
 
 def main() -> None:

@@ -23,6 +23,23 @@ class Settings:
     auth_cache_seconds: float = 300.0
     # SQLite `synchronous` for sample files: FULL survives power loss, NORMAL only a process crash.
     sqlite_synchronous: str = "FULL"
+    # --- the live view (watch page, sessions, event streams)
+    # Map tiles for the watch page; the page still draws the track and charts without them.
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    tile_attribution: str = "© OpenStreetMap contributors"
+    # How share links are spelled for others (e.g. https://tracker.example.org); "" = http://HOST:PORT.
+    public_url: str = ""
+    # Behind a TLS-terminating reverse proxy: believe its X-Forwarded-Proto (Secure cookies).
+    trust_proxy: bool = False
+    session_seconds: float = 30 * 86400.0
+    live_max_streams_per_user: int = 200  # open event streams watching one user
+    live_max_streams: int = 2000  # open event streams in total
+    live_buffer_events: int = 10_000  # per user, kept for reconnects (Last-Event-ID)
+    live_buffer_seconds: float = 600.0
+    live_queue_events: int = 1000  # per viewer; a viewer further behind gets a reset
+    live_heartbeat_seconds: float = 15.0
+    # How often an open stream re-checks that its viewer may still watch (revoked link, public off).
+    live_recheck_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -49,6 +66,14 @@ class Settings:
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"public url must start with http:// or https://, got {self.public_url!r}")
+        for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+        for name in ("session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be positive")
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
@@ -63,6 +88,10 @@ def _convert(name: str, raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError
+            return raw.lower() in ("1", "true", "yes", "on")
     except ValueError:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}: expected a {kind}, got {raw!r}") from None
     return raw

@@ -1,0 +1,398 @@
+"""Who may watch whom, over HTTP against a real server: every access rule, sign-in, CSRF, cookies."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import AddUser, basic
+from tests.sse import accounts, cookie, open_stream, sign_in  # noqa: F401  (accounts is a fixture)
+from tracker.accounts import Accounts
+from tracker.app import create_app
+from tracker.config import Settings
+from tracker.web import STATIC_DIR
+
+NewClient = Callable[[], Awaitable[TestClient]]
+DATA_URLS = ("/api/watch/alice/config", "/api/watch/alice/samples", "/api/watch/alice/events")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", live_recheck_seconds=0.2)
+
+
+@pytest.fixture
+async def users(add_user: AddUser) -> None:
+    await add_user("alice", "pw-alice")
+    await add_user("bob", "pw-bob")
+
+
+@pytest.fixture
+def new_client(aiohttp_client: Callable[..., Awaitable[TestClient]], client: TestClient) -> NewClient:
+    """Another browser (its own cookie jar) on the same server."""
+    return lambda: aiohttp_client(client.server)
+
+
+async def status_of(client: TestClient, url: str) -> int:
+    response = await client.get(url)
+    body = await response.json() if response.status != 200 or "/events" not in url else None
+    if response.status != 200:
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert "WWW-Authenticate" not in response.headers  # no browser password dialog
+        assert set(body) == {"error"}
+    response.close()
+    return response.status
+
+
+async def write_alice(client: TestClient, body: str = "samples hr_bpm=150 1700000000") -> None:
+    response = await client.post("/write?db=alice&precision=s", data=body, headers=basic("alice", "pw-alice"))
+    assert response.status == 204
+
+
+# ----- the access rule -----
+
+
+@pytest.mark.usefixtures("users")
+async def test_private_by_default(client: TestClient, new_client: NewClient) -> None:
+    await write_alice(client)
+    for url in DATA_URLS:
+        assert await status_of(client, url) == 401, url
+    response = await client.get("/api/watch/alice/samples")
+    assert await response.json() == {"error": "sign in or use a share link to watch alice"}
+    # Basic auth is for the InfluxDB API only; it does not open the watch data.
+    assert (await client.get("/api/watch/alice/samples", headers=basic("alice", "pw-alice"))).status == 401
+
+    bob = await new_client()
+    await sign_in(bob, "bob", "pw-bob")
+    for url in DATA_URLS:
+        assert await status_of(bob, url) == 403, url
+    assert await (await bob.get("/api/watch/alice/samples")).json() == {"error": "not allowed to watch alice"}
+    # A made-up token does not help, signed in or not.
+    assert await status_of(bob, "/api/watch/alice/samples?token=made-up") == 403
+    assert await status_of(client, "/api/watch/alice/samples?token=made-up") == 403
+
+    alice = await new_client()
+    await sign_in(alice, "alice", "pw-alice")
+    for url in DATA_URLS:
+        assert await status_of(alice, url) == 200, url
+    body = await (await alice.get("/api/watch/alice/samples?from=0")).json()
+    assert body["samples"] == [{"t": 1700000000 * 10**9, "f": {"hr_bpm": 150.0}}]
+
+
+@pytest.mark.usefixtures("users")
+async def test_unknown_or_invalid_user_is_404(client: TestClient) -> None:
+    for url in ("/api/watch/nobody/samples", "/api/watch/bad.name/config"):
+        response = await client.get(url)
+        assert response.status == 404
+    assert (await client.get("/watch/nobody")).status == 404
+    response = await client.get("/watch/%3Cscript%3E")
+    assert response.status == 404 and "<script>" not in await response.text()
+
+
+@pytest.mark.usefixtures("users")
+async def test_public_profile_and_back_to_private_ends_an_open_stream(client: TestClient, accounts: Accounts) -> None:
+    await accounts.set_public("alice", True)
+    for url in DATA_URLS:
+        assert await status_of(client, url) == 200, url
+    stream = await open_stream(client, "/api/watch/alice/events")
+    await write_alice(client)
+    assert (await stream.event()).event == "samples"
+
+    await accounts.set_public("alice", False)  # as `tracker user public alice off` in another process
+    blocks = await stream.end(timeout=2.0)
+    assert [b.event for b in blocks] == ["denied"]
+    for url in DATA_URLS:
+        assert await status_of(client, url) == 401, url
+
+
+@pytest.mark.usefixtures("users")
+async def test_share_link_valid_revoked(client: TestClient, accounts: Accounts) -> None:
+    token, link = await accounts.create_link("alice", "for mum")
+    for url in DATA_URLS:
+        assert await status_of(client, f"{url}?token={token}") == 200, url
+    assert (await accounts.list_links("alice"))[0].last_used_ns is not None
+    # A link of another user opens nothing of alice's.
+    bob_token, _ = await accounts.create_link("bob", "for mum")
+    assert await status_of(client, f"/api/watch/alice/samples?token={bob_token}") == 403
+
+    stream = await open_stream(client, f"/api/watch/alice/events?token={token}")
+    await write_alice(client)
+    assert (await stream.event()).event == "samples"
+    assert await accounts.revoke_link("alice", "for mum")
+    blocks = await stream.end(timeout=1.0)  # within the re-check interval (0.2 s) and then some
+    assert [b.event for b in blocks] == ["denied"]
+    for url in DATA_URLS:
+        assert await status_of(client, f"{url}?token={token}") == 403, url
+
+
+@pytest.mark.usefixtures("users")
+async def test_share_link_expiry_refuses_and_ends_an_open_stream(client: TestClient, accounts: Accounts) -> None:
+    token, _ = await accounts.create_link("alice", "brief", expires_in_seconds=0.6)
+    stream = await open_stream(client, f"/api/watch/alice/events?token={token}")
+    async with asyncio.timeout(3):
+        blocks = await stream.end(timeout=3.0)  # nothing changed in the accounts file: the timer re-check
+    assert [b.event for b in blocks if b.event] == ["denied"]
+    assert await status_of(client, f"/api/watch/alice/samples?token={token}") == 403
+
+
+@pytest.mark.usefixtures("users")
+async def test_read_share_from_the_influx_api_lets_the_viewer_watch(
+    client: TestClient, new_client: NewClient, accounts: Accounts
+) -> None:
+    bob = await new_client()
+    await sign_in(bob, "bob", "pw-bob")
+    assert await status_of(bob, "/api/watch/alice/samples") == 403
+    await accounts.add_share("alice", "bob")
+    for url in DATA_URLS:
+        assert await status_of(bob, url) == 200, url
+    me = await (await bob.get("/api/me")).json()
+    assert [t["user"] for t in me["trackers"]] == ["bob", "alice"]  # own first, then shared
+    stream = await open_stream(bob, "/api/watch/alice/events")
+    await accounts.remove_share("alice", "bob")
+    assert [b.event for b in await stream.end() if b.event] == ["denied"]
+
+
+# ----- signing in -----
+
+
+@pytest.mark.usefixtures("users")
+async def test_sign_in_right_and_wrong_password(client: TestClient) -> None:
+    me = await client.get("/api/me")
+    assert me.status == 401
+    assert "WWW-Authenticate" not in me.headers
+    csrf = cookie(client, "tracker_csrf")
+    assert (await me.json()) == {"error": "not signed in", "csrf": csrf}
+
+    wrong = await client.post(
+        "/login", data={"username": "alice", "password": "nope", "csrf": csrf}, allow_redirects=False
+    )
+    assert wrong.status == 303 and wrong.headers["Location"] == "/?login=failed"
+    assert cookie(client, "tracker_session") is None
+    assert (await client.get("/api/me")).status == 401
+    unknown = await client.post(
+        "/login", data={"username": "<b>x</b>", "password": "x", "csrf": csrf}, allow_redirects=False
+    )
+    assert unknown.status == 303 and unknown.headers["Location"] == "/?login=failed"
+
+    new_csrf = await sign_in(client, "alice", "pw-alice")
+    me = await client.get("/api/me")
+    assert me.status == 200
+    body = await me.json()
+    assert body["user"] == "alice" and body["csrf"] == new_csrf and body["public"] is False
+    assert body["trackers"] == [{"user": "alice", "last_sample_ns": None, "live": False}]
+
+    await write_alice(client, "samples hr_bpm=1")  # now
+    tracker = (await (await client.get("/api/me")).json())["trackers"][0]
+    assert tracker["live"] is True and tracker["last_sample_ns"] > 0
+
+    out = await client.post("/logout", data={"csrf": new_csrf}, allow_redirects=False)
+    assert out.status == 303
+    assert (await client.get("/api/me")).status == 401
+
+
+@pytest.mark.usefixtures("users")
+async def test_json_sign_in(client: TestClient) -> None:
+    await client.get("/api/me")
+    csrf = cookie(client, "tracker_csrf") or ""
+    wrong = await client.post("/login", json={"username": "alice", "password": "x"}, headers={"X-CSRF-Token": csrf})
+    assert wrong.status == 401 and await wrong.json() == {"error": "wrong username or password"}
+    right = await client.post("/login", json={"username": "alice", "password": "pw-alice"}, headers={"X-CSRF-Token": csrf})
+    assert right.status == 200
+    body = await right.json()
+    assert body["user"] == "alice" and body["csrf"] == cookie(client, "tracker_csrf")
+
+
+@pytest.mark.usefixtures("users")
+async def test_a_stolen_session_cookie_is_useless_after_logout(client: TestClient, new_client: NewClient) -> None:
+    csrf = await sign_in(client, "alice", "pw-alice")
+    session = cookie(client, "tracker_session")
+    thief = await new_client()
+    thief.session.cookie_jar.update_cookies({"tracker_session": session})
+    assert (await thief.get("/api/me")).status == 200
+    await client.post("/logout", data={"csrf": csrf}, allow_redirects=False)
+    assert (await thief.get("/api/me")).status == 401
+
+
+# ----- CSRF -----
+
+
+@pytest.mark.usefixtures("users")
+async def test_every_state_changing_request_needs_the_csrf_token(
+    client: TestClient, accounts: Accounts, new_client: NewClient
+) -> None:
+    csrf = await sign_in(client, "alice", "pw-alice")
+    _, link = await accounts.create_link("alice", "keep")
+    changes = [
+        ("POST", "/api/links", {"label": "x"}),
+        ("DELETE", f"/api/links/{link.id}", None),
+        ("POST", "/api/profile", {"public": True}),
+        ("POST", "/api/shares", {"viewer": "bob"}),
+        ("DELETE", "/api/shares", {"viewer": "bob"}),
+        ("DELETE", "/api/shares/bob", None),
+        ("POST", "/logout", None),
+    ]
+    await accounts.add_share("alice", "bob")
+    for token in (None, "wrong", ""):
+        for method, url, body in changes:
+            headers = {} if token is None else {"X-CSRF-Token": token}
+            response = await client.request(method, url, json=body, headers=headers)
+            assert response.status == 403, (method, url, token)
+            assert (await response.json())["error"].startswith("missing or wrong CSRF token")
+    # The cookie's value alone, sent back as a form field by another site, is not enough either:
+    # the login form needs cookie == field; a forged cross-site form knows neither.
+    forged = await client.post("/login", data={"username": "alice", "password": "pw-alice", "csrf": "guess"})
+    assert forged.status == 403
+    # Nothing changed.
+    assert await accounts.is_public("alice") is False
+    assert [l.label for l in await accounts.list_links("alice") if l.revoked_ns is None] == ["keep"]
+    assert await accounts.list_shares("alice") == [("alice", "bob")]
+    assert (await client.get("/api/me")).status == 200  # still signed in
+    # A CSRF cookie from before sign-in (fixed by an attacker, say) is not the session's token.
+    stale = await new_client()
+    await stale.get("/api/me")
+    old = cookie(stale, "tracker_csrf") or ""
+    await sign_in(stale, "alice", "pw-alice")
+    cookies = {"tracker_session": cookie(stale, "tracker_session") or "", "tracker_csrf": old}
+    stale.session.cookie_jar.clear()
+    forged = await stale.post("/api/profile", json={"public": True}, headers={"X-CSRF-Token": old}, cookies=cookies)
+    assert forged.status == 403
+    assert (await stale.get("/api/profile", cookies=cookies)).status == 200  # the session itself is fine
+    # And with the right token each one works.
+    response = await client.post("/api/profile", json={"public": True}, headers={"X-CSRF-Token": csrf})
+    assert response.status == 200 and await response.json() == {"user": "alice", "public": True}
+
+
+# ----- cookies -----
+
+
+def set_cookie_headers(response, name: str) -> str:  # type: ignore[no-untyped-def]
+    headers = [h for h in response.headers.getall("Set-Cookie", []) if h.startswith(name + "=")]
+    assert len(headers) == 1, response.headers.getall("Set-Cookie", [])
+    return headers[0]
+
+
+async def login_response(client: TestClient, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    await client.get("/api/me")
+    csrf = cookie(client, "tracker_csrf")
+    return await client.post(
+        "/login", data={"username": "alice", "password": "pw-alice", "csrf": csrf}, headers=headers, allow_redirects=False
+    )
+
+
+@pytest.mark.usefixtures("users")
+async def test_session_cookie_flags_over_plain_http(client: TestClient) -> None:
+    response = await login_response(client, {"X-Forwarded-Proto": "https"})  # not trusted by default
+    session = set_cookie_headers(response, "tracker_session")
+    assert "HttpOnly" in session and "SameSite=Lax" in session and "Path=/" in session
+    assert "Secure" not in session
+    csrf = set_cookie_headers(response, "tracker_csrf")
+    assert "HttpOnly" not in csrf and "SameSite=Lax" in csrf  # the page's script reads it
+
+
+async def test_secure_cookies_behind_a_trusted_tls_proxy(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, add_user: AddUser
+) -> None:
+    client = await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", trust_proxy=True)))
+    await add_user("alice", "pw-alice")
+    await client.get("/api/me")
+    csrf = cookie(client, "tracker_csrf")
+    response = await client.post(
+        "/login",
+        data={"username": "alice", "password": "pw-alice", "csrf": csrf},
+        headers={"X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+    )
+    for name in ("tracker_session", "tracker_csrf"):
+        assert "Secure" in set_cookie_headers(response, name)
+    fresh = await aiohttp_client(client.server)
+    plain = await fresh.get("/api/me", headers={"X-Forwarded-Proto": "http"})
+    assert "Secure" not in set_cookie_headers(plain, "tracker_csrf")
+
+
+# ----- the owner's settings through the web, and text that looks like HTML -----
+
+
+@pytest.mark.usefixtures("users")
+async def test_links_through_the_web_with_html_in_the_label(client: TestClient, new_client: NewClient) -> None:
+    csrf = await sign_in(client, "alice", "pw-alice")
+    headers = {"X-CSRF-Token": csrf}
+    label = "<script>alert(\"x\")</script> & 'mum'"
+    created = await client.post("/api/links", json={"label": label, "expires": "2h"}, headers=headers)
+    assert created.status == 201 and created.headers["Content-Type"].startswith("application/json")
+    link = await created.json()
+    assert link["label"] == label  # a JSON string, as typed: the page shows it as text
+    assert link["url"] == f"http://{client.server.host}:{client.server.port}/watch/alice?token={link['token']}"
+    assert link["expires_ns"] - link["created_ns"] == 2 * 3600 * 10**9
+
+    duplicate = await client.post("/api/links", json={"label": label}, headers=headers)
+    assert duplicate.status == 409
+    bad = await client.post("/api/links", json={"expires": "soon"}, headers=headers)
+    assert bad.status == 400 and "invalid duration" in (await bad.json())["error"]
+
+    viewer = await new_client()
+    assert await status_of(viewer, f"/api/watch/alice/samples?token={link['token']}") == 200
+    listed = (await (await client.get("/api/links")).json())["links"]
+    assert [(l["label"], l["revoked"], l["last_used_ns"] is not None) for l in listed] == [(label, False, True)]
+    assert "token" not in listed[0]
+
+    assert (await client.delete(f"/api/links/{link['id']}", headers=headers)).status == 200
+    assert (await client.delete(f"/api/links/{link['id']}", headers=headers)).status == 404
+    assert await status_of(viewer, f"/api/watch/alice/samples?token={link['token']}") == 403
+    # bob cannot see or revoke alice's links
+    bob = await new_client()
+    bob_csrf = await sign_in(bob, "bob", "pw-bob")
+    assert (await (await bob.get("/api/links")).json())["links"] == []
+    assert (await bob.delete(f"/api/links/{link['id']}", headers={"X-CSRF-Token": bob_csrf})).status == 404
+
+
+@pytest.mark.usefixtures("users")
+async def test_profile_and_shares_through_the_web(client: TestClient, new_client: NewClient) -> None:
+    for url in ("/api/links", "/api/profile", "/api/shares"):
+        assert (await client.get(url)).status == 401
+    csrf = await sign_in(client, "alice", "pw-alice")
+    headers = {"X-CSRF-Token": csrf}
+    viewer = await new_client()
+    assert await status_of(viewer, "/api/watch/alice/samples") == 401
+    assert (await client.post("/api/profile", json={"public": True}, headers=headers)).status == 200
+    assert await (await client.get("/api/profile")).json() == {"user": "alice", "public": True}
+    assert await status_of(viewer, "/api/watch/alice/samples") == 200
+    assert (await client.post("/api/profile", json={"public": "yes"}, headers=headers)).status == 400
+    assert (await client.post("/api/profile", json={"public": False}, headers=headers)).status == 200
+    assert await status_of(viewer, "/api/watch/alice/samples") == 401
+
+    added = await client.post("/api/shares", json={"viewer": "bob"}, headers=headers)
+    assert added.status == 200 and await added.json() == {"viewers": ["bob"]}
+    assert (await client.post("/api/shares", json={"viewer": "nobody"}, headers=headers)).status == 404
+    assert (await client.post("/api/shares", json={"viewer": "<b>"}, headers=headers)).status == 400
+    assert (await client.post("/api/shares", json={"viewer": "alice"}, headers=headers)).status == 400
+    assert await (await client.get("/api/shares")).json() == {"viewers": ["bob"]}
+    removed = await client.delete("/api/shares/bob", headers=headers)
+    assert removed.status == 200 and await removed.json() == {"viewers": []}
+    assert (await client.delete("/api/shares/bob", headers=headers)).status == 404
+
+
+# ----- pages -----
+
+
+@pytest.mark.usefixtures("users")
+async def test_watch_page_is_the_same_static_page_for_everyone(client: TestClient) -> None:
+    if not (STATIC_DIR / "watch.html").exists():
+        pytest.skip("web/static/watch.html is not there yet")
+    response = await client.get("/watch/alice")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert await response.read() == (STATIC_DIR / "watch.html").read_bytes()
+    assert cookie(client, "tracker_csrf")
+
+
+async def test_static_files_stay_inside_their_folder(client: TestClient) -> None:
+    for url in ("/static/../pyproject.toml", "/static/%2e%2e/pyproject.toml", "/vendor/leaflet/../../../pyproject.toml",
+                "/vendor/other/x.js", "/static/.hidden"):  # fmt: skip
+        response = await client.get(url)
+        assert response.status == 404, url

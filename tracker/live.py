@@ -1,0 +1,266 @@
+"""Fan-out of committed samples to the watch page's event streams (Server-Sent Events).
+
+The write path calls `LiveHub.publish(user, points)` right after the commit. Each publish becomes
+ONE event with an id `BOOT-SEQ`: BOOT is random per server start, SEQ counts that user's events
+from 1. Every user has a ring buffer of recent events (bounded in number and age), so a viewer
+reconnecting with `Last-Event-ID` gets exactly the events it missed; when that is impossible (the
+server restarted, or the events fell out of the buffer) it gets a `reset` instead and refetches.
+
+Each subscriber has a bounded queue: a viewer that cannot keep up is not allowed to grow memory,
+it gets a `reset` (its queue dropped) and carries on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Callable, Iterable, Protocol, Sequence
+
+import orjson
+
+
+log = logging.getLogger(__name__)
+
+class LivePoint(Protocol):
+    time: int
+    fields: dict[str, float]
+
+
+class TooManyStreams(Exception):
+    """A stream limit (per watched user, or in total) is reached; the message says which."""
+
+
+class HubClosed(Exception):
+    """The server is shutting down: streams end."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str  # BOOT-SEQ
+    name: str  # "samples" or "reset"
+    data: bytes  # JSON
+
+    def encode(self) -> bytes:
+        return b"id: " + self.id.encode() + b"\nevent: " + self.name.encode() + b"\ndata: " + self.data + b"\n\n"
+
+
+@dataclass(slots=True)
+class _Buffered:
+    """A published event, encoded only once someone needs it: most writes have no watcher."""
+
+    seq: int
+    at: float  # clock() when published
+    points: Sequence[LivePoint]
+    _data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            # Fields are already the vocabulary's (the write path checked them); the page wants time order.
+            ordered = sorted(self.points, key=attrgetter("time"))
+            self._data = orjson.dumps({"samples": [{"t": p.time, "f": p.fields} for p in ordered]})
+        return self._data
+
+
+@dataclass(slots=True)
+class _Channel:
+    """One watched user: their event counter, recent events and current subscribers."""
+
+    seq: int = 0
+    events: deque[_Buffered] = field(default_factory=deque)
+    subscribers: set[Subscription] = field(default_factory=set)
+
+
+class Subscription:
+    """One open stream. Iterate with `next_events(timeout)`; always `close()` it (or use `with`)."""
+
+    def __init__(self, hub: LiveHub, user: str, max_queue: int) -> None:
+        self.user = user
+        self._hub = hub
+        self._max_queue = max_queue
+        self._queue: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False  # closed by its stream
+        self._ended = False  # ended by the hub (shutdown)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _deliver(self, event: Event) -> None:
+        if len(self._queue) >= self._max_queue:
+            # Too far behind: drop what is queued; the viewer refetches its window and goes on from here.
+            self._queue.clear()
+            event = Event(event.id, "reset", b"{}")
+        self._queue.append(event)
+        self._wakeup.set()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._wakeup.set()
+
+    async def next_events(self, timeout: float) -> list[Event]:
+        """The events queued (waiting up to `timeout` seconds for one); [] on timeout.
+
+        Raises HubClosed when the server shuts down (after everything queued was taken).
+        """
+        if not self._queue and not self._ended:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        if self._queue:
+            events = list(self._queue)
+            self._queue.clear()
+            return events
+        if self._ended:
+            raise HubClosed()
+        return []
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._hub._unsubscribe(self)
+
+
+class LiveHub:
+    def __init__(
+        self,
+        *,
+        max_streams_per_user: int = 200,
+        max_streams: int = 2000,
+        buffer_events: int = 10_000,
+        buffer_seconds: float = 600.0,
+        queue_events: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.boot = secrets.token_hex(4)
+        self.max_streams_per_user = max_streams_per_user
+        self.max_streams = max_streams
+        self.buffer_events = buffer_events
+        self.buffer_seconds = buffer_seconds
+        self.queue_events = queue_events
+        self._clock = clock
+        self._channels: dict[str, _Channel] = {}
+        self._streams = 0
+        self._closed = False
+        self.published = 0  # events published, all users (for tests and stats)
+
+    @property
+    def open_streams(self) -> int:
+        return self._streams
+
+    def position(self, user: str) -> str:
+        """The id of the user's latest event (`BOOT-0` before the first): where a fresh stream starts."""
+        channel = self._channels.get(user)
+        return f"{self.boot}-{channel.seq if channel else 0}"
+
+    def publish(self, user: str, points: Sequence[LivePoint]) -> None:
+        """One event for the committed points. Never raises: the write is already committed."""
+        try:
+            self._publish(user, points)
+        except Exception:
+            log.exception("publishing live samples of %s failed", user)
+
+    def _publish(self, user: str, points: Sequence[LivePoint]) -> None:
+        if self._closed or not points:
+            return
+        channel = self._channels.get(user)
+        if channel is None:
+            channel = self._channels[user] = _Channel()
+        channel.seq += 1
+        now = self._clock()
+        buffered = _Buffered(channel.seq, now, points)
+        channel.events.append(buffered)
+        self._trim(channel, now)
+        self.published += 1
+        if channel.subscribers:
+            event = Event(f"{self.boot}-{channel.seq}", "samples", buffered.data)
+            for subscriber in channel.subscribers:
+                subscriber._deliver(event)
+
+    def _trim(self, channel: _Channel, now: float) -> None:
+        events = channel.events
+        while events and (len(events) > self.buffer_events or now - events[0].at > self.buffer_seconds):
+            events.popleft()
+
+    def subscribe(self, user: str, last_event_id: str | None = None) -> tuple[Subscription, str]:
+        """A new stream of the user's events, and the id it starts from.
+
+        With `last_event_id`, the events after it are queued first (replay); if they cannot be
+        replayed exactly, a `reset` is queued instead. Synchronous: nothing can be published
+        between the replay and the registration, so there is no gap and no duplicate.
+        """
+        if self._closed:
+            raise HubClosed()
+        channel = self._channels.get(user)
+        if channel is None:
+            channel = self._channels[user] = _Channel()
+        if self._streams >= self.max_streams:
+            raise TooManyStreams(f"too many live streams on this server (limit {self.max_streams}); try again later")
+        if len(channel.subscribers) >= self.max_streams_per_user:
+            raise TooManyStreams(
+                f"too many live viewers of {user} (limit {self.max_streams_per_user}); try again later"
+            )
+        subscription = Subscription(self, user, self.queue_events)
+        current = f"{self.boot}-{channel.seq}"
+        if last_event_id:
+            self._trim(channel, self._clock())
+            replay = self._replay(channel, last_event_id)
+            if replay is None:
+                subscription._queue.append(Event(current, "reset", b"{}"))
+            else:
+                subscription._queue.extend(replay)
+        channel.subscribers.add(subscription)
+        self._streams += 1
+        return subscription, last_event_id or current
+
+    def _replay(self, channel: _Channel, last_event_id: str) -> list[Event] | None:
+        boot, _, seq_text = last_event_id.strip().rpartition("-")
+        if boot != self.boot or not seq_text.isdigit():
+            return None
+        seq = int(seq_text)
+        if seq > channel.seq:
+            return None  # from the future: not ours
+        if seq == channel.seq:
+            return []
+        events = channel.events
+        if not events or events[0].seq > seq + 1:
+            return None  # the missed events fell out of the buffer
+        start = seq + 1 - events[0].seq
+        return [Event(f"{self.boot}-{e.seq}", "samples", e.data) for e in list(events)[start:]]
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        channel = self._channels.get(subscription.user)
+        if channel is not None and subscription in channel.subscribers:
+            channel.subscribers.discard(subscription)
+            self._streams -= 1
+
+    def sweep(self) -> None:
+        """Drop events older than the buffer's age from every user (those who stopped sending too)."""
+        now = self._clock()
+        for channel in self._channels.values():
+            self._trim(channel, now)
+
+    def close(self) -> None:
+        """End every stream (server shutdown); later publishes are ignored."""
+        self._closed = True
+        for channel in self._channels.values():
+            for subscriber in list(channel.subscribers):
+                subscriber._end()
+
+    def subscribers(self, user: str) -> Iterable[Subscription]:
+        channel = self._channels.get(user)
+        return tuple(channel.subscribers) if channel else ()

@@ -1,0 +1,329 @@
+// Tracker landing page: sign in; when signed in, the trackers you may watch and who may watch you.
+// Every state-changing request carries the CSRF token (cookie `tracker_csrf`, sent back in a form field
+// or the X-CSRF-Token header). Usernames and labels reach the page through textContent only.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  let me = null;
+  let signedOutCsrf = ""; // /api/me tells it when the cookie is not readable yet
+
+  function cookie(name) {
+    for (const part of document.cookie.split(";")) {
+      const eq = part.indexOf("=");
+      if (eq > -1 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    }
+    return "";
+  }
+  function csrfToken() {
+    return cookie("tracker_csrf") || (me && me.csrf) || signedOutCsrf;
+  }
+
+  function showMessage(text, ok) {
+    const m = $("message");
+    m.hidden = !text;
+    m.textContent = text || "";
+    m.classList.toggle("ok", Boolean(ok));
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, {
+      method: method,
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    let data = null;
+    try {
+      data = await res.json();
+    } catch (err) {
+      data = null;
+    }
+    if (!res.ok && res.status !== 401) {
+      throw new Error((data && data.error) || method + " " + path + " answered " + res.status);
+    }
+    return { status: res.status, data: data };
+  }
+
+  // Times from the server are ns since epoch (numbers) or ISO strings.
+  function toDate(value) {
+    if (value === null || value === undefined || value === "") return null;
+    if (typeof value === "number") return new Date(value > 1e14 ? value / 1e6 : value > 1e11 ? value : value * 1000);
+    const ms = Date.parse(value);
+    return Number.isNaN(ms) ? null : new Date(ms);
+  }
+  function formatDate(value, empty) {
+    const d = toDate(value);
+    return d ? d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : empty;
+  }
+  function formatAgo(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 90) return s + " s ago";
+    const m = Math.round(s / 60);
+    if (m < 90) return m + " min ago";
+    const h = Math.round(m / 60);
+    if (h < 36) return h + " h ago";
+    return Math.round(h / 24) + " days ago";
+  }
+  function pick(obj, keys) {
+    for (const k of keys) if (obj && obj[k] !== undefined) return obj[k];
+    return undefined;
+  }
+  function watchUrl(name) {
+    return "/watch/" + encodeURIComponent(name);
+  }
+
+  // ---- signed out -----------------------------------------------------------------------------------
+  function showSignIn() {
+    $("signin").hidden = false;
+    const params = new URLSearchParams(location.search);
+    if (params.get("login") === "failed" || params.get("error")) showMessage("Sign-in failed: wrong username or password, or too many attempts. Try again.");
+    $("login-form").addEventListener("submit", (e) => {
+      const token = csrfToken();
+      if (!token) {
+        e.preventDefault();
+        showMessage("Signing in needs cookies: please allow cookies for this site and reload.");
+        return;
+      }
+      e.target.elements.csrf.value = token;
+    });
+    $("login-form").elements.username.focus();
+  }
+
+  // ---- signed in ------------------------------------------------------------------------------------
+  function renderTrackers(trackers) {
+    const list = $("tracker-list");
+    const items = [];
+    for (const t of trackers || []) {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = watchUrl(t.user);
+      a.textContent = t.user;
+      li.appendChild(a);
+      if (t.user === me.user) {
+        const mine = document.createElement("span");
+        mine.className = "mine";
+        mine.textContent = "you";
+        li.appendChild(mine);
+      }
+      const badge = document.createElement("span");
+      badge.className = "status";
+      if (t.live) {
+        badge.classList.add("status-live");
+        badge.textContent = "live";
+      } else if (t.last_sample_ns) {
+        badge.classList.add("status-stale");
+        badge.textContent = "last seen " + formatAgo(Date.now() - t.last_sample_ns / 1e6);
+      } else {
+        badge.classList.add("status-connecting");
+        badge.textContent = "no samples yet";
+      }
+      li.appendChild(badge);
+      items.push(li);
+    }
+    list.replaceChildren(...items);
+  }
+
+  async function refreshMe() {
+    const { status, data } = await api("GET", "/api/me");
+    if (status === 401) {
+      if (data && data.csrf) signedOutCsrf = data.csrf;
+      return null;
+    }
+    me = data;
+    return data;
+  }
+
+  async function loadProfile() {
+    const toggle = $("public-toggle");
+    let isPublic = me && typeof me.public === "boolean" ? me.public : undefined;
+    if (isPublic === undefined) {
+      try {
+        const { data } = await api("GET", "/api/profile");
+        if (data && typeof data.public === "boolean") isPublic = data.public;
+      } catch (err) {
+        /* unknown: leave the box undecided */
+      }
+    }
+    if (isPublic === undefined) toggle.indeterminate = true;
+    else toggle.checked = isPublic;
+    toggle.addEventListener("change", async () => {
+      const wanted = toggle.checked;
+      toggle.disabled = true;
+      try {
+        await api("POST", "/api/profile", { public: wanted });
+        showMessage(wanted ? "Your profile is public now." : "Your profile is private now.", true);
+      } catch (err) {
+        toggle.checked = !wanted;
+        showMessage(err.message);
+      } finally {
+        toggle.disabled = false;
+      }
+    });
+  }
+
+  async function loadLinks() {
+    const { data } = await api("GET", "/api/links");
+    const links = Array.isArray(data) ? data : (data && data.links) || [];
+    const rows = [];
+    for (const link of links) {
+      const tr = document.createElement("tr");
+      const revoked = Boolean(pick(link, ["revoked", "revoked_ns"]));
+      if (revoked) tr.className = "revoked";
+      const cells = [
+        ["Label", pick(link, ["label"]) || "(no label)"],
+        ["Created", formatDate(pick(link, ["created_ns", "created", "created_at"]), "")],
+        ["Expires", formatDate(pick(link, ["expires_ns", "expires_at", "expires"]), "never")],
+        ["Last used", formatDate(pick(link, ["last_used_ns", "last_used", "last_used_at"]), "never")],
+      ];
+      for (const [label, text] of cells) {
+        const td = document.createElement("td");
+        if (label !== "Label") td.dataset.label = label;
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      const actions = document.createElement("td");
+      if (!revoked) {
+        const revoke = document.createElement("button");
+        revoke.type = "button";
+        revoke.className = "danger";
+        revoke.textContent = "Revoke";
+        revoke.addEventListener("click", async () => {
+          revoke.disabled = true;
+          try {
+            await api("DELETE", "/api/links/" + encodeURIComponent(link.id));
+            showMessage("Link revoked: it stops working at once, open pages included.", true);
+          } catch (err) {
+            showMessage(err.message);
+          }
+          loadLinks();
+        });
+        actions.appendChild(revoke);
+      }
+      tr.appendChild(actions);
+      rows.push(tr);
+    }
+    $("link-rows").replaceChildren(...rows);
+    $("no-links").hidden = rows.length > 0;
+    document.querySelector("table.links").hidden = rows.length === 0;
+  }
+
+  async function loadShares() {
+    const { data } = await api("GET", "/api/shares");
+    let viewers = Array.isArray(data) ? data : (data && (data.viewers || data.shares)) || [];
+    viewers = viewers.map((v) => (typeof v === "string" ? v : v.viewer)).filter(Boolean);
+    const items = viewers.map((viewer) => {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = viewer;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "danger";
+      remove.textContent = "Remove";
+      remove.addEventListener("click", async () => {
+        remove.disabled = true;
+        try {
+          await api("DELETE", "/api/shares", { viewer: viewer });
+        } catch (err) {
+          showMessage(err.message);
+        }
+        loadShares();
+      });
+      li.append(name, remove);
+      return li;
+    });
+    $("share-list").replaceChildren(...items);
+    $("no-shares").hidden = items.length > 0;
+  }
+
+  function wireManagement() {
+    const own = $("own-watch-link");
+    own.href = watchUrl(me.user);
+    own.textContent = location.origin + watchUrl(me.user);
+
+    $("link-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const label = $("link-label").value.trim();
+      const expires = $("link-expires").value || null;
+      try {
+        const { data } = await api("POST", "/api/links", { label: label, expires: expires });
+        const url = (data && data.url) || location.origin + watchUrl(me.user) + "?token=" + encodeURIComponent(data.token);
+        const a = $("new-link-url");
+        a.href = url;
+        a.textContent = url;
+        $("new-link").hidden = false;
+        $("link-label").value = "";
+        showMessage(null);
+      } catch (err) {
+        showMessage(err.message);
+      }
+      loadLinks();
+    });
+    $("copy-link").addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText($("new-link-url").href);
+        $("copy-link").textContent = "Copied";
+      } catch (err) {
+        $("copy-link").textContent = "Select and copy";
+      }
+    });
+
+    $("share-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const viewer = $("share-viewer").value.trim();
+      try {
+        await api("POST", "/api/shares", { viewer: viewer });
+        $("share-viewer").value = "";
+        showMessage(null);
+      } catch (err) {
+        showMessage(err.message);
+      }
+      loadShares();
+    });
+  }
+
+  async function showSignedIn() {
+    $("who").hidden = false;
+    $("who").textContent = "Signed in as " + me.user;
+    const logout = $("logout-form");
+    logout.hidden = false;
+    logout.addEventListener("submit", () => {
+      logout.elements.csrf.value = csrfToken();
+    });
+    $("trackers").hidden = false;
+    renderTrackers(me.trackers);
+    $("manage").hidden = false;
+    wireManagement();
+    await Promise.all([
+      loadProfile(),
+      loadLinks().catch((err) => showMessage(err.message)),
+      loadShares().catch((err) => showMessage(err.message)),
+    ]);
+    // Keep the live / last-seen badges current.
+    setInterval(async () => {
+      try {
+        const data = await refreshMe();
+        if (data) renderTrackers(data.trackers);
+      } catch (err) {
+        /* the next round tries again */
+      }
+    }, 15000);
+  }
+
+  async function start() {
+    let data;
+    try {
+      data = await refreshMe();
+    } catch (err) {
+      showMessage("The server did not answer: " + err.message);
+      return;
+    }
+    if (data) await showSignedIn();
+    else showSignIn();
+  }
+  start();
+})();
