@@ -220,15 +220,20 @@ def _encode_rows(header: select.SeriesHeader, rows: list[Any]) -> bytes:
     return orjson.dumps(rows)
 
 
-def _series_head(header: select.SeriesHeader) -> bytes:
-    """`{"name":…,"tags":…,"columns":[…],"values":[` (empty keys left out, as InfluxDB does)."""
+def _series_keys(header: select.SeriesHeader) -> dict[str, Any]:
+    """A series' name, tags and columns, with empty keys left out as InfluxDB does."""
     head: dict[str, Any] = {}
     if header.name is not None:
         head["name"] = header.name
     if header.tags:
         head["tags"] = header.tags
     head["columns"] = header.columns
-    return orjson.dumps(head)[:-1] + b',"values":['
+    return head
+
+
+def _series_head(header: select.SeriesHeader) -> bytes:
+    """`{"name":…,"tags":…,"columns":[…],"values":[`: the opening of a streamed series."""
+    return orjson.dumps(_series_keys(header))[:-1] + b',"values":['
 
 
 async def _write_result(writer: _AnswerWriter, statement_id: int, output: select.Output) -> None:
@@ -264,12 +269,7 @@ async def _write_chunked(writer: _AnswerWriter, statement_id: int, output: selec
              error: str | None = None) -> bytes:  # fmt: skip
         result: dict[str, Any] = {"statement_id": statement_id}
         if header is not None and rows:
-            series: dict[str, Any] = {}
-            if header.name is not None:
-                series["name"] = header.name
-            if header.tags:
-                series["tags"] = header.tags
-            series["columns"] = header.columns
+            series = _series_keys(header)
             series["values"] = orjson.Fragment(_encode_rows(header, rows))  # already JSON text
             if series_partial:
                 series["partial"] = True
