@@ -60,15 +60,7 @@
     const d = toDate(value);
     return d ? d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : empty;
   }
-  function formatAgo(ms) {
-    const s = Math.max(0, Math.round(ms / 1000));
-    if (s < 90) return s + " s ago";
-    const m = Math.round(s / 60);
-    if (m < 90) return m + " min ago";
-    const h = Math.round(m / 60);
-    if (h < 36) return h + " h ago";
-    return Math.round(h / 24) + " days ago";
-  }
+  const formatAgo = window.TrackerCommon.formatAgo;
   function pick(obj, keys) {
     for (const k of keys) if (obj && obj[k] !== undefined) return obj[k];
     return undefined;

@@ -9,6 +9,7 @@
 "use strict";
 
 (function () {
+  const formatAgo = window.TrackerCommon.formatAgo;
   const params = new URLSearchParams(location.search);
   const user = decodeURIComponent(location.pathname.replace(/^\/watch\//, "").split("/")[0] || "");
   const token = params.get("token");
@@ -810,15 +811,6 @@
     return hm;
   }
 
-  function formatAgo(ms) {
-    const s = Math.round(ms / 1000);
-    if (s < 90) return s + " s ago";
-    const m = Math.round(s / 60);
-    if (m < 90) return m + " min ago";
-    const h = Math.round(m / 60);
-    if (h < 36) return h + " h ago";
-    return Math.round(h / 24) + " days ago";
-  }
 
   function bearingBetween(a, b) {
     const rad = Math.PI / 180;
