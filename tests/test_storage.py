@@ -626,3 +626,67 @@ async def test_read_only_some_fields(samples: SampleStore) -> None:
         await read_all(samples, "alice", fields=["hr_bpm FROM samples; --"])
     with pytest.raises(ValueError):
         await read_all(samples, "alice", fields=[])
+
+
+# --------------------------------------------------------------------------------------------------
+# Query aggregates: GROUP BY time read bucket by bucket vs. grouped in one sorted scan
+
+
+def _expected_buckets(
+    points: list[Pt], start: int, end: int, interval: int, offset: int, keep, read: tuple[str, ...]
+) -> dict[int, list[Any]]:
+    """mean(hr_bpm), max(pwr_w) per bucket, in plain Python, over rows with one of the `read` fields set."""
+    groups: dict[int, list[Pt]] = {}
+    for p in points:
+        if start <= p.time < end and keep(p) and any(name in p.fields for name in read):
+            groups.setdefault((p.time - offset) // interval, []).append(p)
+    out: dict[int, list[Any]] = {}
+    for b, rows in groups.items():
+        hr = [p.fields["hr_bpm"] for p in rows if "hr_bpm" in p.fields]
+        pwr = [p.fields["pwr_w"] for p in rows if "pwr_w" in p.fields]
+        out[b] = [sum(hr) / len(hr) if hr else None, max(pwr) if pwr else None]
+    return out
+
+
+async def test_group_by_time_bucket_walk_matches_the_grouped_scan(samples: SampleStore) -> None:
+    points: list[Pt] = []
+    for t in range(-50, 130):  # negative times, and gaps: nothing in [20, 45), rows only every 3rd in [90, 130)
+        if 20 <= t < 45 or (t >= 90 and t % 3):
+            continue
+        device = "a" if t % 2 else "b"
+        fields = {"hr_bpm": 100 + (t % 7) * 0.25} if t % 5 else {"pwr_w": 200 + (t % 11) * 0.5}
+        if t % 13 == 0:
+            fields["pwr_w"] = 300.0
+        points.append(Pt(t, fields, (("device", device),)))
+    points.append(Pt(60, {"cad_rpm": 90.0}, (("device", "a"),)))  # a row without the read fields
+    await samples.write("alice", points)
+    series = await storage.query_series(samples, "alice")
+    device_a = storage.series_in([sid for sid, tags in series.items() if tags.get("device") == "a"])
+    hr_filter = storage.compare_sql(">", storage.field_sql("hr_bpm"), storage.number_sql(100.5))
+    everything = storage.QueryFilter()
+    cases = [
+        (-45, 125, 10, 0, everything, lambda p: True),
+        (-45, 125, 10, 3, device_a, lambda p: p.tags == (("device", "a"),)),
+        (-50, 130, 7, -2, storage.combine_filters("OR", hr_filter, device_a),
+         lambda p: p.fields.get("hr_bpm", 0) > 100.5 or p.tags == (("device", "a"),)),
+        (-45, 125, 1000, 999, everything, lambda p: True),
+        (-45, 125, 10, 4, everything, lambda p: True),
+    ]  # fmt: skip
+    for start, end, interval, offset, where, keep in cases:
+        filtered = where != everything
+        # Unfiltered reads walk two aggregates, filtered ones one; two more force the one sorted scan.
+        walked_calls = [("mean", "hr_bpm")] if filtered else [("mean", "hr_bpm"), ("max", "pwr_w")]
+        grouped_calls = [*walked_calls, ("sum", "hr_bpm"), ("count", "hr_bpm")]
+        read = tuple(sorted({col for _, col in walked_calls}))
+        assert storage._bucket_walk(start, end, interval, offset, len(walked_calls), filtered) is not None
+        assert storage._bucket_walk(start, end, interval, offset, len(grouped_calls), filtered) is None
+        common: dict[str, Any] = {"start_ns": start, "end_ns": end, "where": where, "interval_ns": interval, "offset_ns": offset}
+        walked = await storage.query_aggregates(samples, "alice", calls=walked_calls, **common)
+        grouped = await storage.query_aggregates(samples, "alice", calls=grouped_calls, **common)
+        expected = {b: values[: len(walked_calls)] for b, values in
+                    _expected_buckets(points, start, end, interval, offset, keep, read).items()}  # fmt: skip
+        assert walked == expected
+        assert {b: values[: len(walked_calls)] for b, values in grouped.items()} == expected
+    assert storage._bucket_walk(0, 10**6, 1, 0, 1, False) is None  # more buckets than the walk takes
+    assert storage._bucket_walk(2**63 - 10, 2**63 - 1, 2**62, 0, 1, False) is None  # bounds beyond 64 bits
+    assert storage._bucket_walk(0, 100, 10, 0, 2, True) is None  # filtered: one aggregate only

@@ -1035,6 +1035,68 @@ _SELECTORS = {
 }
 
 
+# GROUP BY time over a few buckets: GROUP BY on a computed bucket number makes SQLite sort every row
+# in a temp B-tree (most of a day query's time). Walking the buckets instead and reading each one
+# with a primary-key range scans the rows already in time order, no sort, but once per aggregate
+# and with a few lookups per bucket, so it is only used where that clearly costs less: few buckets,
+# and one scan, or two over every row in range (a tag or field filter shrinks what the sort costs
+# but not what each scan costs, so filtered reads walk with one aggregate only).
+_WALK_MAX_BUCKETS = 4096
+_WALK_MAX_SCANS = 2
+_WALK_MAX_SCANS_FILTERED = 1
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _BucketWalk:
+    first: int  # bucket indexes first..last
+    last: int
+    first_lo: int  # the first bucket's [lo, hi), already clamped to [start, end)
+    first_hi: int
+    interval_ns: int
+    end_ns: int
+
+
+def _bucket_walk(
+    start_ns: int, end_ns: int, interval_ns: int | None, offset_ns: int, scans: int, filtered: bool
+) -> _BucketWalk | None:
+    max_scans = _WALK_MAX_SCANS_FILTERED if filtered else _WALK_MAX_SCANS
+    if interval_ns is None or interval_ns <= 0 or scans > max_scans or start_ns >= end_ns:
+        return None
+    first = (start_ns - offset_ns) // interval_ns
+    last = (end_ns - 1 - offset_ns) // interval_ns
+    if last - first + 1 > _WALK_MAX_BUCKETS:
+        return None
+    lowest, highest = first * interval_ns + offset_ns, (last + 1) * interval_ns + offset_ns
+    if lowest < _INT64[0] or highest > _INT64[1]:  # SQLite would turn an overflowing bound into a float
+        return None
+    lo = max(lowest, start_ns)
+    return _BucketWalk(first, last, lo, min(lowest + interval_ns, end_ns), interval_ns, end_ns)
+
+
+def _per_bucket_sql(
+    simple: Sequence[tuple[int, str, str]], walk: _BucketWalk, where: QueryFilter, any_value: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The GROUP BY time aggregate as one correlated subquery per aggregate over each bucket's time
+    range; the same rows per bucket as the GROUP BY form, and only buckets that hold any."""
+    rows = f"FROM samples WHERE samples.time >= buckets.lo AND samples.time < buckets.hi AND {where.sql} AND ({any_value})"
+    exprs: list[str] = []
+    params: list[Any] = [walk.first, walk.first_lo, walk.first_hi, walk.interval_ns, walk.end_ns, walk.last]
+    for _, fn, col in simple:
+        if col in _FIELD_SET:
+            exprs.append(f"(SELECT {_SQL_AGGREGATES[fn].format(f'samples.{col}')} {rows})")
+            params.extend(where.params)
+        else:
+            exprs.append("NULL")
+    params.extend(where.params)
+    sql = (
+        "WITH RECURSIVE buckets(b, lo, hi) AS (SELECT ?, ?, ? "
+        "UNION ALL SELECT b + 1, hi, min(hi + ?, ?) FROM buckets WHERE b < ?) "
+        f"SELECT b, {', '.join(exprs)} FROM buckets WHERE EXISTS (SELECT 1 {rows})"
+    )
+    return sql, tuple(params)
+
+
 async def query_aggregates(
     store: SampleStore,
     user: str,
@@ -1081,8 +1143,13 @@ async def query_aggregates(
                 _SQL_AGGREGATES[fn].format(f"samples.{col}") if col in _FIELD_SET else "NULL" for _, fn, col in simple
             )
             any_value = " OR ".join(f"samples.{c} IS NOT NULL" for c in sorted(set(used)))
-            sql = f"SELECT {bucket} AS b, {exprs} FROM samples WHERE {base_where} AND ({any_value}) GROUP BY b"
-            async with conn.execute(sql, (*bucket_params, *base_params)) as cursor:
+            walk = _bucket_walk(start_ns, end_ns, interval_ns, offset_ns, len(used), filtered=where.sql != "1")
+            if walk is not None:
+                sql, params = _per_bucket_sql(simple, walk, where, any_value)
+            else:
+                sql = f"SELECT {bucket} AS b, {exprs} FROM samples WHERE {base_where} AND ({any_value}) GROUP BY b"
+                params = (*bucket_params, *base_params)
+            async with conn.execute(sql, params) as cursor:
                 while rows := await cursor.fetchmany(5000):
                     for b, *values in rows:
                         row = slot(b)
