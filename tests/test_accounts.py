@@ -315,3 +315,11 @@ async def test_share_by_another_process_takes_effect_at_once(
     await cli.delete_user("alice")  # deleting a user removes the shares from it
     assert not await accounts.can_read("bob", "alice")
     assert await accounts.readable_databases("bob") == ["bob"]
+
+
+def test_link_tokens_never_look_like_options() -> None:
+    from tracker.accounts import _new_link_token
+
+    tokens = [_new_link_token() for _ in range(2000)]  # about 1 in 64 raw tokens starts with '-'
+    assert not any(token.startswith("-") for token in tokens)
+    assert len(set(tokens)) == len(tokens) and all(len(token) == 32 for token in tokens)

@@ -53,6 +53,14 @@ class InvalidShare(ValueError):
     pass
 
 
+def _new_link_token() -> str:
+    """192 random bits, URL-safe, never starting with '-': the token is also typed as a CLI argument
+    (`tracker link revoke NAME TOKEN`), where a leading '-' would read as an option."""
+    while (token := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return token
+
+
 def validate_username(name: str) -> str:
     if not isinstance(name, str) or not _USERNAME_RE.match(name):
         raise InvalidUsername(f"invalid username {name!r}: use {USERNAME_RULE}")
@@ -264,7 +272,7 @@ class Accounts:
             if expires_in_seconds <= 0:
                 raise InvalidLink("the expiry must be in the future")
             expires_ns = now_ns + int(expires_in_seconds * 1e9)
-        token = secrets.token_urlsafe(24)
+        token = _new_link_token()
         try:
             record = await storage.add_link(self._store, owner, label, token_digest(token), now_ns, expires_ns)
         except UnknownUser:
