@@ -268,13 +268,6 @@ _BOOLEANS: dict[str, bool] = {
 _NUMBER_START = frozenset("0123456789.-")
 # What 1.x accepts as a float (scanNumber + strconv.ParseFloat), ASCII digits only.
 _FLOAT_RE = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_TWO_BOOLEANS: dict[str, bool] = {
-    "t": True, "T": True, "true": True, "True": True, "TRUE": True,
-    "f": False, "F": False, "false": False, "False": False, "FALSE": False,
-}  # fmt: skip
-_NUMBER_START = frozenset("0123456789.-")
-# What 1.x accepts as a float (scanNumber + strconv.ParseFloat), ASCII digits only.
-_FLOAT_RE = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _FAST_MAX_LINE = 65000  # below this an ASCII line cannot exceed the key length limit
 
 # A line's "shape" is the line with every byte deleted except separators (space , =) and the
