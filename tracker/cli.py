@@ -287,8 +287,7 @@ def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None)
         return [s for s in await accounts.list_shares() if name in s]
 
     shares = _run(_with_accounts(options, plan))
-    sample_path = SampleStore(options.data_dir).path_for(name)
-    files = [p for p in (sample_path, *_sidecars(sample_path)) if p.exists()]
+    files = [p for p in SampleStore(options.data_dir).files_of(name) if p.exists()]
 
     click.echo("This removes:")
     click.echo(f"  the account {name!r}")
@@ -313,11 +312,6 @@ def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None)
 
     removed = _run(delete())
     click.echo(f"deleted user {name!r}" + (f" and {len(removed)} data file(s)" if removed else ""))
-
-
-def _sidecars(path: Path) -> list[Path]:
-    # SQLite's companions of a database file; SampleStore.delete_user removes them too.
-    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
 
 
 # ----- tracker share -----

@@ -803,16 +803,21 @@ class SampleStore:
 
     # ---- lifecycle
 
+    def files_of(self, user: str) -> list[Path]:
+        """The user's database file and SQLite's companions of it, whether they exist or not."""
+        path = self.path_for(user)
+        return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+
     async def delete_user(self, user: str) -> list[Path]:
         """Close the user's file and remove it with its WAL and shared-memory files."""
-        path = self.path_for(user)
+        files = self.files_of(user)
         handle = self._files.pop(user, None)
         if handle is not None:
             await handle.close()
         # A connection closing after eviction would remove the -wal/-shm files by name on its way out.
         await asyncio.gather(*self._closing, return_exceptions=True)
         removed: list[Path] = []
-        for candidate in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        for candidate in files:
             try:
                 candidate.unlink()
             except FileNotFoundError:
