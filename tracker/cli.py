@@ -29,6 +29,7 @@ from tracker.accounts import (
     validate_username,
 )
 from tracker.config import Settings
+from tracker.retention import describe, parse_retention
 from tracker.storage import ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, UnknownUser, UserExists
 
 T = TypeVar("T")
@@ -183,10 +184,16 @@ def cli() -> None:
 @click.option(
     "--max-streams-per-user", type=int, help="Open live streams watching one user (env TRACKER_LIVE_MAX_STREAMS_PER_USER)."
 )
+@click.option(
+    "--retention",
+    metavar="DURATION",
+    help="Keep samples this long unless a user has a retention of their own: 8h, 90m, 7d, 2w, or inf "
+    "(env TRACKER_RETENTION) [default: inf, keep everything].",
+)
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trust_proxy: bool | None,
-    max_streams: int | None, max_streams_per_user: int | None,
+    max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -197,7 +204,7 @@ def serve(
             host=host, port=port, data_dir=data_dir, max_body_size=max_body_size,
             log_level=log_level.lower() if log_level else None,
             tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url, trust_proxy=trust_proxy,
-            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
+            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -238,18 +245,49 @@ def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_list(ctx: click.Context, data_dir: Path | None) -> None:
-    """List accounts: name, creation time (UTC) and whether a data file exists."""
+    """List accounts: name, creation time (UTC), whether a data file exists, and the retention
+    ("default": the server's --retention)."""
     options = _options(ctx, data_dir)
-    users = _run(_with_accounts(options, lambda accounts: accounts.list_users()))
+
+    async def users_and_retention(accounts: Accounts) -> tuple[list[Any], dict[str, int]]:
+        return await accounts.list_users(), await accounts.retention_overrides()
+
+    users, retention = _run(_with_accounts(options, users_and_retention))
     if not users:
         click.echo("no users", err=True)
         return
     samples = SampleStore(options.data_dir)  # path_for only: opens nothing
     rows = [
-        (u.name, _iso(u.created_ns), "yes" if samples.path_for(u.name).exists() else "no")
+        (u.name, _iso(u.created_ns), "yes" if samples.path_for(u.name).exists() else "no",
+         describe(retention.get(u.name)))
         for u in sorted(users, key=lambda u: u.name)
-    ]
-    _table(("NAME", "CREATED", "DATA"), rows)
+    ]  # fmt: skip
+    _table(("NAME", "CREATED", "DATA", "RETENTION"), rows)
+
+
+@user.command("retention")
+@_name_argument("name")
+@click.argument("duration", metavar="DURATION|inf|default")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path | None) -> None:
+    """Keep NAME's samples for DURATION (8h, 90m, 7d, 2w), forever (inf), or as the server's
+    --retention says (default). Older samples are removed in the background; a running server
+    follows the change at once."""
+    options = _options(ctx, data_dir)
+    retention_ns: int | None = None
+    if duration.strip().lower() != "default":
+        try:
+            retention_ns = parse_retention(duration)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    _run(_with_accounts(options, lambda accounts: accounts.set_retention(name, retention_ns)))
+    if retention_ns is None:
+        click.echo(f"{name} follows the server's retention (--retention, TRACKER_RETENTION)")
+    elif retention_ns == 0:
+        click.echo(f"{name} keeps every sample")
+    else:
+        click.echo(f"{name} keeps samples for {describe(retention_ns)}")
 
 
 @user.command("passwd")
