@@ -1,4 +1,4 @@
-"""Command line: `tracker serve | user ... | share ...`.
+"""Command line: `tracker serve | user ... | share ... | link ... | backup | restore | check`.
 
 Thin on purpose: every rule lives in Accounts / the stores; this module parses arguments, asks for
 passwords and confirmations, and turns expected failures into one line on stderr with exit code 1.
@@ -28,6 +28,7 @@ from tracker.accounts import (
     parse_duration,
     validate_username,
 )
+from tracker import backup as backups
 from tracker.config import Settings
 from tracker.retention import describe, parse_retention
 from tracker.storage import ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, UnknownUser, UserExists
@@ -46,6 +47,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     UserExists,
     UnknownUser,
     SchemaTooNew,
+    backups.BackupError,
     sqlite3.Error,
     OSError,
 )
@@ -515,6 +517,74 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_link(name, key))):
         raise click.ClickException(f"{name} has no active link {token_or_label!r}")
     click.echo(f"revoked the link {token_or_label!r} of {name}")
+
+
+# ----- backups and checks -----
+
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Write into DEST even if it is not empty (same-named files are replaced).")
+@_data_dir_option(on_group=True)
+def backup_command(dest: Path, force: bool, data_dir: Path) -> None:
+    """Copy every database into the folder DEST, consistently, while the server runs.
+
+    Uses SQLite's online backup API: each file is one snapshot, and writes go on meanwhile.
+    DEST gets accounts.sqlite, users/NAME.sqlite and manifest.json (time, files, schema versions).
+    """
+    try:
+        manifest = backups.backup(data_dir, dest, force=force)
+    except EXPECTED_ERRORS as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    for entry in manifest["files"]:
+        click.echo(f"{entry['path']}  schema {entry['schema_version']}  {entry['bytes']} bytes")
+    click.echo(f"backed up {len(manifest['files'])} file(s) into {dest} ({backups.MANIFEST} written last)")
+
+
+@cli.command("restore")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", "--yes", "-y", is_flag=True, help="Replace the databases already in the data folder.")
+@_data_dir_option(on_group=True)
+def restore_command(source: Path, force: bool, data_dir: Path) -> None:
+    """Put the backup in SOURCE back into the data folder (stop the server first).
+
+    The backup is verified first (manifest, SHA-256, integrity check, schema version); each file is
+    copied beside its place and renamed over it. A data folder that already holds databases is
+    refused unless --force, and one in use by a running server always is.
+    """
+    try:
+        restored, left = backups.restore(source, data_dir, force=force)
+    except EXPECTED_ERRORS as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    for relative in restored:
+        click.echo(f"restored {relative}")
+    for relative in left:
+        click.echo(f"left in place (not in the backup): {relative}", err=True)
+    click.echo(f"restored {len(restored)} file(s) into {data_dir}")
+
+
+@cli.command("check")
+@click.option("--quick", is_flag=True, help="SQLite's quick_check instead of the full integrity_check (faster).")
+@_data_dir_option(on_group=True)
+def check_command(quick: bool, data_dir: Path) -> None:
+    """Verify every file of the data folder: one line each, exit status 1 on any problem.
+
+    Each database gets SQLite's integrity check and a schema version this Tracker knows; anything
+    else in the folder is reported as unexpected. Safe while the server runs.
+    """
+    try:
+        lines = backups.check(data_dir, quick=quick)
+    except EXPECTED_ERRORS as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    for line in lines:
+        if line.problem is None:
+            click.echo(f"ok       {line.path}: {line.detail}")
+        else:
+            click.echo(f"PROBLEM  {line.path}: {_one_line(Exception(line.problem))}")
+    problems = sum(line.problem is not None for line in lines)
+    if problems:
+        raise click.ClickException(f"{problems} of {len(lines)} file(s) have problems")
+    click.echo(f"all {len(lines)} file(s) are sound", err=True)
 
 
 def main() -> None:
