@@ -111,6 +111,7 @@ class _Snapshot:
 
     hashes: dict[str, str] = field(default_factory=dict)  # name -> current password hash
     readable: dict[str, list[str]] = field(default_factory=dict)  # viewer -> owners who share with them
+    retention: dict[str, int] = field(default_factory=dict)  # name -> own retention ns (0 = forever), if set
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +129,11 @@ class Accounts:
         cache_seconds: float = 300.0,
         password_context: CryptContext | None = None,
         clock: Callable[[], float] = time.monotonic,
+        default_retention_ns: int = 0,
     ) -> None:
         self._store = store
+        # How long samples are kept for users without a retention of their own; 0 = forever.
+        self.default_retention_ns = default_retention_ns
         self._cache_seconds = cache_seconds
         # Tests pass a cheap argon2 context; production uses the strong default.
         self._context = password_context if password_context is not None else default_password_context()
@@ -339,6 +343,29 @@ class Accounts:
             await storage.touch_link(self._store, link.id, now_ns)
         return True
 
+    # ----- retention -----
+
+    async def set_retention(self, name: str, retention_ns: int | None) -> None:
+        """NAME's own retention in ns (0 = keep everything), or None to follow the server's default."""
+        validate_username(name)
+        try:
+            await storage.set_retention(self._store, name, retention_ns)
+        except UnknownUser:
+            raise UnknownUser(f"unknown user {name!r}") from None
+
+    async def retention_overrides(self) -> dict[str, int]:
+        """{user: own retention ns} for the users who have one (read from the file, for the CLI)."""
+        return await storage.retention_overrides(self._store)
+
+    async def retention_ns(self, name: str) -> int:
+        """How long NAME's samples are kept, in ns; 0 = forever. Follows CLI changes at once."""
+        return (await self._current()).retention.get(name, self.default_retention_ns)
+
+    async def retention_by_user(self) -> dict[str, int]:
+        """Every user's retention in ns (0 = forever)."""
+        snapshot = await self._current()
+        return {name: snapshot.retention.get(name, self.default_retention_ns) for name in snapshot.hashes}
+
     async def data_version(self) -> int:
         """Changes whenever anything in the accounts file changed (this or another process)."""
         return await self._store.data_version()
@@ -396,4 +423,4 @@ class Accounts:
             readable.setdefault(viewer, []).append(owner)
         for owners in readable.values():
             owners.sort()
-        return _Snapshot(hashes, readable)
+        return _Snapshot(hashes, readable, await storage.retention_overrides(self._store))

@@ -11,11 +11,12 @@ from aiohttp.abc import AbstractAccessLogger
 
 from tracker.accounts import Accounts
 from tracker import web as browser
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, LIVE, RETENTION, SAMPLES, SETTINGS
 from tracker.config import Settings
 from tracker.influx import query, status, write
 from tracker.influx.errors import influx_conventions
 from tracker.live import LiveHub
+from tracker.retention import RetentionSweeper
 from tracker.storage import AccountStore, SampleStore
 
 log = logging.getLogger("tracker")
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_stores)
     app.cleanup_ctx.append(_live)
+    app.cleanup_ctx.append(_retention)
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
     app.router.add_route("POST", "/write", write.write_v1)
@@ -77,7 +79,9 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     account_store = await AccountStore.open(settings.data_dir)
     samples = SampleStore(settings.data_dir, synchronous=settings.sqlite_synchronous)
-    app[ACCOUNTS] = Accounts(account_store, cache_seconds=settings.auth_cache_seconds)
+    app[ACCOUNTS] = Accounts(
+        account_store, cache_seconds=settings.auth_cache_seconds, default_retention_ns=settings.retention_ns
+    )
     app[SAMPLES] = samples
     try:
         yield
@@ -109,6 +113,18 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     finally:
         hub.close()
         sweeper.cancel()
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """The sweep that removes samples older than their user's retention; stopped before the stores close."""
+    sweeper = RetentionSweeper(app[SAMPLES], app[ACCOUNTS])
+    app[RETENTION] = sweeper
+    task = asyncio.create_task(sweeper.run(app[SETTINGS].retention_check_seconds))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from tracker.retention import parse_retention
+
 ENV_PREFIX = "TRACKER_"
 
 
@@ -23,6 +25,10 @@ class Settings:
     auth_cache_seconds: float = 300.0
     # SQLite `synchronous` for sample files: FULL survives power loss, NORMAL only a process crash.
     sqlite_synchronous: str = "FULL"
+    # How long samples are kept unless a user has a retention of their own (InfluxDB durations: 8h,
+    # 90m, 7d, 2w; "inf" or "0" = forever), and how often the background sweep looks for older ones.
+    retention: str = "inf"
+    retention_check_seconds: float = 60.0
     # --- the live view (watch page, sessions, event streams)
     # Map tiles for the watch page; the page still draws the track and charts without them.
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -71,9 +77,16 @@ class Settings:
         for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
-        for name in ("session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds"):
+        parse_retention(self.retention)  # raises ValueError with the rule
+        for name in ("session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
+                     "retention_check_seconds"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
+
+    @property
+    def retention_ns(self) -> int:
+        """The default retention in ns; 0 = keep everything."""
+        return parse_retention(self.retention)
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
 
 import aiosqlite
 
@@ -383,6 +383,11 @@ def _upsert_sql(keys: tuple[str, ...], rows: int = 1) -> str:
     )
 
 
+_DELETE_OLDEST = (
+    "DELETE FROM samples WHERE time < coalesce("
+    "(SELECT time FROM samples WHERE time < ?1 ORDER BY time LIMIT 1 OFFSET ?2) + 1, ?1)"
+)
+
 # CROSS JOIN keeps samples as the outer loop: the range scan on the primary key drives the query.
 _FROM = "FROM samples CROSS JOIN series ON series.id = samples.series"
 _SELECT = f"SELECT samples.time, series.tags, {_COLUMNS} {_FROM}"
@@ -436,6 +441,15 @@ _STOP = object()  # put on a writer's queue after the last batch: commit what is
 _Batch = tuple[Sequence[SamplePoint], "asyncio.Future[None]"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Work other than a write (removing expired samples), run on the writer's own connection after
+    the group commit it was queued beside, so it never races a write and never holds one up for long."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    done: asyncio.Future[Any]
+
+
 class _Writer:
     """The writer thread of one user's file, fed by a queue (datasette's model).
 
@@ -459,6 +473,10 @@ class _Writer:
         self.unacknowledged += 1
         self._queue.put((points, done))
 
+    def put_job(self, job: _Job) -> None:
+        self.unacknowledged += 1
+        self._queue.put(job)
+
     def stop(self) -> None:
         """Commit and acknowledge everything queued so far, then close the connection and end."""
         self._queue.put(_STOP)
@@ -477,6 +495,15 @@ class _Writer:
                 future.set_result(None)
             else:
                 future.set_exception(error)
+
+    def _settle_job(self, done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self.unacknowledged -= 1
+        if done.done():
+            return
+        if error is None:
+            done.set_result(result)
+        else:
+            done.set_exception(error)
 
     def _finish(self) -> None:
         if not self.finished.done():
@@ -503,21 +530,17 @@ class _Writer:
                     except queue.Empty:
                         break
                 stop = any(item is _STOP for item in items)
-                batches: list[_Batch] = [item for item in items if item is not _STOP]  # type: ignore[misc]
+                jobs = [item for item in items if isinstance(item, _Job)]
+                batches: list[_Batch] = [
+                    item for item in items if item is not _STOP and not isinstance(item, _Job)  # type: ignore[misc]
+                ]
                 if batches:
                     groups = [points for points, _ in batches]
                     errors: list[BaseException | None]
                     commits = 0
                     try:
                         if conn is None:
-                            self._path.parent.mkdir(parents=True, exist_ok=True)
-                            # Autocommit mode: this thread says BEGIN IMMEDIATE and COMMIT itself.
-                            conn = _connect(
-                                self._path, SAMPLE_MIGRATIONS, self._store.synchronous,
-                                isolation_level=None, cached_statements=64,
-                            )
-                            rows = conn.execute("SELECT tags, id FROM series").fetchall()
-                            series_ids = {tuple(map(tuple, json.loads(t))): i for t, i in rows}
+                            conn, series_ids = self._open()
                         errors, commits = self._commit_group(conn, series_ids, groups)
                     except Exception as error:  # opening failed (e.g. a newer schema): fail this group only
                         if conn is not None:
@@ -525,12 +548,38 @@ class _Writer:
                             conn = None
                         errors = [error] * len(batches)
                     self._call_loop(self._acknowledge, [future for _, future in batches], errors, commits)
+                for job in jobs:
+                    result: Any = None
+                    job_error: BaseException | None = None
+                    try:
+                        if conn is None:
+                            conn, series_ids = self._open()
+                        result = job.run(conn)
+                    except Exception as error:
+                        if conn is not None and conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        job_error = error
+                    self._call_loop(self._settle_job, job.done, result, job_error)
                 if stop:
                     return
         finally:
             if conn is not None:
                 conn.close()
             self._call_loop(self._finish)
+
+    def _open(self) -> tuple[sqlite3.Connection, dict[Tags, int]]:
+        """The thread's connection, and the ids of the series already in the file."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: this thread says BEGIN IMMEDIATE and COMMIT itself.
+        conn = _connect(
+            self._path, SAMPLE_MIGRATIONS, self._store.synchronous, isolation_level=None, cached_statements=64
+        )
+        try:
+            rows = conn.execute("SELECT tags, id FROM series").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        return conn, {tuple(map(tuple, json.loads(t))): i for t, i in rows}
 
     def _commit_group(
         self, conn: sqlite3.Connection, series_ids: dict[Tags, int], groups: list[Sequence[SamplePoint]]
@@ -654,6 +703,7 @@ class SampleStore:
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self.commits = 0  # committed write transactions, all users: shows that group commit groups
+        self._writes: dict[str, int] = {}  # write requests per user since start: "written since?" for retention
         self._upserts: dict[tuple[tuple[str, ...], int], str] = {}
 
     def path_for(self, user: str) -> Path:
@@ -728,12 +778,41 @@ class SampleStore:
         handle = self._file(user)
         if not points:
             return
-        loop = asyncio.get_running_loop()
-        if handle.writer is None:
-            handle.writer = _Writer(self, handle.path, loop)
-        done: asyncio.Future[None] = loop.create_future()
-        handle.writer.put(points, done)
+        self._writes[user] = self._writes.get(user, 0) + 1
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writer(handle).put(points, done)
         await done
+
+    def _writer(self, handle: _UserFile) -> _Writer:
+        if handle.writer is None:
+            handle.writer = _Writer(self, handle.path, asyncio.get_running_loop())
+        return handle.writer
+
+    def writes_to(self, user: str) -> int:
+        """How many writes this store has taken for the user: a changed number means new samples."""
+        return self._writes.get(user, 0)
+
+    async def delete_before(self, user: str, cutoff_ns: int, max_rows: int) -> tuple[int, int | None]:
+        """Remove the oldest samples with time < cutoff_ns, about `max_rows` of them (a few more when
+        several series share the last time), in one transaction through the user's writer: queued
+        like a write, so it never races one and holds the file only briefly. Returns (samples removed,
+        time of the oldest sample left or None). A user without a file has nothing to remove."""
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        handle = self._existing_file(user)
+        if handle is None:
+            return 0, None
+
+        def delete(conn: sqlite3.Connection) -> tuple[int, int | None]:
+            # One statement, so autocommit makes it one transaction; the bound is the time of the
+            # max_rows-th oldest sample, so both scans are primary-key ranges from the oldest row.
+            removed = conn.execute(_DELETE_OLDEST, (cutoff_ns, max_rows - 1)).rowcount
+            oldest = conn.execute("SELECT min(time) FROM samples").fetchone()[0]
+            return removed, oldest
+
+        done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
+        self._writer(handle).put_job(_Job(delete, done))
+        return await done
 
     def _upsert_for(self, keys: tuple[str, ...], rows: int) -> str:
         """Called from writer threads: a plain dict is safe enough, a lost race only rebuilds a string."""
@@ -1395,3 +1474,123 @@ async def window_samples(
                     if entry is not None:
                         entry[1].update({k: v for k, v in zip(_FIX_FIELDS, values) if v is not None})
     return True, [entry for _, entry in sorted(buckets.items()) if entry[1]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Retention and backups: the accounts schema v3 (a retention per user), and the SQL behind
+# `tracker backup`, `tracker restore` and `tracker check`.
+
+ACCOUNT_MIGRATIONS += (
+    # v3. retention_ns: how long the user's samples are kept; NULL = the server's default, 0 = forever.
+    """
+    ALTER TABLE users ADD COLUMN retention_ns INTEGER CHECK (retention_ns IS NULL OR retention_ns >= 0);
+    """,
+)
+
+
+async def set_retention(store: AccountStore, name: str, retention_ns: int | None) -> None:
+    """The user's own retention in ns (0 = keep everything), or None to follow the server's default."""
+    if retention_ns is not None and retention_ns < 0:
+        raise ValueError("a retention cannot be negative")
+    if not await store._change("UPDATE users SET retention_ns = ? WHERE name = ?", (retention_ns, name)):
+        raise UnknownUser(name)
+
+
+async def retention_overrides(store: AccountStore) -> dict[str, int]:
+    """{user: retention ns} for the users who have a retention of their own."""
+    rows = await store._fetchall("SELECT name, retention_ns FROM users WHERE retention_ns IS NOT NULL")
+    return {name: retention_ns for name, retention_ns in rows}
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _connect_existing(path: Path) -> sqlite3.Connection:
+    """A plain connection to a file that must already exist (mode=rw never creates one), not migrated:
+    backup and check look at files as they are."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def backup_file(source: Path, target: Path) -> int:
+    """A consistent copy of the database `source` into `target` (which must not exist yet) with
+    SQLite's online backup API, while other processes go on writing; returns the copy's schema
+    version. The copy is one self-contained file (rollback journal, not WAL), synced to disk."""
+    src = _connect_existing(source)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            # pages=-1: the whole file in one step, inside one read transaction, so the copy is one
+            # snapshot; in WAL mode the writers carry on meanwhile.
+            src.backup(dst, pages=-1)
+            dst.execute("PRAGMA journal_mode = DELETE")
+            version = _user_version(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    with open(target, "rb") as handle:
+        os.fsync(handle.fileno())
+    return version
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheck:
+    schema_version: int | None  # None: not readable as a database
+    problem: str | None  # None: the file is sound
+
+
+def check_file(path: Path, migrations: tuple[str, ...], *, quick: bool = False) -> FileCheck:
+    """Is this a sound Tracker database? SQLite's integrity_check (or the faster quick_check, which
+    skips index-content checks), and a schema version this Tracker knows. Reads only."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        return FileCheck(None, f"cannot read: {exc.strerror or exc}")
+    if header != SQLITE_HEADER:
+        return FileCheck(None, "not an SQLite database")
+    try:
+        conn = _connect_existing(path)
+    except sqlite3.Error as exc:
+        return FileCheck(None, f"cannot open: {exc}")
+    try:
+        version = _user_version(conn)
+        pragma = "quick_check" if quick else "integrity_check"
+        # At most a few messages: a badly damaged file can produce thousands.
+        messages = [row[0] for row in conn.execute(f"PRAGMA {pragma}(5)")]
+    except sqlite3.Error as exc:  # e.g. "database disk image is malformed" before any row
+        return FileCheck(None, f"{'quick' if quick else 'integrity'} check failed: {exc}")
+    finally:
+        conn.close()
+    if messages != ["ok"]:
+        return FileCheck(version, f"{'quick' if quick else 'integrity'} check: " + "; ".join(messages))
+    if version > len(migrations):
+        return FileCheck(
+            version,
+            f"schema version {version} is newer than this Tracker knows ({len(migrations)}): "
+            "written by a newer Tracker",
+        )
+    return FileCheck(version, None)
+
+
+def in_use(path: Path) -> bool:
+    """Does another connection (e.g. a running server) have this database open? Asked by trying
+    to take it for ourselves alone, without waiting; only meaningful for a WAL file."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=0)
+    except sqlite3.Error:
+        return False  # missing or unreadable: nobody is using it as a database
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        conn.rollback()
+        return False
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc) or "busy" in str(exc)
+    except sqlite3.DatabaseError:
+        return False  # not a database (check reports that); nobody has it open as one
+    finally:
+        conn.close()
