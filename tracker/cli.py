@@ -29,7 +29,9 @@ from tracker.accounts import (
     validate_username,
 )
 from tracker.config import Settings
-from tracker.storage import ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, UnknownUser, UserExists
+from tracker.storage import (
+    ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
+)
 
 T = TypeVar("T")
 
@@ -45,6 +47,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     UserExists,
     UnknownUser,
     SchemaTooNew,
+    StorageUnavailable,
     sqlite3.Error,
     OSError,
 )
