@@ -340,7 +340,10 @@ class Accounts:
             return False
         # Last use to the minute: a write per viewer request would keep the accounts file busy.
         if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
-            await storage.touch_link(self._store, link.id, now_ns)
+            try:
+                await storage.touch_link(self._store, link.id, now_ns)
+            except storage.StorageUnavailable:
+                pass  # a full disk must not stop anyone watching; "last used" is only a statistic
         return True
 
     # ----- retention -----

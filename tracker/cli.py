@@ -31,7 +31,9 @@ from tracker.accounts import (
 from tracker import backup as backups
 from tracker.config import Settings
 from tracker.retention import describe, parse_retention
-from tracker.storage import ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, UnknownUser, UserExists
+from tracker.storage import (
+    ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
+)
 
 T = TypeVar("T")
 
@@ -48,6 +50,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     UnknownUser,
     SchemaTooNew,
     backups.BackupError,
+    StorageUnavailable,
     sqlite3.Error,
     OSError,
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Protocol, Sequence
 
 import aiosqlite
 
@@ -62,6 +63,84 @@ class UserExists(Exception):
 
 class UnknownUser(Exception):
     pass
+
+
+class StorageUnavailable(Exception):
+    """The file system refused: a full disk, a read-only or failing data folder, a file another
+    program keeps locked. Not the data's fault, so the same request may succeed later; a write that
+    fails this way stored nothing. The message says what failed and why; those that reach HTTP
+    clients (writes, reads, account changes) name no path."""
+
+
+# SQLite primary result codes (sqlite_errorcode & 0xFF) and errno values that mean the file system
+# refused, not that the data was wrong.
+_FAULT_CODES = frozenset({
+    sqlite3.SQLITE_PERM, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOLFS,
+})  # fmt: skip
+_FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+_DISK_FULL = "the disk is full"
+_READ_ONLY = "the data folder is read-only"
+
+
+def _storage_fault(error: BaseException, path: Path, doing: str) -> StorageUnavailable | None:
+    """`error` as a StorageUnavailable saying "<doing>: <cause>" if the file system caused it, else None.
+
+    SQLite reports a read-only or full file system in several ways (e.g. CANTOPEN when it cannot
+    create the -shm file), so the folder itself is asked first; the error code decides otherwise.
+    """
+    if isinstance(error, sqlite3.Error):
+        code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+        if code not in _FAULT_CODES:
+            return None
+    elif isinstance(error, OSError):
+        if error.errno not in _FAULT_ERRNOS:
+            return None
+        code = {errno.ENOSPC: sqlite3.SQLITE_FULL, errno.EDQUOT: sqlite3.SQLITE_FULL,
+                errno.EROFS: sqlite3.SQLITE_READONLY, errno.EIO: sqlite3.SQLITE_IOERR}.get(
+                    error.errno, sqlite3.SQLITE_PERM)  # fmt: skip
+    else:
+        return None
+    cause = _folder_state(path) or {
+        sqlite3.SQLITE_FULL: _DISK_FULL,
+        sqlite3.SQLITE_READONLY: _READ_ONLY,
+        sqlite3.SQLITE_BUSY: "the database file is locked by another program",
+        sqlite3.SQLITE_LOCKED: "the database file is locked by another program",
+        sqlite3.SQLITE_IOERR: "disk I/O error",
+    }.get(code, "cannot open or write the database file (check the data folder's permissions)")
+    return StorageUnavailable(f"{doing}: {cause}")
+
+
+@contextlib.contextmanager
+def _refused_as_unavailable(path: Path, doing: str, *, log: bool = False) -> Iterator[None]:
+    """Re-raise the file system's refusals inside the block as StorageUnavailable("<doing>: <cause>")."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as error:
+        fault = _storage_fault(error, path, doing)
+        if fault is None:
+            raise
+        if log:  # with the file and SQLite's own words, for the operator
+            _log.error("%s: %s (%s)", path, fault, error)
+        raise fault from error
+
+
+def _folder_state(path: Path) -> str | None:
+    """"read-only" or "full" if the file system holding `path` (or its nearest existing folder) is."""
+    for folder in (path, *path.parents):
+        try:
+            fs = os.statvfs(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        if fs.f_flag & os.ST_RDONLY:
+            return _READ_ONLY
+        # Some file systems report no inode counts at all (f_files == 0): only a real count of 0 is "full".
+        if (fs.f_blocks and not fs.f_bavail) or (fs.f_files and not fs.f_favail):
+            return _DISK_FULL
+        return None
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,20 +288,24 @@ class AccountStore:
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / ACCOUNTS_FILE
-        return cls(await _open(path, ACCOUNT_MIGRATIONS, "FULL"), path)
+        # e.g. the server started on a full disk, where SQLite cannot create the -shm file
+        with _refused_as_unavailable(path, f"cannot open {path}"):
+            return cls(await _open(path, ACCOUNT_MIGRATIONS, "FULL"), path)
 
     async def _change(self, sql: str, params: Sequence[Any]) -> int:
         """Run one write statement in its own transaction; returns the number of rows changed."""
         async with self._lock:
-            try:
-                cursor = await self._conn.execute(sql, params)
-                changed = cursor.rowcount
-                await cursor.close()
-                await self._conn.commit()
-            except BaseException:
-                if self._conn.in_transaction:
-                    await self._conn.rollback()
-                raise
+            with _refused_as_unavailable(self.path, "the change was not saved"):
+                try:
+                    cursor = await self._conn.execute(sql, params)
+                    changed = cursor.rowcount
+                    await cursor.close()
+                    await self._conn.commit()
+                except BaseException:
+                    if self._conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):  # a failing rollback must not hide the error
+                            await self._conn.rollback()
+                    raise
             self._own_commits += 1
             return changed
 
@@ -542,11 +625,17 @@ class _Writer:
                         if conn is None:
                             conn, series_ids = self._open()
                         errors, commits = self._commit_group(conn, series_ids, groups)
-                    except Exception as error:  # opening failed (e.g. a newer schema): fail this group only
-                        if conn is not None:
+                    except Exception as error:  # opening failed (a newer schema, a full disk): fail this group only
+                        errors = [self._fault(error) or error] * len(batches)
+                    if conn is not None and (
+                        conn.in_transaction or any(isinstance(e, StorageUnavailable) for e in errors)
+                    ):
+                        # After a fault the next group starts from a fresh connection: whatever state
+                        # the failure left behind, a disk that has space again (or is writable
+                        # again) is written at the very next request, no restart needed.
+                        with contextlib.suppress(sqlite3.Error):
                             conn.close()
-                            conn = None
-                        errors = [error] * len(batches)
+                        conn = None
                     self._call_loop(self._acknowledge, [future for _, future in batches], errors, commits)
                 for job in jobs:
                     result: Any = None
@@ -556,9 +645,12 @@ class _Writer:
                             conn, series_ids = self._open()
                         result = job.run(conn)
                     except Exception as error:
-                        if conn is not None and conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                        job_error = error
+                        job_error = self._fault(error) or error
+                        if conn is not None:
+                            # As after a failed write: start the next group from a fresh connection.
+                            with contextlib.suppress(sqlite3.Error):
+                                conn.close()
+                            conn = None
                     self._call_loop(self._settle_job, job.done, result, job_error)
                 if stop:
                     return
@@ -581,6 +673,12 @@ class _Writer:
             raise
         return conn, {tuple(map(tuple, json.loads(t))): i for t, i in rows}
 
+    def _fault(self, error: BaseException) -> StorageUnavailable | None:
+        fault = _storage_fault(error, self._path, "write failed, nothing was stored")
+        if fault is not None:
+            _log.error("%s: %s (%s)", self._path, fault, error)
+        return fault
+
     def _commit_group(
         self, conn: sqlite3.Connection, series_ids: dict[Tags, int], groups: list[Sequence[SamplePoint]]
     ) -> tuple[list[BaseException | None], int]:
@@ -588,6 +686,9 @@ class _Writer:
         try:
             self._transaction(conn, series_ids, groups)
         except Exception as error:
+            fault = self._fault(error)
+            if fault is not None:  # the disk's doing, not one batch's: each would fail alike
+                return [fault] * len(groups), 0
             if len(groups) == 1:
                 return [error], 0
             # One bad batch must not fail the writes it happened to be grouped with.
@@ -631,7 +732,10 @@ class _Writer:
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                # A failing ROLLBACK (a dying disk) must not hide the first error; the caller then
+                # sees the connection still in a transaction and replaces it.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         known.update(fresh)  # only now: a rolled-back series id must never be reused
 
@@ -741,10 +845,19 @@ class SampleStore:
         # If everything is busy we stay above the cap for a while rather than make anyone wait.
 
     def _existing_file(self, user: str) -> _UserFile | None:
-        """For reads: a user who never wrote has no file, and reading must not create one."""
-        if user in self._files or self.path_for(user).exists():
+        """For reads: a user who never wrote has no file, and reading must not create one.
+
+        An empty file counts as none: a first write that failed on a full disk leaves one behind,
+        and opening it for reading would try to write its schema, on that full disk.
+        """
+        handle = self._files.get(user)
+        if handle is not None and handle.reader is not None:
             return self._file(user)
-        return None
+        try:
+            empty = self.path_for(user).stat().st_size == 0
+        except FileNotFoundError:
+            empty = True
+        return None if empty else self._file(user)
 
     async def _open_file(self, path: Path) -> aiosqlite.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -767,7 +880,8 @@ class SampleStore:
         """
         handle.active_reads += 1
         try:
-            yield await self._reader(handle)
+            with _refused_as_unavailable(handle.path, "read failed", log=True):
+                yield await self._reader(handle)
         finally:
             handle.active_reads -= 1
 
