@@ -519,7 +519,7 @@ async def links_revoke(request: web.Request) -> web.Response:
     if isinstance(session, web.Response):
         return session
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²" is a digit to isdigit(), not to int()
         return error(404, f"no active link {raw}")
     if not await request.app[ACCOUNTS].revoke_link(session.user, int(raw)):
         return error(404, f"no active link {raw}")
