@@ -8,11 +8,16 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
+from passlib.context import CryptContext
 
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.config import Settings
 from tracker.storage import AccountStore, SampleStore, StoredSample
+
+
+# Real argon2 at its cheapest: for tests that hash or check many passwords (the server's default is strong).
+CHEAP_HASHING = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
 
 
 @pytest.fixture

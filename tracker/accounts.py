@@ -184,10 +184,16 @@ class Accounts:
     # ----- authentication -----
 
     async def authenticate(self, name: str, password: str) -> bool:
+        """True if `password` is `name`'s. Unknown names and wrong passwords cost the same: one verify.
+
+        (The dummy hash is made before the first check of any name, so even the first unknown
+        name costs no more than a known one; a cached success costs none, but it says only what
+        the success itself says.)
+        """
+        dummy_hash = await self._dummy()
         stored_hash = (await self._current()).hashes.get(name)
         if stored_hash is None:
-            # Unknown users cost a verify too, so response time does not reveal who exists.
-            await self._verify(password, await self._dummy())
+            await self._verify(password, dummy_hash)
             return False
 
         digest = hmac.new(self._digest_key, password.encode("utf-8"), hashlib.sha256).digest()

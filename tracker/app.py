@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Middleware
+from passlib.context import CryptContext
 
 from tracker.accounts import Accounts
 from tracker import web as browser
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, BANS, LIVE, SAMPLES, SETTINGS
+from tracker.bans import AuthBans
 from tracker.config import Settings
+from tracker.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.influx import query, status, write
 from tracker.influx.errors import influx_conventions
 from tracker.live import LiveHub
@@ -32,7 +37,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "%s %s %s %d %.1fms",
-            request.remote,
+            request.get(CLIENT_ADDRESS, request.remote),  # behind a trusted proxy: the client it saw
             request.method,
             request.path,
             response.status,
@@ -40,10 +45,19 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, password_context: CryptContext | None = None) -> web.Application:
+    """The application; `password_context` replaces the strong default hashing (tests only)."""
+    # Middleware, outermost first:
+    #   1. influx_conventions: InfluxDB's headers and error form wrap every answer, even an inner bug's.
+    #   2. forwarded (only with trusted proxies): from here on request.remote is the client's address
+    #      and request.secure says whether the client used https.
+    # Authentication is no middleware: the views call it (influx/auth.py, web.login), counted per
+    # client address by app[BANS], and then decide what the user may do.
+    middlewares: list[Middleware] = [influx_conventions]
+    if settings.trusted_proxies:
+        middlewares.append(forwarded_middleware(parse_networks(settings.trusted_proxies)))
     app = web.Application(
-        # Middleware, outermost first: InfluxDB's headers and error form wrap every answer.
-        middlewares=[influx_conventions],
+        middlewares=middlewares,
         client_max_size=settings.max_body_size,
         # We inflate gzip bodies ourselves, with a size cap; aiohttp's own inflating has none.
         # The access log is ours in every runner (tests included), so no password can slip into it.
@@ -54,7 +68,12 @@ def create_app(settings: Settings) -> web.Application:
         },
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(_stores)
+    app[BANS] = AuthBans(
+        max_failures=settings.max_auth_failures,
+        window_seconds=settings.auth_failure_window_seconds,
+        ban_seconds=settings.auth_ban_seconds,
+    )
+    app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_live)
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
@@ -71,13 +90,15 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _stores(app: web.Application) -> AsyncIterator[None]:
+async def _stores(app: web.Application, password_context: CryptContext | None) -> AsyncIterator[None]:
     """Open the account store and the per-user sample files' manager; close both cleanly on shutdown."""
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     account_store = await AccountStore.open(settings.data_dir)
     samples = SampleStore(settings.data_dir, synchronous=settings.sqlite_synchronous)
-    app[ACCOUNTS] = Accounts(account_store, cache_seconds=settings.auth_cache_seconds)
+    app[ACCOUNTS] = Accounts(
+        account_store, cache_seconds=settings.auth_cache_seconds, password_context=password_context
+    )
     app[SAMPLES] = samples
     try:
         yield

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tracker.accounts import Accounts
+from tracker.appkeys import BANS
+from tracker.bans import Banned
 from tracker.influx.errors import InfluxError
 
 
@@ -50,12 +52,18 @@ def credentials_from(request: web.Request) -> Credentials | None:
 
 
 async def authenticate(request: web.Request, accounts: Accounts) -> str:
-    """The authenticated user's name, or an InfluxError 401 with InfluxDB's wording."""
+    """The authenticated user's name, or an InfluxError: 401 with InfluxDB's wording, 429 while banned."""
     credentials = credentials_from(request)
     if credentials is None:
         raise InfluxError(401, "unable to parse authentication credentials")
     if not credentials.user:
         raise InfluxError(401, "username required")
-    if not await accounts.authenticate(credentials.user, credentials.password):
+    try:
+        ok = await request.app[BANS].verify(
+            request.remote or "", credentials.user, lambda: accounts.authenticate(credentials.user, credentials.password)
+        )
+    except Banned as exc:
+        raise InfluxError(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+    if not ok:
         raise InfluxError(401, "authorization failed")
     return credentials.user

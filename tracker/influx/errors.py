@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -12,27 +12,32 @@ from aiohttp import web
 INFLUX_VERSION = "1.8.10"  # what clients read from X-Influxdb-Version; we speak 1.8's dialect
 JSON = "application/json"
 _MAX_ERROR_HEADER = 1024  # InfluxDB truncates X-Influxdb-Error to this many bytes
+_HEADER_CONTROLS = {code: " " for code in (*range(32), 127)}
 log = logging.getLogger(__name__)
 
 
 class InfluxError(Exception):
     """Raised by a view to answer with InfluxDB's error form."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})  # e.g. Retry-After
 
 
-def error_response(status: int, message: str) -> web.Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """`{"error":"<msg>"}\\n` with X-Influxdb-Error, or WWW-Authenticate for a 401."""
     response = web.Response(status=status, body=orjson.dumps({"error": message}) + b"\n", content_type=JSON)
+    if headers:
+        response.headers.update(headers)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="InfluxDB"'
     else:
         header = message.encode("utf-8")[:_MAX_ERROR_HEADER].decode("utf-8", "ignore")
-        # A header value may not hold line breaks; a multi-line parse error is joined with spaces there.
-        response.headers["X-Influxdb-Error"] = header.replace("\r", " ").replace("\n", " ")
+        # A header value may hold no control characters (a multi-line parse error is joined with
+        # spaces there, a NUL from a client's db= becomes one): aiohttp would drop the connection.
+        response.headers["X-Influxdb-Error"] = header.translate(_HEADER_CONTROLS)
     return response
 
 
@@ -58,7 +63,7 @@ async def influx_conventions(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
     except InfluxError as exc:
-        response = error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
