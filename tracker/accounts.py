@@ -35,10 +35,11 @@ __all__ = [
     "validate_username",
 ]
 
-USERNAME_RULE = "1-64 characters from A-Z a-z 0-9 _ -"
+USERNAME_RULE = "1-64 characters from A-Z a-z 0-9 _ -, not starting with -"
 # ASCII only and no dots: a name is also a file name (users/<name>.sqlite) and an InfluxDB database
 # name, so '..', '/', NUL and Unicode look-alikes must never get through. \Z, not $, so "a\n" fails.
-_USERNAME_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+# No leading '-': the name is also typed as a CLI argument, where it would read as an option.
+_USERNAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
 
 class InvalidUsername(ValueError):
@@ -149,6 +150,10 @@ class Accounts:
 
     async def add_user(self, name: str, password: str) -> None:
         validate_username(name)
+        # On a case-insensitive file system (macOS, Windows) users/Bob.sqlite *is* users/bob.sqlite.
+        same = [other for other in (await self._current()).hashes if other.lower() == name.lower()]
+        if same and same[0] != name:
+            raise UserExists(f"user {same[0]!r} already exists (names may not differ only in case)")
         password_hash = await self._hash(password)
         try:
             await self._store.add_user(name, password_hash)
