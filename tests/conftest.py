@@ -8,6 +8,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
+from passlib.context import CryptContext
 
 from tracker.accounts import Accounts
 from tracker.app import create_app
@@ -15,9 +16,14 @@ from tracker.config import Settings
 from tracker.storage import AccountStore, SampleStore, StoredSample
 
 
+# Real argon2 at its cheapest: for tests that hash or check many passwords (the server's default is strong).
+CHEAP_HASHING = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    # `@pytest.mark.parametrize("settings", [{...}], indirect=True)` changes some of them for one test.
+    return Settings(data_dir=tmp_path / "data", **getattr(request, "param", {}))
 
 
 AddUser = Callable[[str, str], Awaitable[None]]

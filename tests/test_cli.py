@@ -284,7 +284,7 @@ def test_subprocess_user_add_and_list(data_dir: Path) -> None:
 def test_subprocess_errors_are_one_line(data_dir: Path) -> None:
     result = run_tracker("user", "add", "a/b", "--password-stdin", "--data-dir", str(data_dir), input="pw\n")
     assert result.returncode == 1
-    assert result.stderr.splitlines() == ["Error: invalid username 'a/b': use 1-64 characters from A-Z a-z 0-9 _ -"]
+    assert result.stderr.splitlines() == ["Error: invalid username 'a/b': use 1-64 characters from A-Z a-z 0-9 _ -, not starting with -"]
     add_user(data_dir, "alice")
     result = run_tracker("user", "delete", "ghost", "--yes", "--data-dir", str(data_dir))
     assert result.returncode == 1

@@ -497,7 +497,7 @@ async def test_path_traversal_and_odd_names_are_rejected(tmp_path: Path, samples
 
 def test_valid_names_map_into_the_users_folder(tmp_path: Path) -> None:
     store = SampleStore(tmp_path)
-    for name in ("a", "x" * 64, "Alice_B-2", "-", "_"):
+    for name in ("a", "x" * 64, "Alice_B-2", "_-", "_"):
         path = store.path_for(name)
         assert path.parent == (tmp_path / "users").resolve()
         assert path.name == f"{name}.sqlite"

@@ -375,6 +375,7 @@ async def test_a_bearer_token_cannot_renew_itself(client: TestClient, users: Non
         assert "cannot be renewed" in (await response.json())["error"]
 
 
+@pytest.mark.parametrize("settings", [{"max_auth_failures": 100}], indirect=True)  # more tries than one ban allows
 async def test_tampered_bearer_tokens_are_refused(client: TestClient, users: None, phone: str) -> None:
     token = await get_bearer(client, headers=basic("alice", phone))
     payload, signature = token.removeprefix("trkb_").split(".")
@@ -496,3 +497,14 @@ def test_readme_documents_every_form(settings: Settings) -> None:
     for needle in ("tracker token create", "tracker token list", "tracker token revoke", "Authorization: Bearer",
                    "Authorization: Token", "-u ", "p=", "POST /auth", "expires_in", "--bearer-token-seconds"):  # fmt: skip
         assert needle in section, needle
+
+
+async def test_failed_token_checks_count_toward_the_addresss_ban(client: TestClient, users: None, phone: str) -> None:
+    """Guessing tokens is guessing passwords: the 11th failure from one address bans it (default 10)."""
+    for attempt in range(10):
+        status, _ = await write(client, headers=bearer(f"trk_guess-{attempt}"))
+        assert status == 401
+    status, body = await write(client, headers=bearer(phone))  # even the right token, while banned
+    assert status == 429, body
+    response = await client.post("/auth", headers=basic("alice", phone))
+    assert response.status == 429 and int(response.headers["Retry-After"]) > 0

@@ -296,7 +296,7 @@ async def test_session_cookie_flags_over_plain_http(client: TestClient) -> None:
 async def test_secure_cookies_behind_a_trusted_tls_proxy(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, add_user: AddUser
 ) -> None:
-    client = await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", trust_proxy=True)))
+    client = await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", trusted_proxies=("127.0.0.1",))))
     await add_user("alice", "pw-alice")
     await client.get("/api/me")
     csrf = cookie(client, "tracker_csrf")

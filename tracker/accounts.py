@@ -45,10 +45,11 @@ __all__ = [
     "validate_username",
 ]
 
-USERNAME_RULE = "1-64 characters from A-Z a-z 0-9 _ -"
+USERNAME_RULE = "1-64 characters from A-Z a-z 0-9 _ -, not starting with -"
 # ASCII only and no dots: a name is also a file name (users/<name>.sqlite) and an InfluxDB database
 # name, so '..', '/', NUL and Unicode look-alikes must never get through. \Z, not $, so "a\n" fails.
-_USERNAME_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+# No leading '-': the name is also typed as a CLI argument, where it would read as an option.
+_USERNAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
 
 class InvalidUsername(ValueError):
@@ -195,6 +196,10 @@ class Accounts:
 
     async def add_user(self, name: str, password: str) -> None:
         validate_username(name)
+        # On a case-insensitive file system (macOS, Windows) users/Bob.sqlite *is* users/bob.sqlite.
+        same = [other for other in (await self._current()).hashes if other.lower() == name.lower()]
+        if same and same[0] != name:
+            raise UserExists(f"user {same[0]!r} already exists (names may not differ only in case)")
         password_hash = await self._hash(password)
         try:
             await self._store.add_user(name, password_hash)
@@ -230,10 +235,16 @@ class Accounts:
     # ----- authentication -----
 
     async def authenticate(self, name: str, password: str) -> bool:
+        """True if `password` is `name`'s. Unknown names and wrong passwords cost the same: one verify.
+
+        (The dummy hash is made before the first check of any name, so even the first unknown
+        name costs no more than a known one; a cached success costs none, but it says only what
+        the success itself says.)
+        """
+        dummy_hash = await self._dummy()
         stored_hash = (await self._current()).hashes.get(name)
         if stored_hash is None:
-            # Unknown users cost a verify too, so response time does not reveal who exists.
-            await self._verify(password, await self._dummy())
+            await self._verify(password, dummy_hash)
             return False
 
         digest = hmac.new(self._digest_key, password.encode("utf-8"), hashlib.sha256).digest()

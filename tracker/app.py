@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Middleware
+from passlib.context import CryptContext
 
 from tracker.accounts import Accounts, load_bearer_secret
 from tracker import web as browser
-from tracker.appkeys import ACCOUNTS, LIVE, RETENTION, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, BANS, LIVE, RETENTION, SAMPLES, SETTINGS
+from tracker.bans import AuthBans
 from tracker.config import Settings
+from tracker.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.influx import auth, query, status, write
 from tracker.influx.errors import influx_conventions
 from tracker.live import LiveHub
@@ -34,7 +39,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "%s %s %s %d %.1fms",
-            request.remote,
+            request.get(CLIENT_ADDRESS, request.remote),  # behind a trusted proxy: the client it saw
             request.method,
             request.path,
             response.status,
@@ -42,10 +47,19 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, password_context: CryptContext | None = None) -> web.Application:
+    """The application; `password_context` replaces the strong default hashing (tests only)."""
+    # Middleware, outermost first:
+    #   1. influx_conventions: InfluxDB's headers and error form wrap every answer, even an inner bug's.
+    #   2. forwarded (only with trusted proxies): from here on request.remote is the client's address
+    #      and request.secure says whether the client used https.
+    # Authentication is no middleware: the views call it (influx/auth.py, web.login), counted per
+    # client address by app[BANS], and then decide what the user may do.
+    middlewares: list[Middleware] = [influx_conventions]
+    if settings.trusted_proxies:
+        middlewares.append(forwarded_middleware(parse_networks(settings.trusted_proxies)))
     app = web.Application(
-        # Middleware, outermost first: InfluxDB's headers and error form wrap every answer.
-        middlewares=[influx_conventions],
+        middlewares=middlewares,
         client_max_size=settings.max_body_size,
         # We inflate gzip bodies ourselves, with a size cap; aiohttp's own inflating has none.
         # The access log is ours in every runner (tests included), so no password can slip into it.
@@ -56,7 +70,12 @@ def create_app(settings: Settings) -> web.Application:
         },
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(_stores)
+    app[BANS] = AuthBans(
+        max_failures=settings.max_auth_failures,
+        window_seconds=settings.auth_failure_window_seconds,
+        ban_seconds=settings.auth_ban_seconds,
+    )
+    app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_live)
     app.cleanup_ctx.append(_retention)
     app.cleanup_ctx.append(_token_use)  # after _stores: cleaned up first, so its last flush still has the file
@@ -76,7 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _stores(app: web.Application) -> AsyncIterator[None]:
+async def _stores(app: web.Application, password_context: CryptContext | None) -> AsyncIterator[None]:
     """Open the account store and the per-user sample files' manager; close both cleanly on shutdown."""
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +107,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         cache_seconds=settings.auth_cache_seconds,
         default_retention_ns=settings.retention_ns,
         bearer_secret=bearer_secret,
+        password_context=password_context,
     )
     app[SAMPLES] = samples
     try:

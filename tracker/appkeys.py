@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tracker.accounts import Accounts
+from tracker.bans import AuthBans
 from tracker.config import Settings
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
@@ -15,3 +16,4 @@ SAMPLES = web.AppKey("samples", SampleStore)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 LIVE = web.AppKey("live", LiveHub)
 RETENTION = web.AppKey("retention", RetentionSweeper)
+BANS = web.AppKey("bans", AuthBans)

@@ -197,9 +197,31 @@ def cli() -> None:
 @click.option("--tile-attribution", help="Credit shown on the map (env TRACKER_TILE_ATTRIBUTION).")
 @click.option("--public-url", help="How others reach this server, for share links (env TRACKER_PUBLIC_URL).")
 @click.option(
-    "--trust-proxy/--no-trust-proxy",
-    default=None,
-    help="Believe X-Forwarded-Proto from a reverse proxy (env TRACKER_TRUST_PROXY) [default: no].",
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDRESS|NETWORK",
+    help="A reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable "
+    "(env TRACKER_TRUSTED_PROXIES, comma-separated) [default: none].",
+)
+@click.option(
+    "--max-auth-failures",
+    type=int,
+    help=f"Failed password checks from one address that ban it; 0: no bans (env TRACKER_MAX_AUTH_FAILURES) "
+    f"[default: {Settings().max_auth_failures}].",
+)
+@click.option(
+    "--auth-failure-window",
+    type=float,
+    metavar="SECONDS",
+    help=f"The window in which those failures count (env TRACKER_AUTH_FAILURE_WINDOW_SECONDS) "
+    f"[default: {Settings().auth_failure_window_seconds:g}].",
+)
+@click.option(
+    "--auth-ban",
+    type=float,
+    metavar="SECONDS",
+    help=f"How long a ban lasts (env TRACKER_AUTH_BAN_SECONDS) [default: {Settings().auth_ban_seconds:g}].",
 )
 @click.option("--max-streams", type=int, help="Open live streams in total (env TRACKER_LIVE_MAX_STREAMS).")
 @click.option(
@@ -218,7 +240,8 @@ def cli() -> None:
 )
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
-    tile_url: str | None, tile_attribution: str | None, public_url: str | None, trust_proxy: bool | None,
+    tile_url: str | None, tile_attribution: str | None, public_url: str | None, trusted_proxies: tuple[str, ...],
+    max_auth_failures: int | None, auth_failure_window: float | None, auth_ban: float | None,
     max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
     bearer_token_seconds: float | None,
 ) -> None:  # fmt: skip
@@ -230,7 +253,9 @@ def serve(
         settings = Settings.from_env(
             host=host, port=port, data_dir=data_dir, max_body_size=max_body_size,
             log_level=log_level.lower() if log_level else None,
-            tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url, trust_proxy=trust_proxy,
+            tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url,
+            trusted_proxies=trusted_proxies or None, max_auth_failures=max_auth_failures,
+            auth_failure_window_seconds=auth_failure_window, auth_ban_seconds=auth_ban,
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
             bearer_token_seconds=bearer_token_seconds,
         )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -39,8 +40,14 @@ class Settings:
     tile_attribution: str = "© OpenStreetMap contributors"
     # How share links are spelled for others (e.g. https://tracker.example.org); "" = http://HOST:PORT.
     public_url: str = ""
-    # Behind a TLS-terminating reverse proxy: believe its X-Forwarded-Proto (Secure cookies).
-    trust_proxy: bool = False
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    # the client address for failed-sign-in bans, https for Secure cookies. Empty: believe no one.
+    trusted_proxies: tuple[str, ...] = ()
+    # Failed password checks per client address: this many within the window bans the address
+    # (429 with Retry-After, no hashing) for the ban time. 0 turns bans off.
+    max_auth_failures: int = 10
+    auth_failure_window_seconds: float = 600.0
+    auth_ban_seconds: float = 600.0
     session_seconds: float = 30 * 86400.0
     live_max_streams_per_user: int = 200  # open event streams watching one user
     live_max_streams: int = 2000  # open event streams in total
@@ -81,6 +88,15 @@ class Settings:
         for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy must be an IP address or network, got {proxy!r}") from None
+        if self.max_auth_failures < 0:
+            raise ValueError("max auth failures must be 0 (no bans) or more")
+        if self.auth_failure_window_seconds <= 0 or self.auth_ban_seconds <= 0:
+            raise ValueError("auth failure window and auth ban seconds must be positive")
         parse_retention(self.retention)  # raises ValueError with the rule
         for name in (
             "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
@@ -107,6 +123,8 @@ def _convert(name: str, raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "tuple[str, ...]":  # a comma-separated list
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
         if kind == "bool":
             if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 raise ValueError

@@ -44,12 +44,12 @@ SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The same rule as the public `tracker.accounts.validate_username` (kept here to avoid an import cycle);
 # it is also what keeps a user name from ever naming a path outside the users folder.
-_USERNAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+_USERNAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
 
 def _checked_name(name: str) -> str:
     if not isinstance(name, str) or not _USERNAME.match(name):
-        raise ValueError(f"invalid username {name!r}: use 1-64 characters from A-Z a-z 0-9 _ -")
+        raise ValueError(f"invalid username {name!r}: use 1-64 characters from A-Z a-z 0-9 _ -, not starting with -")
     return name
 
 

@@ -36,7 +36,8 @@ from tracker.accounts import (
     parse_duration,
     validate_username,
 )
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, BANS, LIVE, SAMPLES, SETTINGS
+from tracker.bans import Banned
 from tracker.live import HubClosed, TooManyStreams
 
 log = logging.getLogger(__name__)
@@ -116,19 +117,10 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
     return json_response({"error": message}, status, headers)
 
 
-def is_https(request: web.Request) -> bool:
-    if request.secure:
-        return True
-    if request.app[SETTINGS].trust_proxy:
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        return proto == "https"
-    return False
-
-
 def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *, httponly: bool) -> None:
     max_age = int(request.app[SETTINGS].session_seconds)
     response.set_cookie(
-        name, value, max_age=max_age, path="/", httponly=httponly or None, samesite="Lax", secure=is_https(request) or None
+        name, value, max_age=max_age, path="/", httponly=httponly or None, samesite="Lax", secure=request.secure or None
     )
 
 
@@ -237,14 +229,18 @@ async def login(request: web.Request) -> web.Response:
         return error(403, CSRF_REFUSED)
     username, password = data.get("username"), data.get("password")
     accounts = request.app[ACCOUNTS]
-    ok = False
-    if isinstance(username, str) and isinstance(password, str) and password:
-        try:
-            validate_username(username)
-        except InvalidUsername:
-            pass
-        else:
-            ok = await accounts.authenticate(username, password)
+    if not isinstance(username, str) or not isinstance(password, str):
+        username = password = ""  # a missing field is a wrong one, checked (and counted) like any other
+    try:
+        # Any name, even one that could never exist, costs one hash check: timing tells no names apart.
+        ok = await request.app[BANS].verify(
+            request.remote or "", username, lambda: accounts.authenticate(username, password)
+        )
+    except Banned as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if as_json:
+            return error(429, str(exc), headers)
+        return web.Response(status=429, text=str(exc) + "\n", content_type="text/plain", headers=headers)
     if not ok:
         log.info("failed sign-in from %s", request.remote)
         return error(401, "wrong username or password") if as_json else _redirect("/?login=failed")
@@ -509,7 +505,7 @@ async def links_create(request: web.Request) -> web.Response:
     except InvalidLink as exc:
         return error(409 if "already has" in str(exc) else 400, str(exc))
     settings = request.app[SETTINGS]
-    base = settings.public_url or f"{'https' if is_https(request) else 'http'}://{request.host}"
+    base = settings.public_url or f"{request.scheme}://{request.host}"
     payload = {**_link_json(link, time.time_ns()), "token": token, "url": share_url(base, session.user, token)}
     return json_response(payload, 201)
 

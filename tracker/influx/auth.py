@@ -11,11 +11,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Accounts, Writer
-from tracker.appkeys import ACCOUNTS, SETTINGS
+from tracker.appkeys import ACCOUNTS, BANS, SETTINGS
+from tracker.bans import Banned
 from tracker.influx.errors import InfluxError
 
 
@@ -66,29 +68,47 @@ def _is_token(secret: str) -> bool:
 
 
 async def authenticate(request: web.Request, accounts: Accounts) -> str:
-    """The authenticated user's name, or an InfluxError 401 with InfluxDB's wording."""
+    """The authenticated user's name, or an InfluxError: 401 with InfluxDB's wording, 429 while banned."""
     credentials = credentials_from(request)
     if credentials is None:
         raise InfluxError(401, "unable to parse authentication credentials")
     if not credentials.user:
         raise InfluxError(401, "username required")
-    if not await accounts.authenticate(credentials.user, credentials.password):
+    if not await _counted(request, credentials.user, lambda: accounts.authenticate(credentials.user, credentials.password)):
         raise InfluxError(401, "authorization failed")
     return credentials.user
 
 
+async def _counted(request: web.Request, user: str, check: Callable[[], Awaitable[bool]]) -> bool:
+    """Run a credentials check through the failed sign-in counter of the client's address (429 while banned)."""
+    try:
+        return await request.app[BANS].verify(request.remote or "", user, check)
+    except Banned as exc:
+        raise InfluxError(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+
+
 async def authenticate_writer(request: web.Request, accounts: Accounts) -> Writer:
     """Who writes: an account password, a device token or an /auth bearer token; else a 401."""
-    return await check_writer(accounts, credentials_from(request, tokens=True))
+    return await check_writer(request, accounts, credentials_from(request, tokens=True))
 
 
-async def check_writer(accounts: Accounts, credentials: Credentials | None) -> Writer:
-    """THE check of a writer's credentials, wherever they came from (headers, query, /auth's JSON body)."""
+async def check_writer(request: web.Request, accounts: Accounts, credentials: Credentials | None) -> Writer:
+    """THE check of a writer's credentials, wherever they came from (headers, query, /auth's JSON body).
+
+    Counted like every password check: failures from one address lead to a ban (429).
+    """
     if credentials is None:
         raise InfluxError(401, "unable to parse authentication credentials")
-    writer = await accounts.authenticate_writer(credentials.user or None, credentials.password)
-    if writer is not None:
-        return writer
+    found: list[Writer] = []
+
+    async def check() -> bool:
+        writer = await accounts.authenticate_writer(credentials.user or None, credentials.password)
+        if writer is not None:
+            found.append(writer)
+        return writer is not None
+
+    if await _counted(request, credentials.user, check):
+        return found[0]
     if accounts.bearer_expired(credentials.password):
         raise InfluxError(401, "token expired")
     if not credentials.user and not _is_token(credentials.password):
@@ -109,7 +129,7 @@ async def issue_bearer_token(request: web.Request) -> web.Response:
     if credentials is not None and credentials.password.startswith(BEARER_TOKEN_PREFIX):
         raise InfluxError(401, "a bearer token cannot be renewed: use a password or a device token")
     accounts = request.app[ACCOUNTS]
-    writer = await check_writer(accounts, credentials)
+    writer = await check_writer(request, accounts, credentials)
     lifetime = request.app[SETTINGS].bearer_token_seconds
     token = await accounts.issue_bearer(writer, lifetime)
     body = {"token": token, "token_type": "Bearer", "expires_in": round(lifetime)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -17,27 +17,32 @@ _MAX_ERROR_HEADER = 1024  # InfluxDB truncates X-Influxdb-Error to this many byt
 # A full or read-only disk answers 503 with this Retry-After: Telegraf keeps such a batch and retries
 # it, influxdb-client waits this long. Short, so that data flows again soon after space is freed.
 STORAGE_RETRY_AFTER_SECONDS = 10
+_HEADER_CONTROLS = {code: " " for code in (*range(32), 127)}
 log = logging.getLogger(__name__)
 
 
 class InfluxError(Exception):
     """Raised by a view to answer with InfluxDB's error form."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})  # e.g. Retry-After
 
 
-def error_response(status: int, message: str) -> web.Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """`{"error":"<msg>"}\\n` with X-Influxdb-Error, or WWW-Authenticate for a 401."""
     response = web.Response(status=status, body=orjson.dumps({"error": message}) + b"\n", content_type=JSON)
+    if headers:
+        response.headers.update(headers)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="InfluxDB"'
     else:
         header = message.encode("utf-8")[:_MAX_ERROR_HEADER].decode("utf-8", "ignore")
-        # A header value may not hold line breaks; a multi-line parse error is joined with spaces there.
-        response.headers["X-Influxdb-Error"] = header.replace("\r", " ").replace("\n", " ")
+        # A header value may hold no control characters (a multi-line parse error is joined with
+        # spaces there, a NUL from a client's db= becomes one): aiohttp would drop the connection.
+        response.headers["X-Influxdb-Error"] = header.translate(_HEADER_CONTROLS)
     return response
 
 
@@ -63,7 +68,7 @@ async def influx_conventions(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
     except InfluxError as exc:
-        response = error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message, exc.headers)
     except StorageUnavailable as exc:
         # The disk's fault, not the client's and not a bug: 503, try again later (the sample store logs
         # the file and SQLite's own error).
