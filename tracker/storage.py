@@ -1456,17 +1456,27 @@ async def is_public(store: AccountStore, name: str) -> bool:
 async def add_link(
     store: AccountStore, owner: str, label: str, token_hash: str, created_ns: int, expires_ns: int | None
 ) -> LinkRecord:
+    values = {"owner": owner, "label": label, "token_hash": token_hash, "created_ns": created_ns, "expires_ns": expires_ns}
+    return LinkRecord(*await _add_labelled_secret(store, "links", _LINK_COLUMNS, values, LinkLabelTaken(label)))
+
+
+async def _add_labelled_secret(
+    store: AccountStore, table: str, columns: str, values: dict[str, Any], label_taken: Exception
+) -> sqlite3.Row:
+    """Insert a row of `links` or `device_tokens` (owner, label, token_hash, ...); the new row's `columns`.
+
+    A unique-constraint failure is the label in use, unless the owner does not exist.
+    """
     try:
         await store._change(
-            "INSERT INTO links (owner, label, token_hash, created_ns, expires_ns) VALUES (?, ?, ?, ?, ?)",
-            (owner, label, token_hash, created_ns, expires_ns),
+            f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", tuple(values.values())
         )
     except sqlite3.IntegrityError:
-        if await store.get_user(owner) is None:
-            raise UnknownUser(owner) from None
-        raise LinkLabelTaken(label) from None
-    rows = await store._fetchall(f"SELECT {_LINK_COLUMNS} FROM links WHERE token_hash = ?", (token_hash,))
-    return LinkRecord(*rows[0])
+        if await store.get_user(values["owner"]) is None:
+            raise UnknownUser(values["owner"]) from None
+        raise label_taken from None
+    rows = await store._fetchall(f"SELECT {columns} FROM {table} WHERE token_hash = ?", (values["token_hash"],))
+    return rows[0]
 
 
 async def list_links(store: AccountStore, owner: str) -> list[LinkRecord]:
@@ -1767,17 +1777,9 @@ _TOKEN_COLUMNS = "id, owner, label, token_hash, speed_unit, created_ns, last_use
 async def add_device_token(
     store: AccountStore, owner: str, label: str, token_hash: str, speed_unit: str, created_ns: int
 ) -> DeviceTokenRecord:
-    try:
-        await store._change(
-            "INSERT INTO device_tokens (owner, label, token_hash, speed_unit, created_ns) VALUES (?, ?, ?, ?, ?)",
-            (owner, label, token_hash, speed_unit, created_ns),
-        )
-    except sqlite3.IntegrityError:
-        if await store.get_user(owner) is None:
-            raise UnknownUser(owner) from None
-        raise TokenLabelTaken(label) from None
-    rows = await store._fetchall(f"SELECT {_TOKEN_COLUMNS} FROM device_tokens WHERE token_hash = ?", (token_hash,))
-    return DeviceTokenRecord(*rows[0])
+    values = {"owner": owner, "label": label, "token_hash": token_hash, "speed_unit": speed_unit, "created_ns": created_ns}
+    row = await _add_labelled_secret(store, "device_tokens", _TOKEN_COLUMNS, values, TokenLabelTaken(label))
+    return DeviceTokenRecord(*row)
 
 
 async def list_device_tokens(store: AccountStore, owner: str) -> list[DeviceTokenRecord]:
