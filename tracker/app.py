@@ -11,7 +11,8 @@ from aiohttp.abc import AbstractAccessLogger
 
 from tracker.accounts import Accounts
 from tracker import web as browser
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
+from tracker.alerts import QuietAlerts
+from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES, SETTINGS
 from tracker.config import Settings
 from tracker.influx import query, status, write
 from tracker.influx.errors import influx_conventions
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_stores)
     app.cleanup_ctx.append(_live)
+    app.cleanup_ctx.append(_alerts)
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
     app.router.add_route("POST", "/write", write.write_v1)
@@ -109,6 +111,17 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     finally:
         hub.close()
         sweeper.cancel()
+
+
+async def _alerts(app: web.Application) -> AsyncIterator[None]:
+    """Gone-quiet alerts: their deadline watcher and webhook deliveries, stopped before the stores close."""
+    alerts = QuietAlerts(app[ACCOUNTS], app[SAMPLES], app[SETTINGS])
+    await alerts.start()
+    app[ALERTS] = alerts
+    try:
+        yield
+    finally:
+        await alerts.close()
 
 
 async def _end_streams(app: web.Application) -> None:

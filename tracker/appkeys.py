@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tracker.accounts import Accounts
+from tracker.alerts import QuietAlerts
 from tracker.config import Settings
 from tracker.live import LiveHub
 from tracker.storage import SampleStore
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 SAMPLES = web.AppKey("samples", SampleStore)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 LIVE = web.AppKey("live", LiveHub)
+ALERTS = web.AppKey("alerts", QuietAlerts)

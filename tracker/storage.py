@@ -1395,3 +1395,138 @@ async def window_samples(
                     if entry is not None:
                         entry[1].update({k: v for k, v in zip(_FIX_FIELDS, values) if v is not None})
     return True, [entry for _, entry in sorted(buckets.items()) if entry[1]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Gone-quiet alerts: the accounts schema v3 (per user, optionally per device: after how long without
+# data, which webhook, whether it has fired, how its last delivery went), and when each device of a
+# user last sent a sample.
+
+ACCOUNT_MIGRATIONS += (
+    # v3. device '' = any device of the owner. fired_ns is set when the "quiet" notice went out and
+    # cleared when data arrives again, so a restart neither repeats the notice nor forgets the "back".
+    # The delivery_* columns describe the latest notice: kind (quiet/back), state (retrying, ok,
+    # failed), the last HTTP status or error and how many attempts it took.
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        device TEXT NOT NULL DEFAULT '',
+        quiet_seconds REAL NOT NULL,
+        webhook_url TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        fired_ns INTEGER,
+        delivery_kind TEXT,
+        delivery_ns INTEGER,
+        delivery_state TEXT,
+        delivery_status INTEGER,
+        delivery_error TEXT,
+        delivery_attempts INTEGER,
+        UNIQUE (owner, device)
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    id: int
+    owner: str
+    device: str  # '' = any device
+    quiet_seconds: float
+    webhook_url: str
+    created_ns: int
+    fired_ns: int | None
+    delivery_kind: str | None
+    delivery_ns: int | None
+    delivery_state: str | None
+    delivery_status: int | None
+    delivery_error: str | None
+    delivery_attempts: int | None
+
+
+_ALERT_COLUMNS = (
+    "id, owner, device, quiet_seconds, webhook_url, created_ns, fired_ns, delivery_kind, delivery_ns, "
+    "delivery_state, delivery_status, delivery_error, delivery_attempts"
+)
+
+
+async def set_alert(
+    store: AccountStore, owner: str, device: str, quiet_seconds: float, webhook_url: str, now_ns: int
+) -> AlertRecord:
+    """Create the owner's alert for `device`, or change its quiet time and webhook (its state stays;
+    the last delivery's outcome goes, it was about the old settings)."""
+    try:
+        await store._change(
+            "INSERT INTO alerts (owner, device, quiet_seconds, webhook_url, created_ns) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, device) DO UPDATE SET quiet_seconds = excluded.quiet_seconds, "
+            "webhook_url = excluded.webhook_url, delivery_kind = NULL, delivery_ns = NULL, "
+            "delivery_state = NULL, delivery_status = NULL, delivery_error = NULL, delivery_attempts = NULL",
+            (owner, device, quiet_seconds, webhook_url, now_ns),
+        )
+    except sqlite3.IntegrityError:  # the foreign key: no such user
+        raise UnknownUser(owner) from None
+    rows = await store._fetchall(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE owner = ? AND device = ?", (owner, device)
+    )
+    return AlertRecord(*rows[0])
+
+
+async def list_alerts(store: AccountStore, owner: str | None = None) -> list[AlertRecord]:
+    if owner is None:
+        rows = await store._fetchall(f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY owner, device")
+    else:
+        rows = await store._fetchall(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE owner = ? ORDER BY device", (owner,)
+        )
+    return [AlertRecord(*row) for row in rows]
+
+
+async def remove_alert(store: AccountStore, owner: str, device: str) -> bool:
+    return bool(await store._change("DELETE FROM alerts WHERE owner = ? AND device = ?", (owner, device)))
+
+
+async def set_alert_fired(store: AccountStore, alert_id: int, fired_ns: int | None) -> None:
+    await store._change("UPDATE alerts SET fired_ns = ? WHERE id = ?", (fired_ns, alert_id))
+
+
+async def record_alert_delivery(
+    store: AccountStore, alert_id: int, kind: str, at_ns: int, state: str,
+    status: int | None, error_text: str | None, attempts: int,
+) -> None:  # fmt: skip
+    await store._change(
+        "UPDATE alerts SET delivery_kind = ?, delivery_ns = ?, delivery_state = ?, delivery_status = ?, "
+        "delivery_error = ?, delivery_attempts = ? WHERE id = ?",
+        (kind, at_ns, state, status, error_text, attempts, alert_id),
+    )
+
+
+# Bound parameters per statement when listing series ids (SQLite's default limit is 32766).
+_IDS_PER_STATEMENT = 500
+
+
+async def device_last_seen(store: SampleStore, user: str) -> dict[str | None, int]:
+    """The newest sample time (ns) of each `device` tag value of the user (None: samples without one).
+
+    Rows are clustered by time, so each device's newest row is found by walking back from the end
+    of the file until one of its series turns up: cheap for devices that sent lately.
+    """
+    handle = store._existing_file(user)
+    if handle is None:
+        return {}
+    newest: dict[str | None, int] = {}
+    async with store._reading(handle) as conn:
+        by_device: dict[str | None, list[int]] = {}
+        for series_id, tags in await conn.execute_fetchall("SELECT id, tags FROM series"):
+            by_device.setdefault(dict(json.loads(tags)).get("device"), []).append(series_id)
+        for device, ids in by_device.items():
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = ids[start : start + _IDS_PER_STATEMENT]
+                sql = (
+                    f"SELECT time FROM samples WHERE series IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY time DESC LIMIT 1"
+                )
+                rows = list(await conn.execute_fetchall(sql, chunk))
+                if rows and (device not in newest or rows[0][0] > newest[device]):
+                    newest[device] = rows[0][0]
+    return newest

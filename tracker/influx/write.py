@@ -12,7 +12,7 @@ from typing import Sequence
 from aiohttp import web
 
 from tracker import lineprotocol, vocabulary
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES, SETTINGS
 from tracker.influx.auth import authenticate
 from tracker.influx.errors import InfluxError, no_content
 
@@ -87,6 +87,7 @@ async def _write(request: web.Request, user: str, database: str, retention_polic
             log.error("write for %s failed: %s", user, exc)
             raise InfluxError(500, f"write failed, nothing was stored: {exc}") from None
         request.app[LIVE].publish(user, accepted)  # committed: fan out to watchers (never raises)
+        request.app[ALERTS].saw_points(user, accepted)  # data arrived: gone-quiet deadlines (never raises)
     messages = [str(error) for error in parsed.errors] + rejected
     if not messages:
         return no_content()
