@@ -21,11 +21,13 @@ from passlib.context import CryptContext
 from tracker import __version__
 from tracker.accounts import (
     Accounts,
+    InvalidAlert,
     InvalidLink,
     InvalidPassword,
     InvalidShare,
     InvalidUsername,
     parse_duration,
+    parse_quiet_time,
     validate_username,
 )
 from tracker.config import Settings
@@ -42,6 +44,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     InvalidPassword,
     InvalidShare,
     InvalidLink,
+    InvalidAlert,
     UserExists,
     UnknownUser,
     SchemaTooNew,
@@ -183,10 +186,18 @@ def cli() -> None:
 @click.option(
     "--max-streams-per-user", type=int, help="Open live streams watching one user (env TRACKER_LIVE_MAX_STREAMS_PER_USER)."
 )
+@click.option(
+    "--alert-attempts", type=int, help=f"Tries per alert webhook notice (env TRACKER_ALERT_ATTEMPTS) [default: {Settings().alert_attempts}]."
+)
+@click.option(
+    "--alert-timeout",
+    type=float,
+    help=f"Seconds one webhook attempt may take (env TRACKER_ALERT_TIMEOUT_SECONDS) [default: {Settings().alert_timeout_seconds:g}].",
+)
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trust_proxy: bool | None,
-    max_streams: int | None, max_streams_per_user: int | None,
+    max_streams: int | None, max_streams_per_user: int | None, alert_attempts: int | None, alert_timeout: float | None,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -198,6 +209,7 @@ def serve(
             log_level=log_level.lower() if log_level else None,
             tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url, trust_proxy=trust_proxy,
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
+            alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -393,17 +405,9 @@ def link(ctx: click.Context, data_dir: Path) -> None:
 def _public_url(flag: str | None) -> str:
     """--public-url, else TRACKER_PUBLIC_URL, else http://HOST:PORT as `tracker serve` would listen."""
     try:
-        settings = Settings.from_env(public_url=flag)
+        return Settings.from_env(public_url=flag).external_url()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    host = settings.host
-    if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine's name is the best guess
-        host = "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
 
 
 @link.command("create")
@@ -477,6 +481,97 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_link(name, key))):
         raise click.ClickException(f"{name} has no active link {token_or_label!r}")
     click.echo(f"revoked the link {token_or_label!r} of {name}")
+
+
+# ----- tracker alert -----
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def alert(ctx: click.Context, data_dir: Path) -> None:
+    """Gone-quiet alerts: a webhook is told when a live user (or device) sends nothing for a while."""
+    _options(ctx, data_dir)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+
+
+async def _existing_user(accounts: Accounts, name: str) -> None:
+    if await accounts.get_user(name) is None:
+        raise UnknownUser(f"unknown user {name!r}")
+
+
+@alert.command("set")
+@_name_argument("name")
+@click.option("--after", required=True, metavar="DURATION", help="Quiet time before the alert fires, e.g. 10m, 90s, 1h.")
+@click.option("--webhook", required=True, metavar="URL", help="http:// or https:// URL the alert POSTs JSON to.")
+@click.option("--device", metavar="LABEL", help="Watch only this device (its `device` tag); default: any device.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def alert_set(
+    ctx: click.Context, name: str, after: str, webhook: str, device: str | None, data_dir: Path | None
+) -> None:
+    """Create or change NAME's alert (for one device with --device); a running server picks it up."""
+    options = _options(ctx, data_dir)
+    try:
+        seconds = parse_quiet_time(after, Settings.from_env().alert_min_quiet_seconds)
+    except ValueError as exc:  # a bad TRACKER_* variable too
+        raise click.ClickException(str(exc)) from None
+    record = _run(_with_accounts(options, lambda accounts: accounts.set_alert(name, device, seconds, webhook)))
+    what = f"device {record.device!r} of {name}" if record.device else f"{name} (any device)"
+    click.echo(f"alert set: {what} quiet for {_minutes(record.quiet_seconds)} -> POST {record.webhook_url}")
+
+
+@alert.command("list")
+@_name_argument("name")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def alert_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
+    """List NAME's alerts: device, quiet time, webhook, whether it fired, and the last delivery."""
+    options = _options(ctx, data_dir)
+
+    async def alerts(accounts: Accounts) -> list[Any]:
+        await _existing_user(accounts, name)
+        return await accounts.list_alerts(name)
+
+    records = _run(_with_accounts(options, alerts))
+    if not records:
+        click.echo("no alerts", err=True)
+        return
+
+    def delivery(r: Any) -> str:
+        if r.delivery_state is None:
+            return "none yet"
+        text = f"{r.delivery_kind} {r.delivery_state} {_iso(r.delivery_ns)} after {r.delivery_attempts} attempt(s)"
+        return text + (f": {r.delivery_error}" if r.delivery_error else "")
+
+    rows = [
+        (r.device or "(any)", _minutes(r.quiet_seconds), r.webhook_url,
+         f"fired {_iso(r.fired_ns)}" if r.fired_ns else "-", delivery(r))
+        for r in records
+    ]  # fmt: skip
+    _table(("DEVICE", "AFTER", "WEBHOOK", "QUIET", "LAST DELIVERY"), rows)
+
+
+@alert.command("remove")
+@_name_argument("name")
+@click.option("--device", metavar="LABEL", help="Remove this device's alert; default: the any-device alert.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def alert_remove(ctx: click.Context, name: str, device: str | None, data_dir: Path | None) -> None:
+    """Remove NAME's alert (the one for --device, or the one for any device)."""
+    options = _options(ctx, data_dir)
+
+    async def remove(accounts: Accounts) -> bool:
+        await _existing_user(accounts, name)
+        return await accounts.remove_alert(name, device)
+
+    what = f"device {device!r} of {name}" if device else f"{name} (any device)"
+    if not _run(_with_accounts(options, remove)):
+        raise click.ClickException(f"no alert for {what}")
+    click.echo(f"removed the alert for {what}")
 
 
 def main() -> None:
