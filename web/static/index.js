@@ -232,6 +232,90 @@
     $("no-shares").hidden = items.length > 0;
   }
 
+  // ---- gone-quiet alerts -----------------------------------------------------------------------------
+  const ALERT_STATES = { waiting: "waiting for data", live: "live", quiet: "quiet: alert sent" };
+
+  function formatAfter(seconds) {
+    return seconds >= 60 ? +(seconds / 60).toFixed(2) + " min" : +seconds.toFixed(2) + " s";
+  }
+
+  function describeDelivery(d) {
+    if (!d) return "none yet";
+    const when = formatAgo(Date.now() - d.at_ns / 1e6);
+    const tries = d.attempts + (d.attempts === 1 ? " attempt" : " attempts");
+    if (d.state === "ok") return d.kind + " delivered " + when + " (" + tries + ")";
+    const why = d.error || (d.status ? "HTTP " + d.status : "error");
+    if (d.state === "retrying") return d.kind + ": " + why + ", retrying (" + tries + " so far)";
+    return d.kind + " failed " + when + ": " + why + " after " + tries;
+  }
+
+  function renderAlerts(alerts) {
+    const rows = alerts.map((alert) => {
+      const tr = document.createElement("tr");
+      const cells = [
+        ["Device", alert.device === null ? "any device" : alert.device],
+        ["Quiet for", formatAfter(alert.after_seconds)],
+        ["Webhook", alert.webhook],
+        ["State", ALERT_STATES[alert.state] || alert.state],
+        ["Last notice", describeDelivery(alert.delivery)],
+      ];
+      for (const [label, text] of cells) {
+        const td = document.createElement("td");
+        if (label !== "Device") td.dataset.label = label;
+        td.textContent = text;
+        if (label === "Last notice" && alert.delivery && alert.delivery.state !== "ok") td.className = "failed";
+        tr.appendChild(td);
+      }
+      const actions = document.createElement("td");
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "danger";
+      remove.textContent = "Remove";
+      remove.addEventListener("click", async () => {
+        remove.disabled = true;
+        const q = alert.device === null ? "" : "?device=" + encodeURIComponent(alert.device);
+        try {
+          const { data } = await api("DELETE", "/api/alerts" + q);
+          renderAlerts(data.alerts);
+        } catch (err) {
+          showMessage(err.message);
+          loadAlerts();
+        }
+      });
+      actions.appendChild(remove);
+      tr.appendChild(actions);
+      return tr;
+    });
+    $("alert-rows").replaceChildren(...rows);
+    $("no-alerts").hidden = rows.length > 0;
+    document.querySelector("table.alerts").hidden = rows.length === 0;
+  }
+
+  async function loadAlerts() {
+    const { status, data } = await api("GET", "/api/alerts");
+    if (status === 200) renderAlerts(data.alerts || []);
+  }
+
+  function wireAlerts() {
+    $("alert-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body = {
+        after: $("alert-after").value.trim() + "m",
+        webhook: $("alert-webhook").value.trim(),
+        device: $("alert-device").value.trim() || null,
+      };
+      try {
+        const { data } = await api("POST", "/api/alerts", body);
+        renderAlerts(data.alerts || []);
+        $("alert-webhook").value = "";
+        $("alert-device").value = "";
+        showMessage("Alert saved.", true);
+      } catch (err) {
+        showMessage(err.message);
+      }
+    });
+  }
+
   function wireManagement() {
     const own = $("own-watch-link");
     own.href = watchUrl(me.user);
@@ -290,16 +374,20 @@
     renderTrackers(me.trackers);
     $("manage").hidden = false;
     wireManagement();
+    $("alerts").hidden = false;
+    wireAlerts();
     await Promise.all([
       loadProfile(),
       loadLinks().catch((err) => showMessage(err.message)),
       loadShares().catch((err) => showMessage(err.message)),
+      loadAlerts().catch((err) => showMessage(err.message)),
     ]);
-    // Keep the live / last-seen badges current.
+    // Keep the live / last-seen badges and the alerts' states current.
     setInterval(async () => {
       try {
         const data = await refreshMe();
         if (data) renderTrackers(data.trackers);
+        await loadAlerts();
       } catch (err) {
         /* the next round tries again */
       }
