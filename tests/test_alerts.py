@@ -353,8 +353,10 @@ async def test_a_restart_neither_repeats_nor_bursts_and_keeps_the_back(
 
 @pytest.mark.usefixtures("users")
 async def test_web_api_needs_a_session_and_csrf_and_validates(
-    client: TestClient, aiohttp_client: Callable[..., Awaitable[TestClient]], receiver: Receiver
+    aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings, receiver: Receiver, accounts: Accounts
 ) -> None:
+    # Changes from another process would only be noticed after a minute: the page's own are at once.
+    client = await aiohttp_client(create_app(settings.with_(alert_check_seconds=60)))
     assert (await client.get("/api/alerts")).status == 401
     csrf = await sign_in(client, "alice", "pw-alice")
     body = {"after": "2s", "webhook": receiver.url}
@@ -413,6 +415,10 @@ async def test_web_api_needs_a_session_and_csrf_and_validates(
     assert answer.status == 200
     assert [a["device"] for a in (await answer.json())["alerts"]] == [None]
     assert (await client.delete("/api/alerts?device=garmin", headers={"X-CSRF-Token": csrf})).status == 404
+
+    # One set from the CLI a moment ago is listed with its state, not waiting for the next check.
+    await accounts.set_alert("alice", "bike", 120, receiver.url)
+    assert [(a["device"], a["state"]) for a in await _alerts_page(client)] == [(None, "waiting"), ("bike", "waiting")]
 
 
 @pytest.mark.usefixtures("users")

@@ -168,8 +168,12 @@ class QuietAlerts:
     def saw_points(self, user: str, points: Iterable[TaggedPoint]) -> None:
         """`saw` once per device among the committed points, with that device's newest time."""
         newest: dict[str | None, int] = {}
+        tags: tuple[tuple[str, str], ...] | None = None
+        device: str | None = None
         for point in points:
-            device = device_of(point.tags)
+            if point.tags != tags:  # a batch mostly repeats one tag set: look the device up once
+                tags = point.tags
+                device = device_of(tags)
             if point.time > newest.get(device, -(2**63)):
                 newest[device] = point.time
         for device, time_ns in newest.items():
@@ -268,6 +272,11 @@ class QuietAlerts:
             self._watches = current
             self._wakeup.set()
 
+    async def refresh(self) -> None:
+        """`reload` if anything in the accounts file changed since the last one."""
+        if await self._accounts.data_version() != self._version:
+            await self.reload()
+
     def _new_watch(self, record: AlertRecord) -> _Watch:
         watch = _Watch(
             record.id, record.owner, record.device, record.quiet_seconds, record.webhook_url,
@@ -313,8 +322,7 @@ class QuietAlerts:
                 self._fire_due(now)
                 if now >= next_reload:
                     next_reload = now + check
-                    if await self._accounts.data_version() != self._version:
-                        await self.reload()
+                    await self.refresh()
             except Exception:  # a bad moment (a locked file, a bug) must not end the watching
                 log.exception("checking gone-quiet alerts failed")
             self._wakeup.clear()

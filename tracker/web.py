@@ -643,6 +643,7 @@ async def alerts_list(request: web.Request) -> web.Response:
     session = await _owner(request, changes=False)
     if isinstance(session, web.Response):
         return session
+    await request.app[ALERTS].refresh()  # an alert just set with the CLI shows its state at once
     return await _alerts_of(request, session.user)
 
 
