@@ -137,6 +137,11 @@ def _name_argument(name: str, *, required: bool = True) -> Callable[[Callable[..
     return click.argument(name, required=required, callback=check)
 
 
+async def _existing_user(accounts: Accounts, name: str) -> None:
+    if await accounts.get_user(name) is None:
+        raise UnknownUser(f"unknown user {name!r}")
+
+
 def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
 
@@ -442,8 +447,7 @@ def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     options = _options(ctx, data_dir)
 
     async def links(accounts: Accounts) -> list[Any]:
-        if await accounts.get_user(name) is None:
-            raise UnknownUser(f"unknown user {name!r}")
+        await _existing_user(accounts, name)
         return await accounts.list_links(name)
 
     records = _run(_with_accounts(options, links))
@@ -496,11 +500,6 @@ def alert(ctx: click.Context, data_dir: Path) -> None:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
-
-
-async def _existing_user(accounts: Accounts, name: str) -> None:
-    if await accounts.get_user(name) is None:
-        raise UnknownUser(f"unknown user {name!r}")
 
 
 @alert.command("set")
