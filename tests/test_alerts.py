@@ -504,3 +504,24 @@ def test_settings_refuse_nonsense() -> None:
         with pytest.raises(ValueError):
             Settings.from_env({}, **bad)
     assert Settings.from_env({"TRACKER_ALERT_ATTEMPTS": "3"}).alert_attempts == 3
+
+
+@pytest.mark.usefixtures("users")
+async def test_a_device_tokens_writes_feed_its_devices_alert(
+    client: TestClient, accounts: Accounts, receiver: Receiver
+) -> None:
+    secret, _ = await accounts.create_token("alice", "garmin", "knots")
+    await accounts.set_alert("alice", "garmin", 0.3, receiver.url)
+    await asyncio.sleep(0.2)
+    # No device tag in the line: the token's label is the device.
+    response = await client.post("/write?db=alice", data="samples hr_bpm=150", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status == 204
+    (quiet,) = await receiver.wait_for(1)
+    assert quiet["kind"] == "quiet" and quiet["device"] == "garmin"
+    response = await client.post("/api/v2/write?bucket=alice", data="samples hr_bpm=151", headers={"Authorization": f"Token {secret}"})
+    assert response.status == 204
+    back = (await receiver.wait_for(2))[1]
+    assert back["kind"] == "back" and back["device"] == "garmin"
+    await sign_in(client, "alice", "pw-alice")
+    devices = (await (await client.get("/api/watch/alice/devices")).json())["devices"]
+    assert [d["device"] for d in devices] == ["garmin"]

@@ -17,7 +17,8 @@ from tests.conftest import basic
 from tests.test_cli import FAST, add_user, assert_one_line_error, invoke
 from tests.test_clients import clean_env, free_port
 from tracker.accounts import Accounts
-from tracker.storage import AccountStore, AlertRecord
+from tracker.lineprotocol import parse
+from tracker.storage import AccountStore, AlertRecord, SampleStore
 
 
 def stored_alerts(data_dir: Path, owner: str) -> list[AlertRecord]:
@@ -155,3 +156,33 @@ async def test_a_real_server_picks_up_an_alert_set_from_the_cli_and_delivers_it(
     assert "delivered the quiet alert of alice to 127.0.0.1" in text and "Traceback" not in text
     listed = await asyncio.to_thread(invoke, ["alert", "list", "alice", "--data-dir", str(data_dir)])
     assert "quiet ok" in listed.stdout and "fired" in listed.stdout
+
+
+def test_token_list_shows_when_each_device_was_last_seen(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    add_user(data_dir, "alice")
+    for label in ("garmin", "osmand"):
+        assert invoke(["token", "create", "alice", "--label", label, "--data-dir", str(data_dir)]).exit_code == 0
+
+    async def write() -> None:  # as the server stores them: tagged by whatever way they came in
+        samples = SampleStore(data_dir)
+        try:
+            body = b"samples,device=garmin hr_bpm=1 1700000000000000000\nsamples,device=garmin hr_bpm=2 1700000060000000000\n"
+            body += b"samples,device=other hr_bpm=3 1700000120000000000\nsamples hr_bpm=4 1700000180000000000"
+            await samples.write("alice", parse(body, "ns", 0).points)
+        finally:
+            await samples.close()
+
+    asyncio.run(write())
+    listed = invoke(["token", "list", "alice", "--data-dir", str(data_dir)])
+    assert listed.exit_code == 0, listed.output
+    header, garmin, osmand = listed.stdout.splitlines()
+    seen_at = header.index("DEVICE SEEN")
+    assert garmin.startswith("garmin") and garmin[seen_at:].startswith("2023-11-14T22:14:20+00:00")
+    assert osmand.startswith("osmand") and osmand[seen_at:].startswith("never")
+    # Listing reads a sample file, never makes one.
+    add_user(data_dir, "carol")
+    assert invoke(["token", "create", "carol", "--label", "phone", "--data-dir", str(data_dir)]).exit_code == 0
+    listed = invoke(["token", "list", "carol", "--data-dir", str(data_dir)])
+    assert listed.exit_code == 0 and listed.stdout.splitlines()[1].count("never") == 3
+    assert not SampleStore(data_dir).path_for("carol").exists()

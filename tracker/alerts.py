@@ -43,7 +43,7 @@ import orjson
 from tracker import __version__
 from tracker.accounts import Accounts
 from tracker.config import Settings
-from tracker.storage import AlertRecord, SampleStore, device_last_seen
+from tracker.storage import DEVICE_TAG, AlertRecord, SampleStore, device_last_seen
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class TaggedPoint(Protocol):
 
 def device_of(tags: Iterable[tuple[str, str]]) -> str | None:
     for key, value in tags:
-        if key == "device":
+        if key == DEVICE_TAG:
             return value
     return None
 

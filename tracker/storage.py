@@ -39,6 +39,8 @@ ACCOUNTS_FILE = "accounts.sqlite"
 # PRAGMA data_version: far above any file system's timestamp granularity.
 _QUIET_NS = 5 * 10**9
 USERS_DIR = "users"
+# The tag that names the device a sample came from (a device token's label unless the line sets it).
+DEVICE_TAG = "device"
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The same rule as the public `tracker.accounts.validate_username` (kept here to avoid an import cycle);
@@ -225,6 +227,18 @@ class AccountStore:
                 raise
             self._own_commits += 1
             return changed
+
+    async def _note(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Bookkeeping (one statement over many rows, one transaction) that is not a change of access:
+        it does not move `data_version`, so it neither reloads snapshots nor makes streams re-check."""
+        async with self._lock:
+            try:
+                await self._conn.executemany(sql, rows)
+                await self._conn.commit()
+            except BaseException:
+                if self._conn.in_transaction:
+                    await self._conn.rollback()
+                raise
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         async with self._lock:
@@ -1291,16 +1305,24 @@ async def revoke_link(
     token_hash: str | None = None, label: str | None = None,
 ) -> bool:
     """Revoke one not-yet-revoked link of `owner`, named by id, token hash or label."""
-    if link_id is not None:
-        where, key = "id = ?", link_id
+    return await _revoke_one(store, "links", owner, now_ns, link_id, token_hash, label)
+
+
+async def _revoke_one(
+    store: AccountStore, table: str, owner: str, now_ns: int, row_id: int | None, token_hash: str | None, label: str | None
+) -> bool:
+    """Revoke one not-yet-revoked row of a table of tokens (links, device tokens) by id, token hash or label."""
+    key: int | str
+    if row_id is not None:
+        where, key = "id = ?", row_id
     elif token_hash is not None:
         where, key = "token_hash = ?", token_hash
     elif label is not None:
         where, key = "label = ?", label
     else:
-        raise ValueError("name the link by id, token hash or label")
+        raise ValueError("name it by id, token hash or label")
     changed = await store._change(
-        f"UPDATE links SET revoked_ns = ? WHERE owner = ? AND {where} AND revoked_ns IS NULL", (now_ns, owner, key)
+        f"UPDATE {table} SET revoked_ns = ? WHERE owner = ? AND {where} AND revoked_ns IS NULL", (now_ns, owner, key)
     )
     return bool(changed)
 
@@ -1398,12 +1420,108 @@ async def window_samples(
 
 
 # --------------------------------------------------------------------------------------------------
-# Gone-quiet alerts: the accounts schema v3 (per user, optionally per device: after how long without
+# Device tokens: a sender identity of its own, stored (like links) only as the token's SHA-256.
+
+ACCOUNT_MIGRATIONS += (
+    # A token's label is unique among its owner's tokens that are not revoked (`token revoke NAME
+    # LABEL` names exactly one); it is also the `device` tag of what the token writes. Revoked tokens
+    # stay listed with their last use. last_used_ns / last_sample_ns are bookkeeping, flushed in batches.
+    """
+    CREATE TABLE device_tokens (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        speed_unit TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        last_used_ns INTEGER,
+        last_sample_ns INTEGER,
+        revoked_ns INTEGER
+    );
+    CREATE UNIQUE INDEX device_tokens_active_label ON device_tokens(owner, label) WHERE revoked_ns IS NULL;
+    CREATE INDEX device_tokens_by_owner ON device_tokens(owner);
+    """,
+)
+
+
+class TokenLabelTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTokenRecord:
+    id: int
+    owner: str
+    label: str
+    token_hash: str
+    speed_unit: str
+    created_ns: int
+    last_used_ns: int | None
+    last_sample_ns: int | None
+    revoked_ns: int | None
+
+
+_TOKEN_COLUMNS = "id, owner, label, token_hash, speed_unit, created_ns, last_used_ns, last_sample_ns, revoked_ns"
+
+
+async def add_device_token(
+    store: AccountStore, owner: str, label: str, token_hash: str, speed_unit: str, created_ns: int
+) -> DeviceTokenRecord:
+    try:
+        await store._change(
+            "INSERT INTO device_tokens (owner, label, token_hash, speed_unit, created_ns) VALUES (?, ?, ?, ?, ?)",
+            (owner, label, token_hash, speed_unit, created_ns),
+        )
+    except sqlite3.IntegrityError:
+        if await store.get_user(owner) is None:
+            raise UnknownUser(owner) from None
+        raise TokenLabelTaken(label) from None
+    rows = await store._fetchall(f"SELECT {_TOKEN_COLUMNS} FROM device_tokens WHERE token_hash = ?", (token_hash,))
+    return DeviceTokenRecord(*rows[0])
+
+
+async def list_device_tokens(store: AccountStore, owner: str) -> list[DeviceTokenRecord]:
+    rows = await store._fetchall(f"SELECT {_TOKEN_COLUMNS} FROM device_tokens WHERE owner = ? ORDER BY id", (owner,))
+    return [DeviceTokenRecord(*row) for row in rows]
+
+
+async def active_device_tokens(store: AccountStore) -> list[DeviceTokenRecord]:
+    rows = await store._fetchall(f"SELECT {_TOKEN_COLUMNS} FROM device_tokens WHERE revoked_ns IS NULL")
+    return [DeviceTokenRecord(*row) for row in rows]
+
+
+async def revoke_device_token(
+    store: AccountStore, owner: str, now_ns: int, *, token_id: int | None = None,
+    token_hash: str | None = None, label: str | None = None,
+) -> bool:  # fmt: skip
+    """Revoke one not-yet-revoked token of `owner`, named by id, token hash or label."""
+    return await _revoke_one(store, "device_tokens", owner, now_ns, token_id, token_hash, label)
+
+
+async def record_token_use(store: AccountStore, uses: Sequence[tuple[int, int | None, int | None]]) -> None:
+    """(token id, last used ns, last sample ns) for many tokens in one transaction; times only move forward.
+
+    Bookkeeping, not access: it does not change `data_version`, so it neither reloads the accounts
+    snapshot nor makes open live streams re-check their access.
+    """
+    if not uses:
+        return
+    # max(a, b) is NULL if either is: COALESCE picks whichever of the two exists.
+    sql = (
+        "UPDATE device_tokens SET "
+        "last_used_ns = COALESCE(max(last_used_ns, ?2), last_used_ns, ?2), "
+        "last_sample_ns = COALESCE(max(last_sample_ns, ?3), last_sample_ns, ?3) WHERE id = ?1"
+    )
+    await store._note(sql, uses)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gone-quiet alerts: the accounts schema v4 (per user, optionally per device: after how long without
 # data, which webhook, whether it has fired, how its last delivery went), and when each device of a
 # user last sent a sample.
 
 ACCOUNT_MIGRATIONS += (
-    # v3. device '' = any device of the owner. fired_ns is set when the "quiet" notice went out and
+    # v4. device '' = any device of the owner. fired_ns is set when the "quiet" notice went out and
     # cleared when data arrives again, so a restart neither repeats the notice nor forgets the "back".
     # The delivery_* columns describe the latest notice: kind (quiet/back), state (retrying, ok,
     # failed), the last HTTP status or error and how many attempts it took.
@@ -1486,18 +1604,21 @@ async def remove_alert(store: AccountStore, owner: str, device: str) -> bool:
     return bool(await store._change("DELETE FROM alerts WHERE owner = ? AND device = ?", (owner, device)))
 
 
+# An alert's state and delivery outcomes are bookkeeping (`_note`): they change nobody's access.
+
+
 async def set_alert_fired(store: AccountStore, alert_id: int, fired_ns: int | None) -> None:
-    await store._change("UPDATE alerts SET fired_ns = ? WHERE id = ?", (fired_ns, alert_id))
+    await store._note("UPDATE alerts SET fired_ns = ? WHERE id = ?", [(fired_ns, alert_id)])
 
 
 async def record_alert_delivery(
     store: AccountStore, alert_id: int, kind: str, at_ns: int, state: str,
     status: int | None, error_text: str | None, attempts: int,
 ) -> None:  # fmt: skip
-    await store._change(
+    await store._note(
         "UPDATE alerts SET delivery_kind = ?, delivery_ns = ?, delivery_state = ?, delivery_status = ?, "
         "delivery_error = ?, delivery_attempts = ? WHERE id = ?",
-        (kind, at_ns, state, status, error_text, attempts, alert_id),
+        [(kind, at_ns, state, status, error_text, attempts, alert_id)],
     )
 
 
@@ -1518,7 +1639,7 @@ async def device_last_seen(store: SampleStore, user: str) -> dict[str | None, in
     async with store._reading(handle) as conn:
         by_device: dict[str | None, list[int]] = {}
         for series_id, tags in await conn.execute_fetchall("SELECT id, tags FROM series"):
-            by_device.setdefault(dict(json.loads(tags)).get("device"), []).append(series_id)
+            by_device.setdefault(dict(json.loads(tags)).get(DEVICE_TAG), []).append(series_id)
         for device, ids in by_device.items():
             for start in range(0, len(ids), _IDS_PER_STATEMENT):
                 chunk = ids[start : start + _IDS_PER_STATEMENT]
