@@ -158,6 +158,19 @@
     });
   }
 
+  // A red button that disables itself when clicked (the list is redrawn after the change).
+  function dangerButton(text, onClick) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "danger";
+    button.textContent = text;
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      onClick();
+    });
+    return button;
+  }
+
   // A table of revocable things (share links, device tokens): text cells, then Revoke while active.
   function renderRevocable(tbody, emptyNote, items, cellsOf, revokeItem) {
     const rows = [];
@@ -172,17 +185,7 @@
         tr.appendChild(td);
       }
       const actions = document.createElement("td");
-      if (!revoked) {
-        const revoke = document.createElement("button");
-        revoke.type = "button";
-        revoke.className = "danger";
-        revoke.textContent = "Revoke";
-        revoke.addEventListener("click", () => {
-          revoke.disabled = true;
-          revokeItem(item);
-        });
-        actions.appendChild(revoke);
-      }
+      if (!revoked) actions.appendChild(dangerButton("Revoke", () => revokeItem(item)));
       tr.appendChild(actions);
       rows.push(tr);
     }
@@ -219,12 +222,7 @@
       const li = document.createElement("li");
       const name = document.createElement("span");
       name.textContent = viewer;
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.className = "danger";
-      remove.textContent = "Remove";
-      remove.addEventListener("click", async () => {
-        remove.disabled = true;
+      const remove = dangerButton("Remove", async () => {
         try {
           await api("DELETE", "/api/shares", { viewer: viewer });
         } catch (err) {
@@ -323,12 +321,7 @@
         tr.appendChild(td);
       }
       const actions = document.createElement("td");
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.className = "danger";
-      remove.textContent = "Remove";
-      remove.addEventListener("click", async () => {
-        remove.disabled = true;
+      const remove = dangerButton("Remove", async () => {
         const q = alert.device === null ? "" : "?device=" + encodeURIComponent(alert.device);
         try {
           const { data } = await api("DELETE", "/api/alerts" + q);
