@@ -46,6 +46,8 @@ LINKS = ("expired link", "revoked link", "valid link")
 SAMPLE_SECRETS = ("171.987654", "47.3769123", "8.5416789", "alice-secret-device-5521")  # values, then the tag
 SAMPLE_READERS = ("viewer", "valid link", "owner")
 LINK_LABEL = "alice-private-label-7730"  # only alice may see her links
+ALERT_WEBHOOK = "http://127.0.0.1:9/alice-private-hook-4410"  # only alice may see her alerts
+OWNER_SECRETS = (LINK_LABEL, ALERT_WEBHOOK)
 
 
 
@@ -93,6 +95,11 @@ async def fresh_device_token(world: World) -> str:
     return f"/api/tokens/{record.id}"
 
 
+async def alice_alert(world: World) -> str:
+    await world.accounts.set_alert("alice", "to-remove", 600, ALERT_WEBHOOK)
+    return "/api/alerts?device=to-remove"
+
+
 async def share_back(world: World) -> None:
     await world.accounts.add_share("alice", "bob")
 
@@ -136,6 +143,9 @@ CASES: dict[str, Case] = {
     "watch samples": Case(
         "GET", "/api/watch/{user}/samples", "/api/watch/alice/samples", WATCH, reveals=SAMPLE_SECRETS[:3]
     ),  # values only: the page shows no tags
+    "watch devices": Case(
+        "GET", "/api/watch/{user}/devices", "/api/watch/alice/devices", WATCH, reveals=SAMPLE_SECRETS[3:]
+    ),
     "watch events": Case("GET", "/api/watch/{user}/events", "/api/watch/alice/events", WATCH, stream=True),
     # ----- the signed-in user's own settings (session + CSRF)
     "me": Case("GET", "/api/me", "/api/me", SIGNED_IN),
@@ -147,6 +157,11 @@ CASES: dict[str, Case] = {
         "POST", "/api/tokens", "/api/tokens", (401, 401, 201, 201, 401, 401, 401, 201), json={"label": "new-phone"}
     ),
     "tokens revoke (alice's token)": Case("DELETE", "/api/tokens/{id}", fresh_device_token, OWNERS_ONLY),
+    "alerts list": Case("GET", "/api/alerts", "/api/alerts", SIGNED_IN, reveals=(ALERT_WEBHOOK,)),
+    "alerts set": Case(
+        "POST", "/api/alerts", "/api/alerts", SIGNED_IN, json={"after": "10m", "webhook": "http://127.0.0.1:9/own"}
+    ),
+    "alerts remove (alice's alert)": Case("DELETE", "/api/alerts", alice_alert, OWNERS_ONLY),
     "profile": Case("GET", "/api/profile", "/api/profile", SIGNED_IN),
     "profile set": Case("POST", "/api/profile", "/api/profile", SIGNED_IN, json={"public": False}),
     "shares list": Case("GET", "/api/shares", "/api/shares", SIGNED_IN),
@@ -173,6 +188,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     world.tokens["revoked link"], _ = await accounts.create_link("alice", "to revoke")
     await accounts.revoke_link("alice", world.tokens["revoked link"])
     world.tokens["expired link"], _ = await accounts.create_link("alice", "to expire", expires_in_seconds=0.01)
+    await accounts.set_alert("alice", None, 600, ALERT_WEBHOOK)
     await asyncio.sleep(0.02)
     yield world
     await store.close()
@@ -236,7 +252,7 @@ def must_show(case: Case, identity: str, status: int) -> tuple[str, ...]:
     """What an allowed caller's answer must contain: proof that the data is there to leak."""
     if not 200 <= status < 300:
         return ()
-    if LINK_LABEL in case.reveals:
+    if set(OWNER_SECRETS) & set(case.reveals):
         return case.reveals if identity == "owner" else ()
     return case.reveals if identity in SAMPLE_READERS else ()
 
@@ -269,8 +285,9 @@ async def test_access_matrix(clients: dict[str, TestClient], world: World) -> No
             for secret in SAMPLE_SECRETS if not may_read_samples else ():
                 if secret in body:
                     failures.append(f"{where}: leaks {secret!r}")
-            if identity != "owner" and LINK_LABEL in body:
-                failures.append(f"{where}: leaks alice's link label")
+            for secret in OWNER_SECRETS if identity != "owner" else ():
+                if secret in body:
+                    failures.append(f"{where}: leaks {secret!r}")
             for secret in must_show(case, identity, status):
                 if secret not in body:
                     failures.append(f"{where}: does not show {secret!r} (then the leak check could see nothing)")

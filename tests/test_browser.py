@@ -560,3 +560,56 @@ def test_time_windows_zoom_and_downsampling(server: TrackerServer, open_page: Ca
     page.click("#custom-range button[type=submit]")
     s = wait_until(page, lambda s: s["window"] == "custom" and s["loads"] >= 3, 2.0, "the chosen range")
     assert abs(s["sampleCount"] - expected) <= 1, (s["sampleCount"], expected)
+
+
+def test_alerts_on_the_owner_page_and_devices_on_the_watch_page(
+    server: TrackerServer, open_page: Callable[..., Any]
+) -> None:
+    server.add_user("gina", public=True)
+    t = now_ms()
+    server.write("gina", [f"samples,device=garmin hr_bpm=140 {t - 4000}", f"samples,device=phone lat=47.1,lng=8.5 {t - 1000}"])
+
+    watch = open_page(server.url + "/watch/gina")
+    state_now = wait_until(watch, lambda s: len(s["devices"]) == 2, 10, "the devices list")
+    assert [d["device"] for d in state_now["devices"]] == ["phone", "garmin"]
+    items = watch.locator("#device-list li")
+    assert items.count() == 2 and watch.is_visible("#devices")
+    assert items.nth(0).locator(".device-name").text_content() == "phone"
+    assert re.fullmatch(r"last sample \d+ s ago", items.nth(1).locator(".device-ago").text_content() or "")
+    # A sample from a new device shows up after the stream delivers it.
+    server.write("gina", [f'samples,device=<b>watch</b> hr_bpm=150 {now_ms()}'])
+    wait_until(watch, lambda s: len(s["devices"]) == 3, 15, "the new device")
+    assert watch.locator("#device-list li").first.locator(".device-name").text_content() == "<b>watch</b>"
+    assert watch.locator("#device-list b").count() == 0
+    screenshot(watch, "watch-devices.png")
+
+    page = open_page(server.url + "/")
+    page.fill("input[name=username]", "gina")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#alerts:not([hidden])", timeout=5000)
+    assert page.is_visible("#no-alerts")
+    page.fill("#alert-after", "15")
+    page.fill("#alert-webhook", "https://hooks.example.org/gina?key=1")
+    page.click("#alert-form button[type=submit]")
+    row = page.locator("#alert-rows tr", has_text="any device")
+    row.wait_for(timeout=5000)
+    cells = [row.locator("td").nth(i).text_content() for i in range(5)]
+    assert cells == ["any device", "15 min", "https://hooks.example.org/gina?key=1", "live", "none yet"]
+
+    page.fill("#alert-after", "5")
+    page.fill("#alert-webhook", "ftp://nope")
+    page.evaluate("() => { document.getElementById('alert-webhook').type = 'text'; }")  # past the browser's own check
+    page.fill("#alert-device", "garmin")
+    page.click("#alert-form button[type=submit]")
+    page.wait_for_selector("#message:not(.ok):not([hidden])", timeout=5000)
+    assert "http:// or https://" in (page.text_content("#message") or "")
+    page.fill("#alert-webhook", "https://hooks.example.org/garmin")
+    page.click("#alert-form button[type=submit]")
+    garmin = page.locator("#alert-rows tr", has_text="garmin")
+    garmin.wait_for(timeout=5000)
+    assert garmin.locator("td").nth(1).text_content() == "5 min"
+    screenshot(page, "home-alerts.png")
+    garmin.locator("button").click()
+    garmin.wait_for(state="detached", timeout=5000)
+    assert page.locator("#alert-rows tr").count() == 1

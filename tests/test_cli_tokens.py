@@ -93,8 +93,8 @@ def test_list_shows_use_and_revoke_ends_the_token(tmp_path: Path) -> None:
     listed = invoke(["token", "list", "alice", "--data-dir", str(data_dir)])
     assert listed.exit_code == 0, listed.output
     lines = listed.stdout.splitlines()
-    assert lines[0].split() == ["LABEL", "CREATED", "LAST", "USED", "LAST", "SAMPLE", "SPEED", "STATE"]
-    assert lines[1].startswith("garmin phone") and lines[1].count("never") == 2 and " kph " in lines[1]
+    assert lines[0].split() == ["LABEL", "CREATED", "LAST", "USED", "LAST", "SAMPLE", "DEVICE", "SEEN", "SPEED", "STATE"]
+    assert lines[1].startswith("garmin phone") and lines[1].count("never") == 3 and " kph " in lines[1]
     assert lines[1].endswith("active")
     assert "2023-11-14T22:15:00+00:00" in lines[2] and "2023-11-14T22:13:20+00:00" in lines[2] and " knots " in lines[2]
 

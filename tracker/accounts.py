@@ -20,18 +20,28 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from passlib.context import CryptContext
 from passlib.exc import PasswordSizeError
 
 from tracker import storage
-from tracker.storage import AccountStore, DeviceTokenRecord, LinkRecord, UnknownUser, UserExists, UserRecord
+from tracker.storage import (
+    AccountStore,
+    AlertRecord,
+    DeviceTokenRecord,
+    LinkRecord,
+    UnknownUser,
+    UserExists,
+    UserRecord,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "USERNAME_RULE",
     "Accounts",
+    "InvalidAlert",
     "InvalidDeviceToken",
     "InvalidLink",
     "InvalidPassword",
@@ -129,6 +139,50 @@ def parse_duration(text: str) -> float:
     if not match or float(match.group(1)) <= 0:
         raise InvalidLink(f"invalid duration {text!r}: use a number and s, m, h, d or w, e.g. 2h")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+class InvalidAlert(ValueError):
+    pass
+
+
+DEVICE_MAX = 100
+WEBHOOK_URL_MAX = 2000
+QUIET_MAX_SECONDS = 7 * 86400.0
+
+
+def validate_device(device: str) -> str:
+    """A device as named by the `device` tag (or a device token's label): 1-100 printable characters."""
+    if not device or len(device) > DEVICE_MAX or any(not ch.isprintable() for ch in device):
+        raise InvalidAlert(f"a device must be 1-{DEVICE_MAX} printable characters")
+    return device
+
+
+def validate_webhook_url(url: str) -> str:
+    """An absolute http:// or https:// URL naming a host (it is POSTed to, never shown as HTML)."""
+    url = url.strip()
+    if not url or len(url) > WEBHOOK_URL_MAX or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise InvalidAlert(f"a webhook URL must be 1-{WEBHOOK_URL_MAX} characters without spaces")
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise InvalidAlert(f"invalid webhook URL {url!r}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidAlert(f"a webhook URL must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        raise InvalidAlert(f"a webhook URL must name a host, got {url!r}")
+    return url
+
+
+def parse_quiet_time(text: str, min_seconds: float) -> float:
+    """'10m', '90s', '1h' -> seconds, between `min_seconds` and a week."""
+    try:
+        seconds = parse_duration(text)
+    except InvalidLink:
+        raise InvalidAlert(f"invalid quiet time {text!r}: use a number and s, m or h, e.g. 10m") from None
+    if not min_seconds <= seconds <= QUIET_MAX_SECONDS:
+        raise InvalidAlert(f"the quiet time must be between {min_seconds:g} s and 7 days, got {text!r}")
+    return seconds
 
 
 def token_digest(token: str) -> str:
@@ -421,6 +475,40 @@ class Accounts:
         """Every user's retention in ns (0 = forever)."""
         snapshot = await self._current()
         return {name: snapshot.retention.get(name, self.default_retention_ns) for name in snapshot.hashes}
+
+    # ----- gone-quiet alerts -----
+
+    async def set_alert(
+        self, owner: str, device: str | None, quiet_seconds: float, webhook_url: str
+    ) -> AlertRecord:
+        """Create or change the owner's alert (device None: any of the owner's devices)."""
+        validate_username(owner)
+        device = validate_device(device) if device is not None else ""
+        webhook_url = validate_webhook_url(webhook_url)
+        try:
+            return await storage.set_alert(self._store, owner, device, quiet_seconds, webhook_url, time.time_ns())
+        except UnknownUser:
+            raise UnknownUser(f"unknown user {owner!r}") from None
+
+    async def list_alerts(self, owner: str | None = None) -> list[AlertRecord]:
+        if owner is not None:
+            validate_username(owner)
+        return await storage.list_alerts(self._store, owner)
+
+    async def remove_alert(self, owner: str, device: str | None) -> bool:
+        """False if the owner had no such alert."""
+        validate_username(owner)
+        return await storage.remove_alert(self._store, owner, device or "")
+
+    async def set_alert_fired(self, alert_id: int, fired_ns: int | None) -> None:
+        await storage.set_alert_fired(self._store, alert_id, fired_ns)
+
+    async def record_alert_delivery(
+        self, alert_id: int, kind: str, state: str, status: int | None, error_text: str | None, attempts: int
+    ) -> None:
+        await storage.record_alert_delivery(
+            self._store, alert_id, kind, time.time_ns(), state, status, error_text, attempts
+        )
 
     async def data_version(self) -> int:
         """Changes whenever anything in the accounts file changed (this or another process).

@@ -15,7 +15,8 @@ from passlib.context import CryptContext
 
 from tracker.accounts import Accounts, load_bearer_secret
 from tracker import web as browser
-from tracker.appkeys import ACCOUNTS, BANS, LIVE, RETENTION, SAMPLES, SETTINGS
+from tracker.alerts import QuietAlerts
+from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, RETENTION, SAMPLES, SETTINGS
 from tracker.bans import AuthBans
 from tracker.config import Settings
 from tracker.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
     app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_live)
     app.cleanup_ctx.append(_retention)
+    app.cleanup_ctx.append(_alerts)
     app.cleanup_ctx.append(_token_use)  # after _stores: cleaned up first, so its last flush still has the file
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
@@ -152,6 +154,17 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def _alerts(app: web.Application) -> AsyncIterator[None]:
+    """Gone-quiet alerts: their deadline watcher and webhook deliveries, stopped before the stores close."""
+    alerts = QuietAlerts(app[ACCOUNTS], app[SAMPLES], app[SETTINGS])
+    await alerts.start()
+    app[ALERTS] = alerts
+    try:
+        yield
+    finally:
+        await alerts.close()
 
 
 async def _token_use(app: web.Application) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from tracker.accounts import Accounts
 from tracker.bans import AuthBans
+from tracker.alerts import QuietAlerts
 from tracker.config import Settings
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
@@ -17,3 +18,4 @@ ACCOUNTS = web.AppKey("accounts", Accounts)
 LIVE = web.AppKey("live", LiveHub)
 RETENTION = web.AppKey("retention", RetentionSweeper)
 BANS = web.AppKey("bans", AuthBans)
+ALERTS = web.AppKey("alerts", QuietAlerts)

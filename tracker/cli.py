@@ -22,6 +22,7 @@ from tracker import __version__
 from tracker.accounts import (
     SPEED_UNITS,
     Accounts,
+    InvalidAlert,
     InvalidDeviceToken,
     InvalidLink,
     InvalidPassword,
@@ -29,6 +30,7 @@ from tracker.accounts import (
     InvalidShare,
     InvalidUsername,
     parse_duration,
+    parse_quiet_time,
     validate_username,
 )
 from tracker import backup as backups
@@ -36,6 +38,7 @@ from tracker.config import Settings
 from tracker.retention import describe, parse_retention
 from tracker.storage import (
     ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
+    device_last_seen,
 )
 
 T = TypeVar("T")
@@ -49,6 +52,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     InvalidPassword,
     InvalidShare,
     InvalidLink,
+    InvalidAlert,
     InvalidDeviceToken,
     InvalidSecretFile,
     UserExists,
@@ -145,16 +149,20 @@ def _name_argument(name: str, *, required: bool = True) -> Callable[[Callable[..
     return click.argument(name, required=required, callback=check)
 
 
+async def _existing_user(accounts: Accounts, name: str) -> None:
+    if await accounts.get_user(name) is None:
+        raise UnknownUser(f"unknown user {name!r}")
+
+
 def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
 
 
 def _records_of(options: CliOptions, name: str, listing: Callable[[Accounts, str], Awaitable[list[T]]]) -> list[T]:
-    """NAME's links or device tokens; an unknown NAME is an error, not an empty list."""
+    """NAME's links, device tokens or alerts; an unknown NAME is an error, not an empty list."""
 
     async def records(accounts: Accounts) -> list[T]:
-        if await accounts.get_user(name) is None:
-            raise UnknownUser(f"unknown user {name!r}")
+        await _existing_user(accounts, name)
         return await listing(accounts, name)
 
     return _run(_with_accounts(options, records))
@@ -238,12 +246,21 @@ def cli() -> None:
     type=float,
     help=f"Lifetime of a bearer token from POST /auth (env TRACKER_BEARER_TOKEN_SECONDS) [default: {Settings().bearer_token_seconds:g}].",
 )
+@click.option(
+    "--alert-attempts", type=int, help=f"Tries per alert webhook notice (env TRACKER_ALERT_ATTEMPTS) [default: {Settings().alert_attempts}]."
+)
+@click.option(
+    "--alert-timeout",
+    type=float,
+    help=f"Seconds one webhook attempt may take (env TRACKER_ALERT_TIMEOUT_SECONDS) [default: {Settings().alert_timeout_seconds:g}].",
+)
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trusted_proxies: tuple[str, ...],
     max_auth_failures: int | None, auth_failure_window: float | None, auth_ban: float | None,
     max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
     bearer_token_seconds: float | None,
+    alert_attempts: int | None, alert_timeout: float | None,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -258,6 +275,7 @@ def serve(
             auth_failure_window_seconds=auth_failure_window, auth_ban_seconds=auth_ban,
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
             bearer_token_seconds=bearer_token_seconds,
+            alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -484,17 +502,9 @@ def link(ctx: click.Context, data_dir: Path) -> None:
 def _public_url(flag: str | None) -> str:
     """--public-url, else TRACKER_PUBLIC_URL, else http://HOST:PORT as `tracker serve` would listen."""
     try:
-        settings = Settings.from_env(public_url=flag)
+        return Settings.from_env(public_url=flag).external_url()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    host = settings.host
-    if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine's name is the best guess
-        host = "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
 
 
 @link.command("create")
@@ -667,18 +677,34 @@ def token_create(ctx: click.Context, name: str, label: str, speed_unit: str, dat
 @_data_dir_option(on_group=False)
 @click.pass_context
 def token_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
-    """List NAME's device tokens: label, created, last used, last sample, speed unit, state (never the tokens)."""
-    records = _records_of(_options(ctx, data_dir), name, Accounts.list_tokens)
+    """List NAME's device tokens: label, created, last used, last sample, device last seen, speed unit, state.
+
+    The tokens themselves are never shown.
+    """
+    options = _options(ctx, data_dir)
+    records = _records_of(options, name, Accounts.list_tokens)
     if not records:
         click.echo("no device tokens", err=True)
         return
+
+    async def devices() -> dict[str | None, int]:
+        samples = SampleStore(options.data_dir)
+        try:
+            return await device_last_seen(samples, name)
+        finally:
+            await samples.close()
+
+    # LAST SAMPLE: the newest sample this token wrote; DEVICE SEEN: the newest sample tagged with its
+    # label, however it came in (another token, a password, a phone app).
+    seen = _run(devices())
     rows = [
         (r.label, _iso(r.created_ns), _iso(r.last_used_ns) if r.last_used_ns else "never",
-         _iso(r.last_sample_ns) if r.last_sample_ns else "never", r.speed_unit,
+         _iso(r.last_sample_ns) if r.last_sample_ns else "never",
+         _iso(seen[r.label]) if r.label in seen else "never", r.speed_unit,
          f"revoked {_iso(r.revoked_ns)}" if r.revoked_ns is not None else "active")
         for r in records
     ]  # fmt: skip
-    _table(("LABEL", "CREATED", "LAST USED", "LAST SAMPLE", "SPEED", "STATE"), rows)
+    _table(("LABEL", "CREATED", "LAST USED", "LAST SAMPLE", "DEVICE SEEN", "SPEED", "STATE"), rows)
 
 
 @token.command("revoke")
@@ -692,6 +718,86 @@ def token_revoke(ctx: click.Context, name: str, label_or_token: str, data_dir: P
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_token(name, label_or_token))):
         raise click.ClickException(f"{name} has no active device token {label_or_token!r}")
     click.echo(f"revoked the device token {label_or_token!r} of {name}")
+
+
+# ----- tracker alert -----
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def alert(ctx: click.Context, data_dir: Path) -> None:
+    """Gone-quiet alerts: a webhook is told when a live user (or device) sends nothing for a while."""
+    _options(ctx, data_dir)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+
+
+@alert.command("set")
+@_name_argument("name")
+@click.option("--after", required=True, metavar="DURATION", help="Quiet time before the alert fires, e.g. 10m, 90s, 1h.")
+@click.option("--webhook", required=True, metavar="URL", help="http:// or https:// URL the alert POSTs JSON to.")
+@click.option("--device", metavar="LABEL", help="Watch only this device (its `device` tag); default: any device.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def alert_set(
+    ctx: click.Context, name: str, after: str, webhook: str, device: str | None, data_dir: Path | None
+) -> None:
+    """Create or change NAME's alert (for one device with --device); a running server picks it up."""
+    options = _options(ctx, data_dir)
+    try:
+        seconds = parse_quiet_time(after, Settings.from_env().alert_min_quiet_seconds)
+    except ValueError as exc:  # a bad TRACKER_* variable too
+        raise click.ClickException(str(exc)) from None
+    record = _run(_with_accounts(options, lambda accounts: accounts.set_alert(name, device, seconds, webhook)))
+    what = f"device {record.device!r} of {name}" if record.device else f"{name} (any device)"
+    click.echo(f"alert set: {what} quiet for {_minutes(record.quiet_seconds)} -> POST {record.webhook_url}")
+
+
+@alert.command("list")
+@_name_argument("name")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def alert_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
+    """List NAME's alerts: device, quiet time, webhook, whether it fired, and the last delivery."""
+    records = _records_of(_options(ctx, data_dir), name, Accounts.list_alerts)
+    if not records:
+        click.echo("no alerts", err=True)
+        return
+
+    def delivery(r: Any) -> str:
+        if r.delivery_state is None:
+            return "none yet"
+        text = f"{r.delivery_kind} {r.delivery_state} {_iso(r.delivery_ns)} after {r.delivery_attempts} attempt(s)"
+        return text + (f": {r.delivery_error}" if r.delivery_error else "")
+
+    rows = [
+        (r.device or "(any)", _minutes(r.quiet_seconds), r.webhook_url,
+         f"fired {_iso(r.fired_ns)}" if r.fired_ns else "-", delivery(r))
+        for r in records
+    ]  # fmt: skip
+    _table(("DEVICE", "AFTER", "WEBHOOK", "QUIET", "LAST DELIVERY"), rows)
+
+
+@alert.command("remove")
+@_name_argument("name")
+@click.option("--device", metavar="LABEL", help="Remove this device's alert; default: the any-device alert.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def alert_remove(ctx: click.Context, name: str, device: str | None, data_dir: Path | None) -> None:
+    """Remove NAME's alert (the one for --device, or the one for any device)."""
+    options = _options(ctx, data_dir)
+
+    async def remove(accounts: Accounts) -> bool:
+        await _existing_user(accounts, name)
+        return await accounts.remove_alert(name, device)
+
+    what = f"device {device!r} of {name}" if device else f"{name} (any device)"
+    if not _run(_with_accounts(options, remove)):
+        raise click.ClickException(f"no alert for {what}")
+    click.echo(f"removed the alert for {what}")
 
 
 def main() -> None:

@@ -57,6 +57,15 @@ class Settings:
     live_heartbeat_seconds: float = 15.0
     # How often an open stream re-checks that its viewer may still watch (revoked link, public off).
     live_recheck_seconds: float = 15.0
+    # --- gone-quiet alerts (webhooks)
+    # The shortest quiet time an alert may be set to; tests lower it to fractions of a second.
+    alert_min_quiet_seconds: float = 60.0
+    # How often alert settings changed by another process (the CLI) are picked up.
+    alert_check_seconds: float = 5.0
+    alert_attempts: int = 6  # tries per notice, the first included
+    alert_retry_seconds: float = 2.0  # the first retry's delay; it doubles on every further retry
+    alert_retry_max_seconds: float = 300.0  # no retry waits longer than this
+    alert_timeout_seconds: float = 10.0  # one attempt, connecting included
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -101,9 +110,24 @@ class Settings:
         for name in (
             "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
             "retention_check_seconds", "bearer_token_seconds", "token_use_flush_seconds",
+            "alert_min_quiet_seconds", "alert_check_seconds", "alert_retry_seconds", "alert_retry_max_seconds",
+            "alert_timeout_seconds",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
+        if not 1 <= self.alert_attempts <= 20:
+            raise ValueError(f"alert attempts must be 1..20, got {self.alert_attempts}")
+
+    def external_url(self) -> str:
+        """How others reach this server: the public URL, else http://HOST:PORT as `serve` listens."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine's name is the best guess
+            host = "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def retention_ns(self) -> int:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from tracker.accounts import Writer
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES
+from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES
 from tracker.lineprotocol import Point
-
-DEVICE_TAG = "device"
+from tracker.storage import DEVICE_TAG
 
 
 async def commit(app: web.Application, writer: Writer, points: list[Point]) -> None:
@@ -31,3 +30,4 @@ async def commit(app: web.Application, writer: Writer, points: list[Point]) -> N
     if writer.token_id is not None:
         app[ACCOUNTS].note_token_samples(writer.token_id, max(point.time for point in points))
     app[LIVE].publish(writer.user, points)  # committed: fan out to watchers (never raises)
+    app[ALERTS].saw_points(writer.user, points)  # data arrived: last seen, gone-quiet deadlines (never raises)

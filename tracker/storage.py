@@ -40,6 +40,8 @@ ACCOUNTS_FILE = "accounts.sqlite"
 # PRAGMA data_version: far above any file system's timestamp granularity.
 _QUIET_NS = 5 * 10**9
 USERS_DIR = "users"
+# The tag that names the device a sample came from (a device token's label unless the line sets it).
+DEVICE_TAG = "device"
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The same rule as the public `tracker.accounts.validate_username` (kept here to avoid an import cycle);
@@ -308,6 +310,18 @@ class AccountStore:
                     raise
             self._own_commits += 1
             return changed
+
+    async def _note(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Bookkeeping (one statement over many rows, one transaction) that is not a change of access:
+        it does not move `data_version`, so it neither reloads snapshots nor makes streams re-check."""
+        async with self._lock:
+            try:
+                await self._conn.executemany(sql, rows)
+                await self._conn.commit()
+            except BaseException:
+                if self._conn.in_transaction:
+                    await self._conn.rollback()
+                raise
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         async with self._lock:
@@ -1814,11 +1828,142 @@ async def record_token_use(store: AccountStore, uses: Sequence[tuple[int, int | 
         "last_used_ns = COALESCE(max(last_used_ns, ?2), last_used_ns, ?2), "
         "last_sample_ns = COALESCE(max(last_sample_ns, ?3), last_sample_ns, ?3) WHERE id = ?1"
     )
-    async with store._lock:
-        try:
-            await store._conn.executemany(sql, uses)
-            await store._conn.commit()
-        except BaseException:
-            if store._conn.in_transaction:
-                await store._conn.rollback()
-            raise
+    await store._note(sql, uses)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gone-quiet alerts: the accounts schema v4 (per user, optionally per device: after how long without
+# data, which webhook, whether it has fired, how its last delivery went), and when each device of a
+# user last sent a sample.
+
+ACCOUNT_MIGRATIONS += (
+    # v5. device '' = any device of the owner. fired_ns is set when the "quiet" notice went out and
+    # cleared when data arrives again, so a restart neither repeats the notice nor forgets the "back".
+    # The delivery_* columns describe the latest notice: kind (quiet/back), state (retrying, ok,
+    # failed), the last HTTP status or error and how many attempts it took.
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        device TEXT NOT NULL DEFAULT '',
+        quiet_seconds REAL NOT NULL,
+        webhook_url TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        fired_ns INTEGER,
+        delivery_kind TEXT,
+        delivery_ns INTEGER,
+        delivery_state TEXT,
+        delivery_status INTEGER,
+        delivery_error TEXT,
+        delivery_attempts INTEGER,
+        UNIQUE (owner, device)
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    id: int
+    owner: str
+    device: str  # '' = any device
+    quiet_seconds: float
+    webhook_url: str
+    created_ns: int
+    fired_ns: int | None
+    delivery_kind: str | None
+    delivery_ns: int | None
+    delivery_state: str | None
+    delivery_status: int | None
+    delivery_error: str | None
+    delivery_attempts: int | None
+
+
+_ALERT_COLUMNS = (
+    "id, owner, device, quiet_seconds, webhook_url, created_ns, fired_ns, delivery_kind, delivery_ns, "
+    "delivery_state, delivery_status, delivery_error, delivery_attempts"
+)
+
+
+async def set_alert(
+    store: AccountStore, owner: str, device: str, quiet_seconds: float, webhook_url: str, now_ns: int
+) -> AlertRecord:
+    """Create the owner's alert for `device`, or change its quiet time and webhook (its state stays;
+    the last delivery's outcome goes, it was about the old settings)."""
+    try:
+        await store._change(
+            "INSERT INTO alerts (owner, device, quiet_seconds, webhook_url, created_ns) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, device) DO UPDATE SET quiet_seconds = excluded.quiet_seconds, "
+            "webhook_url = excluded.webhook_url, delivery_kind = NULL, delivery_ns = NULL, "
+            "delivery_state = NULL, delivery_status = NULL, delivery_error = NULL, delivery_attempts = NULL",
+            (owner, device, quiet_seconds, webhook_url, now_ns),
+        )
+    except sqlite3.IntegrityError:  # the foreign key: no such user
+        raise UnknownUser(owner) from None
+    rows = await store._fetchall(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE owner = ? AND device = ?", (owner, device)
+    )
+    return AlertRecord(*rows[0])
+
+
+async def list_alerts(store: AccountStore, owner: str | None = None) -> list[AlertRecord]:
+    if owner is None:
+        rows = await store._fetchall(f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY owner, device")
+    else:
+        rows = await store._fetchall(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE owner = ? ORDER BY device", (owner,)
+        )
+    return [AlertRecord(*row) for row in rows]
+
+
+async def remove_alert(store: AccountStore, owner: str, device: str) -> bool:
+    return bool(await store._change("DELETE FROM alerts WHERE owner = ? AND device = ?", (owner, device)))
+
+
+# An alert's state and delivery outcomes are bookkeeping (`_note`): they change nobody's access.
+
+
+async def set_alert_fired(store: AccountStore, alert_id: int, fired_ns: int | None) -> None:
+    await store._note("UPDATE alerts SET fired_ns = ? WHERE id = ?", [(fired_ns, alert_id)])
+
+
+async def record_alert_delivery(
+    store: AccountStore, alert_id: int, kind: str, at_ns: int, state: str,
+    status: int | None, error_text: str | None, attempts: int,
+) -> None:  # fmt: skip
+    await store._note(
+        "UPDATE alerts SET delivery_kind = ?, delivery_ns = ?, delivery_state = ?, delivery_status = ?, "
+        "delivery_error = ?, delivery_attempts = ? WHERE id = ?",
+        [(kind, at_ns, state, status, error_text, attempts, alert_id)],
+    )
+
+
+# Bound parameters per statement when listing series ids (SQLite's default limit is 32766).
+_IDS_PER_STATEMENT = 500
+
+
+async def device_last_seen(store: SampleStore, user: str) -> dict[str | None, int]:
+    """The newest sample time (ns) of each `device` tag value of the user (None: samples without one).
+
+    Rows are clustered by time, so each device's newest row is found by walking back from the end
+    of the file until one of its series turns up: cheap for devices that sent lately.
+    """
+    handle = store._existing_file(user)
+    if handle is None:
+        return {}
+    newest: dict[str | None, int] = {}
+    async with store._reading(handle) as conn:
+        by_device: dict[str | None, list[int]] = {}
+        for series_id, tags in await conn.execute_fetchall("SELECT id, tags FROM series"):
+            by_device.setdefault(dict(json.loads(tags)).get(DEVICE_TAG), []).append(series_id)
+        for device, ids in by_device.items():
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = ids[start : start + _IDS_PER_STATEMENT]
+                sql = (
+                    f"SELECT time FROM samples WHERE series IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY time DESC LIMIT 1"
+                )
+                rows = list(await conn.execute_fetchall(sql, chunk))
+                if rows and (device not in newest or rows[0][0] > newest[device]):
+                    newest[device] = rows[0][0]
+    return newest

@@ -28,15 +28,17 @@ from aiohttp import web
 from tracker import storage, vocabulary
 from tracker.accounts import (
     SPEED_UNITS,
+    InvalidAlert,
     InvalidDeviceToken,
     InvalidLink,
     InvalidShare,
     InvalidUsername,
     UnknownUser,
     parse_duration,
+    parse_quiet_time,
     validate_username,
 )
-from tracker.appkeys import ACCOUNTS, BANS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, SAMPLES, SETTINGS
 from tracker.bans import Banned
 from tracker.live import HubClosed, TooManyStreams
 
@@ -87,6 +89,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/watch/{user}/config", watch_config)
     r.add_get("/api/watch/{user}/samples", watch_samples)
     r.add_get("/api/watch/{user}/events", watch_events)
+    r.add_get("/api/watch/{user}/devices", watch_devices)
     r.add_get("/api/links", links_list)
     r.add_post("/api/links", links_create)
     r.add_delete("/api/links/{id}", links_revoke)
@@ -96,6 +99,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/shares", shares_add)
     r.add_delete("/api/shares", shares_remove)
     r.add_delete("/api/shares/{viewer}", shares_remove)
+    r.add_get("/api/alerts", alerts_list)
+    r.add_post("/api/alerts", alerts_set)
+    r.add_delete("/api/alerts", alerts_remove)
     r.add_get("/api/tokens", tokens_list)
     r.add_post("/api/tokens", tokens_create)
     r.add_delete("/api/tokens/{id}", tokens_revoke)
@@ -374,6 +380,16 @@ async def watch_samples(request: web.Request) -> web.Response:
     )
 
 
+async def watch_devices(request: web.Request) -> web.Response:
+    """When each of the user's devices last sent a sample, newest first (device null: no device tag)."""
+    access = await _watch_access(request)
+    if isinstance(access, web.Response):
+        return access
+    seen = await request.app[ALERTS].last_seen(access[0])
+    devices = sorted(seen.items(), key=lambda item: -item[1])
+    return json_response({"devices": [{"device": device, "last_sample_ns": ns} for device, ns in devices]})
+
+
 async def watch_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: one `samples` event per committed write, `reset` when the page must refetch."""
     access = await _watch_access(request)
@@ -636,3 +652,79 @@ async def tokens_revoke(request: web.Request) -> web.Response:
     if not (raw.isascii() and raw.isdigit()) or not await request.app[ACCOUNTS].revoke_token(session.user, int(raw)):
         return error(404, f"no active device token {raw}")
     return json_response({"revoked": int(raw)})
+
+
+# ----- the owner's gone-quiet alerts (session + CSRF) -----
+
+
+def _alert_json(request: web.Request, alert: storage.AlertRecord) -> dict[str, Any]:
+    delivery = None
+    if alert.delivery_state is not None:
+        delivery = {
+            "kind": alert.delivery_kind,
+            "state": alert.delivery_state,
+            "at_ns": alert.delivery_ns,
+            "status": alert.delivery_status,
+            "error": alert.delivery_error,
+            "attempts": alert.delivery_attempts,
+        }
+    return {
+        "id": alert.id,
+        "device": alert.device or None,
+        "after_seconds": alert.quiet_seconds,
+        "webhook": alert.webhook_url,
+        "created_ns": alert.created_ns,
+        **request.app[ALERTS].state(alert.owner, alert.device),
+        "delivery": delivery,
+    }
+
+
+async def _alerts_of(request: web.Request, owner: str, status: int = 200) -> web.Response:
+    alerts = await request.app[ACCOUNTS].list_alerts(owner)
+    return json_response(
+        {
+            "alerts": [_alert_json(request, alert) for alert in alerts],
+            "min_after_seconds": request.app[SETTINGS].alert_min_quiet_seconds,
+        },
+        status,
+    )
+
+
+async def alerts_list(request: web.Request) -> web.Response:
+    session = await _owner(request, changes=False)
+    if isinstance(session, web.Response):
+        return session
+    await request.app[ALERTS].refresh()  # an alert just set with the CLI shows its state at once
+    return await _alerts_of(request, session.user)
+
+
+async def alerts_set(request: web.Request) -> web.Response:
+    """{"after": "10m", "webhook": "https://...", "device": null | "LABEL"}: create or change one alert."""
+    session = await _owner(request, changes=True)
+    if isinstance(session, web.Response):
+        return session
+    body = await _json_body(request)
+    if body is None:
+        return error(400, 'expected a JSON object like {"after": "10m", "webhook": "https://...", "device": null}')
+    after, webhook, device = body.get("after"), body.get("webhook"), body.get("device")
+    if not isinstance(after, str) or not isinstance(webhook, str) or device is not None and not isinstance(device, str):
+        return error(400, "after and webhook must be strings, device a string or null")
+    try:
+        seconds = parse_quiet_time(after, request.app[SETTINGS].alert_min_quiet_seconds)
+        await request.app[ACCOUNTS].set_alert(session.user, device or None, seconds, webhook)
+    except InvalidAlert as exc:
+        return error(400, str(exc))
+    await request.app[ALERTS].reload()
+    return await _alerts_of(request, session.user)
+
+
+async def alerts_remove(request: web.Request) -> web.Response:
+    """?device=LABEL removes that device's alert; without it, the alert for any device."""
+    session = await _owner(request, changes=True)
+    if isinstance(session, web.Response):
+        return session
+    device = request.query.get("device") or None
+    if not await request.app[ACCOUNTS].remove_alert(session.user, device):
+        return error(404, f"no alert for {'device ' + repr(device) if device else 'any device'}")
+    await request.app[ALERTS].reload()
+    return await _alerts_of(request, session.user)

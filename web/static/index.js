@@ -158,6 +158,19 @@
     });
   }
 
+  // A red button that disables itself when clicked (the list is redrawn after the change).
+  function dangerButton(text, onClick) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "danger";
+    button.textContent = text;
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      onClick();
+    });
+    return button;
+  }
+
   // A table of revocable things (share links, device tokens): text cells, then Revoke while active.
   function renderRevocable(tbody, emptyNote, items, cellsOf, revokeItem) {
     const rows = [];
@@ -172,17 +185,7 @@
         tr.appendChild(td);
       }
       const actions = document.createElement("td");
-      if (!revoked) {
-        const revoke = document.createElement("button");
-        revoke.type = "button";
-        revoke.className = "danger";
-        revoke.textContent = "Revoke";
-        revoke.addEventListener("click", () => {
-          revoke.disabled = true;
-          revokeItem(item);
-        });
-        actions.appendChild(revoke);
-      }
+      if (!revoked) actions.appendChild(dangerButton("Revoke", () => revokeItem(item)));
       tr.appendChild(actions);
       rows.push(tr);
     }
@@ -219,12 +222,7 @@
       const li = document.createElement("li");
       const name = document.createElement("span");
       name.textContent = viewer;
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.className = "danger";
-      remove.textContent = "Remove";
-      remove.addEventListener("click", async () => {
-        remove.disabled = true;
+      const remove = dangerButton("Remove", async () => {
         try {
           await api("DELETE", "/api/shares", { viewer: viewer });
         } catch (err) {
@@ -284,6 +282,85 @@
         $("copy-token").textContent = "Copied";
       } catch (err) {
         $("copy-token").textContent = "Select and copy";
+      }
+    });
+  }
+
+  // ---- gone-quiet alerts -----------------------------------------------------------------------------
+  const ALERT_STATES = { waiting: "waiting for data", live: "live", quiet: "quiet: alert sent" };
+
+  function formatAfter(seconds) {
+    return seconds >= 60 ? +(seconds / 60).toFixed(2) + " min" : +seconds.toFixed(2) + " s";
+  }
+
+  function describeDelivery(d) {
+    if (!d) return "none yet";
+    const when = formatAgo(Date.now() - d.at_ns / 1e6);
+    const tries = d.attempts + (d.attempts === 1 ? " attempt" : " attempts");
+    if (d.state === "ok") return d.kind + " delivered " + when + " (" + tries + ")";
+    const why = d.error || (d.status ? "HTTP " + d.status : "error");
+    if (d.state === "retrying") return d.kind + ": " + why + ", retrying (" + tries + " so far)";
+    return d.kind + " failed " + when + ": " + why + " after " + tries;
+  }
+
+  function renderAlerts(alerts) {
+    const rows = alerts.map((alert) => {
+      const tr = document.createElement("tr");
+      const cells = [
+        ["Device", alert.device === null ? "any device" : alert.device],
+        ["Quiet for", formatAfter(alert.after_seconds)],
+        ["Webhook", alert.webhook],
+        ["State", ALERT_STATES[alert.state] || alert.state],
+        ["Last notice", describeDelivery(alert.delivery)],
+      ];
+      for (const [label, text] of cells) {
+        const td = document.createElement("td");
+        if (label !== "Device") td.dataset.label = label;
+        td.textContent = text;
+        if (label === "Last notice" && alert.delivery && alert.delivery.state !== "ok") td.className = "failed";
+        tr.appendChild(td);
+      }
+      const actions = document.createElement("td");
+      const remove = dangerButton("Remove", async () => {
+        const q = alert.device === null ? "" : "?device=" + encodeURIComponent(alert.device);
+        try {
+          const { data } = await api("DELETE", "/api/alerts" + q);
+          renderAlerts(data.alerts);
+        } catch (err) {
+          showMessage(err.message);
+          loadAlerts();
+        }
+      });
+      actions.appendChild(remove);
+      tr.appendChild(actions);
+      return tr;
+    });
+    $("alert-rows").replaceChildren(...rows);
+    $("no-alerts").hidden = rows.length > 0;
+    document.querySelector("table.alerts").hidden = rows.length === 0;
+  }
+
+  async function loadAlerts() {
+    const { status, data } = await api("GET", "/api/alerts");
+    if (status === 200) renderAlerts(data.alerts || []);
+  }
+
+  function wireAlerts() {
+    $("alert-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body = {
+        after: $("alert-after").value.trim() + "m",
+        webhook: $("alert-webhook").value.trim(),
+        device: $("alert-device").value.trim() || null,
+      };
+      try {
+        const { data } = await api("POST", "/api/alerts", body);
+        renderAlerts(data.alerts || []);
+        $("alert-webhook").value = "";
+        $("alert-device").value = "";
+        showMessage("Alert saved.", true);
+      } catch (err) {
+        showMessage(err.message);
       }
     });
   }
@@ -348,17 +425,21 @@
     $("devices").hidden = false;
     wireManagement();
     wireTokens();
+    $("alerts").hidden = false;
+    wireAlerts();
     await Promise.all([
       loadProfile(),
       loadLinks().catch((err) => showMessage(err.message)),
       loadShares().catch((err) => showMessage(err.message)),
       loadTokens().catch((err) => showMessage(err.message)),
+      loadAlerts().catch((err) => showMessage(err.message)),
     ]);
-    // Keep the live / last-seen badges current.
+    // Keep the live / last-seen badges and the alerts' states current.
     setInterval(async () => {
       try {
         const data = await refreshMe();
         if (data) renderTrackers(data.trackers);
+        await loadAlerts();
       } catch (err) {
         /* the next round tries again */
       }

@@ -65,6 +65,7 @@
     lastEventId: null,
     error: null,
     tilesFailed: 0,
+    devices: [], // [{device: name or null, last_sample_ns}], newest first
   });
 
   const el = {
@@ -81,6 +82,8 @@
     customForm: document.getElementById("custom-range"),
     rangeFrom: document.getElementById("range-from"),
     rangeTo: document.getElementById("range-to"),
+    devices: document.getElementById("devices"),
+    deviceList: document.getElementById("device-list"),
   };
   state.sampleTimes = () => samples.map((s) => s.t); // for tests: the order samples are kept in
   el.rider.textContent = user;
@@ -314,6 +317,7 @@
         return;
       }
       ingest(data.samples || []);
+      scheduleDevices();
     });
     es.addEventListener("denied", (e) => {
       if (source !== es) return;
@@ -354,6 +358,55 @@
       connect(lastEventId);
     }, reconnectDelay);
     reconnectDelay = Math.min(reconnectDelay * 2, 30e3);
+  }
+
+  // ---- last sample per device (the device tag): fetched at start and, at most every few seconds, after events
+  const DEVICES_EVERY_MS = 5000;
+  let devicesTimer = null;
+  let devicesFetchedAt = 0;
+
+  async function loadDevices() {
+    devicesFetchedAt = Date.now();
+    try {
+      const res = await fetch(apiBase + "/devices" + (token ? "?token=" + encodeURIComponent(token) : ""), {
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+      if (!res.ok) return;
+      state.devices = (await res.json()).devices || [];
+    } catch (err) {
+      return; // the server is away: the list stays as it was
+    }
+    renderDevices();
+  }
+
+  function scheduleDevices() {
+    if (devicesTimer) return;
+    const wait = Math.max(0, devicesFetchedAt + DEVICES_EVERY_MS - Date.now());
+    devicesTimer = setTimeout(() => {
+      devicesTimer = null;
+      loadDevices();
+    }, wait);
+  }
+
+  function renderDevices() {
+    // Only worth a list once samples name their device; otherwise the badge says it all.
+    const named = state.devices.some((d) => d.device !== null);
+    el.devices.hidden = !named;
+    if (!named) return;
+    const items = state.devices.map((d) => {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "device-name";
+      name.textContent = d.device === null ? "(no device tag)" : d.device;
+      const ago = document.createElement("span");
+      ago.className = "device-ago";
+      ago.textContent = "last sample " + formatAgo(Date.now() - d.last_sample_ns / 1e6);
+      ago.title = new Date(d.last_sample_ns / 1e6).toLocaleString();
+      li.append(name, ago);
+      return li;
+    });
+    el.deviceList.replaceChildren(...items);
   }
 
   // ---- status badge ---------------------------------------------------------------------------------
@@ -773,6 +826,7 @@
   // ---- once a second: the badge's "... ago", the sliding window's left edge ------------------------
   setInterval(() => {
     updateStatus();
+    if (!el.devices.hidden) renderDevices();
     if (SLIDING_WINDOWS[windowSpec.name]) {
       const cutoffNs = (Date.now() - SLIDING_WINDOWS[windowSpec.name]) * 1e6;
       let drop = 0;
@@ -869,6 +923,7 @@
   setWindow(windowSpec, false); // buttons and URL
   const firstLoad = loadWindow({ fit: true });
   loadConfig();
+  loadDevices();
   firstLoad.then((lastEventId) => {
     if (lastEventId === null && state.error) scheduleReconnect();
     else connect(lastEventId);

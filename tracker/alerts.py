@@ -1,0 +1,427 @@
+"""Gone-quiet alerts: notice when a user (or one of their devices) stops sending, and tell a webhook.
+
+The write pipeline calls `QuietAlerts.saw(user, device, newest_sample_ns)` after every commit. That
+call is synchronous and cheap (a few dict updates, at most one heap push): it never waits for the
+network or the disk, so it cannot slow a write down.
+
+An alert is "live" once data arrives for it (any device of the user, or the one device it names).
+Its deadline is the arrival time plus its quiet time; a single background task keeps one heap entry
+per live alert and sleeps until the earliest. An entry that comes due after more data arrived is
+pushed again for the new deadline, so a phone posting every second costs nothing here. When an
+entry really is due, the alert fires once ("quiet") and stays fired until data arrives again, which
+sends "back". Quiet time is measured on the server's clock from when data arrived, so a phone with a
+wrong clock or a backlog of old samples neither fires nor silences an alert.
+
+Restarts: whether an alert has fired is kept in the accounts file, so a restart neither repeats a
+"quiet" nor loses the "back". At start an alert is live only if its user's (or device's) newest
+stored sample is younger than the quiet time, and its deadline counts from that sample; anyone
+already silent before the restart stays silent (no burst of alerts at start).
+
+Delivery: one JSON POST per notice, retried with exponential backoff and jitter on network errors,
+timeouts, 5xx, 408 and 429 (other answers are final), a bounded number of times. Notices of one
+alert go out in order (a "back" waits for its "quiet" to be delivered or given up). Every outcome
+(and every failed attempt) is written to the alert's row, shown to the owner, and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import count
+from typing import Any, Callable, Iterable, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from tracker import __version__
+from tracker.accounts import Accounts
+from tracker.config import Settings
+from tracker.storage import DEVICE_TAG, AlertRecord, SampleStore, device_last_seen
+
+log = logging.getLogger(__name__)
+
+QUIET = "quiet"
+BACK = "back"
+# The state of a notice's delivery as stored and shown.
+DELIVERED, RETRYING, FAILED = "ok", "retrying", "failed"
+RETRY_STATUSES = frozenset({408, 429})
+
+
+class TaggedPoint(Protocol):
+    @property
+    def tags(self) -> tuple[tuple[str, str], ...]: ...
+
+    @property
+    def time(self) -> int: ...
+
+
+def device_of(tags: Iterable[tuple[str, str]]) -> str | None:
+    for key, value in tags:
+        if key == DEVICE_TAG:
+            return value
+    return None
+
+
+def iso_time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class _Seen:
+    """One device of a user: its newest sample time, and when data for it last arrived (if since start)."""
+
+    newest_ns: int
+    arrived: float | None = None  # clock(); None: known only from storage
+
+
+@dataclass(eq=False, slots=True)
+class _Watch:
+    """One alert: its settings and where it stands."""
+
+    id: int
+    owner: str
+    device: str  # '' = any device of the owner
+    quiet_seconds: float
+    webhook_url: str
+    fired: bool
+    arrived: float | None = None  # clock() of the latest data for this alert; None: not live
+    last_sample_ns: int | None = None
+    generation: int = 0  # a heap entry counts only while it carries the current generation
+    scheduled: float | None = None  # the deadline of the valid heap entry, if any
+    removed: bool = False
+    delivery: asyncio.Task[None] | None = None  # the latest notice; the next one waits for it
+
+    def matches(self, device: str | None) -> bool:
+        return not self.device or self.device == device
+
+
+@dataclass(slots=True)
+class _Notice:
+    kind: str
+    payload: dict[str, Any]
+    fired_ns: int | None  # what the alert's fired state becomes (kept in the accounts file)
+
+
+class QuietAlerts:
+    """The watcher (deadlines) and the webhook delivery of every user's gone-quiet alerts."""
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        samples: SampleStore,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._accounts = accounts
+        self._samples = samples
+        self._settings = settings
+        self._clock = clock
+        self._watches: dict[str, dict[str, _Watch]] = {}  # owner -> device ('' = any) -> alert
+        self._heap: list[tuple[float, int, int, _Watch]] = []  # (deadline, tie-break, generation, alert)
+        self._tie = count()
+        self._seen: dict[str, dict[str | None, _Seen]] = {}  # user -> device -> last seen
+        self._seeded: set[str] = set()  # users whose last-seen table includes what storage knows
+        self._wakeup = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._version: int | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    # ----- lifecycle -----
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(
+            headers={"User-Agent": f"Tracker/{__version__}"}, trust_env=False, raise_for_status=False
+        )
+        await self.reload()
+        self._runner = asyncio.create_task(self._run(), name="quiet-alerts")
+
+    async def close(self) -> None:
+        """Stop watching; notices still being retried are dropped (their row says "retrying")."""
+        self._closed = True
+        tasks = [t for t in (self._runner, *self._deliveries) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+
+    # ----- data arriving (the write path: synchronous, never raises) -----
+
+    def saw(self, user: str, device: str | None, newest_ns: int) -> None:
+        """Data for `user` (and its `device` tag, None without one) was just committed."""
+        try:
+            self._saw(user, device, newest_ns)
+        except Exception:
+            log.exception("gone-quiet bookkeeping for %s failed", user)
+
+    def saw_points(self, user: str, points: Iterable[TaggedPoint]) -> None:
+        """`saw` once per device among the committed points, with that device's newest time."""
+        newest: dict[str | None, int] = {}
+        tags: tuple[tuple[str, str], ...] | None = None
+        device: str | None = None
+        for point in points:
+            if point.tags != tags:  # a batch mostly repeats one tag set: look the device up once
+                tags = point.tags
+                device = device_of(tags)
+            if point.time > newest.get(device, -(2**63)):
+                newest[device] = point.time
+        for device, time_ns in newest.items():
+            self.saw(user, device, time_ns)
+
+    def _saw(self, user: str, device: str | None, newest_ns: int) -> None:
+        if self._closed:
+            return
+        now = self._clock()
+        devices = self._seen.setdefault(user, {})
+        seen = devices.get(device)
+        if seen is None:
+            devices[device] = _Seen(newest_ns, now)
+        else:
+            seen.newest_ns, seen.arrived = max(seen.newest_ns, newest_ns), now
+        for watch in self._watches.get(user, {}).values():
+            if not watch.matches(device):
+                continue
+            previous_arrival, previous_sample = watch.arrived, watch.last_sample_ns
+            watch.arrived = now
+            watch.last_sample_ns = max(newest_ns, previous_sample or newest_ns)
+            if watch.fired:
+                watch.fired = False
+                silent = self._silence(now, previous_arrival, previous_sample)
+                self._notify(watch, BACK, silent, fired_ns=None)
+            self._schedule(watch)
+
+    def _silence(self, now: float, arrived: float | None, sample_ns: int | None) -> float | None:
+        """Seconds without data: by the server's clock when known, else since the newest stored sample."""
+        if arrived is not None:
+            return now - arrived
+        if sample_ns is not None:
+            return max(0.0, (time.time_ns() - sample_ns) / 1e9)
+        return None
+
+    # ----- last seen per device -----
+
+    async def last_seen(self, user: str) -> dict[str | None, int]:
+        """The newest sample time (ns) of each device of the user; None is samples without a device tag."""
+        if user not in self._seeded:
+            stored = await device_last_seen(self._samples, user)
+            devices = self._seen.setdefault(user, {})
+            for device, newest_ns in stored.items():
+                seen = devices.get(device)
+                if seen is None:
+                    devices[device] = _Seen(newest_ns)
+                elif newest_ns > seen.newest_ns:
+                    seen.newest_ns = newest_ns
+            self._seeded.add(user)
+        return {device: seen.newest_ns for device, seen in self._seen.get(user, {}).items()}
+
+    # ----- what the owner sees -----
+
+    def state(self, owner: str, device: str) -> dict[str, Any]:
+        """"waiting" (no data since it was set or since start), "live" (deadline running) or "quiet" (fired)."""
+        watch = self._watches.get(owner, {}).get(device)
+        if watch is None:
+            return {"state": "unknown", "last_sample_ns": None, "quiet_in_seconds": None}
+        if watch.fired:
+            state = "quiet"
+        elif watch.arrived is None:
+            state = "waiting"
+        else:
+            state = "live"
+        remaining = None
+        if state == "live" and watch.arrived is not None:
+            remaining = max(0.0, watch.arrived + watch.quiet_seconds - self._clock())
+        return {"state": state, "last_sample_ns": watch.last_sample_ns, "quiet_in_seconds": remaining}
+
+    # ----- settings: loaded at start, and again whenever the accounts file changed -----
+
+    async def reload(self) -> None:
+        """Bring the alerts in memory in line with the accounts file (the CLI may have changed it)."""
+        async with self._reload_lock:
+            self._version = await self._accounts.data_version()
+            records = await self._accounts.list_alerts()
+            for owner in {record.owner for record in records}:
+                await self.last_seen(owner)  # what storage knows, once per user
+            # No await from here on: no data can arrive half-way through the switch.
+            current: dict[str, dict[str, _Watch]] = {}
+            for record in records:
+                watch = self._watches.get(record.owner, {}).get(record.device)
+                if watch is None or watch.id != record.id:
+                    watch = self._new_watch(record)
+                elif watch.quiet_seconds != record.quiet_seconds or watch.webhook_url != record.webhook_url:
+                    watch.webhook_url = record.webhook_url
+                    if watch.quiet_seconds != record.quiet_seconds:
+                        watch.quiet_seconds = record.quiet_seconds
+                        watch.scheduled = None  # the deadline moved, maybe earlier: a fresh heap entry
+                        self._schedule(watch)
+                current.setdefault(record.owner, {})[record.device] = watch
+            for owner, watches in self._watches.items():
+                for device, watch in watches.items():
+                    if current.get(owner, {}).get(device) is not watch:
+                        watch.removed = True
+            self._watches = current
+            self._wakeup.set()
+
+    async def refresh(self) -> None:
+        """`reload` if anything in the accounts file changed since the last one."""
+        if await self._accounts.data_version() != self._version:
+            await self.reload()
+
+    def _new_watch(self, record: AlertRecord) -> _Watch:
+        watch = _Watch(
+            record.id, record.owner, record.device, record.quiet_seconds, record.webhook_url,
+            fired=record.fired_ns is not None,
+        )  # fmt: skip
+        candidates = [s for d, s in self._seen.get(record.owner, {}).items() if watch.matches(d)]
+        if candidates:
+            watch.last_sample_ns = max(s.newest_ns for s in candidates)
+            arrivals = [s.arrived for s in candidates if s.arrived is not None]
+            now = self._clock()
+            if arrivals:
+                watch.arrived = max(arrivals)
+            else:
+                # Known only from storage (a restart): live if the newest sample is recent enough,
+                # counting from its time (never from the future: a phone's clock may be ahead).
+                age = max(0.0, (time.time_ns() - watch.last_sample_ns) / 1e9)
+                if age < watch.quiet_seconds:
+                    watch.arrived = now - age
+        self._schedule(watch)
+        return watch
+
+    # ----- deadlines -----
+
+    def _schedule(self, watch: _Watch) -> None:
+        """Make sure the alert has a heap entry no later than its deadline (if it is live)."""
+        if watch.fired or watch.removed or watch.arrived is None:
+            return
+        deadline = watch.arrived + watch.quiet_seconds
+        if watch.scheduled is not None and watch.scheduled <= deadline:
+            return  # the entry comes due first and pushes itself again for the later deadline
+        watch.generation += 1
+        watch.scheduled = deadline
+        heapq.heappush(self._heap, (deadline, next(self._tie), watch.generation, watch))
+        if self._heap[0][3] is watch:
+            self._wakeup.set()
+
+    async def _run(self) -> None:
+        check = self._settings.alert_check_seconds
+        next_reload = self._clock() + check
+        while True:
+            now = self._clock()
+            try:
+                self._fire_due(now)
+                if now >= next_reload:
+                    next_reload = now + check
+                    await self.refresh()
+            except Exception:  # a bad moment (a locked file, a bug) must not end the watching
+                log.exception("checking gone-quiet alerts failed")
+            self._wakeup.clear()
+            wake_at = min(next_reload, self._heap[0][0]) if self._heap else next_reload
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), max(0.0, wake_at - self._clock()))
+            except asyncio.TimeoutError:
+                pass
+
+    def _fire_due(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            _deadline, _tie, generation, watch = heapq.heappop(self._heap)
+            if generation != watch.generation:
+                continue  # superseded by a newer entry
+            watch.scheduled = None
+            if watch.removed or watch.fired or watch.arrived is None:
+                continue
+            if watch.arrived + watch.quiet_seconds > now:
+                self._schedule(watch)  # data arrived meanwhile
+                continue
+            watch.fired = True
+            self._notify(watch, QUIET, now - watch.arrived, fired_ns=time.time_ns())
+
+    # ----- delivery -----
+
+    def _notify(self, watch: _Watch, kind: str, silent_seconds: float | None, *, fired_ns: int | None) -> None:
+        now_ns = time.time_ns()
+        payload = {
+            "kind": kind,
+            "user": watch.owner,
+            "device": watch.device or None,
+            "last_sample_time": iso_time(watch.last_sample_ns) if watch.last_sample_ns is not None else None,
+            "quiet_minutes": round(silent_seconds / 60, 2) if silent_seconds is not None else None,
+            "after_minutes": round(watch.quiet_seconds / 60, 2),
+            "at": iso_time(now_ns),
+            "watch_url": f"{self._settings.external_url()}/watch/{watch.owner}",
+        }
+        notice = _Notice(kind, payload, fired_ns)
+        previous = watch.delivery
+        task = asyncio.create_task(self._deliver(watch, notice, previous))
+        watch.delivery = task
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, watch: _Watch, notice: _Notice, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # one alert's notices in order; its outcome is its own
+        where = f"{notice.kind} alert of {watch.owner}" + (f" ({watch.device})" if watch.device else "")
+        try:
+            await self._accounts.set_alert_fired(watch.id, notice.fired_ns)
+        except sqlite3.Error as exc:
+            log.error("saving the state of the %s failed: %s", where, exc)
+        settings = self._settings
+        host = urlsplit(watch.webhook_url).hostname  # never the whole URL: it may carry a secret
+        body = orjson.dumps(notice.payload)
+        for attempt in range(1, settings.alert_attempts + 1):
+            status, problem = await self._post(watch.webhook_url, body)
+            if problem is None:
+                log.info("delivered the %s to %s (HTTP %s, attempt %d)", where, host, status, attempt)
+                await self._record(watch, notice, DELIVERED, status, None, attempt)
+                return
+            retry = status is None or status >= 500 or status in RETRY_STATUSES
+            if attempt == settings.alert_attempts or not retry:
+                log.error("gave up delivering the %s to %s after %d attempt(s): %s", where, host, attempt, problem)
+                await self._record(watch, notice, FAILED, status, problem, attempt)
+                return
+            delay = min(settings.alert_retry_max_seconds, settings.alert_retry_seconds * 2 ** (attempt - 1))
+            delay *= random.uniform(0.5, 1.0)  # jitter: webhooks that failed together do not retry together
+            log.warning(
+                "delivering the %s to %s failed (attempt %d): %s; retrying in %.1f s", where, host, attempt, problem, delay
+            )
+            await self._record(watch, notice, RETRYING, status, problem, attempt)
+            await asyncio.sleep(delay)
+
+    async def _post(self, url: str, body: bytes) -> tuple[int | None, str | None]:
+        """(HTTP status or None, what went wrong or None)."""
+        assert self._http is not None
+        timeout = self._settings.alert_timeout_seconds
+        try:
+            async with self._http.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+        except asyncio.TimeoutError:
+            return None, f"no answer within {timeout:g} s"
+        except (aiohttp.ClientError, ValueError, OSError) as exc:
+            return None, " ".join(str(exc).split()) or type(exc).__name__
+        if 200 <= status < 300:
+            return status, None
+        return status, f"HTTP {status}"
+
+    async def _record(
+        self, watch: _Watch, notice: _Notice, state: str, status: int | None, problem: str | None, attempts: int
+    ) -> None:
+        try:
+            await self._accounts.record_alert_delivery(watch.id, notice.kind, state, status, problem, attempts)
+        except sqlite3.Error as exc:
+            log.error("saving a delivery outcome of %s's alert failed: %s", watch.owner, exc)
