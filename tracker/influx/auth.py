@@ -31,6 +31,8 @@ def credentials_from(request: web.Request) -> Credentials | None:
     if user and password:
         return Credentials(user, password)
     header = request.headers.get("Authorization", "")
+    if not header.isascii() and _has_surrogates(header):  # bytes that are not UTF-8: no usable credentials
+        return None
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
     value = value.strip()
@@ -47,6 +49,14 @@ def credentials_from(request: web.Request) -> Credentials | None:
         user, sep, password = decoded.partition(":")
         return Credentials(user, password) if sep else None
     return None
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 async def authenticate(request: web.Request, accounts: Accounts) -> str:
