@@ -8,13 +8,14 @@ from typing import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tracker.accounts import Accounts
 from tracker import web as browser
 from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
 from tracker.config import Settings
 from tracker.influx import query, status, write
-from tracker.influx.errors import influx_conventions
+from tracker.influx.errors import Handler, InfluxError, influx_conventions
 from tracker.live import LiveHub
 from tracker.storage import AccountStore, SampleStore
 
@@ -40,10 +41,36 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
+class _BodyTimeout(TimeoutError):
+    """The request body did not arrive in time. A TimeoutError, so that aiohttp, which reads what is
+    left of an unread body after answering, gives up at once and closes the connection."""
+
+
+@web.middleware
+async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A client gets `read_timeout` seconds to send a request's body, then 408: whatever reads the
+    body (any view) fails at that moment. (The head's time limit is aiohttp's keepalive_timeout.)"""
+    if not request.body_exists:
+        return await handler(request)
+    timeout = request.app[SETTINGS].read_timeout
+
+    def expire() -> None:
+        if not request.content.is_eof():
+            request.content.set_exception(_BodyTimeout())
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await handler(request)
+    except _BodyTimeout:
+        raise InfluxError(408, f"timeout: the request body did not arrive within {timeout:g} s") from None
+    finally:
+        timer.cancel()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         # Middleware, outermost first: InfluxDB's headers and error form wrap every answer.
-        middlewares=[influx_conventions],
+        middlewares=[influx_conventions, body_deadline],
         client_max_size=settings.max_body_size,
         # We inflate gzip bodies ourselves, with a size cap; aiohttp's own inflating has none.
         # The access log is ours in every runner (tests included), so no password can slip into it.
@@ -51,6 +78,11 @@ def create_app(settings: Settings) -> web.Application:
             "auto_decompress": False,
             "access_log_class": AccessLogger,
             "access_log": logging.getLogger("tracker.access"),
+            # A connection must bring each request's head within this time of connecting or of its
+            # previous answer, or it is closed: aiohttp's idle timer, which trickled bytes do not reset.
+            "keepalive_timeout": settings.read_timeout,
+            "max_line_size": settings.max_url_length,
+            "max_field_size": settings.max_header_size,
         },
     )
     app[SETTINGS] = settings
@@ -116,11 +148,26 @@ async def _end_streams(app: web.Application) -> None:
         app[LIVE].close()
 
 
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs every malformed request (a request line or header past its limit, bad syntax) as
+    an ERROR with a traceback, yet it is the client's mistake: one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            message = record.getMessage()
+            record.msg, record.args = "%s: %s %s", (message, exc.code, " ".join(str(exc.message).split()))
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def run(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; aiohttp then runs the cleanup contexts, closing every file."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     loop = _new_event_loop()
     log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
     web.run_app(

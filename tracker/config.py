@@ -40,6 +40,17 @@ class Settings:
     live_heartbeat_seconds: float = 15.0
     # How often an open stream re-checks that its viewer may still watch (revoked link, public off).
     live_recheck_seconds: float = 15.0
+    # --- limits on what one request may ask (README "Limits")
+    max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
+    max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413
+    max_query_length: int = 262_144  # characters of InfluxQL in one /query; then 400
+    max_select_points: int = 10_000_000  # rows one SELECT statement may return (0: no limit); InfluxDB's max-select-point
+    query_timeout: float = 60.0  # seconds one /query may run (0: no limit); SQLite is interrupted then
+    # Seconds a client gets to send a request's head (from connecting, or from its previous answer:
+    # also how long an idle connection stays open) and again to send its body; then cut off.
+    read_timeout: float = 60.0
+    max_url_length: int = 65_536  # bytes in a request URL (path and query string, where GET /query has q=); then 400
+    max_header_size: int = 8190  # bytes in one request header (name and value); then 400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -71,9 +82,16 @@ class Settings:
         for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
-        for name in ("session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds"):
+        for name in ("session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
+                     "read_timeout"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
+        for name in ("max_line_length", "max_lines_per_request", "max_query_length", "max_url_length", "max_header_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+        for name in ("max_select_points", "query_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
