@@ -187,7 +187,9 @@ def parse_quiet_time(text: str, min_seconds: float) -> float:
 
 def token_digest(token: str) -> str:
     """How link and session tokens are stored: their SHA-256, never the token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    # A cookie that is not UTF-8 reaches us with surrogates (aiohttp's surrogateescape): it matches
+    # no token, and must not raise on the way.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def default_password_context() -> CryptContext:

@@ -10,6 +10,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from passlib.context import CryptContext
 
@@ -21,7 +22,7 @@ from tracker.bans import AuthBans
 from tracker.config import Settings
 from tracker.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.influx import auth, query, status, write
-from tracker.influx.errors import influx_conventions
+from tracker.influx.errors import Handler, InfluxError, influx_conventions
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import AccountStore, SampleStore
@@ -48,17 +49,45 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
+class _BodyTimeout(TimeoutError):
+    """The request body did not arrive in time. A TimeoutError, so that aiohttp, which reads what is
+    left of an unread body after answering, gives up at once and closes the connection."""
+
+
+@web.middleware
+async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A client gets `read_timeout` seconds to send a request's body, then 408: whatever reads the
+    body (any view) fails at that moment. (The head's time limit is aiohttp's keepalive_timeout.)"""
+    if not request.body_exists:
+        return await handler(request)
+    timeout = request.app[SETTINGS].read_timeout
+
+    def expire() -> None:
+        if not request.content.is_eof():
+            request.content.set_exception(_BodyTimeout())
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await handler(request)
+    except _BodyTimeout:
+        raise InfluxError(408, f"timeout: the request body did not arrive within {timeout:g} s") from None
+    finally:
+        timer.cancel()
+
+
 def create_app(settings: Settings, *, password_context: CryptContext | None = None) -> web.Application:
     """The application; `password_context` replaces the strong default hashing (tests only)."""
     # Middleware, outermost first:
     #   1. influx_conventions: InfluxDB's headers and error form wrap every answer, even an inner bug's.
     #   2. forwarded (only with trusted proxies): from here on request.remote is the client's address
     #      and request.secure says whether the client used https.
+    #   3. body_deadline: a body that does not arrive within read_timeout fails its reader (408).
     # Authentication is no middleware: the views call it (influx/auth.py, web.login), counted per
     # client address by app[BANS], and then decide what the user may do.
     middlewares: list[Middleware] = [influx_conventions]
     if settings.trusted_proxies:
         middlewares.append(forwarded_middleware(parse_networks(settings.trusted_proxies)))
+    middlewares.append(body_deadline)
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.max_body_size,
@@ -68,6 +97,11 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
             "auto_decompress": False,
             "access_log_class": AccessLogger,
             "access_log": logging.getLogger("tracker.access"),
+            # A connection must bring each request's head within this time of connecting or of its
+            # previous answer, or it is closed: aiohttp's idle timer, which trickled bytes do not reset.
+            "keepalive_timeout": settings.read_timeout,
+            "max_line_size": settings.max_url_length,
+            "max_field_size": settings.max_header_size,
         },
     )
     app[SETTINGS] = settings
@@ -197,11 +231,26 @@ async def _end_streams(app: web.Application) -> None:
         app[LIVE].close()
 
 
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs every malformed request (a request line or header past its limit, bad syntax) as
+    an ERROR with a traceback, yet it is the client's mistake: one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            message = record.getMessage()
+            record.msg, record.args = "%s: %s %s", (message, exc.code, " ".join(str(exc.message).split()))
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def run(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; aiohttp then runs the cleanup contexts, closing every file."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     loop = _new_event_loop()
     log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
     web.run_app(

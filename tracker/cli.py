@@ -176,6 +176,31 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 # ----- tracker -----
 
+# `serve` flags for the limits (README "Limits"): (setting, type, what it bounds). Each flag is the
+# setting's name with dashes and overrides TRACKER_<SETTING>.
+_LIMITS: tuple[tuple[str, type, str], ...] = (
+    ("max_decompressed_size", int, "Bytes a gzip body may inflate to; then 413."),
+    ("max_line_length", int, "Bytes in one line of line protocol; a longer line is refused."),
+    ("max_lines_per_request", int, "Lines in one write body; then 413."),
+    ("max_query_length", int, "Characters of InfluxQL in one query; then 400."),
+    ("max_select_points", int, "Rows one SELECT may return, 0 for no limit; then an error in the result."),
+    ("query_timeout", float, "Seconds one query may run, 0 for no limit; then an error in the result."),
+    ("read_timeout", float, "Seconds a client gets to send a request's head, and again its body; also the idle timeout."),
+    ("max_url_length", int, "Bytes in a request URL (path and query string); then 400."),
+    ("max_header_size", int, "Bytes in one request header (name and value); then 400."),
+)
+
+
+def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, kind, text in reversed(_LIMITS):
+        default = getattr(Settings(), name)
+        command = click.option(
+            "--" + name.replace("_", "-"), name, type=kind,
+            help=f"{text} (env TRACKER_{name.upper()}) [default: {default}]",
+        )(command)  # fmt: skip
+    return command
+
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracker")
@@ -254,13 +279,14 @@ def cli() -> None:
     type=float,
     help=f"Seconds one webhook attempt may take (env TRACKER_ALERT_TIMEOUT_SECONDS) [default: {Settings().alert_timeout_seconds:g}].",
 )
+@_limit_options
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trusted_proxies: tuple[str, ...],
     max_auth_failures: int | None, auth_failure_window: float | None, auth_ban: float | None,
     max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
     bearer_token_seconds: float | None,
-    alert_attempts: int | None, alert_timeout: float | None,
+    alert_attempts: int | None, alert_timeout: float | None, **limits: Any,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -275,7 +301,7 @@ def serve(
             auth_failure_window_seconds=auth_failure_window, auth_ban_seconds=auth_ban,
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
             bearer_token_seconds=bearer_token_seconds,
-            alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout,
+            alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout, **limits,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

@@ -66,6 +66,17 @@ class Settings:
     alert_retry_seconds: float = 2.0  # the first retry's delay; it doubles on every further retry
     alert_retry_max_seconds: float = 300.0  # no retry waits longer than this
     alert_timeout_seconds: float = 10.0  # one attempt, connecting included
+    # --- limits on what one request may ask (README "Limits")
+    max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
+    max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413
+    max_query_length: int = 262_144  # characters of InfluxQL in one /query; then 400
+    max_select_points: int = 10_000_000  # rows one SELECT statement may return (0: no limit); InfluxDB's max-select-point
+    query_timeout: float = 60.0  # seconds one /query may run (0: no limit); SQLite is interrupted then
+    # Seconds a client gets to send a request's head (from connecting, or from its previous answer:
+    # also how long an idle connection stays open) and again to send its body; then cut off.
+    read_timeout: float = 60.0
+    max_url_length: int = 65_536  # bytes in a request URL (path and query string, where GET /query has q=); then 400
+    max_header_size: int = 8190  # bytes in one request header (name and value); then 400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -111,10 +122,16 @@ class Settings:
             "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
             "retention_check_seconds", "bearer_token_seconds", "token_use_flush_seconds",
             "alert_min_quiet_seconds", "alert_check_seconds", "alert_retry_seconds", "alert_retry_max_seconds",
-            "alert_timeout_seconds",
+            "alert_timeout_seconds", "read_timeout",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
+        for name in ("max_line_length", "max_lines_per_request", "max_query_length", "max_url_length", "max_header_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+        for name in ("max_select_points", "query_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
         if not 1 <= self.alert_attempts <= 20:
             raise ValueError(f"alert attempts must be 1..20, got {self.alert_attempts}")
 

@@ -107,15 +107,25 @@ class _LineRejected(Exception):
 # ---------------------------------------------------------------------------------------------
 
 
-def parse(body: bytes, precision: str = "ns", now_ns: int | None = None) -> ParseResult:
+def parse(
+    body: bytes, precision: str = "ns", now_ns: int | None = None, max_line_length: int | None = None
+) -> ParseResult:
     """Parse a /write body.  Good lines become points, bad lines LineErrors (never raises for
-    any body; ValueError only for an unknown precision)."""
+    any body; ValueError only for an unknown precision).
+
+    With `max_line_length`, a physical line longer than that many bytes (line ending excluded) is
+    refused without being looked at, and always ends at its newline: a quoted string value cannot
+    continue across it.  The lines around it are parsed as usual."""
     try:
         multiplier = PRECISION_NS[precision]
     except KeyError:
         raise ValueError(f"invalid precision {precision!r}") from None
     if now_ns is None:
         now_ns = time.time_ns()
+    if max_line_length is not None and len(body) > max_line_length:
+        lines = body.split(b"\n")
+        if max(map(len, lines)) > max_line_length:  # a CR before the newline may still pass
+            return _parse_around_long_lines(lines, precision, now_ns, max_line_length)
     default_time = now_ns - now_ns % multiplier
     text = body.decode("utf-8", "replace")
     points: list[Point] = []
@@ -174,6 +184,38 @@ def parse(body: bytes, precision: str = "ns", now_ns: int | None = None) -> Pars
                 append(point)
                 continue
         _parse_block(block, line_no, multiplier, default_time, points, errors)
+    return ParseResult(points, errors)
+
+
+LONG_LINE_PREVIEW = 64  # characters of a too-long line quoted in its error
+
+
+def _parse_around_long_lines(lines: list[bytes], precision: str, now_ns: int, limit: int) -> ParseResult:
+    """parse() of the body `b"\\n".join(lines)`, refusing each line longer than `limit` bytes; the
+    runs of lines between them are parsed on their own, with their line numbers kept."""
+    points: list[Point] = []
+    errors: list[LineError] = []
+    run_start = 0  # index of the first line of the current run of short lines
+
+    def parse_run(end: int) -> None:
+        if end <= run_start:
+            return
+        result = parse(b"\n".join(lines[run_start:end]), precision, now_ns)
+        for point in result.points:
+            point.line_no += run_start
+        points.extend(result.points)
+        errors.extend(LineError(e.line_no + run_start, e.line, e.reason) for e in result.errors)
+
+    for index, line in enumerate(lines):
+        size = len(line) - line.endswith(b"\r")
+        if size <= limit:
+            continue
+        parse_run(index)
+        text = line[: min(size, LONG_LINE_PREVIEW * 4)].decode("utf-8", "replace").lstrip(" \t\x00")
+        preview = text[:LONG_LINE_PREVIEW] + ("..." if len(text) > LONG_LINE_PREVIEW or size > LONG_LINE_PREVIEW * 4 else "")
+        errors.append(LineError(index + 1, preview, f"line {index + 1}: line too long ({size} bytes, limit {limit})"))
+        run_start = index + 1
+    parse_run(len(lines))
     return ParseResult(points, errors)
 
 

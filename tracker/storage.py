@@ -210,13 +210,15 @@ def _connect(path: Path, migrations: tuple[str, ...], synchronous: str, **option
     return conn
 
 
-async def _open(path: Path, migrations: tuple[str, ...], synchronous: str) -> aiosqlite.Connection:
+async def _open(
+    path: Path, migrations: tuple[str, ...], synchronous: str, factory: type[sqlite3.Connection] = sqlite3.Connection
+) -> aiosqlite.Connection:
     """Connect and migrate. A brand-new file opened by several connections at once (the server and
     the CLI, say) can answer "database is locked" while one of them switches it to WAL: SQLite skips
     the busy handler there to avoid a deadlock, so we retry the whole opening a few times."""
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            return await _open_once(path, migrations, synchronous)
+            return await _open_once(path, migrations, synchronous, factory)
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or attempt == _OPEN_ATTEMPTS - 1:
                 raise
@@ -227,14 +229,16 @@ async def _open(path: Path, migrations: tuple[str, ...], synchronous: str) -> ai
 _OPEN_ATTEMPTS = 5
 
 
-async def _open_once(path: Path, migrations: tuple[str, ...], synchronous: str) -> aiosqlite.Connection:
+async def _open_once(
+    path: Path, migrations: tuple[str, ...], synchronous: str, factory: type[sqlite3.Connection]
+) -> aiosqlite.Connection:
     # Migrations run once, in a short-lived plain connection in a worker thread: one implementation
     # serves both these aiosqlite connections and the writer threads' own connections.
     await asyncio.to_thread(lambda: _connect(path, migrations, synchronous).close())
     # isolation_level IMMEDIATE: the first write statement implicitly opens BEGIN IMMEDIATE, so a
     # transaction takes the write lock up front (no deadlock-prone lock upgrade) and costs no extra
     # round trip to the connection's thread.
-    conn = await aiosqlite.connect(path, isolation_level="IMMEDIATE", cached_statements=32)
+    conn = await aiosqlite.connect(path, isolation_level="IMMEDIATE", cached_statements=32, factory=factory)
     try:
         await conn.executescript(_connection_pragmas(synchronous))
     except BaseException:
@@ -873,14 +877,14 @@ class SampleStore:
             empty = True
         return None if empty else self._file(user)
 
-    async def _open_file(self, path: Path) -> aiosqlite.Connection:
+    async def _open_file(self, path: Path, factory: type[sqlite3.Connection] = sqlite3.Connection) -> aiosqlite.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return await _open(path, SAMPLE_MIGRATIONS, self.synchronous)
+        return await _open(path, SAMPLE_MIGRATIONS, self.synchronous, factory)
 
     async def _reader(self, handle: _UserFile) -> aiosqlite.Connection:
         async with handle.reader_opening:
             if handle.reader is None:
-                reader = await self._open_file(handle.path)
+                reader = await self._open_file(handle.path, _ReadConnection)
                 await reader.execute("PRAGMA query_only = ON")
                 handle.reader = reader
             return handle.reader
@@ -1049,6 +1053,73 @@ class SampleStore:
 # Rows come back as plain tuples with times already in the answer's unit and whole-number floats
 # already integers (both done in SQL), so the caller can hand batches to orjson untouched.
 
+class QueryTimeout(Exception):
+    """A query read ran past its deadline: SQLite interrupted the statement, which is abandoned."""
+
+
+# How often (in SQLite virtual-machine steps) a statement with a deadline looks at the clock:
+# a few microseconds of work between looks, so the check costs nothing measurable.
+_PROGRESS_STEPS = 10_000
+
+
+class _BoundedParams(tuple):  # type: ignore[type-arg]
+    """Statement parameters carrying the statement's deadline (time.monotonic()) to the reader's thread."""
+
+    deadline: float
+
+
+def _bounded(params: Sequence[Any], deadline: float | None) -> Sequence[Any]:
+    if deadline is None:
+        return params
+    bound = _BoundedParams(params)
+    bound.deadline = deadline
+    return bound
+
+
+class _ReadCursor(sqlite3.Cursor):
+    """A reader cursor whose statement may have a deadline: while one of its steps runs past it,
+    SQLite's progress handler interrupts the statement and QueryTimeout is raised. The handler is set
+    in the connection's own thread around each step, so it can only ever stop this statement."""
+
+    deadline: float | None = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _ReadCursor:
+        self.deadline = getattr(parameters, "deadline", None)
+        return self._step(super().execute, sql, parameters)  # type: ignore[no-any-return]
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._step(super().fetchmany, self.arraysize if size is None else size)  # type: ignore[no-any-return]
+
+    def fetchall(self) -> list[Any]:
+        return self._step(super().fetchall)  # type: ignore[no-any-return]
+
+    def _step(self, step: Any, *args: Any) -> Any:
+        deadline = self.deadline
+        if deadline is None:
+            return step(*args)
+        conn = self.connection
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+        try:
+            return step(*args)
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise QueryTimeout() from None
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+
+
+class _ReadConnection(sqlite3.Connection):
+    """The read connection of a sample file: its statements go through _ReadCursor (deadlines)."""
+
+    def cursor(self, factory: Any = _ReadCursor) -> Any:
+        return super().cursor(factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        # sqlite3's own execute() would bypass the cursor's Python execute(): go through it.
+        return self.cursor().execute(sql, parameters)
+
+
 EPOCH_NS: dict[str, int] = {"ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
                             "m": 60_000_000_000, "h": 3_600_000_000_000}  # fmt: skip
 SeriesTags = dict[int, dict[str, str]]  # series id -> its tags
@@ -1155,7 +1226,9 @@ async def query_has_samples(store: SampleStore, user: str) -> bool:
     return bool(rows[0][0])
 
 
-async def query_field_keys(store: SampleStore, user: str, start_ns: int | None = None, end_ns: int | None = None) -> list[str]:
+async def query_field_keys(
+    store: SampleStore, user: str, start_ns: int | None = None, end_ns: int | None = None, deadline: float | None = None
+) -> list[str]:
     """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or at least in [start, end) (SELECT *).
 
     Fields are only ever added to a file, so the found set is kept per open file and only the fields
@@ -1179,7 +1252,7 @@ async def query_field_keys(store: SampleStore, user: str, start_ns: int | None =
         if start_ns is not None and end_ns is not None:
             where, params = " AND time >= ?1 AND time < ?2", (start_ns, end_ns)
         probes = ", ".join(f"EXISTS (SELECT 1 FROM samples WHERE {key} IS NOT NULL{where})" for key in missing)
-        found = (await _query_fetchall(store, handle, f"SELECT {probes}", params))[0]
+        found = (await _query_fetchall(store, handle, f"SELECT {probes}", params, deadline))[0]
         present.update(key for key, hit in zip(missing, found) if hit)
         probed.add((start_ns, end_ns))
     handle.query_fields = known  # type: ignore[attr-defined]  # lives and dies with the open file
@@ -1199,11 +1272,13 @@ async def query_raw(
     limit: int | None = None,
     offset: int = 0,
     batch: int = 5000,
+    deadline: float | None = None,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
 
     Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
     Whole-number values come back as integers (SQLite does that without holding the GIL).
+    Past `deadline` (time.monotonic()) the statement is interrupted: QueryTimeout.
     """
     handle = store._existing_file(user)
     read_fields = sorted({name for column in columns for name in column.fields})
@@ -1223,7 +1298,7 @@ async def query_raw(
         params.extend(c.params * (4 if c.fields else 1))
     params += [start_ns, end_ns, *where.params, -1 if limit is None else limit, offset]
     async with store._reading(handle) as conn:
-        async with conn.execute(sql, params) as cursor:
+        async with conn.execute(sql, _bounded(params, deadline)) as cursor:
             while rows := await cursor.fetchmany(batch):
                 yield rows  # type: ignore[misc]
 
@@ -1320,6 +1395,7 @@ async def query_aggregates(
     interval_ns: int | None = None,
     offset_ns: int = 0,
     point_times: bool = False,
+    deadline: float | None = None,
 ) -> dict[int, list[Any]]:
     """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
 
@@ -1327,6 +1403,7 @@ async def query_aggregates(
     interval everything is bucket 0. Values: numbers, stddev as the variance (the caller takes the
     root). With `point_times`, selectors (first/last/min/max) give (value, time of that point).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
+    Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
     handle = store._existing_file(user)
     if handle is None or not calls:
@@ -1361,7 +1438,7 @@ async def query_aggregates(
             else:
                 sql = f"SELECT {bucket} AS b, {exprs} FROM samples WHERE {base_where} AND ({any_value}) GROUP BY b"
                 params = (*bucket_params, *base_params)
-            async with conn.execute(sql, params) as cursor:
+            async with conn.execute(sql, _bounded(params, deadline)) as cursor:
                 while rows := await cursor.fetchmany(5000):
                     for b, *values in rows:
                         row = slot(b)
@@ -1385,16 +1462,18 @@ async def query_aggregates(
                 )
             else:
                 raise ValueError(f"unknown aggregate {fn}")
-            async with conn.execute(sql, (*bucket_params, *base_params)) as cursor:
+            async with conn.execute(sql, _bounded((*bucket_params, *base_params), deadline)) as cursor:
                 while rows := await cursor.fetchmany(5000):
                     for row in rows:
                         slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
     return out
 
 
-async def _query_fetchall(store: SampleStore, handle: _UserFile, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+async def _query_fetchall(
+    store: SampleStore, handle: _UserFile, sql: str, params: Sequence[Any], deadline: float | None = None
+) -> list[tuple[Any, ...]]:
     async with store._reading(handle) as conn:
-        return list(await conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
+        return list(await conn.execute_fetchall(sql, _bounded(params, deadline)))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------------

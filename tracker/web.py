@@ -141,9 +141,11 @@ def _ensure_csrf_cookie(request: web.Request, response: web.StreamResponse) -> s
 def _csrf_ok(request: web.Request, session: storage.SessionRecord | None, form_value: Any = None) -> bool:
     supplied = request.headers.get(CSRF_HEADER) or (form_value if isinstance(form_value, str) else "")
     cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not supplied or not cookie or not hmac.compare_digest(supplied.encode(), cookie.encode()):
+    # surrogatepass: header bytes that are not UTF-8 arrive as surrogates; they must compare, not raise
+    supplied_bytes, cookie_bytes = supplied.encode("utf-8", "surrogatepass"), cookie.encode("utf-8", "surrogatepass")
+    if not supplied or not cookie or not hmac.compare_digest(supplied_bytes, cookie_bytes):
         return False
-    return session is None or hmac.compare_digest(supplied.encode(), session.csrf.encode())
+    return session is None or hmac.compare_digest(supplied_bytes, session.csrf.encode())
 
 
 CSRF_REFUSED = "missing or wrong CSRF token: reload the page and try again"
@@ -156,6 +158,14 @@ async def _session(request: web.Request) -> storage.SessionRecord | None:
 
 def _wants_json(request: web.Request) -> bool:
     return request.content_type == JSON or JSON in request.headers.get("Accept", "")
+
+
+async def _form(request: web.Request) -> Any:
+    """The form fields of the body; none when it is not a readable form (bad multipart, not UTF-8)."""
+    try:
+        return await request.post()
+    except ValueError:
+        return {}
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:
@@ -230,7 +240,7 @@ async def login(request: web.Request) -> web.Response:
     if request.content_type == JSON:
         data: Any = await _json_body(request) or {}
     else:
-        data = await request.post()
+        data = await _form(request)
     if not _csrf_ok(request, None, data.get("csrf")):
         return error(403, CSRF_REFUSED)
     username, password = data.get("username"), data.get("password")
@@ -261,7 +271,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     session = await _session(request)
-    form = await request.post() if request.content_type != JSON else {}
+    form = await _form(request) if request.content_type != JSON else {}
     if not _csrf_ok(request, session, form.get("csrf")):
         return error(403, CSRF_REFUSED)
     await request.app[ACCOUNTS].end_session(request.cookies.get(SESSION_COOKIE, ""))

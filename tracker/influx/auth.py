@@ -39,6 +39,8 @@ def credentials_from(request: web.Request, *, tokens: bool = False) -> Credentia
     if user and password:
         return Credentials(user, password)
     header = request.headers.get("Authorization", "")
+    if not header.isascii() and _has_surrogates(header):  # bytes that are not UTF-8: no usable credentials
+        return None
     if tokens and not header and _is_token(password):
         return Credentials("", password)
     scheme, _, value = header.partition(" ")
@@ -65,6 +67,14 @@ def credentials_from(request: web.Request, *, tokens: bool = False) -> Credentia
 
 def _is_token(secret: str) -> bool:
     return secret.startswith((DEVICE_TOKEN_PREFIX, BEARER_TOKEN_PREFIX))
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 async def authenticate(request: web.Request, accounts: Accounts) -> str:

@@ -17,7 +17,6 @@ _MAX_ERROR_HEADER = 1024  # InfluxDB truncates X-Influxdb-Error to this many byt
 # A full or read-only disk answers 503 with this Retry-After: Telegraf keeps such a batch and retries
 # it, influxdb-client waits this long. Short, so that data flows again soon after space is freed.
 STORAGE_RETRY_AFTER_SECONDS = 10
-_HEADER_CONTROLS = {code: " " for code in (*range(32), 127)}
 log = logging.getLogger(__name__)
 
 
@@ -31,8 +30,25 @@ class InfluxError(Exception):
         self.headers = dict(headers or {})  # e.g. Retry-After
 
 
+# Control characters cannot go into a header (aiohttp refuses to send them): spaces instead, so a
+# multi-line parse error is joined with spaces, and a NUL from a client's input does no harm.
+_CONTROL_TO_SPACE = dict.fromkeys([*range(0x20), 0x7F], " ")
+
+
+def header_safe(text: str) -> str:
+    """`text` fit for a header value: UTF-8 (a client's undecodable bytes become '?'), no control characters."""
+    return text.encode("utf-8", "replace").decode("utf-8").translate(_CONTROL_TO_SPACE)
+
+
+def request_id_of(request: web.BaseRequest) -> str:
+    """The client's request id (X-Request-Id, else Request-Id), or a new one."""
+    given = request.headers.get("X-Request-Id") or request.headers.get("Request-Id")
+    return header_safe(given) if given else str(uuid.uuid4())
+
+
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """`{"error":"<msg>"}\\n` with X-Influxdb-Error, or WWW-Authenticate for a 401."""
+    message = message.encode("utf-8", "replace").decode("utf-8")  # a message may quote a client's bytes
     response = web.Response(status=status, body=orjson.dumps({"error": message}) + b"\n", content_type=JSON)
     if headers:
         response.headers.update(headers)
@@ -40,9 +56,7 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
         response.headers["WWW-Authenticate"] = 'Basic realm="InfluxDB"'
     else:
         header = message.encode("utf-8")[:_MAX_ERROR_HEADER].decode("utf-8", "ignore")
-        # A header value may hold no control characters (a multi-line parse error is joined with
-        # spaces there, a NUL from a client's db= becomes one): aiohttp would drop the connection.
-        response.headers["X-Influxdb-Error"] = header.translate(_HEADER_CONTROLS)
+        response.headers["X-Influxdb-Error"] = header_safe(header)
     return response
 
 
@@ -64,7 +78,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def influx_conventions(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Version and request-id headers on every answer; InfluxError becomes InfluxDB's error form."""
-    request_id = request.headers.get("X-Request-Id") or request.headers.get("Request-Id") or str(uuid.uuid4())
+    request_id = request_id_of(request)
     try:
         response = await handler(request)
     except InfluxError as exc:

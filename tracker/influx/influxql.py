@@ -1180,11 +1180,15 @@ class _Parser:
             if self.expr_depth > 3 * MAX_PAREN_DEPTH:
                 raise self._error("expression is nested too deeply")
             lhs = self._unary()
+            chain = 0
             while True:
                 op = self._binary_operator()
                 if op is None or _PRECEDENCE[op] < min_precedence:
                     return lhs
                 op_tok = self.tok
+                chain += 1  # each operator here nests lhs one level deeper: refuse a long chain early
+                if chain > MAX_EXPR_DEPTH:
+                    raise self._error(f"expression is too complex (more than {MAX_EXPR_DEPTH} levels deep)")
                 if op in ("=~", "!~"):
                     self._advance(regex_ok=True)
                     rhs: Expr = self._regex_operand()

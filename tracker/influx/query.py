@@ -13,18 +13,18 @@ one-JSON-object-per-line form instead.
 
 from __future__ import annotations
 
+import asyncio
 import time
-import uuid
 from typing import Any
 
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.web import ContentCoding
 
-from tracker.appkeys import ACCOUNTS, SAMPLES
+from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.influx import select
 from tracker.influx.auth import authenticate
-from tracker.influx.errors import INFLUX_VERSION, JSON, InfluxError, no_content
+from tracker.influx.errors import INFLUX_VERSION, JSON, InfluxError, no_content, request_id_of
 from tracker.influx.influxql import (
     CreateDatabase,
     QueryParseError,
@@ -44,6 +44,11 @@ from tracker.storage import EPOCH_NS
 
 DEFAULT_CHUNK_SIZE = 10_000  # InfluxDB's default rows per chunk
 STREAM_AFTER = 256 * 1024  # bytes of answer held back before switching to a streamed response
+# Parsing a long query text takes a while (a few hundred ms at the length limit): off the event loop then.
+PARSE_IN_THREAD_CHARS = 16 * 1024
+# A client that stops reading a streamed answer is cut off this long after the query's deadline
+# (the grace lets the answer's last bytes, such as the timeout error, still reach a reading client).
+SEND_GRACE_SECONDS = 5.0
 # Statements InfluxDB allows only to admins; Tracker has none, so they are refused like InfluxDB refuses a non-admin.
 _ADMIN_ONLY = (
     "GRANT", "REVOKE", "KILL", "ALTER", "SET PASSWORD", "CREATE USER", "DROP USER", "SHOW USERS", "SHOW GRANTS",
@@ -73,6 +78,11 @@ async def query(request: web.Request) -> web.StreamResponse:
     text = params.get("q", "")
     if not text.strip():
         raise InfluxError(400, 'missing required parameter "q"')
+    settings = request.app[SETTINGS]
+    if len(text) > settings.max_query_length:
+        raise InfluxError(
+            400, f"error parsing query: the query is {len(text)} characters long, more than the limit of {settings.max_query_length}"
+        )
     bind: dict[str, Any] = {}
     if params.get("params"):
         try:
@@ -83,7 +93,10 @@ async def query(request: web.Request) -> web.StreamResponse:
             raise InfluxError(400, "error parsing query parameters: expected a JSON object")
     now_ns = time.time_ns()
     try:
-        statements = parse_query(text, now_ns=now_ns, params=bind)
+        if len(text) > PARSE_IN_THREAD_CHARS:
+            statements = await asyncio.to_thread(parse_query, text, now_ns=now_ns, params=bind)
+        else:
+            statements = parse_query(text, now_ns=now_ns, params=bind)
     except QueryParseError as exc:
         raise InfluxError(400, exc.message) from None
     if not statements:
@@ -103,18 +116,23 @@ async def query(request: web.Request) -> web.StreamResponse:
         epoch=None if not epoch else (epoch if epoch in EPOCH_NS else "ns"),  # InfluxDB: anything else is ns
         now_ns=now_ns,
         retention_ns=accounts.retention_ns,
+        deadline=time.monotonic() + settings.query_timeout if settings.query_timeout > 0 else None,
+        max_points=settings.max_select_points,
     )
     chunked = params.get("chunked", "") == "true"
-    writer = _AnswerWriter(request, pretty=params.get("pretty", "") == "true", chunked=chunked)
+    writer = _AnswerWriter(request, pretty=params.get("pretty", "") == "true", chunked=chunked, deadline=ctx.deadline)
+    # Past the deadline InfluxDB kills the query: the statement running reports the timeout, later ones do not run.
     if chunked:
         chunk_size = _positive_int(params.get("chunk_size", ""), DEFAULT_CHUNK_SIZE)
         ctx.batch = min(ctx.batch, chunk_size)
         for statement_id, statement in enumerate(statements):
-            await _write_chunked(writer, statement_id, select.execute(statement, ctx), chunk_size)
+            if await _write_chunked(writer, statement_id, select.execute(statement, ctx), chunk_size) == select.QUERY_TIMEOUT:
+                break
     else:
         await writer.emit(b'{"results":[')
         for statement_id, statement in enumerate(statements):
-            await _write_result(writer, statement_id, select.execute(statement, ctx))
+            if await _write_result(writer, statement_id, select.execute(statement, ctx)) == select.QUERY_TIMEOUT:
+                break
         await writer.emit(b"]}\n")
     return await writer.finish()
 
@@ -123,7 +141,10 @@ async def _parameters(request: web.Request) -> dict[str, str]:
     """URL parameters, overridden by a urlencoded or multipart form body (Go's FormValue order)."""
     params = dict(request.rel_url.query)
     if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError as exc:  # a broken multipart body, or a form that is not UTF-8
+            raise InfluxError(400, f"unable to parse the form body: {exc}") from None
         params.update({key: value for key, value in form.items() if isinstance(value, str)})
     return params
 
@@ -158,12 +179,15 @@ def _authorize(statements: list[Statement], user: str, readable: list[str], defa
 
 
 class _AnswerWriter:
-    """Collects the answer's bytes; starts streaming once it outgrows STREAM_AFTER (never for pretty)."""
+    """Collects the answer's bytes; starts streaming once it outgrows STREAM_AFTER. A pretty answer is
+    indented as a whole, so only while it is that small: a larger one streams unindented (the same
+    JSON), rather than being held in memory whole, twice."""
 
-    def __init__(self, request: web.Request, *, pretty: bool, chunked: bool) -> None:
+    def __init__(self, request: web.Request, *, pretty: bool, chunked: bool, deadline: float | None = None) -> None:
         self.request = request
         self.pretty = pretty
         self.chunked = chunked
+        self.deadline = deadline  # time.monotonic(): a client that stops reading is cut off here
         self.gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
         self.pending: list[bytes | memoryview] = []
         self.pending_size = 0
@@ -173,11 +197,11 @@ class _AnswerWriter:
         if self.pretty and self.chunked:
             data = _indent(data)  # every line is a whole JSON object
         if self.response is not None:
-            await self.response.write(data)
+            await self._send(data)
             return
         self.pending.append(data)
         self.pending_size += len(data)
-        if self.pending_size >= STREAM_AFTER and not (self.pretty and not self.chunked):
+        if self.pending_size >= STREAM_AFTER:
             self.response = self._prepared(web.StreamResponse(status=200))
             await self.response.prepare(self.request)
             await self._flush()
@@ -187,7 +211,22 @@ class _AnswerWriter:
         data = b"".join(self.pending)
         self.pending.clear()
         self.pending_size = 0
-        await self.response.write(data)
+        await self._send(data)
+
+    async def _send(self, data: bytes | memoryview) -> None:
+        assert self.response is not None
+        if self.deadline is None:
+            await self.response.write(data)
+            return
+        try:
+            async with asyncio.timeout(self.deadline - time.monotonic() + SEND_GRACE_SECONDS):
+                await self.response.write(data)
+        except TimeoutError:
+            # The client stopped reading and the answer cannot be finished: drop the connection,
+            # which also ends the statement (its cursor closes as the handler unwinds).
+            if self.request.transport is not None:
+                self.request.transport.close()
+            raise ConnectionResetError("the client stopped reading the answer") from None
 
     async def finish(self) -> web.StreamResponse:
         if self.response is not None:
@@ -203,7 +242,7 @@ class _AnswerWriter:
         if self.gzip:  # InfluxDB compresses 200 answers only, and only with gzip
             response.enable_compression(ContentCoding.gzip)
         # A streamed answer's headers leave before the conventions middleware sees it: set them here.
-        request_id = self.request.headers.get("X-Request-Id") or self.request.headers.get("Request-Id") or str(uuid.uuid1())
+        request_id = request_id_of(self.request)
         response.headers["X-Influxdb-Version"] = INFLUX_VERSION
         response.headers["X-Influxdb-Build"] = "OSS"
         response.headers["Request-Id"] = request_id
@@ -237,8 +276,8 @@ def _series_head(header: select.SeriesHeader) -> bytes:
     return orjson.dumps(_series_keys(header))[:-1] + b',"values":['
 
 
-async def _write_result(writer: _AnswerWriter, statement_id: int, output: select.Output) -> None:
-    """One result object of the non-chunked answer, series by series, batch by batch."""
+async def _write_result(writer: _AnswerWriter, statement_id: int, output: select.Output) -> str | None:
+    """One result object of the non-chunked answer, series by series, batch by batch; its error if any."""
     await writer.emit(b'%s{"statement_id":%d' % (b"," if statement_id else b"", statement_id))
     current: select.SeriesHeader | None = None
     error: str | None = None
@@ -260,9 +299,10 @@ async def _write_result(writer: _AnswerWriter, statement_id: int, output: select
     if error is not None:
         await writer.emit(b',"error":' + orjson.dumps(error))
     await writer.emit(b"}")
+    return error
 
 
-async def _write_chunked(writer: _AnswerWriter, statement_id: int, output: select.Output, chunk_size: int) -> None:
+async def _write_chunked(writer: _AnswerWriter, statement_id: int, output: select.Output, chunk_size: int) -> str | None:
     """InfluxDB's chunked form: one `{"results":[…]}` line per series chunk of up to chunk_size rows;
     "partial":true on a series continued in the next line and on a result continued in the next line."""
 
@@ -300,3 +340,4 @@ async def _write_chunked(writer: _AnswerWriter, statement_id: int, output: selec
     except select.StatementError as exc:
         error = str(exc)
     await writer.emit(line(current, rows, False, False, error))
+    return error

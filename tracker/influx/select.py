@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
@@ -52,6 +53,7 @@ from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
 
 DEFAULT_RETENTION_POLICY = "autogen"
 MAX_BUCKETS = 1_000_000  # GROUP BY time buckets per series; InfluxDB's max-select-buckets, made finite
+QUERY_TIMEOUT = "query-timeout limit exceeded"  # InfluxDB's words, which Grafana shows as they are
 _FIELDS = frozenset(FIELD_KEYS)
 _SELECTORS = frozenset({"first", "last", "min", "max"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -88,6 +90,11 @@ class Context:
     now_ns: int
     batch: int = 5000  # rows per fetch from SQLite
     retention_ns: Callable[[str], Awaitable[int]] = _keeps_everything  # a database's retention, 0 = forever
+    deadline: float | None = None  # time.monotonic() past which the query stops (query-timeout)
+    max_points: int = 0  # rows one SELECT may return (InfluxDB's max-select-point); 0: no limit
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
 def statement_database(statement: Statement, default_db: str) -> str | None:
@@ -104,6 +111,8 @@ def statement_database(statement: Statement, default_db: str) -> str | None:
 
 
 async def execute(statement: Statement, ctx: Context) -> Output:
+    if ctx.past_deadline():
+        raise StatementError(QUERY_TIMEOUT)
     if isinstance(statement, ShowDatabases):
         yield SeriesHeader("databases", ["name"]), [[name] for name in ctx.readable]
         return
@@ -136,8 +145,18 @@ async def execute(statement: Statement, ctx: Context) -> Output:
         runner = _show_series
     else:  # pragma: no cover - every parsed statement type is handled above
         raise StatementError(f"statement not supported by Tracker: {type(statement).__name__}")
-    async for item in runner(statement, database, ctx):
-        yield item
+    limit = ctx.max_points if isinstance(statement, SelectStatement) else 0
+    count = 0
+    try:
+        async for header, rows in runner(statement, database, ctx):
+            if ctx.past_deadline():
+                raise StatementError(QUERY_TIMEOUT)
+            count += len(rows)
+            if limit and count > limit:
+                raise StatementError(f"max-select-point limit exceeed: ({count}/{limit})")  # sic, InfluxDB's text
+            yield header, rows
+    except storage.QueryTimeout:  # SQLite interrupted the statement at the deadline
+        raise StatementError(QUERY_TIMEOUT) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +255,7 @@ async def _raw_select(
             hint = item.expr.type_hint
             found: list[tuple[str, QueryColumn]] = []
             if hint != "tag":
-                fields = await storage.query_field_keys(ctx.store, database, start, end)
+                fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
                 found += [(name, storage.field_sql(name)) for name in fields]
             if hint != "field":
                 found += [(key, storage.tag_sql(key, series)) for key in tag_keys]
@@ -261,6 +280,7 @@ async def _raw_select(
             limit=statement.limit,
             offset=statement.offset,
             batch=ctx.batch,
+            deadline=ctx.deadline,
         ):
             yield header, rows
 
@@ -319,6 +339,7 @@ async def _aggregate_select(
             interval_ns=None if interval is None else interval[0],
             offset_ns=0 if interval is None else interval[1],
             point_times=point_times,
+            deadline=ctx.deadline,
         )
         if not data:
             continue

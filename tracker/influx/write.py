@@ -75,10 +75,11 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
     if not body:
         return no_content()
     now_ns = time.time_ns()
+    max_line = request.app[SETTINGS].max_line_length
     if len(body) > PARSE_IN_THREAD_BYTES:
-        parsed = await asyncio.to_thread(lineprotocol.parse, body, precision, now_ns)
+        parsed = await asyncio.to_thread(lineprotocol.parse, body, precision, now_ns, max_line)
     else:
-        parsed = lineprotocol.parse(body, precision, now_ns)
+        parsed = lineprotocol.parse(body, precision, now_ns, max_line)
 
     accepted, rejected = _apply_vocabulary(parsed.points, body)
     retention_ns = await accounts.retention_ns(user) if accepted else 0
@@ -124,7 +125,8 @@ def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tupl
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The request body, gunzipped if so labelled, within the configured limits (413 past them)."""
+    """The request body, gunzipped if so labelled, within the configured limits (413 past them):
+    bytes as sent, bytes once inflated, and lines (counted before any parsing)."""
     settings = request.app[SETTINGS]
     limit = settings.max_body_size
     if request.content_length is not None and request.content_length > limit:
@@ -138,7 +140,12 @@ async def read_body(request: web.Request) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if request.headers.get("Content-Encoding", "").lower() == "gzip" and body:
-        return gunzip(body, settings.max_decompressed_size)
+        body = gunzip(body, settings.max_decompressed_size)
+    max_lines = settings.max_lines_per_request
+    if len(body) > max_lines:  # shorter bodies cannot hold more lines
+        lines = body.count(b"\n") + (not body.endswith(b"\n"))  # blank lines count too
+        if lines > max_lines:
+            raise InfluxError(413, f"Request Entity Too Large: {lines} lines, more than the limit of {max_lines} per request")
     return body
 
 
