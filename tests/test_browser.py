@@ -465,6 +465,36 @@ def test_landing_page_sign_in_and_sharing(server: TrackerServer, open_page: Call
     row.locator("button").click()
     page.locator("#link-rows tr.revoked", has_text="onerror").wait_for(timeout=5000)
 
+    # A device token: shown once, listed, good for writing until revoked.
+    page.fill("#token-label", "garmin-phone")
+    page.select_option("#token-speed-unit", "mps")
+    page.click("#token-form button[type=submit]")
+    page.wait_for_selector("#new-token:not([hidden])", timeout=5000)
+    device_token = page.text_content("#new-token-value") or ""
+    assert re.fullmatch(r"trk_[A-Za-z0-9_-]{43}", device_token), device_token
+    token_row = page.locator("#token-rows tr", has_text="garmin-phone")
+    token_row.wait_for(timeout=5000)
+    assert "m/s" in (token_row.text_content() or "")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "home-devices-phone.png")
+    page.set_viewport_size(DESKTOP)
+
+    def write_with_token() -> int:
+        request = urllib.request.Request(
+            f"{server.url}/write?db=bob", data=b"samples hr_bpm=99", method="POST",
+            headers={"Authorization": f"Bearer {device_token}"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert write_with_token() == 204
+    token_row.locator("button").click()
+    page.locator("#token-rows tr.revoked", has_text="garmin-phone").wait_for(timeout=5000)
+    assert write_with_token() == 401
+
     # Public on, then off again: the page says so and the server agrees.
     page.check("#public-toggle")
     page.wait_for_selector("#message.ok", timeout=5000)

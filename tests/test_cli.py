@@ -75,6 +75,7 @@ def test_command_tree_is_complete() -> None:
         "", "serve", "user", "user add", "user list", "user passwd", "user delete",
         "share", "share add", "share remove", "share list",
         "user public", "link", "link create", "link list", "link revoke",
+        "token", "token create", "token list", "token revoke",
     }  # fmt: skip
 
 

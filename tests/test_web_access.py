@@ -341,6 +341,7 @@ async def test_links_through_the_web_with_html_in_the_label(client: TestClient, 
 
     assert (await client.delete(f"/api/links/{link['id']}", headers=headers)).status == 200
     assert (await client.delete(f"/api/links/{link['id']}", headers=headers)).status == 404
+    assert (await client.delete("/api/links/%C2%B2", headers=headers)).status == 404  # a digit, but not to int()
     assert await status_of(viewer, f"/api/watch/alice/samples?token={link['token']}") == 403
     # bob cannot see or revoke alice's links
     bob = await new_client()

@@ -7,23 +7,32 @@ All SQL lives in `tracker.storage.AccountStore`; this module decides what is all
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
+import json
+import logging
+import os
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
 
 from passlib.context import CryptContext
 from passlib.exc import PasswordSizeError
 
 from tracker import storage
-from tracker.storage import AccountStore, LinkRecord, UnknownUser, UserExists, UserRecord
+from tracker.storage import AccountStore, DeviceTokenRecord, LinkRecord, UnknownUser, UserExists, UserRecord
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "USERNAME_RULE",
     "Accounts",
+    "InvalidDeviceToken",
     "InvalidLink",
     "InvalidPassword",
     "InvalidShare",
@@ -31,6 +40,7 @@ __all__ = [
     "UnknownUser",
     "UserExists",
     "UserRecord",
+    "Writer",
     "default_password_context",
     "validate_username",
 ]
@@ -51,6 +61,31 @@ class InvalidPassword(ValueError):
 
 class InvalidShare(ValueError):
     pass
+
+
+class InvalidDeviceToken(ValueError):
+    pass
+
+
+class InvalidSecretFile(ValueError):
+    pass
+
+
+# Recognisable at a glance (and by secret scanners); the '_' also means no token starts with '-'.
+DEVICE_TOKEN_PREFIX = "trk_"
+BEARER_TOKEN_PREFIX = "trkb_"
+SPEED_UNITS = ("knots", "mps", "kph")
+BEARER_SECRET_FILE = "bearer-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Who is writing: the account (device None) or one of its device tokens (device = its label)."""
+
+    user: str
+    device: str | None
+    token_id: int | None
+    speed_unit: str = "knots"  # how the token's sender spells speed where a protocol leaves it open
 
 
 def _new_link_token() -> str:
@@ -77,13 +112,13 @@ _DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*\Z")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def validate_label(label: str) -> str:
-    """A link label: any printable text (it is only ever shown as text), 1-100 characters."""
+def validate_label(label: str, noun: str = "link", error: type[ValueError] = InvalidLink) -> str:
+    """A link's or device token's label: any printable text (only ever shown as text), 1-100 characters."""
     label = label.strip()
     if not label or len(label) > LABEL_MAX:
-        raise InvalidLink(f"a link label must be 1-{LABEL_MAX} characters")
+        raise error(f"a {noun} label must be 1-{LABEL_MAX} characters")
     if any(not ch.isprintable() for ch in label):
-        raise InvalidLink("a link label must not contain control characters")
+        raise error(f"a {noun} label must not contain control characters")
     return label
 
 
@@ -111,6 +146,8 @@ class _Snapshot:
 
     hashes: dict[str, str] = field(default_factory=dict)  # name -> current password hash
     readable: dict[str, list[str]] = field(default_factory=dict)  # viewer -> owners who share with them
+    tokens: dict[str, DeviceTokenRecord] = field(default_factory=dict)  # token hash -> active device token
+    token_ids: dict[int, DeviceTokenRecord] = field(default_factory=dict)  # id -> active device token
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +165,7 @@ class Accounts:
         cache_seconds: float = 300.0,
         password_context: CryptContext | None = None,
         clock: Callable[[], float] = time.monotonic,
+        bearer_secret: bytes | None = None,
     ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
@@ -138,6 +176,10 @@ class Accounts:
         self._digest_key = secrets.token_bytes(32)
         self._verified: dict[str, _Verified] = {}  # one entry per user: name -> last successful check
         self._dummy_hash: str | None = None
+        # Signs /auth bearer tokens; None (the CLI): bearer tokens are neither issued nor accepted.
+        self._bearer_secret = bearer_secret
+        # Device token id -> (last used ns, newest sample ns) not yet written: see flush_token_use.
+        self._token_use: dict[int, tuple[int | None, int | None]] = {}
 
         self._snapshot = _Snapshot()
         self._snapshot_version: int | None = None  # None: never loaded
@@ -340,8 +382,174 @@ class Accounts:
         return True
 
     async def data_version(self) -> int:
-        """Changes whenever anything in the accounts file changed (this or another process)."""
+        """Changes whenever anything in the accounts file changed (this or another process).
+
+        Bookkeeping (device tokens' last use) does not count: it decides nothing about access.
+        """
         return await self._store.data_version()
+
+    # ----- device tokens, and the writers they and passwords authenticate -----
+
+    async def create_token(self, owner: str, label: str, speed_unit: str = "knots") -> tuple[str, DeviceTokenRecord]:
+        """A new device token: (the token, shown only now, stored only hashed; its record)."""
+        validate_username(owner)
+        label = validate_label(label, "device token", InvalidDeviceToken)
+        if speed_unit not in SPEED_UNITS:
+            raise InvalidDeviceToken(f"invalid speed unit {speed_unit!r}: use {', '.join(SPEED_UNITS)}")
+        token = DEVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        try:
+            record = await storage.add_device_token(
+                self._store, owner, label, token_digest(token), speed_unit, time.time_ns()
+            )
+        except UnknownUser:
+            raise UnknownUser(f"unknown user {owner!r}") from None
+        except storage.TokenLabelTaken:
+            raise InvalidDeviceToken(f"{owner!r} already has a device token labelled {label!r}") from None
+        return token, record
+
+    async def list_tokens(self, owner: str) -> list[DeviceTokenRecord]:
+        """The owner's device tokens, revoked ones too, with use not yet flushed to the file included."""
+        validate_username(owner)
+        records = await storage.list_device_tokens(self._store, owner)
+        return [self._with_pending_use(record) for record in records]
+
+    async def revoke_token(self, owner: str, token_or_label: str | int) -> bool:
+        """Revoke the owner's active device token with this id (int), token, or label. False if none."""
+        validate_username(owner)
+        now_ns = time.time_ns()
+        if isinstance(token_or_label, int):
+            return await storage.revoke_device_token(self._store, owner, now_ns, token_id=token_or_label)
+        if token_or_label.startswith(DEVICE_TOKEN_PREFIX) and await storage.revoke_device_token(
+            self._store, owner, now_ns, token_hash=token_digest(token_or_label)
+        ):
+            return True
+        return await storage.revoke_device_token(self._store, owner, now_ns, label=token_or_label)
+
+    async def authenticate_writer(self, name: str | None, secret: str) -> Writer | None:
+        """Who may write with this secret: a device token, an /auth bearer token, or `name`'s password.
+
+        `name` may be None for a bare token; when given it must be the token's owner. Revocation, a
+        deleted user or a changed password take effect on the next call (the snapshot follows the file).
+        """
+        writer: Writer | None = None
+        if secret.startswith(DEVICE_TOKEN_PREFIX):
+            record = (await self._current()).tokens.get(token_digest(secret))
+            if record is not None:
+                writer = Writer(record.owner, record.label, record.id, record.speed_unit)
+        elif secret.startswith(BEARER_TOKEN_PREFIX):
+            writer = self._bearer_writer(secret, await self._current())
+        if writer is not None and name in (None, writer.user):
+            if writer.token_id is not None:
+                self._note_token_use(writer.token_id, used_ns=time.time_ns())
+            return writer
+        if name is None:
+            return None
+        return Writer(name, None, None) if await self.authenticate(name, secret) else None
+
+    def note_token_samples(self, token_id: int, newest_ns: int) -> None:
+        """Remember the newest sample time committed with a token (written by flush_token_use)."""
+        self._note_token_use(token_id, sample_ns=newest_ns)
+
+    async def flush_token_use(self) -> None:
+        """Write the remembered last-used and last-sample times to the accounts file, in one transaction.
+
+        Called every few seconds and at shutdown, so a phone posting every second does not write the
+        accounts file every second. If the write fails, the times stay remembered for the next flush.
+        """
+        if not self._token_use:
+            return
+        pending, self._token_use = self._token_use, {}
+        try:
+            await storage.record_token_use(self._store, [(tid, used, sample) for tid, (used, sample) in pending.items()])
+        except BaseException:
+            for token_id, (used, sample) in pending.items():
+                self._note_token_use(token_id, used, sample)
+            raise
+
+    async def issue_bearer(self, writer: Writer, lifetime_seconds: float) -> str:
+        """A signed bearer token for `writer` that expires after `lifetime_seconds` (POST /auth).
+
+        It carries the device token's id (void once that token is revoked) or, for a password, a keyed
+        digest of the current password hash (void once the password changes).
+        """
+        if self._bearer_secret is None:
+            raise RuntimeError("no bearer secret: bearer tokens are issued by the server only")
+        claims: dict[str, Any] = {"u": writer.user, "x": int((time.time() + lifetime_seconds) * 1000)}
+        if writer.token_id is not None:
+            claims["t"] = writer.token_id
+        else:
+            password_hash = (await self._current()).hashes.get(writer.user)
+            if password_hash is None:
+                raise UnknownUser(f"unknown user {writer.user!r}")
+            claims["g"] = self._password_generation(password_hash)
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{BEARER_TOKEN_PREFIX}{payload}.{_b64(self._sign(payload))}"
+
+    def bearer_expired(self, secret: str) -> bool:
+        """True for a genuine bearer token of this server whose time is up (to answer 'token expired')."""
+        claims = self._bearer_claims(secret)
+        return claims is not None and claims["x"] <= time.time() * 1000
+
+    def _bearer_writer(self, secret: str, snapshot: _Snapshot) -> Writer | None:
+        claims = self._bearer_claims(secret)
+        if claims is None or claims["x"] <= time.time() * 1000:
+            return None
+        user, token_id = claims["u"], claims.get("t")
+        if token_id is not None:
+            record = snapshot.token_ids.get(token_id)
+            if record is None or record.owner != user:
+                return None
+            return Writer(user, record.label, record.id, record.speed_unit)
+        password_hash = snapshot.hashes.get(user)
+        generation = claims.get("g")
+        if password_hash is None or not isinstance(generation, str):
+            return None
+        if not hmac.compare_digest(generation.encode(), self._password_generation(password_hash).encode()):
+            return None
+        return Writer(user, None, None)
+
+    def _bearer_claims(self, secret: str) -> dict[str, Any] | None:
+        """The claims of a bearer token signed with our secret, expired or not; None if not genuine."""
+        if self._bearer_secret is None or not secret.startswith(BEARER_TOKEN_PREFIX):
+            return None
+        payload, dot, signature = secret[len(BEARER_TOKEN_PREFIX) :].partition(".")
+        if not dot:
+            return None
+        # Compared as text: the one spelling we issue, so no other spelling of the same bytes passes.
+        if not hmac.compare_digest(signature.encode(), _b64(self._sign(payload)).encode()):
+            return None
+        try:
+            claims = json.loads(_unb64(payload))
+        except (ValueError, binascii.Error):
+            return None
+        # Signed by us, so well formed; checked anyway, so a bug elsewhere can never become a 500.
+        if not isinstance(claims, dict) or not isinstance(claims.get("u"), str) or not isinstance(claims.get("x"), int):
+            return None
+        if "t" in claims and not isinstance(claims["t"], int):
+            return None
+        return claims
+
+    def _sign(self, payload: str) -> bytes:
+        assert self._bearer_secret is not None
+        return hmac.new(self._bearer_secret, BEARER_TOKEN_PREFIX.encode() + payload.encode(), hashlib.sha256).digest()
+
+    def _password_generation(self, password_hash: str) -> str:
+        assert self._bearer_secret is not None
+        return _b64(hmac.new(self._bearer_secret, b"password:" + password_hash.encode(), hashlib.sha256).digest()[:12])
+
+    def _note_token_use(self, token_id: int, used_ns: int | None = None, sample_ns: int | None = None) -> None:
+        old_used, old_sample = self._token_use.get(token_id, (None, None))
+        self._token_use[token_id] = (_later(old_used, used_ns), _later(old_sample, sample_ns))
+
+    def _with_pending_use(self, record: DeviceTokenRecord) -> DeviceTokenRecord:
+        used, sample = self._token_use.get(record.id, (None, None))
+        if used is None and sample is None:
+            return record
+        return replace(
+            record,
+            last_used_ns=_later(record.last_used_ns, used),
+            last_sample_ns=_later(record.last_sample_ns, sample),
+        )
 
     # ----- internals -----
 
@@ -396,4 +604,52 @@ class Accounts:
             readable.setdefault(viewer, []).append(owner)
         for owners in readable.values():
             owners.sort()
-        return _Snapshot(hashes, readable)
+        active = await storage.active_device_tokens(self._store)
+        return _Snapshot(hashes, readable, {t.token_hash: t for t in active}, {t.id: t for t in active})
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_bearer_secret(data_dir: Path) -> bytes:
+    """The key that signs /auth bearer tokens: made on first start, kept in the data folder (mode 0600).
+
+    Kept across restarts, so tokens stay valid until they expire; deleting the file voids them all.
+    """
+    path = Path(data_dir) / BEARER_SECRET_FILE
+    if not path.exists():
+        # Written aside, then linked into place: a second process starting at once uses one key too.
+        spare = path.with_name(f".{BEARER_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_hex(32) + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(spare, path)
+            except FileExistsError:
+                pass
+        finally:
+            spare.unlink()
+    if path.stat().st_mode & 0o077:
+        log.warning("%s was readable by others; making it private (0600)", path)
+        os.chmod(path, 0o600)
+    try:
+        secret = bytes.fromhex(path.read_text("ascii").strip())
+    except (ValueError, UnicodeDecodeError):
+        secret = b""
+    if len(secret) < 32:
+        raise InvalidSecretFile(
+            f"{path} is not a Tracker key (64 hex digits): delete it and a new one is made at the next start"
+        )
+    return secret

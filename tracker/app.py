@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from tracker.accounts import Accounts
+from tracker.accounts import Accounts, load_bearer_secret
 from tracker import web as browser
 from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
 from tracker.config import Settings
-from tracker.influx import query, status, write
+from tracker.influx import auth, query, status, write
 from tracker.influx.errors import influx_conventions
 from tracker.live import LiveHub
 from tracker.storage import AccountStore, SampleStore
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_stores)
     app.cleanup_ctx.append(_live)
+    app.cleanup_ctx.append(_token_use)  # after _stores: cleaned up first, so its last flush still has the file
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
     app.router.add_route("POST", "/write", write.write_v1)
@@ -67,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/ping", status.ping)  # add_get answers HEAD too
     app.router.add_get("/health", status.health)
     app.router.add_get("/time", status.server_time)
+    app.router.add_post("/auth", auth.issue_bearer_token)
     browser.add_routes(app)  # pages, sign-in, the watch page's JSON and event streams
     return app
 
@@ -75,9 +78,10 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     """Open the account store and the per-user sample files' manager; close both cleanly on shutdown."""
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    bearer_secret = load_bearer_secret(settings.data_dir)  # before anything opens: it may refuse to start
     account_store = await AccountStore.open(settings.data_dir)
     samples = SampleStore(settings.data_dir, synchronous=settings.sqlite_synchronous)
-    app[ACCOUNTS] = Accounts(account_store, cache_seconds=settings.auth_cache_seconds)
+    app[ACCOUNTS] = Accounts(account_store, cache_seconds=settings.auth_cache_seconds, bearer_secret=bearer_secret)
     app[SAMPLES] = samples
     try:
         yield
@@ -109,6 +113,31 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     finally:
         hub.close()
         sweeper.cancel()
+
+
+async def _token_use(app: web.Application) -> AsyncIterator[None]:
+    """Device tokens' last-used and last-sample times: kept in memory, written every few seconds and at shutdown."""
+    accounts, every = app[ACCOUNTS], app[SETTINGS].token_use_flush_seconds
+
+    async def flush() -> None:
+        try:
+            await accounts.flush_token_use()
+        except Exception:  # kept in memory for the next try; never worth stopping the server for
+            log.exception("recording device token use failed")
+
+    async def flush_now_and_then() -> None:
+        while True:
+            await asyncio.sleep(every)
+            await flush()
+
+    flusher = asyncio.create_task(flush_now_and_then())
+    try:
+        yield
+    finally:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher  # a flush under way finishes (or is cancelled) before the last one starts
+        await flush()
 
 
 async def _end_streams(app: web.Application) -> None:

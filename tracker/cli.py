@@ -20,9 +20,12 @@ from passlib.context import CryptContext
 
 from tracker import __version__
 from tracker.accounts import (
+    SPEED_UNITS,
     Accounts,
+    InvalidDeviceToken,
     InvalidLink,
     InvalidPassword,
+    InvalidSecretFile,
     InvalidShare,
     InvalidUsername,
     parse_duration,
@@ -42,6 +45,8 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     InvalidPassword,
     InvalidShare,
     InvalidLink,
+    InvalidDeviceToken,
+    InvalidSecretFile,
     UserExists,
     UnknownUser,
     SchemaTooNew,
@@ -138,6 +143,17 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
 
 
+def _records_of(options: CliOptions, name: str, listing: Callable[[Accounts, str], Awaitable[list[T]]]) -> list[T]:
+    """NAME's links or device tokens; an unknown NAME is an error, not an empty list."""
+
+    async def records(accounts: Accounts) -> list[T]:
+        if await accounts.get_user(name) is None:
+            raise UnknownUser(f"unknown user {name!r}")
+        return await listing(accounts, name)
+
+    return _run(_with_accounts(options, records))
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -183,10 +199,15 @@ def cli() -> None:
 @click.option(
     "--max-streams-per-user", type=int, help="Open live streams watching one user (env TRACKER_LIVE_MAX_STREAMS_PER_USER)."
 )
+@click.option(
+    "--bearer-token-seconds",
+    type=float,
+    help=f"Lifetime of a bearer token from POST /auth (env TRACKER_BEARER_TOKEN_SECONDS) [default: {Settings().bearer_token_seconds:g}].",
+)
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trust_proxy: bool | None,
-    max_streams: int | None, max_streams_per_user: int | None,
+    max_streams: int | None, max_streams_per_user: int | None, bearer_token_seconds: float | None,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -198,6 +219,7 @@ def serve(
             log_level=log_level.lower() if log_level else None,
             tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url, trust_proxy=trust_proxy,
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
+            bearer_token_seconds=bearer_token_seconds,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -435,14 +457,7 @@ def link_create(
 @click.pass_context
 def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's share links: label, created, expires, last used, state (tokens are never shown)."""
-    options = _options(ctx, data_dir)
-
-    async def links(accounts: Accounts) -> list[Any]:
-        if await accounts.get_user(name) is None:
-            raise UnknownUser(f"unknown user {name!r}")
-        return await accounts.list_links(name)
-
-    records = _run(_with_accounts(options, links))
+    records = _records_of(_options(ctx, data_dir), name, Accounts.list_links)
     if not records:
         click.echo("no links", err=True)
         return
@@ -477,6 +492,69 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_link(name, key))):
         raise click.ClickException(f"{name} has no active link {token_or_label!r}")
     click.echo(f"revoked the link {token_or_label!r} of {name}")
+
+
+# ----- device tokens -----
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def token(ctx: click.Context, data_dir: Path) -> None:
+    """Device tokens: let a phone or script write NAME's samples without NAME's password (never read)."""
+    _options(ctx, data_dir)
+
+
+@token.command("create")
+@_name_argument("name")
+@click.option("--label", required=True, help="The device's name, unique among NAME's tokens; also its samples' device tag.")
+@click.option(
+    "--speed-unit",
+    type=click.Choice(SPEED_UNITS),
+    default="knots",
+    show_default=True,
+    help="How the device sends speed where its protocol leaves the unit open.",
+)
+@_data_dir_option(on_group=False)
+@click.pass_context
+def token_create(ctx: click.Context, name: str, label: str, speed_unit: str, data_dir: Path | None) -> None:
+    """Create a device token for NAME and print it (it is shown only now)."""
+    options = _options(ctx, data_dir)
+    secret, record = _run(_with_accounts(options, lambda accounts: accounts.create_token(name, label, speed_unit)))
+    click.echo(f"device token {record.label!r} for {name} (write only; shown only now):", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@_name_argument("name")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def token_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
+    """List NAME's device tokens: label, created, last used, last sample, speed unit, state (never the tokens)."""
+    records = _records_of(_options(ctx, data_dir), name, Accounts.list_tokens)
+    if not records:
+        click.echo("no device tokens", err=True)
+        return
+    rows = [
+        (r.label, _iso(r.created_ns), _iso(r.last_used_ns) if r.last_used_ns else "never",
+         _iso(r.last_sample_ns) if r.last_sample_ns else "never", r.speed_unit,
+         f"revoked {_iso(r.revoked_ns)}" if r.revoked_ns is not None else "active")
+        for r in records
+    ]  # fmt: skip
+    _table(("LABEL", "CREATED", "LAST USED", "LAST SAMPLE", "SPEED", "STATE"), rows)
+
+
+@token.command("revoke")
+@_name_argument("name")
+@click.argument("label_or_token")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def token_revoke(ctx: click.Context, name: str, label_or_token: str, data_dir: Path | None) -> None:
+    """Revoke NAME's active device token named by its LABEL (or the token); a running server refuses it at once."""
+    options = _options(ctx, data_dir)
+    if not _run(_with_accounts(options, lambda accounts: accounts.revoke_token(name, label_or_token))):
+        raise click.ClickException(f"{name} has no active device token {label_or_token!r}")
+    click.echo(f"revoked the device token {label_or_token!r} of {name}")
 
 
 def main() -> None:

@@ -21,6 +21,10 @@ class Settings:
     log_level: str = "info"
     # How long a successful password check is remembered; a changed password still takes effect at once.
     auth_cache_seconds: float = 300.0
+    # How long a bearer token from POST /auth stays valid.
+    bearer_token_seconds: float = 7200.0
+    # How often device tokens' last-used and last-sample times are written to the accounts file.
+    token_use_flush_seconds: float = 5.0
     # SQLite `synchronous` for sample files: FULL survives power loss, NORMAL only a process crash.
     sqlite_synchronous: str = "FULL"
     # POST /api/v1/samples: samples per request and bytes of body (as sent; gzip may inflate to
@@ -78,7 +82,10 @@ class Settings:
         for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
-        for name in ("session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds"):
+        for name in (
+            "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
+            "bearer_token_seconds", "token_use_flush_seconds",
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
 

@@ -1364,16 +1364,24 @@ async def revoke_link(
     token_hash: str | None = None, label: str | None = None,
 ) -> bool:
     """Revoke one not-yet-revoked link of `owner`, named by id, token hash or label."""
-    if link_id is not None:
-        where, key = "id = ?", link_id
+    return await _revoke_one(store, "links", owner, now_ns, link_id, token_hash, label)
+
+
+async def _revoke_one(
+    store: AccountStore, table: str, owner: str, now_ns: int, row_id: int | None, token_hash: str | None, label: str | None
+) -> bool:
+    """Revoke one not-yet-revoked row of a table of tokens (links, device tokens) by id, token hash or label."""
+    key: int | str
+    if row_id is not None:
+        where, key = "id = ?", row_id
     elif token_hash is not None:
         where, key = "token_hash = ?", token_hash
     elif label is not None:
         where, key = "label = ?", label
     else:
-        raise ValueError("name the link by id, token hash or label")
+        raise ValueError("name it by id, token hash or label")
     changed = await store._change(
-        f"UPDATE links SET revoked_ns = ? WHERE owner = ? AND {where} AND revoked_ns IS NULL", (now_ns, owner, key)
+        f"UPDATE {table} SET revoked_ns = ? WHERE owner = ? AND {where} AND revoked_ns IS NULL", (now_ns, owner, key)
     )
     return bool(changed)
 
@@ -1468,3 +1476,106 @@ async def window_samples(
                     if entry is not None:
                         entry[1].update({k: v for k, v in zip(_FIX_FIELDS, values) if v is not None})
     return True, [entry for _, entry in sorted(buckets.items()) if entry[1]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Device tokens: a sender identity of its own, stored (like links) only as the token's SHA-256.
+
+ACCOUNT_MIGRATIONS += (
+    # A token's label is unique among its owner's tokens that are not revoked (`token revoke NAME
+    # LABEL` names exactly one); it is also the `device` tag of what the token writes. Revoked tokens
+    # stay listed with their last use. last_used_ns / last_sample_ns are bookkeeping, flushed in batches.
+    """
+    CREATE TABLE device_tokens (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        speed_unit TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        last_used_ns INTEGER,
+        last_sample_ns INTEGER,
+        revoked_ns INTEGER
+    );
+    CREATE UNIQUE INDEX device_tokens_active_label ON device_tokens(owner, label) WHERE revoked_ns IS NULL;
+    CREATE INDEX device_tokens_by_owner ON device_tokens(owner);
+    """,
+)
+
+
+class TokenLabelTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTokenRecord:
+    id: int
+    owner: str
+    label: str
+    token_hash: str
+    speed_unit: str
+    created_ns: int
+    last_used_ns: int | None
+    last_sample_ns: int | None
+    revoked_ns: int | None
+
+
+_TOKEN_COLUMNS = "id, owner, label, token_hash, speed_unit, created_ns, last_used_ns, last_sample_ns, revoked_ns"
+
+
+async def add_device_token(
+    store: AccountStore, owner: str, label: str, token_hash: str, speed_unit: str, created_ns: int
+) -> DeviceTokenRecord:
+    try:
+        await store._change(
+            "INSERT INTO device_tokens (owner, label, token_hash, speed_unit, created_ns) VALUES (?, ?, ?, ?, ?)",
+            (owner, label, token_hash, speed_unit, created_ns),
+        )
+    except sqlite3.IntegrityError:
+        if await store.get_user(owner) is None:
+            raise UnknownUser(owner) from None
+        raise TokenLabelTaken(label) from None
+    rows = await store._fetchall(f"SELECT {_TOKEN_COLUMNS} FROM device_tokens WHERE token_hash = ?", (token_hash,))
+    return DeviceTokenRecord(*rows[0])
+
+
+async def list_device_tokens(store: AccountStore, owner: str) -> list[DeviceTokenRecord]:
+    rows = await store._fetchall(f"SELECT {_TOKEN_COLUMNS} FROM device_tokens WHERE owner = ? ORDER BY id", (owner,))
+    return [DeviceTokenRecord(*row) for row in rows]
+
+
+async def active_device_tokens(store: AccountStore) -> list[DeviceTokenRecord]:
+    rows = await store._fetchall(f"SELECT {_TOKEN_COLUMNS} FROM device_tokens WHERE revoked_ns IS NULL")
+    return [DeviceTokenRecord(*row) for row in rows]
+
+
+async def revoke_device_token(
+    store: AccountStore, owner: str, now_ns: int, *, token_id: int | None = None,
+    token_hash: str | None = None, label: str | None = None,
+) -> bool:  # fmt: skip
+    """Revoke one not-yet-revoked token of `owner`, named by id, token hash or label."""
+    return await _revoke_one(store, "device_tokens", owner, now_ns, token_id, token_hash, label)
+
+
+async def record_token_use(store: AccountStore, uses: Sequence[tuple[int, int | None, int | None]]) -> None:
+    """(token id, last used ns, last sample ns) for many tokens in one transaction; times only move forward.
+
+    Bookkeeping, not access: it does not change `data_version`, so it neither reloads the accounts
+    snapshot nor makes open live streams re-check their access.
+    """
+    if not uses:
+        return
+    # max(a, b) is NULL if either is: COALESCE picks whichever of the two exists.
+    sql = (
+        "UPDATE device_tokens SET "
+        "last_used_ns = COALESCE(max(last_used_ns, ?2), last_used_ns, ?2), "
+        "last_sample_ns = COALESCE(max(last_sample_ns, ?3), last_sample_ns, ?3) WHERE id = ?1"
+    )
+    async with store._lock:
+        try:
+            await store._conn.executemany(sql, uses)
+            await store._conn.commit()
+        except BaseException:
+            if store._conn.in_transaction:
+                await store._conn.rollback()
+            raise

@@ -27,6 +27,8 @@ from aiohttp import web
 
 from tracker import storage, vocabulary
 from tracker.accounts import (
+    SPEED_UNITS,
+    InvalidDeviceToken,
     InvalidLink,
     InvalidShare,
     InvalidUsername,
@@ -93,6 +95,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/shares", shares_add)
     r.add_delete("/api/shares", shares_remove)
     r.add_delete("/api/shares/{viewer}", shares_remove)
+    r.add_get("/api/tokens", tokens_list)
+    r.add_post("/api/tokens", tokens_create)
+    r.add_delete("/api/tokens/{id}", tokens_revoke)
 
 
 # ----- small helpers -----
@@ -514,7 +519,7 @@ async def links_revoke(request: web.Request) -> web.Response:
     if isinstance(session, web.Response):
         return session
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²" is a digit to isdigit(), not to int()
         return error(404, f"no active link {raw}")
     if not await request.app[ACCOUNTS].revoke_link(session.user, int(raw)):
         return error(404, f"no active link {raw}")
@@ -585,3 +590,53 @@ async def shares_remove(request: web.Request) -> web.Response:
     if not removed:
         return error(404, f"{viewer} cannot read {session.user}: no such share")
     return await _viewers(request, session.user)
+
+
+# ----- the owner's device tokens (session + CSRF) -----
+
+
+def _token_json(token: storage.DeviceTokenRecord) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "label": token.label,
+        "speed_unit": token.speed_unit,
+        "created_ns": token.created_ns,
+        "last_used_ns": token.last_used_ns,
+        "last_sample_ns": token.last_sample_ns,
+        "revoked": token.revoked_ns is not None,
+        "revoked_ns": token.revoked_ns,
+    }
+
+
+async def tokens_list(request: web.Request) -> web.Response:
+    session = await _owner(request, changes=False)
+    if isinstance(session, web.Response):
+        return session
+    tokens = await request.app[ACCOUNTS].list_tokens(session.user)
+    return json_response({"tokens": [_token_json(token) for token in tokens], "speed_units": list(SPEED_UNITS)})
+
+
+async def tokens_create(request: web.Request) -> web.Response:
+    session = await _owner(request, changes=True)
+    if isinstance(session, web.Response):
+        return session
+    body = await _json_body(request)
+    label, speed_unit = (body.get("label"), body.get("speed_unit") or "knots") if body else (None, None)
+    if not isinstance(label, str) or not isinstance(speed_unit, str):
+        return error(400, 'expected a JSON object like {"label": "garmin-phone", "speed_unit": "knots"}')
+    try:
+        token, record = await request.app[ACCOUNTS].create_token(session.user, label, speed_unit)
+    except InvalidDeviceToken as exc:
+        return error(409 if "already has" in str(exc) else 400, str(exc))
+    # The token is in this answer only: it is stored as a hash.
+    return json_response({**_token_json(record), "token": token}, 201)
+
+
+async def tokens_revoke(request: web.Request) -> web.Response:
+    session = await _owner(request, changes=True)
+    if isinstance(session, web.Response):
+        return session
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit()) or not await request.app[ACCOUNTS].revoke_token(session.user, int(raw)):
+        return error(404, f"no active device token {raw}")
+    return json_response({"revoked": int(raw)})

@@ -11,9 +11,10 @@ from typing import Sequence
 
 from aiohttp import web
 
-from tracker import lineprotocol, vocabulary
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
-from tracker.influx.auth import authenticate
+from tracker import ingest, lineprotocol, vocabulary
+from tracker.accounts import Writer
+from tracker.appkeys import ACCOUNTS, SETTINGS
+from tracker.influx.auth import authenticate_writer
 from tracker.influx.errors import InfluxError, no_content
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ PARSE_IN_THREAD_BYTES = 64 * 1024
 
 async def write_v1(request: web.Request) -> web.Response:
     query = request.rel_url.query
-    user = await authenticate(request, request.app[ACCOUNTS])
+    writer = await authenticate_writer(request, request.app[ACCOUNTS])
     database = query.get("db", "")
     if not database:
         raise InfluxError(400, "database is required")
@@ -37,12 +38,12 @@ async def write_v1(request: web.Request) -> web.Response:
         raise InfluxError(400, f'invalid precision "{precision}" (use n, u, ms, s, m or h)')
     if query.get("consistency", "") not in CONSISTENCY_LEVELS:
         raise InfluxError(400, "invalid consistency level")
-    return await _write(request, user, database, query.get("rp", ""), precision)
+    return await _write(request, writer, database, query.get("rp", ""), precision)
 
 
 async def write_v2(request: web.Request) -> web.Response:
     query = request.rel_url.query
-    user = await authenticate(request, request.app[ACCOUNTS])
+    writer = await authenticate_writer(request, request.app[ACCOUNTS])
     bucket = query.get("bucket", "")
     if not bucket:
         raise InfluxError(404, f'bucket name "{bucket}" is missing a slash; not in "database/retention-policy" format')
@@ -52,15 +53,15 @@ async def write_v2(request: web.Request) -> web.Response:
     precision = query.get("precision", "")
     if precision not in V2_PRECISIONS:
         raise InfluxError(400, f'invalid precision "{precision}" (use ns, us, ms or s)')
-    return await _write(request, user, database, retention_policy, V2_PRECISIONS[precision])
+    return await _write(request, writer, database, retention_policy, V2_PRECISIONS[precision])
 
 
 async def preflight(request: web.Request) -> web.Response:
     return no_content()
 
 
-async def _write(request: web.Request, user: str, database: str, retention_policy: str, precision: str) -> web.Response:
-    accounts = request.app[ACCOUNTS]
+async def _write(request: web.Request, writer: Writer, database: str, retention_policy: str, precision: str) -> web.Response:
+    accounts, user = request.app[ACCOUNTS], writer.user
     if user != database:
         # Telling "no such database" apart from "not yours" only to a signed-in user, as InfluxDB does.
         if not await accounts.user_exists(database):
@@ -82,11 +83,10 @@ async def _write(request: web.Request, user: str, database: str, retention_polic
     accepted, rejected = _apply_vocabulary(parsed.points, body)
     if accepted:
         try:
-            await request.app[SAMPLES].write(user, accepted)
+            await ingest.commit(request.app, writer, accepted)
         except sqlite3.Error as exc:
             log.error("write for %s failed: %s", user, exc)
             raise InfluxError(500, f"write failed, nothing was stored: {exc}") from None
-        request.app[LIVE].publish(user, accepted)  # committed: fan out to watchers (never raises)
     messages = [str(error) for error in parsed.errors] + rejected
     if not messages:
         return no_content()

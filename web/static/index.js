@@ -158,21 +158,14 @@
     });
   }
 
-  async function loadLinks() {
-    const { data } = await api("GET", "/api/links");
-    const links = Array.isArray(data) ? data : (data && data.links) || [];
+  // A table of revocable things (share links, device tokens): text cells, then Revoke while active.
+  function renderRevocable(tbody, emptyNote, items, cellsOf, revokeItem) {
     const rows = [];
-    for (const link of links) {
+    for (const item of items) {
       const tr = document.createElement("tr");
-      const revoked = Boolean(pick(link, ["revoked", "revoked_ns"]));
+      const revoked = Boolean(pick(item, ["revoked", "revoked_ns"]));
       if (revoked) tr.className = "revoked";
-      const cells = [
-        ["Label", pick(link, ["label"]) || "(no label)"],
-        ["Created", formatDate(pick(link, ["created_ns", "created", "created_at"]), "")],
-        ["Expires", formatDate(pick(link, ["expires_ns", "expires_at", "expires"]), "never")],
-        ["Last used", formatDate(pick(link, ["last_used_ns", "last_used", "last_used_at"]), "never")],
-      ];
-      for (const [label, text] of cells) {
+      for (const [label, text] of cellsOf(item)) {
         const td = document.createElement("td");
         if (label !== "Label") td.dataset.label = label;
         td.textContent = text;
@@ -184,24 +177,38 @@
         revoke.type = "button";
         revoke.className = "danger";
         revoke.textContent = "Revoke";
-        revoke.addEventListener("click", async () => {
+        revoke.addEventListener("click", () => {
           revoke.disabled = true;
-          try {
-            await api("DELETE", "/api/links/" + encodeURIComponent(link.id));
-            showMessage("Link revoked: it stops working at once, open pages included.", true);
-          } catch (err) {
-            showMessage(err.message);
-          }
-          loadLinks();
+          revokeItem(item);
         });
         actions.appendChild(revoke);
       }
       tr.appendChild(actions);
       rows.push(tr);
     }
-    $("link-rows").replaceChildren(...rows);
-    $("no-links").hidden = rows.length > 0;
-    document.querySelector("table.links").hidden = rows.length === 0;
+    tbody.replaceChildren(...rows);
+    emptyNote.hidden = rows.length > 0;
+    tbody.closest("table").hidden = rows.length === 0;
+  }
+
+  async function loadLinks() {
+    const { data } = await api("GET", "/api/links");
+    const links = Array.isArray(data) ? data : (data && data.links) || [];
+    const cells = (link) => [
+      ["Label", pick(link, ["label"]) || "(no label)"],
+      ["Created", formatDate(pick(link, ["created_ns", "created", "created_at"]), "")],
+      ["Expires", formatDate(pick(link, ["expires_ns", "expires_at", "expires"]), "never")],
+      ["Last used", formatDate(pick(link, ["last_used_ns", "last_used", "last_used_at"]), "never")],
+    ];
+    renderRevocable($("link-rows"), $("no-links"), links, cells, async (link) => {
+      try {
+        await api("DELETE", "/api/links/" + encodeURIComponent(link.id));
+        showMessage("Link revoked: it stops working at once, open pages included.", true);
+      } catch (err) {
+        showMessage(err.message);
+      }
+      loadLinks();
+    });
   }
 
   async function loadShares() {
@@ -230,6 +237,55 @@
     });
     $("share-list").replaceChildren(...items);
     $("no-shares").hidden = items.length > 0;
+  }
+
+  const SPEED_UNIT_NAMES = { knots: "knots", mps: "m/s", kph: "km/h" };
+
+  async function loadTokens() {
+    const { data } = await api("GET", "/api/tokens");
+    const cells = (token) => [
+      ["Label", token.label],
+      ["Created", formatDate(token.created_ns, "")],
+      ["Last used", formatDate(token.last_used_ns, "never")],
+      ["Last sample", formatDate(token.last_sample_ns, "none")],
+      ["Speed", SPEED_UNIT_NAMES[token.speed_unit] || token.speed_unit],
+    ];
+    renderRevocable($("token-rows"), $("no-tokens"), (data && data.tokens) || [], cells, async (token) => {
+      try {
+        await api("DELETE", "/api/tokens/" + encodeURIComponent(token.id));
+        showMessage("Token revoked: the device can no longer send samples.", true);
+      } catch (err) {
+        showMessage(err.message);
+      }
+      loadTokens();
+    });
+  }
+
+  function wireTokens() {
+    $("token-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const label = $("token-label").value.trim();
+      try {
+        const { data } = await api("POST", "/api/tokens", { label: label, speed_unit: $("token-speed-unit").value });
+        $("new-token-label").textContent = data.label;
+        $("new-token-value").textContent = data.token;
+        $("copy-token").textContent = "Copy";
+        $("new-token").hidden = false;
+        $("token-label").value = "";
+        showMessage(null);
+      } catch (err) {
+        showMessage(err.message);
+      }
+      loadTokens();
+    });
+    $("copy-token").addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText($("new-token-value").textContent);
+        $("copy-token").textContent = "Copied";
+      } catch (err) {
+        $("copy-token").textContent = "Select and copy";
+      }
+    });
   }
 
   function wireManagement() {
@@ -289,11 +345,14 @@
     $("trackers").hidden = false;
     renderTrackers(me.trackers);
     $("manage").hidden = false;
+    $("devices").hidden = false;
     wireManagement();
+    wireTokens();
     await Promise.all([
       loadProfile(),
       loadLinks().catch((err) => showMessage(err.message)),
       loadShares().catch((err) => showMessage(err.message)),
+      loadTokens().catch((err) => showMessage(err.message)),
     ]);
     // Keep the live / last-seen badges current.
     setInterval(async () => {

@@ -1,0 +1,33 @@
+"""The one pipeline every way in uses once its input is validated: tag, commit, account, fan out.
+
+/write and /api/v2/write call it today; so does every other way samples come in. Validation (the
+vocabulary, the writer's right to the database) happens before; acknowledging happens after it returns.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tracker.accounts import Writer
+from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES
+from tracker.lineprotocol import Point
+
+DEVICE_TAG = "device"
+
+
+async def commit(app: web.Application, writer: Writer, points: list[Point]) -> None:
+    """Store `points` in the writer's database; returns once they are committed.
+
+    A device token's label becomes each point's `device` tag unless the point has one. Storage
+    errors propagate (nothing was stored); after the commit nothing here raises.
+    """
+    if not points:
+        return
+    if writer.device is not None:
+        for point in points:
+            if not any(key == DEVICE_TAG for key, _ in point.tags):
+                point.tags = tuple(sorted((*point.tags, (DEVICE_TAG, writer.device))))
+    await app[SAMPLES].write(writer.user, points)
+    if writer.token_id is not None:
+        app[ACCOUNTS].note_token_samples(writer.token_id, max(point.time for point in points))
+    app[LIVE].publish(writer.user, points)  # committed: fan out to watchers (never raises)
