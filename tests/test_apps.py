@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from tracker import apps
+from tracker import accounts, apps
 from tracker.apps import AppInputError, AppSample
 
 NOW = 1_750_000_000_000_000_000
@@ -37,8 +37,10 @@ def q(text: str) -> dict[str, str]:
     [
         # Traccar Client (Android, before version 9): speed in knots, battery in %.
         (
-            "id=123456&timestamp=1700000000&lat=52.5&lon=13.4&speed=10.0&bearing=90.0&altitude=34.0"
-            "&accuracy=5.0&batt=80.0&charge=true",
+            (
+                "id=123456&timestamp=1700000000&lat=52.5&lon=13.4&speed=10.0&bearing=90.0&altitude=34.0"
+                "&accuracy=5.0&batt=80.0&charge=true"
+            ),
             "knots",
             AppSample(1700000000 * S, {"lat": 52.5, "lng": 13.4, "spd_kph": 18.52, "bearing": 90.0,
                                        "alt_m": 34.0, "acc_m": 5.0, "battery": 80.0}),
@@ -299,3 +301,8 @@ def test_device_names() -> None:
         with pytest.raises(AppInputError) as caught:
             apps.device_name("id", bad)
         assert caught.value.rule == rule
+
+
+def test_every_token_speed_unit_has_a_conversion() -> None:
+    assert set(apps.SPEED_UNITS) == set(accounts.SPEED_UNITS)
+    assert apps.SPEED_UNITS == {"knots": 1.852, "mps": 3.6, "kph": 1.0}

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from tracker.accounts import Accounts, load_bearer_secret
+from tracker import senders
 from tracker import web as browser
 from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
 from tracker.config import Settings
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", status.health)
     app.router.add_get("/time", status.server_time)
     app.router.add_post("/auth", auth.issue_bearer_token)
+    senders.add_routes(app)  # the phone apps' own protocols and the JSON API
     browser.add_routes(app)  # pages, sign-in, the watch page's JSON and event streams
     return app
 

@@ -311,6 +311,8 @@ def _time_value(parameter: str, value: Any) -> int:
     if isinstance(value, str):
         return parse_time(parameter, value)
     number = _json_value(parameter, value)
+    if number is None:
+        raise AppInputError(parameter, "required")
     return _epoch_ns(parameter, Decimal(repr(number)), 10**9 if abs(number) < EPOCH_MS_FROM else 10**6)
 
 

@@ -204,10 +204,21 @@ def cli() -> None:
     type=float,
     help=f"Lifetime of a bearer token from POST /auth (env TRACKER_BEARER_TOKEN_SECONDS) [default: {Settings().bearer_token_seconds:g}].",
 )
+@click.option(
+    "--api-max-samples",
+    type=int,
+    help=f"Samples per POST /api/v1/samples (env TRACKER_API_MAX_SAMPLES) [default: {Settings().api_max_samples}].",
+)
+@click.option(
+    "--api-max-body-size",
+    type=int,
+    help=f"Body bytes per POST /api/v1/samples (env TRACKER_API_MAX_BODY_SIZE) [default: {Settings().api_max_body_size}].",
+)
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trust_proxy: bool | None,
     max_streams: int | None, max_streams_per_user: int | None, bearer_token_seconds: float | None,
+    api_max_samples: int | None, api_max_body_size: int | None,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -219,7 +230,8 @@ def serve(
             log_level=log_level.lower() if log_level else None,
             tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url, trust_proxy=trust_proxy,
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
-            bearer_token_seconds=bearer_token_seconds,
+            bearer_token_seconds=bearer_token_seconds, api_max_samples=api_max_samples,
+            api_max_body_size=api_max_body_size,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

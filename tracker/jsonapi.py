@@ -153,7 +153,7 @@ def _check_fields(raw: Any, bad: Any) -> dict[str, float] | None:
     ok = True
     for key, value in raw.items():
         path = f"/fields/{_pointer(key)}"
-        canonical = ALIASES.get(key, key)
+        canonical = ALIASES[key] if key in ALIASES else key
         spec = BY_KEY.get(canonical)
         if spec is None:
             bad(path, f"unknown field; allowed: {ALLOWED_FIELDS}")
@@ -205,4 +205,7 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+_KINDS: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}

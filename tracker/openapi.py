@@ -114,51 +114,39 @@ def _post_samples(settings: Settings) -> dict[str, Any]:
 
 def _examples() -> dict[str, Any]:
     """Posted in this order by the tests, against an empty database."""
+    batch = {
+        "samples": [
+            {"time": 1748772001, "fields": {"lat": 52.52, "lng": 13.405, "spd_kph": 28.4}},
+            {"time": 1748772002, "fields": {"lat": 52.5201, "lng": 13.4051, "spd_kph": 28.9}},
+        ]
+    }
+    with_a_bad_sample = {
+        "samples": [
+            {"time": 1748772003000, "fields": {"hr_bpm": 151}},
+            {"time": "yesterday", "fields": {"heart": 150}},
+        ]
+    }
     return {
         "one": {
             "summary": "One sample",
             "value": {"time": "2025-06-01T10:00:00Z", "device": "garmin", "fields": {"hr_bpm": 150, "pwr_w": 230}},
             "x-status": 201,
         },
-        "batch": {
-            "summary": "A batch with epoch-second times",
-            "value": {
-                "samples": [
-                    {"time": 1748772001, "fields": {"lat": 52.52, "lng": 13.405, "spd_kph": 28.4}},
-                    {"time": 1748772002, "fields": {"lat": 52.5201, "lng": 13.4051, "spd_kph": 28.9}},
-                ]
-            },
-            "x-status": 201,
-        },
+        "batch": {"summary": "A batch with epoch-second times", "value": batch, "x-status": 201},
         "resend": {
             "summary": "The same batch again, keeping what is stored",
-            "value": {
-                "samples": [
-                    {"time": 1748772001, "fields": {"lat": 52.52, "lng": 13.405, "spd_kph": 28.4}},
-                    {"time": 1748772002, "fields": {"lat": 52.5201, "lng": 13.4051, "spd_kph": 28.9}},
-                ]
-            },
+            "value": batch,
             "x-query": "on_conflict=skip",
             "x-status": 201,
         },
         "invalid": {
             "summary": "A batch with a bad sample: nothing is stored",
-            "value": {
-                "samples": [
-                    {"time": 1748772003000, "fields": {"hr_bpm": 151}},
-                    {"time": "yesterday", "fields": {"heart": 150}},
-                ]
-            },
+            "value": with_a_bad_sample,
             "x-status": 400,
         },
         "partial": {
             "summary": "The same with partial=true: the good sample is stored",
-            "value": {
-                "samples": [
-                    {"time": 1748772003000, "fields": {"hr_bpm": 151}},
-                    {"time": "yesterday", "fields": {"heart": 150}},
-                ]
-            },
+            "value": with_a_bad_sample,
             "x-query": "partial=true",
             "x-status": 207,
         },
