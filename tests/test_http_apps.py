@@ -7,11 +7,13 @@ X-Limit-U/X-Limit-D headers, a JSON message), GPSLogger's custom URL (placeholde
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, TokenMaker, basic, stored
 from tests.test_apps import GPSLOGGER_ALL, OWNTRACKS_LOCATION, traccar_client_9
+from tracker.appkeys import LIVE
 from tracker.apps import TIME_RULE
 from tracker.config import Settings
 
@@ -48,6 +50,19 @@ async def test_traccar_client_query_with_a_token_as_id(client: TestClient, setti
     assert fields == pytest.approx(
         {"lat": 52.5, "lng": 13.4, "spd_kph": 18.52, "bearing": 90.0, "alt_m": 34.0, "acc_m": 5.0, "battery": 80.0}
     )
+
+
+@pytest.mark.usefixtures("rider")
+async def test_an_app_sample_reaches_the_live_view(client: TestClient, make_token: TokenMaker) -> None:
+    token = await make_token("rider", "pixel")
+    subscription, _ = client.server.app[LIVE].subscribe("rider")
+    with subscription:
+        resp = await client.get(f"/osmand?id={token}&lat=52.5&lon=13.4&timestamp=1700000000&hr=140")
+        assert resp.status == 200
+        events = await subscription.next_events(timeout=5)
+    assert [orjson.loads(event.data) for event in events] == [
+        {"samples": [{"t": 1700000000 * S, "f": {"lat": 52.5, "lng": 13.4, "hr_bpm": 140.0}}]}
+    ]
 
 
 @pytest.mark.usefixtures("rider")

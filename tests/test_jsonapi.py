@@ -15,6 +15,7 @@ from referencing.jsonschema import DRAFT202012
 from tests.conftest import AddUser, TokenMaker, basic, stored
 from tracker import jsonapi
 from tracker.app import create_app
+from tracker.appkeys import LIVE
 from tracker.config import Settings
 from tracker.jsonapi import ApiSample, DocumentError, ItemError
 
@@ -232,6 +233,19 @@ async def test_on_conflict_merge_skip_overwrite(client: TestClient, settings: Se
         "?precision=s&on_conflict=skip&partial=1",
     )
     assert (status, body["stored"], body["skipped"], [e["index"] for e in body["errors"]]) == (207, 1, [1], [0])
+
+
+@pytest.mark.usefixtures("coder")
+async def test_watchers_get_what_was_stored_and_not_what_was_skipped(client: TestClient) -> None:
+    assert await post(client, {"time": 1748772000, "fields": {"hr_bpm": 150}}) == (201, {"stored": 1, "skipped": []})
+    subscription, _ = client.server.app[LIVE].subscribe("coder")
+    with subscription:
+        batch = {"samples": [{"time": 1748772000, "fields": {"hr_bpm": 1}}, {"time": 1748772001, "fields": {"hr_bpm": 151}}]}
+        assert await post(client, batch, "?on_conflict=skip") == (201, {"stored": 1, "skipped": [0]})
+        events = await subscription.next_events(timeout=5)
+    assert [orjson.loads(event.data) for event in events] == [
+        {"samples": [{"t": 1748772001 * S, "f": {"hr_bpm": 151.0}}]}
+    ]
 
 
 @pytest.mark.usefixtures("coder")

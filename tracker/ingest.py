@@ -20,7 +20,7 @@ async def commit(app: web.Application, writer: Writer, points: list[Point], *, o
 
     A device token's label becomes each point's `device` tag unless the point has one. Storage
     errors propagate (nothing was stored); after the commit nothing here raises. `on_conflict` is
-    SampleStore.write's; the answer is the indices of the points it skipped, which nobody sees.
+    SampleStore.write's; returns the indices of the points it skipped, which are not fanned out.
     """
     if not points:
         return []
