@@ -75,6 +75,7 @@ def test_command_tree_is_complete() -> None:
         "", "serve", "user", "user add", "user list", "user passwd", "user delete",
         "share", "share add", "share remove", "share list",
         "user public", "link", "link create", "link list", "link revoke",
+        "user retention", "backup", "restore", "check",
         "token", "token create", "token list", "token revoke",
     }  # fmt: skip
 
@@ -96,7 +97,7 @@ def test_user_add_and_list(data_dir: Path) -> None:
     result = invoke(["user", "list", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "CREATED", "DATA"]
+    assert lines[0].split() == ["NAME", "CREATED", "DATA", "RETENTION"]
     assert [line.split()[0] for line in lines[1:]] == ["alice", "bob"]
     assert lines[1].split()[2] == "no"
     assert "+00:00" in lines[1].split()[1]

@@ -146,6 +146,7 @@ class _Snapshot:
 
     hashes: dict[str, str] = field(default_factory=dict)  # name -> current password hash
     readable: dict[str, list[str]] = field(default_factory=dict)  # viewer -> owners who share with them
+    retention: dict[str, int] = field(default_factory=dict)  # name -> own retention ns (0 = forever), if set
     tokens: dict[str, DeviceTokenRecord] = field(default_factory=dict)  # token hash -> active device token
     token_ids: dict[int, DeviceTokenRecord] = field(default_factory=dict)  # id -> active device token
 
@@ -165,9 +166,12 @@ class Accounts:
         cache_seconds: float = 300.0,
         password_context: CryptContext | None = None,
         clock: Callable[[], float] = time.monotonic,
+        default_retention_ns: int = 0,
         bearer_secret: bytes | None = None,
     ) -> None:
         self._store = store
+        # How long samples are kept for users without a retention of their own; 0 = forever.
+        self.default_retention_ns = default_retention_ns
         self._cache_seconds = cache_seconds
         # Tests pass a cheap argon2 context; production uses the strong default.
         self._context = password_context if password_context is not None else default_password_context()
@@ -378,8 +382,34 @@ class Accounts:
             return False
         # Last use to the minute: a write per viewer request would keep the accounts file busy.
         if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
-            await storage.touch_link(self._store, link.id, now_ns)
+            try:
+                await storage.touch_link(self._store, link.id, now_ns)
+            except storage.StorageUnavailable:
+                pass  # a full disk must not stop anyone watching; "last used" is only a statistic
         return True
+
+    # ----- retention -----
+
+    async def set_retention(self, name: str, retention_ns: int | None) -> None:
+        """NAME's own retention in ns (0 = keep everything), or None to follow the server's default."""
+        validate_username(name)
+        try:
+            await storage.set_retention(self._store, name, retention_ns)
+        except UnknownUser:
+            raise UnknownUser(f"unknown user {name!r}") from None
+
+    async def retention_overrides(self) -> dict[str, int]:
+        """{user: own retention ns} for the users who have one (read from the file, for the CLI)."""
+        return await storage.retention_overrides(self._store)
+
+    async def retention_ns(self, name: str) -> int:
+        """How long NAME's samples are kept, in ns; 0 = forever. Follows CLI changes at once."""
+        return (await self._current()).retention.get(name, self.default_retention_ns)
+
+    async def retention_by_user(self) -> dict[str, int]:
+        """Every user's retention in ns (0 = forever)."""
+        snapshot = await self._current()
+        return {name: snapshot.retention.get(name, self.default_retention_ns) for name in snapshot.hashes}
 
     async def data_version(self) -> int:
         """Changes whenever anything in the accounts file changed (this or another process).
@@ -605,7 +635,13 @@ class Accounts:
         for owners in readable.values():
             owners.sort()
         active = await storage.active_device_tokens(self._store)
-        return _Snapshot(hashes, readable, {t.token_hash: t for t in active}, {t.id: t for t in active})
+        return _Snapshot(
+            hashes,
+            readable,
+            retention=await storage.retention_overrides(self._store),
+            tokens={t.token_hash: t for t in active},
+            token_ids={t.id: t for t in active},
+        )
 
 
 def _later(a: int | None, b: int | None) -> int | None:

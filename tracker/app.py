@@ -13,11 +13,12 @@ from aiohttp.abc import AbstractAccessLogger
 from tracker.accounts import Accounts, load_bearer_secret
 from tracker import senders
 from tracker import web as browser
-from tracker.appkeys import ACCOUNTS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, LIVE, RETENTION, SAMPLES, SETTINGS
 from tracker.config import Settings
 from tracker.influx import auth, query, status, write
 from tracker.influx.errors import influx_conventions
 from tracker.live import LiveHub
+from tracker.retention import RetentionSweeper
 from tracker.storage import AccountStore, SampleStore
 
 log = logging.getLogger("tracker")
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_stores)
     app.cleanup_ctx.append(_live)
+    app.cleanup_ctx.append(_retention)
     app.cleanup_ctx.append(_token_use)  # after _stores: cleaned up first, so its last flush still has the file
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
@@ -83,7 +85,12 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     bearer_secret = load_bearer_secret(settings.data_dir)  # before anything opens: it may refuse to start
     account_store = await AccountStore.open(settings.data_dir)
     samples = SampleStore(settings.data_dir, synchronous=settings.sqlite_synchronous)
-    app[ACCOUNTS] = Accounts(account_store, cache_seconds=settings.auth_cache_seconds, bearer_secret=bearer_secret)
+    app[ACCOUNTS] = Accounts(
+        account_store,
+        cache_seconds=settings.auth_cache_seconds,
+        default_retention_ns=settings.retention_ns,
+        bearer_secret=bearer_secret,
+    )
     app[SAMPLES] = samples
     try:
         yield
@@ -115,6 +122,18 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     finally:
         hub.close()
         sweeper.cancel()
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """The sweep that removes samples older than their user's retention; stopped before the stores close."""
+    sweeper = RetentionSweeper(app[SAMPLES], app[ACCOUNTS])
+    app[RETENTION] = sweeper
+    task = asyncio.create_task(sweeper.run(app[SETTINGS].retention_check_seconds))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _token_use(app: web.Application) -> AsyncIterator[None]:

@@ -7,9 +7,11 @@ from aiohttp import web
 from tracker.accounts import Accounts
 from tracker.config import Settings
 from tracker.live import LiveHub
+from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
 
 SETTINGS = web.AppKey("settings", Settings)
 SAMPLES = web.AppKey("samples", SampleStore)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 LIVE = web.AppKey("live", LiveHub)
+RETENTION = web.AppKey("retention", RetentionSweeper)

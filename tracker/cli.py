@@ -1,4 +1,4 @@
-"""Command line: `tracker serve | user ... | share ...`.
+"""Command line: `tracker serve | user ... | share ... | link ... | backup | restore | check`.
 
 Thin on purpose: every rule lives in Accounts / the stores; this module parses arguments, asks for
 passwords and confirmations, and turns expected failures into one line on stderr with exit code 1.
@@ -31,8 +31,12 @@ from tracker.accounts import (
     parse_duration,
     validate_username,
 )
+from tracker import backup as backups
 from tracker.config import Settings
-from tracker.storage import ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, UnknownUser, UserExists
+from tracker.retention import describe, parse_retention
+from tracker.storage import (
+    ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
+)
 
 T = TypeVar("T")
 
@@ -50,6 +54,8 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     UserExists,
     UnknownUser,
     SchemaTooNew,
+    backups.BackupError,
+    StorageUnavailable,
     sqlite3.Error,
     OSError,
 )
@@ -200,6 +206,12 @@ def cli() -> None:
     "--max-streams-per-user", type=int, help="Open live streams watching one user (env TRACKER_LIVE_MAX_STREAMS_PER_USER)."
 )
 @click.option(
+    "--retention",
+    metavar="DURATION",
+    help="Keep samples this long unless a user has a retention of their own: 8h, 90m, 7d, 2w, or inf "
+    "(env TRACKER_RETENTION) [default: inf, keep everything].",
+)
+@click.option(
     "--bearer-token-seconds",
     type=float,
     help=f"Lifetime of a bearer token from POST /auth (env TRACKER_BEARER_TOKEN_SECONDS) [default: {Settings().bearer_token_seconds:g}].",
@@ -217,7 +229,8 @@ def cli() -> None:
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trust_proxy: bool | None,
-    max_streams: int | None, max_streams_per_user: int | None, bearer_token_seconds: float | None,
+    max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
+    bearer_token_seconds: float | None,
     api_max_samples: int | None, api_max_body_size: int | None,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
@@ -229,7 +242,7 @@ def serve(
             host=host, port=port, data_dir=data_dir, max_body_size=max_body_size,
             log_level=log_level.lower() if log_level else None,
             tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url, trust_proxy=trust_proxy,
-            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
+            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
             bearer_token_seconds=bearer_token_seconds, api_max_samples=api_max_samples,
             api_max_body_size=api_max_body_size,
         )  # fmt: skip
@@ -272,18 +285,49 @@ def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_list(ctx: click.Context, data_dir: Path | None) -> None:
-    """List accounts: name, creation time (UTC) and whether a data file exists."""
+    """List accounts: name, creation time (UTC), whether a data file exists, and the retention
+    ("default": the server's --retention)."""
     options = _options(ctx, data_dir)
-    users = _run(_with_accounts(options, lambda accounts: accounts.list_users()))
+
+    async def users_and_retention(accounts: Accounts) -> tuple[list[Any], dict[str, int]]:
+        return await accounts.list_users(), await accounts.retention_overrides()
+
+    users, retention = _run(_with_accounts(options, users_and_retention))
     if not users:
         click.echo("no users", err=True)
         return
     samples = SampleStore(options.data_dir)  # path_for only: opens nothing
     rows = [
-        (u.name, _iso(u.created_ns), "yes" if samples.path_for(u.name).exists() else "no")
+        (u.name, _iso(u.created_ns), "yes" if samples.path_for(u.name).exists() else "no",
+         describe(retention.get(u.name)))
         for u in sorted(users, key=lambda u: u.name)
-    ]
-    _table(("NAME", "CREATED", "DATA"), rows)
+    ]  # fmt: skip
+    _table(("NAME", "CREATED", "DATA", "RETENTION"), rows)
+
+
+@user.command("retention")
+@_name_argument("name")
+@click.argument("duration", metavar="DURATION|inf|default")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path | None) -> None:
+    """Keep NAME's samples for DURATION (8h, 90m, 7d, 2w), forever (inf), or as the server's
+    --retention says (default). Older samples are removed in the background; a running server
+    follows the change at once."""
+    options = _options(ctx, data_dir)
+    retention_ns: int | None = None
+    if duration.strip().lower() != "default":
+        try:
+            retention_ns = parse_retention(duration)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    _run(_with_accounts(options, lambda accounts: accounts.set_retention(name, retention_ns)))
+    if retention_ns is None:
+        click.echo(f"{name} follows the server's retention (--retention, TRACKER_RETENTION)")
+    elif retention_ns == 0:
+        click.echo(f"{name} keeps every sample")
+    else:
+        click.echo(f"{name} keeps samples for {describe(retention_ns)}")
 
 
 @user.command("passwd")
@@ -504,6 +548,74 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_link(name, key))):
         raise click.ClickException(f"{name} has no active link {token_or_label!r}")
     click.echo(f"revoked the link {token_or_label!r} of {name}")
+
+
+# ----- backups and checks -----
+
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Write into DEST even if it is not empty (same-named files are replaced).")
+@_data_dir_option(on_group=True)
+def backup_command(dest: Path, force: bool, data_dir: Path) -> None:
+    """Copy every database into the folder DEST, consistently, while the server runs.
+
+    Uses SQLite's online backup API: each file is one snapshot, and writes go on meanwhile.
+    DEST gets accounts.sqlite, users/NAME.sqlite and manifest.json (time, files, schema versions).
+    """
+    try:
+        manifest = backups.backup(data_dir, dest, force=force)
+    except EXPECTED_ERRORS as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    for entry in manifest["files"]:
+        click.echo(f"{entry['path']}  schema {entry['schema_version']}  {entry['bytes']} bytes")
+    click.echo(f"backed up {len(manifest['files'])} file(s) into {dest} ({backups.MANIFEST} written last)")
+
+
+@cli.command("restore")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", "--yes", "-y", is_flag=True, help="Replace the databases already in the data folder.")
+@_data_dir_option(on_group=True)
+def restore_command(source: Path, force: bool, data_dir: Path) -> None:
+    """Put the backup in SOURCE back into the data folder (stop the server first).
+
+    The backup is verified first (manifest, SHA-256, integrity check, schema version); each file is
+    copied beside its place and renamed over it. A data folder that already holds databases is
+    refused unless --force, and one in use by a running server always is.
+    """
+    try:
+        restored, left = backups.restore(source, data_dir, force=force)
+    except EXPECTED_ERRORS as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    for relative in restored:
+        click.echo(f"restored {relative}")
+    for relative in left:
+        click.echo(f"left in place (not in the backup): {relative}", err=True)
+    click.echo(f"restored {len(restored)} file(s) into {data_dir}")
+
+
+@cli.command("check")
+@click.option("--quick", is_flag=True, help="SQLite's quick_check instead of the full integrity_check (faster).")
+@_data_dir_option(on_group=True)
+def check_command(quick: bool, data_dir: Path) -> None:
+    """Verify every file of the data folder: one line each, exit status 1 on any problem.
+
+    Each database gets SQLite's integrity check and a schema version this Tracker knows; anything
+    else in the folder is reported as unexpected. Safe while the server runs.
+    """
+    try:
+        lines = backups.check(data_dir, quick=quick)
+    except EXPECTED_ERRORS as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    for line in lines:
+        if line.problem is None:
+            click.echo(f"ok       {line.path}: {line.detail}")
+        else:
+            click.echo(f"PROBLEM  {line.path}: {_one_line(Exception(line.problem))}")
+    problems = sum(line.problem is not None for line in lines)
+    if problems:
+        raise click.ClickException(f"{problems} of {len(lines)} file(s) have problems")
+    click.echo(f"all {len(lines)} file(s) are sound", err=True)
 
 
 # ----- device tokens -----

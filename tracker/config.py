@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from tracker.retention import parse_retention
+
 ENV_PREFIX = "TRACKER_"
 
 
@@ -27,6 +29,10 @@ class Settings:
     token_use_flush_seconds: float = 5.0
     # SQLite `synchronous` for sample files: FULL survives power loss, NORMAL only a process crash.
     sqlite_synchronous: str = "FULL"
+    # How long samples are kept unless a user has a retention of their own (InfluxDB durations: 8h,
+    # 90m, 7d, 2w; "inf" or "0" = forever), and how often the background sweep looks for older ones.
+    retention: str = "inf"
+    retention_check_seconds: float = 60.0
     # POST /api/v1/samples: samples per request and bytes of body (as sent; gzip may inflate to
     # max_decompressed_size). Past either: 413.
     api_max_samples: int = 10_000
@@ -82,12 +88,18 @@ class Settings:
         for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+        parse_retention(self.retention)  # raises ValueError with the rule
         for name in (
             "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
-            "bearer_token_seconds", "token_use_flush_seconds",
+            "retention_check_seconds", "bearer_token_seconds", "token_use_flush_seconds",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
+
+    @property
+    def retention_ns(self) -> int:
+        """The default retention in ns; 0 = keep everything."""
+        return parse_retention(self.retention)
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)

@@ -136,9 +136,11 @@ def parse(body: bytes, precision: str = "ns", now_ns: int | None = None) -> Pars
         fast = _parse_shaped_line
         if _uniform_shape(shapes) and "#" not in text:
             # The usual batch: every line has the same valid shape, so no per-line checks.
-            batch = _parse_uniform_batch(text, multiplier, default_time)
-            if batch is not None:
-                return ParseResult(batch, errors)
+            # (A single line, the usual live write, is cheaper on the per-line path below.)
+            if len(lines) > 2 or (len(lines) == 2 and lines[1]):
+                batch = _parse_uniform_batch(text, multiplier, default_time)
+                if batch is not None:
+                    return ParseResult(batch, errors)
             for index, line in enumerate(lines):
                 if line:
                     point = fast(line, multiplier, default_time)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Protocol, Sequence
 
 import aiosqlite
 
@@ -62,6 +63,84 @@ class UserExists(Exception):
 
 class UnknownUser(Exception):
     pass
+
+
+class StorageUnavailable(Exception):
+    """The file system refused: a full disk, a read-only or failing data folder, a file another
+    program keeps locked. Not the data's fault, so the same request may succeed later; a write that
+    fails this way stored nothing. The message says what failed and why; those that reach HTTP
+    clients (writes, reads, account changes) name no path."""
+
+
+# SQLite primary result codes (sqlite_errorcode & 0xFF) and errno values that mean the file system
+# refused, not that the data was wrong.
+_FAULT_CODES = frozenset({
+    sqlite3.SQLITE_PERM, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOLFS,
+})  # fmt: skip
+_FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+_DISK_FULL = "the disk is full"
+_READ_ONLY = "the data folder is read-only"
+
+
+def _storage_fault(error: BaseException, path: Path, doing: str) -> StorageUnavailable | None:
+    """`error` as a StorageUnavailable saying "<doing>: <cause>" if the file system caused it, else None.
+
+    SQLite reports a read-only or full file system in several ways (e.g. CANTOPEN when it cannot
+    create the -shm file), so the folder itself is asked first; the error code decides otherwise.
+    """
+    if isinstance(error, sqlite3.Error):
+        code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+        if code not in _FAULT_CODES:
+            return None
+    elif isinstance(error, OSError):
+        if error.errno not in _FAULT_ERRNOS:
+            return None
+        code = {errno.ENOSPC: sqlite3.SQLITE_FULL, errno.EDQUOT: sqlite3.SQLITE_FULL,
+                errno.EROFS: sqlite3.SQLITE_READONLY, errno.EIO: sqlite3.SQLITE_IOERR}.get(
+                    error.errno, sqlite3.SQLITE_PERM)  # fmt: skip
+    else:
+        return None
+    cause = _folder_state(path) or {
+        sqlite3.SQLITE_FULL: _DISK_FULL,
+        sqlite3.SQLITE_READONLY: _READ_ONLY,
+        sqlite3.SQLITE_BUSY: "the database file is locked by another program",
+        sqlite3.SQLITE_LOCKED: "the database file is locked by another program",
+        sqlite3.SQLITE_IOERR: "disk I/O error",
+    }.get(code, "cannot open or write the database file (check the data folder's permissions)")
+    return StorageUnavailable(f"{doing}: {cause}")
+
+
+@contextlib.contextmanager
+def _refused_as_unavailable(path: Path, doing: str, *, log: bool = False) -> Iterator[None]:
+    """Re-raise the file system's refusals inside the block as StorageUnavailable("<doing>: <cause>")."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as error:
+        fault = _storage_fault(error, path, doing)
+        if fault is None:
+            raise
+        if log:  # with the file and SQLite's own words, for the operator
+            _log.error("%s: %s (%s)", path, fault, error)
+        raise fault from error
+
+
+def _folder_state(path: Path) -> str | None:
+    """"read-only" or "full" if the file system holding `path` (or its nearest existing folder) is."""
+    for folder in (path, *path.parents):
+        try:
+            fs = os.statvfs(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        if fs.f_flag & os.ST_RDONLY:
+            return _READ_ONLY
+        # Some file systems report no inode counts at all (f_files == 0): only a real count of 0 is "full".
+        if (fs.f_blocks and not fs.f_bavail) or (fs.f_files and not fs.f_favail):
+            return _DISK_FULL
+        return None
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,20 +288,24 @@ class AccountStore:
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / ACCOUNTS_FILE
-        return cls(await _open(path, ACCOUNT_MIGRATIONS, "FULL"), path)
+        # e.g. the server started on a full disk, where SQLite cannot create the -shm file
+        with _refused_as_unavailable(path, f"cannot open {path}"):
+            return cls(await _open(path, ACCOUNT_MIGRATIONS, "FULL"), path)
 
     async def _change(self, sql: str, params: Sequence[Any]) -> int:
         """Run one write statement in its own transaction; returns the number of rows changed."""
         async with self._lock:
-            try:
-                cursor = await self._conn.execute(sql, params)
-                changed = cursor.rowcount
-                await cursor.close()
-                await self._conn.commit()
-            except BaseException:
-                if self._conn.in_transaction:
-                    await self._conn.rollback()
-                raise
+            with _refused_as_unavailable(self.path, "the change was not saved"):
+                try:
+                    cursor = await self._conn.execute(sql, params)
+                    changed = cursor.rowcount
+                    await cursor.close()
+                    await self._conn.commit()
+                except BaseException:
+                    if self._conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):  # a failing rollback must not hide the error
+                            await self._conn.rollback()
+                    raise
             self._own_commits += 1
             return changed
 
@@ -394,6 +477,11 @@ def _upsert_sql(keys: tuple[str, ...], rows: int = 1, on_conflict: str = "merge"
     )
 
 
+_DELETE_OLDEST = (
+    "DELETE FROM samples WHERE time < coalesce("
+    "(SELECT time FROM samples WHERE time < ?1 ORDER BY time LIMIT 1 OFFSET ?2) + 1, ?1)"
+)
+
 # CROSS JOIN keeps samples as the outer loop: the range scan on the primary key drives the query.
 _FROM = "FROM samples CROSS JOIN series ON series.id = samples.series"
 _SELECT = f"SELECT samples.time, series.tags, {_COLUMNS} {_FROM}"
@@ -447,6 +535,15 @@ _STOP = object()  # put on a writer's queue after the last batch: commit what is
 _Batch = tuple[Sequence[SamplePoint], "asyncio.Future[None]"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Work other than a write (removing expired samples), run on the writer's own connection after
+    the group commit it was queued beside, so it never races a write and never holds one up for long."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    done: asyncio.Future[Any]
+
+
 class _Writer:
     """The writer thread of one user's file, fed by a queue (datasette's model).
 
@@ -470,6 +567,10 @@ class _Writer:
         self.unacknowledged += 1
         self._queue.put((points, done))
 
+    def put_job(self, job: _Job) -> None:
+        self.unacknowledged += 1
+        self._queue.put(job)
+
     def stop(self) -> None:
         """Commit and acknowledge everything queued so far, then close the connection and end."""
         self._queue.put(_STOP)
@@ -488,6 +589,15 @@ class _Writer:
                 future.set_result(None)
             else:
                 future.set_exception(error)
+
+    def _settle_job(self, done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self.unacknowledged -= 1
+        if done.done():
+            return
+        if error is None:
+            done.set_result(result)
+        else:
+            done.set_exception(error)
 
     def _finish(self) -> None:
         if not self.finished.done():
@@ -514,34 +624,71 @@ class _Writer:
                     except queue.Empty:
                         break
                 stop = any(item is _STOP for item in items)
-                batches: list[_Batch] = [item for item in items if item is not _STOP]  # type: ignore[misc]
+                jobs = [item for item in items if isinstance(item, _Job)]
+                batches: list[_Batch] = [
+                    item for item in items if item is not _STOP and not isinstance(item, _Job)  # type: ignore[misc]
+                ]
                 if batches:
                     groups = [points for points, _ in batches]
                     errors: list[BaseException | None]
                     commits = 0
                     try:
                         if conn is None:
-                            self._path.parent.mkdir(parents=True, exist_ok=True)
-                            # Autocommit mode: this thread says BEGIN IMMEDIATE and COMMIT itself.
-                            conn = _connect(
-                                self._path, SAMPLE_MIGRATIONS, self._store.synchronous,
-                                isolation_level=None, cached_statements=64,
-                            )
-                            rows = conn.execute("SELECT tags, id FROM series").fetchall()
-                            series_ids = {tuple(map(tuple, json.loads(t))): i for t, i in rows}
+                            conn, series_ids = self._open()
                         errors, commits = self._commit_group(conn, series_ids, groups)
-                    except Exception as error:  # opening failed (e.g. a newer schema): fail this group only
-                        if conn is not None:
+                    except Exception as error:  # opening failed (a newer schema, a full disk): fail this group only
+                        errors = [self._fault(error) or error] * len(batches)
+                    if conn is not None and (
+                        conn.in_transaction or any(isinstance(e, StorageUnavailable) for e in errors)
+                    ):
+                        # After a fault the next group starts from a fresh connection: whatever state
+                        # the failure left behind, a disk that has space again (or is writable
+                        # again) is written at the very next request, no restart needed.
+                        with contextlib.suppress(sqlite3.Error):
                             conn.close()
-                            conn = None
-                        errors = [error] * len(batches)
+                        conn = None
                     self._call_loop(self._acknowledge, [future for _, future in batches], errors, commits)
+                for job in jobs:
+                    result: Any = None
+                    job_error: BaseException | None = None
+                    try:
+                        if conn is None:
+                            conn, series_ids = self._open()
+                        result = job.run(conn)
+                    except Exception as error:
+                        job_error = self._fault(error) or error
+                        if conn is not None:
+                            # As after a failed write: start the next group from a fresh connection.
+                            with contextlib.suppress(sqlite3.Error):
+                                conn.close()
+                            conn = None
+                    self._call_loop(self._settle_job, job.done, result, job_error)
                 if stop:
                     return
         finally:
             if conn is not None:
                 conn.close()
             self._call_loop(self._finish)
+
+    def _open(self) -> tuple[sqlite3.Connection, dict[Tags, int]]:
+        """The thread's connection, and the ids of the series already in the file."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: this thread says BEGIN IMMEDIATE and COMMIT itself.
+        conn = _connect(
+            self._path, SAMPLE_MIGRATIONS, self._store.synchronous, isolation_level=None, cached_statements=64
+        )
+        try:
+            rows = conn.execute("SELECT tags, id FROM series").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        return conn, {tuple(map(tuple, json.loads(t))): i for t, i in rows}
+
+    def _fault(self, error: BaseException) -> StorageUnavailable | None:
+        fault = _storage_fault(error, self._path, "write failed, nothing was stored")
+        if fault is not None:
+            _log.error("%s: %s (%s)", self._path, fault, error)
+        return fault
 
     def _commit_group(
         self, conn: sqlite3.Connection, series_ids: dict[Tags, int], groups: list[Sequence[SamplePoint]]
@@ -550,6 +697,9 @@ class _Writer:
         try:
             self._transaction(conn, series_ids, groups)
         except Exception as error:
+            fault = self._fault(error)
+            if fault is not None:  # the disk's doing, not one batch's: each would fail alike
+                return [fault] * len(groups), 0
             if len(groups) == 1:
                 return [error], 0
             # One bad batch must not fail the writes it happened to be grouped with.
@@ -598,7 +748,10 @@ class _Writer:
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                # A failing ROLLBACK (a dying disk) must not hide the first error; the caller then
+                # sees the connection still in a transaction and replaces it.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         known.update(fresh)  # only now: a rolled-back series id must never be reused
 
@@ -719,6 +872,7 @@ class SampleStore:
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self.commits = 0  # committed write transactions, all users: shows that group commit groups
+        self._writes: dict[str, int] = {}  # write requests per user since start: "written since?" for retention
         self._upserts: dict[tuple[tuple[str, ...], int, str], str] = {}
 
     def path_for(self, user: str) -> Path:
@@ -756,10 +910,19 @@ class SampleStore:
         # If everything is busy we stay above the cap for a while rather than make anyone wait.
 
     def _existing_file(self, user: str) -> _UserFile | None:
-        """For reads: a user who never wrote has no file, and reading must not create one."""
-        if user in self._files or self.path_for(user).exists():
+        """For reads: a user who never wrote has no file, and reading must not create one.
+
+        An empty file counts as none: a first write that failed on a full disk leaves one behind,
+        and opening it for reading would try to write its schema, on that full disk.
+        """
+        handle = self._files.get(user)
+        if handle is not None and handle.reader is not None:
             return self._file(user)
-        return None
+        try:
+            empty = self.path_for(user).stat().st_size == 0
+        except FileNotFoundError:
+            empty = True
+        return None if empty else self._file(user)
 
     async def _open_file(self, path: Path) -> aiosqlite.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -782,7 +945,8 @@ class SampleStore:
         """
         handle.active_reads += 1
         try:
-            yield await self._reader(handle)
+            with _refused_as_unavailable(handle.path, "read failed", log=True):
+                yield await self._reader(handle)
         finally:
             handle.active_reads -= 1
 
@@ -799,14 +963,43 @@ class SampleStore:
         handle = self._file(user)
         if not points:
             return []
-        loop = asyncio.get_running_loop()
-        if handle.writer is None:
-            handle.writer = _Writer(self, handle.path, loop)
-        done: asyncio.Future[None] = loop.create_future()
+        self._writes[user] = self._writes.get(user, 0) + 1
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch = points if on_conflict == "merge" else _ConflictBatch(points, on_conflict)
-        handle.writer.put(batch, done)
+        self._writer(handle).put(batch, done)
         await done
         return list(batch.skipped) if isinstance(batch, _ConflictBatch) else []
+
+    def _writer(self, handle: _UserFile) -> _Writer:
+        if handle.writer is None:
+            handle.writer = _Writer(self, handle.path, asyncio.get_running_loop())
+        return handle.writer
+
+    def writes_to(self, user: str) -> int:
+        """How many writes this store has taken for the user: a changed number means new samples."""
+        return self._writes.get(user, 0)
+
+    async def delete_before(self, user: str, cutoff_ns: int, max_rows: int) -> tuple[int, int | None]:
+        """Remove the oldest samples with time < cutoff_ns, about `max_rows` of them (a few more when
+        several series share the last time), in one transaction through the user's writer: queued
+        like a write, so it never races one and holds the file only briefly. Returns (samples removed,
+        time of the oldest sample left or None). A user without a file has nothing to remove."""
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        handle = self._existing_file(user)
+        if handle is None:
+            return 0, None
+
+        def delete(conn: sqlite3.Connection) -> tuple[int, int | None]:
+            # One statement, so autocommit makes it one transaction; the bound is the time of the
+            # max_rows-th oldest sample, so both scans are primary-key ranges from the oldest row.
+            removed = conn.execute(_DELETE_OLDEST, (cutoff_ns, max_rows - 1)).rowcount
+            oldest = conn.execute("SELECT min(time) FROM samples").fetchone()[0]
+            return removed, oldest
+
+        done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
+        self._writer(handle).put_job(_Job(delete, done))
+        return await done
 
     def _upsert_for(self, keys: tuple[str, ...], rows: int, on_conflict: str = "merge") -> str:
         """Called from writer threads: a plain dict is safe enough, a lost race only rebuilds a string."""
@@ -1479,10 +1672,23 @@ async def window_samples(
 
 
 # --------------------------------------------------------------------------------------------------
-# Device tokens: a sender identity of its own, stored (like links) only as the token's SHA-256.
+# Retention and backups: the accounts schema v3 (a retention per user), and the SQL behind
+# `tracker backup`, `tracker restore` and `tracker check`.
 
 ACCOUNT_MIGRATIONS += (
-    # A token's label is unique among its owner's tokens that are not revoked (`token revoke NAME
+    # v3. retention_ns: how long the user's samples are kept; NULL = the server's default, 0 = forever.
+    """
+    ALTER TABLE users ADD COLUMN retention_ns INTEGER CHECK (retention_ns IS NULL OR retention_ns >= 0);
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Device tokens (accounts schema v4): a sender identity of its own, stored (like links) only as the
+# token's SHA-256.
+
+ACCOUNT_MIGRATIONS += (
+    # v4. A token's label is unique among its owner's tokens that are not revoked (`token revoke NAME
     # LABEL` names exactly one); it is also the `device` tag of what the token writes. Revoked tokens
     # stay listed with their last use. last_used_ns / last_sample_ns are bookkeeping, flushed in batches.
     """
@@ -1501,6 +1707,114 @@ ACCOUNT_MIGRATIONS += (
     CREATE INDEX device_tokens_by_owner ON device_tokens(owner);
     """,
 )
+
+
+async def set_retention(store: AccountStore, name: str, retention_ns: int | None) -> None:
+    """The user's own retention in ns (0 = keep everything), or None to follow the server's default."""
+    if retention_ns is not None and retention_ns < 0:
+        raise ValueError("a retention cannot be negative")
+    if not await store._change("UPDATE users SET retention_ns = ? WHERE name = ?", (retention_ns, name)):
+        raise UnknownUser(name)
+
+
+async def retention_overrides(store: AccountStore) -> dict[str, int]:
+    """{user: retention ns} for the users who have a retention of their own."""
+    rows = await store._fetchall("SELECT name, retention_ns FROM users WHERE retention_ns IS NOT NULL")
+    return {name: retention_ns for name, retention_ns in rows}
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _connect_existing(path: Path) -> sqlite3.Connection:
+    """A plain connection to a file that must already exist (mode=rw never creates one), not migrated:
+    backup and check look at files as they are."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def backup_file(source: Path, target: Path) -> int:
+    """A consistent copy of the database `source` into `target` (which must not exist yet) with
+    SQLite's online backup API, while other processes go on writing; returns the copy's schema
+    version. The copy is one self-contained file (rollback journal, not WAL), synced to disk."""
+    src = _connect_existing(source)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            # pages=-1: the whole file in one step, inside one read transaction, so the copy is one
+            # snapshot; in WAL mode the writers carry on meanwhile.
+            src.backup(dst, pages=-1)
+            dst.execute("PRAGMA journal_mode = DELETE")
+            version = _user_version(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    with open(target, "rb") as handle:
+        os.fsync(handle.fileno())
+    return version
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheck:
+    schema_version: int | None  # None: not readable as a database
+    problem: str | None  # None: the file is sound
+
+
+def check_file(path: Path, migrations: tuple[str, ...], *, quick: bool = False) -> FileCheck:
+    """Is this a sound Tracker database? SQLite's integrity_check (or the faster quick_check, which
+    skips index-content checks), and a schema version this Tracker knows. Reads only."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        return FileCheck(None, f"cannot read: {exc.strerror or exc}")
+    if header != SQLITE_HEADER:
+        return FileCheck(None, "not an SQLite database")
+    try:
+        conn = _connect_existing(path)
+    except sqlite3.Error as exc:
+        return FileCheck(None, f"cannot open: {exc}")
+    try:
+        version = _user_version(conn)
+        pragma = "quick_check" if quick else "integrity_check"
+        # At most a few messages: a badly damaged file can produce thousands.
+        messages = [row[0] for row in conn.execute(f"PRAGMA {pragma}(5)")]
+    except sqlite3.Error as exc:  # e.g. "database disk image is malformed" before any row
+        return FileCheck(None, f"{'quick' if quick else 'integrity'} check failed: {exc}")
+    finally:
+        conn.close()
+    if messages != ["ok"]:
+        return FileCheck(version, f"{'quick' if quick else 'integrity'} check: " + "; ".join(messages))
+    if version > len(migrations):
+        return FileCheck(
+            version,
+            f"schema version {version} is newer than this Tracker knows ({len(migrations)}): "
+            "written by a newer Tracker",
+        )
+    return FileCheck(version, None)
+
+
+def in_use(path: Path) -> bool:
+    """Does another connection (e.g. a running server) have this database open? Asked by trying
+    to take it for ourselves alone, without waiting; only meaningful for a WAL file."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=0)
+    except sqlite3.Error:
+        return False  # missing or unreadable: nobody is using it as a database
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        conn.rollback()
+        return False
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc) or "busy" in str(exc)
+    except sqlite3.DatabaseError:
+        return False  # not a database (check reports that); nobody has it open as one
+    finally:
+        conn.close()
 
 
 class TokenLabelTaken(Exception):

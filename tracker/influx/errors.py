@@ -9,9 +9,14 @@ from typing import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from tracker.storage import StorageUnavailable
+
 INFLUX_VERSION = "1.8.10"  # what clients read from X-Influxdb-Version; we speak 1.8's dialect
 JSON = "application/json"
 _MAX_ERROR_HEADER = 1024  # InfluxDB truncates X-Influxdb-Error to this many bytes
+# A full or read-only disk answers 503 with this Retry-After: Telegraf keeps such a batch and retries
+# it, influxdb-client waits this long. Short, so that data flows again soon after space is freed.
+STORAGE_RETRY_AFTER_SECONDS = 10
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +64,11 @@ async def influx_conventions(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except InfluxError as exc:
         response = error_response(exc.status, exc.message)
+    except StorageUnavailable as exc:
+        # The disk's fault, not the client's and not a bug: 503, try again later (the sample store logs
+        # the file and SQLite's own error).
+        response = error_response(503, str(exc))
+        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_SECONDS)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -102,6 +102,7 @@ async def query(request: web.Request) -> web.StreamResponse:
         default_rp=params.get("rp", ""),
         epoch=None if not epoch else (epoch if epoch in EPOCH_NS else "ns"),  # InfluxDB: anything else is ns
         now_ns=now_ns,
+        retention_ns=accounts.retention_ns,
     )
     chunked = params.get("chunked", "") == "true"
     writer = _AnswerWriter(request, pretty=params.get("pretty", "") == "true", chunked=chunked)

@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from tracker import storage
 from tracker.influx.influxql import (
@@ -46,11 +46,11 @@ from tracker.influx.influxql import (
     Wildcard,
     time_range,
 )
+from tracker.retention import format_duration, shard_group_duration
 from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
 
 DEFAULT_RETENTION_POLICY = "autogen"
-RETENTION_POLICY_ROW = ["autogen", "0s", "168h0m0s", 1, True]  # what InfluxDB shows for its default policy
 MAX_BUCKETS = 1_000_000  # GROUP BY time buckets per series; InfluxDB's max-select-buckets, made finite
 _FIELDS = frozenset(FIELD_KEYS)
 _SELECTORS = frozenset({"first", "last", "min", "max"})
@@ -73,6 +73,10 @@ class SeriesHeader:
 Output = AsyncIterator[tuple[SeriesHeader, list[Row]]]
 
 
+async def _keeps_everything(database: str) -> int:
+    return 0
+
+
 @dataclass(slots=True)
 class Context:
     store: SampleStore
@@ -83,6 +87,7 @@ class Context:
     epoch: str | None  # None: RFC 3339 strings
     now_ns: int
     batch: int = 5000  # rows per fetch from SQLite
+    retention_ns: Callable[[str], Awaitable[int]] = _keeps_everything  # a database's retention, 0 = forever
 
 
 def statement_database(statement: Statement, default_db: str) -> str | None:
@@ -110,8 +115,11 @@ async def execute(statement: Statement, ctx: Context) -> Output:
     if database is None:
         raise StatementError("database name required")
     if isinstance(statement, ShowRetentionPolicies):
+        # One policy, autogen, lasting the user's retention (InfluxDB shows forever as 0s).
+        duration = await ctx.retention_ns(database)
+        shard_group = shard_group_duration(duration)
         yield SeriesHeader(None, ["name", "duration", "shardGroupDuration", "replicaN", "default"]), [
-            list(RETENTION_POLICY_ROW)
+            [DEFAULT_RETENTION_POLICY, format_duration(duration), format_duration(shard_group), 1, True]
         ]
         return
     if isinstance(statement, SelectStatement):

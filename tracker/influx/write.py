@@ -81,6 +81,13 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
         parsed = lineprotocol.parse(body, precision, now_ns)
 
     accepted, rejected = _apply_vocabulary(parsed.points, body)
+    retention_ns = await accounts.retention_ns(user) if accepted else 0
+    beyond_retention = 0
+    if retention_ns:
+        # InfluxDB drops points older than now minus the policy's duration and writes the rest.
+        cutoff = now_ns - retention_ns
+        kept = [point for point in accepted if point.time >= cutoff]
+        beyond_retention, accepted = len(accepted) - len(kept), kept
     if accepted:
         try:
             await ingest.commit(request.app, writer, accepted)
@@ -88,13 +95,15 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
             log.error("write for %s failed: %s", user, exc)
             raise InfluxError(500, f"write failed, nothing was stored: {exc}") from None
     messages = [str(error) for error in parsed.errors] + rejected
+    if beyond_retention:
+        messages.append("points beyond retention policy")
     if not messages:
         return no_content()
     text = "\n".join(messages)
-    if not accepted:
+    if not accepted and not beyond_retention:
         raise InfluxError(400, text)
     # InfluxDB counts syntax errors as dropped=0 (sic); we count the lines the vocabulary refused.
-    raise InfluxError(400, f"partial write: {text} dropped={len(rejected)}")
+    raise InfluxError(400, f"partial write: {text} dropped={len(rejected) + beyond_retention}")
 
 
 def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tuple[list[lineprotocol.Point], list[str]]:

@@ -1,0 +1,120 @@
+"""A real `python -m tracker serve` in a subprocess, for tests that kill, restart or confine it.
+
+`prefix` runs the server and the CLI through another command first (e.g. `nsenter` into a mount
+namespace), so a test can put the data folder on a file system of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import aiohttp
+
+HOST = "127.0.0.1"
+PASSWORD = "durable-pw"
+
+
+def clean_env() -> dict[str, str]:
+    # A TRACKER_* variable of the developer's shell must not change what the tests run against.
+    return {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class TrackerProcess:
+    """One data folder and port; the server can be started, killed and started again on them."""
+
+    def __init__(self, data_dir: Path, log_path: Path, *, prefix: Sequence[str] = ()) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.prefix = list(prefix)
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.spawned_at = 0.0
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*self.prefix, sys.executable, "-m", "tracker", *args, "--data-dir", str(self.data_dir)],
+            input=stdin, capture_output=True, text=True, timeout=60, env=clean_env(),
+        )  # fmt: skip
+        assert result.returncode == 0, f"tracker {' '.join(args)} failed: {result.stderr}"
+        return result
+
+    def add_user(self, name: str) -> None:
+        self.cli("user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
+
+    def spawn(self) -> None:
+        assert self.process is None, "the server is already running"
+        with self.log_path.open("ab") as log:
+            self.spawned_at = time.monotonic()
+            self.process = subprocess.Popen(
+                [*self.prefix, sys.executable, "-m", "tracker", "serve", "--host", HOST, "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), "--log-level", "warning"],
+                stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
+            )  # fmt: skip
+
+    async def ready(self, timeout: float) -> float:
+        """Seconds from spawn until /ping answered 204; fails the test past `timeout` seconds."""
+        assert self.process is not None
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"{self.url}/ping", timeout=aiohttp.ClientTimeout(total=0.5)) as response:
+                        if response.status == 204:
+                            return time.monotonic() - self.spawned_at
+                except (TimeoutError, aiohttp.ClientError):
+                    pass
+                waited = time.monotonic() - self.spawned_at
+                if self.process.poll() is not None or waited > timeout:
+                    raise AssertionError(
+                        f"the server did not answer /ping within {timeout}s of spawning "
+                        f"(exit code {self.process.poll()}):\n{self.log_tail()}"
+                    )
+                await asyncio.sleep(0.01)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crash or a power cut for the process."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        """SIGTERM and a clean exit (every file closed)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the server did not stop within 15s of SIGTERM:\n{self.log_tail()}")
+        finally:
+            self.process = None
+        assert code == 0, f"the server exited with {code} on SIGTERM:\n{self.log_tail()}"
+
+    def close(self) -> None:
+        """For a finally: make sure no server outlives its test."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no server log)"
