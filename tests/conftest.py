@@ -43,6 +43,37 @@ async def add_user(settings: Settings) -> AsyncIterator[AddUser]:
     await store.close()
 
 
+TokenMaker = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def cli_accounts(settings: Settings) -> AsyncIterator[Accounts]:
+    """The accounts as the CLI sees them: a store of its own beside the running server."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await AccountStore.open(settings.data_dir)
+    yield Accounts(store)
+    await store.close()
+
+
+@pytest.fixture
+def make_token(cli_accounts: Accounts) -> TokenMaker:
+    """`make_token(user, label, speed_unit="knots")` -> a new device token, as `tracker token create` makes it."""
+
+    async def make(user: str, label: str, speed_unit: str = "knots") -> str:
+        token, _ = await cli_accounts.create_token(user, label, speed_unit)
+        return token
+
+    return make
+
+
+@pytest.fixture
+def revoke_token(cli_accounts: Accounts) -> Callable[[str, str], Awaitable[None]]:
+    async def revoke(user: str, label: str) -> None:
+        assert await cli_accounts.revoke_token(user, label)
+
+    return revoke
+
+
 @pytest.fixture
 async def client(aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings) -> TestClient:
     return await aiohttp_client(create_app(settings))

@@ -58,6 +58,8 @@ def everyone(status: int) -> tuple[int, ...]:
 INFLUX_WRITE = (401, 401, 403, 403, 401, 401, 401, 204)
 INFLUX_READ = (401, 401, 403, 200, 401, 401, 401, 200)
 SIGNED_IN = (401, 401, 200, 200, 401, 401, 401, 200)  # answers about the caller's own things
+NOW_S = int(time.time())
+OWN_WRITE = SIGNED_IN  # the phone apps' endpoints: the credentials name the database, each writes its own
 WATCH = (401, 401, 403, 200, 403, 403, 200, 200)
 OWNERS_ONLY = (401, 401, 404, 404, 401, 401, 401, 200)  # targets alice's things: others find nothing
 
@@ -130,6 +132,19 @@ CASES: dict[str, Case] = {
     ),
     "query preflight": Case("OPTIONS", "/query", "/query", everyone(204)),
     "bearer token from credentials": Case("POST", "/auth", "/auth", SIGNED_IN),  # a bearer for oneself only
+    # ----- phone apps and the JSON API: the caller writes to their own database
+    "osmand": Case("GET", "/osmand", "/osmand?id=phone&lat=47.1&lon=8.5", OWN_WRITE),
+    "osmand (form)": Case("POST", "/osmand", "/osmand", OWN_WRITE, data={"id": "phone", "lat": "47.1", "lon": "8.5"}),
+    "gpslogger": Case("GET", "/gpslogger", "/gpslogger?id=phone&lat=47.1&lon=8.5", OWN_WRITE),
+    "gpslogger (form)": Case("POST", "/gpslogger", "/gpslogger", OWN_WRITE, data={"lat": "47.1", "lon": "8.5"}),
+    "owntracks": Case(
+        "POST", "/owntracks", "/owntracks", OWN_WRITE, json={"_type": "location", "lat": 47.1, "lon": 8.5, "tst": NOW_S}
+    ),
+    "json api": Case(
+        "POST", "/api/v1/samples", "/api/v1/samples", (401, 401, 201, 201, 401, 401, 401, 201),
+        json={"time": NOW_S, "fields": {"hr_bpm": 99}},
+    ),
+    "openapi": Case("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", everyone(200)),
     "ping": Case("GET", "/ping", "/ping", everyone(204)),
     "health": Case("GET", "/health", "/health", everyone(200)),
     "time": Case("GET", "/time", "/time", everyone(200)),

@@ -253,6 +253,8 @@ def test_serve_bad_flag_is_a_usage_error() -> None:
         (["--port", "0"], {}, "port must be 1..65535, got 0"),
         ([], {"TRACKER_PORT": "eighty"}, "TRACKER_PORT"),
         (["--max-body-size", "-1"], {}, "max body size must be positive"),
+        (["--api-max-samples", "0"], {}, "api max samples must be at least 1"),
+        ([], {"TRACKER_API_MAX_BODY_SIZE": "0"}, "api max body size must be at least 1"),
     ],
 )
 def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], message: str) -> None:

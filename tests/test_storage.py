@@ -357,7 +357,7 @@ async def test_a_failing_batch_does_not_fail_the_batches_grouped_with_it(samples
     good = [samples.write("alice", [Pt(t, {"hr_bpm": 1.0})]) for t in range(1, 6)]
     bad = samples.write("alice", [Pt(100, {"hr_bpm": 1.0}), Pt(2**64, {"hr_bpm": 1.0})])  # time overflows
     results = await asyncio.gather(*good, bad, return_exceptions=True)
-    assert results[:5] == [None] * 5
+    assert results[:5] == [[]] * 5  # stored, nothing skipped
     assert isinstance(results[5], Exception)
     # Nothing of the failed batch is stored, not even its valid first point.
     assert [r.time for r in await read_all(samples, "alice")] == [0, 1, 2, 3, 4, 5]
@@ -690,3 +690,76 @@ async def test_group_by_time_bucket_walk_matches_the_grouped_scan(samples: Sampl
     assert storage._bucket_walk(0, 10**6, 1, 0, 1, False) is None  # more buckets than the walk takes
     assert storage._bucket_walk(2**63 - 10, 2**63 - 1, 2**62, 0, 1, False) is None  # bounds beyond 64 bits
     assert storage._bucket_walk(0, 100, 10, 0, 2, True) is None  # filtered: one aggregate only
+
+
+# --------------------------------------------------------------------------------------------------
+# on_conflict: what a write does with a sample whose time and tags are stored already
+
+
+async def test_on_conflict_skip_keeps_stored_samples_and_names_the_skipped(samples: SampleStore) -> None:
+    watch = (("device", "watch"),)
+    await samples.write("alice", [Pt(1, {"hr_bpm": 100.0, "lat": 1.0}, watch), Pt(2, {"hr_bpm": 101.0})])
+    skipped = await samples.write(
+        "alice",
+        [
+            Pt(1, {"hr_bpm": 200.0}, watch),  # stored already: skipped
+            Pt(1, {"hr_bpm": 300.0}),  # same time, other series: stored
+            Pt(3, {"hr_bpm": 103.0}, watch),  # new
+            Pt(3, {"hr_bpm": 999.0}, watch),  # repeats the point before it in this batch: skipped
+            Pt(2, {"pwr_w": 5.0}),  # stored already (no tags): skipped
+        ],
+        on_conflict="skip",
+    )
+    assert skipped == [0, 3, 4]
+    rows = await read_all(samples, "alice")
+    assert [(r.time, r.tags, r.fields) for r in rows] == [  # same time: in order of the series' creation
+        (1, {"device": "watch"}, {"hr_bpm": 100.0, "lat": 1.0}),
+        (1, {}, {"hr_bpm": 300.0}),
+        (2, {}, {"hr_bpm": 101.0}),
+        (3, {"device": "watch"}, {"hr_bpm": 103.0}),
+    ]
+    # Sending the same batch again is harmless: everything is skipped, nothing changes.
+    again = [Pt(1, {"hr_bpm": 300.0}), Pt(3, {"hr_bpm": 103.0}, watch)]
+    assert await samples.write("alice", again, on_conflict="skip") == [0, 1]
+    assert await read_all(samples, "alice") == rows
+
+
+async def test_on_conflict_overwrite_replaces_the_whole_sample(samples: SampleStore) -> None:
+    await samples.write("alice", [Pt(1, {"hr_bpm": 100.0, "lat": 1.0, "lng": 2.0}), Pt(2, {"hr_bpm": 5.0})])
+    skipped = await samples.write(
+        "alice", [Pt(1, {"pwr_w": 250.0}), Pt(2, {"cad_rpm": 1.0}), Pt(2, {"cad_rpm": 90.0})], on_conflict="overwrite"
+    )
+    assert skipped == []
+    assert [(r.time, r.fields) for r in await read_all(samples, "alice")] == [
+        (1, {"pwr_w": 250.0}),  # hr_bpm, lat, lng are gone
+        (2, {"cad_rpm": 90.0}),  # within a batch the later point wins whole
+    ]
+
+
+async def test_on_conflict_modes_grouped_in_one_transaction_apply_in_order(samples: SampleStore) -> None:
+    """A skip batch committed together with other writes sees what the earlier ones wrote."""
+    await samples.write("alice", [Pt(0, {"hr_bpm": 0.0})])
+    results = await asyncio.gather(
+        samples.write("alice", [Pt(5, {"hr_bpm": 1.0})]),
+        samples.write("alice", [Pt(5, {"hr_bpm": 2.0}), Pt(6, {"hr_bpm": 2.0})], on_conflict="skip"),
+        samples.write("alice", [Pt(6, {"pwr_w": 3.0})], on_conflict="overwrite"),
+        samples.write("alice", [Pt(0, {"cad_rpm": 4.0})]),
+    )
+    assert results == [[], [0], [], []]
+    assert [(r.time, r.fields) for r in await read_all(samples, "alice")] == [
+        (0, {"hr_bpm": 0.0, "cad_rpm": 4.0}),
+        (5, {"hr_bpm": 1.0}),
+        (6, {"pwr_w": 3.0}),
+    ]
+
+
+async def test_on_conflict_skip_over_many_points_and_a_bad_mode(samples: SampleStore) -> None:
+    n = 3 * storage.ROWS_PER_STATEMENT + 5
+    await samples.write("alice", [Pt(t, {"hr_bpm": 1.0}) for t in range(0, n, 2)])
+    skipped = await samples.write("alice", [Pt(t, {"hr_bpm": 2.0}) for t in range(n)], on_conflict="skip")
+    assert skipped == list(range(0, n, 2))
+    rows = await read_all(samples, "alice")
+    assert [r.fields["hr_bpm"] for r in rows] == [1.0 if t % 2 == 0 else 2.0 for t in range(n)]
+    with pytest.raises(ValueError, match="on_conflict"):
+        await samples.write("alice", [Pt(1, {"hr_bpm": 1.0})], on_conflict="replace")
+

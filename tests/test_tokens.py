@@ -8,7 +8,7 @@ import base64
 import json
 import stat
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -25,12 +25,9 @@ LINE = "samples hr_bpm=150 1700000000"
 
 
 @pytest.fixture
-async def accounts(settings: Settings) -> AsyncIterator[Accounts]:
+def accounts(cli_accounts: Accounts) -> Accounts:
     """The accounts as the CLI sees them: a store of its own beside the running server."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await AccountStore.open(settings.data_dir)
-    yield Accounts(store)
-    await store.close()
+    return cli_accounts
 
 
 @pytest.fixture

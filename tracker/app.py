@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from passlib.context import CryptContext
 
 from tracker.accounts import Accounts, load_bearer_secret
+from tracker import senders
 from tracker import web as browser
 from tracker.alerts import QuietAlerts
 from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, RETENTION, SAMPLES, SETTINGS
@@ -127,6 +128,7 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
     app.router.add_get("/health", status.health)
     app.router.add_get("/time", status.server_time)
     app.router.add_post("/auth", auth.issue_bearer_token)
+    senders.add_routes(app)  # the phone apps' own protocols and the JSON API
     browser.add_routes(app)  # pages, sign-in, the watch page's JSON and event streams
     return app
 

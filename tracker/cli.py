@@ -279,6 +279,16 @@ def cli() -> None:
     type=float,
     help=f"Seconds one webhook attempt may take (env TRACKER_ALERT_TIMEOUT_SECONDS) [default: {Settings().alert_timeout_seconds:g}].",
 )
+@click.option(
+    "--api-max-samples",
+    type=int,
+    help=f"Samples per POST /api/v1/samples (env TRACKER_API_MAX_SAMPLES) [default: {Settings().api_max_samples}].",
+)
+@click.option(
+    "--api-max-body-size",
+    type=int,
+    help=f"Body bytes per POST /api/v1/samples (env TRACKER_API_MAX_BODY_SIZE) [default: {Settings().api_max_body_size}].",
+)
 @_limit_options
 def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
@@ -286,7 +296,8 @@ def serve(
     max_auth_failures: int | None, auth_failure_window: float | None, auth_ban: float | None,
     max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
     bearer_token_seconds: float | None,
-    alert_attempts: int | None, alert_timeout: float | None, **limits: Any,
+    alert_attempts: int | None, alert_timeout: float | None, api_max_samples: int | None,
+    api_max_body_size: int | None, **limits: Any,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -300,7 +311,8 @@ def serve(
             trusted_proxies=trusted_proxies or None, max_auth_failures=max_auth_failures,
             auth_failure_window_seconds=auth_failure_window, auth_ban_seconds=auth_ban,
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
-            bearer_token_seconds=bearer_token_seconds,
+            bearer_token_seconds=bearer_token_seconds, api_max_samples=api_max_samples,
+            api_max_body_size=api_max_body_size,
             alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout, **limits,
         )  # fmt: skip
     except ValueError as exc:

@@ -34,6 +34,10 @@ class Settings:
     # 90m, 7d, 2w; "inf" or "0" = forever), and how often the background sweep looks for older ones.
     retention: str = "inf"
     retention_check_seconds: float = 60.0
+    # POST /api/v1/samples: samples per request and bytes of body (as sent; gzip may inflate to
+    # max_decompressed_size). Past either: 413.
+    api_max_samples: int = 10_000
+    api_max_body_size: int = 10_000_000
     # --- the live view (watch page, sessions, event streams)
     # Map tiles for the watch page; the page still draws the track and charts without them.
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -105,6 +109,9 @@ class Settings:
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"public url must start with http:// or https://, got {self.public_url!r}")
+        for name in ("api_max_samples", "api_max_body_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
         for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")

@@ -14,20 +14,26 @@ from tracker.lineprotocol import Point
 from tracker.storage import DEVICE_TAG
 
 
-async def commit(app: web.Application, writer: Writer, points: list[Point]) -> None:
+async def commit(app: web.Application, writer: Writer, points: list[Point], *, on_conflict: str = "merge") -> list[int]:
     """Store `points` in the writer's database; returns once they are committed.
 
     A device token's label becomes each point's `device` tag unless the point has one. Storage
-    errors propagate (nothing was stored); after the commit nothing here raises.
+    errors propagate (nothing was stored); after the commit nothing here raises. `on_conflict` is
+    SampleStore.write's; returns the indices of the points it skipped, which are not fanned out.
     """
     if not points:
-        return
+        return []
     if writer.device is not None:
         for point in points:
             if not any(key == DEVICE_TAG for key, _ in point.tags):
                 point.tags = tuple(sorted((*point.tags, (DEVICE_TAG, writer.device))))
-    await app[SAMPLES].write(writer.user, points)
-    if writer.token_id is not None:
-        app[ACCOUNTS].note_token_samples(writer.token_id, max(point.time for point in points))
-    app[LIVE].publish(writer.user, points)  # committed: fan out to watchers (never raises)
-    app[ALERTS].saw_points(writer.user, points)  # data arrived: last seen, gone-quiet deadlines (never raises)
+    skipped = await app[SAMPLES].write(writer.user, points, on_conflict=on_conflict)
+    if skipped:
+        left_out = set(skipped)
+        points = [point for index, point in enumerate(points) if index not in left_out]
+    if points:
+        if writer.token_id is not None:
+            app[ACCOUNTS].note_token_samples(writer.token_id, max(point.time for point in points))
+        app[LIVE].publish(writer.user, points)  # committed: fan out to watchers (never raises)
+        app[ALERTS].saw_points(writer.user, points)  # data arrived: last seen, gone-quiet deadlines (never raises)
+    return skipped

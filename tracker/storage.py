@@ -460,7 +460,12 @@ _FIELD_SET = frozenset(FIELD_KEYS)
 ROWS_PER_STATEMENT = 200
 
 
-def _upsert_sql(keys: tuple[str, ...], rows: int = 1) -> str:
+# What a write does with a sample whose (time, series) is already stored: "merge" is InfluxDB's rule
+# (per field, newest wins), "skip" keeps the stored sample, "overwrite" replaces it whole.
+ON_CONFLICT = ("merge", "skip", "overwrite")
+
+
+def _upsert_sql(keys: tuple[str, ...], rows: int = 1, on_conflict: str = "merge") -> str:
     """The write statement for `rows` points carrying exactly these fields, in this order.
 
     Binding only the fields present (instead of all 16 columns, mostly NULL) makes writes ~2.5x
@@ -468,18 +473,24 @@ def _upsert_sql(keys: tuple[str, ...], rows: int = 1) -> str:
     interpolated into SQL, hence the check against the vocabulary.
     Merge rule (InfluxDB's): per-field newest wins, a field the new point does not carry keeps its
     value; SQLite applies the VALUES rows in order, so within a batch later points win too.
+    Overwrite sets every column, so a field the new point does not carry becomes NULL.
     """
     if not _FIELD_SET.issuperset(keys) or len(set(keys)) != len(keys):
         raise ValueError(f"fields must be distinct vocabulary keys, got {list(keys)}")
     if rows < 1:
         raise ValueError("rows must be at least 1")
-    columns = ", ".join(keys)
+    if on_conflict not in ON_CONFLICT:
+        raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
+    columns = "".join(f", {key}" for key in keys)
     values = ", ".join([f"({', '.join('?' * (len(keys) + 2))})"] * rows)
-    if not keys:
-        return f"INSERT INTO samples (time, series) VALUES {values} ON CONFLICT (time, series) DO NOTHING"
-    updates = ", ".join(f"{key} = coalesce(excluded.{key}, {key})" for key in keys)
+    if on_conflict == "overwrite":
+        updates = ", ".join(f"{key} = excluded.{key}" for key in FIELD_KEYS)
+    else:
+        updates = ", ".join(f"{key} = coalesce(excluded.{key}, {key})" for key in keys)
+    if not updates or on_conflict == "skip":
+        return f"INSERT INTO samples (time, series{columns}) VALUES {values} ON CONFLICT (time, series) DO NOTHING"
     return (
-        f"INSERT INTO samples (time, series, {columns}) VALUES {values} "
+        f"INSERT INTO samples (time, series{columns}) VALUES {values} "
         f"ON CONFLICT (time, series) DO UPDATE SET {updates}"
     )
 
@@ -726,7 +737,8 @@ class _Writer:
             for point in points:
                 if point.tags not in known and point.tags not in new:
                     new[point.tags] = _tags_text(point.tags)
-        if not new:
+        plain = not any(isinstance(points, _ConflictBatch) for points in groups)
+        if not new and plain:
             statements = self._statements(groups, known)
             if len(statements) == 1:
                 # A single statement is a transaction of its own (autocommit): one step and one GIL
@@ -744,6 +756,10 @@ class _Writer:
                 ).fetchall()
                 by_text = dict(found)
                 fresh = {tags: by_text[text] for tags, text in new.items()}
+            if not plain:
+                # Checked inside this transaction, under the write lock: nothing can land in between.
+                statements = self._conflict_statements(conn, groups, {**known, **fresh})
+            elif new:
                 statements = self._statements(groups, {**known, **fresh})
             for sql, params in statements:
                 conn.execute(sql, params)
@@ -757,7 +773,45 @@ class _Writer:
             raise
         known.update(fresh)  # only now: a rolled-back series id must never be reused
 
-    def _statements(self, groups: list[Sequence[SamplePoint]], ids: dict[Tags, int]) -> list[tuple[str, list[Any]]]:
+    def _conflict_statements(
+        self, conn: sqlite3.Connection, groups: list[Sequence[SamplePoint]], ids: dict[Tags, int]
+    ) -> list[tuple[str, list[Any]]]:
+        """The statements of groups that include a `_ConflictBatch`, group by group in order.
+
+        A "skip" batch leaves out every point whose (time, series) is stored already, written by an
+        earlier group of this transaction, or repeated earlier in the batch, and notes their indices.
+        """
+        statements: list[tuple[str, list[Any]]] = []
+        pending: set[tuple[int, int]] = set()  # keys the statements so far will have written
+        for points in groups:
+            on_conflict = points.on_conflict if isinstance(points, _ConflictBatch) else "merge"
+            keys = [(point.time, ids[point.tags]) for point in points]
+            if isinstance(points, _ConflictBatch) and on_conflict == "skip":
+                stored = {
+                    (time_ns, series)
+                    for time_ns, series in conn.execute(
+                        "SELECT time, series FROM samples WHERE (time, series) IN "
+                        "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+                        (json.dumps(keys),),
+                    )
+                }
+                kept: list[SamplePoint] = []
+                points.skipped = []
+                for index, (point, key) in enumerate(zip(points, keys)):
+                    if key in stored or key in pending:
+                        points.skipped.append(index)
+                    else:
+                        kept.append(point)
+                        pending.add(key)
+                statements += self._statements([kept], ids, on_conflict)
+            else:
+                pending.update(keys)
+                statements += self._statements([points], ids, on_conflict)
+        return statements
+
+    def _statements(
+        self, groups: list[Sequence[SamplePoint]], ids: dict[Tags, int], on_conflict: str = "merge"
+    ) -> list[tuple[str, list[Any]]]:
         """(sql, flat parameters) per statement: consecutive points with the same fields share
         statements of up to ROWS_PER_STATEMENT rows; usually one field set per group."""
         runs: list[tuple[tuple[str, ...], list[Any]]] = []  # (field keys, flat row values)
@@ -776,8 +830,19 @@ class _Writer:
             step = ROWS_PER_STATEMENT * width
             for start in range(0, len(params), step):
                 chunk = params[start : start + step] if len(params) > step else params
-                statements.append((self._store._upsert_for(keys, len(chunk) // width), chunk))
+                statements.append((self._store._upsert_for(keys, len(chunk) // width, on_conflict), chunk))
         return statements
+
+
+class _ConflictBatch(list):  # type: ignore[type-arg]
+    """The points of one write whose on_conflict is not "merge"; the writer notes the skipped ones."""
+
+    __slots__ = ("on_conflict", "skipped")
+
+    def __init__(self, points: Sequence[SamplePoint], on_conflict: str) -> None:
+        super().__init__(points)
+        self.on_conflict = on_conflict
+        self.skipped: list[int] = []  # indices into the points, set by the transaction that commits them
 
 
 @dataclass(eq=False)
@@ -826,7 +891,7 @@ class SampleStore:
         self._closed = False
         self.commits = 0  # committed write transactions, all users: shows that group commit groups
         self._writes: dict[str, int] = {}  # write requests per user since start: "written since?" for retention
-        self._upserts: dict[tuple[tuple[str, ...], int], str] = {}
+        self._upserts: dict[tuple[tuple[str, ...], int, str], str] = {}
 
     def path_for(self, user: str) -> Path:
         path = (self._users_dir / f"{_checked_name(user)}.sqlite").resolve()
@@ -905,15 +970,23 @@ class SampleStore:
 
     # ---- writes
 
-    async def write(self, user: str, points: Sequence[SamplePoint]) -> None:
-        """Store the points; returns once the transaction holding them has committed."""
+    async def write(self, user: str, points: Sequence[SamplePoint], *, on_conflict: str = "merge") -> list[int]:
+        """Store the points; returns once the transaction holding them has committed.
+
+        `on_conflict` says what happens to a point whose time and tags are stored already (see
+        ON_CONFLICT). Returns the indices of the points that "skip" left out (always [] otherwise).
+        """
+        if on_conflict not in ON_CONFLICT:
+            raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
         handle = self._file(user)
         if not points:
-            return
+            return []
         self._writes[user] = self._writes.get(user, 0) + 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._writer(handle).put(points, done)
+        batch = points if on_conflict == "merge" else _ConflictBatch(points, on_conflict)
+        self._writer(handle).put(batch, done)
         await done
+        return list(batch.skipped) if isinstance(batch, _ConflictBatch) else []
 
     def _writer(self, handle: _UserFile) -> _Writer:
         if handle.writer is None:
@@ -946,13 +1019,13 @@ class SampleStore:
         self._writer(handle).put_job(_Job(delete, done))
         return await done
 
-    def _upsert_for(self, keys: tuple[str, ...], rows: int) -> str:
+    def _upsert_for(self, keys: tuple[str, ...], rows: int, on_conflict: str = "merge") -> str:
         """Called from writer threads: a plain dict is safe enough, a lost race only rebuilds a string."""
-        sql = self._upserts.get((keys, rows))
+        sql = self._upserts.get((keys, rows, on_conflict))
         if sql is None:
             if len(self._upserts) >= 1024:  # field orders and row counts vary little; just bound the cache
                 self._upserts.clear()
-            sql = self._upserts[(keys, rows)] = _upsert_sql(keys, rows)
+            sql = self._upserts[(keys, rows, on_conflict)] = _upsert_sql(keys, rows, on_conflict)
         return sql
 
     # ---- reads

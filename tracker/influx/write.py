@@ -124,11 +124,14 @@ def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tupl
     return accepted, rejected
 
 
-async def read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     """The request body, gunzipped if so labelled, within the configured limits (413 past them):
-    bytes as sent, bytes once inflated, and lines (counted before any parsing)."""
+    bytes as sent, bytes once inflated, and lines (counted before any parsing).
+
+    `limit` (bytes as sent) replaces the server's max body size for an endpoint with its own.
+    """
     settings = request.app[SETTINGS]
-    limit = settings.max_body_size
+    limit = settings.max_body_size if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise InfluxError(413, "Request Entity Too Large")
     chunks: list[bytes] = []

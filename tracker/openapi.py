@@ -1,0 +1,357 @@
+"""The OpenAPI 3.1 description of the JSON API and the phone-app endpoints, built from the code's
+own tables (vocabulary, app parameters, limits) so that it cannot drift from what the server does.
+
+Served at GET /api/v1/openapi.json. The request examples of POST /api/v1/samples carry the answer
+they get, in order, against an empty database (`x-status`, and `x-query` for the query string):
+the test suite posts them and checks the answers against the response schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker import apps, jsonapi
+from tracker.config import Settings
+from tracker.storage import ON_CONFLICT
+from tracker.vocabulary import BY_KEY, FIELDS
+
+JSON = "application/json"
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def document(settings: Settings) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tracker",
+            "version": "1",
+            "summary": "Samples in from scripts (JSON) and phone apps (their own protocols).",
+            "description": (
+                "Every write is answered only after its samples are committed. Credentials: the account "
+                "password or a device token, as HTTP Basic (user name and password or token), "
+                "`Authorization: Token user:secret`, `Authorization: Bearer <token>` or `?u=&p=`. "
+                "A device token can only write to its owner's database; samples written with it carry "
+                "its label as the `device` tag unless the request names a device."
+            ),
+        },
+        "paths": {
+            "/api/v1/samples": {"post": _post_samples(settings)},
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "The OpenAPI document", "content": {JSON: {"schema": {"type": "object"}}}}},
+                }
+            },
+            "/osmand": _osmand(),
+            "/owntracks": {"post": _owntracks()},
+            "/gpslogger": _gpslogger(),
+        },
+        "components": {"schemas": _schemas(settings), "securitySchemes": _security_schemes()},
+        "security": [{"basic": []}, {"bearer": []}, {"token": []}],
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# POST /api/v1/samples
+
+
+def _post_samples(settings: Settings) -> dict[str, Any]:
+    return {
+        "summary": "Store one sample or a batch",
+        "description": (
+            "A batch is all or nothing: if any sample is invalid nothing is stored and every problem "
+            "is listed (400), unless `partial=true`, which stores the valid samples and lists the "
+            f"invalid ones (207). At most {settings.api_max_samples} samples and "
+            f"{settings.api_max_body_size} bytes of body per request (413 past either; gzip accepted). "
+            "Samples with the same device and time as a stored one merge by default (per field, "
+            "newest wins, as /write does); `on_conflict=skip` keeps the stored sample and lists the "
+            "skipped indices, so a batch re-sent after a lost answer is harmless; "
+            "`on_conflict=overwrite` replaces the stored sample whole."
+        ),
+        "parameters": [
+            {
+                "name": "partial",
+                "in": "query",
+                "description": "Store the valid samples of a batch that has invalid ones (answer 207).",
+                "schema": {"type": "boolean", "default": False},
+            },
+            {
+                "name": "on_conflict",
+                "in": "query",
+                "description": "What a sample with the time and device of a stored one does.",
+                "schema": {"type": "string", "enum": list(ON_CONFLICT), "default": "merge"},
+            },
+            {
+                "name": "precision",
+                "in": "query",
+                "description": (
+                    "The unit of epoch-number times. Without it the unit is read from the size: "
+                    "below 10^11 seconds, below 10^14 milliseconds, below 10^17 microseconds, else "
+                    "nanoseconds."
+                ),
+                "schema": {"type": "string", "enum": list(jsonapi.PRECISIONS)},
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {
+                    "schema": {"oneOf": [{"$ref": "#/components/schemas/Sample"}, {"$ref": "#/components/schemas/Batch"}]},
+                    "examples": _examples(),
+                }
+            },
+        },
+        "responses": {
+            "201": _response("Stored: how many, and the indices `on_conflict=skip` left out", "Stored"),
+            "207": _response("Some stored (`partial=true`): the invalid samples are listed", "Partial"),
+            "400": _response("Nothing stored: the body or some samples are invalid (each listed)", "Error"),
+            "401": _response("No credentials, or wrong ones", "Error"),
+            "413": _response("Too many samples, or too large a body", "Error"),
+        },
+    }
+
+
+def _examples() -> dict[str, Any]:
+    """Posted in this order by the tests, against an empty database."""
+    batch = {
+        "samples": [
+            {"time": 1748772001, "fields": {"lat": 52.52, "lng": 13.405, "spd_kph": 28.4}},
+            {"time": 1748772002, "fields": {"lat": 52.5201, "lng": 13.4051, "spd_kph": 28.9}},
+        ]
+    }
+    with_a_bad_sample = {
+        "samples": [
+            {"time": 1748772003000, "fields": {"hr_bpm": 151}},
+            {"time": "yesterday", "fields": {"heart": 150}},
+        ]
+    }
+    return {
+        "one": {
+            "summary": "One sample",
+            "value": {"time": "2025-06-01T10:00:00Z", "device": "garmin", "fields": {"hr_bpm": 150, "pwr_w": 230}},
+            "x-status": 201,
+        },
+        "batch": {"summary": "A batch with epoch-second times", "value": batch, "x-status": 201},
+        "resend": {
+            "summary": "The same batch again, keeping what is stored",
+            "value": batch,
+            "x-query": "on_conflict=skip",
+            "x-status": 201,
+        },
+        "invalid": {
+            "summary": "A batch with a bad sample: nothing is stored",
+            "value": with_a_bad_sample,
+            "x-status": 400,
+        },
+        "partial": {
+            "summary": "The same with partial=true: the good sample is stored",
+            "value": with_a_bad_sample,
+            "x-query": "partial=true",
+            "x-status": 207,
+        },
+    }
+
+
+def _response(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _schemas(settings: Settings) -> dict[str, Any]:
+    field_properties: dict[str, Any] = {}
+    for spec in FIELDS:
+        prop: dict[str, Any] = {"type": "number", "description": f"{spec.meaning} ({spec.unit})"}
+        if spec.low > float("-inf"):
+            prop["minimum"] = spec.low
+        if spec.high < float("inf"):
+            prop["maximum"] = spec.high
+        field_properties[spec.key] = prop
+    field_properties["lon"] = {**field_properties["lng"], "description": "the same as lng"}
+    item_error = {
+        "type": "object",
+        "required": ["index", "path", "message"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0, "description": "position of the sample in the request"},
+            "path": {"type": "string", "description": "JSON Pointer (RFC 6901) into the request body"},
+            "message": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+    indices = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    return {
+        "Sample": {
+            "type": "object",
+            "required": ["time", "fields"],
+            "properties": {
+                "time": {
+                    "oneOf": [
+                        {"type": "string", "description": "ISO 8601; without a zone, UTC"},
+                        {"type": "number", "description": "epoch: unit from ?precision or the number's size"},
+                    ]
+                },
+                "device": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": apps.MAX_DEVICE_LENGTH,
+                    "description": "the device tag; default: the device token's label, else none",
+                },
+                "fields": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "properties": field_properties,
+                    "additionalProperties": False,
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Batch": {
+            "type": "object",
+            "required": ["samples"],
+            "properties": {
+                "samples": {
+                    "type": "array",
+                    "maxItems": settings.api_max_samples,
+                    "items": {"$ref": "#/components/schemas/Sample"},
+                }
+            },
+            "additionalProperties": False,
+        },
+        "ItemError": item_error,
+        "Stored": {
+            "type": "object",
+            "required": ["stored", "skipped"],
+            "properties": {
+                "stored": {"type": "integer", "minimum": 0, "description": "samples written (merged or new)"},
+                "skipped": {**indices, "description": "indices that on_conflict=skip left out"},
+            },
+            "additionalProperties": False,
+        },
+        "Partial": {
+            "type": "object",
+            "required": ["stored", "skipped", "errors"],
+            "properties": {
+                "stored": {"type": "integer", "minimum": 0},
+                "skipped": indices,
+                "errors": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ItemError"}},
+            },
+            "additionalProperties": False,
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string"},
+                "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ItemError"}},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _security_schemes() -> dict[str, Any]:
+    return {
+        "basic": {"type": "http", "scheme": "basic", "description": "user name, and password or device token"},
+        "bearer": {"type": "http", "scheme": "bearer", "description": "a device token, or a bearer token from POST /auth"},
+        "token": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token user:secret`, InfluxDB's form; the secret is the password or a device token",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# The phone apps (their parameters straight from the mapping tables)
+
+
+def _param_rows(params: tuple[apps.Param, ...]) -> list[dict[str, Any]]:
+    """The app's own parameter names; the vocabulary keys, also accepted, are described in prose."""
+    rows = []
+    for param in params:
+        if any(param is key for key in apps.VOCABULARY_PARAMS):
+            continue
+        unit = param.unit or BY_KEY[param.field].unit
+        rows.append(
+            {
+                "name": param.name,
+                "in": "query",
+                "description": f"-> {param.field} ({unit}" + (", negative = not known)" if param.negative_unknown else ")"),
+                "schema": {"type": "number"},
+            }
+        )
+    return rows
+
+
+_APP_RESPONSES = {
+    "400": {"description": "A parameter breaks the protocol; the message names it", "content": {JSON: {"schema": _ERROR_REF}}},
+    "401": {"description": "Unknown or revoked device token, or wrong credentials", "content": {JSON: {"schema": _ERROR_REF}}},
+}
+
+
+def _osmand() -> dict[str, Any]:
+    parameters = [
+        {
+            "name": "id",
+            "in": "query",
+            "description": "a device token (no other credentials needed), or with credentials the device's name "
+            "(`deviceid` is the same)",
+            "schema": {"type": "string"},
+        },
+        {"name": "timestamp", "in": "query", "description": apps.TIME_RULE, "schema": {"type": "string"}},
+        {"name": "location", "in": "query", "description": "lat,lon in one parameter", "schema": {"type": "string"}},
+        *_param_rows(apps.OSMAND_PARAMS["knots"]),
+    ]
+    operation = {
+        "summary": "OsmAnd / Traccar Client: one position per request",
+        "description": (
+            "The OsmAnd protocol as Traccar serves it: parameters in the query string or a form body; "
+            "`speed` in the sender's speed unit (a device token's setting: knots by default, m/s for "
+            "the OsmAnd app). Any vocabulary key (hr_bpm, pwr_w, ...) is accepted too, in its own unit. "
+            "A POST with a JSON body is Traccar Client 9's form: "
+            '`{"location": {"timestamp", "coords": {latitude, longitude, accuracy, speed (m/s), heading, '
+            'altitude}, "battery": {"level": 0..1}, "odometer" (m)}, "device_id"}`.'
+        ),
+        "parameters": parameters,
+        "security": [{}, {"basic": []}, {"bearer": []}, {"token": []}],
+        "responses": {"200": {"description": "Stored (an empty body, as Traccar answers)"}, **_APP_RESPONSES},
+    }
+    return {"get": operation, "post": operation}
+
+
+def _owntracks() -> dict[str, Any]:
+    return {
+        "summary": "OwnTracks in HTTP mode",
+        "description": (
+            "The app's JSON messages; `_type: location` is stored (lat, lon, tst in epoch seconds, acc, "
+            "alt, vel in km/h, cog, batt), any other type is accepted and ignored. The device is the "
+            "app's X-Limit-D header, else `tid`."
+        ),
+        "parameters": [{"name": "X-Limit-D", "in": "header", "description": "the device name", "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "required": ["_type"]}}}},
+        "security": [{"basic": []}],
+        "responses": {
+            "200": {"description": "Accepted: an empty list, as the app expects", "content": {JSON: {"schema": {"type": "array", "maxItems": 0}}}},
+            **_APP_RESPONSES,
+        },
+    }
+
+
+def _gpslogger() -> dict[str, Any]:
+    operation = {
+        "summary": "GPSLogger's custom URL",
+        "description": (
+            "GPSLogger's placeholders as parameters (query string, or a form body such as `%ALL`): "
+            "`time` (%TIME, ISO 8601) or `timestamp` (%TIMESTAMP, epoch seconds), `id` as for /osmand; "
+            "any vocabulary key is accepted too, in its own unit."
+        ),
+        "parameters": [
+            {"name": "id", "in": "query", "description": "a device token, or with credentials the device's name", "schema": {"type": "string"}},
+            {"name": "time", "in": "query", "description": "ISO 8601 (%TIME)", "schema": {"type": "string"}},
+            {"name": "timestamp", "in": "query", "description": "epoch seconds (%TIMESTAMP)", "schema": {"type": "string"}},
+            *_param_rows(apps.GPSLOGGER_PARAMS),
+        ],
+        "security": [{}, {"basic": []}, {"bearer": []}, {"token": []}],
+        "responses": {"200": {"description": "Stored (an empty body)"}, **_APP_RESPONSES},
+    }
+    return {"get": operation, "post": operation}

@@ -1,0 +1,198 @@
+"""HTTP endpoints for senders that are not InfluxDB clients: the phone apps and the JSON API.
+
+Each one identifies a writer (an account password or a device token), maps the request onto the
+vocabulary (tracker.apps, tracker.jsonapi: pure) and stores through tracker.ingest.commit, so it
+answers only once the samples are committed, like /write.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import web
+
+from tracker import apps, ingest, jsonapi, openapi
+from tracker.accounts import Writer
+from tracker.appkeys import ACCOUNTS, SETTINGS
+from tracker.influx.auth import authenticate_writer, check_writer, credentials_from
+from tracker.influx.errors import InfluxError, json_response
+from tracker.influx.write import read_body
+from tracker.lineprotocol import Point
+from tracker.storage import ON_CONFLICT
+from tracker.vocabulary import MEASUREMENT
+
+log = logging.getLogger(__name__)
+
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False, "": False}
+
+
+def add_routes(app: web.Application) -> None:
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/osmand", osmand)
+        app.router.add_route(method, "/gpslogger", gpslogger)
+    app.router.add_post("/owntracks", owntracks)
+    app.router.add_post("/api/v1/samples", post_samples)
+    app.router.add_get("/api/v1/openapi.json", openapi_document)
+
+
+# --------------------------------------------------------------------------------------------------
+# The phone apps
+
+
+async def osmand(request: web.Request) -> web.Response:
+    """OsmAnd / Traccar Client: a query string or form body, or Traccar Client 9's JSON."""
+    body = await read_body(request)
+    try:
+        if _is_json(request, body):
+            document = _json(body)
+            identity = document.get("device_id") if isinstance(document, dict) else None
+            writer, device = await _app_writer(request, _text(identity), "device_id")
+            sample = apps.traccar_json(document, now_ns=time.time_ns())
+        else:
+            params = _params(request, body)
+            writer, device = await _app_writer(request, params.get("id") or params.get("deviceid"), "id")
+            sample = apps.osmand_query(params, speed_unit=writer.speed_unit, now_ns=time.time_ns())
+    except apps.AppInputError as exc:
+        raise InfluxError(400, str(exc)) from None
+    await _commit(request, writer, sample, device)
+    return web.Response(status=200)  # Traccar answers 200 with an empty body
+
+
+async def gpslogger(request: web.Request) -> web.Response:
+    """GPSLogger's custom URL: placeholders in the query string, a form body (%ALL) or a JSON body."""
+    body = await read_body(request)
+    params = _params(request, body)
+    try:
+        writer, device = await _app_writer(request, params.get("id"), "id")
+        sample = apps.gpslogger(params, now_ns=time.time_ns())
+    except apps.AppInputError as exc:
+        raise InfluxError(400, str(exc)) from None
+    await _commit(request, writer, sample, device)
+    return web.Response(status=200)
+
+
+async def owntracks(request: web.Request) -> web.Response:
+    """OwnTracks in HTTP mode: Basic auth; `_type: location` is stored, other types are ignored."""
+    writer = await authenticate_writer(request, request.app[ACCOUNTS])
+    document = _json(await read_body(request))
+    named = request.headers.get("X-Limit-D") or request.rel_url.query.get("d")
+    try:
+        device = apps.device_name("X-Limit-D", named) if named else None
+        sample = apps.owntracks(document, device=device)
+    except apps.AppInputError as exc:
+        raise InfluxError(400, str(exc)) from None
+    if sample is not None:
+        await _commit(request, writer, sample, sample.device)
+    elif isinstance(document, dict) and document.get("_type") == "encrypted":
+        log.info("owntracks: %s sent an encrypted message; turn encryption off in the app to store it", writer.user)
+    # The app expects a JSON list of messages back: none.
+    return web.Response(status=200, body=b"[]", content_type="application/json")
+
+
+async def _app_writer(request: web.Request, identity: str | None, parameter: str) -> tuple[Writer, str | None]:
+    """Who writes, and the device the request names.
+
+    With credentials (Basic, `Authorization: Token|Bearer`, `?u=&p=`) the app's id names the device;
+    without, the id must itself be a device token (so the app needs only the URL), whose label
+    becomes the device.
+    """
+    accounts = request.app[ACCOUNTS]
+    credentials = credentials_from(request, tokens=True)
+    if credentials is not None:
+        writer = await check_writer(request, accounts, credentials)
+        return writer, apps.device_name(parameter, identity) if identity else None
+    if not identity:
+        raise InfluxError(401, f'unable to parse authentication credentials: give a device token as "{parameter}"')
+    found = await accounts.authenticate_writer(None, identity)
+    if found is None:
+        raise InfluxError(401, f'authorization failed: "{parameter}" is not an active device token')
+    return found, None
+
+
+async def _commit(request: web.Request, writer: Writer, sample: apps.AppSample, device: str | None) -> None:
+    tags = (("device", device),) if device else ()
+    await ingest.commit(request.app, writer, [Point(MEASUREMENT, tags, dict(sample.fields), sample.time_ns)])
+
+
+def _is_json(request: web.Request, body: bytes) -> bool:
+    # Traccar decides by the content type; a body that opens an object is JSON whatever the label.
+    return request.content_type == "application/json" or body.lstrip()[:1] == b"{"
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InfluxError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _params(request: web.Request, body: bytes) -> dict[str, str]:
+    """The query string's parameters, then a form (or flat JSON) body's for names the query lacks."""
+    params = dict(request.rel_url.query)
+    if not body.strip():
+        return params
+    if _is_json(request, body):
+        document = _json(body)
+        if not isinstance(document, dict):
+            raise InfluxError(400, "the body must be a JSON object of parameters")
+        pairs = [(key, _text(value) or "") for key, value in document.items()]
+    else:
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    for key, value in pairs:
+        params.setdefault(key, value)
+    return params
+
+
+def _text(value: Any) -> str | None:
+    """A JSON scalar as the text an app would have put in a URL."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# The JSON API
+
+
+async def post_samples(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    writer = await authenticate_writer(request, request.app[ACCOUNTS])
+    query = request.rel_url.query
+    partial = BOOLEANS.get(query.get("partial", "").lower())
+    if partial is None:
+        raise InfluxError(400, f'invalid partial "{query["partial"]}" (use true or false)')
+    on_conflict = query.get("on_conflict", "") or "merge"
+    if on_conflict not in ON_CONFLICT:
+        raise InfluxError(400, f'invalid on_conflict "{on_conflict}" (use {", ".join(ON_CONFLICT)})')
+    body = await read_body(request, limit=settings.api_max_body_size)
+    try:
+        checked = jsonapi.check_document(
+            jsonapi.parse_body(body), precision=query.get("precision") or None, max_samples=settings.api_max_samples
+        )
+    except jsonapi.DocumentError as exc:
+        raise InfluxError(exc.status, exc.message) from None
+    errors = [error.as_json() for error in checked.errors]
+    if errors and (not partial or not checked.samples):
+        invalid = len({error.index for error in checked.errors})
+        message = f"{invalid} of {checked.count} samples are invalid; nothing was stored"
+        return json_response({"error": message, "errors": errors}, status=400)
+    points = [
+        Point(MEASUREMENT, (("device", s.device),) if s.device else (), dict(s.fields), s.time_ns)
+        for s in checked.samples
+    ]
+    left_out = await ingest.commit(request.app, writer, points, on_conflict=on_conflict)
+    skipped = [checked.samples[position].index for position in left_out]
+    answer: dict[str, Any] = {"stored": len(points) - len(skipped), "skipped": skipped}
+    if errors:
+        return json_response({**answer, "errors": errors}, status=207)
+    return json_response(answer, status=201)
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(openapi.document(request.app[SETTINGS]))
