@@ -22,6 +22,7 @@ import orjson
 
 from tracker import apps
 from tracker.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME
+from tracker.retention import Cutoff
 from tracker.vocabulary import ALIASES, BY_KEY, FIELD_KEYS
 
 PRECISIONS: dict[str, int] = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -73,8 +74,13 @@ def parse_body(body: bytes) -> Any:
         raise DocumentError(400, f"the body is not valid JSON: {exc}") from None
 
 
-def check_document(document: Any, *, precision: str | None = None, max_samples: int) -> Checked:
-    """Every sample of the document checked; DocumentError when its shape is wrong or too large."""
+def check_document(
+    document: Any, *, precision: str | None = None, max_samples: int, cutoff: Cutoff | None = None
+) -> Checked:
+    """Every sample of the document checked; DocumentError when its shape is wrong or too large.
+
+    A sample `cutoff` does not keep (older than the user's retention) is an invalid item.
+    """
     if precision is not None and precision not in PRECISIONS:
         raise DocumentError(400, f'invalid precision "{precision}" (use s, ms, us or ns)')
     if not isinstance(document, dict):
@@ -95,7 +101,7 @@ def check_document(document: Any, *, precision: str | None = None, max_samples: 
     errors: list[ItemError] = []
     for index, item in enumerate(items):
         base = f"{prefix}{index}" if prefix != "/" else ""
-        found = _check_sample(index, base, item, precision)
+        found = _check_sample(index, base, item, precision, cutoff)
         if isinstance(found, ApiSample):
             samples.append(found)
         else:
@@ -103,7 +109,9 @@ def check_document(document: Any, *, precision: str | None = None, max_samples: 
     return Checked(samples, errors, len(items))
 
 
-def _check_sample(index: int, base: str, item: Any, precision: str | None) -> ApiSample | list[ItemError]:
+def _check_sample(
+    index: int, base: str, item: Any, precision: str | None, cutoff: Cutoff | None
+) -> ApiSample | list[ItemError]:
     errors: list[ItemError] = []
 
     def bad(path: str, message: str) -> None:
@@ -123,6 +131,9 @@ def _check_sample(index: int, base: str, item: Any, precision: str | None) -> Ap
             time_ns = time_value(item["time"], precision)
         except ValueError as exc:
             bad("/time", str(exc))
+        if time_ns is not None and cutoff is not None and not cutoff.keeps(time_ns):
+            bad("/time", cutoff.rule)
+            time_ns = None
     device = item.get("device")
     if device is not None:
         if not isinstance(device, str):
