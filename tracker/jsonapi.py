@@ -171,7 +171,7 @@ def _check_fields(raw: Any, bad: Any) -> dict[str, float] | None:
         elif canonical in fields or (canonical != key and canonical in raw):
             bad(path, f'the same field as "{canonical}"')
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            bad(path, f"must be a number, got {_kind(value)}")
+            bad(path, f"must be a number, got {apps.kind_of(value)}")
         elif not spec.low <= value <= spec.high or not math.isfinite(value):
             bad(path, f"{value:g} is out of range {spec.low:g}..{spec.high:g} {spec.unit}")
         else:
@@ -189,7 +189,7 @@ def time_value(value: Any, precision: str | None = None) -> int:
         except ValueError:
             raise ValueError(f'"{value[:40]}" is not an ISO 8601 time (e.g. 2025-06-01T10:00:00.5Z)') from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"must be an ISO 8601 string or an epoch number, got {_kind(value)}")
+        raise ValueError(f"must be an ISO 8601 string or an epoch number, got {apps.kind_of(value)}")
     unit_ns = PRECISIONS[precision] if precision else epoch_unit_ns(value)
     number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
     ns = int((number * unit_ns).to_integral_value())
@@ -209,14 +209,3 @@ def epoch_unit_ns(value: float) -> int:
 
 def _pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return _KINDS.get(type(value), type(value).__name__)
-
-
-_KINDS: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
