@@ -193,7 +193,7 @@ async def post_samples(request: web.Request) -> web.Response:
     if errors and (not partial or not checked.samples):
         invalid = len({error.index for error in checked.errors})
         message = f"{invalid} of {checked.count} samples are invalid; nothing was stored"
-        return json_response({"error": message, "errors": errors}, status=400)
+        raise InfluxError(400, message, details={"errors": errors})
     points = [
         Point(MEASUREMENT, (("device", s.device),) if s.device else (), dict(s.fields), s.time_ns)
         for s in checked.samples
