@@ -31,7 +31,7 @@ import logging
 import random
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import count
 from typing import Any, Callable, Iterable, Protocol

@@ -406,7 +406,7 @@ async def watch_events(request: web.Request) -> web.StreamResponse:
     if isinstance(access, web.Response):
         return access
     owner, session_token, link_token = access
-    settings, hub, accounts = request.app[SETTINGS], request.app[LIVE], request.app[ACCOUNTS]
+    hub = request.app[LIVE]
     # The browser sends Last-Event-ID on its own reconnects; the first connection passes the
     # window's last_event_id in the query (EventSource cannot set headers).
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
