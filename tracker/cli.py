@@ -1,4 +1,4 @@
-"""Command line: `tracker serve | user ... | share ... | link ... | backup | restore | check`.
+"""Command line: `tracker serve | user ... | share ... | link ... | token ... | alert ... | backup | restore | check`.
 
 Thin on purpose: every rule lives in Accounts / the stores; this module parses arguments, asks for
 passwords and confirmations, and turns expected failures into one line on stderr with exit code 1.
