@@ -22,7 +22,7 @@ from passlib.context import CryptContext
 
 from tests.tracker_process import HOST, TrackerProcess, clean_env
 from tracker import backup as backups
-from tracker.accounts import Accounts
+from tracker.accounts import BEARER_SECRET_FILE, Accounts, load_bearer_secret
 from tracker.cli import CliOptions, cli
 from tracker.storage import ACCOUNT_MIGRATIONS, SAMPLE_MIGRATIONS, AccountStore, SampleStore
 
@@ -351,6 +351,24 @@ def test_check_a_sound_data_folder(data_dir: Path) -> None:
     ]  # fmt: skip
     assert lines[0].startswith(f"ok       accounts.sqlite: schema {len(ACCOUNT_MIGRATIONS)}, ")
     assert invoke(["check", "--quick", "--data-dir", str(data_dir)]).exit_code == 0
+
+
+def test_check_knows_the_bearer_signing_key(data_dir: Path, tmp_path: Path) -> None:
+    load_bearer_secret(data_dir)  # as every server start does
+    code, lines = check(data_dir)
+    assert code == 0, lines
+    assert "ok       bearer-secret: the key that signs bearer tokens" in lines
+    # Not a database, so not in a backup: a restored server makes a new one.
+    assert invoke(["backup", str(tmp_path / "backup"), "--data-dir", str(data_dir)]).exit_code == 0
+    assert not (tmp_path / "backup" / BEARER_SECRET_FILE).exists()
+
+    (data_dir / BEARER_SECRET_FILE).write_text("not a key\n")
+    code, lines = check(data_dir)
+    assert code == 1
+    assert (
+        f"PROBLEM  bearer-secret: {data_dir / BEARER_SECRET_FILE} is not a Tracker key (64 hex digits): "
+        "delete it and a new one is made at the next start"
+    ) in lines
 
 
 def test_check_finds_a_corrupted_page(data_dir: Path) -> None:

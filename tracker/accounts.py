@@ -781,6 +781,11 @@ def load_bearer_secret(data_dir: Path) -> bytes:
     if path.stat().st_mode & 0o077:
         log.warning("%s was readable by others; making it private (0600)", path)
         os.chmod(path, 0o600)
+    return read_bearer_secret(path)
+
+
+def read_bearer_secret(path: Path) -> bytes:
+    """The key in `path`; InvalidSecretFile (saying what to do) unless it holds one."""
     try:
         secret = bytes.fromhex(path.read_text("ascii").strip())
     except (ValueError, UnicodeDecodeError):
