@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from tracker import apps, ingest, jsonapi, openapi
-from tracker.accounts import Writer
+from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Writer
 from tracker.appkeys import ACCOUNTS, SETTINGS
 from tracker.influx.auth import authenticate_writer, check_writer, credentials_from
 from tracker.influx.errors import InfluxError, json_response
@@ -106,7 +106,11 @@ async def _app_writer(request: web.Request, identity: str | None, parameter: str
     credentials = credentials_from(request, tokens=True)
     if credentials is not None:
         writer = await check_writer(request, accounts, credentials)
-        return writer, apps.device_name(parameter, identity) if identity else None
+        # An id that is a token (the URL made for token-only use, with credentials added in the app)
+        # names no device: a secret must never become a tag that watchers see.
+        if not identity or identity.startswith((DEVICE_TOKEN_PREFIX, BEARER_TOKEN_PREFIX)):
+            return writer, None
+        return writer, apps.device_name(parameter, identity)
     if not identity:
         raise InfluxError(401, f'unable to parse authentication credentials: give a device token as "{parameter}"')
     found = await accounts.authenticate_writer(None, identity)
