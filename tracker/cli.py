@@ -425,15 +425,20 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: P
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None) -> None:
-    """Delete NAME: the account, its shares and its data files."""
+    """Delete NAME: the account, its shares, links, device tokens and alerts, and its data files."""
     options = _options(ctx, data_dir)
 
-    async def plan(accounts: Accounts) -> list[tuple[str, str]]:
-        if await accounts.get_user(name) is None:
-            raise UnknownUser(f"unknown user {name!r}")
-        return [s for s in await accounts.list_shares() if name in s]
+    async def plan(accounts: Accounts) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
+        await _existing_user(accounts, name)
+        shares = [s for s in await accounts.list_shares() if name in s]
+        owned = [
+            (len(await accounts.list_links(name)), "share link"),
+            (len(await accounts.list_tokens(name)), "device token"),
+            (len(await accounts.list_alerts(name)), "gone-quiet alert"),
+        ]
+        return shares, owned
 
-    shares = _run(_with_accounts(options, plan))
+    shares, owned = _run(_with_accounts(options, plan))
     files = [p for p in SampleStore(options.data_dir).files_of(name) if p.exists()]
 
     click.echo("This removes:")
@@ -441,6 +446,9 @@ def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None)
     noun = "share" if len(shares) == 1 else "shares"
     listed = "; ".join(f"{viewer} can read {owner}" for owner, viewer in shares)
     click.echo(f"  {len(shares)} {noun}" + (f": {listed}" if shares else ""))
+    for number, what in owned:
+        if number:
+            click.echo(f"  {number} {what}{'' if number == 1 else 's'}")
     for path in files:
         click.echo(f"  data file {path}")
     if not files:
