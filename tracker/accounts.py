@@ -701,7 +701,7 @@ class Accounts:
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
             # Made with the same context, so verifying against it costs what a real verify costs.
-            self._dummy_hash = await asyncio.to_thread(self._context.hash, secrets.token_urlsafe(16))
+            self._dummy_hash = str(await asyncio.to_thread(self._context.hash, secrets.token_urlsafe(16)))
         return self._dummy_hash
 
     async def _current(self) -> _Snapshot:

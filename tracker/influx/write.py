@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import time
 import zlib
-from typing import Sequence
+from typing import Sequence, cast
 
 from aiohttp import web
 
@@ -118,7 +118,7 @@ def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tupl
             text = lines[point.line_no - 1].rstrip(b"\r").decode("utf-8", "replace")
             rejected.append(f"unable to parse '{text}': line {point.line_no}: {reason}")
             continue
-        point.fields = fields
+        point.fields = cast("dict[str, lineprotocol.FieldValue]", fields)  # numbers only, now
         accepted.append(point)
     return accepted, rejected
 
