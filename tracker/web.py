@@ -161,17 +161,19 @@ def _wants_json(request: web.Request) -> bool:
 
 
 async def _form(request: web.Request) -> Any:
-    """The form fields of the body; none when it is not a readable form (bad multipart, not UTF-8)."""
+    """The form fields of the body; none when it is not a readable form (bad multipart, not UTF-8,
+    a charset nobody knows: LookupError)."""
     try:
         return await request.post()
-    except ValueError:
+    except (ValueError, LookupError):
         return {}
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    # JSON is UTF-8 (RFC 8259): the bytes are parsed as sent, whatever charset the client declared.
     try:
-        body = await request.json(loads=orjson.loads)
-    except (ValueError, orjson.JSONDecodeError):
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
         return None
     return body if isinstance(body, dict) else None
 
