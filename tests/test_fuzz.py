@@ -144,6 +144,11 @@ ROUTES: list[tuple[bytes, bytes]] = [
     (b"GET", b"/api/links"), (b"POST", b"/api/links"), (b"DELETE", b"/api/links/1"), (b"DELETE", b"/api/links/%ff"),
     (b"GET", b"/api/profile"), (b"POST", b"/api/profile"),
     (b"GET", b"/api/shares"), (b"POST", b"/api/shares"), (b"DELETE", b"/api/shares"), (b"DELETE", b"/api/shares/other"),
+    (b"GET", b"/api/watch/fuzz/devices"), (b"POST", b"/auth"),
+    (b"GET", b"/api/tokens"), (b"POST", b"/api/tokens"), (b"DELETE", b"/api/tokens/1"), (b"DELETE", b"/api/tokens/%ff"),
+    (b"GET", b"/api/alerts"), (b"POST", b"/api/alerts"), (b"DELETE", b"/api/alerts"),
+    (b"GET", b"/osmand"), (b"POST", b"/osmand"), (b"GET", b"/gpslogger"), (b"POST", b"/gpslogger"),
+    (b"POST", b"/owntracks"), (b"POST", b"/api/v1/samples"), (b"GET", b"/api/v1/openapi.json"),
     (b"GET", b"/nowhere"), (b"PUT", b"/write"), (b"PATCH", b"/query"), (b"TRACE", b"/"),
 ]  # fmt: skip
 STREAM_PATHS = (b"/api/watch/fuzz/events", b"/api/watch/%C0%AE/events")
@@ -151,6 +156,7 @@ STREAM_PATHS = (b"/api/watch/fuzz/events", b"/api/watch/%C0%AE/events")
 PARAMS = [
     "db", "q", "precision", "epoch", "rp", "consistency", "chunked", "chunk_size", "pretty", "params",
     "bucket", "org", "token", "from", "to", "max_points", "verbose", "last_event_id",
+    "id", "deviceid", "lat", "lon", "timestamp", "time", "speed", "hr", "location", "d", "device", "partial", "on_conflict",
 ]  # fmt: skip
 QUERY_PIECES = [
     "SELECT", " * ", "hr_bpm", "mean(hr_bpm)", "count(pwr_w)", " FROM samples", ' FROM "fuzz"."autogen"."samples"',
@@ -242,7 +248,13 @@ def random_request(rng: random.Random, session: Session) -> tuple[bytes, bytes, 
         elif kind < 0.55:
             body = json.dumps(rng.choice([{"username": USER, "password": PASSWORD}, {"label": "x" * rng.randint(0, 300),
                               "expires": rng.choice(["2h", "-1s", "999999999d", ""])}, {"public": rng.random() < 0.5},
-                              {"viewer": rng.choice([OTHER, USER, "..", ""])}, [], "x"])).encode()  # fmt: skip
+                              {"viewer": rng.choice([OTHER, USER, "..", ""])}, [], "x",
+                              {"after": rng.choice(["1s", "10m", "x"]), "webhook": rng.choice(["ftp://x", "", 5]), "device": None},
+                              {"time": rng.choice([1700000000, "2025-06-01T10:00:00Z", "x", None, 1e300]),
+                               "device": rng.choice(["w", "", "\u0000", None]), "fields": {"hr_bpm": rng.choice([150, -1, "x"])}},
+                              {"samples": [{"time": 1, "fields": {"lat": 91}}, None, {}]},
+                              {"_type": "location", "lat": 1, "lon": 2, "tst": rng.choice([1700000000, "x", -1e30])},
+                              {"device_id": "x", "location": {"timestamp": "x", "coords": {"latitude": 1}}}])).encode()  # fmt: skip
             headers.append((b"Content-Type", b"application/json"))
         elif kind < 0.7:
             body = b"q=" + quote_from_bytes(query_text(rng).encode()).encode() + b"&db=fuzz&username=fuzz&password=" + rng.choice(VALUES)
