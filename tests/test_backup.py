@@ -7,9 +7,6 @@ import base64
 import contextlib
 import http.client
 import json
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,14 +20,14 @@ import pytest
 from click.testing import CliRunner, Result
 from passlib.context import CryptContext
 
+from tests.tracker_process import HOST, TrackerProcess, clean_env
 from tracker import backup as backups
-from tracker.accounts import Accounts
+from tracker.accounts import BEARER_SECRET_FILE, Accounts, load_bearer_secret
 from tracker.cli import CliOptions, cli
 from tracker.storage import ACCOUNT_MIGRATIONS, SAMPLE_MIGRATIONS, AccountStore, SampleStore
 
 FAST = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
 PASSWORDS = {"ann": "ann pass 1", "bob": "bob-pass-2"}
-HOST = "127.0.0.1"
 SECOND = 10**9
 
 
@@ -84,38 +81,18 @@ def data_dir(tmp_path: Path) -> Path:
 # ----- the server process -------------------------------------------------------------------------
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def tracker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tracker", *args], capture_output=True, text=True, timeout=timeout, env=clean_env()
     )
 
 
-class Server:
+class Server(TrackerProcess):
+    """A running server on `data_dir`, started at once."""
+
     def __init__(self, data_dir: Path, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tracker", "serve", "--host", HOST, "--port", str(self.port),
-                 "--data-dir", str(data_dir)],
-                stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
-            )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while self.request("GET", "/ping")[0] != 204:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the server did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)
+        super().__init__(data_dir, log_path)
+        self.start(timeout=10)
 
     def request(
         self, method: str, path: str, body: bytes | None = None, auth: tuple[str, str] | None = None
@@ -138,15 +115,9 @@ class Server:
         status, body = self.request("GET", path, auth=(user, password))
         return status, json.loads(body) if body else None
 
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            assert self.process.wait(timeout=10) == 0, self.log_path.read_text()
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail("the server did not stop on SIGTERM")
-        assert "Traceback" not in self.log_path.read_text(), self.log_path.read_text()
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)
+        assert "Traceback" not in self.log(), self.log()
 
 
 class Writer(threading.Thread):
@@ -380,6 +351,24 @@ def test_check_a_sound_data_folder(data_dir: Path) -> None:
     ]  # fmt: skip
     assert lines[0].startswith(f"ok       accounts.sqlite: schema {len(ACCOUNT_MIGRATIONS)}, ")
     assert invoke(["check", "--quick", "--data-dir", str(data_dir)]).exit_code == 0
+
+
+def test_check_knows_the_bearer_signing_key(data_dir: Path, tmp_path: Path) -> None:
+    load_bearer_secret(data_dir)  # as every server start does
+    code, lines = check(data_dir)
+    assert code == 0, lines
+    assert "ok       bearer-secret: the key that signs bearer tokens" in lines
+    # Not a database, so not in a backup: a restored server makes a new one.
+    assert invoke(["backup", str(tmp_path / "backup"), "--data-dir", str(data_dir)]).exit_code == 0
+    assert not (tmp_path / "backup" / BEARER_SECRET_FILE).exists()
+
+    (data_dir / BEARER_SECRET_FILE).write_text("not a key\n")
+    code, lines = check(data_dir)
+    assert code == 1
+    assert (
+        f"PROBLEM  bearer-secret: {data_dir / BEARER_SECRET_FILE} is not a Tracker key (64 hex digits): "
+        "delete it and a new one is made at the next start"
+    ) in lines
 
 
 def test_check_finds_a_corrupted_page(data_dir: Path) -> None:

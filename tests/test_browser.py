@@ -13,9 +13,6 @@ import base64
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from tests.tracker_process import TrackerProcess
 
 # On a developer's machine a missing browser is a skip with the reason; in CI it is a failure.
 IN_CI = bool(os.environ.get("CI"))
@@ -72,77 +71,16 @@ pytestmark = [pytest.mark.skipif(bool(_MISSING), reason="; ".join(_MISSING))]
 # ----- a real server in a subprocess -----
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class TrackerServer:
-    """`python -m tracker serve` on a loopback port; can be stopped and started again on the same data."""
+class TrackerServer(TrackerProcess):
+    """The pages' server; its map tiles point at a closed port, so no test reaches the internet."""
 
     def __init__(self, data_dir: Path, log_path: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.env = {**os.environ, "TRACKER_DATA_DIR": str(data_dir), "TRACKER_TILE_URL": UNREACHABLE_TILES}
+        super().__init__(data_dir, log_path, env={"TRACKER_TILE_URL": UNREACHABLE_TILES})
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "tracker", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=REPO,
-            timeout=60,
-        )
-        assert done.returncode == 0, f"tracker {' '.join(args)} failed: {done.stderr}"
-        return done.stdout
-
-    def add_user(self, name: str, *, public: bool) -> None:
-        self.cli("user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
+    def add_user(self, name: str, password: str = PASSWORD, *, public: bool = False) -> None:
+        super().add_user(name, password)
         if public:
             self.cli("user", "public", name, "on")
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            env=self.env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 20
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=1) as answer:
-                    if answer.status == 204:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not answer /ping:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
 
     def write(self, user: str, lines: list[str]) -> None:
         """POST line protocol (ms precision) with Basic auth, as a phone app does; expects 204."""
@@ -201,8 +139,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
     srv.add_user("carol", public=True)
     srv.add_user("bob", public=False)
     srv.start()
-    yield srv
-    srv.stop()
+    try:
+        yield srv
+        srv.stop()
+    finally:
+        srv.close()
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +285,7 @@ def test_phone_layout_and_share_link(server: TrackerServer, open_page: Callable[
     wait_until(page, lambda s: s["error"] in (401, 403), 5, "the private tracker's refusal")
     assert page.is_visible("#message") and state(page)["sampleCount"] == 0
 
-    printed = re.search(r"https?://\S+", server.cli("link", "create", "bob", "--label", "mum"))
+    printed = re.search(r"https?://\S+", server.cli("link", "create", "bob", "--label", "mum").stdout)
     assert printed is not None
     link = urllib.parse.urlsplit(printed.group(0))
     assert link.path == "/watch/bob" and "token=" in link.query
@@ -421,8 +362,9 @@ def test_reconnect_after_server_restart_catches_up(tmp_path: Path, open_page: Ca
         assert s["status"] == "live"
         times = page.evaluate("() => window.trackerState.sampleTimes()")
         assert len(times) == len(set(times)) == 9  # no duplicates from the overlap of refetch and replay
-    finally:
         srv.stop()
+    finally:
+        srv.close()
 
 
 def test_landing_page_sign_in_and_sharing(server: TrackerServer, open_page: Callable[..., Any]) -> None:

@@ -179,11 +179,16 @@ def test_user_delete_says_what_it_removes(data_dir: Path) -> None:
     with sqlite3.connect(sample_path) as db:
         db.execute("CREATE TABLE t (x)")
     db.close()
+    for args in (["link", "create", "alice"], ["link", "create", "alice", "--label", "mum"],
+                 ["token", "create", "alice", "--label", "phone"]):  # fmt: skip
+        assert invoke([*args, "--data-dir", str(data_dir)]).exit_code == 0
 
     result = invoke(["user", "delete", "alice", "--data-dir", str(data_dir)], input="y\n")
     assert result.exit_code == 0, result.output
     assert "the account 'alice'" in result.output
     assert "2 shares: bob can read alice; alice can read carol" in result.output
+    assert "  2 share links\n" in result.output and "  1 device token\n" in result.output
+    assert "alert" not in result.output
     assert f"data file {sample_path}" in result.output
     assert not sample_path.exists()
     assert not authenticate(data_dir, "alice", "pw")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -15,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import basic
 from tests.test_cli import FAST, add_user, assert_one_line_error, invoke
-from tests.test_clients import clean_env, free_port
+from tests.tracker_process import TrackerProcess
 from tracker.accounts import Accounts
 from tracker.lineprotocol import parse
 from tracker.storage import AccountStore, AlertRecord, SampleStore
@@ -111,27 +108,14 @@ async def test_a_real_server_picks_up_an_alert_set_from_the_cli_and_delivers_it(
 
     data_dir = tmp_path / "data"
     await asyncio.to_thread(add_user, data_dir, "alice", "pw-alice")
-    port = free_port()
-    env = {**clean_env(), "TRACKER_ALERT_MIN_QUIET_SECONDS": "0.1", "TRACKER_ALERT_CHECK_SECONDS": "0.1"}
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(data_dir), "--public-url", "https://t.example.org"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+    server = TrackerProcess(
+        data_dir, tmp_path / "server.log", log_level="info", serve_args=["--public-url", "https://t.example.org"],
+        env={"TRACKER_ALERT_MIN_QUIET_SECONDS": "0.1", "TRACKER_ALERT_CHECK_SECONDS": "0.1"},
+    )  # fmt: skip
+    server.spawn()
     try:
+        await server.ready(timeout=30)
         async with aiohttp.ClientSession() as session:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/ping") as response:
-                            if response.status == 204:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    assert process.poll() is None, log_path.read_text()
-                    await asyncio.sleep(0.05)
             # Set while the server runs, from another process.
             result = await asyncio.to_thread(
                 invoke, ["alert", "set", "alice", "--after", "0.5s", "--webhook", str(receiver.make_url("/hook")),
@@ -139,20 +123,19 @@ async def test_a_real_server_picks_up_an_alert_set_from_the_cli_and_delivers_it(
             )  # fmt: skip
             assert result.exit_code == 0, result.output
             await asyncio.sleep(0.5)
-            url = f"http://127.0.0.1:{port}/write?db=alice"
+            url = f"{server.url}/write?db=alice"
             async with session.post(url, data="samples,device=w hr_bpm=1", headers=basic("alice", "pw-alice")) as response:
                 assert response.status == 204
             async with asyncio.timeout(10):
                 while not received:
                     await asyncio.sleep(0.05)
+        await asyncio.to_thread(server.stop, 30)  # asserts a clean exit
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(process.wait, 30)
+        server.close()
     (notice,) = received
     assert notice["kind"] == "quiet" and notice["user"] == "alice" and notice["device"] is None
     assert notice["watch_url"] == "https://t.example.org/watch/alice"
-    assert code == 0
-    text = log_path.read_text()
+    text = server.log()
     assert "delivered the quiet alert of alice to 127.0.0.1" in text and "Traceback" not in text
     listed = await asyncio.to_thread(invoke, ["alert", "list", "alice", "--data-dir", str(data_dir)])
     assert "quiet ok" in listed.stdout and "fired" in listed.stdout

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.test_cli import FAST, add_user, assert_one_line_error, data_dir, invoke, run_tracker  # noqa: F401
+from tests.tracker_process import free_port
 from tracker.accounts import BEARER_SECRET_FILE, Accounts, Writer
 from tracker.storage import AccountStore, record_token_use
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def writer_of(data_dir: Path, token: str) -> Writer | None:

@@ -17,16 +17,9 @@ import base64
 import gzip
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 import influxdb
@@ -37,11 +30,11 @@ from influxdb_client import Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
+from tests.tracker_process import TrackerProcess
 from tracker.storage import SampleStore
 
 PASSWORD = "test1234"
 OTHER_PASSWORD = "other-pass 1"  # a space: the CLI keeps everything but the line ending
-HOST = "127.0.0.1"
 STARTUP_SECONDS = 10.0
 SHUTDOWN_SECONDS = 10.0
 
@@ -71,96 +64,23 @@ SLOT_V2_BAD, SLOT_GRAFANA, SLOT_TELEGRAF, SLOT_SHARED = 17, 18, 19, 20
 # ----- the server process -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Server:
-    host: str
-    port: int
-    url: str
-    data_dir: Path
-    log_path: Path
-
-    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_cli(self.data_dir, *args, stdin=stdin)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def clean_env() -> dict[str, str]:
-    # A TRACKER_* variable of the developer's shell must not change what the tests run against.
-    return {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-
-
-def run_cli(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    group, command, *rest = args
-    result = subprocess.run(
-        [sys.executable, "-m", "tracker", group, command, *rest, "--data-dir", str(data_dir)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=data_dir.parent,
-        env=clean_env(),
-    )
-    assert result.returncode == 0, f"tracker {' '.join(args)} failed: {result.stderr}"
-    return result
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def ping_status(port: int) -> int | None:
-    conn = http.client.HTTPConnection(HOST, port, timeout=1)
-    try:
-        conn.request("GET", "/ping")
-        return conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
+Server = TrackerProcess
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("clients")
-    data_dir = root / "data"
-    run_cli(data_dir, "user", "add", "test", "--password-stdin", stdin=PASSWORD + "\n")
-    run_cli(data_dir, "user", "add", "other", "--password-stdin", stdin=OTHER_PASSWORD + "\n")
-    port = free_port()
-    log_path = root / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "serve"]
-            + ["--host", HOST, "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env=clean_env(),
-        )
-    server = Server(HOST, port, f"http://{HOST}:{port}", data_dir, log_path)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while ping_status(port) != 204:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            pytest.fail(f"the server did not answer /ping with 204 within {STARTUP_SECONDS}s:\n{server.log()}")
-        time.sleep(0.05)
+    server = TrackerProcess(root / "data", root / "server.log")
+    server.add_user("test", PASSWORD)
+    server.add_user("other", OTHER_PASSWORD)
+    server.start(timeout=STARTUP_SECONDS)
     try:
         yield server
+        server.stop(timeout=SHUTDOWN_SECONDS)  # asserts a clean exit
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=SHUTDOWN_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"the server did not stop within {SHUTDOWN_SECONDS}s of SIGTERM:\n{server.log()}")
-        assert code == 0, f"the server exited with {code} on SIGTERM:\n{server.log()}"
-        # A real client's request must never hit an unhandled error (a 500 with a traceback in the log).
-        assert "Traceback" not in server.log(), f"the server logged an unhandled error:\n{server.log()}"
+        server.close()
+    # A real client's request must never hit an unhandled error (a 500 with a traceback in the log).
+    assert "Traceback" not in server.log(), f"the server logged an unhandled error:\n{server.log()}"
 
 
 # ----- helpers --------------------------------------------------------------------------------------

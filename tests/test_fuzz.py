@@ -18,9 +18,6 @@ import gzip
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
 import time
 import zlib
 from collections import Counter
@@ -30,6 +27,8 @@ from typing import Iterator
 from urllib.parse import quote_from_bytes
 
 import pytest
+
+from tests.tracker_process import TrackerProcess
 
 SEED = int(os.environ.get("FUZZ_SEED", "1405"))
 RANDOM_REQUESTS = 2500
@@ -52,63 +51,28 @@ PEAK_LIMIT_MB = 400
 # ----- the server -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
+class Server(TrackerProcess):
     def status(self, key: str) -> int:
         """A /proc/PID/status figure in MB (VmRSS, VmHWM)."""
+        assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1]) // 1024
         raise KeyError(key)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tracker(*args: str, env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "tracker", *args], env=env, check=True, timeout=60, **kwargs)  # type: ignore[call-overload]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("fuzz")
-    data = folder / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(SERVER_ENV, TRACKER_DATA_DIR=str(data))
+    server = Server(folder / "data", folder / "server.log", env=SERVER_ENV)
     for name in (USER, OTHER):
-        tracker("user", "add", name, "--password-stdin", input=f"{PASSWORD}\n".encode(), env=env, capture_output=True)
-    port = free_port()
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "serve", "--port", str(port), "--log-level", "warning"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        server.add_user(name, PASSWORD)
+    server.start(timeout=30)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start: " + log.read_text()) from None
-                time.sleep(0.05)
-        yield Server(process, port, log)
+        yield server
+        server.stop(timeout=30)  # asserts a clean exit
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.close()
 
 
 # ----- a raw HTTP/1.1 client ------------------------------------------------------------------------
@@ -180,6 +144,11 @@ ROUTES: list[tuple[bytes, bytes]] = [
     (b"GET", b"/api/links"), (b"POST", b"/api/links"), (b"DELETE", b"/api/links/1"), (b"DELETE", b"/api/links/%ff"),
     (b"GET", b"/api/profile"), (b"POST", b"/api/profile"),
     (b"GET", b"/api/shares"), (b"POST", b"/api/shares"), (b"DELETE", b"/api/shares"), (b"DELETE", b"/api/shares/other"),
+    (b"GET", b"/api/watch/fuzz/devices"), (b"POST", b"/auth"),
+    (b"GET", b"/api/tokens"), (b"POST", b"/api/tokens"), (b"DELETE", b"/api/tokens/1"), (b"DELETE", b"/api/tokens/%ff"),
+    (b"GET", b"/api/alerts"), (b"POST", b"/api/alerts"), (b"DELETE", b"/api/alerts"),
+    (b"GET", b"/osmand"), (b"POST", b"/osmand"), (b"GET", b"/gpslogger"), (b"POST", b"/gpslogger"),
+    (b"POST", b"/owntracks"), (b"POST", b"/api/v1/samples"), (b"GET", b"/api/v1/openapi.json"),
     (b"GET", b"/nowhere"), (b"PUT", b"/write"), (b"PATCH", b"/query"), (b"TRACE", b"/"),
 ]  # fmt: skip
 STREAM_PATHS = (b"/api/watch/fuzz/events", b"/api/watch/%C0%AE/events")
@@ -187,6 +156,7 @@ STREAM_PATHS = (b"/api/watch/fuzz/events", b"/api/watch/%C0%AE/events")
 PARAMS = [
     "db", "q", "precision", "epoch", "rp", "consistency", "chunked", "chunk_size", "pretty", "params",
     "bucket", "org", "token", "from", "to", "max_points", "verbose", "last_event_id",
+    "id", "deviceid", "lat", "lon", "timestamp", "time", "speed", "hr", "location", "d", "device", "partial", "on_conflict",
 ]  # fmt: skip
 QUERY_PIECES = [
     "SELECT", " * ", "hr_bpm", "mean(hr_bpm)", "count(pwr_w)", " FROM samples", ' FROM "fuzz"."autogen"."samples"',
@@ -278,7 +248,13 @@ def random_request(rng: random.Random, session: Session) -> tuple[bytes, bytes, 
         elif kind < 0.55:
             body = json.dumps(rng.choice([{"username": USER, "password": PASSWORD}, {"label": "x" * rng.randint(0, 300),
                               "expires": rng.choice(["2h", "-1s", "999999999d", ""])}, {"public": rng.random() < 0.5},
-                              {"viewer": rng.choice([OTHER, USER, "..", ""])}, [], "x"])).encode()  # fmt: skip
+                              {"viewer": rng.choice([OTHER, USER, "..", ""])}, [], "x",
+                              {"after": rng.choice(["1s", "10m", "x"]), "webhook": rng.choice(["ftp://x", "", 5]), "device": None},
+                              {"time": rng.choice([1700000000, "2025-06-01T10:00:00Z", "x", None, 1e300]),
+                               "device": rng.choice(["w", "", "\u0000", None]), "fields": {"hr_bpm": rng.choice([150, -1, "x"])}},
+                              {"samples": [{"time": 1, "fields": {"lat": 91}}, None, {}]},
+                              {"_type": "location", "lat": 1, "lon": 2, "tst": rng.choice([1700000000, "x", -1e30])},
+                              {"device_id": "x", "location": {"timestamp": "x", "coords": {"latitude": 1}}}])).encode()  # fmt: skip
             headers.append((b"Content-Type", b"application/json"))
         elif kind < 0.7:
             body = b"q=" + quote_from_bytes(query_text(rng).encode()).encode() + b"&db=fuzz&username=fuzz&password=" + rng.choice(VALUES)
@@ -417,12 +393,12 @@ def test_fuzz_every_endpoint(server: Server) -> None:
     started = time.monotonic()
     problems, statuses = asyncio.run(fuzz(server))
     elapsed = time.monotonic() - started
-    assert server.process.poll() is None, "the server died"
+    assert server.process is not None and server.process.poll() is None, "the server died"
     rss, peak = server.status("VmRSS"), server.status("VmHWM")
     print(f"fuzz seed {SEED}: {RANDOM_REQUESTS} random requests and the heavy cases in {elapsed:.1f} s; "
           f"server VmRSS {rss} MB, VmHWM {peak} MB; statuses {sorted(statuses.items(), key=str)}")  # fmt: skip
     assert problems == [], "\n".join(problems)
     assert rss < RSS_LIMIT_MB, f"VmRSS {rss} MB after the run"
     assert peak < PEAK_LIMIT_MB, f"VmHWM {peak} MB during the run"
-    log = server.log.read_text(errors="replace")
+    log = server.log()
     assert "Traceback" not in log and " ERROR " not in log, log[-5000:]

@@ -131,6 +131,13 @@ async def test_osmand_with_basic_auth_id_names_the_device(client: TestClient, se
         (1700000000 * S, {"device": "bike-computer"}, {"lat": 1.0, "lng": 2.0, "spd_kph": 1.852}),
         (1700000001 * S, {"device": "garmin"}, {"lat": 3.0, "lng": 4.0}),  # the request's name wins
     ]
+    # A token as id beside credentials names no device: a secret never becomes a tag watchers see.
+    resp = await client.get(f"/osmand?id={token}&lat=5&lon=6&timestamp=1700000002", headers=PASSWORD)
+    assert resp.status == 200
+    resp = await client.get(f"/gpslogger?id={token}&lat=5&lon=6&timestamp=1700000003", headers=basic("rider", token))
+    assert resp.status == 200
+    rows = await stored(settings, "rider", 1700000002 * S)
+    assert [(r.time, r.tags) for r in rows] == [(1700000002 * S, {}), (1700000003 * S, {"device": "labelled"})]
 
 
 @pytest.mark.usefixtures("rider")

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from click.testing import CliRunner
 
-from tests.conftest import AddUser, basic, stored
+from tests.conftest import AddUser, TokenMaker, basic, stored
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.appkeys import RETENTION
@@ -396,6 +396,63 @@ async def test_write_beyond_retention_is_a_partial_write(client: TestClient, set
     assert error.startswith("partial write: unable to parse 'samples foo=1 ")
     assert error.endswith("\npoints beyond retention policy dropped=2")
     assert {r.time: r.fields.get("dur_s") for r in await stored(settings, "test")}[fresh] == 5.0
+
+
+@pytest.mark.usefixtures("test_user")
+async def test_every_way_in_refuses_samples_beyond_retention(
+    client: TestClient, settings: Settings, make_token: TokenMaker
+) -> None:
+    """The apps and the JSON API hold samples to the retention as /write does: an old one is refused
+    with the rule, not stored for the sweep to remove later."""
+    await set_retention(settings, "test", HOUR)
+    token = await make_token("test", "phone")
+    now = time.time_ns()
+    old_s, fresh_s = (now - 2 * HOUR) // SECOND, (now - 30 * SECOND) // SECOND
+    rule = "beyond retention policy: samples are kept for 1h0m0s"
+
+    def iso(seconds: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+    async def refused(resp: Any, parameter: str) -> None:
+        assert resp.status == 400
+        assert await resp.json() == {"error": f'parameter "{parameter}": {rule}'}
+
+    await refused(await client.get(f"/osmand?id={token}&lat=1&lon=2&timestamp={old_s}"), "timestamp")
+    await refused(await client.get(f"/gpslogger?id={token}&lat=1&lon=2&time={iso(old_s)}"), "time")
+    await refused(await client.get(f"/gpslogger?id={token}&lat=1&lon=2&timestamp={old_s}"), "timestamp")
+    traccar = {"device_id": token, "location": {"timestamp": iso(old_s), "coords": {"latitude": 1, "longitude": 2}}}
+    await refused(await client.post("/osmand", json=traccar), "location.timestamp")
+    owntracks = {"_type": "location", "lat": 1, "lon": 2, "tst": old_s}
+    await refused(await client.post("/owntracks", json=owntracks, headers=AUTH), "tst")
+
+    # The JSON API names each such sample among the invalid items; nothing is stored...
+    batch = {"samples": [{"time": old_s, "fields": {"hr_bpm": 1}}, {"time": fresh_s, "fields": {"hr_bpm": 2}}]}
+    resp = await client.post("/api/v1/samples", json=batch, headers=AUTH)
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "1 of 2 samples are invalid; nothing was stored",
+        "errors": [{"index": 0, "path": "/samples/0/time", "message": rule}],
+    }
+    resp = await client.post("/api/v1/samples", json={"time": old_s, "fields": {"hr_bpm": 1}}, headers=AUTH)
+    assert resp.status == 400
+    assert (await resp.json())["errors"] == [{"index": 0, "path": "/time", "message": rule}]
+    assert await stored(settings, "test") == []
+    # ... unless partial: then the others are.
+    resp = await client.post("/api/v1/samples?partial=true", json=batch, headers=AUTH)
+    assert resp.status == 207
+    assert (await resp.json())["stored"] == 1
+
+    # Fresh samples come in every way.
+    assert (await client.get(f"/osmand?id={token}&lat=1&lon=2&timestamp={fresh_s + 1}")).status == 200
+    assert (await client.get(f"/gpslogger?id={token}&lat=1&lon=2&time={iso(fresh_s + 2)}")).status == 200
+    owntracks["tst"] = fresh_s + 3
+    assert (await client.post("/owntracks", json=owntracks, headers=AUTH)).status == 200
+    assert [r.time // SECOND - fresh_s for r in await stored(settings, "test")] == [0, 1, 2, 3]
+
+    # A user kept forever again takes any age.
+    await set_retention(settings, "test", 0)
+    assert (await client.get(f"/osmand?id={token}&lat=1&lon=2&timestamp={old_s}")).status == 200
+    assert (await stored(settings, "test"))[0].time == old_s * SECOND
 
 
 async def show_retention(client: TestClient, db: str = "test", auth: dict[str, str] = AUTH) -> list[Any]:

@@ -1,12 +1,14 @@
-"""A real `python -m tracker serve` in a subprocess, for tests that kill, restart or confine it.
+"""A real `python -m tracker serve` in a subprocess: every test that needs one starts it here.
 
 `prefix` runs the server and the CLI through another command first (e.g. `nsenter` into a mount
-namespace), so a test can put the data folder on a file system of its own.
+namespace), so a test can put the data folder on a file system of its own; `serve_args` and `env`
+add flags and TRACKER_* variables (the developer's own TRACKER_* variables never reach it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import signal
 import socket
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import aiohttp
 
@@ -36,10 +38,22 @@ def free_port() -> int:
 class TrackerProcess:
     """One data folder and port; the server can be started, killed and started again on them."""
 
-    def __init__(self, data_dir: Path, log_path: Path, *, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        *,
+        prefix: Sequence[str] = (),
+        serve_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        log_level: str = "warning",
+    ) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.prefix = list(prefix)
+        self.serve_args = ["--log-level", log_level, *serve_args]
+        self.env = {**clean_env(), **(env or {})}
+        self.host = HOST
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -48,13 +62,13 @@ class TrackerProcess:
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [*self.prefix, sys.executable, "-m", "tracker", *args, "--data-dir", str(self.data_dir)],
-            input=stdin, capture_output=True, text=True, timeout=60, env=clean_env(),
+            input=stdin, capture_output=True, text=True, timeout=60, env=self.env,
         )  # fmt: skip
         assert result.returncode == 0, f"tracker {' '.join(args)} failed: {result.stderr}"
         return result
 
-    def add_user(self, name: str) -> None:
-        self.cli("user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
+    def add_user(self, name: str, password: str = PASSWORD) -> None:
+        self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")
 
     def spawn(self) -> None:
         assert self.process is None, "the server is already running"
@@ -62,9 +76,33 @@ class TrackerProcess:
             self.spawned_at = time.monotonic()
             self.process = subprocess.Popen(
                 [*self.prefix, sys.executable, "-m", "tracker", "serve", "--host", HOST, "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
+                 "--data-dir", str(self.data_dir), *self.serve_args],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Spawn, then block until /ping answers 204; fails the test past `timeout` seconds."""
+        self.spawn()
+        assert self.process is not None
+        while self.ping() != 204:
+            if self.process.poll() is not None or time.monotonic() - self.spawned_at > timeout:
+                code = self.process.poll()
+                self.close()
+                raise AssertionError(
+                    f"the server did not answer /ping within {timeout}s (exit code {code}):\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def ping(self) -> int | None:
+        """GET /ping's status, or None while nothing answers."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
+        try:
+            conn.request("GET", "/ping")
+            return conn.getresponse().status
+        except OSError:
+            return None
+        finally:
+            conn.close()
 
     async def ready(self, timeout: float) -> float:
         """Seconds from spawn until /ping answered 204; fails the test past `timeout` seconds."""
@@ -92,16 +130,16 @@ class TrackerProcess:
         self.process.wait()
         self.process = None
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM and a clean exit (every file closed)."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
-            code = self.process.wait(timeout=15)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"the server did not stop within 15s of SIGTERM:\n{self.log_tail()}")
+            raise AssertionError(f"the server did not stop within {timeout}s of SIGTERM:\n{self.log_tail()}")
         finally:
             self.process = None
         assert code == 0, f"the server exited with {code} on SIGTERM:\n{self.log_tail()}"
@@ -112,6 +150,13 @@ class TrackerProcess:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    def log(self) -> str:
+        """The server's whole log so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -701,7 +701,7 @@ class Accounts:
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
             # Made with the same context, so verifying against it costs what a real verify costs.
-            self._dummy_hash = await asyncio.to_thread(self._context.hash, secrets.token_urlsafe(16))
+            self._dummy_hash = str(await asyncio.to_thread(self._context.hash, secrets.token_urlsafe(16)))
         return self._dummy_hash
 
     async def _current(self) -> _Snapshot:
@@ -781,6 +781,11 @@ def load_bearer_secret(data_dir: Path) -> bytes:
     if path.stat().st_mode & 0o077:
         log.warning("%s was readable by others; making it private (0600)", path)
         os.chmod(path, 0o600)
+    return read_bearer_secret(path)
+
+
+def read_bearer_secret(path: Path) -> bytes:
+    """The key in `path`; InvalidSecretFile (saying what to do) unless it holds one."""
     try:
         secret = bytes.fromhex(path.read_text("ascii").strip())
     except (ValueError, UnicodeDecodeError):

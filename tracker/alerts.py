@@ -1,7 +1,7 @@
 """Gone-quiet alerts: notice when a user (or one of their devices) stops sending, and tell a webhook.
 
-The write pipeline calls `QuietAlerts.saw(user, device, newest_sample_ns)` after every commit. That
-call is synchronous and cheap (a few dict updates, at most one heap push): it never waits for the
+Every way in calls `QuietAlerts.saw_points(user, points)` after each commit (tracker.ingest.commit).
+That call is synchronous and cheap (a few dict updates, at most one heap push): it never waits for the
 network or the disk, so it cannot slow a write down.
 
 An alert is "live" once data arrives for it (any device of the user, or the one device it names).
@@ -31,7 +31,7 @@ import logging
 import random
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import count
 from typing import Any, Callable, Iterable, Protocol

@@ -343,8 +343,7 @@ def _json_value(parameter: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "a boolean" if isinstance(value, bool) else _KINDS.get(type(value).__name__, type(value).__name__)
-        raise AppInputError(parameter, f"must be a number, got {kind}")
+        raise AppInputError(parameter, f"must be a number, got {kind_of(value)}")
     number = float(value)
     if not math.isfinite(number):
         raise AppInputError(parameter, "must be a finite number")
@@ -376,7 +375,16 @@ def _require(fields: dict[str, float], field: str, parameter: str, alternative: 
         raise AppInputError(parameter, "required" + alternative)
 
 
-_KINDS = {"str": "a string", "list": "a list", "dict": "an object"}
+def kind_of(value: Any) -> str:
+    """A JSON value's kind as an error message names it: null, a boolean, a string, a list, an object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+_KINDS: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
 
 
 def _short(text: str, limit: int = 40) -> str:

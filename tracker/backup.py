@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker import __version__, storage
+from tracker.accounts import BEARER_SECRET_FILE, InvalidSecretFile, read_bearer_secret
 from tracker.storage import ACCOUNT_MIGRATIONS, ACCOUNTS_FILE, SAMPLE_MIGRATIONS, USERS_DIR
 
 MANIFEST = "manifest.json"
@@ -38,6 +39,9 @@ class BackupError(Exception):
 class Layout:
     databases: list[str]  # paths relative to the folder, accounts first, then users by name
     unexpected: list[str]  # anything else found there
+    # The server's bearer-token signing key is no database and is never backed up: a server without
+    # it makes a new one, which only asks holders of short-lived bearer tokens to ask /auth again.
+    has_bearer_secret: bool = False
 
 
 def scan(folder: Path) -> Layout:
@@ -45,9 +49,12 @@ def scan(folder: Path) -> Layout:
     databases: list[str] = []
     unexpected: list[str] = []
     users: list[str] = []
+    has_bearer_secret = False
     for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
         if entry.name == ACCOUNTS_FILE and entry.is_file():
             databases.append(ACCOUNTS_FILE)
+        elif entry.name == BEARER_SECRET_FILE and entry.is_file():
+            has_bearer_secret = True
         elif entry.name == USERS_DIR and entry.is_dir():
             for user_file in sorted(entry.iterdir()):
                 if _USER_FILE.match(user_file.name) and user_file.is_file():
@@ -56,7 +63,7 @@ def scan(folder: Path) -> Layout:
                     unexpected.append(f"{USERS_DIR}/{user_file.name}")
         elif not _is_companion(entry, folder) and entry.name != MANIFEST:
             unexpected.append(entry.name)
-    return Layout(databases + users, unexpected)
+    return Layout(databases + users, unexpected, has_bearer_secret)
 
 
 def _is_companion(path: Path, folder: Path) -> bool:
@@ -198,6 +205,12 @@ def check(data_dir: Path, *, quick: bool = False) -> list[CheckLine]:
         result = storage.check_file(data_dir / relative, migrations_for(relative), quick=quick)
         size = _size((data_dir / relative).stat().st_size)
         lines.append(CheckLine(relative, result.problem, f"schema {result.schema_version}, {size}"))
+    if layout.has_bearer_secret:
+        try:
+            read_bearer_secret(data_dir / BEARER_SECRET_FILE)
+            lines.append(CheckLine(BEARER_SECRET_FILE, None, "the key that signs bearer tokens"))
+        except (InvalidSecretFile, OSError) as exc:
+            lines.append(CheckLine(BEARER_SECRET_FILE, str(exc)))
     lines.extend(CheckLine(relative, "unexpected file") for relative in layout.unexpected)
     return lines
 

@@ -1,4 +1,4 @@
-"""Command line: `tracker serve | user ... | share ... | link ... | backup | restore | check`.
+"""Command line: `tracker serve | user ... | share ... | link ... | token ... | alert ... | backup | restore | check`.
 
 Thin on purpose: every rule lives in Accounts / the stores; this module parses arguments, asks for
 passwords and confirmations, and turns expected failures into one line on stderr with exit code 1.
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 import click
 from passlib.context import CryptContext
@@ -168,7 +168,7 @@ def _records_of(options: CliOptions, name: str, listing: Callable[[Accounts, str
     return _run(_with_accounts(options, records))
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -425,15 +425,20 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: P
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None) -> None:
-    """Delete NAME: the account, its shares and its data files."""
+    """Delete NAME: the account, its shares, links, device tokens and alerts, and its data files."""
     options = _options(ctx, data_dir)
 
-    async def plan(accounts: Accounts) -> list[tuple[str, str]]:
-        if await accounts.get_user(name) is None:
-            raise UnknownUser(f"unknown user {name!r}")
-        return [s for s in await accounts.list_shares() if name in s]
+    async def plan(accounts: Accounts) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
+        await _existing_user(accounts, name)
+        shares = [s for s in await accounts.list_shares() if name in s]
+        owned = [
+            (len(await accounts.list_links(name)), "share link"),
+            (len(await accounts.list_tokens(name)), "device token"),
+            (len(await accounts.list_alerts(name)), "gone-quiet alert"),
+        ]
+        return shares, owned
 
-    shares = _run(_with_accounts(options, plan))
+    shares, owned = _run(_with_accounts(options, plan))
     files = [p for p in SampleStore(options.data_dir).files_of(name) if p.exists()]
 
     click.echo("This removes:")
@@ -441,6 +446,9 @@ def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None)
     noun = "share" if len(shares) == 1 else "shares"
     listed = "; ".join(f"{viewer} can read {owner}" for owner, viewer in shares)
     click.echo(f"  {len(shares)} {noun}" + (f": {listed}" if shares else ""))
+    for number, what in owned:
+        if number:
+            click.echo(f"  {number} {what}{'' if number == 1 else 's'}")
     for path in files:
         click.echo(f"  data file {path}")
     if not files:

@@ -109,10 +109,11 @@ class Settings:
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"public url must start with http:// or https://, got {self.public_url!r}")
-        for name in ("api_max_samples", "api_max_body_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
-        for name in ("live_max_streams_per_user", "live_max_streams", "live_buffer_events", "live_queue_events"):
+        for name in (
+            "api_max_samples", "api_max_body_size", "live_max_streams_per_user", "live_max_streams",
+            "live_buffer_events", "live_queue_events", "max_line_length", "max_lines_per_request",
+            "max_query_length", "max_url_length", "max_header_size",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
         for proxy in self.trusted_proxies:
@@ -133,9 +134,6 @@ class Settings:
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
-        for name in ("max_line_length", "max_lines_per_request", "max_query_length", "max_url_length", "max_header_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
         for name in ("max_select_points", "query_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")

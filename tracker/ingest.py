@@ -1,17 +1,27 @@
 """The one pipeline every way in uses once its input is validated: tag, commit, account, fan out.
 
-/write and /api/v2/write call it today; so does every other way samples come in. Validation (the
-vocabulary, the writer's right to the database) happens before; acknowledging happens after it returns.
+Every way samples come in (/write, /api/v2/write, the phone apps, the JSON API) calls it. Validation
+(the vocabulary, the writer's right to the database, the user's retention: `retention_cutoff`)
+happens before; acknowledging happens after it returns.
 """
 
 from __future__ import annotations
+
+import time
 
 from aiohttp import web
 
 from tracker.accounts import Writer
 from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES
 from tracker.lineprotocol import Point
+from tracker.retention import Cutoff
 from tracker.storage import DEVICE_TAG
+
+
+async def retention_cutoff(app: web.Application, user: str, now_ns: int | None = None) -> Cutoff:
+    """The retention `user`'s incoming samples are held to now: every way in refuses a sample it
+    does not keep (InfluxDB drops points beyond the retention policy), each in its own words."""
+    return Cutoff.at(await app[ACCOUNTS].retention_ns(user), time.time_ns() if now_ns is None else now_ns)
 
 
 async def commit(app: web.Application, writer: Writer, points: list[Point], *, on_conflict: str = "merge") -> list[int]:

@@ -22,6 +22,7 @@ import orjson
 
 from tracker import apps
 from tracker.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME
+from tracker.retention import Cutoff
 from tracker.vocabulary import ALIASES, BY_KEY, FIELD_KEYS
 
 PRECISIONS: dict[str, int] = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -73,8 +74,13 @@ def parse_body(body: bytes) -> Any:
         raise DocumentError(400, f"the body is not valid JSON: {exc}") from None
 
 
-def check_document(document: Any, *, precision: str | None = None, max_samples: int) -> Checked:
-    """Every sample of the document checked; DocumentError when its shape is wrong or too large."""
+def check_document(
+    document: Any, *, precision: str | None = None, max_samples: int, cutoff: Cutoff | None = None
+) -> Checked:
+    """Every sample of the document checked; DocumentError when its shape is wrong or too large.
+
+    A sample `cutoff` does not keep (older than the user's retention) is an invalid item.
+    """
     if precision is not None and precision not in PRECISIONS:
         raise DocumentError(400, f'invalid precision "{precision}" (use s, ms, us or ns)')
     if not isinstance(document, dict):
@@ -95,7 +101,7 @@ def check_document(document: Any, *, precision: str | None = None, max_samples: 
     errors: list[ItemError] = []
     for index, item in enumerate(items):
         base = f"{prefix}{index}" if prefix != "/" else ""
-        found = _check_sample(index, base, item, precision)
+        found = _check_sample(index, base, item, precision, cutoff)
         if isinstance(found, ApiSample):
             samples.append(found)
         else:
@@ -103,7 +109,9 @@ def check_document(document: Any, *, precision: str | None = None, max_samples: 
     return Checked(samples, errors, len(items))
 
 
-def _check_sample(index: int, base: str, item: Any, precision: str | None) -> ApiSample | list[ItemError]:
+def _check_sample(
+    index: int, base: str, item: Any, precision: str | None, cutoff: Cutoff | None
+) -> ApiSample | list[ItemError]:
     errors: list[ItemError] = []
 
     def bad(path: str, message: str) -> None:
@@ -123,6 +131,9 @@ def _check_sample(index: int, base: str, item: Any, precision: str | None) -> Ap
             time_ns = time_value(item["time"], precision)
         except ValueError as exc:
             bad("/time", str(exc))
+        if time_ns is not None and cutoff is not None and not cutoff.keeps(time_ns):
+            bad("/time", cutoff.rule)
+            time_ns = None
     device = item.get("device")
     if device is not None:
         if not isinstance(device, str):
@@ -160,7 +171,7 @@ def _check_fields(raw: Any, bad: Any) -> dict[str, float] | None:
         elif canonical in fields or (canonical != key and canonical in raw):
             bad(path, f'the same field as "{canonical}"')
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            bad(path, f"must be a number, got {_kind(value)}")
+            bad(path, f"must be a number, got {apps.kind_of(value)}")
         elif not spec.low <= value <= spec.high or not math.isfinite(value):
             bad(path, f"{value:g} is out of range {spec.low:g}..{spec.high:g} {spec.unit}")
         else:
@@ -178,7 +189,7 @@ def time_value(value: Any, precision: str | None = None) -> int:
         except ValueError:
             raise ValueError(f'"{value[:40]}" is not an ISO 8601 time (e.g. 2025-06-01T10:00:00.5Z)') from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"must be an ISO 8601 string or an epoch number, got {_kind(value)}")
+        raise ValueError(f"must be an ISO 8601 string or an epoch number, got {apps.kind_of(value)}")
     unit_ns = PRECISIONS[precision] if precision else epoch_unit_ns(value)
     number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
     ns = int((number * unit_ns).to_integral_value())
@@ -198,14 +209,3 @@ def epoch_unit_ns(value: float) -> int:
 
 def _pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return _KINDS.get(type(value), type(value).__name__)
-
-
-_KINDS: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}

@@ -123,9 +123,9 @@ def parse(
     if now_ns is None:
         now_ns = time.time_ns()
     if max_line_length is not None and len(body) > max_line_length:
-        lines = body.split(b"\n")
-        if max(map(len, lines)) > max_line_length:  # a CR before the newline may still pass
-            return _parse_around_long_lines(lines, precision, now_ns, max_line_length)
+        raw_lines = body.split(b"\n")
+        if max(map(len, raw_lines)) > max_line_length:  # a CR before the newline may still pass
+            return _parse_around_long_lines(raw_lines, precision, now_ns, max_line_length)
     default_time = now_ns - now_ns % multiplier
     text = body.decode("utf-8", "replace")
     points: list[Point] = []

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 import orjson
 
@@ -27,8 +27,13 @@ import orjson
 log = logging.getLogger(__name__)
 
 class LivePoint(Protocol):
-    time: int
-    fields: dict[str, float]
+    """What a committed point must offer to be sent to viewers (read-only)."""
+
+    @property
+    def time(self) -> int: ...
+
+    @property
+    def fields(self) -> Mapping[str, float | int | str | bool]: ...
 
 
 class TooManyStreams(Exception):

@@ -187,7 +187,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                     "oneOf": [
                         {"type": "string", "description": "ISO 8601; without a zone, UTC"},
                         {"type": "number", "description": "epoch: unit from ?precision or the number's size"},
-                    ]
+                    ],
+                    "description": "not older than the user's retention (an invalid sample otherwise)",
                 },
                 "device": {
                     "type": "string",
@@ -284,7 +285,11 @@ def _param_rows(params: tuple[apps.Param, ...]) -> list[dict[str, Any]]:
 
 
 _APP_RESPONSES = {
-    "400": {"description": "A parameter breaks the protocol; the message names it", "content": {JSON: {"schema": _ERROR_REF}}},
+    "400": {
+        "description": "A parameter breaks the protocol, or the sample is older than the user's retention; "
+        "the message names the parameter",
+        "content": {JSON: {"schema": _ERROR_REF}},
+    },
     "401": {"description": "Unknown or revoked device token, or wrong credentials", "content": {JSON: {"schema": _ERROR_REF}}},
 }
 
@@ -295,7 +300,7 @@ def _osmand() -> dict[str, Any]:
             "name": "id",
             "in": "query",
             "description": "a device token (no other credentials needed), or with credentials the device's name "
-            "(`deviceid` is the same)",
+            "(`deviceid` is the same; a token names no device)",
             "schema": {"type": "string"},
         },
         {"name": "timestamp", "in": "query", "description": apps.TIME_RULE, "schema": {"type": "string"}},

@@ -93,6 +93,31 @@ def describe(retention_ns: int | None) -> str:
     return "inf" if retention_ns == 0 else format_duration(retention_ns)
 
 
+@dataclass(frozen=True, slots=True)
+class Cutoff:
+    """The retention a sample is held to when it comes in: one older than `oldest_ns` is beyond it.
+
+    InfluxDB drops a written point older than now minus its retention policy's duration; every way
+    samples come in refuses such a sample (tracker.ingest.retention_cutoff) rather than storing it
+    for the sweep to remove.
+    """
+
+    retention_ns: int  # 0: keep everything
+    oldest_ns: int  # the oldest time still kept (meaningless when retention_ns is 0)
+
+    @classmethod
+    def at(cls, retention_ns: int, now_ns: int) -> Cutoff:
+        return cls(retention_ns, now_ns - retention_ns)
+
+    def keeps(self, time_ns: int) -> bool:
+        return not self.retention_ns or time_ns >= self.oldest_ns
+
+    @property
+    def rule(self) -> str:
+        """Why a sample is refused, for people: names the policy and its duration."""
+        return f"beyond retention policy: samples are kept for {format_duration(self.retention_ns)}"
+
+
 @dataclass(slots=True)
 class _Seen:
     """What the last look at a user's file found."""

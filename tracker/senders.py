@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from tracker import apps, ingest, jsonapi, openapi
-from tracker.accounts import Writer
+from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Writer
 from tracker.appkeys import ACCOUNTS, SETTINGS
 from tracker.influx.auth import authenticate_writer, check_writer, credentials_from
 from tracker.influx.errors import InfluxError, json_response
@@ -52,13 +52,15 @@ async def osmand(request: web.Request) -> web.Response:
             identity = document.get("device_id") if isinstance(document, dict) else None
             writer, device = await _app_writer(request, _text(identity), "device_id")
             sample = apps.traccar_json(document, now_ns=time.time_ns())
+            time_parameter = "location.timestamp"
         else:
             params = _params(request, body)
             writer, device = await _app_writer(request, params.get("id") or params.get("deviceid"), "id")
             sample = apps.osmand_query(params, speed_unit=writer.speed_unit, now_ns=time.time_ns())
+            time_parameter = "timestamp"
     except apps.AppInputError as exc:
         raise InfluxError(400, str(exc)) from None
-    await _commit(request, writer, sample, device)
+    await _commit(request, writer, sample, device, time_parameter)
     return web.Response(status=200)  # Traccar answers 200 with an empty body
 
 
@@ -71,7 +73,7 @@ async def gpslogger(request: web.Request) -> web.Response:
         sample = apps.gpslogger(params, now_ns=time.time_ns())
     except apps.AppInputError as exc:
         raise InfluxError(400, str(exc)) from None
-    await _commit(request, writer, sample, device)
+    await _commit(request, writer, sample, device, "time" if params.get("time", "").strip() else "timestamp")
     return web.Response(status=200)
 
 
@@ -86,7 +88,7 @@ async def owntracks(request: web.Request) -> web.Response:
     except apps.AppInputError as exc:
         raise InfluxError(400, str(exc)) from None
     if sample is not None:
-        await _commit(request, writer, sample, sample.device)
+        await _commit(request, writer, sample, sample.device, "tst")
     elif isinstance(document, dict) and document.get("_type") == "encrypted":
         log.info("owntracks: %s sent an encrypted message; turn encryption off in the app to store it", writer.user)
     # The app expects a JSON list of messages back: none.
@@ -104,7 +106,11 @@ async def _app_writer(request: web.Request, identity: str | None, parameter: str
     credentials = credentials_from(request, tokens=True)
     if credentials is not None:
         writer = await check_writer(request, accounts, credentials)
-        return writer, apps.device_name(parameter, identity) if identity else None
+        # An id that is a token (the URL made for token-only use, with credentials added in the app)
+        # names no device: a secret must never become a tag that watchers see.
+        if not identity or identity.startswith((DEVICE_TOKEN_PREFIX, BEARER_TOKEN_PREFIX)):
+            return writer, None
+        return writer, apps.device_name(parameter, identity)
     if not identity:
         raise InfluxError(401, f'unable to parse authentication credentials: give a device token as "{parameter}"')
     found = await accounts.authenticate_writer(None, identity)
@@ -113,7 +119,13 @@ async def _app_writer(request: web.Request, identity: str | None, parameter: str
     return found, None
 
 
-async def _commit(request: web.Request, writer: Writer, sample: apps.AppSample, device: str | None) -> None:
+async def _commit(
+    request: web.Request, writer: Writer, sample: apps.AppSample, device: str | None, time_parameter: str
+) -> None:
+    """Store one app sample; a 400 naming the time parameter if it is older than the user's retention."""
+    cutoff = await ingest.retention_cutoff(request.app, writer.user)
+    if not cutoff.keeps(sample.time_ns):
+        raise InfluxError(400, str(apps.AppInputError(time_parameter, cutoff.rule)))
     tags = (("device", device),) if device else ()
     await ingest.commit(request.app, writer, [Point(MEASUREMENT, tags, dict(sample.fields), sample.time_ns)])
 
@@ -171,9 +183,13 @@ async def post_samples(request: web.Request) -> web.Response:
     if on_conflict not in ON_CONFLICT:
         raise InfluxError(400, f'invalid on_conflict "{on_conflict}" (use {", ".join(ON_CONFLICT)})')
     body = await read_body(request, limit=settings.api_max_body_size)
+    cutoff = await ingest.retention_cutoff(request.app, writer.user)
     try:
         checked = jsonapi.check_document(
-            jsonapi.parse_body(body), precision=query.get("precision") or None, max_samples=settings.api_max_samples
+            jsonapi.parse_body(body),
+            precision=query.get("precision") or None,
+            max_samples=settings.api_max_samples,
+            cutoff=cutoff,
         )
     except jsonapi.DocumentError as exc:
         raise InfluxError(exc.status, exc.message) from None
@@ -181,7 +197,7 @@ async def post_samples(request: web.Request) -> web.Response:
     if errors and (not partial or not checked.samples):
         invalid = len({error.index for error in checked.errors})
         message = f"{invalid} of {checked.count} samples are invalid; nothing was stored"
-        return json_response({"error": message, "errors": errors}, status=400)
+        raise InfluxError(400, message, details={"errors": errors})
     points = [
         Point(MEASUREMENT, (("device", s.device),) if s.device else (), dict(s.fields), s.time_ns)
         for s in checked.samples

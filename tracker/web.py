@@ -161,17 +161,19 @@ def _wants_json(request: web.Request) -> bool:
 
 
 async def _form(request: web.Request) -> Any:
-    """The form fields of the body; none when it is not a readable form (bad multipart, not UTF-8)."""
+    """The form fields of the body; none when it is not a readable form (bad multipart, not UTF-8,
+    a charset nobody knows: LookupError)."""
     try:
         return await request.post()
-    except ValueError:
+    except (ValueError, LookupError):
         return {}
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    # JSON is UTF-8 (RFC 8259): the bytes are parsed as sent, whatever charset the client declared.
     try:
-        body = await request.json(loads=orjson.loads)
-    except (ValueError, orjson.JSONDecodeError):
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
         return None
     return body if isinstance(body, dict) else None
 
@@ -406,7 +408,7 @@ async def watch_events(request: web.Request) -> web.StreamResponse:
     if isinstance(access, web.Response):
         return access
     owner, session_token, link_token = access
-    settings, hub, accounts = request.app[SETTINGS], request.app[LIVE], request.app[ACCOUNTS]
+    hub = request.app[LIVE]
     # The browser sends Last-Event-ID on its own reconnects; the first connection passes the
     # window's last_event_id in the query (EventSource cannot set headers).
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None

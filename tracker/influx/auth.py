@@ -18,7 +18,7 @@ from aiohttp import web
 from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Accounts, Writer
 from tracker.appkeys import ACCOUNTS, BANS, SETTINGS
 from tracker.bans import Banned
-from tracker.influx.errors import InfluxError
+from tracker.influx.errors import InfluxError, json_response
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +142,9 @@ async def issue_bearer_token(request: web.Request) -> web.Response:
     writer = await check_writer(request, accounts, credentials)
     lifetime = request.app[SETTINGS].bearer_token_seconds
     token = await accounts.issue_bearer(writer, lifetime)
-    body = {"token": token, "token_type": "Bearer", "expires_in": round(lifetime)}
-    return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    response = json_response({"token": token, "token_type": "Bearer", "expires_in": round(lifetime)})
+    response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return response
 
 
 async def _json_credentials(request: web.Request) -> Credentials:

@@ -23,11 +23,19 @@ log = logging.getLogger(__name__)
 class InfluxError(Exception):
     """Raised by a view to answer with InfluxDB's error form."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})  # e.g. Retry-After
+        self.details = dict(details or {})  # more keys of the body beside "error", e.g. the JSON API's "errors"
 
 
 # Control characters cannot go into a header (aiohttp refuses to send them): spaces instead, so a
@@ -46,10 +54,13 @@ def request_id_of(request: web.BaseRequest) -> str:
     return header_safe(given) if given else str(uuid.uuid4())
 
 
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    """`{"error":"<msg>"}\\n` with X-Influxdb-Error, or WWW-Authenticate for a 401."""
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None, details: Mapping[str, object] | None = None
+) -> web.Response:
+    """`{"error":"<msg>"}\\n` (and `details`' keys) with X-Influxdb-Error, or WWW-Authenticate for a 401."""
     message = message.encode("utf-8", "replace").decode("utf-8")  # a message may quote a client's bytes
-    response = web.Response(status=status, body=orjson.dumps({"error": message}) + b"\n", content_type=JSON)
+    body = {"error": message, **(details or {})}
+    response = web.Response(status=status, body=orjson.dumps(body) + b"\n", content_type=JSON)
     if headers:
         response.headers.update(headers)
     if status == 401:
@@ -82,7 +93,7 @@ async def influx_conventions(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
     except InfluxError as exc:
-        response = error_response(exc.status, exc.message, exc.headers)
+        response = error_response(exc.status, exc.message, exc.headers, exc.details)
     except StorageUnavailable as exc:
         # The disk's fault, not the client's and not a bug: 503, try again later (the sample store logs
         # the file and SQLite's own error).

@@ -143,7 +143,7 @@ async def _parameters(request: web.Request) -> dict[str, str]:
     if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
             form = await request.post()
-        except ValueError as exc:  # a broken multipart body, or a form that is not UTF-8
+        except (ValueError, LookupError) as exc:  # a broken multipart body, a form that is not UTF-8, an unknown charset
             raise InfluxError(400, f"unable to parse the form body: {exc}") from None
         params.update({key: value for key, value in form.items() if isinstance(value, str)})
     return params

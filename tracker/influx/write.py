@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import time
 import zlib
-from typing import Sequence
+from typing import Sequence, cast
 
 from aiohttp import web
 
@@ -82,12 +82,11 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
         parsed = lineprotocol.parse(body, precision, now_ns, max_line)
 
     accepted, rejected = _apply_vocabulary(parsed.points, body)
-    retention_ns = await accounts.retention_ns(user) if accepted else 0
     beyond_retention = 0
-    if retention_ns:
+    if accepted:
         # InfluxDB drops points older than now minus the policy's duration and writes the rest.
-        cutoff = now_ns - retention_ns
-        kept = [point for point in accepted if point.time >= cutoff]
+        cutoff = await ingest.retention_cutoff(request.app, user, now_ns)
+        kept = [point for point in accepted if cutoff.keeps(point.time)]
         beyond_retention, accepted = len(accepted) - len(kept), kept
     if accepted:
         try:
@@ -119,7 +118,7 @@ def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tupl
             text = lines[point.line_no - 1].rstrip(b"\r").decode("utf-8", "replace")
             rejected.append(f"unable to parse '{text}': line {point.line_no}: {reason}")
             continue
-        point.fields = fields
+        point.fields = cast("dict[str, lineprotocol.FieldValue]", fields)  # numbers only, now
         accepted.append(point)
     return accepted, rejected
 
