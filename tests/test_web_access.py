@@ -381,8 +381,6 @@ async def test_profile_and_shares_through_the_web(client: TestClient, new_client
 
 @pytest.mark.usefixtures("users")
 async def test_watch_page_is_the_same_static_page_for_everyone(client: TestClient) -> None:
-    if not (STATIC_DIR / "watch.html").exists():
-        pytest.skip("web/static/watch.html is not there yet")
     response = await client.get("/watch/alice")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/html")
