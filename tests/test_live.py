@@ -141,7 +141,7 @@ async def test_an_id_from_the_future_or_garbage_gets_a_reset(client: TestClient)
 async def test_too_old_seq_gets_a_reset(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, add_user: AddUser, accounts: Accounts
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data", live_buffer_events=2)
+    settings = Settings(data_dir=tmp_path / "data", live_buffer_samples=2)
     client = await aiohttp_client(create_app(settings))
     await add_user("rider", "pw-rider")
     await accounts.set_public("rider", True)
@@ -154,6 +154,26 @@ async def test_too_old_seq_gets_a_reset(
     gone = await open_stream(client, EVENTS, headers={"Last-Event-ID": f"{boot}-1"})
     reset = await gone.event()
     assert reset.event == "reset" and reset.id == f"{boot}-4"
+
+
+def test_the_replay_buffer_is_bounded_by_samples_not_events() -> None:
+    """An uploaded batch must not pin its points for the buffer's whole age (it did: 3 MB per 5,000 lines)."""
+    live = LiveHub(buffer_samples=8)
+
+    class P:
+        def __init__(self, t: int) -> None:
+            self.time, self.fields = t, {"hr_bpm": float(t)}
+
+    live.publish("rider", [P(t) for t in range(5)])  # event 1: 5 samples
+    live.publish("rider", [P(t) for t in range(5, 8)])  # event 2: 3 samples, 8 in all
+    channel = live._channels["rider"]
+    assert [e.seq for e in channel.events] == [1, 2] and channel.samples == 8
+    live.publish("rider", [P(8)])  # 9 > 8: event 1 goes
+    assert [e.seq for e in channel.events] == [2, 3] and channel.samples == 4
+    live.publish("rider", [P(t) for t in range(9, 30)])  # a batch bigger than the whole buffer: nothing kept
+    assert not channel.events and channel.samples == 0
+    subscription, _ = live.subscribe("rider", f"{live.boot}-3")  # its points are gone: start afresh
+    assert [e.name for e in subscription._queue] == ["reset"]
 
 
 async def test_a_slow_subscriber_gets_a_reset_instead_of_unbounded_memory() -> None:

@@ -161,7 +161,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     hub = LiveHub(
         max_streams_per_user=settings.live_max_streams_per_user,
         max_streams=settings.live_max_streams,
-        buffer_events=settings.live_buffer_events,
+        buffer_samples=settings.live_buffer_samples,
         buffer_seconds=settings.live_buffer_seconds,
         queue_events=settings.live_queue_events,
     )

@@ -55,7 +55,7 @@ class Settings:
     session_seconds: float = 30 * 86400.0
     live_max_streams_per_user: int = 200  # open event streams watching one user
     live_max_streams: int = 2000  # open event streams in total
-    live_buffer_events: int = 10_000  # per user, kept for reconnects (Last-Event-ID)
+    live_buffer_samples: int = 2_000  # per user, the newest samples kept for reconnects (Last-Event-ID)
     live_buffer_seconds: float = 600.0
     live_queue_events: int = 1000  # per viewer; a viewer further behind gets a reset
     live_heartbeat_seconds: float = 15.0
@@ -111,7 +111,7 @@ class Settings:
             raise ValueError(f"public url must start with http:// or https://, got {self.public_url!r}")
         for name in (
             "api_max_samples", "api_max_body_size", "live_max_streams_per_user", "live_max_streams",
-            "live_buffer_events", "live_queue_events", "max_line_length", "max_lines_per_request",
+            "live_buffer_samples", "live_queue_events", "max_line_length", "max_lines_per_request",
             "max_query_length", "max_url_length", "max_header_size",
         ):  # fmt: skip
             if getattr(self, name) < 1:

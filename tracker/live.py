@@ -2,7 +2,7 @@
 
 The write path calls `LiveHub.publish(user, points)` right after the commit. Each publish becomes
 ONE event with an id `BOOT-SEQ`: BOOT is random per server start, SEQ counts that user's events
-from 1. Every user has a ring buffer of recent events (bounded in number and age), so a viewer
+from 1. Every user has a ring buffer of recent events (bounded in samples and age), so a viewer
 reconnecting with `Last-Event-ID` gets exactly the events it missed; when that is impossible (the
 server restarted, or the events fell out of the buffer) it gets a `reset` instead and refetches.
 
@@ -78,6 +78,7 @@ class _Channel:
 
     seq: int = 0
     events: deque[_Buffered] = field(default_factory=deque)
+    samples: int = 0  # points held by `events`: the replay buffer is bounded by these, not by events
     subscribers: set[Subscription] = field(default_factory=set)
 
 
@@ -146,7 +147,7 @@ class LiveHub:
         *,
         max_streams_per_user: int = 200,
         max_streams: int = 2000,
-        buffer_events: int = 10_000,
+        buffer_samples: int = 2_000,
         buffer_seconds: float = 600.0,
         queue_events: int = 1000,
         clock: Callable[[], float] = time.monotonic,
@@ -154,7 +155,7 @@ class LiveHub:
         self.boot = secrets.token_hex(4)
         self.max_streams_per_user = max_streams_per_user
         self.max_streams = max_streams
-        self.buffer_events = buffer_events
+        self.buffer_samples = buffer_samples
         self.buffer_seconds = buffer_seconds
         self.queue_events = queue_events
         self._clock = clock
@@ -189,6 +190,7 @@ class LiveHub:
         now = self._clock()
         buffered = _Buffered(channel.seq, now, points)
         channel.events.append(buffered)
+        channel.samples += len(points)
         self._trim(channel, now)
         self.published += 1
         if channel.subscribers:
@@ -197,9 +199,12 @@ class LiveHub:
                 subscriber._deliver(event)
 
     def _trim(self, channel: _Channel, now: float) -> None:
+        # Counted in samples: one uploaded batch can carry 100,000 of them, and it must not pin its
+        # points in memory for the buffer's whole age. A batch past the limit on its own is not kept
+        # (a reconnect then gets a reset, and the page reloads its window).
         events = channel.events
-        while events and (len(events) > self.buffer_events or now - events[0].at > self.buffer_seconds):
-            events.popleft()
+        while events and (channel.samples > self.buffer_samples or now - events[0].at > self.buffer_seconds):
+            channel.samples -= len(events.popleft().points)
 
     def subscribe(self, user: str, last_event_id: str | None = None) -> tuple[Subscription, str]:
         """A new stream of the user's events, and the id it starts from.
