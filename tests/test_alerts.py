@@ -388,7 +388,7 @@ async def test_web_api_needs_a_session_and_csrf_and_validates(
         {"after": "8d", "webhook": receiver.url},
         {"after": "soon", "webhook": receiver.url},
         {"after": 10, "webhook": receiver.url},
-        {"after": "2s", "webhook": receiver.url, "device": "x" * 101},
+        {"after": "2s", "webhook": receiver.url, "device": "x" * 257},
     ]
     for payload in bad:
         answer = await client.post("/api/alerts", json=payload, headers={"X-CSRF-Token": csrf})

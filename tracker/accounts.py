@@ -26,6 +26,7 @@ from passlib.context import CryptContext
 from passlib.exc import PasswordSizeError
 
 from tracker import storage
+from tracker.vocabulary import device_problem
 from tracker.storage import (
     AccountStore,
     AlertRecord,
@@ -145,15 +146,15 @@ class InvalidAlert(ValueError):
     pass
 
 
-DEVICE_MAX = 100
 WEBHOOK_URL_MAX = 2000
 QUIET_MAX_SECONDS = 7 * 86400.0
 
 
 def validate_device(device: str) -> str:
-    """A device as named by the `device` tag (or a device token's label): 1-100 printable characters."""
-    if not device or len(device) > DEVICE_MAX or any(not ch.isprintable() for ch in device):
-        raise InvalidAlert(f"a device must be 1-{DEVICE_MAX} printable characters")
+    """A device as named by the `device` tag (or a device token's label): the vocabulary's rule."""
+    problem = device_problem(device)
+    if problem is not None:
+        raise InvalidAlert(f"a device name {problem}")
     return device
 
 

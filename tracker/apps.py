@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from tracker.influx.influxql import parse_time_string
 from tracker.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME
+from tracker import vocabulary
 from tracker.vocabulary import BY_KEY, FIELD_KEYS
 
 KNOTS_KPH = 1.852
@@ -34,7 +35,6 @@ MPS_KPH = 3.6
 SPEED_UNITS: dict[str, float] = {"knots": KNOTS_KPH, "mps": MPS_KPH, "kph": 1.0}
 # Epoch numbers below this are seconds, from it on milliseconds (Traccar's rule: Integer.MAX_VALUE).
 EPOCH_MS_FROM = 2**31
-MAX_DEVICE_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,12 +234,9 @@ def gpslogger(params: Mapping[str, str], *, now_ns: int) -> AppSample:
 def device_name(parameter: str, text: str) -> str:
     """A device tag value as an app names it: 1 to 256 characters, no control characters."""
     name = text.strip()
-    if not name:
-        raise AppInputError(parameter, "must not be empty")
-    if len(name) > MAX_DEVICE_LENGTH:
-        raise AppInputError(parameter, f"at most {MAX_DEVICE_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise AppInputError(parameter, "must not contain control characters")
+    problem = vocabulary.device_problem(name)
+    if problem is not None:
+        raise AppInputError(parameter, problem)
     return name
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from tracker import apps, jsonapi
 from tracker.config import Settings
 from tracker.storage import ON_CONFLICT
+from tracker import vocabulary
 from tracker.vocabulary import BY_KEY, FIELDS
 
 JSON = "application/json"
@@ -193,7 +194,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 "device": {
                     "type": "string",
                     "minLength": 1,
-                    "maxLength": apps.MAX_DEVICE_LENGTH,
+                    "maxLength": vocabulary.DEVICE_MAX_LENGTH,
                     "description": "the device tag; default: the device token's label, else none",
                 },
                 "fields": {

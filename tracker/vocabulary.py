@@ -87,3 +87,20 @@ def _plainly_valid(fields: dict[str, float | int | str | bool]) -> bool:
     if not fields.keys() <= _CANONICAL or set(map(type, values)) != _FLOAT_ONLY or not math.isfinite(sum(values)):  # type: ignore[arg-type]
         return False
     return all(low <= fields.get(key, low) <= high for key, low, high in _BOUNDED)  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------------------------------
+# The `device` tag, as apps, the JSON API and alerts name a device: one rule for all of them.
+
+DEVICE_MAX_LENGTH = 256
+
+
+def device_problem(name: str) -> str | None:
+    """What is wrong with `name` as a device name (1-256 characters, no control characters), or None."""
+    if not name:
+        return "must not be empty"
+    if len(name) > DEVICE_MAX_LENGTH:
+        return f"at most {DEVICE_MAX_LENGTH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "must not contain control characters"
+    return None
