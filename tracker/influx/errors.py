@@ -97,16 +97,12 @@ async def influx_conventions(request: web.Request, handler: Handler) -> web.Stre
     except StorageUnavailable as exc:
         # The disk's fault, not the client's and not a bug: 503, try again later (the sample store logs
         # the file and SQLite's own error).
-        response = error_response(503, str(exc))
-        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_SECONDS)
+        response = error_response(503, str(exc), {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         # aiohttp's own refusals (unknown route, wrong method, too large) in InfluxDB's form.
-        response = error_response(exc.status, exc.reason)
-        for name in ("Allow",):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
+        response = error_response(exc.status, exc.reason, {k: v for k, v in exc.headers.items() if k == "Allow"})
     except ConnectionResetError:
         # The client hung up mid-request (a phone losing signal): nobody is left to answer.
         log.debug("client went away during %s %s", request.method, request.path)
