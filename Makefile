@@ -14,12 +14,13 @@ DATA ?= ./data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web-deps run test bench clean
+.PHONY: help venv web-deps run test test-fast bench clean
 
 help:
 	@echo "Tracker"
 	@echo "  make run     serve on http://$(HOST):$(PORT) with data in $(DATA) (HOST, PORT, DATA override)"
 	@echo "  make test    run the test suite (PYTEST_ARGS passed to pytest)"
+	@echo "  make test-fast  the daily loop: every test but the slow ones (servers under load, crashes, browser)"
 	@echo "  make bench   side-by-side load test against InfluxDB 1.x (see bench/README.md)"
 	@echo "  make clean   remove .venv, node_modules and caches (never the data folder)"
 
@@ -54,6 +55,9 @@ run: venv web-deps
 
 test: venv web-deps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # DUR (seconds per run), WORKLOADS, BENCH_PORT and COMPARE are read from the environment or the make command line.
 bench: venv

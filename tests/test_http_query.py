@@ -472,6 +472,69 @@ async def test_shares(loaded: TestClient, add_user: AddUser, accounts: Accounts)
     assert body["results"][0]["series"][0]["values"] == [["stranger"]]
 
 
+@pytest.mark.parametrize(
+    "q, needs",
+    [
+        ("DELETE FROM samples WHERE time < now()", "WRITE"),
+        ("DROP SERIES FROM samples", "WRITE"),
+        ("DROP MEASUREMENT samples", "WRITE"),
+        ("SELECT * INTO copy FROM samples", "WRITE"),
+        ("EXPLAIN SELECT * FROM samples", None),
+    ],
+)
+async def test_unsupported_statements_check_rights_first(
+    loaded: TestClient, add_user: AddUser, accounts: Accounts, q: str, needs: str | None
+) -> None:
+    """Another user's database is refused (403) before "not supported" (200) is said, as InfluxDB
+    checks rights before it runs anything; a read share gives no right to change data."""
+    await add_user("friend", "friendpw1")
+    await add_user("stranger", "strangerpw")
+    await accounts.add_share("test", "friend")
+    prefix = "not authorized to execute statement '" + q + "', requires "
+    status, body = await get(loaded, q, headers=basic("stranger", "strangerpw"), db="test")
+    assert status == 403 and body["error"] == f"error authorizing query: stranger {prefix}READ on test"
+    status, body = await get(loaded, q, headers=basic("friend", "friendpw1"), db="test")
+    if needs == "WRITE":
+        assert status == 403 and body["error"] == f"error authorizing query: friend {prefix}WRITE on test"
+    else:
+        assert status == 200 and body["results"][0]["error"].startswith("statement not supported by Tracker")
+    # An ON clause names the database as well as `db` does.
+    cq = "DROP CONTINUOUS QUERY cq ON test"
+    status, body = await get(loaded, cq, headers=basic("stranger", "strangerpw"), db="stranger")
+    assert status == 403 and body["error"].endswith("requires READ on test")
+    status, body = await get(loaded, q, headers=basic("friend", "friendpw1"), db="friend")
+    assert status == 200 and body["results"][0]["error"].startswith("statement not supported by Tracker")
+
+
+async def test_user_regexes_run_in_re2(loaded: TestClient) -> None:
+    """InfluxDB's regexes are Go's RE2: linear time, so no lookaround or backreferences. A catastrophic
+    pattern on a long tag value answers at once (Python's `re` would backtrack for hours)."""
+    status, body = await get(loaded, "SELECT hr_bpm FROM samples WHERE device =~ /a(?=b)/")
+    assert status == 400 and body["error"].startswith("error parsing query: invalid regular expression /a(?=b)/: ")
+    status, body = await get(loaded, r"SHOW TAG VALUES WITH KEY =~ /(d)\1/")
+    assert status == 400 and "invalid regular expression" in body["error"]
+    tag = "a" * 40 + "!"
+    assert (await loaded.post("/write?db=test", data=f"samples,device={tag} hr_bpm=7 5000000000000", headers=AUTH)).status == 204
+    result = await one(loaded, "SELECT hr_bpm FROM samples WHERE device =~ /(a+)+!$/", epoch="s")
+    assert result["series"][0]["values"] == [[5000, 7]]
+    assert await one(loaded, "SELECT hr_bpm FROM samples WHERE device =~ /(a+)+$/") == {"statement_id": 0}
+
+
+@pytest.mark.parametrize("settings", [{"max_select_buckets": 100}], indirect=True)
+async def test_max_select_buckets_refuses_before_the_work(loaded: TestClient) -> None:
+    window = "time >= 1000s AND time < 1040s"  # 40 buckets of 1 s
+    result = await one(loaded, f"SELECT count(hr_bpm) FROM samples WHERE {window} GROUP BY time(1s)")
+    assert len(result["series"][0]["values"]) == 40
+    result = await one(loaded, "SELECT count(hr_bpm) FROM samples WHERE time >= 1000s AND time < 1101s GROUP BY time(1s)")
+    assert result == {"statement_id": 0, "error": "max-select-buckets limit exceeded: (101/100)"}
+    # Every series' buckets count: three devices (none, watch, bike) of 40 buckets are 120.
+    result = await one(loaded, f"SELECT count(hr_bpm) FROM samples WHERE {window} GROUP BY time(1s), *")
+    assert result == {"statement_id": 0, "error": "max-select-buckets limit exceeded: (120/100)"}
+    # With no lower time bound the count starts at the first bucket holding data (1000 s here).
+    result = await one(loaded, "SELECT count(hr_bpm) FROM samples WHERE time < 1101s GROUP BY time(1s)")
+    assert result == {"statement_id": 0, "error": "max-select-buckets limit exceeded: (101/100)"}
+
+
 async def test_create_database(loaded: TestClient) -> None:
     resp = await loaded.post("/query", data={"q": 'CREATE DATABASE "test"'}, headers=AUTH)
     assert resp.status == 200

@@ -532,7 +532,24 @@ def test_empty_query_has_no_statements(text: str) -> None:
     ],
 )
 def test_unsupported_statements_parse_into_objects(text: str, keyword: str) -> None:
-    assert parse_query(f"{text}; SHOW DATABASES", now_ns=NOW) == [UnsupportedStatement(text, keyword), ShowDatabases()]
+    statement, show = parse_query(f"{text}; SHOW DATABASES", now_ns=NOW)
+    assert isinstance(statement, UnsupportedStatement) and show == ShowDatabases()
+    assert (statement.text, statement.keyword) == (text, keyword)
+
+
+@pytest.mark.parametrize(
+    ("text", "database"),
+    [
+        ("DELETE FROM samples WHERE time < now()", None),
+        ("DROP SERIES FROM samples", None),
+        ("CREATE CONTINUOUS QUERY cq ON alice BEGIN SELECT mean(x) INTO m FROM samples GROUP BY time(1h) END", "alice"),
+        ('DROP CONTINUOUS QUERY cq ON "bob"', "bob"),
+        ("SHOW CONTINUOUS QUERIES", None),
+    ],
+)
+def test_unsupported_statements_name_the_database_of_their_on_clause(text: str, database: str | None) -> None:
+    [statement] = parse_query(text, now_ns=NOW)
+    assert isinstance(statement, UnsupportedStatement) and statement.database == database
 
 
 # --- bind parameters -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from tracker.accounts import Accounts
 from tracker.bans import AuthBans
 from tracker.alerts import QuietAlerts
 from tracker.config import Settings
+from tracker.influx.workers import QueryWorkers
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
@@ -19,3 +20,4 @@ LIVE = web.AppKey("live", LiveHub)
 RETENTION = web.AppKey("retention", RetentionSweeper)
 BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)
+QUERY_WORKERS = web.AppKey("query_workers", QueryWorkers)

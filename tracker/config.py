@@ -75,7 +75,12 @@ class Settings:
     max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413
     max_query_length: int = 262_144  # characters of InfluxQL in one /query; then 400
     max_select_points: int = 10_000_000  # rows one SELECT statement may return (0: no limit); InfluxDB's max-select-point
+    # GROUP BY time buckets one SELECT may make, every series' counted (0: no limit); InfluxDB's max-select-buckets
+    max_select_buckets: int = 1_000_000
     query_timeout: float = 60.0  # seconds one /query may run (0: no limit); SQLite is interrupted then
+    # Threads for a query's Python work (tag matching, buckets, encoding), and how many one user may hold at once.
+    query_workers: int = 4
+    query_workers_per_user: int = 2
     # Seconds a client gets to send a request's head (from connecting, or from its previous answer:
     # also how long an idle connection stays open) and again to send its body; then cut off.
     read_timeout: float = 60.0
@@ -112,7 +117,7 @@ class Settings:
         for name in (
             "api_max_samples", "api_max_body_size", "live_max_streams_per_user", "live_max_streams",
             "live_buffer_samples", "live_queue_events", "max_line_length", "max_lines_per_request",
-            "max_query_length", "max_url_length", "max_header_size",
+            "max_query_length", "max_url_length", "max_header_size", "query_workers", "query_workers_per_user",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
@@ -134,7 +139,7 @@ class Settings:
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
-        for name in ("max_select_points", "query_timeout"):
+        for name in ("max_select_points", "max_select_buckets", "query_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
         if not 1 <= self.alert_attempts <= 20:

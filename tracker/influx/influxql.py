@@ -30,9 +30,12 @@ than time, time inside OR or compared with != or a regex.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import re2  # type: ignore[import-untyped]
 
 __all__ = [
     "AGGREGATES",
@@ -161,16 +164,35 @@ class TimeLiteral:
     ns: int
 
 
+# A user's pattern runs in RE2, as in InfluxDB (Go's regexp): linear in the text, so no pattern can
+# backtrack for hours, and the same syntax InfluxDB users write (no backreferences or lookaround).
+# max_mem bounds what compiling one pattern may take (RE2 refuses a pattern that needs more).
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.max_mem = 8 << 20
+
+
+@functools.lru_cache(maxsize=256)
+def compile_regex(pattern: str) -> Any:
+    """The RE2 program for a user's pattern; `.search(text)` is unanchored, like Go's MatchString.
+    Raises ValueError with RE2's reason for an invalid pattern."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "invalid pattern"
+        raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class RegexLiteral:
     """`/pattern/` with `\\/` unescaped. Matching is `compiled.search()` (unanchored, like Go's MatchString)."""
 
     pattern: str
-    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    compiled: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Compiled once here so an invalid pattern fails at parse time, not per row.
-        object.__setattr__(self, "compiled", re.compile(self.pattern))
+        object.__setattr__(self, "compiled", compile_regex(self.pattern))
 
 
 Expr = (
@@ -307,10 +329,12 @@ class CreateDatabase:
 
 @dataclass(frozen=True, slots=True)
 class UnsupportedStatement:
-    """A well-formed statement Tracker does not run; `keyword` is e.g. "DROP DATABASE", "SELECT INTO"."""
+    """A well-formed statement Tracker does not run; `keyword` is e.g. "DROP DATABASE", "SELECT INTO";
+    `database` is the one its ON clause names, if any (rights are checked before it is refused)."""
 
     text: str
     keyword: str
+    database: str | None = None
 
 
 Statement = (
@@ -554,7 +578,7 @@ def _column_name(expr: Expr) -> str:
 
 def _name_matches(op: str, values: list[str], name: str) -> bool:
     if op in ("=~", "!~"):
-        found = re.search(values[0], name) is not None
+        found = compile_regex(values[0]).search(name) is not None  # checked at parse time
         return found if op == "=~" else not found
     if op == "!=":
         return name not in values
@@ -832,15 +856,20 @@ class _Parser:
             words.append(token.value)
             last_end = token.end
         keyword = "SELECT INTO" if words[0] == "SELECT" else " ".join(words)
-        end = self._skip_to_statement_end(last_end)
-        return UnsupportedStatement(self.text[start.start : end], keyword)
+        databases: list[str] = []
+        end = self._skip_to_statement_end(last_end, databases)
+        return UnsupportedStatement(self.text[start.start : end], keyword, databases[0] if databases else None)
 
-    def _skip_to_statement_end(self, last_end: int = 0) -> int:
-        """Consume tokens up to `;`/EOF (they must still scan); returns where the last one ended."""
+    def _skip_to_statement_end(self, last_end: int = 0, on_databases: list[str] | None = None) -> int:
+        """Consume tokens up to `;`/EOF (they must still scan); returns where the last one ended.
+        The names after ON keywords are added to `on_databases` when given."""
         while not (self._is_op(";") or self.tok.kind == _EOF):
             # Where InfluxQL allows a regex, scan one, so a ';' or quote inside it does not split the statement.
             regex_ok = self._is_op("=~", "!~", ",") or self._is_kw("FROM")
+            after_on = self._is_kw("ON")
             last_end = self._advance(regex_ok=regex_ok).end
+            if after_on and on_databases is not None and self.tok.kind in (_IDENT, _STRING):
+                on_databases.append(self.tok.value)
         return last_end
 
     def _select(self, start: _Token) -> Statement:
@@ -1310,7 +1339,7 @@ class _Parser:
     def _regex_literal(self, pattern: str, pos: int) -> RegexLiteral:
         try:
             return RegexLiteral(pattern)
-        except re.error as exc:
+        except ValueError as exc:
             raise self._error(f"invalid regular expression /{pattern}/: {exc}", pos) from None
 
     # -- bind parameters -----------------------------------------------------------------------

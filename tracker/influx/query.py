@@ -21,7 +21,7 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.web import ContentCoding
 
-from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, QUERY_WORKERS, SAMPLES, SETTINGS
 from tracker.influx import select
 from tracker.influx.auth import authenticate
 from tracker.influx.errors import INFLUX_VERSION, JSON, InfluxError, no_content, request_id_of
@@ -40,10 +40,12 @@ from tracker.influx.influxql import (
     UnsupportedStatement,
     parse_query,
 )
-from tracker.storage import EPOCH_NS
+from tracker.storage import EPOCH_NS, QueryTimeout
 
 DEFAULT_CHUNK_SIZE = 10_000  # InfluxDB's default rows per chunk
 STREAM_AFTER = 256 * 1024  # bytes of answer held back before switching to a streamed response
+# A batch of rows with more values than this is encoded on a query thread (a few hundred µs inline).
+ENCODE_INLINE_VALUES = 20_000
 # Parsing a long query text takes a while (a few hundred ms at the length limit): off the event loop then.
 PARSE_IN_THREAD_CHARS = 16 * 1024
 # A client that stops reading a streamed answer is cut off this long after the query's deadline
@@ -55,6 +57,8 @@ _ADMIN_ONLY = (
     "DROP DATABASE", "CREATE RETENTION", "DROP RETENTION", "SHOW STATS", "SHOW DIAGNOSTICS", "SHOW SHARD",
     "DROP SHARD", "CREATE SUBSCRIPTION", "DROP SUBSCRIPTION", "SHOW SUBSCRIPTIONS", "SHOW QUERIES",
 )  # fmt: skip
+# Statements that change a database: only its owner may (a share gives read access only).
+_CHANGES_DATA = ("DELETE", "DROP", "SELECT INTO", "CREATE CONTINUOUS")
 _KIND = {
     SelectStatement: "SELECT",
     ShowMeasurements: "SHOW MEASUREMENTS",
@@ -109,6 +113,7 @@ async def query(request: web.Request) -> web.StreamResponse:
     epoch = params.get("epoch", "")
     ctx = select.Context(
         store=request.app[SAMPLES],
+        workers=request.app[QUERY_WORKERS],
         user=user,
         readable=readable,
         default_db=default_db,
@@ -118,6 +123,7 @@ async def query(request: web.Request) -> web.StreamResponse:
         retention_ns=accounts.retention_ns,
         deadline=time.monotonic() + settings.query_timeout if settings.query_timeout > 0 else None,
         max_points=settings.max_select_points,
+        max_buckets=settings.max_select_buckets,
     )
     chunked = params.get("chunked", "") == "true"
     writer = _AnswerWriter(request, pretty=params.get("pretty", "") == "true", chunked=chunked, deadline=ctx.deadline)
@@ -126,12 +132,12 @@ async def query(request: web.Request) -> web.StreamResponse:
         chunk_size = _positive_int(params.get("chunk_size", ""), DEFAULT_CHUNK_SIZE)
         ctx.batch = min(ctx.batch, chunk_size)
         for statement_id, statement in enumerate(statements):
-            if await _write_chunked(writer, statement_id, select.execute(statement, ctx), chunk_size) == select.QUERY_TIMEOUT:
+            if await _write_chunked(writer, ctx, statement_id, select.execute(statement, ctx), chunk_size) == select.QUERY_TIMEOUT:
                 break
     else:
         await writer.emit(b'{"results":[')
         for statement_id, statement in enumerate(statements):
-            if await _write_result(writer, statement_id, select.execute(statement, ctx)) == select.QUERY_TIMEOUT:
+            if await _write_result(writer, ctx, statement_id, select.execute(statement, ctx)) == select.QUERY_TIMEOUT:
                 break
         await writer.emit(b"]}\n")
     return await writer.finish()
@@ -166,8 +172,14 @@ def _authorize(statements: list[Statement], user: str, readable: list[str], defa
             if statement.name != user:
                 raise InfluxError(403, f"{prefix} 'CREATE DATABASE \"{statement.name}\"', requires admin privilege")
         elif isinstance(statement, UnsupportedStatement):
+            # Rights first, as InfluxDB: another user's database is refused (403) before "not supported".
             if statement.keyword.startswith(_ADMIN_ONLY):
                 raise InfluxError(403, f"{prefix} '{statement.text}', requires admin privilege")
+            database = statement.database or default_db
+            if database and database not in readable:
+                raise InfluxError(403, f"{prefix} '{statement.text}', requires READ on {database}")
+            if database and database != user and statement.keyword.startswith(_CHANGES_DATA):
+                raise InfluxError(403, f"{prefix} '{statement.text}', requires WRITE on {database}")
         else:
             database = select.statement_database(statement, default_db)
             if database is not None and database not in readable:
@@ -254,10 +266,17 @@ def _indent(data: bytes) -> bytes:
     return orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2) + b"\n"
 
 
-def _encode_rows(header: select.SeriesHeader, rows: list[Any]) -> bytes:
-    # Whole-number floats arrive as integers already (InfluxDB writes 145, not 145.0): storage does
-    # it in SQL, which runs without the GIL; fixing the text here cost as much as encoding it.
-    return orjson.dumps(rows)
+async def _encoded(ctx: select.Context, rows: list[Any]) -> bytes:
+    """A batch of rows as JSON. A large batch is encoded on a query thread: its size is the user's
+    to choose, the event loop is everyone's.
+    Whole-number floats arrive as integers already (InfluxDB writes 145, not 145.0): storage does it
+    in SQL, which runs without the GIL; fixing the text here cost as much as encoding it."""
+    if len(rows) * len(rows[0]) <= ENCODE_INLINE_VALUES:
+        return orjson.dumps(rows)
+    try:
+        return await ctx.offload(orjson.dumps, rows)
+    except QueryTimeout:  # no query thread came free before the deadline
+        raise select.StatementError(select.QUERY_TIMEOUT) from None
 
 
 def _series_keys(header: select.SeriesHeader) -> dict[str, Any]:
@@ -276,7 +295,7 @@ def _series_head(header: select.SeriesHeader) -> bytes:
     return orjson.dumps(_series_keys(header))[:-1] + b',"values":['
 
 
-async def _write_result(writer: _AnswerWriter, statement_id: int, output: select.Output) -> str | None:
+async def _write_result(writer: _AnswerWriter, ctx: select.Context, statement_id: int, output: select.Output) -> str | None:
     """One result object of the non-chunked answer, series by series, batch by batch; its error if any."""
     await writer.emit(b'%s{"statement_id":%d' % (b"," if statement_id else b"", statement_id))
     current: select.SeriesHeader | None = None
@@ -291,7 +310,7 @@ async def _write_result(writer: _AnswerWriter, statement_id: int, output: select
             else:
                 await writer.emit(b",")
             # "[…],[…]": without the outer brackets (a view: no copy of a batch's text)
-            await writer.emit(memoryview(_encode_rows(header, rows))[1:-1])
+            await writer.emit(memoryview(await _encoded(ctx, rows))[1:-1])
     except select.StatementError as exc:
         error = str(exc)
     if current is not None:
@@ -302,16 +321,18 @@ async def _write_result(writer: _AnswerWriter, statement_id: int, output: select
     return error
 
 
-async def _write_chunked(writer: _AnswerWriter, statement_id: int, output: select.Output, chunk_size: int) -> str | None:
+async def _write_chunked(
+    writer: _AnswerWriter, ctx: select.Context, statement_id: int, output: select.Output, chunk_size: int
+) -> str | None:
     """InfluxDB's chunked form: one `{"results":[…]}` line per series chunk of up to chunk_size rows;
     "partial":true on a series continued in the next line and on a result continued in the next line."""
 
-    def line(header: select.SeriesHeader | None, rows: list[Any], series_partial: bool, result_partial: bool,
-             error: str | None = None) -> bytes:  # fmt: skip
+    async def line(header: select.SeriesHeader | None, rows: list[Any], series_partial: bool, result_partial: bool,
+                   error: str | None = None) -> bytes:  # fmt: skip
         result: dict[str, Any] = {"statement_id": statement_id}
         if header is not None and rows:
             series = _series_keys(header)
-            series["values"] = orjson.Fragment(_encode_rows(header, rows))  # already JSON text
+            series["values"] = orjson.Fragment(await _encoded(ctx, rows))  # already JSON text
             if series_partial:
                 series["partial"] = True
             result["series"] = [series]
@@ -330,14 +351,19 @@ async def _write_chunked(writer: _AnswerWriter, statement_id: int, output: selec
                 continue
             if header is not current:
                 if current is not None and rows:
-                    await writer.emit(line(current, rows, False, True))
+                    await writer.emit(await line(current, rows, False, True))
                 current, rows = header, []
             rows.extend(batch)
             # Strictly more than a chunk: only then is it certain that the series goes on.
             while len(rows) > chunk_size:
-                await writer.emit(line(current, rows[:chunk_size], True, True))
+                await writer.emit(await line(current, rows[:chunk_size], True, True))
                 del rows[:chunk_size]
     except select.StatementError as exc:
         error = str(exc)
-    await writer.emit(line(current, rows, False, False, error))
+    try:
+        last = await line(current, rows, False, False, error)
+    except select.StatementError as exc:  # the deadline passed before the last rows were encoded
+        error = str(exc)
+        last = await line(None, [], False, False, error)
+    await writer.emit(last)
     return error

@@ -10,14 +10,16 @@ All SQL lives in tracker.storage; this module decides what to ask for and shapes
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from tracker import storage
+from tracker.influx.workers import QueryWorkers, check_deadline
 from tracker.influx.influxql import (
     MAX_TIME,
     MIN_TIME,
@@ -52,13 +54,15 @@ from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
 
 DEFAULT_RETENTION_POLICY = "autogen"
-MAX_BUCKETS = 1_000_000  # GROUP BY time buckets per series; InfluxDB's max-select-buckets, made finite
 QUERY_TIMEOUT = "query-timeout limit exceeded"  # InfluxDB's words, which Grafana shows as they are
 _FIELDS = frozenset(FIELD_KEYS)
 _SELECTORS = frozenset({"first", "last", "min", "max"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Loops over series or buckets look at the query's deadline this often (a few hundred microseconds).
+_DEADLINE_EVERY = 1024
 
 Row = Sequence[Any]
+T = TypeVar("T")
 
 
 class StatementError(Exception):
@@ -82,6 +86,7 @@ async def _keeps_everything(database: str) -> int:
 @dataclass(slots=True)
 class Context:
     store: SampleStore
+    workers: QueryWorkers  # where the Python work on series and buckets runs, off the event loop
     user: str
     readable: list[str]  # databases this user may read (own first)
     default_db: str  # the `db` parameter ("" if absent)
@@ -92,9 +97,14 @@ class Context:
     retention_ns: Callable[[str], Awaitable[int]] = _keeps_everything  # a database's retention, 0 = forever
     deadline: float | None = None  # time.monotonic() past which the query stops (query-timeout)
     max_points: int = 0  # rows one SELECT may return (InfluxDB's max-select-point); 0: no limit
+    max_buckets: int = 0  # GROUP BY time buckets one SELECT may make, all series together; 0: no limit
 
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    async def offload(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` on a query thread (this user's share of them); QueryTimeout past the deadline."""
+        return await self.workers.run(self.user, self.deadline, work, *args)
 
 
 def statement_database(statement: Statement, default_db: str) -> str | None:
@@ -155,7 +165,7 @@ async def execute(statement: Statement, ctx: Context) -> Output:
             if limit and count > limit:
                 raise StatementError(f"max-select-point limit exceeed: ({count}/{limit})")  # sic, InfluxDB's text
             yield header, rows
-    except storage.QueryTimeout:  # SQLite interrupted the statement at the deadline
+    except storage.QueryTimeout:  # SQLite interrupted the statement, or Python work stopped, at the deadline
         raise StatementError(QUERY_TIMEOUT) from None
 
 
@@ -189,14 +199,27 @@ async def _select(statement: SelectStatement, database: str, ctx: Context) -> Ou
     series = await storage.query_series(ctx.store, database)
     if not series:
         return
-    where = _compile_condition(rest, series)
-    group_keys = _group_keys(statement.group_by_tags, series)
+    # Matching tag conditions (regexes included) against every series is work the user controls.
+    plan = await ctx.offload(_plan, statement, rest, series, ctx.deadline)
     if statement.is_aggregate:
-        runner = _aggregate_select(statement, database, ctx, start, end, where, series, group_keys)
+        runner = _aggregate_select(statement, database, ctx, start, end, plan)
     else:
-        runner = _raw_select(statement, database, ctx, start, end, where, series, group_keys)
+        runner = _raw_select(statement, database, ctx, start, end, plan)
     async for item in runner:
         yield item
+
+
+@dataclass(slots=True)
+class _Plan:
+    series: SeriesTags
+    group_keys: list[str]
+    groups: list[tuple[dict[str, str] | None, QueryFilter]]  # one (tags, filter) per series of the answer
+
+
+def _plan(statement: SelectStatement, condition: Expr | None, series: SeriesTags, deadline: float | None) -> _Plan:
+    where = _compile_condition(condition, series, deadline)
+    group_keys = _group_keys(statement.group_by_tags, series)
+    return _Plan(series, group_keys, _groups(group_keys, series, where))
 
 
 def _tag_keys(series: SeriesTags) -> list[str]:
@@ -237,36 +260,14 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-async def _raw_select(
-    statement: SelectStatement,
-    database: str,
-    ctx: Context,
-    start: int,
-    end: int,
-    where: QueryFilter,
-    series: SeriesTags,
-    group_keys: list[str],
-) -> Output:
-    names: list[str] = []
-    columns: list[QueryColumn] = []
-    tag_keys = [key for key in _tag_keys(series) if key not in group_keys]
-    for item in statement.fields:
-        if isinstance(item.expr, Wildcard):
-            hint = item.expr.type_hint
-            found: list[tuple[str, QueryColumn]] = []
-            if hint != "tag":
-                fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
-                found += [(name, storage.field_sql(name)) for name in fields]
-            if hint != "field":
-                found += [(key, storage.tag_sql(key, series)) for key in tag_keys]
-            for name, column in sorted(found, key=lambda pair: pair[0]):
-                names.append(name)
-                columns.append(column)
-        else:
-            names.append(item.name)
-            columns.append(_value_sql(item.expr, series))
+async def _raw_select(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
+    fields: list[str] = []
+    if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
+        fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
+    # A tag column is a CASE over every series: as much work as the user has series.
+    names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
-    for tags, group_where in _groups(group_keys, series, where):
+    for tags, group_where in plan.groups:
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         async for rows in storage.query_raw(
             ctx.store,
@@ -283,6 +284,28 @@ async def _raw_select(
             deadline=ctx.deadline,
         ):
             yield header, rows
+
+
+def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> tuple[list[str], list[QueryColumn]]:
+    """The raw SELECT's column names and SQL; `fields` are those with values in range (for `*`)."""
+    names: list[str] = []
+    columns: list[QueryColumn] = []
+    tag_keys = [key for key in _tag_keys(plan.series) if key not in plan.group_keys]
+    for item in statement.fields:
+        if isinstance(item.expr, Wildcard):
+            hint = item.expr.type_hint
+            found: list[tuple[str, QueryColumn]] = []
+            if hint != "tag":
+                found += [(name, storage.field_sql(name)) for name in fields]
+            if hint != "field":
+                found += [(key, storage.tag_sql(key, plan.series)) for key in tag_keys]
+            for name, column in sorted(found, key=lambda pair: pair[0]):
+                names.append(name)
+                columns.append(column)
+        else:
+            names.append(item.name)
+            columns.append(_value_sql(item.expr, plan.series))
+    return names, columns
 
 
 def _calls(expr: Expr) -> list[Call]:
@@ -302,14 +325,7 @@ def _call_key(call: Call) -> tuple[str, str]:
 
 
 async def _aggregate_select(
-    statement: SelectStatement,
-    database: str,
-    ctx: Context,
-    start: int,
-    end: int,
-    where: QueryFilter,
-    series: SeriesTags,
-    group_keys: list[str],
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan
 ) -> Output:
     keys: list[tuple[str, str]] = []
     for item in statement.fields:
@@ -324,11 +340,15 @@ async def _aggregate_select(
     )  # fmt: skip
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
+    if interval is not None and start != MIN_TIME:
+        # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
+        _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
     header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
+    made = 0  # buckets of the series answered so far
 
-    for tags, group_where in _groups(group_keys, series, where):
+    for tags, group_where in plan.groups:
         data = await storage.query_aggregates(
             ctx.store,
             database,
@@ -343,40 +363,114 @@ async def _aggregate_select(
         )
         if not data:
             continue
-        buckets: list[tuple[int, list[Any], bool]] = []  # (time, values, had data)
+        header = SeriesHeader(MEASUREMENT, header_columns, tags)
         if interval is None:
             values, times = _evaluate_bucket(statement.fields, keys, data[0])
             at = times[0] if point_times and times[0] is not None else (start if start != MIN_TIME else 0)
-            buckets.append((at, values, True))
-        else:
-            every, offset = interval
-            first = (start - offset) // every if start != MIN_TIME else min(data)
-            last = (end - 1 - offset) // every
-            if last - first + 1 > MAX_BUCKETS:
-                raise StatementError(
-                    f"GROUP BY time gives {last - first + 1} buckets, more than {MAX_BUCKETS}: "
-                    "use a larger interval or a narrower time range"
-                )
-            for index in range(first, last + 1):
-                found = data.get(index)
-                if found is None:
-                    if fill == "none":
-                        continue
-                    buckets.append((index * every + offset, [None] * len(statement.fields), False))
-                else:
-                    buckets.append((index * every + offset, _evaluate_bucket(statement.fields, keys, found)[0], True))
-            _fill(buckets, fill, counts)
-        if statement.order_desc:
-            buckets.reverse()
-        stop = None if statement.limit is None else statement.offset + statement.limit
-        chosen = buckets[statement.offset : stop]
-        if not chosen:
+            if statement.offset == 0 and statement.limit != 0:
+                yield header, [[format_time(at, ctx.epoch), *map(_json_number, values)]]
             continue
-        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        first, count = _bucket_range(start if start != MIN_TIME else None, end, interval, min(data))
+        made += count
+        _check_buckets(made, ctx.max_buckets)
+        buckets = await ctx.offload(
+            _Buckets, statement.fields, keys, data, first, count, interval, fill, counts, ctx.deadline
+        )
+        chosen = buckets.order(statement.order_desc, statement.offset, statement.limit)
         for i in range(0, len(chosen), ctx.batch):
-            yield header, [
-                [format_time(at, ctx.epoch), *map(_json_number, values)] for at, values, _ in chosen[i : i + ctx.batch]
-            ]
+            yield header, await ctx.offload(buckets.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
+
+
+def _bucket_range(start: int | None, end: int, interval: tuple[int, int], earliest: int = 0) -> tuple[int, int]:
+    """(index of the first bucket, number of buckets) of GROUP BY time over [start, end); with no
+    start, the first bucket is the earliest one holding data."""
+    every, offset = interval
+    first = (start - offset) // every if start is not None else earliest
+    return first, max(0, (end - 1 - offset) // every - first + 1)
+
+
+def _check_buckets(count: int, limit: int) -> None:
+    if limit and count > limit:
+        raise StatementError(f"max-select-buckets limit exceeded: ({count}/{limit})")  # InfluxDB's words
+
+
+class _Buckets:
+    """One series of a GROUP BY time answer: every bucket's values, filled, produced a batch at a time,
+    so neither the whole answer nor a list of empty buckets is ever held in memory. Built and read
+    on a query thread: the work grows with the buckets asked for, which the user controls."""
+
+    def __init__(
+        self,
+        fields: list[FieldExpr],
+        keys: list[tuple[str, str]],
+        data: dict[int, list[Any]],
+        first: int,
+        count: int,
+        interval: tuple[int, int],
+        fill: str | float,
+        counts: list[int],
+        deadline: float | None,
+    ) -> None:
+        self.first, self.count = first, count
+        self.every, self.offset = interval
+        self.fill = fill
+        self.counts = counts
+        self.width = len(fields)
+        self.values: dict[int, list[Any]] = {}  # bucket index -> values, for the buckets holding data
+        for n, index in enumerate(sorted(data)):
+            if n % _DEADLINE_EVERY == 0:
+                check_deadline(deadline)
+            if first <= index < first + count:
+                self.values[index] = _evaluate_bucket(fields, keys, data[index])[0]
+        self.filled = sorted(self.values)
+        # Per column, the buckets with a value and those values: what previous and linear fill look up.
+        self.known: list[tuple[list[int], list[Any]]] = []
+        if fill in ("previous", "linear"):
+            for column in range(self.width):
+                at = [index for index in self.filled if self.values[index][column] is not None]
+                self.known.append((at, [self.values[index][column] for index in at]))
+
+    def order(self, descending: bool, offset: int, limit: int | None) -> Sequence[int]:
+        """The bucket indexes of the answer, in its order, after OFFSET and LIMIT."""
+        indexes: Sequence[int] = self.filled if self.fill == "none" else range(self.first, self.first + self.count)
+        if descending:
+            indexes = indexes[::-1]
+        return indexes[offset : None if limit is None else offset + limit]
+
+    def rows(self, indexes: Sequence[int], epoch: str | None, deadline: float | None) -> list[list[Any]]:
+        out = []
+        for n, index in enumerate(indexes):
+            if n % _DEADLINE_EVERY == 0:
+                check_deadline(deadline)
+            found = self.values.get(index)
+            values = [None] * self.width if found is None else list(found)
+            for column, value in enumerate(values):
+                if value is None:
+                    values[column] = self._filled(column, index, found is not None)
+            out.append([format_time(index * self.every + self.offset, epoch), *map(_json_number, values)])
+        return out
+
+    def _filled(self, column: int, index: int, had_data: bool) -> Any:
+        """The value fill() gives a bucket without one in this column."""
+        fill = self.fill
+        if fill == "none":
+            return None
+        if fill == "null":
+            # InfluxDB: COUNT() reports 0 for intervals with no data.
+            return 0 if column in self.counts and not had_data else None
+        if fill == "previous":
+            at, values = self.known[column]
+            k = bisect.bisect_right(at, index)
+            return values[k - 1] if k else None
+        if fill == "linear":
+            at, values = self.known[column]
+            k = bisect.bisect_left(at, index)
+            if not 0 < k < len(at):
+                return None
+            # InfluxDB's arithmetic (slope per ns, times the ns since the previous value), for equal answers
+            before, now, after = (i * self.every + self.offset for i in (at[k - 1], index, at[k]))
+            return (values[k] - values[k - 1]) / (after - before) * (now - before) + values[k - 1]
+        return fill
 
 
 def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: list[Any]) -> tuple[list[Any], list[int | None]]:
@@ -424,39 +518,6 @@ def _evaluate(expr: Expr, values: dict[tuple[str, str], Any]) -> Any:
     return None  # a bare field or tag beside aggregates has no single value per bucket
 
 
-def _fill(buckets: list[tuple[int, list[Any], bool]], fill: str | float, counts: list[int]) -> None:
-    """Fill missing values in place: null (count says 0), a number, previous, or linear."""
-    if fill == "none":
-        return
-    width = len(buckets[0][1]) if buckets else 0
-    for column in range(width):
-        if fill == "null":
-            if column in counts:
-                for _, values, had_data in buckets:
-                    if not had_data:
-                        values[column] = 0  # InfluxDB: COUNT() reports 0 for intervals with no data
-        elif fill == "previous":
-            last = None
-            for _, values, _ in buckets:
-                if values[column] is None:
-                    values[column] = last
-                else:
-                    last = values[column]
-        elif fill == "linear":
-            known = [(at, values[column]) for at, values, _ in buckets if values[column] is not None]
-            k = 0
-            for at, values, _ in buckets:
-                while k < len(known) and known[k][0] < at:
-                    k += 1
-                if values[column] is None and 0 < k < len(known):
-                    (t0, v0), (t1, v1) = known[k - 1], known[k]
-                    values[column] = v0 + (v1 - v0) * (at - t0) / (t1 - t0)
-        else:
-            for _, values, _ in buckets:
-                if values[column] is None:
-                    values[column] = fill
-
-
 def _json_number(value: Any) -> Any:
     """Whole-number floats as integers, the way InfluxDB writes them (`145`, not `145.0`)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
@@ -495,7 +556,7 @@ def _value_sql(expr: Expr, series: SeriesTags) -> QueryColumn:
 _TRUE, _FALSE = QueryFilter("1"), QueryFilter("0")
 
 
-def _compile_condition(expr: Expr | None, series: SeriesTags) -> QueryFilter:
+def _compile_condition(expr: Expr | None, series: SeriesTags, deadline: float | None) -> QueryFilter:
     """The WHERE remainder as SQL: fields compare in SQL, tag comparisons become series-id sets."""
     if expr is None:
         return _TRUE
@@ -504,10 +565,11 @@ def _compile_condition(expr: Expr | None, series: SeriesTags) -> QueryFilter:
     if not isinstance(expr, BinaryExpr):
         raise StatementError("invalid condition")
     if expr.op in ("AND", "OR"):
-        return storage.combine_filters(expr.op, _compile_condition(expr.lhs, series), _compile_condition(expr.rhs, series))
+        lhs_sql, rhs_sql = (_compile_condition(side, series, deadline) for side in (expr.lhs, expr.rhs))
+        return storage.combine_filters(expr.op, lhs_sql, rhs_sql)
     lhs, rhs = expr.lhs, expr.rhs
     if isinstance(lhs, VarRef) and _is_tag(lhs) or isinstance(rhs, VarRef) and _is_tag(rhs):
-        return storage.series_in([sid for sid, tags in series.items() if _tag_condition(expr, tags)])
+        return storage.series_in(list(_matching_series(expr, series, deadline)))
     if isinstance(rhs, RegexLiteral) or _is_text(lhs) or _is_text(rhs):
         return _FALSE  # numeric fields never equal a string nor match a regex
     try:
@@ -559,16 +621,28 @@ def _tag_condition(expr: Expr, tags: dict[str, str]) -> bool:
     }.get(op, False)
 
 
-def _matching_series(condition: Expr | None, series: SeriesTags) -> SeriesTags:
+def _matching_series(condition: Expr | None, series: SeriesTags, deadline: float | None) -> SeriesTags:
+    """The series whose tags satisfy the condition (time and field terms count as true)."""
+    if condition is None:
+        return series
+    matching: SeriesTags = {}
+    for n, (sid, tags) in enumerate(series.items()):
+        if n % _DEADLINE_EVERY == 0:
+            check_deadline(deadline)
+        if _tag_condition(condition, tags):
+            matching[sid] = tags
+    return matching
+
+
+def _shown_series(condition: Expr | None, series: SeriesTags, deadline: float | None) -> SeriesTags:
+    """SHOW ... WHERE: the series it is about."""
     if condition is None:
         return series
     try:
         _, _, rest = time_range(condition, 0)  # time terms say nothing about which series exist
     except QueryParseError as exc:
         raise StatementError(exc.message) from None
-    if rest is None:
-        return series
-    return {sid: tags for sid, tags in series.items() if _tag_condition(rest, tags)}
+    return _matching_series(rest, series, deadline)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,14 +657,30 @@ def _page(rows: list[Row], limit: int | None, offset: int) -> list[Row]:
     return rows[offset : None if limit is None else offset + limit]
 
 
+ShowAboutSeries = ShowMeasurements | ShowTagKeys | ShowTagValues | ShowSeries
+
+
+async def _series_rows(
+    statement: ShowAboutSeries, database: str, ctx: Context, rows_of: Callable[[SeriesTags], list[Row]]
+) -> list[Row]:
+    """A SHOW's page of rows, made by `rows_of` from the series its WHERE selects: on a query thread,
+    as matching tags and sorting grow with the user's series."""
+    series = await storage.query_series(ctx.store, database)
+
+    def page() -> list[Row]:
+        shown = _shown_series(statement.condition, series, ctx.deadline)
+        return _page(rows_of(shown), statement.limit, statement.offset)
+
+    return await ctx.offload(page)
+
+
 async def _show_measurements(statement: ShowMeasurements, database: str, ctx: Context) -> Output:
     if not statement.matches_name(MEASUREMENT) or not await storage.query_has_samples(ctx.store, database):
         return
-    if statement.condition is not None:
-        series = await storage.query_series(ctx.store, database)
-        if not _matching_series(statement.condition, series):
-            return
-    rows = _page([[MEASUREMENT]], statement.limit, statement.offset)
+    if statement.condition is None:
+        rows = _page([[MEASUREMENT]], statement.limit, statement.offset)
+    else:
+        rows = await _series_rows(statement, database, ctx, lambda shown: [[MEASUREMENT]] if shown else [])
     if rows:
         yield SeriesHeader("measurements", ["name"]), rows
 
@@ -607,8 +697,7 @@ async def _show_field_keys(statement: ShowFieldKeys, database: str, ctx: Context
 async def _show_tag_keys(statement: ShowTagKeys, database: str, ctx: Context) -> Output:
     if not _from_samples(statement.from_, ctx):
         return
-    series = _matching_series(statement.condition, await storage.query_series(ctx.store, database))
-    rows = _page([[key] for key in _tag_keys(series)], statement.limit, statement.offset)
+    rows = await _series_rows(statement, database, ctx, lambda shown: [[key] for key in _tag_keys(shown)])
     if rows:
         yield SeriesHeader(MEASUREMENT, ["tagKey"]), rows
 
@@ -616,11 +705,12 @@ async def _show_tag_keys(statement: ShowTagKeys, database: str, ctx: Context) ->
 async def _show_tag_values(statement: ShowTagValues, database: str, ctx: Context) -> Output:
     if not _from_samples(statement.from_, ctx):
         return
-    series = _matching_series(statement.condition, await storage.query_series(ctx.store, database))
-    pairs = sorted(
-        {(key, value) for tags in series.values() for key, value in tags.items() if statement.matches_key(key)}
-    )
-    rows = _page([list(pair) for pair in pairs], statement.limit, statement.offset)
+
+    def key_values(shown: SeriesTags) -> list[Row]:
+        pairs = {(key, value) for tags in shown.values() for key, value in tags.items() if statement.matches_key(key)}
+        return [list(pair) for pair in sorted(pairs)]
+
+    rows = await _series_rows(statement, database, ctx, key_values)
     if rows:
         yield SeriesHeader(MEASUREMENT, ["key", "value"]), rows
 
@@ -640,8 +730,8 @@ def series_key(tags: dict[str, str]) -> str:
 async def _show_series(statement: ShowSeries, database: str, ctx: Context) -> Output:
     if not _from_samples(statement.from_, ctx):
         return
-    series = _matching_series(statement.condition, await storage.query_series(ctx.store, database))
-    keys = sorted(series_key(tags) for tags in series.values())
-    rows = _page([[key] for key in keys], statement.limit, statement.offset)
+    rows = await _series_rows(
+        statement, database, ctx, lambda shown: [[key] for key in sorted(series_key(tags) for tags in shown.values())]
+    )
     if rows:
         yield SeriesHeader(None, ["key"]), rows
