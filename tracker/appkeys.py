@@ -11,6 +11,7 @@ from tracker.config import Settings
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
+from tracker.webhooks import WebhookDestinations
 
 SETTINGS = web.AppKey("settings", Settings)
 SAMPLES = web.AppKey("samples", SampleStore)
@@ -19,3 +20,4 @@ LIVE = web.AppKey("live", LiveHub)
 RETENTION = web.AppKey("retention", RetentionSweeper)
 BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)
+WEBHOOKS = web.AppKey("webhooks", WebhookDestinations)
