@@ -253,3 +253,32 @@ async def test_with_the_setting_on_the_same_loopback_receiver_gets_the_notice(
         while not receiver.received:
             await asyncio.sleep(0.02)
     assert receiver.received[0]["kind"] == "quiet"
+
+
+@pytest.mark.usefixtures("users")
+async def test_a_redirect_is_not_followed(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], aiohttp_server: Callable[..., Awaitable[TestServer]],
+    settings: Settings, accounts: Accounts,
+) -> None:  # fmt: skip
+    # A webhook that answers "go there" cannot send the server on to another destination.
+    followed: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        followed.append(request.path)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", redirect)
+    app.router.add_post("/elsewhere", elsewhere)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    client = await aiohttp_client(create_app(settings.with_(webhook_allow_private=True)))
+    await accounts.set_alert("alice", None, 0.1, str(server.make_url("/hook")))
+    await asyncio.sleep(0.2)
+    response = await client.post("/write?db=alice", data="samples hr_bpm=1", headers=basic("alice", "pw-alice"))
+    assert response.status == 204
+    (alert,) = await _failed(accounts, "alice")
+    assert (alert.delivery_status, alert.delivery_error, alert.delivery_attempts) == (307, "HTTP 307", 1)
+    assert followed == []
