@@ -37,6 +37,9 @@ def settings(tmp_path: Path) -> Settings:
         alert_retry_seconds=0.1,
         alert_retry_max_seconds=5.0,
         alert_timeout_seconds=2.0,
+        # The receiver listens on 127.0.0.1, which webhooks may reach only when the operator allows it
+        # (tests/test_alert_destinations.py covers the default, refusing).
+        webhook_allow_private=True,
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -16,6 +17,14 @@ from tests.tracker_process import TrackerProcess
 from tracker.accounts import Accounts
 from tracker.lineprotocol import parse
 from tracker.storage import AccountStore, AlertRecord, SampleStore
+
+
+@pytest.fixture(autouse=True)
+def allow_private_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These webhooks are on 127.0.0.1 or example hosts that must not be looked up (DNS would leave
+    # the machine): the CLI checks them only as strictly as an operator with a LAN receiver asks.
+    # tests/test_alert_destinations.py covers the default, refusing.
+    monkeypatch.setenv("TRACKER_WEBHOOK_ALLOW_PRIVATE", "1")
 
 
 def stored_alerts(data_dir: Path, owner: str) -> list[AlertRecord]:
@@ -109,7 +118,7 @@ async def test_a_real_server_picks_up_an_alert_set_from_the_cli_and_delivers_it(
     data_dir = tmp_path / "data"
     await asyncio.to_thread(add_user, data_dir, "alice", "pw-alice")
     server = TrackerProcess(
-        data_dir, tmp_path / "server.log", log_level="info", serve_args=["--public-url", "https://t.example.org"],
+        data_dir, tmp_path / "server.log", log_level="info", serve_args=["--public-url", "https://t.example.org", "--webhook-allow-private"],
         env={"TRACKER_ALERT_MIN_QUIET_SECONDS": "0.1", "TRACKER_ALERT_CHECK_SECONDS": "0.1"},
     )  # fmt: skip
     server.spawn()

@@ -44,6 +44,7 @@ from tracker import __version__
 from tracker.accounts import Accounts
 from tracker.config import Settings
 from tracker.storage import DEVICE_TAG, AlertRecord, SampleStore, device_last_seen
+from tracker.webhooks import NOT_ALLOWED, DestinationNotAllowed, WebhookDestinations
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,14 @@ class QuietAlerts:
         accounts: Accounts,
         samples: SampleStore,
         settings: Settings,
+        destinations: WebhookDestinations,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._accounts = accounts
         self._samples = samples
         self._settings = settings
+        self._destinations = destinations
         self._clock = clock
         self._watches: dict[str, dict[str, _Watch]] = {}  # owner -> device ('' = any) -> alert
         self._heap: list[tuple[float, int, int, _Watch]] = []  # (deadline, tie-break, generation, alert)
@@ -140,8 +143,13 @@ class QuietAlerts:
     # ----- lifecycle -----
 
     async def start(self) -> None:
+        # Every socket a delivery opens goes through the destination rule (trust_env=False: no
+        # proxy could connect on our behalf to what the rule refuses).
         self._http = aiohttp.ClientSession(
-            headers={"User-Agent": f"Tracker/{__version__}"}, trust_env=False, raise_for_status=False
+            connector=self._destinations.connector(),
+            headers={"User-Agent": f"Tracker/{__version__}"},
+            trust_env=False,
+            raise_for_status=False,
         )
         await self.reload()
         self._runner = asyncio.create_task(self._run(), name="quiet-alerts")
@@ -384,7 +392,8 @@ class QuietAlerts:
                 log.info("delivered the %s to %s (HTTP %s, attempt %d)", where, host, status, attempt)
                 await self._record(watch, notice, DELIVERED, status, None, attempt)
                 return
-            retry = status is None or status >= 500 or status in RETRY_STATUSES
+            # A refused destination is not retried: it would be refused again.
+            retry = problem != NOT_ALLOWED and (status is None or status >= 500 or status in RETRY_STATUSES)
             if attempt == settings.alert_attempts or not retry:
                 log.error("gave up delivering the %s to %s after %d attempt(s): %s", where, host, attempt, problem)
                 await self._record(watch, notice, FAILED, status, problem, attempt)
@@ -412,6 +421,10 @@ class QuietAlerts:
                 status = response.status
         except asyncio.TimeoutError:
             return None, f"no answer within {timeout:g} s"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, DestinationNotAllowed):
+                return None, NOT_ALLOWED  # never the address or port: the owner must not learn the network
+            return None, " ".join(str(exc).split()) or type(exc).__name__
         except (aiohttp.ClientError, ValueError, OSError) as exc:
             return None, " ".join(str(exc).split()) or type(exc).__name__
         if 200 <= status < 300:

@@ -19,7 +19,7 @@ from tracker.accounts import Accounts, load_bearer_secret
 from tracker import senders
 from tracker import web as browser
 from tracker.alerts import QuietAlerts
-from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, WEBHOOKS
 from tracker.bans import AuthBans
 from tracker.config import Settings
 from tracker.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
@@ -29,6 +29,7 @@ from tracker.influx.workers import QueryWorkers
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import AccountStore, SampleStore
+from tracker.webhooks import WebhookDestinations
 
 log = logging.getLogger("tracker")
 
@@ -113,6 +114,8 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
         window_seconds=settings.auth_failure_window_seconds,
         ban_seconds=settings.auth_ban_seconds,
     )
+    # Where alert webhooks may go: asked when an alert is set and by every delivery's connection.
+    app[WEBHOOKS] = WebhookDestinations(allow_private=settings.webhook_allow_private)
     app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_query_workers)
     app.cleanup_ctx.append(_live)
@@ -205,7 +208,7 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 
 async def _alerts(app: web.Application) -> AsyncIterator[None]:
     """Gone-quiet alerts: their deadline watcher and webhook deliveries, stopped before the stores close."""
-    alerts = QuietAlerts(app[ACCOUNTS], app[SAMPLES], app[SETTINGS])
+    alerts = QuietAlerts(app[ACCOUNTS], app[SAMPLES], app[SETTINGS], app[WEBHOOKS])
     await alerts.start()
     app[ALERTS] = alerts
     try:

@@ -12,6 +12,7 @@ from tracker.influx.workers import QueryWorkers
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
+from tracker.webhooks import WebhookDestinations
 
 SETTINGS = web.AppKey("settings", Settings)
 SAMPLES = web.AppKey("samples", SampleStore)
@@ -21,3 +22,4 @@ RETENTION = web.AppKey("retention", RetentionSweeper)
 BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)
 QUERY_WORKERS = web.AppKey("query_workers", QueryWorkers)
+WEBHOOKS = web.AppKey("webhooks", WebhookDestinations)

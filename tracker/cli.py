@@ -32,10 +32,12 @@ from tracker.accounts import (
     parse_duration,
     parse_quiet_time,
     validate_username,
+    validate_webhook_url,
 )
 from tracker import backup as backups
 from tracker.config import Settings
 from tracker.retention import describe, parse_retention
+from tracker.webhooks import WebhookDestinations
 from tracker.storage import (
     ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
     device_last_seen,
@@ -283,6 +285,13 @@ def cli() -> None:
     help=f"Seconds one webhook attempt may take (env TRACKER_ALERT_TIMEOUT_SECONDS) [default: {Settings().alert_timeout_seconds:g}].",
 )
 @click.option(
+    "--webhook-allow-private",
+    is_flag=True,
+    default=None,
+    help="Let alert webhooks reach loopback, LAN and other non-public addresses, e.g. a Home Assistant on the LAN "
+    "(env TRACKER_WEBHOOK_ALLOW_PRIVATE=1) [default: public addresses only].",
+)
+@click.option(
     "--api-max-samples",
     type=int,
     help=f"Samples per POST /api/v1/samples (env TRACKER_API_MAX_SAMPLES) [default: {Settings().api_max_samples}].",
@@ -299,8 +308,8 @@ def serve(
     max_auth_failures: int | None, auth_failure_window: float | None, auth_ban: float | None,
     max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
     bearer_token_seconds: float | None,
-    alert_attempts: int | None, alert_timeout: float | None, api_max_samples: int | None,
-    api_max_body_size: int | None, **limits: Any,
+    alert_attempts: int | None, alert_timeout: float | None, webhook_allow_private: bool | None,
+    api_max_samples: int | None, api_max_body_size: int | None, **limits: Any,
 ) -> None:  # fmt: skip
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
@@ -316,7 +325,8 @@ def serve(
             live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
             bearer_token_seconds=bearer_token_seconds, api_max_samples=api_max_samples,
             api_max_body_size=api_max_body_size,
-            alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout, **limits,
+            alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout,
+            webhook_allow_private=webhook_allow_private, **limits,
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -797,9 +807,14 @@ def alert_set(
     """Create or change NAME's alert (for one device with --device); a running server picks it up."""
     options = _options(ctx, data_dir)
     try:
-        seconds = parse_quiet_time(after, Settings.from_env().alert_min_quiet_seconds)
+        settings = Settings.from_env()
+        seconds = parse_quiet_time(after, settings.alert_min_quiet_seconds)
+        webhook = validate_webhook_url(webhook)
     except ValueError as exc:  # a bad TRACKER_* variable too
         raise click.ClickException(str(exc)) from None
+    # The server checks again on every delivery; this tells whoever sets the alert at once.
+    destinations = WebhookDestinations(allow_private=settings.webhook_allow_private)
+    _run(destinations.check_url(webhook, timeout=settings.alert_timeout_seconds))
     record = _run(_with_accounts(options, lambda accounts: accounts.set_alert(name, device, seconds, webhook)))
     what = f"device {record.device!r} of {name}" if record.device else f"{name} (any device)"
     click.echo(f"alert set: {what} quiet for {_minutes(record.quiet_seconds)} -> POST {record.webhook_url}")

@@ -70,6 +70,9 @@ class Settings:
     alert_retry_seconds: float = 2.0  # the first retry's delay; it doubles on every further retry
     alert_retry_max_seconds: float = 300.0  # no retry waits longer than this
     alert_timeout_seconds: float = 10.0  # one attempt, connecting included
+    # Webhooks may reach only public addresses; on, also loopback, the LAN and every other
+    # non-public address (a Home Assistant beside the server). Checked at set time and on connecting.
+    webhook_allow_private: bool = False
     # --- limits on what one request may ask (README "Limits")
     max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
     max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413

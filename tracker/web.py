@@ -37,8 +37,9 @@ from tracker.accounts import (
     parse_duration,
     parse_quiet_time,
     validate_username,
+    validate_webhook_url,
 )
-from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, SAMPLES, SETTINGS, WEBHOOKS
 from tracker.bans import Banned
 from tracker.live import HubClosed, TooManyStreams
 
@@ -721,8 +722,12 @@ async def alerts_set(request: web.Request) -> web.Response:
     after, webhook, device = body.get("after"), body.get("webhook"), body.get("device")
     if not isinstance(after, str) or not isinstance(webhook, str) or device is not None and not isinstance(device, str):
         return error(400, "after and webhook must be strings, device a string or null")
+    settings = request.app[SETTINGS]
     try:
-        seconds = parse_quiet_time(after, request.app[SETTINGS].alert_min_quiet_seconds)
+        seconds = parse_quiet_time(after, settings.alert_min_quiet_seconds)
+        webhook = validate_webhook_url(webhook)
+        # Deliveries check again on connecting; this tells the owner at once.
+        await request.app[WEBHOOKS].check_url(webhook, timeout=settings.alert_timeout_seconds)
         await request.app[ACCOUNTS].set_alert(session.user, device or None, seconds, webhook)
     except InvalidAlert as exc:
         return error(400, str(exc))
