@@ -147,6 +147,7 @@ ROUTES: list[tuple[bytes, bytes]] = [
     (b"GET", b"/api/watch/fuzz/devices"), (b"POST", b"/auth"),
     (b"GET", b"/api/tokens"), (b"POST", b"/api/tokens"), (b"DELETE", b"/api/tokens/1"), (b"DELETE", b"/api/tokens/%ff"),
     (b"GET", b"/api/alerts"), (b"POST", b"/api/alerts"), (b"DELETE", b"/api/alerts"),
+    (b"GET", b"/api/sessions"), (b"DELETE", b"/api/sessions"), (b"DELETE", b"/api/sessions?all=%ff"), (b"POST", b"/api/password"),
     (b"GET", b"/osmand"), (b"POST", b"/osmand"), (b"GET", b"/gpslogger"), (b"POST", b"/gpslogger"),
     (b"POST", b"/owntracks"), (b"POST", b"/api/v1/samples"), (b"GET", b"/api/v1/openapi.json"),
     (b"GET", b"/nowhere"), (b"PUT", b"/write"), (b"PATCH", b"/query"), (b"TRACE", b"/"),

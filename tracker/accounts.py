@@ -272,7 +272,7 @@ class Accounts:
         password_hash = await self._hash(password)
         keep = token_digest(keep_session) if keep_session else None
         try:
-            return await self._store.set_password_hash(name, password_hash, keep_session=keep)
+            return await self._store.set_password_hash(name, password_hash, keep_session_hash=keep)
         except UnknownUser:
             raise UnknownUser(f"unknown user {name!r}") from None
 

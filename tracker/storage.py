@@ -347,14 +347,14 @@ class AccountStore:
         except sqlite3.IntegrityError:
             raise UserExists(name) from None
 
-    async def set_password_hash(self, name: str, password_hash: str, *, keep_session: str | None = None) -> int:
+    async def set_password_hash(self, name: str, password_hash: str, *, keep_session_hash: str | None = None) -> int:
         """Set the hash and, in the same transaction, end the user's web sessions except the one whose
-        token hash is `keep_session`: a changed password must not leave an old sign-in working.
+        token hash is `keep_session_hash`: a changed password must not leave an old sign-in working.
         Returns how many live sessions ended."""
         now_ns = time.time_ns()
         changed, _, ended = await self._change_all([
             ("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)),
-            *_end_sessions_sql(name, keep_session, now_ns),
+            *_end_sessions_sql(name, keep_session_hash, now_ns),
         ])  # fmt: skip
         if not changed:
             raise UnknownUser(name)

@@ -643,20 +643,21 @@ async def shares_remove(request: web.Request) -> web.Response:
 # ----- the owner's sessions and password (session + CSRF) -----
 
 
-def _session_json(record: storage.SessionRecord, current_token: str) -> dict[str, Any]:
+def _session_json(record: storage.SessionRecord, current_hash: str) -> dict[str, Any]:
+    # Never the token or its hash: the page needs only to tell the sessions apart by their times.
     return {
         "created_ns": record.created_ns,
         "expires_ns": record.expires_ns,
         "last_used_ns": record.last_used_ns,
         "user_agent": record.user_agent,
-        "current": hmac.compare_digest(record.token_hash, token_digest(current_token)),
+        "current": hmac.compare_digest(record.token_hash, current_hash),
     }
 
 
 async def _sessions_of(request: web.Request, user: str, extra: dict[str, Any] | None = None) -> web.Response:
-    current = request.cookies.get(SESSION_COOKIE, "")
+    current_hash = token_digest(request.cookies.get(SESSION_COOKIE, ""))
     sessions = await request.app[ACCOUNTS].list_sessions(user)
-    return json_response({**(extra or {}), "sessions": [_session_json(record, current) for record in sessions]})
+    return json_response({**(extra or {}), "sessions": [_session_json(record, current_hash) for record in sessions]})
 
 
 async def sessions_list(request: web.Request) -> web.Response:
