@@ -185,6 +185,14 @@ CASES: dict[str, Case] = {
         "DELETE", "/api/shares", "/api/shares", OWNERS_ONLY, json={"viewer": "bob"}, restore=share_back
     ),
     "shares remove /bob": Case("DELETE", "/api/shares/{viewer}", "/api/shares/bob", OWNERS_ONLY, restore=share_back),
+    "sessions list": Case("GET", "/api/sessions", "/api/sessions", SIGNED_IN),
+    # each caller has one session: "everywhere else" ends none the rows below use
+    "sessions end": Case("DELETE", "/api/sessions", "/api/sessions", SIGNED_IN),
+    # alice's current password, set again: only alice's own session may do it, and nothing else changes
+    "password change": Case(
+        "POST", "/api/password", "/api/password", (401, 401, 403, 403, 401, 401, 401, 200),
+        json={"current": "pw-alice", "new": "pw-alice"},
+    ),
     # ----- signing in and out (last: they change the sessions the rows above use)
     "login": Case("POST", "/login", "/login", SIGNED_IN, credentials_in_body=True),
     "logout": Case("POST", "/logout", "/logout", everyone(200), json={}),

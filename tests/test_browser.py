@@ -555,3 +555,55 @@ def test_alerts_on_the_owner_page_and_devices_on_the_watch_page(
     garmin.locator("button").click()
     garmin.wait_for(state="detached", timeout=5000)
     assert page.locator("#alert-rows tr").count() == 1
+
+
+def test_password_change_and_signing_out_elsewhere(server: TrackerServer, open_page: Callable[..., Any]) -> None:
+    server.add_user("hana")
+
+    def signed_in(viewport: dict[str, int], password: str = PASSWORD, *, stale_token: bool = False) -> Any:
+        page = open_page(server.url + "/", viewport)
+        page.wait_for_selector("#signin:not([hidden])", timeout=5000)
+        if stale_token:  # as if the page had been open for hours: the form fetches a current token itself
+            page.context.add_cookies([{"name": "tracker_csrf", "value": "stale-" + "x" * 40, "url": server.url}])
+        page.fill("input[name=username]", "hana")
+        page.fill("input[name=password]", password)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#session-rows tr", timeout=5000)
+        return page
+
+    phone = signed_in(PHONE, stale_token=True)
+    desk = signed_in(DESKTOP)
+    rows = desk.locator("#session-rows tr")
+    assert rows.count() == 2
+    assert desk.locator("#session-rows tr.current").count() == 1
+    assert "(this session)" in (desk.locator("#session-rows tr.current td").first.text_content() or "")
+
+    desk.fill("#password-current", PASSWORD)
+    desk.fill("#password-new", "a brand new password")
+    desk.fill("#password-again", "a different one")
+    desk.click("#password-form button[type=submit]")
+    desk.wait_for_selector("#message:not(.ok):not([hidden])", timeout=5000)
+    assert "differ" in (desk.text_content("#message") or "")
+    desk.fill("#password-again", "a brand new password")
+    desk.click("#password-form button[type=submit]")
+    desk.wait_for_selector("#message.ok:not([hidden])", timeout=5000)
+    assert "1 other session signed out" in (desk.text_content("#message") or "")
+    desk.wait_for_function("() => document.querySelectorAll('#session-rows tr').length === 1", timeout=5000)
+    screenshot(desk, "home-account.png")
+
+    phone.reload()
+    phone.wait_for_selector("#signin:not([hidden])", timeout=5000)  # the phone's session has ended
+    phone.close()
+    phone = signed_in(PHONE, "a brand new password")
+    screenshot(phone, "home-account-phone.png")
+    desk.reload()
+    desk.wait_for_function("() => document.querySelectorAll('#session-rows tr').length === 2", timeout=5000)
+    desk.click("#sign-out-others")
+    desk.wait_for_function("() => document.querySelectorAll('#session-rows tr').length === 1", timeout=5000)
+    phone.reload()
+    phone.wait_for_selector("#signin:not([hidden])", timeout=5000)
+
+    desk.click("#sign-out-all")
+    desk.wait_for_selector("#signin:not([hidden])", timeout=5000)
+    desk.reload()
+    desk.wait_for_selector("#signin:not([hidden])", timeout=5000)

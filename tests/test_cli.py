@@ -153,6 +153,28 @@ def test_user_passwd(data_dir: Path) -> None:
     assert not authenticate(data_dir, "alice", "old")
 
 
+def test_user_passwd_ends_every_session(data_dir: Path) -> None:
+    add_user(data_dir, "alice", "old")
+    add_user(data_dir, "bob", "pw")
+
+    async def sessions(action: str) -> list[str | None]:
+        store = await AccountStore.open(data_dir)
+        try:
+            accounts = Accounts(store, password_context=FAST)
+            if action == "create":
+                made = [await accounts.create_session(name, 3600) for name in ("alice", "alice", "bob")]
+                return [token for token, _, _ in made]
+            return [record.user if record else None for record in [await accounts.session(t) for t in tokens]]
+        finally:
+            await store.close()
+
+    tokens = asyncio.run(sessions("create"))
+    result = invoke(["user", "passwd", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="new\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["changed the password of 'alice'; ended 2 sessions"]
+    assert asyncio.run(sessions("check")) == [None, None, "bob"]
+
+
 def test_user_passwd_unknown_user(data_dir: Path) -> None:
     add_user(data_dir, "alice")
     result = invoke(["user", "passwd", "ghost", "--password-stdin", "--data-dir", str(data_dir)], input="pw\n")

@@ -147,6 +147,7 @@ ROUTES: list[tuple[bytes, bytes]] = [
     (b"GET", b"/api/watch/fuzz/devices"), (b"POST", b"/auth"),
     (b"GET", b"/api/tokens"), (b"POST", b"/api/tokens"), (b"DELETE", b"/api/tokens/1"), (b"DELETE", b"/api/tokens/%ff"),
     (b"GET", b"/api/alerts"), (b"POST", b"/api/alerts"), (b"DELETE", b"/api/alerts"),
+    (b"GET", b"/api/sessions"), (b"DELETE", b"/api/sessions"), (b"DELETE", b"/api/sessions?all=%ff"), (b"POST", b"/api/password"),
     (b"GET", b"/osmand"), (b"POST", b"/osmand"), (b"GET", b"/gpslogger"), (b"POST", b"/gpslogger"),
     (b"POST", b"/owntracks"), (b"POST", b"/api/v1/samples"), (b"GET", b"/api/v1/openapi.json"),
     (b"GET", b"/nowhere"), (b"PUT", b"/write"), (b"PATCH", b"/query"), (b"TRACE", b"/"),
@@ -285,8 +286,8 @@ def gzip_bomb(inflated: int, members: int = 1) -> bytes:
     return b"".join(out)
 
 
-def heavy_cases() -> list[tuple[str, bytes, bytes, Headers, bytes | None, tuple[int, ...]]]:
-    """(name, method, target, headers, body, acceptable statuses)."""
+def heavy_cases(form_csrf: bytes) -> list[tuple[str, bytes, bytes, Headers, bytes | None, tuple[int, ...]]]:
+    """(name, method, target, headers, body, acceptable statuses); `form_csrf`: a genuine pre-login CSRF token."""
     auth = [(b"Authorization", basic(USER.encode(), PASSWORD.encode()))]
     gz = [*auth, (b"Content-Encoding", b"gzip")]
     form = [*auth, (b"Content-Type", b"application/x-www-form-urlencoded")]
@@ -321,8 +322,9 @@ def heavy_cases() -> list[tuple[str, bytes, bytes, Headers, bytes | None, tuple[
         ("an unknown user", b"GET", b"/query?q=SHOW%20DATABASES&u=nobody&p=x", [], None, (401,)),
         ("u and p of invalid UTF-8", b"GET", b"/query?q=SHOW%20DATABASES&u=%ff&p=%fe%00", [], None, (401,)),
         ("u and p of raw bytes", b"GET", b"/query?q=SHOW%20DATABASES&u=%ff&p=\xfe", [], None, (400, 401)),
-        ("sign in with a password of invalid UTF-8", b"POST", b"/login", [(b"Cookie", b"tracker_csrf=c"), (b"X-CSRF-Token", b"c"),
-         (b"Content-Type", b"application/x-www-form-urlencoded")], b"username=fuzz&password=%ff%fe&csrf=c", (303,)),
+        ("sign in with a password of invalid UTF-8", b"POST", b"/login", [(b"Cookie", b"tracker_csrf=" + form_csrf),
+         (b"X-CSRF-Token", form_csrf), (b"Content-Type", b"application/x-www-form-urlencoded")],
+         b"username=fuzz&password=%ff%fe&csrf=" + form_csrf, (303,)),
         ("a URL of raw bytes", b"GET", b"/write?db=\xff\xfe&precision=\xc3", auth, None, (400, 404, 405)),
         ("malformed chunking", b"POST", write, [*auth, (b"Transfer-Encoding", b"chunked")], b"zz\r\nxx\r\n", (400,)),
         ("many headers", b"GET", b"/ping", [(b"X-%d" % i, b"1") for i in range(500)], None, (400,)),
@@ -332,9 +334,17 @@ def heavy_cases() -> list[tuple[str, bytes, bytes, Headers, bytes | None, tuple[
 # ----- the run --------------------------------------------------------------------------------------
 
 
+async def pre_login_csrf(port: int) -> bytes:
+    """The CSRF token the server signs for its sign-in form (a made-up one is refused)."""
+    answer = await send(port, b"GET", b"/api/me")
+    assert answer.status == 401, answer
+    return json.loads(answer.body)["csrf"].encode()
+
+
 async def sign_in(port: int) -> Session:
     body = json.dumps({"username": USER, "password": PASSWORD}).encode()
-    csrf = [(b"Cookie", b"tracker_csrf=fuzz"), (b"X-CSRF-Token", b"fuzz")]  # double submit, before a session
+    token = await pre_login_csrf(port)
+    csrf = [(b"Cookie", b"tracker_csrf=" + token), (b"X-CSRF-Token", token)]  # double submit, before a session
     answer = await send(port, b"POST", b"/login", [(b"Content-Type", b"application/json"), *csrf], body)
     assert answer.status == 200, answer
     cookies = [line.split(b":", 1)[1].split(b";", 1)[0].strip() for line in answer.head.split(b"\r\n")
@@ -366,7 +376,7 @@ async def fuzz(server: Server) -> tuple[list[str], Counter[int | None]]:
         elif answer.status >= 500 or (acceptable is not None and answer.status not in acceptable):
             problems.append(f"{label}: {answer.status} {answer.body[:300]!r}")
 
-    for name, method, target, headers, body, acceptable in heavy_cases():
+    for name, method, target, headers, body, acceptable in heavy_cases(await pre_login_csrf(port)):
         await check(name, send(port, method, target, headers, body), acceptable, len(body or b""))
 
     queue: asyncio.Queue[int] = asyncio.Queue()

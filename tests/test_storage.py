@@ -43,6 +43,25 @@ async def test_account_file_is_wal_with_schema_version(tmp_path: Path, accounts:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(storage.ACCOUNT_MIGRATIONS)
 
 
+async def test_sessions_survive_the_migration_that_adds_their_metadata(tmp_path: Path) -> None:
+    # A file as the Tracker before session metadata wrote it, with a signed-in session.
+    path = tmp_path / "accounts.sqlite"
+    before = storage.ACCOUNT_MIGRATIONS.index(next(m for m in storage.ACCOUNT_MIGRATIONS if "last_used_ns INTEGER;" in m and "sessions" in m))
+    with sqlite3.connect(path) as conn:
+        for version, script in enumerate(storage.ACCOUNT_MIGRATIONS[:before]):
+            conn.executescript(script)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        conn.execute("INSERT INTO users (name, password_hash, created_ns) VALUES ('alice', 'h', 1)")
+        conn.execute("INSERT INTO sessions VALUES ('digest', 'alice', 'csrf', 5, 9000000000000000000)")
+    conn.close()
+    store = await AccountStore.open(tmp_path)
+    try:
+        record = await storage.get_session(store, "digest")
+        assert record is not None and (record.user, record.created_ns, record.last_used_ns, record.user_agent) == ("alice", 5, None, None)
+    finally:
+        await store.close()
+
+
 async def test_add_get_list_users(accounts: AccountStore) -> None:
     await accounts.add_user("bob", "hash-b")
     await accounts.add_user("alice", "hash-a")

@@ -395,3 +395,203 @@ async def test_static_files_stay_inside_their_folder(client: TestClient) -> None
                 "/vendor/other/x.js", "/static/.hidden"):  # fmt: skip
         response = await client.get(url)
         assert response.status == 404, url
+
+
+# ----- sessions: the list, signing out elsewhere, and password changes -----
+
+
+def invoke_cli(*args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    """The real `tracker` command, in a thread (it runs an event loop of its own)."""
+    from click.testing import CliRunner
+
+    from tests.conftest import CHEAP_HASHING
+    from tracker.cli import CliOptions, cli
+
+    return CliRunner().invoke(cli, list(args), input=stdin, obj=CliOptions(password_context=CHEAP_HASHING))
+
+
+@pytest.mark.usefixtures("users")
+async def test_cli_password_change_ends_every_session(
+    client: TestClient, new_client: NewClient, settings: Settings
+) -> None:
+    await sign_in(client, "alice", "pw-alice")
+    laptop = await new_client()
+    laptop_csrf = await sign_in(laptop, "alice", "pw-alice")
+    bob = await new_client()
+    await sign_in(bob, "bob", "pw-bob")
+    stream = await open_stream(client, "/api/watch/alice/events")  # alice watching herself: her session
+
+    result = await asyncio.to_thread(
+        invoke_cli, "user", "passwd", "alice", "--password-stdin", "--data-dir", str(settings.data_dir), stdin="new-pw\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "ended 2 sessions" in result.output
+
+    assert [b.event for b in await stream.end() if b.event] == ["denied"]
+    for browser in (client, laptop):
+        assert (await browser.get("/api/me")).status == 401
+    # The old cookie mints nothing any more.
+    minted = await laptop.post("/api/tokens", json={"label": "thief"}, headers={"X-CSRF-Token": laptop_csrf})
+    assert minted.status in (401, 403)
+    minted = await laptop.post("/api/links", json={"label": "thief"}, headers={"X-CSRF-Token": laptop_csrf})
+    assert minted.status in (401, 403)
+    assert (await bob.get("/api/me")).status == 200  # another user's session is not touched
+    assert (await client.post("/write?db=alice", data="samples hr_bpm=1", headers=basic("alice", "pw-alice"))).status == 401
+    await sign_in(client, "alice", "new-pw")
+
+
+@pytest.mark.usefixtures("users")
+async def test_password_change_on_the_page_ends_the_other_sessions(
+    client: TestClient, new_client: NewClient, accounts: Accounts
+) -> None:
+    csrf = await sign_in(client, "alice", "pw-alice")
+    headers = {"X-CSRF-Token": csrf}
+    phone = await new_client()
+    phone_csrf = await sign_in(phone, "alice", "pw-alice")
+    bob = await new_client()
+    await sign_in(bob, "bob", "pw-bob")
+
+    # Refusals change nothing: no CSRF token, wrong current password, bad bodies.
+    body = {"current": "pw-alice", "new": "new-pw"}
+    assert (await client.post("/api/password", json=body)).status == 403
+    wrong = await client.post("/api/password", json={"current": "nope", "new": "new-pw"}, headers=headers)
+    assert wrong.status == 403 and (await wrong.json())["error"] == "the current password is wrong"
+    for bad in (None, [], {"current": "pw-alice"}, {"current": "pw-alice", "new": 5}, {"current": "pw-alice", "new": ""}):
+        response = await client.post("/api/password", json=bad, headers=headers)
+        assert response.status == 400, bad
+        assert (await response.json())["error"]
+    not_json = await client.post("/api/password", data=b"\xff{", headers={**headers, "Content-Type": "application/json"})
+    assert not_json.status == 400
+    assert (await phone.get("/api/me")).status == 200
+    assert await accounts.authenticate("alice", "pw-alice")
+
+    changed = await client.post("/api/password", json=body, headers=headers)
+    assert changed.status == 200, await changed.text()
+    assert await changed.json() == {"user": "alice", "ended": 1}
+    assert (await client.get("/api/me")).status == 200  # the session that made the change stays
+    assert (await phone.get("/api/me")).status == 401
+    minted = await phone.post("/api/tokens", json={"label": "thief"}, headers={"X-CSRF-Token": phone_csrf})
+    assert minted.status in (401, 403)
+    assert (await bob.get("/api/me")).status == 200
+    assert await accounts.authenticate("alice", "new-pw") and not await accounts.authenticate("alice", "pw-alice")
+    # Signed out: no password change at all.
+    out = await new_client()
+    await out.get("/api/me")
+    refused = await out.post("/api/password", json=body, headers={"X-CSRF-Token": cookie(out, "tracker_csrf") or ""})
+    assert refused.status == 401
+
+
+@pytest.mark.usefixtures("users")
+async def test_sessions_list_and_signing_out_elsewhere(client: TestClient, new_client: NewClient) -> None:
+    assert (await client.get("/api/sessions")).status == 401
+    csrf = await sign_in(client, "alice", "pw-alice")
+    headers = {"X-CSRF-Token": csrf}
+    others = []
+    for agent in ("Phone <b>browser</b>", "Tablet"):
+        other = await new_client()
+        other.session.headers["User-Agent"] = agent
+        await sign_in(other, "alice", "pw-alice")
+        others.append(other)
+    bob = await new_client()
+    await sign_in(bob, "bob", "pw-bob")
+
+    listed = await client.get("/api/sessions")
+    assert listed.status == 200
+    sessions = (await listed.json())["sessions"]
+    assert len(sessions) == 3
+    assert [s["current"] for s in sessions].count(True) == 1
+    assert {s["user_agent"] for s in sessions if not s["current"]} == {"Phone <b>browser</b>", "Tablet"}
+    for s in sessions:
+        assert set(s) == {"created_ns", "expires_ns", "last_used_ns", "user_agent", "current"}
+        assert s["created_ns"] < s["expires_ns"] and s["last_used_ns"] >= s["created_ns"]
+    assert "token" not in await listed.text()
+
+    assert (await client.delete("/api/sessions")).status == 403  # CSRF
+    assert (await client.delete("/api/sessions?all=maybe", headers=headers)).status == 400
+    ended = await client.delete("/api/sessions", headers=headers)
+    assert ended.status == 200
+    body = await ended.json()
+    assert body["ended"] == 2 and [s["current"] for s in body["sessions"]] == [True]
+    for other in others:
+        assert (await other.get("/api/me")).status == 401
+    assert (await bob.get("/api/me")).status == 200
+
+    everywhere = await client.delete("/api/sessions?all=true", headers=headers)
+    assert everywhere.status == 200 and (await everywhere.json())["ended"] == 1
+    assert (await client.get("/api/me")).status == 401
+    assert (await bob.get("/api/me")).status == 200
+
+
+# ----- the pre-login CSRF token: signed by the server -----
+
+
+async def try_sign_in(client: TestClient, csrf: str) -> int:
+    """Sign in with `csrf` planted as both the cookie and the form field (what a cookie-injecting attacker can do)."""
+    client.session.cookie_jar.clear()
+    client.session.cookie_jar.update_cookies({"tracker_csrf": csrf}, response_url=client.make_url("/"))
+    response = await client.post(
+        "/login", data={"username": "alice", "password": "pw-alice", "csrf": csrf}, allow_redirects=False
+    )
+    return response.status
+
+
+@pytest.mark.usefixtures("users")
+async def test_sign_in_refuses_a_planted_csrf_pair_the_server_did_not_sign(
+    client: TestClient, settings: Settings
+) -> None:
+    import base64
+    import json
+    import secrets
+
+    # Made up by an attacker: any random value, equal in cookie and field.
+    for made_up in ("x" * 43, secrets.token_urlsafe(32), "trkc_e30.AAAA"):
+        assert await try_sign_in(client, made_up) == 403, made_up
+        assert cookie(client, "tracker_session") is None
+    # A genuine token with its claims changed (a later expiry) no longer matches its signature.
+    await client.get("/api/me")
+    genuine = cookie(client, "tracker_csrf") or ""
+    prefix, _, rest = genuine.partition("_")
+    payload, _, signature = rest.partition(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["x"] += 10**9
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert await try_sign_in(client, f"{prefix}_{forged_payload}.{signature}") == 403
+    # An expired one, signed with the server's own key.
+    from tracker.accounts import load_bearer_secret
+    from tracker.storage import AccountStore
+
+    store = await AccountStore.open(settings.data_dir)
+    try:
+        expired = Accounts(store, bearer_secret=load_bearer_secret(settings.data_dir)).issue_sign_in_csrf(-1)
+    finally:
+        await store.close()
+    assert await try_sign_in(client, expired) == 403
+    # The genuine one signs in, and only as long as cookie and field agree.
+    assert await try_sign_in(client, genuine) == 303
+    assert cookie(client, "tracker_session")
+
+
+@pytest.mark.usefixtures("users")
+async def test_a_token_signed_for_one_purpose_is_not_another(client: TestClient) -> None:
+    answer = await client.post("/auth", json={"username": "alice", "password": "pw-alice"})
+    assert answer.status == 200, await answer.text()
+    bearer = (await answer.json())["token"]
+    assert await try_sign_in(client, bearer) == 403  # a bearer token is no sign-in form token
+
+    await client.get("/api/me")
+    form_token = cookie(client, "tracker_csrf") or ""
+    write = await client.post("/write?db=alice", data="samples hr_bpm=1", headers={"Authorization": f"Bearer {form_token}"})
+    assert write.status == 401  # and a sign-in form token is no bearer token
+    assert await try_sign_in(client, form_token) == 303
+
+
+@pytest.mark.usefixtures("users")
+async def test_the_page_keeps_a_valid_pre_login_token_and_replaces_a_stale_one(client: TestClient) -> None:
+    await client.get("/")
+    first = cookie(client, "tracker_csrf")
+    await client.get("/api/me")
+    assert cookie(client, "tracker_csrf") == first  # one token per page load, not one per request
+    client.session.cookie_jar.update_cookies({"tracker_csrf": "planted-by-someone-" + "x" * 20}, response_url=client.make_url("/"))
+    me = await client.get("/api/me")
+    replaced = cookie(client, "tracker_csrf")
+    assert replaced not in (first, "planted-by-someone-" + "x" * 20) and (await me.json())["csrf"] == replaced

@@ -86,6 +86,8 @@ class InvalidSecretFile(ValueError):
 # Recognisable at a glance (and by secret scanners); the '_' also means no token starts with '-'.
 DEVICE_TOKEN_PREFIX = "trk_"
 BEARER_TOKEN_PREFIX = "trkb_"
+# The pre-login CSRF token of the sign-in form: signed like a bearer token, for this purpose only.
+SIGN_IN_CSRF_PREFIX = "trkc_"
 SPEED_UNITS = ("knots", "mps", "kph")
 BEARER_SECRET_FILE = "bearer-secret"
 
@@ -238,8 +240,8 @@ class Accounts:
         self._digest_key = secrets.token_bytes(32)
         self._verified: dict[str, _Verified] = {}  # one entry per user: name -> last successful check
         self._dummy_hash: str | None = None
-        # Signs /auth bearer tokens; None (the CLI): bearer tokens are neither issued nor accepted.
-        self._bearer_secret = bearer_secret
+        # Signs /auth bearer tokens and sign-in CSRF tokens; None (the CLI): neither issued nor accepted.
+        self._signed = SignedTokens(bearer_secret) if bearer_secret is not None else None
         # Device token id -> (last used ns, newest sample ns) not yet written: see flush_token_use.
         self._token_use: dict[int, tuple[int | None, int | None]] = {}
 
@@ -263,11 +265,14 @@ class Accounts:
         except UserExists:
             raise UserExists(f"user {name!r} already exists") from None
 
-    async def set_password(self, name: str, password: str) -> None:
+    async def set_password(self, name: str, password: str, *, keep_session: str | None = None) -> int:
+        """Set NAME's password and end every web session of NAME but `keep_session` (the token of the
+        session that made the change; None ends all). Returns how many sessions ended."""
         validate_username(name)
         password_hash = await self._hash(password)
+        keep = token_digest(keep_session) if keep_session else None
         try:
-            await self._store.set_password_hash(name, password_hash)
+            return await self._store.set_password_hash(name, password_hash, keep_session_hash=keep)
         except UnknownUser:
             raise UnknownUser(f"unknown user {name!r}") from None
 
@@ -409,26 +414,63 @@ class Accounts:
             return True
         return await storage.revoke_link(self._store, owner, now_ns, label=token_or_label)
 
-    async def create_session(self, user: str, lifetime_seconds: float) -> tuple[str, str, int]:
+    async def create_session(
+        self, user: str, lifetime_seconds: float, user_agent: str | None = None
+    ) -> tuple[str, str, int]:
         """(session token, its CSRF token, expiry ns); the session token is stored only hashed."""
         now_ns = time.time_ns()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires_ns = now_ns + int(lifetime_seconds * 1e9)
-        await storage.add_session(self._store, token_digest(token), user, csrf, now_ns, expires_ns)
+        agent = _clean_user_agent(user_agent)
+        await storage.add_session(self._store, token_digest(token), user, csrf, now_ns, expires_ns, agent)
         return token, csrf, expires_ns
 
     async def session(self, token: str) -> storage.SessionRecord | None:
-        """The live session with this token, or None (unknown, expired, or its user deleted)."""
+        """The live session with this token, or None (unknown, expired, ended, or its user deleted).
+
+        Read from the file on every call, never cached: a session ended by a password change (this
+        process or the CLI) or by "sign out everywhere" is refused on the very next request.
+        """
         if not token:
             return None
         record = await storage.get_session(self._store, token_digest(token))
-        if record is None or record.expires_ns <= time.time_ns():
+        now_ns = time.time_ns()
+        if record is None or record.expires_ns <= now_ns:
             return None
+        # Last use to the minute, as for share links: a write per request would keep the file busy.
+        if record.last_used_ns is None or now_ns - record.last_used_ns >= LINK_USE_RESOLUTION_NS:
+            try:
+                await storage.touch_session(self._store, record.token_hash, now_ns)
+            except storage.StorageUnavailable:
+                pass  # a full disk must not sign anyone out; "last used" is only a statistic
+            record = replace(record, last_used_ns=now_ns)
         return record
 
     async def end_session(self, token: str) -> None:
         if token:
             await storage.delete_session(self._store, token_digest(token))
+
+    async def list_sessions(self, user: str) -> list[storage.SessionRecord]:
+        """The user's live sessions, oldest first."""
+        validate_username(user)
+        return await storage.list_sessions(self._store, user, time.time_ns())
+
+    async def end_sessions(self, user: str, *, keep_session: str | None = None) -> int:
+        """End every session of `user` but the one with token `keep_session` (None: all); how many ended."""
+        validate_username(user)
+        keep = token_digest(keep_session) if keep_session else None
+        return await storage.end_sessions(self._store, user, keep, time.time_ns())
+
+    def issue_sign_in_csrf(self, lifetime_seconds: float) -> str:
+        """A CSRF token for the sign-in form, signed with the server's key, that expires: a cookie and
+        form field pair planted by someone else (a sibling subdomain can set cookies) is not one."""
+        claims = {"x": int((time.time() + lifetime_seconds) * 1000), "n": secrets.token_urlsafe(12)}
+        return self._signer().issue(SIGN_IN_CSRF_PREFIX, claims)
+
+    def sign_in_csrf_left(self, token: str) -> float:
+        """Seconds a genuine sign-in CSRF token of this server has left; 0 for expired ones and any other text."""
+        claims = self._signed.claims(SIGN_IN_CSRF_PREFIX, token) if self._signed else None
+        return 0.0 if claims is None else max(0.0, claims["x"] / 1000 - time.time())
 
     async def can_watch(self, owner: str, viewer: str | None, link_token: str | None) -> bool:
         """THE access rule of the watch page's data (JSON and event stream).
@@ -604,8 +646,7 @@ class Accounts:
         It carries the device token's id (void once that token is revoked) or, for a password, a keyed
         digest of the current password hash (void once the password changes).
         """
-        if self._bearer_secret is None:
-            raise RuntimeError("no bearer secret: bearer tokens are issued by the server only")
+        signer = self._signer()
         claims: dict[str, Any] = {"u": writer.user, "x": int((time.time() + lifetime_seconds) * 1000)}
         if writer.token_id is not None:
             claims["t"] = writer.token_id
@@ -614,8 +655,7 @@ class Accounts:
             if password_hash is None:
                 raise UnknownUser(f"unknown user {writer.user!r}")
             claims["g"] = self._password_generation(password_hash)
-        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        return f"{BEARER_TOKEN_PREFIX}{payload}.{_b64(self._sign(payload))}"
+        return signer.issue(BEARER_TOKEN_PREFIX, claims)
 
     def bearer_expired(self, secret: str) -> bool:
         """True for a genuine bearer token of this server whose time is up (to answer 'token expired')."""
@@ -642,32 +682,21 @@ class Accounts:
 
     def _bearer_claims(self, secret: str) -> dict[str, Any] | None:
         """The claims of a bearer token signed with our secret, expired or not; None if not genuine."""
-        if self._bearer_secret is None or not secret.startswith(BEARER_TOKEN_PREFIX):
-            return None
-        payload, dot, signature = secret[len(BEARER_TOKEN_PREFIX) :].partition(".")
-        if not dot:
-            return None
-        # Compared as text: the one spelling we issue, so no other spelling of the same bytes passes.
-        if not hmac.compare_digest(signature.encode(), _b64(self._sign(payload)).encode()):
-            return None
-        try:
-            claims = json.loads(_unb64(payload))
-        except (ValueError, binascii.Error):
-            return None
+        claims = self._signed.claims(BEARER_TOKEN_PREFIX, secret) if self._signed else None
         # Signed by us, so well formed; checked anyway, so a bug elsewhere can never become a 500.
-        if not isinstance(claims, dict) or not isinstance(claims.get("u"), str) or not isinstance(claims.get("x"), int):
+        if claims is None or not isinstance(claims.get("u"), str):
             return None
         if "t" in claims and not isinstance(claims["t"], int):
             return None
         return claims
 
-    def _sign(self, payload: str) -> bytes:
-        assert self._bearer_secret is not None
-        return hmac.new(self._bearer_secret, BEARER_TOKEN_PREFIX.encode() + payload.encode(), hashlib.sha256).digest()
+    def _signer(self) -> SignedTokens:
+        if self._signed is None:
+            raise RuntimeError("no server key: signed tokens are issued by the server only")
+        return self._signed
 
     def _password_generation(self, password_hash: str) -> str:
-        assert self._bearer_secret is not None
-        return _b64(hmac.new(self._bearer_secret, b"password:" + password_hash.encode(), hashlib.sha256).digest()[:12])
+        return _b64(self._signer().mac("password:", password_hash)[:12])
 
     def _note_token_use(self, token_id: int, used_ns: int | None = None, sample_ns: int | None = None) -> None:
         old_used, old_sample = self._token_use.get(token_id, (None, None))
@@ -746,6 +775,60 @@ class Accounts:
         )
 
 
+class SignedTokens:
+    """Tokens the server signs with its key (the data folder's bearer-secret): PREFIX, claims, '.', HMAC.
+
+    The prefix names the token's purpose and is part of what is signed, so a token made for one
+    purpose (an /auth bearer token, say) never passes as another (a sign-in CSRF token). Every token
+    carries its expiry `x` (ms since the epoch); `claims` answers for expired tokens too, so that
+    callers can tell "expired" from "not ours".
+    """
+
+    PREFIXES = (BEARER_TOKEN_PREFIX, SIGN_IN_CSRF_PREFIX)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def mac(self, label: str, text: str) -> bytes:
+        """HMAC-SHA256 of label + text under the server key (labels keep each use's inputs apart)."""
+        return hmac.new(self._key, label.encode() + text.encode(), hashlib.sha256).digest()
+
+    def issue(self, prefix: str, claims: dict[str, Any]) -> str:
+        assert prefix in self.PREFIXES and isinstance(claims.get("x"), int)
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{prefix}{payload}.{_b64(self.mac(prefix, payload))}"
+
+    def claims(self, prefix: str, token: str) -> dict[str, Any] | None:
+        """The claims of a token this server signed for `prefix`'s purpose, expired or not; else None."""
+        # ASCII only: a header or cookie that is not UTF-8 arrives with surrogates, which match nothing.
+        if not token.startswith(prefix) or not token.isascii():
+            return None
+        payload, dot, signature = token[len(prefix) :].partition(".")
+        if not dot:
+            return None
+        # Compared as text: the one spelling we issue, so no other spelling of the same bytes passes.
+        if not hmac.compare_digest(signature.encode(), _b64(self.mac(prefix, payload)).encode()):
+            return None
+        try:
+            claims = json.loads(_unb64(payload))
+        except (ValueError, binascii.Error):
+            return None
+        if not isinstance(claims, dict) or not isinstance(claims.get("x"), int):
+            return None
+        return claims
+
+
+USER_AGENT_MAX = 200
+
+
+def _clean_user_agent(user_agent: str | None) -> str | None:
+    """What the browser called itself, printable and short: it is only ever shown, as text, to its owner."""
+    if not user_agent:
+        return None
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in user_agent).strip()
+    return cleaned[:USER_AGENT_MAX] or None
+
+
 def _later(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
@@ -759,7 +842,8 @@ def _unb64(text: str) -> bytes:
 
 
 def load_bearer_secret(data_dir: Path) -> bytes:
-    """The key that signs /auth bearer tokens: made on first start, kept in the data folder (mode 0600).
+    """The server's signing key (see SignedTokens: /auth bearer tokens, the sign-in form's CSRF tokens):
+    made on first start, kept in the data folder (mode 0600).
 
     Kept across restarts, so tokens stay valid until they expire; deleting the file voids them all.
     """

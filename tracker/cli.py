@@ -418,7 +418,8 @@ def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path 
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Set a new password for NAME; a running server honours it on the next request."""
+    """Set a new password for NAME and sign NAME out of every browser; a running server honours both
+    on the next request."""
     options = _options(ctx, data_dir)
 
     async def exists(accounts: Accounts) -> bool:
@@ -428,8 +429,8 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: P
     if not _run(_with_accounts(options, exists)):
         raise click.ClickException(f"unknown user {name!r}")
     password = _read_password(password_stdin)
-    _run(_with_accounts(options, lambda accounts: accounts.set_password(name, password)))
-    click.echo(f"changed the password of {name!r}")
+    ended = _run(_with_accounts(options, lambda accounts: accounts.set_password(name, password)))
+    click.echo(f"changed the password of {name!r}; ended {ended} session{'' if ended == 1 else 's'}")
 
 
 @user.command("delete")

@@ -300,12 +300,18 @@ class AccountStore:
 
     async def _change(self, sql: str, params: Sequence[Any]) -> int:
         """Run one write statement in its own transaction; returns the number of rows changed."""
+        return (await self._change_all([(sql, params)]))[0]
+
+    async def _change_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run write statements in one transaction (all or none); the number of rows each changed."""
         async with self._lock:
             with _refused_as_unavailable(self.path, "the change was not saved"):
                 try:
-                    cursor = await self._conn.execute(sql, params)
-                    changed = cursor.rowcount
-                    await cursor.close()
+                    changed = []
+                    for sql, params in statements:
+                        cursor = await self._conn.execute(sql, params)
+                        changed.append(cursor.rowcount)
+                        await cursor.close()
                     await self._conn.commit()
                 except BaseException:
                     if self._conn.in_transaction:
@@ -341,9 +347,18 @@ class AccountStore:
         except sqlite3.IntegrityError:
             raise UserExists(name) from None
 
-    async def set_password_hash(self, name: str, password_hash: str) -> None:
-        if not await self._change("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)):
+    async def set_password_hash(self, name: str, password_hash: str, *, keep_session_hash: str | None = None) -> int:
+        """Set the hash and, in the same transaction, end the user's web sessions except the one whose
+        token hash is `keep_session_hash`: a changed password must not leave an old sign-in working.
+        Returns how many live sessions ended."""
+        now_ns = time.time_ns()
+        changed, _, ended = await self._change_all([
+            ("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)),
+            *_end_sessions_sql(name, keep_session_hash, now_ns),
+        ])  # fmt: skip
+        if not changed:
             raise UnknownUser(name)
+        return ended
 
     async def delete_user(self, name: str) -> None:
         # Shares to and from the user go with it (ON DELETE CASCADE).
@@ -1601,9 +1616,13 @@ class LinkRecord:
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
+    token_hash: str
     user: str
     csrf: str
+    created_ns: int
     expires_ns: int
+    last_used_ns: int | None  # to the minute; None for sessions older than the column
+    user_agent: str | None  # as the browser named itself at sign-in, cleaned; only ever shown as text
 
 
 _LINK_COLUMNS = "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns"
@@ -1686,25 +1705,59 @@ async def touch_link(store: AccountStore, link_id: int, now_ns: int) -> None:
     await store._change("UPDATE links SET last_used_ns = ? WHERE id = ?", (now_ns, link_id))
 
 
-async def add_session(store: AccountStore, token_hash: str, user: str, csrf: str, now_ns: int, expires_ns: int) -> None:
+async def add_session(
+    store: AccountStore, token_hash: str, user: str, csrf: str, now_ns: int, expires_ns: int, user_agent: str | None
+) -> None:
     # Expired sessions are cleared here: sign-ins are rare, so this keeps the table small for free.
     await store._change("DELETE FROM sessions WHERE expires_ns <= ?", (now_ns,))
     try:
         await store._change(
-            "INSERT INTO sessions (token_hash, user, csrf, created_ns, expires_ns) VALUES (?, ?, ?, ?, ?)",
-            (token_hash, user, csrf, now_ns, expires_ns),
+            "INSERT INTO sessions (token_hash, user, csrf, created_ns, expires_ns, last_used_ns, user_agent) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (token_hash, user, csrf, now_ns, expires_ns, now_ns, user_agent),
         )
     except sqlite3.IntegrityError:
         raise UnknownUser(user) from None
 
 
+_SESSION_COLUMNS = "token_hash, user, csrf, created_ns, expires_ns, last_used_ns, user_agent"
+
+
 async def get_session(store: AccountStore, token_hash: str) -> SessionRecord | None:
-    rows = await store._fetchall("SELECT user, csrf, expires_ns FROM sessions WHERE token_hash = ?", (token_hash,))
+    rows = await store._fetchall(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = ?", (token_hash,))
     return SessionRecord(*rows[0]) if rows else None
+
+
+async def list_sessions(store: AccountStore, user: str, now_ns: int) -> list[SessionRecord]:
+    """The user's sessions that have not expired, oldest first."""
+    rows = await store._fetchall(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user = ? AND expires_ns > ? ORDER BY created_ns, token_hash",
+        (user, now_ns),
+    )
+    return [SessionRecord(*row) for row in rows]
 
 
 async def delete_session(store: AccountStore, token_hash: str) -> None:
     await store._change("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+
+def _end_sessions_sql(user: str, keep_token_hash: str | None, now_ns: int) -> list[tuple[str, Sequence[Any]]]:
+    """Clear expired sessions, then end the user's others; the second statement's count is the live ones ended."""
+    return [
+        ("DELETE FROM sessions WHERE expires_ns <= ?", (now_ns,)),
+        ("DELETE FROM sessions WHERE user = ? AND token_hash IS NOT ?", (user, keep_token_hash)),
+    ]
+
+
+async def end_sessions(store: AccountStore, user: str, keep_token_hash: str | None, now_ns: int) -> int:
+    """End every session of `user` but the one with `keep_token_hash` (None: all); how many live ones ended."""
+    return (await store._change_all(_end_sessions_sql(user, keep_token_hash, now_ns)))[1]
+
+
+async def touch_session(store: AccountStore, token_hash: str, now_ns: int) -> None:
+    """Note a session's use: bookkeeping, so it neither reloads snapshots nor makes streams re-check."""
+    with _refused_as_unavailable(store.path, "the session's last use was not saved"):
+        await store._note("UPDATE sessions SET last_used_ns = ? WHERE token_hash = ?", [(now_ns, token_hash)])
 
 
 # Fields describing one GPS fix: a bucket takes them from its last fix, since averaging positions
@@ -2119,3 +2172,17 @@ async def device_last_seen(store: SampleStore, user: str) -> dict[str | None, in
                 if rows and (device not in newest or rows[0][0] > newest[device]):
                     newest[device] = rows[0][0]
     return newest
+
+
+# --------------------------------------------------------------------------------------------------
+# Web sessions' metadata (accounts schema v6): what the owner's page lists so that a sign-in one does
+# not recognise can be ended.
+
+ACCOUNT_MIGRATIONS += (
+    # v6. last_used_ns is bookkeeping, written at most once a minute per session; user_agent is what
+    # the browser called itself at sign-in. Sessions from before stay valid, with both NULL.
+    """
+    ALTER TABLE sessions ADD COLUMN last_used_ns INTEGER;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+    """,
+)

@@ -8,7 +8,8 @@ Authorization is `Accounts.can_watch` for everything under /api/watch/ (the page
 same file for everyone and leaks nothing); the owner endpoints need a session, and every
 state-changing request needs the CSRF token (double submit: the `tracker_csrf` cookie and the
 same value in the `X-CSRF-Token` header or a `csrf` form field; for a signed-in user it must also
-be the session's own token).
+be the session's own token, and before sign-in a token this server signed that has not expired,
+so a pair planted by whoever can set a cookie for the host does not pass).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import asyncio
 import hmac
 import logging
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,13 @@ from tracker.accounts import (
     InvalidAlert,
     InvalidDeviceToken,
     InvalidLink,
+    InvalidPassword,
     InvalidShare,
     InvalidUsername,
     UnknownUser,
     parse_duration,
     parse_quiet_time,
+    token_digest,
     validate_username,
     validate_webhook_url,
 )
@@ -60,6 +62,9 @@ DEFAULT_MAX_POINTS = 2000
 MAX_MAX_POINTS = 20_000
 # A tracker counts as "live" on the landing page while its newest sample is this recent.
 LIVE_WITHIN_NS = 2 * 60 * 10**9
+# Lifetime of a pre-login CSRF token; a page is handed a new one once less than half of it is left,
+# and the sign-in form fetches a current one as it is sent.
+SIGN_IN_CSRF_SECONDS = 2 * 3600
 
 # Pages load only their own scripts and styles (no inline script: user input can never run);
 # map tiles may come from anywhere (the tile URL is a setting).
@@ -87,6 +92,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/login", login)
     r.add_post("/logout", logout)
     r.add_get("/api/me", me)
+    r.add_get("/api/sessions", sessions_list)
+    r.add_delete("/api/sessions", sessions_end)
+    r.add_post("/api/password", password_change)
     r.add_get("/api/watch/{user}/config", watch_config)
     r.add_get("/api/watch/{user}/samples", watch_samples)
     r.add_get("/api/watch/{user}/events", watch_events)
@@ -124,19 +132,30 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
     return json_response({"error": message}, status, headers)
 
 
-def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *, httponly: bool) -> None:
-    max_age = int(request.app[SETTINGS].session_seconds)
+def _set_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, value: str, *, httponly: bool,
+    max_age: float | None = None,
+) -> None:  # fmt: skip
+    seconds = int(request.app[SETTINGS].session_seconds if max_age is None else max_age)
     response.set_cookie(
-        name, value, max_age=max_age, path="/", httponly=httponly or None, samesite="Lax", secure=request.secure or None
+        name, value, max_age=seconds, path="/", httponly=httponly or None, samesite="Lax", secure=request.secure or None
     )
 
 
-def _ensure_csrf_cookie(request: web.Request, response: web.StreamResponse) -> str:
-    value = request.cookies.get(CSRF_COOKIE, "")
-    if len(value) < 16:
-        value = secrets.token_urlsafe(32)
-        _set_cookie(request, response, CSRF_COOKIE, value, httponly=False)
-    return value
+async def _csrf_cookie(request: web.Request, response: web.StreamResponse, session: storage.SessionRecord | None) -> str:
+    """The CSRF token the page must send, set as the `tracker_csrf` cookie unless the browser has it:
+    the session's own, or before sign-in a server-signed one (kept while over half its life is left)."""
+    current = request.cookies.get(CSRF_COOKIE, "")
+    accounts = request.app[ACCOUNTS]
+    if session is not None:
+        token, max_age = session.csrf, None
+    elif accounts.sign_in_csrf_left(current) > SIGN_IN_CSRF_SECONDS / 2:
+        return current
+    else:
+        token, max_age = accounts.issue_sign_in_csrf(SIGN_IN_CSRF_SECONDS), SIGN_IN_CSRF_SECONDS
+    if current != token:
+        _set_cookie(request, response, CSRF_COOKIE, token, httponly=False, max_age=max_age)
+    return token
 
 
 def _csrf_ok(request: web.Request, session: storage.SessionRecord | None, form_value: Any = None) -> bool:
@@ -146,7 +165,11 @@ def _csrf_ok(request: web.Request, session: storage.SessionRecord | None, form_v
     supplied_bytes, cookie_bytes = supplied.encode("utf-8", "surrogatepass"), cookie.encode("utf-8", "surrogatepass")
     if not supplied or not cookie or not hmac.compare_digest(supplied_bytes, cookie_bytes):
         return False
-    return session is None or hmac.compare_digest(supplied_bytes, session.csrf.encode())
+    if session is not None:
+        return hmac.compare_digest(supplied_bytes, session.csrf.encode())
+    # Before sign-in, cookie == field alone proves nothing: whoever can set a cookie for this host
+    # (a sibling subdomain over http) can plant both. Only a token this server signed passes.
+    return request.app[ACCOUNTS].sign_in_csrf_left(supplied) > 0
 
 
 CSRF_REFUSED = "missing or wrong CSRF token: reload the page and try again"
@@ -194,7 +217,7 @@ def _file(path: Path, *, page: bool) -> web.StreamResponse:
 
 async def index_page(request: web.Request) -> web.StreamResponse:
     response = _file(STATIC_DIR / "index.html", page=True)
-    _ensure_csrf_cookie(request, response)
+    await _csrf_cookie(request, response, await _session(request))
     return response
 
 
@@ -207,7 +230,7 @@ async def watch_page(request: web.Request) -> web.StreamResponse:
     if not await request.app[ACCOUNTS].user_exists(name):
         return web.Response(status=404, text="no such tracker", content_type="text/plain")
     response = _file(STATIC_DIR / "watch.html", page=True)
-    _ensure_csrf_cookie(request, response)
+    await _csrf_cookie(request, response, await _session(request))
     return response
 
 
@@ -244,7 +267,8 @@ async def login(request: web.Request) -> web.Response:
         data: Any = await _json_body(request) or {}
     else:
         data = await _form(request)
-    if not _csrf_ok(request, None, data.get("csrf")):
+    # Signed in already (signing in again, as someone else say): the session's own token.
+    if not _csrf_ok(request, await _session(request), data.get("csrf")):
         return error(403, CSRF_REFUSED)
     username, password = data.get("username"), data.get("password")
     accounts = request.app[ACCOUNTS]
@@ -265,7 +289,8 @@ async def login(request: web.Request) -> web.Response:
         return error(401, "wrong username or password") if as_json else _redirect("/?login=failed")
     # A fresh session (and CSRF token) on every sign-in: nothing chosen before it carries over.
     await accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
-    token, csrf, _expires = await accounts.create_session(username, request.app[SETTINGS].session_seconds)
+    user_agent = request.headers.get("User-Agent")
+    token, csrf, _expires = await accounts.create_session(username, request.app[SETTINGS].session_seconds, user_agent)
     response = json_response({"user": username, "csrf": csrf}) if as_json else _redirect("/")
     _set_cookie(request, response, SESSION_COOKIE, token, httponly=True)
     _set_cookie(request, response, CSRF_COOKIE, csrf, httponly=False)
@@ -287,7 +312,7 @@ async def me(request: web.Request) -> web.Response:
     session = await _session(request)
     if session is None:
         response = error(401, "not signed in")
-        csrf = _ensure_csrf_cookie(request, response)
+        csrf = await _csrf_cookie(request, response, None)
         response.body = orjson.dumps({"error": "not signed in", "csrf": csrf})
         return response
     accounts, samples = request.app[ACCOUNTS], request.app[SAMPLES]
@@ -304,8 +329,7 @@ async def me(request: web.Request) -> web.Response:
         "trackers": trackers,
     }
     response = json_response(payload)
-    if request.cookies.get(CSRF_COOKIE) != session.csrf:
-        _set_cookie(request, response, CSRF_COOKIE, session.csrf, httponly=False)
+    await _csrf_cookie(request, response, session)
     return response
 
 
@@ -615,6 +639,74 @@ async def shares_remove(request: web.Request) -> web.Response:
     if not removed:
         return error(404, f"{viewer} cannot read {session.user}: no such share")
     return await _viewers(request, session.user)
+
+
+# ----- the owner's sessions and password (session + CSRF) -----
+
+
+def _session_json(record: storage.SessionRecord, current_hash: str) -> dict[str, Any]:
+    # Never the token or its hash: the page needs only to tell the sessions apart by their times.
+    return {
+        "created_ns": record.created_ns,
+        "expires_ns": record.expires_ns,
+        "last_used_ns": record.last_used_ns,
+        "user_agent": record.user_agent,
+        "current": hmac.compare_digest(record.token_hash, current_hash),
+    }
+
+
+async def _sessions_of(request: web.Request, user: str, extra: dict[str, Any] | None = None) -> web.Response:
+    current_hash = token_digest(request.cookies.get(SESSION_COOKIE, ""))
+    sessions = await request.app[ACCOUNTS].list_sessions(user)
+    return json_response({**(extra or {}), "sessions": [_session_json(record, current_hash) for record in sessions]})
+
+
+async def sessions_list(request: web.Request) -> web.Response:
+    session = await _owner(request, changes=False)
+    if isinstance(session, web.Response):
+        return session
+    return await _sessions_of(request, session.user)
+
+
+async def sessions_end(request: web.Request) -> web.Response:
+    """Sign out everywhere else (this session stays), or with ?all=true everywhere, this browser too."""
+    session = await _owner(request, changes=True)
+    if isinstance(session, web.Response):
+        return session
+    everywhere = request.query.get("all", "false")
+    if everywhere not in ("true", "false"):
+        return error(400, f"all must be true or false, got {everywhere!r}")
+    current = request.cookies.get(SESSION_COOKIE, "")
+    keep = None if everywhere == "true" else current
+    ended = await request.app[ACCOUNTS].end_sessions(session.user, keep_session=keep)
+    response = await _sessions_of(request, session.user, {"ended": ended})
+    if keep is None:
+        response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def password_change(request: web.Request) -> web.Response:
+    """{"current": "...", "new": "..."}: a new password; every other session of the user ends."""
+    session = await _owner(request, changes=True)
+    if isinstance(session, web.Response):
+        return session
+    body = await _json_body(request)
+    current, new = (body.get("current"), body.get("new")) if body else (None, None)
+    if not isinstance(current, str) or not isinstance(new, str):
+        return error(400, 'expected a JSON object like {"current": "old password", "new": "new password"}')
+    accounts, user = request.app[ACCOUNTS], session.user
+    try:
+        # Counted like a sign-in: a stolen session must not become a way to guess the password.
+        ok = await request.app[BANS].verify(request.remote or "", user, lambda: accounts.authenticate(user, current))
+    except Banned as exc:
+        return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
+    if not ok:
+        return error(403, "the current password is wrong")
+    try:
+        ended = await accounts.set_password(user, new, keep_session=request.cookies.get(SESSION_COOKIE, ""))
+    except InvalidPassword as exc:
+        return error(400, str(exc))
+    return json_response({"user": user, "ended": ended})
 
 
 # ----- the owner's device tokens (session + CSRF) -----

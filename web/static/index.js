@@ -74,14 +74,27 @@
     $("signin").hidden = false;
     const params = new URLSearchParams(location.search);
     if (params.get("login") === "failed" || params.get("error")) showMessage("Sign-in failed: wrong username or password, or too many attempts. Try again.");
-    $("login-form").addEventListener("submit", (e) => {
+    // The form's CSRF token is one the server signed, and it expires: fetch a current one as the
+    // form is sent (the page may have been open for hours), then send the form as usual.
+    $("login-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const form = e.target;
+      try {
+        if (await refreshMe()) {
+          location.reload(); // signed in meanwhile, in another tab
+          return;
+        }
+      } catch (err) {
+        showMessage("The server did not answer: " + err.message);
+        return;
+      }
       const token = csrfToken();
       if (!token) {
-        e.preventDefault();
         showMessage("Signing in needs cookies: please allow cookies for this site and reload.");
         return;
       }
-      e.target.elements.csrf.value = token;
+      form.elements.csrf.value = token;
+      form.submit();
     });
     $("login-form").elements.username.focus();
   }
@@ -365,6 +378,77 @@
     });
   }
 
+  // ---- the account: password and sessions ---------------------------------------------------------
+  function renderSessions(sessions) {
+    const rows = sessions.map((session) => {
+      const tr = document.createElement("tr");
+      const browser = (session.user_agent || "unknown browser") + (session.current ? " (this session)" : "");
+      const cells = [
+        ["Browser", browser],
+        ["Signed in", formatDate(session.created_ns, "")],
+        ["Last used", formatDate(session.last_used_ns, "not known")],
+        ["Expires", formatDate(session.expires_ns, "")],
+      ];
+      for (const [label, text] of cells) {
+        const td = document.createElement("td");
+        if (label !== "Browser") td.dataset.label = label;
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      if (session.current) tr.className = "current";
+      return tr;
+    });
+    $("session-rows").replaceChildren(...rows);
+    $("sign-out-others").disabled = sessions.every((session) => session.current);
+  }
+
+  async function loadSessions() {
+    const { status, data } = await api("GET", "/api/sessions");
+    if (status === 200) renderSessions(data.sessions || []);
+  }
+
+  function wireAccount() {
+    $("password-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const current = $("password-current").value;
+      const wanted = $("password-new").value;
+      if (wanted !== $("password-again").value) {
+        showMessage("The two new passwords differ: type the same one twice.");
+        return;
+      }
+      try {
+        const { status, data } = await api("POST", "/api/password", { current: current, new: wanted });
+        if (status === 401) {
+          location.reload(); // this session has ended
+          return;
+        }
+        e.target.reset();
+        const others = data.ended === 1 ? "1 other session" : data.ended + " other sessions";
+        showMessage("Password changed; " + others + " signed out.", true);
+      } catch (err) {
+        showMessage(err.message);
+      }
+      loadSessions();
+    });
+    $("sign-out-others").addEventListener("click", async () => {
+      try {
+        const { data } = await api("DELETE", "/api/sessions");
+        renderSessions(data.sessions || []);
+        showMessage("Signed out everywhere else.", true);
+      } catch (err) {
+        showMessage(err.message);
+      }
+    });
+    $("sign-out-all").addEventListener("click", async () => {
+      try {
+        await api("DELETE", "/api/sessions?all=true");
+        location.replace("/");
+      } catch (err) {
+        showMessage(err.message);
+      }
+    });
+  }
+
   function wireManagement() {
     const own = $("own-watch-link");
     own.href = watchUrl(me.user);
@@ -427,12 +511,15 @@
     wireTokens();
     $("alerts").hidden = false;
     wireAlerts();
+    $("account").hidden = false;
+    wireAccount();
     await Promise.all([
       loadProfile(),
       loadLinks().catch((err) => showMessage(err.message)),
       loadShares().catch((err) => showMessage(err.message)),
       loadTokens().catch((err) => showMessage(err.message)),
       loadAlerts().catch((err) => showMessage(err.message)),
+      loadSessions().catch((err) => showMessage(err.message)),
     ]);
     // Keep the live / last-seen badges and the alerts' states current.
     setInterval(async () => {
