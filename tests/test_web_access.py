@@ -525,14 +525,28 @@ async def test_sessions_list_and_signing_out_elsewhere(client: TestClient, new_c
 # ----- the pre-login CSRF token: signed by the server -----
 
 
-async def try_sign_in(client: TestClient, csrf: str) -> int:
+async def try_sign_in(client: TestClient, csrf: str, headers: dict[str, str] | None = None) -> int:
     """Sign in with `csrf` planted as both the cookie and the form field (what a cookie-injecting attacker can do)."""
     client.session.cookie_jar.clear()
     client.session.cookie_jar.update_cookies({"tracker_csrf": csrf}, response_url=client.make_url("/"))
     response = await client.post(
-        "/login", data={"username": "alice", "password": "pw-alice", "csrf": csrf}, allow_redirects=False
+        "/login", data={"username": "alice", "password": "pw-alice", "csrf": csrf}, allow_redirects=False, headers=headers
     )
     return response.status
+
+
+@pytest.mark.usefixtures("users")
+async def test_sign_in_from_another_site_is_refused_even_with_a_genuine_token(client: TestClient) -> None:
+    """An attacker can fetch a genuine signed token themselves and plant it; but the browser says where
+    the sign-in form was posted from, and only this site's own page (same-origin) may sign it in."""
+    await client.get("/api/me")
+    genuine = cookie(client, "tracker_csrf") or ""
+    for site in ("same-site", "cross-site"):  # a sibling subdomain's page, any other site's
+        assert await try_sign_in(client, genuine, {"Sec-Fetch-Site": site}) == 403, site
+        assert cookie(client, "tracker_session") is None
+    # The page itself, and a typed-in or bookmarked request, sign in.
+    assert await try_sign_in(client, genuine, {"Sec-Fetch-Site": "same-origin"}) == 303
+    assert await try_sign_in(client, genuine, {"Sec-Fetch-Site": "none"}) == 303
 
 
 @pytest.mark.usefixtures("users")

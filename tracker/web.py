@@ -270,6 +270,11 @@ async def login(request: web.Request) -> web.Response:
     # Signed in already (signing in again, as someone else say): the session's own token.
     if not _csrf_ok(request, await _session(request), data.get("csrf")):
         return error(403, CSRF_REFUSED)
+    # A genuine signed token can still be fetched and planted by an attacker; but browsers say where
+    # a request comes from, and only this site's own page may sign a browser in (a sibling subdomain
+    # is "same-site"). Clients that do not send the header (scripts, apps) are not browsers.
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return error(403, "sign-in is only possible from this site's own page")
     username, password = data.get("username"), data.get("password")
     accounts = request.app[ACCOUNTS]
     if not isinstance(username, str) or not isinstance(password, str):
