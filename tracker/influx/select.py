@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from tracker import storage
-from tracker.influx.workers import QueryWorkers, check_deadline
 from tracker.influx.influxql import (
     MAX_TIME,
     MIN_TIME,
@@ -49,6 +48,7 @@ from tracker.influx.influxql import (
     Wildcard,
     time_range,
 )
+from tracker.influx.workers import QueryWorkers, check_deadline
 from tracker.retention import format_duration, shard_group_duration
 from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
