@@ -161,6 +161,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     hub = LiveHub(
         max_streams_per_user=settings.live_max_streams_per_user,
         max_streams=settings.live_max_streams,
+        reserved_streams=settings.live_reserved_streams,
+        max_streams_per_address=settings.live_max_streams_per_address,
+        max_streams_per_link=settings.live_max_streams_per_link,
         buffer_samples=settings.live_buffer_samples,
         buffer_seconds=settings.live_buffer_seconds,
         queue_events=settings.live_queue_events,
