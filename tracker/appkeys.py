@@ -8,6 +8,7 @@ from tracker.accounts import Accounts
 from tracker.bans import AuthBans
 from tracker.alerts import QuietAlerts
 from tracker.config import Settings
+from tracker.inflating import InflateBudget, InflateLease
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
@@ -19,3 +20,6 @@ LIVE = web.AppKey("live", LiveHub)
 RETENTION = web.AppKey("retention", RetentionSweeper)
 BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)
+INFLATE_BUDGET = web.AppKey("inflate_budget", InflateBudget)
+# The request's share of INFLATE_BUDGET: set by the app's middleware, given back when the request is done.
+INFLATE_LEASE = web.RequestKey("inflate_lease", InflateLease)

@@ -180,6 +180,7 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
 # setting's name with dashes and overrides TRACKER_<SETTING>.
 _LIMITS: tuple[tuple[str, type, str], ...] = (
     ("max_decompressed_size", int, "Bytes a gzip body may inflate to; then 413."),
+    ("max_inflight_decompressed", int, "Bytes all gzip bodies being handled may inflate to together; then 503."),
     ("max_line_length", int, "Bytes in one line of line protocol; a longer line is refused."),
     ("max_lines_per_request", int, "Lines in one write body; then 413."),
     ("max_query_length", int, "Characters of InfluxQL in one query; then 400."),

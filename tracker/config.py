@@ -21,6 +21,9 @@ class Settings:
     max_body_size: int = 25_000_000  # bytes of request body as sent (InfluxDB's max-body-size)
     # A gzip body may not inflate past this: InfluxDB has no such cap, and a gzip bomb would eat memory.
     max_decompressed_size: int = 250_000_000
+    # Inflated bytes all requests together may hold at once (each until it is done): twice the above,
+    # so that two bodies at the limit (a backfill, say) go side by side while bombs wait or get 503.
+    max_inflight_decompressed: int = 500_000_000
     log_level: str = "info"
     # How long a successful password check is remembered; a changed password still takes effect at once.
     auth_cache_seconds: float = 300.0
@@ -110,6 +113,8 @@ class Settings:
             raise ValueError(f"max body size must be positive, got {self.max_body_size}")
         if self.max_decompressed_size < self.max_body_size:
             raise ValueError("max decompressed size must be at least the max body size")
+        if self.max_inflight_decompressed < self.max_decompressed_size:
+            raise ValueError("max inflight decompressed must be at least the max decompressed size")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
