@@ -282,6 +282,10 @@ def test_serve_bad_flag_is_a_usage_error() -> None:
         (["--max-body-size", "-1"], {}, "max body size must be positive"),
         (["--api-max-samples", "0"], {}, "api max samples must be at least 1"),
         ([], {"TRACKER_API_MAX_BODY_SIZE": "0"}, "api max body size must be at least 1"),
+        (["--max-streams-per-address", "0"], {}, "live max streams per address must be at least 1"),
+        ([], {"TRACKER_LIVE_MAX_STREAMS_PER_LINK": "0"}, "live max streams per link must be at least 1"),
+        (["--max-streams-per-user", "10"], {}, "live reserved streams must be 0 or more and less than max streams per user"),
+        (["--reserved-streams", "-1"], {}, "live reserved streams must be 0 or more"),
     ],
 )
 def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], message: str) -> None:

@@ -473,6 +473,7 @@ LIMIT_FLAGS = {
     "--read-timeout": ("read_timeout", "9"),
     "--max-url-length": ("max_url_length", "4096"),
     "--max-header-size": ("max_header_size", "4000"),
+    "--max-inflight-decompressed": ("max_inflight_decompressed", "600000000"),
 }
 
 
@@ -499,6 +500,7 @@ def test_every_limit_is_a_serve_flag_and_an_environment_variable(monkeypatch: py
         (["--max-select-points", "-5"], "max select points must be 0 (no limit) or more"),
         (["--read-timeout", "0"], "read timeout must be positive"),
         (["--max-header-size", "0"], "max header size must be at least 1"),
+        (["--max-inflight-decompressed", "1000"], "max inflight decompressed must be at least the max decompressed size"),
     ],
 )
 def test_bad_limits_are_one_line_errors(args: list[str], message: str) -> None:

@@ -7,15 +7,17 @@ import asyncio
 from pathlib import Path
 from typing import Awaitable, Callable
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, basic
-from tests.sse import EventStream, accounts, open_stream  # noqa: F401  (accounts is a fixture)
+from tests.tracker_process import TrackerProcess
+from tests.sse import EventStream, accounts, open_stream, sign_in  # noqa: F401  (accounts is a fixture)
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.config import Settings
-from tracker.live import LiveHub
+from tracker.live import LiveHub, TooManyStreams, Viewer
 
 RIDER = basic("rider", "pw-rider")
 EVENTS = "/api/watch/rider/events"
@@ -200,7 +202,7 @@ async def test_a_slow_subscriber_gets_a_reset_instead_of_unbounded_memory() -> N
 async def test_stream_limits_answer_429_with_a_clear_error(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, add_user: AddUser, accounts: Accounts
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data", live_max_streams_per_user=1, live_max_streams=2)
+    settings = Settings(data_dir=tmp_path / "data", live_max_streams_per_user=1, live_max_streams=2, live_reserved_streams=0)
     client = await aiohttp_client(create_app(settings))
     for name in ("rider", "other", "third"):
         await add_user(name, "pw-" + name)
@@ -302,3 +304,157 @@ async def test_config_names_the_tiles_and_the_fields(client: TestClient, setting
     assert body["tile_attribution"] == "© OpenStreetMap contributors"
     assert {"key": "hr_bpm", "unit": "beats/min", "meaning": "heart rate"} in body["fields"]
     assert len(body["fields"]) == 16
+
+
+# ----- what one viewer may take: places per address and per link, and the room kept for signed-in viewers -----
+
+ALICE_EVENTS = "/api/watch/alice/events"
+
+
+async def _refusal(client: TestClient, url: str, headers: dict[str, str] | None = None) -> str:
+    """The 429's error message, after checking that it is a 429 with Retry-After."""
+    refused = await client.get(url, headers=headers)
+    assert refused.status == 429, f"{refused.status}: {'an open stream' if refused.status == 200 else await refused.text()}"
+    assert int(refused.headers["Retry-After"]) > 0
+    return (await refused.json())["error"]
+
+
+@pytest.fixture
+async def alice_and_bob(add_user: AddUser, accounts: Accounts) -> tuple[str, str]:
+    """Alice, private, with two share links; Bob, who has a read share of hers. Returns the links' tokens."""
+    await add_user("alice", "pw-alice")
+    await add_user("bob", "pw-bob")
+    await accounts.add_share("alice", "bob")
+    first, _ = await accounts.create_link("alice", "first")
+    second, _ = await accounts.create_link("alice", "second")
+    return first, second
+
+
+async def test_one_share_link_cannot_take_the_places_of_the_owner_and_signed_in_readers(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, alice_and_bob: tuple[str, str]
+) -> None:
+    # The per-address and per-link caps are out of the way here: only the reserve is tested.
+    settings = Settings(
+        data_dir=tmp_path / "data", live_max_streams_per_user=6, live_reserved_streams=2,
+        live_max_streams_per_address=100, live_max_streams_per_link=100,
+    )  # fmt: skip
+    holder = await aiohttp_client(create_app(settings))
+    link, _ = alice_and_bob
+    for _ in range(4):  # 6 places, 2 kept for alice and her readers
+        await open_stream(holder, f"{ALICE_EVENTS}?token={link}")
+    message = await _refusal(holder, f"{ALICE_EVENTS}?token={link}")
+    assert message == (
+        "too many live viewers of alice without sign-in (limit 4; 2 more are kept for alice "
+        "and signed-in readers); try again later"
+    )
+    owner, reader = await aiohttp_client(holder.server), await aiohttp_client(holder.server)
+    await sign_in(owner, "alice", "pw-alice")
+    await sign_in(reader, "bob", "pw-bob")
+    await open_stream(owner, ALICE_EVENTS)
+    await open_stream(reader, ALICE_EVENTS)
+    # Now every place is taken: the limit per watched user holds for everyone.
+    assert await _refusal(owner, ALICE_EVENTS) == "too many live viewers of alice (limit 6); try again later"
+
+
+async def test_streams_are_capped_per_client_address_behind_a_trusted_proxy(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, alice_and_bob: tuple[str, str]
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", trusted_proxies=("127.0.0.1",), live_max_streams_per_address=3,
+        live_max_streams_per_link=100, live_heartbeat_seconds=0.05,
+    )  # fmt: skip
+    client = await aiohttp_client(create_app(settings))
+    first_link, second_link = alice_and_bob
+    carol = {"X-Forwarded-For": "198.51.100.7"}
+    streams = [await open_stream(client, f"{ALICE_EVENTS}?token={first_link}", headers=carol) for _ in range(3)]
+    # Another link from the same address counts against the same address.
+    message = await _refusal(client, f"{ALICE_EVENTS}?token={second_link}", headers=carol)
+    assert message == "too many live streams from this address (limit 3); close some and try again later"
+    # IPv6 addresses count per /64, as failed sign-ins do: a phone or home has a whole block.
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3"):
+        await open_stream(client, f"{ALICE_EVENTS}?token={first_link}", headers={"X-Forwarded-For": host})
+    assert "from this address" in await _refusal(
+        client, f"{ALICE_EVENTS}?token={first_link}", headers={"X-Forwarded-For": "2001:db8:1:2::4"}
+    )
+    # Someone else is not affected, and neither is the owner behind Carol's address.
+    await open_stream(client, f"{ALICE_EVENTS}?token={first_link}", headers={"X-Forwarded-For": "198.51.100.8"})
+    owner = await aiohttp_client(client.server)
+    await sign_in(owner, "alice", "pw-alice")
+    await open_stream(owner, ALICE_EVENTS, headers=carol)
+    # A closed stream gives its address the place back.
+    streams[0].response.close()
+    async with asyncio.timeout(5):
+        while True:
+            response = await client.get(f"{ALICE_EVENTS}?token={first_link}", headers=carol)
+            if response.status == 200:
+                break
+            assert response.status == 429
+            response.release()
+            await asyncio.sleep(0.05)
+
+
+async def test_streams_are_capped_per_share_link(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, alice_and_bob: tuple[str, str], accounts: Accounts
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", trusted_proxies=("127.0.0.1",), live_max_streams_per_address=100,
+        live_max_streams_per_link=3,
+    )  # fmt: skip
+    client = await aiohttp_client(create_app(settings))
+    first_link, second_link = alice_and_bob
+    for n in range(3):  # from three addresses: the link is what counts
+        await open_stream(client, f"{ALICE_EVENTS}?token={first_link}", headers={"X-Forwarded-For": f"198.51.100.{n}"})
+    message = await _refusal(client, f"{ALICE_EVENTS}?token={first_link}", headers={"X-Forwarded-For": "198.51.100.9"})
+    assert message == "too many live streams on this share link (limit 3); try again later"
+    await open_stream(client, f"{ALICE_EVENTS}?token={second_link}", headers={"X-Forwarded-For": "198.51.100.9"})
+    # With the profile public, viewers need no link: they count per address only.
+    await accounts.set_public("alice", True)
+    for n in range(4):
+        await open_stream(client, ALICE_EVENTS, headers={"X-Forwarded-For": f"203.0.113.{n}"})
+
+
+def test_a_hub_forgets_addresses_and_links_once_their_streams_close() -> None:
+    live = LiveHub(max_streams_per_user=10, reserved_streams=2, max_streams_per_address=2, max_streams_per_link=2)
+    viewers = [Viewer(signed_in=False, address=f"198.51.100.{n}", link_id=n % 2) for n in range(6)]
+    subscriptions = [live.subscribe("alice", viewer=viewer)[0] for viewer in viewers[:4]]
+    with pytest.raises(TooManyStreams, match="share link"):
+        live.subscribe("alice", viewer=viewers[4])
+    for subscription in subscriptions:
+        subscription.close()
+    assert live.open_streams == 0
+    assert live.counted_keys == 0  # nothing left behind per address or link
+
+
+async def test_a_real_server_takes_the_stream_limits_from_its_flags_and_environment(tmp_path: Path) -> None:
+    server = TrackerProcess(
+        tmp_path / "data", tmp_path / "server.log",
+        serve_args=["--max-streams-per-user", "4", "--max-streams-per-link", "1", "--trusted-proxy", "127.0.0.1"],
+        env={"TRACKER_LIVE_RESERVED_STREAMS": "1", "TRACKER_LIVE_MAX_STREAMS_PER_ADDRESS": "2"},
+    )  # fmt: skip
+    await asyncio.to_thread(server.add_user, "alice")
+    tokens = []
+    for label in ("one", "two", "three"):
+        printed = (await asyncio.to_thread(server.cli, "link", "create", "alice", "--label", label)).stdout
+        tokens.append(printed.split("token=")[1].split()[0])
+    server.spawn()
+    try:
+        await server.ready(timeout=30)
+        async with aiohttp.ClientSession() as session:
+            url = f"{server.url}{ALICE_EVENTS}?token="
+
+            async def status(token: str, address: str) -> tuple[int, str]:
+                response = await session.get(url + token, headers={"X-Forwarded-For": address})
+                text = "" if response.status == 200 else (await response.json())["error"]
+                if response.status != 200:
+                    response.release()
+                return response.status, text
+
+            assert await status(tokens[0], "198.51.100.1") == (200, "")
+            assert (await status(tokens[0], "198.51.100.2"))[1].startswith("too many live streams on this share link (limit 1)")
+            assert await status(tokens[1], "198.51.100.1") == (200, "")
+            assert (await status(tokens[2], "198.51.100.1"))[1].startswith("too many live streams from this address (limit 2)")
+            assert await status(tokens[2], "198.51.100.3") == (200, "")
+            assert (await status(tokens[1], "198.51.100.4"))[1].startswith("too many live viewers of alice without sign-in (limit 3; 1 more")
+        await asyncio.to_thread(server.stop, 30)
+    finally:
+        server.close()

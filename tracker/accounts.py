@@ -102,6 +102,15 @@ class Writer:
     speed_unit: str = "knots"  # how the token's sender spells speed where a protocol leaves it open
 
 
+@dataclass(frozen=True, slots=True)
+class WatchRight:
+    """What lets someone watch a user: a sign-in (the owner, or a reader the owner shares with), a
+    public profile, or a share link (its id). The live view's stream limits differ between them."""
+
+    signed_in: bool
+    link_id: int | None = None
+
+
 def _new_link_token() -> str:
     """192 random bits, URL-safe, never starting with '-': the token is also typed as a CLI argument
     (`tracker link revoke NAME TOKEN`), where a leading '-' would read as an option."""
@@ -473,30 +482,34 @@ class Accounts:
         return 0.0 if claims is None else max(0.0, claims["x"] / 1000 - time.time())
 
     async def can_watch(self, owner: str, viewer: str | None, link_token: str | None) -> bool:
-        """THE access rule of the watch page's data (JSON and event stream).
+        """Whether `viewer` (signed in, or None) or the holder of `link_token` may watch `owner`."""
+        return await self.watch_right(owner, viewer, link_token) is not None
 
-        The owner themselves; anyone if the owner's profile is public; a user the owner shares with;
-        or anyone holding a valid (not revoked, not expired) share link of the owner.
+    async def watch_right(self, owner: str, viewer: str | None, link_token: str | None) -> WatchRight | None:
+        """THE access rule of the watch page's data (JSON and event stream), and what grants it.
+
+        The owner themselves; a user the owner shares with; anyone if the owner's profile is public;
+        or anyone holding a valid (not revoked, not expired) share link of the owner. None: no right.
         """
         if viewer is not None and (viewer == owner or await self.can_read(viewer, owner)):
-            return await self.user_exists(owner)
+            return WatchRight(signed_in=True) if await self.user_exists(owner) else None
         if await storage.is_public(self._store, owner):
-            return True
+            return WatchRight(signed_in=False)
         if not link_token:
-            return False
+            return None
         link = await storage.link_by_token_hash(self._store, token_digest(link_token))
         now_ns = time.time_ns()
         if link is None or link.owner != owner or link.revoked_ns is not None:
-            return False
+            return None
         if link.expires_ns is not None and link.expires_ns <= now_ns:
-            return False
+            return None
         # Last use to the minute: a write per viewer request would keep the accounts file busy.
         if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
             try:
                 await storage.touch_link(self._store, link.id, now_ns)
             except storage.StorageUnavailable:
                 pass  # a full disk must not stop anyone watching; "last used" is only a statistic
-        return True
+        return WatchRight(signed_in=False, link_id=link.id)
 
     # ----- retention -----
 

@@ -19,13 +19,16 @@ from tracker.accounts import Accounts, load_bearer_secret
 from tracker import senders
 from tracker import web as browser
 from tracker.alerts import QuietAlerts
-from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, WEBHOOKS
+from tracker.appkeys import (
+    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LIVE, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, WEBHOOKS,
+)  # fmt: skip
 from tracker.bans import AuthBans
 from tracker.config import Settings
 from tracker.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.influx import auth, query, status, write
 from tracker.influx.errors import Handler, InfluxError, influx_conventions
 from tracker.influx.workers import QueryWorkers
+from tracker.inflating import InflateBudget
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import AccountStore, SampleStore
@@ -59,6 +62,19 @@ class _BodyTimeout(TimeoutError):
 
 
 @web.middleware
+async def inflate_lease(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's share of the server's budget for inflated bodies, all given back once it is done."""
+    if not request.body_exists:
+        return await handler(request)
+    lease = request.app[INFLATE_BUDGET].lease()
+    request[INFLATE_LEASE] = lease
+    try:
+        return await handler(request)
+    finally:
+        lease.close()
+
+
+@web.middleware
 async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A client gets `read_timeout` seconds to send a request's body, then 408: whatever reads the
     body (any view) fails at that moment. (The head's time limit is aiohttp's keepalive_timeout.)"""
@@ -86,12 +102,14 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
     #   2. forwarded (only with trusted proxies): from here on request.remote is the client's address
     #      and request.secure says whether the client used https.
     #   3. body_deadline: a body that does not arrive within read_timeout fails its reader (408).
+    #   4. inflate_lease: what the request inflates is charged to the server's budget until it is done.
     # Authentication is no middleware: the views call it (influx/auth.py, web.login), counted per
     # client address by app[BANS], and then decide what the user may do.
     middlewares: list[Middleware] = [influx_conventions]
     if settings.trusted_proxies:
         middlewares.append(forwarded_middleware(parse_networks(settings.trusted_proxies)))
     middlewares.append(body_deadline)
+    middlewares.append(inflate_lease)
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.max_body_size,
@@ -109,6 +127,7 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
         },
     )
     app[SETTINGS] = settings
+    app[INFLATE_BUDGET] = InflateBudget(settings.max_inflight_decompressed)
     app[BANS] = AuthBans(
         max_failures=settings.max_auth_failures,
         window_seconds=settings.auth_failure_window_seconds,
@@ -175,6 +194,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     hub = LiveHub(
         max_streams_per_user=settings.live_max_streams_per_user,
         max_streams=settings.live_max_streams,
+        reserved_streams=settings.live_reserved_streams,
+        max_streams_per_address=settings.live_max_streams_per_address,
+        max_streams_per_link=settings.live_max_streams_per_link,
         buffer_samples=settings.live_buffer_samples,
         buffer_seconds=settings.live_buffer_seconds,
         queue_events=settings.live_queue_events,

@@ -9,6 +9,7 @@ from tracker.bans import AuthBans
 from tracker.alerts import QuietAlerts
 from tracker.config import Settings
 from tracker.influx.workers import QueryWorkers
+from tracker.inflating import InflateBudget, InflateLease
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
@@ -23,3 +24,6 @@ BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)
 QUERY_WORKERS = web.AppKey("query_workers", QueryWorkers)
 WEBHOOKS = web.AppKey("webhooks", WebhookDestinations)
+INFLATE_BUDGET = web.AppKey("inflate_budget", InflateBudget)
+# The request's share of INFLATE_BUDGET: set by the app's middleware, given back when the request is done.
+INFLATE_LEASE = web.RequestKey("inflate_lease", InflateLease)

@@ -182,6 +182,7 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
 # setting's name with dashes and overrides TRACKER_<SETTING>.
 _LIMITS: tuple[tuple[str, type, str], ...] = (
     ("max_decompressed_size", int, "Bytes a gzip body may inflate to; then 413."),
+    ("max_inflight_decompressed", int, "Bytes all gzip bodies being handled may inflate to together; then 503."),
     ("max_line_length", int, "Bytes in one line of line protocol; a longer line is refused."),
     ("max_lines_per_request", int, "Lines in one write body; then 413."),
     ("max_query_length", int, "Characters of InfluxQL in one query; then 400."),
@@ -266,6 +267,24 @@ def cli() -> None:
     "--max-streams-per-user", type=int, help="Open live streams watching one user (env TRACKER_LIVE_MAX_STREAMS_PER_USER)."
 )
 @click.option(
+    "--max-streams-per-address",
+    type=int,
+    help="Open live streams of viewers without sign-in from one client address, an IPv6 /64 as one "
+    f"(env TRACKER_LIVE_MAX_STREAMS_PER_ADDRESS) [default: {Settings().live_max_streams_per_address}].",
+)
+@click.option(
+    "--max-streams-per-link",
+    type=int,
+    help="Open live streams on one share link (env TRACKER_LIVE_MAX_STREAMS_PER_LINK) "
+    f"[default: {Settings().live_max_streams_per_link}].",
+)
+@click.option(
+    "--reserved-streams",
+    type=int,
+    help="Places of --max-streams-per-user and --max-streams kept for the owner and signed-in readers "
+    f"(env TRACKER_LIVE_RESERVED_STREAMS) [default: {Settings().live_reserved_streams}].",
+)
+@click.option(
     "--retention",
     metavar="DURATION",
     help="Keep samples this long unless a user has a retention of their own: 8h, 90m, 7d, 2w, or inf "
@@ -306,7 +325,8 @@ def serve(
     host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
     tile_url: str | None, tile_attribution: str | None, public_url: str | None, trusted_proxies: tuple[str, ...],
     max_auth_failures: int | None, auth_failure_window: float | None, auth_ban: float | None,
-    max_streams: int | None, max_streams_per_user: int | None, retention: str | None,
+    max_streams: int | None, max_streams_per_user: int | None, max_streams_per_address: int | None,
+    max_streams_per_link: int | None, reserved_streams: int | None, retention: str | None,
     bearer_token_seconds: float | None,
     alert_attempts: int | None, alert_timeout: float | None, webhook_allow_private: bool | None,
     api_max_samples: int | None, api_max_body_size: int | None, **limits: Any,
@@ -322,7 +342,9 @@ def serve(
             tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url,
             trusted_proxies=trusted_proxies or None, max_auth_failures=max_auth_failures,
             auth_failure_window_seconds=auth_failure_window, auth_ban_seconds=auth_ban,
-            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user, retention=retention,
+            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
+            live_max_streams_per_address=max_streams_per_address, live_max_streams_per_link=max_streams_per_link,
+            live_reserved_streams=reserved_streams, retention=retention,
             bearer_token_seconds=bearer_token_seconds, api_max_samples=api_max_samples,
             api_max_body_size=api_max_body_size,
             alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout,

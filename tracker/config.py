@@ -21,6 +21,9 @@ class Settings:
     max_body_size: int = 25_000_000  # bytes of request body as sent (InfluxDB's max-body-size)
     # A gzip body may not inflate past this: InfluxDB has no such cap, and a gzip bomb would eat memory.
     max_decompressed_size: int = 250_000_000
+    # Inflated bytes all requests together may hold at once (each until it is done): twice the above,
+    # so that two bodies at the limit (a backfill, say) go side by side while bombs wait or get 503.
+    max_inflight_decompressed: int = 500_000_000
     log_level: str = "info"
     # How long a successful password check is remembered; a changed password still takes effect at once.
     auth_cache_seconds: float = 300.0
@@ -55,6 +58,13 @@ class Settings:
     session_seconds: float = 30 * 86400.0
     live_max_streams_per_user: int = 200  # open event streams watching one user
     live_max_streams: int = 2000  # open event streams in total
+    # Viewers without sign-in (a public profile's, a share link's) stop this many places short of both
+    # limits above, so the owner and the readers they share with can always open a stream.
+    live_reserved_streams: int = 20
+    # Open streams of viewers without sign-in from one client address (IPv6: one /64) and on one share
+    # link, so that one of them cannot take every place of a user.
+    live_max_streams_per_address: int = 32
+    live_max_streams_per_link: int = 50
     live_buffer_samples: int = 2_000  # per user, the newest samples kept for reconnects (Last-Event-ID)
     live_buffer_seconds: float = 600.0
     live_queue_events: int = 1000  # per viewer; a viewer further behind gets a reset
@@ -111,6 +121,8 @@ class Settings:
             raise ValueError(f"max body size must be positive, got {self.max_body_size}")
         if self.max_decompressed_size < self.max_body_size:
             raise ValueError("max decompressed size must be at least the max body size")
+        if self.max_inflight_decompressed < self.max_decompressed_size:
+            raise ValueError("max inflight decompressed must be at least the max decompressed size")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
@@ -121,9 +133,15 @@ class Settings:
             "api_max_samples", "api_max_body_size", "live_max_streams_per_user", "live_max_streams",
             "live_buffer_samples", "live_queue_events", "max_line_length", "max_lines_per_request",
             "max_query_length", "max_url_length", "max_header_size", "query_workers", "query_workers_per_user",
+            "live_max_streams_per_address", "live_max_streams_per_link",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+        if not 0 <= self.live_reserved_streams < min(self.live_max_streams_per_user, self.live_max_streams):
+            raise ValueError(
+                f"live reserved streams must be 0 or more and less than max streams per user and max streams "
+                f"(else nobody without sign-in could watch), got {self.live_reserved_streams}"
+            )
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

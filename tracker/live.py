@@ -8,6 +8,11 @@ server restarted, or the events fell out of the buffer) it gets a `reset` instea
 
 Each subscriber has a bounded queue: a viewer that cannot keep up is not allowed to grow memory,
 it gets a `reset` (its queue dropped) and carries on from there.
+
+Open streams are limited in total and per watched user. Viewers without sign-in (a public profile's,
+a share link's) are limited further, so that none of them can shut out anyone else: per client
+address, per share link, and `reserved_streams` places short of both limits above, which stay free
+for the owner and the readers the owner shares with.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Hashable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import orjson
 
 
 log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
 
 class LivePoint(Protocol):
     """What a committed point must offer to be sent to viewers (read-only)."""
@@ -37,7 +43,20 @@ class LivePoint(Protocol):
 
 
 class TooManyStreams(Exception):
-    """A stream limit (per watched user, or in total) is reached; the message says which."""
+    """A stream limit (in total, per watched user, per address, per link) is reached; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who opens a stream, as far as the stream limits care."""
+
+    # The owner, or a reader the owner shares with: may use the reserved places, not counted per address.
+    signed_in: bool
+    address: str = ""  # bans.address_key of the client address (an IPv6 /64 counts as one)
+    link_id: int | None = None  # the share link it came with, if that is what lets it watch
+
+
+SIGNED_IN = Viewer(signed_in=True)
 
 
 class HubClosed(Exception):
@@ -80,13 +99,15 @@ class _Channel:
     events: deque[_Buffered] = field(default_factory=deque)
     samples: int = 0  # points held by `events`: the replay buffer is bounded by these, not by events
     subscribers: set[Subscription] = field(default_factory=set)
+    anonymous: int = 0  # subscribers without sign-in, who may not take the reserved places
 
 
 class Subscription:
     """One open stream. Iterate with `next_events(timeout)`; always `close()` it (or use `with`)."""
 
-    def __init__(self, hub: LiveHub, user: str, max_queue: int) -> None:
+    def __init__(self, hub: LiveHub, user: str, viewer: Viewer, max_queue: int) -> None:
         self.user = user
+        self.viewer = viewer
         self._hub = hub
         self._max_queue = max_queue
         self._queue: deque[Event] = deque()
@@ -147,6 +168,9 @@ class LiveHub:
         *,
         max_streams_per_user: int = 200,
         max_streams: int = 2000,
+        reserved_streams: int = 20,
+        max_streams_per_address: int = 32,
+        max_streams_per_link: int = 50,
         buffer_samples: int = 2_000,
         buffer_seconds: float = 600.0,
         queue_events: int = 1000,
@@ -155,18 +179,29 @@ class LiveHub:
         self.boot = secrets.token_hex(4)
         self.max_streams_per_user = max_streams_per_user
         self.max_streams = max_streams
+        self.reserved_streams = reserved_streams
+        self.max_streams_per_address = max_streams_per_address
+        self.max_streams_per_link = max_streams_per_link
         self.buffer_samples = buffer_samples
         self.buffer_seconds = buffer_seconds
         self.queue_events = queue_events
         self._clock = clock
         self._channels: dict[str, _Channel] = {}
         self._streams = 0
+        self._anonymous = 0  # open streams without sign-in, all users
+        self._per_address: dict[str, int] = {}  # open streams without sign-in, by address; no zeros kept
+        self._per_link: dict[int, int] = {}  # open streams by share link; no zeros kept
         self._closed = False
         self.published = 0  # events published, all users (for tests and stats)
 
     @property
     def open_streams(self) -> int:
         return self._streams
+
+    @property
+    def counted_keys(self) -> int:
+        """Addresses and links with open streams (what the per-address and per-link counts hold)."""
+        return len(self._per_address) + len(self._per_link)
 
     def position(self, user: str) -> str:
         """The id of the user's latest event (`BOOT-0` before the first): where a fresh stream starts."""
@@ -206,8 +241,10 @@ class LiveHub:
         while events and (channel.samples > self.buffer_samples or now - events[0].at > self.buffer_seconds):
             channel.samples -= len(events.popleft().points)
 
-    def subscribe(self, user: str, last_event_id: str | None = None) -> tuple[Subscription, str]:
-        """A new stream of the user's events, and the id it starts from.
+    def subscribe(
+        self, user: str, last_event_id: str | None = None, *, viewer: Viewer = SIGNED_IN
+    ) -> tuple[Subscription, str]:
+        """A new stream of the user's events for `viewer`, and the id it starts from.
 
         With `last_event_id`, the events after it are queued first (replay); if they cannot be
         replayed exactly, a `reset` is queued instead. Synchronous: nothing can be published
@@ -218,13 +255,8 @@ class LiveHub:
         channel = self._channels.get(user)
         if channel is None:
             channel = self._channels[user] = _Channel()
-        if self._streams >= self.max_streams:
-            raise TooManyStreams(f"too many live streams on this server (limit {self.max_streams}); try again later")
-        if len(channel.subscribers) >= self.max_streams_per_user:
-            raise TooManyStreams(
-                f"too many live viewers of {user} (limit {self.max_streams_per_user}); try again later"
-            )
-        subscription = Subscription(self, user, self.queue_events)
+        self._check_limits(user, channel, viewer)
+        subscription = Subscription(self, user, viewer, self.queue_events)
         current = f"{self.boot}-{channel.seq}"
         if last_event_id:
             self._trim(channel, self._clock())
@@ -234,8 +266,47 @@ class LiveHub:
             else:
                 subscription._queue.extend(replay)
         channel.subscribers.add(subscription)
-        self._streams += 1
+        self._count(channel, viewer, +1)
         return subscription, last_event_id or current
+
+    def _check_limits(self, user: str, channel: _Channel, viewer: Viewer) -> None:
+        """TooManyStreams naming the first limit the new stream would pass."""
+        if self._streams >= self.max_streams:
+            raise TooManyStreams(f"too many live streams on this server (limit {self.max_streams}); try again later")
+        if len(channel.subscribers) >= self.max_streams_per_user:
+            raise TooManyStreams(f"too many live viewers of {user} (limit {self.max_streams_per_user}); try again later")
+        if viewer.signed_in:
+            return
+        if self._anonymous >= self.max_streams - self.reserved_streams:
+            raise TooManyStreams(
+                f"too many live viewers without sign-in on this server (limit {self.max_streams - self.reserved_streams}; "
+                f"{self.reserved_streams} more are kept for signed-in viewers); try again later"
+            )
+        if channel.anonymous >= self.max_streams_per_user - self.reserved_streams:
+            raise TooManyStreams(
+                f"too many live viewers of {user} without sign-in (limit {self.max_streams_per_user - self.reserved_streams}; "
+                f"{self.reserved_streams} more are kept for {user} and signed-in readers); try again later"
+            )
+        if self._per_address.get(viewer.address, 0) >= self.max_streams_per_address:
+            raise TooManyStreams(
+                f"too many live streams from this address (limit {self.max_streams_per_address}); "
+                "close some and try again later"
+            )
+        if viewer.link_id is not None and self._per_link.get(viewer.link_id, 0) >= self.max_streams_per_link:
+            raise TooManyStreams(
+                f"too many live streams on this share link (limit {self.max_streams_per_link}); try again later"
+            )
+
+    def _count(self, channel: _Channel, viewer: Viewer, step: int) -> None:
+        """Add (+1) or remove (-1) one stream of `viewer` in every count it is limited by."""
+        self._streams += step
+        if viewer.signed_in:
+            return
+        self._anonymous += step
+        channel.anonymous += step
+        _add(self._per_address, viewer.address, step)
+        if viewer.link_id is not None:
+            _add(self._per_link, viewer.link_id, step)
 
     def _replay(self, channel: _Channel, last_event_id: str) -> list[Event] | None:
         boot, _, seq_text = last_event_id.strip().rpartition("-")
@@ -256,7 +327,7 @@ class LiveHub:
         channel = self._channels.get(subscription.user)
         if channel is not None and subscription in channel.subscribers:
             channel.subscribers.discard(subscription)
-            self._streams -= 1
+            self._count(channel, subscription.viewer, -1)
 
     def sweep(self) -> None:
         """Drop events older than the buffer's age from every user (those who stopped sending too)."""
@@ -274,3 +345,12 @@ class LiveHub:
     def subscribers(self, user: str) -> Iterable[Subscription]:
         channel = self._channels.get(user)
         return tuple(channel.subscribers) if channel else ()
+
+
+def _add(counts: dict[K, int], key: K, step: int) -> None:
+    """counts[key] += step, dropping the key at zero: the counts hold only what is open."""
+    value = counts.get(key, 0) + step
+    if value > 0:
+        counts[key] = value
+    else:
+        counts.pop(key, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,7 +21,7 @@ from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Writer
 from tracker.appkeys import ACCOUNTS, SETTINGS
 from tracker.influx.auth import authenticate_writer, check_writer, credentials_from
 from tracker.influx.errors import InfluxError, json_response
-from tracker.influx.write import read_body
+from tracker.influx.body import read_body, read_unauthenticated_body
 from tracker.lineprotocol import Point
 from tracker.storage import ON_CONFLICT
 from tracker.vocabulary import MEASUREMENT
@@ -45,17 +46,18 @@ def add_routes(app: web.Application) -> None:
 
 async def osmand(request: web.Request) -> web.Response:
     """OsmAnd / Traccar Client: a query string or form body, or Traccar Client 9's JSON."""
-    body = await read_body(request)
+    query = request.rel_url.query
+    sender, body = await _sender_and_body(request, query.get("id") or query.get("deviceid"))
     try:
         if _is_json(request, body):
             document = _json(body)
             identity = document.get("device_id") if isinstance(document, dict) else None
-            writer, device = await _app_writer(request, _text(identity), "device_id")
+            writer, device = await _app_writer(request, sender, _text(identity), "device_id")
             sample = apps.traccar_json(document, now_ns=time.time_ns())
             time_parameter = "location.timestamp"
         else:
             params = _params(request, body)
-            writer, device = await _app_writer(request, params.get("id") or params.get("deviceid"), "id")
+            writer, device = await _app_writer(request, sender, params.get("id") or params.get("deviceid"), "id")
             sample = apps.osmand_query(params, speed_unit=writer.speed_unit, now_ns=time.time_ns())
             time_parameter = "timestamp"
     except apps.AppInputError as exc:
@@ -66,10 +68,10 @@ async def osmand(request: web.Request) -> web.Response:
 
 async def gpslogger(request: web.Request) -> web.Response:
     """GPSLogger's custom URL: placeholders in the query string, a form body (%ALL) or a JSON body."""
-    body = await read_body(request)
+    sender, body = await _sender_and_body(request, request.rel_url.query.get("id"))
     params = _params(request, body)
     try:
-        writer, device = await _app_writer(request, params.get("id"), "id")
+        writer, device = await _app_writer(request, sender, params.get("id"), "id")
         sample = apps.gpslogger(params, now_ns=time.time_ns())
     except apps.AppInputError as exc:
         raise InfluxError(400, str(exc)) from None
@@ -95,28 +97,56 @@ async def owntracks(request: web.Request) -> web.Response:
     return web.Response(status=200, body=b"[]", content_type="application/json")
 
 
-async def _app_writer(request: web.Request, identity: str | None, parameter: str) -> tuple[Writer, str | None]:
-    """Who writes, and the device the request names.
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """Who sends, known before the body is read: from credentials, or from a device token as the id."""
 
-    With credentials (Basic, `Authorization: Token|Bearer`, `?u=&p=`) the app's id names the device;
-    without, the id must itself be a device token (so the app needs only the URL), whose label
-    becomes the device.
-    """
+    writer: Writer
+    by_credentials: bool  # Basic, `Authorization: Token|Bearer`, `?u=&p=`: then the app's id names the device
+
+
+async def _sender_and_body(request: web.Request, query_identity: str | None) -> tuple[_Sender | None, bytes]:
+    """Who sends, checked before the body is read whenever the URL or headers say (so a body from
+    nobody costs nothing), and the body. None: only the body names the sender (a device token as
+    `id` in a form or `device_id` in JSON); such a body is read small and never inflated."""
     accounts = request.app[ACCOUNTS]
     credentials = credentials_from(request, tokens=True)
     if credentials is not None:
-        writer = await check_writer(request, accounts, credentials)
+        sender = _Sender(await check_writer(request, accounts, credentials), by_credentials=True)
+    elif query_identity:
+        sender = _Sender(await _token_writer(request, query_identity, "id"), by_credentials=False)
+    else:
+        return None, await read_unauthenticated_body(request)
+    return sender, await read_body(request)
+
+
+async def _app_writer(
+    request: web.Request, sender: _Sender | None, identity: str | None, parameter: str
+) -> tuple[Writer, str | None]:
+    """Who writes, and the device the request names.
+
+    With credentials the app's id names the device; without, the id must itself be a device token
+    (so the app needs only the URL), whose label becomes the device.
+    """
+    if sender is not None and sender.by_credentials:
         # An id that is a token (the URL made for token-only use, with credentials added in the app)
         # names no device: a secret must never become a tag that watchers see.
         if not identity or identity.startswith((DEVICE_TOKEN_PREFIX, BEARER_TOKEN_PREFIX)):
-            return writer, None
-        return writer, apps.device_name(parameter, identity)
+            return sender.writer, None
+        return sender.writer, apps.device_name(parameter, identity)
+    if sender is not None:
+        return sender.writer, None
+    return await _token_writer(request, identity, parameter), None
+
+
+async def _token_writer(request: web.Request, identity: str | None, parameter: str) -> Writer:
+    """The writer of the device token an app gives as its id; 401 if it is none."""
     if not identity:
         raise InfluxError(401, f'unable to parse authentication credentials: give a device token as "{parameter}"')
-    found = await accounts.authenticate_writer(None, identity)
+    found = await request.app[ACCOUNTS].authenticate_writer(None, identity)
     if found is None:
         raise InfluxError(401, f'authorization failed: "{parameter}" is not an active device token')
-    return found, None
+    return found
 
 
 async def _commit(

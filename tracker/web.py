@@ -4,7 +4,7 @@ and the owner's sharing settings.
 Pages are static files from `web/static/`; they never contain user input. Everything a user can
 type (usernames, labels) reaches the browser only inside JSON, which the page renders as text.
 
-Authorization is `Accounts.can_watch` for everything under /api/watch/ (the page itself is the
+Authorization is `Accounts.watch_right` for everything under /api/watch/ (the page itself is the
 same file for everyone and leaks nothing); the owner endpoints need a session, and every
 state-changing request needs the CSRF token (double submit: the `tracker_csrf` cookie and the
 same value in the `X-CSRF-Token` header or a `csrf` form field; for a signed-in user it must also
@@ -35,6 +35,7 @@ from tracker.accounts import (
     InvalidShare,
     InvalidUsername,
     UnknownUser,
+    WatchRight,
     parse_duration,
     parse_quiet_time,
     token_digest,
@@ -42,8 +43,8 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, SAMPLES, SETTINGS, WEBHOOKS
-from tracker.bans import Banned
-from tracker.live import HubClosed, TooManyStreams
+from tracker.bans import Banned, address_key
+from tracker.live import HubClosed, TooManyStreams, Viewer
 
 log = logging.getLogger(__name__)
 
@@ -341,8 +342,9 @@ async def me(request: web.Request) -> web.Response:
 # ----- the watch page's data -----
 
 
-async def _watch_access(request: web.Request) -> tuple[str, str, str | None] | web.Response:
-    """(owner, session cookie, link token) if the request may watch the owner; else the refusal."""
+async def _watch_access(request: web.Request) -> tuple[str, str, str | None, WatchRight] | web.Response:
+    """(owner, session cookie, link token, what grants the right) if the request may watch the owner;
+    else the refusal."""
     owner = request.match_info["user"]
     accounts = request.app[ACCOUNTS]
     try:
@@ -354,8 +356,9 @@ async def _watch_access(request: web.Request) -> tuple[str, str, str | None] | w
     session_token = request.cookies.get(SESSION_COOKIE, "")
     session = await accounts.session(session_token) if session_token else None
     link_token = request.query.get("token") or None
-    if await accounts.can_watch(owner, session.user if session else None, link_token):
-        return owner, session_token, link_token
+    right = await accounts.watch_right(owner, session.user if session else None, link_token)
+    if right is not None:
+        return owner, session_token, link_token, right
     if session is None and link_token is None:
         return error(401, f"sign in or use a share link to watch {owner}")
     return error(403, f"not allowed to watch {owner}")
@@ -437,13 +440,15 @@ async def watch_events(request: web.Request) -> web.StreamResponse:
     access = await _watch_access(request)
     if isinstance(access, web.Response):
         return access
-    owner, session_token, link_token = access
+    owner, session_token, link_token, right = access
     hub = request.app[LIVE]
+    # The address as the sign-in bans see it (behind a trusted proxy, the client's).
+    viewer = Viewer(signed_in=right.signed_in, address=address_key(request.remote or ""), link_id=right.link_id)
     # The browser sends Last-Event-ID on its own reconnects; the first connection passes the
     # window's last_event_id in the query (EventSource cannot set headers).
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
     try:
-        subscription, start_id = hub.subscribe(owner, last_event_id)
+        subscription, start_id = hub.subscribe(owner, last_event_id, viewer=viewer)
     except TooManyStreams as exc:
         return error(429, str(exc), {"Retry-After": "30"})
     except HubClosed:

@@ -18,6 +18,7 @@ from aiohttp import web
 from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Accounts, Writer
 from tracker.appkeys import ACCOUNTS, BANS, SETTINGS
 from tracker.bans import Banned
+from tracker.influx.body import read_unauthenticated_body
 from tracker.influx.errors import InfluxError, json_response
 
 
@@ -149,7 +150,7 @@ async def issue_bearer_token(request: web.Request) -> web.Response:
 
 async def _json_credentials(request: web.Request) -> Credentials:
     try:
-        body = json.loads(await request.read())
+        body = json.loads(await read_unauthenticated_body(request))
     except ValueError:
         body = None
     username = (body.get("username") or "") if isinstance(body, dict) else None

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-import zlib
 from typing import Sequence, cast
 
 from aiohttp import web
@@ -15,6 +14,7 @@ from tracker import ingest, lineprotocol, vocabulary
 from tracker.accounts import Writer
 from tracker.appkeys import ACCOUNTS, SETTINGS
 from tracker.influx.auth import authenticate_writer
+from tracker.influx.body import read_body
 from tracker.influx.errors import InfluxError, no_content
 
 log = logging.getLogger(__name__)
@@ -121,59 +121,3 @@ def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tupl
         point.fields = cast("dict[str, lineprotocol.FieldValue]", fields)  # numbers only, now
         accepted.append(point)
     return accepted, rejected
-
-
-async def read_body(request: web.Request, limit: int | None = None) -> bytes:
-    """The request body, gunzipped if so labelled, within the configured limits (413 past them):
-    bytes as sent, bytes once inflated, and lines (counted before any parsing).
-
-    `limit` (bytes as sent) replaces the server's max body size for an endpoint with its own.
-    """
-    settings = request.app[SETTINGS]
-    limit = settings.max_body_size if limit is None else limit
-    if request.content_length is not None and request.content_length > limit:
-        raise InfluxError(413, "Request Entity Too Large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise InfluxError(413, "Request Entity Too Large")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if request.headers.get("Content-Encoding", "").lower() == "gzip" and body:
-        body = gunzip(body, settings.max_decompressed_size)
-    max_lines = settings.max_lines_per_request
-    if len(body) > max_lines:  # shorter bodies cannot hold more lines
-        lines = body.count(b"\n") + (not body.endswith(b"\n"))  # blank lines count too
-        if lines > max_lines:
-            raise InfluxError(413, f"Request Entity Too Large: {lines} lines, more than the limit of {max_lines} per request")
-    return body
-
-
-def gunzip(data: bytes, limit: int) -> bytes:
-    """Decompress one or more gzip members, refusing to grow past `limit` (a gzip bomb stays small)."""
-    if data[:2] != b"\x1f\x8b":
-        raise InfluxError(400, "gzip: invalid header")
-    out: list[bytes] = []
-    size = 0
-    while data:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            while True:
-                piece = inflater.decompress(data, limit + 1 - size)
-                size += len(piece)
-                out.append(piece)
-                if size > limit:
-                    raise InfluxError(413, f"Request Entity Too Large: body exceeds {limit} bytes once decompressed")
-                data = inflater.unconsumed_tail
-                if inflater.eof:
-                    break
-                if not data and not piece:  # input ran out before the stream ended
-                    raise InfluxError(400, "unexpected EOF")
-        except zlib.error:
-            raise InfluxError(400, "gzip: invalid data") from None
-        data = inflater.unused_data
-        if data and data[:2] != b"\x1f\x8b":
-            raise InfluxError(400, "gzip: invalid header")
-    return b"".join(out)
