@@ -65,7 +65,7 @@ _MISSING = [
 ]
 if _MISSING and IN_CI:
     raise RuntimeError("browser tests cannot run in CI: " + "; ".join(_MISSING))
-pytestmark = [pytest.mark.skipif(bool(_MISSING), reason="; ".join(_MISSING))]
+pytestmark = [pytest.mark.skipif(bool(_MISSING), reason="; ".join(_MISSING)), pytest.mark.slow]
 
 
 # ----- a real server in a subprocess -----

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.conftest import basic
 from tests.tracker_process import PASSWORD, TrackerProcess
+
+pytestmark = pytest.mark.slow  # a real server for many seconds: left out of `make test-fast`
 
 USER = "crash"
 KILLS = 24

@@ -30,6 +30,8 @@ import pytest
 
 from tests.tracker_process import TrackerProcess
 
+pytestmark = pytest.mark.slow  # a real server for many seconds: left out of `make test-fast`
+
 SEED = int(os.environ.get("FUZZ_SEED", "1405"))
 RANDOM_REQUESTS = 2500
 CONCURRENCY = 8
