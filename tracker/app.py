@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sys
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -289,9 +288,6 @@ def run(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
-    # A thread that wants the GIL gets it after 1 ms instead of 5 while query threads compute: the
-    # event loop answers others' requests sooner (the fairness test's p99 went from ~300 to ~120 ms).
-    sys.setswitchinterval(0.001)
     loop = _new_event_loop()
     log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
     web.run_app(
