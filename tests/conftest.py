@@ -16,7 +16,9 @@ from tracker.config import Settings
 from tracker.storage import AccountStore, SampleStore, StoredSample
 
 
-# Real argon2 at its cheapest: for tests that hash or check many passwords (the server's default is strong).
+# Real argon2 at its cheapest, for every test server and account made here (the server's default is
+# strong, and costs a third of a second a hash: most of the suite's time before). Tests of the
+# default's cost make their own.
 CHEAP_HASHING = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
 
 
@@ -34,7 +36,7 @@ async def add_user(settings: Settings) -> AsyncIterator[AddUser]:
     """Create accounts the way the CLI does: through a store of its own, beside the running server."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await AccountStore.open(settings.data_dir)
-    accounts = Accounts(store)
+    accounts = Accounts(store, password_context=CHEAP_HASHING)
 
     async def add(name: str, password: str) -> None:
         await accounts.add_user(name, password)
@@ -51,7 +53,7 @@ async def cli_accounts(settings: Settings) -> AsyncIterator[Accounts]:
     """The accounts as the CLI sees them: a store of its own beside the running server."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await AccountStore.open(settings.data_dir)
-    yield Accounts(store)
+    yield Accounts(store, password_context=CHEAP_HASHING)
     await store.close()
 
 
@@ -76,7 +78,7 @@ def revoke_token(cli_accounts: Accounts) -> Callable[[str, str], Awaitable[None]
 
 @pytest.fixture
 async def client(aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings, password_context=CHEAP_HASHING))
 
 
 def basic(user: str, password: str) -> dict[str, str]:
