@@ -49,7 +49,7 @@ TokenMaker = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-async def cli_accounts(settings: Settings) -> AsyncIterator[Accounts]:
+async def accounts(settings: Settings) -> AsyncIterator[Accounts]:
     """The accounts as the CLI sees them: a store of its own beside the running server."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await AccountStore.open(settings.data_dir)
@@ -58,20 +58,20 @@ async def cli_accounts(settings: Settings) -> AsyncIterator[Accounts]:
 
 
 @pytest.fixture
-def make_token(cli_accounts: Accounts) -> TokenMaker:
+def make_token(accounts: Accounts) -> TokenMaker:
     """`make_token(user, label, speed_unit="knots")` -> a new device token, as `tracker token create` makes it."""
 
     async def make(user: str, label: str, speed_unit: str = "knots") -> str:
-        token, _ = await cli_accounts.create_token(user, label, speed_unit)
+        token, _ = await accounts.create_token(user, label, speed_unit)
         return token
 
     return make
 
 
 @pytest.fixture
-def revoke_token(cli_accounts: Accounts) -> Callable[[str, str], Awaitable[None]]:
+def revoke_token(accounts: Accounts) -> Callable[[str, str], Awaitable[None]]:
     async def revoke(user: str, label: str) -> None:
-        assert await cli_accounts.revoke_token(user, label)
+        assert await accounts.revoke_token(user, label)
 
     return revoke
 

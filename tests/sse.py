@@ -5,15 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestClient
-
-from tracker.accounts import Accounts
-from tracker.storage import AccountStore
 
 
 @dataclass
@@ -81,15 +75,6 @@ async def open_stream(client: TestClient, url: str, headers: dict[str, str] | No
     assert response.status == 200, await response.text()
     assert response.headers["Content-Type"].startswith("text/event-stream")
     return EventStream(response)
-
-
-@pytest.fixture
-async def accounts(settings) -> AsyncIterator[Accounts]:  # type: ignore[no-untyped-def]
-    """The accounts as the CLI sees them: a store of its own beside the running server."""
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    store = await AccountStore.open(settings.data_dir)
-    yield Accounts(store)
-    await store.close()
 
 
 def cookie(client: TestClient, name: str) -> str | None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import AddUser, basic
-from tests.sse import accounts, sign_in  # noqa: F401  (accounts is a fixture)
+from tests.sse import sign_in
 from tests.test_cli import add_user, assert_one_line_error, invoke
 from tracker.accounts import Accounts
 from tracker.app import create_app

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import AddUser, basic
-from tests.sse import accounts, sign_in  # noqa: F401  (accounts is a fixture)
+from tests.sse import sign_in
 from tracker.accounts import Accounts, InvalidAlert, parse_quiet_time, validate_webhook_url
 from tracker.app import create_app
 from tracker.config import Settings

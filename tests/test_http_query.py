@@ -13,8 +13,6 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, basic
 from tracker.accounts import Accounts
-from tracker.config import Settings
-from tracker.storage import AccountStore
 
 AUTH = basic("test", "test1234")
 S = 1_000_000_000  # ns per second
@@ -433,13 +431,6 @@ async def test_401(loaded: TestClient, headers: dict[str, str], message: str) ->
         assert resp.status == 401
         assert await resp.json() == {"error": message}
         assert resp.headers["WWW-Authenticate"] == 'Basic realm="InfluxDB"'
-
-
-@pytest.fixture
-async def accounts(settings: Settings) -> Any:
-    store = await AccountStore.open(settings.data_dir)
-    yield Accounts(store)
-    await store.close()
 
 
 async def test_shares(loaded: TestClient, add_user: AddUser, accounts: Accounts) -> None:

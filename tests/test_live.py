@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, basic
 from tests.tracker_process import TrackerProcess
-from tests.sse import EventStream, accounts, open_stream, sign_in  # noqa: F401  (accounts is a fixture)
+from tests.sse import open_stream, sign_in
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.config import Settings

@@ -25,12 +25,6 @@ LINE = "samples hr_bpm=150 1700000000"
 
 
 @pytest.fixture
-def accounts(cli_accounts: Accounts) -> Accounts:
-    """The accounts as the CLI sees them: a store of its own beside the running server."""
-    return cli_accounts
-
-
-@pytest.fixture
 async def users(add_user: AddUser) -> None:
     await add_user("alice", "pw-alice")
     await add_user("bob", "pw-bob")

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, basic
-from tests.sse import accounts, cookie, open_stream, sign_in  # noqa: F401  (accounts is a fixture)
+from tests.sse import cookie, open_stream, sign_in
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.config import Settings
