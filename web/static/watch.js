@@ -402,26 +402,37 @@ function toLocalInput(ms) {
 }
 
 // ---- start ----------------------------------------------------------------------------------------
+const CONFIG_RETRY_MS = 3000;
 let configLoaded = false;
 let configLoading = false;
+let configRetry = null;
 
 async function loadConfig() {
   if (configLoading) return;
   configLoading = true;
   try {
     const res = await fetch(apiBase + "/config" + tokenQuery, { credentials: "same-origin", cache: "no-store" });
-    if (!res.ok || configLoaded) return;
-    const config = await res.json();
-    configLoaded = true;
-    const fields = fieldsFromConfig(config);
-    valueFields = fields.values;
-    charts.setFields(fields.charts);
-    scheduleRender();
-    mapView.addTiles(config);
+    const config = res.ok ? await res.json() : null;
+    if (config && !configLoaded) {
+      configLoaded = true;
+      const fields = fieldsFromConfig(config);
+      valueFields = fields.values;
+      charts.setFields(fields.charts);
+      scheduleRender();
+      mapView.addTiles(config);
+    }
   } catch (err) {
-    /* no config yet: the next window load asks again; the map stays blank meanwhile */
+    /* the server is away: asked again below */
   } finally {
     configLoading = false;
+  }
+  // Without the config there are no values or charts: ask again soon (a window load that succeeds
+  // after access came back asks at once).
+  if (!configLoaded && !configRetry && !state.error) {
+    configRetry = setTimeout(() => {
+      configRetry = null;
+      loadConfig();
+    }, CONFIG_RETRY_MS);
   }
 }
 
