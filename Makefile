@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "Tracker"
 	@echo "  make run     serve on http://$(HOST):$(PORT) with data in $(DATA) (HOST, PORT, DATA override)"
-	@echo "  make test    run the test suite (PYTEST_ARGS passed to pytest)"
+	@echo "  make test    run the test suite: the page scripts' unit tests (Node), then pytest (PYTEST_ARGS passed to it)"
 	@echo "  make test-fast  the daily loop: every test but the slow ones (servers under load, crashes, browser)"
 	@echo "  make bench   side-by-side load test against InfluxDB 1.x (see bench/README.md)"
 	@echo "  make clean   remove .venv, node_modules and caches (never the data folder)"
@@ -54,6 +54,7 @@ run: venv web-deps
 	$(VENV)/bin/tracker serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 test: venv web-deps
+	cd web && node --test --test-reporter=spec test/*.test.mjs
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: venv
