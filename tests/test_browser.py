@@ -532,7 +532,8 @@ def test_alerts_on_the_owner_page_and_devices_on_the_watch_page(
     page.fill("input[name=password]", PASSWORD)
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#alerts:not([hidden])", timeout=5000)
-    assert page.is_visible("#no-alerts")
+    # The section shows before its list has loaded: wait for the list's answer, "No alerts."
+    page.wait_for_selector("#no-alerts:not([hidden])", state="visible", timeout=5000)
     page.fill("#alert-after", "15")
     page.fill("#alert-webhook", "https://hooks.example.org/gina?key=1")
     page.click("#alert-form button[type=submit]")
