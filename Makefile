@@ -58,6 +58,7 @@ test: venv web-deps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: venv
+	cd web && node --test test/*.test.mjs
 	$(VENV)/bin/python -m pytest -q -m "not slow" -n 4 $(PYTEST_ARGS)
 
 # DUR (seconds per run), WORKLOADS, BENCH_PORT and COMPARE are read from the environment or the make command line.
