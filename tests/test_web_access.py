@@ -14,7 +14,7 @@ from tests.sse import cookie, open_stream, sign_in
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.config import Settings
-from tracker.web import STATIC_DIR
+from tracker.browser.pages import STATIC_DIR
 
 NewClient = Callable[[], Awaitable[TestClient]]
 DATA_URLS = ("/api/watch/alice/config", "/api/watch/alice/samples", "/api/watch/alice/events")
@@ -330,6 +330,11 @@ async def test_links_through_the_web_with_html_in_the_label(client: TestClient, 
 
     duplicate = await client.post("/api/links", json={"label": label}, headers=headers)
     assert duplicate.status == 409
+    # 409 means the label is taken, told by the error's type: a message that merely quotes such words is a 400.
+    wording = await client.post("/api/links", json={"label": "other", "expires": "already has"}, headers=headers)
+    assert wording.status == 400 and "invalid duration" in (await wording.json())["error"]
+    unit = await client.post("/api/tokens", json={"label": "phone", "speed_unit": "already has"}, headers=headers)
+    assert unit.status == 400 and "invalid speed unit" in (await unit.json())["error"]
     bad = await client.post("/api/links", json={"expires": "soon"}, headers=headers)
     assert bad.status == 400 and "invalid duration" in (await bad.json())["error"]
 

@@ -16,7 +16,7 @@ from passlib.context import CryptContext
 
 from tracker.accounts import Accounts, load_bearer_secret
 from tracker import senders
-from tracker import web as browser
+from tracker import browser
 from tracker.alerts import QuietAlerts
 from tracker.appkeys import (
     ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LIVE, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, WEBHOOKS,

@@ -1,0 +1,112 @@
+"""Sessions and CSRF: the session cookie, the double-submit token, who a request is signed in as (or
+the refusal), and reading a request's form or JSON body.
+
+Every state-changing request needs the CSRF token (double submit: the `tracker_csrf` cookie and the
+same value in the `X-CSRF-Token` header or a `csrf` form field; for a signed-in user it must also
+be the session's own token, and before sign-in a token this server signed that has not expired,
+so a pair planted by whoever can set a cookie for the host does not pass).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tracker import storage
+from tracker.appkeys import ACCOUNTS, SETTINGS
+from tracker.browser.errors import JSON, Refused
+
+SESSION_COOKIE = "tracker_session"
+CSRF_COOKIE = "tracker_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+# Lifetime of a pre-login CSRF token; a page is handed a new one once less than half of it is left,
+# and the sign-in form fetches a current one as it is sent.
+SIGN_IN_CSRF_SECONDS = 2 * 3600
+CSRF_REFUSED = "missing or wrong CSRF token: reload the page and try again"
+
+
+def set_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, value: str, *, httponly: bool,
+    max_age: float | None = None,
+) -> None:  # fmt: skip
+    seconds = int(request.app[SETTINGS].session_seconds if max_age is None else max_age)
+    response.set_cookie(
+        name, value, max_age=seconds, path="/", httponly=httponly or None, samesite="Lax", secure=request.secure or None
+    )
+
+
+async def csrf_cookie(request: web.Request, response: web.StreamResponse, session: storage.SessionRecord | None) -> str:
+    """The CSRF token the page must send, set as the `tracker_csrf` cookie unless the browser has it:
+    the session's own, or before sign-in a server-signed one (kept while over half its life is left)."""
+    current = request.cookies.get(CSRF_COOKIE, "")
+    accounts = request.app[ACCOUNTS]
+    if session is not None:
+        token, max_age = session.csrf, None
+    elif accounts.sign_in_csrf_left(current) > SIGN_IN_CSRF_SECONDS / 2:
+        return current
+    else:
+        token, max_age = accounts.issue_sign_in_csrf(SIGN_IN_CSRF_SECONDS), SIGN_IN_CSRF_SECONDS
+    if current != token:
+        set_cookie(request, response, CSRF_COOKIE, token, httponly=False, max_age=max_age)
+    return token
+
+
+def csrf_ok(request: web.Request, session: storage.SessionRecord | None, form_value: Any = None) -> bool:
+    supplied = request.headers.get(CSRF_HEADER) or (form_value if isinstance(form_value, str) else "")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    # surrogatepass: header bytes that are not UTF-8 arrive as surrogates; they must compare, not raise
+    supplied_bytes, cookie_bytes = supplied.encode("utf-8", "surrogatepass"), cookie.encode("utf-8", "surrogatepass")
+    if not supplied or not cookie or not hmac.compare_digest(supplied_bytes, cookie_bytes):
+        return False
+    if session is not None:
+        return hmac.compare_digest(supplied_bytes, session.csrf.encode())
+    # Before sign-in, cookie == field alone proves nothing: whoever can set a cookie for this host
+    # (a sibling subdomain over http) can plant both. Only a token this server signed passes.
+    return request.app[ACCOUNTS].sign_in_csrf_left(supplied) > 0
+
+
+def require_csrf(request: web.Request, session: storage.SessionRecord | None, form_value: Any = None) -> None:
+    """Refuses (403) a state-changing request without the right CSRF token."""
+    if not csrf_ok(request, session, form_value):
+        raise Refused(403, CSRF_REFUSED)
+
+
+async def current_session(request: web.Request) -> storage.SessionRecord | None:
+    token = request.cookies.get(SESSION_COOKIE, "")
+    return await request.app[ACCOUNTS].session(token) if token else None
+
+
+async def owner_session(request: web.Request, *, changes: bool) -> storage.SessionRecord:
+    """The signed-in user's session; refused without one, and for `changes` without the CSRF token."""
+    session = await current_session(request)
+    if changes:
+        # Checked first: a state-changing request without the token is refused whoever sends it.
+        require_csrf(request, session)
+    if session is None:
+        raise Refused(401, "not signed in")
+    return session
+
+
+def wants_json(request: web.Request) -> bool:
+    return request.content_type == JSON or JSON in request.headers.get("Accept", "")
+
+
+async def form(request: web.Request) -> Any:
+    """The form fields of the body; none when it is not a readable form (bad multipart, not UTF-8,
+    a charset nobody knows: LookupError)."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError):
+        return {}
+
+
+async def json_body(request: web.Request) -> dict[str, Any] | None:
+    # JSON is UTF-8 (RFC 8259): the bytes are parsed as sent, whatever charset the client declared.
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None

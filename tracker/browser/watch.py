@@ -1,0 +1,188 @@
+"""The watch page's data: its settings, a window of samples, the devices, and the live event stream.
+
+Authorization is `Accounts.watch_right` for everything under /api/watch/: the owner, a reader the
+owner shares with, anyone for a public profile, or a share link's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, NamedTuple
+
+from aiohttp import web
+
+from tracker import storage, vocabulary
+from tracker.accounts import InvalidUsername, WatchRight, validate_username
+from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES, SETTINGS
+from tracker.bans import address_key
+from tracker.browser.errors import Refused, json_response
+from tracker.browser.session import SESSION_COOKIE
+from tracker.live import HubClosed, TooManyStreams, Viewer
+
+DEFAULT_WINDOW_NS = 10 * 60 * 10**9
+DEFAULT_MAX_POINTS = 2000
+MAX_MAX_POINTS = 20_000
+
+
+class WatchAccess(NamedTuple):
+    owner: str
+    session_token: str  # the session cookie, re-checked while a stream lasts
+    link_token: str | None
+    right: WatchRight  # what grants it
+
+
+async def _watch_access(request: web.Request) -> WatchAccess:
+    """Who is watched and by what right; refused if the request may not watch them."""
+    owner = request.match_info["user"]
+    accounts = request.app[ACCOUNTS]
+    try:
+        validate_username(owner)
+    except InvalidUsername:
+        raise Refused(404, f"no tracker {owner}") from None
+    if not await accounts.user_exists(owner):
+        raise Refused(404, f"no tracker {owner}")
+    session_token = request.cookies.get(SESSION_COOKIE, "")
+    session = await accounts.session(session_token) if session_token else None
+    link_token = request.query.get("token") or None
+    right = await accounts.watch_right(owner, session.user if session else None, link_token)
+    if right is not None:
+        return WatchAccess(owner, session_token, link_token, right)
+    if session is None and link_token is None:
+        raise Refused(401, f"sign in or use a share link to watch {owner}")
+    raise Refused(403, f"not allowed to watch {owner}")
+
+
+async def _still_allowed(request: web.Request, owner: str, session_token: str, link_token: str | None) -> bool:
+    accounts = request.app[ACCOUNTS]
+    session = await accounts.session(session_token) if session_token else None
+    return await accounts.can_watch(owner, session.user if session else None, link_token)
+
+
+async def watch_config(request: web.Request) -> web.Response:
+    access = await _watch_access(request)
+    settings = request.app[SETTINGS]
+    return json_response(
+        {
+            "user": access.owner,
+            "tile_url": settings.tile_url,
+            "tile_attribution": settings.tile_attribution,
+            "fields": [{"key": f.key, "unit": f.unit, "meaning": f.meaning} for f in vocabulary.FIELDS],
+        }
+    )
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise Refused(400, f"{name} must be an integer, got {raw!r}") from None
+
+
+async def watch_samples(request: web.Request) -> web.Response:
+    owner = (await _watch_access(request)).owner
+    end = _int_param(request, "to", time.time_ns())
+    start = _int_param(request, "from", end - DEFAULT_WINDOW_NS)
+    max_points = _int_param(request, "max_points", DEFAULT_MAX_POINTS)
+    if start >= end:
+        raise Refused(400, "from must be before to")
+    if not 1 <= max_points <= MAX_MAX_POINTS:
+        raise Refused(400, f"max_points must be 1..{MAX_MAX_POINTS}")
+    # The hub position BEFORE the read: every event after it is either in this answer or will be
+    # replayed from it; never neither (an overlap is possible, the page merges by time).
+    position = request.app[LIVE].position(owner)
+    downsampled, rows = await storage.window_samples(request.app[SAMPLES], owner, start, end, max_points)
+    return json_response(
+        {
+            "from": start,
+            "to": end,
+            "downsampled": downsampled,
+            "last_event_id": position,
+            "samples": [{"t": t, "f": fields} for t, fields in rows],
+        }
+    )
+
+
+async def watch_devices(request: web.Request) -> web.Response:
+    """When each of the user's devices last sent a sample, newest first (device null: no device tag)."""
+    owner = (await _watch_access(request)).owner
+    seen = await request.app[ALERTS].last_seen(owner)
+    devices = sorted(seen.items(), key=lambda item: -item[1])
+    return json_response({"devices": [{"device": device, "last_sample_ns": ns} for device, ns in devices]})
+
+
+async def watch_events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: one `samples` event per committed write, `reset` when the page must refetch."""
+    owner, session_token, link_token, right = await _watch_access(request)
+    hub = request.app[LIVE]
+    # The address as the sign-in bans see it (behind a trusted proxy, the client's).
+    viewer = Viewer(signed_in=right.signed_in, address=address_key(request.remote or ""), link_id=right.link_id)
+    # The browser sends Last-Event-ID on its own reconnects; the first connection passes the
+    # window's last_event_id in the query (EventSource cannot set headers).
+    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
+    try:
+        subscription, start_id = hub.subscribe(owner, last_event_id, viewer=viewer)
+    except TooManyStreams as exc:
+        raise Refused(429, str(exc), {"Retry-After": "30"}) from None
+    except HubClosed:
+        raise Refused(503, "the server is shutting down") from None
+    with subscription:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",  # a proxy must pass every event on at once
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        try:
+            await response.prepare(request)
+            # Without a position from the page, the stream starts now: say where, so that a
+            # reconnect before the first event still resumes without a gap. (Only our own id is echoed.)
+            first = b"retry: 2000\n"
+            if last_event_id is None:
+                first += b"id: " + start_id.encode() + b"\n"
+            await response.write(first + b"\n")
+            await _pump(request, response, subscription, owner, session_token, link_token)
+        except ConnectionResetError:
+            pass  # the viewer went away
+        return response
+
+
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    subscription: Any,
+    owner: str,
+    session_token: str,
+    link_token: str | None,
+) -> None:
+    settings, accounts = request.app[SETTINGS], request.app[ACCOUNTS]
+    loop = asyncio.get_running_loop()
+    heartbeat, recheck = settings.live_heartbeat_seconds, settings.live_recheck_seconds
+    next_ping = loop.time() + heartbeat
+    next_check = loop.time() + recheck
+    version = await accounts.data_version()
+    while True:
+        try:
+            events = await subscription.next_events(max(0.0, min(next_ping, next_check) - loop.time()))
+        except HubClosed:
+            return
+        now = loop.time()
+        # Access is re-checked on a timer (expiry) and before each event whenever anything in the
+        # accounts file changed (a revoked link, public off, a removed share): cheap when nothing did.
+        current = await accounts.data_version() if events or now >= next_check else version
+        if now >= next_check or current != version:
+            if not await _still_allowed(request, owner, session_token, link_token):
+                await response.write(b'event: denied\ndata: {"error": "access to this tracker has ended"}\n\n')
+                return
+            version, next_check = current, now + recheck
+        if events:
+            await response.write(b"".join(event.encode() for event in events))
+            next_ping = now + heartbeat
+        elif now >= next_ping:
+            await response.write(b": ping\n\n")
+            next_ping = now + heartbeat
