@@ -13,7 +13,7 @@ import {
   powerBalance,
   readoutText,
   wantedKeys,
-} from "../static/watch/fields.js";
+} from "../../tracker/browser/static/watch/fields.js";
 
 // What GET /api/watch/NAME/config lists today (tracker/vocabulary.py), in the server's order.
 const SERVER_FIELDS = [

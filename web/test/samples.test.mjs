@@ -18,7 +18,7 @@ import {
   valueAges,
   windowBounds,
   windowQuery,
-} from "../static/watch/samples.js";
+} from "../../tracker/browser/static/watch/samples.js";
 
 const S = 1e9; // ns per second
 
