@@ -44,6 +44,7 @@ from tracker.accounts import (
 )
 from tracker.appkeys import ACCOUNTS, ALERTS, BANS, LIVE, SAMPLES, SETTINGS, WEBHOOKS
 from tracker.bans import Banned, address_key
+from tracker.http.responses import private_json_response as json_response
 from tracker.live import HubClosed, TooManyStreams, Viewer
 
 log = logging.getLogger(__name__)
@@ -118,15 +119,6 @@ def add_routes(app: web.Application) -> None:
 
 
 # ----- small helpers -----
-
-
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    response = web.Response(status=status, body=orjson.dumps(payload), content_type=JSON)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    if headers:
-        response.headers.update(headers)
-    return response
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
