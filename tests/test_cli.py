@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from passlib.context import CryptContext
 
 from tracker.accounts import Accounts
 from tracker.cli import CliOptions, cli
+from tracker.config import SERVE_FLAGS, Settings, env_name
 from tracker.storage import AccountStore, SampleStore
 
 FAST = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
@@ -339,3 +342,80 @@ def test_missing_data_dir_is_reported_not_created(tmp_path: Path) -> None:
     for args in (["user", "list"], ["share", "list"], ["user", "delete", "alice", "--yes"]):
         assert_one_line_error(invoke([*args, "--data-dir", str(missing)]), "no accounts file", "typo")
     assert not missing.exists()
+
+
+# ----- serve's flags and variables: one table, the README and --help agree -----
+
+
+def readme_table(heading: str) -> list[str]:
+    """The rows of the first table under `heading` in the README."""
+    lines = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(heading)
+    rows: list[str] = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows or line.startswith("#"):
+            break
+    assert len(rows) > 2, heading
+    return rows[2:]  # without the header and its rule
+
+
+def serve_flags_and_variables() -> tuple[set[str], set[str]]:
+    flags = {flag for _, flag, _, _ in SERVE_FLAGS}
+    variables = {env_name(f.name) for f in dataclasses.fields(Settings)}
+    return flags, variables
+
+
+def test_serve_flags_come_from_the_settings_table() -> None:
+    serve = cli.commands["serve"]
+    given = {opt for param in serve.params for opt in param.opts} - {"-h", "--help"}
+    flags, _ = serve_flags_and_variables()
+    assert given == flags
+    # every flag sets the setting of its name (some flags are named otherwise, e.g. --max-streams)
+    assert {param.name for param in serve.params} - {"help"} == {setting for setting, *_ in SERVE_FLAGS}
+
+
+def test_readme_lists_every_serve_flag_and_variable() -> None:
+    rows = readme_table("### Settings") + readme_table("## Limits")
+    text = "\n".join(rows)
+    listed_flags = set(re.findall(r"`(--[a-z][a-z-]*)`", text))
+    listed_variables = set(re.findall(r"\bTRACKER_[A-Z_]*[A-Z]\b", text))
+    flags, variables = serve_flags_and_variables()
+    assert flags - listed_flags == set()
+    assert variables - listed_variables == set()
+    assert listed_variables - variables == set()  # no variable the server does not read
+
+
+def test_serve_help_shows_every_flag_and_variable() -> None:
+    result = invoke(["serve", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    flags, _ = serve_flags_and_variables()
+    for setting, flag, _, _ in SERVE_FLAGS:
+        assert flag in result.output
+        assert env_name(setting) in result.output
+    assert "[default: 25000000]" in result.output  # defaults are shown
+
+
+def test_serve_flags_reach_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Settings] = []
+    monkeypatch.setattr("tracker.app.run", seen.append)
+    args = [
+        "--max-streams", "300", "--max-streams-per-user", "100", "--auth-failure-window", "30", "--auth-ban", "40",
+        "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "127.0.0.1", "--log-level", "DEBUG",
+        "--alert-timeout", "3", "--reserved-streams", "5", "--webhook-allow-private", "--query-workers", "3",
+        "--data-dir", "somewhere",
+    ]  # fmt: skip
+    result = invoke(["serve", *args], env={"TRACKER_MAX_HEADER_SIZE": "9000", "TRACKER_TRUSTED_PROXIES": "::1"})
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert settings.live_max_streams == 300 and settings.live_max_streams_per_user == 100
+    assert settings.auth_failure_window_seconds == 30 and settings.auth_ban_seconds == 40
+    assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")  # flags win over the variable
+    assert settings.log_level == "debug" and settings.alert_timeout_seconds == 3
+    assert settings.live_reserved_streams == 5 and settings.webhook_allow_private is True
+    assert settings.query_workers == 3 and settings.data_dir == Path("somewhere")
+    assert settings.max_header_size == 9000  # from the environment
+    seen.clear()
+    assert invoke(["serve"], env={"TRACKER_TRUSTED_PROXIES": "::1"}).exit_code == 0
+    assert seen[0].trusted_proxies == ("::1",) and seen[0].webhook_allow_private is False

@@ -13,7 +13,7 @@ from tests.conftest import AddUser, basic
 from tests.sse import sign_in
 from tracker.app import create_app
 from tracker.config import Settings
-from tracker.forwarded import client_address, parse_address, parse_networks
+from tracker.http.forwarded import client_address, parse_address, parse_networks
 
 PROXIES = parse_networks(["127.0.0.1", "10.0.0.0/8", "fd00::/8"])
 

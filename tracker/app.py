@@ -23,11 +23,13 @@ from tracker.appkeys import (
 )  # fmt: skip
 from tracker.bans import AuthBans
 from tracker.config import Settings
-from tracker.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
-from tracker.influx import auth, query, status, write
-from tracker.influx.errors import Handler, InfluxError, influx_conventions
+from tracker.http import auth
+from tracker.http.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
+from tracker.http.inflating import InflateBudget
+from tracker.http.responses import InfluxError
+from tracker.influx import query, status, write
+from tracker.influx.errors import Handler, influx_conventions
 from tracker.influx.workers import QueryWorkers
-from tracker.inflating import InflateBudget
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import AccountStore, SampleStore
@@ -102,7 +104,7 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
     #      and request.secure says whether the client used https.
     #   3. body_deadline: a body that does not arrive within read_timeout fails its reader (408).
     #   4. inflate_lease: what the request inflates is charged to the server's budget until it is done.
-    # Authentication is no middleware: the views call it (influx/auth.py, web.login), counted per
+    # Authentication is no middleware: the views call it (http/auth.py, web.login), counted per
     # client address by app[BANS], and then decide what the user may do.
     middlewares: list[Middleware] = [influx_conventions]
     if settings.trusted_proxies:

@@ -9,7 +9,7 @@ from tracker.bans import AuthBans
 from tracker.alerts import QuietAlerts
 from tracker.config import Settings
 from tracker.influx.workers import QueryWorkers
-from tracker.inflating import InflateBudget, InflateLease
+from tracker.http.inflating import InflateBudget, InflateLease
 from tracker.live import LiveHub
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore

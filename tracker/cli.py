@@ -35,7 +35,7 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker import backup as backups
-from tracker.config import Settings
+from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name
 from tracker.retention import describe, parse_retention
 from tracker.webhooks import WebhookDestinations
 from tracker.storage import (
@@ -46,7 +46,7 @@ from tracker.storage import (
 T = TypeVar("T")
 
 DATA_DIR_ENV = "TRACKER_DATA_DIR"
-DEFAULT_DATA_DIR = Settings().data_dir
+DEFAULT_DATA_DIR = DEFAULTS.data_dir
 
 # Failures a user can cause or fix; anything else is a bug and keeps its traceback.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
@@ -178,34 +178,33 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
 
 # ----- tracker -----
 
-# `serve` flags for the limits (README "Limits"): (setting, type, what it bounds). Each flag is the
-# setting's name with dashes and overrides TRACKER_<SETTING>.
-_LIMITS: tuple[tuple[str, type, str], ...] = (
-    ("max_decompressed_size", int, "Bytes a gzip body may inflate to; then 413."),
-    ("max_inflight_decompressed", int, "Bytes all gzip bodies being handled may inflate to together; then 503."),
-    ("max_line_length", int, "Bytes in one line of line protocol; a longer line is refused."),
-    ("max_lines_per_request", int, "Lines in one write body; then 413."),
-    ("max_query_length", int, "Characters of InfluxQL in one query; then 400."),
-    ("max_select_points", int, "Rows one SELECT may return, 0 for no limit; then an error in the result."),
-    ("max_select_buckets", int, "GROUP BY time buckets one SELECT may make, 0 for no limit; then an error in the result."),
-    ("query_timeout", float, "Seconds one query may run, 0 for no limit; then an error in the result."),
-    ("query_workers", int, "Threads for the Python side of queries (tag matching, buckets, encoding)."),
-    ("query_workers_per_user", int, "Query threads one user may hold at once; their other queries wait."),
-    ("read_timeout", float, "Seconds a client gets to send a request's head, and again its body; also the idle timeout."),
-    ("max_url_length", int, "Bytes in a request URL (path and query string); then 400."),
-    ("max_header_size", int, "Bytes in one request header (name and value); then 400."),
-)
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
-def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for name, kind, text in reversed(_LIMITS):
-        default = getattr(Settings(), name)
-        command = click.option(
-            "--" + name.replace("_", "-"), name, type=kind,
-            help=f"{text} (env TRACKER_{name.upper()}) [default: {default}]",
-        )(command)  # fmt: skip
+def _serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`serve`'s flags, one per entry of SERVE_FLAGS: each overrides its TRACKER_* variable (read by
+    Settings.from_env, so a flag not given is None here)."""
+    for setting, flag, text, extra in reversed(SERVE_FLAGS):
+        kind = FIELD_TYPES[setting]
+        env = env_name(setting) + (", comma-separated" if extra.get("repeatable") else "")
+        default = extra.get("default", _shown(getattr(DEFAULTS, setting)))
+        option: dict[str, Any] = {"help": f"{text} (env {env}) [default: {default}]", "metavar": extra.get("metavar")}
+        if extra.get("repeatable"):
+            option.update(multiple=True)
+        elif kind is bool:
+            option.update(is_flag=True, default=None)
+        elif "choices" in extra:
+            option.update(type=click.Choice(extra["choices"], case_sensitive=False))
+        elif kind is Path:
+            option.update(type=click.Path(file_okay=False, path_type=Path))
+        else:
+            option.update(type=kind)
+        command = click.option(flag, setting, **option)(command)
     return command
-
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -215,141 +214,15 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--host", help="Address to listen on (env TRACKER_HOST) [default: 127.0.0.1].")
-@click.option("--port", type=int, help="TCP port (env TRACKER_PORT) [default: 8086].")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help=f"Data folder (env {DATA_DIR_ENV}) [default: {DEFAULT_DATA_DIR}].",
-)
-@click.option(
-    "--max-body-size",
-    type=int,
-    help=f"Largest accepted request body in bytes (env TRACKER_MAX_BODY_SIZE) [default: {Settings().max_body_size}].",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    help="Logging level (env TRACKER_LOG_LEVEL) [default: info].",
-)
-@click.option("--tile-url", help=f"Map tile URL template (env TRACKER_TILE_URL) [default: {Settings().tile_url}].")
-@click.option("--tile-attribution", help="Credit shown on the map (env TRACKER_TILE_ATTRIBUTION).")
-@click.option("--public-url", help="How others reach this server, for share links (env TRACKER_PUBLIC_URL).")
-@click.option(
-    "--trusted-proxy",
-    "trusted_proxies",
-    multiple=True,
-    metavar="ADDRESS|NETWORK",
-    help="A reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable "
-    "(env TRACKER_TRUSTED_PROXIES, comma-separated) [default: none].",
-)
-@click.option(
-    "--max-auth-failures",
-    type=int,
-    help=f"Failed password checks from one address that ban it; 0: no bans (env TRACKER_MAX_AUTH_FAILURES) "
-    f"[default: {Settings().max_auth_failures}].",
-)
-@click.option(
-    "--auth-failure-window",
-    type=float,
-    metavar="SECONDS",
-    help=f"The window in which those failures count (env TRACKER_AUTH_FAILURE_WINDOW_SECONDS) "
-    f"[default: {Settings().auth_failure_window_seconds:g}].",
-)
-@click.option(
-    "--auth-ban",
-    type=float,
-    metavar="SECONDS",
-    help=f"How long a ban lasts (env TRACKER_AUTH_BAN_SECONDS) [default: {Settings().auth_ban_seconds:g}].",
-)
-@click.option("--max-streams", type=int, help="Open live streams in total (env TRACKER_LIVE_MAX_STREAMS).")
-@click.option(
-    "--max-streams-per-user", type=int, help="Open live streams watching one user (env TRACKER_LIVE_MAX_STREAMS_PER_USER)."
-)
-@click.option(
-    "--max-streams-per-address",
-    type=int,
-    help="Open live streams of viewers without sign-in from one client address, an IPv6 /64 as one "
-    f"(env TRACKER_LIVE_MAX_STREAMS_PER_ADDRESS) [default: {Settings().live_max_streams_per_address}].",
-)
-@click.option(
-    "--max-streams-per-link",
-    type=int,
-    help="Open live streams on one share link (env TRACKER_LIVE_MAX_STREAMS_PER_LINK) "
-    f"[default: {Settings().live_max_streams_per_link}].",
-)
-@click.option(
-    "--reserved-streams",
-    type=int,
-    help="Places of --max-streams-per-user and --max-streams kept for the owner and signed-in readers "
-    f"(env TRACKER_LIVE_RESERVED_STREAMS) [default: {Settings().live_reserved_streams}].",
-)
-@click.option(
-    "--retention",
-    metavar="DURATION",
-    help="Keep samples this long unless a user has a retention of their own: 8h, 90m, 7d, 2w, or inf "
-    "(env TRACKER_RETENTION) [default: inf, keep everything].",
-)
-@click.option(
-    "--bearer-token-seconds",
-    type=float,
-    help=f"Lifetime of a bearer token from POST /auth (env TRACKER_BEARER_TOKEN_SECONDS) [default: {Settings().bearer_token_seconds:g}].",
-)
-@click.option(
-    "--alert-attempts", type=int, help=f"Tries per alert webhook notice (env TRACKER_ALERT_ATTEMPTS) [default: {Settings().alert_attempts}]."
-)
-@click.option(
-    "--alert-timeout",
-    type=float,
-    help=f"Seconds one webhook attempt may take (env TRACKER_ALERT_TIMEOUT_SECONDS) [default: {Settings().alert_timeout_seconds:g}].",
-)
-@click.option(
-    "--webhook-allow-private",
-    is_flag=True,
-    default=None,
-    help="Let alert webhooks reach loopback, LAN and other non-public addresses, e.g. a Home Assistant on the LAN "
-    "(env TRACKER_WEBHOOK_ALLOW_PRIVATE=1) [default: public addresses only].",
-)
-@click.option(
-    "--api-max-samples",
-    type=int,
-    help=f"Samples per POST /api/v1/samples (env TRACKER_API_MAX_SAMPLES) [default: {Settings().api_max_samples}].",
-)
-@click.option(
-    "--api-max-body-size",
-    type=int,
-    help=f"Body bytes per POST /api/v1/samples (env TRACKER_API_MAX_BODY_SIZE) [default: {Settings().api_max_body_size}].",
-)
-@_limit_options
-def serve(
-    host: str | None, port: int | None, data_dir: Path | None, max_body_size: int | None, log_level: str | None,
-    tile_url: str | None, tile_attribution: str | None, public_url: str | None, trusted_proxies: tuple[str, ...],
-    max_auth_failures: int | None, auth_failure_window: float | None, auth_ban: float | None,
-    max_streams: int | None, max_streams_per_user: int | None, max_streams_per_address: int | None,
-    max_streams_per_link: int | None, reserved_streams: int | None, retention: str | None,
-    bearer_token_seconds: float | None,
-    alert_attempts: int | None, alert_timeout: float | None, webhook_allow_private: bool | None,
-    api_max_samples: int | None, api_max_body_size: int | None, **limits: Any,
-) -> None:  # fmt: skip
+@_serve_options
+def serve(**flags: Any) -> None:
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
     Flags override TRACKER_* environment variables, which override the defaults.
     """
     try:
-        settings = Settings.from_env(
-            host=host, port=port, data_dir=data_dir, max_body_size=max_body_size,
-            log_level=log_level.lower() if log_level else None,
-            tile_url=tile_url, tile_attribution=tile_attribution, public_url=public_url,
-            trusted_proxies=trusted_proxies or None, max_auth_failures=max_auth_failures,
-            auth_failure_window_seconds=auth_failure_window, auth_ban_seconds=auth_ban,
-            live_max_streams=max_streams, live_max_streams_per_user=max_streams_per_user,
-            live_max_streams_per_address=max_streams_per_address, live_max_streams_per_link=max_streams_per_link,
-            live_reserved_streams=reserved_streams, retention=retention,
-            bearer_token_seconds=bearer_token_seconds, api_max_samples=api_max_samples,
-            api_max_body_size=api_max_body_size,
-            alert_attempts=alert_attempts, alert_timeout_seconds=alert_timeout,
-            webhook_allow_private=webhook_allow_private, **limits,
-        )  # fmt: skip
+        # A repeatable flag not given is (): not given, like None.
+        settings = Settings.from_env(**{name: value if value != () else None for name, value in flags.items()})
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -6,7 +6,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, get_type_hints
 
 from tracker.retention import parse_retention
 
@@ -106,7 +106,7 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            raw = env.get(env_name(f.name))
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -186,6 +186,113 @@ class Settings:
         return replace(self, **changes)
 
 
+# The settings `tracker serve` takes as flags: (setting, flag, help, options). Each also comes from
+# TRACKER_<SETTING>; a setting not listed here comes only from the environment. Options: "metavar",
+# "choices" (case-insensitive), "repeatable" (a tuple setting: the flag may be given again and again;
+# its variable is comma-separated), "default" (how the default is shown, if not as the value itself).
+SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
+    ("host", "--host", "Address to listen on.", {}),
+    ("port", "--port", "TCP port.", {}),
+    ("data_dir", "--data-dir", "Data folder.", {}),
+    ("max_body_size", "--max-body-size", "Largest accepted request body in bytes.", {}),
+    ("log_level", "--log-level", "Logging level.", {"choices": ("debug", "info", "warning", "error")}),
+    ("tile_url", "--tile-url", "Map tile URL template.", {}),
+    ("tile_attribution", "--tile-attribution", "Credit shown on the map.", {}),
+    ("public_url", "--public-url", "How others reach this server, for share links.", {"default": "http://HOST:PORT"}),
+    (
+        "trusted_proxies", "--trusted-proxy", "A reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable.",
+        {"metavar": "ADDRESS|NETWORK", "repeatable": True, "default": "none"},
+    ),
+    ("max_auth_failures", "--max-auth-failures", "Failed password checks from one address that ban it; 0: no bans.", {}),
+    (
+        "auth_failure_window_seconds", "--auth-failure-window", "The window in which those failures count.",
+        {"metavar": "SECONDS"},
+    ),
+    ("auth_ban_seconds", "--auth-ban", "How long a ban lasts.", {"metavar": "SECONDS"}),
+    ("live_max_streams", "--max-streams", "Open live streams in total.", {}),
+    ("live_max_streams_per_user", "--max-streams-per-user", "Open live streams watching one user.", {}),
+    (
+        "live_max_streams_per_address", "--max-streams-per-address",
+        "Open live streams of viewers without sign-in from one client address, an IPv6 /64 as one.", {},
+    ),
+    ("live_max_streams_per_link", "--max-streams-per-link", "Open live streams on one share link.", {}),
+    (
+        "live_reserved_streams", "--reserved-streams",
+        "Places of --max-streams-per-user and --max-streams kept for the owner and signed-in readers.", {},
+    ),
+    (
+        "retention", "--retention",
+        "Keep samples this long unless a user has a retention of their own: 8h, 90m, 7d, 2w, or inf.",
+        {"metavar": "DURATION", "default": "inf, keep everything"},
+    ),
+    ("bearer_token_seconds", "--bearer-token-seconds", "Lifetime of a bearer token from POST /auth.", {}),
+    ("alert_attempts", "--alert-attempts", "Tries per alert webhook notice.", {}),
+    ("alert_timeout_seconds", "--alert-timeout", "Seconds one webhook attempt may take.", {}),
+    (
+        "webhook_allow_private", "--webhook-allow-private",
+        "Let alert webhooks reach loopback, LAN and other non-public addresses, e.g. a Home Assistant on the LAN.",
+        {"default": "public addresses only"},
+    ),
+    ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),
+    ("api_max_body_size", "--api-max-body-size", "Body bytes per POST /api/v1/samples.", {}),
+    # The limits (README "Limits").
+    ("max_decompressed_size", "--max-decompressed-size", "Bytes a gzip body may inflate to; then 413.", {}),
+    (
+        "max_inflight_decompressed", "--max-inflight-decompressed",
+        "Bytes all gzip bodies being handled may inflate to together; then 503.", {},
+    ),
+    ("max_line_length", "--max-line-length", "Bytes in one line of line protocol; a longer line is refused.", {}),
+    ("max_lines_per_request", "--max-lines-per-request", "Lines in one write body; then 413.", {}),
+    ("max_query_length", "--max-query-length", "Characters of InfluxQL in one query; then 400.", {}),
+    (
+        "max_select_points", "--max-select-points",
+        "Rows one SELECT may return, 0 for no limit; then an error in the result.", {},
+    ),
+    (
+        "max_select_buckets", "--max-select-buckets",
+        "GROUP BY time buckets one SELECT may make, 0 for no limit; then an error in the result.", {},
+    ),
+    ("query_timeout", "--query-timeout", "Seconds one query may run, 0 for no limit; then an error in the result.", {}),
+    ("query_workers", "--query-workers", "Threads for the Python side of queries (tag matching, buckets, encoding).", {}),
+    (
+        "query_workers_per_user", "--query-workers-per-user",
+        "Query threads one user may hold at once; their other queries wait.", {},
+    ),
+    (
+        "read_timeout", "--read-timeout",
+        "Seconds a client gets to send a request's head, and again its body; also the idle timeout.", {},
+    ),
+    ("max_url_length", "--max-url-length", "Bytes in a request URL (path and query string); then 400.", {}),
+    ("max_header_size", "--max-header-size", "Bytes in one request header (name and value); then 400.", {}),
+)  # fmt: skip
+
+# The defaults, built once.
+DEFAULTS = Settings()
+# Each setting's type (int, float, str, bool, Path, tuple[str, ...]).
+FIELD_TYPES: dict[str, Any] = get_type_hints(Settings)
+
+
+def env_name(setting: str) -> str:
+    """The environment variable a setting comes from: TRACKER_<SETTING>."""
+    return ENV_PREFIX + setting.upper()
+
+
+def _check_serve_flags() -> None:
+    names = {f.name for f in fields(Settings)}
+    seen_flags: set[str] = set()
+    for setting, flag, _, _ in SERVE_FLAGS:
+        if setting not in names:
+            raise AssertionError(f"SERVE_FLAGS names {setting!r}, which is no setting")
+        if flag in seen_flags:
+            raise AssertionError(f"SERVE_FLAGS gives {flag} twice")
+        seen_flags.add(flag)
+    if len({setting for setting, *_ in SERVE_FLAGS}) != len(SERVE_FLAGS):
+        raise AssertionError("SERVE_FLAGS names a setting twice")
+
+
+_check_serve_flags()
+
+
 def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
@@ -202,5 +309,5 @@ def _convert(name: str, raw: str) -> Any:
                 raise ValueError
             return raw.lower() in ("1", "true", "yes", "on")
     except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}: expected a {kind}, got {raw!r}") from None
+        raise ValueError(f"{env_name(name)}: expected a {kind}, got {raw!r}") from None
     return raw

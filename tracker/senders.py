@@ -19,9 +19,9 @@ from aiohttp import web
 from tracker import apps, ingest, jsonapi, openapi
 from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Writer
 from tracker.appkeys import ACCOUNTS, SETTINGS
-from tracker.influx.auth import authenticate_writer, check_writer, credentials_from
-from tracker.influx.errors import InfluxError, json_response
-from tracker.influx.body import read_body, read_unauthenticated_body
+from tracker.http.auth import authenticate_writer, check_writer, credentials_from
+from tracker.http.body import read_body, read_unauthenticated_body
+from tracker.http.responses import InfluxError, json_response
 from tracker.lineprotocol import Point
 from tracker.storage import ON_CONFLICT
 from tracker.vocabulary import MEASUREMENT

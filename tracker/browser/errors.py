@@ -10,14 +10,15 @@ answered, in InfluxDB's form, by the application's middleware.
 from __future__ import annotations
 
 import functools
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
-import orjson
 from aiohttp import web
 
-from tracker.influx.errors import InfluxError
+from tracker.http.responses import JSON, InfluxError
+from tracker.http.responses import private_json_response as json_response
 
-JSON = "application/json"
+__all__ = ["JSON", "Refused", "error_response", "json_response", "refusals", "render"]
+
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,15 +37,6 @@ class Refused(InfluxError):
     ) -> None:
         super().__init__(status, message, headers, details=details)
         self.plain = plain
-
-
-def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    response = web.Response(status=status, body=orjson.dumps(payload), content_type=JSON)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    if headers:
-        response.headers.update(headers)
-    return response
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:

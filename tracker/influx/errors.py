@@ -1,79 +1,21 @@
-"""InfluxDB 1.x response conventions: version headers, request ids, and the error body form."""
+"""InfluxDB 1.x response conventions: version headers, request ids, and errors in its form on every answer
+(the error form itself is in tracker.http.responses)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable
 
-import orjson
 from aiohttp import web
 
+from tracker.http.responses import JSON, InfluxError, error_response, request_id_of
 from tracker.storage import StorageUnavailable
 
 INFLUX_VERSION = "1.8.10"  # what clients read from X-Influxdb-Version; we speak 1.8's dialect
-JSON = "application/json"
-_MAX_ERROR_HEADER = 1024  # InfluxDB truncates X-Influxdb-Error to this many bytes
 # A full or read-only disk answers 503 with this Retry-After: Telegraf keeps such a batch and retries
 # it, influxdb-client waits this long. Short, so that data flows again soon after space is freed.
 STORAGE_RETRY_AFTER_SECONDS = 10
 log = logging.getLogger(__name__)
-
-
-class InfluxError(Exception):
-    """Raised by a view to answer with InfluxDB's error form."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        headers: Mapping[str, str] | None = None,
-        *,
-        details: Mapping[str, object] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = dict(headers or {})  # e.g. Retry-After
-        self.details = dict(details or {})  # more keys of the body beside "error", e.g. the JSON API's "errors"
-
-
-# Control characters cannot go into a header (aiohttp refuses to send them): spaces instead, so a
-# multi-line parse error is joined with spaces, and a NUL from a client's input does no harm.
-_CONTROL_TO_SPACE = dict.fromkeys([*range(0x20), 0x7F], " ")
-
-
-def header_safe(text: str) -> str:
-    """`text` fit for a header value: UTF-8 (a client's undecodable bytes become '?'), no control characters."""
-    return text.encode("utf-8", "replace").decode("utf-8").translate(_CONTROL_TO_SPACE)
-
-
-def request_id_of(request: web.BaseRequest) -> str:
-    """The client's request id (X-Request-Id, else Request-Id), or a new one."""
-    given = request.headers.get("X-Request-Id") or request.headers.get("Request-Id")
-    return header_safe(given) if given else str(uuid.uuid4())
-
-
-def error_response(
-    status: int, message: str, headers: Mapping[str, str] | None = None, details: Mapping[str, object] | None = None
-) -> web.Response:
-    """`{"error":"<msg>"}\\n` (and `details`' keys) with X-Influxdb-Error, or WWW-Authenticate for a 401."""
-    message = message.encode("utf-8", "replace").decode("utf-8")  # a message may quote a client's bytes
-    body = {"error": message, **(details or {})}
-    response = web.Response(status=status, body=orjson.dumps(body) + b"\n", content_type=JSON)
-    if headers:
-        response.headers.update(headers)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="InfluxDB"'
-    else:
-        header = message.encode("utf-8")[:_MAX_ERROR_HEADER].decode("utf-8", "ignore")
-        response.headers["X-Influxdb-Error"] = header_safe(header)
-    return response
-
-
-def json_response(payload: object, *, status: int = 200, pretty: bool = False) -> web.Response:
-    option = orjson.OPT_INDENT_2 if pretty else 0
-    return web.Response(status=status, body=orjson.dumps(payload, option=option) + b"\n", content_type=JSON)
 
 
 def no_content() -> web.Response:

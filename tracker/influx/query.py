@@ -23,8 +23,9 @@ from aiohttp.web import ContentCoding
 
 from tracker.appkeys import ACCOUNTS, QUERY_WORKERS, SAMPLES, SETTINGS
 from tracker.influx import select
-from tracker.influx.auth import authenticate
-from tracker.influx.errors import INFLUX_VERSION, JSON, InfluxError, no_content, request_id_of
+from tracker.http.auth import authenticate
+from tracker.http.responses import JSON, InfluxError, request_id_of
+from tracker.influx.errors import INFLUX_VERSION, no_content
 from tracker.influx.influxql import (
     CreateDatabase,
     QueryParseError,

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from tracker.influx.errors import INFLUX_VERSION, json_response, no_content
+from tracker.http.responses import json_response
+from tracker.influx.errors import INFLUX_VERSION, no_content
 
 
 async def ping(request: web.Request) -> web.Response:

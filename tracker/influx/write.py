@@ -13,9 +13,10 @@ from aiohttp import web
 from tracker import ingest, lineprotocol, vocabulary
 from tracker.accounts import Writer
 from tracker.appkeys import ACCOUNTS, SETTINGS
-from tracker.influx.auth import authenticate_writer
-from tracker.influx.body import read_body
-from tracker.influx.errors import InfluxError, no_content
+from tracker.http.auth import authenticate_writer
+from tracker.http.body import read_body
+from tracker.http.responses import InfluxError
+from tracker.influx.errors import no_content
 
 log = logging.getLogger(__name__)
 

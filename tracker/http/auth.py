@@ -18,8 +18,8 @@ from aiohttp import web
 from tracker.accounts import BEARER_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX, Accounts, Writer
 from tracker.appkeys import ACCOUNTS, BANS, SETTINGS
 from tracker.bans import Banned
-from tracker.influx.body import read_unauthenticated_body
-from tracker.influx.errors import InfluxError, json_response
+from tracker.http.body import read_unauthenticated_body
+from tracker.http.responses import InfluxError, json_response
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from tracker.appkeys import INFLATE_LEASE, SETTINGS
-from tracker.influx.errors import InfluxError
-from tracker.inflating import RETRY_AFTER_SECONDS, BudgetSpent, GzipError, inflate
+from tracker.http.inflating import RETRY_AFTER_SECONDS, BudgetSpent, GzipError, inflate
+from tracker.http.responses import InfluxError
 
 # A body read before its sender is known: enough for any app's one location, too little to hurt.
 UNAUTHENTICATED_BODY_BYTES = 64 * 1024
