@@ -28,6 +28,12 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     return Settings(data_dir=tmp_path / "data", **getattr(request, "param", {}))
 
 
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data folder for tests that start no server of the `settings` kind (the CLI, files read directly)."""
+    return tmp_path / "data"
+
+
 AddUser = Callable[[str, str], Awaitable[None]]
 
 

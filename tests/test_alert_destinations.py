@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import AddUser, basic
 from tests.sse import sign_in
-from tests.test_cli import add_user, assert_one_line_error, invoke
+from tests.cli_helpers import add_user, assert_one_line_error, invoke
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.config import Settings

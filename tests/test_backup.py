@@ -18,28 +18,27 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from passlib.context import CryptContext
 
+from tests.conftest import CHEAP_HASHING
 from tests.tracker_process import HOST, TrackerProcess, clean_env
 from tracker import backup as backups
 from tracker.accounts import BEARER_SECRET_FILE, Accounts, load_bearer_secret
 from tracker.cli import CliOptions, cli
 from tracker.storage import ACCOUNT_MIGRATIONS, SAMPLE_MIGRATIONS, AccountStore, SampleStore
 
-FAST = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
 PASSWORDS = {"ann": "ann pass 1", "bob": "bob-pass-2"}
 SECOND = 10**9
 
 
 def invoke(args: list[str]) -> Result:
-    return CliRunner().invoke(cli, args, env={"TRACKER_DATA_DIR": None}, obj=CliOptions(password_context=FAST))
+    return CliRunner().invoke(cli, args, env={"TRACKER_DATA_DIR": None}, obj=CliOptions(password_context=CHEAP_HASHING))
 
 
 def add_users(data_dir: Path, passwords: dict[str, str] = PASSWORDS) -> None:
     async def add() -> None:
         store = await AccountStore.open(data_dir)
         try:
-            accounts = Accounts(store, password_context=FAST)
+            accounts = Accounts(store, password_context=CHEAP_HASHING)
             for name, password in passwords.items():
                 await accounts.add_user(name, password)
         finally:

@@ -2,63 +2,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner, Result
-from passlib.context import CryptContext
 
+from tests.cli_helpers import add_user, assert_one_line_error, authenticate, invoke, run_tracker
+from tests.conftest import CHEAP_HASHING
 from tracker.accounts import Accounts
-from tracker.cli import CliOptions, cli
+from tracker.cli import cli
 from tracker.config import SERVE_FLAGS, Settings, env_name
 from tracker.storage import AccountStore, SampleStore
-
-FAST = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    # A fresh CliOptions per call, with a cheap hash; no TRACKER_* variable from the outer environment.
-    base_env = {"TRACKER_DATA_DIR": None, "TRACKER_PORT": None}
-    return CliRunner().invoke(
-        cli, args, input=input, env={**base_env, **(env or {})}, obj=CliOptions(password_context=FAST)
-    )
-
-
-def add_user(data_dir: Path, name: str, password: str = "pw") -> None:
-    result = invoke(["user", "add", name, "--password-stdin", "--data-dir", str(data_dir)], input=password + "\n")
-    assert result.exit_code == 0, result.output
-
-
-def authenticate(data_dir: Path, name: str, password: str) -> bool:
-    async def check() -> bool:
-        store = await AccountStore.open(data_dir)
-        try:
-            return await Accounts(store, password_context=FAST).authenticate(name, password)
-        finally:
-            await store.close()
-
-    return asyncio.run(check())
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 # ----- help -----
@@ -163,7 +119,7 @@ def test_user_passwd_ends_every_session(data_dir: Path) -> None:
     async def sessions(action: str) -> list[str | None]:
         store = await AccountStore.open(data_dir)
         try:
-            accounts = Accounts(store, password_context=FAST)
+            accounts = Accounts(store, password_context=CHEAP_HASHING)
             if action == "create":
                 made = [await accounts.create_session(name, 3600) for name in ("alice", "alice", "bob")]
                 return [token for token, _, _ in made]
@@ -296,17 +252,6 @@ def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], m
 
 
 # ----- the real program in a subprocess -----
-
-
-def run_tracker(
-    *args: str, input: str | None = None, env_data_dir: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    if env_data_dir is not None:
-        env["TRACKER_DATA_DIR"] = str(env_data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", *args], input=input, capture_output=True, text=True, env=env, timeout=60
-    )
 
 
 def test_subprocess_user_add_and_list(data_dir: Path) -> None:

@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import basic
-from tests.test_cli import FAST, add_user, assert_one_line_error, invoke
+from tests.cli_helpers import add_user, assert_one_line_error, invoke
+from tests.conftest import CHEAP_HASHING
 from tests.tracker_process import TrackerProcess
 from tracker.accounts import Accounts
 from tracker.lineprotocol import parse
@@ -31,7 +32,7 @@ def stored_alerts(data_dir: Path, owner: str) -> list[AlertRecord]:
     async def read() -> list[AlertRecord]:
         store = await AccountStore.open(data_dir)
         try:
-            return await Accounts(store, password_context=FAST).list_alerts(owner)
+            return await Accounts(store, password_context=CHEAP_HASHING).list_alerts(owner)
         finally:
             await store.close()
 

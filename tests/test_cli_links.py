@@ -7,7 +7,8 @@ import re
 import time
 from pathlib import Path
 
-from tests.test_cli import FAST, add_user, assert_one_line_error, invoke
+from tests.cli_helpers import add_user, assert_one_line_error, invoke
+from tests.conftest import CHEAP_HASHING
 from tracker.accounts import Accounts
 from tracker.storage import AccountStore
 
@@ -16,7 +17,7 @@ def can_watch(data_dir: Path, owner: str, token: str | None) -> bool:
     async def check() -> bool:
         store = await AccountStore.open(data_dir)
         try:
-            return await Accounts(store, password_context=FAST).can_watch(owner, None, token)
+            return await Accounts(store, password_context=CHEAP_HASHING).can_watch(owner, None, token)
         finally:
             await store.close()
 

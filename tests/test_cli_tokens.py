@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import FAST, add_user, assert_one_line_error, data_dir, invoke, run_tracker  # noqa: F401
+from tests.cli_helpers import add_user, assert_one_line_error, invoke, run_tracker
+from tests.conftest import CHEAP_HASHING
 from tests.tracker_process import free_port
 from tracker.accounts import BEARER_SECRET_FILE, Accounts, Writer
 from tracker.storage import AccountStore, record_token_use
@@ -18,7 +19,7 @@ def writer_of(data_dir: Path, token: str) -> Writer | None:
     async def check() -> Writer | None:
         store = await AccountStore.open(data_dir)
         try:
-            return await Accounts(store, password_context=FAST).authenticate_writer(None, token)
+            return await Accounts(store, password_context=CHEAP_HASHING).authenticate_writer(None, token)
         finally:
             await store.close()
 

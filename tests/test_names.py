@@ -81,11 +81,6 @@ def outside(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
 async def client(
     aiohttp_client: Callable[..., Awaitable[TestClient]], data_dir: Path, outside: Path
 ) -> AsyncIterator[TestClient]:
