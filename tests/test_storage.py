@@ -56,7 +56,7 @@ async def test_sessions_survive_the_migration_that_adds_their_metadata(tmp_path:
     conn.close()
     store = await AccountStore.open(tmp_path)
     try:
-        record = await storage.get_session(store, "digest")
+        record = await store.get_session("digest")
         assert record is not None and (record.user, record.created_ns, record.last_used_ns, record.user_agent) == ("alice", 5, None, None)
     finally:
         await store.close()

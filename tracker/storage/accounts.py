@@ -121,7 +121,8 @@ class UserRecord:
 
 
 class AccountStore:
-    """Users, password hashes and shares. Low traffic: one connection, one operation at a time."""
+    """Users, password hashes, shares, and everything else of the accounts file (links, sessions,
+    retentions, device tokens, alerts). Low traffic: one connection, one operation at a time."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn

@@ -1,4 +1,6 @@
-"""Opening a database file: pragmas, migrations, and the file system's refusals as StorageUnavailable."""
+"""Opening a database file: pragmas, migrations (the scripts are in tracker.storage.schema), the
+read connection whose statements may have a deadline, and the file system's refusals as
+StorageUnavailable."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import sqlite3
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Iterator, Sequence
 
 import aiosqlite
 
+from tracker.rules import USERNAME_RULE, is_username
 
 _log = logging.getLogger(__name__)
 
@@ -24,14 +26,11 @@ ACCOUNTS_FILE = "accounts.sqlite"
 USERS_DIR = "users"
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-# The same rule as the public `tracker.accounts.validate_username` (kept here to avoid an import cycle);
-# it is also what keeps a user name from ever naming a path outside the users folder.
-_USERNAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
-
 
 def _checked_name(name: str) -> str:
-    if not isinstance(name, str) or not _USERNAME.match(name):
-        raise ValueError(f"invalid username {name!r}: use 1-64 characters from A-Z a-z 0-9 _ -, not starting with -")
+    """The name, if it may name a user (and so a file in the users folder); ValueError otherwise."""
+    if not is_username(name):
+        raise ValueError(f"invalid username {name!r}: use {USERNAME_RULE}")
     return name
 
 

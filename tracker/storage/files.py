@@ -7,11 +7,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from tracker.storage.connection import _connect_existing, _user_version
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-
 
 
 def backup_file(source: Path, target: Path) -> int:

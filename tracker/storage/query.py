@@ -9,9 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Sequence
 
-from tracker.vocabulary import FIELD_KEYS
 from tracker.storage.connection import _bounded
 from tracker.storage.samples import _FIELD_SET, SampleStore, _UserFile
+from tracker.vocabulary import FIELD_KEYS
 
 
 EPOCH_NS: dict[str, int] = {"ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,

@@ -17,12 +17,12 @@ from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
 
 import aiosqlite
 
-from tracker.vocabulary import FIELD_KEYS
 from tracker.storage.connection import (
     SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
     _refused_as_unavailable, _storage_fault,
 )
 from tracker.storage.schema import SAMPLE_MIGRATIONS
+from tracker.vocabulary import FIELD_KEYS
 
 _log = logging.getLogger(__name__)
 
