@@ -12,7 +12,7 @@ from tests.cli_helpers import add_user, assert_one_line_error, invoke, run_track
 from tests.conftest import CHEAP_HASHING
 from tests.tracker_process import free_port
 from tracker.accounts import BEARER_SECRET_FILE, Accounts, Writer
-from tracker.storage import AccountStore, record_token_use
+from tracker.storage import AccountStore
 
 
 def writer_of(data_dir: Path, token: str) -> Writer | None:
@@ -80,7 +80,7 @@ def test_list_shows_use_and_revoke_ends_the_token(tmp_path: Path) -> None:
         store = await AccountStore.open(data_dir)
         try:
             [record] = [t for t in await Accounts(store).list_tokens("alice") if t.label == "watch"]
-            await record_token_use(store, [(record.id, 1700000100 * 10**9, 1700000000 * 10**9)])
+            await store.record_token_use([(record.id, 1700000100 * 10**9, 1700000000 * 10**9)])
         finally:
             await store.close()
 

@@ -440,7 +440,7 @@ async def test_a_file_locked_by_another_program_is_a_503_not_database_is_locked(
 ) -> None:
     """Another program (a backup, sqlite3 in a shell) holding the write lock past the busy timeout:
     the write is refused as unavailable, and goes through once the lock is gone."""
-    monkeypatch.setattr(storage, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(storage.connection, "BUSY_TIMEOUT_MS", 200)
     await add_user("alice", PASSWORD)
     auth = basic("alice", PASSWORD)
     body, rows = batch(0, 5)

@@ -56,7 +56,7 @@ async def test_sessions_survive_the_migration_that_adds_their_metadata(tmp_path:
     conn.close()
     store = await AccountStore.open(tmp_path)
     try:
-        record = await storage.get_session(store, "digest")
+        record = await store.get_session("digest")
         assert record is not None and (record.user, record.created_ns, record.last_used_ns, record.user_agent) == ("alice", 5, None, None)
     finally:
         await store.close()
@@ -173,7 +173,7 @@ async def test_data_version_answers_from_a_stat_while_quiet_and_still_sees_anoth
             return await super()._fetchall(sql, params)
 
     path = tmp_path / "accounts.sqlite"
-    server = CountingStore(await storage._open(path, storage.ACCOUNT_MIGRATIONS, "FULL"), path)
+    server = CountingStore(await storage.connection._open(path, storage.ACCOUNT_MIGRATIONS, "FULL"), path)
     cli = await AccountStore.open(tmp_path)
     wal = tmp_path / "accounts.sqlite-wal"
     try:
@@ -570,14 +570,14 @@ async def test_a_v0_file_is_migrated(tmp_path: Path) -> None:
 async def test_migrations_run_in_order_each_in_a_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A later step that fails leaves the file at the last good version, not half-migrated."""
     monkeypatch.setattr(
-        storage,
+        storage.schema,
         "ACCOUNT_MIGRATIONS",
         (*storage.ACCOUNT_MIGRATIONS, "CREATE TABLE extra (x INTEGER);", "CREATE TABLE extra2 (y); SELECT nonsense()"),
     )
     with pytest.raises(sqlite3.OperationalError, match="nonsense"):
         await AccountStore.open(tmp_path)
     with sqlite3.connect(tmp_path / "accounts.sqlite") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(storage.ACCOUNT_MIGRATIONS) - 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(storage.schema.ACCOUNT_MIGRATIONS) - 1
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"users", "shares", "extra"} <= tables and "extra2" not in tables
 
@@ -697,8 +697,8 @@ async def test_group_by_time_bucket_walk_matches_the_grouped_scan(samples: Sampl
         walked_calls = [("mean", "hr_bpm")] if filtered else [("mean", "hr_bpm"), ("max", "pwr_w")]
         grouped_calls = [*walked_calls, ("sum", "hr_bpm"), ("count", "hr_bpm")]
         read = tuple(sorted({col for _, col in walked_calls}))
-        assert storage._bucket_walk(start, end, interval, offset, len(walked_calls), filtered) is not None
-        assert storage._bucket_walk(start, end, interval, offset, len(grouped_calls), filtered) is None
+        assert storage.query._bucket_walk(start, end, interval, offset, len(walked_calls), filtered) is not None
+        assert storage.query._bucket_walk(start, end, interval, offset, len(grouped_calls), filtered) is None
         common: dict[str, Any] = {"start_ns": start, "end_ns": end, "where": where, "interval_ns": interval, "offset_ns": offset}
         walked = await storage.query_aggregates(samples, "alice", calls=walked_calls, **common)
         grouped = await storage.query_aggregates(samples, "alice", calls=grouped_calls, **common)
@@ -706,9 +706,9 @@ async def test_group_by_time_bucket_walk_matches_the_grouped_scan(samples: Sampl
                     _expected_buckets(points, start, end, interval, offset, keep, read).items()}  # fmt: skip
         assert walked == expected
         assert {b: values[: len(walked_calls)] for b, values in grouped.items()} == expected
-    assert storage._bucket_walk(0, 10**6, 1, 0, 1, False) is None  # more buckets than the walk takes
-    assert storage._bucket_walk(2**63 - 10, 2**63 - 1, 2**62, 0, 1, False) is None  # bounds beyond 64 bits
-    assert storage._bucket_walk(0, 100, 10, 0, 2, True) is None  # filtered: one aggregate only
+    assert storage.query._bucket_walk(0, 10**6, 1, 0, 1, False) is None  # more buckets than the walk takes
+    assert storage.query._bucket_walk(2**63 - 10, 2**63 - 1, 2**62, 0, 1, False) is None  # bounds beyond 64 bits
+    assert storage.query._bucket_walk(0, 100, 10, 0, 2, True) is None  # filtered: one aggregate only
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from tests.sse import cookie, sign_in
 from tracker.accounts import BEARER_SECRET_FILE, Accounts, Writer
 from tracker.app import create_app
 from tracker.config import Settings
-from tracker.storage import AccountStore, active_device_tokens, list_device_tokens, record_token_use
+from tracker.storage import AccountStore
 
 NewClient = Callable[[], Awaitable[TestClient]]
 LINE = "samples hr_bpm=150 1700000000"
@@ -277,12 +277,12 @@ async def test_recording_use_does_not_void_the_accounts_snapshot(users: None, se
         accounts = Accounts(store)
         _token, record = await accounts.create_token("alice", "phone")
         version = await store.data_version()
-        await record_token_use(store, [(record.id, 5, None)])
-        await record_token_use(store, [(record.id, 3, 7)])  # times only move forward
+        await store.record_token_use([(record.id, 5, None)])
+        await store.record_token_use([(record.id, 3, 7)])  # times only move forward
         assert await store.data_version() == version  # bookkeeping: no reload, no stream re-checks
-        [row] = await list_device_tokens(store, "alice")
+        [row] = await store.list_device_tokens("alice")
         assert (row.last_used_ns, row.last_sample_ns) == (5, 7)
-        assert [t.id for t in await active_device_tokens(store)] == [record.id]
+        assert [t.id for t in await store.active_device_tokens()] == [record.id]
     finally:
         await store.close()
 

@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,8 @@ from urllib.parse import urlsplit
 from passlib.context import CryptContext
 from passlib.exc import PasswordSizeError
 
-from tracker import storage
+from tracker import rules, storage
+from tracker.rules import USERNAME_RULE, InvalidDuration, is_username
 from tracker.vocabulary import device_problem
 from tracker.storage import (
     AccountStore,
@@ -55,12 +55,6 @@ __all__ = [
     "default_password_context",
     "validate_username",
 ]
-
-USERNAME_RULE = "1-64 characters from A-Z a-z 0-9 _ -, not starting with -"
-# ASCII only and no dots: a name is also a file name (users/<name>.sqlite) and an InfluxDB database
-# name, so '..', '/', NUL and Unicode look-alikes must never get through. \Z, not $, so "a\n" fails.
-# No leading '-': the name is also typed as a CLI argument, where it would read as an option.
-_USERNAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
 
 class InvalidUsername(ValueError):
@@ -120,7 +114,7 @@ def _new_link_token() -> str:
 
 
 def validate_username(name: str) -> str:
-    if not isinstance(name, str) or not _USERNAME_RE.match(name):
+    if not is_username(name):
         raise InvalidUsername(f"invalid username {name!r}: use {USERNAME_RULE}")
     return name
 
@@ -131,8 +125,6 @@ class InvalidLink(ValueError):
 
 LABEL_MAX = 100
 LINK_USE_RESOLUTION_NS = 60 * 10**9
-_DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*\Z")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def validate_label(label: str, noun: str = "link", error: type[ValueError] = InvalidLink) -> str:
@@ -146,11 +138,15 @@ def validate_label(label: str, noun: str = "link", error: type[ValueError] = Inv
 
 
 def parse_duration(text: str) -> float:
-    """'90s', '30m', '2h', '7d', '1w' -> seconds."""
-    match = _DURATION_RE.match(text or "")
-    if not match or float(match.group(1)) <= 0:
+    """'90s', '30m', '2h', '7d', '1w', '1.5h' -> seconds (a positive duration, written as
+    tracker.rules reads them; spaces do not count)."""
+    try:
+        ns = rules.parse_duration("".join((text or "").split()), fractions=True)
+    except InvalidDuration:
+        ns = 0
+    if ns <= 0:
         raise InvalidLink(f"invalid duration {text!r}: use a number and s, m, h, d or w, e.g. 2h")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return ns / 1e9
 
 
 class InvalidAlert(ValueError):
@@ -378,12 +374,12 @@ class Accounts:
     async def set_public(self, name: str, public: bool) -> None:
         validate_username(name)
         try:
-            await storage.set_public(self._store, name, public)
+            await self._store.set_public(name, public)
         except UnknownUser:
             raise UnknownUser(f"unknown user {name!r}") from None
 
     async def is_public(self, name: str) -> bool:
-        return await storage.is_public(self._store, name)
+        return await self._store.is_public(name)
 
     async def create_link(
         self, owner: str, label: str | None = None, expires_in_seconds: float | None = None
@@ -402,7 +398,7 @@ class Accounts:
             expires_ns = now_ns + int(expires_in_seconds * 1e9)
         token = _new_link_token()
         try:
-            record = await storage.add_link(self._store, owner, label, token_digest(token), now_ns, expires_ns)
+            record = await self._store.add_link(owner, label, token_digest(token), now_ns, expires_ns)
         except UnknownUser:
             raise UnknownUser(f"unknown user {owner!r}") from None
         except storage.LinkLabelTaken:
@@ -411,17 +407,17 @@ class Accounts:
 
     async def list_links(self, owner: str) -> list[LinkRecord]:
         validate_username(owner)
-        return await storage.list_links(self._store, owner)
+        return await self._store.list_links(owner)
 
     async def revoke_link(self, owner: str, token_or_label: str | int) -> bool:
         """Revoke the owner's active link with this id (int), token, or label. False if none."""
         validate_username(owner)
         now_ns = time.time_ns()
         if isinstance(token_or_label, int):
-            return await storage.revoke_link(self._store, owner, now_ns, link_id=token_or_label)
-        if await storage.revoke_link(self._store, owner, now_ns, token_hash=token_digest(token_or_label)):
+            return await self._store.revoke_link(owner, now_ns, link_id=token_or_label)
+        if await self._store.revoke_link(owner, now_ns, token_hash=token_digest(token_or_label)):
             return True
-        return await storage.revoke_link(self._store, owner, now_ns, label=token_or_label)
+        return await self._store.revoke_link(owner, now_ns, label=token_or_label)
 
     async def create_session(
         self, user: str, lifetime_seconds: float, user_agent: str | None = None
@@ -431,7 +427,7 @@ class Accounts:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires_ns = now_ns + int(lifetime_seconds * 1e9)
         agent = _clean_user_agent(user_agent)
-        await storage.add_session(self._store, token_digest(token), user, csrf, now_ns, expires_ns, agent)
+        await self._store.add_session(token_digest(token), user, csrf, now_ns, expires_ns, agent)
         return token, csrf, expires_ns
 
     async def session(self, token: str) -> storage.SessionRecord | None:
@@ -442,14 +438,14 @@ class Accounts:
         """
         if not token:
             return None
-        record = await storage.get_session(self._store, token_digest(token))
+        record = await self._store.get_session(token_digest(token))
         now_ns = time.time_ns()
         if record is None or record.expires_ns <= now_ns:
             return None
         # Last use to the minute, as for share links: a write per request would keep the file busy.
         if record.last_used_ns is None or now_ns - record.last_used_ns >= LINK_USE_RESOLUTION_NS:
             try:
-                await storage.touch_session(self._store, record.token_hash, now_ns)
+                await self._store.touch_session(record.token_hash, now_ns)
             except storage.StorageUnavailable:
                 pass  # a full disk must not sign anyone out; "last used" is only a statistic
             record = replace(record, last_used_ns=now_ns)
@@ -457,18 +453,18 @@ class Accounts:
 
     async def end_session(self, token: str) -> None:
         if token:
-            await storage.delete_session(self._store, token_digest(token))
+            await self._store.delete_session(token_digest(token))
 
     async def list_sessions(self, user: str) -> list[storage.SessionRecord]:
         """The user's live sessions, oldest first."""
         validate_username(user)
-        return await storage.list_sessions(self._store, user, time.time_ns())
+        return await self._store.list_sessions(user, time.time_ns())
 
     async def end_sessions(self, user: str, *, keep_session: str | None = None) -> int:
         """End every session of `user` but the one with token `keep_session` (None: all); how many ended."""
         validate_username(user)
         keep = token_digest(keep_session) if keep_session else None
-        return await storage.end_sessions(self._store, user, keep, time.time_ns())
+        return await self._store.end_sessions(user, keep, time.time_ns())
 
     def issue_sign_in_csrf(self, lifetime_seconds: float) -> str:
         """A CSRF token for the sign-in form, signed with the server's key, that expires: a cookie and
@@ -493,11 +489,11 @@ class Accounts:
         """
         if viewer is not None and (viewer == owner or await self.can_read(viewer, owner)):
             return WatchRight(signed_in=True) if await self.user_exists(owner) else None
-        if await storage.is_public(self._store, owner):
+        if await self._store.is_public(owner):
             return WatchRight(signed_in=False)
         if not link_token:
             return None
-        link = await storage.link_by_token_hash(self._store, token_digest(link_token))
+        link = await self._store.link_by_token_hash(token_digest(link_token))
         now_ns = time.time_ns()
         if link is None or link.owner != owner or link.revoked_ns is not None:
             return None
@@ -506,7 +502,7 @@ class Accounts:
         # Last use to the minute: a write per viewer request would keep the accounts file busy.
         if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
             try:
-                await storage.touch_link(self._store, link.id, now_ns)
+                await self._store.touch_link(link.id, now_ns)
             except storage.StorageUnavailable:
                 pass  # a full disk must not stop anyone watching; "last used" is only a statistic
         return WatchRight(signed_in=False, link_id=link.id)
@@ -517,13 +513,13 @@ class Accounts:
         """NAME's own retention in ns (0 = keep everything), or None to follow the server's default."""
         validate_username(name)
         try:
-            await storage.set_retention(self._store, name, retention_ns)
+            await self._store.set_retention(name, retention_ns)
         except UnknownUser:
             raise UnknownUser(f"unknown user {name!r}") from None
 
     async def retention_overrides(self) -> dict[str, int]:
         """{user: own retention ns} for the users who have one (read from the file, for the CLI)."""
-        return await storage.retention_overrides(self._store)
+        return await self._store.retention_overrides()
 
     async def retention_ns(self, name: str) -> int:
         """How long NAME's samples are kept, in ns; 0 = forever. Follows CLI changes at once."""
@@ -544,28 +540,28 @@ class Accounts:
         device = validate_device(device) if device is not None else ""
         webhook_url = validate_webhook_url(webhook_url)
         try:
-            return await storage.set_alert(self._store, owner, device, quiet_seconds, webhook_url, time.time_ns())
+            return await self._store.set_alert(owner, device, quiet_seconds, webhook_url, time.time_ns())
         except UnknownUser:
             raise UnknownUser(f"unknown user {owner!r}") from None
 
     async def list_alerts(self, owner: str | None = None) -> list[AlertRecord]:
         if owner is not None:
             validate_username(owner)
-        return await storage.list_alerts(self._store, owner)
+        return await self._store.list_alerts(owner)
 
     async def remove_alert(self, owner: str, device: str | None) -> bool:
         """False if the owner had no such alert."""
         validate_username(owner)
-        return await storage.remove_alert(self._store, owner, device or "")
+        return await self._store.remove_alert(owner, device or "")
 
     async def set_alert_fired(self, alert_id: int, fired_ns: int | None) -> None:
-        await storage.set_alert_fired(self._store, alert_id, fired_ns)
+        await self._store.set_alert_fired(alert_id, fired_ns)
 
     async def record_alert_delivery(
         self, alert_id: int, kind: str, state: str, status: int | None, error_text: str | None, attempts: int
     ) -> None:
-        await storage.record_alert_delivery(
-            self._store, alert_id, kind, time.time_ns(), state, status, error_text, attempts
+        await self._store.record_alert_delivery(
+            alert_id, kind, time.time_ns(), state, status, error_text, attempts
         )
 
     async def data_version(self) -> int:
@@ -585,8 +581,8 @@ class Accounts:
             raise InvalidDeviceToken(f"invalid speed unit {speed_unit!r}: use {', '.join(SPEED_UNITS)}")
         token = DEVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
-            record = await storage.add_device_token(
-                self._store, owner, label, token_digest(token), speed_unit, time.time_ns()
+            record = await self._store.add_device_token(
+                owner, label, token_digest(token), speed_unit, time.time_ns()
             )
         except UnknownUser:
             raise UnknownUser(f"unknown user {owner!r}") from None
@@ -597,7 +593,7 @@ class Accounts:
     async def list_tokens(self, owner: str) -> list[DeviceTokenRecord]:
         """The owner's device tokens, revoked ones too, with use not yet flushed to the file included."""
         validate_username(owner)
-        records = await storage.list_device_tokens(self._store, owner)
+        records = await self._store.list_device_tokens(owner)
         return [self._with_pending_use(record) for record in records]
 
     async def revoke_token(self, owner: str, token_or_label: str | int) -> bool:
@@ -605,12 +601,12 @@ class Accounts:
         validate_username(owner)
         now_ns = time.time_ns()
         if isinstance(token_or_label, int):
-            return await storage.revoke_device_token(self._store, owner, now_ns, token_id=token_or_label)
-        if token_or_label.startswith(DEVICE_TOKEN_PREFIX) and await storage.revoke_device_token(
-            self._store, owner, now_ns, token_hash=token_digest(token_or_label)
+            return await self._store.revoke_device_token(owner, now_ns, token_id=token_or_label)
+        if token_or_label.startswith(DEVICE_TOKEN_PREFIX) and await self._store.revoke_device_token(
+            owner, now_ns, token_hash=token_digest(token_or_label)
         ):
             return True
-        return await storage.revoke_device_token(self._store, owner, now_ns, label=token_or_label)
+        return await self._store.revoke_device_token(owner, now_ns, label=token_or_label)
 
     async def authenticate_writer(self, name: str | None, secret: str) -> Writer | None:
         """Who may write with this secret: a device token, an /auth bearer token, or `name`'s password.
@@ -647,7 +643,7 @@ class Accounts:
             return
         pending, self._token_use = self._token_use, {}
         try:
-            await storage.record_token_use(self._store, [(tid, used, sample) for tid, (used, sample) in pending.items()])
+            await self._store.record_token_use([(tid, used, sample) for tid, (used, sample) in pending.items()])
         except BaseException:
             for token_id, (used, sample) in pending.items():
                 self._note_token_use(token_id, used, sample)
@@ -778,11 +774,11 @@ class Accounts:
             readable.setdefault(viewer, []).append(owner)
         for owners in readable.values():
             owners.sort()
-        active = await storage.active_device_tokens(self._store)
+        active = await self._store.active_device_tokens()
         return _Snapshot(
             hashes,
             readable,
-            retention=await storage.retention_overrides(self._store),
+            retention=await self._store.retention_overrides(),
             tokens={t.token_hash: t for t in active},
             token_ids={t.id: t for t in active},
         )

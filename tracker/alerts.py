@@ -32,7 +32,6 @@ import random
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from itertools import count
 from typing import Any, Callable, Iterable, Protocol
 from urllib.parse import urlsplit
@@ -43,6 +42,7 @@ import orjson
 from tracker import __version__
 from tracker.accounts import Accounts
 from tracker.config import Settings
+from tracker.rules import iso_time
 from tracker.storage import DEVICE_TAG, AlertRecord, SampleStore, device_last_seen
 from tracker.webhooks import NOT_ALLOWED, DestinationNotAllowed, WebhookDestinations
 
@@ -68,10 +68,6 @@ def device_of(tags: Iterable[tuple[str, str]]) -> str | None:
         if key == DEVICE_TAG:
             return value
     return None
-
-
-def iso_time(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from tracker.influx.influxql import parse_time_string
+from tracker.rules import parse_time_string
 from tracker.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME
 from tracker import vocabulary
 from tracker.vocabulary import BY_KEY, FIELD_KEYS

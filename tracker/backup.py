@@ -16,12 +16,12 @@ import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tracker import __version__, storage
 from tracker.accounts import BEARER_SECRET_FILE, InvalidSecretFile, read_bearer_secret
+from tracker.rules import iso_time
 from tracker.storage import ACCOUNT_MIGRATIONS, ACCOUNTS_FILE, SAMPLE_MIGRATIONS, USERS_DIR
 
 MANIFEST = "manifest.json"
@@ -112,8 +112,8 @@ def backup(data_dir: Path, dest: Path, *, force: bool = False) -> dict[str, Any]
     manifest = {
         "format": MANIFEST_FORMAT,
         "tracker_version": __version__,
-        "started": _iso(started_ns),
-        "finished": _iso(time.time_ns()),
+        "started": iso_time(started_ns),
+        "finished": iso_time(time.time_ns()),
         "files": files,
     }
     _write_atomically(dest / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -253,7 +253,3 @@ def _size(n: int) -> str:
             return f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -11,7 +11,6 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
@@ -37,6 +36,7 @@ from tracker.accounts import (
 from tracker import backup as backups
 from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name
 from tracker.retention import describe, parse_retention
+from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
 from tracker.storage import (
     ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
@@ -157,7 +157,7 @@ async def _existing_user(accounts: Accounts, name: str) -> None:
 
 
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
+    return iso_time(ns, "seconds", "+00:00")
 
 
 def _records_of(options: CliOptions, name: str, listing: Callable[[Accounts, str], Awaitable[list[T]]]) -> list[T]:

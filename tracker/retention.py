@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from tracker.influx.influxql import parse_duration
+from tracker.rules import parse_duration
 
 if TYPE_CHECKING:
     from tracker.accounts import Accounts

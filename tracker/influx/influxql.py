@@ -29,13 +29,14 @@ than time, time inside OR or compared with != or a regex.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import re2  # type: ignore[import-untyped]
+
+from tracker.rules import parse_duration, parse_time_string
 
 __all__ = [
     "AGGREGATES",
@@ -393,66 +394,6 @@ def time_range(condition: Expr | None, now_ns: int) -> tuple[int, int, Expr | No
     for term in rest:
         remainder = term if remainder is None else BinaryExpr("AND", remainder, term)
     return max(start, MIN_TIME), min(end, MAX_TIME), remainder
-
-
-_DURATION_UNITS_NS = {
-    "ns": 1,
-    "u": 1_000,
-    "us": 1_000,
-    "µ": 1_000,
-    "µs": 1_000,
-    "μ": 1_000,  # Greek mu, which people type for the micro sign
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-    "d": 86_400_000_000_000,
-    "w": 604_800_000_000_000,
-}
-# Longer units first so "ms" is not read as "m" followed by a stray "s".
-_DURATION_PART = re.compile(r"([0-9]+)(ns|us|µs|μs|ms|u|µ|μ|s|m|h|d|w)")
-
-
-def parse_duration(text: str) -> int:
-    """InfluxQL duration (`10s`, `1h30m`, `100ms`, `5u`) -> ns; ValueError if malformed or > int64."""
-    total, pos = 0, 0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if match is None:
-            raise ValueError(f"invalid duration {text}")
-        total += int(match[1]) * _DURATION_UNITS_NS[match[2]]
-        pos = match.end()
-    if not text:
-        raise ValueError("invalid duration: empty")
-    if total > _INT64_MAX:
-        raise ValueError(f"overflowed duration {text}")
-    return total
-
-
-_TIME_STRING = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
-    r"(?:[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
-)
-_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
-
-
-def parse_time_string(text: str) -> int:
-    """'2015-08-18T00:00:00Z', '...T00:00:00.5+02:00', '2015-08-18 00:00:00', '2015-08-18' -> ns (UTC)."""
-    match = _TIME_STRING.fullmatch(text)
-    if match is None:
-        raise ValueError(f"invalid time string '{text}': use RFC3339 like '2015-08-18T00:00:00Z'")
-    year, month, day, hour, minute, second = (int(g or 0) for g in match.groups()[:6])
-    fraction, zone = match[7], match[8]
-    try:  # datetime validates the calendar (month 13, Feb 30, hour 25 ...)
-        _dt.datetime(year, month, day, hour, minute, second)
-    except ValueError as exc:
-        raise ValueError(f"invalid time string '{text}': {exc}") from None
-    seconds = (_dt.date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""Storage: every SQL statement of Tracker lives in this package.
+
+Layout of the data folder: `<data_dir>/accounts.sqlite` (users, password hashes, shares, links,
+sessions, device tokens, alerts) and `<data_dir>/users/<name>.sqlite` (one file per user holding
+that user's samples).
+
+- `schema`: the schema history of each kind of file, one ordered tuple of migrations per kind.
+- `connection`: opening a file (pragmas, migrations) and the file system's refusals.
+- `accounts`: the AccountStore.
+- `samples`: the SampleStore (writer threads with group commit, reads, the live window read).
+- `query`: the SQL behind /query (InfluxQL SELECT and SHOW).
+- `files`: the SQL behind `tracker backup`, `tracker restore` and `tracker check`.
+
+Every file runs in WAL mode (readers never block the writer), with a busy timeout (a CLI process
+working on the same files waits instead of failing with "database is locked"), foreign keys on, and
+`PRAGMA user_version` holding its schema version.
+"""
+
+from __future__ import annotations
+
+from tracker.storage.accounts import (
+    AccountStore,
+    AlertRecord,
+    DeviceTokenRecord,
+    LinkLabelTaken,
+    LinkRecord,
+    SessionRecord,
+    TokenLabelTaken,
+    UnknownUser,
+    UserExists,
+    UserRecord,
+)
+from tracker.storage.connection import (
+    ACCOUNTS_FILE,
+    BUSY_TIMEOUT_MS,
+    SYNCHRONOUS_MODES,
+    USERS_DIR,
+    QueryTimeout,
+    SchemaTooNew,
+    StorageUnavailable,
+)
+from tracker.storage.files import SQLITE_HEADER, FileCheck, backup_file, check_file, in_use
+from tracker.storage.query import (
+    EPOCH_NS,
+    QueryColumn,
+    QueryFilter,
+    SeriesTags,
+    arithmetic_sql,
+    combine_filters,
+    compare_sql,
+    field_sql,
+    number_sql,
+    query_aggregates,
+    query_field_keys,
+    query_has_samples,
+    query_raw,
+    query_series,
+    series_in,
+    tag_sql,
+)
+from tracker.storage.samples import (
+    DEVICE_TAG,
+    ON_CONFLICT,
+    ROWS_PER_STATEMENT,
+    SamplePoint,
+    SampleStore,
+    StoredSample,
+    Tags,
+    device_last_seen,
+    window_samples,
+)
+from tracker.storage.schema import ACCOUNT_MIGRATIONS, SAMPLE_MIGRATIONS
+
+__all__ = [
+    "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "ON_CONFLICT",
+    "ROWS_PER_STATEMENT", "SAMPLE_MIGRATIONS", "SQLITE_HEADER", "SYNCHRONOUS_MODES", "USERS_DIR",
+    "AccountStore", "AlertRecord", "DeviceTokenRecord", "FileCheck", "LinkLabelTaken", "LinkRecord",
+    "QueryColumn", "QueryFilter", "QueryTimeout", "SamplePoint", "SampleStore", "SchemaTooNew", "SeriesTags",
+    "SessionRecord", "StorageUnavailable", "StoredSample", "Tags", "TokenLabelTaken", "UnknownUser",
+    "UserExists", "UserRecord",
+    "arithmetic_sql", "backup_file", "check_file", "combine_filters", "compare_sql", "device_last_seen",
+    "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
+    "query_raw", "query_series", "series_in", "tag_sql", "window_samples",
+]

@@ -1,0 +1,371 @@
+"""Query reads: the SQL behind /query (InfluxQL SELECT and SHOW). Planning lives in
+tracker.influx.select; this module only turns a small plan into SQL and streams rows back.
+Rows come back as plain tuples with times already in the answer's unit and whole-number floats
+already integers (both done in SQL), so the caller can hand batches to orjson untouched."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Sequence
+
+from tracker.storage.connection import _bounded
+from tracker.storage.samples import _FIELD_SET, SampleStore, _UserFile
+from tracker.vocabulary import FIELD_KEYS
+
+
+EPOCH_NS: dict[str, int] = {"ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                            "m": 60_000_000_000, "h": 3_600_000_000_000}  # fmt: skip
+SeriesTags = dict[int, dict[str, str]]  # series id -> its tags
+
+
+@dataclass(frozen=True, slots=True)
+class QueryColumn:
+    """One output column of a raw read: a vocabulary field, a tag, or SQL-safe arithmetic on them.
+
+    `sql` is built only by `field_sql`, `tag_sql` and `arithmetic_sql` below; `fields` are the
+    vocabulary columns it reads (a row whose every read field is NULL is not returned).
+    """
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    fields: tuple[str, ...] = ()
+
+
+def field_sql(name: str) -> QueryColumn:
+    if name not in _FIELD_SET:  # an unknown field has no value anywhere
+        return QueryColumn("NULL")
+    return QueryColumn(f"samples.{name}", (), (name,))
+
+
+def tag_sql(key: str, series: SeriesTags) -> QueryColumn:
+    """A tag's value per row, looked up from the series id (no join with `series` per row)."""
+    pairs = [(sid, tags[key]) for sid, tags in series.items() if key in tags]
+    if not pairs:
+        return QueryColumn("NULL")
+    whens = " ".join("WHEN ? THEN ?" for _ in pairs)
+    return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair))
+
+
+def number_sql(value: float) -> QueryColumn:
+    return QueryColumn("?", (value,))
+
+
+def arithmetic_sql(op: str, lhs: QueryColumn, rhs: QueryColumn) -> QueryColumn:
+    if op not in ("+", "-", "*", "/", "%"):
+        raise ValueError(f"not an arithmetic operator: {op}")
+    # Force float arithmetic: SQLite would divide two whole numbers as integers.
+    sql = f"(1.0 * {lhs.sql} {op} {rhs.sql})"
+    return QueryColumn(sql, lhs.params + rhs.params, lhs.fields + rhs.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFilter:
+    """A WHERE remainder compiled to SQL over `samples` (tags already resolved to series ids)."""
+
+    sql: str = "1"
+    params: tuple[Any, ...] = ()
+
+
+def series_in(ids: Sequence[int]) -> QueryFilter:
+    if not ids:
+        return QueryFilter("0")
+    return QueryFilter(f"samples.series IN ({', '.join(str(int(i)) for i in ids)})")
+
+
+def compare_sql(op: str, lhs: QueryColumn, rhs: QueryColumn) -> QueryFilter:
+    if op not in ("=", "!=", "<", "<=", ">", ">="):
+        raise ValueError(f"not a comparison operator: {op}")
+    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params)
+
+
+def combine_filters(op: str, lhs: QueryFilter, rhs: QueryFilter) -> QueryFilter:
+    if op not in ("AND", "OR"):
+        raise ValueError(f"not a boolean operator: {op}")
+    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params)
+
+
+def _time_sql(epoch: str | None) -> str:
+    """`samples.time` as the answer wants it: floor-divided to the epoch unit, or RFC 3339 text like
+    Go's RFC3339Nano (fraction without trailing zeros, none at all when whole)."""
+    if epoch is not None:
+        div = EPOCH_NS[epoch]
+        return "samples.time" if div == 1 else f"(samples.time / {div} - (samples.time % {div} < 0))"
+    sec = "(samples.time / 1000000000 - (samples.time % 1000000000 < 0))"
+    frac = f"(samples.time - {sec} * 1000000000)"
+    return (
+        f"strftime('%Y-%m-%dT%H:%M:%S', {sec}, 'unixepoch') || "
+        f"CASE WHEN {frac} = 0 THEN 'Z' ELSE '.' || rtrim(substr({frac} + 1000000000, 2), '0') || 'Z' END"
+    )
+
+
+def _whole_as_integer(sql: str) -> str:
+    # InfluxDB writes a whole-number float as `145`; doing it here keeps Python off the rows.
+    return f"CASE WHEN {sql} = CAST({sql} AS INTEGER) THEN CAST({sql} AS INTEGER) ELSE {sql} END"
+
+
+async def query_series(store: SampleStore, user: str) -> SeriesTags:
+    handle = store._existing_file(user)
+    if handle is None:
+        return {}
+    rows = await _query_fetchall(store, handle, "SELECT id, tags FROM series ORDER BY id", ())
+    return {sid: dict(json.loads(tags)) for sid, tags in rows}
+
+
+async def query_has_samples(store: SampleStore, user: str) -> bool:
+    handle = store._existing_file(user)
+    if handle is None:
+        return False
+    rows = await _query_fetchall(store, handle, "SELECT EXISTS (SELECT 1 FROM samples)", ())
+    return bool(rows[0][0])
+
+
+async def query_field_keys(
+    store: SampleStore, user: str, start_ns: int | None = None, end_ns: int | None = None, deadline: float | None = None
+) -> list[str]:
+    """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or at least in [start, end) (SELECT *).
+
+    Fields are only ever added to a file, so the found set is kept per open file and only the fields
+    not yet seen are looked for again, and only once the file changed (PRAGMA data_version): a
+    repeated SELECT * over a day costs no extra scan.
+    """
+    handle = store._existing_file(user)
+    if handle is None:
+        return []
+    known: tuple[int, set[str], set[tuple[int | None, int | None]]] | None = getattr(handle, "query_fields", None)
+    version = (await _query_fetchall(store, handle, "PRAGMA data_version", ()))[0][0]
+    if known is None or known[0] != version:
+        known = (version, set() if known is None else known[1], set())
+    present, probed = known[1], known[2]
+    if len(probed) > 64:  # now()-relative ranges differ every time; keep the memo small
+        probed.clear()
+    missing = [key for key in FIELD_KEYS if key not in present]
+    if missing and (start_ns, end_ns) not in probed and (None, None) not in probed:
+        # One probe per missing field: a present one stops at its first row.
+        where, params = "", ()
+        if start_ns is not None and end_ns is not None:
+            where, params = " AND time >= ?1 AND time < ?2", (start_ns, end_ns)
+        probes = ", ".join(f"EXISTS (SELECT 1 FROM samples WHERE {key} IS NOT NULL{where})" for key in missing)
+        found = (await _query_fetchall(store, handle, f"SELECT {probes}", params, deadline))[0]
+        present.update(key for key, hit in zip(missing, found) if hit)
+        probed.add((start_ns, end_ns))
+    handle.query_fields = known  # type: ignore[attr-defined]  # lives and dies with the open file
+    return [key for key in FIELD_KEYS if key in present]
+
+
+async def query_raw(
+    store: SampleStore,
+    user: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    columns: Sequence[QueryColumn],
+    where: QueryFilter = QueryFilter(),
+    epoch: str | None = None,
+    descending: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+    batch: int = 5000,
+    deadline: float | None = None,
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
+
+    Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
+    Whole-number values come back as integers (SQLite does that without holding the GIL).
+    Past `deadline` (time.monotonic()) the statement is interrupted: QueryTimeout.
+    """
+    handle = store._existing_file(user)
+    read_fields = sorted({name for column in columns for name in column.fields})
+    if handle is None or not read_fields:
+        return
+    any_value = " OR ".join(f"samples.{name} IS NOT NULL" for name in read_fields)
+    select = ", ".join(_whole_as_integer(c.sql) if c.fields else c.sql for c in columns)
+    order = "DESC" if descending else "ASC"
+    sql = (
+        f"SELECT {_time_sql(epoch)}, {select} FROM samples "
+        f"WHERE samples.time >= ? AND samples.time < ? AND ({any_value}) AND {where.sql} "
+        f"ORDER BY samples.time {order}, samples.series {order} LIMIT ? OFFSET ?"
+    )
+    # _whole_as_integer writes each expression four times, so its parameters are bound as often.
+    params: list[Any] = []
+    for c in columns:
+        params.extend(c.params * (4 if c.fields else 1))
+    params += [start_ns, end_ns, *where.params, -1 if limit is None else limit, offset]
+    async with store._reading(handle) as conn:
+        async with conn.execute(sql, _bounded(params, deadline)) as cursor:
+            while rows := await cursor.fetchmany(batch):
+                yield rows  # type: ignore[misc]
+
+
+# Aggregates done with one SQL aggregate each (stddev from its sums); the others take a query of their own.
+_SQL_AGGREGATES = {
+    "mean": "avg({0})",
+    "min": "min({0})",
+    "max": "max({0})",
+    "sum": "sum({0})",
+    "count": "count({0})",
+    "spread": "max({0}) - min({0})",
+    "stddev": "CASE WHEN count({0}) > 1 THEN (sum({0} * {0}) - sum({0}) * sum({0}) / count({0})) / (count({0}) - 1) END",
+}
+# Selectors: (value, time) of one point per bucket, via SQLite's bare columns beside min()/max().
+_SELECTORS = {
+    "first": "{0}, min(samples.time)",
+    "last": "{0}, max(samples.time)",
+    "min": "min({0}), samples.time",
+    "max": "max({0}), samples.time",
+}
+
+
+# GROUP BY time over a few buckets: GROUP BY on a computed bucket number makes SQLite sort every row
+# in a temp B-tree (most of a day query's time). Walking the buckets instead and reading each one
+# with a primary-key range scans the rows already in time order, no sort, but once per aggregate
+# and with a few lookups per bucket, so it is only used where that clearly costs less: few buckets,
+# and one scan, or two over every row in range (a tag or field filter shrinks what the sort costs
+# but not what each scan costs, so filtered reads walk with one aggregate only).
+_WALK_MAX_BUCKETS = 4096
+_WALK_MAX_SCANS = 2
+_WALK_MAX_SCANS_FILTERED = 1
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _BucketWalk:
+    first: int  # bucket indexes first..last
+    last: int
+    first_lo: int  # the first bucket's [lo, hi), already clamped to [start, end)
+    first_hi: int
+    interval_ns: int
+    end_ns: int
+
+
+def _bucket_walk(
+    start_ns: int, end_ns: int, interval_ns: int | None, offset_ns: int, scans: int, filtered: bool
+) -> _BucketWalk | None:
+    max_scans = _WALK_MAX_SCANS_FILTERED if filtered else _WALK_MAX_SCANS
+    if interval_ns is None or interval_ns <= 0 or scans > max_scans or start_ns >= end_ns:
+        return None
+    first = (start_ns - offset_ns) // interval_ns
+    last = (end_ns - 1 - offset_ns) // interval_ns
+    if last - first + 1 > _WALK_MAX_BUCKETS:
+        return None
+    lowest, highest = first * interval_ns + offset_ns, (last + 1) * interval_ns + offset_ns
+    if lowest < _INT64[0] or highest > _INT64[1]:  # SQLite would turn an overflowing bound into a float
+        return None
+    lo = max(lowest, start_ns)
+    return _BucketWalk(first, last, lo, min(lowest + interval_ns, end_ns), interval_ns, end_ns)
+
+
+def _per_bucket_sql(
+    simple: Sequence[tuple[int, str, str]], walk: _BucketWalk, where: QueryFilter, any_value: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The GROUP BY time aggregate as one correlated subquery per aggregate over each bucket's time
+    range; the same rows per bucket as the GROUP BY form, and only buckets that hold any."""
+    rows = f"FROM samples WHERE samples.time >= buckets.lo AND samples.time < buckets.hi AND {where.sql} AND ({any_value})"
+    exprs: list[str] = []
+    params: list[Any] = [walk.first, walk.first_lo, walk.first_hi, walk.interval_ns, walk.end_ns, walk.last]
+    for _, fn, col in simple:
+        if col in _FIELD_SET:
+            exprs.append(f"(SELECT {_SQL_AGGREGATES[fn].format(f'samples.{col}')} {rows})")
+            params.extend(where.params)
+        else:
+            exprs.append("NULL")
+    params.extend(where.params)
+    sql = (
+        "WITH RECURSIVE buckets(b, lo, hi) AS (SELECT ?, ?, ? "
+        "UNION ALL SELECT b + 1, hi, min(hi + ?, ?) FROM buckets WHERE b < ?) "
+        f"SELECT b, {', '.join(exprs)} FROM buckets WHERE EXISTS (SELECT 1 {rows})"
+    )
+    return sql, tuple(params)
+
+
+async def query_aggregates(
+    store: SampleStore,
+    user: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    calls: Sequence[tuple[str, str]],
+    where: QueryFilter = QueryFilter(),
+    interval_ns: int | None = None,
+    offset_ns: int = 0,
+    point_times: bool = False,
+    deadline: float | None = None,
+) -> dict[int, list[Any]]:
+    """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
+
+    Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
+    interval everything is bucket 0. Values: numbers, stddev as the variance (the caller takes the
+    root). With `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
+    Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
+    """
+    handle = store._existing_file(user)
+    if handle is None or not calls:
+        return {}
+    bucket = "0"
+    bucket_params: tuple[Any, ...] = ()
+    if interval_ns is not None:
+        bucket = "((samples.time - ?) / ? - ((samples.time - ?) % ? < 0))"
+        bucket_params = (offset_ns, interval_ns, offset_ns, interval_ns)
+    base_where = f"samples.time >= ? AND samples.time < ? AND {where.sql}"
+    base_params = (start_ns, end_ns, *where.params)
+    out: dict[int, list[Any]] = {}
+
+    def slot(index: int) -> list[Any]:
+        row = out.get(index)
+        if row is None:
+            row = out[index] = [None] * len(calls)
+        return row
+
+    async with store._reading(handle) as conn:
+        simple = [(i, fn, col) for i, (fn, col) in enumerate(calls) if fn in _SQL_AGGREGATES
+                  and not (point_times and fn in _SELECTORS)]  # fmt: skip
+        used = [col for _, _, col in simple if col in _FIELD_SET]
+        if simple and used:
+            exprs = ", ".join(
+                _SQL_AGGREGATES[fn].format(f"samples.{col}") if col in _FIELD_SET else "NULL" for _, fn, col in simple
+            )
+            any_value = " OR ".join(f"samples.{c} IS NOT NULL" for c in sorted(set(used)))
+            walk = _bucket_walk(start_ns, end_ns, interval_ns, offset_ns, len(used), filtered=where.sql != "1")
+            if walk is not None:
+                sql, params = _per_bucket_sql(simple, walk, where, any_value)
+            else:
+                sql = f"SELECT {bucket} AS b, {exprs} FROM samples WHERE {base_where} AND ({any_value}) GROUP BY b"
+                params = (*bucket_params, *base_params)
+            async with conn.execute(sql, _bounded(params, deadline)) as cursor:
+                while rows := await cursor.fetchmany(5000):
+                    for b, *values in rows:
+                        row = slot(b)
+                        for (i, _, _), value in zip(simple, values):
+                            row[i] = value
+        for i, (fn, col) in enumerate(calls):
+            if col not in _FIELD_SET or (fn in _SQL_AGGREGATES and not (point_times and fn in _SELECTORS)):
+                continue
+            column = f"samples.{col}"
+            if fn in _SELECTORS:
+                sql = (
+                    f"SELECT {bucket} AS b, {_SELECTORS[fn].format(column)} FROM samples "
+                    f"WHERE {base_where} AND {column} IS NOT NULL GROUP BY b"
+                )
+            elif fn == "median":  # the middle value, or the mean of the two middle ones
+                sql = (
+                    "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
+                    "count(*) OVER (PARTITION BY b) AS total FROM "
+                    f"(SELECT {bucket} AS b, {column} AS v FROM samples WHERE {base_where} AND {column} IS NOT NULL)) "
+                    "WHERE n IN ((total + 1) / 2, (total + 2) / 2) GROUP BY b"
+                )
+            else:
+                raise ValueError(f"unknown aggregate {fn}")
+            async with conn.execute(sql, _bounded((*bucket_params, *base_params), deadline)) as cursor:
+                while rows := await cursor.fetchmany(5000):
+                    for row in rows:
+                        slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
+    return out
+
+
+async def _query_fetchall(
+    store: SampleStore, handle: _UserFile, sql: str, params: Sequence[Any], deadline: float | None = None
+) -> list[tuple[Any, ...]]:
+    async with store._reading(handle) as conn:
+        return list(await conn.execute_fetchall(sql, _bounded(params, deadline)))  # type: ignore[arg-type]
+

@@ -1,0 +1,127 @@
+"""The schema history of each kind of file: one ordered tuple of SQL scripts per kind, applied
+forward only at open, each in its own transaction (see tracker.storage.connection). A file's
+`PRAGMA user_version` is how many of its scripts have run: append, never edit or reorder."""
+
+from __future__ import annotations
+
+# <data_dir>/accounts.sqlite
+ACCOUNT_MIGRATIONS: tuple[str, ...] = (
+    # v1
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_ns INTEGER NOT NULL
+    );
+    CREATE TABLE shares (
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        viewer TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        PRIMARY KEY (owner, viewer)
+    ) WITHOUT ROWID;
+    -- readable_by() looks shares up by viewer, and so does the cascade when a viewer is deleted.
+    CREATE INDEX shares_by_viewer ON shares(viewer, owner);
+    """,
+    # v2. Tokens (links, sessions) are stored only as their SHA-256: a copy of this file lets nobody
+    # watch or sign in. A link's label is unique among the owner's links that are not revoked, so
+    # `link revoke NAME LABEL` names exactly one; revoked links stay listed (with their last use).
+    """
+    ALTER TABLE users ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE links (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_ns INTEGER NOT NULL,
+        expires_ns INTEGER,
+        last_used_ns INTEGER,
+        revoked_ns INTEGER
+    );
+    CREATE UNIQUE INDEX links_active_label ON links(owner, label) WHERE revoked_ns IS NULL;
+    CREATE INDEX links_by_owner ON links(owner);
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        expires_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions(user);
+    """,
+    # v3. retention_ns: how long the user's samples are kept; NULL = the server's default, 0 = forever.
+    """
+    ALTER TABLE users ADD COLUMN retention_ns INTEGER CHECK (retention_ns IS NULL OR retention_ns >= 0);
+    """,
+    # v4. A token's label is unique among its owner's tokens that are not revoked (`token revoke NAME
+    # LABEL` names exactly one); it is also the `device` tag of what the token writes. Revoked tokens
+    # stay listed with their last use. last_used_ns / last_sample_ns are bookkeeping, flushed in batches.
+    """
+    CREATE TABLE device_tokens (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        speed_unit TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        last_used_ns INTEGER,
+        last_sample_ns INTEGER,
+        revoked_ns INTEGER
+    );
+    CREATE UNIQUE INDEX device_tokens_active_label ON device_tokens(owner, label) WHERE revoked_ns IS NULL;
+    CREATE INDEX device_tokens_by_owner ON device_tokens(owner);
+    """,
+    # v5. device '' = any device of the owner. fired_ns is set when the "quiet" notice went out and
+    # cleared when data arrives again, so a restart neither repeats the notice nor forgets the "back".
+    # The delivery_* columns describe the latest notice: kind (quiet/back), state (retrying, ok,
+    # failed), the last HTTP status or error and how many attempts it took.
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        device TEXT NOT NULL DEFAULT '',
+        quiet_seconds REAL NOT NULL,
+        webhook_url TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        fired_ns INTEGER,
+        delivery_kind TEXT,
+        delivery_ns INTEGER,
+        delivery_state TEXT,
+        delivery_status INTEGER,
+        delivery_error TEXT,
+        delivery_attempts INTEGER,
+        UNIQUE (owner, device)
+    );
+    """,
+    # v6. last_used_ns is bookkeeping, written at most once a minute per session; user_agent is what
+    # the browser called itself at sign-in. Sessions from before stay valid, with both NULL.
+    """
+    ALTER TABLE sessions ADD COLUMN last_used_ns INTEGER;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+    """,
+)
+
+
+# <data_dir>/users/<name>.sqlite
+SAMPLE_MIGRATIONS: tuple[str, ...] = (
+    # v1. A series is one distinct tag set; samples refer to it by a small integer instead of
+    # repeating the tags in every row. `tags` is the canonical JSON of the sorted [key, value] pairs
+    # ('[]' = no tags), so equal tag sets always map to one series.
+    # samples is WITHOUT ROWID with PRIMARY KEY (time, series): rows are clustered by time, so a time
+    # range read is one direct B-tree range scan, and the key is exactly InfluxDB's merge key (a point
+    # with the same time and tag set as a stored one updates it). One REAL column per vocabulary
+    # field (NULL = not set): fixed vocabulary, so no key/value table, and a row is one B-tree entry.
+    # These columns are the vocabulary as of v1: a new vocabulary field needs a new migration.
+    """
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        tags TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE samples (
+        time INTEGER NOT NULL,
+        series INTEGER NOT NULL REFERENCES series(id),
+        dur_s REAL, dist_km REAL, lat REAL, lng REAL, acc_m REAL, bearing REAL, battery REAL,
+        gsm_signal REAL, temp_c REAL, spd_kph REAL, alt_m REAL, hr_bpm REAL, cad_rpm REAL,
+        pwr_w REAL, pwr_w_l REAL, pwr_w_r REAL,
+        PRIMARY KEY (time, series)
+    ) WITHOUT ROWID;
+    """,
+)
