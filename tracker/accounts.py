@@ -73,6 +73,10 @@ class InvalidDeviceToken(ValueError):
     pass
 
 
+class LabelTaken(ValueError):
+    """A new link or device token names a label the owner already uses (a conflict, not bad input)."""
+
+
 class InvalidSecretFile(ValueError):
     pass
 
@@ -120,6 +124,14 @@ def validate_username(name: str) -> str:
 
 
 class InvalidLink(ValueError):
+    pass
+
+
+class LinkLabelTaken(InvalidLink, LabelTaken):
+    pass
+
+
+class TokenLabelTaken(InvalidDeviceToken, LabelTaken):
     pass
 
 
@@ -402,7 +414,7 @@ class Accounts:
         except UnknownUser:
             raise UnknownUser(f"unknown user {owner!r}") from None
         except storage.LinkLabelTaken:
-            raise InvalidLink(f"{owner!r} already has a link labelled {label!r}") from None
+            raise LinkLabelTaken(f"{owner!r} already has a link labelled {label!r}") from None
         return token, record
 
     async def list_links(self, owner: str) -> list[LinkRecord]:
@@ -587,7 +599,7 @@ class Accounts:
         except UnknownUser:
             raise UnknownUser(f"unknown user {owner!r}") from None
         except storage.TokenLabelTaken:
-            raise InvalidDeviceToken(f"{owner!r} already has a device token labelled {label!r}") from None
+            raise TokenLabelTaken(f"{owner!r} already has a device token labelled {label!r}") from None
         return token, record
 
     async def list_tokens(self, owner: str) -> list[DeviceTokenRecord]:

@@ -16,6 +16,7 @@ from tracker.accounts import (
     InvalidLink,
     InvalidShare,
     InvalidUsername,
+    LabelTaken,
     UnknownUser,
     parse_duration,
     parse_quiet_time,
@@ -24,12 +25,6 @@ from tracker.accounts import (
 from tracker.appkeys import ACCOUNTS, ALERTS, SETTINGS, WEBHOOKS
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import json_body, owner_session
-
-
-def _label_taken(exc: Exception) -> bool:
-    """Whether the accounts refused a new link or device token because its label is in use: told
-    by the storage's own exception (LinkLabelTaken, TokenLabelTaken) that the refusal was raised from."""
-    return isinstance(exc.__context__, (storage.LinkLabelTaken, storage.TokenLabelTaken))
 
 
 def _link_json(link: storage.LinkRecord, now_ns: int) -> dict[str, Any]:
@@ -68,7 +63,7 @@ async def links_create(request: web.Request) -> web.Response:
         seconds = parse_duration(expires) if expires else None
         token, link = await request.app[ACCOUNTS].create_link(session.user, label, seconds)
     except InvalidLink as exc:
-        raise Refused(409 if _label_taken(exc) else 400, str(exc)) from None
+        raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
     settings = request.app[SETTINGS]
     base = settings.public_url or f"{request.scheme}://{request.host}"
     payload = {**_link_json(link, time.time_ns()), "token": token, "url": share_url(base, session.user, token)}
@@ -172,7 +167,7 @@ async def tokens_create(request: web.Request) -> web.Response:
     try:
         token, record = await request.app[ACCOUNTS].create_token(session.user, label, speed_unit)
     except InvalidDeviceToken as exc:
-        raise Refused(409 if _label_taken(exc) else 400, str(exc)) from None
+        raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
     # The token is in this answer only: it is stored as a hash.
     return json_response({**_token_json(record), "token": token}, 201)
 
