@@ -17,7 +17,7 @@ from aiohttp import web
 from tracker.http.responses import JSON, InfluxError
 from tracker.http.responses import private_json_response as json_response
 
-__all__ = ["JSON", "Refused", "error_response", "json_response", "refusals", "render"]
+__all__ = ["JSON", "Refused", "json_response", "refusals", "render"]
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,10 +37,6 @@ class Refused(InfluxError):
     ) -> None:
         super().__init__(status, message, headers, details=details)
         self.plain = plain
-
-
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return json_response({"error": message}, status, headers)
 
 
 def render(refused: Refused) -> web.Response:

@@ -14,7 +14,7 @@ from tracker import storage
 from tracker.accounts import InvalidPassword, token_digest
 from tracker.appkeys import ACCOUNTS, BANS, SAMPLES, SETTINGS
 from tracker.bans import Banned
-from tracker.browser.errors import JSON, Refused, error_response, json_response
+from tracker.browser.errors import JSON, Refused, json_response
 from tracker.browser.session import (
     CSRF_COOKIE, SESSION_COOKIE, csrf_cookie, current_session, form, json_body, owner_session, require_csrf, set_cookie,
     wants_json,
@@ -87,7 +87,7 @@ async def me(request: web.Request) -> web.Response:
     session = await current_session(request)
     if session is None:
         # Not a bare refusal: the answer hands the sign-in form its CSRF token (body and cookie).
-        response = error_response(401, "not signed in")
+        response = json_response({"error": "not signed in"}, 401)
         csrf = await csrf_cookie(request, response, None)
         response.body = orjson.dumps({"error": "not signed in", "csrf": csrf})
         return response

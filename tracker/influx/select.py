@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import math
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
@@ -48,7 +47,7 @@ from tracker.influx.influxql import (
     Wildcard,
     time_range,
 )
-from tracker.influx.workers import QueryWorkers, check_deadline
+from tracker.influx.workers import QueryWorkers, check_deadline, past
 from tracker.retention import format_duration, shard_group_duration
 from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
@@ -100,7 +99,7 @@ class Context:
     max_buckets: int = 0  # GROUP BY time buckets one SELECT may make, all series together; 0: no limit
 
     def past_deadline(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
+        return past(self.deadline)
 
     async def offload(self, work: Callable[..., T], *args: Any) -> T:
         """`work(*args)` on a query thread (this user's share of them); QueryTimeout past the deadline."""

@@ -28,9 +28,14 @@ T = TypeVar("T")
 BUSY_SWITCH_INTERVAL = 0.001
 
 
+def past(deadline: float | None) -> bool:
+    """Whether `deadline` (time.monotonic(); None: no deadline) has passed."""
+    return deadline is not None and time.monotonic() > deadline
+
+
 def check_deadline(deadline: float | None) -> None:
-    """Raise QueryTimeout once `deadline` (time.monotonic()) has passed; called from loops every few hundred steps."""
-    if deadline is not None and time.monotonic() > deadline:
+    """Raise QueryTimeout once `deadline` has passed; called from loops every few hundred steps."""
+    if past(deadline):
         raise QueryTimeout()
 
 
