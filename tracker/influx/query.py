@@ -41,7 +41,7 @@ from tracker.influx.influxql import (
     UnsupportedStatement,
     parse_query,
 )
-from tracker.storage import EPOCH_NS, QueryTimeout
+from tracker.storage import EPOCH_NS
 
 DEFAULT_CHUNK_SIZE = 10_000  # InfluxDB's default rows per chunk
 STREAM_AFTER = 256 * 1024  # bytes of answer held back before switching to a streamed response
@@ -274,10 +274,7 @@ async def _encoded(ctx: select.Context, rows: list[Any]) -> bytes:
     in SQL, which runs without the GIL; fixing the text here cost as much as encoding it."""
     if len(rows) * len(rows[0]) <= ENCODE_INLINE_VALUES:
         return orjson.dumps(rows)
-    try:
-        return await ctx.offload(orjson.dumps, rows)
-    except QueryTimeout:  # no query thread came free before the deadline
-        raise select.StatementError(select.QUERY_TIMEOUT) from None
+    return await ctx.offload(orjson.dumps, rows)
 
 
 def _series_keys(header: select.SeriesHeader) -> dict[str, Any]:

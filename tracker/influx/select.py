@@ -102,8 +102,12 @@ class Context:
         return past(self.deadline)
 
     async def offload(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` on a query thread (this user's share of them); QueryTimeout past the deadline."""
-        return await self.workers.run(self.user, self.deadline, work, *args)
+        """`work(*args)` on a query thread (this user's share of them); past the deadline, the timeout
+        as the statement's error (whether no thread came free in time or the work itself stopped)."""
+        try:
+            return await self.workers.run(self.user, self.deadline, work, *args)
+        except storage.QueryTimeout:
+            raise StatementError(QUERY_TIMEOUT) from None
 
 
 def statement_database(statement: Statement, default_db: str) -> str | None:
