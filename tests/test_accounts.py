@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, TypeVar
 
 import pytest
 from passlib.context import CryptContext
@@ -162,13 +162,18 @@ async def test_failures_are_never_cached(accounts: Accounts, context: CountingCo
     assert context.verify_calls == 3
 
 
-async def test_cache_expires(accounts: Accounts, context: CountingContext, clock: Clock) -> None:
+async def test_cache_expires_once_idle_and_not_while_in_use(
+    accounts: Accounts, context: CountingContext, clock: Clock
+) -> None:
+    """A success is remembered for 300 s after its last use, not its first: a phone posting every
+    second never pays a full verification again, one silent for longer does."""
     await accounts.add_user("alice", "pw")
     assert await accounts.authenticate("alice", "pw")
-    clock.now += 299
-    assert await accounts.authenticate("alice", "pw")
+    for _ in range(10):  # in use every 299 s: 2,990 s in all
+        clock.now += 299
+        assert await accounts.authenticate("alice", "pw")
     assert context.verify_calls == 1
-    clock.now += 2
+    clock.now += 301
     assert await accounts.authenticate("alice", "pw")
     assert context.verify_calls == 2
 
@@ -179,6 +184,39 @@ async def test_cache_can_be_disabled(store: AccountStore, context: CountingConte
     for _ in range(3):
         assert await accounts.authenticate("alice", "pw")
     assert context.verify_calls == 3
+
+
+T = TypeVar("T")
+
+
+async def request(question: Awaitable[T]) -> T:
+    """Ask as a request would: each request of the server is a task of its own."""
+    return await asyncio.ensure_future(question)
+
+
+async def test_one_request_checks_the_file_once_for_its_questions(tmp_path: Path, context: CountingContext) -> None:
+    """A write asks who it is, whether it may write and its retention: one look at the accounts
+    file answers them all. The next request looks again (a change by the CLI counts at once)."""
+    store = await CountingStore.open(tmp_path)
+    try:
+        assert isinstance(store, CountingStore)
+        accounts = Accounts(store, password_context=context)
+        await accounts.add_user("alice", "pw")
+
+        async def one_write_request() -> None:
+            assert await accounts.authenticate("alice", "pw")
+            assert await accounts.can_write("alice", "alice")
+            await accounts.retention_ns("alice")
+            assert await accounts.user_exists("alice")
+
+        await request(one_write_request())
+        before = store.data_version_calls
+        await request(one_write_request())
+        assert store.data_version_calls - before == 1
+        await request(one_write_request())
+        assert store.data_version_calls - before == 2
+    finally:
+        await store.close()
 
 
 async def test_own_password_change_takes_effect_at_once(accounts: Accounts) -> None:
@@ -196,8 +234,8 @@ async def test_password_change_by_another_process_takes_effect_at_once(
     assert await accounts.authenticate("alice", "old")  # now cached
     cli = Accounts(other_store, password_context=context)
     await cli.set_password("alice", "new")
-    assert not await accounts.authenticate("alice", "old")
-    assert await accounts.authenticate("alice", "new")
+    assert not await request(accounts.authenticate("alice", "old"))
+    assert await request(accounts.authenticate("alice", "new"))
 
 
 async def test_delete_by_another_process_takes_effect_at_once(
@@ -206,8 +244,8 @@ async def test_delete_by_another_process_takes_effect_at_once(
     await accounts.add_user("alice", "pw")
     assert await accounts.authenticate("alice", "pw")  # now cached
     await Accounts(other_store, password_context=context).delete_user("alice")
-    assert not await accounts.authenticate("alice", "pw")
-    assert not await accounts.user_exists("alice")
+    assert not await request(accounts.authenticate("alice", "pw"))
+    assert not await request(accounts.user_exists("alice"))
 
 
 async def test_user_added_by_another_process_can_log_in_at_once(
@@ -311,10 +349,10 @@ async def test_share_by_another_process_takes_effect_at_once(
     assert not await accounts.can_read("bob", "alice")
     cli = Accounts(other_store, password_context=context)
     await cli.add_share("alice", "bob")
-    assert await accounts.can_read("bob", "alice")
+    assert await request(accounts.can_read("bob", "alice"))
     await cli.delete_user("alice")  # deleting a user removes the shares from it
-    assert not await accounts.can_read("bob", "alice")
-    assert await accounts.readable_databases("bob") == ["bob"]
+    assert not await request(accounts.can_read("bob", "alice"))
+    assert await request(accounts.readable_databases("bob")) == ["bob"]
 
 
 def test_link_tokens_never_look_like_options() -> None:

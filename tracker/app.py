@@ -15,7 +15,7 @@ from aiohttp.typedefs import Middleware
 from passlib.context import CryptContext
 
 from tracker.accounts import Accounts, load_bearer_secret
-from tracker import senders
+from tracker import logs, senders
 from tracker import browser
 from tracker.alerts import QuietAlerts
 from tracker.appkeys import (
@@ -119,7 +119,7 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
         handler_args={
             "auto_decompress": False,
             "access_log_class": AccessLogger,
-            "access_log": logging.getLogger("tracker.access"),
+            "access_log": logging.getLogger(logs.ACCESS_LOGGER),
             # A connection must bring each request's head within this time of connecting or of its
             # previous answer, or it is closed: aiohttp's idle timer, which trickled bytes do not reset.
             "keepalive_timeout": settings.read_timeout,
@@ -286,9 +286,7 @@ class _OneLineBadRequests(logging.Filter):
 
 def run(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; aiohttp then runs the cleanup contexts, closing every file."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     loop = _new_event_loop()
     log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)

@@ -134,6 +134,11 @@ class AccountStore:
         # (-wal signature, time.time_ns() when that check began, PRAGMA data_version) of the last real check
         self._last_check: tuple[tuple[int, int, int] | None, int, int] | None = None
 
+    @property
+    def own_commits(self) -> int:
+        """Commits made through this store: a changed number means something changed here."""
+        return self._own_commits
+
     @classmethod
     async def open(cls, data_dir: Path) -> AccountStore:
         data_dir = Path(data_dir)
