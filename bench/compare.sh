@@ -238,10 +238,17 @@ for workload in order:
 PY
 
 # --- memory after the load -----------------------------------------------------------------------------
-memory() { # side pid
+process_tree() { # pid: it and all its descendants (a server with worker processes counts whole)
+  echo "$1"
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do process_tree "$child"; done
+}
+memory() { # side pid: resident and peak memory summed over the process and its descendants
   [ -n "$2" ] && [ -r "/proc/$2/status" ] || return 0
-  awk -v side="$1" '/^VmRSS:/ { rss = $2 } /^VmHWM:/ { hwm = $2 }
-    END { printf "memory %s: resident %.0f MB, peak %.0f MB\n", side, rss / 1024, hwm / 1024 }' "/proc/$2/status"
+  local files=() pid
+  for pid in $(process_tree "$2"); do [ -r "/proc/$pid/status" ] && files+=("/proc/$pid/status"); done
+  awk -v side="$1" -v n="${#files[@]}" '/^VmRSS:/ { rss += $2 } /^VmHWM:/ { hwm += $2 }
+    END { printf "memory %s: resident %.0f MB, peak %.0f MB (%d process%s)\n", side, rss / 1024, hwm / 1024, n, n == 1 ? "" : "es" }' "${files[@]}"
 }
 echo
 memory A "${A_PID:-}"

@@ -12,7 +12,7 @@ hold open GET /api/watch/USER/events, so the riders must be watchable without si
   commit, before it answers, so an event can beat its 204 to this process: such latencies are
   negative and kept that way;
 - events expected (samples x viewers of that rider), received, missing and duplicated;
-- the server's resident memory (VmRSS of --server-pid, default env A_PID) before the viewers
+- the server's resident memory (VmRSS of --server-pid, default env A_PID, and its worker processes) before the viewers
   connect and once they are all open, and the difference per open viewer.
 
 Exit status: 0 when every event arrived exactly once, 1 when any is missing or duplicated (or a
@@ -126,17 +126,31 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants: a server with worker processes counts whole."""
+    found = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found += process_tree(int(child))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
 def memory_kib(pid: int | None) -> int | None:
-    """The process's resident set size in KiB (VmRSS), or None when unknown."""
+    """The resident set size in KiB (VmRSS) of the process and its descendants, or None when unknown."""
     if pid is None:
         return None
+    total = 0
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        for member in process_tree(pid):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
     except (OSError, ValueError, IndexError):
         return None
-    return None
+    return total or None
 
 
 async def post(session: aiohttp.ClientSession, base: str, rider: Rider) -> None:

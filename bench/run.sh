@@ -7,8 +7,12 @@
 # It finds users user0..user99 with passwords pass0..pass99 already in place.
 # After it, against the same server, bench/live_fanout.py measures the live view: riders user0..user9
 # (made public first) post samples, 100 viewers watch their event streams.
-# Environment: BENCH_PORT first port to try (18087); FANOUT_DUR seconds of the fan-out's writes (30);
-# WORKLOADS picks workloads, `fanout` among them (unset: all); DUR and the rest go on to the harness.
+# The comparison runs once per worker count in BENCH_WORKERS (default "1 auto": one process, then as
+# many as the machine has CPUs), each against a fresh server on a copy of the same fresh data folder;
+# the fan-out runs against the last one.
+# Environment: BENCH_PORT first port to try (18087); BENCH_WORKERS (see above); FANOUT_DUR seconds of
+# the fan-out's writes (30); WORKLOADS picks workloads, `fanout` among them (unset: all); DUR and the
+# rest go on to the harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,33 +78,56 @@ if [ "$run_fanout" = 1 ]; then
   for i in $(seq 0 $((FANOUT_RIDERS - 1))); do "$tracker" user public "user$i" on >/dev/null; done
 fi
 
-# --- the server -----------------------------------------------------------------------------------------
-echo "starting Tracker on $url"
-"$tracker" serve --host 127.0.0.1 --port "$port" --data-dir "$TRACKER_DATA_DIR" --log-level warning \
-  >"$work/server.log" 2>&1 &
-server_pid=$!
+# --- the servers: one per worker count, each on its own copy of the prepared data folder --------------
+cp -a "$TRACKER_DATA_DIR" "$work/prepared"
+start_server() { # workers
+  rm -rf "$TRACKER_DATA_DIR"
+  cp -a "$work/prepared" "$TRACKER_DATA_DIR"
+  echo "starting Tracker on $url with --workers $1"
+  # The fan-out's 100 viewers all come from 127.0.0.1, which the per-address stream limit (32) is
+  # there to stop; the bench lifts it.
+  "$tracker" serve --host 127.0.0.1 --port "$port" --data-dir "$TRACKER_DATA_DIR" --log-level warning \
+    --workers "$1" --max-streams-per-address 1000 >"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 150); do
+    [ "$(ping_code)" = 204 ] && return 0
+    kill -0 "$server_pid" 2>/dev/null || { echo "error: Tracker exited:" >&2; tail -n 30 "$work/server.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "error: Tracker did not answer GET /ping with 204" >&2
+  tail -n 30 "$work/server.log" >&2
+  exit 1
+}
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
 ping_code() { curl -s -o /dev/null -w '%{http_code}' "$url/ping" || true; }
-for _ in $(seq 150); do
-  [ "$(ping_code)" = 204 ] && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "error: Tracker exited:" >&2; tail -n 30 "$work/server.log" >&2; exit 1; }
-  sleep 0.2
-done
-[ "$(ping_code)" = 204 ] || { echo "error: Tracker did not answer GET /ping with 204" >&2; tail -n 30 "$work/server.log" >&2; exit 1; }
 
-# --- the comparison -----------------------------------------------------------------------------------
+# --- the comparison, once per worker count ----------------------------------------------------------------
 status=0
-if [ -z "${WORKLOADS:-}" ]; then
-  A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
-elif [ -n "$compare_workloads" ]; then
-  WORKLOADS=$compare_workloads A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
-else
-  echo "skipping the side-by-side comparison: WORKLOADS=\"$WORKLOADS\" names none of its workloads"
-fi
+read -r -a worker_counts <<<"${BENCH_WORKERS:-1 auto}"
+for workers in "${worker_counts[@]}"; do
+  start_server "$workers"
+  echo
+  echo "=== Tracker with --workers $workers ==="
+  if [ -z "${WORKLOADS:-}" ]; then
+    A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+  elif [ -n "$compare_workloads" ]; then
+    WORKLOADS=$compare_workloads A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+  else
+    echo "skipping the side-by-side comparison: WORKLOADS=\"$WORKLOADS\" names none of its workloads"
+  fi
+  [ "$workers" = "${worker_counts[-1]}" ] || stop_server
+done
 
-# --- the live fan-out, against the same server ----------------------------------------------------------
+# --- the live fan-out, against the last server ----------------------------------------------------------
 if [ "$run_fanout" = 1 ]; then
   echo
-  echo "live fan-out: $FANOUT_RIDERS riders, 100 viewers, ${FANOUT_DUR:-30} s"
+  echo "live fan-out: $FANOUT_RIDERS riders, 100 viewers, ${FANOUT_DUR:-30} s, --workers ${worker_counts[-1]}"
   fanout_status=0
   "$python" bench/live_fanout.py "$url" --server-pid "$server_pid" --riders "$FANOUT_RIDERS" --viewers 100 \
     --rate 1 --duration "${FANOUT_DUR:-30}" || fanout_status=$?
