@@ -219,6 +219,23 @@ async def test_one_request_checks_the_file_once_for_its_questions(tmp_path: Path
         await store.close()
 
 
+async def test_a_stream_that_sees_the_file_change_is_answered_from_the_change(
+    accounts: Accounts, other_store: AccountStore, context: CountingContext
+) -> None:
+    """A live stream is one long request: when it notices a new data_version (another process
+    revoked a share), its very next question is answered from the new state, not from the check
+    its own previous question made a moment ago."""
+    for name in ("alice", "bob"):
+        await accounts.add_user(name, "pw")
+    cli = Accounts(other_store, password_context=context)
+    await cli.add_share("alice", "bob")
+    seen = await accounts.data_version()
+    assert await accounts.can_read("bob", "alice")
+    await cli.remove_share("alice", "bob")
+    assert await accounts.data_version() != seen
+    assert not await accounts.can_read("bob", "alice")
+
+
 async def test_own_password_change_takes_effect_at_once(accounts: Accounts) -> None:
     await accounts.add_user("alice", "old")
     assert await accounts.authenticate("alice", "old")

@@ -589,7 +589,10 @@ class Accounts:
 
         Bookkeeping (device tokens' last use) does not count: it decides nothing about access.
         """
-        return await self._store.data_version()
+        version = await self._store.data_version()
+        if version != self._snapshot_version:
+            self._last_check = None  # whoever saw the change gets answers from it at their next question
+        return version
 
     # ----- device tokens, and the writers they and passwords authenticate -----
 
