@@ -190,6 +190,19 @@ def test_values_near_the_vocabulary_limits_check_the_same(fields: list[tuple[str
     assert_same(line.encode(), precision)
 
 
+FLOAT_TEXT = st.from_regex(r"-?(0{0,3}[0-9]{1,18}(\.[0-9]{0,20}0{0,3})?|\.[0-9]{1,20})([eE][+-]?[0-9]{1,3})?", fullmatch=True)
+
+
+@settings(PROPS, max_examples=3000)
+@given(FLOAT_TEXT)
+def test_floats_convert_to_the_same_double(text: str) -> None:
+    # the compiled parser converts short decimals itself: the very double Python's float() gives
+    assert_same(f"samples hr_bpm={text},pwr_w={text}".encode())
+    result = lineprotocol.IMPLEMENTATIONS["compiled"][0](f"m v={text}".encode(), "ns", NOW, None)
+    if result.points:
+        assert repr(result.points[0].fields["v"]) == repr(float(text))
+
+
 @settings(PROPS, max_examples=500)
 @given(SOUP, SOUP)
 def test_soup_around_a_valid_line_parses_the_same(before: bytes, after: bytes) -> None:

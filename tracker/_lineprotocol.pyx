@@ -39,6 +39,10 @@ cdef enum:
     MAX_FIELDS = 64
     MAX_VOCABULARY = 64  # one bit per canonical key
 
+cdef uint64_t TWO_TO_53 = 9007199254740992
+cdef double _POW10[23]  # 1e0 .. 1e22: the powers of ten a double holds exactly
+for _k in range(23):
+    _POW10[_k] = float(10**_k)
 cdef int64_t MIN_NANO_TIME = -9223372036854775806  # as tracker.lineprotocol
 cdef int64_t MAX_NANO_TIME = 9223372036854775806
 
@@ -132,7 +136,9 @@ cdef bint _scan_line(const char *s, Py_ssize_t n, int64_t multiplier, Line *out)
     cdef unsigned char c
     cdef int count
     cdef bint negative, dot, has_digits
-    cdef uint64_t magnitude
+    cdef uint64_t magnitude, mantissa
+    cdef bint exact, exponent_negative
+    cdef int decimals, exponent
     cdef char *parsed_end
     cdef double real
     cdef int64_t stamp
@@ -213,32 +219,65 @@ cdef bint _scan_line(const char *s, Py_ssize_t n, int64_t multiplier, Line *out)
             out.fields[count].is_int = True
             i += 1
         else:
+            # A float.  Digits are gathered on the way for the exact fast path below.
+            mantissa = 0
+            exact = True
+            for j in range(digits_start, i):
+                if mantissa < TWO_TO_53:
+                    mantissa = mantissa * 10 + <uint64_t>(s[j] - c'0')
+                else:
+                    exact = False
+            decimals = 0
             dot = i < n and s[i] == c'.'
             if dot:
                 i += 1
                 mark = i
                 while i < n and c'0' <= s[i] <= c'9':
+                    if mantissa < TWO_TO_53:
+                        mantissa = mantissa * 10 + <uint64_t>(s[i] - c'0')
+                        decimals += 1
+                    elif s[i] != c'0':
+                        exact = False
                     i += 1
                 has_digits = has_digits or i > mark
             if not has_digits:
                 return False
+            exponent = 0
             if i < n and (s[i] == c'e' or s[i] == c'E'):
                 i += 1
+                exponent_negative = i < n and s[i] == c'-'
                 if i < n and (s[i] == c'+' or s[i] == c'-'):
                     i += 1
                 mark = i
                 while i < n and c'0' <= s[i] <= c'9':
+                    if exponent < 100000:
+                        exponent = exponent * 10 + (s[i] - c'0')
                     i += 1
                 if i == mark:
                     return False
-            # The token ends at a separator, a line end (CR, LF) or the body's closing NUL, none
-            # of which continue a number, so the conversion stops exactly at i.
-            real = PyOS_string_to_double(s + start, &parsed_end, NULL)
-            if real == -1.0 and PyErr_Occurred() != NULL:
-                PyErr_Clear()  # cannot happen after the grammar check; stepping aside is safe
-                return False
-            if parsed_end != s + i or isinf(real):
-                return False  # out of float range: the slow path words it
+                if exponent_negative:
+                    exponent = -exponent
+            exponent -= decimals
+            if exact and mantissa <= TWO_TO_53 and -22 <= exponent <= 22:
+                # Clinger's fast path: an integer below 2**53 and a power of ten up to 1e22 are
+                # both exact doubles, so one IEEE multiplication or division is the correctly
+                # rounded result, the same double float() gives.
+                real = <double>mantissa
+                if exponent < 0:
+                    real = real / _POW10[-exponent]
+                else:
+                    real = real * _POW10[exponent]
+                if negative:
+                    real = -real
+            else:
+                # The token ends at a separator, a line end (CR, LF) or the body's closing NUL,
+                # none of which continue a number, so the conversion stops exactly at i.
+                real = PyOS_string_to_double(s + start, &parsed_end, NULL)
+                if real == -1.0 and PyErr_Occurred() != NULL:
+                    PyErr_Clear()  # cannot happen after the grammar check; stepping aside is safe
+                    return False
+                if parsed_end != s + i or isinf(real):
+                    return False  # out of float range: the slow path words it
             out.fields[count].real = real
             out.fields[count].is_int = False
         count += 1
