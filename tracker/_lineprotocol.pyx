@@ -16,6 +16,7 @@ which tracker.lineprotocol calls once it has defined them.
 """
 
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from cpython.dict cimport PyDict_SetItem
 from cpython.list cimport PyList_Append
 from libc.stdint cimport int64_t, uint64_t
@@ -23,8 +24,14 @@ from libc.string cimport memchr, memcmp
 from libc.math cimport isinf
 
 import time as _time
+import types as _types
 
 cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+
     # Python's own correctly rounded, locale-independent conversion: the same double as float().
     double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception)
     PyObject *PyErr_Occurred()
@@ -48,6 +55,10 @@ cdef int64_t MAX_NANO_TIME = 9223372036854775806
 
 # Bound by tracker.lineprotocol (see bind()).
 cdef object _Point = None
+_POINT_SLOTS = ("measurement", "tags", "fields", "time", "line_no")  # Point's fields, in order
+cdef bint _point_slots_known = False  # Point is that plain slots class: _new_point fills its slots
+cdef Py_ssize_t _point_slots[5]
+cdef object _object_new = object.__new__
 cdef object _ParseResult = None
 cdef object _CheckedBatch = None
 cdef object _PRECISION_NS = None
@@ -73,7 +84,19 @@ def bind(*, Point, ParseResult, CheckedBatch, PRECISION_NS, parse_block, parse_p
     (key, low, high) triples, `aliases` as {alias: key})."""
     global _Point, _ParseResult, _CheckedBatch, _PRECISION_NS, _parse_block, _parse_python
     global _normalize_fields, _refusal_messages, _MEASUREMENT, _vocab_count
+    global _point_slots_known
     _Point, _ParseResult, _CheckedBatch, _PRECISION_NS = Point, ParseResult, CheckedBatch, PRECISION_NS
+    _point_slots_known = False
+    descriptors = [Point.__dict__.get(name) for name in _POINT_SLOTS]
+    if (
+        tuple(getattr(Point, "__slots__", ())) == _POINT_SLOTS
+        and tuple(getattr(Point, "__dataclass_fields__", {})) == _POINT_SLOTS
+        and not hasattr(Point, "__post_init__")
+        and all(type(descriptor) is _types.MemberDescriptorType for descriptor in descriptors)
+    ):
+        for index, descriptor in enumerate(descriptors):
+            _point_slots[index] = (<PyMemberDescrObject *>descriptor).d_member.offset
+        _point_slots_known = True
     _parse_block, _parse_python = parse_block, parse_python
     _normalize_fields, _refusal_messages, _MEASUREMENT = normalize_fields, refusal_messages, measurement
     entries = [(key, key, low, high) for key, low, high in fields]
@@ -331,6 +354,8 @@ cdef class _Names:
     cdef object tags
     cdef Span[MAX_FIELDS] field_keys
     cdef list field_texts
+    cdef Span[MAX_FIELDS] vocabulary_keys  # the key last looked up in the vocabulary at each position
+    cdef int[MAX_FIELDS] vocabulary_entries  # and what it was found as (-1: not a vocabulary key)
 
     def __cinit__(self):
         self.measurement.size = -1
@@ -341,6 +366,7 @@ cdef class _Names:
         self.field_texts = [None] * MAX_FIELDS
         for index in range(MAX_FIELDS):
             self.field_keys[index].size = -1
+            self.vocabulary_keys[index].size = -1
         for index in range(MAX_TAGS):
             self.tag_keys[index].size = -1
             self.tag_values[index].size = -1
@@ -388,6 +414,27 @@ cdef class _Names:
         return self.tags
 
 
+cdef object _new_point(object measurement, object tags, object fields, object time, object line_no):
+    """Point(measurement, tags, fields, time, line_no), without running the dataclass's __init__
+    when bind() found Point to be the plain slots class it is (a third of the cost per line)."""
+    if not _point_slots_known:
+        return _Point(measurement, tags, fields, time, line_no)
+    point = _object_new(_Point)
+    _fill_slot(point, _point_slots[0], measurement)
+    _fill_slot(point, _point_slots[1], tags)
+    _fill_slot(point, _point_slots[2], fields)
+    _fill_slot(point, _point_slots[3], time)
+    _fill_slot(point, _point_slots[4], line_no)
+    return point
+
+
+cdef inline void _fill_slot(object obj, Py_ssize_t offset, object value) noexcept:
+    # A fresh object's slots are NULL: store a new reference, nothing to release.
+    cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + offset)
+    Py_INCREF(value)
+    slot[0] = <PyObject *>value
+
+
 cdef inline object _decode(Span span):
     return PyUnicode_DecodeUTF8(span.start, span.size, "replace")
 
@@ -404,11 +451,19 @@ cdef object _raw_fields(Line *line, _Names names):
     return fields
 
 
-cdef object _vocabulary_fields(Line *line):
+cdef inline int _vocabulary_entry(Span key) noexcept:
+    cdef int entry
+    for entry in range(_vocab_count):
+        if _vocab_key_size[entry] == key.size and memcmp(_vocab_key[entry], key.start, key.size) == 0:
+            return entry
+    return -1
+
+
+cdef object _vocabulary_fields(Line *line, _Names names):
     """The point's fields keyed by canonical name as floats, exactly as
     vocabulary.normalize_fields would return them; None when normalize_fields must decide (an
     unknown key, a value out of range, a key given twice, another measurement)."""
-    cdef int index, entry, found
+    cdef int index, found
     cdef uint64_t seen = 0
     cdef double number
     cdef Span key
@@ -418,11 +473,12 @@ cdef object _vocabulary_fields(Line *line):
     fields = {}
     for index in range(line.field_count):
         key = line.fields[index].key
-        found = -1
-        for entry in range(_vocab_count):
-            if _vocab_key_size[entry] == key.size and memcmp(_vocab_key[entry], key.start, key.size) == 0:
-                found = entry
-                break
+        if _same(key, names.vocabulary_keys[index]):
+            found = names.vocabulary_entries[index]
+        else:
+            found = _vocabulary_entry(key)
+            names.vocabulary_keys[index] = key
+            names.vocabulary_entries[index] = found
         if found < 0 or seen & (<uint64_t>1 << _vocab_slot[found]):
             return None  # repeats (also through an alias) keep normalize_fields' order rules
         seen |= <uint64_t>1 << _vocab_slot[found]
@@ -469,7 +525,6 @@ cdef object _run(object body_object, str precision, object now_ns, object max_li
     cdef Line line
     cdef _Names names = _Names()
     cdef Py_ssize_t line_no = 0, before
-    Point = _Point
     start = 0
     while start <= n:
         line_no += 1
@@ -478,7 +533,7 @@ cdef object _run(object body_object, str precision, object now_ns, object max_li
         line_end = end - 1 if end > start and buf[end - 1] == c'\r' else end
         if line_end > start:
             if _scan_line(buf + start, line_end - start, multiplier, &line):
-                fields = _vocabulary_fields(&line) if check else None
+                fields = _vocabulary_fields(&line, names) if check else None
                 if fields is not None:
                     measurement = _MEASUREMENT
                 else:
@@ -486,10 +541,7 @@ cdef object _run(object body_object, str precision, object now_ns, object max_li
                     fields = _raw_fields(&line, names)
                 tags = names.tags_of(&line)
                 if tags is not None:
-                    if line.has_time:
-                        point = Point(measurement, tags, fields, line.time, line_no)
-                    else:
-                        point = Point(measurement, tags, fields, default_time_object, line_no)
+                    point = _new_point(measurement, tags, fields, line.time if line.has_time else default_time_object, line_no)
                     if check and measurement is not _MEASUREMENT:
                         _check_in_python(point, points, refusals)
                     else:

@@ -5,7 +5,12 @@ come out, and a rejected line carries the same reason text.  Shape of a line::
 
     measurement[,tag_key=tag_value...] field_key=field_value[,...] [timestamp]
 
-Three paths produce identical results:
+Two implementations give identical results: this module (the reference) and, when it was built
+at install, the compiled ``tracker._lineprotocol`` (see there), which takes the plain lines in C
+and hands every other line to the slow path below.  parse() and parse_samples() run the compiled
+one unless TRACKER_PURE_PYTHON=1; IMPLEMENTATION names the one in use.
+
+In this module, three paths produce identical results:
 
 * a column-wise batch path for the usual /write body: every line has the same "shape" (the
   sequence of separators, see _FAST_SHAPE) and the same tag and field keys, and all values are
@@ -40,6 +45,7 @@ span several physical lines).
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import re
@@ -967,14 +973,14 @@ def _go_parse_int64(text: str) -> int:
 # Choosing the implementation
 # ---------------------------------------------------------------------------------------------
 
-ParseFunction = Callable[[bytes, str, "int | None", "int | None"], ParseResult]
-ParseSamplesFunction = Callable[[bytes, str, "int | None", "int | None"], CheckedBatch]
+ParseFunction = Callable[[bytes, str, int | None, int | None], ParseResult]
+ParseSamplesFunction = Callable[[bytes, str, int | None, int | None], CheckedBatch]
 
 
 def _load_compiled() -> tuple[ModuleType | None, str]:
     """The compiled module (tracker._lineprotocol) bound to this one, or None and why not."""
     try:
-        from tracker import _lineprotocol  # type: ignore[attr-defined]
+        _lineprotocol = importlib.import_module("tracker._lineprotocol")
     except ImportError as exc:
         return None, f"the compiled parser was not built ({exc})"
     _lineprotocol.bind(
