@@ -270,3 +270,14 @@ def test_compiled_parser_is_the_default_and_the_environment_can_refuse_it() -> N
 def test_an_unknown_implementation_is_refused() -> None:
     with pytest.raises(ValueError, match="fortran"):
         lineprotocol.use_implementation("fortran")
+
+
+@pytest.mark.parametrize("precision", ["x", "", "NS", "s ", "µs"])
+def test_an_unknown_precision_is_the_same_error(precision: str) -> None:
+    messages = set()
+    for parse, parse_samples in lineprotocol.IMPLEMENTATIONS.values():
+        for function in (parse, parse_samples):
+            with pytest.raises(ValueError) as raised:
+                function(b"samples hr_bpm=1", precision, NOW, None)
+            messages.add(str(raised.value))
+    assert messages == {f"invalid precision {precision!r}"}

@@ -983,7 +983,16 @@ def _load_compiled() -> tuple[ModuleType | None, str]:
         _lineprotocol = importlib.import_module("tracker._lineprotocol")
     except ImportError as exc:
         return None, f"the compiled parser was not built ({exc})"
-    _lineprotocol.bind(
+    try:
+        _bind_compiled(_lineprotocol)
+    except Exception as exc:  # a vocabulary or Point it cannot take: the pure parser handles everything
+        return None, f"the compiled parser does not fit this version ({exc!r})"
+    return _lineprotocol, ""
+
+
+def _bind_compiled(compiled: ModuleType) -> None:
+    """Hand the compiled module the Python side it builds on and falls back to."""
+    compiled.bind(
         Point=Point,
         ParseResult=ParseResult,
         CheckedBatch=CheckedBatch,
@@ -996,7 +1005,6 @@ def _load_compiled() -> tuple[ModuleType | None, str]:
         fields=[(spec.key, spec.low, spec.high) for spec in vocabulary.FIELDS],
         aliases=vocabulary.ALIASES,
     )
-    return _lineprotocol, ""
 
 
 COMPILED, COMPILED_MISSING = _load_compiled()  # COMPILED_MISSING: why COMPILED is None
