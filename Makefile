@@ -67,5 +67,5 @@ bench: venv
 	bench/run.sh
 
 clean:
-	rm -rf $(VENV) web/node_modules .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) web/node_modules .pytest_cache .hypothesis build dist *.egg-info tracker/_lineprotocol.c tracker/_lineprotocol.*.so
 	find . -path ./data -prune -o -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
