@@ -26,8 +26,9 @@ help:
 
 venv: $(VENV_STAMP)
 
-# Rebuilt only when pyproject.toml changes; the install is editable, so code edits need no reinstall.
-$(VENV_STAMP): pyproject.toml
+# Rebuilt only when pyproject.toml or the compiled parser's sources change; the install is editable,
+# so other code edits need no reinstall.
+$(VENV_STAMP): pyproject.toml setup.py tracker/_lineprotocol.pyx
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
 	  echo "error: $(PYTHON) not found; Tracker needs Python 3.11 or newer (make PYTHON=python3.12 picks another)" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -66,5 +67,5 @@ bench: venv
 	bench/run.sh
 
 clean:
-	rm -rf $(VENV) web/node_modules .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) web/node_modules .pytest_cache .hypothesis build dist *.egg-info tracker/_lineprotocol.c tracker/_lineprotocol.*.so
 	find . -path ./data -prune -o -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.parsers import each_parser  # noqa: F401  (the fixture pytestmark names)
 from tracker.lineprotocol import (
     PRECISION_NS,
     LineError,
@@ -18,6 +19,8 @@ from tracker.lineprotocol import (
 )
 
 NOW = 1_700_000_000_123_456_789
+# Every test here runs with the pure-Python parser and with the compiled one (tests/parsers.py).
+pytestmark = pytest.mark.usefixtures("each_parser")
 TIME_RANGE = "time outside range -9223372036854775806 - 9223372036854775806"
 Typed = tuple[str, tuple[tuple[str, str], ...], list[tuple[str, str, object]], int]
 

@@ -17,9 +17,11 @@ import os
 import re
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.parsers import each_parser  # noqa: F401  (the fixture pytestmark names)
 from tracker.lineprotocol import (
     MAX_NANO_TIME,
     MIN_NANO_TIME,
@@ -31,6 +33,8 @@ from tracker.lineprotocol import (
 )
 
 NOW = 1_700_000_000_123_456_789
+# Every test here runs with the pure-Python parser and with the compiled one (tests/parsers.py).
+pytestmark = pytest.mark.usefixtures("each_parser")
 PROPS = settings(
     deadline=None,
     database=None,

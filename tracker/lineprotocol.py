@@ -5,7 +5,12 @@ come out, and a rejected line carries the same reason text.  Shape of a line::
 
     measurement[,tag_key=tag_value...] field_key=field_value[,...] [timestamp]
 
-Three paths produce identical results:
+Two implementations give identical results: this module (the reference) and, when it was built
+at install, the compiled ``tracker._lineprotocol`` (see there), which takes the plain lines in C
+and hands every other line to the slow path below.  parse() and parse_samples() run the compiled
+one unless TRACKER_PURE_PYTHON=1; IMPLEMENTATION names the one in use.
+
+In this module, three paths produce identical results:
 
 * a column-wise batch path for the usual /write body: every line has the same "shape" (the
   sequence of separators, see _FAST_SHAPE) and the same tag and field keys, and all values are
@@ -40,12 +45,18 @@ span several physical lines).
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from itertools import count, repeat
 from operator import mul
+from types import ModuleType
+from typing import Callable
+
+from tracker import vocabulary
 
 FieldValue = float | int | str | bool
 
@@ -94,6 +105,15 @@ class ParseResult:
     errors: list[LineError]
 
 
+@dataclass(slots=True)
+class CheckedBatch:
+    """A /write body parsed and held to the sample vocabulary (parse_samples)."""
+
+    points: list[Point]  # the accepted points: canonical field keys, float values
+    errors: list[LineError]  # lines that are not line protocol
+    refused: list[str]  # lines the vocabulary refused, each as /write reports it (names the line, key and rule)
+
+
 class _LineRejected(Exception):
     """Internal: the slow path rejects a line with an InfluxDB reason."""
 
@@ -103,7 +123,7 @@ class _LineRejected(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Public entry point
+# Public entry points: the compiled parser when it was built, else the pure-Python one
 # ---------------------------------------------------------------------------------------------
 
 
@@ -111,6 +131,33 @@ def parse(
     body: bytes, precision: str = "ns", now_ns: int | None = None, max_line_length: int | None = None
 ) -> ParseResult:
     """Parse a /write body.  Good lines become points, bad lines LineErrors (never raises for
+    any body; ValueError only for an unknown precision).  See parse_python for the details."""
+    return _active_parse(body, precision, now_ns, max_line_length)
+
+
+def parse_samples(
+    body: bytes, precision: str = "ns", now_ns: int | None = None, max_line_length: int | None = None
+) -> CheckedBatch:
+    """parse(), then every point held to the sample vocabulary (vocabulary.check_points): what
+    /write stores and what it reports.  The compiled parser does both in one pass."""
+    return _active_parse_samples(body, precision, now_ns, max_line_length)
+
+
+def parse_samples_python(
+    body: bytes, precision: str = "ns", now_ns: int | None = None, max_line_length: int | None = None
+) -> CheckedBatch:
+    """parse_samples(), in pure Python."""
+    result = parse_python(body, precision, now_ns, max_line_length)
+    points, refused = vocabulary.check_points(result.points, body)
+    return CheckedBatch(points, result.errors, refused)
+
+
+def parse_python(
+    body: bytes, precision: str = "ns", now_ns: int | None = None, max_line_length: int | None = None
+) -> ParseResult:
+    """parse(), in pure Python: the reference the compiled parser is held to.
+
+    Parse a /write body.  Good lines become points, bad lines LineErrors (never raises for
     any body; ValueError only for an unknown precision).
 
     With `max_line_length`, a physical line longer than that many bytes (line ending excluded) is
@@ -200,7 +247,7 @@ def _parse_around_long_lines(lines: list[bytes], precision: str, now_ns: int, li
     def parse_run(end: int) -> None:
         if end <= run_start:
             return
-        result = parse(b"\n".join(lines[run_start:end]), precision, now_ns)
+        result = parse_python(b"\n".join(lines[run_start:end]), precision, now_ns)
         for point in result.points:
             point.line_no += run_start
         points.extend(result.points)
@@ -920,3 +967,63 @@ def _go_parse_int64(text: str) -> int:
     if number > _INT64_MAX or number < _INT64_MIN:
         raise _LineRejected(f'strconv.ParseInt: parsing "{text}": value out of range')
     return number
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the implementation
+# ---------------------------------------------------------------------------------------------
+
+ParseFunction = Callable[[bytes, str, int | None, int | None], ParseResult]
+ParseSamplesFunction = Callable[[bytes, str, int | None, int | None], CheckedBatch]
+
+
+def _load_compiled() -> tuple[ModuleType | None, str]:
+    """The compiled module (tracker._lineprotocol) bound to this one, or None and why not."""
+    try:
+        _lineprotocol = importlib.import_module("tracker._lineprotocol")
+    except ImportError as exc:
+        return None, f"the compiled parser was not built ({exc})"
+    try:
+        _bind_compiled(_lineprotocol)
+    except Exception as exc:  # a vocabulary or Point it cannot take: the pure parser handles everything
+        return None, f"the compiled parser does not fit this version ({exc!r})"
+    return _lineprotocol, ""
+
+
+def _bind_compiled(compiled: ModuleType) -> None:
+    """Hand the compiled module the Python side it builds on and falls back to."""
+    compiled.bind(
+        Point=Point,
+        ParseResult=ParseResult,
+        CheckedBatch=CheckedBatch,
+        PRECISION_NS=PRECISION_NS,
+        parse_block=_parse_block,
+        parse_python=parse_python,
+        normalize_fields=vocabulary.normalize_fields,
+        refusal_messages=vocabulary.refusal_messages,
+        measurement=vocabulary.MEASUREMENT,
+        fields=[(spec.key, spec.low, spec.high) for spec in vocabulary.FIELDS],
+        aliases=vocabulary.ALIASES,
+    )
+
+
+COMPILED, COMPILED_MISSING = _load_compiled()  # COMPILED_MISSING: why COMPILED is None
+IMPLEMENTATIONS: dict[str, tuple[ParseFunction, ParseSamplesFunction]] = {"python": (parse_python, parse_samples_python)}
+if COMPILED is not None:
+    IMPLEMENTATIONS["compiled"] = (COMPILED.parse, COMPILED.parse_samples)
+
+
+def use_implementation(name: str) -> None:
+    """Make parse() and parse_samples() use `name` ("compiled" or "python"); tests and benchmarks."""
+    global IMPLEMENTATION, _active_parse, _active_parse_samples
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"no {name!r} line-protocol parser here ({COMPILED_MISSING or 'unknown name'})")
+    IMPLEMENTATION = name
+    _active_parse, _active_parse_samples = IMPLEMENTATIONS[name]
+
+
+IMPLEMENTATION: str  # "compiled" or "python": which parser parse() runs
+_active_parse: ParseFunction
+_active_parse_samples: ParseSamplesFunction
+# TRACKER_PURE_PYTHON=1 forces the pure-Python parser (to compare, or to rule the compiled one out).
+use_implementation("python" if COMPILED is None or os.environ.get("TRACKER_PURE_PYTHON", "") not in ("", "0") else "compiled")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 MEASUREMENT = "samples"
 
@@ -69,6 +70,34 @@ def normalize_fields(
             return None, f'field "{key}": {value} is out of range {spec.low:g}..{spec.high:g} {spec.unit}'
         out[canonical] = number
     return out, None
+
+
+class _ParsedPoint(Protocol):
+    measurement: str
+    fields: Any  # dict[str, FieldValue] as parsed; dict[str, float] once checked
+    line_no: int
+
+
+def check_points(points: Sequence[_ParsedPoint], body: bytes) -> tuple[list[Any], list[str]]:
+    """Hold parsed points to the vocabulary: (the accepted points, their fields now canonical
+    floats; a message for each refused one, naming its line, key and rule)."""
+    accepted: list[Any] = []
+    refusals: list[tuple[int, str]] = []
+    for point in points:
+        fields, reason = normalize_fields(point.measurement, point.fields)
+        if fields is None:
+            refusals.append((point.line_no, reason or ""))
+            continue
+        point.fields = fields  # numbers only, now
+        accepted.append(point)
+    return accepted, refusal_messages(body, refusals) if refusals else []
+
+
+def refusal_messages(body: bytes, refusals: Sequence[tuple[int, str]]) -> list[str]:
+    """InfluxDB-style messages for lines of `body` the vocabulary refused, as (line_no, reason)."""
+    lines = body.split(b"\n")
+    texts = [lines[line_no - 1].rstrip(b"\r").decode("utf-8", "replace") for line_no, _ in refusals]
+    return [f"unable to parse '{text}': line {line_no}: {reason}" for text, (line_no, reason) in zip(texts, refusals)]
 
 
 _CANONICAL = frozenset(FIELD_KEYS)

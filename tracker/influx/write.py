@@ -6,11 +6,10 @@ import asyncio
 import logging
 import sqlite3
 import time
-from typing import Sequence, cast
 
 from aiohttp import web
 
-from tracker import ingest, lineprotocol, vocabulary
+from tracker import ingest, lineprotocol
 from tracker.accounts import Writer
 from tracker.appkeys import ACCOUNTS, SETTINGS
 from tracker.http.auth import authenticate_writer
@@ -77,12 +76,13 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
         return no_content()
     now_ns = time.time_ns()
     max_line = request.app[SETTINGS].max_line_length
+    # Parsed and held to the vocabulary in one pass (compiled when built).
     if len(body) > PARSE_IN_THREAD_BYTES:
-        parsed = await asyncio.to_thread(lineprotocol.parse, body, precision, now_ns, max_line)
+        parsed = await asyncio.to_thread(lineprotocol.parse_samples, body, precision, now_ns, max_line)
     else:
-        parsed = lineprotocol.parse(body, precision, now_ns, max_line)
+        parsed = lineprotocol.parse_samples(body, precision, now_ns, max_line)
 
-    accepted, rejected = _apply_vocabulary(parsed.points, body)
+    accepted, rejected = parsed.points, parsed.refused
     beyond_retention = 0
     if accepted:
         # InfluxDB drops points older than now minus the policy's duration and writes the rest.
@@ -105,20 +105,3 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
         raise InfluxError(400, text)
     # InfluxDB counts syntax errors as dropped=0 (sic); we count the lines the vocabulary refused.
     raise InfluxError(400, f"partial write: {text} dropped={len(rejected) + beyond_retention}")
-
-
-def _apply_vocabulary(points: Sequence[lineprotocol.Point], body: bytes) -> tuple[list[lineprotocol.Point], list[str]]:
-    accepted: list[lineprotocol.Point] = []
-    rejected: list[str] = []
-    lines: list[bytes] | None = None
-    for point in points:
-        fields, reason = vocabulary.normalize_fields(point.measurement, point.fields)
-        if fields is None:
-            if lines is None:  # only a refused line needs the text of the body's lines
-                lines = body.split(b"\n")
-            text = lines[point.line_no - 1].rstrip(b"\r").decode("utf-8", "replace")
-            rejected.append(f"unable to parse '{text}': line {point.line_no}: {reason}")
-            continue
-        point.fields = cast("dict[str, lineprotocol.FieldValue]", fields)  # numbers only, now
-        accepted.append(point)
-    return accepted, rejected
