@@ -9,6 +9,7 @@ that user's samples).
 - `accounts`: the AccountStore.
 - `samples`: the SampleStore (writer threads with group commit, reads, the live window read).
 - `query`: the SQL behind /query (InfluxQL SELECT and SHOW).
+- `blocks`: samples as numpy columns per hour, sealed hours cached (the day-long reads' path).
 - `files`: the SQL behind `tracker backup`, `tracker restore` and `tracker check`.
 
 Every file runs in WAL mode (readers never block the writer), with a busy timeout (a CLI process
@@ -30,6 +31,7 @@ from tracker.storage.accounts import (
     UserExists,
     UserRecord,
 )
+from tracker.storage.blocks import BlockCache, Columns, query_columns
 from tracker.storage.connection import (
     ACCOUNTS_FILE,
     BUSY_TIMEOUT_MS,
@@ -46,6 +48,7 @@ from tracker.storage.query import (
     QueryFilter,
     SeriesTags,
     arithmetic_sql,
+    bare_field,
     combine_filters,
     compare_sql,
     field_sql,
@@ -78,7 +81,8 @@ __all__ = [
     "QueryColumn", "QueryFilter", "QueryTimeout", "SamplePoint", "SampleStore", "SchemaTooNew", "SeriesTags",
     "SessionRecord", "StorageUnavailable", "StoredSample", "Tags", "TokenLabelTaken", "UnknownUser",
     "UserExists", "UserRecord",
-    "arithmetic_sql", "backup_file", "check_file", "combine_filters", "compare_sql", "device_last_seen",
+    "BlockCache", "Columns", "query_columns",
+    "arithmetic_sql", "bare_field", "backup_file", "check_file", "combine_filters", "compare_sql", "device_last_seen",
     "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
     "query_raw", "query_series", "series_in", "tag_sql", "window_samples",
 ]

@@ -38,6 +38,16 @@ def field_sql(name: str) -> QueryColumn:
     return QueryColumn(f"samples.{name}", (), (name,))
 
 
+def bare_field(column: QueryColumn) -> str | None:
+    """The vocabulary field a column is, as it is (no arithmetic); "" for an unknown field's NULL;
+    None for anything else. Only such columns can be answered from a block's columns."""
+    if column.sql == "NULL" and not column.params:
+        return ""
+    if len(column.fields) == 1 and column.sql == f"samples.{column.fields[0]}":
+        return column.fields[0]
+    return None
+
+
 def tag_sql(key: str, series: SeriesTags) -> QueryColumn:
     """A tag's value per row, looked up from the series id (no join with `series` per row)."""
     pairs = [(sid, tags[key]) for sid, tags in series.items() if key in tags]
