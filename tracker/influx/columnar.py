@@ -77,3 +77,92 @@ def _json_values(column: np.ndarray) -> list[Any]:
     if missing.any():
         out[missing] = None
     return out.tolist()  # type: ignore[no-any-return]
+
+
+# GROUP BY time aggregates answered from columns: the SQL path's values bit for bit. SQLite (before
+# 3.43) sums doubles one after the other from 0.0 in (time, series) order, and so do these; avg is
+# that sum over the count, stddev the same formula as storage's SQL. Later SQLite versions sum with
+# compensation (Kahan-Babuska-Neumaier), so there the SQL path answers (see `aggregates_supported`).
+COLUMN_AGGREGATES = frozenset({"mean", "sum", "count", "min", "max", "spread", "stddev"})
+# Sequential sums take min(buckets, longest bucket) vectorized steps; past this, the SQL path answers.
+MAX_SUM_STEPS = 4096
+
+
+def aggregates_supported(calls: Sequence[tuple[str, str]], sqlite_version: tuple[int, int, int]) -> bool:
+    return sqlite_version < (3, 43, 0) and all(fn in COLUMN_AGGREGATES for fn, _ in calls)
+
+
+def bucket_aggregates(
+    columns: Columns, calls: Sequence[tuple[str, str]], interval_ns: int, offset_ns: int, deadline: float | None
+) -> dict[int, list[Any]] | None:
+    """{bucket index: [value per call]} as storage.query_aggregates answers it: only buckets where a
+    field of the calls has a value; (function, "") calls are None. None: too costly, use SQL."""
+    used = {name for _, name in calls if name}
+    present = [columns.fields[name] for name in sorted(used) if name in columns.fields]
+    if not present:
+        return {}
+    has_value = ~np.isnan(present[0])
+    for column in present[1:]:
+        has_value |= ~np.isnan(column)
+    chosen = np.flatnonzero(has_value)
+    if not len(chosen):
+        return {}
+    buckets = (columns.times[chosen] - offset_ns) // interval_ns
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    lengths = np.diff(np.r_[starts, len(chosen)])
+    if min(len(starts), int(lengths.max())) > MAX_SUM_STEPS:
+        return None
+    results: list[list[Any]] = []
+    for fn, name in calls:
+        check_deadline(deadline)
+        if name not in columns.fields:
+            results.append([0 if fn == "count" else None] * len(starts))
+            continue
+        results.append(_aggregate(fn, columns.fields[name][chosen], starts, lengths))
+    return {index: [result[n] for result in results] for n, index in enumerate(buckets[starts].tolist())}
+
+
+def _aggregate(fn: str, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[Any]:
+    valid = ~np.isnan(values)
+    count = np.add.reduceat(valid.astype(np.int64), starts)
+    if fn == "count":
+        return count.tolist()  # type: ignore[no-any-return]
+    empty = count == 0
+    if fn in ("min", "max", "spread"):
+        low = np.fmin.reduceat(values, starts) if fn != "max" else None
+        high = np.fmax.reduceat(values, starts) if fn != "min" else None
+        result = low if high is None else high if low is None else high - low
+    else:
+        total = _sequential_sums(np.where(valid, values, 0.0), starts, lengths)
+        if fn == "sum":
+            result = total
+        elif fn == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result = total / count
+        else:  # stddev, as storage's SQL: the variance, only with more than one value
+            squares = _sequential_sums(np.where(valid, values * values, 0.0), starts, lengths)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result = (squares - total * total / count) / (count - 1)
+            empty = count <= 1
+    out = result.astype(object)
+    out[empty] = None
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+def _sequential_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per bucket, ((0.0 + v1) + v2) + ...: one value after the other, as SQLite's sum (a NULL adds 0.0,
+    which changes no sum that starts from 0.0)."""
+    sums = np.zeros(len(starts))
+    if len(starts) <= int(lengths.max()):
+        for n, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+            sums[n] = np.add.accumulate(np.r_[0.0, values[start : start + length]])[-1]
+        return sums
+    # Many short buckets: step j adds every bucket's j-th value (longest buckets first).
+    order = np.argsort(-lengths, kind="stable")
+    ordered_starts, ordered_lengths = starts[order], lengths[order]
+    ordered_sums = np.zeros(len(starts))
+    for j in range(int(lengths.max())):
+        active = int(np.searchsorted(-ordered_lengths, -j, side="left"))  # buckets longer than j
+        ordered_sums[:active] += values[ordered_starts[:active] + j]
+    sums[order] = ordered_sums
+    return sums

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
@@ -275,9 +276,18 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     bare = [storage.bare_field(column) for column in columns]
     if ctx.columnar and ctx.epoch is not None and plan.groups == [(None, _TRUE)] and None not in bare and any(bare):
         # Plain fields, nothing but time to filter on: from samples as columns (sealed hours cached).
-        async for item in _raw_from_columns(statement, database, ctx, start, end, header_columns, bare):  # type: ignore[arg-type]
-            yield item
-        return
+        found = await storage.query_columns(
+            ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
+        )
+        if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
+            if len(found):
+                answer = await ctx.offload(
+                    columnar.raw_answer, found, bare, ctx.epoch, statement.order_desc, statement.limit, statement.offset
+                )
+                header = SeriesHeader(MEASUREMENT, header_columns, None)
+                for first in range(0, len(answer), ctx.batch):
+                    yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
+            return
     for tags, group_where in plan.groups:
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         async for rows in storage.query_raw(
@@ -295,24 +305,6 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             deadline=ctx.deadline,
         ):
             yield header, rows
-
-
-async def _raw_from_columns(
-    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, header_columns: list[str],
-    fields: list[str],
-) -> Output:
-    assert ctx.epoch is not None
-    columns = await storage.query_columns(
-        ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
-    )
-    if columns is None or not len(columns):
-        return
-    answer = await ctx.offload(
-        columnar.raw_answer, columns, fields, ctx.epoch, statement.order_desc, statement.limit, statement.offset
-    )
-    header = SeriesHeader(MEASUREMENT, header_columns, None)
-    for first in range(0, len(answer), ctx.batch):
-        yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
 
 
 def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> tuple[list[str], list[QueryColumn]]:
@@ -378,18 +370,7 @@ async def _aggregate_select(
     made = 0  # buckets of the series answered so far
 
     for tags, group_where in plan.groups:
-        data = await storage.query_aggregates(
-            ctx.store,
-            database,
-            start_ns=start,
-            end_ns=end,
-            calls=keys,
-            where=group_where,
-            interval_ns=None if interval is None else interval[0],
-            offset_ns=0 if interval is None else interval[1],
-            point_times=point_times,
-            deadline=ctx.deadline,
-        )
+        data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times)
         if not data:
             continue
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
@@ -408,6 +389,37 @@ async def _aggregate_select(
         chosen = buckets.order(statement.order_desc, statement.offset, statement.limit)
         for i in range(0, len(chosen), ctx.batch):
             yield header, await ctx.offload(buckets.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
+
+
+async def _bucket_data(
+    ctx: Context, database: str, start: int, end: int, keys: list[tuple[str, str]], where: QueryFilter,
+    interval: tuple[int, int] | None, point_times: bool,
+) -> dict[int, list[Any]]:
+    """{bucket index: [value per key]} of the buckets holding data: from samples as columns where they
+    can answer (GROUP BY time over a bounded range, nothing but time to filter on), else from SQL."""
+    if (
+        ctx.columnar and interval is not None and where == _TRUE and start != MIN_TIME
+        and columnar.aggregates_supported(keys, sqlite3.sqlite_version_info)
+    ):  # fmt: skip
+        found = await storage.query_columns(
+            ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
+        )
+        if found is not None:
+            data = await ctx.offload(columnar.bucket_aggregates, found, keys, interval[0], interval[1], ctx.deadline)
+            if data is not None:
+                return data  # type: ignore[no-any-return]
+    return await storage.query_aggregates(
+        ctx.store,
+        database,
+        start_ns=start,
+        end_ns=end,
+        calls=keys,
+        where=where,
+        interval_ns=None if interval is None else interval[0],
+        offset_ns=0 if interval is None else interval[1],
+        point_times=point_times,
+        deadline=ctx.deadline,
+    )
 
 
 def _bucket_range(start: int | None, end: int, interval: tuple[int, int], earliest: int = 0) -> tuple[int, int]:

@@ -32,6 +32,9 @@ CHANGES_AFTER_NS = 600_000_000_000  # writes older than this are tracked by the 
 # A block is cached once it ended this long ago: longer than CHANGES_AFTER_NS, so that a write into a
 # cached block is always tracked, with five minutes to spare for clocks that step.
 SEALED_AFTER_NS = 900_000_000_000
+# Longest span (in blocks, after trimming the range to the samples in it) read as columns: the columns
+# are held in memory whole, so longer reads take the SQL path, which streams.
+MAX_BLOCKS = 48
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 _COLUMNS_SQL = ", ".join(FIELD_KEYS)
 
@@ -157,11 +160,24 @@ async def query_columns(
     cache: BlockCache = CACHE,
 ) -> Columns | None:
     """Every sample with start <= time < end as Columns, sealed blocks from the cache; None if the
-    user has no file. `offload` runs the numpy work off the event loop (a query thread)."""
+    user has no file or the samples in range span more than MAX_BLOCKS (read those with SQL).
+    `offload` runs the numpy work off the event loop (a query thread)."""
     handle = store._existing_file(user)
     if handle is None:
         return None
-    first, last = block_of(start_ns), block_of(end_ns - 1)
+    async with store._reading(handle) as conn:
+        # Two primary-key seeks: an open-ended range becomes the samples' own span.
+        span = await conn.execute_fetchall(
+            "SELECT (SELECT min(time) FROM samples WHERE time >= ?1 AND time < ?2), "
+            "(SELECT max(time) FROM samples WHERE time >= ?1 AND time < ?2)",
+            _bounded((start_ns, end_ns), deadline),
+        )
+    lowest, highest = next(iter(span))
+    if lowest is None:
+        return _empty()
+    first, last = block_of(lowest), block_of(highest)
+    if last - first + 1 > MAX_BLOCKS:
+        return None
     sealed_below = block_of(now_ns - SEALED_AFTER_NS)  # blocks < this ended long enough ago
     async with store._reading(handle) as conn:
         versions = dict(
