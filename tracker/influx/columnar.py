@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from tracker.influx.workers import check_deadline
-from tracker.storage import EPOCH_NS, Columns
+from tracker.storage import EPOCH_NS, Columns, SeriesTags
 
 _INT64_BOUND = 2.0**63  # whole floats from -2**63 up to (not including) this are written as integers
 
@@ -36,18 +36,30 @@ class RawAnswer:
         count = len(self.times[start:stop])
         columns: list[Iterable[Any]] = [self.times[start:stop].tolist()]
         for column in self.values:
-            columns.append(itertools.repeat(None, count) if column is None else _json_values(column[start:stop]))
+            if column is None:
+                columns.append(itertools.repeat(None, count))
+            elif column.dtype == object:  # tag values, already as they are written
+                columns.append(column[start:stop].tolist())
+            else:
+                columns.append(_json_values(column[start:stop]))
         return list(zip(*columns))
 
 
 def raw_answer(
-    columns: Columns, fields: Sequence[str], epoch: str, descending: bool, limit: int | None, offset: int
+    columns: Columns,
+    sources: Sequence[tuple[str, str]],
+    series: SeriesTags,
+    epoch: str,
+    descending: bool,
+    limit: int | None,
+    offset: int,
 ) -> RawAnswer:
-    """`fields`: per output column its vocabulary field, or "" for one that is never set. Rows whose
-    every named field is empty are left out, as InfluxDB does."""
-    present = [columns.fields[name] for name in set(fields) if name in columns.fields]
+    """`sources`: per output column ("field", name), ("tag", key) or ("null", "") (storage's
+    column_source). Rows whose every field is empty are left out, as InfluxDB does."""
+    fields = {name for kind, name in sources if kind == "field"}
+    present = [columns.fields[name] for name in sorted(fields) if name in columns.fields]
     if not present:
-        return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(fields))
+        return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(sources))
     has_value = ~np.isnan(present[0])
     for column in present[1:]:
         has_value |= ~np.isnan(column)
@@ -59,7 +71,15 @@ def raw_answer(
     divisor = EPOCH_NS[epoch]
     if divisor != 1:
         times = times // divisor  # floors, as the SQL does for times before 1970
-    values = [columns.fields[name][chosen] if name in columns.fields else None for name in fields]
+    values: list[np.ndarray | None] = []
+    for kind, name in sources:
+        if kind == "tag":
+            # A tag's value per row: looked up once per series, then spread by index.
+            ids, position = np.unique(columns.series[chosen], return_inverse=True)
+            per_series = np.array([None] + [series.get(sid, {}).get(name) for sid in ids.tolist()], dtype=object)[1:]
+            values.append(per_series[position])
+        else:
+            values.append(columns.fields[name][chosen] if kind == "field" and name in columns.fields else None)
     return RawAnswer(times, values)
 
 

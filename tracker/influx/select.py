@@ -273,8 +273,11 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     # A tag column is a CASE over every series: as much work as the user has series.
     names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
-    bare = [storage.bare_field(column) for column in columns]
-    if ctx.columnar and ctx.epoch is not None and plan.groups == [(None, _TRUE)] and None not in bare and any(bare):
+    sources = [storage.column_source(column) for column in columns]
+    if (
+        ctx.columnar and ctx.epoch is not None and plan.groups == [(None, _TRUE)]
+        and None not in sources and any(source[0] == "field" for source in sources if source)
+    ):  # fmt: skip
         # Plain fields, nothing but time to filter on: from samples as columns (sealed hours cached).
         found = await storage.query_columns(
             ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
@@ -282,7 +285,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
         if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
             if len(found):
                 answer = await ctx.offload(
-                    columnar.raw_answer, found, bare, ctx.epoch, statement.order_desc, statement.limit, statement.offset
+                    columnar.raw_answer, found, sources, plan.series, ctx.epoch, statement.order_desc, statement.limit, statement.offset
                 )
                 header = SeriesHeader(MEASUREMENT, header_columns, None)
                 for first in range(0, len(answer), ctx.batch):

@@ -48,7 +48,7 @@ from tracker.storage.query import (
     QueryFilter,
     SeriesTags,
     arithmetic_sql,
-    bare_field,
+    column_source,
     combine_filters,
     compare_sql,
     field_sql,
@@ -82,7 +82,7 @@ __all__ = [
     "SessionRecord", "StorageUnavailable", "StoredSample", "Tags", "TokenLabelTaken", "UnknownUser",
     "UserExists", "UserRecord",
     "BlockCache", "Columns", "query_columns",
-    "arithmetic_sql", "bare_field", "backup_file", "check_file", "combine_filters", "compare_sql", "device_last_seen",
+    "arithmetic_sql", "backup_file", "check_file", "column_source", "combine_filters", "compare_sql", "device_last_seen",
     "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
     "query_raw", "query_series", "series_in", "tag_sql", "window_samples",
 ]

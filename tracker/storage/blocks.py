@@ -157,11 +157,12 @@ async def query_columns(
     now_ns: int,
     offload: Offload,
     deadline: float | None = None,
-    cache: BlockCache = CACHE,
+    cache: BlockCache | None = None,
 ) -> Columns | None:
     """Every sample with start <= time < end as Columns, sealed blocks from the cache; None if the
     user has no file or the samples in range span more than MAX_BLOCKS (read those with SQL).
     `offload` runs the numpy work off the event loop (a query thread)."""
+    cache = CACHE if cache is None else cache
     handle = store._existing_file(user)
     if handle is None:
         return None

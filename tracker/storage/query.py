@@ -30,6 +30,7 @@ class QueryColumn:
     sql: str
     params: tuple[Any, ...] = ()
     fields: tuple[str, ...] = ()
+    tag: str | None = None  # the tag key, for a column that is a tag's value and nothing else
 
 
 def field_sql(name: str) -> QueryColumn:
@@ -38,13 +39,15 @@ def field_sql(name: str) -> QueryColumn:
     return QueryColumn(f"samples.{name}", (), (name,))
 
 
-def bare_field(column: QueryColumn) -> str | None:
-    """The vocabulary field a column is, as it is (no arithmetic); "" for an unknown field's NULL;
-    None for anything else. Only such columns can be answered from a block's columns."""
+def column_source(column: QueryColumn) -> tuple[str, str] | None:
+    """What a column is when it is no more than one value as stored: ("field", name), ("tag", key), or
+    ("null", "") for one never set; None for arithmetic. Only such columns are answered from columns."""
     if column.sql == "NULL" and not column.params:
-        return ""
+        return ("null", "")
+    if column.tag is not None:
+        return ("tag", column.tag)
     if len(column.fields) == 1 and column.sql == f"samples.{column.fields[0]}":
-        return column.fields[0]
+        return ("field", column.fields[0])
     return None
 
 
@@ -54,7 +57,7 @@ def tag_sql(key: str, series: SeriesTags) -> QueryColumn:
     if not pairs:
         return QueryColumn("NULL")
     whens = " ".join("WHEN ? THEN ?" for _ in pairs)
-    return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair))
+    return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair), (), key)
 
 
 def number_sql(value: float) -> QueryColumn:
