@@ -206,10 +206,15 @@ async def query_columns(
                 )
             if (now[0][0] if now else 0) == version:
                 cache.put(key, version, columns)
-        parts.append(columns.between(start_ns, end_ns))
+        parts.append(columns)
     if unsealed_from is not None:
         parts.append(await _read_columns(store, handle, max(start_ns, unsealed_from * BLOCK_NS), end_ns, offload, deadline))
-    return Columns.concatenate(parts) if parts else _empty()
+    return await offload(_joined, parts, start_ns, end_ns)  # type: ignore[no-any-return]
+
+
+def _joined(parts: list[Columns], start_ns: int, end_ns: int) -> Columns:
+    """The parts' samples with start <= time < end, as one Columns; on a query thread (copies)."""
+    return Columns.concatenate([part.between(start_ns, end_ns) for part in parts]) if parts else _empty()
 
 
 def _empty() -> Columns:
