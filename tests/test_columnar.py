@@ -103,10 +103,14 @@ RAW_QUERIES = [
     f"SELECT * FROM samples WHERE time >= {T0 + 2 * HOUR}ns AND time < {T0 + 2 * HOUR}ns",  # empty range
     f"SELECT * FROM samples WHERE time >= {T0 - 5 * HOUR}ns AND time < {T0}ns",  # nothing there
     "SELECT * FROM samples",  # no bounds: trimmed to the samples
-    f"SELECT * FROM samples WHERE {DAY} AND device = 'watch'",  # tag filter: SQL path both ways
+    f"SELECT * FROM samples WHERE {DAY} AND device = 'watch'",
+    f"SELECT hr_bpm, device FROM samples WHERE {DAY} AND (device != 'watch' OR device =~ /^w/) ORDER BY time DESC LIMIT 300",
+    f"SELECT hr_bpm FROM samples WHERE {DAY} AND device = 'nobody'",
+    f"SELECT hr_bpm FROM samples WHERE {DAY} AND (device = 'watch' OR hr_bpm > 150)",  # a value filter: SQL both ways
     f"SELECT * FROM samples WHERE {DAY} AND hr_bpm > 150",  # field filter: SQL path both ways
     f"SELECT hr_bpm * 2 FROM samples WHERE {DAY}",  # arithmetic: SQL path both ways
     f"SELECT * FROM samples WHERE {DAY} GROUP BY device",
+    f"SELECT * FROM samples WHERE {DAY} GROUP BY * LIMIT 20 OFFSET 2",
     f"SELECT hr_bpm FROM samples WHERE time > {T0 + 3 * HOUR + 5 * SECOND}ns AND time <= {T0 + 4 * HOUR + 60 * SECOND}ns",
 ]
 
@@ -119,7 +123,8 @@ AGGREGATE_QUERIES = [
     f"SELECT sum(lat), max(spd_kph) FROM samples WHERE {DAY} GROUP BY time(1d)",
     f"SELECT count(hr_bpm) FROM samples WHERE {DAY} GROUP BY time(1s) ORDER BY time DESC LIMIT 50 OFFSET 20",
     f"SELECT mean(alt_m) FROM samples WHERE {DAY} GROUP BY time(30m)",
-    f"SELECT mean(hr_bpm) FROM samples WHERE {DAY} GROUP BY time(1m), device",  # tags: SQL both ways
+    f"SELECT mean(hr_bpm), count(alt_m) FROM samples WHERE {DAY} GROUP BY time(1m), device",
+    f"SELECT max(hr_bpm) FROM samples WHERE {DAY} AND device = 'watch' GROUP BY time(5m) fill(none)",
     f"SELECT first(hr_bpm), median(spd_kph) FROM samples WHERE {DAY} GROUP BY time(1m)",  # SQL both ways
     f"SELECT mean(hr_bpm) FROM samples WHERE time >= {T0 + 90 * SECOND}ns AND time < {T0 + 5 * HOUR}ns GROUP BY time(17m)",
     f"SELECT mean(hr_bpm), max(spd_kph) FROM samples WHERE {DAY}",  # no GROUP BY time: SQL both ways
@@ -145,11 +150,14 @@ async def test_the_answer_is_built_from_columns(store: SampleStore, workers: Que
     monkeypatch.setattr(columnar, "raw_answer", lambda *a: calls.append("raw") or real_raw(*a))
     monkeypatch.setattr(columnar, "bucket_aggregates", lambda *a: calls.append("buckets") or real_buckets(*a))
     await answer(store, workers, RAW_QUERIES[0], "ms", True)
+    await answer(store, workers, f"SELECT * FROM samples WHERE {DAY} AND device = 'watch'", "ms", True)
+    await answer(store, workers, f"SELECT hr_bpm FROM samples WHERE {DAY} GROUP BY device", "ms", True)  # two series
     await answer(store, workers, AGGREGATE_QUERIES[0], "ms", True)
+    await answer(store, workers, f"SELECT mean(hr_bpm) FROM samples WHERE {DAY} GROUP BY time(1m), device", "ms", True)
     if sqlite3.sqlite_version_info < (3, 43, 0):
-        assert calls == ["raw", "buckets"]
+        assert calls == ["raw"] * 4 + ["buckets"] * 3
     else:
-        assert calls == ["raw"]
+        assert calls == ["raw"] * 4
     assert blocks.CACHE.used_bytes > 0
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
 from tracker.influx.workers import check_deadline
 from tracker.storage import EPOCH_NS, Columns, SeriesTags
 
+Keep = frozenset[int] | Literal["all"]  # the series a filter keeps
 _INT64_BOUND = 2.0**63  # whole floats from -2**63 up to (not including) this are written as integers
 
 
@@ -49,21 +50,19 @@ def raw_answer(
     columns: Columns,
     sources: Sequence[tuple[str, str]],
     series: SeriesTags,
+    keep: Keep,
     epoch: str,
     descending: bool,
     limit: int | None,
     offset: int,
 ) -> RawAnswer:
     """`sources`: per output column ("field", name), ("tag", key) or ("null", "") (storage's
-    column_source). Rows whose every field is empty are left out, as InfluxDB does."""
+    column_source); `keep` the series to answer (a filter's only_series). Rows whose every field is
+    empty are left out, as InfluxDB does."""
     fields = {name for kind, name in sources if kind == "field"}
-    present = [columns.fields[name] for name in sorted(fields) if name in columns.fields]
-    if not present:
+    chosen = _chosen_rows(columns, fields, keep)
+    if chosen is None:
         return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(sources))
-    has_value = ~np.isnan(present[0])
-    for column in present[1:]:
-        has_value |= ~np.isnan(column)
-    chosen = np.flatnonzero(has_value)
     if descending:
         chosen = chosen[::-1]
     chosen = chosen[offset : None if limit is None else offset + limit]
@@ -81,6 +80,19 @@ def raw_answer(
         else:
             values.append(columns.fields[name][chosen] if kind == "field" and name in columns.fields else None)
     return RawAnswer(times, values)
+
+
+def _chosen_rows(columns: Columns, fields: set[str], keep: Keep) -> np.ndarray | None:
+    """Indexes of the rows of the kept series where any of `fields` has a value; None if none can."""
+    present = [columns.fields[name] for name in sorted(fields) if name in columns.fields]
+    if not present or (keep != "all" and not keep):
+        return None
+    has_value = ~np.isnan(present[0])
+    for column in present[1:]:
+        has_value |= ~np.isnan(column)
+    if keep != "all":
+        has_value &= np.isin(columns.series, np.fromiter(keep, dtype=np.int64, count=len(keep)))
+    return np.flatnonzero(has_value)
 
 
 def _json_values(column: np.ndarray) -> list[Any]:
@@ -113,19 +125,14 @@ def aggregates_supported(calls: Sequence[tuple[str, str]], sqlite_version: tuple
 
 
 def bucket_aggregates(
-    columns: Columns, calls: Sequence[tuple[str, str]], interval_ns: int, offset_ns: int, deadline: float | None
+    columns: Columns, calls: Sequence[tuple[str, str]], keep: Keep, interval_ns: int, offset_ns: int,
+    deadline: float | None,
 ) -> dict[int, list[Any]] | None:
-    """{bucket index: [value per call]} as storage.query_aggregates answers it: only buckets where a
-    field of the calls has a value; (function, "") calls are None. None: too costly, use SQL."""
-    used = {name for _, name in calls if name}
-    present = [columns.fields[name] for name in sorted(used) if name in columns.fields]
-    if not present:
-        return {}
-    has_value = ~np.isnan(present[0])
-    for column in present[1:]:
-        has_value |= ~np.isnan(column)
-    chosen = np.flatnonzero(has_value)
-    if not len(chosen):
+    """{bucket index: [value per call]} as storage.query_aggregates answers it for the kept series:
+    only buckets where a field of the calls has a value; (function, "") calls are None. None: too
+    costly here, use SQL."""
+    chosen = _chosen_rows(columns, {name for _, name in calls if name}, keep)
+    if chosen is None or not len(chosen):
         return {}
     buckets = (columns.times[chosen] - offset_ns) // interval_ns
     starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])

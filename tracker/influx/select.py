@@ -275,19 +275,20 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     header_columns = ["time", *_unique_names(names)]
     sources = [storage.column_source(column) for column in columns]
     if (
-        ctx.columnar and ctx.epoch is not None and plan.groups == [(None, _TRUE)]
+        ctx.columnar and ctx.epoch is not None and all(where.only_series is not None for _, where in plan.groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
     ):  # fmt: skip
-        # Plain fields, nothing but time to filter on: from samples as columns (sealed hours cached).
+        # Fields and tags as stored, filtered by series at most: from samples as columns (sealed hours cached).
         found = await storage.query_columns(
             ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
         )
         if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
-            if len(found):
+            for tags, group_where in plan.groups if len(found) else []:
                 answer = await ctx.offload(
-                    columnar.raw_answer, found, sources, plan.series, ctx.epoch, statement.order_desc, statement.limit, statement.offset
-                )
-                header = SeriesHeader(MEASUREMENT, header_columns, None)
+                    columnar.raw_answer, found, sources, plan.series, group_where.only_series, ctx.epoch,
+                    statement.order_desc, statement.limit, statement.offset,
+                )  # fmt: skip
+                header = SeriesHeader(MEASUREMENT, header_columns, tags)
                 for first in range(0, len(answer), ctx.batch):
                     yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
             return
@@ -371,9 +372,10 @@ async def _aggregate_select(
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
+    read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
 
     for tags, group_where in plan.groups:
-        data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times)
+        data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times, read)
         if not data:
             continue
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
@@ -396,19 +398,23 @@ async def _aggregate_select(
 
 async def _bucket_data(
     ctx: Context, database: str, start: int, end: int, keys: list[tuple[str, str]], where: QueryFilter,
-    interval: tuple[int, int] | None, point_times: bool,
+    interval: tuple[int, int] | None, point_times: bool, read: list[storage.Columns | None],
 ) -> dict[int, list[Any]]:
     """{bucket index: [value per key]} of the buckets holding data: from samples as columns where they
-    can answer (GROUP BY time over a bounded range, nothing but time to filter on), else from SQL."""
+    can answer (GROUP BY time over a bounded range, filtered by series at most), else from SQL. `read`
+    keeps the columns of the statement's range once read, for its other groups."""
     if (
-        ctx.columnar and interval is not None and where == _TRUE and start != MIN_TIME
+        ctx.columnar and interval is not None and where.only_series is not None and start != MIN_TIME
         and columnar.aggregates_supported(keys, sqlite3.sqlite_version_info)
     ):  # fmt: skip
-        found = await storage.query_columns(
-            ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
-        )
-        if found is not None:
-            data = await ctx.offload(columnar.bucket_aggregates, found, keys, interval[0], interval[1], ctx.deadline)
+        if not read:
+            read.append(await storage.query_columns(
+                ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
+            ))  # fmt: skip
+        if read[0] is not None:
+            data = await ctx.offload(
+                columnar.bucket_aggregates, read[0], keys, where.only_series, interval[0], interval[1], ctx.deadline
+            )
             if data is not None:
                 return data  # type: ignore[no-any-return]
     return await storage.query_aggregates(
@@ -597,7 +603,7 @@ def _value_sql(expr: Expr, series: SeriesTags) -> QueryColumn:
     raise StatementError(f"unsupported expression in SELECT: {type(expr).__name__}")
 
 
-_TRUE, _FALSE = QueryFilter("1"), QueryFilter("0")
+_TRUE, _FALSE = storage.KEEP_ALL, storage.KEEP_NONE
 
 
 def _compile_condition(expr: Expr | None, series: SeriesTags, deadline: float | None) -> QueryFilter:

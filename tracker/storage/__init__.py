@@ -44,6 +44,8 @@ from tracker.storage.connection import (
 from tracker.storage.files import SQLITE_HEADER, FileCheck, backup_file, check_file, in_use
 from tracker.storage.query import (
     EPOCH_NS,
+    KEEP_ALL,
+    KEEP_NONE,
     QueryColumn,
     QueryFilter,
     SeriesTags,
@@ -75,7 +77,7 @@ from tracker.storage.samples import (
 from tracker.storage.schema import ACCOUNT_MIGRATIONS, SAMPLE_MIGRATIONS
 
 __all__ = [
-    "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "ON_CONFLICT",
+    "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL", "KEEP_NONE", "ON_CONFLICT",
     "ROWS_PER_STATEMENT", "SAMPLE_MIGRATIONS", "SQLITE_HEADER", "SYNCHRONOUS_MODES", "USERS_DIR",
     "AccountStore", "AlertRecord", "DeviceTokenRecord", "FileCheck", "LinkLabelTaken", "LinkRecord",
     "QueryColumn", "QueryFilter", "QueryTimeout", "SamplePoint", "SampleStore", "SchemaTooNew", "SeriesTags",
