@@ -253,3 +253,17 @@ def test_sums_are_taken_one_value_after_the_other() -> None:
                 total += value
             expected.append(total)
         assert columnar._sequential_sums(values, starts, lengths).tolist() == expected
+
+
+async def test_times_before_1970_and_fractions(store: SampleStore, workers: QueryWorkers) -> None:
+    times = [-HOUR - 1, -1_500_000_001, -1, 0, 1, 999_999_999, 1_000_000_000, HOUR - 1, HOUR + 120_000_000]
+    await store.write("alice", [Pt(t, {"hr_bpm": float(n), "lat": n / 3}) for n, t in enumerate(times)])
+    span = f"time >= {-2 * HOUR}ns AND time < {2 * HOUR}ns"
+    for epoch in ("ns", "u", "ms", "s", "m", "h", None):
+        body = await same_both_ways(store, workers, f"SELECT * FROM samples WHERE {span}", epoch)
+        assert body.count(b"]") > len(times)
+        await same_both_ways(store, workers, f"SELECT * FROM samples WHERE {span} ORDER BY time DESC LIMIT 4", epoch)
+    for query in (f"SELECT mean(lat), count(hr_bpm) FROM samples WHERE {span} GROUP BY time(1s)",
+                  f"SELECT sum(lat) FROM samples WHERE {span} GROUP BY time(7m, -1m) fill(0)"):  # fmt: skip
+        await same_both_ways(store, workers, query, None)
+        await same_both_ways(store, workers, query, "ms")

@@ -1,9 +1,9 @@
 """Raw SELECT answers built from samples as columns (tracker.storage.blocks) instead of SQLite rows.
 
-Used where a raw SELECT reads plain fields over a long range with nothing but time to filter on:
-the rows are the SQL path's rows, value for value (whole-number floats as integers, NULL as None,
-times floored to the epoch unit, (time, series) order, DESC, OFFSET and LIMIT), which the tests check
-by comparing the two paths. All of it runs on query threads, a batch at a time.
+Used where a SELECT reads fields and tags as stored, filtered by time and series only: the rows are
+the SQL path's rows, value for value (whole-number floats as integers, NULL as None, times floored to
+the epoch unit or as RFC 3339 text, (time, series) order, DESC, OFFSET and LIMIT), which the tests check
+by comparing the two paths. All of it runs on query threads.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ _INT64_BOUND = 2.0**63  # whole floats from -2**63 up to (not including) this ar
 
 @dataclass(slots=True)
 class RawAnswer:
-    """The answer's rows, ready to be taken a batch at a time: `times` in the epoch unit, in answer
+    """The answer's rows, ready to be taken a batch at a time: `times` in the epoch unit (or RFC 3339 text), in answer
     order after OFFSET and LIMIT, and per output column its values (None: a field with no values)."""
 
     times: np.ndarray
@@ -51,7 +51,7 @@ def raw_answer(
     sources: Sequence[tuple[str, str]],
     series: SeriesTags,
     keep: Keep,
-    epoch: str,
+    epoch: str | None,
     descending: bool,
     limit: int | None,
     offset: int,
@@ -67,9 +67,10 @@ def raw_answer(
         chosen = chosen[::-1]
     chosen = chosen[offset : None if limit is None else offset + limit]
     times = columns.times[chosen]
-    divisor = EPOCH_NS[epoch]
-    if divisor != 1:
-        times = times // divisor  # floors, as the SQL does for times before 1970
+    if epoch is None:
+        times = _rfc3339(times)
+    elif EPOCH_NS[epoch] != 1:
+        times = times // EPOCH_NS[epoch]  # floors, as the SQL does for times before 1970
     values: list[np.ndarray | None] = []
     for kind, name in sources:
         if kind == "tag":
@@ -80,6 +81,16 @@ def raw_answer(
         else:
             values.append(columns.fields[name][chosen] if kind == "field" and name in columns.fields else None)
     return RawAnswer(times, values)
+
+
+def _rfc3339(times_ns: np.ndarray) -> np.ndarray:
+    """Times as Go's RFC3339Nano writes them (the SQL path's text): the fraction without trailing
+    zeros, none at all when whole."""
+    seconds = times_ns // 1_000_000_000
+    fraction = times_ns - seconds * 1_000_000_000
+    text = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
+    digits = np.char.rstrip(np.char.mod("%09d", fraction), "0")
+    return np.char.add(text, np.where(fraction == 0, "Z", np.char.add(np.char.add(".", digits), "Z")))
 
 
 def _chosen_rows(columns: Columns, fields: set[str], keep: Keep) -> np.ndarray | None:

@@ -275,7 +275,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     header_columns = ["time", *_unique_names(names)]
     sources = [storage.column_source(column) for column in columns]
     if (
-        ctx.columnar and ctx.epoch is not None and all(where.only_series is not None for _, where in plan.groups)
+        ctx.columnar and all(where.only_series is not None for _, where in plan.groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
     ):  # fmt: skip
         # Fields and tags as stored, filtered by series at most: from samples as columns (sealed hours cached).
