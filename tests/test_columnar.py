@@ -267,3 +267,29 @@ async def test_times_before_1970_and_fractions(store: SampleStore, workers: Quer
                   f"SELECT sum(lat) FROM samples WHERE {span} GROUP BY time(7m, -1m) fill(0)"):  # fmt: skip
         await same_both_ways(store, workers, query, None)
         await same_both_ways(store, workers, query, "ms")
+
+
+async def test_a_file_from_before_the_change_table_migrates_and_is_tracked(tmp_path: Path, workers: QueryWorkers) -> None:
+    from tracker.storage.schema import SAMPLE_MIGRATIONS
+
+    (tmp_path / "users").mkdir()
+    with sqlite3.connect(tmp_path / "users" / "alice.sqlite") as conn:
+        conn.executescript(SAMPLE_MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO series (id, tags) VALUES (1, '[]')")
+        conn.executemany("INSERT INTO samples (time, series, hr_bpm) VALUES (?, 1, ?)", [(T0 + n * SECOND, 100.0 + n % 7) for n in range(5000)])
+    conn.close()
+    blocks.CACHE = blocks.BlockCache()
+    store = SampleStore(tmp_path)
+    try:
+        query = f"SELECT hr_bpm FROM samples WHERE {DAY}"
+        before = await same_both_ways(store, workers, query)
+        await store.write("alice", [Pt(T0 + 17 * SECOND, {"hr_bpm": 66.5})])
+        after = await same_both_ways(store, workers, query)
+        assert before != after and b",66.5]" in after
+        with sqlite3.connect(store.path_for("alice")) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == len(SAMPLE_MIGRATIONS)
+            # a merge into an old point: the hour's version moved (the upsert may run both triggers)
+            assert [block for block, version in conn.execute("SELECT block, version FROM sample_block_changes") if version > 0] == [T0 // HOUR]
+    finally:
+        await store.close()

@@ -280,7 +280,8 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     ):  # fmt: skip
         # Fields and tags as stored, filtered by series at most: from samples as columns (sealed hours cached).
         found = await storage.query_columns(
-            ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
+            ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload,
+            deadline=ctx.deadline, fields={name for kind, name in sources if kind == "field"},  # type: ignore[misc]
         )
         if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
             for tags, group_where in plan.groups if len(found) else []:
@@ -409,7 +410,8 @@ async def _bucket_data(
     ):  # fmt: skip
         if not read:
             read.append(await storage.query_columns(
-                ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload, deadline=ctx.deadline
+                ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload,
+                deadline=ctx.deadline, fields={name for _, name in keys},
             ))  # fmt: skip
         if read[0] is not None:
             data = await ctx.offload(

@@ -19,7 +19,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Collection, Sequence, TypeVar
 
 import numpy as np
 
@@ -157,11 +157,12 @@ async def query_columns(
     now_ns: int,
     offload: Offload,
     deadline: float | None = None,
+    fields: Collection[str] | None = None,
     cache: BlockCache | None = None,
 ) -> Columns | None:
-    """Every sample with start <= time < end as Columns, sealed blocks from the cache; None if the
-    user has no file or the samples in range span more than MAX_BLOCKS (read those with SQL).
-    `offload` runs the numpy work off the event loop (a query thread)."""
+    """Every sample with start <= time < end as Columns (only `fields`, if given), sealed blocks from
+    the cache; None if the user has no file or the samples in range span more than MAX_BLOCKS (read
+    those with SQL). `offload` runs the numpy work off the event loop (a query thread)."""
     cache = CACHE if cache is None else cache
     handle = store._existing_file(user)
     if handle is None:
@@ -209,11 +210,14 @@ async def query_columns(
         parts.append(columns)
     if unsealed_from is not None:
         parts.append(await _read_columns(store, handle, max(start_ns, unsealed_from * BLOCK_NS), end_ns, offload, deadline))
-    return await offload(_joined, parts, start_ns, end_ns)  # type: ignore[no-any-return]
+    return await offload(_joined, parts, start_ns, end_ns, fields)  # type: ignore[no-any-return]
 
 
-def _joined(parts: list[Columns], start_ns: int, end_ns: int) -> Columns:
-    """The parts' samples with start <= time < end, as one Columns; on a query thread (copies)."""
+def _joined(parts: list[Columns], start_ns: int, end_ns: int, fields: Collection[str] | None) -> Columns:
+    """The parts' samples with start <= time < end, as one Columns; on a query thread (copies only
+    the fields asked for)."""
+    if fields is not None:
+        parts = [Columns(part.times, part.series, {k: v for k, v in part.fields.items() if k in fields}) for part in parts]
     return Columns.concatenate([part.between(start_ns, end_ns) for part in parts]) if parts else _empty()
 
 
