@@ -13,11 +13,13 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from tracker import storage
+from tracker.influx import columnar
 from tracker.influx.influxql import (
     MAX_TIME,
     MIN_TIME,
@@ -97,6 +99,7 @@ class Context:
     deadline: float | None = None  # time.monotonic() past which the query stops (query-timeout)
     max_points: int = 0  # rows one SELECT may return (InfluxDB's max-select-point); 0: no limit
     max_buckets: int = 0  # GROUP BY time buckets one SELECT may make, all series together; 0: no limit
+    columnar: bool = True  # answer what can be from samples as columns (tests turn it off to compare)
 
     def past_deadline(self) -> bool:
         return past(self.deadline)
@@ -270,6 +273,26 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     # A tag column is a CASE over every series: as much work as the user has series.
     names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
+    sources = [storage.column_source(column) for column in columns]
+    if (
+        ctx.columnar and all(where.only_series is not None for _, where in plan.groups)
+        and None not in sources and any(source[0] == "field" for source in sources if source)
+    ):  # fmt: skip
+        # Fields and tags as stored, filtered by series at most: from samples as columns (sealed hours cached).
+        found = await storage.query_columns(
+            ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload,
+            deadline=ctx.deadline, fields={name for kind, name in sources if kind == "field"},  # type: ignore[misc]
+        )
+        if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
+            for tags, group_where in plan.groups if len(found) else []:
+                answer = await ctx.offload(
+                    columnar.raw_answer, found, sources, plan.series, group_where.only_series, ctx.epoch,
+                    statement.order_desc, statement.limit, statement.offset,
+                )  # fmt: skip
+                header = SeriesHeader(MEASUREMENT, header_columns, tags)
+                for first in range(0, len(answer), ctx.batch):
+                    yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
+            return
     for tags, group_where in plan.groups:
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         async for rows in storage.query_raw(
@@ -350,20 +373,10 @@ async def _aggregate_select(
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
+    read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
 
     for tags, group_where in plan.groups:
-        data = await storage.query_aggregates(
-            ctx.store,
-            database,
-            start_ns=start,
-            end_ns=end,
-            calls=keys,
-            where=group_where,
-            interval_ns=None if interval is None else interval[0],
-            offset_ns=0 if interval is None else interval[1],
-            point_times=point_times,
-            deadline=ctx.deadline,
-        )
+        data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times, read)
         if not data:
             continue
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
@@ -382,6 +395,42 @@ async def _aggregate_select(
         chosen = buckets.order(statement.order_desc, statement.offset, statement.limit)
         for i in range(0, len(chosen), ctx.batch):
             yield header, await ctx.offload(buckets.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
+
+
+async def _bucket_data(
+    ctx: Context, database: str, start: int, end: int, keys: list[tuple[str, str]], where: QueryFilter,
+    interval: tuple[int, int] | None, point_times: bool, read: list[storage.Columns | None],
+) -> dict[int, list[Any]]:
+    """{bucket index: [value per key]} of the buckets holding data: from samples as columns where they
+    can answer (GROUP BY time over a bounded range, filtered by series at most), else from SQL. `read`
+    keeps the columns of the statement's range once read, for its other groups."""
+    if (
+        ctx.columnar and interval is not None and where.only_series is not None and start != MIN_TIME
+        and columnar.aggregates_supported(keys, sqlite3.sqlite_version_info)
+    ):  # fmt: skip
+        if not read:
+            read.append(await storage.query_columns(
+                ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload,
+                deadline=ctx.deadline, fields={name for _, name in keys},
+            ))  # fmt: skip
+        if read[0] is not None:
+            data = await ctx.offload(
+                columnar.bucket_aggregates, read[0], keys, where.only_series, interval[0], interval[1], ctx.deadline
+            )
+            if data is not None:
+                return data  # type: ignore[no-any-return]
+    return await storage.query_aggregates(
+        ctx.store,
+        database,
+        start_ns=start,
+        end_ns=end,
+        calls=keys,
+        where=where,
+        interval_ns=None if interval is None else interval[0],
+        offset_ns=0 if interval is None else interval[1],
+        point_times=point_times,
+        deadline=ctx.deadline,
+    )
 
 
 def _bucket_range(start: int | None, end: int, interval: tuple[int, int], earliest: int = 0) -> tuple[int, int]:
@@ -556,7 +605,7 @@ def _value_sql(expr: Expr, series: SeriesTags) -> QueryColumn:
     raise StatementError(f"unsupported expression in SELECT: {type(expr).__name__}")
 
 
-_TRUE, _FALSE = QueryFilter("1"), QueryFilter("0")
+_TRUE, _FALSE = storage.KEEP_ALL, storage.KEEP_NONE
 
 
 def _compile_condition(expr: Expr | None, series: SeriesTags, deadline: float | None) -> QueryFilter:

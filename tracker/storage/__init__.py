@@ -9,6 +9,7 @@ that user's samples).
 - `accounts`: the AccountStore.
 - `samples`: the SampleStore (writer threads with group commit, reads, the live window read).
 - `query`: the SQL behind /query (InfluxQL SELECT and SHOW).
+- `blocks`: samples as numpy columns per hour, sealed hours cached (the day-long reads' path).
 - `files`: the SQL behind `tracker backup`, `tracker restore` and `tracker check`.
 
 Every file runs in WAL mode (readers never block the writer), with a busy timeout (a CLI process
@@ -30,6 +31,7 @@ from tracker.storage.accounts import (
     UserExists,
     UserRecord,
 )
+from tracker.storage.blocks import BlockCache, Columns, query_columns
 from tracker.storage.connection import (
     ACCOUNTS_FILE,
     BUSY_TIMEOUT_MS,
@@ -42,10 +44,13 @@ from tracker.storage.connection import (
 from tracker.storage.files import SQLITE_HEADER, FileCheck, backup_file, check_file, in_use
 from tracker.storage.query import (
     EPOCH_NS,
+    KEEP_ALL,
+    KEEP_NONE,
     QueryColumn,
     QueryFilter,
     SeriesTags,
     arithmetic_sql,
+    column_source,
     combine_filters,
     compare_sql,
     field_sql,
@@ -72,13 +77,14 @@ from tracker.storage.samples import (
 from tracker.storage.schema import ACCOUNT_MIGRATIONS, SAMPLE_MIGRATIONS
 
 __all__ = [
-    "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "ON_CONFLICT",
+    "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL", "KEEP_NONE", "ON_CONFLICT",
     "ROWS_PER_STATEMENT", "SAMPLE_MIGRATIONS", "SQLITE_HEADER", "SYNCHRONOUS_MODES", "USERS_DIR",
     "AccountStore", "AlertRecord", "DeviceTokenRecord", "FileCheck", "LinkLabelTaken", "LinkRecord",
     "QueryColumn", "QueryFilter", "QueryTimeout", "SamplePoint", "SampleStore", "SchemaTooNew", "SeriesTags",
     "SessionRecord", "StorageUnavailable", "StoredSample", "Tags", "TokenLabelTaken", "UnknownUser",
     "UserExists", "UserRecord",
-    "arithmetic_sql", "backup_file", "check_file", "combine_filters", "compare_sql", "device_last_seen",
+    "BlockCache", "Columns", "query_columns",
+    "arithmetic_sql", "backup_file", "check_file", "column_source", "combine_filters", "compare_sql", "device_last_seen",
     "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
     "query_raw", "query_series", "series_in", "tag_sql", "window_samples",
 ]

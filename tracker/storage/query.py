@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Literal, Sequence
 
 from tracker.storage.connection import _bounded
 from tracker.storage.samples import _FIELD_SET, SampleStore, _UserFile
@@ -30,6 +30,7 @@ class QueryColumn:
     sql: str
     params: tuple[Any, ...] = ()
     fields: tuple[str, ...] = ()
+    tag: str | None = None  # the tag key, for a column that is a tag's value and nothing else
 
 
 def field_sql(name: str) -> QueryColumn:
@@ -38,13 +39,25 @@ def field_sql(name: str) -> QueryColumn:
     return QueryColumn(f"samples.{name}", (), (name,))
 
 
+def column_source(column: QueryColumn) -> tuple[str, str] | None:
+    """What a column is when it is no more than one value as stored: ("field", name), ("tag", key), or
+    ("null", "") for one never set; None for arithmetic. Only such columns are answered from columns."""
+    if column.sql == "NULL" and not column.params:
+        return ("null", "")
+    if column.tag is not None:
+        return ("tag", column.tag)
+    if len(column.fields) == 1 and column.sql == f"samples.{column.fields[0]}":
+        return ("field", column.fields[0])
+    return None
+
+
 def tag_sql(key: str, series: SeriesTags) -> QueryColumn:
     """A tag's value per row, looked up from the series id (no join with `series` per row)."""
     pairs = [(sid, tags[key]) for sid, tags in series.items() if key in tags]
     if not pairs:
         return QueryColumn("NULL")
     whens = " ".join("WHEN ? THEN ?" for _ in pairs)
-    return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair))
+    return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair), (), key)
 
 
 def number_sql(value: float) -> QueryColumn:
@@ -65,24 +78,40 @@ class QueryFilter:
 
     sql: str = "1"
     params: tuple[Any, ...] = ()
+    # What the filter keeps when that is decided by the series alone: every series (the filter "1"),
+    # or those ids. None: it looks at values too. Lets samples as columns answer tag filters.
+    only_series: frozenset[int] | None | Literal["all"] = None
+
+
+KEEP_ALL = QueryFilter("1", (), "all")
+KEEP_NONE = QueryFilter("0", (), frozenset())
 
 
 def series_in(ids: Sequence[int]) -> QueryFilter:
     if not ids:
-        return QueryFilter("0")
-    return QueryFilter(f"samples.series IN ({', '.join(str(int(i)) for i in ids)})")
+        return KEEP_NONE
+    return QueryFilter(f"samples.series IN ({', '.join(str(int(i)) for i in ids)})", (), frozenset(int(i) for i in ids))
 
 
 def compare_sql(op: str, lhs: QueryColumn, rhs: QueryColumn) -> QueryFilter:
     if op not in ("=", "!=", "<", "<=", ">", ">="):
         raise ValueError(f"not a comparison operator: {op}")
-    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params)
+    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params, None)
 
 
 def combine_filters(op: str, lhs: QueryFilter, rhs: QueryFilter) -> QueryFilter:
     if op not in ("AND", "OR"):
         raise ValueError(f"not a boolean operator: {op}")
-    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params)
+    return QueryFilter(f"({lhs.sql} {op} {rhs.sql})", lhs.params + rhs.params, _combined_series(op, lhs, rhs))
+
+
+def _combined_series(op: str, lhs: QueryFilter, rhs: QueryFilter) -> frozenset[int] | None | Literal["all"]:
+    a, b = lhs.only_series, rhs.only_series
+    if a is None or b is None:
+        return None
+    if a == "all" or b == "all":
+        return b if op == "AND" and a == "all" else a if op == "AND" else "all"
+    return a & b if op == "AND" else a | b
 
 
 def _time_sql(epoch: str | None) -> str:

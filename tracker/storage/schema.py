@@ -125,3 +125,40 @@ SAMPLE_MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     """,
 )
+
+# v2. Which hour-long blocks of samples changed after they were sealed, for the read path's cache of
+# sealed blocks (tracker.storage.blocks): a write to a sample more than 10 minutes old (a late sample,
+# a merge into an old point, a deletion) bumps the version of the hour it falls in. Live samples (the
+# last 10 minutes) do not touch this table, so live ingest pays one comparison per row; the read path
+# only caches blocks that ended over 15 minutes ago, so no write to a cached block goes unnoticed.
+# The block number is floor(time / 1 hour) and the 600 s match blocks.py's BLOCK_NS and CHANGES_AFTER_NS.
+SAMPLE_MIGRATIONS += (
+    """
+    CREATE TABLE sample_block_changes (
+        block INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL
+    );
+    CREATE TRIGGER samples_insert_old AFTER INSERT ON samples
+    WHEN NEW.time < (CAST(strftime('%s', 'now') AS INTEGER) - 600) * 1000000000
+    BEGIN
+        INSERT INTO sample_block_changes (block, version)
+        VALUES (NEW.time / 3600000000000 - (NEW.time % 3600000000000 < 0), 1)
+        ON CONFLICT (block) DO UPDATE SET version = version + 1;
+    END;
+    CREATE TRIGGER samples_update_old AFTER UPDATE ON samples
+    WHEN min(OLD.time, NEW.time) < (CAST(strftime('%s', 'now') AS INTEGER) - 600) * 1000000000
+    BEGIN
+        INSERT INTO sample_block_changes (block, version)
+        VALUES (OLD.time / 3600000000000 - (OLD.time % 3600000000000 < 0), 1),
+               (NEW.time / 3600000000000 - (NEW.time % 3600000000000 < 0), 1)
+        ON CONFLICT (block) DO UPDATE SET version = version + 1;
+    END;
+    CREATE TRIGGER samples_delete_old AFTER DELETE ON samples
+    WHEN OLD.time < (CAST(strftime('%s', 'now') AS INTEGER) - 600) * 1000000000
+    BEGIN
+        INSERT INTO sample_block_changes (block, version)
+        VALUES (OLD.time / 3600000000000 - (OLD.time % 3600000000000 < 0), 1)
+        ON CONFLICT (block) DO UPDATE SET version = version + 1;
+    END;
+    """,
+)

@@ -1,0 +1,206 @@
+"""Raw SELECT answers built from samples as columns (tracker.storage.blocks) instead of SQLite rows.
+
+Used where a SELECT reads fields and tags as stored, filtered by time and series only: the rows are
+the SQL path's rows, value for value (whole-number floats as integers, NULL as None, times floored to
+the epoch unit or as RFC 3339 text, (time, series) order, DESC, OFFSET and LIMIT), which the tests check
+by comparing the two paths. All of it runs on query threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from tracker.influx.workers import check_deadline
+from tracker.storage import EPOCH_NS, Columns, SeriesTags
+
+Keep = frozenset[int] | Literal["all"]  # the series a filter keeps
+_INT64_BOUND = 2.0**63  # whole floats from -2**63 up to (not including) this are written as integers
+
+
+@dataclass(slots=True)
+class RawAnswer:
+    """The answer's rows, ready to be taken a batch at a time: `times` in the epoch unit (or RFC 3339 text), in answer
+    order after OFFSET and LIMIT, and per output column its values (None: a field with no values)."""
+
+    times: np.ndarray
+    values: list[np.ndarray | None]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def rows(self, start: int, stop: int, deadline: float | None) -> list[tuple[Any, ...]]:
+        check_deadline(deadline)
+        count = len(self.times[start:stop])
+        columns: list[Iterable[Any]] = [self.times[start:stop].tolist()]
+        for column in self.values:
+            if column is None:
+                columns.append(itertools.repeat(None, count))
+            elif column.dtype == object:  # tag values, already as they are written
+                columns.append(column[start:stop].tolist())
+            else:
+                columns.append(_json_values(column[start:stop]))
+        return list(zip(*columns))
+
+
+def raw_answer(
+    columns: Columns,
+    sources: Sequence[tuple[str, str]],
+    series: SeriesTags,
+    keep: Keep,
+    epoch: str | None,
+    descending: bool,
+    limit: int | None,
+    offset: int,
+) -> RawAnswer:
+    """`sources`: per output column ("field", name), ("tag", key) or ("null", "") (storage's
+    column_source); `keep` the series to answer (a filter's only_series). Rows whose every field is
+    empty are left out, as InfluxDB does."""
+    fields = {name for kind, name in sources if kind == "field"}
+    chosen = _chosen_rows(columns, fields, keep)
+    if chosen is None:
+        return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(sources))
+    if descending:
+        chosen = chosen[::-1]
+    chosen = chosen[offset : None if limit is None else offset + limit]
+    times = columns.times[chosen]
+    if epoch is None:
+        times = _rfc3339(times)
+    elif EPOCH_NS[epoch] != 1:
+        times = times // EPOCH_NS[epoch]  # floors, as the SQL does for times before 1970
+    values: list[np.ndarray | None] = []
+    for kind, name in sources:
+        if kind == "tag":
+            # A tag's value per row: looked up once per series, then spread by index.
+            ids, position = np.unique(columns.series[chosen], return_inverse=True)
+            per_series = np.array([None] + [series.get(sid, {}).get(name) for sid in ids.tolist()], dtype=object)[1:]
+            values.append(per_series[position])
+        else:
+            values.append(columns.fields[name][chosen] if kind == "field" and name in columns.fields else None)
+    return RawAnswer(times, values)
+
+
+def _rfc3339(times_ns: np.ndarray) -> np.ndarray:
+    """Times as Go's RFC3339Nano writes them (the SQL path's text): the fraction without trailing
+    zeros, none at all when whole."""
+    seconds = times_ns // 1_000_000_000
+    fraction = times_ns - seconds * 1_000_000_000
+    text = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
+    digits = np.char.rstrip(np.char.mod("%09d", fraction), "0")
+    return np.char.add(text, np.where(fraction == 0, "Z", np.char.add(np.char.add(".", digits), "Z")))
+
+
+def _chosen_rows(columns: Columns, fields: set[str], keep: Keep) -> np.ndarray | None:
+    """Indexes of the rows of the kept series where any of `fields` has a value; None if none can."""
+    present = [columns.fields[name] for name in sorted(fields) if name in columns.fields]
+    if not present or (keep != "all" and not keep):
+        return None
+    has_value = ~np.isnan(present[0])
+    for column in present[1:]:
+        has_value |= ~np.isnan(column)
+    if keep != "all":
+        has_value &= np.isin(columns.series, np.fromiter(keep, dtype=np.int64, count=len(keep)))
+    return np.flatnonzero(has_value)
+
+
+def _json_values(column: np.ndarray) -> list[Any]:
+    """Floats as Python values the way InfluxDB writes them: whole numbers as integers, NaN as None."""
+    missing = np.isnan(column)
+    whole = (column == np.trunc(column)) & (column >= -_INT64_BOUND) & (column < _INT64_BOUND)
+    if whole.all():
+        return column.astype(np.int64).tolist()  # type: ignore[no-any-return]
+    if not whole.any() and not missing.any():
+        return column.tolist()  # type: ignore[no-any-return]
+    out = column.astype(object)
+    if whole.any():
+        out[whole] = column[whole].astype(np.int64).astype(object)
+    if missing.any():
+        out[missing] = None
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+# GROUP BY time aggregates answered from columns: the SQL path's values bit for bit. SQLite (before
+# 3.43) sums doubles one after the other from 0.0 in (time, series) order, and so do these; avg is
+# that sum over the count, stddev the same formula as storage's SQL. Later SQLite versions sum with
+# compensation (Kahan-Babuska-Neumaier), so there the SQL path answers (see `aggregates_supported`).
+COLUMN_AGGREGATES = frozenset({"mean", "sum", "count", "min", "max", "spread", "stddev"})
+# Sequential sums take min(buckets, longest bucket) vectorized steps; past this, the SQL path answers.
+MAX_SUM_STEPS = 4096
+
+
+def aggregates_supported(calls: Sequence[tuple[str, str]], sqlite_version: tuple[int, int, int]) -> bool:
+    return sqlite_version < (3, 43, 0) and all(fn in COLUMN_AGGREGATES for fn, _ in calls)
+
+
+def bucket_aggregates(
+    columns: Columns, calls: Sequence[tuple[str, str]], keep: Keep, interval_ns: int, offset_ns: int,
+    deadline: float | None,
+) -> dict[int, list[Any]] | None:
+    """{bucket index: [value per call]} as storage.query_aggregates answers it for the kept series:
+    only buckets where a field of the calls has a value; (function, "") calls are None. None: too
+    costly here, use SQL."""
+    chosen = _chosen_rows(columns, {name for _, name in calls if name}, keep)
+    if chosen is None or not len(chosen):
+        return {}
+    buckets = (columns.times[chosen] - offset_ns) // interval_ns
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    lengths = np.diff(np.r_[starts, len(chosen)])
+    if min(len(starts), int(lengths.max())) > MAX_SUM_STEPS:
+        return None
+    results: list[list[Any]] = []
+    for fn, name in calls:
+        check_deadline(deadline)
+        if name not in columns.fields:
+            results.append([0 if fn == "count" else None] * len(starts))
+            continue
+        results.append(_aggregate(fn, columns.fields[name][chosen], starts, lengths))
+    return {index: [result[n] for result in results] for n, index in enumerate(buckets[starts].tolist())}
+
+
+def _aggregate(fn: str, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[Any]:
+    valid = ~np.isnan(values)
+    count = np.add.reduceat(valid.astype(np.int64), starts)
+    if fn == "count":
+        return count.tolist()  # type: ignore[no-any-return]
+    empty = count == 0
+    if fn in ("min", "max", "spread"):
+        low = np.fmin.reduceat(values, starts) if fn != "max" else None
+        high = np.fmax.reduceat(values, starts) if fn != "min" else None
+        result = low if high is None else high if low is None else high - low
+    else:
+        total = _sequential_sums(np.where(valid, values, 0.0), starts, lengths)
+        if fn == "sum":
+            result = total
+        elif fn == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result = total / count
+        else:  # stddev, as storage's SQL: the variance, only with more than one value
+            squares = _sequential_sums(np.where(valid, values * values, 0.0), starts, lengths)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result = (squares - total * total / count) / (count - 1)
+            empty = count <= 1
+    out = result.astype(object)
+    out[empty] = None
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+def _sequential_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per bucket, ((0.0 + v1) + v2) + ...: one value after the other, as SQLite's sum (a NULL adds 0.0,
+    which changes no sum that starts from 0.0)."""
+    sums = np.zeros(len(starts))
+    if len(starts) <= int(lengths.max()):
+        for n, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+            sums[n] = np.add.accumulate(np.r_[0.0, values[start : start + length]])[-1]
+        return sums
+    # Many short buckets: step j adds every bucket's j-th value (longest buckets first).
+    order = np.argsort(-lengths, kind="stable")
+    ordered_starts, ordered_lengths = starts[order], lengths[order]
+    ordered_sums = np.zeros(len(starts))
+    for j in range(int(lengths.max())):
+        active = int(np.searchsorted(-ordered_lengths, -j, side="left"))  # buckets longer than j
+        ordered_sums[:active] += values[ordered_starts[:active] + j]
+    sums[order] = ordered_sums
+    return sums
