@@ -36,7 +36,6 @@ class Pt:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SampleStore]:
-    blocks.CACHE = blocks.BlockCache()  # each test starts with nothing cached
     store = SampleStore(tmp_path)
     yield store
     await store.close()
@@ -158,14 +157,14 @@ async def test_the_answer_is_built_from_columns(store: SampleStore, workers: Que
         assert calls == ["raw"] * 4 + ["buckets"] * 3
     else:
         assert calls == ["raw"] * 4
-    assert blocks.CACHE.used_bytes > 0
+    assert store.column_cache.used_bytes > 0
 
 
 async def test_samples_written_into_cached_hours_are_answered(store: SampleStore, workers: QueryWorkers) -> None:
     await store.write("alice", day_of_samples(4))
     query = f"SELECT hr_bpm, cad_rpm FROM samples WHERE {DAY}"
     before = await same_both_ways(store, workers, query)
-    assert blocks.CACHE.used_bytes > 0  # the hours are cached now
+    assert store.column_cache.used_bytes > 0  # the hours are cached now
     late = T0 + HOUR + 1234 * SECOND + 5
     await store.write("alice", [Pt(late, {"cad_rpm": 77.0})])  # a late sample in an old hour
     after = await same_both_ways(store, workers, query)
@@ -211,7 +210,7 @@ async def test_a_late_write_while_a_block_is_read_is_not_cached(store: SampleSto
     monkeypatch.setattr(blocks, "_read_columns", read_then_write)
     await answer(store, workers, f"SELECT hr_bpm FROM samples WHERE {DAY}", "ms", True)
     monkeypatch.setattr(blocks, "_read_columns", real_read)
-    assert blocks.CACHE.used_bytes == 0  # the block changed while it was read: not kept
+    assert store.column_cache.used_bytes == 0  # the block changed while it was read: not kept
     assert b",55]" in await same_both_ways(store, workers, f"SELECT hr_bpm FROM samples WHERE {DAY}")
 
 
@@ -279,7 +278,6 @@ async def test_a_file_from_before_the_change_table_migrates_and_is_tracked(tmp_p
         conn.execute("INSERT INTO series (id, tags) VALUES (1, '[]')")
         conn.executemany("INSERT INTO samples (time, series, hr_bpm) VALUES (?, 1, ?)", [(T0 + n * SECOND, 100.0 + n % 7) for n in range(5000)])
     conn.close()
-    blocks.CACHE = blocks.BlockCache()
     store = SampleStore(tmp_path)
     try:
         query = f"SELECT hr_bpm FROM samples WHERE {DAY}"

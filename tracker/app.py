@@ -165,7 +165,9 @@ async def _stores(app: web.Application, password_context: CryptContext | None) -
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     bearer_secret = load_bearer_secret(settings.data_dir)  # before anything opens: it may refuse to start
     account_store = await AccountStore.open(settings.data_dir)
-    samples = SampleStore(settings.data_dir, synchronous=settings.sqlite_synchronous)
+    samples = SampleStore(
+        settings.data_dir, synchronous=settings.sqlite_synchronous, column_cache_bytes=settings.column_cache_mb << 20
+    )
     app[ACCOUNTS] = Accounts(
         account_store,
         cache_seconds=settings.auth_cache_seconds,

@@ -94,6 +94,8 @@ class Settings:
     # Threads for a query's Python work (tag matching, buckets, encoding), and how many one user may hold at once.
     query_workers: int = 4
     query_workers_per_user: int = 2
+    # Memory for sealed hours of samples held as columns (long reads), per worker process; 0: none kept.
+    column_cache_mb: int = 64
     # Seconds a client gets to send a request's head (from connecting, or from its previous answer:
     # also how long an idle connection stays open) and again to send its body; then cut off.
     read_timeout: float = 60.0
@@ -160,7 +162,7 @@ class Settings:
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
-        for name in ("max_select_points", "max_select_buckets", "query_timeout"):
+        for name in ("max_select_points", "max_select_buckets", "query_timeout", "column_cache_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
         if not 1 <= self.alert_attempts <= 20:
@@ -257,6 +259,10 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     (
         "query_workers_per_user", "--query-workers-per-user",
         "Query threads one user may hold at once; their other queries wait.", {},
+    ),
+    (
+        "column_cache_mb", "--column-cache-mb",
+        "MB per worker process for sealed hours of samples kept as columns, for long reads; 0 keeps none.", {},
     ),
     (
         "read_timeout", "--read-timeout",

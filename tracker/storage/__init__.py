@@ -31,7 +31,8 @@ from tracker.storage.accounts import (
     UserExists,
     UserRecord,
 )
-from tracker.storage.blocks import BlockCache, Columns, query_columns
+from tracker.storage.blocks import Columns, query_columns
+from tracker.storage.column_cache import BlockCache
 from tracker.storage.connection import (
     ACCOUNTS_FILE,
     BUSY_TIMEOUT_MS,

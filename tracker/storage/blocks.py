@@ -3,7 +3,7 @@ every row of a long range (a raw SELECT over a day, GROUP BY time over a day), w
 SQLite row into Python objects cost more than everything else together.
 
 Samples are cut into blocks of one hour (floor(time / BLOCK_NS)). A block that ended over
-SEALED_AFTER_NS ago is sealed: its columns are kept in memory (BlockCache, one per process, bounded
+SEALED_AFTER_NS ago is sealed: its columns are kept in memory (the store's column_cache, bounded
 in bytes) and reused until a write changes it. Writes are noticed without the writer's help: the
 triggers of schema v2 bump `sample_block_changes.version` of the block of any sample written or
 deleted more than CHANGES_AFTER_NS after its time, and a cached block is only used while its version
@@ -16,8 +16,6 @@ compare the two on many queries.
 from __future__ import annotations
 
 import itertools
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Collection, Sequence, TypeVar
 
@@ -35,7 +33,6 @@ SEALED_AFTER_NS = 900_000_000_000
 # Longest span (in blocks, after trimming the range to the samples in it) read as columns: the columns
 # are held in memory whole, so longer reads take the SQL path, which streams.
 MAX_BLOCKS = 48
-DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 _COLUMNS_SQL = ", ".join(FIELD_KEYS)
 
 T = TypeVar("T")
@@ -95,43 +92,6 @@ def _columns_of(rows: list[tuple[Any, ...]]) -> Columns:
     return Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), fields)
 
 
-class BlockCache:
-    """Sealed blocks' columns, least recently used first out past `max_bytes`; shared by the threads."""
-
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, int], tuple[int, Columns]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[int, int], version: int) -> Columns | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] != version:
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: tuple[int, int], version: int, columns: Columns) -> None:
-        size = columns.nbytes
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1].nbytes
-            self._entries[key] = (version, columns)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, evicted) = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
-
-    @property
-    def used_bytes(self) -> int:
-        return self._bytes
-
-
-CACHE = BlockCache()
 _file_ids = itertools.count(1)
 
 
@@ -158,12 +118,11 @@ async def query_columns(
     offload: Offload,
     deadline: float | None = None,
     fields: Collection[str] | None = None,
-    cache: BlockCache | None = None,
 ) -> Columns | None:
     """Every sample with start <= time < end as Columns (only `fields`, if given), sealed blocks from
     the cache; None if the user has no file or the samples in range span more than MAX_BLOCKS (read
     those with SQL). `offload` runs the numpy work off the event loop (a query thread)."""
-    cache = CACHE if cache is None else cache
+    cache = store.column_cache
     handle = store._existing_file(user)
     if handle is None:
         return None

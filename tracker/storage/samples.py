@@ -21,6 +21,7 @@ from tracker.storage.connection import (
     SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
     _refused_as_unavailable, _storage_fault,
 )
+from tracker.storage.column_cache import BlockCache
 from tracker.storage.schema import SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
 
@@ -458,7 +459,9 @@ class SampleStore:
     (each with up to two connections, a writer and a reader), closing the least recently used idle
     ones, because a server may have thousands of users."""
 
-    def __init__(self, data_dir: Path, *, synchronous: str = "FULL", max_open_users: int = 256) -> None:
+    def __init__(
+        self, data_dir: Path, *, synchronous: str = "FULL", max_open_users: int = 256, column_cache_bytes: int = 64 << 20
+    ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
         self.data_dir = Path(data_dir)
@@ -471,6 +474,8 @@ class SampleStore:
         self.commits = 0  # committed write transactions, all users: shows that group commit groups
         self._writes: dict[str, int] = {}  # write requests per user since start: "written since?" for retention
         self._upserts: dict[tuple[tuple[str, ...], int, str], str] = {}
+        # Sealed hours of samples as columns, for long reads (blocks.py): this process's, bounded in bytes.
+        self.column_cache = BlockCache(column_cache_bytes)
 
     def path_for(self, user: str) -> Path:
         path = (self._users_dir / f"{_checked_name(user)}.sqlite").resolve()
