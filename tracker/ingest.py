@@ -37,7 +37,7 @@ async def commit(app: web.Application, writer: Writer, points: list[Point], *, o
         for point in points:
             if not any(key == DEVICE_TAG for key, _ in point.tags):
                 point.tags = tuple(sorted((*point.tags, (DEVICE_TAG, writer.device))))
-    skipped = await app[SAMPLES].write(writer.user, points, on_conflict=on_conflict)
+    skipped = (await app[SAMPLES].write(writer.user, points, on_conflict=on_conflict)).skipped
     if skipped:
         left_out = set(skipped)
         points = [point for index, point in enumerate(points) if index not in left_out]
