@@ -76,6 +76,8 @@ def append(conn: sqlite3.Connection, writer_key: str, rows: Sequence[tuple[str, 
     ids: list[int] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # The writer's row first: the durable watermark only looks at writers it knows.
+        conn.execute("INSERT OR IGNORE INTO writers (writer_key, durable_id) VALUES (?, 0)", (writer_key,))
         for user, on_conflict, blob in rows:
             cursor = conn.execute(
                 "INSERT INTO entries (user, writer, on_conflict, points, at_ns) VALUES (?, ?, ?, ?, ?)",
@@ -262,13 +264,14 @@ class JournalReader:
     ) -> list[tuple[int, str, str, bytes | None]]:
         return list(await self._run(entries_after, after_id, list(users), limit))
 
-    async def user_entries(self, user: str, after_id: int, upto_id: int) -> tuple[list[tuple[int, bytes]], int]:
-        """(the user's entries after_id < id <= upto_id, the oldest id the journal still keeps)."""
+    async def user_entries(self, user: str, after_id: int, upto_id: int) -> tuple[list[tuple[int, bytes]], int, int]:
+        """(the user's entries after_id < id <= upto_id, the oldest id the journal still keeps, the
+        newest id it has given)."""
 
-        def read(conn: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], int]:
-            conn.execute("BEGIN")  # one snapshot for both
+        def read(conn: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], int, int]:
+            conn.execute("BEGIN")  # one snapshot for all three
             try:
-                return entries_of_user(conn, user, after_id, upto_id), oldest_id(conn)
+                return entries_of_user(conn, user, after_id, upto_id), oldest_id(conn), last_id(conn)
             finally:
                 conn.execute("COMMIT")
 

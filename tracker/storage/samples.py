@@ -390,7 +390,14 @@ class _Writer:
                 stop = any(item is _STOP for item in items)
                 batches = [item for item in items if isinstance(item, _Batch)]
                 if batches:
-                    results, journal_commits, user_commits = self._commit_group(batches)
+                    try:
+                        results, journal_commits, user_commits = self._commit_group(batches)
+                    except Exception as error:  # a bug, not the disk: fail this group, keep the thread
+                        _log.exception("committing a group of writes failed")
+                        for user, handle in list(self._open.items()):
+                            if handle.conn.in_transaction:
+                                self._drop(user)  # closing rolls back
+                        results, journal_commits, user_commits = [error] * len(batches), 0, 0
                     self._call_loop(self._acknowledge, batches, results, journal_commits, user_commits)
                 for job in (item for item in items if isinstance(item, _Job)):
                     self._run_job(job)
