@@ -19,6 +19,7 @@ import marshal
 import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -59,7 +60,11 @@ def open_journal(data_dir: Path, synchronous: str = "FULL", **options: Any) -> s
     """A plain connection (autocommit: callers say BEGIN/COMMIT), created and migrated if need be."""
     path = journal_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _connect(path, JOURNAL_MIGRATIONS, synchronous, isolation_level=None, **options)
+    existed = path.exists()
+    conn = _connect(path, JOURNAL_MIGRATIONS, synchronous, isolation_level=None, **options)
+    if not existed:  # the new file's folder entry (its -wal's too: created by the migration's write)
+        fsync_path(path.parent)
+    return conn
 
 
 def register_writer(conn: sqlite3.Connection, writer_key: str) -> None:
@@ -225,7 +230,10 @@ def fsync_path(path: Path) -> bool:
 
 
 def fsync_sample_file(path: Path) -> None:
-    """A user file made durable: its WAL (where NORMAL commits wait) and the database itself."""
+    """A user file made durable: its WAL (where NORMAL commits wait) and the database itself.
+
+    Only where this process has no connection open to the file (recovery, before serving): closing
+    the descriptor opened here drops every POSIX lock the process holds on the file."""
     fsync_path(path.with_name(path.name + "-wal"))
     fsync_path(path)
 
@@ -235,23 +243,24 @@ def fsync_sample_file(path: Path) -> None:
 
 
 class JournalReader:
-    """A read-only journal connection for the event loop: each call runs in a thread, one at a time."""
+    """A read-only journal connection for the event loop. Every call, closing included, runs on one
+    thread of its own, so a call whose awaiting task was cancelled still finishes before the next
+    one (or the close) begins."""
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = Path(data_dir)
         self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker journal reader")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = open_journal(self._data_dir, "NORMAL", check_same_thread=False)
+            conn = open_journal(self._data_dir, "NORMAL")
             conn.execute("PRAGMA query_only = ON")
             self._conn = conn
         return self._conn
 
     async def _run(self, call: Any, *args: Any) -> Any:
-        async with self._lock:
-            return await asyncio.to_thread(lambda: call(self._connection(), *args))
+        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: call(self._connection(), *args))
 
     async def generation(self) -> str:
         return str(await self._run(generation))
@@ -278,9 +287,10 @@ class JournalReader:
         return await self._run(read)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        async with self._lock:
+        def close() -> None:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
-                await asyncio.to_thread(conn.close)
+                conn.close()
 
-
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=False)

@@ -19,12 +19,12 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Se
 import aiosqlite
 
 from tracker.storage.connection import (
-    SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
+    BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
     _refused_as_unavailable, _storage_fault,
 )
 from tracker.storage.journal import (
     append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
-    fsync_path, fsync_sample_file, journal_path, open_journal, register_writer,
+    fsync_path, journal_path, open_journal, register_writer,
 )
 from tracker.storage.schema import SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
@@ -152,6 +152,7 @@ class _Batch:
     points: Sequence[SamplePoint]  # a _ConflictBatch unless on_conflict is "merge"
     on_conflict: str
     done: asyncio.Future[Written]
+    file: _UserFile  # whose `pending` counts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,7 @@ class _Job:
     path: Path
     run: Callable[[sqlite3.Connection], Any] | None
     done: asyncio.Future[Any]
+    file: _UserFile | None = None  # whose `pending` counts it
     forget: bool = False
 
 
@@ -330,6 +332,13 @@ class _Writer:
         """Commit and acknowledge everything queued so far, checkpoint, close every connection, end."""
         self._queue.put(_STOP)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def join(self) -> None:
+        self._thread.join()
+
     # ---- on the loop
 
     def _acknowledge(
@@ -340,9 +349,7 @@ class _Writer:
         store.user_commits += user_commits
         store.writes += len(batches)
         for batch, result in zip(batches, results):
-            handle = store._files.get(batch.user)
-            if handle is not None:
-                handle.pending -= 1
+            batch.file.pending -= 1
             if batch.done.done():  # the waiter was cancelled; its points are written anyway
                 continue
             if isinstance(result, BaseException):
@@ -357,9 +364,8 @@ class _Writer:
                     _log.exception("a commit listener failed")
 
     def _settle_job(self, job: _Job, result: Any, error: BaseException | None) -> None:
-        handle = self._store._files.get(job.user)
-        if handle is not None:
-            handle.pending -= 1
+        if job.file is not None:
+            job.file.pending -= 1
         if job.done.done():
             return
         if error is None:
@@ -452,7 +458,7 @@ class _Writer:
         """Close the least recently used connections beyond max_open_users; never one inside a
         transaction of the group being committed (the bound is then exceeded until its end)."""
         excess = len(self._open) - self._store.max_open_users
-        for user, handle in list(self._open.items()):
+        for user, handle in list(self._open.items())[:-1]:  # never the one just opened (last)
             if excess <= 0:
                 return
             if not handle.conn.in_transaction:
@@ -666,7 +672,13 @@ class _Writer:
         self._call_loop(self._settle_job, job, result, job_error)
 
     def _checkpoint(self) -> None:
-        """Make the touched user files durable (fsync), then tell the journal so, and trim it."""
+        """Make the touched user files durable, then tell the journal so, and trim it.
+
+        A file is made durable by SQLite's own FULL checkpoint on the writer's connection (at
+        synchronous=NORMAL it fsyncs the WAL, copies it into the database, and fsyncs that), not by
+        opening the file to fsync it: closing any other descriptor of a database file would drop
+        this process's POSIX locks on it, and another process could then delete a WAL still in use.
+        """
         store = self._store
         touched, self._touched = self._touched, set()
         applied = self._applied_through
@@ -674,9 +686,12 @@ class _Writer:
         self._since_checkpoint = 0
         try:
             for path in touched:
-                fsync_sample_file(path)
+                if not self._sync_file(path.stem, path):
+                    self._touched.add(path)  # readers of an older snapshot in the way: next time
             if touched:  # new -wal files' folder entries
                 fsync_path(store.data_dir / USERS_DIR)
+            if self._touched:
+                return  # not all durable yet: the journal keeps saying so
             if applied > self._durable_through or time.monotonic() < self._trim_until:
                 checkpointed(self._journal_conn(), store.writer_key, applied, int(store.keep_seconds * 1e9))
                 self._durable_through = applied
@@ -684,6 +699,28 @@ class _Writer:
             _log.exception("journal checkpoint failed; retrying")
             self._touched |= touched
             self._drop_journal()
+
+    def _sync_file(self, user: str, path: Path) -> bool:
+        """Checkpoint the user's file fully (which fsyncs it); False if that could not finish now."""
+        if not path.exists():  # deleted meanwhile
+            return True
+        try:
+            conn = self._connection(user, path).conn
+            # Waiting briefly only: every write of the process waits behind this thread.
+            conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
+            try:
+                busy, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except Exception:
+            _log.exception("checkpointing %s failed", path)
+            self._drop(user)
+            return False
+        return not busy and wal_frames == copied
+
+
+# How long a checkpoint waits for another connection's lock before trying again at the next one.
+_CHECKPOINT_WAIT_MS = 50
 
 
 @dataclass(eq=False)
@@ -859,13 +896,20 @@ class SampleStore:
         done: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         batch = points if on_conflict == "merge" else _ConflictBatch(points, on_conflict)
         handle.pending += 1
-        self._writer().put(_Batch(user, handle.path, batch, on_conflict, done))
+        self._writer().put(_Batch(user, handle.path, batch, on_conflict, done, handle))
         return await done
 
     def _writer(self) -> _Writer:
-        if self._writer_thread is None:
-            self._writer_thread = _Writer(self, asyncio.get_running_loop())
-        return self._writer_thread
+        loop = asyncio.get_running_loop()
+        writer = self._writer_thread
+        if writer is not None and writer.loop is not loop:
+            # The store is used from another event loop than before (tests, CLI helpers that call
+            # asyncio.run more than once): the old thread could only answer the old loop.
+            writer.stop()
+            writer = None
+        if writer is None:
+            writer = self._writer_thread = _Writer(self, loop)
+        return writer
 
     def writes_to(self, user: str) -> int:
         """How many writes this store has taken for the user: a changed number means new samples."""
@@ -894,7 +938,7 @@ class SampleStore:
 
         done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
         handle.pending += 1
-        self._writer().put(_Job(user, handle.path, delete, done))
+        self._writer().put(_Job(user, handle.path, delete, done, handle))
         return await done
 
     # ---- reads
@@ -1001,9 +1045,13 @@ class SampleStore:
         handles = list(self._files.values())
         self._files.clear()
         closing: list[Any] = [h.close() for h in handles]
-        if self._writer_thread is not None:
-            self._writer_thread.stop()
-            closing.append(asyncio.wait([self._writer_thread.finished]))
+        writer = self._writer_thread
+        if writer is not None:
+            writer.stop()
+            if writer.loop is asyncio.get_running_loop():
+                closing.append(asyncio.wait([writer.finished]))
+            else:  # it cannot tell this loop when it is done: wait for the thread itself
+                closing.append(asyncio.to_thread(writer.join))
         results = await asyncio.gather(*closing, *self._closing, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
