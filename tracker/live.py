@@ -207,7 +207,10 @@ class LiveHub:
         self._per_link: dict[int, int] = {}  # open streams by share link; no zeros kept
         self._closed = False
         self.published = 0  # events published, all users (for tests and stats)
-        self.last_id = 0  # the newest id published or passed over: the position of a fresh stream
+        self.last_id = 0  # the newest id published or passed over
+        # The newest id known to be committed (>= last_id): a write of this process is answered before
+        # the feed has read it back, so a stream opened then starts here, not at last_id.
+        self.known_id = 0
         # Reads a user's entries from the journal, for resumes the buffers cannot serve (set by the app).
         self.resume_reader: ResumeReader | None = None
 
@@ -222,7 +225,11 @@ class LiveHub:
 
     def position(self, user: str) -> str:
         """The id of the latest event (`GEN-0` before the first): where a fresh stream starts."""
-        return f"{self.boot}-{self.last_id}"
+        return f"{self.boot}-{max(self.known_id, self.last_id)}"
+
+    def committed(self, entry_id: int) -> None:
+        """Entries up to entry_id are committed (the feed will read them): fresh streams start after."""
+        self.known_id = max(self.known_id, entry_id)
 
     def publish(self, user: str, points: Sequence[LivePoint]) -> None:
         """One event for the committed points, numbered by the hub (no journal). Never raises."""
@@ -300,7 +307,8 @@ class LiveHub:
         channel = self._channel(user)
         self._check_limits(user, channel, viewer)
         subscription = Subscription(self, user, viewer, self.queue_events)
-        current = f"{self.boot}-{self.last_id}"
+        current = self.position(user)
+        subscription.after = max(self.known_id, self.last_id)
         if last_event_id:
             self._trim(channel, self._clock())
             replay = self._replay(channel, last_event_id)
@@ -308,6 +316,7 @@ class LiveHub:
                 subscription._queue.append(Event(current, "reset", b"{}"))
             else:
                 subscription._queue.extend(replay)
+                subscription.after = max(self.last_id, self._parse(last_event_id) or 0)
         channel.subscribers.add(subscription)
         self._count(channel, viewer, +1)
         return subscription, last_event_id or current
@@ -360,8 +369,10 @@ class LiveHub:
 
     def _replay(self, channel: _Channel, last_event_id: str) -> list[Event] | None:
         after = self._parse(last_event_id)
-        if after is None or after > self.last_id:
+        if after is None or after > max(self.known_id, self.last_id):
             return None  # not ours, or from the future
+        if after >= self.last_id:
+            return []  # what comes after it, the feed has yet to publish
         if after < channel.covered_after:
             return None  # the missed events fell out of the buffer
         return [Event(f"{self.boot}-{e.id}", "samples", e.data) for e in channel.events if e.id > after]
@@ -376,6 +387,7 @@ class LiveHub:
         if (
             after is None
             or self.resume_reader is None
+            or after >= self.last_id and after <= self.known_id
             or (after <= self.last_id and (after == self.last_id or (channel is not None and after >= channel.covered_after)))
         ):
             return self.subscribe(user, last_event_id, viewer=viewer)
@@ -400,9 +412,9 @@ class LiveHub:
         except Exception:
             log.exception("resuming the live stream of %s from the journal failed", user)
         if replay is None:  # gone from the journal too (or not ours): the page refetches its window
-            subscription.after = 0
+            subscription.after = max(self.known_id, self.last_id)
             subscription._queue.clear()
-            subscription._queue.append(Event(f"{self.boot}-{self.last_id}", "reset", b"{}"))
+            subscription._queue.append(Event(self.position(user), "reset", b"{}"))
         else:
             subscription._queue.extendleft(reversed(replay))
         subscription._wakeup.set()

@@ -35,8 +35,11 @@ class JournalFeed:
         self._hub.passed_over("", await self._reader.last_id())
         self._hub.resume_reader = self._resume
 
-    def wake(self) -> None:
-        """New entries are committed (by this process or another): read them now. Loop thread only."""
+    def wake(self, newest_id: int = 0) -> None:
+        """New entries are committed (by this process or another; up to newest_id if known): read them
+        now. Loop thread only."""
+        if newest_id:
+            self._hub.committed(newest_id)
         self._woken.set()
 
     async def run(self) -> None:

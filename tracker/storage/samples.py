@@ -357,9 +357,10 @@ class _Writer:
             else:
                 batch.done.set_result(result)
         if journal_commits:
+            newest = max((r.sequence or 0 for r in results if isinstance(r, Written)), default=0)
             for listener in list(store.commit_listeners):
                 try:
-                    listener()
+                    listener(newest)
                 except Exception:
                     _log.exception("a commit listener failed")
 
@@ -790,8 +791,9 @@ class SampleStore:
         self.writes = 0
         self.journal_commits = 0
         self.user_commits = 0
-        # Called on the loop after each group that reached the journal (the live feed's wake-up).
-        self.commit_listeners: list[Callable[[], None]] = []
+        # Called on the loop with the group's newest journal id after each group that reached the
+        # journal, before any of its writers resumes (the live feed's wake-up).
+        self.commit_listeners: list[Callable[[int], None]] = []
         self._writes: dict[str, int] = {}  # write requests per user since start: "written since?" for retention
 
     @property
