@@ -267,3 +267,17 @@ def test_acknowledged_writes_survive_losing_the_user_files_unsynced_tail(tmp_pat
         assert rows == [((1_700_000_000 + i) * 10**9, float(i)) for i in range(40)]
     finally:
         server.close()
+
+
+async def test_durable_entries_past_the_keep_time_are_trimmed_and_ids_never_reused(tmp_path: Path) -> None:
+    store = SampleStore(tmp_path, keep_seconds=0)
+    first = await store.write("alice", [Pt(1, {"hr_bpm": 1.0})])
+    await store.close()  # the last checkpoint: durable, and older than a keep time of 0
+    assert journal_rows(tmp_path) == []
+    store = SampleStore(tmp_path, keep_seconds=3600)
+    try:
+        second = await store.write("alice", [Pt(2, {"hr_bpm": 2.0})])
+    finally:
+        await store.close()
+    assert (first.sequence, second.sequence) == (1, 2)
+    assert journal_rows(tmp_path) == [(2, "alice", "worker-0")]  # kept: within the keep time
