@@ -387,13 +387,14 @@ async def test_full_disk_refuses_writes_whole_and_recovers(
     assert file_rows(sandbox.copy_out(sandbox.users / "alice.sqlite", tmp_path / "copy")) == acknowledged
     assert "Traceback" not in server.log_tail(10_000)
 
-    # Started on a full disk, SQLite cannot make the accounts file's -shm: the server says so in one line.
+    # Started on a full disk, SQLite cannot make the journal's -shm (the first file a start opens, to
+    # recover): the server says so in one line.
     sandbox.fill()
     server.spawn()
     assert server.process is not None
     assert server.process.wait(timeout=30) == 1
     server.process = None
-    assert server.log_tail(1).endswith("/accounts.sqlite: the disk is full"), server.log_tail()
+    assert server.log_tail(1).endswith("/journal.sqlite: the disk is full"), server.log_tail()
 
 
 async def test_read_only_data_folder_refuses_writes_and_recovers(

@@ -4,6 +4,7 @@ reconnect, resets, limits and shutdown. Plus the window read (/samples) it start
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -150,9 +151,13 @@ async def test_too_old_seq_gets_a_reset(
     for i in range(4):
         await write(client, f"samples hr_bpm={i} 170000000{i}")
     boot = hub(client).boot
-    # Events 3 and 4 are buffered: resuming after 2 works, after 1 cannot (2 is gone).
-    ok = await open_stream(client, EVENTS, headers={"Last-Event-ID": f"{boot}-2"})
-    assert [(await ok.event()).id, (await ok.event()).id] == [f"{boot}-3", f"{boot}-4"]
+    # Resuming after 1 works, from the journal, which still keeps every entry.
+    ok = await open_stream(client, EVENTS, headers={"Last-Event-ID": f"{boot}-1"})
+    assert [(await ok.event()).id for _ in range(3)] == [f"{boot}-2", f"{boot}-3", f"{boot}-4"]
+    # Entries the journal no longer keeps cannot be replayed: a reset at the current position.
+    with sqlite3.connect(settings.data_dir / "journal.sqlite") as journal:
+        journal.execute("DELETE FROM entries WHERE id <= 2")
+    journal.close()
     gone = await open_stream(client, EVENTS, headers={"Last-Event-ID": f"{boot}-1"})
     reset = await gone.event()
     assert reset.event == "reset" and reset.id == f"{boot}-4"
@@ -169,9 +174,9 @@ def test_the_replay_buffer_is_bounded_by_samples_not_events() -> None:
     live.publish("rider", [P(t) for t in range(5)])  # event 1: 5 samples
     live.publish("rider", [P(t) for t in range(5, 8)])  # event 2: 3 samples, 8 in all
     channel = live._channels["rider"]
-    assert [e.seq for e in channel.events] == [1, 2] and channel.samples == 8
+    assert [e.id for e in channel.events] == [1, 2] and channel.samples == 8
     live.publish("rider", [P(8)])  # 9 > 8: event 1 goes
-    assert [e.seq for e in channel.events] == [2, 3] and channel.samples == 4
+    assert [e.id for e in channel.events] == [2, 3] and channel.samples == 4
     live.publish("rider", [P(t) for t in range(9, 30)])  # a batch bigger than the whole buffer: nothing kept
     assert not channel.events and channel.samples == 0
     subscription, _ = live.subscribe("rider", f"{live.boot}-3")  # its points are gone: start afresh

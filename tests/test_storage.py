@@ -376,7 +376,7 @@ async def test_a_failing_batch_does_not_fail_the_batches_grouped_with_it(samples
     good = [samples.write("alice", [Pt(t, {"hr_bpm": 1.0})]) for t in range(1, 6)]
     bad = samples.write("alice", [Pt(100, {"hr_bpm": 1.0}), Pt(2**64, {"hr_bpm": 1.0})])  # time overflows
     results = await asyncio.gather(*good, bad, return_exceptions=True)
-    assert results[:5] == [[]] * 5  # stored, nothing skipped
+    assert [r.skipped for r in results[:5]] == [[]] * 5  # stored, nothing skipped
     assert isinstance(results[5], Exception)
     # Nothing of the failed batch is stored, not even its valid first point.
     assert [r.time for r in await read_all(samples, "alice")] == [0, 1, 2, 3, 4, 5]
@@ -528,14 +528,12 @@ def test_bad_synchronous_is_refused(tmp_path: Path) -> None:
     assert SampleStore(tmp_path, synchronous="normal").synchronous == "NORMAL"
 
 
-async def test_synchronous_setting_is_applied(tmp_path: Path) -> None:
+async def test_synchronous_setting_is_applied_to_the_journal(tmp_path: Path) -> None:
     for mode, number in (("NORMAL", 1), ("FULL", 2)):
         store = SampleStore(tmp_path / mode, synchronous=mode)
         try:
             await store.write("alice", [Pt(1, {"hr_bpm": 1.0})])
-            handle = store._files["alice"]
-            conn = await store._reader(handle)
-            assert list(await conn.execute_fetchall("PRAGMA synchronous")) == [(number,)]
+            assert store._writer_thread is not None and store._writer_thread.journal_synchronous == number
         finally:
             await store.close()
 
@@ -729,7 +727,7 @@ async def test_on_conflict_skip_keeps_stored_samples_and_names_the_skipped(sampl
         ],
         on_conflict="skip",
     )
-    assert skipped == [0, 3, 4]
+    assert skipped.skipped == [0, 3, 4]
     rows = await read_all(samples, "alice")
     assert [(r.time, r.tags, r.fields) for r in rows] == [  # same time: in order of the series' creation
         (1, {"device": "watch"}, {"hr_bpm": 100.0, "lat": 1.0}),
@@ -739,7 +737,7 @@ async def test_on_conflict_skip_keeps_stored_samples_and_names_the_skipped(sampl
     ]
     # Sending the same batch again is harmless: everything is skipped, nothing changes.
     again = [Pt(1, {"hr_bpm": 300.0}), Pt(3, {"hr_bpm": 103.0}, watch)]
-    assert await samples.write("alice", again, on_conflict="skip") == [0, 1]
+    assert (await samples.write("alice", again, on_conflict="skip")).skipped == [0, 1]
     assert await read_all(samples, "alice") == rows
 
 
@@ -748,7 +746,7 @@ async def test_on_conflict_overwrite_replaces_the_whole_sample(samples: SampleSt
     skipped = await samples.write(
         "alice", [Pt(1, {"pwr_w": 250.0}), Pt(2, {"cad_rpm": 1.0}), Pt(2, {"cad_rpm": 90.0})], on_conflict="overwrite"
     )
-    assert skipped == []
+    assert skipped.skipped == []
     assert [(r.time, r.fields) for r in await read_all(samples, "alice")] == [
         (1, {"pwr_w": 250.0}),  # hr_bpm, lat, lng are gone
         (2, {"cad_rpm": 90.0}),  # within a batch the later point wins whole
@@ -764,7 +762,7 @@ async def test_on_conflict_modes_grouped_in_one_transaction_apply_in_order(sampl
         samples.write("alice", [Pt(6, {"pwr_w": 3.0})], on_conflict="overwrite"),
         samples.write("alice", [Pt(0, {"cad_rpm": 4.0})]),
     )
-    assert results == [[], [0], [], []]
+    assert [r.skipped for r in results] == [[], [0], [], []]
     assert [(r.time, r.fields) for r in await read_all(samples, "alice")] == [
         (0, {"hr_bpm": 0.0, "cad_rpm": 4.0}),
         (5, {"hr_bpm": 1.0}),
@@ -776,7 +774,7 @@ async def test_on_conflict_skip_over_many_points_and_a_bad_mode(samples: SampleS
     n = 3 * storage.ROWS_PER_STATEMENT + 5
     await samples.write("alice", [Pt(t, {"hr_bpm": 1.0}) for t in range(0, n, 2)])
     skipped = await samples.write("alice", [Pt(t, {"hr_bpm": 2.0}) for t in range(n)], on_conflict="skip")
-    assert skipped == list(range(0, n, 2))
+    assert skipped.skipped == list(range(0, n, 2))
     rows = await read_all(samples, "alice")
     assert [r.fields["hr_bpm"] for r in rows] == [1.0 if t % 2 == 0 else 2.0 for t in range(n)]
     with pytest.raises(ValueError, match="on_conflict"):

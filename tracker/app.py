@@ -19,7 +19,7 @@ from tracker import logs, senders
 from tracker import browser
 from tracker.alerts import QuietAlerts
 from tracker.appkeys import (
-    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LIVE, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, WEBHOOKS,
+    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LIVE, LIVE_FEED, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, WEBHOOKS,
 )  # fmt: skip
 from tracker.bans import AuthBans
 from tracker.config import Settings
@@ -31,8 +31,9 @@ from tracker.influx import query, status, write
 from tracker.influx.errors import Handler, influx_conventions
 from tracker.influx.workers import QueryWorkers
 from tracker.live import LiveHub
+from tracker.livefeed import JournalFeed
 from tracker.retention import RetentionSweeper
-from tracker.storage import AccountStore, SampleStore
+from tracker.storage import AccountStore, JournalReader, SampleStore
 from tracker.webhooks import WebhookDestinations
 
 log = logging.getLogger("tracker")
@@ -166,7 +167,12 @@ async def _stores(app: web.Application, password_context: CryptContext | None) -
     bearer_secret = load_bearer_secret(settings.data_dir)  # before anything opens: it may refuse to start
     account_store = await AccountStore.open(settings.data_dir)
     samples = SampleStore(
-        settings.data_dir, synchronous=settings.sqlite_synchronous, column_cache_bytes=settings.column_cache_mb << 20
+        settings.data_dir,
+        synchronous=settings.sqlite_synchronous,
+        writer_key=settings.journal_writer_key,
+        checkpoint_seconds=settings.journal_checkpoint_seconds,
+        keep_seconds=settings.journal_keep_seconds,
+        column_cache_bytes=settings.column_cache_mb << 20,
     )
     app[ACCOUNTS] = Accounts(
         account_store,
@@ -192,7 +198,8 @@ async def _query_workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _live(app: web.Application) -> AsyncIterator[None]:
-    """The live hub: fan-out of committed samples to event streams, with its buffers swept now and then."""
+    """The live hub: fan-out of committed samples (read from the journal) to event streams, with its
+    buffers swept now and then."""
     settings = app[SETTINGS]
     hub = LiveHub(
         max_streams_per_user=settings.live_max_streams_per_user,
@@ -205,6 +212,12 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         queue_events=settings.live_queue_events,
     )
     app[LIVE] = hub
+    # Fed from the journal: every worker's commits, in the global order, with ids all workers share.
+    reader = JournalReader(settings.data_dir)
+    feed = JournalFeed(hub, reader)
+    await feed.start()
+    app[LIVE_FEED] = feed
+    app[SAMPLES].commit_listeners.append(feed.wake)
 
     async def sweep() -> None:
         while True:
@@ -212,11 +225,16 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
             hub.sweep()
 
     sweeper = asyncio.create_task(sweep())
+    feeder = asyncio.create_task(feed.run())
     try:
         yield
     finally:
         hub.close()
         sweeper.cancel()
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        app[SAMPLES].commit_listeners.remove(feed.wake)
+        await reader.close()
 
 
 async def _retention(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from tracker.config import Settings
 from tracker.influx.workers import QueryWorkers
 from tracker.http.inflating import InflateBudget, InflateLease
 from tracker.live import LiveHub
+from tracker.livefeed import JournalFeed
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
 from tracker.webhooks import WebhookDestinations
@@ -19,6 +20,8 @@ SETTINGS = web.AppKey("settings", Settings)
 SAMPLES = web.AppKey("samples", SampleStore)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 LIVE = web.AppKey("live", LiveHub)
+# The journal feed of LIVE: `app[LIVE_FEED].wake()` when another worker process has committed.
+LIVE_FEED = web.AppKey("live_feed", JournalFeed)
 RETENTION = web.AppKey("retention", RetentionSweeper)
 BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)

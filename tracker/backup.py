@@ -22,7 +22,7 @@ from typing import Any
 from tracker import __version__, storage
 from tracker.accounts import BEARER_SECRET_FILE, InvalidSecretFile, read_bearer_secret
 from tracker.rules import iso_time
-from tracker.storage import ACCOUNT_MIGRATIONS, ACCOUNTS_FILE, SAMPLE_MIGRATIONS, USERS_DIR
+from tracker.storage import ACCOUNT_MIGRATIONS, ACCOUNTS_FILE, JOURNAL_FILE, SAMPLE_MIGRATIONS, USERS_DIR
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -55,6 +55,10 @@ def scan(folder: Path) -> Layout:
             databases.append(ACCOUNTS_FILE)
         elif entry.name == BEARER_SECRET_FILE and entry.is_file():
             has_bearer_secret = True
+        elif entry.name == JOURNAL_FILE and entry.is_file():
+            # The write journal: its entries are in the user files once the server stopped cleanly
+            # (or ran recovery), so it is neither backed up nor restored.
+            continue
         elif entry.name == USERS_DIR and entry.is_dir():
             for user_file in sorted(entry.iterdir()):
                 if _USER_FILE.match(user_file.name) and user_file.is_file():
@@ -167,6 +171,9 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> tuple[list[
             f"{data_dir} already holds {len(present.databases)} database(s): restore into an empty data "
             "folder, or pass --force to replace them"
         )
+    # The journal describes the files being replaced: replayed onto the restored ones, it would mix them.
+    for suffix in ("", *COMPANIONS):
+        (data_dir / (JOURNAL_FILE + suffix)).unlink(missing_ok=True)
     restored: list[str] = []
     for entry in manifest["files"]:
         relative = entry["path"]

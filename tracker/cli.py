@@ -227,8 +227,11 @@ def serve(**flags: Any) -> None:
         raise click.ClickException(str(exc)) from None
 
     from tracker.app import run  # imported here: the account commands need none of the server
+    from tracker.storage import recover
 
     try:
+        # Before serving: what a crash or power loss took from the user files is in the journal.
+        recover(settings.data_dir, settings.sqlite_synchronous)
         run(settings)
     except EXPECTED_ERRORS as exc:  # e.g. the port is taken, the data folder is not writable
         raise click.ClickException(_one_line(exc)) from None

@@ -31,8 +31,15 @@ class Settings:
     bearer_token_seconds: float = 7200.0
     # How often device tokens' last-used and last-sample times are written to the accounts file.
     token_use_flush_seconds: float = 5.0
-    # SQLite `synchronous` for sample files: FULL survives power loss, NORMAL only a process crash.
+    # SQLite `synchronous` of the write journal, which carries every write's durability: FULL survives
+    # power loss, NORMAL only a process crash. User files always run at NORMAL behind the journal.
     sqlite_synchronous: str = "FULL"
+    # How often the user files written to are fsynced and the journal told so (then trimmed), and how
+    # long durable entries stay in the journal (the live view resumes from them).
+    journal_checkpoint_seconds: float = 1.0
+    journal_keep_seconds: float = 60.0
+    # This process's name in the journal: each worker process on one data folder needs its own.
+    journal_writer_key: str = "worker-0"
     # How long samples are kept unless a user has a retention of their own (InfluxDB durations: 8h,
     # 90m, 7d, 2w; "inf" or "0" = forever), and how often the background sweep looks for older ones.
     retention: str = "inf"
@@ -129,6 +136,8 @@ class Settings:
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
+        if self.journal_checkpoint_seconds <= 0 or self.journal_keep_seconds < 0:
+            raise ValueError("journal checkpoint must be positive and journal keep not negative")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"public url must start with http:// or https://, got {self.public_url!r}")
         for name in (
@@ -270,6 +279,16 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     ),
     ("max_url_length", "--max-url-length", "Bytes in a request URL (path and query string); then 400.", {}),
     ("max_header_size", "--max-header-size", "Bytes in one request header (name and value); then 400.", {}),
+    (
+        "journal_checkpoint_seconds", "--journal-checkpoint",
+        "Seconds between fsyncs of the user files written to (the journal holds the writes until then).",
+        {"metavar": "SECONDS"},
+    ),
+    (
+        "journal_keep_seconds", "--journal-keep",
+        "Seconds durable writes stay in the journal, for live viewers resuming after a reconnect.",
+        {"metavar": "SECONDS"},
+    ),
 )  # fmt: skip
 
 # The defaults, built once.

@@ -1,4 +1,7 @@
-"""The one pipeline every way in uses once its input is validated: tag, commit, account, fan out.
+"""The one pipeline every way in uses once its input is validated: tag, commit, account.
+
+The live fan-out is fed from the journal the commit wrote (tracker.livefeed), so that viewers see
+every worker's writes; alerts and token bookkeeping are this process's, here.
 
 Every way samples come in (/write, /api/v2/write, the phone apps, the JSON API) calls it. Validation
 (the vocabulary, the writer's right to the database, the user's retention: `retention_cutoff`)
@@ -12,7 +15,7 @@ import time
 from aiohttp import web
 
 from tracker.accounts import Writer
-from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES
+from tracker.appkeys import ACCOUNTS, ALERTS, SAMPLES
 from tracker.lineprotocol import Point
 from tracker.retention import Cutoff
 from tracker.storage import DEVICE_TAG
@@ -29,7 +32,8 @@ async def commit(app: web.Application, writer: Writer, points: list[Point], *, o
 
     A device token's label becomes each point's `device` tag unless the point has one. Storage
     errors propagate (nothing was stored); after the commit nothing here raises. `on_conflict` is
-    SampleStore.write's; returns the indices of the points it skipped, which are not fanned out.
+    SampleStore.write's; returns the indices of the points it skipped (the journal, and so the
+    live view, has only the points stored).
     """
     if not points:
         return []
@@ -37,13 +41,12 @@ async def commit(app: web.Application, writer: Writer, points: list[Point], *, o
         for point in points:
             if not any(key == DEVICE_TAG for key, _ in point.tags):
                 point.tags = tuple(sorted((*point.tags, (DEVICE_TAG, writer.device))))
-    skipped = await app[SAMPLES].write(writer.user, points, on_conflict=on_conflict)
+    skipped = (await app[SAMPLES].write(writer.user, points, on_conflict=on_conflict)).skipped
     if skipped:
         left_out = set(skipped)
         points = [point for index, point in enumerate(points) if index not in left_out]
     if points:
         if writer.token_id is not None:
             app[ACCOUNTS].note_token_samples(writer.token_id, max(point.time for point in points))
-        app[LIVE].publish(writer.user, points)  # committed: fan out to watchers (never raises)
         app[ALERTS].saw_points(writer.user, points)  # data arrived: last seen, gone-quiet deadlines (never raises)
     return skipped

@@ -1,10 +1,15 @@
 """Fan-out of committed samples to the watch page's event streams (Server-Sent Events).
 
-The write path calls `LiveHub.publish(user, points)` right after the commit. Each publish becomes
-ONE event with an id `BOOT-SEQ`: BOOT is random per server start, SEQ counts that user's events
-from 1. Every user has a ring buffer of recent events (bounded in samples and age), so a viewer
-reconnecting with `Last-Event-ID` gets exactly the events it missed; when that is impossible (the
-server restarted, or the events fell out of the buffer) it gets a `reset` instead and refetches.
+The source is the journal (tracker.storage.journal), the global commit sequence of every worker
+process on the data folder: a feed task per process (`JournalFeed`, tracker.livefeed) reads the
+entries after the last one it saw and calls `LiveHub.publish_entry(id, user, points)`, so a viewer
+sees every write, whichever worker took it. Each committed batch becomes ONE event with the id
+`GEN-ID`: GEN names the journal (shared by all workers), ID is the batch's journal id, so a
+`Last-Event-ID` means the same to every worker. Every watched user has a ring buffer of recent
+events (bounded in samples and age); a viewer reconnecting with `Last-Event-ID` gets exactly the
+events it missed, from that buffer or else from the journal (`subscribe_from`); when that is
+impossible (another journal, or the events are gone from it too) it gets a `reset` instead and
+refetches. Without a journal (`publish(user, points)`) the hub numbers events itself.
 
 Each subscriber has a bounded queue: a viewer that cannot keep up is not allowed to grow memory,
 it gets a `reset` (its queue dropped) and carries on from there.
@@ -24,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Callable, Hashable, Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import Awaitable, Callable, Hashable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import orjson
 
@@ -40,6 +45,11 @@ class LivePoint(Protocol):
 
     @property
     def fields(self) -> Mapping[str, float | int | str | bool]: ...
+
+
+# What resuming from the journal reads: (user, after_id, upto_id) -> ([(id, points)...] with
+# after_id < id <= upto_id, the oldest id the journal keeps, the newest id it has given).
+ResumeReader = Callable[[str, int, int], Awaitable[tuple[list[tuple[int, Sequence[LivePoint]]], int, int]]]
 
 
 class TooManyStreams(Exception):
@@ -65,7 +75,7 @@ class HubClosed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    id: str  # BOOT-SEQ
+    id: str  # GEN-ID
     name: str  # "samples" or "reset"
     data: bytes  # JSON
 
@@ -77,7 +87,7 @@ class Event:
 class _Buffered:
     """A published event, encoded only once someone needs it: most writes have no watcher."""
 
-    seq: int
+    id: int  # the journal id
     at: float  # clock() when published
     points: Sequence[LivePoint]
     _data: bytes | None = None
@@ -93,9 +103,10 @@ class _Buffered:
 
 @dataclass(slots=True)
 class _Channel:
-    """One watched user: their event counter, recent events and current subscribers."""
+    """One watched user: recent events and current subscribers."""
 
-    seq: int = 0
+    # Every event of the user with covered_after < id <= the hub's last_id is in `events`.
+    covered_after: int = 0
     events: deque[_Buffered] = field(default_factory=deque)
     samples: int = 0  # points held by `events`: the replay buffer is bounded by these, not by events
     subscribers: set[Subscription] = field(default_factory=set)
@@ -114,6 +125,7 @@ class Subscription:
         self._wakeup = asyncio.Event()
         self._closed = False  # closed by its stream
         self._ended = False  # ended by the hub (shutdown)
+        self.after = 0  # events up to this id are known to the viewer already (a resume from ahead)
 
     def __enter__(self) -> Subscription:
         return self
@@ -125,7 +137,9 @@ class Subscription:
     def queued(self) -> int:
         return len(self._queue)
 
-    def _deliver(self, event: Event) -> None:
+    def _deliver(self, event: Event, event_id: int = 0) -> None:
+        if event_id and event_id <= self.after:
+            return
         if len(self._queue) >= self._max_queue:
             # Too far behind: drop what is queued; the viewer refetches its window and goes on from here.
             self._queue.clear()
@@ -193,6 +207,12 @@ class LiveHub:
         self._per_link: dict[int, int] = {}  # open streams by share link; no zeros kept
         self._closed = False
         self.published = 0  # events published, all users (for tests and stats)
+        self.last_id = 0  # the newest id published or passed over
+        # The newest id known to be committed (>= last_id): a write of this process is answered before
+        # the feed has read it back, so a stream opened then starts here, not at last_id.
+        self.known_id = 0
+        # Reads a user's entries from the journal, for resumes the buffers cannot serve (set by the app).
+        self.resume_reader: ResumeReader | None = None
 
     @property
     def open_streams(self) -> int:
@@ -204,34 +224,64 @@ class LiveHub:
         return len(self._per_address) + len(self._per_link)
 
     def position(self, user: str) -> str:
-        """The id of the user's latest event (`BOOT-0` before the first): where a fresh stream starts."""
-        channel = self._channels.get(user)
-        return f"{self.boot}-{channel.seq if channel else 0}"
+        """The id of the latest event (`GEN-0` before the first): where a fresh stream starts."""
+        return f"{self.boot}-{max(self.known_id, self.last_id)}"
+
+    def committed(self, entry_id: int) -> None:
+        """Entries up to entry_id are committed (the feed will read them): fresh streams start after."""
+        self.known_id = max(self.known_id, entry_id)
 
     def publish(self, user: str, points: Sequence[LivePoint]) -> None:
-        """One event for the committed points. Never raises: the write is already committed."""
+        """One event for the committed points, numbered by the hub (no journal). Never raises."""
+        self.publish_entry(self.last_id + 1, user, points)
+
+    def publish_entry(self, entry_id: int, user: str, points: Sequence[LivePoint]) -> None:
+        """The event of the journal entry `entry_id` (ids come in increasing order). Never raises:
+        the write is already committed."""
         try:
-            self._publish(user, points)
+            self._publish(entry_id, user, points)
         except Exception:
             log.exception("publishing live samples of %s failed", user)
 
-    def _publish(self, user: str, points: Sequence[LivePoint]) -> None:
-        if self._closed or not points:
+    def passed_over(self, user: str, entry_id: int) -> None:
+        """An entry of a user nobody here watches was not read: the user's buffer no longer covers
+        everything, so resuming goes to the journal."""
+        if entry_id <= self.last_id:
             return
+        self.last_id = entry_id
+        channel = self._channels.get(user)
+        if channel is not None:
+            channel.events.clear()
+            channel.samples = 0
+            channel.covered_after = entry_id
+
+    def watched(self) -> list[str]:
+        """The users someone in this process is watching: the feed reads only their entries' points."""
+        return [user for user, channel in self._channels.items() if channel.subscribers]
+
+    def _channel(self, user: str) -> _Channel:
         channel = self._channels.get(user)
         if channel is None:
-            channel = self._channels[user] = _Channel()
-        channel.seq += 1
+            channel = self._channels[user] = _Channel(covered_after=self.last_id)
+        return channel
+
+    def _publish(self, entry_id: int, user: str, points: Sequence[LivePoint]) -> None:
+        if self._closed or entry_id <= self.last_id:
+            return
+        channel = self._channel(user)
+        self.last_id = entry_id
+        if not points:
+            return
         now = self._clock()
-        buffered = _Buffered(channel.seq, now, points)
+        buffered = _Buffered(entry_id, now, points)
         channel.events.append(buffered)
         channel.samples += len(points)
         self._trim(channel, now)
         self.published += 1
         if channel.subscribers:
-            event = Event(f"{self.boot}-{channel.seq}", "samples", buffered.data)
+            event = Event(f"{self.boot}-{entry_id}", "samples", buffered.data)
             for subscriber in channel.subscribers:
-                subscriber._deliver(event)
+                subscriber._deliver(event, entry_id)
 
     def _trim(self, channel: _Channel, now: float) -> None:
         # Counted in samples: one uploaded batch can carry 100,000 of them, and it must not pin its
@@ -239,7 +289,9 @@ class LiveHub:
         # (a reconnect then gets a reset, and the page reloads its window).
         events = channel.events
         while events and (channel.samples > self.buffer_samples or now - events[0].at > self.buffer_seconds):
-            channel.samples -= len(events.popleft().points)
+            gone = events.popleft()
+            channel.samples -= len(gone.points)
+            channel.covered_after = gone.id
 
     def subscribe(
         self, user: str, last_event_id: str | None = None, *, viewer: Viewer = SIGNED_IN
@@ -252,12 +304,11 @@ class LiveHub:
         """
         if self._closed:
             raise HubClosed()
-        channel = self._channels.get(user)
-        if channel is None:
-            channel = self._channels[user] = _Channel()
+        channel = self._channel(user)
         self._check_limits(user, channel, viewer)
         subscription = Subscription(self, user, viewer, self.queue_events)
-        current = f"{self.boot}-{channel.seq}"
+        current = self.position(user)
+        subscription.after = max(self.known_id, self.last_id)
         if last_event_id:
             self._trim(channel, self._clock())
             replay = self._replay(channel, last_event_id)
@@ -265,6 +316,7 @@ class LiveHub:
                 subscription._queue.append(Event(current, "reset", b"{}"))
             else:
                 subscription._queue.extend(replay)
+                subscription.after = max(self.last_id, self._parse(last_event_id) or 0)
         channel.subscribers.add(subscription)
         self._count(channel, viewer, +1)
         return subscription, last_event_id or current
@@ -308,20 +360,65 @@ class LiveHub:
         if viewer.link_id is not None:
             _add(self._per_link, viewer.link_id, step)
 
-    def _replay(self, channel: _Channel, last_event_id: str) -> list[Event] | None:
-        boot, _, seq_text = last_event_id.strip().rpartition("-")
-        if boot != self.boot or not seq_text.isdigit():
+    def _parse(self, last_event_id: str) -> int | None:
+        """The journal id in one of our event ids; None if it is not ours (another journal, garbage)."""
+        boot, _, id_text = last_event_id.strip().rpartition("-")
+        if boot != self.boot or not id_text.isdigit():
             return None
-        seq = int(seq_text)
-        if seq > channel.seq:
-            return None  # from the future: not ours
-        if seq == channel.seq:
-            return []
-        events = channel.events
-        if not events or events[0].seq > seq + 1:
+        return int(id_text)
+
+    def _replay(self, channel: _Channel, last_event_id: str) -> list[Event] | None:
+        after = self._parse(last_event_id)
+        if after is None or after > max(self.known_id, self.last_id):
+            return None  # not ours, or from the future
+        if after >= self.last_id:
+            return []  # what comes after it, the feed has yet to publish
+        if after < channel.covered_after:
             return None  # the missed events fell out of the buffer
-        start = seq + 1 - events[0].seq
-        return [Event(f"{self.boot}-{e.seq}", "samples", e.data) for e in list(events)[start:]]
+        return [Event(f"{self.boot}-{e.id}", "samples", e.data) for e in channel.events if e.id > after]
+
+    async def subscribe_from(
+        self, user: str, last_event_id: str | None = None, *, viewer: Viewer = SIGNED_IN
+    ) -> tuple[Subscription, str]:
+        """`subscribe`, resuming from the journal when the user's buffer cannot: the user was not
+        watched in this process, or the viewer comes from a worker that is ahead of this one."""
+        after = self._parse(last_event_id) if last_event_id else None
+        channel = self._channels.get(user)
+        if (
+            after is None
+            or self.resume_reader is None
+            or after >= self.last_id and after <= self.known_id
+            or (after <= self.last_id and (after == self.last_id or (channel is not None and after >= channel.covered_after)))
+        ):
+            return self.subscribe(user, last_event_id, viewer=viewer)
+        if self._closed:
+            raise HubClosed()
+        channel = self._channel(user)
+        self._check_limits(user, channel, viewer)
+        subscription = Subscription(self, user, viewer, self.queue_events)
+        subscription.after = after  # what the feed delivers meanwhile is queued, minus what the viewer has
+        channel.subscribers.add(subscription)
+        self._count(channel, viewer, +1)
+        upto = self.last_id
+        replay: list[Event] | None = None
+        try:
+            entries, oldest, newest = await self.resume_reader(user, after, upto)
+            if after >= oldest - 1 and after <= newest and len(entries) < self.queue_events:
+                replay = [
+                    Event(f"{self.boot}-{entry_id}", "samples", _Buffered(entry_id, 0.0, points).data)
+                    for entry_id, points in entries
+                    if points
+                ]
+        except Exception:
+            log.exception("resuming the live stream of %s from the journal failed", user)
+        if replay is None:  # gone from the journal too (or not ours): the page refetches its window
+            subscription.after = max(self.known_id, self.last_id)
+            subscription._queue.clear()
+            subscription._queue.append(Event(self.position(user), "reset", b"{}"))
+        else:
+            subscription._queue.extendleft(reversed(replay))
+        subscription._wakeup.set()
+        return subscription, last_event_id or f"{self.boot}-{self.last_id}"
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         channel = self._channels.get(subscription.user)

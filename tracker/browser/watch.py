@@ -124,7 +124,7 @@ async def watch_events(request: web.Request) -> web.StreamResponse:
     # window's last_event_id in the query (EventSource cannot set headers).
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
     try:
-        subscription, start_id = hub.subscribe(owner, last_event_id, viewer=viewer)
+        subscription, start_id = await hub.subscribe_from(owner, last_event_id, viewer=viewer)
     except TooManyStreams as exc:
         raise Refused(429, str(exc), {"Retry-After": "30"}) from None
     except HubClosed:

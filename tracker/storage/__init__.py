@@ -7,7 +7,9 @@ that user's samples).
 - `schema`: the schema history of each kind of file, one ordered tuple of migrations per kind.
 - `connection`: opening a file (pragmas, migrations) and the file system's refusals.
 - `accounts`: the AccountStore.
-- `samples`: the SampleStore (writer threads with group commit, reads, the live window read).
+- `samples`: the SampleStore (one writer thread with group commit, reads, the live window read).
+- `journal`: <data_dir>/journal.sqlite, the write-ahead log of all users' writes (one fsync per
+  group); `recovery`: re-applying it to the user files after a crash, before serving.
 - `query`: the SQL behind /query (InfluxQL SELECT and SHOW).
 - `blocks`: samples as numpy columns per hour, sealed hours cached (the day-long reads' path).
 - `files`: the SQL behind `tracker backup`, `tracker restore` and `tracker check`.
@@ -72,13 +74,18 @@ from tracker.storage.samples import (
     SampleStore,
     StoredSample,
     Tags,
+    Written,
     device_last_seen,
     window_samples,
 )
-from tracker.storage.schema import ACCOUNT_MIGRATIONS, SAMPLE_MIGRATIONS
+from tracker.storage.journal import JOURNAL_FILE, JournalPoint, JournalReader, decode_points
+from tracker.storage.recovery import recover, settle_writer
+from tracker.storage.schema import ACCOUNT_MIGRATIONS, JOURNAL_MIGRATIONS, SAMPLE_MIGRATIONS
 
 __all__ = [
-    "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL", "KEEP_NONE", "ON_CONFLICT",
+    "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "JOURNAL_FILE", "JOURNAL_MIGRATIONS", "JournalPoint", "JournalReader",
+    "Written", "decode_points", "recover", "settle_writer", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL",
+    "KEEP_NONE", "ON_CONFLICT",
     "ROWS_PER_STATEMENT", "SAMPLE_MIGRATIONS", "SQLITE_HEADER", "SYNCHRONOUS_MODES", "USERS_DIR",
     "AccountStore", "AlertRecord", "DeviceTokenRecord", "FileCheck", "LinkLabelTaken", "LinkRecord",
     "QueryColumn", "QueryFilter", "QueryTimeout", "SamplePoint", "SampleStore", "SchemaTooNew", "SeriesTags",

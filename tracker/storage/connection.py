@@ -212,7 +212,7 @@ async def _open_once(
     path: Path, migrations: tuple[str, ...], synchronous: str, factory: type[sqlite3.Connection]
 ) -> aiosqlite.Connection:
     # Migrations run once, in a short-lived plain connection in a worker thread: one implementation
-    # serves both these aiosqlite connections and the writer threads' own connections.
+    # serves both these aiosqlite connections and the writer thread's own connections.
     await asyncio.to_thread(lambda: _connect(path, migrations, synchronous).close())
     # isolation_level IMMEDIATE: the first write statement implicitly opens BEGIN IMMEDIATE, so a
     # transaction takes the write lock up front (no deadlock-prone lock upgrade) and costs no extra

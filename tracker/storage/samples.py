@@ -1,5 +1,5 @@
-"""Samples: <data_dir>/users/<name>.sqlite. The writer threads (group commit), reads, and the
-downsampled window read behind the watch page."""
+"""Samples: <data_dir>/users/<name>.sqlite. The writer thread (group commit through the journal),
+reads, and the downsampled window read behind the watch page."""
 
 from __future__ import annotations
 
@@ -10,18 +10,23 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence
 
 import aiosqlite
 
 from tracker.storage.connection import (
-    SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
+    BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
     _refused_as_unavailable, _storage_fault,
 )
 from tracker.storage.column_cache import BlockCache
+from tracker.storage.journal import (
+    append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
+    fsync_path, journal_path, open_journal, register_writer,
+)
 from tracker.storage.schema import SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
 
@@ -129,73 +134,246 @@ class _Decoder:
         return StoredSample(row[0], dict(tags), fields)
 
 
-_STOP = object()  # put on a writer's queue after the last batch: commit what is queued, then exit
-_Batch = tuple[Sequence[SamplePoint], "asyncio.Future[None]"]
+_STOP = object()  # put on the writer's queue after the last batch: commit what is queued, then exit
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write did: the indices of the points "skip" left out ([] otherwise), and the journal id
+    of the batch (the global commit sequence; None when nothing was stored, e.g. everything skipped)."""
+
+    skipped: list[int]
+    sequence: int | None
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    user: str
+    path: Path
+    points: Sequence[SamplePoint]  # a _ConflictBatch unless on_conflict is "merge"
+    on_conflict: str
+    done: asyncio.Future[Written]
+    file: _UserFile  # whose `pending` counts it
 
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    """Work other than a write (removing expired samples), run on the writer's own connection after
-    the group commit it was queued beside, so it never races a write and never holds one up for long."""
+    """Work other than a write, run in the writer thread on the user's connection (removing expired
+    samples), after the group commit it was queued beside, so it never races a write. With
+    `forget`, the thread instead closes the user's connection and deletes their journal entries."""
 
-    run: Callable[[sqlite3.Connection], Any]
+    user: str
+    path: Path
+    run: Callable[[sqlite3.Connection], Any] | None
     done: asyncio.Future[Any]
+    file: _UserFile | None = None  # whose `pending` counts it
+    forget: bool = False
+
+
+class _ConflictBatch(list):  # type: ignore[type-arg]
+    """The points of one write whose on_conflict is not "merge"; the writer notes the skipped ones."""
+
+    __slots__ = ("on_conflict", "skipped")
+
+    def __init__(self, points: Sequence[SamplePoint], on_conflict: str) -> None:
+        super().__init__(points)
+        self.on_conflict = on_conflict
+        self.skipped: list[int] = []  # indices into the points, set by the transaction that commits them
+
+
+class _Applier:
+    """Turns points into upsert statements on a user file's connection (the writer and recovery)."""
+
+    def __init__(self) -> None:
+        self._upserts: dict[tuple[tuple[str, ...], int, str], str] = {}
+
+    def upsert_for(self, keys: tuple[str, ...], rows: int, on_conflict: str = "merge") -> str:
+        sql = self._upserts.get((keys, rows, on_conflict))
+        if sql is None:
+            if len(self._upserts) >= 1024:  # field orders and row counts vary little; just bound the cache
+                self._upserts.clear()
+            sql = self._upserts[(keys, rows, on_conflict)] = _upsert_sql(keys, rows, on_conflict)
+        return sql
+
+    def add_series(self, conn: sqlite3.Connection, known: dict[Tags, int], points: Iterable[SamplePoint]) -> dict[Tags, int]:
+        """Inside the caller's transaction: ids of the tag sets not in `known` (inserted if new).
+        Returned apart, to be added to `known` only after COMMIT: a rolled-back id must never be reused."""
+        new: dict[Tags, str] = {}
+        for point in points:
+            if point.tags not in known and point.tags not in new:
+                new[point.tags] = _tags_text(point.tags)
+        if not new:
+            return {}
+        texts = sorted(set(new.values()))
+        conn.executemany("INSERT OR IGNORE INTO series (tags) VALUES (?)", [(t,) for t in texts])
+        found = conn.execute(
+            "SELECT tags, id FROM series WHERE tags IN (SELECT value FROM json_each(?))", (json.dumps(texts),)
+        ).fetchall()
+        by_text = dict(found)
+        return {tags: by_text[text] for tags, text in new.items()}
+
+    def apply(self, conn: sqlite3.Connection, ids: Mapping[Tags, int], points: Sequence[SamplePoint], on_conflict: str) -> list[int]:
+        """Write one batch inside the caller's transaction; the indices "skip" left out."""
+        skipped: list[int] = []
+        if on_conflict == "skip":
+            keys = [(point.time, ids[point.tags]) for point in points]
+            # Checked inside the transaction, under the write lock: nothing can land in between.
+            stored = {
+                (time_ns, series)
+                for time_ns, series in conn.execute(
+                    "SELECT time, series FROM samples WHERE (time, series) IN "
+                    "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+                    (json.dumps(keys),),
+                )
+            }
+            kept: list[SamplePoint] = []
+            for index, (point, key) in enumerate(zip(points, keys)):
+                if key in stored:
+                    skipped.append(index)
+                else:
+                    kept.append(point)
+                    stored.add(key)  # repeated later in the batch: skipped too
+            points = kept
+        for sql, params in self.statements(points, ids, on_conflict):
+            conn.execute(sql, params)
+        return skipped
+
+    def statements(
+        self, points: Sequence[SamplePoint], ids: Mapping[Tags, int], on_conflict: str = "merge"
+    ) -> list[tuple[str, list[Any]]]:
+        """(sql, flat parameters) per statement: consecutive points with the same fields share
+        statements of up to ROWS_PER_STATEMENT rows; usually one field set per batch."""
+        runs: list[tuple[tuple[str, ...], list[Any]]] = []  # (field keys, flat row values)
+        for point in points:
+            keys = tuple(point.fields)
+            if not runs or runs[-1][0] != keys:
+                runs.append((keys, []))
+            params = runs[-1][1]
+            params.append(point.time)
+            params.append(ids[point.tags])
+            params.extend(point.fields.values())
+        statements: list[tuple[str, list[Any]]] = []
+        for keys, params in runs:
+            width = len(keys) + 2
+            step = ROWS_PER_STATEMENT * width
+            for start in range(0, len(params), step):
+                chunk = params[start : start + step] if len(params) > step else params
+                statements.append((self.upsert_for(keys, len(chunk) // width, on_conflict), chunk))
+        return statements
+
+
+def _load_series(conn: sqlite3.Connection) -> dict[Tags, int]:
+    rows = conn.execute("SELECT tags, id FROM series").fetchall()
+    return {tuple(map(tuple, json.loads(t))): i for t, i in rows}
+
+
+def _open_sample_file(path: Path) -> tuple[sqlite3.Connection, dict[Tags, int]]:
+    """A writing connection to a user file (created if need be) and the ids of its series.
+
+    synchronous=NORMAL: a commit is not fsynced; the journal (fsynced per group) carries durability
+    until the checkpoint fsyncs the file. A newly created file's folder entry is fsynced at once:
+    recovery re-applies entries only to files that exist.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    # Autocommit mode: the writer says BEGIN IMMEDIATE and COMMIT itself.
+    conn = _connect(path, SAMPLE_MIGRATIONS, "NORMAL", isolation_level=None, cached_statements=64)
+    try:
+        series = _load_series(conn)
+        if not existed:
+            fsync_path(path.parent)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, series
+
+
+@dataclass(eq=False, slots=True)
+class _Open:
+    """A user file's connection in the writer thread, with the ids of its committed series."""
+
+    conn: sqlite3.Connection
+    series: dict[Tags, int]
 
 
 class _Writer:
-    """The writer thread of one user's file, fed by a queue (datasette's model).
+    """The one writer thread of a SampleStore, for every user's file, fed by a queue.
 
-    The thread takes everything queued and writes it in ONE transaction with its own plain sqlite3
-    connection (series rows, upserts, COMMIT: no round trip through the event loop in between), then
-    acknowledges the whole group with one call into the loop. SQLite's C code runs without the GIL,
-    so commits and fsyncs overlap with the loop parsing the next requests.
+    It takes everything queued (many users' batches) and commits it as one group: each user's
+    batches in one transaction on that user's file (synchronous=NORMAL, no fsync), all of them
+    appended to the journal in ONE transaction (one fsync for the whole group) while those
+    transactions still hold their files' write locks, then the user files' COMMITs; then it
+    acknowledges the whole group with one call into the loop. One thread for all users instead of one
+    per user file: under live load a hundred threads mostly fought over the GIL.
     """
 
-    def __init__(self, store: SampleStore, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: SampleStore, loop: asyncio.AbstractEventLoop) -> None:
         self._store = store
-        self._path = path
         self._loop = loop
-        self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
-        self.unacknowledged = 0  # batches queued and not yet answered; read and written on the loop only
+        self._queue: queue.SimpleQueue[_Batch | _Job | object] = queue.SimpleQueue()
         self.finished: asyncio.Future[None] = loop.create_future()  # set after the last acknowledgement
-        self._thread = threading.Thread(target=self._run, name=f"tracker writer {path.stem}", daemon=True)
+        self._applier = _Applier()
+        # In the thread only:
+        self._open: OrderedDict[str, _Open] = OrderedDict()  # least recently used first
+        self._journal: sqlite3.Connection | None = None
+        self.journal_synchronous: int | None = None  # as the journal connection reports it (tests)
+        self._touched: set[Path] = set()  # user files committed to since the last checkpoint
+        self._applied_through = 0  # the newest journal id of ours whose batch is in its user file
+        self._durable_through = 0
+        self._since_checkpoint = 0  # entries appended since the last checkpoint
+        self._last_checkpoint = time.monotonic()
+        self._trim_until = 0.0  # keep checkpointing (trimming) until entries are past the keep time
+        self._thread = threading.Thread(target=self._run, name="tracker writer", daemon=True)
         self._thread.start()
 
-    def put(self, points: Sequence[SamplePoint], done: asyncio.Future[None]) -> None:
-        self.unacknowledged += 1
-        self._queue.put((points, done))
-
-    def put_job(self, job: _Job) -> None:
-        self.unacknowledged += 1
-        self._queue.put(job)
+    def put(self, item: _Batch | _Job) -> None:
+        self._queue.put(item)
 
     def stop(self) -> None:
-        """Commit and acknowledge everything queued so far, then close the connection and end."""
+        """Commit and acknowledge everything queued so far, checkpoint, close every connection, end."""
         self._queue.put(_STOP)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def join(self) -> None:
+        self._thread.join()
 
     # ---- on the loop
 
     def _acknowledge(
-        self, futures: list[asyncio.Future[None]], errors: list[BaseException | None], commits: int
+        self, batches: list[_Batch], results: list[Written | BaseException], journal_commits: int, user_commits: int
     ) -> None:
-        self.unacknowledged -= len(futures)
-        self._store.commits += commits
-        for future, error in zip(futures, errors):
-            if future.done():  # the waiter was cancelled; its points are written anyway
+        store = self._store
+        store.journal_commits += journal_commits
+        store.user_commits += user_commits
+        store.writes += len(batches)
+        for batch, result in zip(batches, results):
+            batch.file.pending -= 1
+            if batch.done.done():  # the waiter was cancelled; its points are written anyway
                 continue
-            if error is None:
-                future.set_result(None)
+            if isinstance(result, BaseException):
+                batch.done.set_exception(result)
             else:
-                future.set_exception(error)
+                batch.done.set_result(result)
+        if journal_commits:
+            newest = max((r.sequence or 0 for r in results if isinstance(r, Written)), default=0)
+            for listener in list(store.commit_listeners):
+                try:
+                    listener(newest)
+                except Exception:
+                    _log.exception("a commit listener failed")
 
-    def _settle_job(self, done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-        self.unacknowledged -= 1
-        if done.done():
+    def _settle_job(self, job: _Job, result: Any, error: BaseException | None) -> None:
+        if job.file is not None:
+            job.file.pending -= 1
+        if job.done.done():
             return
         if error is None:
-            done.set_result(result)
+            job.done.set_result(result)
         else:
-            done.set_exception(error)
+            job.done.set_exception(error)
 
     def _finish(self) -> None:
         if not self.finished.done():
@@ -210,224 +388,346 @@ class _Writer:
             pass
 
     def _run(self) -> None:
-        """Group commit: take everything queued, commit it in one transaction, acknowledge, repeat."""
-        conn: sqlite3.Connection | None = None
-        series_ids: dict[Tags, int] = {}  # committed series only
+        store = self._store
         try:
             while True:
-                items = [self._queue.get()]
-                while True:
-                    try:
-                        items.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
+                items = self._take()
+                if items is None:  # nothing arrived before the checkpoint was due
+                    self._checkpoint()
+                    continue
                 stop = any(item is _STOP for item in items)
-                jobs = [item for item in items if isinstance(item, _Job)]
-                batches: list[_Batch] = [
-                    item for item in items if item is not _STOP and not isinstance(item, _Job)  # type: ignore[misc]
-                ]
+                batches = [item for item in items if isinstance(item, _Batch)]
                 if batches:
-                    groups = [points for points, _ in batches]
-                    errors: list[BaseException | None]
-                    commits = 0
                     try:
-                        if conn is None:
-                            conn, series_ids = self._open()
-                        errors, commits = self._commit_group(conn, series_ids, groups)
-                    except Exception as error:  # opening failed (a newer schema, a full disk): fail this group only
-                        errors = [self._fault(error) or error] * len(batches)
-                    if conn is not None and (
-                        conn.in_transaction or any(isinstance(e, StorageUnavailable) for e in errors)
-                    ):
-                        # After a fault the next group starts from a fresh connection: whatever state
-                        # the failure left behind, a disk that has space again (or is writable
-                        # again) is written at the very next request, no restart needed.
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.close()
-                        conn = None
-                    self._call_loop(self._acknowledge, [future for _, future in batches], errors, commits)
-                for job in jobs:
-                    result: Any = None
-                    job_error: BaseException | None = None
-                    try:
-                        if conn is None:
-                            conn, series_ids = self._open()
-                        result = job.run(conn)
-                    except Exception as error:
-                        job_error = self._fault(error) or error
-                        if conn is not None:
-                            # As after a failed write: start the next group from a fresh connection.
-                            with contextlib.suppress(sqlite3.Error):
-                                conn.close()
-                            conn = None
-                    self._call_loop(self._settle_job, job.done, result, job_error)
+                        results, journal_commits, user_commits = self._commit_group(batches)
+                    except Exception as error:  # a bug, not the disk: fail this group, keep the thread
+                        _log.exception("committing a group of writes failed")
+                        for user, handle in list(self._open.items()):
+                            if handle.conn.in_transaction:
+                                self._drop(user)  # closing rolls back
+                        results, journal_commits, user_commits = [error] * len(batches), 0, 0
+                    self._call_loop(self._acknowledge, batches, results, journal_commits, user_commits)
+                for job in (item for item in items if isinstance(item, _Job)):
+                    self._run_job(job)
                 if stop:
                     return
+                if (
+                    self._since_checkpoint >= store.checkpoint_entries
+                    or time.monotonic() - self._last_checkpoint >= store.checkpoint_seconds
+                ):
+                    self._checkpoint()
         finally:
-            if conn is not None:
-                conn.close()
+            with contextlib.suppress(Exception):
+                self._checkpoint()
+            for handle in self._open.values():
+                with contextlib.suppress(sqlite3.Error):
+                    handle.conn.close()
+            self._open.clear()
+            if self._journal is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._journal.close()
             self._call_loop(self._finish)
 
-    def _open(self) -> tuple[sqlite3.Connection, dict[Tags, int]]:
-        """The thread's connection, and the ids of the series already in the file."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: this thread says BEGIN IMMEDIATE and COMMIT itself.
-        conn = _connect(
-            self._path, SAMPLE_MIGRATIONS, self._store.synchronous, isolation_level=None, cached_statements=64
-        )
-        try:
-            rows = conn.execute("SELECT tags, id FROM series").fetchall()
-        except BaseException:
-            conn.close()
-            raise
-        return conn, {tuple(map(tuple, json.loads(t))): i for t, i in rows}
+    def _take(self) -> list[Any] | None:
+        """Everything queued (waiting for the first item), or None when a checkpoint falls due first."""
+        store = self._store
+        if self._touched or self._applied_through > self._durable_through or time.monotonic() < self._trim_until:
+            wait = self._last_checkpoint + store.checkpoint_seconds - time.monotonic()
+            try:
+                first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return None
+        else:
+            first = self._queue.get()
+        items = [first]
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
 
-    def _fault(self, error: BaseException) -> StorageUnavailable | None:
-        fault = _storage_fault(error, self._path, "write failed, nothing was stored")
+    def _connection(self, user: str, path: Path) -> _Open:
+        handle = self._open.get(user)
+        if handle is not None:
+            self._open.move_to_end(user)
+            return handle
+        conn, series = _open_sample_file(path)
+        handle = self._open[user] = _Open(conn, series)
+        self._trim_open()
+        return handle
+
+    def _trim_open(self) -> None:
+        """Close the least recently used connections beyond max_open_users; never one inside a
+        transaction of the group being committed (the bound is then exceeded until its end)."""
+        excess = len(self._open) - self._store.max_open_users
+        for user, handle in list(self._open.items())[:-1]:  # never the one just opened (last)
+            if excess <= 0:
+                return
+            if not handle.conn.in_transaction:
+                del self._open[user]
+                excess -= 1
+                with contextlib.suppress(sqlite3.Error):
+                    handle.conn.close()
+
+    def _drop(self, user: str) -> None:
+        """After a fault the user's next batch starts from a fresh connection: whatever state the failure
+        left behind, a disk that has space again (or is writable again) is written at the next request."""
+        handle = self._open.pop(user, None)
+        if handle is not None:
+            with contextlib.suppress(sqlite3.Error):
+                handle.conn.close()
+
+    def _journal_conn(self) -> sqlite3.Connection:
+        if self._journal is None:
+            conn = open_journal(self._store.data_dir, self._store.synchronous)
+            try:
+                register_writer(conn, self._store.writer_key)
+                self.journal_synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            except BaseException:
+                conn.close()
+                raise
+            self._journal = conn
+        return self._journal
+
+    def _drop_journal(self) -> None:
+        if self._journal is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._journal.close()
+            self._journal = None
+
+    def _fault(self, error: BaseException, path: Path) -> StorageUnavailable | None:
+        fault = _storage_fault(error, path, "write failed, nothing was stored")
         if fault is not None:
-            _log.error("%s: %s (%s)", self._path, fault, error)
+            _log.error("%s: %s (%s)", path, fault, error)
         return fault
 
-    def _commit_group(
-        self, conn: sqlite3.Connection, series_ids: dict[Tags, int], groups: list[Sequence[SamplePoint]]
-    ) -> tuple[list[BaseException | None], int]:
-        """(error or None per group, number of commits)."""
-        try:
-            self._transaction(conn, series_ids, groups)
-        except Exception as error:
-            fault = self._fault(error)
-            if fault is not None:  # the disk's doing, not one batch's: each would fail alike
-                return [fault] * len(groups), 0
-            if len(groups) == 1:
-                return [error], 0
-            # One bad batch must not fail the writes it happened to be grouped with.
-            errors: list[BaseException | None] = []
-            commits = 0
-            for points in groups:
-                one_error, one_commit = self._commit_group(conn, series_ids, [points])
-                errors += one_error
-                commits += one_commit
-            return errors, commits
-        return [None] * len(groups), 1
-
-    def _transaction(self, conn: sqlite3.Connection, known: dict[Tags, int], groups: list[Sequence[SamplePoint]]) -> None:
-        """One transaction: [series insert + lookup if new tag sets], the upserts, COMMIT."""
-        new: dict[Tags, str] = {}
-        for points in groups:
-            for point in points:
-                if point.tags not in known and point.tags not in new:
-                    new[point.tags] = _tags_text(point.tags)
-        plain = not any(isinstance(points, _ConflictBatch) for points in groups)
-        if not new and plain:
-            statements = self._statements(groups, known)
-            if len(statements) == 1:
-                # A single statement is a transaction of its own (autocommit): one step and one GIL
-                # hand-off instead of three (BEGIN, INSERT, COMMIT). The usual live write.
-                conn.execute(*statements[0])
-                return
-        fresh: dict[Tags, int] = {}
-        conn.execute("BEGIN IMMEDIATE")  # the write lock up front: no deadlock-prone lock upgrade
-        try:
-            if new:
-                texts = sorted(set(new.values()))
-                conn.executemany("INSERT OR IGNORE INTO series (tags) VALUES (?)", [(t,) for t in texts])
-                found = conn.execute(
-                    "SELECT tags, id FROM series WHERE tags IN (SELECT value FROM json_each(?))", (json.dumps(texts),)
-                ).fetchall()
-                by_text = dict(found)
-                fresh = {tags: by_text[text] for tags, text in new.items()}
-            if not plain:
-                # Checked inside this transaction, under the write lock: nothing can land in between.
-                statements = self._conflict_statements(conn, groups, {**known, **fresh})
-            elif new:
-                statements = self._statements(groups, {**known, **fresh})
-            for sql, params in statements:
-                conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                # A failing ROLLBACK (a dying disk) must not hide the first error; the caller then
-                # sees the connection still in a transaction and replaces it.
+    def _commit_group(self, batches: list[_Batch]) -> tuple[list[Written | BaseException], int, int]:
+        """(Written or the error, per batch; journal commits; user file commits)."""
+        results: list[Written | BaseException | None] = [None] * len(batches)
+        skipped: list[list[int]] = [[] for _ in batches]
+        by_user: dict[str, list[int]] = {}
+        for index, batch in enumerate(batches):
+            by_user.setdefault(batch.user, []).append(index)
+        # Open transactions: (user, handle, the indices of its batches that went in, new series).
+        # Users in name order: two processes taking several files' write locks never deadlock.
+        pending: list[tuple[str, _Open, list[int], dict[Tags, int]]] = []
+        for user in sorted(by_user):
+            indices = by_user[user]
+            path = batches[indices[0]].path
+            went_in = self._apply_user(user, path, batches, indices, results, skipped)
+            if went_in is not None:
+                pending.append((user, *went_in))
+        # The journal: every batch that went in, in ONE transaction (one fsync).
+        rows: list[tuple[str, str, bytes]] = []
+        journaled: list[int] = []
+        for user, _, indices, _ in pending:
+            for index in indices:
+                batch = batches[index]
+                left_out = skipped[index]
+                points = batch.points
+                if left_out:
+                    gone = set(left_out)
+                    points = [p for i, p in enumerate(points) if i not in gone]
+                if points:
+                    rows.append((user, batch.on_conflict, encode_points(points)))
+                    journaled.append(index)
+        ids: list[int] = []
+        journal_commits = 0
+        if rows:
+            journal_file = journal_path(self._store.data_dir)
+            try:
+                ids = journal_append(self._journal_conn(), self._store.writer_key, rows)
+                journal_commits = 1
+            except Exception as error:
+                fault = self._fault(error, journal_file) or StorageUnavailable(
+                    f"write failed, nothing was stored: {error}"
+                )
+                self._drop_journal()
+                for user, handle, indices, _ in pending:
+                    with contextlib.suppress(sqlite3.Error):
+                        handle.conn.execute("ROLLBACK")
+                    for index in indices:
+                        results[index] = fault
+                return [r if r is not None else fault for r in results], 0, 0
+        sequence = dict(zip(journaled, ids))
+        user_commits = 0
+        taken_back: list[int] = []
+        for user, handle, indices, fresh in pending:
+            path = batches[indices[0]].path
+            try:
+                handle.conn.execute("COMMIT")
+            except Exception as error:
+                fault = self._fault(error, path) or error
                 with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        known.update(fresh)  # only now: a rolled-back series id must never be reused
+                    handle.conn.execute("ROLLBACK")
+                self._drop(user)
+                for index in indices:
+                    results[index] = fault
+                    if index in sequence:
+                        taken_back.append(sequence.pop(index))
+                continue
+            handle.series.update(fresh)  # only now: a rolled-back series id must never be reused
+            user_commits += 1
+            self._touched.add(path)
+            for index in indices:
+                results[index] = Written(skipped[index], sequence.get(index))
+        self._trim_open()
+        if taken_back:  # their writers get an error: recovery must not apply them later
+            try:
+                journal_delete(self._journal_conn(), taken_back)
+            except Exception:
+                _log.exception("taking back journal entries %s failed", taken_back)
+        if ids:
+            self._applied_through = max(self._applied_through, *ids)
+            self._since_checkpoint += len(ids)
+            self._trim_until = time.monotonic() + self._store.keep_seconds + self._store.checkpoint_seconds
+        return [r if r is not None else RuntimeError("batch not written") for r in results], journal_commits, user_commits
 
-    def _conflict_statements(
-        self, conn: sqlite3.Connection, groups: list[Sequence[SamplePoint]], ids: dict[Tags, int]
-    ) -> list[tuple[str, list[Any]]]:
-        """The statements of groups that include a `_ConflictBatch`, group by group in order.
+    def _apply_user(
+        self,
+        user: str,
+        path: Path,
+        batches: list[_Batch],
+        indices: list[int],
+        results: list[Written | BaseException | None],
+        skipped: list[list[int]],
+    ) -> tuple[_Open, list[int], dict[Tags, int]] | None:
+        """The user's batches in one open transaction; None if none went in (their errors are set)."""
+        try:
+            handle = self._connection(user, path)
+        except Exception as error:  # opening failed (a newer schema, a full disk): fail these only
+            failure = self._fault(error, path) or error
+            for index in indices:
+                results[index] = failure
+            return None
+        conn = handle.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock up front: no deadlock-prone lock upgrade
+            fresh = self._applier.add_series(conn, handle.series, (p for i in indices for p in batches[i].points))
+        except Exception as error:
+            self._abandon(user, handle, path, error, indices, results)
+            return None
+        ids = {**handle.series, **fresh} if fresh else handle.series
+        went_in: list[int] = []
+        single = len(indices) == 1  # no savepoint needed: the transaction is the batch's
+        for index in indices:
+            batch = batches[index]
+            try:
+                if not single:
+                    conn.execute("SAVEPOINT batch")
+                skipped[index] = self._applier.apply(conn, ids, batch.points, batch.on_conflict)
+                if not single:
+                    conn.execute("RELEASE batch")
+            except Exception as error:
+                fault = self._fault(error, path)
+                if fault is not None or single:  # the disk's doing, not one batch's: each would fail alike
+                    self._abandon(user, handle, path, error, indices, results)
+                    return None
+                # One bad batch must not fail the writes it happened to be grouped with.
+                try:
+                    conn.execute("ROLLBACK TO batch")
+                    conn.execute("RELEASE batch")
+                except sqlite3.Error:
+                    self._abandon(user, handle, path, error, indices, results)
+                    return None
+                results[index] = error
+                continue
+            if isinstance(batch.points, _ConflictBatch):
+                batch.points.skipped = skipped[index]
+            went_in.append(index)
+        if not went_in:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return None
+        return handle, went_in, fresh
 
-        A "skip" batch leaves out every point whose (time, series) is stored already, written by an
-        earlier group of this transaction, or repeated earlier in the batch, and notes their indices.
-        """
-        statements: list[tuple[str, list[Any]]] = []
-        pending: set[tuple[int, int]] = set()  # keys the statements so far will have written
-        for points in groups:
-            on_conflict = points.on_conflict if isinstance(points, _ConflictBatch) else "merge"
-            keys = [(point.time, ids[point.tags]) for point in points]
-            if isinstance(points, _ConflictBatch) and on_conflict == "skip":
-                stored = {
-                    (time_ns, series)
-                    for time_ns, series in conn.execute(
-                        "SELECT time, series FROM samples WHERE (time, series) IN "
-                        "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-                        (json.dumps(keys),),
-                    )
-                }
-                kept: list[SamplePoint] = []
-                points.skipped = []
-                for index, (point, key) in enumerate(zip(points, keys)):
-                    if key in stored or key in pending:
-                        points.skipped.append(index)
-                    else:
-                        kept.append(point)
-                        pending.add(key)
-                statements += self._statements([kept], ids, on_conflict)
+    def _abandon(
+        self, user: str, handle: _Open, path: Path, error: BaseException, indices: list[int],
+        results: list[Written | BaseException | None],
+    ) -> None:
+        fault = self._fault(error, path)
+        if handle.conn.in_transaction:
+            # A failing ROLLBACK (a dying disk) must not hide the first error.
+            with contextlib.suppress(sqlite3.Error):
+                handle.conn.execute("ROLLBACK")
+        if fault is not None or handle.conn.in_transaction:
+            self._drop(user)
+        for index in indices:
+            if results[index] is None:
+                results[index] = fault or error
+
+    def _run_job(self, job: _Job) -> None:
+        result: Any = None
+        job_error: BaseException | None = None
+        try:
+            if job.forget:
+                self._drop(job.user)
+                self._touched.discard(job.path)
+                delete_user_entries(self._journal_conn(), job.user)
             else:
-                pending.update(keys)
-                statements += self._statements([points], ids, on_conflict)
-        return statements
+                assert job.run is not None
+                result = job.run(self._connection(job.user, job.path).conn)
+                self._touched.add(job.path)
+        except Exception as error:
+            job_error = self._fault(error, job.path) or error
+            self._drop(job.user)  # as after a failed write: the next one starts from a fresh connection
+        self._call_loop(self._settle_job, job, result, job_error)
 
-    def _statements(
-        self, groups: list[Sequence[SamplePoint]], ids: dict[Tags, int], on_conflict: str = "merge"
-    ) -> list[tuple[str, list[Any]]]:
-        """(sql, flat parameters) per statement: consecutive points with the same fields share
-        statements of up to ROWS_PER_STATEMENT rows; usually one field set per group."""
-        runs: list[tuple[tuple[str, ...], list[Any]]] = []  # (field keys, flat row values)
-        for points in groups:
-            for point in points:
-                keys = tuple(point.fields)
-                if not runs or runs[-1][0] != keys:
-                    runs.append((keys, []))
-                params = runs[-1][1]
-                params.append(point.time)
-                params.append(ids[point.tags])
-                params.extend(point.fields.values())
-        statements: list[tuple[str, list[Any]]] = []
-        for keys, params in runs:
-            width = len(keys) + 2
-            step = ROWS_PER_STATEMENT * width
-            for start in range(0, len(params), step):
-                chunk = params[start : start + step] if len(params) > step else params
-                statements.append((self._store._upsert_for(keys, len(chunk) // width, on_conflict), chunk))
-        return statements
+    def _checkpoint(self) -> None:
+        """Make the touched user files durable, then tell the journal so, and trim it.
+
+        A file is made durable by SQLite's own FULL checkpoint on the writer's connection (at
+        synchronous=NORMAL it fsyncs the WAL, copies it into the database, and fsyncs that), not by
+        opening the file to fsync it: closing any other descriptor of a database file would drop
+        this process's POSIX locks on it, and another process could then delete a WAL still in use.
+        """
+        store = self._store
+        touched, self._touched = self._touched, set()
+        applied = self._applied_through
+        self._last_checkpoint = time.monotonic()
+        self._since_checkpoint = 0
+        try:
+            for path in touched:
+                if not self._sync_file(path.stem, path):
+                    self._touched.add(path)  # readers of an older snapshot in the way: next time
+            if touched:  # new -wal files' folder entries
+                fsync_path(store.data_dir / USERS_DIR)
+            if self._touched:
+                return  # not all durable yet: the journal keeps saying so
+            if applied > self._durable_through or time.monotonic() < self._trim_until:
+                checkpointed(self._journal_conn(), store.writer_key, applied, int(store.keep_seconds * 1e9))
+                self._durable_through = applied
+        except Exception:
+            _log.exception("journal checkpoint failed; retrying")
+            self._touched |= touched
+            self._drop_journal()
+
+    def _sync_file(self, user: str, path: Path) -> bool:
+        """Checkpoint the user's file fully (which fsyncs it); False if that could not finish now."""
+        if not path.exists():  # deleted meanwhile
+            return True
+        try:
+            conn = self._connection(user, path).conn
+            # Waiting briefly only: every write of the process waits behind this thread.
+            conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
+            try:
+                busy, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except Exception:
+            _log.exception("checkpointing %s failed", path)
+            self._drop(user)
+            return False
+        return not busy and wal_frames == copied
 
 
-class _ConflictBatch(list):  # type: ignore[type-arg]
-    """The points of one write whose on_conflict is not "merge"; the writer notes the skipped ones."""
-
-    __slots__ = ("on_conflict", "skipped")
-
-    def __init__(self, points: Sequence[SamplePoint], on_conflict: str) -> None:
-        super().__init__(points)
-        self.on_conflict = on_conflict
-        self.skipped: list[int] = []  # indices into the points, set by the transaction that commits them
+# How long a checkpoint waits for another connection's lock before trying again at the next one.
+_CHECKPOINT_WAIT_MS = 50
 
 
 @dataclass(eq=False)
 class _UserFile:
-    """One user's file: a writer thread with its own connection, and a read-only connection.
+    """One user's file as the loop sees it: a read-only connection, and the writes queued for it.
 
     Reads get their own connection so that they only ever see committed data and never sit inside
     the writer's transaction; in WAL mode the two never block each other.
@@ -435,19 +735,15 @@ class _UserFile:
 
     name: str
     path: Path
-    writer: _Writer | None = None
     reader: aiosqlite.Connection | None = None
     reader_opening: asyncio.Lock = field(default_factory=asyncio.Lock)
     active_reads: int = 0
+    pending: int = 0  # writes and jobs queued and not yet answered
 
     def idle(self) -> bool:
-        return (self.writer is None or self.writer.unacknowledged == 0) and self.active_reads == 0
+        return self.pending == 0 and self.active_reads == 0
 
     async def close(self) -> None:
-        """Commit and acknowledge everything queued, then close both connections."""
-        if self.writer is not None:
-            self.writer.stop()
-            await asyncio.wait([self.writer.finished])
         async with self.reader_opening:
             if self.reader is not None:
                 reader, self.reader = self.reader, None
@@ -456,26 +752,58 @@ class _UserFile:
 
 class SampleStore:
     """All users' sample files. Opens files lazily and keeps at most `max_open_users` of them open
-    (each with up to two connections, a writer and a reader), closing the least recently used idle
-    ones, because a server may have thousands of users."""
+    (a read connection each on the loop, a write connection each in the writer thread), closing the
+    least recently used idle ones, because a server may have thousands of users.
+
+    Writes go through one writer thread and the journal (see tracker.storage.journal): `synchronous`
+    is the journal's (FULL: an acknowledged write survives power loss); user files run at NORMAL and
+    are fsynced every `checkpoint_seconds`. `writer_key` names this process's writer in the journal
+    (each worker process on a data folder needs its own). `keep_seconds`: how long entries stay in the
+    journal after they are durable, as the live view's resume buffer.
+    """
 
     def __init__(
-        self, data_dir: Path, *, synchronous: str = "FULL", max_open_users: int = 256, column_cache_bytes: int = 64 << 20
+        self,
+        data_dir: Path,
+        *,
+        synchronous: str = "FULL",
+        max_open_users: int = 256,
+        writer_key: str = "worker-0",
+        checkpoint_seconds: float = 1.0,
+        keep_seconds: float = 60.0,
+        checkpoint_entries: int = 20_000,
+        column_cache_bytes: int = 64 << 20,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
         self.data_dir = Path(data_dir)
         self.synchronous = synchronous.upper()
         self.max_open_users = max_open_users
+        self.writer_key = writer_key
+        self.checkpoint_seconds = checkpoint_seconds
+        self.keep_seconds = keep_seconds
+        self.checkpoint_entries = checkpoint_entries
         self._users_dir = (self.data_dir / USERS_DIR).resolve()
         self._files: OrderedDict[str, _UserFile] = OrderedDict()  # least recently used first
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.commits = 0  # committed write transactions, all users: shows that group commit groups
+        self._writer_thread: _Writer | None = None
+        # Counters (all users, since start): write requests, journal transactions (fsyncs), user file
+        # transactions. Group commit shows as journal_commits much smaller than writes.
+        self.writes = 0
+        self.journal_commits = 0
+        self.user_commits = 0
+        # Called on the loop with the group's newest journal id after each group that reached the
+        # journal, before any of its writers resumes (the live feed's wake-up).
+        self.commit_listeners: list[Callable[[int], None]] = []
         self._writes: dict[str, int] = {}  # write requests per user since start: "written since?" for retention
-        self._upserts: dict[tuple[tuple[str, ...], int, str], str] = {}
         # Sealed hours of samples as columns, for long reads (blocks.py): this process's, bounded in bytes.
         self.column_cache = BlockCache(column_cache_bytes)
+
+    @property
+    def commits(self) -> int:
+        """Committed user file transactions, all users: shows that group commit groups."""
+        return self.user_commits
 
     def path_for(self, user: str) -> Path:
         path = (self._users_dir / f"{_checked_name(user)}.sqlite").resolve()
@@ -528,7 +856,8 @@ class SampleStore:
 
     async def _open_file(self, path: Path, factory: type[sqlite3.Connection] = sqlite3.Connection) -> aiosqlite.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return await _open(path, SAMPLE_MIGRATIONS, self.synchronous, factory)
+        # Only reads go through it: the file's durability is the writer's and the journal's business.
+        return await _open(path, SAMPLE_MIGRATIONS, "NORMAL", factory)
 
     async def _reader(self, handle: _UserFile) -> aiosqlite.Connection:
         async with handle.reader_opening:
@@ -554,28 +883,39 @@ class SampleStore:
 
     # ---- writes
 
-    async def write(self, user: str, points: Sequence[SamplePoint], *, on_conflict: str = "merge") -> list[int]:
-        """Store the points; returns once the transaction holding them has committed.
+    async def write(self, user: str, points: Sequence[SamplePoint], *, on_conflict: str = "merge") -> Written:
+        """Store the points; returns once they are committed to the journal (durable) and the user's file.
 
         `on_conflict` says what happens to a point whose time and tags are stored already (see
-        ON_CONFLICT). Returns the indices of the points that "skip" left out (always [] otherwise).
+        ON_CONFLICT). Returns the indices of the points that "skip" left out (always [] otherwise)
+        and the batch's journal id.
         """
         if on_conflict not in ON_CONFLICT:
             raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
         handle = self._file(user)
         if not points:
-            return []
+            return Written([], None)
+        for point in points:  # interpolated into SQL later, in the writer: refuse here, at the caller
+            if not _FIELD_SET.issuperset(point.fields):
+                raise ValueError(f"fields must be vocabulary keys, got {list(point.fields)}")
         self._writes[user] = self._writes.get(user, 0) + 1
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         batch = points if on_conflict == "merge" else _ConflictBatch(points, on_conflict)
-        self._writer(handle).put(batch, done)
-        await done
-        return list(batch.skipped) if isinstance(batch, _ConflictBatch) else []
+        handle.pending += 1
+        self._writer().put(_Batch(user, handle.path, batch, on_conflict, done, handle))
+        return await done
 
-    def _writer(self, handle: _UserFile) -> _Writer:
-        if handle.writer is None:
-            handle.writer = _Writer(self, handle.path, asyncio.get_running_loop())
-        return handle.writer
+    def _writer(self) -> _Writer:
+        loop = asyncio.get_running_loop()
+        writer = self._writer_thread
+        if writer is not None and writer.loop is not loop:
+            # The store is used from another event loop than before (tests, CLI helpers that call
+            # asyncio.run more than once): the old thread could only answer the old loop.
+            writer.stop()
+            writer = None
+        if writer is None:
+            writer = self._writer_thread = _Writer(self, loop)
+        return writer
 
     def writes_to(self, user: str) -> int:
         """How many writes this store has taken for the user: a changed number means new samples."""
@@ -583,9 +923,12 @@ class SampleStore:
 
     async def delete_before(self, user: str, cutoff_ns: int, max_rows: int) -> tuple[int, int | None]:
         """Remove the oldest samples with time < cutoff_ns, about `max_rows` of them (a few more when
-        several series share the last time), in one transaction through the user's writer: queued
-        like a write, so it never races one and holds the file only briefly. Returns (samples removed,
-        time of the oldest sample left or None). A user without a file has nothing to remove."""
+        several series share the last time), in one transaction through the writer: queued like a
+        write, so it never races one and holds the file only briefly. Returns (samples removed,
+        time of the oldest sample left or None). A user without a file has nothing to remove.
+
+        Removals are not journaled: after a power loss, recovery may bring back samples removed since
+        the last checkpoint; the next retention sweep removes them again."""
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         handle = self._existing_file(user)
@@ -600,17 +943,9 @@ class SampleStore:
             return removed, oldest
 
         done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
-        self._writer(handle).put_job(_Job(delete, done))
+        handle.pending += 1
+        self._writer().put(_Job(user, handle.path, delete, done, handle))
         return await done
-
-    def _upsert_for(self, keys: tuple[str, ...], rows: int, on_conflict: str = "merge") -> str:
-        """Called from writer threads: a plain dict is safe enough, a lost race only rebuilds a string."""
-        sql = self._upserts.get((keys, rows, on_conflict))
-        if sql is None:
-            if len(self._upserts) >= 1024:  # field orders and row counts vary little; just bound the cache
-                self._upserts.clear()
-            sql = self._upserts[(keys, rows, on_conflict)] = _upsert_sql(keys, rows, on_conflict)
-        return sql
 
     # ---- reads
 
@@ -677,13 +1012,21 @@ class SampleStore:
         return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
     async def delete_user(self, user: str) -> list[Path]:
-        """Close the user's file and remove it with its WAL and shared-memory files."""
+        """Close the user's file and remove it with its WAL and shared-memory files, and the user's
+        journal entries (so that recovery never brings the samples back)."""
         files = self.files_of(user)
+        path = files[0]
         handle = self._files.pop(user, None)
         if handle is not None:
             await handle.close()
         # A connection closing after eviction would remove the -wal/-shm files by name on its way out.
         await asyncio.gather(*self._closing, return_exceptions=True)
+        if not self._closed:
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._writer().put(_Job(user, path, None, done, forget=True))
+            await done
+        else:
+            await asyncio.to_thread(self._forget_in_journal, user)
         removed: list[Path] = []
         for candidate in files:
             try:
@@ -693,12 +1036,29 @@ class SampleStore:
             removed.append(candidate)
         return removed
 
+    def _forget_in_journal(self, user: str) -> None:
+        if not journal_path(self.data_dir).exists():
+            return
+        conn = open_journal(self.data_dir, self.synchronous)
+        try:
+            delete_user_entries(conn, user)
+        finally:
+            conn.close()
+
     async def close(self) -> None:
-        """Commit and acknowledge every queued write, then close every connection."""
+        """Commit and acknowledge every queued write, checkpoint, then close every connection."""
         self._closed = True
         handles = list(self._files.values())
         self._files.clear()
-        results = await asyncio.gather(*(h.close() for h in handles), *self._closing, return_exceptions=True)
+        closing: list[Any] = [h.close() for h in handles]
+        writer = self._writer_thread
+        if writer is not None:
+            writer.stop()
+            if writer.loop is asyncio.get_running_loop():
+                closing.append(asyncio.wait([writer.finished]))
+            else:  # it cannot tell this loop when it is done: wait for the thread itself
+                closing.append(asyncio.to_thread(writer.join))
+        results = await asyncio.gather(*closing, *self._closing, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 _log.error("closing a sample file failed", exc_info=result)

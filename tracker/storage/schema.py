@@ -162,3 +162,35 @@ SAMPLE_MIGRATIONS += (
     END;
     """,
 )
+
+# <data_dir>/journal.sqlite
+JOURNAL_MIGRATIONS: tuple[str, ...] = (
+    # v1. entries: every committed write batch of every user, in commit order across all processes.
+    # AUTOINCREMENT so that an id is never reused, even after the newest entries were deleted: the id
+    # is the global commit sequence (and the live view's event id). `points` is the batch as the
+    # writer stored it (marshal of (time, tags, fields) tuples); `writer` the process that wrote it.
+    # writers: per writing process, the id up to which its entries are applied to user files that
+    # are fsynced (durable without the journal). meta: one random `generation` per journal file, so
+    # that an event id from a journal that was since replaced is recognised as foreign.
+    """
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user TEXT NOT NULL,
+        writer TEXT NOT NULL,
+        on_conflict TEXT NOT NULL,
+        points BLOB NOT NULL,
+        at_ns INTEGER NOT NULL
+    );
+    CREATE INDEX entries_by_user ON entries(user, id);
+    CREATE INDEX entries_by_writer ON entries(writer, id);
+    CREATE TABLE writers (
+        writer_key TEXT PRIMARY KEY,
+        durable_id INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('generation', lower(hex(randomblob(4))));
+    """,
+)

@@ -1,0 +1,296 @@
+"""The journal: <data_dir>/journal.sqlite, one write-ahead log for every user's samples.
+
+Each user's samples live in their own file, so without it every write to a different user is its own
+fsync. Instead the writer appends a whole group of batches (many users) to the journal in ONE
+transaction (synchronous=FULL: one fsync for the group), and applies them to the user files, which
+run at synchronous=NORMAL (no fsync per commit). Now and then (the checkpoint) the writer fsyncs the
+user files it touched and records, per writing process, up to which entry they are durable; entries
+that are durable and older than the keep time are deleted. After a power loss, `recover()` re-applies
+every entry past the durable watermark. The entry ids are the global commit sequence of all worker
+processes on the data folder, and double as the live view's event ids (entries kept for a while are
+its resume buffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import marshal
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tracker.storage.connection import _connect
+from tracker.storage.schema import JOURNAL_MIGRATIONS
+
+JOURNAL_FILE = "journal.sqlite"
+
+
+class JournalPoint:
+    """A point as the journal gives it back: what storage and the live view read of a point."""
+
+    __slots__ = ("time", "tags", "fields")
+
+    def __init__(self, time_ns: int, tags: tuple[tuple[str, str], ...], fields: dict[str, Any]) -> None:
+        self.time = time_ns
+        self.tags = tags
+        self.fields = fields
+
+    def __repr__(self) -> str:
+        return f"JournalPoint({self.time}, {self.tags!r}, {self.fields!r})"
+
+
+def encode_points(points: Iterable[Any]) -> bytes:
+    """The points as one compact blob. marshal: fast both ways, and the file is only ever ours."""
+    return marshal.dumps([(p.time, tuple(p.tags), dict(p.fields)) for p in points])
+
+
+def decode_points(blob: bytes) -> list[JournalPoint]:
+    return [JournalPoint(t, tags, fields) for t, tags, fields in marshal.loads(blob)]
+
+
+def journal_path(data_dir: Path) -> Path:
+    return Path(data_dir) / JOURNAL_FILE
+
+
+def open_journal(data_dir: Path, synchronous: str = "FULL", **options: Any) -> sqlite3.Connection:
+    """A plain connection (autocommit: callers say BEGIN/COMMIT), created and migrated if need be."""
+    path = journal_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    conn = _connect(path, JOURNAL_MIGRATIONS, synchronous, isolation_level=None, **options)
+    if not existed:  # the new file's folder entry (its -wal's too: created by the migration's write)
+        fsync_path(path.parent)
+    return conn
+
+
+def register_writer(conn: sqlite3.Connection, writer_key: str) -> None:
+    conn.execute("INSERT OR IGNORE INTO writers (writer_key, durable_id) VALUES (?, 0)", (writer_key,))
+
+
+def append(conn: sqlite3.Connection, writer_key: str, rows: Sequence[tuple[str, str, bytes]]) -> list[int]:
+    """Append (user, on_conflict, points blob) rows in ONE transaction; their ids, in order.
+
+    Called while the writer holds the write locks of the user files concerned, so that for one user
+    file the journal's order is the order in which the writes were applied, whichever process wrote.
+    """
+    now = time.time_ns()
+    ids: list[int] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # The writer's row first: the durable watermark only looks at writers it knows.
+        conn.execute("INSERT OR IGNORE INTO writers (writer_key, durable_id) VALUES (?, 0)", (writer_key,))
+        for user, on_conflict, blob in rows:
+            cursor = conn.execute(
+                "INSERT INTO entries (user, writer, on_conflict, points, at_ns) VALUES (?, ?, ?, ?, ?)",
+                (user, writer_key, on_conflict, blob, now),
+            )
+            ids.append(int(cursor.lastrowid or 0))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return ids
+
+
+def delete_entries(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    """Take back entries whose batches could not be applied after all (their writers got an error)."""
+    conn.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in ids])
+
+
+def durable_watermark(conn: sqlite3.Connection) -> int:
+    """The id up to which every entry, of every writer, is in durable user files.
+
+    A writer's entries past its durable_id are not durable yet; the watermark is just below the
+    first of those over all writers, or the newest id if there are none.
+    """
+    row = conn.execute(
+        "SELECT min((SELECT min(id) FROM entries WHERE writer = w.writer_key AND id > w.durable_id)) FROM writers w"
+    ).fetchone()
+    if row[0] is not None:
+        return int(row[0]) - 1
+    return last_id(conn)
+
+
+def checkpointed(conn: sqlite3.Connection, writer_key: str, durable_id: int, keep_ns: int) -> int:
+    """Record that the writer's entries up to durable_id are durable, and delete the entries that are
+    durable (all writers) and older than keep_ns; one transaction. Returns the entries deleted."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT INTO writers (writer_key, durable_id) VALUES (?1, ?2) "
+            "ON CONFLICT (writer_key) DO UPDATE SET durable_id = max(durable_id, ?2)",
+            (writer_key, durable_id),
+        )
+        watermark = durable_watermark(conn)
+        deleted = conn.execute(
+            "DELETE FROM entries WHERE id <= ? AND at_ns < ?", (watermark, time.time_ns() - keep_ns)
+        ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return deleted
+
+
+def mark_all_durable(conn: sqlite3.Connection) -> None:
+    """After recovery applied and fsynced everything: every writer is durable up to the newest id."""
+    conn.execute("UPDATE writers SET durable_id = max(durable_id, ?)", (last_id(conn),))
+
+
+def last_id(conn: sqlite3.Connection) -> int:
+    """The newest id ever given (deleted entries included), 0 for a new journal."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def oldest_id(conn: sqlite3.Connection) -> int:
+    """The oldest entry kept; last_id + 1 when none is."""
+    row = conn.execute("SELECT min(id) FROM entries").fetchone()
+    return int(row[0]) if row[0] is not None else last_id(conn) + 1
+
+
+def generation(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+
+def entries_after(
+    conn: sqlite3.Connection, after_id: int, users: Iterable[str], limit: int
+) -> list[tuple[int, str, str, bytes | None]]:
+    """(id, user, on_conflict, points or None) of entries after `after_id`, in id order: the points
+    only of the given users (the others' are not even read)."""
+    return conn.execute(
+        "SELECT id, user, on_conflict, CASE WHEN user IN (SELECT value FROM json_each(?)) THEN points END "
+        "FROM entries WHERE id > ? ORDER BY id LIMIT ?",
+        (_json_list(users), after_id, limit),
+    ).fetchall()
+
+
+def entries_of_user(conn: sqlite3.Connection, user: str, after_id: int, upto_id: int) -> list[tuple[int, bytes]]:
+    """(id, points) of the user's entries with after_id < id <= upto_id, in id order."""
+    return conn.execute(
+        "SELECT id, points FROM entries WHERE user = ? AND id > ? AND id <= ? ORDER BY id",
+        (user, after_id, upto_id),
+    ).fetchall()
+
+
+def entries_to_replay(conn: sqlite3.Connection, after_id: int) -> list[tuple[int, str, str, bytes]]:
+    return conn.execute(
+        "SELECT id, user, on_conflict, points FROM entries WHERE id > ? ORDER BY id", (after_id,)
+    ).fetchall()
+
+
+def pending_users_of(conn: sqlite3.Connection, writer_key: str) -> tuple[list[str], int]:
+    """(users named by the writer's entries that are not durable yet, the newest such id or 0)."""
+    rows = conn.execute(
+        "SELECT user, max(id) FROM entries WHERE writer = ?1 AND id > "
+        "coalesce((SELECT durable_id FROM writers WHERE writer_key = ?1), 0) GROUP BY user",
+        (writer_key,),
+    ).fetchall()
+    return [user for user, _ in rows], max((int(newest) for _, newest in rows), default=0)
+
+
+def mark_writer_durable(conn: sqlite3.Connection, writer_key: str, durable_id: int) -> None:
+    conn.execute(
+        "INSERT INTO writers (writer_key, durable_id) VALUES (?1, ?2) "
+        "ON CONFLICT (writer_key) DO UPDATE SET durable_id = max(durable_id, ?2)",
+        (writer_key, durable_id),
+    )
+
+
+def delete_user_entries(conn: sqlite3.Connection, user: str) -> None:
+    """A deleted user's entries go with their file: recovery must never bring their samples back."""
+    conn.execute("DELETE FROM entries WHERE user = ?", (user,))
+
+
+def _json_list(items: Iterable[str]) -> str:
+    return json.dumps(list(items))
+
+
+# --------------------------------------------------------------------------------------------------
+# fsync
+
+
+def fsync_path(path: Path) -> bool:
+    """fsync a file (or folder) if it exists; False if it does not."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def fsync_sample_file(path: Path) -> None:
+    """A user file made durable: its WAL (where NORMAL commits wait) and the database itself.
+
+    Only where this process has no connection open to the file (recovery, before serving): closing
+    the descriptor opened here drops every POSIX lock the process holds on the file."""
+    fsync_path(path.with_name(path.name + "-wal"))
+    fsync_path(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the journal from the event loop (the live view)
+
+
+class JournalReader:
+    """A read-only journal connection for the event loop. Every call, closing included, runs on one
+    thread of its own, so a call whose awaiting task was cancelled still finishes before the next
+    one (or the close) begins."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = Path(data_dir)
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker journal reader")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = open_journal(self._data_dir, "NORMAL")
+            conn.execute("PRAGMA query_only = ON")
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, call: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: call(self._connection(), *args))
+
+    async def generation(self) -> str:
+        return str(await self._run(generation))
+
+    async def last_id(self) -> int:
+        return int(await self._run(last_id))
+
+    async def entries_after(
+        self, after_id: int, users: Iterable[str], limit: int = 1000
+    ) -> list[tuple[int, str, str, bytes | None]]:
+        return list(await self._run(entries_after, after_id, list(users), limit))
+
+    async def user_entries(self, user: str, after_id: int, upto_id: int) -> tuple[list[tuple[int, bytes]], int, int]:
+        """(the user's entries after_id < id <= upto_id, the oldest id the journal still keeps, the
+        newest id it has given)."""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], int, int]:
+            conn.execute("BEGIN")  # one snapshot for all three
+            try:
+                return entries_of_user(conn, user, after_id, upto_id), oldest_id(conn), last_id(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._run(read)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=False)
