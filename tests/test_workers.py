@@ -11,6 +11,8 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -21,7 +23,8 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import basic
-from tests.tracker_process import PASSWORD, TrackerProcess, alive, free_port
+from tests.tracker_process import PASSWORD, TrackerProcess, alive, clean_env, free_port
+from tracker.config import Settings
 from tracker.group import PeerChannel, Worker
 
 slow = pytest.mark.slow
@@ -119,6 +122,30 @@ async def test_both_workers_answer_and_every_write_lands(group: TrackerProcess) 
     assert statuses == [204] * 60
     assert workers_seen(group, "POST /write 204") == {"worker 0", "worker 1"}
     assert await stored_times(group.url) == {T0 + i: 100.0 + i for i in range(60)}
+
+
+@slow
+async def test_a_second_server_on_the_folder_or_the_port_is_refused(group: TrackerProcess, tmp_path: Path) -> None:
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tracker", "serve", "--workers", "2", "--host", "127.0.0.1", *args],
+            capture_output=True, text=True, timeout=60, env=clean_env(),
+        )  # fmt: skip
+
+    same_folder = serve("--port", str(free_port()), "--data-dir", str(group.data_dir))
+    assert same_folder.returncode == 1 and "another server runs on the data folder" in same_folder.stderr
+    same_port = serve("--port", str(group.port), "--data-dir", str(tmp_path / "other"))
+    assert same_port.returncode == 1 and "in use" in same_port.stderr
+    assert await stored_times(group.url) == {}  # the group serves on
+
+
+def test_workers_setting() -> None:
+    assert Settings.from_env({}).worker_count == 1
+    assert Settings.from_env({"TRACKER_WORKERS": "auto"}).worker_count == len(os.sched_getaffinity(0))
+    assert Settings.from_env({}, workers="3").worker_count == 3
+    for bad in ("0", "-1", "two", "1.5", "65"):
+        with pytest.raises(ValueError, match="workers must be auto or 1..64"):
+            Settings.from_env({}, workers=bad)
 
 
 async def post_until_stopped(url: str, acked: dict[int, float], stop: asyncio.Event, first: int) -> None:

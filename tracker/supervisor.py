@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -64,7 +64,6 @@ class _Slot:
     started_at: float = 0.0
     delay: float = RESTART_DELAY_SECONDS
     restart_at: float | None = None  # when a dead worker is started again
-    exits: list[int] = field(default_factory=list)
 
 
 def supervise(settings: Settings, argv: Sequence[str]) -> int:
@@ -150,13 +149,12 @@ def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def _check_port(settings: Settings) -> None:
-    """Fail at once, with one clear line, if the address cannot be bound (the workers would only die
-    and be restarted forever). A server sharing the port with SO_REUSEPORT is caught by the group
-    lock when it is ours on the same folder."""
+    """Fail at once, with one clear line, if anything listens on the address already (the workers
+    would only die and be restarted forever, or, were it another group's workers, share its port).
+    The probe asks for no SO_REUSEPORT: any listener there makes it fail."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         probe.bind((settings.host, settings.port))
 
 
