@@ -300,8 +300,8 @@ async def test_a_gone_quiet_alert_fires_once_and_not_while_another_worker_gets_d
             assert [n["kind"] for n in notices] == ["quiet"]
             assert await write(session, server.url, f"samples hr_bpm=1 {time.time_ns()}") == 204
             await wait_for(lambda: len(notices) >= 2, "the back notice")
-            await asyncio.sleep(2)
-            assert [n["kind"] for n in notices] == ["quiet", "back"]
+            await asyncio.sleep(1)  # (silent again from now on: a second "quiet" may follow, never a second "back")
+            assert [n["kind"] for n in notices][:3] in (["quiet", "back"], ["quiet", "back", "quiet"])
     finally:
         await runner.cleanup()
 
