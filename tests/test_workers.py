@@ -341,6 +341,30 @@ async def test_two_workers_writing_one_series_merge_by_one_rule(group: TrackerPr
     assert all(1 <= value <= 40 for value in stored.values())
 
 
+@slow
+async def test_devices_last_seen_follow_writes_to_either_worker(group: TrackerProcess) -> None:
+    group.cli("user", "public", "alice", "on")
+    async with fresh_session() as session:
+
+        async def devices_everywhere() -> list[Any]:
+            answers = []
+            for _ in range(8):
+                async with session.get(f"{group.url}/api/watch/alice/devices") as response:
+                    answers.append((await response.json())["devices"])
+            return answers
+
+        assert await devices_everywhere() == [[]] * 8  # both workers looked (and found nothing yet)
+        for i in range(20):
+            assert await write(session, group.url, f"samples,device=phone hr_bpm=1 {T0 + i}") == 204
+        assert workers_seen(group, "POST /write 204") == {"worker 0", "worker 1"}
+        newest = [{"device": "phone", "last_sample_ns": T0 + 19}]
+
+        async def both_know() -> bool:
+            return await devices_everywhere() == [newest] * 8
+
+        await wait_for(both_know, "both workers showing the newest sample of the device")
+
+
 async def test_peer_channel_carries_datagrams_between_workers(tmp_path: Path) -> None:
     first, second = PeerChannel(Worker(tmp_path, 0, 2)), PeerChannel(Worker(tmp_path, 1, 2))
     first.notify(b"nobody listens yet")  # dropped, never raised

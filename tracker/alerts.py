@@ -265,6 +265,14 @@ class QuietAlerts:
                 elif newest_ns > seen.newest_ns:
                     seen.newest_ns = newest_ns
             self._seeded.add(user)
+        if self._shared is not None:  # what the other workers of the group committed (noted every second)
+            devices = self._seen.setdefault(user, {})
+            for device, newest_ns in (await self._shared.newest_of(user)).items():
+                seen = devices.get(device)
+                if seen is None:
+                    devices[device] = _Seen(newest_ns)
+                elif newest_ns > seen.newest_ns:
+                    seen.newest_ns = newest_ns
         return {device: seen.newest_ns for device, seen in self._seen.get(user, {}).items()}
 
     # ----- what the owner sees -----

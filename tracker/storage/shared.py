@@ -200,6 +200,14 @@ class SharedCounts:
             for user, device, newest_ns, arrived in arrivals
         ])  # fmt: skip
 
+    async def newest_of(self, user: str) -> dict[str | None, int]:
+        """The newest sample time (ns) of each of the user's devices that any worker noted."""
+        async with self._lock:
+            rows = await self._conn.execute_fetchall(
+                "SELECT device, max(newest_ns) FROM arrivals WHERE user = ? GROUP BY device", (user,)
+            )
+        return {row[0] or None: int(row[1]) for row in rows}
+
     async def arrivals_since(self, seq: int) -> list[Arrival]:
         """Data other workers committed, noted after `seq`, oldest first."""
         async with self._lock:
