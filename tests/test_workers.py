@@ -306,6 +306,35 @@ async def test_a_gone_quiet_alert_fires_once_and_not_while_another_worker_gets_d
         await runner.cleanup()
 
 
+def leaders(server: TrackerProcess) -> list[str]:
+    return re.findall(r" (worker \d+) tracker\.group: leading", server.log())
+
+
+def pid_of(server: TrackerProcess, worker: str) -> int:
+    """The pid the supervisor last started `worker` with (its log says)."""
+    return int(re.findall(rf"{worker} started \(pid (\d+)\)", server.log())[-1])
+
+
+@slow
+async def test_one_leader_sweeps_retention_and_another_takes_over_when_it_dies(tmp_path: Path) -> None:
+    async with running_group(tmp_path, env={"TRACKER_RETENTION_CHECK_SECONDS": "0.3"}) as group, fresh_session() as session:
+        await wait_for(lambda: len(leaders(group)) == 1, "a leader")
+        first = leaders(group)[0]
+        for round_ in range(2):
+            group.cli("user", "retention", "alice", "inf")
+            statuses = [await write(session, group.url, f"samples hr_bpm=1 {T0 + i}") for i in range(10)]
+            assert statuses == [204] * 10  # long past, kept while the retention is inf
+            group.cli("user", "retention", "alice", "1h")
+            await wait_for(lambda: group.log().count("retention: removed 10 samples of alice") == round_ + 1, "a sweep")
+            sweepers = re.findall(r" (worker \d+) tracker\.retention: retention: removed", group.log())
+            assert sweepers[-1] == leaders(group)[-1]
+            assert await stored_times(group.url) == {}
+            if round_ == 0:
+                os.kill(pid_of(group, first), signal.SIGKILL)
+                await wait_for(lambda: len(leaders(group)) == 2, "a new leader")
+        assert len(sweepers) == 2, "a sweep ran in more than one worker"
+
+
 @slow
 async def test_cli_beside_a_running_group_reaches_both_workers(tmp_path: Path) -> None:
     async with running_group(tmp_path, "--max-auth-failures", "100") as group, fresh_session() as session:

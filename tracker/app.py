@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 import os
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, Hashable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -268,7 +268,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
 
 async def _retention(app: web.Application) -> AsyncIterator[None]:
     """The sweep that removes samples older than their user's retention; stopped before the stores close."""
-    sweeper = RetentionSweeper(app[SAMPLES], app[ACCOUNTS])
+    samples = app[SAMPLES]
+    writes_to = _writes_in_group(samples) if app[WORKER].grouped else None
+    sweeper = RetentionSweeper(samples, app[ACCOUNTS], writes_to=writes_to)
     app[RETENTION] = sweeper
     leadership = app[LEADERSHIP]
 
@@ -282,6 +284,20 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _writes_in_group(samples: SampleStore) -> Callable[[str], Hashable]:
+    """What changes whenever a user's file is written by any worker: other workers' commits are not
+    counted here, but they change the file's -wal (size, mtime)."""
+
+    def writes_to(user: str) -> tuple[int, tuple[int, int] | None]:
+        try:
+            wal = os.stat(f"{samples.path_for(user)}-wal")
+        except OSError:
+            return samples.writes_to(user), None
+        return samples.writes_to(user), (wal.st_size, wal.st_mtime_ns)
+
+    return writes_to
 
 
 async def _alerts(app: web.Application) -> AsyncIterator[None]:
