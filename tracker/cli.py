@@ -231,7 +231,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
 
     from tracker.app import configure_logging, run  # imported here: the account commands need none of the server
     from tracker.group import Worker
-    from tracker.supervisor import die_with_supervisor, supervise
+    from tracker.supervisor import die_with_supervisor, recover_journal, supervise
 
     try:
         if worker_index is not None:  # one worker of a group
@@ -242,6 +242,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
             configure_logging(settings, "supervisor")
             sys.exit(supervise(settings, sys.argv[1:]))
         else:
+            recover_journal(settings.data_dir)  # what a group's supervisor runs once, before serving
             run(settings)
     except EXPECTED_ERRORS as exc:  # e.g. the port is taken, the data folder is not writable
         raise click.ClickException(_one_line(exc)) from None

@@ -54,7 +54,9 @@ def prepare_data_dir(settings: Settings) -> None:
 
 def recover_journal(data_dir: Path) -> None:
     """Hook: the shared write journal's recovery (replay what was committed to it but not yet applied
-    to the users' files) runs here, once, before any worker accepts a write. Nothing to do until then."""
+    to the users' files) runs here, once, before anything accepts a write: called by a group's
+    supervisor before it starts the workers, and by `serve` with one worker before it serves (never by
+    a worker, so a restarted worker finds the others serving). Nothing to do until then."""
 
 
 @dataclass(slots=True)
