@@ -396,6 +396,39 @@ async def test_devices_last_seen_follow_writes_to_either_worker(group: TrackerPr
         assert await devices_everywhere() + await devices_everywhere() == [newest] * 16
 
 
+@slow
+async def test_the_owners_page_shows_an_alerts_state_from_either_worker(tmp_path: Path) -> None:
+    env = {"TRACKER_ALERT_MIN_QUIET_SECONDS": "0.5", "TRACKER_ALERT_CHECK_SECONDS": "0.3", "TRACKER_WEBHOOK_ALLOW_PRIVATE": "1"}
+    async with running_group(tmp_path, "--alert-attempts", "1", env=env) as group, aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True), cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as session:
+        # Nobody listens there: the notice fails, the alert's state is the leader's all the same.
+        group.cli("alert", "set", "alice", "--after", "2s", "--webhook", f"http://127.0.0.1:{free_port()}/hook")
+        async with session.get(f"{group.url}/api/me"):
+            pass
+        csrf = next(m.value for m in session.cookie_jar if m.key == "tracker_csrf")
+        form = {"username": "alice", "password": PASSWORD, "csrf": csrf}
+        async with session.post(f"{group.url}/login", data=form, allow_redirects=False) as response:
+            assert response.status == 303
+
+        async def states() -> list[str]:
+            answers = []
+            for _ in range(8):
+                async with session.get(f"{group.url}/api/alerts") as response:
+                    answers.append((await response.json())["alerts"][0]["state"])
+            return answers
+
+        assert await write(session, group.url, f"samples hr_bpm=1 {time.time_ns()}") == 204
+        await wait_for(lambda: "quiet alert of alice" in group.log(), "the alert firing")
+
+        async def quiet_everywhere() -> bool:
+            return await states() == ["quiet"] * 8
+
+        await wait_for(quiet_everywhere, "both workers showing the alert quiet")
+        assert await states() + await states() == ["quiet"] * 16
+        assert workers_seen(group, "GET /api/alerts 200") == {"worker 0", "worker 1"}
+
+
 async def test_peer_channel_carries_datagrams_between_workers(tmp_path: Path) -> None:
     first, second = PeerChannel(Worker(tmp_path, 0, 2)), PeerChannel(Worker(tmp_path, 1, 2))
     first.notify(b"nobody listens yet")  # dropped, never raised

@@ -21,7 +21,9 @@ Several workers (README "Workers"): only the leader watches deadlines and delive
 keeps its own last-seen table from its own writes and notes when data arrived per user and device in
 the group's shared file every ARRIVALS_FLUSH_SECONDS; the leader reads what the others noted as
 often, and before firing an alert it reads once more and waits ARRIVALS_GRACE_SECONDS past the
-deadline, so a device sending to another worker never looks quiet. Fired state is in the accounts
+deadline, so a device sending to another worker never looks quiet. The other workers (followers)
+keep the alerts too, only to show their state: fired or not as the leader wrote it in the accounts
+file, live from the arrivals. Fired state is in the accounts
 file, so a new leader (the old one died) neither repeats a "quiet" nor loses the "back".
 
 Delivery: one JSON POST per notice, retried with exponential backoff and jitter on network errors,
@@ -175,6 +177,9 @@ class QuietAlerts:
         self._leading = True
         await self._read_arrivals()
         await self.reload()
+        for watches in self._watches.values():  # those a follower knew have no deadline yet
+            for watch in watches.values():
+                self._schedule(watch)
         self._runner = asyncio.create_task(self._run(), name="quiet-alerts")
 
     async def close(self) -> None:
@@ -226,8 +231,6 @@ class QuietAlerts:
             key = (user, device)
             noted_ns, _ = self._unnoted.get(key, (newest_ns, now))
             self._unnoted[key] = (max(noted_ns, newest_ns), now)
-        if not self._leading:
-            return  # the leader watches the deadlines
         for watch in self._watches.get(user, {}).values():
             if not watch.matches(device):
                 continue
@@ -237,6 +240,8 @@ class QuietAlerts:
                 continue  # news from another worker older than what is known: changes nothing
             watch.arrived = now
             watch.last_sample_ns = max(newest_ns, previous_sample or newest_ns)
+            if not self._leading:
+                continue  # the leader fires and delivers; here only what the owner's page shows
             if watch.fired:
                 watch.fired = False
                 silent = self._silence(now, previous_arrival, previous_sample)
@@ -297,8 +302,6 @@ class QuietAlerts:
 
     async def reload(self) -> None:
         """Bring the alerts in memory in line with the accounts file (the CLI may have changed it)."""
-        if not self._leading:
-            return  # another worker watches
         async with self._reload_lock:
             self._version = await self._accounts.data_version()
             records = await self._accounts.list_alerts()
@@ -310,7 +313,9 @@ class QuietAlerts:
                 watch = self._watches.get(record.owner, {}).get(record.device)
                 if watch is None or watch.id != record.id:
                     watch = self._new_watch(record)
-                elif watch.quiet_seconds != record.quiet_seconds or watch.webhook_url != record.webhook_url:
+                if not self._leading:  # fired or not is the leader's to say (in the accounts file)
+                    watch.fired = record.fired_ns is not None
+                if watch.quiet_seconds != record.quiet_seconds or watch.webhook_url != record.webhook_url:
                     watch.webhook_url = record.webhook_url
                     if watch.quiet_seconds != record.quiet_seconds:
                         watch.quiet_seconds = record.quiet_seconds
@@ -326,6 +331,8 @@ class QuietAlerts:
 
     async def refresh(self) -> None:
         """`reload` if anything in the accounts file changed since the last one."""
+        if not self._leading:
+            await self._read_arrivals()  # a follower's page shows what the other workers got too
         if await self._accounts.data_version() != self._version:
             await self.reload()
 
@@ -354,7 +361,7 @@ class QuietAlerts:
 
     def _schedule(self, watch: _Watch) -> None:
         """Make sure the alert has a heap entry no later than its deadline (if it is live)."""
-        if watch.fired or watch.removed or watch.arrived is None:
+        if watch.fired or watch.removed or watch.arrived is None or not self._leading:
             return
         deadline = watch.arrived + watch.quiet_seconds
         if watch.scheduled is not None and watch.scheduled <= deadline:
