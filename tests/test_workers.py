@@ -30,6 +30,12 @@ from tracker.group import PeerChannel, Worker
 slow = pytest.mark.slow
 T0 = 1_700_000_000_000_000_000
 AUTH = basic("alice", PASSWORD)
+# Alerts in seconds, not minutes; the CLI reads these too (the shortest quiet time, private webhooks).
+ALERT_ENV = {
+    "TRACKER_ALERT_MIN_QUIET_SECONDS": "0.5",
+    "TRACKER_ALERT_CHECK_SECONDS": "0.3",
+    "TRACKER_WEBHOOK_ALLOW_PRIVATE": "1",
+}
 
 
 def fresh_session() -> aiohttp.ClientSession:
@@ -45,7 +51,9 @@ async def write(session: aiohttp.ClientSession, url: str, body: str, auth: dict[
 async def stored_times(url: str, user: str = "alice") -> dict[int, float]:
     async with fresh_session() as session:
         async with session.get(
-            f"{url}/query", params={"db": user, "q": "SELECT hr_bpm FROM samples", "epoch": "ns"}, headers=basic(user, PASSWORD)
+            f"{url}/query",
+            params={"db": user, "q": "SELECT hr_bpm FROM samples", "epoch": "ns"},
+            headers=basic(user, PASSWORD),
         ) as response:
             assert response.status == 200, await response.text()
             result = orjson.loads(await response.read())["results"][0]
@@ -93,7 +101,9 @@ async def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_group(tmp_path: Path, *serve_args: str, env: dict[str, str] | None = None) -> AsyncIterator[TrackerProcess]:
+async def running_group(
+    tmp_path: Path, *serve_args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[TrackerProcess]:
     """Two workers with user alice (log level info: one line per request, naming the worker)."""
     server = TrackerProcess(
         tmp_path / "data", tmp_path / "server.log", workers=2, log_level="info", serve_args=serve_args, env=env
@@ -226,7 +236,9 @@ async def open_stream(session: aiohttp.ClientSession, url: str) -> aiohttp.Clien
 
 @slow
 async def test_live_streams_per_address_are_counted_across_workers(tmp_path: Path) -> None:
-    async with running_group(tmp_path, "--max-streams-per-address", "2") as group, fresh_session() as session:
+    # A stream's place comes back once its handler sees the viewer gone: at the next heartbeat.
+    heartbeat = {"TRACKER_LIVE_HEARTBEAT_SECONDS": "0.5"}
+    async with running_group(tmp_path, "--max-streams-per-address", "2", env=heartbeat) as group, fresh_session() as session:
         group.cli("user", "public", "alice", "on")
         held = [await open_stream(session, group.url) for _ in range(2)]
         assert [r.status for r in held] == [200, 200]
@@ -248,7 +260,8 @@ async def test_live_streams_per_address_are_counted_across_workers(tmp_path: Pat
 
 @slow
 async def test_a_killed_workers_streams_give_their_places_back(tmp_path: Path) -> None:
-    async with running_group(tmp_path, "--max-streams-per-address", "1") as server, fresh_session() as session:
+    heartbeat = {"TRACKER_LIVE_HEARTBEAT_SECONDS": "0.5"}
+    async with running_group(tmp_path, "--max-streams-per-address", "1", env=heartbeat) as server, fresh_session() as session:
         server.cli("user", "public", "alice", "on")
         held = await open_stream(session, server.url)
         assert held.status == 200
@@ -284,10 +297,9 @@ async def test_a_gone_quiet_alert_fires_once_and_not_while_another_worker_gets_d
     await runner.setup()
     hook_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", hook_port).start()
-    # The CLI reads these too (the shortest quiet time, private webhooks).
-    env = {"TRACKER_ALERT_MIN_QUIET_SECONDS": "0.5", "TRACKER_ALERT_CHECK_SECONDS": "0.3", "TRACKER_WEBHOOK_ALLOW_PRIVATE": "1"}
     try:
-        async with running_group(tmp_path, "--alert-attempts", "1", env=env) as server, fresh_session() as session:
+        group = running_group(tmp_path, "--alert-attempts", "1", env=ALERT_ENV)
+        async with group as server, fresh_session() as session:
             server.cli("alert", "set", "alice", "--after", "1s", "--webhook", f"http://127.0.0.1:{hook_port}/hook")
             # Data every 0.2 s for 5 s, spread over both workers: never quiet for 1 s.
             for i in range(25):
@@ -317,7 +329,8 @@ def pid_of(server: TrackerProcess, worker: str) -> int:
 
 @slow
 async def test_one_leader_sweeps_retention_and_another_takes_over_when_it_dies(tmp_path: Path) -> None:
-    async with running_group(tmp_path, env={"TRACKER_RETENTION_CHECK_SECONDS": "0.3"}) as group, fresh_session() as session:
+    env = {"TRACKER_RETENTION_CHECK_SECONDS": "0.3"}
+    async with running_group(tmp_path, env=env) as group, fresh_session() as session:
         await wait_for(lambda: len(leaders(group)) == 1, "a leader")
         first = leaders(group)[0]
         for round_ in range(2):
@@ -344,8 +357,9 @@ async def test_cli_beside_a_running_group_reaches_both_workers(tmp_path: Path) -
         async def statuses(auth: dict[str, str]) -> list[int]:
             results = []
             for i in range(10):
-                async with session.post(f"{group.url}/write?db=bob", data=f"samples hr_bpm=1 {T0 + i}", headers=auth) as r:
-                    results.append(r.status)
+                line = f"samples hr_bpm=1 {T0 + i}"
+                async with session.post(f"{group.url}/write?db=bob", data=line, headers=auth) as response:
+                    results.append(response.status)
             return results
 
         assert await statuses(bob) == [204] * 10  # warms both workers' password caches too
@@ -398,8 +412,7 @@ async def test_devices_last_seen_follow_writes_to_either_worker(group: TrackerPr
 
 @slow
 async def test_the_owners_page_shows_an_alerts_state_from_either_worker(tmp_path: Path) -> None:
-    env = {"TRACKER_ALERT_MIN_QUIET_SECONDS": "0.5", "TRACKER_ALERT_CHECK_SECONDS": "0.3", "TRACKER_WEBHOOK_ALLOW_PRIVATE": "1"}
-    async with running_group(tmp_path, "--alert-attempts", "1", env=env) as group, aiohttp.ClientSession(
+    async with running_group(tmp_path, "--alert-attempts", "1", env=ALERT_ENV) as group, aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(force_close=True), cookie_jar=aiohttp.CookieJar(unsafe=True)
     ) as session:
         # Nobody listens there: the notice fails, the alert's state is the leader's all the same.

@@ -379,7 +379,8 @@ class QuietAlerts:
         while True:
             now = self._clock()
             try:
-                if self._shared is not None and (now >= next_read or (self._heap and self._heap[0][0] + self._grace <= now)):
+                due = bool(self._heap) and self._heap[0][0] + self._grace <= now
+                if self._shared is not None and (now >= next_read or due):
                     next_read = now + ARRIVALS_FLUSH_SECONDS
                     await self._read_arrivals()  # before firing: the device may be sending to another worker
                     now = self._clock()

@@ -29,7 +29,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,12 @@ class Leadership:
         if self._lock_path is None:
             return
         while not self._led.is_set():
-            if self._try_lock():
+            try:
+                locked = self._try_lock()
+            except OSError as exc:  # e.g. the run folder unwritable: try again, never give up leading
+                log.error("trying for the leader lock failed: %s", exc)
+                locked = False
+            if locked:
                 log.info("leading: retention sweeps, gone-quiet alerts and webhooks run in this worker")
                 self._led.set()
                 return
@@ -196,7 +201,7 @@ def _address(data_dir: Path, index: int) -> bytes:
 
 
 @contextlib.contextmanager
-def group_lock(data_dir: Path):  # type: ignore[no-untyped-def]
+def group_lock(data_dir: Path) -> Iterator[None]:
     """Held by the supervisor while its group runs: a second group on the same folder is refused."""
     folder = run_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

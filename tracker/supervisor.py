@@ -123,7 +123,9 @@ class _Group:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         if now - slot.started_at >= STEADY_SECONDS:
             slot.delay = RESTART_DELAY_SECONDS
-        log.error("worker %d (pid %d) ended with %s; restarting it in %.1f s", slot.index, slot.process.pid, how, slot.delay)
+        log.error(
+            "worker %d (pid %d) ended with %s; restarting it in %.1f s", slot.index, slot.process.pid, how, slot.delay
+        )
         slot.process, slot.restart_at = None, now + slot.delay
         slot.delay = min(MAX_RESTART_DELAY_SECONDS, slot.delay * 2)
 
