@@ -26,6 +26,7 @@ from typing import Sequence
 
 from tracker.config import Settings
 from tracker.group import GROUP_LOCK, group_lock, run_dir
+from tracker.storage import shared
 
 log = logging.getLogger("tracker.supervisor")
 
@@ -49,6 +50,7 @@ def prepare_data_dir(settings: Settings) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+    shared.create(folder)  # the counts the workers share, made before any of them opens it
     recover_journal(settings.data_dir)
 
 

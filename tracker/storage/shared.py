@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -74,6 +75,15 @@ class Arrival:
     seq: int
 
 
+def create(run_dir: Path) -> None:
+    """Make the file, empty, in WAL mode: once, by the supervisor, before any worker starts."""
+    conn = sqlite3.connect(run_dir / SHARED_FILE, isolation_level=None)
+    try:
+        conn.executescript("PRAGMA journal_mode = WAL;" + _SCHEMA)
+    finally:
+        conn.close()
+
+
 class SharedCounts:
     """The group's shared file; one connection per worker, one operation at a time."""
 
@@ -84,14 +94,17 @@ class SharedCounts:
 
     @classmethod
     async def open(cls, run_dir: Path, worker: int) -> SharedCounts:
-        """Open (creating) the file; a restarted worker first gives back the places its predecessor held."""
-        conn = await aiosqlite.connect(run_dir / SHARED_FILE, isolation_level=None)
-        await conn.executescript(
-            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;"
-        )
-        await conn.executescript(_SCHEMA)
-        shared = cls(conn, worker)
-        await shared._write([("DELETE FROM stream_places WHERE worker = ?", (worker,))])
+        """Open the file `create` made; a restarted worker first gives back the places its predecessor held."""
+        # mode=rw: never create it here (several workers switching a new file to WAL at once may fail).
+        uri = f"{(run_dir / SHARED_FILE).resolve().as_uri()}?mode=rw"
+        conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        try:
+            await conn.executescript(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA synchronous = OFF;")
+            shared = cls(conn, worker)
+            await shared._write([("DELETE FROM stream_places WHERE worker = ?", (worker,))])
+        except BaseException:
+            await conn.close()  # its thread would keep the failing process from exiting
+            raise
         return shared
 
     async def close(self) -> None:
