@@ -2,7 +2,8 @@
 
 `prefix` runs the server and the CLI through another command first (e.g. `nsenter` into a mount
 namespace), so a test can put the data folder on a file system of its own; `serve_args` and `env`
-add flags and TRACKER_* variables (the developer's own TRACKER_* variables never reach it).
+add flags and TRACKER_* variables (the developer's own TRACKER_* variables never reach it);
+`workers` > 1 starts a supervisor and that many workers (`worker_pids()` lists them).
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ class TrackerProcess:
         serve_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_level: str = "warning",
+        workers: int = 1,
     ) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.prefix = list(prefix)
-        self.serve_args = ["--log-level", log_level, *serve_args]
+        self.serve_args = ["--log-level", log_level, *(["--workers", str(workers)] if workers > 1 else []), *serve_args]
         self.env = {**clean_env(), **(env or {})}
         self.host = HOST
         self.port = free_port()
@@ -123,6 +125,11 @@ class TrackerProcess:
                     )
                 await asyncio.sleep(0.01)
 
+    def worker_pids(self) -> list[int]:
+        """The pids of the supervisor's live workers (its child processes), lowest first."""
+        assert self.process is not None
+        return children_of(self.process.pid)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, exactly like a crash or a power cut for the process."""
         assert self.process is not None
@@ -163,3 +170,29 @@ class TrackerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no server log)"
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (not zombie) child processes of `pid`, from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+        state, ppid = stat.rpartition(")")[2].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            children.append(int(entry.name))
+    return sorted(children)
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -17,6 +17,15 @@ Restarts: whether an alert has fired is kept in the accounts file, so a restart 
 stored sample is younger than the quiet time, and its deadline counts from that sample; anyone
 already silent before the restart stays silent (no burst of alerts at start).
 
+Several workers (README "Workers"): only the leader watches deadlines and delivers. Every worker
+keeps its own last-seen table from its own writes and notes when data arrived per user and device in
+the group's shared file every ARRIVALS_FLUSH_SECONDS; the leader reads what the others noted as
+often, and before firing an alert it reads once more and waits ARRIVALS_GRACE_SECONDS past the
+deadline, so a device sending to another worker never looks quiet. The other workers (followers)
+keep the alerts too, only to show their state: fired or not as the leader wrote it in the accounts
+file, live from the arrivals. Fired state is in the accounts
+file, so a new leader (the old one died) neither repeats a "quiet" nor loses the "back".
+
 Delivery: one JSON POST per notice, retried with exponential backoff and jitter on network errors,
 timeouts, 5xx, 408 and 429 (other answers are final), a bounded number of times. Notices of one
 alert go out in order (a "back" waits for its "quiet" to be delivered or given up). Every outcome
@@ -44,6 +53,7 @@ from tracker.accounts import Accounts
 from tracker.config import Settings
 from tracker.rules import iso_time
 from tracker.storage import DEVICE_TAG, AlertRecord, SampleStore, device_last_seen
+from tracker.storage.shared import SharedCounts
 from tracker.webhooks import NOT_ALLOWED, DestinationNotAllowed, WebhookDestinations
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,8 @@ BACK = "back"
 # The state of a notice's delivery as stored and shown.
 DELIVERED, RETRYING, FAILED = "ok", "retrying", "failed"
 RETRY_STATUSES = frozenset({408, 429})
+ARRIVALS_FLUSH_SECONDS = 1.0
+ARRIVALS_GRACE_SECONDS = 2.5  # past two flushes: what another worker saw before a deadline is known then
 
 
 class TaggedPoint(Protocol):
@@ -117,6 +129,7 @@ class QuietAlerts:
         destinations: WebhookDestinations,
         *,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedCounts | None = None,
     ) -> None:
         self._accounts = accounts
         self._samples = samples
@@ -135,10 +148,24 @@ class QuietAlerts:
         self._runner: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._closed = False
+        # In a group (then `clock` must be time.monotonic, one clock for every process): the shared file,
+        # arrivals not yet noted there, and how far the leader has read the others' arrivals.
+        self._shared = shared
+        self._grace = ARRIVALS_GRACE_SECONDS if shared is not None else 0.0
+        self._unnoted: dict[tuple[str, str | None], tuple[int, float]] = {}
+        self._arrivals_read = 0
+        self._noter: asyncio.Task[None] | None = None
+        self._leading = False  # watching deadlines and delivering: started
 
     # ----- lifecycle -----
 
+    def open(self) -> None:
+        """In every worker of a group: note arrivals in the shared file (the leader reads them)."""
+        if self._shared is not None:
+            self._noter = asyncio.create_task(self._note_arrivals_now_and_then(), name="alert-arrivals")
+
     async def start(self) -> None:
+        """Watch deadlines and deliver: in one worker only (the leader)."""
         # Every socket a delivery opens goes through the destination rule (trust_env=False: no
         # proxy could connect on our behalf to what the rule refuses).
         self._http = aiohttp.ClientSession(
@@ -147,13 +174,18 @@ class QuietAlerts:
             trust_env=False,
             raise_for_status=False,
         )
+        self._leading = True
+        await self._read_arrivals()
         await self.reload()
+        for watches in self._watches.values():  # those a follower knew have no deadline yet
+            for watch in watches.values():
+                self._schedule(watch)
         self._runner = asyncio.create_task(self._run(), name="quiet-alerts")
 
     async def close(self) -> None:
         """Stop watching; notices still being retried are dropped (their row says "retrying")."""
         self._closed = True
-        tasks = [t for t in (self._runner, *self._deliveries) if t is not None]
+        tasks = [t for t in (self._runner, self._noter, *self._deliveries) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -183,22 +215,33 @@ class QuietAlerts:
         for device, time_ns in newest.items():
             self.saw(user, device, time_ns)
 
-    def _saw(self, user: str, device: str | None, newest_ns: int) -> None:
+    def _saw(self, user: str, device: str | None, newest_ns: int, arrived: float | None = None) -> None:
+        """`arrived`: when data arrived at another worker (None: here, now)."""
         if self._closed:
             return
-        now = self._clock()
+        now = self._clock() if arrived is None else arrived
         devices = self._seen.setdefault(user, {})
         seen = devices.get(device)
         if seen is None:
             devices[device] = _Seen(newest_ns, now)
         else:
-            seen.newest_ns, seen.arrived = max(seen.newest_ns, newest_ns), now
+            seen.newest_ns = max(seen.newest_ns, newest_ns)
+            seen.arrived = now if arrived is None else max(now, seen.arrived or now)
+        if self._shared is not None and arrived is None:
+            key = (user, device)
+            noted_ns, _ = self._unnoted.get(key, (newest_ns, now))
+            self._unnoted[key] = (max(noted_ns, newest_ns), now)
         for watch in self._watches.get(user, {}).values():
             if not watch.matches(device):
                 continue
             previous_arrival, previous_sample = watch.arrived, watch.last_sample_ns
+            if arrived is not None and previous_arrival is not None and previous_arrival >= now:
+                watch.last_sample_ns = max(newest_ns, previous_sample or newest_ns)
+                continue  # news from another worker older than what is known: changes nothing
             watch.arrived = now
             watch.last_sample_ns = max(newest_ns, previous_sample or newest_ns)
+            if not self._leading:
+                continue  # the leader fires and delivers; here only what the owner's page shows
             if watch.fired:
                 watch.fired = False
                 silent = self._silence(now, previous_arrival, previous_sample)
@@ -227,6 +270,14 @@ class QuietAlerts:
                 elif newest_ns > seen.newest_ns:
                     seen.newest_ns = newest_ns
             self._seeded.add(user)
+        if self._shared is not None:  # what the other workers of the group committed (noted every second)
+            devices = self._seen.setdefault(user, {})
+            for device, newest_ns in (await self._shared.newest_of(user)).items():
+                seen = devices.get(device)
+                if seen is None:
+                    devices[device] = _Seen(newest_ns)
+                elif newest_ns > seen.newest_ns:
+                    seen.newest_ns = newest_ns
         return {device: seen.newest_ns for device, seen in self._seen.get(user, {}).items()}
 
     # ----- what the owner sees -----
@@ -262,7 +313,9 @@ class QuietAlerts:
                 watch = self._watches.get(record.owner, {}).get(record.device)
                 if watch is None or watch.id != record.id:
                     watch = self._new_watch(record)
-                elif watch.quiet_seconds != record.quiet_seconds or watch.webhook_url != record.webhook_url:
+                if not self._leading:  # fired or not is the leader's to say (in the accounts file)
+                    watch.fired = record.fired_ns is not None
+                if watch.quiet_seconds != record.quiet_seconds or watch.webhook_url != record.webhook_url:
                     watch.webhook_url = record.webhook_url
                     if watch.quiet_seconds != record.quiet_seconds:
                         watch.quiet_seconds = record.quiet_seconds
@@ -278,6 +331,8 @@ class QuietAlerts:
 
     async def refresh(self) -> None:
         """`reload` if anything in the accounts file changed since the last one."""
+        if not self._leading:
+            await self._read_arrivals()  # a follower's page shows what the other workers got too
         if await self._accounts.data_version() != self._version:
             await self.reload()
 
@@ -306,7 +361,7 @@ class QuietAlerts:
 
     def _schedule(self, watch: _Watch) -> None:
         """Make sure the alert has a heap entry no later than its deadline (if it is live)."""
-        if watch.fired or watch.removed or watch.arrived is None:
+        if watch.fired or watch.removed or watch.arrived is None or not self._leading:
             return
         deadline = watch.arrived + watch.quiet_seconds
         if watch.scheduled is not None and watch.scheduled <= deadline:
@@ -320,9 +375,15 @@ class QuietAlerts:
     async def _run(self) -> None:
         check = self._settings.alert_check_seconds
         next_reload = self._clock() + check
+        next_read = self._clock() + ARRIVALS_FLUSH_SECONDS
         while True:
             now = self._clock()
             try:
+                due = bool(self._heap) and self._heap[0][0] + self._grace <= now
+                if self._shared is not None and (now >= next_read or due):
+                    next_read = now + ARRIVALS_FLUSH_SECONDS
+                    await self._read_arrivals()  # before firing: the device may be sending to another worker
+                    now = self._clock()
                 self._fire_due(now)
                 if now >= next_reload:
                     next_reload = now + check
@@ -330,14 +391,16 @@ class QuietAlerts:
             except Exception:  # a bad moment (a locked file, a bug) must not end the watching
                 log.exception("checking gone-quiet alerts failed")
             self._wakeup.clear()
-            wake_at = min(next_reload, self._heap[0][0]) if self._heap else next_reload
+            wake_at = next_reload if self._shared is None else min(next_reload, next_read)
+            if self._heap:
+                wake_at = min(wake_at, self._heap[0][0] + self._grace)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), max(0.0, wake_at - self._clock()))
             except asyncio.TimeoutError:
                 pass
 
     def _fire_due(self, now: float) -> None:
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] + self._grace <= now:
             _deadline, _tie, generation, watch = heapq.heappop(self._heap)
             if generation != watch.generation:
                 continue  # superseded by a newer entry
@@ -349,6 +412,29 @@ class QuietAlerts:
                 continue
             watch.fired = True
             self._notify(watch, QUIET, now - watch.arrived, fired_ns=time.time_ns())
+
+    # ----- arrivals at the other workers of a group -----
+
+    async def _note_arrivals_now_and_then(self) -> None:
+        assert self._shared is not None
+        while True:
+            await asyncio.sleep(ARRIVALS_FLUSH_SECONDS)
+            if not self._unnoted:
+                continue
+            unnoted, self._unnoted = self._unnoted, {}
+            try:
+                await self._shared.note_arrivals([(u, d, ns, at) for (u, d), (ns, at) in unnoted.items()])
+            except sqlite3.Error as exc:  # kept for the next try
+                log.error("noting arrivals for the gone-quiet alerts failed: %s", exc)
+                for key, value in unnoted.items():
+                    self._unnoted.setdefault(key, value)
+
+    async def _read_arrivals(self) -> None:
+        if self._shared is None:
+            return
+        for arrival in await self._shared.arrivals_since(self._arrivals_read):
+            self._arrivals_read = arrival.seq
+            self._saw(arrival.user, arrival.device, arrival.newest_ns, arrival.arrived)
 
     # ----- delivery -----
 

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import AsyncIterator
+import os
+from typing import AsyncIterator, Callable, Hashable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -15,14 +16,16 @@ from aiohttp.typedefs import Middleware
 from passlib.context import CryptContext
 
 from tracker.accounts import Accounts, load_bearer_secret
-from tracker import logs, senders
+from tracker import lineprotocol, logs, senders
 from tracker import browser
 from tracker.alerts import QuietAlerts
 from tracker.appkeys import (
-    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LIVE, LIVE_FEED, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, WEBHOOKS,
+    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LEADERSHIP, LIVE, LIVE_FEED, PEERS, QUERY_WORKERS,
+    RETENTION, SAMPLES, SETTINGS, SHARED_COUNTS, STREAM_PLACES, WEBHOOKS, WORKER,
 )  # fmt: skip
-from tracker.bans import AuthBans
+from tracker.bans import BANS_CHANGED, AuthBans
 from tracker.config import Settings
+from tracker.group import LEADER_RETRY_SECONDS, Leadership, PeerChannel, Worker
 from tracker.http import auth
 from tracker.http.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.http.inflating import InflateBudget
@@ -30,13 +33,17 @@ from tracker.http.responses import InfluxError
 from tracker.influx import query, status, write
 from tracker.influx.errors import Handler, influx_conventions
 from tracker.influx.workers import QueryWorkers
-from tracker.live import LiveHub
+from tracker.live import LiveHub, StreamPlaces
 from tracker.livefeed import JournalFeed
 from tracker.retention import RetentionSweeper
-from tracker.storage import AccountStore, JournalReader, SampleStore
+from tracker.storage import AccountStore, JournalReader, SampleStore, settle_writer
+from tracker.storage.shared import SharedCounts
 from tracker.webhooks import WebhookDestinations
 
 log = logging.getLogger("tracker")
+
+# What a worker tells the others after a commit of its own: read the journal now.
+JOURNAL_COMMITTED = b"journal"
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -97,8 +104,11 @@ async def body_deadline(request: web.Request, handler: Handler) -> web.StreamRes
         timer.cancel()
 
 
-def create_app(settings: Settings, *, password_context: CryptContext | None = None) -> web.Application:
-    """The application; `password_context` replaces the strong default hashing (tests only)."""
+def create_app(
+    settings: Settings, *, password_context: CryptContext | None = None, worker: Worker | None = None
+) -> web.Application:
+    """The application; `password_context` replaces the strong default hashing (tests only); `worker`:
+    its place in a group of workers (README "Workers"), None for a server of its own."""
     # Middleware, outermost first:
     #   1. influx_conventions: InfluxDB's headers and error form wrap every answer, even an inner bug's.
     #   2. forwarded (only with trusted proxies): from here on request.remote is the client's address
@@ -129,6 +139,9 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
         },
     )
     app[SETTINGS] = settings
+    app[WORKER] = worker = worker or Worker.sole(settings.data_dir)
+    app[LEADERSHIP] = Leadership.of(worker)
+    app[PEERS] = PeerChannel(worker)
     app[INFLATE_BUDGET] = InflateBudget(settings.max_inflight_decompressed)
     app[BANS] = AuthBans(
         max_failures=settings.max_auth_failures,
@@ -137,6 +150,7 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
     )
     # Where alert webhooks may go: asked when an alert is set and by every delivery's connection.
     app[WEBHOOKS] = WebhookDestinations(allow_private=settings.webhook_allow_private)
+    app.cleanup_ctx.append(_group)
     app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_query_workers)
     app.cleanup_ctx.append(_live)
@@ -160,16 +174,57 @@ def create_app(settings: Settings, *, password_context: CryptContext | None = No
     return app
 
 
+async def _group(app: web.Application) -> AsyncIterator[None]:
+    """A group's worker: its channel to the others, the shared counts (bans, stream places, arrivals)
+    and the try for the leader lease. With one worker: a leader from the start, nothing else."""
+    worker, peers, leadership, bans = app[WORKER], app[PEERS], app[LEADERSHIP], app[BANS]
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(leadership.run(), name="leadership")]
+    shared: SharedCounts | None = None
+    if worker.grouped:
+        peers.open()
+        shared = app[SHARED_COUNTS] = await SharedCounts.open(worker.run_dir, worker.index)
+        bans.count_with(shared, peers.notify)
+        reload_bans = asyncio.Event()
+        peers.on_message(lambda payload: reload_bans.set() if payload == BANS_CHANGED else None)
+
+        async def follow_group_bans() -> None:
+            while True:  # on a datagram, and every few seconds in case one was lost
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(reload_bans.wait(), LEADER_RETRY_SECONDS)
+                reload_bans.clear()
+                try:
+                    await bans.reload_group_bans()
+                except Exception:
+                    log.exception("reading the other workers' bans failed")
+
+        tasks.append(asyncio.create_task(follow_group_bans(), name="group-bans"))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        leadership.close()
+        peers.close()
+        if shared is not None:
+            await shared.close()
+
+
 async def _stores(app: web.Application, password_context: CryptContext | None) -> AsyncIterator[None]:
     """Open the account store and the per-user sample files' manager; close both cleanly on shutdown."""
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     bearer_secret = load_bearer_secret(settings.data_dir)  # before anything opens: it may refuse to start
     account_store = await AccountStore.open(settings.data_dir)
+    worker = app[WORKER]
+    if worker.grouped:
+        # A worker restarted while the others serve: make its predecessor's journal entries durable
+        # without re-applying them (the group's supervisor recovered the journal once, at start).
+        await asyncio.to_thread(settle_writer, settings.data_dir, worker.journal_key, settings.sqlite_synchronous)
     samples = SampleStore(
         settings.data_dir,
         synchronous=settings.sqlite_synchronous,
-        writer_key=settings.journal_writer_key,
+        writer_key=worker.journal_key,
         checkpoint_seconds=settings.journal_checkpoint_seconds,
         keep_seconds=settings.journal_keep_seconds,
         column_cache_bytes=settings.column_cache_mb << 20,
@@ -217,7 +272,17 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     feed = JournalFeed(hub, reader)
     await feed.start()
     app[LIVE_FEED] = feed
-    app[SAMPLES].commit_listeners.append(feed.wake)
+    # A local commit wakes this feed at once and the other workers' feeds by a datagram; theirs wake
+    # ours the same way. A datagram only wakes (anyone local could send one), the feed reads the journal.
+    peers = app[PEERS]
+
+    def committed(newest_id: int) -> None:
+        feed.wake(newest_id)
+        peers.notify(JOURNAL_COMMITTED)
+
+    app[SAMPLES].commit_listeners.append(committed)
+    peers.on_message(lambda payload: feed.wake() if payload == JOURNAL_COMMITTED else None)
+    places = app[STREAM_PLACES] = StreamPlaces(hub, app.get(SHARED_COUNTS))
 
     async def sweep() -> None:
         while True:
@@ -233,15 +298,24 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)
-        app[SAMPLES].commit_listeners.remove(feed.wake)
+        app[SAMPLES].commit_listeners.remove(committed)
         await reader.close()
+        await places.close()
 
 
 async def _retention(app: web.Application) -> AsyncIterator[None]:
     """The sweep that removes samples older than their user's retention; stopped before the stores close."""
-    sweeper = RetentionSweeper(app[SAMPLES], app[ACCOUNTS])
+    samples = app[SAMPLES]
+    writes_to = _writes_in_group(samples) if app[WORKER].grouped else None
+    sweeper = RetentionSweeper(samples, app[ACCOUNTS], writes_to=writes_to)
     app[RETENTION] = sweeper
-    task = asyncio.create_task(sweeper.run(app[SETTINGS].retention_check_seconds))
+    leadership = app[LEADERSHIP]
+
+    async def sweep_while_leading() -> None:
+        await leadership.acquired()  # in one worker of a group only
+        await sweeper.run(app[SETTINGS].retention_check_seconds)
+
+    task = asyncio.create_task(sweep_while_leading())
     try:
         yield
     finally:
@@ -249,19 +323,49 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
+def _writes_in_group(samples: SampleStore) -> Callable[[str], Hashable]:
+    """What changes whenever a user's file is written by any worker: other workers' commits are not
+    counted here, but they change the file's -wal (size, mtime)."""
+
+    def writes_to(user: str) -> tuple[int, tuple[int, int] | None]:
+        try:
+            wal = os.stat(f"{samples.path_for(user)}-wal")
+        except OSError:
+            return samples.writes_to(user), None
+        return samples.writes_to(user), (wal.st_size, wal.st_mtime_ns)
+
+    return writes_to
+
+
 async def _alerts(app: web.Application) -> AsyncIterator[None]:
     """Gone-quiet alerts: their deadline watcher and webhook deliveries, stopped before the stores close."""
-    alerts = QuietAlerts(app[ACCOUNTS], app[SAMPLES], app[SETTINGS], app[WEBHOOKS])
-    await alerts.start()
+    alerts = QuietAlerts(app[ACCOUNTS], app[SAMPLES], app[SETTINGS], app[WEBHOOKS], shared=app.get(SHARED_COUNTS))
+    alerts.open()
+    leadership = app[LEADERSHIP]
+    leading: asyncio.Task[None] | None = None
+    if leadership.is_leader:  # a server of its own: watching before the first request
+        await alerts.start()
+    else:  # the deadlines and webhooks run in the group's leader only
+
+        async def start_when_leading() -> None:
+            await leadership.acquired()
+            await alerts.start()
+
+        leading = asyncio.create_task(start_when_leading())
     app[ALERTS] = alerts
     try:
         yield
     finally:
+        if leading is not None:
+            leading.cancel()
+            await asyncio.gather(leading, return_exceptions=True)
         await alerts.close()
 
 
 async def _token_use(app: web.Application) -> AsyncIterator[None]:
-    """Device tokens' last-used and last-sample times: kept in memory, written every few seconds and at shutdown."""
+    """Device tokens' last-used and last-sample times: kept in memory, written every few seconds and at shutdown.
+
+    In every worker of a group: each holds the uses it saw, and the write only moves times forward."""
     accounts, every = app[ACCOUNTS], app[SETTINGS].token_use_flush_seconds
 
     async def flush() -> None:
@@ -304,18 +408,26 @@ class _OneLineBadRequests(logging.Filter):
         return True
 
 
-def run(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM; aiohttp then runs the cleanup contexts, closing every file."""
-    logs.configure(settings.log_level)
+def run(settings: Settings, worker: Worker | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; aiohttp then runs the cleanup contexts, closing every file.
+
+    `worker`: one of a group sharing the port (SO_REUSEPORT), started by tracker.supervisor."""
+    logs.configure(settings.log_level, worker.name if worker is not None else "")
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     loop = _new_event_loop()
-    log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
+    if worker is None:
+        log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
+    else:
+        log.info("serving http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
+    if worker is None or worker.index == 0:
+        log.info("line protocol parser: %s", lineprotocol.IMPLEMENTATION)
     web.run_app(
-        create_app(settings),
+        create_app(settings, worker=worker),
         host=settings.host,
         port=settings.port,
         print=None,
         loop=loop,
+        reuse_port=worker is not None,
     )
 
 

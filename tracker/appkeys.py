@@ -8,12 +8,14 @@ from tracker.accounts import Accounts
 from tracker.bans import AuthBans
 from tracker.alerts import QuietAlerts
 from tracker.config import Settings
+from tracker.group import Leadership, PeerChannel, Worker
 from tracker.influx.workers import QueryWorkers
 from tracker.http.inflating import InflateBudget, InflateLease
-from tracker.live import LiveHub
+from tracker.live import LiveHub, StreamPlaces
 from tracker.livefeed import JournalFeed
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
+from tracker.storage.shared import SharedCounts
 from tracker.webhooks import WebhookDestinations
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -27,6 +29,13 @@ BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)
 QUERY_WORKERS = web.AppKey("query_workers", QueryWorkers)
 WEBHOOKS = web.AppKey("webhooks", WebhookDestinations)
+# The worker processes of one `serve --workers N` (README "Workers"); with one worker: WORKER.count 1,
+# a leadership held from the start, a channel that sends nothing, no SHARED_COUNTS.
+WORKER = web.AppKey("worker", Worker)
+LEADERSHIP = web.AppKey("leadership", Leadership)
+PEERS = web.AppKey("peers", PeerChannel)
+SHARED_COUNTS = web.AppKey("shared_counts", SharedCounts)
+STREAM_PLACES = web.AppKey("stream_places", StreamPlaces)
 INFLATE_BUDGET = web.AppKey("inflate_budget", InflateBudget)
 # The request's share of INFLATE_BUDGET: set by the app's middleware, given back when the request is done.
 INFLATE_LEASE = web.RequestKey("inflate_lease", InflateLease)

@@ -14,22 +14,34 @@ address, signing in at once with right passwords, are checked side by side.
 IPv6 clients are counted per /64, the block one phone or one home usually has. All state is in
 memory and bounded: at most `max_addresses` addresses counting failures and as many banned; past
 that the oldest are forgotten.
+
+Several workers (README "Workers") count together: each failure is also counted in the group's
+shared file (storage/shared.py), which bans an address once the group's failures reach the limit;
+the worker that banned tells the others (a BANS_CHANGED datagram), and every worker also reloads
+the group's bans every few seconds in case a datagram was lost. A success costs nothing more unless
+its address has failures counted; only then are that user's failures there cleared in the file too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import math
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from tracker.storage.shared import SharedCounts
 
 log = logging.getLogger(__name__)
 
 MAX_ADDRESSES = 10_000
+BANS_CHANGED = b"bans"  # the datagram that tells the other workers to reload the group's bans
 V = TypeVar("V")
 
 
@@ -84,6 +96,16 @@ class AuthBans:
         self._failures: OrderedDict[str, deque[tuple[float, int]]] = OrderedDict()
         self._banned: OrderedDict[str, float] = OrderedDict()  # key -> ban end; oldest ban first
         self._gates: dict[str, _Gate] = {}
+        # Counting with the other workers of a group (then `clock` must be time.monotonic, one clock
+        # for every process): the shared file, how to tell the others, and the addresses with
+        # failures counted anywhere in the group as of the last reload.
+        self._shared: SharedCounts | None = None
+        self._notify: Callable[[bytes], None] | None = None
+        self._failing_in_group: set[str] = set()
+
+    def count_with(self, shared: SharedCounts, notify: Callable[[bytes], None]) -> None:
+        """Count with the other workers of a group: in `shared`, telling them through `notify`."""
+        self._shared, self._notify = shared, notify
 
     def __len__(self) -> int:
         """Addresses remembered: counting failures or banned."""
@@ -113,6 +135,8 @@ class AuthBans:
             ok: bool | None = None
             try:
                 ok = await check()
+                if self._shared is not None:
+                    await self._count_in_group(key, user, ok)
                 return ok
             finally:
                 gate.running -= 1
@@ -126,6 +150,40 @@ class AuthBans:
             gate.users -= 1
             if gate.users == 0:
                 del self._gates[key]
+
+    async def _count_in_group(self, key: str, user: str, ok: bool) -> None:
+        assert self._shared is not None
+        digest = hashlib.blake2b(user.encode(), digest_size=8).hexdigest()  # hash() differs per process
+        try:
+            if not ok:
+                until = await self._shared.record_failure(
+                    key, digest, self._clock(), self.window_seconds, self.max_failures, self.ban_seconds
+                )
+                self._failing_in_group.add(key)
+                if until is not None:
+                    self._ban_until(key, until)
+                    log.warning("%s banned for %.0f s after %d failed sign-ins within %.0f s, counted over all workers",
+                                key, self.ban_seconds, self.max_failures, self.window_seconds)  # fmt: skip
+                if self._notify is not None:
+                    self._notify(BANS_CHANGED)
+            elif key in self._failing_in_group or key in self._failures:
+                await self._shared.clear_failures(key, digest)
+        except sqlite3.Error as exc:  # this worker's own count still holds
+            log.error("counting a sign-in of %s with the other workers failed: %s", key, exc)
+
+    async def reload_group_bans(self) -> None:
+        """Take in the bans the other workers made, and which addresses have failures counted."""
+        if self._shared is None:
+            return
+        banned, self._failing_in_group = await self._shared.bans(self._clock())
+        for key, until in banned.items():
+            self._ban_until(key, until)
+
+    def _ban_until(self, key: str, until: float) -> None:
+        if self._banned.get(key, 0.0) < until:
+            self._banned.pop(key, None)
+            self._banned[key] = until
+            self._forget_oldest(self._banned)
 
     def retry_after(self, address: str) -> int | None:
         """Seconds left of the address's ban, or None if it is not banned."""

@@ -215,7 +215,10 @@ def cli() -> None:
 
 @cli.command()
 @_serve_options
-def serve(**flags: Any) -> None:
+# Given by the supervisor to the workers it starts (README "Workers"), never by people.
+@click.option("--worker-index", "worker_index", type=int, default=None, hidden=True)
+@click.option("--supervisor-pid", "supervisor_pid", type=int, default=None, hidden=True)
+def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) -> None:
     """Run the HTTP server until interrupted (Ctrl-C or SIGTERM).
 
     Flags override TRACKER_* environment variables, which override the defaults.
@@ -226,13 +229,22 @@ def serve(**flags: Any) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
+    from tracker import logs
     from tracker.app import run  # imported here: the account commands need none of the server
-    from tracker.storage import recover
+    from tracker.group import Worker
+    from tracker.supervisor import die_with_supervisor, recover_journal, supervise
 
     try:
-        # Before serving: what a crash or power loss took from the user files is in the journal.
-        recover(settings.data_dir, settings.sqlite_synchronous)
-        run(settings)
+        if worker_index is not None:  # one worker of a group
+            if supervisor_pid is not None:
+                die_with_supervisor(supervisor_pid)
+            run(settings, Worker(settings.data_dir, worker_index, settings.worker_count))
+        elif settings.worker_count > 1:
+            logs.configure(settings.log_level, "supervisor")
+            sys.exit(supervise(settings, sys.argv[1:]))
+        else:
+            recover_journal(settings)  # what a group's supervisor runs once, before serving
+            run(settings)
     except EXPECTED_ERRORS as exc:  # e.g. the port is taken, the data folder is not writable
         raise click.ClickException(_one_line(exc)) from None
 

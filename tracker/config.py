@@ -11,6 +11,7 @@ from typing import Any, Mapping, get_type_hints
 from tracker.retention import parse_retention
 
 ENV_PREFIX = "TRACKER_"
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,9 @@ class Settings:
     # so that two bodies at the limit (a backfill, say) go side by side while bombs wait or get 503.
     max_inflight_decompressed: int = 500_000_000
     log_level: str = "info"
+    # Worker processes serving one port (SO_REUSEPORT) and one data folder: a number, or "auto" for
+    # the CPUs this process may use. 1: one process, no supervisor (README "Workers").
+    workers: str = "1"
     # How long a successful password check is remembered; a changed password still takes effect at once.
     auth_cache_seconds: float = 300.0
     # How long a bearer token from POST /auth stays valid.
@@ -38,8 +42,6 @@ class Settings:
     # long durable entries stay in the journal (the live view resumes from them).
     journal_checkpoint_seconds: float = 1.0
     journal_keep_seconds: float = 60.0
-    # This process's name in the journal: each worker process on one data folder needs its own.
-    journal_writer_key: str = "worker-0"
     # How long samples are kept unless a user has a retention of their own (InfluxDB durations: 8h,
     # 90m, 7d, 2w; "inf" or "0" = forever), and how often the background sweep looks for older ones.
     retention: str = "inf"
@@ -132,6 +134,7 @@ class Settings:
             raise ValueError("max decompressed size must be at least the max body size")
         if self.max_inflight_decompressed < self.max_decompressed_size:
             raise ValueError("max inflight decompressed must be at least the max decompressed size")
+        self.worker_count  # raises ValueError with the rule
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
@@ -189,6 +192,16 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     @property
+    def worker_count(self) -> int:
+        """How many worker processes `workers` asks for ("auto": the CPUs this process may run on)."""
+        text = self.workers.strip().lower()
+        if text == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+            raise ValueError(f"workers must be auto or 1..{MAX_WORKERS}, got {self.workers!r}")
+        return int(text)
+
+    @property
     def retention_ns(self) -> int:
         """The default retention in ns; 0 = keep everything."""
         return parse_retention(self.retention)
@@ -207,6 +220,10 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     ("data_dir", "--data-dir", "Data folder.", {}),
     ("max_body_size", "--max-body-size", "Largest accepted request body in bytes.", {}),
     ("log_level", "--log-level", "Logging level.", {"choices": ("debug", "info", "warning", "error")}),
+    (
+        "workers", "--workers", "Worker processes sharing the port and data folder; auto: one per CPU.",
+        {"metavar": "N|auto"},
+    ),
     ("tile_url", "--tile-url", "Map tile URL template.", {}),
     ("tile_attribution", "--tile-attribution", "Credit shown on the map.", {}),
     ("public_url", "--public-url", "How others reach this server, for share links.", {"default": "http://HOST:PORT"}),

@@ -33,6 +33,7 @@ from typing import Awaitable, Callable, Hashable, Iterable, Mapping, Protocol, S
 
 import orjson
 
+from tracker.storage.shared import SharedCounts, StreamCounts
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
@@ -322,29 +323,38 @@ class LiveHub:
         return subscription, last_event_id or current
 
     def _check_limits(self, user: str, channel: _Channel, viewer: Viewer) -> None:
-        """TooManyStreams naming the first limit the new stream would pass."""
-        if self._streams >= self.max_streams:
+        link = self._per_link.get(viewer.link_id, 0) if viewer.link_id is not None else 0
+        counts = StreamCounts(
+            self._streams, len(channel.subscribers), self._anonymous, channel.anonymous,
+            self._per_address.get(viewer.address, 0), link,
+        )  # fmt: skip
+        self.check_limits(counts, user, viewer)
+
+    def check_limits(self, counts: StreamCounts, user: str, viewer: Viewer) -> None:
+        """TooManyStreams naming the first limit a new stream would pass, given the open streams
+        `counts` (this hub's own, or a whole group's: StreamPlaces)."""
+        if counts.total >= self.max_streams:
             raise TooManyStreams(f"too many live streams on this server (limit {self.max_streams}); try again later")
-        if len(channel.subscribers) >= self.max_streams_per_user:
+        if counts.of_user >= self.max_streams_per_user:
             raise TooManyStreams(f"too many live viewers of {user} (limit {self.max_streams_per_user}); try again later")
         if viewer.signed_in:
             return
-        if self._anonymous >= self.max_streams - self.reserved_streams:
+        if counts.anonymous >= self.max_streams - self.reserved_streams:
             raise TooManyStreams(
                 f"too many live viewers without sign-in on this server (limit {self.max_streams - self.reserved_streams}; "
                 f"{self.reserved_streams} more are kept for signed-in viewers); try again later"
             )
-        if channel.anonymous >= self.max_streams_per_user - self.reserved_streams:
+        if counts.anonymous_of_user >= self.max_streams_per_user - self.reserved_streams:
             raise TooManyStreams(
                 f"too many live viewers of {user} without sign-in (limit {self.max_streams_per_user - self.reserved_streams}; "
                 f"{self.reserved_streams} more are kept for {user} and signed-in readers); try again later"
             )
-        if self._per_address.get(viewer.address, 0) >= self.max_streams_per_address:
+        if counts.of_address >= self.max_streams_per_address:
             raise TooManyStreams(
                 f"too many live streams from this address (limit {self.max_streams_per_address}); "
                 "close some and try again later"
             )
-        if viewer.link_id is not None and self._per_link.get(viewer.link_id, 0) >= self.max_streams_per_link:
+        if viewer.link_id is not None and counts.of_link >= self.max_streams_per_link:
             raise TooManyStreams(
                 f"too many live streams on this share link (limit {self.max_streams_per_link}); try again later"
             )
@@ -451,3 +461,62 @@ def _add(counts: dict[K, int], key: K, step: int) -> None:
         counts[key] = value
     else:
         counts.pop(key, None)
+
+
+class Place:
+    """A stream's place in the group's counts; give it back (`release`, or `with`) when the stream ends."""
+
+    def __init__(self, places: StreamPlaces | None = None, place_id: int | None = None) -> None:
+        self._places = places
+        self._id = place_id
+
+    def __enter__(self) -> Place:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        places, place_id, self._places = self._places, self._id, None
+        if places is not None and place_id is not None:
+            places._give_back(place_id)
+
+
+class StreamPlaces:
+    """Stream limits counted across the workers of a group, before the hub's own (per-process) check.
+
+    With one worker (`shared` None) a place is free: the hub's counts are the server's. With several,
+    opening a stream counts the group's open streams and takes a place in one transaction of the
+    shared file (a rare event, so it may cost a write); the place goes back when the stream ends, and a
+    worker that died holds none once it is restarted (storage/shared.py).
+    """
+
+    def __init__(self, hub: LiveHub, shared: SharedCounts | None) -> None:
+        self._hub = hub
+        self._shared = shared
+        self._giving_back: set[asyncio.Task[None]] = set()
+
+    async def take(self, user: str, viewer: Viewer) -> Place:
+        """A place for a new stream of `viewer` watching `user`; TooManyStreams past any limit."""
+        if self._shared is None:
+            return Place()
+        place_id = await self._shared.count_and_take(
+            user, viewer.signed_in, viewer.address, viewer.link_id,
+            lambda counts: self._hub.check_limits(counts, user, viewer),
+        )  # fmt: skip
+        return Place(self, place_id)
+
+    def _give_back(self, place_id: int) -> None:
+        assert self._shared is not None
+        task = asyncio.create_task(self._shared.give_back(place_id))
+        self._giving_back.add(task)
+        task.add_done_callback(self._gave_back)
+
+    def _gave_back(self, task: asyncio.Task[None]) -> None:
+        self._giving_back.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("giving back a live stream's place failed: %s", task.exception())
+
+    async def close(self) -> None:
+        """Wait for the places being given back (the shared file closes next)."""
+        await asyncio.gather(*self._giving_back, return_exceptions=True)

@@ -35,9 +35,10 @@ class BufferedHandler(logging.handlers.MemoryHandler):
         super().close()
 
 
-def configure(level: str) -> None:
-    """Log to stderr at `level` (debug, info, warning, error); access lines go out in bulk."""
-    logging.basicConfig(level=level.upper(), format=FORMAT)
+def configure(level: str, who: str = "") -> None:
+    """Log to stderr at `level` (debug, info, warning, error); access lines go out in bulk. In a group
+    of workers each line says who wrote it (`who`: "supervisor", "worker 1")."""
+    logging.basicConfig(level=level.upper(), format=FORMAT.replace("%(name)s", f"{who} %(name)s") if who else FORMAT)
     root_handlers = logging.getLogger().handlers
     if not root_handlers:
         return

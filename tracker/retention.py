@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Hashable
 
 from tracker.rules import parse_duration
 
@@ -123,7 +123,7 @@ class _Seen:
     """What the last look at a user's file found."""
 
     retention_ns: int
-    writes: int  # SampleStore.writes_to(user) at that look
+    writes: Hashable  # the sweeper's `writes_to(user)` at that look
     due_ns: int | None  # when the oldest sample left expires; None: no samples left
     checked_at: int  # sweep number of that look, for least-recently-checked order
 
@@ -144,8 +144,12 @@ class RetentionSweeper:
         rows_per_batch: int = ROWS_PER_BATCH,
         files_per_cycle: int = FILES_PER_CYCLE,
         clock: Callable[[], int] = time.time_ns,
+        writes_to: Callable[[str], Hashable] | None = None,
     ) -> None:
         self._samples = samples
+        # What changes whenever a user's file is written: this process's write count; in a group of
+        # workers also the file's own signature, as the others write it too (see app._retention).
+        self._writes_to = writes_to if writes_to is not None else samples.writes_to
         self._accounts = accounts
         self.rows_per_batch = rows_per_batch
         self.files_per_cycle = files_per_cycle
@@ -185,7 +189,7 @@ class RetentionSweeper:
             except Exception as exc:  # one bad file (e.g. a newer schema) must not stop the others
                 log.warning("retention: could not remove old samples of %s: %s", user, exc)
                 # Due again at once, but behind every file not tried as recently.
-                self._seen[user] = _Seen(retention[user], self._samples.writes_to(user), now, self._sweeps)
+                self._seen[user] = _Seen(retention[user], self._writes_to(user), now, self._sweeps)
                 continue
             if removal.removed:
                 removals.append(removal)
@@ -193,13 +197,13 @@ class RetentionSweeper:
 
     def _may_have_expired(self, user: str, retention_ns: int, now: int) -> bool:
         seen = self._seen.get(user)
-        if seen is None or seen.retention_ns != retention_ns or seen.writes != self._samples.writes_to(user):
+        if seen is None or seen.retention_ns != retention_ns or seen.writes != self._writes_to(user):
             return True
         return seen.due_ns is not None and seen.due_ns <= now
 
     async def sweep_user(self, user: str, retention_ns: int) -> Removal:
         """Remove every sample of `user` older than now - retention, a batch per transaction."""
-        writes = self._samples.writes_to(user)  # before the first batch: a write during the sweep counts as new
+        writes = self._writes_to(user)  # before the first batch: a write during the sweep counts as new
         cutoff = self._clock() - retention_ns
         removed = batches = 0
         while True:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tracker import storage, vocabulary
 from tracker.accounts import InvalidUsername, WatchRight, validate_username
-from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES, SETTINGS, STREAM_PLACES
 from tracker.bans import address_key
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import SESSION_COOKIE
@@ -124,12 +124,19 @@ async def watch_events(request: web.Request) -> web.StreamResponse:
     # window's last_event_id in the query (EventSource cannot set headers).
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
     try:
-        subscription, start_id = await hub.subscribe_from(owner, last_event_id, viewer=viewer)
+        # The limits across every worker first (a no-op with one worker), then this hub's own.
+        place = await request.app[STREAM_PLACES].take(owner, viewer)
     except TooManyStreams as exc:
         raise Refused(429, str(exc), {"Retry-After": "30"}) from None
+    try:
+        subscription, start_id = await hub.subscribe_from(owner, last_event_id, viewer=viewer)
+    except TooManyStreams as exc:
+        place.release()
+        raise Refused(429, str(exc), {"Retry-After": "30"}) from None
     except HubClosed:
+        place.release()
         raise Refused(503, "the server is shutting down") from None
-    with subscription:
+    with place, subscription:
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
