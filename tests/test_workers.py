@@ -70,6 +70,12 @@ def workers_seen(server: TrackerProcess, what: str) -> set[str]:
     }
 
 
+async def logged_by_both(server: TrackerProcess, what: str) -> None:
+    """Both workers logged a request line containing `what` (access lines are written in bulk, at
+    least twice a second: wait for them)."""
+    await wait_for(lambda: workers_seen(server, what) == {"worker 0", "worker 1"}, f"both workers logged {what!r}")
+
+
 async def both_serving(server: TrackerProcess) -> None:
     """Wait until each worker answered a /ping (a worker's process runs before its socket listens)."""
     await wait_for(lambda: len(server.worker_pids()) == 2, "two workers running")
@@ -130,7 +136,7 @@ async def test_both_workers_answer_and_every_write_lands(group: TrackerProcess) 
             *(write(session, group.url, f"samples hr_bpm={100 + i} {T0 + i}") for i in range(60))
         )
     assert statuses == [204] * 60
-    assert workers_seen(group, "POST /write 204") == {"worker 0", "worker 1"}
+    await logged_by_both(group, "POST /write 204")
     assert await stored_times(group.url) == {T0 + i: 100.0 + i for i in range(60)}
 
 
@@ -227,7 +233,7 @@ async def test_failed_sign_ins_are_counted_across_workers(tmp_path: Path) -> Non
             return statuses == [429] * 10
 
         await wait_for(banned_everywhere, "the right password refused (429) by both workers")
-        assert workers_seen(group, "POST /write 429") == {"worker 0", "worker 1"}
+        await logged_by_both(group, "POST /write 429")
 
 
 async def open_stream(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
@@ -246,7 +252,7 @@ async def test_live_streams_per_address_are_counted_across_workers(tmp_path: Pat
         assert [r.status for r in refused] == [429] * 8, "a third stream from one address opened"
         for response in refused:
             response.release()
-        assert workers_seen(group, "/events 429") == {"worker 0", "worker 1"}
+        await logged_by_both(group, "/events 429")
         for response in held:
             response.close()  # the viewer goes away: its places come back
 
@@ -305,7 +311,7 @@ async def test_a_gone_quiet_alert_fires_once_and_not_while_another_worker_gets_d
             for i in range(25):
                 assert await write(session, server.url, f"samples hr_bpm=1 {time.time_ns()}") == 204
                 await asyncio.sleep(0.2)
-            assert workers_seen(server, "POST /write 204") == {"worker 0", "worker 1"}
+            await logged_by_both(server, "POST /write 204")
             assert notices == [], "an alert fired while data kept arriving at another worker"
             await wait_for(lambda: len(notices) >= 1, "the quiet notice")
             await asyncio.sleep(4)  # time enough for a second worker's duplicate
@@ -367,7 +373,7 @@ async def test_cli_beside_a_running_group_reaches_both_workers(tmp_path: Path) -
         # The accounts file's data_version moves with another process's commit: no message needed.
         assert await statuses(bob) == [401] * 10
         assert await statuses(basic("bob", "another-pw")) == [204] * 10
-        assert workers_seen(group, "POST /write 401") == {"worker 0", "worker 1"}
+        await logged_by_both(group, "POST /write 401")
 
 
 @slow
@@ -378,7 +384,7 @@ async def test_two_workers_writing_one_series_merge_by_one_rule(group: TrackerPr
         bodies = ["\n".join(f"samples hr_bpm={r} {T0 + t}" for t in range(20)) for r in range(1, 41)]
         statuses = await asyncio.gather(*(write(session, group.url, body) for body in bodies))
     assert statuses == [204] * 40
-    assert workers_seen(group, "POST /write 204") == {"worker 0", "worker 1"}
+    await logged_by_both(group, "POST /write 204")
     stored = await stored_times(group.url)
     assert sorted(stored) == [T0 + t for t in range(20)]
     assert all(1 <= value <= 40 for value in stored.values())
@@ -399,7 +405,7 @@ async def test_devices_last_seen_follow_writes_to_either_worker(group: TrackerPr
         assert await devices_everywhere() == [[]] * 8  # both workers looked (and found nothing yet)
         for i in range(20):
             assert await write(session, group.url, f"samples,device=phone hr_bpm=1 {T0 + i}") == 204
-        assert workers_seen(group, "POST /write 204") == {"worker 0", "worker 1"}
+        await logged_by_both(group, "POST /write 204")
         newest = [{"device": "phone", "last_sample_ns": T0 + 19}]
 
         async def both_know() -> bool:
@@ -439,7 +445,7 @@ async def test_the_owners_page_shows_an_alerts_state_from_either_worker(tmp_path
 
         await wait_for(quiet_everywhere, "both workers showing the alert quiet")
         assert await states() + await states() == ["quiet"] * 16
-        assert workers_seen(group, "GET /api/alerts 200") == {"worker 0", "worker 1"}
+        await logged_by_both(group, "GET /api/alerts 200")
 
 
 async def test_peer_channel_carries_datagrams_between_workers(tmp_path: Path) -> None:
