@@ -9,6 +9,7 @@ add flags and TRACKER_* variables (the developer's own TRACKER_* variables never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import signal
@@ -131,11 +132,19 @@ class TrackerProcess:
         return children_of(self.process.pid)
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, exactly like a crash or a power cut for the process."""
+        """SIGKILL: no shutdown code runs, exactly like a crash or a power cut for the process. With
+        workers, the whole group at once: every worker, then the supervisor, without a pause."""
         assert self.process is not None
+        workers = children_of(self.process.pid)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
         self.process = None
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)  # gone (reaped by init) before anything starts on the folder again
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM and a clean exit (every file closed)."""
