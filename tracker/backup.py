@@ -24,6 +24,7 @@ from tracker.accounts import BEARER_SECRET_FILE, InvalidSecretFile, read_bearer_
 from tracker.group import RUN_DIR
 from tracker.rules import iso_time
 from tracker.storage import ACCOUNT_MIGRATIONS, ACCOUNTS_FILE, JOURNAL_FILE, SAMPLE_MIGRATIONS, USERS_DIR
+from tracker.storage.journal import COMMIT_LOCK_FILE
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -56,8 +57,8 @@ def scan(folder: Path) -> Layout:
             databases.append(ACCOUNTS_FILE)
         elif entry.name == BEARER_SECRET_FILE and entry.is_file():
             has_bearer_secret = True
-        elif entry.name == JOURNAL_FILE and entry.is_file():
-            # The write journal: its entries are in the user files once the server stopped cleanly
+        elif entry.name in (JOURNAL_FILE, COMMIT_LOCK_FILE) and entry.is_file():
+            # The write journal (and its commit lock): its entries are in the user files once the server stopped cleanly
             # (or ran recovery), so it is neither backed up nor restored.
             continue
         elif entry.name == USERS_DIR and entry.is_dir():

@@ -14,6 +14,7 @@ its resume buffer).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import marshal
 import os
@@ -54,6 +55,40 @@ def decode_points(blob: bytes) -> list[JournalPoint]:
 
 def journal_path(data_dir: Path) -> Path:
     return Path(data_dir) / JOURNAL_FILE
+
+
+# Beside the journal: the lock that lets one process at a time commit a group (see CommitLock).
+COMMIT_LOCK_FILE = "journal.lock"
+
+
+class CommitLock:
+    """One group commit at a time across every process on the data folder (the workers of a group).
+
+    A group holds write locks on several user files and then the journal's; two processes doing that
+    at once would meet in SQLite's busy handler, which sleeps and polls (up to 100 ms a try) and
+    measured at two workers a p99 of two seconds. An flock queues them in the kernel instead: the next
+    group starts the moment the last one ends. Uncontended (one process) it costs two system calls.
+    The kernel drops the lock of a process that dies."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._path = Path(data_dir) / COMMIT_LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> CommitLock:
+        if self._fd is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def open_journal(data_dir: Path, synchronous: str = "FULL", **options: Any) -> sqlite3.Connection:

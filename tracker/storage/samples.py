@@ -24,7 +24,7 @@ from tracker.storage.connection import (
 )
 from tracker.storage.column_cache import BlockCache
 from tracker.storage.journal import (
-    append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
+    CommitLock, append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
     fsync_path, journal_path, open_journal, register_writer,
 )
 from tracker.storage.schema import SAMPLE_MIGRATIONS
@@ -316,6 +316,7 @@ class _Writer:
         # In the thread only:
         self._open: OrderedDict[str, _Open] = OrderedDict()  # least recently used first
         self._journal: sqlite3.Connection | None = None
+        self._commit_lock = CommitLock(store.data_dir)  # held for each group, job and file checkpoint
         self.journal_synchronous: int | None = None  # as the journal connection reports it (tests)
         self._touched: set[Path] = set()  # user files committed to since the last checkpoint
         self._applied_through = 0  # the newest journal id of ours whose batch is in its user file
@@ -399,7 +400,8 @@ class _Writer:
                 batches = [item for item in items if isinstance(item, _Batch)]
                 if batches:
                     try:
-                        results, journal_commits, user_commits = self._commit_group(batches)
+                        with self._commit_lock:
+                            results, journal_commits, user_commits = self._commit_group(batches)
                     except Exception as error:  # a bug, not the disk: fail this group, keep the thread
                         _log.exception("committing a group of writes failed")
                         for user, handle in list(self._open.items()):
@@ -408,7 +410,8 @@ class _Writer:
                         results, journal_commits, user_commits = [error] * len(batches), 0, 0
                     self._call_loop(self._acknowledge, batches, results, journal_commits, user_commits)
                 for job in (item for item in items if isinstance(item, _Job)):
-                    self._run_job(job)
+                    with self._commit_lock:
+                        self._run_job(job)
                 if stop:
                     return
                 if (
@@ -426,6 +429,7 @@ class _Writer:
             if self._journal is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._journal.close()
+            self._commit_lock.close()
             self._call_loop(self._finish)
 
     def _take(self) -> list[Any] | None:
@@ -688,7 +692,9 @@ class _Writer:
         self._since_checkpoint = 0
         try:
             for path in touched:
-                if not self._sync_file(path.stem, path):
+                with self._commit_lock:  # one file at a time: groups go on in between
+                    synced = self._sync_file(path.stem, path)
+                if not synced:
                     self._touched.add(path)  # readers of an older snapshot in the way: next time
             if touched:  # new -wal files' folder entries
                 fsync_path(store.data_dir / USERS_DIR)
