@@ -244,14 +244,14 @@ class LiveHub:
         except Exception:
             log.exception("publishing live samples of %s failed", user)
 
-    def passed_over(self, user: str, entry_id: int) -> None:
-        """An entry of a user nobody here watches was not read: the user's buffer no longer covers
-        everything, so resuming goes to the journal."""
+    def passed_over(self, user: str | None, entry_id: int) -> None:
+        """An entry of a user nobody here watches was not read (None: every entry up to entry_id,
+        whoever's): the buffers concerned no longer cover everything, so resuming goes to the journal."""
         if entry_id <= self.last_id:
             return
         self.last_id = entry_id
-        channel = self._channels.get(user)
-        if channel is not None:
+        channels = self._channels.values() if user is None else filter(None, [self._channels.get(user)])
+        for channel in channels:
             channel.events.clear()
             channel.samples = 0
             channel.covered_after = entry_id

@@ -32,7 +32,7 @@ class JournalFeed:
     async def start(self) -> None:
         """Name the hub's ids after the journal, and start at its newest entry."""
         self._hub.boot = await self._reader.generation()
-        self._hub.passed_over("", await self._reader.last_id())
+        self._hub.passed_over(None, await self._reader.last_id())
         self._hub.resume_reader = self._resume
 
     def wake(self, newest_id: int = 0) -> None:
@@ -60,6 +60,13 @@ class JournalFeed:
     async def catch_up(self) -> None:
         """Publish every entry committed so far."""
         hub = self._hub
+        if not hub.watched():
+            # Nobody here watches anyone (most workers, most of the time): one look at the newest id
+            # instead of a row per entry. Unless someone started watching meanwhile: then read as below.
+            newest = await self._reader.last_id()
+            if not hub.watched():
+                hub.passed_over(None, newest)
+                return
         while True:
             rows = await self._reader.entries_after(hub.last_id, hub.watched(), _BATCH)
             for entry_id, user, _, blob in rows:
