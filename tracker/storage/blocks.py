@@ -4,10 +4,10 @@ SQLite row into Python objects cost more than everything else together.
 
 Samples are cut into blocks of one hour (floor(time / BLOCK_NS)). A block that ended over
 SEALED_AFTER_NS ago is sealed: its columns are kept in memory (the store's column_cache, bounded
-in bytes) and reused until a write changes it. Writes are noticed without the writer's help: the
-triggers of schema v2 bump `sample_block_changes.version` of the block of any sample written or
-deleted more than CHANGES_AFTER_NS after its time, and a cached block is only used while its version
-is the one it was built at. Blocks not yet sealed are read from SQLite on every query.
+in bytes) and reused until a write changes it: the writer (samples._Applier, once per batch) and
+a trigger on deletions (schema v2) bump `sample_block_changes.version` of the block of any sample
+written or deleted more than CHANGES_AFTER_NS after its time, in the same transaction, and a cached
+block is only used while its version is the one it was built at. Blocks not yet sealed are read from SQLite on every query.
 
 Both the answers built from these columns and the SQL path's answers are the same bytes: tests
 compare the two on many queries.
@@ -23,10 +23,9 @@ import numpy as np
 
 from tracker.storage.connection import _bounded
 from tracker.storage.samples import SampleStore, _UserFile
+from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS
 from tracker.vocabulary import FIELD_KEYS
 
-BLOCK_NS = 3_600_000_000_000  # one hour: the triggers of schema v2 use the same number
-CHANGES_AFTER_NS = 600_000_000_000  # writes older than this are tracked by the triggers (schema v2)
 # A block is cached once it ended this long ago: longer than CHANGES_AFTER_NS, so that a write into a
 # cached block is always tracked, with five minutes to spare for clocks that step.
 SEALED_AFTER_NS = 900_000_000_000

@@ -27,7 +27,7 @@ from tracker.storage.journal import (
     CommitLock, append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
     fsync_path, journal_path, open_journal, register_writer,
 )
-from tracker.storage.schema import SAMPLE_MIGRATIONS
+from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS, SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
 
 _log = logging.getLogger(__name__)
@@ -38,6 +38,14 @@ DEVICE_TAG = "device"
 _COLUMNS = ", ".join(FIELD_KEYS)
 _FIELD_SET = frozenset(FIELD_KEYS)
 
+
+_BUMP_BLOCK = (
+    "INSERT INTO sample_block_changes (block, version) VALUES (?, 1) "
+    "ON CONFLICT (block) DO UPDATE SET version = version + 1"
+)
+
+# Points in one write above which their journal encoding runs on a thread rather than on the loop.
+ENCODE_IN_THREAD_POINTS = 2000
 
 # Rows per INSERT statement. One statement with many VALUES rows costs ~30% less than executemany
 # (which steps, and hands the GIL back and forth, once per row); 200 rows x 18 columns stays far
@@ -154,6 +162,9 @@ class _Batch:
     on_conflict: str
     done: asyncio.Future[Written]
     file: _UserFile  # whose `pending` counts it
+    # The points as the journal stores them, made by the caller (not in the busy writer thread);
+    # None for "skip", whose journal entry holds only the points it stored.
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +247,11 @@ class _Applier:
             points = kept
         for sql, params in self.statements(points, ids, on_conflict):
             conn.execute(sql, params)
+        # Samples written long after their time change hours the read cache may hold: a new version.
+        cutoff = time.time_ns() - CHANGES_AFTER_NS
+        changed = {point.time // BLOCK_NS for point in points if point.time < cutoff}
+        if changed:
+            conn.executemany(_BUMP_BLOCK, [(block,) for block in sorted(changed)])
         return skipped
 
     def statements(
@@ -533,7 +549,8 @@ class _Writer:
                     gone = set(left_out)
                     points = [p for i, p in enumerate(points) if i not in gone]
                 if points:
-                    rows.append((user, batch.on_conflict, encode_points(points)))
+                    encoded = batch.encoded if batch.encoded is not None and not left_out else encode_points(points)
+                    rows.append((user, batch.on_conflict, encoded))
                     journaled.append(index)
         ids: list[int] = []
         journal_commits = 0
@@ -907,8 +924,16 @@ class SampleStore:
         self._writes[user] = self._writes.get(user, 0) + 1
         done: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         batch = points if on_conflict == "merge" else _ConflictBatch(points, on_conflict)
+        encoded: bytes | None = None
+        if on_conflict != "skip":
+            # Off the writer thread, which every process's writes wait for; a big batch off the loop too.
+            if len(points) > ENCODE_IN_THREAD_POINTS:
+                encoded = await asyncio.to_thread(encode_points, points)
+                handle = self._file(user)  # again: while we waited, eviction may have closed it
+            else:
+                encoded = encode_points(points)
         handle.pending += 1
-        self._writer().put(_Batch(user, handle.path, batch, on_conflict, done, handle))
+        self._writer().put(_Batch(user, handle.path, batch, on_conflict, done, handle, encoded))
         return await done
 
     def _writer(self) -> _Writer:
