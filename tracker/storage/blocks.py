@@ -23,7 +23,7 @@ import numpy as np
 
 from tracker.storage.connection import _bounded
 from tracker.storage.samples import SampleStore, _UserFile
-from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS
+from tracker.storage.schema import BLOCK_NS
 from tracker.vocabulary import FIELD_KEYS
 
 # A block is cached once it ended this long ago: longer than CHANGES_AFTER_NS, so that a write into a

@@ -312,6 +312,20 @@ class _Open:
     series: dict[Tags, int]
 
 
+# User files a checkpoint syncs between two groups of writes: each costs a few fsyncs.
+_CHECKPOINT_FILES_PER_STEP = 4
+
+
+@dataclass(slots=True)
+class _CheckpointRound:
+    """The files to make durable, and the newest journal id of ours applied to them when it began."""
+
+    files: list[Path]
+    applied: int
+    complete: bool = True  # every file synced: the entries up to `applied` are durable
+    synced: bool = False  # any file synced (then the users folder is synced too)
+
+
 class _Writer:
     """The one writer thread of a SampleStore, for every user's file, fed by a queue.
 
@@ -340,6 +354,7 @@ class _Writer:
         self._since_checkpoint = 0  # entries appended since the last checkpoint
         self._last_checkpoint = time.monotonic()
         self._trim_until = 0.0  # keep checkpointing (trimming) until entries are past the keep time
+        self._round: _CheckpointRound | None = None  # the checkpoint under way, a few files at a time
         self._thread = threading.Thread(target=self._run, name="tracker writer", daemon=True)
         self._thread.start()
 
@@ -405,12 +420,11 @@ class _Writer:
             pass
 
     def _run(self) -> None:
-        store = self._store
         try:
             while True:
                 items = self._take()
                 if items is None:  # nothing arrived before the checkpoint was due
-                    self._checkpoint()
+                    self._checkpoint(_CHECKPOINT_FILES_PER_STEP)
                     continue
                 stop = any(item is _STOP for item in items)
                 batches = [item for item in items if isinstance(item, _Batch)]
@@ -430,14 +444,12 @@ class _Writer:
                         self._run_job(job)
                 if stop:
                     return
-                if (
-                    self._since_checkpoint >= store.checkpoint_entries
-                    or time.monotonic() - self._last_checkpoint >= store.checkpoint_seconds
-                ):
-                    self._checkpoint()
+                if self._checkpoint_due():
+                    self._checkpoint(_CHECKPOINT_FILES_PER_STEP)
         finally:
             with contextlib.suppress(Exception):
-                self._checkpoint()
+                self._checkpoint()  # the round under way, whole
+                self._checkpoint()  # and what was touched since
             for handle in self._open.values():
                 with contextlib.suppress(sqlite3.Error):
                     handle.conn.close()
@@ -451,7 +463,12 @@ class _Writer:
     def _take(self) -> list[Any] | None:
         """Everything queued (waiting for the first item), or None when a checkpoint falls due first."""
         store = self._store
-        if self._touched or self._applied_through > self._durable_through or time.monotonic() < self._trim_until:
+        if self._round is not None:  # a round under way: its next step if nothing is queued
+            try:
+                first = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+        elif self._touched or self._applied_through > self._durable_through or time.monotonic() < self._trim_until:
             wait = self._last_checkpoint + store.checkpoint_seconds - time.monotonic()
             try:
                 first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
@@ -694,8 +711,13 @@ class _Writer:
             self._drop(job.user)  # as after a failed write: the next one starts from a fresh connection
         self._call_loop(self._settle_job, job, result, job_error)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, files_per_step: int | None = None) -> None:
         """Make the touched user files durable, then tell the journal so, and trim it.
+
+        A round takes the files touched so far and the newest journal id applied to them; with
+        `files_per_step` it syncs that many per call and the writer commits the next groups in
+        between, so no write waits behind a whole round (a hundred files cost ~100 ms). Once every
+        file of the round is durable, so are the entries up to that id.
 
         A file is made durable by SQLite's own FULL checkpoint on the writer's connection (at
         synchronous=NORMAL it fsyncs the WAL, copies it into the database, and fsyncs that), not by
@@ -703,27 +725,47 @@ class _Writer:
         this process's POSIX locks on it, and another process could then delete a WAL still in use.
         """
         store = self._store
-        touched, self._touched = self._touched, set()
-        applied = self._applied_through
-        self._last_checkpoint = time.monotonic()
-        self._since_checkpoint = 0
+        if self._round is None:
+            self._round = _CheckpointRound(list(self._touched), self._applied_through)
+            self._touched = set()
+            self._last_checkpoint = time.monotonic()
+            self._since_checkpoint = 0
+        round_ = self._round
         try:
-            for path in touched:
+            steps = len(round_.files) if files_per_step is None else files_per_step
+            while round_.files and steps > 0:
+                path = round_.files.pop()
+                steps -= 1
                 with self._commit_lock:  # one file at a time: groups go on in between
                     synced = self._sync_file(path.stem, path)
                 if not synced:
-                    self._touched.add(path)  # readers of an older snapshot in the way: next time
-            if touched:  # new -wal files' folder entries
+                    self._touched.add(path)  # readers of an older snapshot in the way: next round
+                    round_.complete = False
+                round_.synced = True
+            if round_.files:
+                return
+            self._round = None
+            if round_.synced:  # new -wal files' folder entries
                 fsync_path(store.data_dir / USERS_DIR)
-            if self._touched:
+            if not round_.complete:
                 return  # not all durable yet: the journal keeps saying so
-            if applied > self._durable_through or time.monotonic() < self._trim_until:
-                checkpointed(self._journal_conn(), store.writer_key, applied, int(store.keep_seconds * 1e9))
-                self._durable_through = applied
+            if round_.applied > self._durable_through or time.monotonic() < self._trim_until:
+                checkpointed(self._journal_conn(), store.writer_key, round_.applied, int(store.keep_seconds * 1e9))
+                self._durable_through = round_.applied
         except Exception:
             _log.exception("journal checkpoint failed; retrying")
-            self._touched |= touched
+            self._touched |= set(round_.files)
+            self._round = None
             self._drop_journal()
+
+    def _checkpoint_due(self) -> bool:
+        return self._round is not None or (
+            bool(self._touched or self._applied_through > self._durable_through or time.monotonic() < self._trim_until)
+            and (
+                self._since_checkpoint >= self._store.checkpoint_entries
+                or time.monotonic() - self._last_checkpoint >= self._store.checkpoint_seconds
+            )
+        )
 
     def _sync_file(self, user: str, path: Path) -> bool:
         """Checkpoint the user's file fully (which fsyncs it); False if that could not finish now."""
