@@ -186,7 +186,7 @@ async def test_recent_samples_are_read_fresh_and_do_not_touch_the_change_table(s
     with sqlite3.connect(store.path_for("alice")) as conn:
         assert conn.execute("SELECT count(*) FROM sample_block_changes").fetchone()[0] == 0  # nothing older than 10 min
     await store.write("alice", [Pt(now - n * SECOND, {"hr_bpm": float(n % 50 + 100)}) for n in range(601, 1200)])
-    window = f"time > now() - 30m"
+    window = "time > now() - 30m"
     first = await same_both_ways(store, workers, f"SELECT hr_bpm FROM samples WHERE {window}", now_ns=now)
     await store.write("alice", [Pt(now - 500 * SECOND, {"hr_bpm": 42.0})])  # still live: not in the table, not cached
     second = await same_both_ways(store, workers, f"SELECT hr_bpm FROM samples WHERE {window}", now_ns=now)
