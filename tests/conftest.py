@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -19,6 +20,17 @@ from tracker.storage import AccountStore, SampleStore, StoredSample
 # Real argon2 at its cheapest, for every test server and account made here (the server's default is
 # strong, and costs a third of a second a hash: most of the suite's time before). Tests of the
 # default's cost make their own.
+@dataclass(slots=True)
+class Pt:
+    """A point as storage reads it (the attributes of tracker.lineprotocol.Point that it uses), for
+    tests that write to a SampleStore directly."""
+
+    time: int
+    fields: dict[str, float]
+    tags: tuple[tuple[str, str], ...] = ()
+    measurement: str = "samples"
+
+
 CHEAP_HASHING = CryptContext(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1)
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import orjson
 import pytest
 
+from tests.conftest import Pt
 from tracker.influx import columnar, select
 from tracker.influx.influxql import parse_query
 from tracker.influx.workers import QueryWorkers
@@ -24,14 +24,6 @@ HOUR = 3_600_000_000_000
 SECOND = 1_000_000_000
 T0 = 1_763_942_400 * SECOND  # 2025-11-24T00:00:00Z, a block boundary
 DAY = f"time >= {T0}ns AND time < {T0 + 24 * HOUR}ns"
-
-
-@dataclass
-class Pt:
-    time: int
-    fields: dict[str, float]
-    tags: tuple[tuple[str, str], ...] = ()
-    measurement: str = "samples"
 
 
 @pytest.fixture

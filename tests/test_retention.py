@@ -8,7 +8,6 @@ import contextlib
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -16,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from click.testing import CliRunner
 
-from tests.conftest import AddUser, TokenMaker, basic, stored
+from tests.conftest import AddUser, Pt, TokenMaker, basic, stored
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.appkeys import RETENTION
@@ -28,15 +27,6 @@ from tracker.storage import AccountStore, SampleStore
 SECOND = 10**9
 HOUR = 3600 * SECOND
 AUTH = basic("test", "test1234")
-
-
-@dataclass
-class Pt:
-    time: int
-    fields: dict[str, float]
-    tags: tuple[tuple[str, str], ...] = ()
-    measurement: str = "samples"
-    line_no: int = field(default=0)
 
 
 def count_rows(path: Path, where: str = "1", params: tuple[Any, ...] = ()) -> int:

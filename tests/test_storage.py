@@ -6,12 +6,12 @@ import asyncio
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import Pt
 from tracker import storage
 from tracker.storage import (
     AccountStore,
@@ -209,16 +209,6 @@ async def test_concurrent_account_changes_from_two_instances(tmp_path: Path) -> 
 
 # --------------------------------------------------------------------------------------------------
 # SampleStore
-
-
-@dataclass(slots=True)
-class Pt:
-    """The attributes of tracker.lineprotocol.Point that storage reads."""
-
-    time: int
-    fields: dict[str, float]
-    tags: tuple[tuple[str, str], ...] = ()
-    measurement: str = "samples"
 
 
 @pytest.fixture

@@ -200,9 +200,27 @@ async def test_sigkill_of_a_worker_loses_nothing_acknowledged_and_it_comes_back(
 @slow
 async def test_workers_end_with_a_killed_supervisor(group: TrackerProcess) -> None:
     workers = group.worker_pids()
-    group.kill()  # SIGKILL: the supervisor runs no code at all
+    group.kill(workers_too=False)  # SIGKILL: the supervisor runs no code at all
     await wait_for(lambda: not any(alive(pid) for pid in workers), "the workers exited")
     assert group.ping() is None  # nobody holds the port
+
+
+@slow
+@pytest.mark.parametrize("after", [0.3, 0.5, 0.7, 0.9])
+async def test_workers_end_with_a_supervisor_killed_while_they_start(tmp_path: Path, after: float) -> None:
+    """Killed while its workers still start up, halfway through opening their files: the signal
+    interrupts a worker's start, and what it had opened must not keep it alive."""
+    group = TrackerProcess(tmp_path / "data", tmp_path / "server.log", workers=2)
+    group.add_user("alice")
+    group.spawn()
+    try:
+        await asyncio.sleep(after)
+        assert group.process is not None
+        workers = group.worker_pids()
+        group.kill(workers_too=False)
+        await wait_for(lambda: not any(alive(pid) for pid in workers), f"the workers {workers} exited", timeout=30)
+    finally:
+        group.close()
 
 
 @slow

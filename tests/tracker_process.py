@@ -131,11 +131,12 @@ class TrackerProcess:
         assert self.process is not None
         return children_of(self.process.pid)
 
-    def kill(self) -> None:
+    def kill(self, *, workers_too: bool = True) -> None:
         """SIGKILL: no shutdown code runs, exactly like a crash or a power cut for the process. With
-        workers, the whole group at once: every worker, then the supervisor, without a pause."""
+        workers, the whole group at once (every worker, then the supervisor, without a pause), or
+        the supervisor alone (`workers_too=False`)."""
         assert self.process is not None
-        workers = children_of(self.process.pid)
+        workers = children_of(self.process.pid) if workers_too else []
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

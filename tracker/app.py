@@ -7,6 +7,8 @@ import contextlib
 import functools
 import logging
 import os
+import threading
+import time
 from typing import AsyncIterator, Callable, Hashable
 
 from aiohttp import web
@@ -421,14 +423,37 @@ def run(settings: Settings, worker: Worker | None = None) -> None:
         log.info("serving http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
     if worker is None or worker.index == 0:
         log.info("line protocol parser: %s", lineprotocol.IMPLEMENTATION)
-    web.run_app(
-        create_app(settings, worker=worker),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        loop=loop,
-        reuse_port=worker is not None,
-    )
+    try:
+        web.run_app(
+            create_app(settings, worker=worker),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            loop=loop,
+            reuse_port=worker is not None,
+        )
+    finally:
+        _exit_if_stuck()
+
+
+# How long the interpreter may take to exit once the server has shut down.
+EXIT_GRACE_SECONDS = 10.0
+
+
+def _exit_if_stuck() -> None:
+    """Started once the server has shut down. A SIGTERM that lands while the server is still
+    starting (a worker whose supervisor died that moment) interrupts a cleanup context before its
+    `yield`, so what it opened (an SQLite connection's thread) is never closed, and the interpreter
+    would wait for that thread for ever: an orphaned worker. A daemon thread ends such a process."""
+
+    def watch() -> None:
+        time.sleep(EXIT_GRACE_SECONDS)
+        stray = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        log.error("still running %.0f s after shutdown (threads: %s): exiting", EXIT_GRACE_SECONDS, ", ".join(stray))
+        logging.shutdown()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tracker exit watchdog", daemon=True).start()
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
