@@ -281,3 +281,19 @@ async def test_durable_entries_past_the_keep_time_are_trimmed_and_ids_never_reus
         await store.close()
     assert (first.sequence, second.sequence) == (1, 2)
     assert journal_rows(tmp_path) == [(2, "alice", "worker-0")]  # kept: within the keep time
+
+
+async def test_an_uploads_entries_leave_the_journal_once_durable(tmp_path: Path) -> None:
+    """Entries too big to resume the live view from are deleted at the checkpoint that makes them
+    durable, keep time or not: the journal holds about a checkpoint's worth of an upload (its pages
+    are used again by the next entries), not a minute's."""
+    store = SampleStore(tmp_path, keep_seconds=3600, checkpoint_seconds=3600)
+    try:
+        upload = [Pt(n, {"hr_bpm": float(n % 200), "pwr_w": float(n), "cad_rpm": 90.0}) for n in range(20_000)]
+        for start in range(0, len(upload), 5000):
+            await store.write("alice", upload[start : start + 5000])
+        small = await store.write("alice", [Pt(10**9, {"hr_bpm": 1.0})])
+        assert len(journal_rows(tmp_path)) == 5
+    finally:
+        await store.close()  # the last checkpoint
+    assert journal_rows(tmp_path) == [(small.sequence, "alice", "worker-0")]  # kept: small, within the keep time

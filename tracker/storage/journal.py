@@ -152,9 +152,16 @@ def durable_watermark(conn: sqlite3.Connection) -> int:
     return last_id(conn)
 
 
+# A durable entry bigger than this (a batch of about a thousand samples or more: an upload, a backfill)
+# is deleted at once, not kept for the keep time: the journal then holds about one checkpoint's worth
+# of uploads, not a minute's, and a viewer who missed an upload refetches (a reset) as it would anyway.
+RESUME_MAX_BYTES = 64 * 1024
+
+
 def checkpointed(conn: sqlite3.Connection, writer_key: str, durable_id: int, keep_ns: int) -> int:
     """Record that the writer's entries up to durable_id are durable, and delete the entries that are
-    durable (all writers) and older than keep_ns; one transaction. Returns the entries deleted."""
+    durable (all writers) and older than keep_ns, or too big to resume from (RESUME_MAX_BYTES); one
+    transaction. Returns the entries deleted."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -164,7 +171,8 @@ def checkpointed(conn: sqlite3.Connection, writer_key: str, durable_id: int, kee
         )
         watermark = durable_watermark(conn)
         deleted = conn.execute(
-            "DELETE FROM entries WHERE id <= ? AND at_ns < ?", (watermark, time.time_ns() - keep_ns)
+            "DELETE FROM entries WHERE id <= ? AND (at_ns < ? OR length(points) > ?)",
+            (watermark, time.time_ns() - keep_ns, RESUME_MAX_BYTES),
         ).rowcount
         conn.execute("COMMIT")
     except BaseException:
