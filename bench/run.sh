@@ -114,15 +114,45 @@ for workers in "${worker_counts[@]}"; do
   start_server "$workers"
   echo
   echo "=== Tracker with --workers $workers ==="
+  report="$work/report-$workers"
   if [ -z "${WORKLOADS:-}" ]; then
-    A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+    A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" | tee "$report" || status=$?
   elif [ -n "$compare_workloads" ]; then
-    WORKLOADS=$compare_workloads A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" || status=$?
+    WORKLOADS=$compare_workloads A_PID=$server_pid "${COMPARE:-bench/compare.sh}" "$url" | tee "$report" || status=$?
   else
     echo "skipping the side-by-side comparison: WORKLOADS=\"$WORKLOADS\" names none of its workloads"
   fi
   [ "$workers" = "${worker_counts[-1]}" ] || stop_server
 done
+
+# --- the ratios of every worker count side by side (from the harness's "best of" lines) -------------------
+if ((${#worker_counts[@]} > 1)) && [ -n "$compare_workloads$([ -z "${WORKLOADS:-}" ] && echo all)" ]; then
+  echo
+  echo "Tracker / InfluxDB, best of the rounds, by worker count"
+  "$python" - "$work" "${worker_counts[@]}" <<'PY'
+import re, sys
+from pathlib import Path
+work, counts = Path(sys.argv[1]), sys.argv[2:]
+rows: dict[str, dict[str, str]] = {}
+for count in counts:
+    path = work / f"report-{count}"
+    text = path.read_text() if path.exists() else ""
+    summary = text.split("best of", 1)[1] if "best of" in text else ""
+    for line in summary.splitlines()[1:]:
+        m = re.match(r"(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", line)
+        if m:
+            rows.setdefault(m.group(1), {})[count] = f"{m.group(4)}x"
+        m = re.match(r"memory A: resident (\d+) MB", line)
+        if m:
+            rows.setdefault("memory (MB)", {})[count] = m.group(1)
+        m = re.match(r"memory B: resident (\d+) MB", line)
+        if m:
+            rows.setdefault("memory (MB)", {})[count] += f" vs {m.group(1)}"
+print(f"{'workload':<16}" + "".join(f"{'--workers ' + c:>22}" for c in counts))
+for name, by_count in rows.items():
+    print(f"{name:<16}" + "".join(f"{by_count.get(c, '-'):>22}" for c in counts))
+PY
+fi
 
 # --- the live fan-out, against the last server ----------------------------------------------------------
 if [ "$run_fanout" = 1 ]; then
