@@ -320,10 +320,13 @@ _CHECKPOINT_FILES_PER_STEP = 4
 class _CheckpointRound:
     """The files to make durable, and the newest journal id of ours applied to them when it began."""
 
-    files: list[Path]
+    files: frozenset[Path]
     applied: int
+    left: list[Path] = field(init=False)  # the files not yet synced
     complete: bool = True  # every file synced: the entries up to `applied` are durable
-    synced: bool = False  # any file synced (then the users folder is synced too)
+
+    def __post_init__(self) -> None:
+        self.left = list(self.files)
 
 
 class _Writer:
@@ -468,7 +471,7 @@ class _Writer:
                 first = self._queue.get_nowait()
             except queue.Empty:
                 return None
-        elif self._touched or self._applied_through > self._durable_through or time.monotonic() < self._trim_until:
+        elif self._checkpoint_work():
             wait = self._last_checkpoint + store.checkpoint_seconds - time.monotonic()
             try:
                 first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
@@ -726,26 +729,25 @@ class _Writer:
         """
         store = self._store
         if self._round is None:
-            self._round = _CheckpointRound(list(self._touched), self._applied_through)
+            self._round = _CheckpointRound(frozenset(self._touched), self._applied_through)
             self._touched = set()
             self._last_checkpoint = time.monotonic()
             self._since_checkpoint = 0
         round_ = self._round
         try:
-            steps = len(round_.files) if files_per_step is None else files_per_step
-            while round_.files and steps > 0:
-                path = round_.files.pop()
+            steps = len(round_.left) if files_per_step is None else files_per_step
+            while round_.left and steps > 0:
+                path = round_.left.pop()
                 steps -= 1
                 with self._commit_lock:  # one file at a time: groups go on in between
                     synced = self._sync_file(path.stem, path)
                 if not synced:
                     self._touched.add(path)  # readers of an older snapshot in the way: next round
                     round_.complete = False
-                round_.synced = True
-            if round_.files:
+            if round_.left:
                 return
             self._round = None
-            if round_.synced:  # new -wal files' folder entries
+            if round_.files:  # new -wal files' folder entries
                 fsync_path(store.data_dir / USERS_DIR)
             if not round_.complete:
                 return  # not all durable yet: the journal keeps saying so
@@ -754,13 +756,17 @@ class _Writer:
                 self._durable_through = round_.applied
         except Exception:
             _log.exception("journal checkpoint failed; retrying")
-            self._touched |= set(round_.files)
+            self._touched |= round_.files  # the whole round again, its folder entries too
             self._round = None
             self._drop_journal()
 
+    def _checkpoint_work(self) -> bool:
+        """Anything for a checkpoint to do: files to sync, entries to mark durable, or to trim."""
+        return bool(self._touched or self._applied_through > self._durable_through or time.monotonic() < self._trim_until)
+
     def _checkpoint_due(self) -> bool:
         return self._round is not None or (
-            bool(self._touched or self._applied_through > self._durable_through or time.monotonic() < self._trim_until)
+            self._checkpoint_work()
             and (
                 self._since_checkpoint >= self._store.checkpoint_entries
                 or time.monotonic() - self._last_checkpoint >= self._store.checkpoint_seconds
