@@ -966,9 +966,6 @@ class SampleStore:
         handle = self._file(user)
         if not points:
             return Written([], None)
-        for point in points:  # interpolated into SQL later, in the writer: refuse here, at the caller
-            if not _FIELD_SET.issuperset(point.fields):
-                raise ValueError(f"fields must be vocabulary keys, got {list(point.fields)}")
         self._writes[user] = self._writes.get(user, 0) + 1
         done: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         batch = points if on_conflict == "merge" else _ConflictBatch(points, on_conflict)
