@@ -24,6 +24,7 @@ from tracker.accounts import BEARER_SECRET_FILE, InvalidSecretFile, read_bearer_
 from tracker.group import RUN_DIR
 from tracker.rules import iso_time
 from tracker.storage import ACCOUNT_MIGRATIONS, ACCOUNTS_FILE, JOURNAL_FILE, SAMPLE_MIGRATIONS, USERS_DIR
+from tracker.storage.connection import fsync_path
 from tracker.storage.journal import COMMIT_LOCK_FILE
 
 MANIFEST = "manifest.json"
@@ -116,7 +117,7 @@ def backup(data_dir: Path, dest: Path, *, force: bool = False) -> dict[str, Any]
         files.append(
             {"path": relative, "schema_version": version, "bytes": target.stat().st_size, "sha256": _sha256(target)}
         )
-    _sync_folder(dest / USERS_DIR)
+    fsync_path(dest / USERS_DIR)
     manifest = {
         "format": MANIFEST_FORMAT,
         "tracker_version": __version__,
@@ -191,7 +192,7 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> tuple[list[
         for suffix in COMPANIONS:
             target.with_name(target.name + suffix).unlink(missing_ok=True)
         os.replace(partial, target)
-        _sync_folder(target.parent)
+        fsync_path(target.parent)
         restored.append(relative)
     left = [relative for relative in present.databases if relative not in restored]
     return restored, left
@@ -241,18 +242,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, path)
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make renames in the folder durable."""
-    if not folder.is_dir():
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path.parent)
 
 
 def _size(n: int) -> str:

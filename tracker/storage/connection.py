@@ -98,6 +98,19 @@ def _refused_as_unavailable(path: Path, doing: str, *, log: bool = False) -> Ite
         raise fault from error
 
 
+def fsync_path(path: Path) -> bool:
+    """fsync a file (or folder) if it exists; False if it does not."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
 def _folder_state(path: Path) -> str | None:
     """"read-only" or "full" if the file system holding `path` (or its nearest existing folder) is."""
     for folder in (path, *path.parents):

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from tracker.storage.connection import _connect
+from tracker.storage.connection import _connect, fsync_path
 from tracker.storage.schema import JOURNAL_MIGRATIONS
 
 JOURNAL_FILE = "journal.sqlite"
@@ -258,19 +258,6 @@ def _json_list(items: Iterable[str]) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # fsync
-
-
-def fsync_path(path: Path) -> bool:
-    """fsync a file (or folder) if it exists; False if it does not."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
 
 
 def fsync_sample_file(path: Path) -> None:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tracker.storage.connection import USERS_DIR, _checked_name, _refused_as_unavailable
+from tracker.storage.connection import USERS_DIR, _checked_name, _refused_as_unavailable, fsync_path
 from tracker.storage.journal import (
-    decode_points, durable_watermark, entries_to_replay, fsync_path, fsync_sample_file, journal_path,
+    decode_points, durable_watermark, entries_to_replay, fsync_sample_file, journal_path,
     mark_all_durable, mark_writer_durable, open_journal, pending_users_of,
 )
 from tracker.storage.samples import _Applier, _open_sample_file

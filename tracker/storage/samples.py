@@ -20,12 +20,12 @@ import aiosqlite
 
 from tracker.storage.connection import (
     BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
-    _refused_as_unavailable, _storage_fault,
+    _refused_as_unavailable, _storage_fault, fsync_path,
 )
 from tracker.storage.column_cache import BlockCache
 from tracker.storage.journal import (
     CommitLock, append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
-    fsync_path, journal_path, open_journal, register_writer,
+    journal_path, open_journal, register_writer,
 )
 from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS, SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
