@@ -245,6 +245,11 @@ def test_serve_bad_flag_is_a_usage_error() -> None:
         ([], {"TRACKER_LIVE_MAX_STREAMS_PER_LINK": "0"}, "live max streams per link must be at least 1"),
         (["--max-streams-per-user", "10"], {}, "live reserved streams must be 0 or more and less than max streams per user"),
         (["--reserved-streams", "-1"], {}, "live reserved streams must be 0 or more"),
+        (["--journal-checkpoint", "0"], {}, "journal checkpoint must be positive, got 0"),
+        ([], {"TRACKER_JOURNAL_KEEP_SECONDS": "-5"}, "journal keep must be 0 or more, got -5"),
+        (["--column-cache-mb", "-1"], {}, "column cache mb must be 0 (keep none) or more, got -1"),
+        (["--workers", "0"], {}, "workers must be auto or 1..64, got '0'"),
+        ([], {"TRACKER_WORKERS": "many"}, "workers must be auto or 1..64, got 'many'"),
     ],
 )
 def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], message: str) -> None:

@@ -770,9 +770,10 @@ class Accounts:
         """The snapshot, reloaded if the accounts file changed since it was taken.
 
         `data_version` changes on every commit to the file, ours or another process's (the CLI while
-        the server runs), so every call checks it, but for the questions one request asks in a row. Concurrent callers share one check: a caller waits
-        for the lock and then reuses the result of any check that *started after it arrived*, so it
-        never sees data older than its own arrival, yet a burst of requests costs two checks at most.
+        the server runs), so every call checks it, but for the questions one request asks in a row.
+        Concurrent callers share one check: a caller waits for the lock and then reuses the result of
+        any check that *started after it arrived*, so it never sees data older than its own arrival,
+        yet a burst of requests costs two checks at most.
         """
         # One request asks several questions in a row (who is it, may it write, its retention): the
         # check made for its first question answers the ones it asks within the next millisecond.

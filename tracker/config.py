@@ -139,8 +139,12 @@ class Settings:
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
-        if self.journal_checkpoint_seconds <= 0 or self.journal_keep_seconds < 0:
-            raise ValueError("journal checkpoint must be positive and journal keep not negative")
+        if self.journal_checkpoint_seconds <= 0:
+            raise ValueError(f"journal checkpoint must be positive, got {self.journal_checkpoint_seconds:g}")
+        if self.journal_keep_seconds < 0:
+            raise ValueError(f"journal keep must be 0 or more, got {self.journal_keep_seconds:g}")
+        if self.column_cache_mb < 0:
+            raise ValueError(f"column cache mb must be 0 (keep none) or more, got {self.column_cache_mb}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"public url must start with http:// or https://, got {self.public_url!r}")
         for name in (
@@ -174,7 +178,7 @@ class Settings:
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
-        for name in ("max_select_points", "max_select_buckets", "query_timeout", "column_cache_mb"):
+        for name in ("max_select_points", "max_select_buckets", "query_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
         if not 1 <= self.alert_attempts <= 20:
