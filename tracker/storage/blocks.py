@@ -15,7 +15,6 @@ compare the two on many queries.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Collection, Sequence, TypeVar
 
@@ -91,18 +90,6 @@ def _columns_of(rows: list[tuple[Any, ...]]) -> Columns:
     return Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), fields)
 
 
-_file_ids = itertools.count(1)
-
-
-def _file_id(handle: _UserFile) -> int:
-    """A number for this open file, never reused: a file deleted and made again starts a new cache."""
-    file_id: int | None = getattr(handle, "block_cache_id", None)
-    if file_id is None:
-        file_id = next(_file_ids)
-        handle.block_cache_id = file_id  # type: ignore[attr-defined]  # lives and dies with the open file
-    return file_id
-
-
 def block_of(time_ns: int) -> int:
     return time_ns // BLOCK_NS
 
@@ -146,7 +133,7 @@ async def query_columns(
                 (first, min(last, sealed_below - 1)),
             )
         )
-    file_id = _file_id(handle)
+    file_id = handle.cache_id
     parts: list[Columns] = []
     unsealed_from: int | None = None
     for block in range(first, last + 1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import queue
@@ -796,6 +797,9 @@ class _Writer:
 _CHECKPOINT_WAIT_MS = 50
 
 
+_OPENINGS = itertools.count(1)  # numbers _UserFile.cache_id
+
+
 @dataclass(eq=False)
 class _UserFile:
     """One user's file as the loop sees it: a read-only connection, and the writes queued for it.
@@ -810,6 +814,8 @@ class _UserFile:
     reader_opening: asyncio.Lock = field(default_factory=asyncio.Lock)
     active_reads: int = 0
     pending: int = 0  # writes and jobs queued and not yet answered
+    # Names this opening of the file in the column cache: a file deleted and made again starts afresh.
+    cache_id: int = field(default_factory=lambda: next(_OPENINGS))
 
     def idle(self) -> bool:
         return self.pending == 0 and self.active_reads == 0
