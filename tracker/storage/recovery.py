@@ -21,20 +21,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tracker.storage.connection import USERS_DIR, _checked_name, _refused_as_unavailable, fsync_path
+from tracker.storage.connection import USERS_DIR, _refused_as_unavailable, fsync_path
 from tracker.storage.journal import (
     decode_points, durable_watermark, entries_to_replay, fsync_sample_file, journal_path,
     mark_all_durable, mark_writer_durable, open_journal, pending_users_of,
 )
-from tracker.storage.samples import _Applier, _open_sample_file
+from tracker.storage.samples import SampleStore, _Applier, _open_sample_file
 
 _log = logging.getLogger(__name__)
 
 
-def _sample_path(data_dir: Path, user: str) -> Path | None:
-    """The user's file if it exists and is not empty (a deleted user, or a write never acknowledged)."""
+def _sample_path(files: SampleStore, user: str) -> Path | None:
+    """The user's file if it exists and is not empty (a deleted user, or a write never acknowledged),
+    where the server would look for it (a file that leads outside the users folder is none)."""
     try:
-        path = Path(data_dir) / USERS_DIR / f"{_checked_name(user)}.sqlite"
+        path = files.path_for(user)
     except ValueError:
         return None
     try:
@@ -62,8 +63,9 @@ def _recover(data_dir: Path, synchronous: str) -> int:
             by_user.setdefault(user, []).append((on_conflict, blob))
         applier = _Applier()
         applied = 0
+        files = SampleStore(data_dir)  # path_for only: opens nothing
         for user, batches in by_user.items():
-            path = _sample_path(data_dir, user)
+            path = _sample_path(files, user)
             if path is None:
                 continue
             conn, series = _open_sample_file(path)
@@ -102,8 +104,9 @@ def settle_writer(data_dir: Path, writer_key: str, synchronous: str = "FULL") ->
     try:
         users, newest = pending_users_of(journal, writer_key)
         synced = 0
+        files = SampleStore(data_dir)  # path_for only: opens nothing
         for user in users:
-            path = _sample_path(data_dir, user)
+            path = _sample_path(files, user)
             if path is not None:
                 fsync_sample_file(path)
                 synced += 1
