@@ -149,6 +149,22 @@ cdef struct Line:
     int64_t time
 
 
+cdef inline Py_ssize_t _digits_end(const char *s, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """Where the run of ASCII digits starting at i ends."""
+    while i < n and c'0' <= s[i] <= c'9':
+        i += 1
+    return i
+
+
+cdef inline uint64_t _decimal(const char *s, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """The digits s[start:end] as a number (the caller bounds their count, so it cannot wrap)."""
+    cdef uint64_t magnitude = 0
+    cdef Py_ssize_t j
+    for j in range(start, end):
+        magnitude = magnitude * 10 + <uint64_t>(s[j] - c'0')
+    return magnitude
+
+
 cdef inline bint _same(Span a, Span b) noexcept nogil:
     return a.size == b.size and memcmp(a.start, b.start, a.size) == 0
 
@@ -219,8 +235,7 @@ cdef bint _scan_line(const char *s, Py_ssize_t n, int64_t multiplier, Line *out)
         if negative:
             i += 1
         digits_start = i
-        while i < n and c'0' <= s[i] <= c'9':
-            i += 1
+        i = _digits_end(s, i, n)
         has_digits = i > digits_start
         if i < n and s[i] == c'i':
             if not has_digits:
@@ -228,9 +243,7 @@ cdef bint _scan_line(const char *s, Py_ssize_t n, int64_t multiplier, Line *out)
             # an integer: at most 19 digits fit; the slow path words any overflow
             if i - digits_start > 19:
                 return False
-            magnitude = 0
-            for j in range(digits_start, i):
-                magnitude = magnitude * 10 + <uint64_t>(s[j] - c'0')
+            magnitude = _decimal(s, digits_start, i)
             if negative:
                 if magnitude > <uint64_t>9223372036854775807 + 1:
                     return False
@@ -323,14 +336,10 @@ cdef bint _scan_line(const char *s, Py_ssize_t n, int64_t multiplier, Line *out)
     if negative:
         i += 1
     digits_start = i
-    while i < n and c'0' <= s[i] <= c'9':
-        i += 1
+    i = _digits_end(s, i, n)
     if i != n or i == digits_start or i - digits_start > 18:
         return False  # trailing bytes, no digits, or a value that may overflow: the slow path
-    magnitude = 0
-    for j in range(digits_start, i):
-        magnitude = magnitude * 10 + <uint64_t>(s[j] - c'0')
-    stamp = <int64_t>magnitude
+    stamp = <int64_t>_decimal(s, digits_start, i)
     if negative:
         stamp = -stamp
     if stamp > MAX_NANO_TIME // multiplier or stamp < MIN_NANO_TIME // multiplier:
