@@ -1,0 +1,174 @@
+"""A real InfluxDB 1.x (`influxd`, Debian's `influxdb` package) in a temp folder, for tests that compare answers.
+
+It runs with auth on, on free loopback ports, with a generated config that enables nothing but the HTTP
+API (no reporting, no monitor store, no continuous queries, no UDP/Graphite/...). The first user is an
+admin (InfluxDB lets the first CREATE USER through without credentials); `add_user` makes a database
+and a user with all privileges on it, the way a Tracker user owns the database named after them.
+
+Without `influxd` the tests skip, naming the missing tool; under CI (the CI environment variable set)
+they fail instead, so a broken install is never a silent pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.tracker_process import HOST, clean_env, free_port
+
+INFLUXD = "/usr/bin/influxd"
+ADMIN_USER = "influx_admin"
+ADMIN_PASSWORD = "influx-admin-pw"
+STARTUP_SECONDS = 30.0
+
+
+def influxd_binary() -> str:
+    """The influxd to run: Debian's, or the first on PATH; skips (fails under CI) when there is none."""
+    found = INFLUXD if os.access(INFLUXD, os.X_OK) else shutil.which("influxd")
+    if found is None:
+        reason = "influxd (InfluxDB 1.x) not found: apt-get install influxdb to compare answers with a real InfluxDB"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the comparison with a real InfluxDB: {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def influx_cli_binary() -> str:
+    """The `influx` CLI (Debian's `influxdb-client`); skips (fails under CI) when missing."""
+    found = shutil.which("influx")
+    if found is None:
+        reason = "influx (the InfluxDB 1.x CLI) not found: apt-get install influxdb-client"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test the influx CLI: {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def config_text(root: Path, http_port: int, rpc_port: int) -> str:
+    return f"""reporting-disabled = true
+bind-address = "{HOST}:{rpc_port}"
+[meta]
+  dir = "{root / 'meta'}"
+[data]
+  dir = "{root / 'data'}"
+  wal-dir = "{root / 'wal'}"
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = "{HOST}:{http_port}"
+  auth-enabled = true
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[subscriber]
+  enabled = false
+"""
+
+
+class InfluxdProcess:
+    """One influxd with its own folder and ports; `start` blocks until /ping answers 204."""
+
+    def __init__(self, root: Path, binary: str) -> None:
+        self.root = root
+        self.binary = binary
+        self.host = HOST
+        self.port = free_port()
+        self.rpc_port = free_port()
+        while self.rpc_port == self.port:
+            self.rpc_port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.config_path = root / "influxdb.conf"
+        self.log_path = root / "influxd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = STARTUP_SECONDS) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(config_text(self.root, self.port, self.rpc_port))
+        env = {k: v for k, v in clean_env().items() if not k.startswith("INFLUXDB_")}  # env overrides the config
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "-config", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while self.ping() != 204:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                code = self.process.poll()
+                self.close()
+                raise AssertionError(f"influxd did not answer /ping within {timeout}s (exit code {code}):\n{self.log_tail()}")
+            time.sleep(0.05)
+        # With auth on, InfluxDB lets the first user be created without credentials; it must be an admin.
+        self.query(f"CREATE USER {ADMIN_USER} WITH PASSWORD '{ADMIN_PASSWORD}' WITH ALL PRIVILEGES", auth=None)
+
+    def ping(self) -> int | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response:
+                return int(response.status)
+        except OSError:
+            return None
+
+    def query(self, q: str, *, auth: tuple[str, str] | None = (ADMIN_USER, ADMIN_PASSWORD), db: str = "") -> Any:
+        """POST /query as the admin (or `auth`); fails on an HTTP error or an error in any result."""
+        params = {"q": q, **({"db": db} if db else {})}
+        request = urllib.request.Request(f"{self.url}/query", data=urllib.parse.urlencode(params).encode())
+        if auth is not None:
+            request.add_header("Authorization", basic_header(*auth))
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read())
+        errors = [result["error"] for result in body.get("results", []) if "error" in result]
+        assert not errors and "error" not in body, f"influxd refused {q!r}: {body}"
+        return body
+
+    def add_user(self, name: str, password: str) -> None:
+        """A database named after the user and the user with all privileges on it (as Tracker's own)."""
+        self.query(f'CREATE DATABASE "{name}"')
+        self.query(f"CREATE USER \"{name}\" WITH PASSWORD '{password}'")
+        self.query(f'GRANT ALL ON "{name}" TO "{name}"')
+
+    def write(self, db: str, auth: tuple[str, str], body: bytes, precision: str = "ns") -> None:
+        url = f"{self.url}/write?" + urllib.parse.urlencode({"db": db, "precision": precision})
+        request = urllib.request.Request(url, data=body, method="POST")
+        request.add_header("Authorization", basic_header(*auth))
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.status == 204, response.read()
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no influxd log)"
+
+
+def basic_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def run_influxd(root: Path) -> Iterator[InfluxdProcess]:
+    """The body of the `influxd` fixture: a started influxd, stopped afterwards."""
+    server = InfluxdProcess(root, influxd_binary())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
