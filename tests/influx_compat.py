@@ -12,6 +12,7 @@ formula that is not numerically stable loses digits. Every value is written as a
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.client
 import json
@@ -19,6 +20,7 @@ import math
 import random
 import re
 import urllib.parse
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -30,6 +32,7 @@ T0 = T0_S * SECOND
 DEVICES = ("bike", "watch", "phone")
 DATABASE = "rider"
 MEASUREMENT = "samples"
+WRITE_BATCH = 5000
 
 # ----- the data -----------------------------------------------------------------------------------------
 
@@ -92,6 +95,16 @@ def generate_lines(seed: int) -> list[str]:
     return lines
 
 
+def post_lines_to(url: str, user: str, password: str, lines: list[str]) -> None:
+    """The same line protocol to either server's /write, into the user's own database."""
+    for start in range(0, len(lines), WRITE_BATCH):
+        body = "\n".join(lines[start : start + WRITE_BATCH]).encode()
+        request = urllib.request.Request(f"{url}/write?db={user}", data=body, method="POST")
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.status == 204, response.read()
+
+
 def line(device: str, fields: dict[str, float], ns: int) -> str:
     return f"{MEASUREMENT},device={device} " + ",".join(f"{k}={float(v)!r}" for k, v in fields.items()) + f" {ns}"
 
@@ -122,13 +135,14 @@ class Case:
     chunked: bool = False
     chunk_size: int | None = None
     features: set[str] = field(default_factory=set)
+    db: str = DATABASE
 
     @property
     def q(self) -> str:
         return "; ".join(self.statements)
 
     def params(self) -> dict[str, str]:
-        params = {"db": DATABASE}
+        params = {"db": self.db}
         if self.epoch:
             params["epoch"] = self.epoch
         if self.chunked:

@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.influx_compat import DATABASE, Endpoint, KnownDifference, QueryGenerator, compare, generate_lines
+from tests.influx_compat import (
+    DATABASE,
+    Endpoint,
+    KnownDifference,
+    QueryGenerator,
+    compare,
+    generate_lines,
+    post_lines_to,
+)
 from tests.influxd import InfluxdProcess, basic_header
 from tests.tracker_process import TrackerProcess
 
@@ -34,7 +41,6 @@ SEED = int(os.environ.get("COMPAT_SEED", "20231114"))
 QUERIES = int(os.environ.get("COMPAT_QUERIES", "3000"))
 PASSWORD = "rider-pw-1"
 AGREEMENT_REQUIRED = 99.0
-WRITE_BATCH = 5000
 
 # Deliberate differences only, each documented in the README; a request that differs and is not covered here
 # fails the test.
@@ -53,21 +59,12 @@ def tracker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerProcess
         server.close()
 
 
-def post_lines(url: str, lines: list[str]) -> None:
-    for start in range(0, len(lines), WRITE_BATCH):
-        body = "\n".join(lines[start : start + WRITE_BATCH]).encode()
-        request = urllib.request.Request(f"{url}/write?db={DATABASE}", data=body, method="POST")
-        request.add_header("Authorization", basic_header(DATABASE, PASSWORD))
-        with urllib.request.urlopen(request, timeout=120) as response:
-            assert response.status == 204, response.read()
-
-
 @pytest.fixture(scope="module")
 def loaded(influxd: InfluxdProcess, tracker: TrackerProcess) -> tuple[InfluxdProcess, TrackerProcess]:
     influxd.add_user(DATABASE, PASSWORD)
     lines = generate_lines(SEED)
-    post_lines(influxd.url, lines)
-    post_lines(tracker.url, lines)
+    post_lines_to(influxd.url, DATABASE, PASSWORD, lines)
+    post_lines_to(tracker.url, DATABASE, PASSWORD, lines)
     return influxd, tracker
 
 
