@@ -14,13 +14,14 @@ DATA ?= ./data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web-deps run test test-fast bench clean
+.PHONY: help venv web-deps run test test-fast compat bench clean
 
 help:
 	@echo "Tracker"
 	@echo "  make run     serve on http://$(HOST):$(PORT) with data in $(DATA) (HOST, PORT, DATA override)"
 	@echo "  make test    run the test suite: the page scripts' unit tests (Node), then pytest (PYTEST_ARGS passed to it)"
 	@echo "  make test-fast  the daily loop: every test but the slow ones (servers under load, crashes, browser)"
+	@echo "  make compat  the differential test alone: Tracker vs a real InfluxDB 1.x, same data and queries, agreement printed"
 	@echo "  make bench   side-by-side load test against InfluxDB 1.x (see bench/README.md)"
 	@echo "  make clean   remove .venv, node_modules and caches (never the data folder)"
 
@@ -61,6 +62,11 @@ test: venv web-deps
 test-fast: venv
 	cd web && node --test test/*.test.mjs
 	$(VENV)/bin/python -m pytest -q -m "not slow" -n 4 $(PYTEST_ARGS)
+
+# The differential test alone, its report printed (agreement, then every difference by construct). Needs
+# influxd (Debian: apt-get install influxdb); COMPAT_SEED and COMPAT_QUERIES pick another run.
+compat: venv
+	$(VENV)/bin/python -m pytest tests/test_influx_differential.py -q -s $(PYTEST_ARGS)
 
 # DUR (seconds per run), WORKLOADS, BENCH_PORT and COMPARE are read from the environment or the make command line.
 bench: venv
