@@ -281,8 +281,8 @@ class QueryGenerator:
     # -- calls --
 
     def aggregate_call(self, features: set[str], name: str | None = None, argument: str | None = None) -> str:
-        # integral() only on its own: InfluxDB 1.6 splits the series of a statement that mixes it with other
-        # calls, in an order that changes from run to run.
+        # integral() only on its own and never grouped by tag: InfluxDB 1.6 answers the series of such a
+        # statement in an order that changes from run to run (and splits them when it has other calls).
         name = name or self.pick(tuple(a for a in AGGREGATES if a != "integral") + ("first", "last", "max", "min", "percentile"))
         argument = argument or self.quoted(self.field_name())
         features.add(f"fn:{name}")
@@ -369,7 +369,7 @@ class QueryGenerator:
                 call = f"{call} {self.pick(('*', '+', '-', '/'))} {self.pick(('2', '0.5', '10'))}"
             calls.append(self.alias(call, features, f"a{len(calls)}") if self.rng.random() < 0.5 else call)
         where, _ = self.where(features, SPAN_S + 300)
-        group = self.group_by_tags(features, 0.4).lstrip(", ")
+        group = "" if calls[0].startswith("integral") else self.group_by_tags(features, 0.4).lstrip(", ")
         group_text = f" GROUP BY {group}" if group else ""
         return f"SELECT {', '.join(calls)} FROM {self.source()}{where}{group_text}{self.tail(features, desc=False, limit=0.1)}"
 
@@ -403,7 +403,9 @@ class QueryGenerator:
                 features, self.pick(("first", "last", "max", "min", "percentile")))  # fmt: skip
             calls.append(self.alias(call, features))
         where, _ = self.where(features, span, min_span=span)
-        group = self.group_by_time(features, text, seconds) + self.group_by_tags(features)
+        group = self.group_by_time(features, text, seconds)
+        if not calls[0].startswith("integral"):
+            group += self.group_by_tags(features)
         return (f"SELECT {', '.join(calls)} FROM {self.source()}{where} GROUP BY {group}{self.fill(features)}"
                 f"{self.tail(features)}")  # fmt: skip
 
