@@ -236,16 +236,21 @@ class QueryGenerator:
         return f"{name} {op} {value}"
 
     def where(self, features: set[str], max_span: int, *, tags: float = 0.3, fields: float = 0.15,
-              min_span: int = 1) -> tuple[str, int]:  # fmt: skip
+              min_span: int = 1, unbounded: float = 0.0) -> tuple[str, int]:  # fmt: skip
+        """Time bounds (or, with chance `unbounded`, none: all of the data), maybe tag and field conditions."""
         parts = []
-        time_text, span = self.time_range(features, max_span, min_span)
-        parts.append(time_text)
+        span = SPAN_S
+        if self.rng.random() < unbounded:
+            features.add("no time bounds")
+        else:
+            time_text, span = self.time_range(features, max_span, min_span)
+            parts.append(time_text)
         if self.rng.random() < tags:
             parts.append(self.tag_condition(features))
         if self.rng.random() < fields:
             parts.append(self.field_condition(features))
         self.rng.shuffle(parts)
-        return " WHERE " + " AND ".join(parts), span
+        return (" WHERE " + " AND ".join(parts) if parts else ""), span
 
     def alias(self, text: str, features: set[str], name: str | None = None) -> str:
         if self.rng.random() < 0.2:
@@ -347,12 +352,15 @@ class QueryGenerator:
             names = self.rng.sample(FIELDS, self.rng.randint(1, 3))
             columns = ", ".join(self.alias(self.quoted(n), features, f"c_{n}") if i == 0 else self.quoted(n)
                                 for i, n in enumerate(names))  # fmt: skip
-        where, _ = self.where(features, 90)
+        where, _ = self.where(features, 90, unbounded=0.05)
         group = ""
         if self.rng.random() < 0.3:
             features.add("group by tag")
             group = " GROUP BY " + self.pick(("device", "*"))
-        return f"SELECT {columns} FROM {self.source()}{where}{group}{self.tail(features)}"
+        tail = self.tail(features)
+        if " time " not in where and " LIMIT " not in tail:
+            tail += f" LIMIT {self.rng.randint(1, 10)}"  # all of the data is too much to compare
+        return f"SELECT {columns} FROM {self.source()}{where}{group}{tail}"
 
     def source(self) -> str:
         return self.pick((MEASUREMENT, MEASUREMENT, MEASUREMENT, f'"{MEASUREMENT}"', f'"{DATABASE}"."autogen"."{MEASUREMENT}"'))
@@ -368,7 +376,7 @@ class QueryGenerator:
                 features.add("math on aggregate")
                 call = f"{call} {self.pick(('*', '+', '-', '/'))} {self.pick(('2', '0.5', '10'))}"
             calls.append(self.alias(call, features, f"a{len(calls)}") if self.rng.random() < 0.5 else call)
-        where, _ = self.where(features, SPAN_S + 300)
+        where, _ = self.where(features, SPAN_S + 300, unbounded=0.1)
         group = "" if calls[0].startswith("integral") else self.group_by_tags(features, 0.4).lstrip(", ")
         group_text = f" GROUP BY {group}" if group else ""
         return f"SELECT {', '.join(calls)} FROM {self.source()}{where}{group_text}{self.tail(features, desc=False, limit=0.1)}"
@@ -419,7 +427,7 @@ class QueryGenerator:
         elif call.startswith("percentile") and self.rng.random() < 0.4:
             features.add("two percentiles")
             columns.append(self.selector_call(features, "percentile"))
-        where, _ = self.where(features, SPAN_S + 300)
+        where, _ = self.where(features, SPAN_S + 300, unbounded=0.1)
         group = ""
         if self.rng.random() < 0.3:
             text, seconds, span = self.interval(features)
@@ -548,29 +556,32 @@ class QueryGenerator:
         features.add(" ".join(statement.split()[:3]).lower())
         return statement
 
+    MISUSES = (
+        "SELECT derivative(hr_bpm) FROM samples{where} GROUP BY time(1m)",
+        "SELECT mean(hr_bpm), hr_bpm FROM samples{where}",
+        "SELECT top(hr_bpm) FROM samples{where}",
+        "SELECT hr_bpm FROM samples{where} GROUP BY time(1m)",
+        "SELECT percentile(hr_bpm) FROM samples{where}",
+        "SELECT moving_average(hr_bpm) FROM samples{where}",
+        "SELECT nosuchfunction(hr_bpm) FROM samples{where}",
+        "SELECT mean(hr_bpm) FROM samples{where} GROUP BY time(1m) fill(sideways)",
+        "SELECT mean(*) FROM samples{where} GROUP BY time(0s)",
+        "SELECT top(hr_bpm, 0) FROM samples{where}",
+        "SELECT sample(hr_bpm, 0) FROM samples{where}",
+        "SELECT max(hr_bpm), top(pwr_w, 2) FROM samples{where}",
+        "SELECT derivative(mean(hr_bpm), -1s) FROM samples{where} GROUP BY time(1m)",
+        "SELECT hr_bpm FROM samples{where} tz('Mars/Olympus')",
+        "SELECT mean(hr_bpm) FROM samples{where} GROUP BY time(1m) LIMIT -1",
+        "SELECT FROM samples",
+    )
+
     def misuse(self, features: set[str]) -> str:
+        """A statement InfluxDB refuses: the same refusal, InfluxDB's own words, in the same place (400 or result)."""
         features.add("misuse")
         where, _ = self.where(features, 600, tags=0, fields=0, min_span=600)
-        statement = self.pick((
-            f"SELECT derivative(hr_bpm) FROM {MEASUREMENT}{where} GROUP BY time(1m)",
-            f"SELECT mean(hr_bpm), hr_bpm FROM {MEASUREMENT}{where}",
-            f"SELECT top(hr_bpm) FROM {MEASUREMENT}{where}",
-            f"SELECT hr_bpm FROM {MEASUREMENT}{where} GROUP BY time(1m)",
-            f"SELECT percentile(hr_bpm) FROM {MEASUREMENT}{where}",
-            f"SELECT moving_average(hr_bpm) FROM {MEASUREMENT}{where}",
-            f"SELECT nosuchfunction(hr_bpm) FROM {MEASUREMENT}{where}",
-            f"SELECT mean(hr_bpm) FROM {MEASUREMENT}{where} GROUP BY time(1m) fill(sideways)",
-            f"SELECT mean(*) FROM {MEASUREMENT}{where} GROUP BY time(0s)",
-            f"SELECT top(hr_bpm, 0) FROM {MEASUREMENT}{where}",
-            f"SELECT sample(hr_bpm, 0) FROM {MEASUREMENT}{where}",
-            f"SELECT max(hr_bpm), top(pwr_w, 2) FROM {MEASUREMENT}{where}",
-            f"SELECT derivative(mean(hr_bpm), -1s) FROM {MEASUREMENT}{where} GROUP BY time(1m)",
-            f"SELECT hr_bpm FROM {MEASUREMENT}{where} tz('Mars/Olympus')",
-            f"SELECT mean(hr_bpm) FROM {MEASUREMENT}{where} GROUP BY time(1m) LIMIT -1",
-            f"SELECT FROM {MEASUREMENT}",
-        ))  # fmt: skip
-        features.add("misuse: " + re.sub(r"\d{6,}\w*|'[^']*Z'", "T", statement)[:60])
-        return statement
+        template = self.pick(self.MISUSES)
+        features.add("misuse: " + template.replace("{where}", " WHERE ..."))
+        return template.format(where=where)
 
     KINDS: tuple[tuple[str, int], ...] = (
         ("raw_select", 14), ("aggregate_select", 16), ("grouped_select", 18), ("selector_select", 12),
