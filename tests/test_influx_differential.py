@@ -110,6 +110,11 @@ CLEANUP_STEPS: list[tuple[str, str]] = [
     ("POST", "DELETE FROM samples WHERE hr_bpm > 100"),  # InfluxDB refuses field conditions here
     ("POST", "DROP SERIES FROM samples"),
 ]
+READER = "reader"  # may read the cleaner's database (a share; InfluxDB: GRANT READ), never change it
+READER_STEPS = [
+    "DELETE FROM samples WHERE time < '2023-11-14T22:05:00Z'",
+    "DROP SERIES FROM samples WHERE device = 'bike'",
+]
 CLEANUP_CHECKS = [
     "SELECT count(hr_bpm), count(lat), first(hr_bpm), last(hr_bpm) FROM samples GROUP BY device",
     "SELECT * FROM samples WHERE time < '2023-11-14T22:06:00Z' LIMIT 5",
@@ -130,6 +135,10 @@ def test_delete_and_drop_series_match_influxdb(influxd: InfluxdProcess, tracker:
     """DELETE and DROP SERIES on one's own database, step by step: the same answers, then the same data left."""
     tracker.add_user(CLEANER, PASSWORD)
     influxd.add_user(CLEANER, PASSWORD)
+    tracker.add_user(READER, PASSWORD)
+    tracker.cli("share", "add", CLEANER, READER)
+    influxd.query(f"CREATE USER {READER} WITH PASSWORD '{PASSWORD}'")
+    influxd.query(f"GRANT READ ON {CLEANER} TO {READER}")
     lines = [line for line in generate_lines(SEED) if int(line.rsplit(" ", 1)[1]) < T0 + 1800 * SECOND]
     lines.append("samples,device=watch hr_bpm=60.0 1434055562000000000")  # 2015-06-11T20:46:02Z
     for server in (influxd, tracker):
@@ -137,10 +146,16 @@ def test_delete_and_drop_series_match_influxdb(influxd: InfluxdProcess, tracker:
     authorization = basic_header(CLEANER, PASSWORD)
     reference = Endpoint(influxd.host, influxd.port, authorization)
     candidate = Endpoint(tracker.host, tracker.port, authorization)
+    reader = basic_header(READER, PASSWORD)
+    reference_reader = Endpoint(influxd.host, influxd.port, reader)
+    candidate_reader = Endpoint(tracker.host, tracker.port, reader)
     differences: list[str] = []
 
-    def check(case: Case) -> None:
-        expected, actual = reference.send(case), candidate.send(case)
+    def check(case: Case, as_reader: bool = False) -> None:
+        if as_reader:
+            expected, actual = reference_reader.send(case), candidate_reader.send(case)
+        else:
+            expected, actual = reference.send(case), candidate.send(case)
         if "error" in json.dumps(expected.body):
             # InfluxDB names the shard that refused ("shard 2: fields not supported in WHERE clause during
             # deletion"); the number is its own bookkeeping, so only the words must match.
@@ -149,11 +164,15 @@ def test_delete_and_drop_series_match_influxdb(influxd: InfluxdProcess, tracker:
             differences.append(f"{case.describe()}\n  influxdb: {expected.short()}\n  tracker:  {actual.short()}")
 
     try:
+        for statement in READER_STEPS:  # refused, and nothing changes
+            check(Case([statement], method="POST", db=CLEANER), as_reader=True)
+        for q in CLEANUP_CHECKS:
+            check(Case([q], epoch="s", db=CLEANER))
         for method, statement in CLEANUP_STEPS:
             check(Case([statement], method=method, db=CLEANER))
             for q in CLEANUP_CHECKS:
                 check(Case([q], epoch="s", db=CLEANER))
     finally:
-        reference.close()
-        candidate.close()
+        for endpoint in (reference, candidate, reference_reader, candidate_reader):
+            endpoint.close()
     assert not differences, "\n".join([f"{len(differences)} DELETE/DROP SERIES answers differ, e.g.:", *differences[:8]])
