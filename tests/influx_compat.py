@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
 SECOND = 10**9
@@ -157,10 +158,9 @@ class Case:
 
 
 def rfc3339(seconds: float) -> str:
+    """A time literal as people write them: whole seconds, or milliseconds when there is a fraction."""
     whole = math.floor(seconds)
-    import datetime as _dt
-
-    text = _dt.datetime.fromtimestamp(whole, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    text = datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     fraction = round((seconds - whole) * 1000)
     return text + (f".{fraction:03d}Z" if fraction else "Z")
 
@@ -222,7 +222,7 @@ class QueryGenerator:
         if kind == 4:
             other = self.pick(DEVICES)
             return f"(device = '{device}' OR device = '{other}')"
-        return f"device = 'nosuchdevice'"
+        return "device = 'nosuchdevice'"
 
     def field_condition(self, features: set[str]) -> str:
         features.add("where field")
@@ -524,7 +524,7 @@ class QueryGenerator:
         inner = f"SELECT {inner_fn}({self.field_name()}) AS v FROM {MEASUREMENT}{where} GROUP BY {inner_group}"
         outer_fn = self.pick(("max", "min", "mean", "sum", "count", "last", "stddev", "percentile"))
         features.add(f"fn:{outer_fn}")
-        outer = f"percentile(v, 95)" if outer_fn == "percentile" else f"{outer_fn}(v)"
+        outer = "percentile(v, 95)" if outer_fn == "percentile" else f"{outer_fn}(v)"
         outer_group = ""
         if tags and self.rng.random() < 0.5:
             outer_group = " GROUP BY device"

@@ -8,6 +8,7 @@ the `influxdb` Python package, each against both servers; the v2 client's Flux q
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import subprocess
@@ -69,8 +70,6 @@ def grafana_request(host: str, port: int, q: str, method: str = "GET") -> Answer
         response = conn.getresponse()
         raw = response.read()
         if response.getheader("Content-Encoding", "") == "gzip":
-            import gzip
-
             raw = gzip.decompress(raw)
         return Answer(response.status, parse_body(raw, chunked=False))
     finally:
@@ -242,3 +241,23 @@ def test_v2_flux_query_is_told_flux_is_not_supported(servers: Servers) -> None:
     # The words: say that Flux is not supported and point to InfluxQL on /query.
     assert "flux" in message.lower() and "not supported" in message.lower(), message
     assert "InfluxQL" in message and "/query" in message, message
+
+
+# ----- without influxd ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ci", [None, "true"])
+def test_missing_influxd_skips_naming_it_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch, ci: str | None) -> None:
+    import tests.influxd
+
+    monkeypatch.setattr(tests.influxd, "INFLUXD", "/nonexistent/influxd")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    if ci:
+        monkeypatch.setenv("CI", ci)
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="influxd .*not found: apt-get install influxdb"):
+        tests.influxd.influxd_binary()
+    with pytest.raises(outcome, match="influx .*not found: apt-get install influxdb-client"):
+        tests.influxd.influx_cli_binary()
