@@ -88,6 +88,8 @@ def assert_same_answer(servers: Servers, q: str, method: str = "GET") -> Any:
 
 
 # ----- Grafana's query editor: the SHOW statements it sends, with its parameters -------------------------
+# As its InfluxQL query builder writes them (buildExploreQuery): LIMIT 100 on measurements, names quoted,
+# the retention policy before the measurement when one is chosen, the other tags' filters in WHERE.
 
 GRAFANA_EDITOR_QUERIES = [
     "SHOW MEASUREMENTS LIMIT 100",
@@ -95,8 +97,9 @@ GRAFANA_EDITOR_QUERIES = [
     'SHOW FIELD KEYS FROM "samples"',
     'SHOW FIELD KEYS FROM "autogen"."samples"',
     'SHOW TAG KEYS FROM "samples"',
+    "SHOW TAG KEYS FROM \"samples\" WHERE \"device\" = 'bike'",  # a tag filter already chosen in the editor
+    "SHOW TAG KEYS FROM \"samples\" WHERE \"device\" =~ /^(bike|watch)$/",
     'SHOW TAG VALUES FROM "samples" WITH KEY = "device"',
-    "SHOW TAG VALUES FROM \"samples\" WITH KEY = \"device\" WHERE \"device\" =~ /^(bike|watch)$/",
     f'SHOW RETENTION POLICIES on "{USER}"',
     "SHOW DATABASES",
 ]
