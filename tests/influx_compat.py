@@ -536,12 +536,17 @@ class QueryGenerator:
 
     def tz_select(self, features: set[str]) -> str:
         features.add("tz")
+        zone = self.pick(("Europe/Berlin", "Europe/Berlin", "America/New_York", "UTC"))
+        if self.rng.random() < 0.25:
+            # Raw rows: tz() changes how RFC3339 times are written (with the zone's offset).
+            features.add("tz raw")
+            where, _ = self.where(features, 30)
+            return f"SELECT {self.field_name()}, device FROM {MEASUREMENT}{where}{self.tail(features)} tz('{zone}')"
         interval = self.pick(("1d", "1h", "30m"))
         features.add("group by time")
         call = self.aggregate_call(features, self.pick(("mean", "max", "count", "sum", "last")))
         where, _ = self.where(features, SPAN_S + 600, min_span=1800)
         group = self.group_by_tags(features, 0.3)
-        zone = self.pick(("Europe/Berlin", "Europe/Berlin", "America/New_York", "UTC"))
         return f"SELECT {call} FROM {MEASUREMENT}{where} GROUP BY time({interval}){group}{self.fill(features)} tz('{zone}')"
 
     def show(self, features: set[str]) -> str:
