@@ -717,6 +717,77 @@ def answers_agree(case: Case, reference: Answer, candidate: Answer) -> bool:
     return same(reference.body, candidate.body)
 
 
+def kind_of_difference(reference: Answer, candidate: Answer) -> str:
+    """What differs first, in words (a refusal, an error text, column names, row order, precision, ...)."""
+    if reference.status != candidate.status:
+        refused = candidate.body.get("error", "") if isinstance(candidate.body, dict) else ""
+        return f"HTTP {reference.status} vs {candidate.status}" + (f" ({refused[:80]})" if refused else "")
+    found = first_difference(reference.body, candidate.body, ())
+    if found is None:
+        return "sample() shape"
+    path, expected, actual = found
+    where = path[-1] if path else ""
+    if "error" in path:
+        return "error text"
+    if where == "error" or (isinstance(expected, dict) and isinstance(actual, dict) and "error" in (expected.keys() ^ actual.keys())):
+        return "an error on one side only"
+    if "columns" in path:
+        return "column names"
+    if "row order" in path or "row order at equal times" in path:
+        return path[-1]
+    if "values" in path:
+        rows = path.index("values")
+        if len(path) == rows + 1:
+            return "number of rows"
+        return diff_in_value(expected, actual)
+    if where in ("series", "results") or isinstance(expected, list):
+        return f"number of {where or 'items'}"
+    if "tags" in path or where == "name":
+        return "series (names, tags or order)"
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return f"keys ({', '.join(sorted(expected.keys() ^ actual.keys()))})"
+    return f"{'.'.join(map(str, path))}"
+
+
+def diff_in_value(expected: Any, actual: Any) -> str:
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        pairs = [(e, a) for e, a in zip(expected, actual) if not same(e, a)]
+        if all(isinstance(e, (int, float)) and isinstance(a, (int, float)) for e, a in pairs):
+            worst = max(abs(e - a) / max(abs(e), abs(a)) for e, a in pairs)
+            return f"numbers, {worst:.0e} relative" if worst < 1e-3 else "values"
+        if any(e is None or a is None for e, a in pairs):
+            return "null vs a value"
+        return "values (time or text)"
+    return "row contents"
+
+
+def first_difference(expected: Any, actual: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any, Any] | None:
+    """The path to the first place two answers differ (a whole row when it is inside `values`)."""
+    if same(expected, actual):
+        return None
+    if path and path[-1] == "values" and isinstance(expected, list) and isinstance(actual, list):
+        if len(expected) != len(actual):
+            return path, expected, actual
+        if sorted(map(json.dumps, expected)) == sorted(map(json.dumps, actual)):
+            return path + ("row order",), expected, actual
+        for index, (e, a) in enumerate(zip(expected, actual)):
+            if not same(e, a):
+                if isinstance(e, list) and isinstance(a, list) and e[:1] == a[:1] and a in expected:
+                    return path + ("row order at equal times",), e, a  # InfluxDB has the row, elsewhere
+                return path + (index,), e, a
+    if isinstance(expected, dict) and isinstance(actual, dict) and expected.keys() == actual.keys():
+        for key in expected:
+            found = first_difference(expected[key], actual[key], path + (key,))
+            if found:
+                return found
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for index, (e, a) in enumerate(zip(expected, actual)):
+            found = first_difference(e, a, path + (index,))
+            if found:
+                return found
+    return path, expected, actual
+
+
 # ----- the report ---------------------------------------------------------------------------------------
 
 
@@ -755,8 +826,9 @@ class Comparison:
     def unexplained(self) -> list[Mismatch]:
         return [m for m in self.mismatches if m.known is None]
 
-    def report(self, examples_per_construct: int = 1) -> str:
-        """Agreement, then the differing requests grouped by the construct most to blame, one example each."""
+    def report(self, examples_per_construct: int = 3) -> str:
+        """Agreement, then the differing requests grouped by the construct most to blame, with an example of
+        each way it differs."""
         lines = [f"InfluxDB differential: {self.identical}/{self.total} requests identical ({self.agreement:.2f}%), "
                  f"{len(self.mismatches)} differ, {len(self.unexplained)} of them unexplained"]  # fmt: skip
         if not self.mismatches:
@@ -770,13 +842,20 @@ class Comparison:
             # Blame the construct that fails most often wherever it appears (ties: the rarer one).
             blamed = max(mismatch.case.features, key=lambda n: (rate.get(n, 0.0), -self.feature_counts[n], n))
             groups[blamed].append(mismatch)
+        kinds = Counter(kind_of_difference(m.reference, m.candidate).split(" (")[0].split(",")[0] for m in self.mismatches)
+        lines.append("what differs first: " + ", ".join(f"{kind} {count}" for kind, count in kinds.most_common()))
         for name, members in sorted(groups.items(), key=lambda item: -len(item[1])):
             lines.append("")
+            group_kinds = Counter(kind_of_difference(m.reference, m.candidate).split(" (")[0].split(",")[0] for m in members)
             lines.append(f"== {name}: {len(members)} differ ({failing[name]}/{self.feature_counts[name]} of the "
-                         f"requests using it)")  # fmt: skip
-            for mismatch in members[:examples_per_construct]:
+                         f"requests using it): " + ", ".join(f"{k} {n}" for k, n in group_kinds.most_common()))  # fmt: skip
+            examples: dict[str, Mismatch] = {}
+            for mismatch in members:  # one example of each way this construct differs
+                examples.setdefault(kind_of_difference(mismatch.reference, mismatch.candidate).split(",")[0], mismatch)
+            for mismatch in list(examples.values())[:examples_per_construct]:
                 if mismatch.known:
                     lines.append(f"   known difference: {mismatch.known.name}: {mismatch.known.reason}")
+                lines.append(f"   differs:  {kind_of_difference(mismatch.reference, mismatch.candidate)}")
                 lines.append(f"   request:  {mismatch.case.describe()}")
                 lines.append(f"   influxdb: {mismatch.reference.short()}")
                 lines.append(f"   tracker:  {mismatch.candidate.short()}")
