@@ -170,6 +170,7 @@ CLI_QUERIES = [
     f"SELECT mean(hr_bpm), max(pwr_w) FROM samples WHERE {RANGE} GROUP BY time(5m), device fill(null)",
     f"SELECT percentile(hr_bpm, 95) FROM samples WHERE {RANGE}",
     f"SELECT non_negative_derivative(mean(dist_km), 1s) FROM samples WHERE {RANGE} GROUP BY time(10m)",
+    f"SHOW FIELD KEYS; SELECT count(cad_rpm) FROM samples WHERE {RANGE} GROUP BY device",  # two statements
 ]
 
 
@@ -229,6 +230,18 @@ def test_influxdb_python_client(
     for device in ("bike", "watch"):
         tagged = {"device": device}
         assert same(list(expected.get_points(tags=tagged)), list(actual.get_points(tags=tagged)))
+
+
+@pytest.mark.parametrize(
+    "call",
+    ["get_list_database", "get_list_measurements", "get_list_series", "get_list_retention_policies"],
+)
+def test_influxdb_python_client_listings(
+    python_clients: tuple[influxdb.InfluxDBClient, influxdb.InfluxDBClient], call: str
+) -> None:
+    reference, candidate = python_clients
+    expected, actual = getattr(reference, call)(), getattr(candidate, call)()
+    assert expected and same(expected, actual), f"\ninfluxdb: {expected}\ntracker:  {actual}"
 
 
 # ----- influxdb-client (v2): Flux -----------------------------------------------------------------------
