@@ -116,7 +116,7 @@ FIELDS = ("hr_bpm", "pwr_w", "cad_rpm", "spd_kph", "alt_m", "lat", "lng", "temp_
           "acc_m", "bearing", "gsm_signal", "pwr_w_l", "pwr_w_r")  # fmt: skip
 COMMON_FIELDS = ("hr_bpm", "pwr_w", "cad_rpm", "lat", "lng", "alt_m")
 AGGREGATES = ("count", "mean", "median", "mode", "spread", "stddev", "sum", "integral", "distinct")
-SELECTORS = ("first", "last", "max", "min", "percentile", "top", "bottom", "sample")
+SELECTORS = ("first", "last", "max", "min", "percentile", "top", "bottom", "sample", "distinct")
 TRANSFORMATIONS = ("derivative", "non_negative_derivative", "difference", "non_negative_difference",
                    "moving_average", "cumulative_sum", "elapsed")  # fmt: skip
 MATH_FUNCTIONS = ("abs", "round", "floor", "ceil", "sqrt", "pow", "ln", "log", "log2", "log10", "exp",
@@ -325,8 +325,6 @@ class QueryGenerator:
             return f"log({inner}, {self.pick((2, 10))})"
         if name == "atan2":
             return f"atan2({inner}, {self.pick(('1', '2.5'))})"
-        if name == "round" and self.rng.random() < 0.3:
-            return f"round({inner})"
         return f"{name}({inner})"
 
     # -- statements --
@@ -421,7 +419,7 @@ class QueryGenerator:
         features.add("selector")
         call = self.selector_call(features)
         columns = [call]
-        if not call.startswith(("top", "bottom", "sample", "percentile")) and self.rng.random() < 0.3:
+        if not call.startswith(("top", "bottom", "sample", "percentile", "distinct")) and self.rng.random() < 0.3:
             features.add("selector with fields")
             columns.append(self.pick(("pwr_w", "device", "hr_bpm, lat")))
         elif call.startswith("percentile") and self.rng.random() < 0.4:
