@@ -25,8 +25,8 @@ from tracker.storage.connection import (
 )
 from tracker.storage.column_cache import BlockCache
 from tracker.storage.journal import (
-    CommitLock, append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
-    journal_path, open_journal, register_writer,
+    DELETE_ENTRY, CommitLock, append as journal_append, checkpointed, delete_entries as journal_delete,
+    delete_user_entries, encode_deletion, encode_points, journal_path, open_journal, register_writer,
 )
 from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS, SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
@@ -88,6 +88,25 @@ def _upsert_sql(keys: tuple[str, ...], rows: int = 1, on_conflict: str = "merge"
         f"ON CONFLICT (time, series) DO UPDATE SET {updates}"
     )
 
+
+# Deletions (DELETE, DROP SERIES) go through the writer in steps of at most this many rows of the
+# file's time range, each its own transaction and journal entry, so that the writes of everyone else
+# commit in between: a DELETE of a year of samples never holds the writer for more than a step.
+DELETE_STEP_ROWS = 50_000
+# SQLite work (progress-handler calls, each ~1000 VM instructions) a deletion may spend, on the
+# writer, proving that a series it emptied has no samples left outside the deleted range; a series not
+# proven empty in time keeps its row (it is listed with no samples) rather than stall the writer.
+EMPTY_SERIES_BUDGET = 20_000
+# The time of the first row past one step: a step deletes the rows before it.
+_STEP_END = "SELECT time FROM samples WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?"
+_DELETE_RANGE = (
+    "DELETE FROM samples WHERE time >= ? AND time < ? AND series IN (SELECT value FROM json_each(?))"
+)
+_BUMP_DELETIONS = "UPDATE sample_deletions SET generation = generation + 1"
+_DELETIONS = "SELECT generation FROM sample_deletions"
+# The whole time range a sample can have (InfluxDB's MinTime and MaxTime, end exclusive).
+_EARLIEST_NS = -(2**63) + 2
+_LATEST_NS = 2**63 - 1
 
 _DELETE_OLDEST = (
     "DELETE FROM samples WHERE time < coalesce("
@@ -169,6 +188,25 @@ class _Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class Deletion:
+    """What a DELETE or DROP SERIES removes: the samples of the series with these tag sets
+    (canonical tags texts) with start <= time < end; then the series left without samples."""
+
+    series_tags: tuple[str, ...]
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class _DeletionStep:
+    """One step of a deletion: the rows from `from_ns` on, up to DELETE_STEP_ROWS rows of the file."""
+
+    deletion: Deletion
+    from_ns: int
+    first: bool  # nothing of the deletion committed before: no write can have come in between
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
     """Work other than a write, run in the writer thread on the user's connection (removing expired
     samples), after the group commit it was queued beside, so it never races a write. With
@@ -180,6 +218,7 @@ class _Job:
     done: asyncio.Future[Any]
     file: _UserFile | None = None  # whose `pending` counts it
     forget: bool = False
+    deletion: _DeletionStep | None = None  # instead of `run`: one step of a deletion, journaled
 
 
 class _ConflictBatch(list):  # type: ignore[type-arg]
@@ -284,6 +323,65 @@ def _load_series(conn: sqlite3.Connection) -> dict[Tags, int]:
     return {tuple(map(tuple, json.loads(t))): i for t, i in rows}
 
 
+def _series_ids(conn: sqlite3.Connection, series_tags: Sequence[str]) -> dict[str, int]:
+    """The ids of the series with these canonical tags texts that exist in the file."""
+    return dict(
+        conn.execute("SELECT tags, id FROM series WHERE tags IN (SELECT value FROM json_each(?))", (json.dumps(list(series_tags)),))
+    )
+
+
+def _empty_series(conn: sqlite3.Connection, ids: Sequence[int], budget: int | None) -> list[int]:
+    """Those of the series that have no sample; with a budget (progress-handler calls), the ones
+    proven so before it ran out. Inside the caller's write transaction: exact."""
+    empty: list[int] = []
+    spent = 0
+
+    def tick() -> bool:
+        nonlocal spent
+        spent += 1
+        return budget is not None and spent > budget
+
+    conn.set_progress_handler(tick, 1000)
+    try:
+        for series_id in ids:
+            if not conn.execute("SELECT EXISTS (SELECT 1 FROM samples WHERE series = ?)", (series_id,)).fetchone()[0]:
+                empty.append(series_id)
+    except sqlite3.OperationalError:
+        if budget is None or spent <= budget:
+            raise  # not our budget: a real error
+    finally:
+        conn.set_progress_handler(None, 0)
+    return empty
+
+
+def apply_deletion(
+    conn: sqlite3.Connection, series_tags: Sequence[str], start_ns: int, end_ns: int, removed_series: Sequence[str]
+) -> tuple[int, list[str]]:
+    """Inside the caller's transaction: delete the samples of the series with start <= time < end,
+    then those of `removed_series` that have no sample left. (Rows deleted, tags texts of the series
+    removed.) Recovery replays a journaled deletion with it; the writer runs it in steps."""
+    ids = _series_ids(conn, series_tags)
+    removed = conn.execute(_DELETE_RANGE, (start_ns, end_ns, json.dumps(list(ids.values())))).rowcount if ids else 0
+    gone: list[str] = []
+    if removed_series:
+        candidates = _series_ids(conn, removed_series)
+        by_id = {series_id: tags for tags, series_id in candidates.items()}
+        gone = [by_id[i] for i in _empty_series(conn, list(by_id), None)]
+        _remove_series(conn, [candidates[tags] for tags in gone])
+    if removed or gone:
+        conn.execute(_BUMP_DELETIONS)
+    return removed, gone
+
+
+def _remove_series(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute("DELETE FROM series WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
+
+
+def _deletions(conn: sqlite3.Connection) -> int:
+    return int(conn.execute(_DELETIONS).fetchone()[0])
+
+
 def _open_sample_file(path: Path) -> tuple[sqlite3.Connection, dict[Tags, int]]:
     """A writing connection to a user file (created if need be) and the ids of its series.
 
@@ -307,10 +405,12 @@ def _open_sample_file(path: Path) -> tuple[sqlite3.Connection, dict[Tags, int]]:
 
 @dataclass(eq=False, slots=True)
 class _Open:
-    """A user file's connection in the writer thread, with the ids of its committed series."""
+    """A user file's connection in the writer thread, with the ids of its committed series, valid
+    while the file's deletion count is `deletions` (a deletion removes series, in any process)."""
 
     conn: sqlite3.Connection
     series: dict[Tags, int]
+    deletions: int = 0
 
 
 # User files a checkpoint syncs between two groups of writes: each costs a few fsyncs.
@@ -493,7 +593,12 @@ class _Writer:
             self._open.move_to_end(user)
             return handle
         conn, series = _open_sample_file(path)
-        handle = self._open[user] = _Open(conn, series)
+        try:
+            deletions = _deletions(conn)
+        except BaseException:
+            conn.close()
+            raise
+        handle = self._open[user] = _Open(conn, series, deletions)
         self._trim_open()
         return handle
 
@@ -645,6 +750,9 @@ class _Writer:
         conn = handle.conn
         try:
             conn.execute("BEGIN IMMEDIATE")  # the write lock up front: no deadlock-prone lock upgrade
+            deletions = _deletions(conn)
+            if deletions != handle.deletions:  # series were removed (maybe by another process): ids anew
+                handle.series, handle.deletions = _load_series(conn), deletions
             fresh = self._applier.add_series(conn, handle.series, (p for i in indices for p in batches[i].points))
         except Exception as error:
             self._abandon(user, handle, path, error, indices, results)
@@ -706,6 +814,8 @@ class _Writer:
                 self._drop(job.user)
                 self._touched.discard(job.path)
                 delete_user_entries(self._journal_conn(), job.user)
+            elif job.deletion is not None:
+                result = self._delete_step(job.user, job.path, job.deletion)
             else:
                 assert job.run is not None
                 result = job.run(self._connection(job.user, job.path).conn)
@@ -714,6 +824,54 @@ class _Writer:
             job_error = self._fault(error, job.path) or error
             self._drop(job.user)  # as after a failed write: the next one starts from a fresh connection
         self._call_loop(self._settle_job, job, result, job_error)
+
+    def _delete_step(self, user: str, path: Path, step: _DeletionStep) -> tuple[int, int | None]:
+        """One step of a deletion, journaled like a write and committed the same way (the journal's
+        transaction first, the user file's after), so that neither recovery nor a later checkpoint
+        can bring the deleted samples back: replay applies the deletion after every write journaled
+        before it. (Rows deleted, where the next step starts or None when this was the last.)"""
+        handle = self._connection(user, path)
+        conn = handle.conn
+        deletion = step.deletion
+        conn.execute("BEGIN IMMEDIATE")
+        entry: list[int] = []
+        try:
+            bound = conn.execute(_STEP_END, (step.from_ns, deletion.end_ns, DELETE_STEP_ROWS)).fetchone()
+            step_end = deletion.end_ns if bound is None else max(bound[0], step.from_ns + 1)
+            last = step_end >= deletion.end_ns
+            removed, _ = apply_deletion(conn, deletion.series_tags, step.from_ns, step_end, ())
+            gone: list[str] = []
+            if last:
+                ids = _series_ids(conn, deletion.series_tags)
+                if step.first and deletion.start_ns <= _EARLIEST_NS and deletion.end_ns >= _LATEST_NS:
+                    gone = list(ids)  # every sample of theirs went in this very transaction
+                else:  # samples outside the range, or written between the steps: look, briefly
+                    by_id = {series_id: tags for tags, series_id in ids.items()}
+                    gone = [by_id[i] for i in _empty_series(conn, list(by_id), EMPTY_SERIES_BUDGET)]
+                _remove_series(conn, [ids[tags] for tags in gone])
+                if gone and not removed:
+                    conn.execute(_BUMP_DELETIONS)
+            if removed or gone:
+                blob = encode_deletion(deletion.series_tags, step.from_ns, step_end, gone)
+                entry = journal_append(self._journal_conn(), self._store.writer_key, [(user, DELETE_ENTRY, blob)])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if entry:  # journaled but not applied: recovery must not apply it
+                with contextlib.suppress(Exception):
+                    journal_delete(self._journal_conn(), entry)
+            raise
+        if gone:
+            gone_tags = set(gone)
+            handle.series = {tags: i for tags, i in handle.series.items() if _tags_text(tags) not in gone_tags}
+        handle.deletions = _deletions(conn)
+        if entry:
+            self._applied_through = max(self._applied_through, *entry)
+            self._since_checkpoint += 1
+            self._trim_until = time.monotonic() + self._store.keep_seconds + self._store.checkpoint_seconds
+        return removed, None if last else step_end
 
     def _checkpoint(self, files_per_step: int | None = None) -> None:
         """Make the touched user files durable, then tell the journal so, and trim it.
@@ -1028,6 +1186,29 @@ class SampleStore:
         handle.pending += 1
         self._writer().put(_Job(user, handle.path, delete, done, handle))
         return await done
+
+    async def delete_samples(
+        self, user: str, series_tags: Iterable[Mapping[str, str]], start_ns: int, end_ns: int
+    ) -> int:
+        """Delete the samples of these series (tag sets) with start_ns <= time < end_ns, then the
+        series left without samples (DELETE, DROP SERIES). Runs through the writer in steps of at
+        most DELETE_STEP_ROWS rows, each committed and journaled like a write; returns once all are
+        (the samples removed). Ordered after every write acknowledged before it was called."""
+        handle = self._existing_file(user)
+        texts = tuple(sorted({_tags_text(tuple(tags.items())) for tags in series_tags}))
+        if handle is None or not texts or start_ns >= end_ns:
+            return 0
+        deletion = Deletion(texts, start_ns, end_ns)
+        total = 0
+        step: int | None = start_ns
+        while step is not None:
+            done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
+            handle = self._file(user)
+            handle.pending += 1
+            self._writer().put(_Job(user, handle.path, None, done, handle, deletion=_DeletionStep(deletion, step, step == start_ns)))
+            removed, step = await done
+            total += removed
+        return total
 
     # ---- reads
 
