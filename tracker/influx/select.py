@@ -27,6 +27,7 @@ from tracker.influx.influxql import (
     BooleanLiteral,
     Call,
     CreateDatabase,
+    DeleteStatement,
     Expr,
     FieldExpr,
     IntegerLiteral,
@@ -159,6 +160,8 @@ async def execute(statement: Statement, ctx: Context) -> Output:
         runner = _show_tag_values
     elif isinstance(statement, ShowSeries):
         runner = _show_series
+    elif isinstance(statement, DeleteStatement):
+        runner = _delete
     else:  # pragma: no cover - every parsed statement type is handled above
         raise StatementError(f"statement not supported by Tracker: {type(statement).__name__}")
     limit = ctx.max_points if isinstance(statement, SelectStatement) else 0
@@ -695,6 +698,67 @@ def _shown_series(condition: Expr | None, series: SeriesTags, deadline: float | 
     except QueryParseError as exc:
         raise StatementError(exc.message) from None
     return _matching_series(rest, series, deadline)
+
+
+# ---------------------------------------------------------------------------------------------
+# DELETE, DROP SERIES, DROP MEASUREMENT (the caller has checked that the user owns the database)
+
+
+async def _delete(statement: DeleteStatement, database: str, ctx: Context) -> Output:
+    """InfluxDB's rules: WHERE holds tag conditions (and, for DELETE, a time range AND-ed with them);
+    a field there is refused; a measurement other than ours deletes nothing. Answers no series."""
+    condition = statement.condition
+    if statement.keyword == "DROP SERIES" and condition is not None and any(map(_is_time_node, _walk_nodes(condition))):
+        raise StatementError("DROP SERIES doesn't support time in WHERE clause")
+    if statement.sources and not any(_names_samples(source) for source in statement.sources):
+        return
+    try:
+        start, end, tags_condition = time_range(condition, ctx.now_ns)
+    except QueryParseError as exc:  # time inside OR: InfluxDB narrows the range oddly; refused here
+        raise StatementError(exc.message.removeprefix("error parsing query: ")) from None
+    if tags_condition is not None and _has_field_term(tags_condition):
+        raise StatementError("fields not supported in WHERE clause during deletion")
+    series = await storage.query_series(ctx.store, database)
+    matched = await ctx.offload(_matching_series, tags_condition, series, ctx.deadline)
+    await ctx.store.delete_samples(database, matched.values(), start, end)
+    return
+    yield  # an async generator that yields nothing: the result is `{"statement_id":N}`
+
+
+def _names_samples(source: Source) -> bool:
+    if source.regex is not None:
+        return source.regex.compiled.search(MEASUREMENT) is not None
+    return source.name == MEASUREMENT
+
+
+def _walk_nodes(expr: Expr) -> list[Expr]:
+    out, stack = [], [expr]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if isinstance(node, BinaryExpr):
+            stack.extend((node.lhs, node.rhs))
+    return out
+
+
+def _is_time_node(node: Expr) -> bool:
+    return isinstance(node, VarRef) and node.name.lower() == "time"
+
+
+def _has_field_term(condition: Expr) -> bool:
+    """A comparison on a field, or of a tag with anything but a string, a regex or another tag:
+    InfluxDB deletes by series only, and refuses those."""
+    for node in _walk_nodes(condition):
+        if not isinstance(node, BinaryExpr) or node.op in ("AND", "OR"):
+            continue
+        if not isinstance(node.lhs, VarRef) and not isinstance(node.rhs, VarRef):
+            return True
+        tag, other = (node.lhs, node.rhs) if isinstance(node.lhs, VarRef) else (node.rhs, node.lhs)
+        if not _is_tag(tag) or (isinstance(other, VarRef) and not _is_tag(other)):
+            return True
+        if not isinstance(other, (StringLiteral, RegexLiteral, VarRef)):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
