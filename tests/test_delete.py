@@ -5,12 +5,14 @@ in the read cache, in other processes' views, and after a crash and the journal'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.parse
@@ -367,6 +369,43 @@ async def test_a_deletion_in_many_steps_removes_exactly_its_samples(tmp_path: Pa
             [t for t in range(50, 250) if t % 3 == 0]
         )
         assert await store.tag_sets("alice") == [{"device": "b"}, {"device": "c"}]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("writer", ["this process", "another process"])
+async def test_a_series_written_between_the_steps_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str) -> None:
+    """DROP SERIES in several steps: a sample written to the series after a step (into the part
+    already deleted) is not deleted, and the series keeps its row, whoever wrote it."""
+    monkeypatch.setattr(samples_module, "DELETE_STEP_ROWS", 10)
+    store = SampleStore(tmp_path)
+    loop = asyncio.get_running_loop()
+    real_step = samples_module._Writer._delete_step
+    steps = 0
+
+    def step_then_write(self: Any, user: str, path: Path, step: Any) -> Any:
+        nonlocal steps
+        result = real_step(self, user, path, step)
+        steps += 1
+        if steps == 1:  # after the first step: a write lands before the second
+            if writer == "this process":
+                asyncio.run_coroutine_threadsafe(store.write("alice", [Pt(2 * S, {"hr_bpm": 99.0}, (("device", "a"),))]), loop)
+            else:
+                with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+                    conn.execute("INSERT INTO samples (time, series, hr_bpm) SELECT ?, id, 99 FROM series WHERE tags = ?",
+                                 (2 * S, json.dumps([["device", "a"]], separators=(",", ":"))))  # fmt: skip
+        return result
+
+    monkeypatch.setattr(samples_module._Writer, "_delete_step", step_then_write)
+    try:
+        await store.write("alice", [Pt(t * S, {"hr_bpm": float(t)}, (("device", "ab"[t % 2]),)) for t in range(100)])
+        removed = await store.delete_samples("alice", [{"device": "a"}, {"device": "b"}], -(2**63) + 2, 2**63 - 1)
+        assert steps > 2 and removed == 100
+        left = [(s.time, s.fields) async for batch in store.read_range("alice", 0, 10**6 * S) for s in batch]
+        assert left == [(2 * S, {"hr_bpm": 99.0})]
+        assert await store.tag_sets("alice") == [{"device": "a"}]
+        await store.write("alice", [Pt(3 * S, {"hr_bpm": 3.0}, (("device", "a"),))])  # its series id still holds
+        assert len([s async for batch in store.read_range("alice", 0, 10**6 * S) for s in batch]) == 2
     finally:
         await store.close()
 

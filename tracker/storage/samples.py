@@ -197,6 +197,19 @@ class Deletion:
     end_ns: int
 
 
+@dataclass(slots=True)
+class _WritesDuring:
+    """What reached a user's file while a deletion of several steps ran: the tag sets this process's
+    writer wrote, and whether any other connection (another process) committed, as seen by the file's
+    `PRAGMA data_version` on the writer's connection (unchanged by its own commits)."""
+
+    user: str
+    conn: sqlite3.Connection
+    data_version: int
+    tags: set[Tags] = field(default_factory=set)
+    others_wrote: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class _DeletionStep:
     """One step of a deletion: the rows from `from_ns` on, up to DELETE_STEP_ROWS rows of the file."""
@@ -330,16 +343,16 @@ def _series_ids(conn: sqlite3.Connection, series_tags: Sequence[str]) -> dict[st
     )
 
 
-def _empty_series(conn: sqlite3.Connection, ids: Sequence[int], budget: int | None) -> list[int]:
-    """Those of the series that have no sample; with a budget (progress-handler calls), the ones
-    proven so before it ran out. Inside the caller's write transaction: exact."""
+def _empty_series(conn: sqlite3.Connection, ids: Sequence[int], budget: int) -> list[int]:
+    """Those of the series proven to have no sample before `budget` (progress-handler calls) ran
+    out. Inside the caller's write transaction, so exact; a series not proven empty is kept."""
     empty: list[int] = []
     spent = 0
 
     def tick() -> bool:
         nonlocal spent
         spent += 1
-        return budget is not None and spent > budget
+        return spent > budget
 
     conn.set_progress_handler(tick, 1000)
     try:
@@ -347,7 +360,7 @@ def _empty_series(conn: sqlite3.Connection, ids: Sequence[int], budget: int | No
             if not conn.execute("SELECT EXISTS (SELECT 1 FROM samples WHERE series = ?)", (series_id,)).fetchone()[0]:
                 empty.append(series_id)
     except sqlite3.OperationalError:
-        if budget is None or spent <= budget:
+        if spent <= budget:
             raise  # not our budget: a real error
     finally:
         conn.set_progress_handler(None, 0)
@@ -363,10 +376,10 @@ def apply_deletion(
     ids = _series_ids(conn, series_tags)
     removed = conn.execute(_DELETE_RANGE, (start_ns, end_ns, json.dumps(list(ids.values())))).rowcount if ids else 0
     gone: list[str] = []
-    if removed_series:
+    if removed_series:  # empty then; now, samples written after the deletion may be in the file already
         candidates = _series_ids(conn, removed_series)
         by_id = {series_id: tags for tags, series_id in candidates.items()}
-        gone = [by_id[i] for i in _empty_series(conn, list(by_id), None)]
+        gone = [by_id[i] for i in _empty_series(conn, list(by_id), EMPTY_SERIES_BUDGET)]
         _remove_series(conn, [candidates[tags] for tags in gone])
     if removed or gone:
         conn.execute(_BUMP_DELETIONS)
@@ -459,6 +472,7 @@ class _Writer:
         self._last_checkpoint = time.monotonic()
         self._trim_until = 0.0  # keep checkpointing (trimming) until entries are past the keep time
         self._round: _CheckpointRound | None = None  # the checkpoint under way, a few files at a time
+        self._deleting: dict[int, _WritesDuring] = {}  # id(Deletion) -> writes since its first step
         self._thread = threading.Thread(target=self._run, name="tracker writer", daemon=True)
         self._thread.start()
 
@@ -714,6 +728,9 @@ class _Writer:
                         taken_back.append(sequence.pop(index))
                 continue
             handle.series.update(fresh)  # only now: a rolled-back series id must never be reused
+            for during in self._deleting.values():  # empty but while a deletion runs
+                if during.user == user:
+                    during.tags.update(p.tags for index in indices for p in batches[index].points)
             user_commits += 1
             self._touched.add(path)
             for index in indices:
@@ -835,6 +852,12 @@ class _Writer:
         deletion = step.deletion
         conn.execute("BEGIN IMMEDIATE")
         entry: list[int] = []
+        data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        during = self._deleting.pop(id(deletion), None)
+        if step.first:
+            during = _WritesDuring(user, conn, data_version)
+        elif during is not None and (during.conn is not conn or during.data_version != data_version):
+            during.others_wrote = True  # another process wrote, or the connection is another one
         try:
             bound = conn.execute(_STEP_END, (step.from_ns, deletion.end_ns, DELETE_STEP_ROWS)).fetchone()
             step_end = deletion.end_ns if bound is None else max(bound[0], step.from_ns + 1)
@@ -843,9 +866,12 @@ class _Writer:
             gone: list[str] = []
             if last:
                 ids = _series_ids(conn, deletion.series_tags)
-                if step.first and deletion.start_ns <= _EARLIEST_NS and deletion.end_ns >= _LATEST_NS:
-                    gone = list(ids)  # every sample of theirs went in this very transaction
-                else:  # samples outside the range, or written between the steps: look, briefly
+                whole_range = deletion.start_ns <= _EARLIEST_NS and deletion.end_ns >= _LATEST_NS
+                if whole_range and during is not None and not during.others_wrote:
+                    # Every sample of theirs went, but what this writer wrote to them between the steps.
+                    written = {_tags_text(tags) for tags in during.tags}
+                    gone = [tags for tags in ids if tags not in written]
+                else:  # samples outside the range, or written by another process: look, briefly
                     by_id = {series_id: tags for tags, series_id in ids.items()}
                     gone = [by_id[i] for i in _empty_series(conn, list(by_id), EMPTY_SERIES_BUDGET)]
                 _remove_series(conn, [ids[tags] for tags in gone])
@@ -863,6 +889,9 @@ class _Writer:
                 with contextlib.suppress(Exception):
                     journal_delete(self._journal_conn(), entry)
             raise
+        if during is not None and not last:
+            during.data_version = data_version  # our own commit leaves it as it was
+            self._deleting[id(deletion)] = during
         if gone:
             gone_tags = set(gone)
             handle.series = {tags: i for tags, i in handle.series.items() if _tags_text(tags) not in gone_tags}
