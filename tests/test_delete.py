@@ -347,6 +347,26 @@ async def test_the_owner_deletes_only_her_own(people: TestClient, accounts: Acco
     assert await _count(people, "alice") == 4
 
 
+async def test_every_form_of_the_request_deletes(people: TestClient) -> None:
+    """GET as well as POST, chunked, with bind parameters, beside other statements: InfluxDB 1.6
+    answers each `{"statement_id":N}` (its chunked answer is one line per statement)."""
+    alice = basic("alice", "pw-alice")
+    resp = await people.get("/query", params={"db": "alice", "q": "DELETE FROM samples WHERE device = 'a'"}, headers=alice)
+    assert (resp.status, await resp.text()) == (200, '{"results":[{"statement_id":0}]}\n')
+    resp = await people.post("/query", params={"db": "alice", "chunked": "true"}, headers=alice,
+                             data={"q": "DELETE FROM samples WHERE device = $d; SHOW TAG VALUES WITH KEY = device",
+                                   "params": '{"d": "b"}'})  # fmt: skip
+    lines = (await resp.text()).splitlines()
+    assert lines == [
+        '{"results":[{"statement_id":0}]}',
+        '{"results":[{"statement_id":1,"series":[{"name":"samples","columns":["key","value"],"values":[["device","c"]]}]}]}',
+    ]
+    q = "SELECT count(hr_bpm), count(cad_rpm), count(lat) FROM samples; DELETE FROM samples; SELECT * FROM samples"
+    status, body = await _tracker(people, "alice", q)
+    assert status == 200 and body["results"][1:] == [{"statement_id": 1}, {"statement_id": 2}]
+    assert body["results"][0]["series"][0]["values"][0][1:3] == [1, 1]  # the untagged sample and c's
+
+
 # ---------------------------------------------------------------------------------------------
 # Storage: steps, the read cache, other processes, the journal
 
