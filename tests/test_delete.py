@@ -367,6 +367,21 @@ async def test_every_form_of_the_request_deletes(people: TestClient) -> None:
     assert body["results"][0]["series"][0]["values"][0][1:3] == [1, 1]  # the untagged sample and c's
 
 
+@pytest.mark.parametrize(
+    "statement, error",
+    [  # InfluxDB runs these, narrowing the time range in ways its documentation does not describe
+        ("DELETE FROM samples WHERE device = 'b' OR time < '2016-01-01'",
+         "time conditions must be AND-ed with the rest of the WHERE clause (time inside OR is not supported)"),
+        ("DELETE FROM samples WHERE time != '2015-01-01T00:00:01Z'",
+         "invalid time comparison operator: != (use >, >=, <, <= or =)"),
+    ],
+)  # fmt: skip
+async def test_time_it_cannot_honour_is_refused(people: TestClient, statement: str, error: str) -> None:
+    status, body = await _tracker(people, "alice", statement)
+    assert (status, body) == (200, {"results": [{"statement_id": 0, "error": error}]})
+    assert await _count(people, "alice") == 4
+
+
 # ---------------------------------------------------------------------------------------------
 # Storage: steps, the read cache, other processes, the journal
 
@@ -498,6 +513,7 @@ async def test_the_live_view_reads_no_points_from_a_deletion(tmp_path: Path) -> 
 # A crash right after the answer
 
 
+@pytest.mark.slow  # real servers, killed and started again
 @pytest.mark.parametrize("workers", [1, 2], ids=["one process", "two workers"])
 async def test_deleted_samples_stay_deleted_after_sigkill(tmp_path: Path, workers: int) -> None:
     """The journal is not checkpointed during the test (--journal-checkpoint 3600), so the restart

@@ -708,15 +708,16 @@ async def _delete(statement: DeleteStatement, database: str, ctx: Context) -> Ou
     """InfluxDB's rules: WHERE holds tag conditions (and, for DELETE, a time range AND-ed with them);
     a field there is refused; a measurement other than ours deletes nothing. Answers no series."""
     condition = statement.condition
-    if statement.keyword == "DROP SERIES" and condition is not None and any(map(_is_time_node, _walk_nodes(condition))):
+    comparisons = _comparisons(condition)
+    if statement.keyword == "DROP SERIES" and any(map(_is_time_ref, (side for c in comparisons for side in (c.lhs, c.rhs)))):
         raise StatementError("DROP SERIES doesn't support time in WHERE clause")
-    if statement.sources and not any(_names_samples(source) for source in statement.sources):
+    if statement.sources and not _reads_samples(statement.sources, ""):
         return
     try:
         start, end, tags_condition = time_range(condition, ctx.now_ns)
     except QueryParseError as exc:  # time inside OR: InfluxDB narrows the range oddly; refused here
         raise StatementError(exc.message.removeprefix("error parsing query: ")) from None
-    if tags_condition is not None and _has_field_term(tags_condition):
+    if any(map(_is_field_term, _comparisons(tags_condition))):
         raise StatementError("fields not supported in WHERE clause during deletion")
     series = await storage.query_series(ctx.store, database)
     matched = await ctx.offload(_matching_series, tags_condition, series, ctx.deadline)
@@ -725,40 +726,34 @@ async def _delete(statement: DeleteStatement, database: str, ctx: Context) -> Ou
     yield  # an async generator that yields nothing: the result is `{"statement_id":N}`
 
 
-def _names_samples(source: Source) -> bool:
-    if source.regex is not None:
-        return source.regex.compiled.search(MEASUREMENT) is not None
-    return source.name == MEASUREMENT
-
-
-def _walk_nodes(expr: Expr) -> list[Expr]:
-    out, stack = [], [expr]
+def _comparisons(condition: Expr | None) -> list[BinaryExpr]:
+    """The comparisons that AND and OR join in a WHERE condition."""
+    out: list[BinaryExpr] = []
+    stack = [condition] if condition is not None else []
     while stack:
         node = stack.pop()
-        out.append(node)
-        if isinstance(node, BinaryExpr):
-            stack.extend((node.lhs, node.rhs))
+        if isinstance(node, BinaryExpr) and node.op in ("AND", "OR"):
+            stack.extend((node.rhs, node.lhs))
+        elif isinstance(node, BinaryExpr):
+            out.append(node)
     return out
 
 
-def _is_time_node(node: Expr) -> bool:
-    return isinstance(node, VarRef) and node.name.lower() == "time"
+def _is_time_ref(expr: Expr) -> bool:
+    return isinstance(expr, VarRef) and expr.name.lower() == "time"
 
 
-def _has_field_term(condition: Expr) -> bool:
+def _is_field_term(comparison: BinaryExpr) -> bool:
     """A comparison on a field, or of a tag with anything but a string, a regex or another tag:
-    InfluxDB deletes by series only, and refuses those."""
-    for node in _walk_nodes(condition):
-        if not isinstance(node, BinaryExpr) or node.op in ("AND", "OR"):
-            continue
-        if not isinstance(node.lhs, VarRef) and not isinstance(node.rhs, VarRef):
-            return True
-        tag, other = (node.lhs, node.rhs) if isinstance(node.lhs, VarRef) else (node.rhs, node.lhs)
-        if not _is_tag(tag) or (isinstance(other, VarRef) and not _is_tag(other)):
-            return True
-        if not isinstance(other, (StringLiteral, RegexLiteral, VarRef)):
-            return True
-    return False
+    InfluxDB deletes whole series of a time range, and refuses those."""
+    lhs, rhs = comparison.lhs, comparison.rhs
+    if not isinstance(lhs, VarRef):
+        lhs, rhs = rhs, lhs
+    if not isinstance(lhs, VarRef) or not _is_tag(lhs):
+        return True
+    if isinstance(rhs, VarRef):
+        return not _is_tag(rhs)
+    return not isinstance(rhs, (StringLiteral, RegexLiteral))
 
 
 # ---------------------------------------------------------------------------------------------
