@@ -28,7 +28,7 @@ from tests.conftest import AddUser, Pt, basic
 from tests.tracker_process import PASSWORD, TrackerProcess
 from tracker.accounts import Accounts
 from tracker.influx.influxql import DeleteStatement, QueryParseError, UnsupportedStatement, parse_query
-from tracker.storage import JournalReader, SampleStore, decode_points
+from tracker.storage import JournalReader, SampleStore, decode_points, recover
 from tracker.storage import samples as samples_module
 from tracker.storage.query import query_field_keys, query_series
 
@@ -491,6 +491,42 @@ async def test_other_processes_see_the_deletion(tmp_path: Path) -> None:
     finally:
         await one.close()
         await other.close()
+
+
+async def test_a_checkpoint_makes_the_deletion_durable_before_it_says_so(tmp_path: Path) -> None:
+    """What a power cut leaves: the user file without its WAL (the commits SQLite had not yet
+    copied into it), and the journal. Once the journal says the deletion is durable, that file
+    must hold it; recovery from the two must not bring the samples back."""
+    data = tmp_path / "data"
+    store = SampleStore(data, checkpoint_seconds=0.05)
+    try:
+        await store.write("alice", [Pt(t * S, {"hr_bpm": float(t)}, (("device", "ab"[t % 2]),)) for t in range(20)])
+        await store.delete_samples("alice", [{"device": "a"}], 0, 2**63 - 1)
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.closing(sqlite3.connect(data / "journal.sqlite")) as journal:
+                durable = journal.execute("SELECT max(durable_id) FROM writers").fetchone()[0]
+                last = journal.execute("SELECT max(id) FROM entries").fetchone()[0]
+            if durable >= last:  # the deletion's entry is the newest
+                break
+            assert time.monotonic() < deadline, "no checkpoint"
+            await asyncio.sleep(0.05)
+        copy = tmp_path / "after-power-cut"
+        (copy / "users").mkdir(parents=True)
+        shutil.copy(data / "users" / "alice.sqlite", copy / "users" / "alice.sqlite")  # without its WAL
+        for name in ("journal.sqlite", "journal.sqlite-wal"):
+            if (data / name).exists():
+                shutil.copy(data / name, copy / name)
+    finally:
+        await store.close()
+    recover(copy)
+    restored = SampleStore(copy)
+    try:
+        left = [(s.time // S, s.tags) async for batch in restored.read_range("alice", 0, 100 * S) for s in batch]
+        assert left == [(t, {"device": "b"}) for t in range(20) if t % 2 == 1]
+        assert await restored.tag_sets("alice") == [{"device": "b"}]
+    finally:
+        await restored.close()
 
 
 async def test_the_live_view_reads_no_points_from_a_deletion(tmp_path: Path) -> None:

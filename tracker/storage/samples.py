@@ -850,15 +850,15 @@ class _Writer:
         handle = self._connection(user, path)
         conn = handle.conn
         deletion = step.deletion
-        conn.execute("BEGIN IMMEDIATE")
-        entry: list[int] = []
-        data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         during = self._deleting.pop(id(deletion), None)
-        if step.first:
-            during = _WritesDuring(user, conn, data_version)
-        elif during is not None and (during.conn is not conn or during.data_version != data_version):
-            during.others_wrote = True  # another process wrote, or the connection is another one
+        entry: list[int] = []
+        conn.execute("BEGIN IMMEDIATE")
         try:
+            data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if step.first:
+                during = _WritesDuring(user, conn, data_version)
+            elif during is not None and (during.conn is not conn or during.data_version != data_version):
+                during.others_wrote = True  # another process wrote, or the connection is another one
             bound = conn.execute(_STEP_END, (step.from_ns, deletion.end_ns, DELETE_STEP_ROWS)).fetchone()
             step_end = deletion.end_ns if bound is None else max(bound[0], step.from_ns + 1)
             last = step_end >= deletion.end_ns
@@ -897,6 +897,7 @@ class _Writer:
             handle.series = {tags: i for tags, i in handle.series.items() if _tags_text(tags) not in gone_tags}
         handle.deletions = _deletions(conn)
         if entry:
+            self._touched.add(path)  # the checkpoint makes the file durable before the entry is
             self._applied_through = max(self._applied_through, *entry)
             self._since_checkpoint += 1
             self._trim_until = time.monotonic() + self._store.keep_seconds + self._store.checkpoint_seconds
@@ -1050,6 +1051,7 @@ class SampleStore:
         self._users_dir = (self.data_dir / USERS_DIR).resolve()
         self._files: OrderedDict[str, _UserFile] = OrderedDict()  # least recently used first
         self._closing: set[asyncio.Task[None]] = set()
+        self._deletions: set[asyncio.Future[int]] = set()  # deletions under way
         self._closed = False
         self._writer_thread: _Writer | None = None
         # Counters (all users, since start): write requests, journal transactions (fsyncs), user file
@@ -1227,14 +1229,22 @@ class SampleStore:
         texts = tuple(sorted({_tags_text(tuple(tags.items())) for tags in series_tags}))
         if handle is None or not texts or start_ns >= end_ns:
             return 0
-        deletion = Deletion(texts, start_ns, end_ns)
+        # Begun, a deletion runs to its end even if its caller goes away (the writer follows it
+        # between its steps), and close() waits for it as it does for queued writes.
+        task = asyncio.ensure_future(self._delete_in_steps(user, Deletion(texts, start_ns, end_ns)))
+        self._deletions.add(task)
+        task.add_done_callback(self._deletions.discard)
+        return await asyncio.shield(task)
+
+    async def _delete_in_steps(self, user: str, deletion: Deletion) -> int:
         total = 0
-        step: int | None = start_ns
+        step: int | None = deletion.start_ns
         while step is not None:
             done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
             handle = self._file(user)
             handle.pending += 1
-            self._writer().put(_Job(user, handle.path, None, done, handle, deletion=_DeletionStep(deletion, step, step == start_ns)))
+            first = step == deletion.start_ns
+            self._writer().put(_Job(user, handle.path, None, done, handle, deletion=_DeletionStep(deletion, step, first)))
             removed, step = await done
             total += removed
         return total
@@ -1339,6 +1349,7 @@ class SampleStore:
 
     async def close(self) -> None:
         """Commit and acknowledge every queued write, checkpoint, then close every connection."""
+        await asyncio.gather(*self._deletions, return_exceptions=True)
         self._closed = True
         handles = list(self._files.values())
         self._files.clear()
