@@ -151,11 +151,13 @@ class Influx:
     """A real influxd in a temp folder, auth on, with an admin."""
 
     def __init__(self, folder: Path) -> None:
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        http_port = _free_port()
+        rpc_port = next(port for port in iter(_free_port, None) if port != http_port)
+        self.url = f"http://127.0.0.1:{http_port}"
         config = folder / "influxdb.conf"
         config.write_text(
             "reporting-disabled = true\n"
-            f'bind-address = "127.0.0.1:{_free_port()}"\n'
+            f'bind-address = "127.0.0.1:{rpc_port}"\n'
             f'[meta]\n  dir = "{folder / "meta"}"\n'
             f'[data]\n  dir = "{folder / "data"}"\n  wal-dir = "{folder / "wal"}"\n'
             f'[http]\n  bind-address = "{self.url.removeprefix("http://")}"\n  auth-enabled = true\n'
