@@ -386,6 +386,10 @@ def apply_deletion(
     return removed, gone
 
 
+def _canonical_tags(tag_sets: Iterable[Mapping[str, str]]) -> tuple[str, ...]:
+    return tuple(sorted({_tags_text(tuple(tags.items())) for tags in tag_sets}))
+
+
 def _remove_series(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
     if ids:
         conn.execute("DELETE FROM series WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
@@ -1226,9 +1230,13 @@ class SampleStore:
         most DELETE_STEP_ROWS rows, each committed and journaled like a write; returns once all are
         (the samples removed). Ordered after every write acknowledged before it was called."""
         handle = self._existing_file(user)
-        texts = tuple(sorted({_tags_text(tuple(tags.items())) for tags in series_tags}))
-        if handle is None or not texts or start_ns >= end_ns:
+        tag_sets = list(series_tags)
+        if handle is None or not tag_sets or start_ns >= end_ns:
             return 0
+        if len(tag_sets) > ENCODE_IN_THREAD_POINTS:  # a user's series are theirs to multiply: off the loop
+            texts = await asyncio.to_thread(_canonical_tags, tag_sets)
+        else:
+            texts = _canonical_tags(tag_sets)
         # Begun, a deletion runs to its end even if its caller goes away (the writer follows it
         # between its steps), and close() waits for it as it does for queued writes.
         task = asyncio.ensure_future(self._delete_in_steps(user, Deletion(texts, start_ns, end_ns)))
