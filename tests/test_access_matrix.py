@@ -126,6 +126,10 @@ CASES: dict[str, Case] = {
     "query other db via FROM": Case(
         "GET", "/query", '/query?db=carol&q=SELECT * FROM "alice".."samples"', INFLUX_READ, reveals=SAMPLE_SECRETS
     ),
+    "query DELETE": Case(
+        "POST", "/query", "/query", (401, 401, 403, 403, 401, 401, 401, 200),
+        data={"db": "alice", "q": "DELETE FROM samples WHERE device = 'no-such-device'"},
+    ),  # a device she has not: her samples stay for the other cells
     "query SHOW DATABASES": Case("GET", "/query", "/query?q=SHOW DATABASES", SIGNED_IN),
     "query CREATE DATABASE": Case(
         "POST", "/query", '/query?q=CREATE DATABASE "alice"', (401, 401, 403, 403, 401, 401, 401, 200)

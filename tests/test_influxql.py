@@ -13,6 +13,7 @@ from tracker.influx.influxql import (
     BooleanLiteral,
     Call,
     CreateDatabase,
+    DeleteStatement,
     DurationLiteral,
     FieldExpr,
     IntegerLiteral,
@@ -510,8 +511,7 @@ def test_empty_query_has_no_statements(text: str) -> None:
     ("text", "keyword"),
     [
         ('DROP DATABASE "x"', "DROP DATABASE"),
-        ("DROP MEASUREMENT samples", "DROP MEASUREMENT"),
-        ("DELETE FROM samples WHERE time < now() - 1d", "DELETE"),
+        ("DROP SHARD 1", "DROP SHARD"),
         ("GRANT ALL TO ann", "GRANT ALL"),
         ("REVOKE READ ON db FROM ann", "REVOKE READ"),
         ("SELECT * INTO other FROM samples", "SELECT INTO"),
@@ -528,7 +528,7 @@ def test_empty_query_has_no_statements(text: str) -> None:
         ("EXPLAIN SELECT * FROM samples", "EXPLAIN"),
         ("KILL QUERY 12", "KILL QUERY"),
         ("SET PASSWORD FOR ann = 'x'", "SET PASSWORD"),
-        ("DROP SERIES FROM /a;b/", "DROP SERIES"),
+        ("DROP CONTINUOUS QUERY cq ON db", "DROP CONTINUOUS QUERY"),
     ],
 )
 def test_unsupported_statements_parse_into_objects(text: str, keyword: str) -> None:
@@ -537,11 +537,15 @@ def test_unsupported_statements_parse_into_objects(text: str, keyword: str) -> N
     assert (statement.text, statement.keyword) == (text, keyword)
 
 
+def test_a_semicolon_inside_a_regex_does_not_end_a_deletion() -> None:
+    statement, show = parse_query("DROP SERIES FROM /a;b/; SHOW DATABASES", now_ns=NOW)
+    assert isinstance(statement, DeleteStatement) and show == ShowDatabases()
+    assert statement.sources[0].regex is not None and statement.sources[0].regex.pattern == "a;b"
+
+
 @pytest.mark.parametrize(
     ("text", "database"),
     [
-        ("DELETE FROM samples WHERE time < now()", None),
-        ("DROP SERIES FROM samples", None),
         ("CREATE CONTINUOUS QUERY cq ON alice BEGIN SELECT mean(x) INTO m FROM samples GROUP BY time(1h) END", "alice"),
         ('DROP CONTINUOUS QUERY cq ON "bob"', "bob"),
         ("SHOW CONTINUOUS QUERIES", None),

@@ -44,6 +44,7 @@ __all__ = [
     "BooleanLiteral",
     "Call",
     "CreateDatabase",
+    "DeleteStatement",
     "DurationLiteral",
     "Expr",
     "FieldExpr",
@@ -329,6 +330,18 @@ class CreateDatabase:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteStatement:
+    """DELETE (the samples of a time range), DROP SERIES and DROP MEASUREMENT (whole series): what
+    the owner removes from the database of the `db` parameter. `keyword` is one of those three;
+    `sources` empty means every measurement; `text` is the statement as written (for refusals)."""
+
+    text: str
+    keyword: str
+    sources: list[Source] = field(default_factory=list)
+    condition: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UnsupportedStatement:
     """A well-formed statement Tracker does not run; `keyword` is e.g. "DROP DATABASE", "SELECT INTO";
     `database` is the one its ON clause names, if any (rights are checked before it is refused)."""
@@ -348,6 +361,7 @@ Statement = (
     | ShowRetentionPolicies
     | ShowSeries
     | CreateDatabase
+    | DeleteStatement
     | UnsupportedStatement
 )
 
@@ -784,9 +798,37 @@ class _Parser:
             if self._is_kw("WITH"):  # DURATION / REPLICATION / SHARD DURATION / NAME: we keep no policies
                 self._skip_to_statement_end()
             return CreateDatabase(name)
+        if self._is_kw("DELETE", "DROP"):
+            statement = self._delete(start)
+            if statement is not None:
+                return statement
         if start.kind == _KEYWORD and start.value in _OTHER_STATEMENTS:
             return self._unsupported(start)
         raise self._expected(_STATEMENT_KEYWORDS)
+
+    def _delete(self, start: _Token) -> DeleteStatement | None:
+        """DELETE FROM/WHERE, DROP SERIES FROM/WHERE, DROP MEASUREMENT name; None for another DROP."""
+        self._advance()
+        if start.value == "DROP":
+            if self._is_kw("MEASUREMENT"):
+                self._advance()
+                name = self._identifier()
+                return DeleteStatement(self.text[start.start : self.tok.start].rstrip(), "DROP MEASUREMENT", [Source(name)])
+            if not self._is_kw("SERIES"):
+                self._reset(start)
+                return None
+            self._advance()
+        keyword = "DELETE" if start.value == "DELETE" else "DROP SERIES"
+        if not self._is_kw("FROM", "WHERE"):
+            raise self._expected("FROM, WHERE")
+        sources = self._optional_from()
+        for source in sources:  # InfluxDB's checks and words, without a position
+            if source.retention_policy is not None:
+                raise QueryParseError("retention policy not supported at line 1, char 1")
+            if source.database is not None:
+                raise QueryParseError("database not supported at line 1, char 1")
+        condition = self._optional_where()
+        return DeleteStatement(self.text[start.start : self.tok.start].rstrip(), keyword, sources, condition)
 
     def _unsupported(self, start: _Token) -> UnsupportedStatement:
         self._reset(start)

@@ -28,6 +28,7 @@ from tracker.http.responses import JSON, InfluxError, request_id_of
 from tracker.influx.errors import INFLUX_VERSION, no_content
 from tracker.influx.influxql import (
     CreateDatabase,
+    DeleteStatement,
     QueryParseError,
     SelectStatement,
     ShowDatabases,
@@ -172,6 +173,12 @@ def _authorize(statements: list[Statement], user: str, readable: list[str], defa
             # Telegraf sends CREATE DATABASE for its own database at startup: that one exists already.
             if statement.name != user:
                 raise InfluxError(403, f"{prefix} 'CREATE DATABASE \"{statement.name}\"', requires admin privilege")
+        elif isinstance(statement, DeleteStatement):
+            # Only the owner deletes, from the database of the `db` parameter; InfluxDB's words for
+            # anyone else (DROP MEASUREMENT is an admin's statement there: here the owner's).
+            if default_db != user:
+                needed = "admin privilege" if statement.keyword == "DROP MEASUREMENT" else f"WRITE on {default_db}"
+                raise InfluxError(403, f"{prefix} '{statement.text}', requires {needed}")
         elif isinstance(statement, UnsupportedStatement):
             # Rights first, as InfluxDB: another user's database is refused (403) before "not supported".
             if statement.keyword.startswith(_ADMIN_ONLY):

@@ -27,6 +27,7 @@ from tracker.influx.influxql import (
     BooleanLiteral,
     Call,
     CreateDatabase,
+    DeleteStatement,
     Expr,
     FieldExpr,
     IntegerLiteral,
@@ -159,6 +160,8 @@ async def execute(statement: Statement, ctx: Context) -> Output:
         runner = _show_tag_values
     elif isinstance(statement, ShowSeries):
         runner = _show_series
+    elif isinstance(statement, DeleteStatement):
+        runner = _delete
     else:  # pragma: no cover - every parsed statement type is handled above
         raise StatementError(f"statement not supported by Tracker: {type(statement).__name__}")
     limit = ctx.max_points if isinstance(statement, SelectStatement) else 0
@@ -695,6 +698,62 @@ def _shown_series(condition: Expr | None, series: SeriesTags, deadline: float | 
     except QueryParseError as exc:
         raise StatementError(exc.message) from None
     return _matching_series(rest, series, deadline)
+
+
+# ---------------------------------------------------------------------------------------------
+# DELETE, DROP SERIES, DROP MEASUREMENT (the caller has checked that the user owns the database)
+
+
+async def _delete(statement: DeleteStatement, database: str, ctx: Context) -> Output:
+    """InfluxDB's rules: WHERE holds tag conditions (and, for DELETE, a time range AND-ed with them);
+    a field there is refused; a measurement other than ours deletes nothing. Answers no series."""
+    condition = statement.condition
+    comparisons = _comparisons(condition)
+    if statement.keyword == "DROP SERIES" and any(map(_is_time_ref, (side for c in comparisons for side in (c.lhs, c.rhs)))):
+        raise StatementError("DROP SERIES doesn't support time in WHERE clause")
+    if statement.sources and not _reads_samples(statement.sources, ""):
+        return
+    try:
+        start, end, tags_condition = time_range(condition, ctx.now_ns)
+    except QueryParseError as exc:  # time inside OR: InfluxDB narrows the range oddly; refused here
+        raise StatementError(exc.message.removeprefix("error parsing query: ")) from None
+    if any(map(_is_field_term, _comparisons(tags_condition))):
+        raise StatementError("fields not supported in WHERE clause during deletion")
+    series = await storage.query_series(ctx.store, database)
+    matched = await ctx.offload(_matching_series, tags_condition, series, ctx.deadline)
+    await ctx.store.delete_samples(database, matched.values(), start, end)
+    return
+    yield  # an async generator that yields nothing: the result is `{"statement_id":N}`
+
+
+def _comparisons(condition: Expr | None) -> list[BinaryExpr]:
+    """The comparisons that AND and OR join in a WHERE condition."""
+    out: list[BinaryExpr] = []
+    stack = [condition] if condition is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BinaryExpr) and node.op in ("AND", "OR"):
+            stack.extend((node.rhs, node.lhs))
+        elif isinstance(node, BinaryExpr):
+            out.append(node)
+    return out
+
+
+def _is_time_ref(expr: Expr) -> bool:
+    return isinstance(expr, VarRef) and expr.name.lower() == "time"
+
+
+def _is_field_term(comparison: BinaryExpr) -> bool:
+    """A comparison on a field, or of a tag with anything but a string, a regex or another tag:
+    InfluxDB deletes whole series of a time range, and refuses those."""
+    lhs, rhs = comparison.lhs, comparison.rhs
+    if not isinstance(lhs, VarRef):
+        lhs, rhs = rhs, lhs
+    if not isinstance(lhs, VarRef) or not _is_tag(lhs):
+        return True
+    if isinstance(rhs, VarRef):
+        return not _is_tag(rhs)
+    return not isinstance(rhs, (StringLiteral, RegexLiteral))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,24 @@ def decode_points(blob: bytes) -> list[JournalPoint]:
     return [JournalPoint(t, tags, fields) for t, tags, fields in marshal.loads(blob)]
 
 
+# The `on_conflict` of an entry that records a deletion (DELETE, DROP SERIES): its blob is
+# encode_deletion's, not points. Journaled like a write, so that replaying the journal after a crash
+# applies writes and deletions in the order they were committed and never brings deleted samples back.
+DELETE_ENTRY = "delete"
+_NO_POINTS = marshal.dumps([])
+
+
+def encode_deletion(series_tags: Sequence[str], start_ns: int, end_ns: int, removed_series: Sequence[str]) -> bytes:
+    """The samples of these series (canonical tags text) with start <= time < end are deleted, then
+    the series `removed_series` (left without samples) too."""
+    return marshal.dumps((list(series_tags), start_ns, end_ns, list(removed_series)))
+
+
+def decode_deletion(blob: bytes) -> tuple[list[str], int, int, list[str]]:
+    series_tags, start_ns, end_ns, removed_series = marshal.loads(blob)
+    return series_tags, start_ns, end_ns, removed_series
+
+
 def journal_path(data_dir: Path) -> Path:
     return Path(data_dir) / JOURNAL_FILE
 
@@ -209,17 +227,19 @@ def entries_after(
     """(id, user, on_conflict, points or None) of entries after `after_id`, in id order: the points
     only of the given users (the others' are not even read)."""
     return conn.execute(
-        "SELECT id, user, on_conflict, CASE WHEN user IN (SELECT value FROM json_each(?)) THEN points END "
+        "SELECT id, user, on_conflict, CASE WHEN user IN (SELECT value FROM json_each(?)) "
+        "THEN CASE WHEN on_conflict = ? THEN ? ELSE points END END "
         "FROM entries WHERE id > ? ORDER BY id LIMIT ?",
-        (_json_list(users), after_id, limit),
+        (_json_list(users), DELETE_ENTRY, _NO_POINTS, after_id, limit),
     ).fetchall()
 
 
 def entries_of_user(conn: sqlite3.Connection, user: str, after_id: int, upto_id: int) -> list[tuple[int, bytes]]:
-    """(id, points) of the user's entries with after_id < id <= upto_id, in id order."""
+    """(id, points) of the user's entries with after_id < id <= upto_id, in id order (a deletion: no points)."""
     return conn.execute(
-        "SELECT id, points FROM entries WHERE user = ? AND id > ? AND id <= ? ORDER BY id",
-        (user, after_id, upto_id),
+        "SELECT id, CASE WHEN on_conflict = ? THEN ? ELSE points END FROM entries "
+        "WHERE user = ? AND id > ? AND id <= ? ORDER BY id",
+        (DELETE_ENTRY, _NO_POINTS, user, after_id, upto_id),
     ).fetchall()
 
 

@@ -154,17 +154,24 @@ async def query_field_keys(
 ) -> list[str]:
     """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or at least in [start, end) (SELECT *).
 
-    Fields are only ever added to a file, so the found set is kept per open file and only the fields
+    Writes only ever add fields to a file, so the found set is kept per open file and only the fields
     not yet seen are looked for again, and only once the file changed (PRAGMA data_version): a
-    repeated SELECT * over a day costs no extra scan.
+    repeated SELECT * over a day costs no extra scan. A deletion (in any process) starts it afresh.
     """
     handle = store._existing_file(user)
     if handle is None:
         return []
-    known: tuple[int, set[str], set[tuple[int | None, int | None]]] | None = getattr(handle, "query_fields", None)
-    version = (await _query_fetchall(store, handle, "PRAGMA data_version", ()))[0][0]
-    if known is None or known[0] != version:
-        known = (version, set() if known is None else known[1], set())
+    known: tuple[tuple[int, int], set[str], set[tuple[int | None, int | None]]] | None = getattr(
+        handle, "query_fields", None
+    )
+    version, deletions = (
+        await _query_fetchall(
+            store, handle, "SELECT (SELECT data_version FROM pragma_data_version()), (SELECT generation FROM sample_deletions)", ()
+        )
+    )[0]
+    if known is None or known[0] != (version, deletions):
+        kept = known is not None and known[0][1] == deletions
+        known = ((version, deletions), known[1] if kept and known is not None else set(), set())
     present, probed = known[1], known[2]
     if len(probed) > 64:  # now()-relative ranges differ every time; keep the memo small
         probed.clear()

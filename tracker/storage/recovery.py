@@ -12,7 +12,8 @@ User files commit at synchronous=NORMAL: what a power loss takes from them is in
   process crash loses nothing the OS had, so it fsyncs the files its non-durable entries name and
   marks them durable.
 
-Retention removals are not journaled: a replay can bring back samples removed since the last
+Deletions (DELETE, DROP SERIES) are journaled and replayed in their place among the writes, so
+samples deleted stay deleted. Retention removals are not journaled: a replay can bring back samples removed since the last
 checkpoint; the next retention sweep removes them again.
 """
 
@@ -23,10 +24,10 @@ from pathlib import Path
 
 from tracker.storage.connection import USERS_DIR, _refused_as_unavailable, fsync_path
 from tracker.storage.journal import (
-    decode_points, durable_watermark, entries_to_replay, fsync_sample_file, journal_path,
+    DELETE_ENTRY, decode_deletion, decode_points, durable_watermark, entries_to_replay, fsync_sample_file, journal_path,
     mark_all_durable, mark_writer_durable, open_journal, pending_users_of,
 )
-from tracker.storage.samples import SampleStore, _Applier, _open_sample_file
+from tracker.storage.samples import SampleStore, _Applier, _load_series, _open_sample_file, apply_deletion
 
 _log = logging.getLogger(__name__)
 
@@ -72,11 +73,15 @@ def _recover(data_dir: Path, synchronous: str) -> int:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    decoded = [(on_conflict, decode_points(blob)) for on_conflict, blob in batches]
-                    fresh = applier.add_series(conn, series, (p for _, points in decoded for p in points))
-                    ids = {**series, **fresh}
-                    for on_conflict, points in decoded:
-                        applier.apply(conn, ids, points, on_conflict)
+                    for on_conflict, blob in batches:
+                        if on_conflict == DELETE_ENTRY:  # in its place among the writes, so they stay deleted
+                            _, gone = apply_deletion(conn, *decode_deletion(blob))
+                            if gone:
+                                series = _load_series(conn)
+                            continue
+                        points = decode_points(blob)
+                        series.update(applier.add_series(conn, series, points))
+                        applier.apply(conn, series, points, on_conflict)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:

@@ -25,8 +25,8 @@ from tracker.storage.connection import (
 )
 from tracker.storage.column_cache import BlockCache
 from tracker.storage.journal import (
-    CommitLock, append as journal_append, checkpointed, delete_entries as journal_delete, delete_user_entries, encode_points,
-    journal_path, open_journal, register_writer,
+    DELETE_ENTRY, CommitLock, append as journal_append, checkpointed, delete_entries as journal_delete,
+    delete_user_entries, encode_deletion, encode_points, journal_path, open_journal, register_writer,
 )
 from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS, SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
@@ -88,6 +88,25 @@ def _upsert_sql(keys: tuple[str, ...], rows: int = 1, on_conflict: str = "merge"
         f"ON CONFLICT (time, series) DO UPDATE SET {updates}"
     )
 
+
+# Deletions (DELETE, DROP SERIES) go through the writer in steps of at most this many rows of the
+# file's time range, each its own transaction and journal entry, so that the writes of everyone else
+# commit in between: a DELETE of a year of samples never holds the writer for more than a step.
+DELETE_STEP_ROWS = 50_000
+# SQLite work (progress-handler calls, each ~1000 VM instructions) a deletion may spend, on the
+# writer, proving that a series it emptied has no samples left outside the deleted range; a series not
+# proven empty in time keeps its row (it is listed with no samples) rather than stall the writer.
+EMPTY_SERIES_BUDGET = 20_000
+# The time of the first row past one step: a step deletes the rows before it.
+_STEP_END = "SELECT time FROM samples WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?"
+_DELETE_RANGE = (
+    "DELETE FROM samples WHERE time >= ? AND time < ? AND series IN (SELECT value FROM json_each(?))"
+)
+_BUMP_DELETIONS = "UPDATE sample_deletions SET generation = generation + 1"
+_DELETIONS = "SELECT generation FROM sample_deletions"
+# The whole time range a sample can have (InfluxDB's MinTime and MaxTime, end exclusive).
+_EARLIEST_NS = -(2**63) + 2
+_LATEST_NS = 2**63 - 1
 
 _DELETE_OLDEST = (
     "DELETE FROM samples WHERE time < coalesce("
@@ -169,6 +188,38 @@ class _Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class Deletion:
+    """What a DELETE or DROP SERIES removes: the samples of the series with these tag sets
+    (canonical tags texts) with start <= time < end; then the series left without samples."""
+
+    series_tags: tuple[str, ...]
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(slots=True)
+class _WritesDuring:
+    """What reached a user's file while a deletion of several steps ran: the tag sets this process's
+    writer wrote, and whether any other connection (another process) committed, as seen by the file's
+    `PRAGMA data_version` on the writer's connection (unchanged by its own commits)."""
+
+    user: str
+    conn: sqlite3.Connection
+    data_version: int
+    tags: set[Tags] = field(default_factory=set)
+    others_wrote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _DeletionStep:
+    """One step of a deletion: the rows from `from_ns` on, up to DELETE_STEP_ROWS rows of the file."""
+
+    deletion: Deletion
+    from_ns: int
+    first: bool  # nothing of the deletion committed before: no write can have come in between
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
     """Work other than a write, run in the writer thread on the user's connection (removing expired
     samples), after the group commit it was queued beside, so it never races a write. With
@@ -180,6 +231,7 @@ class _Job:
     done: asyncio.Future[Any]
     file: _UserFile | None = None  # whose `pending` counts it
     forget: bool = False
+    deletion: _DeletionStep | None = None  # instead of `run`: one step of a deletion, journaled
 
 
 class _ConflictBatch(list):  # type: ignore[type-arg]
@@ -284,6 +336,69 @@ def _load_series(conn: sqlite3.Connection) -> dict[Tags, int]:
     return {tuple(map(tuple, json.loads(t))): i for t, i in rows}
 
 
+def _series_ids(conn: sqlite3.Connection, series_tags: Sequence[str]) -> dict[str, int]:
+    """The ids of the series with these canonical tags texts that exist in the file."""
+    return dict(
+        conn.execute("SELECT tags, id FROM series WHERE tags IN (SELECT value FROM json_each(?))", (json.dumps(list(series_tags)),))
+    )
+
+
+def _empty_series(conn: sqlite3.Connection, ids: Sequence[int], budget: int) -> list[int]:
+    """Those of the series proven to have no sample before `budget` (progress-handler calls) ran
+    out. Inside the caller's write transaction, so exact; a series not proven empty is kept."""
+    empty: list[int] = []
+    spent = 0
+
+    def tick() -> bool:
+        nonlocal spent
+        spent += 1
+        return spent > budget
+
+    conn.set_progress_handler(tick, 1000)
+    try:
+        for series_id in ids:
+            if not conn.execute("SELECT EXISTS (SELECT 1 FROM samples WHERE series = ?)", (series_id,)).fetchone()[0]:
+                empty.append(series_id)
+    except sqlite3.OperationalError:
+        if spent <= budget:
+            raise  # not our budget: a real error
+    finally:
+        conn.set_progress_handler(None, 0)
+    return empty
+
+
+def apply_deletion(
+    conn: sqlite3.Connection, series_tags: Sequence[str], start_ns: int, end_ns: int, removed_series: Sequence[str]
+) -> tuple[int, list[str]]:
+    """Inside the caller's transaction: delete the samples of the series with start <= time < end,
+    then those of `removed_series` that have no sample left. (Rows deleted, tags texts of the series
+    removed.) Recovery replays a journaled deletion with it; the writer runs it in steps."""
+    ids = _series_ids(conn, series_tags)
+    removed = conn.execute(_DELETE_RANGE, (start_ns, end_ns, json.dumps(list(ids.values())))).rowcount if ids else 0
+    gone: list[str] = []
+    if removed_series:  # empty then; now, samples written after the deletion may be in the file already
+        candidates = _series_ids(conn, removed_series)
+        by_id = {series_id: tags for tags, series_id in candidates.items()}
+        gone = [by_id[i] for i in _empty_series(conn, list(by_id), EMPTY_SERIES_BUDGET)]
+        _remove_series(conn, [candidates[tags] for tags in gone])
+    if removed or gone:
+        conn.execute(_BUMP_DELETIONS)
+    return removed, gone
+
+
+def _canonical_tags(tag_sets: Iterable[Mapping[str, str]]) -> tuple[str, ...]:
+    return tuple(sorted({_tags_text(tuple(tags.items())) for tags in tag_sets}))
+
+
+def _remove_series(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute("DELETE FROM series WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
+
+
+def _deletions(conn: sqlite3.Connection) -> int:
+    return int(conn.execute(_DELETIONS).fetchone()[0])
+
+
 def _open_sample_file(path: Path) -> tuple[sqlite3.Connection, dict[Tags, int]]:
     """A writing connection to a user file (created if need be) and the ids of its series.
 
@@ -307,10 +422,12 @@ def _open_sample_file(path: Path) -> tuple[sqlite3.Connection, dict[Tags, int]]:
 
 @dataclass(eq=False, slots=True)
 class _Open:
-    """A user file's connection in the writer thread, with the ids of its committed series."""
+    """A user file's connection in the writer thread, with the ids of its committed series, valid
+    while the file's deletion count is `deletions` (a deletion removes series, in any process)."""
 
     conn: sqlite3.Connection
     series: dict[Tags, int]
+    deletions: int = 0
 
 
 # User files a checkpoint syncs between two groups of writes: each costs a few fsyncs.
@@ -359,6 +476,7 @@ class _Writer:
         self._last_checkpoint = time.monotonic()
         self._trim_until = 0.0  # keep checkpointing (trimming) until entries are past the keep time
         self._round: _CheckpointRound | None = None  # the checkpoint under way, a few files at a time
+        self._deleting: dict[int, _WritesDuring] = {}  # id(Deletion) -> writes since its first step
         self._thread = threading.Thread(target=self._run, name="tracker writer", daemon=True)
         self._thread.start()
 
@@ -493,7 +611,12 @@ class _Writer:
             self._open.move_to_end(user)
             return handle
         conn, series = _open_sample_file(path)
-        handle = self._open[user] = _Open(conn, series)
+        try:
+            deletions = _deletions(conn)
+        except BaseException:
+            conn.close()
+            raise
+        handle = self._open[user] = _Open(conn, series, deletions)
         self._trim_open()
         return handle
 
@@ -609,6 +732,9 @@ class _Writer:
                         taken_back.append(sequence.pop(index))
                 continue
             handle.series.update(fresh)  # only now: a rolled-back series id must never be reused
+            for during in self._deleting.values():  # empty but while a deletion runs
+                if during.user == user:
+                    during.tags.update(p.tags for index in indices for p in batches[index].points)
             user_commits += 1
             self._touched.add(path)
             for index in indices:
@@ -645,6 +771,9 @@ class _Writer:
         conn = handle.conn
         try:
             conn.execute("BEGIN IMMEDIATE")  # the write lock up front: no deadlock-prone lock upgrade
+            deletions = _deletions(conn)
+            if deletions != handle.deletions:  # series were removed (maybe by another process): ids anew
+                handle.series, handle.deletions = _load_series(conn), deletions
             fresh = self._applier.add_series(conn, handle.series, (p for i in indices for p in batches[i].points))
         except Exception as error:
             self._abandon(user, handle, path, error, indices, results)
@@ -706,6 +835,8 @@ class _Writer:
                 self._drop(job.user)
                 self._touched.discard(job.path)
                 delete_user_entries(self._journal_conn(), job.user)
+            elif job.deletion is not None:
+                result = self._delete_step(job.user, job.path, job.deletion)
             else:
                 assert job.run is not None
                 result = job.run(self._connection(job.user, job.path).conn)
@@ -714,6 +845,67 @@ class _Writer:
             job_error = self._fault(error, job.path) or error
             self._drop(job.user)  # as after a failed write: the next one starts from a fresh connection
         self._call_loop(self._settle_job, job, result, job_error)
+
+    def _delete_step(self, user: str, path: Path, step: _DeletionStep) -> tuple[int, int | None]:
+        """One step of a deletion, journaled like a write and committed the same way (the journal's
+        transaction first, the user file's after), so that neither recovery nor a later checkpoint
+        can bring the deleted samples back: replay applies the deletion after every write journaled
+        before it. (Rows deleted, where the next step starts or None when this was the last.)"""
+        handle = self._connection(user, path)
+        conn = handle.conn
+        deletion = step.deletion
+        during = self._deleting.pop(id(deletion), None)
+        entry: list[int] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if step.first:
+                during = _WritesDuring(user, conn, data_version)
+            elif during is not None and (during.conn is not conn or during.data_version != data_version):
+                during.others_wrote = True  # another process wrote, or the connection is another one
+            bound = conn.execute(_STEP_END, (step.from_ns, deletion.end_ns, DELETE_STEP_ROWS)).fetchone()
+            step_end = deletion.end_ns if bound is None else max(bound[0], step.from_ns + 1)
+            last = step_end >= deletion.end_ns
+            removed, _ = apply_deletion(conn, deletion.series_tags, step.from_ns, step_end, ())
+            gone: list[str] = []
+            if last:
+                ids = _series_ids(conn, deletion.series_tags)
+                whole_range = deletion.start_ns <= _EARLIEST_NS and deletion.end_ns >= _LATEST_NS
+                if whole_range and during is not None and not during.others_wrote:
+                    # Every sample of theirs went, but what this writer wrote to them between the steps.
+                    written = {_tags_text(tags) for tags in during.tags}
+                    gone = [tags for tags in ids if tags not in written]
+                else:  # samples outside the range, or written by another process: look, briefly
+                    by_id = {series_id: tags for tags, series_id in ids.items()}
+                    gone = [by_id[i] for i in _empty_series(conn, list(by_id), EMPTY_SERIES_BUDGET)]
+                _remove_series(conn, [ids[tags] for tags in gone])
+                if gone and not removed:
+                    conn.execute(_BUMP_DELETIONS)
+            if removed or gone:
+                blob = encode_deletion(deletion.series_tags, step.from_ns, step_end, gone)
+                entry = journal_append(self._journal_conn(), self._store.writer_key, [(user, DELETE_ENTRY, blob)])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if entry:  # journaled but not applied: recovery must not apply it
+                with contextlib.suppress(Exception):
+                    journal_delete(self._journal_conn(), entry)
+            raise
+        if during is not None and not last:
+            during.data_version = data_version  # our own commit leaves it as it was
+            self._deleting[id(deletion)] = during
+        if gone:
+            gone_tags = set(gone)
+            handle.series = {tags: i for tags, i in handle.series.items() if _tags_text(tags) not in gone_tags}
+        handle.deletions = _deletions(conn)
+        if entry:
+            self._touched.add(path)  # the checkpoint makes the file durable before the entry is
+            self._applied_through = max(self._applied_through, *entry)
+            self._since_checkpoint += 1
+            self._trim_until = time.monotonic() + self._store.keep_seconds + self._store.checkpoint_seconds
+        return removed, None if last else step_end
 
     def _checkpoint(self, files_per_step: int | None = None) -> None:
         """Make the touched user files durable, then tell the journal so, and trim it.
@@ -863,6 +1055,7 @@ class SampleStore:
         self._users_dir = (self.data_dir / USERS_DIR).resolve()
         self._files: OrderedDict[str, _UserFile] = OrderedDict()  # least recently used first
         self._closing: set[asyncio.Task[None]] = set()
+        self._deletions: set[asyncio.Future[int]] = set()  # deletions under way
         self._closed = False
         self._writer_thread: _Writer | None = None
         # Counters (all users, since start): write requests, journal transactions (fsyncs), user file
@@ -1029,6 +1222,41 @@ class SampleStore:
         self._writer().put(_Job(user, handle.path, delete, done, handle))
         return await done
 
+    async def delete_samples(
+        self, user: str, series_tags: Iterable[Mapping[str, str]], start_ns: int, end_ns: int
+    ) -> int:
+        """Delete the samples of these series (tag sets) with start_ns <= time < end_ns, then the
+        series left without samples (DELETE, DROP SERIES). Runs through the writer in steps of at
+        most DELETE_STEP_ROWS rows, each committed and journaled like a write; returns once all are
+        (the samples removed). Ordered after every write acknowledged before it was called."""
+        handle = self._existing_file(user)
+        tag_sets = list(series_tags)
+        if handle is None or not tag_sets or start_ns >= end_ns:
+            return 0
+        if len(tag_sets) > ENCODE_IN_THREAD_POINTS:  # a user's series are theirs to multiply: off the loop
+            texts = await asyncio.to_thread(_canonical_tags, tag_sets)
+        else:
+            texts = _canonical_tags(tag_sets)
+        # Begun, a deletion runs to its end even if its caller goes away (the writer follows it
+        # between its steps), and close() waits for it as it does for queued writes.
+        task = asyncio.ensure_future(self._delete_in_steps(user, Deletion(texts, start_ns, end_ns)))
+        self._deletions.add(task)
+        task.add_done_callback(self._deletions.discard)
+        return await asyncio.shield(task)
+
+    async def _delete_in_steps(self, user: str, deletion: Deletion) -> int:
+        total = 0
+        step: int | None = deletion.start_ns
+        while step is not None:
+            done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
+            handle = self._file(user)
+            handle.pending += 1
+            first = step == deletion.start_ns
+            self._writer().put(_Job(user, handle.path, None, done, handle, deletion=_DeletionStep(deletion, step, first)))
+            removed, step = await done
+            total += removed
+        return total
+
     # ---- reads
 
     async def read_range(
@@ -1129,6 +1357,7 @@ class SampleStore:
 
     async def close(self) -> None:
         """Commit and acknowledge every queued write, checkpoint, then close every connection."""
+        await asyncio.gather(*self._deletions, return_exceptions=True)
         self._closed = True
         handles = list(self._files.values())
         self._files.clear()

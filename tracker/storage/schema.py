@@ -174,6 +174,18 @@ SAMPLE_MIGRATIONS += (
     """,
 )
 
+# v4. How many deletions (DELETE, DROP SERIES, DROP MEASUREMENT) the file has had: what a process
+# keeps of the file (the writer's series ids, the field-keys memo of /query) stays valid only while it
+# is unchanged, whichever process deleted. One row; writes never touch it.
+SAMPLE_MIGRATIONS += (
+    """
+    CREATE TABLE sample_deletions (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        generation INTEGER NOT NULL
+    );
+    INSERT INTO sample_deletions (id, generation) VALUES (0, 0);
+    """,
+)
 # The blocks of the read cache (tracker.storage.blocks): floor(time / BLOCK_NS); a write to a sample
 # more than CHANGES_AFTER_NS old bumps its block's version. v2's trigger spells the same two numbers.
 BLOCK_NS = 3_600_000_000_000
