@@ -194,6 +194,8 @@ def _reads_samples(sources: Sequence[Source], default_rp: str) -> bool:
 
 
 async def _select(statement: SelectStatement, database: str, ctx: Context) -> Output:
+    if statement.compile_error is not None:
+        raise StatementError(statement.compile_error)
     if not _reads_samples(statement.sources, ctx.default_rp):
         return  # another measurement: empty result, as InfluxDB answers for unknown measurements
     try:
@@ -207,7 +209,17 @@ async def _select(statement: SelectStatement, database: str, ctx: Context) -> Ou
         return
     # Matching tag conditions (regexes included) against every series is work the user controls.
     plan = await ctx.offload(_plan, statement, rest, series, ctx.deadline)
-    if statement.is_aggregate:
+    # Imported here: the functions module builds on this one (buckets, fill, time format).
+    from tracker.influx import functions
+
+    if functions.has_wildcard_calls(statement):  # count(*), mean(/regex/): one call per field in range
+        fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
+        statement = functions.expand_wildcards(statement, fields)
+        if not statement.fields:
+            return
+    if statement.needs_functions:
+        runner = functions.select_functions(statement, database, ctx, start, end, plan)
+    elif statement.is_aggregate:
         runner = _aggregate_select(statement, database, ctx, start, end, plan)
     else:
         runner = _raw_select(statement, database, ctx, start, end, plan)
@@ -359,11 +371,9 @@ async def _aggregate_select(
             if _call_key(call) not in keys:
                 keys.append(_call_key(call))
     interval = statement.group_by_time
-    # A lone selector without GROUP BY time answers with the time of the point it selected.
-    point_times = (
-        interval is None and len(statement.fields) == 1 and isinstance(statement.fields[0].expr, Call)
-        and statement.fields[0].expr.name in _SELECTORS
-    )  # fmt: skip
+    # A lone selector without GROUP BY time answers with the time of the point it selected (inside math too).
+    all_calls = [call for item in statement.fields for call in _calls(item.expr)]
+    point_times = interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
     if interval is not None and start != MIN_TIME:
@@ -541,7 +551,8 @@ def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: 
     out, out_times = [], []
     for item in fields:
         out.append(_evaluate(item.expr, values))
-        out_times.append(times.get(_call_key(item.expr)) if isinstance(item.expr, Call) else None)
+        calls = _calls(item.expr)
+        out_times.append(times.get(_call_key(calls[0])) if len(calls) == 1 else None)
     return out, out_times
 
 

@@ -1,0 +1,912 @@
+"""InfluxQL's functions beyond the SQL and column paths, with InfluxDB 1.x's query-engine semantics.
+
+select.py answers raw SELECTs and the plain aggregates (mean, median, min, max, sum, count, first,
+last, spread, stddev of one field) from SQL or from samples as columns. Everything else a SELECT can
+call runs here: transformations (derivative, difference, cumulative_sum, moving_average, elapsed and
+the non_negative_ ones), math (abs ... tan), the reducers that need a bucket's values (percentile,
+mode, distinct, count(distinct), integral, top, bottom, sample), and any nesting of these.
+
+The model is InfluxDB's: per answer series, a sequence of points (times in ns, values as float64
+with NaN for "no value") flows through the expression of each field.
+- Raw mode (no reducer): the series' stored points stream in batches, in the answer's time order;
+  a transformation keeps only its window between batches (the previous point, the last N values,
+  a running sum), math works row by row.
+- Aggregate mode: per bucket of GROUP BY time (or one bucket for the whole range), each reducer call
+  is one value: the plain aggregates come from select.py's paths unchanged (so GROUP BY time over a
+  day stays in SQLite or the column cache), the others from the stored points streamed in time order,
+  holding one bucket at a time. fill() applies to these per-bucket values, as InfluxDB fills its
+  aggregate iterators; transformations then run over the filled bucket rows, skipping nulls.
+  Transformations of aggregates read one interval earlier (moving_average: N-1 intervals), as
+  InfluxDB does, so the first bucket of the range has its value.
+- top(), bottom(), sample() and distinct() answer several rows per bucket: they stand alone.
+
+Everything CPU-bound runs on query threads (ctx.offload) and looks at the query's deadline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, AsyncIterator, Callable, Sequence
+
+import numpy as np
+
+from tracker import storage
+from tracker.influx.influxql import (
+    AGGREGATES,
+    MATH_FUNCTIONS,
+    MAX_TIME,
+    MIN_TIME,
+    REDUCERS,
+    SELECTOR_FUNCTIONS,
+    TRANSFORMATIONS,
+    BinaryExpr,
+    Call,
+    DurationLiteral,
+    Expr,
+    FieldExpr,
+    IntegerLiteral,
+    NumberLiteral,
+    RegexLiteral,
+    SelectStatement,
+    VarRef,
+    Wildcard,
+)
+from tracker.influx.select import (
+    MEASUREMENT,
+    Context,
+    Output,
+    SeriesHeader,
+    StatementError,
+    _bucket_data,
+    _bucket_range,
+    _call_key,
+    _check_buckets,
+    _evaluate_bucket,
+    _json_number,
+    _Plan,
+    _unique_names,
+    format_time,
+)
+from tracker.influx.workers import check_deadline
+from tracker.vocabulary import FIELD_KEYS
+
+_FIELDS = frozenset(FIELD_KEYS)
+_SECOND = 1_000_000_000
+_MULTI_ROW = frozenset({"top", "bottom", "sample", "distinct"})
+_SELECTORS_WITH_A_POINT = frozenset({"first", "last", "min", "max", "percentile"})
+# Transformations that read intervals before the range's start (InfluxDB's iterator options).
+_LOOKS_BACK_ONE = frozenset(
+    {"derivative", "non_negative_derivative", "difference", "non_negative_difference", "elapsed"}
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wildcards: count(*), mean(/regex/) -> one field per matching field key (InfluxDB's RewriteFields)
+
+
+def has_wildcard_calls(statement: SelectStatement) -> bool:
+    return any(_wildcard_of(item.expr) is not None for item in statement.fields)
+
+
+def _wildcard_of(expr: Expr) -> Wildcard | RegexLiteral | None:
+    """The `*` or /regex/ a call's first argument ends in, through nested calls: derivative(mean(*))."""
+    while isinstance(expr, Call) and expr.args:
+        expr = expr.args[0]
+        if isinstance(expr, (Wildcard, RegexLiteral)):
+            return expr
+    return None
+
+
+def _with_first_field(expr: Expr, name: str) -> Expr:
+    assert isinstance(expr, Call)
+    inner = expr.args[0]
+    first = VarRef(name) if isinstance(inner, (Wildcard, RegexLiteral)) else _with_first_field(inner, name)
+    return Call(expr.name, (first, *expr.args[1:]))
+
+
+def expand_wildcards(statement: SelectStatement, field_keys: Sequence[str]) -> SelectStatement:
+    """Each call on `*` or /regex/ becomes one call per matching field key (in name order), named
+    `<name>_<field>` like InfluxDB: mean(*) -> mean_hr_bpm, mean(*) AS m -> m_hr_bpm."""
+    fields: list[FieldExpr] = []
+    for item in statement.fields:
+        pattern = _wildcard_of(item.expr)
+        if pattern is None:
+            fields.append(item)
+            continue
+        for key in sorted(field_keys):
+            if isinstance(pattern, RegexLiteral) and pattern.compiled.search(key) is None:
+                continue
+            fields.append(FieldExpr(_with_first_field(item.expr, key), f"{item.name}_{key}"))
+    return replace(statement, fields=fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns: one field's values over the rows of a batch (raw mode) or over the buckets (aggregate mode)
+
+
+@dataclass(slots=True)
+class Column:
+    values: np.ndarray  # float64; NaN: null
+    exists: np.ndarray  # bool: this field has a point on the row (a null one included)
+
+
+def _math(name: str, args: list[np.ndarray | float]) -> np.ndarray | float:
+    """InfluxDB's math functions; NaN (null) in, null out; a result outside the reals is null too."""
+    with np.errstate(all="ignore"):
+        x = args[0]
+        if name == "abs":
+            return np.abs(x)
+        if name == "round":  # Go's math.Round: halves away from zero
+            return np.copysign(np.floor(np.abs(x) + 0.5), x)
+        if name == "log":
+            return np.log(x) / np.log(args[1])
+        if name == "pow":
+            return np.power(x, args[1])
+        if name == "atan2":
+            return np.arctan2(x, args[1])
+        return {
+            "acos": np.arccos, "asin": np.arcsin, "atan": np.arctan, "ceil": np.ceil, "cos": np.cos,
+            "exp": np.exp, "floor": np.floor, "ln": np.log, "log2": np.log2, "log10": np.log10,
+            "sin": np.sin, "sqrt": np.sqrt, "tan": np.tan,
+        }[name](x)  # fmt: skip
+
+
+def _arithmetic(op: str, lhs: np.ndarray | float, rhs: np.ndarray | float) -> np.ndarray | float:
+    with np.errstate(all="ignore"):
+        if op == "+":
+            return np.add(lhs, rhs)
+        if op == "-":
+            return np.subtract(lhs, rhs)
+        if op == "*":
+            return np.multiply(lhs, rhs)
+        if op == "/":
+            # InfluxDB: x / 0 is 0 for floats
+            return np.where(np.asarray(rhs) == 0, 0.0, np.divide(lhs, np.where(np.asarray(rhs) == 0, 1.0, rhs)))
+        return np.fmod(lhs, rhs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transformations: fed the points that have a value, in the answer's order, a batch at a time
+
+
+class _Transform:
+    """One transformation call over one sequence of points; keeps its window between batches."""
+
+    def __init__(self, call: Call, interval_ns: int | None, ascending: bool) -> None:
+        self.name = call.name
+        self.ascending = ascending
+        unit = call.args[1] if len(call.args) > 1 else None
+        if self.name == "moving_average":
+            assert isinstance(unit, IntegerLiteral)
+            self.window: list[float] = []
+            self.size = unit.value
+            self.sum = 0.0
+            self.position = 0
+        elif isinstance(unit, DurationLiteral):
+            self.unit = unit.ns
+        else:  # InfluxDB's default: the GROUP BY interval, else 1s (elapsed: 1ns)
+            self.unit = 1 if self.name == "elapsed" else (interval_ns or _SECOND)
+        self.prev_time: int | None = None
+        self.prev_value = 0.0
+        self.total = 0.0
+
+    def feed(self, times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indexes into the input that get an output point, the output values)."""
+        name = self.name
+        if not len(times):
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        if name == "cumulative_sum":
+            sums = np.add.accumulate(np.r_[self.total, values])[1:]  # one after the other, as InfluxDB adds
+            self.total = float(sums[-1])
+            return np.arange(len(times)), sums
+        if name == "moving_average":
+            return self._moving_average(values)
+        if name == "elapsed":
+            prev_times = np.r_[self.prev_time if self.prev_time is not None else times[0], times[:-1]]
+            keep = np.arange(len(times)) if self.prev_time is not None else np.arange(1, len(times))
+            self.prev_time = int(times[-1])
+            delta = (times - prev_times)[keep]
+            return keep, (np.sign(delta) * (np.abs(delta) // self.unit)).astype(np.float64)
+        # derivative and difference: a point at the same time as the one before is skipped (InfluxDB
+        # keeps the first point of a timestamp when several series are merged).
+        distinct = np.r_[True, times[1:] != times[:-1]]
+        if self.prev_time is not None:
+            distinct[0] = times[0] != self.prev_time
+        index = np.flatnonzero(distinct)
+        if not len(index):
+            return index, np.empty(0)
+        t, v = times[index], values[index]
+        if self.prev_time is None:  # the very first point only starts the sequence
+            prev_t, prev_v = t[:-1], v[:-1]
+            index, t, v = index[1:], t[1:], v[1:]
+        else:
+            prev_t, prev_v = np.r_[self.prev_time, t[:-1]], np.r_[self.prev_value, v[:-1]]
+        last = int(np.flatnonzero(distinct)[-1])
+        self.prev_time, self.prev_value = int(times[last]), float(values[last])
+        difference = v - prev_v
+        if name in ("derivative", "non_negative_derivative"):
+            elapsed = np.abs(t - prev_t).astype(np.float64)  # descending order counts time backwards
+            out = difference / (elapsed / self.unit)
+        else:
+            out = difference
+        if name.startswith("non_negative_"):
+            keep = out >= 0
+            return index[keep], out[keep]
+        return index, out
+
+    def _moving_average(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # InfluxDB keeps a running sum (minus the value leaving, plus the one coming): same arithmetic here.
+        out_index: list[int] = []
+        out: list[float] = []
+        window, size = self.window, self.size
+        for n, value in enumerate(values.tolist()):
+            if len(window) < size:
+                window.append(value)
+            else:
+                self.sum -= window[self.position]
+                window[self.position] = value
+            self.sum += value
+            self.position = (self.position + 1) % size
+            if len(window) == size:
+                out_index.append(n)
+                out.append(self.sum / size)
+        return np.array(out_index, dtype=np.int64), np.array(out, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Expression evaluation over rows
+
+
+class _Evaluator:
+    """Evaluates field expressions over rows (points or buckets) with times; transformations keep
+    their state across calls, so a raw series can be fed batch by batch."""
+
+    def __init__(self, fields: list[FieldExpr], interval_ns: int | None, ascending: bool) -> None:
+        self.fields = fields
+        self.transforms: dict[int, _Transform] = {}
+        self.interval_ns = interval_ns
+        self.ascending = ascending
+
+    def columns(self, times: np.ndarray, leaf: Callable[[Expr], Column]) -> list[Column]:
+        return [self._eval(item.expr, times, leaf, (n,)) for n, item in enumerate(self.fields)]
+
+    def _eval(self, expr: Expr, times: np.ndarray, leaf: Callable[[Expr], Column], path: tuple[int, ...]) -> Column:
+        rows = len(times)
+        if isinstance(expr, (IntegerLiteral, NumberLiteral)):
+            return Column(np.full(rows, float(expr.value)), np.zeros(rows, dtype=bool))
+        if isinstance(expr, BinaryExpr):
+            lhs = self._eval(expr.lhs, times, leaf, (*path, 0))
+            rhs = self._eval(expr.rhs, times, leaf, (*path, 1))
+            return Column(np.asarray(_arithmetic(expr.op, lhs.values, rhs.values), dtype=np.float64), lhs.exists | rhs.exists)
+        if isinstance(expr, Call) and expr.name in MATH_FUNCTIONS:
+            args = [self._eval(arg, times, leaf, (*path, n)) for n, arg in enumerate(expr.args)]
+            exists = np.zeros(rows, dtype=bool)
+            for arg_expr, arg in zip(expr.args, args):
+                if not isinstance(arg_expr, (IntegerLiteral, NumberLiteral)):
+                    exists |= arg.exists
+            return Column(np.asarray(_math(expr.name, [a.values for a in args]), dtype=np.float64), exists)
+        if isinstance(expr, Call) and expr.name in TRANSFORMATIONS:
+            arg = self._eval(expr.args[0], times, leaf, (*path, 0))
+            key = hash(path)
+            transform = self.transforms.get(key)
+            if transform is None:
+                transform = self.transforms[key] = _Transform(expr, self.interval_ns, self.ascending)
+            has = np.flatnonzero(arg.exists & ~np.isnan(arg.values))
+            index, values = transform.feed(times[has], arg.values[has])
+            out = Column(np.full(rows, np.nan), np.zeros(rows, dtype=bool))
+            out.values[has[index]] = values
+            out.exists[has[index]] = True
+            return out
+        return leaf(expr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reducers that need a bucket's values
+
+
+def percentile(values: np.ndarray, times: np.ndarray, p: float) -> tuple[float, int] | None:
+    """InfluxDB's nearest rank: the value at floor(n * p / 100 + 0.5) - 1 in value order (None: no such rank)."""
+    i = int(math.floor(len(values) * p / 100.0 + 0.5)) - 1
+    if i < 0 or i >= len(values):
+        return None
+    order = np.lexsort((times, values))
+    return float(values[order[i]]), int(times[order[i]])
+
+
+def mode(values: np.ndarray) -> float | None:
+    """The most frequent value; among equally frequent ones the smallest, as InfluxDB."""
+    if not len(values):
+        return None
+    unique, counts = np.unique(values, return_counts=True)
+    return float(unique[int(np.argmax(counts))])
+
+
+def distinct(values: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The distinct values in the order InfluxDB answers them: by the time each first occurs, then by value."""
+    unique, first = np.unique(values, return_index=True)
+    return unique[np.lexsort((unique, times[first]))]
+
+
+def top_bottom(
+    name: str, values: np.ndarray, times: np.ndarray, tags: np.ndarray | None, n: int
+) -> np.ndarray:
+    """Indexes of the points top()/bottom() pick, in time order: the n largest (smallest) values, the
+    earlier point first among equal ones; with tags, only the best point of each tag combination competes."""
+    key = -values if name == "top" else values
+    order = np.lexsort((times, key))
+    if tags is not None:
+        seen: set[Any] = set()
+        best: list[int] = []
+        for i in order.tolist():
+            if tags[i] not in seen:
+                seen.add(tags[i])
+                best.append(i)
+        order = np.array(best, dtype=np.int64)
+    chosen = order[:n]
+    return chosen[np.lexsort((key[chosen], times[chosen]))]
+
+
+class _Integral:
+    """InfluxDB's integral reducer over one series' points in time order: the trapezoid rule, areas
+    split at bucket boundaries by linear interpolation; a bucket's area is known when a later point comes."""
+
+    def __init__(self, unit_ns: int, interval: tuple[int, int] | None) -> None:
+        self.unit = float(unit_ns)
+        self.interval = interval
+        self.prev: tuple[int, float] | None = None
+        self.window = (0, 0)
+        self.sum = 0.0
+        self.done: list[tuple[int, float]] = []  # (bucket start, area) of finished buckets
+
+    def _window(self, time: int) -> tuple[int, int]:
+        assert self.interval is not None
+        every, offset = self.interval
+        start = (time - offset) // every * every + offset
+        return start, start + every
+
+    def feed(self, times: list[int], values: list[float]) -> None:
+        for time, value in zip(times, values):
+            if self.prev is None:
+                self.prev = (time, value)
+                if self.interval is not None:
+                    self.window = self._window(time)
+                continue
+            prev_time, prev_value = self.prev
+            if prev_time == time:
+                self.prev = (time, value)
+                continue
+            if self.interval is not None and time >= self.window[1]:
+                end = self.window[1]
+                if prev_time != end:
+                    at_end = prev_value + (value - prev_value) * (end - prev_time) / (time - prev_time)
+                    self.sum += 0.5 * (at_end + prev_value) * (float(end - prev_time) / self.unit)
+                    prev_time, prev_value = end, at_end
+                self.done.append((self.window[0], self.sum))
+                self.window = self._window(time)
+                self.sum = 0.0
+            self.sum += 0.5 * (value + prev_value) * (float(time - prev_time) / self.unit)
+            self.prev = (time, value)
+
+    def close(self) -> None:
+        """The last bucket counts unless its only point is at its start (no area)."""
+        if self.prev is not None and (self.interval is None or self.prev[0] != self.window[0]):
+            self.done.append((self.window[0], self.sum))
+
+
+class _Reducers:
+    """The reducers that need a bucket's values, fed one series' stored points in time order a batch
+    at a time: only the current bucket's points are held; each finished bucket leaves one value per
+    call (or its rows, for top/bottom/sample/distinct)."""
+
+    def __init__(self, calls: list[Call], fields: list[str], tags: list[str], interval: tuple[int, int] | None) -> None:
+        self.calls = calls
+        self.fields = fields
+        self.tags = tags
+        self.interval = interval
+        self.current: int | None = None
+        self.parts: list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]] = []
+        self.results: dict[Call, dict[int, Any]] = {call: {} for call in calls}
+        self.integrals: dict[Call, _Integral] = {}
+        for call in calls:
+            if call.name == "integral":
+                unit = call.args[1].ns if len(call.args) > 1 and isinstance(call.args[1], DurationLiteral) else _SECOND
+                self.integrals[call] = _Integral(unit, interval)
+
+    def feed(self, rows: list[Sequence[Any]], deadline: float | None) -> None:
+        check_deadline(deadline)
+        times = np.array([row[0] for row in rows], dtype=np.int64)
+        values = {name: np.array([row[n + 1] for row in rows], dtype=np.float64) for n, name in enumerate(self.fields)}
+        tags = None
+        if self.tags:
+            width = len(self.fields) + 1
+            tags = np.empty(len(rows), dtype=object)
+            tags[:] = [tuple(row[width:]) for row in rows]
+        for call, integral in self.integrals.items():
+            column = values[_field_of(call)]
+            has = ~np.isnan(column)
+            integral.feed(times[has].tolist(), column[has].tolist())
+        if self.interval is None:
+            buckets = np.zeros(len(times), dtype=np.int64)
+        else:
+            buckets = (times - self.interval[1]) // self.interval[0]
+        cuts = np.r_[0, np.flatnonzero(buckets[1:] != buckets[:-1]) + 1, len(times)]
+        for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+            bucket = int(buckets[lo])
+            if bucket != self.current:
+                self._finish_bucket()
+                self.current = bucket
+            part_tags = tags[lo:hi] if tags is not None else None
+            self.parts.append((times[lo:hi], {name: v[lo:hi] for name, v in values.items()}, part_tags))
+
+    def finish(self) -> dict[Call, dict[int, Any]]:
+        self._finish_bucket()
+        for call, integral in self.integrals.items():
+            integral.close()
+            for start, area in integral.done:
+                index = 0 if self.interval is None else (start - self.interval[1]) // self.interval[0]
+                self.results[call][index] = area
+        return self.results
+
+    def _finish_bucket(self) -> None:
+        if self.current is None or not self.parts:
+            return
+        times = np.concatenate([part[0] for part in self.parts])
+        tags = np.concatenate([part[2] for part in self.parts]) if self.parts[0][2] is not None else None
+        for call in self.calls:
+            if call.name == "integral":
+                continue
+            column = np.concatenate([part[1][_field_of(call)] for part in self.parts])
+            has = np.flatnonzero(~np.isnan(column))
+            if not len(has):
+                continue
+            found = _reduce(call, column[has], times[has], None if tags is None else tags[has])
+            if found is not None:
+                self.results[call][self.current] = found
+        self.parts = []
+
+
+def _field_of(call: Call) -> str:
+    arg = call.args[0]
+    while isinstance(arg, Call):  # count(distinct(x))
+        arg = arg.args[0]
+    assert isinstance(arg, VarRef)
+    return arg.name
+
+
+def _reduce(call: Call, values: np.ndarray, times: np.ndarray, tags: np.ndarray | None) -> Any:
+    """One bucket's answer of a call: a value, (value, time) for a selector, or rows (time, value, *tags)."""
+    name = call.name
+    if name == "percentile":
+        p = call.args[1]
+        assert isinstance(p, (IntegerLiteral, NumberLiteral))
+        return percentile(values, times, float(p.value))
+    if name == "mode":
+        return mode(values)
+    if name == "count":  # count(distinct(x))
+        return float(len(np.unique(values)))
+    if name == "distinct":
+        return [(None, float(value)) for value in distinct(values, times).tolist()]
+    if name == "sample":
+        size = call.args[1]
+        assert isinstance(size, IntegerLiteral)
+        chosen = np.sort(np.random.default_rng().permutation(len(values))[: size.value])
+        chosen = chosen[np.argsort(times[chosen], kind="stable")]
+        return [(int(times[i]), float(values[i])) for i in chosen.tolist()]
+    if name in ("top", "bottom"):
+        size = call.args[-1]
+        assert isinstance(size, IntegerLiteral)
+        chosen = top_bottom(name, values, times, tags if len(call.args) > 2 else None, size.value)
+        if len(call.args) > 2 and tags is not None:
+            return [(int(times[i]), float(values[i]), *tags[i]) for i in chosen.tolist()]
+        return [(int(times[i]), float(values[i])) for i in chosen.tolist()]
+    raise StatementError(f"unsupported function {name}()")  # pragma: no cover - routed elsewhere
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a SELECT
+
+
+def _walk_calls(expr: Expr) -> list[Call]:
+    out: list[Call] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Call):
+            out.append(node)
+            stack.extend(node.args)
+        elif isinstance(node, BinaryExpr):
+            stack.extend((node.lhs, node.rhs))
+    return out
+
+
+def _reducer_calls(expr: Expr) -> list[Call]:
+    """The reducer calls of an expression, outermost only (count(distinct(x)) is one), left to right."""
+    out: list[Call] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Call) and node.name in REDUCERS:
+            out.append(node)
+        elif isinstance(node, Call):
+            stack.extend(reversed(node.args))
+        elif isinstance(node, BinaryExpr):
+            stack.extend((node.rhs, node.lhs))
+    return out
+
+
+def _is_standard(call: Call) -> bool:
+    """Answered per bucket by select.py's SQL / column paths."""
+    return call.name in AGGREGATES and len(call.args) == 1 and isinstance(call.args[0], VarRef)
+
+
+def _is_field(ref: VarRef) -> bool:
+    return ref.name in _FIELDS and ref.type_hint != "tag"
+
+
+def _cell(value: float) -> Any:
+    return None if math.isnan(value) else _json_number(value)
+
+
+def _paged(rows: list[list[Any]], page: list[int | None]) -> list[list[Any]]:
+    """OFFSET then LIMIT across batches: page = [rows still to skip, rows still to give (None: all)]."""
+    skip, left = page
+    if skip:
+        dropped = min(skip, len(rows))
+        rows, page[0] = rows[dropped:], skip - dropped
+    if left is not None:
+        rows = rows[:left]
+        page[1] = left - len(rows)
+    return rows
+
+
+async def select_functions(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan
+) -> Output:
+    """The answer of a SELECT that needs the functions of this module (see needs_functions)."""
+    calls = [call for item in statement.fields for call in _walk_calls(item.expr)]
+    for call in calls:
+        if call.name in ("top", "bottom") and any(
+            not isinstance(arg, VarRef) or _is_field(arg) for arg in call.args[1:-1]
+        ):
+            raise StatementError(f"{call.name}(): Tracker groups by tags only; name tags, not fields, before the count")
+    if any(isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)) and (
+        statement.is_aggregate
+    ):
+        raise StatementError("a selector beside fields or tags is not supported by Tracker")
+    multi = [call for item in statement.fields for call in _reducer_calls(item.expr) if call.name in _MULTI_ROW]
+    if multi:
+        if len(statement.fields) != 1 or statement.fields[0].expr is not multi[0]:
+            raise StatementError(f"{multi[0].name}() must stand alone in the SELECT (not inside math) in Tracker")
+        runner = _multi_row(statement, multi[0], database, ctx, start, end, plan)
+    elif statement.is_aggregate:
+        runner = _aggregate(statement, database, ctx, start, end, plan)
+    else:
+        runner = _raw(statement, database, ctx, start, end, plan)
+    async for item in runner:
+        yield item
+
+
+def _outside_reducers(expr: Expr) -> list[Expr]:
+    """Nodes not inside a reducer call: where a bare field beside an aggregate would be."""
+    out: list[Expr] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if isinstance(node, BinaryExpr):
+            stack.extend((node.lhs, node.rhs))
+        elif isinstance(node, Call) and node.name not in REDUCERS:
+            stack.extend(node.args)
+    return out
+
+
+def _fields_read(exprs: Sequence[Expr]) -> list[str]:
+    names = {node.name for expr in exprs for node in _walk_nodes(expr) if isinstance(node, VarRef) and _is_field(node)}
+    return sorted(names)
+
+
+def _walk_nodes(expr: Expr) -> list[Expr]:
+    out: list[Expr] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if isinstance(node, Call):
+            stack.extend(node.args)
+        elif isinstance(node, BinaryExpr):
+            stack.extend((node.lhs, node.rhs))
+    return out
+
+
+# -- raw mode: math and transformations of stored points --------------------------------------
+
+
+async def _raw(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
+    fields = _fields_read([item.expr for item in statement.fields])
+    if not fields:
+        return  # only tags or unknown names: no points
+    header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
+    columns = [storage.field_sql(name) for name in fields]
+    for tags, where in plan.groups:
+        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        evaluator = _Evaluator(statement.fields, None, not statement.order_desc)
+        page: list[int | None] = [statement.offset, statement.limit]
+        stream = storage.query_raw(
+            ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch="ns",
+            descending=statement.order_desc, batch=ctx.batch, deadline=ctx.deadline,
+        )  # fmt: skip
+        try:
+            async for rows in stream:
+                answer = _paged(await ctx.offload(_raw_rows, evaluator, rows, fields, ctx.epoch, ctx.deadline), page)
+                if answer:
+                    yield header, answer
+                if page[1] == 0:
+                    break
+        finally:
+            await stream.aclose()
+
+
+def _raw_rows(
+    evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], epoch: str | None, deadline: float | None
+) -> list[list[Any]]:
+    check_deadline(deadline)
+    times = np.array([row[0] for row in rows], dtype=np.int64)
+    values = {name: np.array([row[n + 1] for row in rows], dtype=np.float64) for n, name in enumerate(fields)}
+    nothing = Column(np.full(len(times), np.nan), np.zeros(len(times), dtype=bool))
+
+    def leaf(expr: Expr) -> Column:
+        if isinstance(expr, VarRef) and _is_field(expr) and expr.name in values:
+            column = values[expr.name]
+            return Column(column, ~np.isnan(column))
+        return nothing  # a tag or an unknown name: no value to compute with
+
+    return _rows(times, evaluator.columns(times, leaf), epoch, deadline)
+
+
+def _rows(times: np.ndarray, columns: list[Column], epoch: str | None, deadline: float | None) -> list[list[Any]]:
+    """Rows where any column has a point: [time, value per column]."""
+    exists = np.zeros(len(times), dtype=bool)
+    for column in columns:
+        exists |= column.exists
+    out: list[list[Any]] = []
+    for n, i in enumerate(np.flatnonzero(exists).tolist()):
+        if n % 1024 == 0:
+            check_deadline(deadline)
+        out.append([format_time(int(times[i]), epoch), *(_cell(float(column.values[i])) for column in columns)])
+    return out
+
+
+# -- aggregate mode: per bucket reducers, then fill, math and transformations ------------------
+
+
+def _look_back(statement: SelectStatement) -> int:
+    """How many intervals before the range the transformations of aggregates need."""
+    back = 0
+    for item in statement.fields:
+        for call in _walk_calls(item.expr):
+            if call.name in _LOOKS_BACK_ONE:
+                back = max(back, 1)
+            elif call.name == "moving_average" and isinstance(call.args[1], IntegerLiteral):
+                back = max(back, call.args[1].value - 1)
+    return back
+
+
+async def _engine_results(
+    ctx: Context, database: str, start: int, end: int, calls: list[Call], where: storage.QueryFilter,
+    interval: tuple[int, int] | None, tag_keys: list[str], series: storage.SeriesTags,
+) -> dict[Call, dict[int, Any]]:
+    """Per call of this module, {bucket index: its answer}, from the stored points in time order."""
+    if not calls:
+        return {}
+    fields = sorted({_field_of(call) for call in calls})
+    reducers = _Reducers(calls, fields, tag_keys, interval)
+    columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, series) for key in tag_keys]
+    async for rows in storage.query_raw(
+        ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch="ns",
+        batch=ctx.batch, deadline=ctx.deadline,
+    ):  # fmt: skip
+        await ctx.offload(reducers.feed, rows, ctx.deadline)
+    return await ctx.offload(reducers.finish)
+
+
+async def _aggregate(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
+    interval = statement.group_by_time
+    leaves: list[Call] = [call for item in statement.fields for call in _reducer_calls(item.expr)]
+    unique_leaves = list(dict.fromkeys(leaves))
+    standard = [call for call in unique_leaves if _is_standard(call)]
+    engine = [call for call in unique_leaves if not _is_standard(call)]
+    has_transform = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
+    # A lone selector without GROUP BY time answers with the time of the point it selected.
+    point_time = interval is None and len(leaves) == 1 and leaves[0].name in _SELECTORS_WITH_A_POINT and not has_transform
+    if interval is not None and end == MAX_TIME:
+        end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
+    count = 0
+    if interval is not None and start != MIN_TIME:
+        count = _bucket_range(start, end, interval)[1]
+        _check_buckets(count * len(plan.groups), ctx.max_buckets)
+    back = _look_back(statement) if interval is not None and start != MIN_TIME else 0
+    data_start, data_end = start, end
+    if back and interval is not None:
+        if statement.order_desc:
+            data_end = end + back * interval[0]
+        else:
+            data_start = start - back * interval[0]
+    header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
+    keys = list(dict.fromkeys(_call_key(call) for call in standard))
+    fill = statement.fill if statement.fill is not None else "null"
+    read: list[storage.Columns | None] = []
+    made = 0
+    for tags, where in plan.groups:
+        data = {}
+        if keys:
+            data = await _bucket_data(ctx, database, data_start, data_end, keys, where, interval, point_time, read)
+        extra = await _engine_results(ctx, database, data_start, data_end, engine, where, interval, [], plan.series)
+        indexes = set(data)
+        for found in extra.values():
+            indexes.update(found)
+        if not indexes:
+            continue
+        first, buckets = 0, 1
+        if interval is not None:
+            first, buckets = _bucket_range(start if start != MIN_TIME else None, end, interval, min(indexes))
+            made += buckets
+            _check_buckets(made, ctx.max_buckets)
+        rows = await ctx.offload(
+            _aggregate_rows, statement, standard, keys, data, extra, indexes, first, buckets, back, fill,
+            point_time, start, ctx.epoch, ctx.deadline,
+        )  # fmt: skip
+        rows = _paged(rows, [statement.offset, statement.limit])
+        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        for i in range(0, len(rows), ctx.batch):
+            yield header, rows[i : i + ctx.batch]
+
+
+def _aggregate_rows(
+    statement: SelectStatement, standard: list[Call], keys: list[tuple[str, str]], data: dict[int, list[Any]],
+    extra: dict[Call, dict[int, Any]], indexes: set[int], first: int, buckets: int, back: int,
+    fill: str | float, point_time: bool, start: int, epoch: str | None, deadline: float | None,
+) -> list[list[Any]]:
+    interval = statement.group_by_time
+    descending = statement.order_desc
+    if interval is None:
+        axis = np.zeros(1, dtype=np.int64)
+    else:
+        lo = first - (0 if descending else back)
+        hi = first + buckets - 1 + (back if descending else 0)
+        if fill == "none":
+            axis = np.array(sorted(i for i in indexes if lo <= i <= hi), dtype=np.int64)
+        else:
+            axis = np.arange(lo, hi + 1, dtype=np.int64)
+    position = {int(index): n for n, index in enumerate(axis.tolist())}
+    # Per reducer call: its value per bucket of the axis (NaN: none), and the selected points' times.
+    leaf_values: dict[Call, np.ndarray] = {}
+    leaf_times: dict[Call, np.ndarray] = {}
+    for call in standard + list(extra):
+        leaf_values[call] = np.full(len(axis), np.nan)
+        leaf_times[call] = np.full(len(axis), -1, dtype=np.int64)
+    fields = [FieldExpr(call) for call in standard]
+    for n, (index, raw) in enumerate(sorted(data.items())):
+        if n % 1024 == 0:
+            check_deadline(deadline)
+        at = position.get(index)
+        if at is None:
+            continue
+        values, times = _evaluate_bucket(fields, keys, raw)
+        for call, value, time in zip(standard, values, times):
+            if value is not None:
+                leaf_values[call][at] = value
+            if time is not None:
+                leaf_times[call][at] = time
+    for call, found in extra.items():
+        for index, value in found.items():
+            at = position.get(index)
+            if at is None or value is None:
+                continue
+            if isinstance(value, tuple):
+                value, leaf_times[call][at] = value
+            leaf_values[call][at] = value
+    times = axis * interval[0] + interval[1] if interval is not None else np.array([start if start != MIN_TIME else 0])
+    leaf_exists: dict[Call, np.ndarray] = {}
+    for call, values in leaf_values.items():
+        # integral() streams across buckets in InfluxDB: its buckets are never filled
+        unfilled = fill == "none" or call.name == "integral"
+        leaf_values[call] = values if unfilled else _filled(values, times, call, fill)
+        leaf_exists[call] = ~np.isnan(values) if unfilled else np.ones(len(axis), dtype=bool)
+    if descending:
+        axis, times = axis[::-1], times[::-1]
+        for call in leaf_values:
+            leaf_values[call], leaf_exists[call], leaf_times[call] = (
+                leaf_values[call][::-1], leaf_exists[call][::-1], leaf_times[call][::-1]
+            )
+    nothing = Column(np.full(len(axis), np.nan), np.zeros(len(axis), dtype=bool))
+
+    def leaf(expr: Expr) -> Column:
+        if isinstance(expr, Call) and expr in leaf_values:
+            return Column(leaf_values[expr], leaf_exists[expr])
+        return nothing
+
+    evaluator = _Evaluator(statement.fields, None if interval is None else interval[0], not descending)
+    columns = evaluator.columns(times, leaf)
+    if interval is not None:
+        in_range = (axis >= first) & (axis < first + buckets)
+        for column in columns:
+            column.exists &= in_range
+    else:
+        if all(np.isnan(column.values[0]) for column in columns):
+            return []  # nothing to answer: InfluxDB gives no row
+        if point_time:
+            picked = leaf_times[leaves_of(statement)[0]][0]
+            if picked >= 0:
+                times = np.array([picked])
+    return _rows(times, columns, epoch, deadline)
+
+
+def leaves_of(statement: SelectStatement) -> list[Call]:
+    return [call for item in statement.fields for call in _reducer_calls(item.expr)]
+
+
+def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float) -> np.ndarray:
+    """fill() on one reducer's per-bucket values, as InfluxDB fills an aggregate's missing buckets."""
+    missing = np.isnan(values)
+    if not missing.any() or fill in ("none",):
+        return values
+    out = values.copy()
+    if fill == "null":
+        if call.name == "count" and _is_standard(call):
+            out[missing] = 0.0  # InfluxDB 1.x: count() is 0 for an interval with no points
+        return out
+    known = np.flatnonzero(~missing)
+    if fill == "previous":
+        if len(known):
+            before = np.searchsorted(known, np.arange(len(values)), side="right") - 1
+            has_previous = before >= 0
+            out[has_previous] = values[known[before[has_previous]]]
+        return out
+    if fill == "linear":
+        if len(known) >= 2:
+            inside = missing & (np.arange(len(values)) > known[0]) & (np.arange(len(values)) < known[-1])
+            for i in np.flatnonzero(inside).tolist():
+                k = int(np.searchsorted(known, i))
+                a, b = known[k - 1], known[k]
+                # InfluxDB's arithmetic: slope per ns times the ns since the previous value
+                out[i] = (values[b] - values[a]) / float(times[b] - times[a]) * float(times[i] - times[a]) + values[a]
+        return out
+    out[missing] = float(fill)
+    return out
+
+
+# -- top, bottom, sample, distinct: several rows per bucket -------------------------------------
+
+
+async def _multi_row(
+    statement: SelectStatement, call: Call, database: str, ctx: Context, start: int, end: int, plan: _Plan
+) -> Output:
+    interval = statement.group_by_time
+    tag_keys = [arg.name for arg in call.args[1:-1] if isinstance(arg, VarRef)] if call.name in ("top", "bottom") else []
+    header_columns = ["time", *_unique_names([statement.fields[0].name, *tag_keys])]
+    if interval is not None and end == MAX_TIME:
+        end = ctx.now_ns + 1
+    for tags, where in plan.groups:
+        found = (await _engine_results(ctx, database, start, end, [call], where, interval, tag_keys, plan.series))[call]
+        if not found:
+            continue
+        rows = await ctx.offload(_multi_rows, found, call, interval, start, statement.order_desc, ctx.epoch)
+        rows = _paged(rows, [statement.offset, statement.limit])
+        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        for i in range(0, len(rows), ctx.batch):
+            yield header, rows[i : i + ctx.batch]
+
+
+def _multi_rows(
+    found: dict[int, list[tuple[Any, ...]]], call: Call, interval: tuple[int, int] | None, start: int,
+    descending: bool, epoch: str | None,
+) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for index in sorted(found, reverse=descending):
+        bucket_time = index * interval[0] + interval[1] if interval is not None else (start if start != MIN_TIME else 0)
+        points = found[index][::-1] if descending else found[index]
+        for time, value, *tags in points:
+            at = bucket_time if time is None else time
+            rows.append([format_time(at, epoch), _json_number(value), *(tag or None for tag in tags)])
+    return rows
