@@ -75,9 +75,9 @@ _FIELDS = frozenset(FIELD_KEYS)
 _SECOND = 1_000_000_000
 _MULTI_ROW = frozenset({"top", "bottom", "sample", "distinct"})
 _SELECTORS_WITH_A_POINT = frozenset({"first", "last", "min", "max", "percentile"})
-# Transformations that read intervals before the range's start (InfluxDB's iterator options).
-_LOOKS_BACK_ONE = frozenset(
-    {"derivative", "non_negative_derivative", "difference", "non_negative_difference", "elapsed"}
+# Transformations of aggregates that read one interval beyond the range (InfluxDB's iterator options).
+_LOOKS_BACK = frozenset(
+    {"derivative", "non_negative_derivative", "difference", "non_negative_difference", "elapsed", "moving_average"}
 )
 
 
@@ -119,6 +119,15 @@ def expand_wildcards(statement: SelectStatement, field_keys: Sequence[str]) -> S
                 continue
             fields.append(FieldExpr(_with_first_field(item.expr, key), f"{item.name}_{key}"))
     return replace(statement, fields=fields)
+
+
+def fills_inside_math(statement: SelectStatement) -> bool:
+    """Math on aggregates with fill(number | previous | linear): InfluxDB fills each aggregate, then
+    computes (mean(x) + 1 with fill(0) is 1), which the per-bucket paths do not: run it here."""
+    return (
+        statement.group_by_time is not None and statement.fill not in (None, "null", "none")
+        and statement.is_aggregate and any(not isinstance(item.expr, Call) for item in statement.fields)
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,26 +268,28 @@ class _Transform:
 
 
 class _Evaluator:
-    """Evaluates field expressions over rows (points or buckets) with times; transformations keep
-    their state across calls, so a raw series can be fed batch by batch."""
+    """Evaluates the field expressions over rows (points or buckets) with their times; transformations
+    keep their state between calls, so a raw series can be fed batch by batch."""
 
     def __init__(self, fields: list[FieldExpr], interval_ns: int | None, ascending: bool) -> None:
         self.fields = fields
-        self.transforms: dict[int, _Transform] = {}
+        self.transforms: dict[tuple[int, ...], _Transform] = {}
         self.interval_ns = interval_ns
         self.ascending = ascending
 
-    def columns(self, times: np.ndarray, leaf: Callable[[Expr], Column]) -> list[Column]:
+    def columns(self, times: np.ndarray, leaf: Callable[[Expr, int], Column]) -> list[Column]:
+        """One column per field; `leaf(expr, field number)` gives a reducer's or a field's column."""
         return [self._eval(item.expr, times, leaf, (n,)) for n, item in enumerate(self.fields)]
 
-    def _eval(self, expr: Expr, times: np.ndarray, leaf: Callable[[Expr], Column], path: tuple[int, ...]) -> Column:
+    def _eval(self, expr: Expr, times: np.ndarray, leaf: Callable[[Expr, int], Column], path: tuple[int, ...]) -> Column:
         rows = len(times)
         if isinstance(expr, (IntegerLiteral, NumberLiteral)):
             return Column(np.full(rows, float(expr.value)), np.zeros(rows, dtype=bool))
         if isinstance(expr, BinaryExpr):
             lhs = self._eval(expr.lhs, times, leaf, (*path, 0))
             rhs = self._eval(expr.rhs, times, leaf, (*path, 1))
-            return Column(np.asarray(_arithmetic(expr.op, lhs.values, rhs.values), dtype=np.float64), lhs.exists | rhs.exists)
+            values = np.asarray(_arithmetic(expr.op, lhs.values, rhs.values), dtype=np.float64)
+            return Column(values, lhs.exists | rhs.exists)
         if isinstance(expr, Call) and expr.name in MATH_FUNCTIONS:
             args = [self._eval(arg, times, leaf, (*path, n)) for n, arg in enumerate(expr.args)]
             exists = np.zeros(rows, dtype=bool)
@@ -288,17 +299,17 @@ class _Evaluator:
             return Column(np.asarray(_math(expr.name, [a.values for a in args]), dtype=np.float64), exists)
         if isinstance(expr, Call) and expr.name in TRANSFORMATIONS:
             arg = self._eval(expr.args[0], times, leaf, (*path, 0))
-            key = hash(path)
-            transform = self.transforms.get(key)
+            transform = self.transforms.get(path)
             if transform is None:
-                transform = self.transforms[key] = _Transform(expr, self.interval_ns, self.ascending)
+                transform = self.transforms[path] = _Transform(expr, self.interval_ns, self.ascending)
+            # Points without a value (a null bucket, a row without this field) are skipped, as InfluxDB does.
             has = np.flatnonzero(arg.exists & ~np.isnan(arg.values))
             index, values = transform.feed(times[has], arg.values[has])
             out = Column(np.full(rows, np.nan), np.zeros(rows, dtype=bool))
             out.values[has[index]] = values
             out.exists[has[index]] = True
             return out
-        return leaf(expr)
+        return leaf(expr, path[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,12 +325,28 @@ def percentile(values: np.ndarray, times: np.ndarray, p: float) -> tuple[float, 
     return float(values[order[i]]), int(times[order[i]])
 
 
-def mode(values: np.ndarray) -> float | None:
-    """The most frequent value; among equally frequent ones the smallest, as InfluxDB."""
+def mode(values: np.ndarray, times: np.ndarray) -> float | None:
+    """InfluxDB 1.x's mode, step for step: points stably sorted by value, runs counted; a value's
+    first point only starts its run (so a value seen once never wins unless it comes first), and a
+    tie goes to the run that reached the count at the earlier time."""
     if not len(values):
         return None
-    unique, counts = np.unique(values, return_counts=True)
-    return float(unique[int(np.argmax(counts))])
+    if len(values) == 1:
+        return float(values[0])
+    order = np.argsort(values, kind="stable")
+    sorted_values, sorted_times = values[order].tolist(), times[order].tolist()
+    most_count = count = 0
+    current = most = sorted_values[0]
+    most_time = current_time = sorted_times[0]
+    for value, time in zip(sorted_values, sorted_times):
+        if value != current:
+            count, current, current_time = 1, value, time
+            continue
+        count += 1
+        if most_count > count or (most_count == count and current_time > most_time):
+            continue
+        most_count, most, most_time = count, value, time
+    return float(most)
 
 
 def distinct(values: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -379,7 +406,8 @@ class _Integral:
             if self.interval is not None and time >= self.window[1]:
                 end = self.window[1]
                 if prev_time != end:
-                    at_end = prev_value + (value - prev_value) * (end - prev_time) / (time - prev_time)
+                    slope = (value - prev_value) / float(time - prev_time)  # InfluxDB's linearFloat
+                    at_end = slope * float(end - prev_time) + prev_value
                     self.sum += 0.5 * (at_end + prev_value) * (float(end - prev_time) / self.unit)
                     prev_time, prev_value = end, at_end
                 self.done.append((self.window[0], self.sum))
@@ -482,7 +510,7 @@ def _reduce(call: Call, values: np.ndarray, times: np.ndarray, tags: np.ndarray 
         assert isinstance(p, (IntegerLiteral, NumberLiteral))
         return percentile(values, times, float(p.value))
     if name == "mode":
-        return mode(values)
+        return mode(values, times)
     if name == "count":  # count(distinct(x))
         return float(len(np.unique(values)))
     if name == "distinct":
@@ -548,30 +576,43 @@ def _cell(value: float) -> Any:
     return None if math.isnan(value) else _json_number(value)
 
 
-def _paged(rows: list[list[Any]], page: list[int | None]) -> list[list[Any]]:
-    """OFFSET then LIMIT across batches: page = [rows still to skip, rows still to give (None: all)]."""
-    skip, left = page
-    if skip:
-        dropped = min(skip, len(rows))
-        rows, page[0] = rows[dropped:], skip - dropped
-    if left is not None:
-        rows = rows[:left]
-        page[1] = left - len(rows)
-    return rows
+class _Pages:
+    """OFFSET and LIMIT per field, across batches: InfluxDB applies them to each field's points
+    before it joins the fields into rows."""
+
+    def __init__(self, fields: int, offset: int, limit: int | None) -> None:
+        self.skip = [offset] * fields
+        self.left: list[int | None] = [limit] * fields
+
+    def apply(self, columns: list[Column]) -> None:
+        for n, column in enumerate(columns):
+            points = np.flatnonzero(column.exists)
+            dropped = points[: self.skip[n]]
+            self.skip[n] -= len(dropped)
+            points = points[len(dropped) :]
+            left = self.left[n]
+            if left is not None:
+                dropped = np.r_[dropped, points[left:]].astype(np.int64)
+                self.left[n] = max(0, left - len(points))
+            column.exists[dropped] = False
+
+    @property
+    def done(self) -> bool:
+        return all(left == 0 for left in self.left)
 
 
 async def select_functions(
     statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan
 ) -> Output:
     """The answer of a SELECT that needs the functions of this module (see needs_functions)."""
-    calls = [call for item in statement.fields for call in _walk_calls(item.expr)]
-    for call in calls:
-        if call.name in ("top", "bottom") and any(
-            not isinstance(arg, VarRef) or _is_field(arg) for arg in call.args[1:-1]
-        ):
-            raise StatementError(f"{call.name}(): Tracker groups by tags only; name tags, not fields, before the count")
-    if any(isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)) and (
-        statement.is_aggregate
+    for item in statement.fields:
+        for call in _walk_calls(item.expr):
+            if call.name in ("top", "bottom") and any(
+                not isinstance(arg, VarRef) or _is_field(arg) for arg in call.args[1:-1]
+            ):
+                raise StatementError(f"{call.name}() in Tracker takes tags only between the field and the count")
+    if statement.is_aggregate and any(
+        isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)
     ):
         raise StatementError("a selector beside fields or tags is not supported by Tracker")
     multi = [call for item in statement.fields for call in _reducer_calls(item.expr) if call.name in _MULTI_ROW]
@@ -585,6 +626,11 @@ async def select_functions(
         runner = _raw(statement, database, ctx, start, end, plan)
     async for item in runner:
         yield item
+
+
+def _groups(statement: SelectStatement, plan: _Plan) -> list[tuple[dict[str, str] | None, storage.QueryFilter]]:
+    """The answer's series in InfluxDB's order: by tags, the other way round for ORDER BY time DESC."""
+    return plan.groups[::-1] if statement.order_desc else plan.groups
 
 
 def _outside_reducers(expr: Expr) -> list[Expr]:
@@ -628,47 +674,128 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
         return  # only tags or unknown names: no points
     header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
     columns = [storage.field_sql(name) for name in fields]
-    for tags, where in plan.groups:
+    transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
+    for tags, where in _groups(statement, plan):
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         evaluator = _Evaluator(statement.fields, None, not statement.order_desc)
+        pages = _Pages(len(statement.fields), statement.offset, statement.limit)
         page: list[int | None] = [statement.offset, statement.limit]
+        held: list[Sequence[Any]] = []  # the rows of the batch's last time: the next batch may add to them
         stream = storage.query_raw(
             ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch="ns",
             descending=statement.order_desc, batch=ctx.batch, deadline=ctx.deadline,
         )  # fmt: skip
         try:
-            async for rows in stream:
-                answer = _paged(await ctx.offload(_raw_rows, evaluator, rows, fields, ctx.epoch, ctx.deadline), page)
+            while True:
+                rows = await anext(stream, None)
+                if rows is None:
+                    rows, held = held, []
+                    if not rows:
+                        break
+                else:
+                    rows = held + rows
+                    cut = len(rows)
+                    while cut > 0 and rows[cut - 1][0] == rows[-1][0]:
+                        cut -= 1
+                    rows, held = rows[:cut], rows[cut:]
+                    if not rows:
+                        continue
+                if transformed:
+                    answer = await ctx.offload(
+                        _transformed_rows, evaluator, rows, fields, pages, statement.order_desc, ctx.epoch, ctx.deadline
+                    )
+                else:
+                    answer = _paged(await ctx.offload(_raw_rows, evaluator, rows, fields, ctx.epoch, ctx.deadline), page)
                 if answer:
                     yield header, answer
-                if page[1] == 0:
+                if (pages.done if transformed else page[1] == 0):
                     break
         finally:
             await stream.aclose()
 
 
-def _raw_rows(
-    evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], epoch: str | None, deadline: float | None
-) -> list[list[Any]]:
-    check_deadline(deadline)
+def _paged(rows: list[list[Any]], page: list[int | None]) -> list[list[Any]]:
+    """OFFSET then LIMIT on rows, across batches: page = [rows still to skip, rows still to give (None: all)]."""
+    skip, left = page
+    if skip:
+        dropped = min(skip, len(rows))
+        rows, page[0] = rows[dropped:], skip - dropped
+    if left is not None:
+        rows = rows[:left]
+        page[1] = left - len(rows)
+    return rows
+
+
+def _point_columns(
+    evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str]
+) -> tuple[np.ndarray, list[Column]]:
     times = np.array([row[0] for row in rows], dtype=np.int64)
     values = {name: np.array([row[n + 1] for row in rows], dtype=np.float64) for n, name in enumerate(fields)}
     nothing = Column(np.full(len(times), np.nan), np.zeros(len(times), dtype=bool))
 
-    def leaf(expr: Expr) -> Column:
+    def leaf(expr: Expr, _: int) -> Column:
         if isinstance(expr, VarRef) and _is_field(expr) and expr.name in values:
             column = values[expr.name]
             return Column(column, ~np.isnan(column))
         return nothing  # a tag or an unknown name: no value to compute with
 
-    return _rows(times, evaluator.columns(times, leaf), epoch, deadline)
+    return times, evaluator.columns(times, leaf)
 
 
-def _rows(times: np.ndarray, columns: list[Column], epoch: str | None, deadline: float | None) -> list[list[Any]]:
-    """Rows where any column has a point: [time, value per column]."""
+def _raw_rows(
+    evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], epoch: str | None, deadline: float | None
+) -> list[list[Any]]:
+    """Math on stored points: one row per point that has any of the fields read."""
+    check_deadline(deadline)
+    times, columns = _point_columns(evaluator, rows, fields)
+    return _rows(times, columns, epoch, deadline)
+
+
+def _transformed_rows(
+    evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], pages: _Pages, descending: bool,
+    epoch: str | None, deadline: float | None,
+) -> list[list[Any]]:
+    """Transformations of stored points: each field's points, paged, joined as InfluxDB joins fields:
+    the n-th point of a time of each field on the n-th row of that time."""
+    check_deadline(deadline)
+    times, columns = _point_columns(evaluator, rows, fields)
+    pages.apply(columns)
+    keys: list[tuple[np.ndarray, np.ndarray]] = []
+    for column in columns:
+        at = np.flatnonzero(column.exists)
+        point_times = times[at]
+        starts = np.r_[True, point_times[1:] != point_times[:-1]] if len(at) else np.zeros(0, dtype=bool)
+        first_of_time = np.maximum.accumulate(np.where(starts, np.arange(len(at)), 0)) if len(at) else starts
+        keys.append((point_times, np.arange(len(at)) - first_of_time))
+    all_times = np.concatenate([k[0] for k in keys])
+    all_ranks = np.concatenate([k[1] for k in keys])
+    if not len(all_times):
+        return []
+    order_times = -all_times if descending else all_times
+    joined = np.unique(np.stack([order_times, all_ranks], axis=1), axis=0)  # sorted by (time order, n)
+    row_of = {(int(t), int(n)): i for i, (t, n) in enumerate(joined.tolist())}
+    out = [[format_time(int(-t if descending else t), epoch)] + [None] * len(columns) for t, _ in joined.tolist()]
+    for c, (column, (point_times, ranks)) in enumerate(zip(columns, keys)):
+        values = column.values[column.exists]
+        sign = -1 if descending else 1
+        for t, n, value in zip(point_times.tolist(), ranks.tolist(), values.tolist()):
+            out[row_of[(sign * t, n)]][c + 1] = _cell(value)
+    return out
+
+
+def _rows(
+    times: np.ndarray, columns: list[Column], epoch: str | None, deadline: float | None,
+    defaults: Sequence[float | None] | None = None,
+) -> list[list[Any]]:
+    """Rows where any column has a point: [time, value per column]; a column without a point on a
+    row shows its default (None unless fill() gave a number)."""
     exists = np.zeros(len(times), dtype=bool)
     for column in columns:
         exists |= column.exists
+    if defaults is not None:
+        for column, default in zip(columns, defaults):
+            if default is not None:
+                column.values = np.where(column.exists, column.values, default)
     out: list[list[Any]] = []
     for n, i in enumerate(np.flatnonzero(exists).tolist()):
         if n % 1024 == 0:
@@ -680,16 +807,10 @@ def _rows(times: np.ndarray, columns: list[Column], epoch: str | None, deadline:
 # -- aggregate mode: per bucket reducers, then fill, math and transformations ------------------
 
 
-def _look_back(statement: SelectStatement) -> int:
-    """How many intervals before the range the transformations of aggregates need."""
-    back = 0
-    for item in statement.fields:
-        for call in _walk_calls(item.expr):
-            if call.name in _LOOKS_BACK_ONE:
-                back = max(back, 1)
-            elif call.name == "moving_average" and isinstance(call.args[1], IntegerLiteral):
-                back = max(back, call.args[1].value - 1)
-    return back
+def _looks_back(expr: Expr) -> bool:
+    """Transformations of aggregates read one interval more (before the range; after it for DESC),
+    as InfluxDB does, so the range's first bucket has its value."""
+    return any(call.name in _LOOKS_BACK for call in _walk_calls(expr))
 
 
 async def _engine_results(
@@ -710,41 +831,52 @@ async def _engine_results(
     return await ctx.offload(reducers.finish)
 
 
+Leaf = tuple[Call, int]  # a reducer call and how many intervals its field reads beyond the range
+
+
 async def _aggregate(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
     interval = statement.group_by_time
-    leaves: list[Call] = [call for item in statement.fields for call in _reducer_calls(item.expr)]
-    unique_leaves = list(dict.fromkeys(leaves))
-    standard = [call for call in unique_leaves if _is_standard(call)]
-    engine = [call for call in unique_leaves if not _is_standard(call)]
-    has_transform = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
-    # A lone selector without GROUP BY time answers with the time of the point it selected.
-    point_time = interval is None and len(leaves) == 1 and leaves[0].name in _SELECTORS_WITH_A_POINT and not has_transform
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
-    count = 0
     if interval is not None and start != MIN_TIME:
-        count = _bucket_range(start, end, interval)[1]
-        _check_buckets(count * len(plan.groups), ctx.max_buckets)
-    back = _look_back(statement) if interval is not None and start != MIN_TIME else 0
-    data_start, data_end = start, end
-    if back and interval is not None:
-        if statement.order_desc:
-            data_end = end + back * interval[0]
-        else:
-            data_start = start - back * interval[0]
+        _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
+    extends = interval is not None and start != MIN_TIME
+    backs = [int(extends and _looks_back(item.expr)) for item in statement.fields]
+    leaves: list[Leaf] = list(
+        dict.fromkeys((call, back) for item, back in zip(statement.fields, backs) for call in _reducer_calls(item.expr))
+    )
+    all_calls = [call for item in statement.fields for call in _reducer_calls(item.expr)]
+    has_transform = any(_walk_calls(item.expr) != _reducer_calls(item.expr) and any(
+        call.name in TRANSFORMATIONS for call in _walk_calls(item.expr)) for item in statement.fields)  # fmt: skip
+    # A lone selector without GROUP BY time answers with the time of the point it selected.
+    point_time = (
+        interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS_WITH_A_POINT and not has_transform
+    )
     header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
-    keys = list(dict.fromkeys(_call_key(call) for call in standard))
     fill = statement.fill if statement.fill is not None else "null"
-    read: list[storage.Columns | None] = []
+    reads: dict[int, list[storage.Columns | None]] = {}  # per reach: samples as columns, read once for all groups
     made = 0
-    for tags, where in plan.groups:
-        data = {}
-        if keys:
-            data = await _bucket_data(ctx, database, data_start, data_end, keys, where, interval, point_time, read)
-        extra = await _engine_results(ctx, database, data_start, data_end, engine, where, interval, [], plan.series)
-        indexes = set(data)
-        for found in extra.values():
-            indexes.update(found)
+    for tags, where in _groups(statement, plan):
+        found: dict[Leaf, dict[int, Any]] = {}
+        for back in sorted(set(backs)):
+            lo, hi = start, end
+            if back and interval is not None:
+                if statement.order_desc:
+                    hi = end + interval[0]
+                else:
+                    lo = start - interval[0]
+            calls = [call for call, leaf_back in leaves if leaf_back == back]
+            standard = list(dict.fromkeys(call for call in calls if _is_standard(call)))
+            keys = list(dict.fromkeys(_call_key(call) for call in standard))
+            if keys:
+                data = await _bucket_data(ctx, database, lo, hi, keys, where, interval, point_time, reads.setdefault(back, []))
+                by_call = await ctx.offload(_standard_values, standard, keys, data, ctx.deadline)
+                for call in standard:
+                    found[(call, back)] = by_call[call]
+            engine = [call for call in calls if not _is_standard(call)]
+            for call, values in (await _engine_results(ctx, database, lo, hi, engine, where, interval, [], plan.series)).items():
+                found[(call, back)] = values
+        indexes = {index for values in found.values() for index in values}
         if not indexes:
             continue
         first, buckets = 0, 1
@@ -753,126 +885,164 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             made += buckets
             _check_buckets(made, ctx.max_buckets)
         rows = await ctx.offload(
-            _aggregate_rows, statement, standard, keys, data, extra, indexes, first, buckets, back, fill,
-            point_time, start, ctx.epoch, ctx.deadline,
+            _aggregate_rows, statement, found, backs, indexes, first, buckets, fill, point_time, start, ctx.epoch,
+            ctx.deadline,
         )  # fmt: skip
-        rows = _paged(rows, [statement.offset, statement.limit])
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         for i in range(0, len(rows), ctx.batch):
             yield header, rows[i : i + ctx.batch]
 
 
+def _standard_values(
+    calls: list[Call], keys: list[tuple[str, str]], data: dict[int, list[Any]], deadline: float | None
+) -> dict[Call, dict[int, Any]]:
+    """select.py's per-bucket values, as each call's {bucket index: value or (value, time)}."""
+    fields = [FieldExpr(call) for call in calls]
+    out: dict[Call, dict[int, Any]] = {call: {} for call in calls}
+    for n, (index, raw) in enumerate(data.items()):
+        if n % 1024 == 0:
+            check_deadline(deadline)
+        values, times = _evaluate_bucket(fields, keys, raw)
+        for call, value, time in zip(calls, values, times):
+            if value is not None:
+                out[call][index] = value if time is None else (value, time)
+    return out
+
+
 def _aggregate_rows(
-    statement: SelectStatement, standard: list[Call], keys: list[tuple[str, str]], data: dict[int, list[Any]],
-    extra: dict[Call, dict[int, Any]], indexes: set[int], first: int, buckets: int, back: int,
-    fill: str | float, point_time: bool, start: int, epoch: str | None, deadline: float | None,
+    statement: SelectStatement, found: dict[Leaf, dict[int, Any]], backs: list[int], indexes: set[int], first: int,
+    buckets: int, fill: str | float, point_time: bool, start: int, epoch: str | None, deadline: float | None,
 ) -> list[list[Any]]:
     interval = statement.group_by_time
     descending = statement.order_desc
+    reach = max(backs) if backs else 0
     if interval is None:
         axis = np.zeros(1, dtype=np.int64)
     else:
-        lo = first - (0 if descending else back)
-        hi = first + buckets - 1 + (back if descending else 0)
+        lo = first - (0 if descending else reach)
+        hi = first + buckets - 1 + (reach if descending else 0)
         if fill == "none":
             axis = np.array(sorted(i for i in indexes if lo <= i <= hi), dtype=np.int64)
         else:
             axis = np.arange(lo, hi + 1, dtype=np.int64)
-    position = {int(index): n for n, index in enumerate(axis.tolist())}
-    # Per reducer call: its value per bucket of the axis (NaN: none), and the selected points' times.
-    leaf_values: dict[Call, np.ndarray] = {}
-    leaf_times: dict[Call, np.ndarray] = {}
-    for call in standard + list(extra):
-        leaf_values[call] = np.full(len(axis), np.nan)
-        leaf_times[call] = np.full(len(axis), -1, dtype=np.int64)
-    fields = [FieldExpr(call) for call in standard]
-    for n, (index, raw) in enumerate(sorted(data.items())):
-        if n % 1024 == 0:
-            check_deadline(deadline)
-        at = position.get(index)
-        if at is None:
-            continue
-        values, times = _evaluate_bucket(fields, keys, raw)
-        for call, value, time in zip(standard, values, times):
-            if value is not None:
-                leaf_values[call][at] = value
-            if time is not None:
-                leaf_times[call][at] = time
-    for call, found in extra.items():
-        for index, value in found.items():
+    times = axis * interval[0] + interval[1] if interval is not None else np.array([start if start != MIN_TIME else 0])
+    position = {index: n for n, index in enumerate(axis.tolist())}
+    leaf_values: dict[Leaf, np.ndarray] = {}
+    leaf_exists: dict[Leaf, np.ndarray] = {}
+    picked_time = -1
+    for (call, back), values_found in found.items():
+        check_deadline(deadline)
+        values = np.full(len(axis), np.nan)
+        for index, value in values_found.items():
             at = position.get(index)
-            if at is None or value is None:
+            if at is None:
                 continue
             if isinstance(value, tuple):
-                value, leaf_times[call][at] = value
-            leaf_values[call][at] = value
-    times = axis * interval[0] + interval[1] if interval is not None else np.array([start if start != MIN_TIME else 0])
-    leaf_exists: dict[Call, np.ndarray] = {}
-    for call, values in leaf_values.items():
-        # integral() streams across buckets in InfluxDB: its buckets are never filled
-        unfilled = fill == "none" or call.name == "integral"
-        leaf_values[call] = values if unfilled else _filled(values, times, call, fill)
-        leaf_exists[call] = ~np.isnan(values) if unfilled else np.ones(len(axis), dtype=bool)
+                value, picked_time = value
+            values[at] = value
+        # This leaf's own range: the buckets of the statement, plus the one its transformation reads.
+        if interval is None:
+            own = np.ones(len(axis), dtype=bool)
+        elif descending:
+            own = (axis >= first) & (axis <= first + buckets - 1 + back)
+        else:
+            own = (axis >= first - back) & (axis <= first + buckets - 1)
+        # integral() streams across buckets in InfluxDB: its buckets are never filled; nor are those of
+        # a reducer with no value at all in this series (InfluxDB has no such series to fill).
+        unfilled = fill == "none" or call.name == "integral" or bool(np.isnan(values[own]).all())
+        leaf_values[(call, back)] = values if unfilled else _filled(values, times, call, fill, own)
+        leaf_exists[(call, back)] = (~np.isnan(values) if unfilled else own) & own
     if descending:
         axis, times = axis[::-1], times[::-1]
-        for call in leaf_values:
-            leaf_values[call], leaf_exists[call], leaf_times[call] = (
-                leaf_values[call][::-1], leaf_exists[call][::-1], leaf_times[call][::-1]
-            )
+        for leaf in leaf_values:
+            leaf_values[leaf], leaf_exists[leaf] = leaf_values[leaf][::-1], leaf_exists[leaf][::-1]
     nothing = Column(np.full(len(axis), np.nan), np.zeros(len(axis), dtype=bool))
 
-    def leaf(expr: Expr) -> Column:
-        if isinstance(expr, Call) and expr in leaf_values:
-            return Column(leaf_values[expr], leaf_exists[expr])
+    def leaf_column(expr: Expr, field: int) -> Column:
+        leaf = (expr, backs[field])
+        if isinstance(expr, Call) and leaf in leaf_values:
+            return Column(leaf_values[leaf].copy(), leaf_exists[leaf].copy())  # type: ignore[index]
         return nothing
 
     evaluator = _Evaluator(statement.fields, None if interval is None else interval[0], not descending)
-    columns = evaluator.columns(times, leaf)
-    if interval is not None:
-        in_range = (axis >= first) & (axis < first + buckets)
-        for column in columns:
-            column.exists &= in_range
+    columns = evaluator.columns(times, leaf_column)
+    if interval is None:
+        return _whole_range_rows(statement, columns, times, picked_time if point_time else -1, epoch)
+    in_range = (axis >= first) & (axis < first + buckets)
+    for column in columns:
+        column.exists &= in_range
+    _Pages(len(columns), statement.offset, statement.limit).apply(columns)
+    defaults: list[float | None] = [None] * len(columns)
+    if isinstance(fill, float):
+        # A field without a point at a row's time shows the fill value (as its type: integers truncate).
+        defaults = [float(int(fill)) if _is_integer(item.expr) else fill for item in statement.fields]
+    return _rows(times, columns, epoch, deadline, defaults)
+
+
+def _whole_range_rows(
+    statement: SelectStatement, columns: list[Column], times: np.ndarray, picked_time: int, epoch: str | None
+) -> list[list[Any]]:
+    """Without GROUP BY time: one row at the range's start (a lone selector: at its point's time);
+    integral() stamps its value at time 0, so beside other fields it makes a row of its own."""
+    values = [float(column.values[0]) for column in columns]
+    at = picked_time if picked_time >= 0 else int(times[0])
+    integral = [any(call.name == "integral" for call in _walk_calls(item.expr)) for item in statement.fields]
+    if at == 0 or not any(integral) or all(integral):
+        groups = [(0 if all(integral) else at, [True] * len(values))]
     else:
-        if all(np.isnan(column.values[0]) for column in columns):
-            return []  # nothing to answer: InfluxDB gives no row
-        if point_time:
-            picked = leaf_times[leaves_of(statement)[0]][0]
-            if picked >= 0:
-                times = np.array([picked])
-    return _rows(times, columns, epoch, deadline)
+        groups = [(0, integral), (at, [not one for one in integral])]
+    if statement.order_desc:
+        groups.reverse()
+    rows = []
+    for time, chosen in groups:
+        row = [value if keep else math.nan for value, keep in zip(values, chosen)]
+        if not all(math.isnan(value) for value in row):  # nothing to answer: InfluxDB gives no row
+            rows.append([format_time(time, epoch), *map(_cell, row)])
+    return rows[statement.offset : None if statement.limit is None else statement.offset + statement.limit]
 
 
-def leaves_of(statement: SelectStatement) -> list[Call]:
-    return [call for item in statement.fields for call in _reducer_calls(item.expr)]
+def _is_integer(expr: Expr) -> bool:
+    """Whether InfluxDB answers the expression as an integer (every stored field is a float)."""
+    if isinstance(expr, IntegerLiteral):
+        return True
+    if isinstance(expr, Call):
+        if expr.name in ("count", "elapsed"):
+            return True
+        return expr.name in ("difference", "non_negative_difference", "cumulative_sum") and _is_integer(expr.args[0])
+    if isinstance(expr, BinaryExpr) and expr.op in ("+", "-", "*", "%"):
+        return _is_integer(expr.lhs) and _is_integer(expr.rhs)
+    return False
 
 
-def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float) -> np.ndarray:
-    """fill() on one reducer's per-bucket values, as InfluxDB fills an aggregate's missing buckets."""
-    missing = np.isnan(values)
-    if not missing.any() or fill in ("none",):
+def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float, own: np.ndarray) -> np.ndarray:
+    """fill() on one reducer's per-bucket values within its range `own`, as InfluxDB fills an
+    aggregate's missing buckets."""
+    missing = np.isnan(values) & own
+    if not missing.any():
         return values
     out = values.copy()
     if fill == "null":
-        if call.name == "count" and _is_standard(call):
+        if call.name == "count":
             out[missing] = 0.0  # InfluxDB 1.x: count() is 0 for an interval with no points
         return out
-    known = np.flatnonzero(~missing)
+    known = np.flatnonzero(~np.isnan(values))
     if fill == "previous":
         if len(known):
             before = np.searchsorted(known, np.arange(len(values)), side="right") - 1
-            has_previous = before >= 0
+            has_previous = missing & (before >= 0)
             out[has_previous] = values[known[before[has_previous]]]
         return out
     if fill == "linear":
         if len(known) >= 2:
-            inside = missing & (np.arange(len(values)) > known[0]) & (np.arange(len(values)) < known[-1])
+            positions = np.arange(len(values))
+            inside = missing & (positions > known[0]) & (positions < known[-1])
             for i in np.flatnonzero(inside).tolist():
                 k = int(np.searchsorted(known, i))
                 a, b = known[k - 1], known[k]
                 # InfluxDB's arithmetic: slope per ns times the ns since the previous value
                 out[i] = (values[b] - values[a]) / float(times[b] - times[a]) * float(times[i] - times[a]) + values[a]
         return out
-    out[missing] = float(fill)
+    out[missing] = float(int(fill)) if call.name == "count" else float(fill)  # an integer iterator truncates
     return out
 
 
@@ -887,11 +1057,11 @@ async def _multi_row(
     header_columns = ["time", *_unique_names([statement.fields[0].name, *tag_keys])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
-    for tags, where in plan.groups:
+    for tags, where in _groups(statement, plan):
         found = (await _engine_results(ctx, database, start, end, [call], where, interval, tag_keys, plan.series))[call]
         if not found:
             continue
-        rows = await ctx.offload(_multi_rows, found, call, interval, start, statement.order_desc, ctx.epoch)
+        rows = await ctx.offload(_multi_rows, found, interval, start, statement.order_desc, ctx.epoch)
         rows = _paged(rows, [statement.offset, statement.limit])
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         for i in range(0, len(rows), ctx.batch):
@@ -899,14 +1069,14 @@ async def _multi_row(
 
 
 def _multi_rows(
-    found: dict[int, list[tuple[Any, ...]]], call: Call, interval: tuple[int, int] | None, start: int,
-    descending: bool, epoch: str | None,
+    found: dict[int, list[tuple[Any, ...]]], interval: tuple[int, int] | None, start: int, descending: bool,
+    epoch: str | None,
 ) -> list[list[Any]]:
+    """Buckets in the answer's order; within a bucket, InfluxDB keeps the points' own order."""
     rows: list[list[Any]] = []
     for index in sorted(found, reverse=descending):
         bucket_time = index * interval[0] + interval[1] if interval is not None else (start if start != MIN_TIME else 0)
-        points = found[index][::-1] if descending else found[index]
-        for time, value, *tags in points:
+        for time, value, *tags in found[index]:
             at = bucket_time if time is None else time
             rows.append([format_time(at, epoch), _json_number(value), *(tag or None for tag in tags)])
     return rows

@@ -217,7 +217,7 @@ async def _select(statement: SelectStatement, database: str, ctx: Context) -> Ou
         statement = functions.expand_wildcards(statement, fields)
         if not statement.fields:
             return
-    if statement.needs_functions:
+    if statement.needs_functions or functions.fills_inside_math(statement):
         runner = functions.select_functions(statement, database, ctx, start, end, plan)
     elif statement.is_aggregate:
         runner = _aggregate_select(statement, database, ctx, start, end, plan)
