@@ -316,24 +316,217 @@ class _Evaluator:
 # Reducers that need a bucket's values
 
 
+_XORSHIFT = (13, 17, 5)  # Go 1.19's breakPatterns
+_MASK64 = (1 << 64) - 1
+
+
+def go_sort_order(keys: list[float]) -> list[int]:
+    """The order Go's sort.Sort leaves points in when sorted by `keys` (pattern-defeating quicksort,
+    Go 1.19, which the InfluxDB 1.x packages are built with). It is not stable, so among equal keys
+    this is the only way to know which point InfluxDB reports (a percentile's time, mode's ties)."""
+    data = list(range(len(keys)))
+
+    def less(i: int, j: int) -> bool:
+        return keys[data[i]] < keys[data[j]]
+
+    def swap(i: int, j: int) -> None:
+        data[i], data[j] = data[j], data[i]
+
+    def insertion_sort(a: int, b: int) -> None:
+        for i in range(a + 1, b):
+            j = i
+            while j > a and less(j, j - 1):
+                swap(j, j - 1)
+                j -= 1
+
+    def sift_down(lo: int, hi: int, first: int) -> None:
+        root = lo
+        while True:
+            child = 2 * root + 1
+            if child >= hi:
+                return
+            if child + 1 < hi and less(first + child, first + child + 1):
+                child += 1
+            if not less(first + root, first + child):
+                return
+            swap(first + root, first + child)
+            root = child
+
+    def heap_sort(a: int, b: int) -> None:
+        hi = b - a
+        for i in range((hi - 1) // 2, -1, -1):
+            sift_down(i, hi, a)
+        for i in range(hi - 1, -1, -1):
+            swap(a, a + i)
+            sift_down(0, i, a)
+
+    def median(a: int, b: int, c: int, swaps: list[int]) -> int:
+        def order2(x: int, y: int) -> tuple[int, int]:
+            if less(y, x):
+                swaps[0] += 1
+                return y, x
+            return x, y
+
+        a, b = order2(a, b)
+        b, c = order2(b, c)
+        a, b = order2(a, b)
+        return b
+
+    def choose_pivot(a: int, b: int) -> tuple[int, int]:
+        length = b - a
+        swaps = [0]
+        i, j, k = a + length // 4, a + length // 4 * 2, a + length // 4 * 3
+        if length >= 8:
+            if length >= 50:
+                i = median(i - 1, i, i + 1, swaps)
+                j = median(j - 1, j, j + 1, swaps)
+                k = median(k - 1, k, k + 1, swaps)
+            j = median(i, j, k, swaps)
+        return j, (1 if swaps[0] == 0 else 2 if swaps[0] == 12 else 0)  # increasing, decreasing, unknown
+
+    def reverse_range(a: int, b: int) -> None:
+        i, j = a, b - 1
+        while i < j:
+            swap(i, j)
+            i, j = i + 1, j - 1
+
+    def partial_insertion_sort(a: int, b: int) -> bool:
+        i = a + 1
+        for _ in range(5):
+            while i < b and not less(i, i - 1):
+                i += 1
+            if i == b:
+                return True
+            if b - a < 50:
+                return False
+            swap(i, i - 1)
+            if i - a >= 2:
+                for j in range(i - 1, 0, -1):
+                    if not less(j, j - 1):
+                        break
+                    swap(j, j - 1)
+            if b - i >= 2:
+                for j in range(i + 1, b):
+                    if not less(j, j - 1):
+                        break
+                    swap(j, j - 1)
+        return False
+
+    def break_patterns(a: int, b: int) -> None:
+        length = b - a
+        if length >= 8:
+            state = length
+            modulus = 1 << length.bit_length()
+            for index in range(a + (length // 4) * 2 - 1, a + (length // 4) * 2 + 2):
+                state ^= (state << _XORSHIFT[0]) & _MASK64
+                state ^= state >> _XORSHIFT[1]
+                state ^= (state << _XORSHIFT[2]) & _MASK64
+                other = state & (modulus - 1)
+                if other >= length:
+                    other -= length
+                swap(index, a + other)
+
+    def partition_equal(a: int, b: int, pivot: int) -> int:
+        swap(a, pivot)
+        i, j = a + 1, b - 1
+        while True:
+            while i <= j and not less(a, i):
+                i += 1
+            while i <= j and less(a, j):
+                j -= 1
+            if i > j:
+                return i
+            swap(i, j)
+            i, j = i + 1, j - 1
+
+    def partition(a: int, b: int, pivot: int) -> tuple[int, bool]:
+        swap(a, pivot)
+        i, j = a + 1, b - 1
+        while i <= j and less(i, a):
+            i += 1
+        while i <= j and not less(j, a):
+            j -= 1
+        if i > j:
+            swap(j, a)
+            return j, True
+        swap(i, j)
+        i, j = i + 1, j - 1
+        while True:
+            while i <= j and less(i, a):
+                i += 1
+            while i <= j and not less(j, a):
+                j -= 1
+            if i > j:
+                break
+            swap(i, j)
+            i, j = i + 1, j - 1
+        swap(j, a)
+        return j, False
+
+    def pdqsort(a: int, b: int, limit: int) -> None:
+        was_balanced = was_partitioned = True
+        while True:
+            length = b - a
+            if length <= 12:
+                insertion_sort(a, b)
+                return
+            if limit == 0:
+                heap_sort(a, b)
+                return
+            if not was_balanced:
+                break_patterns(a, b)
+                limit -= 1
+            pivot, hint = choose_pivot(a, b)
+            if hint == 2:
+                reverse_range(a, b)
+                pivot = (b - 1) - (pivot - a)
+                hint = 1
+            if was_balanced and was_partitioned and hint == 1 and partial_insertion_sort(a, b):
+                return
+            if a > 0 and not less(a - 1, pivot):
+                a = partition_equal(a, b, pivot)
+                continue
+            mid, was_partitioned = partition(a, b, pivot)
+            left, right = mid - a, b - mid
+            if left < right:
+                was_balanced = left >= length // 8
+                pdqsort(a, mid, limit)
+                a = mid + 1
+            else:
+                was_balanced = right >= length // 8
+                pdqsort(mid + 1, b, limit)
+                b = mid
+
+    if len(data) > 1:
+        pdqsort(0, len(data), len(data).bit_length())
+    return data
+
+
 def percentile(values: np.ndarray, times: np.ndarray, p: float) -> tuple[float, int] | None:
-    """InfluxDB's nearest rank: the value at floor(n * p / 100 + 0.5) - 1 in value order (None: no such rank)."""
+    """InfluxDB's nearest rank: the point at floor(n * p / 100 + 0.5) - 1 in value order (None: no
+    such rank); among equal values, the one Go's sort puts there."""
     i = int(math.floor(len(values) * p / 100.0 + 0.5)) - 1
     if i < 0 or i >= len(values):
         return None
-    order = np.lexsort((times, values))
-    return float(values[order[i]]), int(times[order[i]])
+    value = float(np.partition(values, i)[i])
+    if np.count_nonzero(values == value) == 1:
+        return value, int(times[values == value][0])
+    return value, int(times[go_sort_order(values.tolist())[i]])
 
 
 def mode(values: np.ndarray, times: np.ndarray) -> float | None:
-    """InfluxDB 1.x's mode, step for step: points stably sorted by value, runs counted; a value's
-    first point only starts its run (so a value seen once never wins unless it comes first), and a
-    tie goes to the run that reached the count at the earlier time."""
+    """InfluxDB 1.x's mode, step for step: points sorted by value (Go's sort), runs counted; a value's
+    first point only starts its run, and a tie goes to the run that reached the count first in time."""
     if not len(values):
         return None
     if len(values) == 1:
         return float(values[0])
-    order = np.argsort(values, kind="stable")
+    unique, counts = np.unique(values, return_counts=True)
+    top = counts.max()
+    if top == 1 or np.count_nonzero(counts == top) == 1:
+        # No tie: the most frequent value; all seen once: the smallest (it alone starts at count 1).
+        return float(unique[int(np.argmax(counts))])
+    order = go_sort_order(values.tolist())
     sorted_values, sorted_times = values[order].tolist(), times[order].tolist()
     most_count = count = 0
     current = most = sorted_values[0]
