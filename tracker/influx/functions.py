@@ -122,12 +122,12 @@ def expand_wildcards(statement: SelectStatement, field_keys: Sequence[str]) -> S
 
 
 def fills_inside_math(statement: SelectStatement) -> bool:
-    """Math on aggregates with fill(number | previous | linear): InfluxDB fills each aggregate, then
-    computes (mean(x) + 1 with fill(0) is 1), which the per-bucket paths do not: run it here."""
-    return (
-        statement.group_by_time is not None and statement.fill not in (None, "null", "none")
-        and statement.is_aggregate and any(not isinstance(item.expr, Call) for item in statement.fields)
-    )  # fmt: skip
+    """fill() the per-bucket paths do not do as InfluxDB: on each aggregate inside math (mean(x) + 1
+    with fill(0) is 1), and fill(number) standing in for a field with no value at all (also without
+    GROUP BY time). Such statements run here, their aggregates still from the per-bucket paths."""
+    if not statement.is_aggregate or statement.fill in (None, "null", "none"):
+        return False
+    return isinstance(statement.fill, float) or any(not isinstance(item.expr, Call) for item in statement.fields)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,8 +620,12 @@ class _Reducers:
     at a time: only the current bucket's points are held; each finished bucket leaves one value per
     call (or its rows, for top/bottom/sample/distinct)."""
 
-    def __init__(self, calls: list[Call], fields: list[str], tags: list[str], interval: tuple[int, int] | None) -> None:
+    def __init__(
+        self, calls: list[Call], fields: list[str], tags: list[str], interval: tuple[int, int] | None,
+        descending: bool = False,
+    ) -> None:
         self.calls = calls
+        self.descending = descending  # InfluxDB hands a bucket's points to a reducer in the answer's order
         self.fields = fields
         self.tags = tags
         self.interval = interval
@@ -672,12 +676,13 @@ class _Reducers:
     def _finish_bucket(self) -> None:
         if self.current is None or not self.parts:
             return
-        times = np.concatenate([part[0] for part in self.parts])
-        tags = np.concatenate([part[2] for part in self.parts]) if self.parts[0][2] is not None else None
+        step = -1 if self.descending else 1
+        times = np.concatenate([part[0] for part in self.parts])[::step]
+        tags = np.concatenate([part[2] for part in self.parts])[::step] if self.parts[0][2] is not None else None
         for call in self.calls:
             if call.name == "integral":
                 continue
-            column = np.concatenate([part[1][_field_of(call)] for part in self.parts])
+            column = np.concatenate([part[1][_field_of(call)] for part in self.parts])[::step]
             has = np.flatnonzero(~np.isnan(column))
             if not len(has):
                 continue
@@ -1008,13 +1013,13 @@ def _looks_back(expr: Expr) -> bool:
 
 async def _engine_results(
     ctx: Context, database: str, start: int, end: int, calls: list[Call], where: storage.QueryFilter,
-    interval: tuple[int, int] | None, tag_keys: list[str], series: storage.SeriesTags,
+    interval: tuple[int, int] | None, tag_keys: list[str], series: storage.SeriesTags, descending: bool,
 ) -> dict[Call, dict[int, Any]]:
     """Per call of this module, {bucket index: its answer}, from the stored points in time order."""
     if not calls:
         return {}
     fields = sorted({_field_of(call) for call in calls})
-    reducers = _Reducers(calls, fields, tag_keys, interval)
+    reducers = _Reducers(calls, fields, tag_keys, interval, descending)
     columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, series) for key in tag_keys]
     async for rows in storage.query_raw(
         ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch="ns",
@@ -1067,7 +1072,9 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
                 for call in standard:
                     found[(call, back)] = by_call[call]
             engine = [call for call in calls if not _is_standard(call)]
-            for call, values in (await _engine_results(ctx, database, lo, hi, engine, where, interval, [], plan.series)).items():
+            for call, values in (
+                await _engine_results(ctx, database, lo, hi, engine, where, interval, [], plan.series, statement.order_desc)
+            ).items():
                 found[(call, back)] = values
         indexes = {index for values in found.values() for index in values}
         if not indexes:
@@ -1157,41 +1164,88 @@ def _aggregate_rows(
             return Column(leaf_values[leaf].copy(), leaf_exists[leaf].copy())  # type: ignore[index]
         return nothing
 
+    # As InfluxDB: each call outside math is an iterator of points (a reducer's buckets, or a
+    # transformation's output); LIMIT and OFFSET apply to each; rows are the times any iterator has
+    # a point; then each field's math runs on the row's values, an iterator without a point there
+    # giving fill()'s number, or for fill(previous) the value it had on the row before.
     evaluator = _Evaluator(statement.fields, None if interval is None else interval[0], not descending)
-    columns = evaluator.columns(times, leaf_column)
-    if interval is None:
-        return _whole_range_rows(statement, columns, times, picked_time if point_time else -1, epoch)
-    in_range = (axis >= first) & (axis < first + buckets)
-    for column in columns:
-        column.exists &= in_range
-    _Pages(len(columns), statement.offset, statement.limit).apply(columns)
-    defaults: list[float | None] = [None] * len(columns)
-    if isinstance(fill, float):
-        # A field without a point at a row's time shows the fill value (as its type: integers truncate).
-        defaults = [float(int(fill)) if _is_integer(item.expr) else fill for item in statement.fields]
-    return _rows(times, columns, epoch, deadline, defaults)
+    iterators: list[tuple[Call, Column, np.ndarray]] = []  # (call, its points, their times)
+    for n, item in enumerate(statement.fields):
+        for k, call in enumerate(_iterator_calls(item.expr)):
+            column = evaluator._eval(call, times, leaf_column, (n, k))
+            point_times = times
+            if interval is not None:
+                column.exists &= (axis >= first) & (axis < first + buckets)
+            elif call.name == "integral":
+                point_times = np.zeros(1, dtype=np.int64)  # InfluxDB stamps integral() without GROUP BY at 0
+            elif point_time and picked_time >= 0:
+                point_times = np.array([picked_time])
+            else:
+                column.exists &= ~np.isnan(column.values)  # one row for the range, if anything has a value
+            iterators.append((call, column, point_times))
+    pages = _Pages(len(iterators), statement.offset, statement.limit)
+    pages.apply([column for _, column, _ in iterators])
+    return _joined_rows(statement, iterators, descending, epoch, deadline)
 
 
-def _whole_range_rows(
-    statement: SelectStatement, columns: list[Column], times: np.ndarray, picked_time: int, epoch: str | None
+def _iterator_calls(expr: Expr) -> list[Call]:
+    """The calls of an expression outside math (reducers, transformations), left to right."""
+    if isinstance(expr, BinaryExpr):
+        return _iterator_calls(expr.lhs) + _iterator_calls(expr.rhs)
+    if isinstance(expr, Call) and expr.name in MATH_FUNCTIONS:
+        return [call for arg in expr.args for call in _iterator_calls(arg)]
+    if isinstance(expr, Call):
+        return [expr]
+    return []
+
+
+def _row_math(expr: Expr, values: dict[int, np.ndarray], rows: int) -> np.ndarray:
+    """A field's value per row from its iterators' values (keyed by id of the call)."""
+    if isinstance(expr, (IntegerLiteral, NumberLiteral)):
+        return np.full(rows, float(expr.value))
+    if isinstance(expr, BinaryExpr):
+        lhs, rhs = _row_math(expr.lhs, values, rows), _row_math(expr.rhs, values, rows)
+        return np.asarray(_arithmetic(expr.op, lhs, rhs), dtype=np.float64)
+    if isinstance(expr, Call) and expr.name in MATH_FUNCTIONS:
+        return np.asarray(_math(expr.name, [_row_math(arg, values, rows) for arg in expr.args]), dtype=np.float64)
+    if isinstance(expr, Call):
+        return values[id(expr)]
+    return np.full(rows, np.nan)
+
+
+def _joined_rows(
+    statement: SelectStatement, iterators: list[tuple[Call, Column, np.ndarray]], descending: bool,
+    epoch: str | None, deadline: float | None,
 ) -> list[list[Any]]:
-    """Without GROUP BY time: one row at the range's start (a lone selector: at its point's time);
-    integral() stamps its value at time 0, so beside other fields it makes a row of its own."""
-    values = [float(column.values[0]) for column in columns]
-    at = picked_time if picked_time >= 0 else int(times[0])
-    integral = [any(call.name == "integral" for call in _walk_calls(item.expr)) for item in statement.fields]
-    if at == 0 or not any(integral) or all(integral):
-        groups = [(0 if all(integral) else at, [True] * len(values))]
-    else:
-        groups = [(0, integral), (at, [not one for one in integral])]
-    if statement.order_desc:
-        groups.reverse()
-    rows = []
-    for time, chosen in groups:
-        row = [value if keep else math.nan for value, keep in zip(values, chosen)]
-        if not all(math.isnan(value) for value in row):  # nothing to answer: InfluxDB gives no row
-            rows.append([format_time(time, epoch), *map(_cell, row)])
-    return rows[statement.offset : None if statement.limit is None else statement.offset + statement.limit]
+    keys = [times[column.exists] for _, column, times in iterators]
+    if not any(len(k) for k in keys):
+        return []
+    row_times = np.unique(np.concatenate(keys))
+    if descending:
+        row_times = row_times[::-1]
+    rows = len(row_times)
+    fill = statement.fill
+    values: dict[int, np.ndarray] = {}
+    for call, column, times in iterators:
+        check_deadline(deadline)
+        out = np.full(rows, np.nan)
+        have = np.zeros(rows, dtype=bool)
+        at = np.searchsorted(-row_times if descending else row_times, -times[column.exists] if descending else times[column.exists])
+        out[at] = column.values[column.exists]
+        have[at] = True
+        if isinstance(fill, float):
+            out[~have] = float(int(fill)) if _is_integer(call) else fill
+        elif fill == "previous" and have.any():
+            # the value this iterator had on the row before (InfluxDB keeps it for the row)
+            last = np.maximum.accumulate(np.where(have, np.arange(rows), -1))
+            carried = ~have & (last >= 0)
+            out[carried] = out[last[carried]]
+        values[id(call)] = out
+    columns = [_row_math(item.expr, values, rows) for item in statement.fields]
+    out_rows: list[list[Any]] = []
+    for i in range(rows):
+        out_rows.append([format_time(int(row_times[i]), epoch), *(_cell(float(column[i])) for column in columns)])
+    return out_rows
 
 
 def _is_integer(expr: Expr) -> bool:
@@ -1251,7 +1305,9 @@ async def _multi_row(
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
     for tags, where in _groups(statement, plan):
-        found = (await _engine_results(ctx, database, start, end, [call], where, interval, tag_keys, plan.series))[call]
+        found = (await _engine_results(
+            ctx, database, start, end, [call], where, interval, tag_keys, plan.series, statement.order_desc
+        ))[call]  # fmt: skip
         if not found:
             continue
         rows = await ctx.offload(_multi_rows, found, interval, start, statement.order_desc, ctx.epoch)
