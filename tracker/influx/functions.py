@@ -65,7 +65,7 @@ from tracker.influx.select import (
     _evaluate_bucket,
     _json_number,
     _Plan,
-    _unique_names,
+    column_names,
     format_time,
 )
 from tracker.influx.workers import check_deadline
@@ -121,13 +121,17 @@ def expand_wildcards(statement: SelectStatement, field_keys: Sequence[str]) -> S
     return replace(statement, fields=fields)
 
 
-def fills_inside_math(statement: SelectStatement) -> bool:
+def fills_like_influxdb(statement: SelectStatement) -> bool:
     """fill() the per-bucket paths do not do as InfluxDB: on each aggregate inside math (mean(x) + 1
-    with fill(0) is 1), and fill(number) standing in for a field with no value at all (also without
-    GROUP BY time). Such statements run here, their aggregates still from the per-bucket paths."""
+    with fill(0) is 1), fill(number) standing in for a field with no value at all (also without
+    GROUP BY time), previous and linear in the order of ORDER BY time DESC. Such statements run
+    here, their aggregates still from the per-bucket paths."""
     if not statement.is_aggregate or statement.fill in (None, "null", "none"):
         return False
-    return isinstance(statement.fill, float) or any(not isinstance(item.expr, Call) for item in statement.fields)
+    return (
+        isinstance(statement.fill, float) or statement.order_desc
+        or any(not isinstance(item.expr, Call) for item in statement.fields)
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,6 +693,8 @@ class _Reducers:
             found = _reduce(call, column[has], times[has], None if tags is None else tags[has])
             if found is not None:
                 self.results[call][self.current] = found
+            elif call.name == "percentile":
+                self.results[call][self.current] = math.nan  # points, but no such rank: a point without a value
         self.parts = []
 
 
@@ -870,7 +876,7 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
     fields = _fields_read([item.expr for item in statement.fields])
     if not fields:
         return  # only tags or unknown names: no points
-    header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
+    header_columns = ["time", *column_names(statement.fields)]
     columns = [storage.field_sql(name) for name in fields]
     transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
     for tags, where in _groups(statement, plan):
@@ -1050,7 +1056,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
     point_time = (
         interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS_WITH_A_POINT and not has_transform
     )
-    header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
+    header_columns = ["time", *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     reads: dict[int, list[storage.Columns | None]] = {}  # per reach: samples as columns, read once for all groups
     made = 0
@@ -1104,7 +1110,8 @@ def _standard_values(
             check_deadline(deadline)
         values, times = _evaluate_bucket(fields, keys, raw)
         for call, value, time in zip(calls, values, times):
-            if value is not None:
+            # A count of 0 is a bucket without this field's points: InfluxDB has no point there to fill.
+            if value is not None and not (call.name == "count" and value == 0):
                 out[call][index] = value if time is None else (value, time)
     return out
 
@@ -1133,6 +1140,7 @@ def _aggregate_rows(
     for (call, back), values_found in found.items():
         check_deadline(deadline)
         values = np.full(len(axis), np.nan)
+        present = np.zeros(len(axis), dtype=bool)  # buckets where the reducer gave a point (maybe without a value)
         for index, value in values_found.items():
             at = position.get(index)
             if at is None:
@@ -1140,6 +1148,7 @@ def _aggregate_rows(
             if isinstance(value, tuple):
                 value, picked_time = value
             values[at] = value
+            present[at] = True
         # This leaf's own range: the buckets of the statement, plus the one its transformation reads.
         if interval is None:
             own = np.ones(len(axis), dtype=bool)
@@ -1149,9 +1158,15 @@ def _aggregate_rows(
             own = (axis >= first - back) & (axis <= first + buckets - 1)
         # integral() streams across buckets in InfluxDB: its buckets are never filled; nor are those of
         # a reducer with no value at all in this series (InfluxDB has no such series to fill).
-        unfilled = fill == "none" or call.name == "integral" or bool(np.isnan(values[own]).all())
-        leaf_values[(call, back)] = values if unfilled else _filled(values, times, call, fill, own)
-        leaf_exists[(call, back)] = (~np.isnan(values) if unfilled else own) & own
+        unfilled = fill == "none" or call.name == "integral" or not present[own].any()
+        missing = ~present & own
+        if unfilled:
+            leaf_values[(call, back)] = values
+        elif descending:  # previous and linear look back in the answer's order
+            leaf_values[(call, back)] = _filled(values[::-1], times[::-1], call, fill, missing[::-1])[::-1]
+        else:
+            leaf_values[(call, back)] = _filled(values, times, call, fill, missing)
+        leaf_exists[(call, back)] = (present if unfilled else own) & own
     if descending:
         axis, times = axis[::-1], times[::-1]
         for leaf in leaf_values:
@@ -1261,10 +1276,9 @@ def _is_integer(expr: Expr) -> bool:
     return False
 
 
-def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float, own: np.ndarray) -> np.ndarray:
-    """fill() on one reducer's per-bucket values within its range `own`, as InfluxDB fills an
-    aggregate's missing buckets."""
-    missing = np.isnan(values) & own
+def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float, missing: np.ndarray) -> np.ndarray:
+    """fill() on one reducer's per-bucket values where it has no point (`missing`, within its range),
+    as InfluxDB fills an aggregate's missing buckets; previous and linear start from values only."""
     if not missing.any():
         return values
     out = values.copy()
@@ -1288,6 +1302,8 @@ def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float
                 a, b = known[k - 1], known[k]
                 # InfluxDB's arithmetic: slope per ns times the ns since the previous value
                 out[i] = (values[b] - values[a]) / float(times[b] - times[a]) * float(times[i] - times[a]) + values[a]
+            if call.name == "count":  # an integer iterator: the line's value truncated
+                out[inside] = np.trunc(out[inside])
         return out
     out[missing] = float(int(fill)) if call.name == "count" else float(fill)  # an integer iterator truncates
     return out
@@ -1301,7 +1317,7 @@ async def _multi_row(
 ) -> Output:
     interval = statement.group_by_time
     tag_keys = [arg.name for arg in call.args[1:-1] if isinstance(arg, VarRef)] if call.name in ("top", "bottom") else []
-    header_columns = ["time", *_unique_names([statement.fields[0].name, *tag_keys])]
+    header_columns = ["time", *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
     for tags, where in _groups(statement, plan):

@@ -217,7 +217,7 @@ async def _select(statement: SelectStatement, database: str, ctx: Context) -> Ou
         statement = functions.expand_wildcards(statement, fields)
         if not statement.fields:
             return
-    if statement.needs_functions or functions.fills_inside_math(statement):
+    if statement.needs_functions or functions.fills_like_influxdb(statement):
         runner = functions.select_functions(statement, database, ctx, start, end, plan)
     elif statement.is_aggregate:
         runner = _aggregate_select(statement, database, ctx, start, end, plan)
@@ -261,6 +261,27 @@ def _groups(keys: list[str], series: SeriesTags, where: QueryFilter) -> list[tup
         (dict(zip(keys, values)), storage.combine_filters("AND", where, storage.series_in(ids)))
         for values, ids in sorted(by_values.items())
     ]
+
+
+def column_names(fields: list[FieldExpr]) -> list[str]:
+    """A SELECT's column names as InfluxDB gives them: aliases as written (repeats too), then each
+    other name, suffixed _1, _2 ... where it is taken already: percentile, percentile_1."""
+    taken: dict[str, int] = {item.alias: 1 for item in fields if item.alias is not None}
+    out: list[str] = []
+    for item in fields:
+        if item.alias is not None:
+            out.append(item.alias)
+            continue
+        name = item.name
+        count = taken.get(name, 0)
+        if count:
+            while f"{name}_{count}" in taken:
+                count += 1
+            taken[name] = count + 1
+            name = f"{name}_{count}"
+        taken[name] = taken.get(name, 0) + 1
+        out.append(name)
+    return out
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -379,7 +400,7 @@ async def _aggregate_select(
     if interval is not None and start != MIN_TIME:
         # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
         _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
-    header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
+    header_columns = ["time", *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
