@@ -572,22 +572,25 @@ def top_bottom(
 
 
 class _Integral:
-    """InfluxDB's integral reducer over one series' points in time order: the trapezoid rule, areas
-    split at bucket boundaries by linear interpolation; a bucket's area is known when a later point comes."""
+    """InfluxDB's integral reducer over one series' points in the answer's order: the trapezoid rule,
+    areas split at bucket boundaries by linear interpolation; a bucket's area is known when a point
+    beyond it comes. Each area is stamped where InfluxDB stamps it: the bucket's first bound in the
+    answer's order (its end for ORDER BY time DESC), or 0 without GROUP BY time."""
 
-    def __init__(self, unit_ns: int, interval: tuple[int, int] | None) -> None:
+    def __init__(self, unit_ns: int, interval: tuple[int, int] | None, descending: bool) -> None:
         self.unit = float(unit_ns)
         self.interval = interval
+        self.descending = descending
         self.prev: tuple[int, float] | None = None
-        self.window = (0, 0)
+        self.window = (0, 0)  # (where its area is stamped, where it ends in the answer's order)
         self.sum = 0.0
-        self.done: list[tuple[int, float]] = []  # (bucket start, area) of finished buckets
+        self.done: list[tuple[int, float]] = []  # (time, area) of finished buckets
 
     def _window(self, time: int) -> tuple[int, int]:
         assert self.interval is not None
         every, offset = self.interval
         start = (time - offset) // every * every + offset
-        return start, start + every
+        return (start + every, start) if self.descending else (start, start + every)
 
     def feed(self, times: list[int], values: list[float]) -> None:
         for time, value in zip(times, values):
@@ -600,8 +603,8 @@ class _Integral:
             if prev_time == time:
                 self.prev = (time, value)
                 continue
-            if self.interval is not None and time >= self.window[1]:
-                end = self.window[1]
+            end = self.window[1]
+            if self.interval is not None and (time <= end if self.descending else time >= end):
                 if prev_time != end:
                     slope = (value - prev_value) / float(time - prev_time)  # InfluxDB's linearFloat
                     at_end = slope * float(end - prev_time) + prev_value
@@ -614,14 +617,14 @@ class _Integral:
             self.prev = (time, value)
 
     def close(self) -> None:
-        """The last bucket counts unless its only point is at its start (no area)."""
-        if self.prev is not None and (self.interval is None or self.prev[0] != self.window[0]):
+        """The last bucket counts unless its only point is where it is stamped (no area)."""
+        if self.prev is not None and self.prev[0] != self.window[0]:
             self.done.append((self.window[0], self.sum))
 
 
 class _Reducers:
-    """The reducers that need a bucket's values, fed one series' stored points in time order a batch
-    at a time: only the current bucket's points are held; each finished bucket leaves one value per
+    """The reducers that need a bucket's values, fed one series' stored points in the answer's time
+    order a batch at a time: only the current bucket's points are held; each finished bucket leaves one value per
     call (or its rows, for top/bottom/sample/distinct)."""
 
     def __init__(
@@ -629,7 +632,7 @@ class _Reducers:
         descending: bool = False,
     ) -> None:
         self.calls = calls
-        self.descending = descending  # InfluxDB hands a bucket's points to a reducer in the answer's order
+        self.descending = descending  # points come in the answer's order, as InfluxDB hands them to reducers
         self.fields = fields
         self.tags = tags
         self.interval = interval
@@ -640,7 +643,7 @@ class _Reducers:
         for call in calls:
             if call.name == "integral":
                 unit = call.args[1].ns if len(call.args) > 1 and isinstance(call.args[1], DurationLiteral) else _SECOND
-                self.integrals[call] = _Integral(unit, interval)
+                self.integrals[call] = _Integral(unit, interval, descending)
 
     def feed(self, rows: list[Sequence[Any]], deadline: float | None) -> None:
         check_deadline(deadline)
@@ -669,32 +672,28 @@ class _Reducers:
             self.parts.append((times[lo:hi], {name: v[lo:hi] for name, v in values.items()}, part_tags))
 
     def finish(self) -> dict[Call, dict[int, Any]]:
+        """Per call, {bucket index: answer}; for integral(), {time it is stamped at: area}."""
         self._finish_bucket()
         for call, integral in self.integrals.items():
             integral.close()
-            for start, area in integral.done:
-                index = 0 if self.interval is None else (start - self.interval[1]) // self.interval[0]
-                self.results[call][index] = area
+            self.results[call] = dict(integral.done)
         return self.results
 
     def _finish_bucket(self) -> None:
         if self.current is None or not self.parts:
             return
-        step = -1 if self.descending else 1
-        times = np.concatenate([part[0] for part in self.parts])[::step]
-        tags = np.concatenate([part[2] for part in self.parts])[::step] if self.parts[0][2] is not None else None
+        times = np.concatenate([part[0] for part in self.parts])
+        tags = np.concatenate([part[2] for part in self.parts]) if self.parts[0][2] is not None else None
         for call in self.calls:
             if call.name == "integral":
                 continue
-            column = np.concatenate([part[1][_field_of(call)] for part in self.parts])[::step]
+            column = np.concatenate([part[1][_field_of(call)] for part in self.parts])
             has = np.flatnonzero(~np.isnan(column))
             if not len(has):
                 continue
             found = _reduce(call, column[has], times[has], None if tags is None else tags[has])
             if found is not None:
                 self.results[call][self.current] = found
-            elif call.name == "percentile":
-                self.results[call][self.current] = math.nan  # points, but no such rank: a point without a value
         self.parts = []
 
 
@@ -1029,7 +1028,7 @@ async def _engine_results(
     columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, series) for key in tag_keys]
     async for rows in storage.query_raw(
         ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch="ns",
-        batch=ctx.batch, deadline=ctx.deadline,
+        descending=descending, batch=ctx.batch, deadline=ctx.deadline,
     ):  # fmt: skip
         await ctx.offload(reducers.feed, rows, ctx.deadline)
     return await ctx.offload(reducers.finish)
@@ -1082,7 +1081,14 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
                 await _engine_results(ctx, database, lo, hi, engine, where, interval, [], plan.series, statement.order_desc)
             ).items():
                 found[(call, back)] = values
-        indexes = {index for values in found.values() for index in values}
+        indexes = {index for (call, _), values in found.items() if call.name != "integral" for index in values}
+        if interval is not None:  # integral() is keyed by the time it is stamped at
+            indexes.update(
+                (time - interval[1]) // interval[0] for (call, _), values in found.items() if call.name == "integral"
+                for time in values
+            )  # fmt: skip
+        elif any(values for (call, _), values in found.items() if call.name == "integral"):
+            indexes.add(0)
         if not indexes:
             continue
         first, buckets = 0, 1
@@ -1139,6 +1145,8 @@ def _aggregate_rows(
     picked_time = -1
     for (call, back), values_found in found.items():
         check_deadline(deadline)
+        if call.name == "integral":
+            continue  # stamped at times of its own, see below
         values = np.full(len(axis), np.nan)
         present = np.zeros(len(axis), dtype=bool)  # buckets where the reducer gave a point (maybe without a value)
         for index, value in values_found.items():
@@ -1187,12 +1195,16 @@ def _aggregate_rows(
     iterators: list[tuple[Call, Column, np.ndarray]] = []  # (call, its points, their times)
     for n, item in enumerate(statement.fields):
         for k, call in enumerate(_iterator_calls(item.expr)):
+            if call.name == "integral":
+                areas = found.get((call, backs[n]), {})
+                stamped = np.array(sorted(areas, reverse=descending), dtype=np.int64)
+                values = np.array([areas[time] for time in stamped.tolist()], dtype=np.float64)
+                iterators.append((call, Column(values, np.ones(len(values), dtype=bool)), stamped))
+                continue
             column = evaluator._eval(call, times, leaf_column, (n, k))
             point_times = times
             if interval is not None:
                 column.exists &= (axis >= first) & (axis < first + buckets)
-            elif call.name == "integral":
-                point_times = np.zeros(1, dtype=np.int64)  # InfluxDB stamps integral() without GROUP BY at 0
             elif point_time and picked_time >= 0:
                 point_times = np.array([picked_time])
             else:
