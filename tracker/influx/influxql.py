@@ -582,7 +582,7 @@ def format_expr(expr: Expr) -> str:
         return "/" + expr.pattern.replace("/", "\\/") + "/"
     if isinstance(expr, TimeLiteral):
         return str(expr.ns)
-    return repr(expr.value) if isinstance(expr, NumberLiteral) else str(expr.value)
+    return f"{expr.value:.3f}" if isinstance(expr, NumberLiteral) else str(expr.value)  # Go's 'f', 3
 
 
 class _CompileError(Exception):
@@ -640,15 +640,15 @@ def _compile_expr(expr: Expr, state: _Compiled, *, allow_wildcard: bool) -> None
             raise _CompileError(f"unable to use {what} in a binary expression")
     elif isinstance(expr, Call):
         if expr.name in MATH_FUNCTIONS:
-            _compile_math(expr, state)
+            _compile_math(expr, state, allow_wildcard)
         else:
             state.function_calls += 1
-            _compile_call(expr, state)
+            _compile_call(expr, state, allow_wildcard)
     elif isinstance(expr, BinaryExpr):
         # Wildcards inside arithmetic are refused, as InfluxDB does (it cannot expand them there).
         lhs_literal, rhs_literal = isinstance(expr.lhs, _LITERALS), isinstance(expr.rhs, _LITERALS)
         if lhs_literal and rhs_literal:
-            raise _CompileError("cannot perform a binary expression on two literals")
+            raise _CompileError("field must contain at least one variable")
         if not lhs_literal:
             _compile_expr(expr.lhs, state, allow_wildcard=False)
         if not rhs_literal:
@@ -657,7 +657,7 @@ def _compile_expr(expr: Expr, state: _Compiled, *, allow_wildcard: bool) -> None
         raise _CompileError("field must contain at least one variable")
 
 
-def _compile_math(call: Call, state: _Compiled) -> None:
+def _compile_math(call: Call, state: _Compiled, allow_wildcard: bool) -> None:
     expected = 2 if call.name in _TWO_ARGUMENT_MATH else 1
     if len(call.args) != expected:
         raise _CompileError(f"invalid number of arguments for {call.name}, expected {expected}, got {len(call.args)}")
@@ -665,11 +665,15 @@ def _compile_math(call: Call, state: _Compiled) -> None:
     if not variables:
         raise _CompileError("field must contain at least one variable")
     for arg in variables:
-        _compile_expr(arg, state, allow_wildcard=True)
+        _compile_expr(arg, state, allow_wildcard=allow_wildcard)
 
 
-def _compile_symbol(name: str, arg: Expr) -> None:
-    """Must be a field: a name, `*` or a /regex/."""
+def _compile_symbol(name: str, arg: Expr, allow_wildcard: bool = True) -> None:
+    """Must be a field: a name, or `*` / a /regex/ where they can be expanded (not inside arithmetic)."""
+    if isinstance(arg, Wildcard) and not allow_wildcard:
+        raise _CompileError(f"unsupported expression with wildcard: {name}()")
+    if isinstance(arg, RegexLiteral) and not allow_wildcard:
+        raise _CompileError(f"unsupported expression with regex field: {name}()")
     if not isinstance(arg, (VarRef, Wildcard, RegexLiteral)):
         raise _CompileError(f"expected field argument in {name}()")
 
@@ -693,7 +697,7 @@ def _duration_argument(call: Call, message: str) -> None:
             raise _CompileError(f"duration argument must be positive, got {format_influx_duration(unit.ns)}")
 
 
-def _compile_call(call: Call, state: _Compiled) -> None:
+def _compile_call(call: Call, state: _Compiled, allow_wildcard: bool) -> None:
     name, args = call.name, call.args
     if name in TRANSFORMATIONS:
         if name in ("derivative", "non_negative_derivative", "elapsed"):
@@ -714,21 +718,21 @@ def _compile_call(call: Call, state: _Compiled) -> None:
         if isinstance(args[0], Call):
             if not state.has_interval:
                 raise _CompileError(f"{name} aggregate requires a GROUP BY interval")
-            _compile_expr(args[0], state, allow_wildcard=True)
+            _compile_expr(args[0], state, allow_wildcard=allow_wildcard)
         else:
             if state.has_interval:
                 raise _CompileError(f"aggregate function required inside the call to {name}")
-            _compile_symbol(name, args[0])
+            _compile_symbol(name, args[0], allow_wildcard)
     elif name == "integral":
         _argument_count(call, 1, 2)
         _duration_argument(call, "second argument must be a duration")
         state.only_selectors = False
-        _compile_symbol(name, args[0])
+        _compile_symbol(name, args[0], allow_wildcard)
     elif name == "percentile":
         _argument_count(call, 2, 2)
         if not isinstance(args[1], (IntegerLiteral, NumberLiteral)):
             raise _CompileError("expected float argument in percentile()")
-        _compile_symbol(name, args[0])
+        _compile_symbol(name, args[0], allow_wildcard)
     elif name == "sample":
         _argument_count(call, 2, 2)
         size = args[1]
@@ -736,7 +740,7 @@ def _compile_call(call: Call, state: _Compiled) -> None:
             raise _CompileError("expected integer argument in sample()")
         if size.value <= 0:
             raise _CompileError(f"sample window must be greater than 1, got {size.value}")
-        _compile_symbol(name, args[0])
+        _compile_symbol(name, args[0], allow_wildcard)
     elif name == "distinct":
         _compile_distinct(args, state, nested=False)
     elif name in ("top", "bottom"):
@@ -748,7 +752,7 @@ def _compile_call(call: Call, state: _Compiled) -> None:
         if name == "count" and isinstance(args[0], Call) and args[0].name == "distinct":
             _compile_distinct(args[0].args, state, nested=True)
         else:
-            _compile_symbol(name, args[0])
+            _compile_symbol(name, args[0], allow_wildcard)
     else:
         raise _CompileError(f"undefined function {name}()")
 
