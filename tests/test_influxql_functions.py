@@ -414,7 +414,7 @@ async def test_grafana_rate_panel(ridden: tuple[TestClient, list[int], list[floa
 
 async def test_raw_transformations_stream_in_order(ridden: tuple[TestClient, list[int], list[float], list[float]]) -> None:
     client, times, heart, distance = ridden
-    q = f"SELECT derivative(dist_km, 1h), cumulative_sum(hr_bpm), moving_average(hr_bpm, 3), elapsed(hr_bpm, 1s) FROM samples"
+    q = "SELECT derivative(dist_km, 1h), cumulative_sum(hr_bpm), moving_average(hr_bpm, 3), elapsed(hr_bpm, 1s) FROM samples"
     values = (await query(client, q, epoch="s"))["results"][0]["series"][0]["values"]
     assert len(values) == len(times)  # cumulative_sum answers every point; the others from the second/third
     total = 0.0

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -38,7 +38,6 @@ from tracker.influx.influxql import (
     MAX_TIME,
     MIN_TIME,
     REDUCERS,
-    SELECTOR_FUNCTIONS,
     TRANSFORMATIONS,
     BinaryExpr,
     Call,
@@ -986,19 +985,11 @@ def _transformed_rows(
     return out
 
 
-def _rows(
-    times: np.ndarray, columns: list[Column], epoch: str | None, deadline: float | None,
-    defaults: Sequence[float | None] | None = None,
-) -> list[list[Any]]:
-    """Rows where any column has a point: [time, value per column]; a column without a point on a
-    row shows its default (None unless fill() gave a number)."""
+def _rows(times: np.ndarray, columns: list[Column], epoch: str | None, deadline: float | None) -> list[list[Any]]:
+    """Rows where any column has a point: [time, value per column]."""
     exists = np.zeros(len(times), dtype=bool)
     for column in columns:
         exists |= column.exists
-    if defaults is not None:
-        for column, default in zip(columns, defaults):
-            if default is not None:
-                column.values = np.where(column.exists, column.values, default)
     out: list[list[Any]] = []
     for n, i in enumerate(np.flatnonzero(exists).tolist()):
         if n % 1024 == 0:

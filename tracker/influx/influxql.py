@@ -15,16 +15,18 @@ Decisions worth knowing:
 - The time bounds of a SELECT must be AND-ed at the top level of WHERE; `time` inside an OR, or
   compared with `!=`/`=~`, is refused at parse time (400) rather than silently widening the range.
   `time_range()` extracts the bounds and the remaining tag/field condition.
-- Mixing aggregates with raw fields, and GROUP BY time() without an aggregate, are refused at parse
-  time, so the executor only sees "raw" or "aggregate" selects.
+- Function calls take InfluxDB 1.x's arguments, including `*` and `/regex/` (count(*), max(/pwr/))
+  and `DISTINCT x`. What InfluxDB refuses when it compiles a SELECT (undefined functions, wrong
+  arguments, mixing aggregates with fields, a transformation of a raw field under GROUP BY time ...)
+  is `compile_error(statement)`, in InfluxDB's words; the statement carries it in `compile_error`
+  and is answered with it inside its own result, as InfluxDB does, not as a 400 for the request.
 - Statements Tracker does not run (DROP, DELETE, GRANT, SELECT INTO, SHOW USERS, ...) parse into
   `UnsupportedStatement`; the executor answers an error inside that statement's result.
 - Expression trees are at most MAX_EXPR_DEPTH deep (parentheses at most MAX_PAREN_DEPTH), so code
   that walks them recursively cannot hit Python's recursion limit.
 
-Refused with a clear QueryParseError: subqueries, SLIMIT/SOFFSET, tz(), functions other than the
-AGGREGATES (and now() in time comparisons), count(*) / mean(*), GROUP BY /regex/, ORDER BY other
-than time, time inside OR or compared with != or a regex.
+Refused with a clear QueryParseError: subqueries, SLIMIT/SOFFSET, tz(), GROUP BY /regex/, ORDER BY
+other than time, time inside OR or compared with != or a regex, comparisons in SELECT fields.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ from tracker.rules import parse_duration, parse_time_string
 
 __all__ = [
     "AGGREGATES",
+    "AGGREGATE_FUNCTIONS",
+    "MATH_FUNCTIONS",
+    "REDUCERS",
+    "SELECTOR_FUNCTIONS",
+    "TRANSFORMATIONS",
     "BinaryExpr",
     "BooleanLiteral",
     "Call",
@@ -69,6 +76,9 @@ __all__ = [
     "UnsupportedStatement",
     "VarRef",
     "Wildcard",
+    "compile_error",
+    "format_expr",
+    "format_influx_duration",
     "parse_duration",
     "parse_query",
     "parse_time_string",
