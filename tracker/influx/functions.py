@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import numpy as np
 
@@ -770,8 +770,8 @@ def _is_standard(call: Call) -> bool:
     return call.name in AGGREGATES and len(call.args) == 1 and isinstance(call.args[0], VarRef)
 
 
-def _is_field(ref: VarRef) -> bool:
-    return ref.name in _FIELDS and ref.type_hint != "tag"
+def _is_field(ref: VarRef, fields: frozenset[str] = _FIELDS) -> bool:
+    return ref.name in fields and ref.type_hint != "tag"
 
 
 def _cell(value: float) -> Any:
@@ -803,36 +803,116 @@ class _Pages:
         return all(left == 0 for left in self.left)
 
 
+@dataclass(slots=True)
+class Points:
+    """One answer series' points held in memory (a subquery's answer): times in ns in time order, a
+    float64 column per name (NaN: no value), and the tags of the series each point came from."""
+
+    times: np.ndarray
+    columns: dict[str, np.ndarray]
+    series: np.ndarray  # per point, its index in `tags`
+    tags: list[dict[str, str]]
+
+
+@dataclass(slots=True)
+class _Group:
+    """One series of the answer: its tags, and its points: stored samples passing `where`, or held `points`."""
+
+    tags: dict[str, str] | None
+    where: storage.QueryFilter | None = None
+    points: Points | None = None
+
+
+@dataclass(slots=True)
+class _Source:
+    """Where a statement's points come from: the answer's series, the stored series' tags (for tag
+    columns), and the names that are fields (the vocabulary, or a subquery's columns)."""
+
+    groups: list[_Group]
+    series: storage.SeriesTags
+    fields: frozenset[str] = _FIELDS
+
+    @property
+    def stored(self) -> bool:
+        return all(group.points is None for group in self.groups)
+
+
 async def select_functions(
     statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan
 ) -> Output:
-    """The answer of a SELECT that needs the functions of this module (see needs_functions)."""
+    """The answer of a SELECT over stored samples that needs the functions of this module (see
+    needs_functions and fills_like_influxdb)."""
+    source = _Source([_Group(tags, where) for tags, where in plan.groups], plan.series)
+    async for item in _run(statement, database, ctx, start, end, source):
+        yield item
+
+
+async def _run(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, source: _Source) -> Output:
     for item in statement.fields:
         for call in _walk_calls(item.expr):
             if call.name in ("top", "bottom") and any(
-                not isinstance(arg, VarRef) or _is_field(arg) for arg in call.args[1:-1]
+                not isinstance(arg, VarRef) or _is_field(arg, source.fields) for arg in call.args[1:-1]
             ):
                 raise StatementError(f"{call.name}() in Tracker takes tags only between the field and the count")
     if statement.is_aggregate and any(
         isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)
     ):
         raise StatementError("a selector beside fields or tags is not supported by Tracker")
+    if statement.order_desc:  # InfluxDB answers the series the other way round too
+        source = _Source(source.groups[::-1], source.series, source.fields)
     multi = [call for item in statement.fields for call in _reducer_calls(item.expr) if call.name in _MULTI_ROW]
     if multi:
         if len(statement.fields) != 1 or statement.fields[0].expr is not multi[0]:
             raise StatementError(f"{multi[0].name}() must stand alone in the SELECT (not inside math) in Tracker")
-        runner = _multi_row(statement, multi[0], database, ctx, start, end, plan)
+        runner = _multi_row(statement, multi[0], database, ctx, start, end, source)
     elif statement.is_aggregate:
-        runner = _aggregate(statement, database, ctx, start, end, plan)
+        runner = _aggregate(statement, database, ctx, start, end, source)
     else:
-        runner = _raw(statement, database, ctx, start, end, plan)
+        runner = _raw(statement, database, ctx, start, end, source)
     async for item in runner:
         yield item
 
 
-def _groups(statement: SelectStatement, plan: _Plan) -> list[tuple[dict[str, str] | None, storage.QueryFilter]]:
-    """The answer's series in InfluxDB's order: by tags, the other way round for ORDER BY time DESC."""
-    return plan.groups[::-1] if statement.order_desc else plan.groups
+async def _rows_of(
+    ctx: Context, database: str, source: _Source, group: _Group, fields: list[str], tag_keys: list[str],
+    start: int, end: int, descending: bool,
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """A series' points in the answer's order, in batches: (time ns, value per field, value per tag),
+    only points with a value in one of `fields`."""
+    if group.points is None:
+        columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, source.series) for key in tag_keys]
+        stream = storage.query_raw(
+            ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=group.where or storage.KEEP_ALL,
+            epoch="ns", descending=descending, batch=ctx.batch, deadline=ctx.deadline,
+        )  # fmt: skip
+        try:
+            async for rows in stream:
+                yield rows
+        finally:
+            await stream.aclose()
+        return
+    rows = await ctx.offload(_held_rows, group.points, fields, tag_keys, start, end, descending)
+    for first in range(0, len(rows), ctx.batch):
+        yield rows[first : first + ctx.batch]
+
+
+def _held_rows(
+    points: Points, fields: list[str], tag_keys: list[str], start: int, end: int, descending: bool
+) -> list[tuple[Any, ...]]:
+    keep = (points.times >= start) & (points.times < end)
+    has_value = np.zeros(len(points.times), dtype=bool)
+    for name in fields:
+        if name in points.columns:
+            has_value |= ~np.isnan(points.columns[name])
+    chosen = np.flatnonzero(keep & has_value)
+    if descending:
+        chosen = chosen[::-1]
+    missing = np.full(len(chosen), np.nan)
+    columns: list[list[Any]] = [points.times[chosen].tolist()]
+    columns += [points.columns[name][chosen].tolist() if name in points.columns else missing.tolist() for name in fields]
+    series = points.series[chosen].tolist()
+    columns += [[points.tags[n].get(key) for n in series] for key in tag_keys]
+    return list(zip(*columns))
 
 
 def _outside_reducers(expr: Expr) -> list[Expr]:
@@ -849,8 +929,10 @@ def _outside_reducers(expr: Expr) -> list[Expr]:
     return out
 
 
-def _fields_read(exprs: Sequence[Expr]) -> list[str]:
-    names = {node.name for expr in exprs for node in _walk_nodes(expr) if isinstance(node, VarRef) and _is_field(node)}
+def _fields_read(exprs: Sequence[Expr], fields: frozenset[str]) -> list[str]:
+    names = {
+        node.name for expr in exprs for node in _walk_nodes(expr) if isinstance(node, VarRef) and _is_field(node, fields)
+    }
     return sorted(names)
 
 
@@ -870,36 +952,32 @@ def _walk_nodes(expr: Expr) -> list[Expr]:
 # -- raw mode: math and transformations of stored points --------------------------------------
 
 
-async def _raw(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
-    fields = _fields_read([item.expr for item in statement.fields])
+async def _raw(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, source: _Source) -> Output:
+    fields = _fields_read([item.expr for item in statement.fields], source.fields)
     if not fields:
         return  # only tags or unknown names: no points
     header_columns = ["time", *column_names(statement.fields)]
-    columns = [storage.field_sql(name) for name in fields]
     transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
-    for tags, where in _groups(statement, plan):
-        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+    for group in source.groups:
+        header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         evaluator = _Evaluator(statement.fields, None, not statement.order_desc)
         pages = _Pages(len(statement.fields), statement.offset, statement.limit)
         page: list[int | None] = [statement.offset, statement.limit]
-        held: list[Sequence[Any]] = []  # the rows of the batch's last time: the next batch may add to them
-        stream = storage.query_raw(
-            ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch="ns",
-            descending=statement.order_desc, batch=ctx.batch, deadline=ctx.deadline,
-        )  # fmt: skip
+        pending: list[Sequence[Any]] = []  # the rows of the batch's last time: the next batch may add to them
+        stream = _rows_of(ctx, database, source, group, fields, [], start, end, statement.order_desc)
         try:
             while True:
                 rows = await anext(stream, None)
                 if rows is None:
-                    rows, held = held, []
+                    rows, pending = pending, []
                     if not rows:
                         break
                 else:
-                    rows = held + rows
+                    rows = pending + list(rows)
                     cut = len(rows)
                     while cut > 0 and rows[cut - 1][0] == rows[-1][0]:
                         cut -= 1
-                    rows, held = rows[:cut], rows[cut:]
+                    rows, pending = rows[:cut], rows[cut:]
                     if not rows:
                         continue
                 if transformed:
@@ -936,7 +1014,7 @@ def _point_columns(
     nothing = Column(np.full(len(times), np.nan), np.zeros(len(times), dtype=bool))
 
     def leaf(expr: Expr, _: int) -> Column:
-        if isinstance(expr, VarRef) and _is_field(expr) and expr.name in values:
+        if isinstance(expr, VarRef) and expr.type_hint != "tag" and expr.name in values:
             column = values[expr.name]
             return Column(column, ~np.isnan(column))
         return nothing  # a tag or an unknown name: no value to compute with
@@ -1008,19 +1086,15 @@ def _looks_back(expr: Expr) -> bool:
 
 
 async def _engine_results(
-    ctx: Context, database: str, start: int, end: int, calls: list[Call], where: storage.QueryFilter,
-    interval: tuple[int, int] | None, tag_keys: list[str], series: storage.SeriesTags, descending: bool,
+    ctx: Context, database: str, start: int, end: int, calls: list[Call], source: _Source, group: _Group,
+    interval: tuple[int, int] | None, tag_keys: list[str], descending: bool,
 ) -> dict[Call, dict[int, Any]]:
-    """Per call of this module, {bucket index: its answer}, from the stored points in time order."""
+    """Per call of this module, {bucket index: its answer}, from the series' points in the answer's order."""
     if not calls:
         return {}
     fields = sorted({_field_of(call) for call in calls})
     reducers = _Reducers(calls, fields, tag_keys, interval, descending)
-    columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, series) for key in tag_keys]
-    async for rows in storage.query_raw(
-        ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch="ns",
-        descending=descending, batch=ctx.batch, deadline=ctx.deadline,
-    ):  # fmt: skip
+    async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, descending):
         await ctx.offload(reducers.feed, rows, ctx.deadline)
     return await ctx.offload(reducers.finish)
 
@@ -1028,12 +1102,12 @@ async def _engine_results(
 Leaf = tuple[Call, int]  # a reducer call and how many intervals its field reads beyond the range
 
 
-async def _aggregate(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
+async def _aggregate(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, source: _Source) -> Output:
     interval = statement.group_by_time
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
     if interval is not None and start != MIN_TIME:
-        _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
+        _check_buckets(_bucket_range(start, end, interval)[1] * len(source.groups), ctx.max_buckets)
     extends = interval is not None and start != MIN_TIME
     backs = [int(extends and _looks_back(item.expr)) for item in statement.fields]
     leaves: list[Leaf] = list(
@@ -1050,7 +1124,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
     fill = statement.fill if statement.fill is not None else "null"
     reads: dict[int, list[storage.Columns | None]] = {}  # per reach: samples as columns, read once for all groups
     made = 0
-    for tags, where in _groups(statement, plan):
+    for group in source.groups:
         found: dict[Leaf, dict[int, Any]] = {}
         for back in sorted(set(backs)):
             lo, hi = start, end
@@ -1060,16 +1134,19 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
                 else:
                     lo = start - interval[0]
             calls = [call for call, leaf_back in leaves if leaf_back == back]
-            standard = list(dict.fromkeys(call for call in calls if _is_standard(call)))
+            # The plain aggregates of stored samples come from SQLite or the column cache.
+            standard = list(dict.fromkeys(call for call in calls if source.stored and _is_standard(call)))
             keys = list(dict.fromkeys(_call_key(call) for call in standard))
-            if keys:
-                data = await _bucket_data(ctx, database, lo, hi, keys, where, interval, point_time, reads.setdefault(back, []))
+            if keys and group.where is not None:
+                data = await _bucket_data(
+                    ctx, database, lo, hi, keys, group.where, interval, point_time, reads.setdefault(back, [])
+                )  # fmt: skip
                 by_call = await ctx.offload(_standard_values, standard, keys, data, ctx.deadline)
                 for call in standard:
                     found[(call, back)] = by_call[call]
-            engine = [call for call in calls if not _is_standard(call)]
+            engine = [call for call in calls if call not in standard]
             for call, values in (
-                await _engine_results(ctx, database, lo, hi, engine, where, interval, [], plan.series, statement.order_desc)
+                await _engine_results(ctx, database, lo, hi, engine, source, group, interval, [], statement.order_desc)
             ).items():
                 found[(call, back)] = values
         indexes = {index for (call, _), values in found.items() if call.name != "integral" for index in values}
@@ -1091,7 +1168,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             _aggregate_rows, statement, found, backs, indexes, first, buckets, fill, point_time, start, ctx.epoch,
             ctx.deadline,
         )  # fmt: skip
-        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         for i in range(0, len(rows), ctx.batch):
             yield header, rows[i : i + ctx.batch]
 
@@ -1316,22 +1393,22 @@ def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float
 
 
 async def _multi_row(
-    statement: SelectStatement, call: Call, database: str, ctx: Context, start: int, end: int, plan: _Plan
+    statement: SelectStatement, call: Call, database: str, ctx: Context, start: int, end: int, source: _Source
 ) -> Output:
     interval = statement.group_by_time
     tag_keys = [arg.name for arg in call.args[1:-1] if isinstance(arg, VarRef)] if call.name in ("top", "bottom") else []
     header_columns = ["time", *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
-    for tags, where in _groups(statement, plan):
+    for group in source.groups:
         found = (await _engine_results(
-            ctx, database, start, end, [call], where, interval, tag_keys, plan.series, statement.order_desc
+            ctx, database, start, end, [call], source, group, interval, tag_keys, statement.order_desc
         ))[call]  # fmt: skip
         if not found:
             continue
         rows = await ctx.offload(_multi_rows, found, interval, start, statement.order_desc, ctx.epoch)
         rows = _paged(rows, [statement.offset, statement.limit])
-        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         for i in range(0, len(rows), ctx.batch):
             yield header, rows[i : i + ctx.batch]
 

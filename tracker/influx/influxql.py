@@ -25,7 +25,9 @@ Decisions worth knowing:
 - Expression trees are at most MAX_EXPR_DEPTH deep (parentheses at most MAX_PAREN_DEPTH), so code
   that walks them recursively cannot hit Python's recursion limit.
 
-Refused with a clear QueryParseError: subqueries, SLIMIT/SOFFSET, tz(), GROUP BY /regex/, ORDER BY
+Subqueries (`FROM (SELECT ...)`, nested too) parse into a Source holding the inner statement.
+
+Refused with a clear QueryParseError: a subquery beside other sources, SLIMIT/SOFFSET, tz(), GROUP BY /regex/, ORDER BY
 other than time, time inside OR or compared with != or a regex, comparisons in SELECT fields.
 """
 
@@ -258,12 +260,14 @@ class FieldExpr:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A FROM item: a measurement `name` or a `regex`, with the optional "db"."rp". prefix."""
+    """A FROM item: a measurement `name` or a `regex`, with the optional "db"."rp". prefix; or a
+    subquery, `FROM (SELECT ...)`, whose answer is the outer statement's points."""
 
     name: str | None = None
     regex: RegexLiteral | None = None
     database: str | None = None
     retention_policy: str | None = None
+    query: SelectStatement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1123,7 +1127,10 @@ class _Parser:
         if self._is_kw("INTO"):
             return self._unsupported(start)
         self._expect_kw("FROM", regex_ok=True)
+        sources_at = self.tok.start
         sources = self._sources()
+        if len(sources) > 1 and any(source.query is not None for source in sources):
+            raise self._error("a subquery must be the only source of its SELECT", sources_at)
         condition = self._optional_where()
         group_by_time, group_by_tags = self._group_by()
         fill = self._fill()
@@ -1144,7 +1151,8 @@ class _Parser:
             offset=offset,
         )
         self._validate_select(statement)
-        error = compile_error(statement)
+        inner = statement.sources[0].query
+        error = inner.compile_error if inner is not None and inner.compile_error else compile_error(statement)
         if error is not None:
             statement = dataclasses.replace(statement, compile_error=error)
         return statement
@@ -1171,7 +1179,7 @@ class _Parser:
 
     def _source(self) -> Source:
         if self._is_op("("):
-            raise self._error("subqueries are not supported")
+            return self._subquery()
         # Up to three dot-separated segments: [db.][rp.]measurement; `db..m` leaves rp empty.
         segments: list[str] = []
         regex: RegexLiteral | None = None
@@ -1202,6 +1210,19 @@ class _Parser:
             database=database or None,
             retention_policy=retention_policy or None,
         )
+
+    def _subquery(self) -> Source:
+        self._enter_parens()
+        self._advance()  # (
+        start = self.tok
+        if not self._is_kw("SELECT"):
+            raise self._expected("SELECT")
+        inner = self._select(start)
+        if not isinstance(inner, SelectStatement):  # SELECT ... INTO
+            raise self._error("SELECT INTO is not allowed in a subquery", start.start)
+        self._expect_op(")")
+        self.paren_depth -= 1
+        return Source(query=inner)
 
     def _optional_where(self) -> Expr | None:
         if not self._is_kw("WHERE"):

@@ -122,6 +122,9 @@ def statement_database(statement: Statement, default_db: str) -> str | None:
         sources = statement.sources
     elif isinstance(statement, (ShowFieldKeys, ShowTagKeys, ShowTagValues, ShowSeries)):
         sources = statement.from_
+    inner = next((source.query for source in sources if source.query is not None), None)
+    if inner is not None:  # FROM (SELECT ...): the database the innermost statement reads
+        return statement_database(inner, default_db)
     explicit = getattr(statement, "database", None) or next((s.database for s in sources if s.database), None)
     return explicit or default_db or None
 
@@ -196,6 +199,13 @@ def _reads_samples(sources: Sequence[Source], default_rp: str) -> bool:
 async def _select(statement: SelectStatement, database: str, ctx: Context) -> Output:
     if statement.compile_error is not None:
         raise StatementError(statement.compile_error)
+    # Imported here: the functions module builds on this one (buckets, fill, time format).
+    from tracker.influx import functions
+
+    if statement.sources[0].query is not None:  # FROM (SELECT ...): over the inner answer's rows
+        async for item in functions.select_subquery(statement, database, ctx):
+            yield item
+        return
     if not _reads_samples(statement.sources, ctx.default_rp):
         return  # another measurement: empty result, as InfluxDB answers for unknown measurements
     try:
@@ -209,9 +219,6 @@ async def _select(statement: SelectStatement, database: str, ctx: Context) -> Ou
         return
     # Matching tag conditions (regexes included) against every series is work the user controls.
     plan = await ctx.offload(_plan, statement, rest, series, ctx.deadline)
-    # Imported here: the functions module builds on this one (buckets, fill, time format).
-    from tracker.influx import functions
-
     if functions.has_wildcard_calls(statement):  # count(*), mean(/regex/): one call per field in range
         fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
         statement = functions.expand_wildcards(statement, fields)
