@@ -40,16 +40,21 @@ from tracker.influx.influxql import (
     REDUCERS,
     TRANSFORMATIONS,
     BinaryExpr,
+    BooleanLiteral,
     Call,
     DurationLiteral,
     Expr,
     FieldExpr,
     IntegerLiteral,
     NumberLiteral,
+    QueryParseError,
     RegexLiteral,
     SelectStatement,
+    StringLiteral,
+    TimeLiteral,
     VarRef,
     Wildcard,
+    time_range,
 )
 from tracker.influx.select import (
     MEASUREMENT,
@@ -713,8 +718,10 @@ def _reduce(call: Call, values: np.ndarray, times: np.ndarray, tags: np.ndarray 
         return percentile(values, times, float(p.value))
     if name == "mode":
         return mode(values, times)
-    if name == "count":  # count(distinct(x))
-        return float(len(np.unique(values)))
+    if name == "count":
+        return float(len(np.unique(values)) if isinstance(call.args[0], Call) else len(values))  # count(distinct(x))
+    if name in _PLAIN:
+        return _plain(name, values, times)
     if name == "distinct":
         return [(None, float(value)) for value in distinct(values, times).tolist()]
     if name == "sample":
@@ -731,6 +738,41 @@ def _reduce(call: Call, values: np.ndarray, times: np.ndarray, tags: np.ndarray 
             return [(int(times[i]), float(values[i]), *tags[i]) for i in chosen.tolist()]
         return [(int(times[i]), float(values[i])) for i in chosen.tolist()]
     raise StatementError(f"unsupported function {name}()")  # pragma: no cover - routed elsewhere
+
+
+_PLAIN = frozenset({"sum", "mean", "median", "spread", "stddev", "min", "max", "first", "last"})
+
+
+def _plain(name: str, values: np.ndarray, times: np.ndarray) -> Any:
+    """The plain aggregates over points held in memory (a subquery's answer), as InfluxDB's reducers
+    compute them: sums one value after the other in the answer's order, stddev from a running mean,
+    and the selectors' ties (min/max: the earliest point; first/last: the larger value)."""
+    if name in ("sum", "mean"):
+        total = float(np.add.accumulate(values)[-1])
+        return total if name == "sum" else total / len(values)
+    if name == "median":
+        ordered = np.sort(values)
+        middle = len(ordered) // 2
+        return float(ordered[middle]) if len(ordered) % 2 else float((ordered[middle - 1] + ordered[middle]) / 2)
+    if name == "spread":
+        return float(values.max() - values.min())
+    if name == "stddev":
+        if len(values) < 2:
+            return None
+        mean = 0.0
+        for n, value in enumerate(values.tolist(), 1):
+            mean += (value - mean) / n
+        variance = 0.0
+        for value in values.tolist():
+            variance += (value - mean) ** 2
+        return math.sqrt(variance / (len(values) - 1))
+    if name in ("min", "max"):
+        best = values.min() if name == "min" else values.max()
+        at = np.flatnonzero(values == best)
+        return float(best), int(times[at].min())
+    when = times.min() if name == "first" else times.max()
+    at = np.flatnonzero(times == when)
+    return float(values[at].max()), int(when)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -891,20 +933,19 @@ async def _rows_of(
         finally:
             await stream.aclose()
         return
-    rows = await ctx.offload(_held_rows, group.points, fields, tag_keys, start, end, descending)
+    # The outer time range bounded the inner statement already; its rows all count, as in InfluxDB
+    # (an inner bucket that starts before the range is still a point of the outer statement).
+    rows = await ctx.offload(_held_rows, group.points, fields, tag_keys, descending)
     for first in range(0, len(rows), ctx.batch):
         yield rows[first : first + ctx.batch]
 
 
-def _held_rows(
-    points: Points, fields: list[str], tag_keys: list[str], start: int, end: int, descending: bool
-) -> list[tuple[Any, ...]]:
-    keep = (points.times >= start) & (points.times < end)
+def _held_rows(points: Points, fields: list[str], tag_keys: list[str], descending: bool) -> list[tuple[Any, ...]]:
     has_value = np.zeros(len(points.times), dtype=bool)
     for name in fields:
         if name in points.columns:
             has_value |= ~np.isnan(points.columns[name])
-    chosen = np.flatnonzero(keep & has_value)
+    chosen = np.flatnonzero(has_value)
     if descending:
         chosen = chosen[::-1]
     missing = np.full(len(chosen), np.nan)
@@ -958,13 +999,18 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
         return  # only tags or unknown names: no points
     header_columns = ["time", *column_names(statement.fields)]
     transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
+    tag_fields = [
+        n for n, item in enumerate(statement.fields)
+        if isinstance(item.expr, VarRef) and not _is_field(item.expr, source.fields) and item.expr.type_hint != "field"
+    ]  # fmt: skip
+    tag_keys = [statement.fields[n].expr.name for n in tag_fields]  # type: ignore[union-attr]
     for group in source.groups:
         header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         evaluator = _Evaluator(statement.fields, None, not statement.order_desc)
         pages = _Pages(len(statement.fields), statement.offset, statement.limit)
         page: list[int | None] = [statement.offset, statement.limit]
         pending: list[Sequence[Any]] = []  # the rows of the batch's last time: the next batch may add to them
-        stream = _rows_of(ctx, database, source, group, fields, [], start, end, statement.order_desc)
+        stream = _rows_of(ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc)
         try:
             while True:
                 rows = await anext(stream, None)
@@ -985,7 +1031,8 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
                         _transformed_rows, evaluator, rows, fields, pages, statement.order_desc, ctx.epoch, ctx.deadline
                     )
                 else:
-                    answer = _paged(await ctx.offload(_raw_rows, evaluator, rows, fields, ctx.epoch, ctx.deadline), page)
+                    answer = await ctx.offload(_raw_rows, evaluator, rows, fields, tag_fields, ctx.epoch, ctx.deadline)
+                    answer = _paged(answer, page)
                 if answer:
                     yield header, answer
                 if (pages.done if transformed else page[1] == 0):
@@ -1023,12 +1070,22 @@ def _point_columns(
 
 
 def _raw_rows(
-    evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], epoch: str | None, deadline: float | None
+    evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], tag_fields: list[int], epoch: str | None,
+    deadline: float | None,
 ) -> list[list[Any]]:
-    """Math on stored points: one row per point that has any of the fields read."""
+    """Fields, tags and math on points: one row per point that has any of the fields read; the
+    fields numbered in `tag_fields` are tags, their values after the fields' in each row."""
     check_deadline(deadline)
     times, columns = _point_columns(evaluator, rows, fields)
-    return _rows(times, columns, epoch, deadline)
+    out = _rows(times, columns, epoch, deadline)
+    if tag_fields:
+        exists = np.zeros(len(times), dtype=bool)
+        for column in columns:
+            exists |= column.exists
+        for row, i in zip(out, np.flatnonzero(exists).tolist()):
+            for k, n in enumerate(tag_fields):
+                row[n + 1] = rows[i][len(fields) + 1 + k]
+    return out
 
 
 def _transformed_rows(
@@ -1425,3 +1482,153 @@ def _multi_rows(
             at = bucket_time if time is None else time
             rows.append([format_time(at, epoch), _json_number(value), *(tag or None for tag in tags)])
     return rows
+
+
+# -- subqueries: the inner answer's rows are the outer statement's points ----------------------
+
+
+async def select_subquery(statement: SelectStatement, database: str, ctx: Context) -> Output:
+    """SELECT ... FROM (SELECT ...): the inner statement runs first, bounded by the outer time range,
+    and its answer, one series at a time held in memory (within max-select-point), becomes the outer
+    statement's points: its columns the fields, its series' tags the tags; the outer WHERE and
+    GROUP BY apply to those rows, as InfluxDB does."""
+    try:
+        start, end, rest = time_range(statement.condition, ctx.now_ns)
+    except QueryParseError as exc:
+        raise StatementError(exc.message) from None
+    if start >= end:
+        return
+    inner = statement.sources[0].query
+    assert inner is not None
+    answer = await _inner_answer(_bounded(inner, start, end), ctx)
+    if not answer:
+        return
+    names = sorted({name for _, columns, _ in answer for name in columns[1:]})
+    fields = [
+        FieldExpr(VarRef(name)) for item in statement.fields for name in (names if isinstance(item.expr, Wildcard) else [])
+    ]  # fmt: skip
+    if fields:  # SELECT * FROM (...): the inner columns, in name order
+        statement = replace(statement, fields=[*fields, *(f for f in statement.fields if not isinstance(f.expr, Wildcard))])
+    if has_wildcard_calls(statement):
+        statement = expand_wildcards(statement, names)
+    if not statement.fields:
+        return
+    groups = await ctx.offload(_held_groups, statement, answer, rest, ctx.deadline)
+    async for item in _run(statement, database, ctx, start, end, _Source(groups, {}, frozenset(names))):
+        yield item
+
+
+def _bounded(inner: SelectStatement, start: int, end: int) -> SelectStatement:
+    """The inner statement with the outer time range AND-ed to its WHERE."""
+    condition = inner.condition
+    for op, ns in ((">=", start), ("<", end)):
+        if ns not in (MIN_TIME, MAX_TIME):
+            bound = BinaryExpr(op, VarRef("time"), TimeLiteral(ns))
+            condition = bound if condition is None else BinaryExpr("AND", condition, bound)
+    return replace(inner, condition=condition)
+
+
+InnerSeries = tuple[dict[str, str], list[str], list[Sequence[Any]]]  # tags, columns, rows (time in ns)
+
+
+async def _inner_answer(inner: SelectStatement, ctx: Context) -> list[InnerSeries]:
+    from tracker.influx.select import execute
+
+    inner_ctx = replace(ctx, epoch="ns")
+    series: dict[tuple[tuple[str, str], ...], InnerSeries] = {}
+    async for header, rows in execute(inner, inner_ctx):
+        tags = dict(header.tags or {})
+        found = series.setdefault(tuple(sorted(tags.items())), (tags, header.columns, []))
+        found[2].extend(rows)
+    return list(series.values())
+
+
+def _held_groups(
+    statement: SelectStatement, answer: list[InnerSeries], condition: Expr | None, deadline: float | None
+) -> list[_Group]:
+    """The outer statement's series: the inner series' rows that pass the outer WHERE, merged per
+    value of the outer GROUP BY tags (all into one without), in time order."""
+    tag_keys = sorted({key for tags, _, _ in answer for key in tags}) if "*" in statement.group_by_tags else sorted(
+        set(statement.group_by_tags)
+    )  # fmt: skip
+    by_key: dict[tuple[str, ...], list[tuple[dict[str, str], np.ndarray, dict[str, np.ndarray]]]] = {}
+    for tags, columns, rows in sorted(answer, key=lambda one: sorted(one[0].items())):
+        check_deadline(deadline)
+        times = np.array([row[0] for row in rows], dtype=np.int64)
+        values = {name: _numbers([row[n] for row in rows]) for n, name in enumerate(columns) if n}
+        keep = _held_condition(condition, values, tags, len(times))
+        by_key.setdefault(tuple(tags.get(key, "") for key in tag_keys), []).append(
+            (tags, times[keep], {name: column[keep] for name, column in values.items()})
+        )
+    groups = []
+    for key in sorted(by_key):
+        parts = by_key[key]
+        times = np.concatenate([part[1] for part in parts])
+        order = np.argsort(times, kind="stable")  # series in tag order where times are equal
+        names = {name for part in parts for name in part[2]}
+        columns = {
+            name: np.concatenate([part[2].get(name, np.full(len(part[1]), np.nan)) for part in parts])[order]
+            for name in names
+        }
+        series = np.concatenate([np.full(len(part[1]), n) for n, part in enumerate(parts)])[order]
+        points = Points(times[order], columns, series, [part[0] for part in parts])
+        groups.append(_Group(dict(zip(tag_keys, key)) if tag_keys else None, points=points))
+    return groups
+
+
+def _numbers(values: list[Any]) -> np.ndarray:
+    """A column of the inner answer as float64: numbers as they are, anything else (text) as no value."""
+    return np.array([v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values], dtype=np.float64)
+
+
+def _held_condition(expr: Expr | None, columns: dict[str, np.ndarray], tags: dict[str, str], rows: int) -> np.ndarray:
+    """Which rows of one inner series pass the outer WHERE (time already applied): columns compare
+    as numbers (no value never matches), tags as text."""
+    if expr is None:
+        return np.ones(rows, dtype=bool)
+    if isinstance(expr, BooleanLiteral):
+        return np.full(rows, expr.value)
+    if not isinstance(expr, BinaryExpr):
+        return np.zeros(rows, dtype=bool)
+    if expr.op in ("AND", "OR"):
+        lhs, rhs = _held_condition(expr.lhs, columns, tags, rows), _held_condition(expr.rhs, columns, tags, rows)
+        return lhs & rhs if expr.op == "AND" else lhs | rhs
+    lhs, rhs = _operand(expr.lhs, columns, tags, rows), _operand(expr.rhs, columns, tags, rows)
+    op = expr.op
+    if isinstance(expr.rhs, RegexLiteral):
+        if not isinstance(lhs, str):
+            return np.zeros(rows, dtype=bool)
+        found = expr.rhs.compiled.search(lhs) is not None
+        return np.full(rows, found if op == "=~" else not found)
+    if isinstance(lhs, str) or isinstance(rhs, str):
+        if not (isinstance(lhs, str) and isinstance(rhs, str)):
+            return np.full(rows, op == "!=")
+        result = {"=": lhs == rhs, "!=": lhs != rhs, "<": lhs < rhs, "<=": lhs <= rhs, ">": lhs > rhs, ">=": lhs >= rhs}
+        return np.full(rows, result.get(op, False))
+    with np.errstate(invalid="ignore"):
+        compare = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+        if op not in compare:
+            return np.zeros(rows, dtype=bool)
+        result = compare[op](lhs, rhs)
+        if op == "!=":  # no value compares false, as InfluxDB's nil
+            result &= ~np.isnan(np.asarray(lhs, dtype=np.float64) + np.asarray(rhs, dtype=np.float64))
+        return np.broadcast_to(result, (rows,)).copy()
+
+
+def _operand(expr: Expr, columns: dict[str, np.ndarray], tags: dict[str, str], rows: int) -> Any:
+    if isinstance(expr, VarRef):
+        if expr.type_hint != "tag" and expr.name in columns:
+            return columns[expr.name]
+        if expr.type_hint != "field" and expr.name in tags:
+            return tags[expr.name]
+        return np.full(rows, np.nan) if expr.type_hint == "field" else tags.get(expr.name, "")
+    if isinstance(expr, (IntegerLiteral, NumberLiteral)):
+        return float(expr.value)
+    if isinstance(expr, StringLiteral):
+        return expr.value
+    if isinstance(expr, BinaryExpr) and expr.op in ("+", "-", "*", "/", "%"):
+        lhs, rhs = _operand(expr.lhs, columns, tags, rows), _operand(expr.rhs, columns, tags, rows)
+        if isinstance(lhs, str) or isinstance(rhs, str):
+            return np.full(rows, np.nan)
+        return np.asarray(_arithmetic(expr.op, lhs, rhs), dtype=np.float64)
+    return np.full(rows, np.nan)
