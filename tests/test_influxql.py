@@ -837,3 +837,18 @@ def test_compile_errors_are_influxdbs(text: str, error: str) -> None:
 )
 def test_valid_function_statements_compile(text: str) -> None:
     assert select(text).compile_error is None
+
+
+def test_subqueries_parse_into_a_source_holding_the_inner_statement() -> None:
+    outer = select(
+        "SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM (SELECT hr_bpm FROM samples) GROUP BY time(1m)) "
+        "WHERE time > now() - 1h GROUP BY device"
+    )
+    inner = outer.sources[0].query
+    assert inner is not None and inner.fields == [FieldExpr(Call("mean", (VarRef("hr_bpm"),)), "v")]
+    assert inner.group_by_time == (60 * S, 0)
+    innermost = inner.sources[0].query
+    assert innermost is not None and innermost.sources == [Source(name="samples")]
+    assert outer.group_by_tags == ["device"] and outer.compile_error is None
+    # InfluxDB compiles the inner statement with the outer: its error is the statement's
+    assert select("SELECT max(v) FROM (SELECT foo(hr_bpm) AS v FROM samples)").compile_error == "undefined function foo()"

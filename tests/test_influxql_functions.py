@@ -293,9 +293,111 @@ INFLUXDB_ANSWERS = [
     ),
 ]
 
+# Subqueries, recorded from InfluxDB 1.6 the same way.
+SUBQUERY_ANSWERS = [
+    (
+        'SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max'], 'values': [[1020, 121.5]]}]},
+    ),
+    (
+        'SELECT v FROM (SELECT mean(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'v'], 'values': [[1000, 95], [1010, 110], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT mean(v), count(v) FROM (SELECT max(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(5s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'mean', 'count'], 'values': [[0, 105.375, 4]]}]},
+    ),
+    (
+        'SELECT * FROM (SELECT mean(hr_bpm) AS v, max(pwr_w) AS p FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'p', 'v'], 'values': [[1000, 200, 95], [1010, None, 110], [1020, 400, 121.5], [1030, 300, None]]}]},
+    ),
+    (
+        'SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s), device)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max'], 'values': [[1020, 121.5]]}]},
+    ),
+    (
+        'SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s), device) GROUP BY device',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'tags': {'device': ''}, 'columns': ['time', 'max'], 'values': [[1020, 121.5]]}, {'name': 'samples', 'tags': {'device': 'watch'}, 'columns': ['time', 'max'], 'values': [[1000, 90]]}]},
+    ),
+    (
+        'SELECT sum(pwr_w) FROM (SELECT pwr_w FROM samples)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'sum'], 'values': [[0, 1150.5]]}]},
+    ),
+    (
+        'SELECT sum(pwr_w) FROM (SELECT pwr_w FROM samples) WHERE time >= 1020s',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'sum'], 'values': [[1020, 950.5]]}]},
+    ),
+    (
+        'SELECT pwr_w FROM (SELECT pwr_w FROM samples) WHERE pwr_w > 250',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'pwr_w'], 'values': [[1020, 250.5], [1025, 400], [1030, 300]]}]},
+    ),
+    (
+        'SELECT derivative(v) FROM (SELECT mean(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(5s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'derivative'], 'values': [[1005, -2], [1010, 4], [1020, 1.15]]}]},
+    ),
+    (
+        'SELECT mean(v) FROM (SELECT max(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(5s)) WHERE time >= 1000s AND time < 1040s GROUP BY time(20s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'mean'], 'values': [[1000, 100], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT max(m) FROM (SELECT mean(v) AS m FROM (SELECT hr_bpm AS v FROM samples) WHERE time >= 1000s AND time < 1040s GROUP BY time(10s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max'], 'values': [[1020, 121.5]]}]},
+    ),
+    (
+        "SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s)) WHERE device = 'watch'",
+        {'statement_id': 0},
+    ),
+    (
+        "SELECT count(v) FROM (SELECT hr_bpm AS v FROM samples GROUP BY device) WHERE device = 'watch'",
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'count'], 'values': [[0, 1]]}]},
+    ),
+    (
+        'SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM samples GROUP BY device) GROUP BY device',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'tags': {'device': ''}, 'columns': ['time', 'max'], 'values': [[0, 110.5]]}, {'name': 'samples', 'tags': {'device': 'watch'}, 'columns': ['time', 'max'], 'values': [[0, 90]]}]},
+    ),
+    (
+        'SELECT first(v), last(v), min(v), spread(v), stddev(v), median(v), percentile(v, 50) FROM (SELECT hr_bpm AS v FROM samples)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'first', 'last', 'min', 'spread', 'stddev', 'median', 'percentile'], 'values': [[0, 100, 121.5, 90, 31.5, 13.499228373009572, 105, 100]]}]},
+    ),
+    (
+        'SELECT max(v) FROM (SELECT foo(hr_bpm) AS v FROM samples)',
+        {'statement_id': 0, 'error': 'undefined function foo()'},
+    ),
+    (
+        'SELECT top(v, 2) FROM (SELECT hr_bpm AS v FROM samples)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'top'], 'values': [[1010, 110], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT mean(v) FROM (SELECT hr_bpm AS v FROM samples) WHERE v > 95 AND v < 115',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'mean'], 'values': [[0, 105]]}]},
+    ),
+    (
+        'SELECT v FROM (SELECT hr_bpm AS v FROM samples) ORDER BY time DESC LIMIT 2',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'v'], 'values': [[1020, 121.5], [1010, 110]]}]},
+    ),
+    (
+        'SELECT non_negative_derivative(max(v), 1s) FROM (SELECT hr_bpm AS v FROM samples) WHERE time >= 1000s AND time < 1040s GROUP BY time(10s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'non_negative_derivative'], 'values': [[1010, 1], [1020, 1.15]]}]},
+    ),
+    (
+        'SELECT max(*) FROM (SELECT mean(hr_bpm) AS a, mean(pwr_w) AS b FROM samples GROUP BY device)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max_a', 'max_b'], 'values': [[0, 110.5, 400]]}]},
+    ),
+    (
+        'SELECT max(v) FROM (SELECT percentile(hr_bpm, 50) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s) fill(0))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max'], 'values': [[1020, 121.5]]}]},
+    ),
+]
+
 
 @pytest.mark.parametrize(("q", "expected"), INFLUXDB_ANSWERS, ids=[q for q, _ in INFLUXDB_ANSWERS])
 async def test_answers_as_influxdb(loaded: TestClient, q: str, expected: dict[str, Any]) -> None:
+    body = await query(loaded, q, epoch="s")
+    assert same(body["results"][0], expected), body["results"][0]
+
+
+@pytest.mark.parametrize(("q", "expected"), SUBQUERY_ANSWERS, ids=[q for q, _ in SUBQUERY_ANSWERS])
+async def test_subqueries_answer_as_influxdb(loaded: TestClient, q: str, expected: dict[str, Any]) -> None:
     body = await query(loaded, q, epoch="s")
     assert same(body["results"][0], expected), body["results"][0]
 
@@ -457,3 +559,14 @@ async def test_count_and_mean_of_every_field(ridden: tuple[TestClient, list[int]
     _, count_dist, count_hr, mean_dist, mean_hr = result["values"][0]
     assert count_dist == count_hr == len(times)
     assert close(mean_dist, sum(distance) / len(distance)) and close(mean_hr, sum(heart) / len(heart))
+
+
+async def test_a_subquery_reads_only_databases_one_may_read(loaded: TestClient, add_user: AddUser) -> None:
+    await add_user("other", "other1234")
+    resp = await loaded.post("/write?db=other&precision=s", data="samples hr_bpm=70 1000", headers=basic("other", "other1234"))
+    assert resp.status == 204
+    resp = await loaded.get(
+        "/query", params={"q": 'SELECT max(v) FROM (SELECT hr_bpm AS v FROM "other"."autogen"."samples")'}, headers=AUTH
+    )
+    assert resp.status == 403, await resp.text()
+    assert "requires READ on other" in (await resp.json())["error"]
