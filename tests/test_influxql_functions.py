@@ -570,3 +570,14 @@ async def test_a_subquery_reads_only_databases_one_may_read(loaded: TestClient, 
     )
     assert resp.status == 403, await resp.text()
     assert "requires READ on other" in (await resp.json())["error"]
+
+
+async def test_a_reducer_holds_a_bounded_bucket(loaded: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker.influx import functions
+
+    monkeypatch.setattr(functions, "MAX_BUCKET_POINTS", 3)
+    body = await query(loaded, "SELECT percentile(hr_bpm, 50) FROM samples; SELECT integral(hr_bpm) FROM samples")
+    assert body["results"][0]["error"].startswith("more than 3 points in one bucket for percentile()")
+    assert body["results"][1]["series"][0]["values"] == [["1970-01-01T00:00:00Z", 2132.5]]  # holds no bucket
+    grouped = await query(loaded, "SELECT percentile(hr_bpm, 50) FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s)")
+    assert "error" not in grouped["results"][0]

@@ -78,6 +78,9 @@ from tracker.vocabulary import FIELD_KEYS
 _FIELDS = frozenset(FIELD_KEYS)
 _SECOND = 1_000_000_000
 _MULTI_ROW = frozenset({"top", "bottom", "sample", "distinct"})
+# The points of one bucket a reducer that needs them all (percentile, mode, ...) may hold: without
+# GROUP BY time the whole range is one bucket, and its memory is what the request controls.
+MAX_BUCKET_POINTS = 5_000_000
 _SELECTORS_WITH_A_POINT = frozenset({"first", "last", "min", "max", "percentile"})
 # Transformations of aggregates that read one interval beyond the range (InfluxDB's iterator options).
 _LOOKS_BACK = frozenset(
@@ -328,7 +331,7 @@ _XORSHIFT = (13, 17, 5)  # Go 1.19's breakPatterns
 _MASK64 = (1 << 64) - 1
 
 
-def go_sort_order(keys: list[float]) -> list[int]:
+def go_sort_order(keys: list[float], deadline: float | None = None) -> list[int]:
     """The order Go's sort.Sort leaves points in when sorted by `keys` (pattern-defeating quicksort,
     Go 1.19, which the InfluxDB 1.x packages are built with). It is not stable, so among equal keys
     this is the only way to know which point InfluxDB reports (a percentile's time, mode's ties)."""
@@ -435,6 +438,7 @@ def go_sort_order(keys: list[float]) -> list[int]:
                 swap(index, a + other)
 
     def partition_equal(a: int, b: int, pivot: int) -> int:
+        check_deadline(deadline)
         swap(a, pivot)
         i, j = a + 1, b - 1
         while True:
@@ -448,6 +452,7 @@ def go_sort_order(keys: list[float]) -> list[int]:
             i, j = i + 1, j - 1
 
     def partition(a: int, b: int, pivot: int) -> tuple[int, bool]:
+        check_deadline(deadline)  # each partition is a pass over its part: the query's deadline holds
         swap(a, pivot)
         i, j = a + 1, b - 1
         while i <= j and less(i, a):
@@ -510,7 +515,7 @@ def go_sort_order(keys: list[float]) -> list[int]:
     return data
 
 
-def percentile(values: np.ndarray, times: np.ndarray, p: float) -> tuple[float, int] | None:
+def percentile(values: np.ndarray, times: np.ndarray, p: float, deadline: float | None = None) -> tuple[float, int] | None:
     """InfluxDB's nearest rank: the point at floor(n * p / 100 + 0.5) - 1 in value order (None: no
     such rank); among equal values, the one Go's sort puts there."""
     i = int(math.floor(len(values) * p / 100.0 + 0.5)) - 1
@@ -519,10 +524,10 @@ def percentile(values: np.ndarray, times: np.ndarray, p: float) -> tuple[float, 
     value = float(np.partition(values, i)[i])
     if np.count_nonzero(values == value) == 1:
         return value, int(times[values == value][0])
-    return value, int(times[go_sort_order(values.tolist())[i]])
+    return value, int(times[go_sort_order(values.tolist(), deadline)[i]])
 
 
-def mode(values: np.ndarray, times: np.ndarray) -> float | None:
+def mode(values: np.ndarray, times: np.ndarray, deadline: float | None = None) -> float | None:
     """InfluxDB 1.x's mode, step for step: points sorted by value (Go's sort), runs counted; a value's
     first point only starts its run, and a tie goes to the run that reached the count first in time."""
     if not len(values):
@@ -534,7 +539,7 @@ def mode(values: np.ndarray, times: np.ndarray) -> float | None:
     if top == 1 or np.count_nonzero(counts == top) == 1:
         # No tie: the most frequent value; all seen once: the smallest (it alone starts at count 1).
         return float(unique[int(np.argmax(counts))])
-    order = go_sort_order(values.tolist())
+    order = go_sort_order(values.tolist(), deadline)
     sorted_values, sorted_times = values[order].tolist(), times[order].tolist()
     most_count = count = 0
     current = most = sorted_values[0]
@@ -642,6 +647,9 @@ class _Reducers:
         self.interval = interval
         self.current: int | None = None
         self.parts: list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]] = []
+        self.held = 0  # points of the current bucket held
+        self.holds = any(call.name != "integral" for call in calls)  # integral() needs no bucket's points
+        self.deadline: float | None = None
         self.results: dict[Call, dict[int, Any]] = {call: {} for call in calls}
         self.integrals: dict[Call, _Integral] = {}
         for call in calls:
@@ -651,6 +659,7 @@ class _Reducers:
 
     def feed(self, rows: list[Sequence[Any]], deadline: float | None) -> None:
         check_deadline(deadline)
+        self.deadline = deadline
         times = np.array([row[0] for row in rows], dtype=np.int64)
         values = {name: np.array([row[n + 1] for row in rows], dtype=np.float64) for n, name in enumerate(self.fields)}
         tags = None
@@ -672,6 +681,14 @@ class _Reducers:
             if bucket != self.current:
                 self._finish_bucket()
                 self.current = bucket
+            if not self.holds:
+                continue
+            self.held += hi - lo
+            if self.held > MAX_BUCKET_POINTS:
+                raise StatementError(
+                    f"more than {MAX_BUCKET_POINTS} points in one bucket for {self.calls[0].name}(): "
+                    "use GROUP BY time() or a shorter time range"
+                )
             part_tags = tags[lo:hi] if tags is not None else None
             self.parts.append((times[lo:hi], {name: v[lo:hi] for name, v in values.items()}, part_tags))
 
@@ -695,10 +712,11 @@ class _Reducers:
             has = np.flatnonzero(~np.isnan(column))
             if not len(has):
                 continue
-            found = _reduce(call, column[has], times[has], None if tags is None else tags[has])
+            found = _reduce(call, column[has], times[has], None if tags is None else tags[has], self.deadline)
             if found is not None:
                 self.results[call][self.current] = found
         self.parts = []
+        self.held = 0
 
 
 def _field_of(call: Call) -> str:
@@ -709,15 +727,17 @@ def _field_of(call: Call) -> str:
     return arg.name
 
 
-def _reduce(call: Call, values: np.ndarray, times: np.ndarray, tags: np.ndarray | None) -> Any:
+def _reduce(
+    call: Call, values: np.ndarray, times: np.ndarray, tags: np.ndarray | None, deadline: float | None = None
+) -> Any:
     """One bucket's answer of a call: a value, (value, time) for a selector, or rows (time, value, *tags)."""
     name = call.name
     if name == "percentile":
         p = call.args[1]
         assert isinstance(p, (IntegerLiteral, NumberLiteral))
-        return percentile(values, times, float(p.value))
+        return percentile(values, times, float(p.value), deadline)
     if name == "mode":
-        return mode(values, times)
+        return mode(values, times, deadline)
     if name == "count":
         return float(len(np.unique(values)) if isinstance(call.args[0], Call) else len(values))  # count(distinct(x))
     if name in _PLAIN:
