@@ -693,11 +693,12 @@ class _Reducers:
             self.parts.append((times[lo:hi], {name: v[lo:hi] for name, v in values.items()}, part_tags))
 
     def finish(self) -> dict[Call, dict[int, Any]]:
-        """Per call, {bucket index: answer}; for integral(), {time it is stamped at: area}."""
+        """Per call, {bucket index: answer}; for integral(), {0: [(time it is stamped at, area), ...]}
+        in the answer's order (in DESC a point on a bucket's bound stamps it twice, as in InfluxDB)."""
         self._finish_bucket()
         for call, integral in self.integrals.items():
             integral.close()
-            self.results[call] = dict(integral.done)
+            self.results[call] = {0: integral.done} if integral.done else {}
         return self.results
 
     def _finish_bucket(self) -> None:
@@ -1227,12 +1228,10 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             ).items():
                 found[(call, back)] = values
         indexes = {index for (call, _), values in found.items() if call.name != "integral" for index in values}
-        if interval is not None:  # integral() is keyed by the time it is stamped at
-            indexes.update(
-                (time - interval[1]) // interval[0] for (call, _), values in found.items() if call.name == "integral"
-                for time in values
-            )  # fmt: skip
-        elif any(values for (call, _), values in found.items() if call.name == "integral"):
+        areas = [area for (call, _), values in found.items() if call.name == "integral" for area in values.get(0, [])]
+        if interval is not None:  # integral() answers the times it stamps its areas at
+            indexes.update((time - interval[1]) // interval[0] for time, _ in areas)
+        elif areas:
             indexes.add(0)
         if not indexes:
             continue
@@ -1341,9 +1340,9 @@ def _aggregate_rows(
     for n, item in enumerate(statement.fields):
         for k, call in enumerate(_iterator_calls(item.expr)):
             if call.name == "integral":
-                areas = found.get((call, backs[n]), {})
-                stamped = np.array(sorted(areas, reverse=descending), dtype=np.int64)
-                values = np.array([areas[time] for time in stamped.tolist()], dtype=np.float64)
+                areas = found.get((call, backs[n]), {}).get(0, [])
+                stamped = np.array([time for time, _ in areas], dtype=np.int64)
+                values = np.array([area for _, area in areas], dtype=np.float64)
                 iterators.append((call, Column(values, np.ones(len(values), dtype=bool)), stamped))
                 continue
             column = evaluator._eval(call, times, leaf_column, (n, k))
@@ -1389,20 +1388,26 @@ def _joined_rows(
     statement: SelectStatement, iterators: list[tuple[Call, Column, np.ndarray]], descending: bool,
     epoch: str | None, deadline: float | None,
 ) -> list[list[Any]]:
-    keys = [times[column.exists] for _, column, times in iterators]
-    if not any(len(k) for k in keys):
+    # A row per (time, n): the n-th point of that time of each iterator (integral() may stamp a time twice).
+    keys = []
+    for _, column, times in iterators:
+        stamped = times[column.exists]
+        starts = np.r_[True, stamped[1:] != stamped[:-1]] if len(stamped) else np.zeros(0, dtype=bool)
+        first = np.maximum.accumulate(np.where(starts, np.arange(len(stamped)), 0)) if len(stamped) else starts
+        keys.append((-stamped if descending else stamped, np.arange(len(stamped)) - first))
+    if not any(len(key[0]) for key in keys):
         return []
-    row_times = np.unique(np.concatenate(keys))
-    if descending:
-        row_times = row_times[::-1]
+    joined = np.unique(np.stack([np.concatenate([k[0] for k in keys]), np.concatenate([k[1] for k in keys])], axis=1), axis=0)
+    row_of = {(int(t), int(n)): i for i, (t, n) in enumerate(joined.tolist())}
+    row_times = -joined[:, 0] if descending else joined[:, 0]
     rows = len(row_times)
     fill = statement.fill
     values: dict[int, np.ndarray] = {}
-    for call, column, times in iterators:
+    for (call, column, _), (ordered, ranks) in zip(iterators, keys):
         check_deadline(deadline)
         out = np.full(rows, np.nan)
         have = np.zeros(rows, dtype=bool)
-        at = np.searchsorted(-row_times if descending else row_times, -times[column.exists] if descending else times[column.exists])
+        at = np.array([row_of[(t, n)] for t, n in zip(ordered.tolist(), ranks.tolist())], dtype=np.int64)
         out[at] = column.values[column.exists]
         have[at] = True
         if isinstance(fill, float):
