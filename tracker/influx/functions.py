@@ -32,6 +32,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 import numpy as np
 
 from tracker import storage
+from tracker.storage import EPOCH_NS
 from tracker.influx.influxql import (
     AGGREGATES,
     MATH_FUNCTIONS,
@@ -72,6 +73,7 @@ from tracker.influx.select import (
     column_names,
     format_time,
 )
+from tracker.influx.columnar import _json_values as json_values
 from tracker.influx.workers import check_deadline
 from tracker.vocabulary import FIELD_KEYS
 
@@ -1118,6 +1120,8 @@ def _transformed_rows(
     check_deadline(deadline)
     times, columns = _point_columns(evaluator, rows, fields)
     pages.apply(columns)
+    if len(columns) == 1:  # one field: each of its points is a row
+        return _rows(times, columns, epoch, deadline)
     keys: list[tuple[np.ndarray, np.ndarray]] = []
     for column in columns:
         at = np.flatnonzero(column.exists)
@@ -1146,12 +1150,14 @@ def _rows(times: np.ndarray, columns: list[Column], epoch: str | None, deadline:
     exists = np.zeros(len(times), dtype=bool)
     for column in columns:
         exists |= column.exists
-    out: list[list[Any]] = []
-    for n, i in enumerate(np.flatnonzero(exists).tolist()):
-        if n % 1024 == 0:
-            check_deadline(deadline)
-        out.append([format_time(int(times[i]), epoch), *(_cell(float(column.values[i])) for column in columns)])
-    return out
+    chosen = np.flatnonzero(exists)
+    check_deadline(deadline)
+    if epoch is None:
+        stamps: list[Any] = [format_time(time, None) for time in times[chosen].tolist()]
+    else:  # format_time's arithmetic, for the whole column at once
+        stamps = (times[chosen] // EPOCH_NS[epoch]).tolist()
+    values = [json_values(column.values[chosen]) for column in columns]
+    return [list(row) for row in zip(stamps, *values)]
 
 
 # -- aggregate mode: per bucket reducers, then fill, math and transformations ------------------
