@@ -389,6 +389,66 @@ SUBQUERY_ANSWERS = [
     ),
 ]
 
+# A selector beside fields and tags (their values on the selected point's row), recorded the same way.
+SELECTOR_WITH_FIELDS_ANSWERS = [
+    (
+        'SELECT max(hr_bpm), pwr_w, device FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max', 'pwr_w', 'device'], 'values': [[1000, 100, 200, None], [1010, 110, None, None], [1020, 121.5, 250.5, None], [1030, None, None, None]]}]},
+    ),
+    (
+        'SELECT max(hr_bpm), pwr_w, device FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s) fill(0)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max', 'pwr_w', 'device'], 'values': [[1000, 100, 200, 0], [1010, 110, 0, 0], [1020, 121.5, 250.5, 0], [1030, 0, 0, 0]]}]},
+    ),
+    (
+        'SELECT last(pwr_w), hr_bpm, device FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'last', 'hr_bpm', 'device'], 'values': [[1030, 300, None, None]]}]},
+    ),
+    (
+        'SELECT bottom(pwr_w, 2), hr_bpm, device FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'bottom', 'hr_bpm', 'device'], 'values': [[1000, 200, 100, None], [1020, 250.5, 121.5, None]]}]},
+    ),
+    (
+        'SELECT max(hr_bpm), pwr_w FROM samples GROUP BY device',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'tags': {'device': ''}, 'columns': ['time', 'max', 'pwr_w'], 'values': [[1020, 121.5, 250.5]]}, {'name': 'samples', 'tags': {'device': 'watch'}, 'columns': ['time', 'max', 'pwr_w'], 'values': [[1005, 90, None]]}]},
+    ),
+    (
+        'SELECT min(hr_bpm), pwr_w FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s) fill(none) ORDER BY time DESC LIMIT 2',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'min', 'pwr_w'], 'values': [[1020, 121.5, 250.5], [1010, 110, None]]}]},
+    ),
+    (
+        'SELECT max(hr_bpm), hr_bpm * 2 FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max', 'hr_bpm'], 'values': [[1020, 121.5, 243]]}]},
+    ),
+    (
+        'SELECT max(hr_bpm), pwr_w, device FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max', 'pwr_w', 'device'], 'values': [[1020, 121.5, 250.5, None]]}]},
+    ),
+    (
+        'SELECT first(hr_bpm), hr_bpm FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'first', 'hr_bpm'], 'values': [[1000, 100, 100]]}]},
+    ),
+    (
+        'SELECT top(hr_bpm, 2), pwr_w FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'top', 'pwr_w'], 'values': [[1010, 110, None], [1020, 121.5, 250.5]]}]},
+    ),
+    (
+        'SELECT percentile(hr_bpm, 50), device FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'percentile', 'device'], 'values': [[1000, 100, None]]}]},
+    ),
+    (
+        'SELECT max(hr_bpm) * 2, pwr_w FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max', 'pwr_w'], 'values': [[1020, 243, 250.5]]}]},
+    ),
+    (
+        'SELECT last(hr_bpm), cad_rpm, device FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'last', 'cad_rpm', 'device'], 'values': [[1020, 121.5, None, None]]}]},
+    ),
+    (
+        'SELECT first(pwr_w), device FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(20s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'first', 'device'], 'values': [[1000, 200, None], [1020, 250.5, None]]}]},
+    ),
+]
+
 
 @pytest.mark.parametrize(("q", "expected"), INFLUXDB_ANSWERS, ids=[q for q, _ in INFLUXDB_ANSWERS])
 async def test_answers_as_influxdb(loaded: TestClient, q: str, expected: dict[str, Any]) -> None:
@@ -396,7 +456,10 @@ async def test_answers_as_influxdb(loaded: TestClient, q: str, expected: dict[st
     assert same(body["results"][0], expected), body["results"][0]
 
 
-@pytest.mark.parametrize(("q", "expected"), SUBQUERY_ANSWERS, ids=[q for q, _ in SUBQUERY_ANSWERS])
+@pytest.mark.parametrize(
+    ("q", "expected"), SUBQUERY_ANSWERS + SELECTOR_WITH_FIELDS_ANSWERS,
+    ids=[q for q, _ in SUBQUERY_ANSWERS + SELECTOR_WITH_FIELDS_ANSWERS],
+)
 async def test_subqueries_answer_as_influxdb(loaded: TestClient, q: str, expected: dict[str, Any]) -> None:
     body = await query(loaded, q, epoch="s")
     assert same(body["results"][0], expected), body["results"][0]

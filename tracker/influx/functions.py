@@ -919,12 +919,14 @@ async def _run(statement: SelectStatement, database: str, ctx: Context, start: i
                 not isinstance(arg, VarRef) or _is_field(arg, source.fields) for arg in call.args[1:-1]
             ):
                 raise StatementError(f"{call.name}() in Tracker takes tags only between the field and the count")
-    if statement.is_aggregate and any(
-        isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)
-    ):
-        raise StatementError("a selector beside fields or tags is not supported by Tracker")
     if statement.order_desc:  # InfluxDB answers the series the other way round too
         source = _Source(source.groups[::-1], source.series, source.fields)
+    if statement.is_aggregate and any(
+        isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)
+    ):  # one selector beside fields and tags (InfluxDB's compile allows nothing else)
+        async for item in _selector_with_fields(statement, database, ctx, start, end, source):
+            yield item
+        return
     multi = [call for item in statement.fields for call in _reducer_calls(item.expr) if call.name in _MULTI_ROW]
     if multi:
         if len(statement.fields) != 1 or statement.fields[0].expr is not multi[0]:
@@ -1663,3 +1665,168 @@ def _operand(expr: Expr, columns: dict[str, np.ndarray], tags: dict[str, str], r
             return np.full(rows, np.nan)
         return np.asarray(_arithmetic(expr.op, lhs, rhs), dtype=np.float64)
     return np.full(rows, np.nan)
+
+
+# -- a selector beside fields and tags: those of the point it selects ------------------------------
+
+
+async def _selector_with_fields(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, source: _Source
+) -> Output:
+    """SELECT max(x), y, device ...: per bucket the selected point, and the other fields' values (math
+    too) on that point's row, as InfluxDB does; top(), bottom() and sample() give a row per point."""
+    (call,) = [c for item in statement.fields for c in _reducer_calls(item.expr)]
+    if call.name in ("top", "bottom") and len(call.args) > 2:
+        raise StatementError(f"{call.name}() with tags beside other fields is not supported by Tracker")
+    refs = {
+        node.name: node for item in statement.fields if not _reducer_calls(item.expr)
+        for node in _walk_nodes(item.expr) if isinstance(node, VarRef)
+    }  # fmt: skip
+    selected = _field_of(call)
+    fields = [selected, *sorted(name for name, ref in refs.items() if _is_field(ref, source.fields) and name != selected)]
+    tag_keys = sorted(name for name, ref in refs.items() if not _is_field(ref, source.fields) and ref.type_hint != "field")
+    interval = statement.group_by_time
+    if interval is not None and end == MAX_TIME:
+        end = ctx.now_ns + 1
+    header_columns = ["time", *column_names(statement.fields)]
+    for group in source.groups:
+        picker = _PointPicker(call, len(fields), interval, ctx.deadline)
+        async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc):
+            await ctx.offload(picker.feed, rows)
+        picked = await ctx.offload(picker.finish)
+        if not picked:
+            continue
+        first, buckets = 0, 1
+        if interval is not None:
+            first, buckets = _bucket_range(start if start != MIN_TIME else None, end, interval, min(picked))
+            _check_buckets(buckets, ctx.max_buckets)
+        answer = await ctx.offload(
+            _picked_rows, statement, call, picked, fields, tag_keys, first, buckets, start, ctx.epoch, ctx.deadline
+        )
+        answer = _paged(answer, [statement.offset, statement.limit])
+        header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
+        for i in range(0, len(answer), ctx.batch):
+            yield header, answer[i : i + ctx.batch]
+
+
+class _PointPicker:
+    """Per bucket, the rows of the points a selector picks; holds one bucket's rows at a time."""
+
+    def __init__(self, call: Call, fields: int, interval: tuple[int, int] | None, deadline: float | None) -> None:
+        self.call, self.fields, self.interval, self.deadline = call, fields, interval, deadline
+        self.current: int | None = None
+        self.rows: list[Sequence[Any]] = []
+        self.picked: dict[int, list[Sequence[Any]]] = {}
+
+    def feed(self, rows: list[Sequence[Any]]) -> None:
+        check_deadline(self.deadline)
+        for row in rows:
+            if row[1] is None or row[1] != row[1]:  # no value of the selector's field on this row
+                continue
+            bucket = 0 if self.interval is None else (row[0] - self.interval[1]) // self.interval[0]
+            if bucket != self.current:
+                self._pick()
+                self.current = bucket
+            self.rows.append(row)
+            if len(self.rows) > MAX_BUCKET_POINTS:
+                raise StatementError(
+                    f"more than {MAX_BUCKET_POINTS} points in one bucket for {self.call.name}(): "
+                    "use GROUP BY time() or a shorter time range"
+                )
+
+    def finish(self) -> dict[int, list[Sequence[Any]]]:
+        self._pick()
+        return self.picked
+
+    def _pick(self) -> None:
+        if self.current is None or not self.rows:
+            return
+        times = np.array([row[0] for row in self.rows], dtype=np.int64)
+        values = np.array([row[1] for row in self.rows], dtype=np.float64)
+        name = self.call.name
+        if name in ("top", "bottom"):
+            size = self.call.args[-1]
+            assert isinstance(size, IntegerLiteral)
+            chosen = top_bottom(name, values, times, None, size.value).tolist()
+        elif name == "sample":
+            size = self.call.args[1]
+            assert isinstance(size, IntegerLiteral)
+            chosen = sorted(np.random.default_rng().permutation(len(values))[: size.value].tolist(), key=lambda i: times[i])
+        elif name == "percentile":
+            p = self.call.args[1]
+            assert isinstance(p, (IntegerLiteral, NumberLiteral))
+            rank = int(math.floor(len(values) * float(p.value) / 100.0 + 0.5)) - 1
+            chosen = [go_sort_order(values.tolist(), self.deadline)[rank]] if 0 <= rank < len(values) else []
+        else:
+            chosen = [_selected_index(name, values, times)]
+        if chosen:
+            self.picked[self.current] = [self.rows[i] for i in chosen]
+        self.rows = []
+
+
+def _selected_index(name: str, values: np.ndarray, times: np.ndarray) -> int:
+    """The point first, last, min or max selects, with InfluxDB's ties: min/max the earliest point;
+    first/last the larger value; then the earlier row."""
+    if name in ("min", "max"):
+        best = values.min() if name == "min" else values.max()
+        candidates = np.flatnonzero(values == best)
+        return int(candidates[np.argmin(times[candidates])])
+    when = times.min() if name == "first" else times.max()
+    candidates = np.flatnonzero(times == when)
+    return int(candidates[np.argmax(values[candidates])])
+
+
+def _picked_rows(
+    statement: SelectStatement, call: Call, picked: dict[int, list[Sequence[Any]]], fields: list[str],
+    tag_keys: list[str], first: int, buckets: int, start: int, epoch: str | None, deadline: float | None,
+) -> list[list[Any]]:
+    interval = statement.group_by_time
+    fill = statement.fill if statement.fill is not None else "null"
+    own_time = interval is None or call.name in ("top", "bottom", "sample")
+    # top(), bottom() and sample() answer their points only: no bucket of theirs is filled
+    unfilled = interval is None or fill == "none" or call.name in ("top", "bottom", "sample")
+    indexes = sorted(picked) if unfilled else list(range(first, first + buckets))
+    if statement.order_desc:
+        indexes.reverse()
+    out: list[list[Any]] = []
+    for n, index in enumerate(indexes):
+        if n % 1024 == 0:
+            check_deadline(deadline)
+        bucket_time = index * interval[0] + interval[1] if interval is not None else (start if start != MIN_TIME else 0)
+        points = picked.get(index)
+        if points is None:  # a bucket without a point: fill() gives every column
+            value = float(fill) if isinstance(fill, float) else None
+            out.append([format_time(bucket_time, epoch), *([_cell(value) if value is not None else None] * len(statement.fields))])
+            continue
+        for row in points:
+            named: dict[str, Any] = dict(zip(fields, row[1 : 1 + len(fields)]))
+            named.update(zip(tag_keys, row[1 + len(fields) :]))
+            cells = []
+            for item in statement.fields:
+                value = row[1] if item.expr is call else _point_value(item.expr, named, call, row[1])
+                if value is None and isinstance(fill, float) and interval is not None:
+                    value = fill  # InfluxDB fills the selected row's missing values too
+                cells.append(_json_number(value) if isinstance(value, float) else value)
+            out.append([format_time(row[0] if own_time else bucket_time, epoch), *cells])
+    return out
+
+
+def _point_value(expr: Expr, named: dict[str, Any], call: Call, selected: Any) -> Any:
+    """A field's value on the selected point's row: a field or tag as stored, math on numbers."""
+    if expr is call:
+        return float(selected)
+    if isinstance(expr, VarRef):
+        value = named.get(expr.name)
+        return None if isinstance(value, float) and math.isnan(value) else value
+    if isinstance(expr, (IntegerLiteral, NumberLiteral)):
+        return float(expr.value)
+    if isinstance(expr, (BinaryExpr, Call)):
+        args = [expr.lhs, expr.rhs] if isinstance(expr, BinaryExpr) else list(expr.args)
+        values = [_point_value(arg, named, call, selected) for arg in args]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+            return None
+        numbers = [float(v) for v in values]
+        result = _arithmetic(expr.op, *numbers) if isinstance(expr, BinaryExpr) else _math(expr.name, numbers)
+        result = float(result)
+        return None if math.isnan(result) or math.isinf(result) else result
+    return None

@@ -293,14 +293,17 @@ class SelectStatement:
     @property
     def needs_functions(self) -> bool:
         """Beyond the SQL and column paths: functions other than the plain AGGREGATES over one named
-        field (transformations, math, percentile, top, ..., nested calls, `*` or /regex/ arguments)."""
+        field (transformations, math, percentile, top, ..., nested calls, `*` or /regex/ arguments),
+        and a selector beside fields or tags."""
         for item in self.fields:
             for node in _walk(item.expr):
                 if isinstance(node, Call) and (
                     node.name not in AGGREGATES or len(node.args) != 1 or not isinstance(node.args[0], VarRef)
                 ):
                     return True
-        return False
+        # a selector beside fields or tags: SELECT max(x), y
+        aggregate = self.is_aggregate
+        return aggregate and any(isinstance(n, VarRef) for item in self.fields for n in _outside_calls(item.expr))
 
 
 @dataclass(frozen=True, slots=True)
