@@ -72,6 +72,7 @@ from tracker.influx.select import (
     _Plan,
     column_names,
     format_time,
+    in_answer_order,
 )
 from tracker.influx.columnar import _json_values as json_values
 from tracker.influx.workers import check_deadline
@@ -919,8 +920,7 @@ async def _run(statement: SelectStatement, database: str, ctx: Context, start: i
                 not isinstance(arg, VarRef) or _is_field(arg, source.fields) for arg in call.args[1:-1]
             ):
                 raise StatementError(f"{call.name}() in Tracker takes tags only between the field and the count")
-    if statement.order_desc:  # InfluxDB answers the series the other way round too
-        source = _Source(source.groups[::-1], source.series, source.fields)
+    source = _Source(in_answer_order(source.groups, statement.order_desc), source.series, source.fields)
     if statement.is_aggregate and any(
         isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)
     ):  # one selector beside fields and tags (InfluxDB's compile allows nothing else)

@@ -247,6 +247,11 @@ def _plan(statement: SelectStatement, condition: Expr | None, series: SeriesTags
     return _Plan(series, group_keys, _groups(group_keys, series, where))
 
 
+def in_answer_order(groups: list[T], descending: bool) -> list[T]:
+    """The answer's series as InfluxDB orders them: by tags, the other way round for ORDER BY time DESC."""
+    return groups[::-1] if descending else groups
+
+
 def _tag_keys(series: SeriesTags) -> list[str]:
     return sorted({key for tags in series.values() for key in tags})
 
@@ -324,7 +329,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             deadline=ctx.deadline, fields={name for kind, name in sources if kind == "field"},  # type: ignore[misc]
         )
         if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
-            for tags, group_where in plan.groups if len(found) else []:
+            for tags, group_where in in_answer_order(plan.groups, statement.order_desc) if len(found) else []:
                 answer = await ctx.offload(
                     columnar.raw_answer, found, sources, plan.series, group_where.only_series, ctx.epoch,
                     statement.order_desc, statement.limit, statement.offset,
@@ -333,7 +338,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
                 for first in range(0, len(answer), ctx.batch):
                     yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
             return
-    for tags, group_where in plan.groups:
+    for tags, group_where in in_answer_order(plan.groups, statement.order_desc):
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         async for rows in storage.query_raw(
             ctx.store,
@@ -413,7 +418,7 @@ async def _aggregate_select(
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
 
-    for tags, group_where in plan.groups:
+    for tags, group_where in in_answer_order(plan.groups, statement.order_desc):
         data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times, read)
         if not data:
             continue
