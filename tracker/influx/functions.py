@@ -65,6 +65,8 @@ from tracker.influx.select import (
     StatementError,
     _bucket_data,
     _bucket_range,
+    bucket_index,
+    bucket_start,
     _call_key,
     _check_buckets,
     _evaluate_bucket,
@@ -600,9 +602,9 @@ class _Integral:
 
     def _window(self, time: int) -> tuple[int, int]:
         assert self.interval is not None
-        every, offset = self.interval
-        start = (time - offset) // every * every + offset
-        return (start + every, start) if self.descending else (start, start + every)
+        index = bucket_index(time, self.interval)
+        start, after = bucket_start(index, self.interval), bucket_start(index + 1, self.interval)
+        return (after, start) if self.descending else (start, after)
 
     def feed(self, times: list[int], values: list[float]) -> None:
         for time, value in zip(times, values):
@@ -677,7 +679,7 @@ class _Reducers:
         if self.interval is None:
             buckets = np.zeros(len(times), dtype=np.int64)
         else:
-            buckets = (times - self.interval[1]) // self.interval[0]
+            buckets = bucket_index(times, self.interval)
         cuts = np.r_[0, np.flatnonzero(buckets[1:] != buckets[:-1]) + 1, len(times)]
         for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
             bucket = int(buckets[lo])
@@ -1238,7 +1240,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
         indexes = {index for (call, _), values in found.items() if call.name != "integral" for index in values}
         areas = [area for (call, _), values in found.items() if call.name == "integral" for area in values.get(0, [])]
         if interval is not None:  # integral() answers the times it stamps its areas at
-            indexes.update((time - interval[1]) // interval[0] for time, _ in areas)
+            indexes.update(bucket_index(time, interval) for time, _ in areas)
         elif areas:
             indexes.add(0)
         if not indexes:
@@ -1290,7 +1292,7 @@ def _aggregate_rows(
             axis = np.array(sorted(i for i in indexes if lo <= i <= hi), dtype=np.int64)
         else:
             axis = np.arange(lo, hi + 1, dtype=np.int64)
-    times = axis * interval[0] + interval[1] if interval is not None else np.array([start if start != MIN_TIME else 0])
+    times = bucket_start(axis, interval) if interval is not None else np.array([start if start != MIN_TIME else 0])
     position = {index: n for n, index in enumerate(axis.tolist())}
     leaf_values: dict[Leaf, np.ndarray] = {}
     leaf_exists: dict[Leaf, np.ndarray] = {}
@@ -1510,7 +1512,7 @@ def _multi_rows(
     """Buckets in the answer's order; within a bucket, InfluxDB keeps the points' own order."""
     rows: list[list[Any]] = []
     for index in sorted(found, reverse=descending):
-        bucket_time = index * interval[0] + interval[1] if interval is not None else (start if start != MIN_TIME else 0)
+        bucket_time = bucket_start(index, interval) if interval is not None else (start if start != MIN_TIME else 0)
         for time, value, *tags in found[index]:
             at = bucket_time if time is None else time
             rows.append([format_time(at, epoch), _json_number(value), *(tag or None for tag in tags)])
@@ -1723,7 +1725,7 @@ class _PointPicker:
         for row in rows:
             if row[1] is None or row[1] != row[1]:  # no value of the selector's field on this row
                 continue
-            bucket = 0 if self.interval is None else (row[0] - self.interval[1]) // self.interval[0]
+            bucket = 0 if self.interval is None else bucket_index(row[0], self.interval)
             if bucket != self.current:
                 self._pick()
                 self.current = bucket
@@ -1792,7 +1794,7 @@ def _picked_rows(
     for n, index in enumerate(indexes):
         if n % 1024 == 0:
             check_deadline(deadline)
-        bucket_time = index * interval[0] + interval[1] if interval is not None else (start if start != MIN_TIME else 0)
+        bucket_time = bucket_start(index, interval) if interval is not None else (start if start != MIN_TIME else 0)
         points = picked.get(index)
         if points is None:  # a bucket without a point: fill() gives every column
             value = float(fill) if isinstance(fill, float) else None

@@ -476,12 +476,23 @@ async def _bucket_data(
     )
 
 
+def bucket_index(time_ns: Any, interval: tuple[int, int]) -> Any:
+    """The GROUP BY time bucket a time falls in (an int, or a numpy array of times at once)."""
+    every, offset = interval
+    return (time_ns - offset) // every
+
+
+def bucket_start(index: Any, interval: tuple[int, int]) -> Any:
+    """Where a GROUP BY time bucket starts (an int, or a numpy array of indexes at once)."""
+    every, offset = interval
+    return index * every + offset
+
+
 def _bucket_range(start: int | None, end: int, interval: tuple[int, int], earliest: int = 0) -> tuple[int, int]:
     """(index of the first bucket, number of buckets) of GROUP BY time over [start, end); with no
     start, the first bucket is the earliest one holding data."""
-    every, offset = interval
-    first = (start - offset) // every if start is not None else earliest
-    return first, max(0, (end - 1 - offset) // every - first + 1)
+    first = bucket_index(start, interval) if start is not None else earliest
+    return first, max(0, bucket_index(end - 1, interval) - first + 1)
 
 
 def _check_buckets(count: int, limit: int) -> None:
@@ -507,7 +518,7 @@ class _Buckets:
         deadline: float | None,
     ) -> None:
         self.first, self.count = first, count
-        self.every, self.offset = interval
+        self.interval = interval
         self.fill = fill
         self.counts = counts
         self.width = len(fields)
@@ -542,7 +553,7 @@ class _Buckets:
             for column, value in enumerate(values):
                 if value is None:
                     values[column] = self._filled(column, index, found is not None)
-            out.append([format_time(index * self.every + self.offset, epoch), *map(_json_number, values)])
+            out.append([format_time(bucket_start(index, self.interval), epoch), *map(_json_number, values)])
         return out
 
     def _filled(self, column: int, index: int, had_data: bool) -> Any:
@@ -563,7 +574,7 @@ class _Buckets:
             if not 0 < k < len(at):
                 return None
             # InfluxDB's arithmetic (slope per ns, times the ns since the previous value), for equal answers
-            before, now, after = (i * self.every + self.offset for i in (at[k - 1], index, at[k]))
+            before, now, after = (bucket_start(i, self.interval) for i in (at[k - 1], index, at[k]))
             return (values[k] - values[k - 1]) / (after - before) * (now - before) + values[k - 1]
         return fill
 
