@@ -4,21 +4,26 @@ select.py answers raw SELECTs and the plain aggregates (mean, median, min, max, 
 last, spread, stddev of one field) from SQL or from samples as columns. Everything else a SELECT can
 call runs here: transformations (derivative, difference, cumulative_sum, moving_average, elapsed and
 the non_negative_ ones), math (abs ... tan), the reducers that need a bucket's values (percentile,
-mode, distinct, count(distinct), integral, top, bottom, sample), and any nesting of these.
+mode, distinct, count(distinct), integral, top, bottom, sample), any nesting of these, a selector
+beside fields, and subqueries.
 
 The model is InfluxDB's: per answer series, a sequence of points (times in ns, values as float64
-with NaN for "no value") flows through the expression of each field.
-- Raw mode (no reducer): the series' stored points stream in batches, in the answer's time order;
-  a transformation keeps only its window between batches (the previous point, the last N values,
-  a running sum), math works row by row.
-- Aggregate mode: per bucket of GROUP BY time (or one bucket for the whole range), each reducer call
-  is one value: the plain aggregates come from select.py's paths unchanged (so GROUP BY time over a
-  day stays in SQLite or the column cache), the others from the stored points streamed in time order,
-  holding one bucket at a time. fill() applies to these per-bucket values, as InfluxDB fills its
-  aggregate iterators; transformations then run over the filled bucket rows, skipping nulls.
-  Transformations of aggregates read one interval earlier (moving_average: N-1 intervals), as
-  InfluxDB does, so the first bucket of the range has its value.
+with NaN for "no value") from a source: the stored samples (streamed from storage in the answer's
+time order), or points held in memory (a subquery's answer, `Points`).
+- Raw mode (no reducer): points come in batches; a transformation keeps only its window between
+  batches (the previous point, the last N values, a running sum); math works row by row.
+- Aggregate mode: per bucket of GROUP BY time (or one bucket for the whole range) each reducer call
+  has one value: the plain aggregates of stored samples from select.py's paths unchanged (so GROUP BY
+  time over a day stays in SQLite or the column cache), the others from the points, one bucket held
+  at a time (`_Reducers`, at most MAX_BUCKET_POINTS). fill() applies to these per-bucket values, as
+  InfluxDB fills its aggregate iterators. Each call outside math is then an "iterator" of points
+  (a reducer's buckets, a transformation of them, which skips nulls and reads one interval beyond
+  the range as InfluxDB does); LIMIT/OFFSET apply per iterator; rows are the times any iterator has
+  a point, where fill(number) (or, for fill(previous), the row before) stands in for the others;
+  math then runs per row (`_joined_rows`).
 - top(), bottom(), sample() and distinct() answer several rows per bucket: they stand alone.
+- Where InfluxDB's answer depends on Go's unstable sort (a percentile's point among equal values,
+  mode's ties), `go_sort_order` reproduces it.
 
 Everything CPU-bound runs on query threads (ctx.offload) and looks at the query's deadline.
 """
