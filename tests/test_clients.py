@@ -531,6 +531,41 @@ def test_grafana_panel_query_grouped_by_tag(server: Server, grafana_data: int) -
     }
 
 
+def test_grafana_p95_panel(server: Server, grafana_data: int) -> None:
+    t0 = grafana_data
+    q = panel_query(t0).replace('mean("hr_bpm")', 'percentile("hr_bpm", 95)')
+    result = first_result(grafana_get(server, q))
+    # nearest rank: the value at floor(n * 0.95 + 0.5) - 1 of each bucket's sorted values
+    assert result["series"][0]["columns"] == ["time", "percentile"]
+    assert result["series"][0]["values"] == [[t0, 110], [t0 + 10_000, 120], [t0 + 20_000, None], [t0 + 30_000, 141]]
+
+
+def test_grafana_rate_panel(server: Server, grafana_data: int) -> None:
+    t0 = grafana_data
+    q = panel_query(t0).replace('mean("hr_bpm")', 'non_negative_derivative(mean("hr_bpm"), 1s)')
+    result = first_result(grafana_post(server, q))
+    # per second between bucket means 105, 120, (none), 135.5; the empty bucket is skipped
+    assert result["series"][0]["values"] == [[t0 + 10_000, 1.5], [t0 + 30_000, (135.5 - 120) / 20]]
+
+
+def test_v1_query_functions(server: Server, v1: influxdb.InfluxDBClient, grafana_data: int) -> None:
+    t0 = grafana_data
+    where = f"WHERE time >= {t0}ms AND time < {t0 + 40_000}ms"
+    result = v1.query(f"SELECT top(hr_bpm, device, 2) FROM samples {where}", epoch="ms")
+    assert list(result.get_points()) == [
+        {"time": t0 + 35_000, "top": 130, "device": "watch"},
+        {"time": t0 + 38_000, "top": 141, "device": "bike"},
+    ]
+    result = v1.query(
+        f"SELECT count(distinct(hr_bpm)), spread(hr_bpm), max(m) FROM samples {where}; "
+        f"SELECT max(m) FROM (SELECT mean(hr_bpm) AS m FROM samples {where} GROUP BY time(10s))",
+        epoch="ms",
+    )
+    first, second = result
+    assert list(first.get_points()) == [{"time": t0, "count": 5, "spread": 41, "max": None}]
+    assert list(second.get_points()) == [{"time": t0 + 30_000, "max": 135.5}]
+
+
 def test_grafana_show_tag_values(server: Server, grafana_data: int) -> None:
     result = first_result(grafana_get(server, 'SHOW TAG VALUES FROM "samples" WITH KEY = "device"'))
     assert "error" not in result, result

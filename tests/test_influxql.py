@@ -630,15 +630,9 @@ def test_missing_bind_parameter() -> None:
         ("SELECT * FROM samples LIMIT -1", "found -, expected integer"),
         ("SELECT * FROM samples LIMIT x", "found x, expected integer"),
         ("SELECT * FROM samples ORDER BY hr_bpm", "only ORDER BY time supported at this time"),
-        ("SELECT * FROM (SELECT * FROM samples)", "subqueries are not supported"),
-        ("SELECT derivative(hr_bpm) FROM samples", "unsupported function derivative()"),
-        ("SELECT count(*) FROM samples", "count(*) is not supported: name one field"),
-        ("SELECT mean(hr_bpm * 2) FROM samples", 'mean() expects one field name, e.g. mean("hr_bpm")'),
-        ("SELECT mean(hr_bpm), pwr_w FROM samples", "mixing aggregate and non-aggregate queries is not supported"),
-        ("SELECT mean(hr_bpm) + pwr_w FROM samples", "mixing aggregate and non-aggregate queries is not supported"),
-        ("SELECT hr_bpm FROM samples GROUP BY time(1m)", "GROUP BY requires at least one aggregate function"),
-        ("SELECT time FROM samples", "at least 1 non-time field must be queried"),
-        ("SELECT 1 FROM samples", "must refer to a field or tag"),
+        ("SELECT * FROM samples, (SELECT * FROM samples)", "a subquery must be the only source of its SELECT"),
+        ("SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM samples", "found EOF, expected )"),
+        ("SELECT v FROM (SHOW DATABASES)", "found SHOW, expected SELECT"),
         ("SELECT * FROM samples WHERE hr_bpm", "invalid condition"),
         ("SELECT * FROM samples WHERE hr_bpm > mean(x)", "function mean() is not allowed in WHERE"),
         ("SELECT * FROM samples WHERE 'a' =~ /x/", "=~ needs a tag or field name on its left"),
@@ -731,3 +725,134 @@ def test_any_input_parses_or_raises_query_parse_error(text: str) -> None:
     for statement in statements:
         if isinstance(statement, SelectStatement):
             time_range(statement.condition, NOW)  # never fails on a statement the parser accepted
+
+
+# --- functions: the grammar InfluxDB 1.x accepts, and its compile errors ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expr"),
+    [
+        ("percentile(hr_bpm, 95)", Call("percentile", (VarRef("hr_bpm"), IntegerLiteral(95)))),
+        ("percentile(hr_bpm, 99.9)", Call("percentile", (VarRef("hr_bpm"), NumberLiteral(99.9)))),
+        ("derivative(mean(hr_bpm), 1s)", Call("derivative", (Call("mean", (VarRef("hr_bpm"),)), DurationLiteral(S)))),
+        ("count(distinct(hr_bpm))", Call("count", (Call("distinct", (VarRef("hr_bpm"),)),))),
+        ("count(DISTINCT hr_bpm)", Call("count", (Call("distinct", (VarRef("hr_bpm"),)),))),
+        ("DISTINCT hr_bpm", Call("distinct", (VarRef("hr_bpm"),))),
+        ("DISTINCT(hr_bpm)", Call("distinct", (VarRef("hr_bpm"),))),
+        ("count(*)", Call("count", (Wildcard(),))),
+        ("max(/pwr/)", Call("max", (RegexLiteral("pwr"),))),
+        ("top(hr_bpm, device, 3)", Call("top", (VarRef("hr_bpm"), VarRef("device"), IntegerLiteral(3)))),
+        ("atan2(lat, lng)", Call("atan2", (VarRef("lat"), VarRef("lng")))),
+        ("round(mean(hr_bpm)) * 2", BinaryExpr("*", Call("round", (Call("mean", (VarRef("hr_bpm"),)),)), IntegerLiteral(2))),
+        ("MOVING_AVERAGE(hr_bpm, 3)", Call("moving_average", (VarRef("hr_bpm"), IntegerLiteral(3)))),
+        ("sqrt(-1 * hr_bpm)", Call("sqrt", (BinaryExpr("*", IntegerLiteral(-1), VarRef("hr_bpm")),))),
+    ],
+)
+def test_function_calls_parse(text: str, expr: object) -> None:
+    statement = select(f"SELECT {text} FROM samples GROUP BY time(1m)")
+    assert statement.fields[0].expr == expr
+
+
+@pytest.mark.parametrize(
+    ("fields", "names"),
+    [
+        ("percentile(hr_bpm, 5), percentile(hr_bpm, 95)", ["percentile", "percentile"]),
+        ("derivative(mean(hr_bpm)) AS rate", ["rate"]),
+        ("round(mean(hr_bpm)) / 2", ["round"]),
+        ("count(distinct(hr_bpm))", ["count"]),
+        ("max(hr_bpm) - min(hr_bpm)", ["max_min"]),
+    ],
+)
+def test_function_field_names(fields: str, names: list[str]) -> None:
+    # Field.Name() in InfluxDB: the alias, else the outer call's name (select.py suffixes repeats).
+    assert [f.name for f in select(f"SELECT {fields} FROM samples GROUP BY time(1m)").fields] == names
+
+
+# Each error as the real InfluxDB 1.6 answers it (inside the statement's result, status 200).
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("SELECT mean(hr_bpm * 2) FROM samples", "expected field argument in mean()"),
+        ("SELECT mean(hr_bpm), pwr_w FROM samples", "mixing aggregate and non-aggregate queries is not supported"),
+        ("SELECT mean(hr_bpm) + pwr_w FROM samples", "mixing aggregate and non-aggregate queries is not supported"),
+        ("SELECT hr_bpm FROM samples GROUP BY time(1m)", "GROUP BY requires at least one aggregate function"),
+        ("SELECT time FROM samples", "at least 1 non-time field must be queried"),
+        ("SELECT 1 FROM samples", "field must contain at least one variable"),
+        ("SELECT foo(hr_bpm) FROM samples", "undefined function foo()"),
+        ("SELECT derivative(hr_bpm) FROM samples GROUP BY time(1m)", "aggregate function required inside the call to derivative"),
+        ("SELECT derivative(mean(hr_bpm)) FROM samples", "derivative aggregate requires a GROUP BY interval"),
+        ("SELECT derivative(hr_bpm, 10) FROM samples", "second argument to derivative must be a duration, got *influxql.IntegerLiteral"),
+        ("SELECT derivative(hr_bpm, -1s) FROM samples", "duration argument must be positive, got -1s"),
+        ("SELECT difference(hr_bpm, 1s) FROM samples", "invalid number of arguments for difference, expected 1, got 2"),
+        ("SELECT moving_average(hr_bpm) FROM samples", "invalid number of arguments for moving_average, expected 2, got 1"),
+        ("SELECT moving_average(hr_bpm, 1) FROM samples", "moving_average window must be greater than 1, got 1"),
+        ("SELECT moving_average(hr_bpm, 2.5) FROM samples", "second argument for moving_average must be an integer, got *influxql.NumberLiteral"),
+        ("SELECT percentile(hr_bpm) FROM samples", "invalid number of arguments for percentile, expected 2, got 1"),
+        ("SELECT percentile(hr_bpm, 'a') FROM samples", "expected float argument in percentile()"),
+        ("SELECT percentile(mean(hr_bpm), 5) FROM samples", "expected field argument in percentile()"),
+        ("SELECT top(hr_bpm) FROM samples", "invalid number of arguments for top, expected at least 2, got 1"),
+        ("SELECT top(hr_bpm, 0) FROM samples", "limit (0) in top function must be at least 1"),
+        ("SELECT top(hr_bpm, 5) FROM samples LIMIT 2", "limit (5) in top function can not be larger than the LIMIT (2) in the select statement"),
+        ("SELECT top(hr_bpm, 1.5) FROM samples", "expected integer as last argument in top(), found 1.500"),
+        ("SELECT top(mean(hr_bpm), 2) FROM samples", "expected first argument to be a field in top(), found mean(hr_bpm)"),
+        ("SELECT top(hr_bpm, 2), mean(hr_bpm) FROM samples", "selector function top() cannot be combined with other functions"),
+        ("SELECT sample(hr_bpm, 0) FROM samples", "sample window must be greater than 1, got 0"),
+        ("SELECT sample(hr_bpm, 'a') FROM samples", "expected integer argument in sample()"),
+        ("SELECT distinct(hr_bpm), mean(hr_bpm) FROM samples", "aggregate function distinct() cannot be combined with other functions or fields"),
+        ("SELECT distinct() FROM samples", "distinct function requires at least one argument"),
+        ("SELECT distinct(hr_bpm, pwr_w) FROM samples", "distinct function can only have one argument"),
+        ("SELECT integral(hr_bpm, 5) FROM samples", "second argument must be a duration"),
+        ("SELECT integral(mean(hr_bpm)) FROM samples", "expected field argument in integral()"),
+        ("SELECT elapsed(hr_bpm, 5) FROM samples", "second argument to elapsed must be a duration, got *influxql.IntegerLiteral"),
+        ("SELECT abs() FROM samples", "invalid number of arguments for abs, expected 1, got 0"),
+        ("SELECT log(hr_bpm) FROM samples", "invalid number of arguments for log, expected 2, got 1"),
+        ("SELECT abs(1) FROM samples", "field must contain at least one variable"),
+        ("SELECT 1 + 2 FROM samples", "field must contain at least one variable"),
+        ("SELECT mean(*) + 1 FROM samples", "unsupported expression with wildcard: mean()"),
+        ("SELECT max(hr_bpm), min(hr_bpm), pwr_w FROM samples", "mixing multiple selector functions with tags or fields is not supported"),
+        ("SELECT hr_bpm FROM samples fill(none)", "fill(none) must be used with a function"),
+        ("SELECT hr_bpm FROM samples fill(linear)", "fill(linear) must be used with a function"),
+        ("SELECT count(distinct(*)) FROM samples", "expected field argument in distinct()"),
+        ("SELECT mean(max(hr_bpm)) FROM samples", "expected field argument in mean()"),
+        ("SELECT cumulative_sum(hr_bpm, 2) FROM samples", "invalid number of arguments for cumulative_sum, expected 1, got 2"),
+        ("SELECT non_negative_derivative(hr_bpm, 1s, 1) FROM samples",
+         "invalid number of arguments for non_negative_derivative, expected at least 1 but no more than 2, got 3"),
+        ("SELECT top(*, 2) FROM samples", "expected first argument to be a field in top(), found *"),
+        ("SELECT distinct(*) FROM samples", "expected field argument in distinct()"),
+    ],
+)
+def test_compile_errors_are_influxdbs(text: str, error: str) -> None:
+    # Well-formed InfluxQL that InfluxDB refuses when compiling: the statement carries the error, so
+    # the other statements of the request still run (InfluxDB answers it inside that result).
+    assert select(text).compile_error == error
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT derivative(hr_bpm) FROM samples",
+        "SELECT non_negative_derivative(mean(hr_bpm), 1s) FROM samples WHERE time > now() - 1h GROUP BY time(1m)",
+        "SELECT percentile(*, 95) FROM samples GROUP BY time(1m) fill(null)",
+        "SELECT max(hr_bpm) * 2, pwr_w FROM samples",
+        "SELECT integral(pwr_w, 1h) / 1000 FROM samples",
+        "SELECT sample(hr_bpm, 3), device FROM samples",
+    ],
+)
+def test_valid_function_statements_compile(text: str) -> None:
+    assert select(text).compile_error is None
+
+
+def test_subqueries_parse_into_a_source_holding_the_inner_statement() -> None:
+    outer = select(
+        "SELECT max(v) FROM (SELECT mean(hr_bpm) AS v FROM (SELECT hr_bpm FROM samples) GROUP BY time(1m)) "
+        "WHERE time > now() - 1h GROUP BY device"
+    )
+    inner = outer.sources[0].query
+    assert inner is not None and inner.fields == [FieldExpr(Call("mean", (VarRef("hr_bpm"),)), "v")]
+    assert inner.group_by_time == (60 * S, 0)
+    innermost = inner.sources[0].query
+    assert innermost is not None and innermost.sources == [Source(name="samples")]
+    assert outer.group_by_tags == ["device"] and outer.compile_error is None
+    # InfluxDB compiles the inner statement with the outer: its error is the statement's
+    assert select("SELECT max(v) FROM (SELECT foo(hr_bpm) AS v FROM samples)").compile_error == "undefined function foo()"

@@ -15,20 +15,25 @@ Decisions worth knowing:
 - The time bounds of a SELECT must be AND-ed at the top level of WHERE; `time` inside an OR, or
   compared with `!=`/`=~`, is refused at parse time (400) rather than silently widening the range.
   `time_range()` extracts the bounds and the remaining tag/field condition.
-- Mixing aggregates with raw fields, and GROUP BY time() without an aggregate, are refused at parse
-  time, so the executor only sees "raw" or "aggregate" selects.
+- Function calls take InfluxDB 1.x's arguments, including `*` and `/regex/` (count(*), max(/pwr/))
+  and `DISTINCT x`. What InfluxDB refuses when it compiles a SELECT (undefined functions, wrong
+  arguments, mixing aggregates with fields, a transformation of a raw field under GROUP BY time ...)
+  is `compile_error(statement)`, in InfluxDB's words; the statement carries it in `compile_error`
+  and is answered with it inside its own result, as InfluxDB does, not as a 400 for the request.
 - Statements Tracker does not run (DROP, DELETE, GRANT, SELECT INTO, SHOW USERS, ...) parse into
   `UnsupportedStatement`; the executor answers an error inside that statement's result.
 - Expression trees are at most MAX_EXPR_DEPTH deep (parentheses at most MAX_PAREN_DEPTH), so code
   that walks them recursively cannot hit Python's recursion limit.
 
-Refused with a clear QueryParseError: subqueries, SLIMIT/SOFFSET, tz(), functions other than the
-AGGREGATES (and now() in time comparisons), count(*) / mean(*), GROUP BY /regex/, ORDER BY other
-than time, time inside OR or compared with != or a regex.
+Subqueries (`FROM (SELECT ...)`, nested too) parse into a Source holding the inner statement.
+
+Refused with a clear QueryParseError: a subquery beside other sources, SLIMIT/SOFFSET, tz(), GROUP BY /regex/, ORDER BY
+other than time, time inside OR or compared with != or a regex, comparisons in SELECT fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
@@ -40,6 +45,11 @@ from tracker.rules import parse_duration, parse_time_string
 
 __all__ = [
     "AGGREGATES",
+    "AGGREGATE_FUNCTIONS",
+    "MATH_FUNCTIONS",
+    "REDUCERS",
+    "SELECTOR_FUNCTIONS",
+    "TRANSFORMATIONS",
     "BinaryExpr",
     "BooleanLiteral",
     "Call",
@@ -69,6 +79,9 @@ __all__ = [
     "UnsupportedStatement",
     "VarRef",
     "Wildcard",
+    "compile_error",
+    "format_expr",
+    "format_influx_duration",
     "parse_duration",
     "parse_query",
     "parse_time_string",
@@ -80,7 +93,23 @@ MIN_TIME = -(2**63) + 2  # InfluxDB's influxql.MinTime: the earliest representab
 MAX_TIME = 2**63 - 1  # default exclusive end of a time range
 MAX_PAREN_DEPTH = 100  # nesting of ( ) and call arguments; keeps the recursive parser off Python's limit
 MAX_EXPR_DEPTH = 256  # depth of a finished expression tree, so recursive consumers are safe too
+# The aggregates the SQL and column paths answer per bucket (one field each); the others run in
+# tracker.influx.functions.
 AGGREGATES = ("mean", "median", "min", "max", "sum", "count", "first", "last", "spread", "stddev")
+# InfluxDB 1.x's functions by kind: aggregates and selectors reduce a bucket's points; transformations
+# map a sequence of points (raw, or one aggregate per bucket); math maps each value.
+AGGREGATE_FUNCTIONS = frozenset({"count", "distinct", "integral", "mean", "median", "mode", "spread", "stddev", "sum"})
+SELECTOR_FUNCTIONS = frozenset({"bottom", "first", "last", "max", "min", "percentile", "sample", "top"})
+REDUCERS = AGGREGATE_FUNCTIONS | SELECTOR_FUNCTIONS
+TRANSFORMATIONS = frozenset({
+    "cumulative_sum", "derivative", "difference", "elapsed", "moving_average", "non_negative_derivative",
+    "non_negative_difference",
+})  # fmt: skip
+MATH_FUNCTIONS = frozenset({
+    "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "exp", "floor", "ln", "log", "log2", "log10", "pow",
+    "round", "sin", "sqrt", "tan",
+})  # fmt: skip
+_TWO_ARGUMENT_MATH = frozenset({"atan2", "log", "pow"})
 FILL_OPTIONS = ("null", "none", "previous", "linear")
 TYPE_HINTS = ("field", "tag", "float", "integer", "string", "boolean", "unsigned")
 _INT64_MAX = 2**63 - 1
@@ -232,12 +261,14 @@ class FieldExpr:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A FROM item: a measurement `name` or a `regex`, with the optional "db"."rp". prefix."""
+    """A FROM item: a measurement `name` or a `regex`, with the optional "db"."rp". prefix; or a
+    subquery, `FROM (SELECT ...)`, whose answer is the outer statement's points."""
 
     name: str | None = None
     regex: RegexLiteral | None = None
     database: str | None = None
     retention_policy: str | None = None
+    query: SelectStatement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +282,29 @@ class SelectStatement:
     order_desc: bool = False
     limit: int | None = None  # None: no limit (LIMIT 0 means none too, as in InfluxDB)
     offset: int = 0
+    # InfluxDB's compile error for a well-formed statement it cannot run (e.g. "undefined function
+    # foo()"): answered inside the statement's result, as InfluxDB does, so the others still run.
+    compile_error: str | None = None
 
     @property
     def is_aggregate(self) -> bool:
+        """Reduces points per bucket (or the whole range), rather than answering row per point."""
         return any(_has_aggregate(f.expr) for f in self.fields)
+
+    @property
+    def needs_functions(self) -> bool:
+        """Beyond the SQL and column paths: functions other than the plain AGGREGATES over one named
+        field (transformations, math, percentile, top, ..., nested calls, `*` or /regex/ arguments),
+        and a selector beside fields or tags."""
+        for item in self.fields:
+            for node in _walk(item.expr):
+                if isinstance(node, Call) and (
+                    node.name not in AGGREGATES or len(node.args) != 1 or not isinstance(node.args[0], VarRef)
+                ):
+                    return True
+        # a selector beside fields or tags: SELECT max(x), y
+        aggregate = self.is_aggregate
+        return aggregate and any(isinstance(n, VarRef) for item in self.fields for n in _outside_calls(item.expr))
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +561,265 @@ def _outside_calls(expr: Expr) -> list[Expr]:
 
 
 def _has_aggregate(expr: Expr) -> bool:
-    return any(isinstance(node, Call) and node.name in AGGREGATES for node in _walk(expr))
+    return any(isinstance(node, Call) and node.name in REDUCERS for node in _walk(expr))
+
+
+def _inside_call(expr: Expr, target: Expr) -> bool:
+    return not any(node is target for node in _outside_calls(expr))
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiling a SELECT as InfluxDB 1.x does (query/compile.go): its checks, in its order, its words.
+
+_LITERALS = (StringLiteral, IntegerLiteral, NumberLiteral, BooleanLiteral, DurationLiteral, TimeLiteral)
+_GO_TYPES = {
+    VarRef: "*influxql.VarRef", Wildcard: "*influxql.Wildcard", Call: "*influxql.Call",
+    BinaryExpr: "*influxql.BinaryExpr", StringLiteral: "*influxql.StringLiteral",
+    IntegerLiteral: "*influxql.IntegerLiteral", NumberLiteral: "*influxql.NumberLiteral",
+    BooleanLiteral: "*influxql.BooleanLiteral", DurationLiteral: "*influxql.DurationLiteral",
+    TimeLiteral: "*influxql.TimeLiteral", RegexLiteral: "*influxql.RegexLiteral",
+}  # fmt: skip
+
+
+def format_influx_duration(ns: int) -> str:
+    """InfluxQL's FormatDuration: the largest unit that divides the duration (1w, 90m, 1500ms)."""
+    if ns == 0:
+        return "0s"
+    for unit, size in (("w", 604_800 * 10**9), ("d", 86_400 * 10**9), ("h", 3_600 * 10**9), ("m", 60 * 10**9),
+                       ("s", 10**9), ("ms", 10**6), ("u", 10**3)):  # fmt: skip
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+def format_expr(expr: Expr) -> str:
+    """An expression as InfluxQL writes it back (for error texts that quote one)."""
+    if isinstance(expr, VarRef):
+        name = expr.name if _IDENT_CHARS.fullmatch(expr.name) and expr.name.upper() not in _KEYWORDS else f'"{expr.name}"'
+        return name + (f"::{expr.type_hint}" if expr.type_hint else "")
+    if isinstance(expr, Wildcard):
+        return "*"
+    if isinstance(expr, Call):
+        return f"{expr.name}({', '.join(format_expr(arg) for arg in expr.args)})"
+    if isinstance(expr, BinaryExpr):
+        return f"{format_expr(expr.lhs)} {expr.op} {format_expr(expr.rhs)}"
+    if isinstance(expr, StringLiteral):
+        return "'" + expr.value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(expr, BooleanLiteral):
+        return "true" if expr.value else "false"
+    if isinstance(expr, DurationLiteral):
+        return format_influx_duration(expr.ns)
+    if isinstance(expr, RegexLiteral):
+        return "/" + expr.pattern.replace("/", "\\/") + "/"
+    if isinstance(expr, TimeLiteral):
+        return str(expr.ns)
+    return f"{expr.value:.3f}" if isinstance(expr, NumberLiteral) else str(expr.value)  # Go's 'f', 3
+
+
+class _CompileError(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Compiled:
+    """What compiling the fields found out (InfluxDB's compiledStatement flags)."""
+
+    has_interval: bool
+    limit: int | None
+    function_calls: int = 0
+    only_selectors: bool = True
+    has_auxiliary: bool = False
+    has_distinct: bool = False
+    top_bottom: str | None = None
+
+
+def compile_error(statement: SelectStatement) -> str | None:
+    """InfluxDB's error for a SELECT it would refuse when compiling it, else None."""
+    state = _Compiled(statement.group_by_time is not None, statement.limit)
+    fields = [item for item in statement.fields if not _is_time_ref(item.expr)]
+    try:
+        for item in fields:
+            _compile_expr(item.expr, state, allow_wildcard=True)
+    except _CompileError as exc:
+        return str(exc)
+    if not fields:
+        return "at least 1 non-time field must be queried"
+    if state.function_calls > 1 and state.top_bottom:
+        return f"selector function {state.top_bottom}() cannot be combined with other functions"
+    if state.function_calls == 0:
+        if statement.fill in ("none", "linear"):
+            return f"fill({statement.fill}) must be used with a function"
+        if state.has_interval:
+            return "GROUP BY requires at least one aggregate function"
+    if state.has_distinct and (state.function_calls != 1 or state.has_auxiliary):
+        return "aggregate function distinct() cannot be combined with other functions or fields"
+    if state.has_auxiliary:
+        if not state.only_selectors:
+            return "mixing aggregate and non-aggregate queries is not supported"
+        if state.function_calls > 1:
+            return "mixing multiple selector functions with tags or fields is not supported"
+    return None
+
+
+def _compile_expr(expr: Expr, state: _Compiled, *, allow_wildcard: bool) -> None:
+    if isinstance(expr, VarRef):
+        state.has_auxiliary = True
+    elif isinstance(expr, (Wildcard, RegexLiteral)):
+        state.has_auxiliary = True
+        if not allow_wildcard:
+            what = "wildcard" if isinstance(expr, Wildcard) else "regex"
+            raise _CompileError(f"unable to use {what} in a binary expression")
+    elif isinstance(expr, Call):
+        if expr.name in MATH_FUNCTIONS:
+            _compile_math(expr, state, allow_wildcard)
+        else:
+            state.function_calls += 1
+            _compile_call(expr, state, allow_wildcard)
+    elif isinstance(expr, BinaryExpr):
+        # Wildcards inside arithmetic are refused, as InfluxDB does (it cannot expand them there).
+        lhs_literal, rhs_literal = isinstance(expr.lhs, _LITERALS), isinstance(expr.rhs, _LITERALS)
+        if lhs_literal and rhs_literal:
+            raise _CompileError("field must contain at least one variable")
+        if not lhs_literal:
+            _compile_expr(expr.lhs, state, allow_wildcard=False)
+        if not rhs_literal:
+            _compile_expr(expr.rhs, state, allow_wildcard=False)
+    else:
+        raise _CompileError("field must contain at least one variable")
+
+
+def _compile_math(call: Call, state: _Compiled, allow_wildcard: bool) -> None:
+    expected = 2 if call.name in _TWO_ARGUMENT_MATH else 1
+    if len(call.args) != expected:
+        raise _CompileError(f"invalid number of arguments for {call.name}, expected {expected}, got {len(call.args)}")
+    variables = [arg for arg in call.args if not isinstance(arg, _LITERALS)]
+    if not variables:
+        raise _CompileError("field must contain at least one variable")
+    for arg in variables:
+        _compile_expr(arg, state, allow_wildcard=allow_wildcard)
+
+
+def _compile_symbol(name: str, arg: Expr, allow_wildcard: bool = True) -> None:
+    """Must be a field: a name, or `*` / a /regex/ where they can be expanded (not inside arithmetic)."""
+    if isinstance(arg, Wildcard) and not allow_wildcard:
+        raise _CompileError(f"unsupported expression with wildcard: {name}()")
+    if isinstance(arg, RegexLiteral) and not allow_wildcard:
+        raise _CompileError(f"unsupported expression with regex field: {name}()")
+    if not isinstance(arg, (VarRef, Wildcard, RegexLiteral)):
+        raise _CompileError(f"expected field argument in {name}()")
+
+
+def _argument_count(call: Call, low: int, high: int) -> None:
+    got = len(call.args)
+    if low == high and got != low:
+        raise _CompileError(f"invalid number of arguments for {call.name}, expected {low}, got {got}")
+    if not low <= got <= high:
+        raise _CompileError(
+            f"invalid number of arguments for {call.name}, expected at least {low} but no more than {high}, got {got}"
+        )
+
+
+def _duration_argument(call: Call, message: str) -> None:
+    if len(call.args) == 2:
+        unit = call.args[1]
+        if not isinstance(unit, DurationLiteral):
+            raise _CompileError(message.format(type=_GO_TYPES.get(type(unit), "influxql.Expr")))
+        if unit.ns <= 0:
+            raise _CompileError(f"duration argument must be positive, got {format_influx_duration(unit.ns)}")
+
+
+def _compile_call(call: Call, state: _Compiled, allow_wildcard: bool) -> None:
+    name, args = call.name, call.args
+    if name in TRANSFORMATIONS:
+        if name in ("derivative", "non_negative_derivative", "elapsed"):
+            _argument_count(call, 1, 2)
+            _duration_argument(call, f"second argument to {name} must be a duration, got {{type}}")
+        elif name == "moving_average":
+            _argument_count(call, 2, 2)
+            window = args[1]
+            if not isinstance(window, IntegerLiteral):
+                raise _CompileError(
+                    f"second argument for moving_average must be an integer, got {_GO_TYPES.get(type(window))}"
+                )
+            if window.value <= 1:
+                raise _CompileError(f"moving_average window must be greater than 1, got {window.value}")
+        else:
+            _argument_count(call, 1, 1)
+        state.only_selectors = False
+        if isinstance(args[0], Call):
+            if not state.has_interval:
+                raise _CompileError(f"{name} aggregate requires a GROUP BY interval")
+            _compile_expr(args[0], state, allow_wildcard=allow_wildcard)
+        else:
+            if state.has_interval:
+                raise _CompileError(f"aggregate function required inside the call to {name}")
+            _compile_symbol(name, args[0], allow_wildcard)
+    elif name == "integral":
+        _argument_count(call, 1, 2)
+        _duration_argument(call, "second argument must be a duration")
+        state.only_selectors = False
+        _compile_symbol(name, args[0], allow_wildcard)
+    elif name == "percentile":
+        _argument_count(call, 2, 2)
+        if not isinstance(args[1], (IntegerLiteral, NumberLiteral)):
+            raise _CompileError("expected float argument in percentile()")
+        _compile_symbol(name, args[0], allow_wildcard)
+    elif name == "sample":
+        _argument_count(call, 2, 2)
+        size = args[1]
+        if not isinstance(size, IntegerLiteral):
+            raise _CompileError("expected integer argument in sample()")
+        if size.value <= 0:
+            raise _CompileError(f"sample window must be greater than 1, got {size.value}")
+        _compile_symbol(name, args[0], allow_wildcard)
+    elif name == "distinct":
+        _compile_distinct(args, state, nested=False)
+    elif name in ("top", "bottom"):
+        _compile_top_bottom(call, state)
+    elif name in REDUCERS:  # the plain ones: one field each
+        if name not in SELECTOR_FUNCTIONS:
+            state.only_selectors = False
+        _argument_count(call, 1, 1)
+        if name == "count" and isinstance(args[0], Call) and args[0].name == "distinct":
+            _compile_distinct(args[0].args, state, nested=True)
+        else:
+            _compile_symbol(name, args[0], allow_wildcard)
+    else:
+        raise _CompileError(f"undefined function {name}()")
+
+
+def _compile_distinct(args: tuple[Expr, ...], state: _Compiled, *, nested: bool) -> None:
+    if not args:
+        raise _CompileError("distinct function requires at least one argument")
+    if len(args) != 1:
+        raise _CompileError("distinct function can only have one argument")
+    if not isinstance(args[0], VarRef):
+        raise _CompileError("expected field argument in distinct()")
+    state.has_distinct = state.has_distinct or not nested
+    state.only_selectors = False
+
+
+def _compile_top_bottom(call: Call, state: _Compiled) -> None:
+    name, args = call.name, call.args
+    if state.top_bottom:
+        raise _CompileError(f"selector function {state.top_bottom}() cannot be combined with other functions")
+    if len(args) < 2:
+        raise _CompileError(f"invalid number of arguments for {name}, expected at least 2, got {len(args)}")
+    limit = args[-1]
+    if not isinstance(limit, IntegerLiteral):
+        raise _CompileError(f"expected integer as last argument in {name}(), found {format_expr(limit)}")
+    if limit.value <= 0:
+        raise _CompileError(f"limit ({limit.value}) in {name} function must be at least 1")
+    if state.limit and limit.value > state.limit:
+        raise _CompileError(
+            f"limit ({limit.value}) in {name} function can not be larger than the LIMIT ({state.limit}) in the select statement"
+        )
+    if not isinstance(args[0], VarRef):
+        raise _CompileError(f"expected first argument to be a field in {name}(), found {format_expr(args[0])}")
+    for tag in args[1:-1]:
+        if not isinstance(tag, VarRef):
+            raise _CompileError(f"only fields or tags are allowed in {name}(), found {format_expr(tag)}")
+    state.top_bottom = name
 
 
 def _column_name(expr: Expr) -> str:
@@ -864,7 +1172,10 @@ class _Parser:
         if self._is_kw("INTO"):
             return self._unsupported(start)
         self._expect_kw("FROM", regex_ok=True)
+        sources_at = self.tok.start
         sources = self._sources()
+        if len(sources) > 1 and any(source.query is not None for source in sources):
+            raise self._error("a subquery must be the only source of its SELECT", sources_at)
         condition = self._optional_where()
         group_by_time, group_by_tags = self._group_by()
         fill = self._fill()
@@ -885,6 +1196,10 @@ class _Parser:
             offset=offset,
         )
         self._validate_select(statement)
+        inner = statement.sources[0].query
+        error = inner.compile_error if inner is not None and inner.compile_error else compile_error(statement)
+        if error is not None:
+            statement = dataclasses.replace(statement, compile_error=error)
         return statement
 
     def _field(self) -> FieldExpr:
@@ -909,7 +1224,7 @@ class _Parser:
 
     def _source(self) -> Source:
         if self._is_op("("):
-            raise self._error("subqueries are not supported")
+            return self._subquery()
         # Up to three dot-separated segments: [db.][rp.]measurement; `db..m` leaves rp empty.
         segments: list[str] = []
         regex: RegexLiteral | None = None
@@ -940,6 +1255,19 @@ class _Parser:
             database=database or None,
             retention_policy=retention_policy or None,
         )
+
+    def _subquery(self) -> Source:
+        self._enter_parens()
+        self._advance()  # (
+        start = self.tok
+        if not self._is_kw("SELECT"):
+            raise self._expected("SELECT")
+        inner = self._select(start)
+        if not isinstance(inner, SelectStatement):  # SELECT ... INTO
+            raise self._error("SELECT INTO is not allowed in a subquery", start.start)
+        self._expect_op(")")
+        self.paren_depth -= 1
+        return Source(query=inner)
 
     def _optional_where(self) -> Expr | None:
         if not self._is_kw("WHERE"):
@@ -1263,6 +1591,12 @@ class _Parser:
             if self._is_op("("):
                 return self._call(tok)
             return VarRef(tok.value, self._type_hint())
+        if tok.kind == _KEYWORD and tok.value == "DISTINCT":
+            # distinct(x), or InfluxQL's `DISTINCT x`: the same call
+            self._advance()
+            if self._is_op("("):
+                return self._call(tok)
+            return Call("distinct", (VarRef(self._identifier()),))
         if tok.kind == _KEYWORD and tok.value in ("TRUE", "FALSE"):
             self._advance()
             return BooleanLiteral(tok.value == "TRUE")
@@ -1285,18 +1619,27 @@ class _Parser:
 
     def _call(self, name_tok: _Token) -> Call:
         self._enter_parens()
-        self._advance()  # (
+        self._advance(regex_ok=True)  # (, then mean(/regex/) may follow
         args: list[Expr] = []
-        if self._is_op("*"):
-            raise self._error(f"{name_tok.value}(*) is not supported: name one field, e.g. count(\"hr_bpm\")")
         if not self._is_op(")"):
-            args.append(self._expr())
+            args.append(self._call_argument())
             while self._is_op(","):
-                self._advance()
-                args.append(self._expr())
+                self._advance(regex_ok=True)
+                args.append(self._call_argument())
         self._expect_op(")")
         self.paren_depth -= 1
         return Call(name_tok.value.lower(), tuple(args))
+
+    def _call_argument(self) -> Expr:
+        """An expression, or `*` / `/regex/` (count(*), max(/pwr/)): InfluxDB expands them to one call per field."""
+        tok = self.tok
+        if self._is_op("*"):
+            self._advance()
+            return Wildcard()
+        if tok.kind == _REGEX:
+            self._advance()
+            return self._regex_literal(tok.value, tok.start)
+        return self._expr()
 
     def _type_hint(self) -> str | None:
         if not self._is_op("::"):
@@ -1395,41 +1738,13 @@ class _Parser:
                 raise self._error("invalid condition: expected comparisons like \"host\" = 'a' joined by AND/OR", pos)
 
     def _validate_select(self, statement: SelectStatement) -> None:
-        # Errors without a position: they concern the statement as a whole, as InfluxDB's compile errors do.
-        aggregate_fields = 0
-        data_fields = 0
+        # Errors that make the text no SELECT InfluxQL can run at all; what InfluxDB reports when it
+        # compiles a statement is `compile_error`'s job (answered inside the statement's result).
         for item in statement.fields:
-            nodes = _walk(item.expr)
-            for node in nodes:
-                if isinstance(node, Call):
-                    if node.name not in AGGREGATES:
-                        raise QueryParseError(
-                            f"unsupported function {node.name}() (supported: {', '.join(AGGREGATES)})"
-                        )
-                    if len(node.args) != 1 or not isinstance(node.args[0], VarRef) or _is_time_ref(node.args[0]):
-                        raise QueryParseError(f'{node.name}() expects one field name, e.g. {node.name}("hr_bpm")')
+            for node in _walk(item.expr):
                 if isinstance(node, BinaryExpr) and node.op not in _ARITHMETIC:
                     raise QueryParseError(f"operator {node.op} is not allowed in a SELECT field")
-                if isinstance(node, RegexLiteral):
+                if isinstance(node, RegexLiteral) and not _inside_call(item.expr, node):
                     raise QueryParseError("a regex is not allowed in a SELECT field")
-            raw = [
-                n
-                for n in _outside_calls(item.expr)
-                if isinstance(n, Wildcard) or (isinstance(n, VarRef) and not _is_time_ref(n))
-            ]
-            if _has_aggregate(item.expr):
-                aggregate_fields += 1
-                if raw:  # mean(a) + b: b has no single value per interval
-                    data_fields += 1
-            elif raw:
-                data_fields += 1
-            elif not any(isinstance(n, VarRef) for n in nodes):
-                raise QueryParseError(f"field {_column_name(item.expr) or 'literal'} must refer to a field or tag")
-        if aggregate_fields and data_fields:
-            raise QueryParseError("mixing aggregate and non-aggregate queries is not supported")
-        if not aggregate_fields and not data_fields:
-            raise QueryParseError("at least 1 non-time field must be queried")
-        if statement.group_by_time is not None and not aggregate_fields:
-            raise QueryParseError("GROUP BY requires at least one aggregate function")
         # Refuse unusable time conditions now (400) rather than during execution.
         time_range(statement.condition, self.now_ns)

@@ -123,6 +123,9 @@ def statement_database(statement: Statement, default_db: str) -> str | None:
         sources = statement.sources
     elif isinstance(statement, (ShowFieldKeys, ShowTagKeys, ShowTagValues, ShowSeries)):
         sources = statement.from_
+    inner = next((source.query for source in sources if source.query is not None), None)
+    if inner is not None:  # FROM (SELECT ...): the database the innermost statement reads
+        return statement_database(inner, default_db)
     explicit = getattr(statement, "database", None) or next((s.database for s in sources if s.database), None)
     return explicit or default_db or None
 
@@ -197,6 +200,15 @@ def _reads_samples(sources: Sequence[Source], default_rp: str) -> bool:
 
 
 async def _select(statement: SelectStatement, database: str, ctx: Context) -> Output:
+    if statement.compile_error is not None:
+        raise StatementError(statement.compile_error)
+    # Imported here: the functions module builds on this one (buckets, fill, time format).
+    from tracker.influx import functions
+
+    if statement.sources[0].query is not None:  # FROM (SELECT ...): over the inner answer's rows
+        async for item in functions.select_subquery(statement, database, ctx):
+            yield item
+        return
     if not _reads_samples(statement.sources, ctx.default_rp):
         return  # another measurement: empty result, as InfluxDB answers for unknown measurements
     try:
@@ -210,7 +222,14 @@ async def _select(statement: SelectStatement, database: str, ctx: Context) -> Ou
         return
     # Matching tag conditions (regexes included) against every series is work the user controls.
     plan = await ctx.offload(_plan, statement, rest, series, ctx.deadline)
-    if statement.is_aggregate:
+    if functions.has_wildcard_calls(statement):  # count(*), mean(/regex/): one call per field in range
+        fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
+        statement = functions.expand_wildcards(statement, fields)
+        if not statement.fields:
+            return
+    if statement.needs_functions or functions.fills_like_influxdb(statement):
+        runner = functions.select_functions(statement, database, ctx, start, end, plan)
+    elif statement.is_aggregate:
         runner = _aggregate_select(statement, database, ctx, start, end, plan)
     else:
         runner = _raw_select(statement, database, ctx, start, end, plan)
@@ -229,6 +248,11 @@ def _plan(statement: SelectStatement, condition: Expr | None, series: SeriesTags
     where = _compile_condition(condition, series, deadline)
     group_keys = _group_keys(statement.group_by_tags, series)
     return _Plan(series, group_keys, _groups(group_keys, series, where))
+
+
+def in_answer_order(groups: list[T], descending: bool) -> list[T]:
+    """The answer's series as InfluxDB orders them: by tags, the other way round for ORDER BY time DESC."""
+    return groups[::-1] if descending else groups
 
 
 def _tag_keys(series: SeriesTags) -> list[str]:
@@ -252,6 +276,27 @@ def _groups(keys: list[str], series: SeriesTags, where: QueryFilter) -> list[tup
         (dict(zip(keys, values)), storage.combine_filters("AND", where, storage.series_in(ids)))
         for values, ids in sorted(by_values.items())
     ]
+
+
+def column_names(fields: list[FieldExpr]) -> list[str]:
+    """A SELECT's column names as InfluxDB gives them: aliases as written (repeats too), then each
+    other name, suffixed _1, _2 ... where it is taken already: percentile, percentile_1."""
+    taken: dict[str, int] = {item.alias: 1 for item in fields if item.alias is not None}
+    out: list[str] = []
+    for item in fields:
+        if item.alias is not None:
+            out.append(item.alias)
+            continue
+        name = item.name
+        count = taken.get(name, 0)
+        if count:
+            while f"{name}_{count}" in taken:
+                count += 1
+            taken[name] = count + 1
+            name = f"{name}_{count}"
+        taken[name] = taken.get(name, 0) + 1
+        out.append(name)
+    return out
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -287,7 +332,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             deadline=ctx.deadline, fields={name for kind, name in sources if kind == "field"},  # type: ignore[misc]
         )
         if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
-            for tags, group_where in plan.groups if len(found) else []:
+            for tags, group_where in in_answer_order(plan.groups, statement.order_desc) if len(found) else []:
                 answer = await ctx.offload(
                     columnar.raw_answer, found, sources, plan.series, group_where.only_series, ctx.epoch,
                     statement.order_desc, statement.limit, statement.offset,
@@ -296,7 +341,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
                 for first in range(0, len(answer), ctx.batch):
                     yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
             return
-    for tags, group_where in plan.groups:
+    for tags, group_where in in_answer_order(plan.groups, statement.order_desc):
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         async for rows in storage.query_raw(
             ctx.store,
@@ -362,23 +407,21 @@ async def _aggregate_select(
             if _call_key(call) not in keys:
                 keys.append(_call_key(call))
     interval = statement.group_by_time
-    # A lone selector without GROUP BY time answers with the time of the point it selected.
-    point_times = (
-        interval is None and len(statement.fields) == 1 and isinstance(statement.fields[0].expr, Call)
-        and statement.fields[0].expr.name in _SELECTORS
-    )  # fmt: skip
+    # A lone selector without GROUP BY time answers with the time of the point it selected (inside math too).
+    all_calls = [call for item in statement.fields for call in _calls(item.expr)]
+    point_times = interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
     if interval is not None and start != MIN_TIME:
         # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
         _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
-    header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
+    header_columns = ["time", *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
 
-    for tags, group_where in plan.groups:
+    for tags, group_where in in_answer_order(plan.groups, statement.order_desc):
         data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times, read)
         if not data:
             continue
@@ -436,12 +479,23 @@ async def _bucket_data(
     )
 
 
+def bucket_index(time_ns: Any, interval: tuple[int, int]) -> Any:
+    """The GROUP BY time bucket a time falls in (an int, or a numpy array of times at once)."""
+    every, offset = interval
+    return (time_ns - offset) // every
+
+
+def bucket_start(index: Any, interval: tuple[int, int]) -> Any:
+    """Where a GROUP BY time bucket starts (an int, or a numpy array of indexes at once)."""
+    every, offset = interval
+    return index * every + offset
+
+
 def _bucket_range(start: int | None, end: int, interval: tuple[int, int], earliest: int = 0) -> tuple[int, int]:
     """(index of the first bucket, number of buckets) of GROUP BY time over [start, end); with no
     start, the first bucket is the earliest one holding data."""
-    every, offset = interval
-    first = (start - offset) // every if start is not None else earliest
-    return first, max(0, (end - 1 - offset) // every - first + 1)
+    first = bucket_index(start, interval) if start is not None else earliest
+    return first, max(0, bucket_index(end - 1, interval) - first + 1)
 
 
 def _check_buckets(count: int, limit: int) -> None:
@@ -467,7 +521,7 @@ class _Buckets:
         deadline: float | None,
     ) -> None:
         self.first, self.count = first, count
-        self.every, self.offset = interval
+        self.interval = interval
         self.fill = fill
         self.counts = counts
         self.width = len(fields)
@@ -502,7 +556,7 @@ class _Buckets:
             for column, value in enumerate(values):
                 if value is None:
                     values[column] = self._filled(column, index, found is not None)
-            out.append([format_time(index * self.every + self.offset, epoch), *map(_json_number, values)])
+            out.append([format_time(bucket_start(index, self.interval), epoch), *map(_json_number, values)])
         return out
 
     def _filled(self, column: int, index: int, had_data: bool) -> Any:
@@ -523,7 +577,7 @@ class _Buckets:
             if not 0 < k < len(at):
                 return None
             # InfluxDB's arithmetic (slope per ns, times the ns since the previous value), for equal answers
-            before, now, after = (i * self.every + self.offset for i in (at[k - 1], index, at[k]))
+            before, now, after = (bucket_start(i, self.interval) for i in (at[k - 1], index, at[k]))
             return (values[k] - values[k - 1]) / (after - before) * (now - before) + values[k - 1]
         return fill
 
@@ -544,7 +598,8 @@ def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: 
     out, out_times = [], []
     for item in fields:
         out.append(_evaluate(item.expr, values))
-        out_times.append(times.get(_call_key(item.expr)) if isinstance(item.expr, Call) else None)
+        calls = _calls(item.expr)
+        out_times.append(times.get(_call_key(calls[0])) if len(calls) == 1 else None)
     return out, out_times
 
 
