@@ -55,14 +55,22 @@ def raw_answer(
     descending: bool,
     limit: int | None,
     offset: int,
+    series_rank: dict[int, int] | None = None,
 ) -> RawAnswer:
     """`sources`: per output column ("field", name), ("tag", key) or ("null", "") (storage's
     column_source); `keep` the series to answer (a filter's only_series). Rows whose every field is
-    empty are left out, as InfluxDB does."""
+    empty are left out, as InfluxDB does. Rows at the same time come in series id order, or in
+    `series_rank` order where that is given (as storage's query_raw)."""
     fields = {name for kind, name in sources if kind == "field"}
     chosen = _chosen_rows(columns, fields, keep)
     if chosen is None:
         return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(sources))
+    if series_rank is not None and len(chosen) > 1 and bool((np.diff(columns.times[chosen]) == 0).any()):
+        ids = np.fromiter(series_rank, dtype=np.int64, count=len(series_rank))
+        ranks = np.fromiter(series_rank.values(), dtype=np.int64, count=len(series_rank))
+        by_id = np.argsort(ids)
+        rank = ranks[by_id][np.searchsorted(ids[by_id], columns.series[chosen])]
+        chosen = chosen[np.lexsort((rank, columns.times[chosen]))]
     if descending:
         chosen = chosen[::-1]
     chosen = chosen[offset : None if limit is None else offset + limit]
@@ -124,7 +132,8 @@ def _json_values(column: np.ndarray) -> list[Any]:
 
 # GROUP BY time aggregates answered from columns: the SQL path's values bit for bit. SQLite (before
 # 3.43) sums doubles one after the other from 0.0 in (time, series) order, and so do these; avg is
-# that sum over the count, stddev the same formula as storage's SQL. Later SQLite versions sum with
+# that sum over the count, stddev the same two passes as storage's SQL (the mean, then the sum of
+# squared differences from it). Later SQLite versions sum with
 # compensation (Kahan-Babuska-Neumaier), so there the SQL path answers (see `aggregates_supported`).
 COLUMN_AGGREGATES = frozenset({"mean", "sum", "count", "min", "max", "spread", "stddev"})
 # Sequential sums take min(buckets, longest bucket) vectorized steps; past this, the SQL path answers.
@@ -140,8 +149,8 @@ def bucket_aggregates(
     deadline: float | None,
 ) -> dict[int, list[Any]] | None:
     """{bucket index: [value per call]} as storage.query_aggregates answers it for the kept series:
-    only buckets where a field of the calls has a value; (function, "") calls are None. None: too
-    costly here, use SQL."""
+    only buckets where a field of the calls has a value; (function, "") calls, and calls with no value
+    in a bucket (a count too), are None. None: too costly here, use SQL."""
     chosen = _chosen_rows(columns, {name for _, name in calls if name}, keep)
     if chosen is None or not len(chosen):
         return {}
@@ -154,7 +163,7 @@ def bucket_aggregates(
     for fn, name in calls:
         check_deadline(deadline)
         if name not in columns.fields:
-            results.append([0 if fn == "count" else None] * len(starts))
+            results.append([None] * len(starts))
             continue
         results.append(_aggregate(fn, columns.fields[name][chosen], starts, lengths))
     return {index: [result[n] for result in results] for n, index in enumerate(buckets[starts].tolist())}
@@ -163,10 +172,10 @@ def bucket_aggregates(
 def _aggregate(fn: str, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[Any]:
     valid = ~np.isnan(values)
     count = np.add.reduceat(valid.astype(np.int64), starts)
-    if fn == "count":
-        return count.tolist()  # type: ignore[no-any-return]
     empty = count == 0
-    if fn in ("min", "max", "spread"):
+    if fn == "count":
+        result: np.ndarray = count
+    elif fn in ("min", "max", "spread"):
         low = np.fmin.reduceat(values, starts) if fn != "max" else None
         high = np.fmax.reduceat(values, starts) if fn != "min" else None
         result = low if high is None else high if low is None else high - low
@@ -177,10 +186,11 @@ def _aggregate(fn: str, values: np.ndarray, starts: np.ndarray, lengths: np.ndar
         elif fn == "mean":
             with np.errstate(invalid="ignore", divide="ignore"):
                 result = total / count
-        else:  # stddev, as storage's SQL: the variance, only with more than one value
-            squares = _sequential_sums(np.where(valid, values * values, 0.0), starts, lengths)
+        else:  # stddev, as storage's SQL: the sample variance, only with more than one value
             with np.errstate(invalid="ignore", divide="ignore"):
-                result = (squares - total * total / count) / (count - 1)
+                mean = np.repeat(total / count, lengths)
+                squares = _sequential_sums(np.where(valid, (values - mean) * (values - mean), 0.0), starts, lengths)
+                result = squares / (count - 1)
             empty = count <= 1
     out = result.astype(object)
     out[empty] = None

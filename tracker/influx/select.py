@@ -274,6 +274,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
     sources = [storage.column_source(column) for column in columns]
+    rank = await ctx.offload(_series_rank, plan.series)
     if (
         ctx.columnar and all(where.only_series is not None for _, where in plan.groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
@@ -287,7 +288,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             for tags, group_where in plan.groups if len(found) else []:
                 answer = await ctx.offload(
                     columnar.raw_answer, found, sources, plan.series, group_where.only_series, ctx.epoch,
-                    statement.order_desc, statement.limit, statement.offset,
+                    statement.order_desc, statement.limit, statement.offset, rank,
                 )  # fmt: skip
                 header = SeriesHeader(MEASUREMENT, header_columns, tags)
                 for first in range(0, len(answer), ctx.batch):
@@ -308,8 +309,18 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             offset=statement.offset,
             batch=ctx.batch,
             deadline=ctx.deadline,
+            series_rank=rank,
         ):
             yield header, rows
+
+
+def _series_rank(series: SeriesTags) -> dict[int, int] | None:
+    """Each series' place in series key order, which orders InfluxDB's rows of several series at one
+    time (reversed with ORDER BY time DESC); None when that is the order of the ids already."""
+    ranked = sorted(series, key=lambda sid: series_key(series[sid]))
+    if ranked == sorted(series):
+        return None
+    return {sid: n for n, sid in enumerate(ranked)}
 
 
 def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> tuple[list[str], list[QueryColumn]]:
@@ -466,7 +477,6 @@ class _Buckets:
         self.first, self.count = first, count
         self.every, self.offset = interval
         self.fill = fill
-        self.counts = counts
         self.width = len(fields)
         self.values: dict[int, list[Any]] = {}  # bucket index -> values, for the buckets holding data
         for n, index in enumerate(sorted(data)):
@@ -475,6 +485,12 @@ class _Buckets:
             if first <= index < first + count:
                 self.values[index] = _evaluate_bucket(fields, keys, data[index])[0]
         self.filled = sorted(self.values)
+        # fill(null) gives a count 0 in the series' empty buckets, but only if it counted values in some
+        # bucket of the range: InfluxDB fills the buckets of the series its count answered, and a count
+        # that found nothing anywhere stays null.
+        self.zero_counts = {
+            column for column in counts if any(self.values[index][column] is not None for index in self.filled)
+        }
         # Per column, the buckets with a value and those values: what previous and linear fill look up.
         self.known: list[tuple[list[int], list[Any]]] = []
         if fill in ("previous", "linear"):
@@ -498,18 +514,17 @@ class _Buckets:
             values = [None] * self.width if found is None else list(found)
             for column, value in enumerate(values):
                 if value is None:
-                    values[column] = self._filled(column, index, found is not None)
+                    values[column] = self._filled(column, index)
             out.append([format_time(index * self.every + self.offset, epoch), *map(_json_number, values)])
         return out
 
-    def _filled(self, column: int, index: int, had_data: bool) -> Any:
+    def _filled(self, column: int, index: int) -> Any:
         """The value fill() gives a bucket without one in this column."""
         fill = self.fill
         if fill == "none":
             return None
         if fill == "null":
-            # InfluxDB: COUNT() reports 0 for intervals with no data.
-            return 0 if column in self.counts and not had_data else None
+            return 0 if column in self.zero_counts else None
         if fill == "previous":
             at, values = self.known[column]
             k = bisect.bisect_right(at, index)
@@ -535,8 +550,6 @@ def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: 
             value, time = value
         if key[0] == "stddev" and value is not None:
             value = math.sqrt(max(value, 0.0))  # storage answers the variance
-        if key[0] == "count" and value is None:
-            value = 0
         values[key], times[key] = value, time
     out, out_times = [], []
     for item in fields:

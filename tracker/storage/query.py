@@ -196,8 +196,12 @@ async def query_raw(
     offset: int = 0,
     batch: int = 5000,
     deadline: float | None = None,
+    series_rank: dict[int, int] | None = None,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
+
+    Rows at the same time come in series id order, or in `series_rank` order where that is given
+    (ranking the series the rows can come from; sorting by it costs a sort of every row).
 
     Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
     Whole-number values come back as integers (SQLite does that without holding the GIL).
@@ -210,31 +214,36 @@ async def query_raw(
     any_value = " OR ".join(f"samples.{name} IS NOT NULL" for name in read_fields)
     select = ", ".join(_whole_as_integer(c.sql) if c.fields else c.sql for c in columns)
     order = "DESC" if descending else "ASC"
+    tie, tie_params = "samples.series", ()
+    if series_rank is not None:
+        tie = f"CASE samples.series {' '.join('WHEN ? THEN ?' for _ in series_rank)} END"
+        tie_params = tuple(n for pair in series_rank.items() for n in pair)
     sql = (
         f"SELECT {_time_sql(epoch)}, {select} FROM samples "
         f"WHERE samples.time >= ? AND samples.time < ? AND ({any_value}) AND {where.sql} "
-        f"ORDER BY samples.time {order}, samples.series {order} LIMIT ? OFFSET ?"
+        f"ORDER BY samples.time {order}, {tie} {order} LIMIT ? OFFSET ?"
     )
     # _whole_as_integer writes each expression four times, so its parameters are bound as often.
     params: list[Any] = []
     for c in columns:
         params.extend(c.params * (4 if c.fields else 1))
-    params += [start_ns, end_ns, *where.params, -1 if limit is None else limit, offset]
+    params += [start_ns, end_ns, *where.params, *tie_params, -1 if limit is None else limit, offset]
     async with store._reading(handle) as conn:
         async with conn.execute(sql, _bounded(params, deadline)) as cursor:
             while rows := await cursor.fetchmany(batch):
                 yield rows  # type: ignore[misc]
 
 
-# Aggregates done with one SQL aggregate each (stddev from its sums); the others take a query of their own.
+# Aggregates done with one SQL aggregate each; the others take a query of their own. A count over no
+# values is NULL, as every other aggregate's: InfluxDB answers no count there, not 0 (fill(null) turns
+# it into 0 only in a series that has values of that field somewhere in the range).
 _SQL_AGGREGATES = {
     "mean": "avg({0})",
     "min": "min({0})",
     "max": "max({0})",
     "sum": "sum({0})",
-    "count": "count({0})",
+    "count": "nullif(count({0}), 0)",
     "spread": "max({0}) - min({0})",
-    "stddev": "CASE WHEN count({0}) > 1 THEN (sum({0} * {0}) - sum({0}) * sum({0}) / count({0})) / (count({0}) - 1) END",
 }
 # Selectors: (value, time) of one point per bucket, via SQLite's bare columns beside min()/max().
 _SELECTORS = {
@@ -323,8 +332,8 @@ async def query_aggregates(
     """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
 
     Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
-    interval everything is bucket 0. Values: numbers, stddev as the variance (the caller takes the
-    root). With `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    interval everything is bucket 0. Values: numbers (None where a call has no values in the bucket, a
+    count too), stddev as the sample variance (the caller takes the root), None below two values. With `point_times`, selectors (first/last/min/max) give (value, time of that point).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
@@ -376,6 +385,18 @@ async def query_aggregates(
                     f"SELECT {bucket} AS b, {_SELECTORS[fn].format(column)} FROM samples "
                     f"WHERE {base_where} AND {column} IS NOT NULL GROUP BY b"
                 )
+            elif fn == "stddev":
+                # Two passes, as InfluxDB's reducer: each bucket's mean first, then the sum of squared
+                # differences from it over the bucket's rows (a primary-key range from its first to its
+                # last time). sum(x*x) - sum(x)^2/n would cancel away the digits of a small spread.
+                sql = (
+                    f"WITH means AS (SELECT {bucket} AS b, min(samples.time) AS lo, max(samples.time) AS hi, "
+                    f"avg({column}) AS m, count({column}) AS n FROM samples WHERE {base_where} AND {column} IS NOT NULL "
+                    "GROUP BY b) "
+                    f"SELECT b, (SELECT sum(({column} - means.m) * ({column} - means.m)) FROM samples "
+                    f"WHERE samples.time >= means.lo AND samples.time <= means.hi AND {where.sql} AND {column} IS NOT NULL"
+                    ") / (n - 1) FROM means WHERE n > 1"
+                )
             elif fn == "median":  # the middle value, or the mean of the two middle ones
                 sql = (
                     "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
@@ -385,7 +406,8 @@ async def query_aggregates(
                 )
             else:
                 raise ValueError(f"unknown aggregate {fn}")
-            async with conn.execute(sql, _bounded((*bucket_params, *base_params), deadline)) as cursor:
+            params = (*bucket_params, *base_params, *(where.params if fn == "stddev" else ()))
+            async with conn.execute(sql, _bounded(params, deadline)) as cursor:
                 while rows := await cursor.fetchmany(5000):
                     for row in rows:
                         slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
