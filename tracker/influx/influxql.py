@@ -22,7 +22,7 @@ Decisions worth knowing:
 - Expression trees are at most MAX_EXPR_DEPTH deep (parentheses at most MAX_PAREN_DEPTH), so code
   that walks them recursively cannot hit Python's recursion limit.
 
-Refused with a clear QueryParseError: subqueries, SLIMIT/SOFFSET, tz(), functions other than the
+Refused with a clear QueryParseError: subqueries, functions other than the
 AGGREGATES (and now() in time comparisons), count(*) / mean(*), GROUP BY /regex/, ORDER BY other
 than time, time inside OR or compared with != or a regex.
 """
@@ -36,6 +36,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
+from tracker.influx import timebuckets
 from tracker.rules import parse_duration, parse_time_string
 
 __all__ = [
@@ -250,6 +251,9 @@ class SelectStatement:
     order_desc: bool = False
     limit: int | None = None  # None: no limit (LIMIT 0 means none too, as in InfluxDB)
     offset: int = 0
+    slimit: int = 0  # series of the answer: 0 is no limit, as in InfluxDB
+    soffset: int = 0
+    time_zone: str | None = None  # tz('...'): a zone name timebuckets.load_zone knows
 
     @property
     def is_aggregate(self) -> bool:
@@ -291,6 +295,8 @@ class ShowTagKeys:
     condition: Expr | None = None
     limit: int | None = None
     offset: int = 0
+    slimit: int = 0  # measurements of the answer (InfluxDB takes SLIMIT/SOFFSET here, not on other SHOWs)
+    soffset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -828,9 +834,8 @@ class _Parser:
         fill = self._fill()
         order_desc = self._order_by()
         limit, offset = self._limit_offset()
-        self._reject_series_paging()
-        if self._is_ident("tz"):
-            raise self._error("tz() is not supported: times are answered in UTC")
+        slimit, soffset = self._series_limit_offset()
+        zone = self._time_zone()
         statement = SelectStatement(
             fields=fields,
             sources=sources,
@@ -841,6 +846,9 @@ class _Parser:
             order_desc=order_desc,
             limit=limit,
             offset=offset,
+            slimit=slimit,
+            soffset=soffset,
+            time_zone=zone,
         )
         self._validate_select(statement)
         return statement
@@ -1022,9 +1030,34 @@ class _Parser:
             raise self._expected("integer")
         return self._advance().value
 
-    def _reject_series_paging(self) -> None:
-        if self._is_kw("SLIMIT", "SOFFSET"):
-            raise self._error(f"{self.tok.value} is not supported")
+    def _series_limit_offset(self) -> tuple[int, int]:
+        """SLIMIT and SOFFSET, in that order (0: not given, as in InfluxDB)."""
+        slimit = soffset = 0
+        if self._is_kw("SLIMIT"):
+            self._advance()
+            slimit = self._integer()
+        if self._is_kw("SOFFSET"):
+            self._advance()
+            soffset = self._integer()
+        return slimit, soffset
+
+    def _time_zone(self) -> str | None:
+        """`tz('Europe/Berlin')`: the zone's name, checked here as InfluxDB checks it (a 400)."""
+        if not self._is_ident("tz"):
+            return None
+        name = self._advance()
+        if not (self._is_op("(") and self.tok.start == name.end):
+            raise QueryParseError("tz must be a function call")
+        self._advance()
+        if self.tok.kind != _STRING:
+            raise QueryParseError("expected string argument in tz()")
+        zone = self._advance().value
+        try:
+            timebuckets.load_zone(zone)
+        except timebuckets.UnknownZone as exc:
+            raise QueryParseError(str(exc)) from None
+        self._expect_op(")")
+        return str(zone)
 
     def _optional_on(self) -> str | None:
         if not self._is_kw("ON"):
@@ -1067,8 +1100,9 @@ class _Parser:
                 from_ = self._optional_from()
                 condition = self._optional_where()
                 limit, offset = self._limit_offset()
-                self._reject_series_paging()
-                return ShowTagKeys(from_=from_, database=database, condition=condition, limit=limit, offset=offset)
+                slimit, soffset = self._series_limit_offset()
+                return ShowTagKeys(from_=from_, database=database, condition=condition, limit=limit, offset=offset,
+                                   slimit=slimit, soffset=soffset)  # fmt: skip
             if self._is_kw("VALUES"):
                 self._advance()
                 if self._is_kw("CARDINALITY", "EXACT"):
@@ -1083,7 +1117,6 @@ class _Parser:
             from_ = self._optional_from()
             condition = self._optional_where()
             limit, offset = self._limit_offset()
-            self._reject_series_paging()
             return ShowSeries(from_=from_, condition=condition, database=database, limit=limit, offset=offset)
         if self.tok.kind == _KEYWORD:  # SHOW USERS, SHOW STATS, SHOW SHARDS ...
             return self._unsupported(start)
@@ -1099,7 +1132,6 @@ class _Parser:
             name_value = values[0]
         condition = self._optional_where()
         limit, offset = self._limit_offset()
-        self._reject_series_paging()
         return ShowMeasurements(
             database=database, name_op=name_op, name_value=name_value, condition=condition, limit=limit, offset=offset
         )
@@ -1112,7 +1144,6 @@ class _Parser:
         key_op, keys = self._name_filter(allow_in=True)
         condition = self._optional_where()
         limit, offset = self._limit_offset()
-        self._reject_series_paging()
         return ShowTagValues(
             from_=from_, key_op=key_op, keys=keys, database=database, condition=condition, limit=limit, offset=offset
         )

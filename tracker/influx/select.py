@@ -15,11 +15,11 @@ import math
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from tracker import storage
-from tracker.influx import columnar
+from tracker.influx import columnar, timebuckets
+from tracker.influx.timebuckets import format_time
 from tracker.influx.influxql import (
     MAX_TIME,
     MIN_TIME,
@@ -58,7 +58,6 @@ DEFAULT_RETENTION_POLICY = "autogen"
 QUERY_TIMEOUT = "query-timeout limit exceeded"  # InfluxDB's words, which Grafana shows as they are
 _FIELDS = frozenset(FIELD_KEYS)
 _SELECTORS = frozenset({"first", "last", "min", "max"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Loops over series or buckets look at the query's deadline this often (a few hundred microseconds).
 _DEADLINE_EVERY = 1024
 
@@ -225,7 +224,9 @@ class _Plan:
 def _plan(statement: SelectStatement, condition: Expr | None, series: SeriesTags, deadline: float | None) -> _Plan:
     where = _compile_condition(condition, series, deadline)
     group_keys = _group_keys(statement.group_by_tags, series)
-    return _Plan(series, group_keys, _groups(group_keys, series, where))
+    # The answer's series are those of the series the tag terms of WHERE can keep (what SLIMIT counts).
+    grouped = _matching_series(condition, series, deadline) if group_keys else series
+    return _Plan(series, group_keys, _groups(group_keys, grouped, where))
 
 
 def _tag_keys(series: SeriesTags) -> list[str]:
@@ -267,6 +268,24 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 async def _raw_select(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
+    zone = timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
+    async for header, rows in _raw_rows(statement, database, ctx, start, end, plan, zone):
+        if zone is not None and ctx.epoch is None:  # times came as ns, to be written with the zone's offset
+            rows = await ctx.offload(_zoned_times, rows, zone, ctx.deadline)
+        yield header, rows
+
+
+def _zoned_times(rows: list[Row], zone: timebuckets.ZoneInfo, deadline: float | None) -> list[Row]:
+    check_deadline(deadline)
+    return [(format_time(row[0], None, zone), *row[1:]) for row in rows]
+
+
+async def _raw_rows(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan,
+    zone: timebuckets.ZoneInfo | None,
+) -> Output:  # fmt: skip
+    epoch = "ns" if zone is not None and ctx.epoch is None else ctx.epoch
+    groups = _series_page(plan.groups, statement.slimit, statement.soffset)
     fields: list[str] = []
     if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
         fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
@@ -276,7 +295,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
     sources = [storage.column_source(column) for column in columns]
     rank = await ctx.offload(_series_rank, plan.series)
     if (
-        ctx.columnar and all(where.only_series is not None for _, where in plan.groups)
+        ctx.columnar and all(where.only_series is not None for _, where in groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
     ):  # fmt: skip
         # Fields and tags as stored, filtered by series at most: from samples as columns (sealed hours cached).
@@ -285,16 +304,16 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             deadline=ctx.deadline, fields={name for kind, name in sources if kind == "field"},  # type: ignore[misc]
         )
         if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
-            for tags, group_where in plan.groups if len(found) else []:
+            for tags, group_where in groups if len(found) else []:
                 answer = await ctx.offload(
-                    columnar.raw_answer, found, sources, plan.series, group_where.only_series, ctx.epoch,
+                    columnar.raw_answer, found, sources, plan.series, group_where.only_series, epoch,
                     statement.order_desc, statement.limit, statement.offset, rank,
                 )  # fmt: skip
                 header = SeriesHeader(MEASUREMENT, header_columns, tags)
                 for first in range(0, len(answer), ctx.batch):
                     yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
             return
-    for tags, group_where in plan.groups:
+    for tags, group_where in groups:
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         async for rows in storage.query_raw(
             ctx.store,
@@ -303,7 +322,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             end_ns=end,
             columns=columns,
             where=group_where,
-            epoch=ctx.epoch,
+            epoch=epoch,
             descending=statement.order_desc,
             limit=statement.limit,
             offset=statement.offset,
@@ -370,6 +389,7 @@ async def _aggregate_select(
             if _call_key(call) not in keys:
                 keys.append(_call_key(call))
     interval = statement.group_by_time
+    zone = timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
     # A lone selector without GROUP BY time answers with the time of the point it selected.
     point_times = (
         interval is None and len(statement.fields) == 1 and isinstance(statement.fields[0].expr, Call)
@@ -377,46 +397,79 @@ async def _aggregate_select(
     )  # fmt: skip
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
-    if interval is not None and start != MIN_TIME:
-        # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
-        _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
     header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
+    groups = _series_page(plan.groups, statement.slimit, statement.soffset)
 
-    for tags, group_where in plan.groups:
-        data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times, read)
-        if not data:
-            continue
-        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+    def refuse_beyond(count: int) -> None:
+        # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
+        _check_buckets(count * len(groups), ctx.max_buckets)
+
+    buckets: timebuckets.Buckets | None = None
+    if interval is not None and start != MIN_TIME:
+        buckets = await ctx.offload(timebuckets.Buckets, start, end, *interval, zone, refuse_beyond)
+
+    for tags, group_where in groups:
         if interval is None:
+            data = await _bucket_data(ctx, database, start, end, keys, group_where, None, point_times, read)
+            if not data:
+                continue
             values, times = _evaluate_bucket(statement.fields, keys, data[0])
             at = times[0] if point_times and times[0] is not None else (start if start != MIN_TIME else 0)
             if statement.offset == 0 and statement.limit != 0:
-                yield header, [[format_time(at, ctx.epoch), *map(_json_number, values)]]
+                yield SeriesHeader(MEASUREMENT, header_columns, tags), [
+                    [timebuckets.format_time(at, ctx.epoch, zone), *map(_json_number, values)]
+                ]
             continue
-        first, count = _bucket_range(start if start != MIN_TIME else None, end, interval, min(data))
-        made += count
+        group_buckets = buckets
+        if group_buckets is None:  # no lower time bound: the buckets start at the group's earliest data
+            runs = [timebuckets.Run(start, end, interval[0], interval[1])]
+            data = await _bucket_data(ctx, database, start, end, keys, group_where, runs, False, read)
+            if not data:
+                continue
+            group_buckets = await ctx.offload(timebuckets.Buckets, min(data), end, *interval, zone)
+            if zone is not None:
+                data = await _bucket_data(ctx, database, start, end, keys, group_where, group_buckets.runs, False, read)
+        else:
+            data = await _bucket_data(ctx, database, start, end, keys, group_where, group_buckets.runs, False, read)
+            if not data:
+                continue
+        made += len(group_buckets.starts)
         _check_buckets(made, ctx.max_buckets)
-        buckets = await ctx.offload(
-            _Buckets, statement.fields, keys, data, first, count, interval, fill, counts, ctx.deadline
-        )
-        chosen = buckets.order(statement.order_desc, statement.offset, statement.limit)
+        answer = await ctx.offload(_Buckets, statement.fields, keys, data, group_buckets, fill, counts, ctx.deadline)
+        chosen = answer.order(statement.order_desc, statement.offset, statement.limit)
+        header = SeriesHeader(MEASUREMENT, header_columns, tags)
         for i in range(0, len(chosen), ctx.batch):
-            yield header, await ctx.offload(buckets.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
+            yield header, await ctx.offload(answer.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
+
+
+def _series_page(groups: list[T], slimit: int, soffset: int) -> list[T]:
+    """SLIMIT/SOFFSET over the answer's series, with InfluxDB's arithmetic: SOFFSET alone keeps none."""
+    if slimit <= 0 and soffset <= 0:
+        return groups
+    if soffset > len(groups):
+        return []
+    return groups[soffset : min(soffset + slimit, len(groups))]
 
 
 async def _bucket_data(
     ctx: Context, database: str, start: int, end: int, keys: list[tuple[str, str]], where: QueryFilter,
-    interval: tuple[int, int] | None, point_times: bool, read: list[storage.Columns | None],
+    runs: list[timebuckets.Run] | None, point_times: bool, read: list[storage.Columns | None],
 ) -> dict[int, list[Any]]:
-    """{bucket index: [value per key]} of the buckets holding data: from samples as columns where they
+    """{bucket start time: [value per key]} of the buckets holding data, each run of buckets over its
+    own range (no runs: no GROUP BY time, everything in bucket 0): from samples as columns where they
     can answer (GROUP BY time over a bounded range, filtered by series at most), else from SQL. `read`
     keeps the columns of the statement's range once read, for its other groups."""
+    if runs is None:
+        return await storage.query_aggregates(
+            ctx.store, database, start_ns=start, end_ns=end, calls=keys, where=where, point_times=point_times,
+            deadline=ctx.deadline,
+        )  # fmt: skip
     if (
-        ctx.columnar and interval is not None and where.only_series is not None and start != MIN_TIME
+        ctx.columnar and where.only_series is not None and start != MIN_TIME
         and columnar.aggregates_supported(keys, sqlite3.sqlite_version_info)
     ):  # fmt: skip
         if not read:
@@ -424,32 +477,22 @@ async def _bucket_data(
                 ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload,
                 deadline=ctx.deadline, fields={name for _, name in keys},
             ))  # fmt: skip
-        if read[0] is not None:
-            data = await ctx.offload(
-                columnar.bucket_aggregates, read[0], keys, where.only_series, interval[0], interval[1], ctx.deadline
-            )
-            if data is not None:
-                return data  # type: ignore[no-any-return]
-    return await storage.query_aggregates(
-        ctx.store,
-        database,
-        start_ns=start,
-        end_ns=end,
-        calls=keys,
-        where=where,
-        interval_ns=None if interval is None else interval[0],
-        offset_ns=0 if interval is None else interval[1],
-        point_times=point_times,
-        deadline=ctx.deadline,
-    )
-
-
-def _bucket_range(start: int | None, end: int, interval: tuple[int, int], earliest: int = 0) -> tuple[int, int]:
-    """(index of the first bucket, number of buckets) of GROUP BY time over [start, end); with no
-    start, the first bucket is the earliest one holding data."""
-    every, offset = interval
-    first = (start - offset) // every if start is not None else earliest
-    return first, max(0, (end - 1 - offset) // every - first + 1)
+    out: dict[int, list[Any]] = {}
+    for run in runs:
+        found: dict[int, list[Any]] | None = None
+        if read and read[0] is not None:
+            found = await ctx.offload(
+                columnar.bucket_aggregates, read[0].between(run.lo, run.hi), keys, where.only_series, run.step,
+                run.phase, ctx.deadline,
+            )  # fmt: skip
+        if found is None:
+            found = await storage.query_aggregates(
+                ctx.store, database, start_ns=run.lo, end_ns=run.hi, calls=keys, where=where, interval_ns=run.step,
+                offset_ns=run.phase, deadline=ctx.deadline,
+            )  # fmt: skip
+        for index, values in found.items():
+            out[run.start_of(index)] = values
+    return out
 
 
 def _check_buckets(count: int, limit: int) -> None:
@@ -459,67 +502,67 @@ def _check_buckets(count: int, limit: int) -> None:
 
 class _Buckets:
     """One series of a GROUP BY time answer: every bucket's values, filled, produced a batch at a time,
-    so neither the whole answer nor a list of empty buckets is ever held in memory. Built and read
-    on a query thread: the work grows with the buckets asked for, which the user controls."""
+    so neither the whole answer nor a list of empty buckets is ever held in memory (without tz() the
+    bucket starts are a range). Built and read on a query thread: the work grows with the buckets
+    asked for, which the user controls."""
 
     def __init__(
         self,
         fields: list[FieldExpr],
         keys: list[tuple[str, str]],
         data: dict[int, list[Any]],
-        first: int,
-        count: int,
-        interval: tuple[int, int],
+        buckets: timebuckets.Buckets,
         fill: str | float,
         counts: list[int],
         deadline: float | None,
     ) -> None:
-        self.first, self.count = first, count
-        self.every, self.offset = interval
+        self.starts = buckets.starts
+        self.zone = buckets.zone
         self.fill = fill
         self.width = len(fields)
-        self.values: dict[int, list[Any]] = {}  # bucket index -> values, for the buckets holding data
-        for n, index in enumerate(sorted(data)):
+        self.values: dict[int, list[Any]] = {}  # bucket start -> values, for the buckets holding data
+        first, last = (self.starts[0], self.starts[-1]) if len(self.starts) else (0, -1)
+        for n, at in enumerate(sorted(data)):
             if n % _DEADLINE_EVERY == 0:
                 check_deadline(deadline)
-            if first <= index < first + count:
-                self.values[index] = _evaluate_bucket(fields, keys, data[index])[0]
+            if first <= at <= last:
+                self.values[at] = _evaluate_bucket(fields, keys, data[at])[0]
         self.filled = sorted(self.values)
         # fill(null) gives a count 0 in the series' empty buckets, but only if it counted values in some
         # bucket of the range: InfluxDB fills the buckets of the series its count answered, and a count
         # that found nothing anywhere stays null.
         self.zero_counts = {
-            column for column in counts if any(self.values[index][column] is not None for index in self.filled)
+            column for column in counts if any(self.values[at][column] is not None for at in self.filled)
         }
         # Per column, the buckets with a value and those values: what previous and linear fill look up.
         self.known: list[tuple[list[int], list[Any]]] = []
         if fill in ("previous", "linear"):
             for column in range(self.width):
-                at = [index for index in self.filled if self.values[index][column] is not None]
-                self.known.append((at, [self.values[index][column] for index in at]))
+                at = [start for start in self.filled if self.values[start][column] is not None]
+                self.known.append((at, [self.values[start][column] for start in at]))
 
     def order(self, descending: bool, offset: int, limit: int | None) -> Sequence[int]:
-        """The bucket indexes of the answer, in its order, after OFFSET and LIMIT."""
-        indexes: Sequence[int] = self.filled if self.fill == "none" else range(self.first, self.first + self.count)
+        """The bucket start times of the answer, in its order, after OFFSET and LIMIT."""
+        starts: Sequence[int] = self.filled if self.fill == "none" else self.starts
         if descending:
-            indexes = indexes[::-1]
-        return indexes[offset : None if limit is None else offset + limit]
+            starts = starts[::-1]
+        return starts[offset : None if limit is None else offset + limit]
 
-    def rows(self, indexes: Sequence[int], epoch: str | None, deadline: float | None) -> list[list[Any]]:
+    def rows(self, starts: Sequence[int], epoch: str | None, deadline: float | None) -> list[list[Any]]:
         out = []
-        for n, index in enumerate(indexes):
+        for n, at in enumerate(starts):
             if n % _DEADLINE_EVERY == 0:
                 check_deadline(deadline)
-            found = self.values.get(index)
+            found = self.values.get(at)
             values = [None] * self.width if found is None else list(found)
             for column, value in enumerate(values):
                 if value is None:
-                    values[column] = self._filled(column, index)
-            out.append([format_time(index * self.every + self.offset, epoch), *map(_json_number, values)])
+                    values[column] = self._filled(column, at)
+            out.append([timebuckets.format_time(at, epoch, self.zone), *map(_json_number, values)])
         return out
 
-    def _filled(self, column: int, index: int) -> Any:
-        """The value fill() gives a bucket without one in this column."""
+    def _filled(self, column: int, at_time: int) -> Any:
+        """The value fill() gives the bucket starting at `at_time` where it has none in this column."""
         fill = self.fill
         if fill == "none":
             return None
@@ -527,15 +570,15 @@ class _Buckets:
             return 0 if column in self.zero_counts else None
         if fill == "previous":
             at, values = self.known[column]
-            k = bisect.bisect_right(at, index)
+            k = bisect.bisect_right(at, at_time)
             return values[k - 1] if k else None
         if fill == "linear":
             at, values = self.known[column]
-            k = bisect.bisect_left(at, index)
+            k = bisect.bisect_left(at, at_time)
             if not 0 < k < len(at):
                 return None
             # InfluxDB's arithmetic (slope per ns, times the ns since the previous value), for equal answers
-            before, now, after = (i * self.every + self.offset for i in (at[k - 1], index, at[k]))
+            before, now, after = at[k - 1], at_time, at[k]
             return (values[k] - values[k - 1]) / (after - before) * (now - before) + values[k - 1]
         return fill
 
@@ -588,16 +631,6 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
     return value
-
-
-def format_time(ns: int, epoch: str | None) -> int | str:
-    if epoch is not None:
-        return ns // storage.EPOCH_NS[epoch]
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    if fraction:
-        text += "." + f"{fraction:09d}".rstrip("0")
-    return text + "Z"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -763,7 +796,7 @@ async def _show_tag_keys(statement: ShowTagKeys, database: str, ctx: Context) ->
     if not _from_samples(statement.from_, ctx):
         return
     rows = await _series_rows(statement, database, ctx, lambda shown: [[key] for key in _tag_keys(shown)])
-    if rows:
+    if rows and _series_page([MEASUREMENT], statement.slimit, statement.soffset):
         yield SeriesHeader(MEASUREMENT, ["tagKey"]), rows
 
 
