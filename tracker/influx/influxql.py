@@ -295,8 +295,6 @@ class ShowTagKeys:
     condition: Expr | None = None
     limit: int | None = None
     offset: int = 0
-    slimit: int = 0  # measurements of the answer (InfluxDB takes SLIMIT/SOFFSET here, not on other SHOWs)
-    soffset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -1100,9 +1098,8 @@ class _Parser:
                 from_ = self._optional_from()
                 condition = self._optional_where()
                 limit, offset = self._limit_offset()
-                slimit, soffset = self._series_limit_offset()
-                return ShowTagKeys(from_=from_, database=database, condition=condition, limit=limit, offset=offset,
-                                   slimit=slimit, soffset=soffset)  # fmt: skip
+                self._series_limit_offset()  # InfluxDB 1.6 takes SLIMIT/SOFFSET here, and answers as without them
+                return ShowTagKeys(from_=from_, database=database, condition=condition, limit=limit, offset=offset)
             if self._is_kw("VALUES"):
                 self._advance()
                 if self._is_kw("CARDINALITY", "EXACT"):

@@ -796,7 +796,7 @@ async def _show_tag_keys(statement: ShowTagKeys, database: str, ctx: Context) ->
     if not _from_samples(statement.from_, ctx):
         return
     rows = await _series_rows(statement, database, ctx, lambda shown: [[key] for key in _tag_keys(shown)])
-    if rows and _series_page([MEASUREMENT], statement.slimit, statement.soffset):
+    if rows:
         yield SeriesHeader(MEASUREMENT, ["tagKey"]), rows
 
 
