@@ -252,3 +252,80 @@ async def test_a_day_across_the_clock_change_is_23_hours(loaded: TestClient, inf
     assert ["2024-03-31T00:00:00+01:00", "2024-04-01T00:00:00+02:00"] in [
         [a[0], b[0]] for a, b in zip(names["results"][0]["series"][0]["values"], names["results"][0]["series"][0]["values"][1:])
     ]
+
+
+# -- one answer, every way of asking -------------------------------------------------------------------
+
+EVERY_WAY = [
+    STDDEV[2], COUNT[0], COUNT[5], ORDER[1], SERIES_PAGING[1], SERIES_PAGING[13], TZ[0], TZ[17], TZ[18],
+    f"SELECT mean(hr_bpm), count(cad_rpm) FROM samples WHERE {RANGE} GROUP BY time(1m), device fill(previous)",
+    f"SELECT * FROM samples WHERE {RANGE} AND device = 'b' ORDER BY time DESC LIMIT 50",
+    "SHOW TAG VALUES WITH KEY = device",
+    "SELECT * FROM nowhere",
+]
+EPOCHS = {"ns": 1, "u": 1_000, "ms": 1_000_000, "s": S, "m": 60 * S, "h": 3600 * S}
+
+
+def _merged_chunks(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A chunked answer put back together: one result per statement, a partial series continued."""
+    results: list[dict[str, Any]] = []
+    for line in lines:
+        (result,) = line["results"]
+        result = {key: value for key, value in result.items() if key != "partial"}
+        if results and results[-1]["statement_id"] == result["statement_id"]:
+            last = results[-1]
+            for series in result.get("series", []):
+                previous = last["series"][-1]
+                if previous.get("partial"):
+                    previous["values"] += series["values"]
+                    previous.pop("partial")
+                    if series.get("partial"):
+                        previous["partial"] = True
+                else:
+                    last["series"].append(series)
+        else:
+            results.append(result)
+    for result in results:
+        for series in result.get("series", []):
+            assert not series.pop("partial", False)
+    return results
+
+
+async def test_every_epoch_chunk_method_and_batch_answers_the_same(loaded: TestClient, influx: influxd.InfluxDB) -> None:
+    alone = []
+    for n, q in enumerate(EVERY_WAY):
+        # the reference: InfluxDB's own answer in ns
+        answer = await check(loaded, influx, q, epoch="ns")
+        (result,) = answer["results"]
+        alone.append(result)
+        for epoch, unit in EPOCHS.items():
+            ours = await tracker_query(loaded, q, epoch=epoch)
+            expected = json.loads(json.dumps(result))
+            for series in expected.get("series", []):
+                if series["columns"][0] == "time":
+                    for row in series["values"]:
+                        row[0] //= unit
+            same(ours, {"results": [expected]}, f"{q} epoch={epoch}")
+        # POST with the query in the form, and in the URL, as clients send it
+        resp = await loaded.post("/query", data={"q": q, "db": "test", "epoch": "ns"}, headers=AUTH)
+        same(json.loads(await resp.read()), answer, f"{q} POST form")
+        resp = await loaded.post("/query", params={"q": q, "db": "test", "epoch": "ns"}, headers=AUTH)
+        same(json.loads(await resp.read()), answer, f"{q} POST URL")
+        for size in ("1", "7", "10000"):
+            resp = await loaded.get(
+                "/query", params={"q": q, "db": "test", "epoch": "ns", "chunked": "true", "chunk_size": size}, headers=AUTH
+            )
+            lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+            same({"results": _merged_chunks(lines)}, answer, f"{q} chunk_size={size}")
+    # all of them in one request: the same results, numbered
+    together = await tracker_query(loaded, ";\n".join(EVERY_WAY), epoch="ns")
+    expected = [{**result, "statement_id": n} for n, result in enumerate(alone)]
+    same(together, {"results": expected}, "several statements")
+    resp = await loaded.get(
+        "/query", params={"q": "; ".join(EVERY_WAY), "db": "test", "epoch": "ns", "chunked": "true", "chunk_size": "3"},
+        headers=AUTH,
+    )
+    lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+    same({"results": _merged_chunks(lines)}, {"results": expected}, "several statements, chunked")
+    # and InfluxDB answers the batch the same way
+    same(influx.query(";\n".join(EVERY_WAY), db="test", epoch="ns"), {"results": expected}, "InfluxDB, several")
