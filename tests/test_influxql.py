@@ -320,6 +320,23 @@ def test_order_limit_offset(tail: str, order_desc: bool, limit: int | None, offs
     assert (statement.order_desc, statement.limit, statement.offset) == (order_desc, limit, offset)
 
 
+@pytest.mark.parametrize(
+    ("tail", "slimit", "soffset", "zone"),
+    [
+        ("SLIMIT 2", 2, 0, None),
+        ("SLIMIT 2 SOFFSET 3", 2, 3, None),
+        ("SOFFSET 3", 0, 3, None),
+        ("LIMIT 1 OFFSET 2 SLIMIT 3 SOFFSET 4 tz('Europe/Berlin')", 3, 4, "Europe/Berlin"),
+        ("GROUP BY time(1d) tz('America/St_Johns')", 0, 0, "America/St_Johns"),
+        ("TZ('UTC')", 0, 0, "UTC"),
+        ("tz('')", 0, 0, ""),  # Go's LoadLocation takes "" as UTC
+    ],
+)
+def test_series_paging_and_time_zone(tail: str, slimit: int, soffset: int, zone: str | None) -> None:
+    statement = select(f"SELECT count(hr_bpm) FROM samples WHERE time > now() - 1d {tail}")
+    assert (statement.slimit, statement.soffset, statement.time_zone) == (slimit, soffset, zone)
+
+
 # --- WHERE expressions ------------------------------------------------------------------------
 
 
