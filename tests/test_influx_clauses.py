@@ -41,6 +41,10 @@ def _samples() -> str:
             f"samples,device=a lat={52.5 + rng.random() * 1e-5!r},lng={13.4 + rng.random() * 1e-5!r},"
             f"hr_bpm={rng.randint(90, 170)} {t}"
         )
+    for i in range(-20, 20, 2):  # both at one time across a shard boundary (InfluxDB's are Mondays)
+        t = 1_711_929_600 * S + i * S  # 2024-04-01T00:00:00Z
+        lines.append(f"samples,device=b lat={52.5 + rng.random() * 1e-5!r} {t}")
+        lines.append(f"samples,device=a lat={52.5 + rng.random() * 1e-5!r} {t}")
     for day in list(range(80, 100)) + list(range(292, 310)):  # 2024-03-21.. and 2024-10-19..
         t = (1_704_067_200 + day * 86_400 + 3_600 * (day % 24)) * S
         lines.append(f"samples,device=c alt_m={day} {t}")
@@ -116,7 +120,11 @@ async def test_stddev_is_influxdbs(loaded: TestClient, influx: influxd.InfluxDB,
     for q in STDDEV:
         await check(loaded, influx, q, **({"epoch": epoch} if epoch else {}))
     # The precision the one-pass formula lost: InfluxDB's answer is the two-pass one.
-    values = [float(line.split("lat=")[1].split(",")[0]) for line in DATA.splitlines() if "device=a" in line]
+    values = [
+        float(line.split("lat=")[1].split(",")[0].split(" ")[0])
+        for line in DATA.splitlines()
+        if "device=a" in line and T0 <= int(line.rsplit(" ", 1)[1]) < T0 + 7200 * S
+    ]
     answer = await tracker_query(loaded, f"SELECT stddev(lat) FROM samples WHERE {RANGE} AND device = 'a'")
     assert math.isclose(answer["results"][0]["series"][0]["values"][0][1], _two_pass_stddev(values), rel_tol=1e-12)
 
@@ -153,18 +161,28 @@ async def test_count_nulls_are_influxdbs(loaded: TestClient, influx: influxd.Inf
 
 # -- rows of several series at one time ---------------------------------------------------------------
 
-# Where a selected tag tells the rows apart (InfluxDB compares the selected names' values in name order
-# while they are strings): the series key order, reversed with DESC. Where nothing selected does, the
-# order is that of InfluxDB's merge heap, which Tracker does not reproduce (see the README).
+# InfluxDB merges the series with a heap per shard: its order of rows at one time depends on what came
+# before, and on the selected tags that sort before the first selected field.
 ORDER = [
     f"SELECT {columns} FROM samples WHERE {RANGE} {order} {page}"
-    for columns in ("lat, device", "device, hr_bpm, lat")
+    for columns in ("lat, device", "device, hr_bpm, lat", "lat", "*", "lat AS x, hr_bpm AS y", "alt_m, hr_bpm")
     for order in ("", "ORDER BY time DESC")
     for page in ("LIMIT 7", "LIMIT 5 OFFSET 3", "")
 ] + [
+    f"SELECT {columns} FROM samples WHERE time >= '2024-03-31T23:59:00Z' AND time < '2024-04-01T01:00:00Z' {order}"
+    for columns in ("lat", "*")  # two shards
+    for order in ("", "ORDER BY time DESC")
+] + [
+    f"SELECT lat FROM samples WHERE time >= '2024-03-20T00:00:00Z' {order}"  # past what columns hold: SQL
+    for order in ("", "ORDER BY time DESC LIMIT 100 OFFSET 3")
+] + [
+    # the SQL path (a field filter, arithmetic)
     f"SELECT lat, device FROM samples WHERE {RANGE} AND lat > 52.500003 ORDER BY time DESC LIMIT 9",  # SQL path
     f"SELECT lat, device FROM samples WHERE {RANGE} AND lat > 52.500003 LIMIT 9",
     f"SELECT lat + 1, device FROM samples WHERE {RANGE} ORDER BY time DESC LIMIT 9",
+    f"SELECT lat + 1 FROM samples WHERE {RANGE} ORDER BY time DESC LIMIT 9",
+    f"SELECT lat FROM samples WHERE {RANGE} AND lat > 52.500003 LIMIT 30 OFFSET 5",
+    f"SELECT lat * 2, hr_bpm FROM samples WHERE {RANGE} AND (lat > 52.500003 OR device = 'b') LIMIT 20",
     # the first rows: both series' first points wait in the heap in series key order
     f"SELECT lat FROM samples WHERE {RANGE} LIMIT 2",
     f"SELECT lat FROM samples WHERE {RANGE} ORDER BY time DESC LIMIT 3",
@@ -196,6 +214,17 @@ SERIES_PAGING = [
     f"SELECT mean(lat) FROM samples WHERE {RANGE} GROUP BY time(30m), device SLIMIT 1 SOFFSET 1",
     f"SELECT lat FROM samples WHERE {RANGE} GROUP BY device LIMIT 2 SLIMIT 1 SOFFSET 1",
     f"SELECT lat FROM samples WHERE {RANGE} AND lat > 52.500005 GROUP BY device LIMIT 2 SLIMIT 1",  # SQL path
+    # a raw OFFSET without LIMIT: InfluxDB answers the one row at the offset, in each series
+    f"SELECT lat FROM samples WHERE {RANGE} OFFSET 5",
+    f"SELECT lat FROM samples WHERE {RANGE} GROUP BY device ORDER BY time DESC OFFSET 5",
+    f"SELECT lat FROM samples WHERE {RANGE} AND lat > 52.500003 OFFSET 5",
+    f"SELECT lat FROM samples WHERE {RANGE} LIMIT 0 OFFSET 5",
+    f"SELECT count(lat) FROM samples WHERE {RANGE} GROUP BY time(10m) OFFSET 5",  # not for aggregates
+    # ORDER BY time DESC answers the last series first (SLIMIT picks in ascending order first)
+    f"SELECT count(lat) FROM samples WHERE {RANGE} GROUP BY time(30m), device ORDER BY time DESC",
+    f"SELECT count(lat) FROM samples WHERE {RANGE} GROUP BY device ORDER BY time DESC",
+    f"SELECT lat FROM samples WHERE {RANGE} GROUP BY device ORDER BY time DESC LIMIT 2 SLIMIT 1",
+    f"SELECT lat FROM samples WHERE {RANGE} AND lat > 52.500005 GROUP BY device ORDER BY time DESC LIMIT 2",
     "SHOW TAG KEYS SLIMIT 1",
     "SHOW TAG KEYS SLIMIT 1 SOFFSET 1",  # taken, and without effect
 ]

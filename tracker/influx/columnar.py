@@ -55,23 +55,20 @@ def raw_answer(
     descending: bool,
     limit: int | None,
     offset: int,
-    series_rank: dict[int, int] | None = None,
+    order: SeriesOrder | None = None,
+    deadline: float | None = None,
 ) -> RawAnswer:
     """`sources`: per output column ("field", name), ("tag", key) or ("null", "") (storage's
     column_source); `keep` the series to answer (a filter's only_series). Rows whose every field is
-    empty are left out, as InfluxDB does. Rows at the same time come in series id order, or in
-    `series_rank` order where that is given (as storage's query_raw)."""
+    empty are left out, as InfluxDB does. Rows of several series at one time come in InfluxDB's
+    order where `order` is given (see merge_order), else in series id order."""
     fields = {name for kind, name in sources if kind == "field"}
     chosen = _chosen_rows(columns, fields, keep)
     if chosen is None:
         return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(sources))
-    if series_rank is not None and len(chosen) > 1 and bool((np.diff(columns.times[chosen]) == 0).any()):
-        ids = np.fromiter(series_rank, dtype=np.int64, count=len(series_rank))
-        ranks = np.fromiter(series_rank.values(), dtype=np.int64, count=len(series_rank))
-        by_id = np.argsort(ids)
-        rank = ranks[by_id][np.searchsorted(ids[by_id], columns.series[chosen])]
-        chosen = chosen[np.lexsort((rank, columns.times[chosen]))]
-    if descending:
+    if order is not None and len(chosen) > 1 and bool((np.diff(columns.times[chosen]) == 0).any()):
+        chosen = chosen[merge_order(columns.times[chosen], columns.series[chosen], order, descending, deadline)]
+    elif descending:
         chosen = chosen[::-1]
     chosen = chosen[offset : None if limit is None else offset + limit]
     times = columns.times[chosen]
@@ -214,3 +211,107 @@ def _sequential_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray
         ordered_sums[:active] += values[ordered_starts[:active] + j]
     sums[order] = ordered_sums
     return sums
+
+
+# Rows of several series at one time. InfluxDB 1.x merges a raw SELECT's series with a Go heap
+# (container/heap) per shard, fed each series' points in series key order (reversed for DESC); its
+# Less orders by time, then by the selected names' values while they are strings (tags; a field or a
+# missing tag ends the comparison as "not less"), so equal rows come out in the heap's own order. The
+# loop below replays that heap, row by row: it runs only where rows of several series share a time.
+
+
+_GO_ZERO_TIME_NS = 719_162 * 86_400 * 1_000_000_000  # 0001-01-01 to 1970-01-01
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesOrder:
+    """What InfluxDB's merge of series looks at: each series' place in series key order, its values
+    of the selected tags that lead the sorted selected names (the heap's tie-break), and the shard
+    group duration (each shard has a heap of its own)."""
+
+    rank: dict[int, int]  # series id -> place, in series key order
+    tie_keys: dict[int, tuple[str | None, ...]]
+    shard_ns: int
+    rank_differs_from_ids: bool  # False: series id order is series key order already
+
+
+def merge_order(times: np.ndarray, series: np.ndarray, order: SeriesOrder, descending: bool,
+                deadline: float | None) -> np.ndarray:  # fmt: skip
+    """Positions of the rows (given in time order, ascending) in the order InfluxDB answers them."""
+    out: list[np.ndarray] = []
+    # Shard groups start where Go's Time.Truncate puts them: multiples of their length since year 1.
+    shard = (times + _GO_ZERO_TIME_NS % order.shard_ns) // order.shard_ns
+    cuts = np.flatnonzero(np.diff(shard)) + 1
+    bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(times)].tolist()))
+    for lo, hi in reversed(bounds) if descending else bounds:
+        check_deadline(deadline)
+        part_times = times[lo:hi]
+        if not bool((np.diff(part_times) == 0).any()):
+            out.append(np.arange(lo, hi)[::-1] if descending else np.arange(lo, hi))
+            continue
+        out.append(lo + _heap_merge(part_times, series[lo:hi], order, descending, deadline))
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def _heap_merge(times: np.ndarray, series: np.ndarray, order: SeriesOrder, descending: bool,
+                deadline: float | None) -> np.ndarray:  # fmt: skip
+    ids = sorted(set(series.tolist()), key=lambda sid: order.rank.get(sid, sid), reverse=descending)
+    by_series = np.argsort(series, kind="stable")  # each series' rows, in time order
+    counts = np.bincount(np.searchsorted(np.unique(series), series))
+    starts = dict(zip(np.unique(series).tolist(), np.r_[0, np.cumsum(counts)[:-1]].tolist()))
+    lengths = dict(zip(np.unique(series).tolist(), counts.tolist()))
+    time_list = times.tolist()
+    # One heap item per series: [time, tie key, row positions, next index]
+    items: list[list[Any]] = []
+    for sid in ids:
+        rows = by_series[starts[sid] : starts[sid] + lengths[sid]].tolist()
+        if descending:
+            rows.reverse()
+        items.append([time_list[rows[0]], order.tie_keys.get(sid, ()), rows, 1])
+
+    def less(a: list[Any], b: list[Any]) -> bool:
+        if a[0] != b[0]:
+            return bool(a[0] > b[0]) if descending else bool(a[0] < b[0])
+        for x, y in zip(a[1], b[1]):
+            if x is None or y is None:
+                return False
+            if x != y:
+                return x > y if descending else x < y
+        return False
+
+    def down(heap: list[list[Any]], i: int, n: int) -> None:
+        while True:
+            j = 2 * i + 1
+            if j >= n:
+                return
+            if j + 1 < n and less(heap[j + 1], heap[j]):
+                j += 1
+            if not less(heap[j], heap[i]):
+                return
+            heap[i], heap[j] = heap[j], heap[i]
+            i = j
+
+    heap = items
+    for i in range(len(heap) // 2 - 1, -1, -1):  # heap.Init
+        down(heap, i, len(heap))
+    out = np.empty(len(times), dtype=np.int64)
+    for n in range(len(times)):
+        if n % 4096 == 0:
+            check_deadline(deadline)
+        last = len(heap) - 1  # heap.Pop: the root swapped to the end, sifted, taken
+        heap[0], heap[last] = heap[last], heap[0]
+        down(heap, 0, last)
+        item = heap.pop()
+        rows, k = item[2], item[3]
+        out[n] = rows[k - 1]
+        if k < len(rows):  # the series' next point, pushed (heap.Push: appended, sifted up)
+            item[0], item[3] = time_list[rows[k]], k + 1
+            heap.append(item)
+            j = len(heap) - 1
+            while j > 0:
+                parent = (j - 1) // 2
+                if not less(heap[j], heap[parent]):
+                    break
+                heap[parent], heap[j] = heap[j], heap[parent]
+                j = parent
+    return out

@@ -17,6 +17,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
+import numpy as np
+
 from tracker import storage
 from tracker.influx import columnar, timebuckets
 from tracker.influx.timebuckets import format_time
@@ -285,15 +287,19 @@ async def _raw_rows(
     zone: timebuckets.ZoneInfo | None,
 ) -> Output:  # fmt: skip
     epoch = "ns" if zone is not None and ctx.epoch is None else ctx.epoch
-    groups = _series_page(plan.groups, statement.slimit, statement.soffset)
+    groups = _series_page(plan.groups, statement)
+    # InfluxDB 1.x answers a raw OFFSET without LIMIT with the one row at the offset, per series.
+    limit = 1 if statement.limit is None and statement.offset > 0 else statement.limit
     fields: list[str] = []
     if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
         fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
     # A tag column is a CASE over every series: as much work as the user has series.
-    names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
+    names, columns, reads = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
     sources = [storage.column_source(column) for column in columns]
-    rank = await ctx.offload(_series_rank, plan.series)
+    order = await ctx.offload(
+        _series_order, plan.series, reads, shard_group_duration(await ctx.retention_ns(database))
+    )
     if (
         ctx.columnar and all(where.only_series is not None for _, where in groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
@@ -307,7 +313,7 @@ async def _raw_rows(
             for tags, group_where in groups if len(found) else []:
                 answer = await ctx.offload(
                     columnar.raw_answer, found, sources, plan.series, group_where.only_series, epoch,
-                    statement.order_desc, statement.limit, statement.offset, rank,
+                    statement.order_desc, limit, statement.offset, order, ctx.deadline,
                 )  # fmt: skip
                 header = SeriesHeader(MEASUREMENT, header_columns, tags)
                 for first in range(0, len(answer), ctx.batch):
@@ -315,6 +321,13 @@ async def _raw_rows(
             return
     for tags, group_where in groups:
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        only = group_where.only_series
+        if len(plan.series) > 1 and (only is None or only == "all" or len(only) > 1):
+            async for rows in _merged_sql_rows(
+                statement, database, ctx, start, end, columns, group_where, epoch, order, limit
+            ):  # fmt: skip
+                yield header, rows
+            continue
         async for rows in storage.query_raw(
             ctx.store,
             database,
@@ -324,28 +337,96 @@ async def _raw_rows(
             where=group_where,
             epoch=epoch,
             descending=statement.order_desc,
-            limit=statement.limit,
+            limit=limit,
             offset=statement.offset,
             batch=ctx.batch,
             deadline=ctx.deadline,
-            series_rank=rank,
         ):
             yield header, rows
 
 
-def _series_rank(series: SeriesTags) -> dict[int, int] | None:
-    """Each series' place in series key order, which orders InfluxDB's rows of several series at one
-    time (reversed with ORDER BY time DESC); None when that is the order of the ids already."""
-    ranked = sorted(series, key=lambda sid: series_key(series[sid]))
-    if ranked == sorted(series):
-        return None
-    return {sid: n for n, sid in enumerate(ranked)}
+# Rows of several series the SQL path holds to put rows at one time in InfluxDB's order (as many as
+# samples as columns hold at most: two days of 1 Hz samples of a few devices). Past that the rest
+# streams, rows at one time in series key order.
+MERGE_MAX_ROWS = 500_000
 
 
-def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> tuple[list[str], list[QueryColumn]]:
-    """The raw SELECT's column names and SQL; `fields` are those with values in range (for `*`)."""
+async def _merged_sql_rows(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, columns: list[QueryColumn],
+    where: QueryFilter, epoch: str | None, order: columnar.SeriesOrder, limit: int | None,
+) -> AsyncIterator[list[Row]]:  # fmt: skip
+    """A raw SELECT's rows of several series from SQL, rows at one time in InfluxDB's order (see
+    columnar.merge_order), then OFFSET and LIMIT."""
+    held: list[Row] = []
+    stream = storage.query_raw(
+        ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch=epoch,
+        descending=statement.order_desc, batch=ctx.batch, deadline=ctx.deadline, with_series=True,
+        series_rank=order.rank if order.rank_differs_from_ids else None,
+    )  # fmt: skip
+    async for rows in stream:
+        held.extend(rows)
+        if len(held) > MERGE_MAX_ROWS:
+            break
+    else:
+        ordered = await ctx.offload(_merged, held, order, statement.order_desc, ctx.deadline)
+        chosen = ordered[statement.offset : None if limit is None else statement.offset + limit]
+        for first in range(0, len(chosen), ctx.batch):
+            yield chosen[first : first + ctx.batch]
+        return
+    # Too many to hold: as they come (in series key order at one time), paged here.
+    skip, left = statement.offset, limit
+    batches: AsyncIterator[list[Row]] = _chained(held, stream)
+    async for rows in batches:
+        if skip:
+            dropped = min(skip, len(rows))
+            rows, skip = rows[dropped:], skip - dropped
+        rows = [row[:-2] for row in rows]
+        if left is not None:
+            rows = rows[:left]
+            left -= len(rows)
+        if rows:
+            yield rows
+        if left == 0:
+            break
+
+
+async def _chained(first: list[Row], rest: AsyncIterator[list[Row]]) -> AsyncIterator[list[Row]]:
+    yield first
+    async for rows in rest:
+        yield rows
+
+
+def _merged(rows: list[Row], order: columnar.SeriesOrder, descending: bool, deadline: float | None) -> list[Row]:
+    if descending:
+        rows = rows[::-1]  # merge_order takes the rows in ascending time order
+    times = np.fromiter((row[-2] for row in rows), dtype=np.int64, count=len(rows))
+    series = np.fromiter((row[-1] for row in rows), dtype=np.int64, count=len(rows))
+    positions = columnar.merge_order(times, series, order, descending, deadline).tolist()
+    return [rows[n][:-2] for n in positions]
+
+
+def _series_order(series: SeriesTags, names: list[str], shard_ns: int) -> columnar.SeriesOrder:
+    """What orders rows of several series at one time as InfluxDB does: each series' place in series
+    key order, and its values of the tags that come first among the selected names, sorted (InfluxDB's
+    merge compares those while they are strings; the first field ends the comparison)."""
+    rank = {sid: n for n, sid in enumerate(sorted(series, key=lambda sid: series_key(series[sid])))}
+    leading_tags: list[str] = []
+    for name in sorted(set(names)):
+        if name in _FIELDS:
+            break
+        leading_tags.append(name)
+    tie_keys = {sid: tuple(tags.get(key) for key in leading_tags) for sid, tags in series.items()}
+    return columnar.SeriesOrder(rank, tie_keys, shard_ns, list(rank) != sorted(rank))
+
+
+def _raw_columns(
+    statement: SelectStatement, fields: list[str], plan: _Plan
+) -> tuple[list[str], list[QueryColumn], list[str]]:
+    """The raw SELECT's column names and SQL, and the names it reads; `fields` are those with values
+    in range (for `*`)."""
     names: list[str] = []
     columns: list[QueryColumn] = []
+    reads: list[str] = []
     tag_keys = [key for key in _tag_keys(plan.series) if key not in plan.group_keys]
     for item in statement.fields:
         if isinstance(item.expr, Wildcard):
@@ -358,10 +439,20 @@ def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> 
             for name, column in sorted(found, key=lambda pair: pair[0]):
                 names.append(name)
                 columns.append(column)
+                reads.append(name)
         else:
             names.append(item.name)
             columns.append(_value_sql(item.expr, plan.series))
-    return names, columns
+            reads.extend(_var_names(item.expr))
+    return names, columns, reads
+
+
+def _var_names(expr: Expr) -> list[str]:
+    if isinstance(expr, VarRef):
+        return [expr.name]
+    if isinstance(expr, BinaryExpr):
+        return _var_names(expr.lhs) + _var_names(expr.rhs)
+    return []
 
 
 def _calls(expr: Expr) -> list[Call]:
@@ -402,7 +493,7 @@ async def _aggregate_select(
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
-    groups = _series_page(plan.groups, statement.slimit, statement.soffset)
+    groups = _series_page(plan.groups, statement)
 
     def refuse_beyond(count: int) -> None:
         # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
@@ -446,13 +537,13 @@ async def _aggregate_select(
             yield header, await ctx.offload(answer.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
 
 
-def _series_page(groups: list[T], slimit: int, soffset: int) -> list[T]:
-    """SLIMIT/SOFFSET over the answer's series, with InfluxDB's arithmetic: SOFFSET alone keeps none."""
-    if slimit <= 0 and soffset <= 0:
-        return groups
-    if soffset > len(groups):
-        return []
-    return groups[soffset : min(soffset + slimit, len(groups))]
+def _series_page(groups: list[T], statement: SelectStatement) -> list[T]:
+    """The answer's series in their order: SLIMIT/SOFFSET with InfluxDB's arithmetic (SOFFSET alone
+    keeps none), then, with ORDER BY time DESC, the last series first, as InfluxDB."""
+    slimit, soffset = statement.slimit, statement.soffset
+    if slimit > 0 or soffset > 0:
+        groups = [] if soffset > len(groups) else groups[soffset : min(soffset + slimit, len(groups))]
+    return groups[::-1] if statement.order_desc else groups
 
 
 async def _bucket_data(

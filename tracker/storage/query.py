@@ -197,11 +197,13 @@ async def query_raw(
     batch: int = 5000,
     deadline: float | None = None,
     series_rank: dict[int, int] | None = None,
+    with_series: bool = False,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
 
     Rows at the same time come in series id order, or in `series_rank` order where that is given
     (ranking the series the rows can come from; sorting by it costs a sort of every row).
+    `with_series` adds two columns at the end: the time in ns and the series id.
 
     Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
     Whole-number values come back as integers (SQLite does that without holding the GIL).
@@ -213,6 +215,8 @@ async def query_raw(
         return
     any_value = " OR ".join(f"samples.{name} IS NOT NULL" for name in read_fields)
     select = ", ".join(_whole_as_integer(c.sql) if c.fields else c.sql for c in columns)
+    if with_series:
+        select += ", samples.time, samples.series"
     order = "DESC" if descending else "ASC"
     tie, tie_params = "samples.series", ()
     if series_rank is not None:
