@@ -263,6 +263,10 @@ TZ = [
     f"SELECT lat, device FROM samples WHERE time >= '2024-03-31T00:59:55Z' LIMIT 6 tz('Europe/Berlin')",
     f"SELECT lat, device FROM samples WHERE {RANGE} AND lat > 52.500005 LIMIT 3 tz('Asia/Kolkata')",  # SQL path
     f"SELECT alt_m FROM samples WHERE {AUTUMN} tz('America/St_Johns')",
+    f"SELECT stddev(lat), count(cad_rpm) FROM samples WHERE {RANGE} GROUP BY time(15m), device fill(0) tz('Europe/Berlin')",
+    "SELECT count(alt_m) FROM samples WHERE time < '2024-04-03T00:00:00Z' GROUP BY time(1d) tz('Europe/Berlin')",
+    f"SELECT count(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(12h) tz('Europe/Berlin')",
+    f"SELECT count(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(6h) fill(none) tz('Europe/London')",
 ]
 
 
@@ -358,3 +362,23 @@ async def test_every_epoch_chunk_method_and_batch_answers_the_same(loaded: TestC
     same({"results": _merged_chunks(lines)}, {"results": expected}, "several statements, chunked")
     # and InfluxDB answers the batch the same way
     same(influx.query(";\n".join(EVERY_WAY), db="test", epoch="ns"), {"results": expected}, "InfluxDB, several")
+
+
+async def test_past_what_it_holds_the_sql_path_streams_the_same_rows(
+    loaded: TestClient, influx: influxd.InfluxDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracker.influx import select
+
+    monkeypatch.setattr(select, "MERGE_MAX_ROWS", 10)
+    for q in (
+        "SELECT lat FROM samples WHERE time >= '2024-03-20T00:00:00Z' LIMIT 50 OFFSET 7",
+        "SELECT lat FROM samples WHERE time >= '2024-03-20T00:00:00Z' ORDER BY time DESC LIMIT 30 OFFSET 13",
+        "SELECT lat FROM samples WHERE time >= '2024-03-20T00:00:00Z' AND lat > 52.500005",
+    ):
+        theirs = influx.query(q, db="test", epoch="ns")["results"][0]["series"][0]["values"]
+        ours = (await tracker_query(loaded, q, epoch="ns"))["results"][0]["series"][0]["values"]
+        # the same rows at the same times; rows at one time may come in another order here (so at the
+        # edges of the page, another of them may be the one inside)
+        assert [row[0] for row in ours] == [row[0] for row in theirs], q
+        edges = {ours[0][0], ours[-1][0]}
+        assert sorted(tuple(r) for r in ours if r[0] not in edges) == sorted(tuple(r) for r in theirs if r[0] not in edges)

@@ -67,7 +67,8 @@ def raw_answer(
     if chosen is None:
         return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(sources))
     if order is not None and len(chosen) > 1 and bool((np.diff(columns.times[chosen]) == 0).any()):
-        chosen = chosen[merge_order(columns.times[chosen], columns.series[chosen], order, descending, deadline)]
+        needed = None if limit is None else offset + limit
+        chosen = chosen[merge_order(columns.times[chosen], columns.series[chosen], order, descending, deadline, needed)]
     elif descending:
         chosen = chosen[::-1]
     chosen = chosen[offset : None if limit is None else offset + limit]
@@ -236,25 +237,31 @@ class SeriesOrder:
 
 
 def merge_order(times: np.ndarray, series: np.ndarray, order: SeriesOrder, descending: bool,
-                deadline: float | None) -> np.ndarray:  # fmt: skip
-    """Positions of the rows (given in time order, ascending) in the order InfluxDB answers them."""
+                deadline: float | None, needed: int | None = None) -> np.ndarray:  # fmt: skip
+    """Positions of the rows (given in time order, ascending) in the order InfluxDB answers them; with
+    `needed`, only that many first ones (OFFSET + LIMIT: the heap stops there)."""
     out: list[np.ndarray] = []
+    done = 0
     # Shard groups start where Go's Time.Truncate puts them: multiples of their length since year 1.
     shard = (times + _GO_ZERO_TIME_NS % order.shard_ns) // order.shard_ns
     cuts = np.flatnonzero(np.diff(shard)) + 1
     bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(times)].tolist()))
     for lo, hi in reversed(bounds) if descending else bounds:
+        if needed is not None and done >= needed:
+            break
         check_deadline(deadline)
         part_times = times[lo:hi]
         if not bool((np.diff(part_times) == 0).any()):
             out.append(np.arange(lo, hi)[::-1] if descending else np.arange(lo, hi))
-            continue
-        out.append(lo + _heap_merge(part_times, series[lo:hi], order, descending, deadline))
+        else:
+            left = None if needed is None else needed - done
+            out.append(lo + _heap_merge(part_times, series[lo:hi], order, descending, deadline, left))
+        done += len(out[-1])
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
 def _heap_merge(times: np.ndarray, series: np.ndarray, order: SeriesOrder, descending: bool,
-                deadline: float | None) -> np.ndarray:  # fmt: skip
+                deadline: float | None, needed: int | None) -> np.ndarray:  # fmt: skip
     ids = sorted(set(series.tolist()), key=lambda sid: order.rank.get(sid, sid), reverse=descending)
     by_series = np.argsort(series, kind="stable")  # each series' rows, in time order
     counts = np.bincount(np.searchsorted(np.unique(series), series))
@@ -294,8 +301,8 @@ def _heap_merge(times: np.ndarray, series: np.ndarray, order: SeriesOrder, desce
     heap = items
     for i in range(len(heap) // 2 - 1, -1, -1):  # heap.Init
         down(heap, i, len(heap))
-    out = np.empty(len(times), dtype=np.int64)
-    for n in range(len(times)):
+    out = np.empty(len(times) if needed is None else min(needed, len(times)), dtype=np.int64)
+    for n in range(len(out)):
         if n % 4096 == 0:
             check_deadline(deadline)
         last = len(heap) - 1  # heap.Pop: the root swapped to the end, sifted, taken

@@ -348,7 +348,7 @@ async def _raw_rows(
 # Rows of several series the SQL path holds to put rows at one time in InfluxDB's order (as many as
 # samples as columns hold at most: two days of 1 Hz samples of a few devices). Past that the rest
 # streams, rows at one time in series key order.
-MERGE_MAX_ROWS = 500_000
+MERGE_MAX_ROWS = 200_000
 
 
 async def _merged_sql_rows(
@@ -368,8 +368,9 @@ async def _merged_sql_rows(
         if len(held) > MERGE_MAX_ROWS:
             break
     else:
-        ordered = await ctx.offload(_merged, held, order, statement.order_desc, ctx.deadline)
-        chosen = ordered[statement.offset : None if limit is None else statement.offset + limit]
+        needed = None if limit is None else statement.offset + limit
+        ordered = await ctx.offload(_merged, held, order, statement.order_desc, ctx.deadline, needed)
+        chosen = ordered[statement.offset : needed]
         for first in range(0, len(chosen), ctx.batch):
             yield chosen[first : first + ctx.batch]
         return
@@ -396,12 +397,14 @@ async def _chained(first: list[Row], rest: AsyncIterator[list[Row]]) -> AsyncIte
         yield rows
 
 
-def _merged(rows: list[Row], order: columnar.SeriesOrder, descending: bool, deadline: float | None) -> list[Row]:
+def _merged(
+    rows: list[Row], order: columnar.SeriesOrder, descending: bool, deadline: float | None, needed: int | None
+) -> list[Row]:
     if descending:
         rows = rows[::-1]  # merge_order takes the rows in ascending time order
     times = np.fromiter((row[-2] for row in rows), dtype=np.int64, count=len(rows))
     series = np.fromiter((row[-1] for row in rows), dtype=np.int64, count=len(rows))
-    positions = columnar.merge_order(times, series, order, descending, deadline).tolist()
+    positions = columnar.merge_order(times, series, order, descending, deadline, needed).tolist()
     return [rows[n][:-2] for n in positions]
 
 
