@@ -253,11 +253,63 @@ def merge_order(times: np.ndarray, series: np.ndarray, order: SeriesOrder, desce
         part_times = times[lo:hi]
         if not bool((np.diff(part_times) == 0).any()):
             out.append(np.arange(lo, hi)[::-1] if descending else np.arange(lo, hi))
+        elif len(np.unique(series[lo:hi])) == 2:
+            out.append(lo + _two_series_merge(part_times, series[lo:hi], order, descending))
         else:
             left = None if needed is None else needed - done
             out.append(lo + _heap_merge(part_times, series[lo:hi], order, descending, deadline, left))
         done += len(out[-1])
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def _tie_break(a: tuple[str | None, ...], b: tuple[str | None, ...], descending: bool) -> int:
+    """-1 if the heap's Less puts a's row first at one time, 1 if b's, 0 if it cannot tell them apart."""
+    for x, y in zip(a, b):
+        if x is None or y is None:
+            return 0
+        if x != y:
+            return -1 if (x > y if descending else x < y) else 1
+    return 0
+
+
+def _two_series_merge(times: np.ndarray, series: np.ndarray, order: SeriesOrder, descending: bool) -> np.ndarray:
+    """_heap_merge for two series, without a loop per row. A heap of two holds one point while the
+    other's next is pushed, and a push moves only a strictly smaller point up: at one time, the point
+    that waited longer comes first, i.e. the one whose series' previous point came out first (a series'
+    first point waited from the start; both first: the first series fed). Equal previous times were
+    themselves such a tie: its winner wins again."""
+    answer = np.arange(len(times))[::-1] if descending else np.arange(len(times))
+    at = -times[answer] if descending else times[answer]  # ascending, in answer order
+    in_answer = series[answer]
+    first, second = sorted(set(in_answer.tolist()), key=lambda sid: order.rank.get(sid, sid), reverse=descending)
+    tie = np.flatnonzero(at[1:] == at[:-1])  # rows tie and tie + 1 share a time
+    if not len(tie):
+        return answer
+    decided = _tie_break(order.tie_keys.get(first, ()), order.tie_keys.get(second, ()), descending)
+    if decided:
+        winner = np.full(len(tie), first if decided < 0 else second)
+    else:
+        # Each row's series' previous time (or none), then per tie who waited longer.
+        previous = np.zeros(len(at), dtype=np.int64)
+        has_previous = np.zeros(len(at), dtype=bool)
+        for sid in (first, second):
+            rows = np.flatnonzero(in_answer == sid)
+            previous[rows[1:]] = at[rows[:-1]]
+            has_previous[rows[1:]] = True
+        a, b = tie, tie + 1
+        a_first = (~has_previous[a] & has_previous[b]) | (has_previous[a] & has_previous[b] & (previous[a] < previous[b]))
+        b_first = (has_previous[a] & ~has_previous[b]) | (has_previous[a] & has_previous[b] & (previous[b] < previous[a]))
+        neither = ~has_previous[a] & ~has_previous[b]
+        winner = np.where(a_first, in_answer[a], np.where(b_first, in_answer[b], first))
+        # Equal previous times: the previous tie's winner (carried forward).
+        inherits = ~(a_first | b_first | neither)
+        source = np.where(inherits, 0, np.arange(len(tie)))
+        source = np.maximum.accumulate(source)
+        winner = winner[source]
+    swap = in_answer[tie] != winner
+    out = answer.copy()
+    out[tie[swap]], out[tie[swap] + 1] = answer[tie[swap] + 1], answer[tie[swap]]
+    return out
 
 
 def _heap_merge(times: np.ndarray, series: np.ndarray, order: SeriesOrder, descending: bool,
