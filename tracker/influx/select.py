@@ -345,8 +345,8 @@ async def _raw_rows(
             yield header, rows
 
 
-# Rows of several series the SQL path holds to put rows at one time in InfluxDB's order (as many as
-# samples as columns hold at most: two days of 1 Hz samples of a few devices). Past that the rest
+# Rows of several series the SQL path holds to put rows at one time in InfluxDB's order (about a
+# day of 1 Hz samples of two devices, a few seconds of reading at most). Past that the rest
 # streams, rows at one time in series key order.
 MERGE_MAX_ROWS = 200_000
 
