@@ -24,6 +24,8 @@ AUTH = basic("test", "test1234")
 S = 1_000_000_000
 T0 = 1_711_839_600 * S  # 2024-03-30T23:00:00Z: two hours across Berlin's change to summer time (01:00Z)
 RANGE = "time >= '2024-03-30T23:00:00Z' AND time < '2024-03-31T01:00:00Z'"
+WEEKS = "time >= '2024-03-20T00:00:00Z' AND time < '2024-04-12T00:00:00Z'"
+AUTUMN = "time >= '2024-10-19T00:00:00Z' AND time < '2024-11-06T00:00:00Z'"
 
 
 def _samples() -> str:
@@ -112,6 +114,8 @@ STDDEV = [
     f"SELECT stddev(lat) FROM samples WHERE {RANGE} GROUP BY time(4s) LIMIT 20",  # some buckets of one value
     f"SELECT stddev(lat) FROM samples WHERE {RANGE} AND hr_bpm > 120 GROUP BY time(10m) fill(none)",  # SQL path
     f"SELECT stddev(lat) * 1000000, spread(lat) FROM samples WHERE {RANGE} AND device = 'b' GROUP BY time(15m)",
+    f"SELECT stddev(alt_m) FROM samples WHERE {WEEKS} AND device = 'c' GROUP BY time(1d)",  # one value a day: null
+    f"SELECT stddev(alt_m) FROM samples WHERE time >= '2024-03-25T00:00:00Z' AND time < '2024-03-26T00:00:00Z'",
 ]
 
 
@@ -237,8 +241,6 @@ async def test_series_paging_is_influxdbs(loaded: TestClient, influx: influxd.In
 
 # -- tz() ----------------------------------------------------------------------------------------------
 
-WEEKS = "time >= '2024-03-20T00:00:00Z' AND time < '2024-04-12T00:00:00Z'"
-AUTUMN = "time >= '2024-10-19T00:00:00Z' AND time < '2024-11-06T00:00:00Z'"
 TZ = [
     f"SELECT count(alt_m), max(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(1d) tz('Europe/Berlin')",
@@ -382,3 +384,58 @@ async def test_past_what_it_holds_the_sql_path_streams_the_same_rows(
         assert [row[0] for row in ours] == [row[0] for row in theirs], q
         edges = {ours[0][0], ours[-1][0]}
         assert sorted(tuple(r) for r in ours if r[0] not in edges) == sorted(tuple(r) for r in theirs if r[0] not in edges)
+
+
+# -- generated: the clauses in combination ------------------------------------------------------------
+
+
+def _generated_queries(count: int, seed: int) -> list[str]:
+    """Seeded combinations of what this file is about: aggregates beside count and stddev, fills,
+    GROUP BY time and tags, tz(), ORDER BY, LIMIT/OFFSET, SLIMIT/SOFFSET, raw selects across series."""
+    rng = random.Random(seed)
+    ranges = [RANGE, WEEKS, AUTUMN, "time >= '2024-03-31T00:30:00Z' AND time < '2024-03-31T01:30:00Z'",
+              "time >= '2024-03-31T23:59:00Z' AND time < '2024-04-01T00:01:00Z'"]  # fmt: skip
+    fields = ["lat", "lng", "hr_bpm", "alt_m", "cad_rpm"]
+    out = []
+    for _ in range(count):
+        where = rng.choice(ranges)
+        if rng.random() < 0.3:
+            where += rng.choice([" AND device = 'a'", " AND device != 'a'", " AND device =~ /a|c/", " AND alt_m > 35",
+                                 " AND hr_bpm < 130", " AND (lat > 52.500005 OR device = 'c')"])  # fmt: skip
+        zone = rng.choice(["", "", " tz('Europe/Berlin')", " tz('America/New_York')", " tz('UTC')"])
+        page = rng.choice(["", "", " LIMIT 3", " LIMIT 4 OFFSET 2", " OFFSET 1"])
+        spage = rng.choice(["", "", "", " SLIMIT 1", " SLIMIT 2 SOFFSET 1"])
+        if where.startswith((WEEKS, AUTUMN, ranges[4])):
+            spage = ""  # InfluxDB pages each shard's series: over several, see the README
+        order = rng.choice(["", "", " ORDER BY time DESC"])
+        if rng.random() < 0.6:
+            calls = ", ".join(
+                f"{rng.choice(['count', 'stddev', 'mean', 'sum', 'max', 'spread'])}({rng.choice(fields)})"
+                for _ in range(rng.randint(1, 3))
+            )
+            group = rng.choice(["", " GROUP BY device"])
+            if rng.random() < 0.7:
+                # (not past 10,000 rows a series: InfluxDB's max-row-limit would cut the answer)
+                every = rng.choice(["1h", "6h", "1d"] if where.startswith((WEEKS, AUTUMN)) else ["1m", "5m", "10m", "1h"])
+                group = f" GROUP BY time({every})" + rng.choice(["", ", device", ", *"])
+                group += rng.choice(["", "", " fill(none)", " fill(0)", " fill(previous)", " fill(linear)", " fill(null)"])
+            out.append(f"SELECT {calls} FROM samples WHERE {where}{group}{order}{page}{spage}{zone}")
+        else:
+            columns = rng.choice(["lat", "lat, device", "*", "hr_bpm, alt_m", "lat * 2", "alt_m, device"])
+            group = rng.choice(["", "", " GROUP BY device"])
+            # (a raw OFFSET without LIMIT over several shards answers InfluxDB's own way: see the README)
+            page = " LIMIT 40" if page in ("", " OFFSET 1") else page
+            out.append(f"SELECT {columns} FROM samples WHERE {where}{group}{order}{page}{spage}{zone}")
+    return out
+
+
+async def test_generated_clause_queries_answer_as_influxdb(loaded: TestClient, influx: influxd.InfluxDB) -> None:
+    failures = []
+    queries = _generated_queries(300, 20241027)
+    for q in queries:
+        for epoch in ([None] if "tz(" in q else []) + ["ms"]:
+            try:
+                await check(loaded, influx, q, **({"epoch": epoch} if epoch else {}))
+            except AssertionError as exc:
+                failures.append(f"{q} [{epoch}]: {str(exc)[:2000]}")
+    assert not failures, f"{len(failures)} of {len(queries)} differ:\n" + "\n\n".join(failures[:5])

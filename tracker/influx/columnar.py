@@ -224,6 +224,15 @@ def _sequential_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray
 _GO_ZERO_TIME_NS = 719_162 * 86_400 * 1_000_000_000  # 0001-01-01 to 1970-01-01
 
 
+def shard_window(start_ns: int, end_ns: int, shard_ns: int) -> tuple[int, int]:
+    """[start, end) widened to the edges of the shard groups it falls in (InfluxDB's shards of that
+    length, which start where Go's Time.Truncate puts them), within the int64 range."""
+    shift = _GO_ZERO_TIME_NS % shard_ns
+    lo = (start_ns + shift) // shard_ns * shard_ns - shift
+    hi = -((-(end_ns + shift)) // shard_ns) * shard_ns - shift
+    return max(lo, -(2**63)), min(hi, 2**63 - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesOrder:
     """What InfluxDB's merge of series looks at: each series' place in series key order, its values

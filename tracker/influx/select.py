@@ -291,15 +291,17 @@ async def _raw_rows(
     # InfluxDB 1.x answers a raw OFFSET without LIMIT with the one row at the offset, per series.
     limit = 1 if statement.limit is None and statement.offset > 0 else statement.limit
     fields: list[str] = []
+    shard_ns = shard_group_duration(await ctx.retention_ns(database))
     if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
-        fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
+        # `*` is every field of the shards the range falls in, as in InfluxDB (not only those with
+        # values in the range itself).
+        lo, hi = columnar.shard_window(start, end, shard_ns)
+        fields = await storage.query_field_keys(ctx.store, database, lo, hi, ctx.deadline)
     # A tag column is a CASE over every series: as much work as the user has series.
     names, columns, reads = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
     sources = [storage.column_source(column) for column in columns]
-    order = await ctx.offload(
-        _series_order, plan.series, reads, shard_group_duration(await ctx.retention_ns(database))
-    )
+    order = await ctx.offload(_series_order, plan.series, reads, shard_ns)
     if (
         ctx.columnar and all(where.only_series is not None for _, where in groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
@@ -612,6 +614,7 @@ class _Buckets:
     ) -> None:
         self.starts = buckets.starts
         self.zone = buckets.zone
+        self.descending = False
         self.fill = fill
         self.width = len(fields)
         self.values: dict[int, list[Any]] = {}  # bucket start -> values, for the buckets holding data
@@ -638,6 +641,7 @@ class _Buckets:
     def order(self, descending: bool, offset: int, limit: int | None) -> Sequence[int]:
         """The bucket start times of the answer, in its order, after OFFSET and LIMIT."""
         starts: Sequence[int] = self.filled if self.fill == "none" else self.starts
+        self.descending = descending  # fill(previous) looks back in the answer's order, as InfluxDB
         if descending:
             starts = starts[::-1]
         return starts[offset : None if limit is None else offset + limit]
@@ -664,6 +668,9 @@ class _Buckets:
             return 0 if column in self.zero_counts else None
         if fill == "previous":
             at, values = self.known[column]
+            if self.descending:  # the bucket after, which came before in the answer
+                k = bisect.bisect_left(at, at_time)
+                return values[k] if k < len(at) else None
             k = bisect.bisect_right(at, at_time)
             return values[k - 1] if k else None
         if fill == "linear":

@@ -152,34 +152,44 @@ async def query_has_samples(store: SampleStore, user: str) -> bool:
 async def query_field_keys(
     store: SampleStore, user: str, start_ns: int | None = None, end_ns: int | None = None, deadline: float | None = None
 ) -> list[str]:
-    """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or at least in [start, end) (SELECT *).
+    """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or in [start, end) (SELECT *).
 
-    Fields are only ever added to a file, so the found set is kept per open file and only the fields
-    not yet seen are looked for again, and only once the file changed (PRAGMA data_version): a
+    Fields are only ever added to a file, so what was found is kept per open file (and per range), and
+    only the fields not yet seen are looked for again, once the file changed (PRAGMA data_version): a
     repeated SELECT * over a day costs no extra scan.
     """
     handle = store._existing_file(user)
     if handle is None:
         return []
-    known: tuple[int, set[str], set[tuple[int | None, int | None]]] | None = getattr(handle, "query_fields", None)
+    known: tuple[int, dict[tuple[int, int] | None, set[str]], set[tuple[int, int] | None]] | None = getattr(
+        handle, "query_fields", None
+    )
     version = (await _query_fetchall(store, handle, "PRAGMA data_version", ()))[0][0]
     if known is None or known[0] != version:
-        known = (version, set() if known is None else known[1], set())
-    present, probed = known[1], known[2]
-    if len(probed) > 64:  # now()-relative ranges differ every time; keep the memo small
-        probed.clear()
-    missing = [key for key in FIELD_KEYS if key not in present]
-    if missing and (start_ns, end_ns) not in probed and (None, None) not in probed:
-        # One probe per missing field: a present one stops at its first row.
-        where, params = "", ()
-        if start_ns is not None and end_ns is not None:
-            where, params = " AND time >= ?1 AND time < ?2", (start_ns, end_ns)
-        probes = ", ".join(f"EXISTS (SELECT 1 FROM samples WHERE {key} IS NOT NULL{where})" for key in missing)
-        found = (await _query_fetchall(store, handle, f"SELECT {probes}", params, deadline))[0]
-        present.update(key for key, hit in zip(missing, found) if hit)
-        probed.add((start_ns, end_ns))
+        known = (version, {} if known is None else known[1], set())  # what was found stays found
+    found_in, probed = known[1], known[2]
     handle.query_fields = known  # type: ignore[attr-defined]  # lives and dies with the open file
-    return [key for key in FIELD_KEYS if key in present]
+    key = None if start_ns is None or end_ns is None else (start_ns, end_ns)
+    if key not in found_in and len(found_in) > 64:  # now()-relative ranges differ every time; keep the memo small
+        found_in.clear()
+    found = found_in.setdefault(key, set())
+    missing = [name for name in FIELD_KEYS if name not in found]
+    if missing and key not in probed:
+        where, params = ("", ()) if key is None else (" AND time >= ?1 AND time < ?2", key)
+        found.update(await _fields_with_values(store, handle, missing, where, params, deadline))
+        probed.add(key)
+    return [name for name in FIELD_KEYS if name in found]
+
+
+async def _fields_with_values(
+    store: SampleStore, handle: _UserFile, fields: list[str], where: str, params: tuple[Any, ...], deadline: float | None
+) -> set[str]:
+    # One probe per field: a present one stops at its first row.
+    if not fields:
+        return set()
+    probes = ", ".join(f"EXISTS (SELECT 1 FROM samples WHERE {key} IS NOT NULL{where})" for key in fields)
+    found = (await _query_fetchall(store, handle, f"SELECT {probes}", params, deadline))[0]
+    return {key for key, hit in zip(fields, found) if hit}
 
 
 async def query_raw(
@@ -337,7 +347,7 @@ async def query_aggregates(
 
     Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
     interval everything is bucket 0. Values: numbers (None where a call has no values in the bucket, a
-    count too), stddev as the sample variance (the caller takes the root), None below two values. With `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    count too), stddev as the sample variance (the caller takes the root), None for one value. With `point_times`, selectors (first/last/min/max) give (value, time of that point).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
@@ -397,10 +407,10 @@ async def query_aggregates(
                     f"WITH means AS (SELECT {bucket} AS b, min(samples.time) AS lo, max(samples.time) AS hi, "
                     f"avg({column}) AS m, count({column}) AS n FROM samples WHERE {base_where} AND {column} IS NOT NULL "
                     "GROUP BY b) "
-                    f"SELECT b, (SELECT sum(({column} - means.m) * ({column} - means.m)) FROM samples "
-                    f"WHERE samples.time >= means.lo AND samples.time <= means.hi AND {where.sql} AND {column} IS NOT NULL"
-                    ") / (n - 1) FROM means WHERE n > 1"
-                )
+                    f"SELECT b, CASE WHEN n > 1 THEN (SELECT sum(({column} - means.m) * ({column} - means.m)) "
+                    f"FROM samples WHERE samples.time >= means.lo AND samples.time <= means.hi AND {where.sql} "
+                    f"AND {column} IS NOT NULL) / (n - 1) END FROM means"
+                )  # a bucket of one value answers null, as InfluxDB, not nothing
             elif fn == "median":  # the middle value, or the mean of the two middle ones
                 sql = (
                     "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
