@@ -506,7 +506,7 @@ async def _aggregate_select(
 
     buckets: timebuckets.Buckets | None = None
     if interval is not None and start != MIN_TIME:
-        buckets = await ctx.offload(timebuckets.Buckets, start, end, *interval, zone, refuse_beyond)
+        buckets = await ctx.offload(timebuckets.Buckets, start, end, *interval, zone, refuse_beyond, ctx.deadline)
 
     for tags, group_where in groups:
         if interval is None:
@@ -526,7 +526,10 @@ async def _aggregate_select(
             data = await _bucket_data(ctx, database, start, end, keys, group_where, runs, False, read)
             if not data:
                 continue
-            group_buckets = await ctx.offload(timebuckets.Buckets, min(data), end, *interval, zone)
+            group_buckets = await ctx.offload(
+                timebuckets.Buckets, min(data), end, *interval, zone,
+                lambda count: _check_buckets(made + count, ctx.max_buckets), ctx.deadline,
+            )  # fmt: skip
             if zone is not None:
                 data = await _bucket_data(ctx, database, start, end, keys, group_where, group_buckets.runs, False, read)
         else:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Sequence
 from zoneinfo import ZoneInfo
 
+from tracker.influx.workers import check_deadline
 from tracker.storage import EPOCH_NS
 
 _SECOND = 1_000_000_000
@@ -91,7 +92,7 @@ class Buckets:
     stamped with, and the keys of the values), and the runs of equal buckets storage aggregates over."""
 
     def __init__(self, start: int, end: int, every: int, offset: int, zone: ZoneInfo | None,
-                 check: Callable[[int], None] = lambda count: None) -> None:  # fmt: skip
+                 check: Callable[[int], None] = lambda count: None, deadline: float | None = None) -> None:  # fmt: skip
         self.every, self.offset, self.zone = every, offset, zone
         first = window(start, every, offset, zone)[0]
         last = window(end - 1, every, offset, zone)[0]
@@ -106,6 +107,8 @@ class Buckets:
         starts = [first]
         time, zone_now = first, zone_offset(zone, first)
         while True:
+            if len(starts) % 4096 == 0:
+                check_deadline(deadline)
             time += every
             changed = zone_offset(zone, time - 1)
             if changed != zone_now:
@@ -118,6 +121,8 @@ class Buckets:
         self.starts = starts
         self.runs = []
         for n, bucket in enumerate(starts):
+            if n % 4096 == 0:
+                check_deadline(deadline)
             bucket_end = starts[n + 1] if n + 1 < len(starts) else window(bucket, every, offset, zone)[1]
             lo, hi = max(bucket, start), min(bucket_end, end)
             if hi <= lo:
