@@ -221,14 +221,15 @@ class _Plan:
     series: SeriesTags
     group_keys: list[str]
     groups: list[tuple[dict[str, str] | None, QueryFilter]]  # one (tags, filter) per series of the answer
+    matching: SeriesTags  # the series the tag terms of WHERE can keep
 
 
 def _plan(statement: SelectStatement, condition: Expr | None, series: SeriesTags, deadline: float | None) -> _Plan:
     where = _compile_condition(condition, series, deadline)
     group_keys = _group_keys(statement.group_by_tags, series)
     # The answer's series are those of the series the tag terms of WHERE can keep (what SLIMIT counts).
-    grouped = _matching_series(condition, series, deadline) if group_keys else series
-    return _Plan(series, group_keys, _groups(group_keys, grouped, where))
+    matching = _matching_series(condition, series, deadline)
+    return _Plan(series, group_keys, _groups(group_keys, matching if group_keys else series, where), matching)
 
 
 def _tag_keys(series: SeriesTags) -> list[str]:
@@ -287,7 +288,7 @@ async def _raw_rows(
     zone: timebuckets.ZoneInfo | None,
 ) -> Output:  # fmt: skip
     epoch = "ns" if zone is not None and ctx.epoch is None else ctx.epoch
-    groups = _series_page(plan.groups, statement)
+    groups = await _answer_series(statement, database, ctx, start, end, plan)
     # InfluxDB 1.x answers a raw OFFSET without LIMIT with the one row at the offset, per series.
     limit = 1 if statement.limit is None and statement.offset > 0 else statement.limit
     fields: list[str] = []
@@ -498,7 +499,7 @@ async def _aggregate_select(
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
-    groups = _series_page(plan.groups, statement)
+    groups = await _answer_series(statement, database, ctx, start, end, plan)
 
     def refuse_beyond(count: int) -> None:
         # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
@@ -545,13 +546,69 @@ async def _aggregate_select(
             yield header, await ctx.offload(answer.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
 
 
-def _series_page(groups: list[T], statement: SelectStatement) -> list[T]:
-    """The answer's series in their order: SLIMIT/SOFFSET with InfluxDB's arithmetic (SOFFSET alone
-    keeps none), then, with ORDER BY time DESC, the last series first, as InfluxDB."""
-    slimit, soffset = statement.slimit, statement.soffset
-    if slimit > 0 or soffset > 0:
-        groups = [] if soffset > len(groups) else groups[soffset : min(soffset + slimit, len(groups))]
+Group = tuple[dict[str, str] | None, QueryFilter]
+# SLIMIT/SOFFSET look at the series of each shard group the range falls in, as InfluxDB: past this
+# many shard groups, they page the series of the whole range instead.
+_MAX_PAGED_SHARDS = 1000
+
+
+async def _answer_series(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan
+) -> list[Group]:
+    """The answer's series (tags, filter), in their order: with ORDER BY time DESC the last first, as
+    InfluxDB. SLIMIT/SOFFSET page, as InfluxDB, the series of each shard group the range falls in (a
+    week of samples each, by default) with its arithmetic (SOFFSET alone keeps none): a series picked in
+    some shard groups only answers from those."""
+    groups = plan.groups
+    if statement.slimit > 0 or statement.soffset > 0:
+        shard_ns = shard_group_duration(await ctx.retention_ns(database))
+        span = await storage.query_time_span(ctx.store, database, start, end)
+        lo, hi = columnar.shard_window(span[0], span[1] + 1, shard_ns) if span else (0, 0)
+        if span is None:
+            groups = []
+        elif (hi - lo) // shard_ns > _MAX_PAGED_SHARDS:
+            groups = _series_page(groups, statement.slimit, statement.soffset)
+        else:
+            windows = [(w, w + shard_ns) for w in range(lo, hi, shard_ns)]
+            present = await storage.query_series_between(ctx.store, database, windows, ctx.deadline)
+            groups = await ctx.offload(_paged_per_shard, statement, plan, windows, present, start, end)
     return groups[::-1] if statement.order_desc else groups
+
+
+def _series_page(groups: list[T], slimit: int, soffset: int) -> list[T]:
+    """InfluxDB's SLIMIT/SOFFSET arithmetic: SOFFSET without SLIMIT keeps none."""
+    if slimit <= 0 and soffset <= 0:
+        return groups
+    if soffset > len(groups):
+        return []
+    return groups[soffset : min(soffset + slimit, len(groups))]
+
+
+def _paged_per_shard(
+    statement: SelectStatement, plan: _Plan, windows: list[tuple[int, int]], present: list[set[int]], start: int, end: int
+) -> list[Group]:
+    keys = plan.group_keys
+    index = {tuple(sorted((tags or {}).items())): n for n, (tags, _) in enumerate(plan.groups)}
+    group_of = {
+        sid: index.get(tuple(sorted((key, tags.get(key, "")) for key in keys))) for sid, tags in plan.matching.items()
+    }
+    has: dict[int, list[int]] = {}  # group -> the windows it has series in
+    picked: dict[int, list[int]] = {}  # group -> the windows whose page it is on
+    for w, in_window in enumerate(present):
+        here = sorted({group_of[sid] for sid in in_window if group_of.get(sid) is not None})
+        for g in here:
+            has.setdefault(g, []).append(w)
+        for g in _series_page(here, statement.slimit, statement.soffset):
+            picked.setdefault(g, []).append(w)
+    out: list[Group] = []
+    for g, (tags, where) in enumerate(plan.groups):
+        if g not in picked:
+            continue
+        if picked[g] != has[g]:
+            ranges = [(max(windows[w][0], start), min(windows[w][1], end)) for w in picked[g]]
+            where = storage.combine_filters("AND", where, storage.time_ranges(ranges))
+        out.append((tags, where))
+    return out
 
 
 async def _bucket_data(

@@ -141,6 +141,42 @@ async def query_series(store: SampleStore, user: str) -> SeriesTags:
     return {sid: dict(json.loads(tags)) for sid, tags in rows}
 
 
+async def query_series_between(
+    store: SampleStore, user: str, windows: Sequence[tuple[int, int]], deadline: float | None = None
+) -> list[set[int]]:
+    """Per [lo, hi) window, the series with samples in it (what an InfluxDB shard of that window
+    would know). One scan of each window."""
+    handle = store._existing_file(user)
+    if handle is None:
+        return [set() for _ in windows]
+    out = []
+    for lo, hi in windows:
+        rows = await _query_fetchall(
+            store, handle, "SELECT DISTINCT series FROM samples WHERE time >= ? AND time < ?", (lo, hi), deadline
+        )
+        out.append({sid for (sid,) in rows})
+    return out
+
+
+async def query_time_span(store: SampleStore, user: str, start_ns: int, end_ns: int) -> tuple[int, int] | None:
+    """The first and last sample times in [start, end), None if there is none (two primary-key seeks)."""
+    handle = store._existing_file(user)
+    if handle is None:
+        return None
+    (lowest, highest), = await _query_fetchall(
+        store, handle, "SELECT min(time), max(time) FROM samples WHERE time >= ? AND time < ?", (start_ns, end_ns)
+    )
+    return None if lowest is None else (lowest, highest)
+
+
+def time_ranges(ranges: Sequence[tuple[int, int]]) -> QueryFilter:
+    """Samples in any of these [lo, hi) time ranges."""
+    if not ranges:
+        return KEEP_NONE
+    sql = " OR ".join("(samples.time >= ? AND samples.time < ?)" for _ in ranges)
+    return QueryFilter(f"({sql})", tuple(n for pair in ranges for n in pair), None)
+
+
 async def query_has_samples(store: SampleStore, user: str) -> bool:
     handle = store._existing_file(user)
     if handle is None:
