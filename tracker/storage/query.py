@@ -389,7 +389,8 @@ async def query_aggregates(
 
     Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
     interval everything is bucket 0. Values: numbers (None where a call has no values in the bucket, a
-    count too), stddev as the sample variance (the caller takes the root), None for one value. With `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    count too), stddev as the sample variance (the caller takes the root), None for one value. With
+    `point_times`, selectors (first/last/min/max) give (value, time of that point).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
