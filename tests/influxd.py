@@ -44,6 +44,18 @@ class InfluxDB:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
+    def create_database(self, db: str) -> None:
+        """CREATE DATABASE, until SHOW DATABASES lists it (a fresh influxd may not take it at once)."""
+        deadline = time.monotonic() + 30
+        while True:
+            self.query(f'CREATE DATABASE "{db}"')
+            shown = self.query("SHOW DATABASES")["results"][0].get("series", [{}])[0].get("values", [])
+            if [db] in shown:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"influxd did not create {db}: {shown}")
+            time.sleep(0.1)
+
     def write(self, db: str, lines: str, precision: str = "ns") -> None:
         status, body = self._request("/write", {"db": db, "precision": precision}, lines.encode())
         assert status == 204, body

@@ -59,7 +59,7 @@ DATA = _samples()
 @pytest.fixture(scope="module")
 def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[influxd.InfluxDB]:
     with influxd.running(tmp_path_factory.mktemp("influxd")) as server:
-        server.query("CREATE DATABASE test")
+        server.create_database("test")
         server.write("test", DATA)
         yield server
 
@@ -155,6 +155,11 @@ COUNT = [
     f"SELECT count(cad_rpm), mean(alt_m) FROM samples WHERE {RANGE} AND alt_m > 35 GROUP BY time(10m), device fill(none)",
     f"SELECT count(cad_rpm), mean(alt_m) FROM samples WHERE {RANGE} AND alt_m > 35 GROUP BY device",
     f"SELECT count(alt_m) FROM samples WHERE {RANGE} AND device = 'c' GROUP BY time(1h)",  # nothing at all
+    # fill(<number>) over a field no shard in range holds: only aggregates that are numbers anyway fill
+    f"SELECT mean(lat), median(lat), count(lat), sum(lat), max(lat), min(lat), spread(lat), stddev(lat), first(lat), "
+    f"last(lat), max(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(1d) fill(0)",
+    f"SELECT sum(lat), max(alt_m), sum(cad_rpm) FROM samples WHERE {RANGE} GROUP BY time(30m), device fill(-1)",
+    f"SELECT sum(nope), count(nope), max(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(1d) fill(7)",
 ]
 
 

@@ -497,6 +497,9 @@ async def _aggregate_select(
     header_columns = ["time", *_unique_names([item.name for item in statement.fields])]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
+    unfilled: set[int] = set()
+    if interval is not None and not isinstance(fill, str):
+        unfilled = await _unfilled_columns(statement, database, ctx, start, end)
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
     groups = await _answer_series(statement, database, ctx, start, end, plan)
@@ -539,7 +542,9 @@ async def _aggregate_select(
                 continue
         made += len(group_buckets.starts)
         _check_buckets(made, ctx.max_buckets)
-        answer = await ctx.offload(_Buckets, statement.fields, keys, data, group_buckets, fill, counts, ctx.deadline)
+        answer = await ctx.offload(
+            _Buckets, statement.fields, keys, data, group_buckets, fill, counts, unfilled, ctx.deadline
+        )
         chosen = answer.order(statement.order_desc, statement.offset, statement.limit)
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         for i in range(0, len(chosen), ctx.batch):
@@ -651,6 +656,25 @@ async def _bucket_data(
     return out
 
 
+# Aggregates whose answer takes the type of the field: over a field the shards do not hold, InfluxDB
+# has nothing to fill with a number (mean, median, count and stddev are numbers whatever the field).
+_TYPED_BY_FIELD = frozenset({"sum", "min", "max", "spread", "first", "last"})
+
+
+async def _unfilled_columns(statement: SelectStatement, database: str, ctx: Context, start: int, end: int) -> set[int]:
+    """The output columns fill(<number>) leaves null, as InfluxDB: a lone aggregate typed by its field,
+    of a field without values in the shard groups (a week each, by default) the range falls in."""
+    typed = {
+        n: _call_key(item.expr)[1] for n, item in enumerate(statement.fields)
+        if isinstance(item.expr, Call) and item.expr.name in _TYPED_BY_FIELD
+    }  # fmt: skip
+    if not typed:
+        return set()
+    lo, hi = columnar.shard_window(start, end, shard_group_duration(await ctx.retention_ns(database)))
+    held = set(await storage.query_field_keys(ctx.store, database, lo, hi, ctx.deadline))
+    return {n for n, name in typed.items() if name not in held}
+
+
 def _check_buckets(count: int, limit: int) -> None:
     if limit and count > limit:
         raise StatementError(f"max-select-buckets limit exceeded: ({count}/{limit})")  # InfluxDB's words
@@ -670,12 +694,14 @@ class _Buckets:
         buckets: timebuckets.Buckets,
         fill: str | float,
         counts: list[int],
+        unfilled: set[int],
         deadline: float | None,
     ) -> None:
         self.starts = buckets.starts
         self.zone = buckets.zone
         self.descending = False
         self.fill = fill
+        self.unfilled = unfilled  # columns fill(<number>) leaves null
         self.width = len(fields)
         self.values: dict[int, list[Any]] = {}  # bucket start -> values, for the buckets holding data
         first, last = (self.starts[0], self.starts[-1]) if len(self.starts) else (0, -1)
@@ -722,7 +748,7 @@ class _Buckets:
     def _filled(self, column: int, at_time: int) -> Any:
         """The value fill() gives the bucket starting at `at_time` where it has none in this column."""
         fill = self.fill
-        if fill == "none":
+        if fill == "none" or column in self.unfilled:
             return None
         if fill == "null":
             return 0 if column in self.zero_counts else None
