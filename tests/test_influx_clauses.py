@@ -116,6 +116,11 @@ STDDEV = [
     f"SELECT stddev(lat) * 1000000, spread(lat) FROM samples WHERE {RANGE} AND device = 'b' GROUP BY time(15m)",
     f"SELECT stddev(alt_m) FROM samples WHERE {WEEKS} AND device = 'c' GROUP BY time(1d)",  # one value a day: null
     f"SELECT stddev(alt_m) FROM samples WHERE time >= '2024-03-25T00:00:00Z' AND time < '2024-03-26T00:00:00Z'",
+    # a bucket of one value is a point without a value: fill() leaves it, fill(previous) carries it
+    f"SELECT stddev(alt_m), sum(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(6h), * fill(0)",
+    f"SELECT stddev(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(6h) fill(previous)",
+    f"SELECT stddev(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(6h) fill(linear)",
+    f"SELECT stddev(alt_m) * 2 FROM samples WHERE {AUTUMN} GROUP BY time(1d)",
 ]
 
 
@@ -279,6 +284,9 @@ TZ = [
     "SELECT count(alt_m) FROM samples WHERE time < '2024-04-03T00:00:00Z' GROUP BY time(1d) tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(12h) tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(6h) fill(none) tz('Europe/London')",
+    # fill(linear) counts in whole intervals (Go's integer division), so buckets of 5 h weigh as 6 h
+    f"SELECT mean(lat), spread(lng) FROM samples WHERE {WEEKS} GROUP BY time(6h), * fill(linear) tz('Europe/Berlin')",
+    f"SELECT max(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(1h) fill(linear) tz('America/New_York')",
 ]
 
 

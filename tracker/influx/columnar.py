@@ -184,12 +184,11 @@ def _aggregate(fn: str, values: np.ndarray, starts: np.ndarray, lengths: np.ndar
         elif fn == "mean":
             with np.errstate(invalid="ignore", divide="ignore"):
                 result = total / count
-        else:  # stddev, as storage's SQL: the sample variance, only with more than one value
+        else:  # stddev, as storage's SQL: the sample variance, -1.0 for one value
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.repeat(total / count, lengths)
                 squares = _sequential_sums(np.where(valid, (values - mean) * (values - mean), 0.0), starts, lengths)
-                result = squares / (count - 1)
-            empty = count <= 1
+                result = np.where(count == 1, -1.0, squares / (count - 1))
     out = result.astype(object)
     out[empty] = None
     return out.tolist()  # type: ignore[no-any-return]

@@ -64,6 +64,9 @@ _SELECTORS = frozenset({"first", "last", "min", "max"})
 _DEADLINE_EVERY = 1024
 
 Row = Sequence[Any]
+# A bucket's aggregate that InfluxDB answers as a point without a value (stddev of one value): written
+# null like a missing one, but fill() leaves it, and fill(previous) carries it on as null.
+NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "NO_VALUE"})()
 T = TypeVar("T")
 
 
@@ -699,6 +702,7 @@ class _Buckets:
     ) -> None:
         self.starts = buckets.starts
         self.zone = buckets.zone
+        self.every = buckets.every
         self.descending = False
         self.fill = fill
         self.unfilled = unfilled  # columns fill(<number>) leaves null
@@ -762,12 +766,19 @@ class _Buckets:
         if fill == "linear":
             at, values = self.known[column]
             k = bisect.bisect_left(at, at_time)
-            if not 0 < k < len(at):
+            if not 0 < k < len(at) or values[k - 1] is NO_VALUE or values[k] is NO_VALUE:
                 return None
-            # InfluxDB's arithmetic (slope per ns, times the ns since the previous value), for equal answers
-            before, now, after = at[k - 1], at_time, at[k]
-            return (values[k] - values[k - 1]) / (after - before) * (now - before) + values[k - 1]
+            # InfluxDB's arithmetic, for equal answers: times as whole intervals (Go's division, which
+            # truncates), the slope per interval times the intervals since the previous value
+            before, now, after = (_go_quotient(t, self.every) for t in (at[k - 1], at_time, at[k]))
+            return (values[k] - values[k - 1]) / float(after - before) * float(now - before) + values[k - 1]
         return fill
+
+
+def _go_quotient(a: int, b: int) -> int:
+    """a / b as Go divides integers: truncated toward zero."""
+    quotient = abs(a) // abs(b)
+    return quotient if (a >= 0) == (b > 0) else -quotient
 
 
 def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: list[Any]) -> tuple[list[Any], list[int | None]]:
@@ -779,7 +790,8 @@ def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: 
         if isinstance(value, tuple):  # a selector's (value, time of the point)
             value, time = value
         if key[0] == "stddev" and value is not None:
-            value = math.sqrt(max(value, 0.0))  # storage answers the variance
+            # storage answers the variance, or -1 for a bucket of one value: a point without a value
+            value = math.sqrt(value) if value >= 0 else NO_VALUE
         values[key], times[key] = value, time
     out, out_times = [], []
     for item in fields:
@@ -795,7 +807,7 @@ def _evaluate(expr: Expr, values: dict[tuple[str, str], Any]) -> Any:
         return expr.value
     if isinstance(expr, BinaryExpr):
         lhs, rhs = _evaluate(expr.lhs, values), _evaluate(expr.rhs, values)
-        if lhs is None or rhs is None:
+        if lhs is None or rhs is None or lhs is NO_VALUE or rhs is NO_VALUE:
             return None
         try:
             if expr.op == "+":
@@ -817,7 +829,7 @@ def _json_number(value: Any) -> Any:
     """Whole-number floats as integers, the way InfluxDB writes them (`145`, not `145.0`)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
-    return value
+    return None if value is NO_VALUE else value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -389,7 +389,8 @@ async def query_aggregates(
 
     Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
     interval everything is bucket 0. Values: numbers (None where a call has no values in the bucket, a
-    count too), stddev as the sample variance (the caller takes the root), None for one value. With
+    count too), stddev as the sample variance (the caller takes the root), -1.0 for one value (InfluxDB
+    answers a point without a value there, which fill() leaves alone). With
     `point_times`, selectors (first/last/min/max) give (value, time of that point).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
@@ -452,8 +453,8 @@ async def query_aggregates(
                     "GROUP BY b) "
                     f"SELECT b, CASE WHEN n > 1 THEN (SELECT sum(({column} - means.m) * ({column} - means.m)) "
                     f"FROM samples WHERE samples.time >= means.lo AND samples.time <= means.hi AND {where.sql} "
-                    f"AND {column} IS NOT NULL) / (n - 1) END FROM means"
-                )  # a bucket of one value answers null, as InfluxDB, not nothing
+                    f"AND {column} IS NOT NULL) / (n - 1) ELSE -1.0 END FROM means"
+                )
             elif fn == "median":  # the middle value, or the mean of the two middle ones
                 sql = (
                     "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
