@@ -153,7 +153,11 @@ COUNT = [
 ] + [
     f"SELECT count(cad_rpm){other} FROM samples WHERE {RANGE} GROUP BY time(10m), device fill({fill})"
     for other in ("", ", mean(hr_bpm)", ", max(alt_m)")
-    for fill in ("null", "none", "0", "previous", "linear", "-1")
+    for fill in ("null", "none", "0", "previous", "linear", "-1", "2.7")
+] + [
+    # counts are whole numbers: fill(linear) and a fractional fill() truncate them
+    f"SELECT count(lat), mean(lat) FROM samples WHERE {WEEKS} GROUP BY time(1h), device fill(linear)",
+    f"SELECT count(lat), mean(lat) FROM samples WHERE {RANGE} GROUP BY time(1m), device fill(-2.5)",
 ] + [
     # a field filter takes the SQL path
     f"SELECT count(cad_rpm), mean(alt_m) FROM samples WHERE {RANGE} AND alt_m > 35 GROUP BY time(10m), device",

@@ -706,6 +706,7 @@ class _Buckets:
         self.descending = False
         self.fill = fill
         self.unfilled = unfilled  # columns fill(<number>) leaves null
+        self.counts = set(counts)  # whole numbers in InfluxDB: filled as such
         self.width = len(fields)
         self.values: dict[int, list[Any]] = {}  # bucket start -> values, for the buckets holding data
         first, last = (self.starts[0], self.starts[-1]) if len(self.starts) else (0, -1)
@@ -771,8 +772,9 @@ class _Buckets:
             # InfluxDB's arithmetic, for equal answers: times as whole intervals (Go's division, which
             # truncates), the slope per interval times the intervals since the previous value
             before, now, after = (_go_quotient(t, self.every) for t in (at[k - 1], at_time, at[k]))
-            return (values[k] - values[k - 1]) / float(after - before) * float(now - before) + values[k - 1]
-        return fill
+            value = (values[k] - values[k - 1]) / float(after - before) * float(now - before) + values[k - 1]
+            return int(value) if column in self.counts else value  # Go's int64() truncates
+        return int(fill) if column in self.counts else fill
 
 
 def _go_quotient(a: int, b: int) -> int:
