@@ -155,6 +155,11 @@ COUNT = [
     for other in ("", ", mean(hr_bpm)", ", max(alt_m)")
     for fill in ("null", "none", "0", "previous", "linear", "-1", "2.7")
 ] + [
+    # without fill, LIMIT and OFFSET page each column's own buckets before they join into rows
+    f"SELECT count(cad_rpm), sum(cad_rpm), count(lat) FROM samples WHERE {RANGE} GROUP BY time(5m) fill(none) "
+    "ORDER BY time DESC OFFSET 1",
+    f"SELECT count(alt_m), sum(lng), stddev(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(6h) fill(none) LIMIT 3",
+    f"SELECT count(alt_m), sum(lng) FROM samples WHERE {WEEKS} GROUP BY time(6h), device fill(none) LIMIT 2 OFFSET 1",
     # counts are whole numbers: fill(linear) and a fractional fill() truncate them
     f"SELECT count(lat), mean(lat) FROM samples WHERE {WEEKS} GROUP BY time(1h), device fill(linear)",
     f"SELECT count(lat), mean(lat) FROM samples WHERE {RANGE} GROUP BY time(1m), device fill(-2.5)",

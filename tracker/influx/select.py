@@ -548,7 +548,7 @@ async def _aggregate_select(
         answer = await ctx.offload(
             _Buckets, statement.fields, keys, data, group_buckets, fill, counts, unfilled, ctx.deadline
         )
-        chosen = answer.order(statement.order_desc, statement.offset, statement.limit)
+        chosen = await ctx.offload(answer.order, statement.order_desc, statement.offset, statement.limit)
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         for i in range(0, len(chosen), ctx.batch):
             yield header, await ctx.offload(answer.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
@@ -707,6 +707,7 @@ class _Buckets:
         self.fill = fill
         self.unfilled = unfilled  # columns fill(<number>) leaves null
         self.counts = set(counts)  # whole numbers in InfluxDB: filled as such
+        self.paged: list[set[int]] | None = None  # fill(none) with OFFSET/LIMIT: each column's page
         self.width = len(fields)
         self.values: dict[int, list[Any]] = {}  # bucket start -> values, for the buckets holding data
         first, last = (self.starts[0], self.starts[-1]) if len(self.starts) else (0, -1)
@@ -735,6 +736,16 @@ class _Buckets:
         self.descending = descending  # fill(previous) looks back in the answer's order, as InfluxDB
         if descending:
             starts = starts[::-1]
+        if self.fill == "none" and (offset or limit is not None):
+            # InfluxDB pages each column's points before it joins them into rows: without fill, a
+            # column's page can hold other buckets than another's.
+            end = None if limit is None else offset + limit
+            self.paged = [
+                set([at for at in starts if self.values[at][column] is not None][offset:end])
+                for column in range(self.width)
+            ]
+            kept = set().union(*self.paged)
+            return [at for at in starts if at in kept]
         return starts[offset : None if limit is None else offset + limit]
 
     def rows(self, starts: Sequence[int], epoch: str | None, deadline: float | None) -> list[list[Any]]:
@@ -744,6 +755,8 @@ class _Buckets:
                 check_deadline(deadline)
             found = self.values.get(at)
             values = [None] * self.width if found is None else list(found)
+            if self.paged is not None:
+                values = [value if at in self.paged[column] else None for column, value in enumerate(values)]
             for column, value in enumerate(values):
                 if value is None:
                     values[column] = self._filled(column, at)
