@@ -421,7 +421,8 @@ def _generated_queries(count: int, seed: int) -> list[str]:
     GROUP BY time and tags, tz(), ORDER BY, LIMIT/OFFSET, SLIMIT/SOFFSET, raw selects across series."""
     rng = random.Random(seed)
     ranges = [RANGE, WEEKS, AUTUMN, "time >= '2024-03-31T00:30:00Z' AND time < '2024-03-31T01:30:00Z'",
-              "time >= '2024-03-31T23:59:00Z' AND time < '2024-04-01T00:01:00Z'"]  # fmt: skip
+              "time >= '2024-03-31T23:59:00Z' AND time < '2024-04-01T00:01:00Z'",
+              "time >= '2024-03-31T00:50:00Z' AND time <= '2024-03-31T00:55:00Z'"]  # fmt: skip
     fields = ["lat", "lng", "hr_bpm", "alt_m", "cad_rpm"]
     out = []
     for _ in range(count):
@@ -435,14 +436,15 @@ def _generated_queries(count: int, seed: int) -> list[str]:
         order = rng.choice(["", "", " ORDER BY time DESC"])
         if rng.random() < 0.6:
             calls = ", ".join(
-                f"{rng.choice(['count', 'stddev', 'mean', 'sum', 'max', 'spread'])}({rng.choice(fields)})"
+                f"{rng.choice(['count', 'stddev', 'mean', 'sum', 'max', 'spread', 'min', 'median'])}({rng.choice(fields)})"
                 for _ in range(rng.randint(1, 3))
             )
             group = rng.choice(["", " GROUP BY device"])
             if rng.random() < 0.7:
                 # (not past 10,000 rows a series: InfluxDB's max-row-limit would cut the answer)
                 every = rng.choice(["1h", "6h", "1d"] if where.startswith((WEEKS, AUTUMN)) else ["1m", "5m", "10m", "1h"])
-                group = f" GROUP BY time({every})" + rng.choice(["", ", device", ", *"])
+                shift = rng.choice(["", "", ", 7m", ", 30m"]) if every in ("1h", "6h", "1d") else ""
+                group = f" GROUP BY time({every}{shift})" + rng.choice(["", ", device", ", *"])
                 group += rng.choice(["", "", " fill(none)", " fill(0)", " fill(previous)", " fill(linear)", " fill(null)"])
             out.append(f"SELECT {calls} FROM samples WHERE {where}{group}{order}{page}{spage}{zone}")
         else:
