@@ -305,7 +305,10 @@ async def _raw_rows(
     names, columns, reads = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
     sources = [storage.column_source(column) for column in columns]
-    order = await ctx.offload(_series_order, plan.series, reads, shard_ns)
+    if len(plan.series) <= _SERIES_INLINE:
+        order = _series_order(plan.series, reads, shard_ns)
+    else:  # sorting series keys grows with the user's series
+        order = await ctx.offload(_series_order, plan.series, reads, shard_ns)
     if (
         ctx.columnar and all(where.only_series is not None for _, where in groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
@@ -414,6 +417,9 @@ def _merged(
     return [rows[n][:-2] for n in positions]
 
 
+_SERIES_INLINE = 32  # as few series as this are ordered without a trip to a query thread
+
+
 def _series_order(series: SeriesTags, names: list[str], shard_ns: int) -> columnar.SeriesOrder:
     """What orders rows of several series at one time as InfluxDB does: each series' place in series
     key order, and its values of the tags that come first among the selected names, sorted (InfluxDB's
@@ -513,7 +519,10 @@ async def _aggregate_select(
 
     buckets: timebuckets.Buckets | None = None
     if interval is not None and start != MIN_TIME:
-        buckets = await ctx.offload(timebuckets.Buckets, start, end, *interval, zone, refuse_beyond, ctx.deadline)
+        if zone is None:  # a range of bucket starts: no work to send to a query thread
+            buckets = timebuckets.Buckets(start, end, *interval, None, refuse_beyond)
+        else:
+            buckets = await ctx.offload(timebuckets.Buckets, start, end, *interval, zone, refuse_beyond, ctx.deadline)
 
     for tags, group_where in groups:
         if interval is None:
@@ -548,7 +557,10 @@ async def _aggregate_select(
         answer = await ctx.offload(
             _Buckets, statement.fields, keys, data, group_buckets, fill, counts, unfilled, ctx.deadline
         )
-        chosen = await ctx.offload(answer.order, statement.order_desc, statement.offset, statement.limit)
+        if answer.pages_columns(statement.offset, statement.limit):  # a walk over the buckets
+            chosen = await ctx.offload(answer.order, statement.order_desc, statement.offset, statement.limit)
+        else:
+            chosen = answer.order(statement.order_desc, statement.offset, statement.limit)
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         for i in range(0, len(chosen), ctx.batch):
             yield header, await ctx.offload(answer.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
@@ -730,13 +742,16 @@ class _Buckets:
                 at = [start for start in self.filled if self.values[start][column] is not None]
                 self.known.append((at, [self.values[start][column] for start in at]))
 
+    def pages_columns(self, offset: int, limit: int | None) -> bool:
+        return self.fill == "none" and (offset > 0 or limit is not None)
+
     def order(self, descending: bool, offset: int, limit: int | None) -> Sequence[int]:
         """The bucket start times of the answer, in its order, after OFFSET and LIMIT."""
         starts: Sequence[int] = self.filled if self.fill == "none" else self.starts
         self.descending = descending  # fill(previous) looks back in the answer's order, as InfluxDB
         if descending:
             starts = starts[::-1]
-        if self.fill == "none" and (offset or limit is not None):
+        if self.pages_columns(offset, limit):
             # InfluxDB pages each column's points before it joins them into rows: without fill, a
             # column's page can hold other buckets than another's.
             end = None if limit is None else offset + limit
