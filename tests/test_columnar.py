@@ -299,7 +299,7 @@ def test_two_series_shortcut_orders_rows_at_one_time_as_the_heap() -> None:
         ids = sorted(set(series.tolist()))
         rank = {sid: n for n, sid in enumerate(sorted(ids, key=lambda _: rng.random()))}
         tie_keys = {sid: rng.choice([(), ("a",), ("b",), (None,), ("a", "x")]) for sid in ids}
-        order = columnar.SeriesOrder(rank, tie_keys, HOUR, True)
+        order = columnar.SeriesOrder(rank, tie_keys, HOUR)
         for descending in (False, True):
             by_heap = columnar._heap_merge(times, series, order, descending, None, None)
             assert columnar._two_series_merge(times, series, order, descending).tolist() == by_heap.tolist(), rows

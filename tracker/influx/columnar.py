@@ -241,7 +241,6 @@ class SeriesOrder:
     rank: dict[int, int]  # series id -> place, in series key order
     tie_keys: dict[int, tuple[str | None, ...]]
     shard_ns: int
-    rank_differs_from_ids: bool  # False: series id order is series key order already
 
 
 def merge_order(times: np.ndarray, series: np.ndarray, order: SeriesOrder, descending: bool,

@@ -356,7 +356,7 @@ async def _raw_rows(
 
 # Rows of several series the SQL path holds to put rows at one time in InfluxDB's order (about a
 # day of 1 Hz samples of two devices, a few seconds of reading at most). Past that the rest
-# streams, rows at one time in series key order.
+# streams, rows at one time in the order their series were first written.
 MERGE_MAX_ROWS = 200_000
 
 
@@ -370,7 +370,6 @@ async def _merged_sql_rows(
     stream = storage.query_raw(
         ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch=epoch,
         descending=statement.order_desc, batch=ctx.batch, deadline=ctx.deadline, with_series=True,
-        series_rank=order.rank if order.rank_differs_from_ids else None,
     )  # fmt: skip
     async for rows in stream:
         held.extend(rows)
@@ -383,7 +382,7 @@ async def _merged_sql_rows(
         for first in range(0, len(chosen), ctx.batch):
             yield chosen[first : first + ctx.batch]
         return
-    # Too many to hold: as they come (in series key order at one time), paged here.
+    # Too many to hold: as they come (at one time, in the order the series were first written), paged here.
     skip, left = statement.offset, limit
     batches: AsyncIterator[list[Row]] = _chained(held, stream)
     async for rows in batches:
@@ -431,7 +430,7 @@ def _series_order(series: SeriesTags, names: list[str], shard_ns: int) -> column
             break
         leading_tags.append(name)
     tie_keys = {sid: tuple(tags.get(key) for key in leading_tags) for sid, tags in series.items()}
-    return columnar.SeriesOrder(rank, tie_keys, shard_ns, list(rank) != sorted(rank))
+    return columnar.SeriesOrder(rank, tie_keys, shard_ns)
 
 
 def _raw_columns(

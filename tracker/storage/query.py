@@ -248,14 +248,12 @@ async def query_raw(
     offset: int = 0,
     batch: int = 5000,
     deadline: float | None = None,
-    series_rank: dict[int, int] | None = None,
     with_series: bool = False,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
 
-    Rows at the same time come in series id order, or in `series_rank` order where that is given
-    (ranking the series the rows can come from; sorting by it costs a sort of every row).
-    `with_series` adds two columns at the end: the time in ns and the series id.
+    Rows at the same time come in series id order. `with_series` adds two columns at the end: the
+    time in ns and the series id (for the caller to order rows at one time as InfluxDB).
 
     Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
     Whole-number values come back as integers (SQLite does that without holding the GIL).
@@ -270,20 +268,16 @@ async def query_raw(
     if with_series:
         select += ", samples.time, samples.series"
     order = "DESC" if descending else "ASC"
-    tie, tie_params = "samples.series", ()
-    if series_rank is not None:
-        tie = f"CASE samples.series {' '.join('WHEN ? THEN ?' for _ in series_rank)} END"
-        tie_params = tuple(n for pair in series_rank.items() for n in pair)
     sql = (
         f"SELECT {_time_sql(epoch)}, {select} FROM samples "
         f"WHERE samples.time >= ? AND samples.time < ? AND ({any_value}) AND {where.sql} "
-        f"ORDER BY samples.time {order}, {tie} {order} LIMIT ? OFFSET ?"
+        f"ORDER BY samples.time {order}, samples.series {order} LIMIT ? OFFSET ?"
     )
     # _whole_as_integer writes each expression four times, so its parameters are bound as often.
     params: list[Any] = []
     for c in columns:
         params.extend(c.params * (4 if c.fields else 1))
-    params += [start_ns, end_ns, *where.params, *tie_params, -1 if limit is None else limit, offset]
+    params += [start_ns, end_ns, *where.params, -1 if limit is None else limit, offset]
     async with store._reading(handle) as conn:
         async with conn.execute(sql, _bounded(params, deadline)) as cursor:
             while rows := await cursor.fetchmany(batch):
