@@ -242,7 +242,14 @@ SERIES_PAGING = [
     f"SELECT mean(lat) FROM samples WHERE {RANGE} GROUP BY time(30m), device SLIMIT 1 SOFFSET 1",
     f"SELECT lat FROM samples WHERE {RANGE} GROUP BY device LIMIT 2 SLIMIT 1 SOFFSET 1",
     f"SELECT lat FROM samples WHERE {RANGE} AND lat > 52.500005 GROUP BY device LIMIT 2 SLIMIT 1",  # SQL path
-    # a raw OFFSET without LIMIT: InfluxDB answers the one row at the offset, in each series
+    # a raw OFFSET without LIMIT: InfluxDB keeps the first OFFSET + 1 rows of each shard group, then
+    # skips OFFSET rows (over one shard group: the one row at the offset, in each series)
+    f"SELECT lat FROM samples WHERE {WEEKS} OFFSET 5",
+    f"SELECT lat FROM samples WHERE {WEEKS} ORDER BY time DESC OFFSET 2",
+    f"SELECT * FROM samples WHERE {WEEKS} GROUP BY device OFFSET 3",
+    f"SELECT lat FROM samples WHERE time >= '2024-03-31T23:59:00Z' AND time < '2024-04-01T00:01:00Z' OFFSET 7",
+    f"SELECT lat FROM samples WHERE time >= '2024-03-31T23:59:00Z' AND time < '2024-04-01T00:01:00Z' "
+    "AND lat > 52.500003 OFFSET 2",  # SQL path
     f"SELECT lat FROM samples WHERE {RANGE} OFFSET 5",
     f"SELECT lat FROM samples WHERE {RANGE} GROUP BY device ORDER BY time DESC OFFSET 5",
     f"SELECT lat FROM samples WHERE {RANGE} AND lat > 52.500003 OFFSET 5",
@@ -450,8 +457,7 @@ def _generated_queries(count: int, seed: int) -> list[str]:
         else:
             columns = rng.choice(["lat", "lat, device", "*", "hr_bpm, alt_m", "lat * 2", "alt_m, device"])
             group = rng.choice(["", "", " GROUP BY device"])
-            # (a raw OFFSET without LIMIT over several shards answers InfluxDB's own way: see the README)
-            page = " LIMIT 40" if page in ("", " OFFSET 1") else page
+            page = " LIMIT 40" if page == "" else page
             out.append(f"SELECT {columns} FROM samples WHERE {where}{group}{order}{page}{spage}{zone}")
     return out
 

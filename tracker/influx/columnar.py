@@ -67,10 +67,12 @@ def raw_answer(
     if chosen is None:
         return RawAnswer(np.empty(0, dtype=np.int64), [None] * len(sources))
     if order is not None and len(chosen) > 1 and bool((np.diff(columns.times[chosen]) == 0).any()):
-        needed = None if limit is None else offset + limit
+        needed = None if limit is None or offset_alone(limit, offset) else offset + limit
         chosen = chosen[merge_order(columns.times[chosen], columns.series[chosen], order, descending, deadline, needed)]
     elif descending:
         chosen = chosen[::-1]
+    if order is not None and offset_alone(limit, offset):
+        chosen = chosen[shard_firsts(columns.times[chosen], order.shard_ns, offset + 1)]
     chosen = chosen[offset : None if limit is None else offset + limit]
     times = columns.times[chosen]
     if epoch is None:
@@ -221,6 +223,22 @@ def _sequential_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray
 
 
 _GO_ZERO_TIME_NS = 719_162 * 86_400 * 1_000_000_000  # 0001-01-01 to 1970-01-01
+
+
+def offset_alone(limit: int | None, offset: int) -> bool:
+    """A raw OFFSET without LIMIT: InfluxDB then keeps only the first OFFSET + 1 rows of each shard
+    group before it skips OFFSET rows of the whole (so over one shard group, one row)."""
+    return limit is None and offset > 0
+
+
+def shard_firsts(times: np.ndarray, shard_ns: int, count: int) -> np.ndarray:
+    """Positions of the first `count` rows of each shard group, `times` in the answer's order."""
+    if not len(times):
+        return np.empty(0, dtype=np.int64)
+    shard = (times + _GO_ZERO_TIME_NS % shard_ns) // shard_ns
+    starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
+    place = np.arange(len(times)) - np.repeat(starts, np.diff(np.r_[starts, len(times)]))
+    return np.flatnonzero(place < count)
 
 
 def shard_window(start_ns: int, end_ns: int, shard_ns: int) -> tuple[int, int]:

@@ -292,8 +292,7 @@ async def _raw_rows(
 ) -> Output:  # fmt: skip
     epoch = "ns" if zone is not None and ctx.epoch is None else ctx.epoch
     groups = await _answer_series(statement, database, ctx, start, end, plan)
-    # InfluxDB 1.x answers a raw OFFSET without LIMIT with the one row at the offset, per series.
-    limit = 1 if statement.limit is None and statement.offset > 0 else statement.limit
+    limit = statement.limit
     fields: list[str] = []
     shard_ns = shard_group_duration(await ctx.retention_ns(database))
     if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
@@ -331,7 +330,8 @@ async def _raw_rows(
     for tags, group_where in groups:
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
         only = group_where.only_series
-        if len(plan.series) > 1 and (only is None or only == "all" or len(only) > 1):
+        several = len(plan.series) > 1 and (only is None or only == "all" or len(only) > 1)
+        if several or columnar.offset_alone(limit, statement.offset):
             async for rows in _merged_sql_rows(
                 statement, database, ctx, start, end, columns, group_where, epoch, order, limit
             ):  # fmt: skip
@@ -376,8 +376,11 @@ async def _merged_sql_rows(
         if len(held) > MERGE_MAX_ROWS:
             break
     else:
+        alone = columnar.offset_alone(limit, statement.offset)
         needed = None if limit is None else statement.offset + limit
-        ordered = await ctx.offload(_merged, held, order, statement.order_desc, ctx.deadline, needed)
+        ordered = await ctx.offload(
+            _merged, held, order, statement.order_desc, ctx.deadline, needed, statement.offset if alone else 0
+        )
         chosen = ordered[statement.offset : needed]
         for first in range(0, len(chosen), ctx.batch):
             yield chosen[first : first + ctx.batch]
@@ -406,14 +409,19 @@ async def _chained(first: list[Row], rest: AsyncIterator[list[Row]]) -> AsyncIte
 
 
 def _merged(
-    rows: list[Row], order: columnar.SeriesOrder, descending: bool, deadline: float | None, needed: int | None
-) -> list[Row]:
+    rows: list[Row], order: columnar.SeriesOrder, descending: bool, deadline: float | None, needed: int | None,
+    offset_without_limit: int,
+) -> list[Row]:  # fmt: skip
+    """The rows in InfluxDB's order; given an OFFSET without LIMIT, only the first OFFSET + 1 rows of
+    each shard group (see columnar.offset_alone)."""
     if descending:
         rows = rows[::-1]  # merge_order takes the rows in ascending time order
     times = np.fromiter((row[-2] for row in rows), dtype=np.int64, count=len(rows))
     series = np.fromiter((row[-1] for row in rows), dtype=np.int64, count=len(rows))
-    positions = columnar.merge_order(times, series, order, descending, deadline, needed).tolist()
-    return [rows[n][:-2] for n in positions]
+    positions = columnar.merge_order(times, series, order, descending, deadline, needed)
+    if offset_without_limit:
+        positions = positions[columnar.shard_firsts(times[positions], order.shard_ns, offset_without_limit + 1)]
+    return [rows[n][:-2] for n in positions.tolist()]
 
 
 _SERIES_INLINE = 32  # as few series as this are ordered without a trip to a query thread
