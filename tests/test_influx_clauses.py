@@ -169,6 +169,9 @@ COUNT = [
     f"SELECT count(cad_rpm), mean(alt_m) FROM samples WHERE {RANGE} AND alt_m > 35 GROUP BY time(10m), device fill(none)",
     f"SELECT count(cad_rpm), mean(alt_m) FROM samples WHERE {RANGE} AND alt_m > 35 GROUP BY device",
     f"SELECT count(alt_m) FROM samples WHERE {RANGE} AND device = 'c' GROUP BY time(1h)",  # nothing at all
+    # one selector written twice still answers the time of its point
+    f"SELECT min(lng), min(lng) FROM samples WHERE {RANGE} AND device =~ /a|c/",
+    f"SELECT max(lat) AS x, max(lat) AS y FROM samples WHERE {RANGE} GROUP BY device",
     # fill(<number>) over a field no shard in range holds: only aggregates that are numbers anyway fill
     f"SELECT mean(lat), median(lat), count(lat), sum(lat), max(lat), min(lat), spread(lat), stddev(lat), first(lat), "
     f"last(lat), max(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(1d) fill(0)",

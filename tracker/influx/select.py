@@ -503,10 +503,11 @@ async def _aggregate_select(
                 keys.append(_call_key(call))
     interval = statement.group_by_time
     zone = timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
-    # A lone selector without GROUP BY time answers with the time of the point it selected.
+    # A lone selector without GROUP BY time answers with the time of the point it selected (the same
+    # call written twice is still one, as InfluxDB counts them).
     point_times = (
-        interval is None and len(statement.fields) == 1 and isinstance(statement.fields[0].expr, Call)
-        and statement.fields[0].expr.name in _SELECTORS
+        interval is None and len(keys) == 1 and keys[0][0] in _SELECTORS
+        and all(isinstance(item.expr, Call) for item in statement.fields)
     )  # fmt: skip
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
