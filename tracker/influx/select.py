@@ -720,7 +720,6 @@ class _Buckets:
         unfilled: set[int],
         deadline: float | None,
     ) -> None:
-        self.starts = buckets.starts
         self.zone = buckets.zone
         self.every = buckets.every
         self.descending = False
@@ -730,13 +729,12 @@ class _Buckets:
         self.paged: list[set[int]] | None = None  # fill(none) with OFFSET/LIMIT: each column's page
         self.width = len(fields)
         self.values: dict[int, list[Any]] = {}  # bucket start -> values, for the buckets holding data
-        first, last = (self.starts[0], self.starts[-1]) if len(self.starts) else (0, -1)
         for n, at in enumerate(sorted(data)):
             if n % _DEADLINE_EVERY == 0:
                 check_deadline(deadline)
-            if first <= at <= last:
-                self.values[at] = _evaluate_bucket(fields, keys, data[at])[0]
+            self.values[at] = _evaluate_bucket(fields, keys, data[at])[0]
         self.filled = sorted(self.values)
+        self.starts = buckets.row_times(self.filled)
         # fill(null) gives a count 0 in the series' empty buckets, but only if it counted values in some
         # bucket of the range: InfluxDB fills the buckets of the series its count answered, and a count
         # that found nothing anywhere stays null.

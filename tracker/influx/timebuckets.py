@@ -25,6 +25,9 @@ _MIN_TIME = -(2**63) + 2  # InfluxDB's influxql.MinTime
 _MAX_TIME = 2**63 - 1
 
 
+_STRETCH = 7 * 86_400 * _SECOND  # see Buckets: no zone changes its clocks twice within this
+
+
 class UnknownZone(ValueError):
     """tz() named no zone this system knows (InfluxDB's words as the message)."""
 
@@ -88,8 +91,13 @@ class Run:
 
 
 class Buckets:
-    """The buckets of GROUP BY time over [start, end): their start times (what the answer's rows are
-    stamped with, and the keys of the values), and the runs of equal buckets storage aggregates over."""
+    """The buckets of GROUP BY time over [start, end): `starts`, the times the answer's rows are
+    stamped with where fill() makes them, and `runs`, the ranges of equal buckets storage aggregates
+    over, whose values are keyed by their bucket's start.
+
+    With tz(), InfluxDB makes the two a little differently: a point goes to the bucket Window() gives
+    it, while fill() steps from bucket to bucket; over a clock change with an offset they can disagree
+    (see `row_times`). Without tz() both are the plain grid."""
 
     def __init__(self, start: int, end: int, every: int, offset: int, zone: ZoneInfo | None,
                  check: Callable[[int], None] = lambda count: None, deadline: float | None = None) -> None:  # fmt: skip
@@ -119,23 +127,47 @@ class Buckets:
                 break
             starts.append(time)
         self.starts = starts
+        # Where the points go: Window() from one bucket's end to the next.
         self.runs = []
-        for n, bucket in enumerate(starts):
-            if n % 4096 == 0:
+        lo = start
+        while lo < end:
+            if len(self.runs) % 4096 == 0:
                 check_deadline(deadline)
-            bucket_end = starts[n + 1] if n + 1 < len(starts) else window(bucket, every, offset, zone)[1]
-            lo, hi = max(bucket, start), min(bucket_end, end)
-            if hi <= lo:
-                continue
+            bucket, bucket_end = window(lo, every, offset, zone)
+            hi = min(max(bucket_end, lo + 1), end)
             run = self.runs[-1] if self.runs else None
-            if bucket_end - bucket != every:
+            if bucket_end - bucket != every:  # a bucket of its own length, across a clock change
                 self.runs.append(Run(lo, hi, hi - lo, lo % (hi - lo), bucket))
-            elif run is not None and run.bucket is None and run.hi == lo:
+                lo = hi
+                continue
+            if every < _STRETCH:
+                # Zones change clocks months apart: the same offset a stretch later means equal
+                # buckets all the way there, taken in one step rather than one window() each.
+                stretch = _STRETCH // every * every
+                if zone_offset(zone, bucket - offset + stretch) == zone_offset(zone, bucket - offset):
+                    hi = min(bucket + stretch, end)
+            if run is not None and run.bucket is None and run.hi == lo and run.phase == bucket % every:
                 self.runs[-1] = Run(run.lo, hi, every, run.phase)
             else:
                 self.runs.append(Run(lo, hi, every, bucket % every))
+            lo = hi
 
-
+    def row_times(self, keys: Sequence[int]) -> Sequence[int]:
+        """The times of the answer's rows where fill() makes them, given the buckets holding values
+        (`keys`, sorted): InfluxDB's fill iterator, which stamps an empty step while a point lies ahead,
+        and lets every point, on its step or not, use one up. Without tz() that is `starts`."""
+        if self.zone is None or set(keys) <= set(self.starts):
+            return self.starts
+        out: list[int] = []
+        steps, n = self.starts, 0
+        for key in keys:
+            while n < len(steps) and key > steps[n]:
+                out.append(steps[n])
+                n += 1
+            out.append(key)
+            n += 1
+        out.extend(steps[n:])
+        return out
 def format_time(ns: int, epoch: str | None, zone: ZoneInfo | None = None) -> int | str:
     """A time as the answer writes it: floored to the epoch unit, or RFC 3339 as Go's RFC3339Nano
     (fraction without trailing zeros; 'Z' where the offset is 0, else the zone's +hh:mm)."""
