@@ -289,6 +289,8 @@ TZ = [
     f"SELECT max(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(1d, 3h) fill(previous) tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(1d, 2h) tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(12h, 1h) fill(none) tz('America/New_York')",
+    f"SELECT count(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(1d, 3h) ORDER BY time DESC tz('Europe/Berlin')",
+    f"SELECT count(alt_m) FROM samples WHERE {AUTUMN} GROUP BY time(1d, 2h) ORDER BY time DESC tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(7d) tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(1d) ORDER BY time DESC LIMIT 5 tz('Europe/Berlin')",
     f"SELECT count(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('America/New_York')",

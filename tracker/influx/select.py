@@ -565,7 +565,7 @@ async def _aggregate_select(
         answer = await ctx.offload(
             _Buckets, statement.fields, keys, data, group_buckets, fill, counts, unfilled, ctx.deadline
         )
-        if answer.pages_columns(statement.offset, statement.limit):  # a walk over the buckets
+        if answer.pages_columns(statement.offset, statement.limit) or zone is not None:  # walks over the buckets
             chosen = await ctx.offload(answer.order, statement.order_desc, statement.offset, statement.limit)
         else:
             chosen = answer.order(statement.order_desc, statement.offset, statement.limit)
@@ -734,7 +734,7 @@ class _Buckets:
                 check_deadline(deadline)
             self.values[at] = _evaluate_bucket(fields, keys, data[at])[0]
         self.filled = sorted(self.values)
-        self.starts = buckets.row_times(self.filled)
+        self.buckets = buckets
         # fill(null) gives a count 0 in the series' empty buckets, but only if it counted values in some
         # bucket of the range: InfluxDB fills the buckets of the series its count answered, and a count
         # that found nothing anywhere stays null.
@@ -753,10 +753,11 @@ class _Buckets:
 
     def order(self, descending: bool, offset: int, limit: int | None) -> Sequence[int]:
         """The bucket start times of the answer, in its order, after OFFSET and LIMIT."""
-        starts: Sequence[int] = self.filled if self.fill == "none" else self.starts
         self.descending = descending  # fill(previous) looks back in the answer's order, as InfluxDB
-        if descending:
-            starts = starts[::-1]
+        if self.fill == "none":
+            starts: Sequence[int] = self.filled[::-1] if descending else self.filled
+        else:
+            starts = self.buckets.row_times(self.filled, descending)
         if self.pages_columns(offset, limit):
             # InfluxDB pages each column's points before it joins them into rows: without fill, a
             # column's page can hold other buckets than another's.

@@ -152,22 +152,47 @@ class Buckets:
                 self.runs.append(Run(lo, hi, every, bucket % every))
             lo = hi
 
-    def row_times(self, keys: Sequence[int]) -> Sequence[int]:
-        """The times of the answer's rows where fill() makes them, given the buckets holding values
-        (`keys`, sorted): InfluxDB's fill iterator, which stamps an empty step while a point lies ahead,
-        and lets every point, on its step or not, use one up. Without tz() that is `starts`."""
+    def row_times(self, keys: Sequence[int], descending: bool = False) -> Sequence[int]:
+        """The times of the answer's rows, in its order, where fill() makes them, given the buckets
+        holding values (`keys`, sorted): InfluxDB's fill iterator, which stamps an empty step while a
+        point lies ahead, and lets every point, on its step or not, use one up. Its steps run from the
+        answer's first bucket, so ORDER BY time DESC steps back from the last one. Without tz() these
+        are `starts`."""
+        steps: Sequence[int] = self.starts if not descending else self.starts[::-1]
         if self.zone is None or set(keys) <= set(self.starts):
-            return self.starts
+            return steps
+        if descending:
+            steps = self._steps_back()
+            keys = keys[::-1]
+        ahead = (lambda key, step: key < step) if descending else (lambda key, step: key > step)
         out: list[int] = []
-        steps, n = self.starts, 0
+        n = 0
         for key in keys:
-            while n < len(steps) and key > steps[n]:
+            while n < len(steps) and ahead(key, steps[n]):
                 out.append(steps[n])
                 n += 1
             out.append(key)
             n += 1
         out.extend(steps[n:])
         return out
+
+    def _steps_back(self) -> list[int]:
+        """fill()'s steps from the last bucket back to the first, moved by the clock changes it crosses."""
+        first, last, zone = self.starts[0], self.starts[-1], self.zone
+        steps = [last]
+        time, zone_now = last, zone_offset(zone, last)
+        while True:
+            time -= self.every
+            changed = zone_offset(zone, time - 1)
+            if changed != zone_now:
+                if abs(zone_now - changed) < self.every:
+                    time += zone_now - changed
+                zone_now = changed
+            if time < first:
+                return steps
+            steps.append(time)
+
+
 def format_time(ns: int, epoch: str | None, zone: ZoneInfo | None = None) -> int | str:
     """A time as the answer writes it: floored to the epoch unit, or RFC 3339 as Go's RFC3339Nano
     (fraction without trailing zeros; 'Z' where the offset is 0, else the zone's +hh:mm)."""
