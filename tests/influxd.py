@@ -5,7 +5,8 @@ API (no reporting, no monitor store, no continuous queries, no UDP/Graphite/...)
 admin (InfluxDB lets the first CREATE USER through without credentials); `add_user` makes a database
 and a user with all privileges on it, the way a Tracker user owns the database named after them.
 
-Without `influxd` the tests skip, naming the missing tool; under CI (the CI environment variable set)
+Every test that compares with InfluxDB uses this one module (most through conftest's session `influxd`
+fixture). Without `influxd` the tests skip, naming the missing tool; under CI (the CI environment variable set)
 they fail instead, so a broken install is never a silent pass.
 """
 
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -118,27 +120,53 @@ class InfluxdProcess:
         except OSError:
             return None
 
-    def query(self, q: str, *, auth: tuple[str, str] | None = (ADMIN_USER, ADMIN_PASSWORD), db: str = "") -> Any:
-        """POST /query as the admin (or `auth`); fails on an HTTP error or an error in any result."""
-        params = {"q": q, **({"db": db} if db else {})}
-        request = urllib.request.Request(f"{self.url}/query", data=urllib.parse.urlencode(params).encode())
+    def request(
+        self, q: str, *, db: str = "", auth: tuple[str, str] | None = (ADMIN_USER, ADMIN_PASSWORD), **params: str
+    ) -> tuple[int, Any]:
+        """POST /query as the admin (or `auth`) with any other parameters (epoch, chunked, ...): the status
+        and the JSON answer, errors included."""
+        form = {"q": q, **({"db": db} if db else {}), **params}
+        request = urllib.request.Request(f"{self.url}/query", data=urllib.parse.urlencode(form).encode())
         if auth is not None:
             request.add_header("Authorization", basic_header(*auth))
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, text = int(response.status), response.read()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read()
+        return status, json.loads(text)
+
+    def query(self, q: str, *, auth: tuple[str, str] | None = (ADMIN_USER, ADMIN_PASSWORD), db: str = "") -> Any:
+        """POST /query as the admin (or `auth`); fails on an HTTP error or an error in any result."""
+        status, body = self.request(q, db=db, auth=auth)
         errors = [result["error"] for result in body.get("results", []) if "error" in result]
-        assert not errors and "error" not in body, f"influxd refused {q!r}: {body}"
+        assert status == 200 and not errors and "error" not in body, f"influxd refused {q!r}: {body}"
         return body
+
+    def create_database(self, db: str) -> None:
+        """CREATE DATABASE, until SHOW DATABASES lists it (a fresh influxd may not take it at once)."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            self.query(f'CREATE DATABASE "{db}"')
+            shown = self.query("SHOW DATABASES")["results"][0].get("series", [{}])[0].get("values", [])
+            if [db] in shown:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"influxd did not create {db}: {shown}")
+            time.sleep(0.1)
 
     def add_user(self, name: str, password: str) -> None:
         """A database named after the user and the user with all privileges on it (as Tracker's own)."""
-        self.query(f'CREATE DATABASE "{name}"')
+        self.create_database(name)
         self.query(f"CREATE USER \"{name}\" WITH PASSWORD '{password}'")
         self.query(f'GRANT ALL ON "{name}" TO "{name}"')
 
-    def write(self, db: str, auth: tuple[str, str], body: bytes, precision: str = "ns") -> None:
+    def write(
+        self, db: str, body: bytes | str, *, auth: tuple[str, str] = (ADMIN_USER, ADMIN_PASSWORD), precision: str = "ns"
+    ) -> None:
         url = f"{self.url}/write?" + urllib.parse.urlencode({"db": db, "precision": precision})
-        request = urllib.request.Request(url, data=body, method="POST")
+        data = body.encode() if isinstance(body, str) else body
+        request = urllib.request.Request(url, data=data, method="POST")
         request.add_header("Authorization", basic_header(*auth))
         with urllib.request.urlopen(request, timeout=120) as response:
             assert response.status == 204, response.read()

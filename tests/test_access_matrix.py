@@ -112,6 +112,11 @@ CASES: dict[str, Case] = {
     "write": Case("POST", "/write", "/write?db=alice", INFLUX_WRITE, data="samples hr_bpm=99"),
     "write v2": Case("POST", "/api/v2/write", "/api/v2/write?bucket=alice", INFLUX_WRITE, data="samples hr_bpm=99"),
     "write preflight": Case("OPTIONS", "/write", "/write?db=alice", everyone(204)),
+    # Flux is refused alike for everyone: the answer names no user and holds no data
+    "flux query v2": Case(
+        "POST", "/api/v2/query", "/api/v2/query?org=alice", everyone(501),
+        json={"query": 'from(bucket: "alice") |> range(start: -1h)', "type": "flux"},
+    ),  # fmt: skip
     "query SELECT": Case(
         "GET", "/query", f"/query?db=alice&q={SELECT}", INFLUX_READ, reveals=SAMPLE_SECRETS
     ),

@@ -399,6 +399,18 @@ def test_v2_unknown_field_is_400_with_message(server: Server, v2: influxdb_clien
     assert stored_day(server, SLOT_V2_BAD) == []
 
 
+def test_v2_flux_query_says_to_use_influxql(v2: influxdb_client.InfluxDBClient) -> None:
+    flux = 'from(bucket: "test") |> range(start: -1h) |> filter(fn: (r) => r._measurement == "samples")'
+    for ask in (v2.query_api().query, v2.query_api().query_raw, v2.query_api().query_csv):
+        with pytest.raises(ApiException) as caught:
+            ask(flux)
+        assert caught.value.status == 501
+        # what influxdb-client shows as the error's message, and what the body says to 1.x readers
+        assert caught.value.message.startswith("Flux queries are not supported: Tracker answers InfluxQL")
+        assert "/query" in caught.value.message
+        assert json.loads(caught.value.body)["error"] == caught.value.message
+
+
 # ----- Grafana's InfluxQL data source: its exact requests ---------------------------------------------
 
 GRAFANA_HEADERS = {**basic_auth(), "User-Agent": "Grafana/10.4.2", "Accept-Encoding": "gzip"}

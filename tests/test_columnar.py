@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import numpy as np
 import orjson
 import pytest
 
@@ -283,3 +284,22 @@ async def test_a_file_from_before_the_change_table_migrates_and_is_tracked(tmp_p
             assert [block for block, version in conn.execute("SELECT block, version FROM sample_block_changes") if version > 0] == [T0 // HOUR]
     finally:
         await store.close()
+
+
+def test_two_series_shortcut_orders_rows_at_one_time_as_the_heap() -> None:
+    """Two series (the common case: two devices at 1 Hz) skip replaying InfluxDB's merge heap row by
+    row; the shortcut must give the heap's order (which test_influx_clauses checks against influxd)."""
+    rng = random.Random(7)
+    for _ in range(1500):
+        rows = sorted(
+            (t, sid) for sid in (rng.choice([3, 7]), 5) for t in rng.sample(range(40), rng.randint(1, 30))
+        )
+        times = np.array([t for t, _ in rows], dtype=np.int64)
+        series = np.array([sid for _, sid in rows], dtype=np.int64)
+        ids = sorted(set(series.tolist()))
+        rank = {sid: n for n, sid in enumerate(sorted(ids, key=lambda _: rng.random()))}
+        tie_keys = {sid: rng.choice([(), ("a",), ("b",), (None,), ("a", "x")]) for sid in ids}
+        order = columnar.SeriesOrder(rank, tie_keys, HOUR)
+        for descending in (False, True):
+            by_heap = columnar._heap_merge(times, series, order, descending, None, None)
+            assert columnar._two_series_merge(times, series, order, descending).tolist() == by_heap.tolist(), rows

@@ -7,24 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, Pt, basic
+from tests.influxd import InfluxdProcess
 from tests.tracker_process import PASSWORD, TrackerProcess
 from tracker.accounts import Accounts
 from tracker.influx.influxql import DeleteStatement, QueryParseError, UnsupportedStatement, parse_query
@@ -33,7 +28,6 @@ from tracker.storage import samples as samples_module
 from tracker.storage.query import query_field_keys, query_series
 
 S = 1_000_000_000
-INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
 # The same five points go into InfluxDB and into Tracker: two old ones (2015), three in 2017, four
 # series (one without tags), a field (lat) that only device a carries.
@@ -149,80 +143,10 @@ def test_deletions_refused_by_the_parser(text: str, message: str) -> None:
 # Against a real InfluxDB 1.x
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Influx:
-    """A real influxd in a temp folder, auth on, with an admin."""
-
-    def __init__(self, folder: Path) -> None:
-        http_port = _free_port()
-        rpc_port = next(port for port in iter(_free_port, None) if port != http_port)
-        self.url = f"http://127.0.0.1:{http_port}"
-        config = folder / "influxdb.conf"
-        config.write_text(
-            "reporting-disabled = true\n"
-            f'bind-address = "127.0.0.1:{rpc_port}"\n'
-            f'[meta]\n  dir = "{folder / "meta"}"\n'
-            f'[data]\n  dir = "{folder / "data"}"\n  wal-dir = "{folder / "wal"}"\n'
-            f'[http]\n  bind-address = "{self.url.removeprefix("http://")}"\n  auth-enabled = true\n'
-            "  log-enabled = false\n"
-        )
-        self.log = (folder / "influxd.log").open("wb")
-        self.process = subprocess.Popen([INFLUXD, "-config", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=1):
-                    break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"influxd did not start: {(folder / 'influxd.log').read_text()[-2000:]}")
-                time.sleep(0.1)
-        self.request("CREATE USER admin WITH PASSWORD 'pw' WITH ALL PRIVILEGES", auth=False)
-
-    def request(self, q: str, db: str = "", auth: bool = True) -> tuple[int, Any]:
-        body = urllib.parse.urlencode({"q": q, "db": db}).encode()
-        request = urllib.request.Request(self.url + "/query", data=body, method="POST")
-        if auth:
-            request.add_header("Authorization", basic("admin", "pw")["Authorization"])
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def write(self, db: str, lines: str) -> None:
-        request = urllib.request.Request(f"{self.url}/write?db={db}", data=lines.encode(), method="POST")
-        request.add_header("Authorization", basic("admin", "pw")["Authorization"])
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 204
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
-def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx]:
-    if not os.access(INFLUXD, os.X_OK):
-        reason = "no influxd to compare with (Debian's influxdb package)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must compare with a real InfluxDB: {reason}")
-        pytest.skip(reason)
-    server = Influx(tmp_path_factory.mktemp("influxd"))
-    try:
-        yield server
-    finally:
-        server.close()
+def influx(influxd: InfluxdProcess) -> InfluxdProcess:
+    """The shared real InfluxDB (skipped where it is not installed; failed under CI)."""
+    return influxd
 
 
 def _comparable(body: Any) -> Any:
@@ -247,28 +171,28 @@ async def _tracker(client: TestClient, user: str, q: str) -> tuple[int, Any]:
     return resp.status, json.loads(await resp.read())
 
 
-async def test_deletions_remove_what_influxdb_removes(client: TestClient, add_user: AddUser, influx: Influx) -> None:
+async def test_deletions_remove_what_influxdb_removes(client: TestClient, add_user: AddUser, influx: InfluxdProcess) -> None:
     checked_rows = 0
     for number, statement in enumerate(STATEMENTS):
         user = f"case{number}"
         await add_user(user, "pw-" + user)
         resp = await client.post(f"/write?db={user}", data=DATA, headers=basic(user, "pw-" + user))
         assert resp.status == 204, await resp.text()
-        assert influx.request(f"CREATE DATABASE {user}")[0] == 200
+        influx.create_database(user)
         influx.write(user, DATA)
 
-        status, expected = influx.request(statement, user)
+        status, expected = influx.request(statement, db=user)
         answer = await _tracker(client, user, statement)
         assert answer == (status, _comparable(expected)), f"{statement}: the answer differs"
 
-        expected_rows = _rows(influx.request("SELECT * FROM samples", user)[1]["results"][0])
+        expected_rows = _rows(influx.request("SELECT * FROM samples", db=user)[1]["results"][0])
         [result] = (await _tracker(client, user, "SELECT * FROM samples"))[1]["results"]
         assert _rows(result) == expected_rows, f"{statement}: the samples left differ"
         checked_rows += len(expected_rows)
-        assert (await _tracker(client, user, AFTERWARDS)) == influx.request(AFTERWARDS, user), (
+        assert (await _tracker(client, user, AFTERWARDS)) == influx.request(AFTERWARDS, db=user), (
             f"{statement}: series, measurements or tags differ afterwards"
         )
-        influx_fields = influx.request("SHOW FIELD KEYS", user)[1]
+        influx_fields = influx.request("SHOW FIELD KEYS", db=user)[1]
         if "series" not in influx_fields["results"][0]:  # the measurement is gone: so are its field keys
             assert (await _tracker(client, user, "SHOW FIELD KEYS"))[1] == influx_fields, statement
     assert checked_rows > 0  # the comparison compared samples

@@ -309,8 +309,7 @@ async def test_group_by_time_offset_order_limit_and_tags(loaded: TestClient) -> 
     assert result["series"][0]["values"] == [[985, 200], [1005, 250.5], [1025, 700]]
     q = "SELECT count(hr_bpm) FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s), device fill(none) ORDER BY time DESC LIMIT 2"
     result = await one(loaded, q, epoch="s")
-    # InfluxDB 1.6 answers the series the other way round for ORDER BY time DESC too
-    assert result["series"] == [
+    assert result["series"] == [  # with DESC the last series comes first, as in InfluxDB
         {"name": "samples", "tags": {"device": "watch"}, "columns": ["time", "count"], "values": [[1000, 1]]},
         {"name": "samples", "tags": {"device": ""}, "columns": ["time", "count"], "values": [[1020, 1], [1010, 1]]},
     ]

@@ -321,6 +321,23 @@ def test_order_limit_offset(tail: str, order_desc: bool, limit: int | None, offs
     assert (statement.order_desc, statement.limit, statement.offset) == (order_desc, limit, offset)
 
 
+@pytest.mark.parametrize(
+    ("tail", "slimit", "soffset", "zone"),
+    [
+        ("SLIMIT 2", 2, 0, None),
+        ("SLIMIT 2 SOFFSET 3", 2, 3, None),
+        ("SOFFSET 3", 0, 3, None),
+        ("LIMIT 1 OFFSET 2 SLIMIT 3 SOFFSET 4 tz('Europe/Berlin')", 3, 4, "Europe/Berlin"),
+        ("GROUP BY time(1d) tz('America/St_Johns')", 0, 0, "America/St_Johns"),
+        ("TZ('UTC')", 0, 0, "UTC"),
+        ("tz('')", 0, 0, ""),  # Go's LoadLocation takes "" as UTC
+    ],
+)
+def test_series_paging_and_time_zone(tail: str, slimit: int, soffset: int, zone: str | None) -> None:
+    statement = select(f"SELECT count(hr_bpm) FROM samples WHERE time > now() - 1d {tail}")
+    assert (statement.slimit, statement.soffset, statement.time_zone) == (slimit, soffset, zone)
+
+
 # --- WHERE expressions ------------------------------------------------------------------------
 
 
@@ -624,9 +641,21 @@ def test_missing_bind_parameter() -> None:
         ("SELECT * FROM samples WHERE a = 'x\\q'", "bad escape"),
         ("SELECT * FROM samples WHERE time > 'yesterday'", "invalid time string 'yesterday'"),
         ("SELECT * FROM samples WHERE time > hr_bpm", "invalid time expression"),
-        ("SELECT * FROM samples SLIMIT 1", "SLIMIT is not supported at line 1, char 23"),
-        ("SELECT * FROM samples SOFFSET 1", "SOFFSET is not supported"),
-        ("SELECT * FROM samples tz('Europe/Paris')", "tz() is not supported"),
+        # SLIMIT/SOFFSET and tz() as the real InfluxDB 1.6 words them
+        ("SELECT * FROM samples SOFFSET 1 SLIMIT 1", "found SLIMIT, expected ; at line 1, char 33"),
+        ("SELECT count(lat) FROM samples SLIMIT x", "found x, expected integer at line 1, char 39"),
+        ("SHOW SERIES SLIMIT 1", "found SLIMIT, expected ; at line 1, char 13"),
+        ("SHOW TAG VALUES WITH KEY = device SLIMIT 1", "found SLIMIT, expected ; at line 1, char 35"),
+        ("SHOW MEASUREMENTS SLIMIT 1", "found SLIMIT, expected ; at line 1, char 19"),
+        ("SHOW FIELD KEYS SLIMIT 1", "found SLIMIT, expected ; at line 1, char 17"),
+        ("SELECT count(lat) FROM samples WHERE time > now() - 1h tz('Foo/Bar')", "unable to find time zone Foo/Bar"),
+        ("SELECT count(lat) FROM samples tz('utc')", "error parsing query: unable to find time zone utc"),
+        ("SELECT count(lat) FROM samples tz", "error parsing query: tz must be a function call"),
+        ("SELECT count(lat) FROM samples tz ('UTC')", "error parsing query: tz must be a function call"),
+        ("SELECT count(lat) FROM samples tz(123)", "error parsing query: expected string argument in tz()"),
+        ("SELECT count(lat) FROM samples tz(UTC)", "error parsing query: expected string argument in tz()"),
+        ("SELECT count(lat) FROM samples tz('UTC'", "found EOF, expected ) at line 1, char 40"),
+        ("SELECT count(lat) FROM samples tz('UTC') LIMIT 1", "found LIMIT, expected ; at line 1, char 42"),
         ("SELECT * FROM samples LIMIT -1", "found -, expected integer"),
         ("SELECT * FROM samples LIMIT x", "found x, expected integer"),
         ("SELECT * FROM samples ORDER BY hr_bpm", "only ORDER BY time supported at this time"),

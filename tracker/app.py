@@ -167,6 +167,7 @@ def create_app(
     app.router.add_route("GET", "/query", query.query)
     app.router.add_route("POST", "/query", query.query)
     app.router.add_route("OPTIONS", "/query", query.preflight)
+    app.router.add_route("POST", "/api/v2/query", query.flux_query)
     app.router.add_get("/ping", status.ping)  # add_get answers HEAD too
     app.router.add_get("/health", status.health)
     app.router.add_get("/time", status.server_time)

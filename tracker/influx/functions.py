@@ -68,19 +68,19 @@ from tracker.influx.select import (
     Output,
     SeriesHeader,
     StatementError,
+    NO_VALUE,
+    _answer_series,
     _bucket_data,
-    _bucket_range,
-    bucket_index,
-    bucket_start,
     _call_key,
     _check_buckets,
     _evaluate_bucket,
     _json_number,
     _Plan,
+    _series_page,
     column_names,
-    format_time,
-    in_answer_order,
 )
+from tracker.influx import timebuckets
+from tracker.influx.timebuckets import format_time
 from tracker.influx.columnar import _json_values as json_values
 from tracker.influx.workers import check_deadline
 from tracker.vocabulary import FIELD_KEYS
@@ -596,9 +596,9 @@ class _Integral:
     beyond it comes. Each area is stamped where InfluxDB stamps it: the bucket's first bound in the
     answer's order (its end for ORDER BY time DESC), or 0 without GROUP BY time."""
 
-    def __init__(self, unit_ns: int, interval: tuple[int, int] | None, descending: bool) -> None:
+    def __init__(self, unit_ns: int, buckets: timebuckets.Buckets | None, descending: bool) -> None:
         self.unit = float(unit_ns)
-        self.interval = interval
+        self.buckets = buckets
         self.descending = descending
         self.prev: tuple[int, float] | None = None
         self.window = (0, 0)  # (where its area is stamped, where it ends in the answer's order)
@@ -606,16 +606,15 @@ class _Integral:
         self.done: list[tuple[int, float]] = []  # (time, area) of finished buckets
 
     def _window(self, time: int) -> tuple[int, int]:
-        assert self.interval is not None
-        index = bucket_index(time, self.interval)
-        start, after = bucket_start(index, self.interval), bucket_start(index + 1, self.interval)
+        assert self.buckets is not None
+        start, after = timebuckets.window(time, self.buckets.every, self.buckets.offset, self.buckets.zone)
         return (after, start) if self.descending else (start, after)
 
     def feed(self, times: list[int], values: list[float]) -> None:
         for time, value in zip(times, values):
             if self.prev is None:
                 self.prev = (time, value)
-                if self.interval is not None:
+                if self.buckets is not None:
                     self.window = self._window(time)
                 continue
             prev_time, prev_value = self.prev
@@ -623,7 +622,7 @@ class _Integral:
                 self.prev = (time, value)
                 continue
             end = self.window[1]
-            if self.interval is not None and (time <= end if self.descending else time >= end):
+            if self.buckets is not None and (time <= end if self.descending else time >= end):
                 if prev_time != end:
                     slope = (value - prev_value) / float(time - prev_time)  # InfluxDB's linearFloat
                     at_end = slope * float(end - prev_time) + prev_value
@@ -647,14 +646,14 @@ class _Reducers:
     call (or its rows, for top/bottom/sample/distinct)."""
 
     def __init__(
-        self, calls: list[Call], fields: list[str], tags: list[str], interval: tuple[int, int] | None,
+        self, calls: list[Call], fields: list[str], tags: list[str], buckets: timebuckets.Buckets | None,
         descending: bool = False,
     ) -> None:
         self.calls = calls
         self.descending = descending  # points come in the answer's order, as InfluxDB hands them to reducers
         self.fields = fields
         self.tags = tags
-        self.interval = interval
+        self.buckets = buckets
         self.current: int | None = None
         self.parts: list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]] = []
         self.held = 0  # points of the current bucket held
@@ -665,7 +664,7 @@ class _Reducers:
         for call in calls:
             if call.name == "integral":
                 unit = call.args[1].ns if len(call.args) > 1 and isinstance(call.args[1], DurationLiteral) else _SECOND
-                self.integrals[call] = _Integral(unit, interval, descending)
+                self.integrals[call] = _Integral(unit, buckets, descending)
 
     def feed(self, rows: list[Sequence[Any]], deadline: float | None) -> None:
         check_deadline(deadline)
@@ -681,10 +680,10 @@ class _Reducers:
             column = values[_field_of(call)]
             has = ~np.isnan(column)
             integral.feed(times[has].tolist(), column[has].tolist())
-        if self.interval is None:
+        if self.buckets is None:
             buckets = np.zeros(len(times), dtype=np.int64)
         else:
-            buckets = bucket_index(times, self.interval)
+            buckets = self.buckets.starts_of(times)
         cuts = np.r_[0, np.flatnonzero(buckets[1:] != buckets[:-1]) + 1, len(times)]
         for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
             bucket = int(buckets[lo])
@@ -703,7 +702,7 @@ class _Reducers:
             self.parts.append((times[lo:hi], {name: v[lo:hi] for name, v in values.items()}, part_tags))
 
     def finish(self) -> dict[Call, dict[int, Any]]:
-        """Per call, {bucket index: answer}; for integral(), {0: [(time it is stamped at, area), ...]}
+        """Per call, {bucket start time: answer}; for integral(), {0: [(time it is stamped at, area), ...]}
         in the answer's order (in DESC a point on a bucket's bound stamps it twice, as in InfluxDB)."""
         self._finish_bucket()
         for call, integral in self.integrals.items():
@@ -915,7 +914,8 @@ async def select_functions(
 ) -> Output:
     """The answer of a SELECT over stored samples that needs the functions of this module (see
     needs_functions and fills_like_influxdb)."""
-    source = _Source([_Group(tags, where) for tags, where in plan.groups], plan.series)
+    groups = await _answer_series(statement, database, ctx, start, end, plan)  # SLIMIT/SOFFSET, DESC order
+    source = _Source([_Group(tags, where) for tags, where in groups], plan.series)
     async for item in _run(statement, database, ctx, start, end, source):
         yield item
 
@@ -927,7 +927,6 @@ async def _run(statement: SelectStatement, database: str, ctx: Context, start: i
                 not isinstance(arg, VarRef) or _is_field(arg, source.fields) for arg in call.args[1:-1]
             ):
                 raise StatementError(f"{call.name}() in Tracker takes tags only between the field and the count")
-    source = _Source(in_answer_order(source.groups, statement.order_desc), source.series, source.fields)
     if statement.is_aggregate and any(
         isinstance(node, VarRef) for item in statement.fields for node in _outside_reducers(item.expr)
     ):  # one selector beside fields and tags (InfluxDB's compile allows nothing else)
@@ -1036,6 +1035,7 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
         if isinstance(item.expr, VarRef) and not _is_field(item.expr, source.fields) and item.expr.type_hint != "field"
     ]  # fmt: skip
     tag_keys = [statement.fields[n].expr.name for n in tag_fields]  # type: ignore[union-attr]
+    zone = _zone(statement)
     for group in source.groups:
         header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         evaluator = _Evaluator(statement.fields, None, not statement.order_desc)
@@ -1060,10 +1060,13 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
                         continue
                 if transformed:
                     answer = await ctx.offload(
-                        _transformed_rows, evaluator, rows, fields, pages, statement.order_desc, ctx.epoch, ctx.deadline
-                    )
+                        _transformed_rows, evaluator, rows, fields, pages, statement.order_desc, ctx.epoch, zone,
+                        ctx.deadline,
+                    )  # fmt: skip
                 else:
-                    answer = await ctx.offload(_raw_rows, evaluator, rows, fields, tag_fields, ctx.epoch, ctx.deadline)
+                    answer = await ctx.offload(
+                        _raw_rows, evaluator, rows, fields, tag_fields, ctx.epoch, zone, ctx.deadline
+                    )
                     answer = _paged(answer, page)
                 if answer:
                     yield header, answer
@@ -1103,13 +1106,13 @@ def _point_columns(
 
 def _raw_rows(
     evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], tag_fields: list[int], epoch: str | None,
-    deadline: float | None,
+    zone: Any, deadline: float | None,
 ) -> list[list[Any]]:
     """Fields, tags and math on points: one row per point that has any of the fields read; the
     fields numbered in `tag_fields` are tags, their values after the fields' in each row."""
     check_deadline(deadline)
     times, columns = _point_columns(evaluator, rows, fields)
-    out = _rows(times, columns, epoch, deadline)
+    out = _rows(times, columns, epoch, zone, deadline)
     if tag_fields:
         exists = np.zeros(len(times), dtype=bool)
         for column in columns:
@@ -1122,7 +1125,7 @@ def _raw_rows(
 
 def _transformed_rows(
     evaluator: _Evaluator, rows: list[Sequence[Any]], fields: list[str], pages: _Pages, descending: bool,
-    epoch: str | None, deadline: float | None,
+    epoch: str | None, zone: Any, deadline: float | None,
 ) -> list[list[Any]]:
     """Transformations of stored points: each field's points, paged, joined as InfluxDB joins fields:
     the n-th point of a time of each field on the n-th row of that time."""
@@ -1130,7 +1133,7 @@ def _transformed_rows(
     times, columns = _point_columns(evaluator, rows, fields)
     pages.apply(columns)
     if len(columns) == 1:  # one field: each of its points is a row
-        return _rows(times, columns, epoch, deadline)
+        return _rows(times, columns, epoch, zone, deadline)
     keys: list[tuple[np.ndarray, np.ndarray]] = []
     for column in columns:
         at = np.flatnonzero(column.exists)
@@ -1145,7 +1148,7 @@ def _transformed_rows(
     order_times = -all_times if descending else all_times
     joined = np.unique(np.stack([order_times, all_ranks], axis=1), axis=0)  # sorted by (time order, n)
     row_of = {(int(t), int(n)): i for i, (t, n) in enumerate(joined.tolist())}
-    out = [[format_time(int(-t if descending else t), epoch)] + [None] * len(columns) for t, _ in joined.tolist()]
+    out = [[format_time(int(-t if descending else t), epoch, zone)] + [None] * len(columns) for t, _ in joined.tolist()]
     for c, (column, (point_times, ranks)) in enumerate(zip(columns, keys)):
         values = column.values[column.exists]
         sign = -1 if descending else 1
@@ -1154,7 +1157,9 @@ def _transformed_rows(
     return out
 
 
-def _rows(times: np.ndarray, columns: list[Column], epoch: str | None, deadline: float | None) -> list[list[Any]]:
+def _rows(
+    times: np.ndarray, columns: list[Column], epoch: str | None, zone: Any, deadline: float | None
+) -> list[list[Any]]:
     """Rows where any column has a point: [time, value per column]."""
     exists = np.zeros(len(times), dtype=bool)
     for column in columns:
@@ -1162,7 +1167,7 @@ def _rows(times: np.ndarray, columns: list[Column], epoch: str | None, deadline:
     chosen = np.flatnonzero(exists)
     check_deadline(deadline)
     if epoch is None:
-        stamps: list[Any] = [format_time(time, None) for time in times[chosen].tolist()]
+        stamps: list[Any] = [format_time(time, None, zone) for time in times[chosen].tolist()]
     else:  # format_time's arithmetic, for the whole column at once
         stamps = (times[chosen] // EPOCH_NS[epoch]).tolist()
     values = [json_values(column.values[chosen]) for column in columns]
@@ -1180,13 +1185,13 @@ def _looks_back(expr: Expr) -> bool:
 
 async def _engine_results(
     ctx: Context, database: str, start: int, end: int, calls: list[Call], source: _Source, group: _Group,
-    interval: tuple[int, int] | None, tag_keys: list[str], descending: bool,
+    buckets: timebuckets.Buckets | None, tag_keys: list[str], descending: bool,
 ) -> dict[Call, dict[int, Any]]:
-    """Per call of this module, {bucket index: its answer}, from the series' points in the answer's order."""
+    """Per call of this module, {bucket start time: its answer}, from the series' points in the answer's order."""
     if not calls:
         return {}
     fields = sorted({_field_of(call) for call in calls})
-    reducers = _Reducers(calls, fields, tag_keys, interval, descending)
+    reducers = _Reducers(calls, fields, tag_keys, buckets, descending)
     async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, descending):
         await ctx.offload(reducers.feed, rows, ctx.deadline)
     return await ctx.offload(reducers.finish)
@@ -1195,14 +1200,58 @@ async def _engine_results(
 Leaf = tuple[Call, int]  # a reducer call and how many intervals its field reads beyond the range
 
 
+async def _group_buckets(
+    statement: SelectStatement, database: str, ctx: Context, lo: int, hi: int, source: _Source
+) -> timebuckets.Buckets | None:
+    """GROUP BY time's buckets (tz() too) over the range read, [lo, hi); without a lower time bound,
+    from the earliest point. None without GROUP BY time or without points."""
+    interval = statement.group_by_time
+    if interval is None:
+        return None
+    groups = len(source.groups)
+    if lo == MIN_TIME:
+        if source.stored:
+            span = await storage.query_time_span(ctx.store, database, lo, hi)
+            earliest = None if span is None else span[0]
+        else:
+            held = [int(group.points.times[0]) for group in source.groups if group.points and len(group.points.times)]
+            earliest = min(held) if held else None
+        if earliest is None:
+            return None
+        lo, groups = earliest, 1  # each series' own buckets are counted as it is answered
+
+    def refuse_beyond(count: int) -> None:
+        # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
+        _check_buckets(count * groups, ctx.max_buckets)
+
+    zone = timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
+    if zone is None:  # a range of bucket starts: no work to send to a query thread
+        return timebuckets.Buckets(lo, hi, *interval, None, refuse_beyond)
+    return await ctx.offload(timebuckets.Buckets, lo, hi, *interval, zone, refuse_beyond, ctx.deadline)
+
+
+def _zone(statement: SelectStatement) -> Any:
+    """The zone tz() names (None: UTC), for the times the answer writes."""
+    return timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
+
+
 async def _aggregate(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, source: _Source) -> Output:
     interval = statement.group_by_time
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
-    if interval is not None and start != MIN_TIME:
-        _check_buckets(_bucket_range(start, end, interval)[1] * len(source.groups), ctx.max_buckets)
     extends = interval is not None and start != MIN_TIME
     backs = [int(extends and _looks_back(item.expr)) for item in statement.fields]
+    reach = max(backs) if backs else 0
+    # The buckets of the range read: one interval more where a transformation reads beyond the range.
+    read_lo, read_hi = start, end
+    if reach and interval is not None:
+        if statement.order_desc:
+            read_hi = end + interval[0]
+        else:
+            read_lo = start - interval[0]
+    buckets = await _group_buckets(statement, database, ctx, read_lo, read_hi, source)
+    if interval is not None and buckets is None:
+        return  # no points at all
     leaves: list[Leaf] = list(
         dict.fromkeys((call, back) for item, back in zip(statement.fields, backs) for call in _reducer_calls(item.expr))
     )
@@ -1220,44 +1269,48 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
     for group in source.groups:
         found: dict[Leaf, dict[int, Any]] = {}
         for back in sorted(set(backs)):
-            lo, hi = start, end
-            if back and interval is not None:
-                if statement.order_desc:
-                    hi = end + interval[0]
-                else:
-                    lo = start - interval[0]
+            lo, hi = (read_lo, read_hi) if back else (start, end)
             calls = [call for call, leaf_back in leaves if leaf_back == back]
             # The plain aggregates of stored samples come from SQLite or the column cache.
             standard = list(dict.fromkeys(call for call in calls if source.stored and _is_standard(call)))
             keys = list(dict.fromkeys(_call_key(call) for call in standard))
             if keys and group.where is not None:
+                runs = None if buckets is None else buckets.runs_within(lo, hi)
                 data = await _bucket_data(
-                    ctx, database, lo, hi, keys, group.where, interval, point_time, reads.setdefault(back, [])
+                    ctx, database, lo, hi, keys, group.where, runs, point_time, reads.setdefault(back, [])
                 )  # fmt: skip
                 by_call = await ctx.offload(_standard_values, standard, keys, data, ctx.deadline)
                 for call in standard:
                     found[(call, back)] = by_call[call]
             engine = [call for call in calls if call not in standard]
             for call, values in (
-                await _engine_results(ctx, database, lo, hi, engine, source, group, interval, [], statement.order_desc)
+                await _engine_results(ctx, database, lo, hi, engine, source, group, buckets, [], statement.order_desc)
             ).items():
                 found[(call, back)] = values
-        indexes = {index for (call, _), values in found.items() if call.name != "integral" for index in values}
+        keys_found = {at for (call, _), values in found.items() if call.name != "integral" for at in values}
         areas = [area for (call, _), values in found.items() if call.name == "integral" for area in values.get(0, [])]
-        if interval is not None:  # integral() answers the times it stamps its areas at
-            indexes.update(bucket_index(time, interval) for time, _ in areas)
+        if buckets is not None and areas:  # integral() answers the times it stamps its areas at
+            stamped = np.array([time for time, _ in areas], dtype=np.int64)
+            inside = stamped[(stamped >= buckets.runs[0].lo) & (stamped < buckets.runs[-1].hi)]
+            keys_found.update(buckets.starts_of(inside).tolist())
         elif areas:
-            indexes.add(0)
-        if not indexes:
+            keys_found.add(0)
+        if not keys_found:
             continue
-        first, buckets = 0, 1
-        if interval is not None:
-            first, buckets = _bucket_range(start if start != MIN_TIME else None, end, interval, min(indexes))
-            made += buckets
+        starts = np.zeros(1, dtype=np.int64)
+        first = last = 0  # positions in `starts` of the statement's first and last buckets
+        if buckets is not None:
+            starts = np.asarray(buckets.starts, dtype=np.int64)
+            every, offset, zone = buckets.every, buckets.offset, buckets.zone
+            first_start = timebuckets.window(start, every, offset, zone)[0] if start != MIN_TIME else min(keys_found)
+            last_start = timebuckets.window(end - 1, every, offset, zone)[0]
+            first = int(np.searchsorted(starts, first_start))
+            last = int(np.searchsorted(starts, last_start, side="right")) - 1
+            made += last - first + 1
             _check_buckets(made, ctx.max_buckets)
         rows = await ctx.offload(
-            _aggregate_rows, statement, found, backs, indexes, first, buckets, fill, point_time, start, ctx.epoch,
-            ctx.deadline,
+            _aggregate_rows, statement, found, backs, keys_found, starts, first, last, fill, point_time, start,
+            ctx.epoch, ctx.deadline,
         )  # fmt: skip
         header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         for i in range(0, len(rows), ctx.batch):
@@ -1267,7 +1320,8 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
 def _standard_values(
     calls: list[Call], keys: list[tuple[str, str]], data: dict[int, list[Any]], deadline: float | None
 ) -> dict[Call, dict[int, Any]]:
-    """select.py's per-bucket values, as each call's {bucket index: value or (value, time)}."""
+    """select.py's per-bucket values, as each call's {bucket start time: value or (value, time)}; a
+    stddev of one value is a point without a value (NaN), as InfluxDB."""
     fields = [FieldExpr(call) for call in calls]
     out: dict[Call, dict[int, Any]] = {call: {} for call in calls}
     for n, (index, raw) in enumerate(data.items()):
@@ -1275,30 +1329,41 @@ def _standard_values(
             check_deadline(deadline)
         values, times = _evaluate_bucket(fields, keys, raw)
         for call, value, time in zip(calls, values, times):
-            # A count of 0 is a bucket without this field's points: InfluxDB has no point there to fill.
-            if value is not None and not (call.name == "count" and value == 0):
+            # A count over no values is None: InfluxDB has no point there to fill.
+            if value is not None:
+                value = math.nan if value is NO_VALUE else value
                 out[call][index] = value if time is None else (value, time)
     return out
 
 
 def _aggregate_rows(
-    statement: SelectStatement, found: dict[Leaf, dict[int, Any]], backs: list[int], indexes: set[int], first: int,
-    buckets: int, fill: str | float, point_time: bool, start: int, epoch: str | None, deadline: float | None,
+    statement: SelectStatement, found: dict[Leaf, dict[int, Any]], backs: list[int], keys: set[int],
+    starts: np.ndarray, first: int, last: int, fill: str | float, point_time: bool, start: int, epoch: str | None,
+    deadline: float | None,
 ) -> list[list[Any]]:
+    """The rows of one series: `starts` are the bucket start times of the range read, `first` and
+    `last` the positions there of the statement's own first and last buckets; `keys` the starts of the
+    buckets holding values."""
     interval = statement.group_by_time
     descending = statement.order_desc
     reach = max(backs) if backs else 0
     if interval is None:
-        axis = np.zeros(1, dtype=np.int64)
+        axis = np.zeros(1, dtype=np.int64)  # positions in `starts`
+        times = np.array([start if start != MIN_TIME else 0])
     else:
-        lo = first - (0 if descending else reach)
-        hi = first + buckets - 1 + (reach if descending else 0)
+        lo = max(0, first - (0 if descending else reach))
+        hi = min(len(starts) - 1, last + (reach if descending else 0))
         if fill == "none":
-            axis = np.array(sorted(i for i in indexes if lo <= i <= hi), dtype=np.int64)
+            wanted = np.array(sorted(keys), dtype=np.int64)
+            at = np.searchsorted(starts, wanted)
+            on_start = at < len(starts)
+            on_start[on_start] = starts[at[on_start]] == wanted[on_start]
+            at = at[on_start]
+            axis = at[(at >= lo) & (at <= hi)]
         else:
             axis = np.arange(lo, hi + 1, dtype=np.int64)
-    times = bucket_start(axis, interval) if interval is not None else np.array([start if start != MIN_TIME else 0])
-    position = {index: n for n, index in enumerate(axis.tolist())}
+        times = starts[axis]
+    position = {int(at): n for n, at in enumerate(times.tolist())} if interval is not None else {0: 0}
     leaf_values: dict[Leaf, np.ndarray] = {}
     leaf_exists: dict[Leaf, np.ndarray] = {}
     picked_time = -1
@@ -1320,9 +1385,9 @@ def _aggregate_rows(
         if interval is None:
             own = np.ones(len(axis), dtype=bool)
         elif descending:
-            own = (axis >= first) & (axis <= first + buckets - 1 + back)
+            own = (axis >= first) & (axis <= last + back)
         else:
-            own = (axis >= first - back) & (axis <= first + buckets - 1)
+            own = (axis >= first - back) & (axis <= last)
         # integral() streams across buckets in InfluxDB: its buckets are never filled; nor are those of
         # a reducer with no value at all in this series (InfluxDB has no such series to fill).
         unfilled = fill == "none" or call.name == "integral" or not present[own].any()
@@ -1363,7 +1428,7 @@ def _aggregate_rows(
             column = evaluator._eval(call, times, leaf_column, (n, k))
             point_times = times
             if interval is not None:
-                column.exists &= (axis >= first) & (axis < first + buckets)
+                column.exists &= (axis >= first) & (axis <= last)
             elif point_time and picked_time >= 0:
                 point_times = np.array([picked_time])
             else:
@@ -1434,9 +1499,10 @@ def _joined_rows(
             out[carried] = out[last[carried]]
         values[id(call)] = out
     columns = [_row_math(item.expr, values, rows) for item in statement.fields]
+    zone = _zone(statement)
     out_rows: list[list[Any]] = []
     for i in range(rows):
-        out_rows.append([format_time(int(row_times[i]), epoch), *(_cell(float(column[i])) for column in columns)])
+        out_rows.append([format_time(int(row_times[i]), epoch, zone), *(_cell(float(column[i])) for column in columns)])
     return out_rows
 
 
@@ -1497,13 +1563,16 @@ async def _multi_row(
     header_columns = ["time", *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
+    buckets = await _group_buckets(statement, database, ctx, start, end, source)
+    if interval is not None and buckets is None:
+        return  # no points at all
     for group in source.groups:
         found = (await _engine_results(
-            ctx, database, start, end, [call], source, group, interval, tag_keys, statement.order_desc
+            ctx, database, start, end, [call], source, group, buckets, tag_keys, statement.order_desc
         ))[call]  # fmt: skip
         if not found:
             continue
-        rows = await ctx.offload(_multi_rows, found, interval, start, statement.order_desc, ctx.epoch)
+        rows = await ctx.offload(_multi_rows, found, start, buckets is not None, statement.order_desc, ctx.epoch, _zone(statement))
         rows = _paged(rows, [statement.offset, statement.limit])
         header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         for i in range(0, len(rows), ctx.batch):
@@ -1511,16 +1580,16 @@ async def _multi_row(
 
 
 def _multi_rows(
-    found: dict[int, list[tuple[Any, ...]]], interval: tuple[int, int] | None, start: int, descending: bool,
-    epoch: str | None,
+    found: dict[int, list[tuple[Any, ...]]], start: int, grouped: bool, descending: bool, epoch: str | None, zone: Any
 ) -> list[list[Any]]:
-    """Buckets in the answer's order; within a bucket, InfluxDB keeps the points' own order."""
+    """Buckets (keyed by their start; 0 without GROUP BY time) in the answer's order; within a bucket,
+    InfluxDB keeps the points' own order."""
     rows: list[list[Any]] = []
-    for index in sorted(found, reverse=descending):
-        bucket_time = bucket_start(index, interval) if interval is not None else (start if start != MIN_TIME else 0)
-        for time, value, *tags in found[index]:
+    for bucket in sorted(found, reverse=descending):
+        bucket_time = bucket if grouped else (start if start != MIN_TIME else 0)
+        for time, value, *tags in found[bucket]:
             at = bucket_time if time is None else time
-            rows.append([format_time(at, epoch), _json_number(value), *(tag or None for tag in tags)])
+            rows.append([format_time(at, epoch, zone), _json_number(value), *(tag or None for tag in tags)])
     return rows
 
 
@@ -1554,6 +1623,9 @@ async def select_subquery(statement: SelectStatement, database: str, ctx: Contex
     if not statement.fields:
         return
     groups = await ctx.offload(_held_groups, statement, answer, rest, ctx.deadline)
+    groups = _series_page(groups, statement.slimit, statement.soffset)
+    if statement.order_desc:  # the last series first, as InfluxDB
+        groups = groups[::-1]
     async for item in _run(statement, database, ctx, start, end, _Source(groups, {}, frozenset(names))):
         yield item
 
@@ -1696,19 +1768,23 @@ async def _selector_with_fields(
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
     header_columns = ["time", *column_names(statement.fields)]
+    buckets = await _group_buckets(statement, database, ctx, start, end, source)
+    if interval is not None and buckets is None:
+        return  # no points at all
     for group in source.groups:
-        picker = _PointPicker(call, len(fields), interval, ctx.deadline)
+        picker = _PointPicker(call, len(fields), buckets, ctx.deadline)
         async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc):
             await ctx.offload(picker.feed, rows)
         picked = await ctx.offload(picker.finish)
         if not picked:
             continue
-        first, buckets = 0, 1
-        if interval is not None:
-            first, buckets = _bucket_range(start if start != MIN_TIME else None, end, interval, min(picked))
-            _check_buckets(buckets, ctx.max_buckets)
+        starts: Sequence[int] = [0]
+        if buckets is not None:
+            lowest = min(picked) if start == MIN_TIME else buckets.starts[0]
+            starts = [at for at in buckets.starts if at >= lowest]
+            _check_buckets(len(starts), ctx.max_buckets)
         answer = await ctx.offload(
-            _picked_rows, statement, call, picked, fields, tag_keys, first, buckets, start, ctx.epoch, ctx.deadline
+            _picked_rows, statement, call, picked, fields, tag_keys, starts, start, ctx.epoch, ctx.deadline
         )
         answer = _paged(answer, [statement.offset, statement.limit])
         header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
@@ -1719,18 +1795,21 @@ async def _selector_with_fields(
 class _PointPicker:
     """Per bucket, the rows of the points a selector picks; holds one bucket's rows at a time."""
 
-    def __init__(self, call: Call, fields: int, interval: tuple[int, int] | None, deadline: float | None) -> None:
-        self.call, self.fields, self.interval, self.deadline = call, fields, interval, deadline
+    def __init__(self, call: Call, fields: int, buckets: timebuckets.Buckets | None, deadline: float | None) -> None:
+        self.call, self.fields, self.buckets, self.deadline = call, fields, buckets, deadline
         self.current: int | None = None
         self.rows: list[Sequence[Any]] = []
         self.picked: dict[int, list[Sequence[Any]]] = {}
 
     def feed(self, rows: list[Sequence[Any]]) -> None:
         check_deadline(self.deadline)
-        for row in rows:
+        if self.buckets is None:
+            buckets = [0] * len(rows)
+        else:
+            buckets = self.buckets.starts_of(np.array([row[0] for row in rows], dtype=np.int64)).tolist()
+        for row, bucket in zip(rows, buckets):
             if row[1] is None or row[1] != row[1]:  # no value of the selector's field on this row
                 continue
-            bucket = 0 if self.interval is None else bucket_index(row[0], self.interval)
             if bucket != self.current:
                 self._pick()
                 self.current = bucket
@@ -1785,25 +1864,28 @@ def _selected_index(name: str, values: np.ndarray, times: np.ndarray) -> int:
 
 def _picked_rows(
     statement: SelectStatement, call: Call, picked: dict[int, list[Sequence[Any]]], fields: list[str],
-    tag_keys: list[str], first: int, buckets: int, start: int, epoch: str | None, deadline: float | None,
+    tag_keys: list[str], starts: Sequence[int], start: int, epoch: str | None, deadline: float | None,
 ) -> list[list[Any]]:
+    """The rows of one series: `picked` per bucket start (0 without GROUP BY time), `starts` the
+    buckets of the answer."""
     interval = statement.group_by_time
     fill = statement.fill if statement.fill is not None else "null"
     own_time = interval is None or call.name in ("top", "bottom", "sample")
     # top(), bottom() and sample() answer their points only: no bucket of theirs is filled
     unfilled = interval is None or fill == "none" or call.name in ("top", "bottom", "sample")
-    indexes = sorted(picked) if unfilled else list(range(first, first + buckets))
+    zone = _zone(statement)
+    chosen = sorted(picked) if unfilled else list(starts)
     if statement.order_desc:
-        indexes.reverse()
+        chosen.reverse()
     out: list[list[Any]] = []
-    for n, index in enumerate(indexes):
+    for n, bucket in enumerate(chosen):
         if n % 1024 == 0:
             check_deadline(deadline)
-        bucket_time = bucket_start(index, interval) if interval is not None else (start if start != MIN_TIME else 0)
-        points = picked.get(index)
+        bucket_time = bucket if interval is not None else (start if start != MIN_TIME else 0)
+        points = picked.get(bucket)
         if points is None:  # a bucket without a point: fill() gives every column
             value = float(fill) if isinstance(fill, float) else None
-            out.append([format_time(bucket_time, epoch), *([_cell(value) if value is not None else None] * len(statement.fields))])
+            out.append([format_time(bucket_time, epoch, zone), *([_cell(value) if value is not None else None] * len(statement.fields))])
             continue
         for row in points:
             named: dict[str, Any] = dict(zip(fields, row[1 : 1 + len(fields)]))
@@ -1814,7 +1896,7 @@ def _picked_rows(
                 if value is None and isinstance(fill, float) and interval is not None:
                     value = fill  # InfluxDB fills the selected row's missing values too
                 cells.append(_json_number(value) if isinstance(value, float) else value)
-            out.append([format_time(row[0] if own_time else bucket_time, epoch), *cells])
+            out.append([format_time(row[0] if own_time else bucket_time, epoch, zone), *cells])
     return out
 
 

@@ -27,7 +27,7 @@ Decisions worth knowing:
 
 Subqueries (`FROM (SELECT ...)`, nested too) parse into a Source holding the inner statement.
 
-Refused with a clear QueryParseError: a subquery beside other sources, SLIMIT/SOFFSET, tz(), GROUP BY /regex/, ORDER BY
+Refused with a clear QueryParseError: a subquery beside other sources, GROUP BY /regex/, ORDER BY
 other than time, time inside OR or compared with != or a regex, comparisons in SELECT fields.
 """
 
@@ -41,6 +41,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
+from tracker.influx import timebuckets
 from tracker.rules import parse_duration, parse_time_string
 
 __all__ = [
@@ -282,6 +283,9 @@ class SelectStatement:
     order_desc: bool = False
     limit: int | None = None  # None: no limit (LIMIT 0 means none too, as in InfluxDB)
     offset: int = 0
+    slimit: int = 0  # series of the answer: 0 is no limit, as in InfluxDB
+    soffset: int = 0
+    time_zone: str | None = None  # tz('...'): a zone name timebuckets.load_zone knows
     # InfluxDB's compile error for a well-formed statement it cannot run (e.g. "undefined function
     # foo()"): answered inside the statement's result, as InfluxDB does, so the others still run.
     compile_error: str | None = None
@@ -1181,9 +1185,8 @@ class _Parser:
         fill = self._fill()
         order_desc = self._order_by()
         limit, offset = self._limit_offset()
-        self._reject_series_paging()
-        if self._is_ident("tz"):
-            raise self._error("tz() is not supported: times are answered in UTC")
+        slimit, soffset = self._series_limit_offset()
+        zone = self._time_zone()
         statement = SelectStatement(
             fields=fields,
             sources=sources,
@@ -1194,6 +1197,9 @@ class _Parser:
             order_desc=order_desc,
             limit=limit,
             offset=offset,
+            slimit=slimit,
+            soffset=soffset,
+            time_zone=zone,
         )
         self._validate_select(statement)
         inner = statement.sources[0].query
@@ -1392,9 +1398,34 @@ class _Parser:
             raise self._expected("integer")
         return self._advance().value
 
-    def _reject_series_paging(self) -> None:
-        if self._is_kw("SLIMIT", "SOFFSET"):
-            raise self._error(f"{self.tok.value} is not supported")
+    def _series_limit_offset(self) -> tuple[int, int]:
+        """SLIMIT and SOFFSET, in that order (0: not given, as in InfluxDB)."""
+        slimit = soffset = 0
+        if self._is_kw("SLIMIT"):
+            self._advance()
+            slimit = self._integer()
+        if self._is_kw("SOFFSET"):
+            self._advance()
+            soffset = self._integer()
+        return slimit, soffset
+
+    def _time_zone(self) -> str | None:
+        """`tz('Europe/Berlin')`: the zone's name, checked here as InfluxDB checks it (a 400)."""
+        if not self._is_ident("tz"):
+            return None
+        name = self._advance()
+        if not (self._is_op("(") and self.tok.start == name.end):
+            raise QueryParseError("tz must be a function call")
+        self._advance()
+        if self.tok.kind != _STRING:
+            raise QueryParseError("expected string argument in tz()")
+        zone = self._advance().value
+        try:
+            timebuckets.load_zone(zone)
+        except timebuckets.UnknownZone as exc:
+            raise QueryParseError(str(exc)) from None
+        self._expect_op(")")
+        return str(zone)
 
     def _optional_on(self) -> str | None:
         if not self._is_kw("ON"):
@@ -1437,7 +1468,7 @@ class _Parser:
                 from_ = self._optional_from()
                 condition = self._optional_where()
                 limit, offset = self._limit_offset()
-                self._reject_series_paging()
+                self._series_limit_offset()  # InfluxDB 1.6 takes SLIMIT/SOFFSET here, and answers as without them
                 return ShowTagKeys(from_=from_, database=database, condition=condition, limit=limit, offset=offset)
             if self._is_kw("VALUES"):
                 self._advance()
@@ -1453,7 +1484,6 @@ class _Parser:
             from_ = self._optional_from()
             condition = self._optional_where()
             limit, offset = self._limit_offset()
-            self._reject_series_paging()
             return ShowSeries(from_=from_, condition=condition, database=database, limit=limit, offset=offset)
         if self.tok.kind == _KEYWORD:  # SHOW USERS, SHOW STATS, SHOW SHARDS ...
             return self._unsupported(start)
@@ -1469,7 +1499,6 @@ class _Parser:
             name_value = values[0]
         condition = self._optional_where()
         limit, offset = self._limit_offset()
-        self._reject_series_paging()
         return ShowMeasurements(
             database=database, name_op=name_op, name_value=name_value, condition=condition, limit=limit, offset=offset
         )
@@ -1482,7 +1511,6 @@ class _Parser:
         key_op, keys = self._name_filter(allow_in=True)
         condition = self._optional_where()
         limit, offset = self._limit_offset()
-        self._reject_series_paging()
         return ShowTagValues(
             from_=from_, key_op=key_op, keys=keys, database=database, condition=condition, limit=limit, offset=offset
         )

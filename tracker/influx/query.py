@@ -77,6 +77,19 @@ async def preflight(request: web.Request) -> web.Response:
     return no_content()
 
 
+FLUX_NOT_SUPPORTED = (
+    "Flux queries are not supported: Tracker answers InfluxQL, the InfluxDB 1.x query language, "
+    "on /query (GET or POST /query?db=<database>&q=SELECT ...)"
+)
+
+
+async def flux_query(request: web.Request) -> web.Response:
+    """POST /api/v2/query: a v2 client's Flux. Refused with what to use instead, in the v2 error form
+    (`code` and `message`, which influxdb-client and Grafana show) beside InfluxDB 1.x's `error`. The
+    answer says nothing about the server's users, so it needs no credentials."""
+    raise InfluxError(501, FLUX_NOT_SUPPORTED, details={"code": "not implemented", "message": FLUX_NOT_SUPPORTED})
+
+
 async def query(request: web.Request) -> web.StreamResponse:
     accounts = request.app[ACCOUNTS]
     user = await authenticate(request, accounts)

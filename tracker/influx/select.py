@@ -15,11 +15,13 @@ import math
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
+import numpy as np
+
 from tracker import storage
-from tracker.influx import columnar
+from tracker.influx import columnar, timebuckets
+from tracker.influx.timebuckets import format_time
 from tracker.influx.influxql import (
     MAX_TIME,
     MIN_TIME,
@@ -59,11 +61,13 @@ DEFAULT_RETENTION_POLICY = "autogen"
 QUERY_TIMEOUT = "query-timeout limit exceeded"  # InfluxDB's words, which Grafana shows as they are
 _FIELDS = frozenset(FIELD_KEYS)
 _SELECTORS = frozenset({"first", "last", "min", "max"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Loops over series or buckets look at the query's deadline this often (a few hundred microseconds).
 _DEADLINE_EVERY = 1024
 
 Row = Sequence[Any]
+# A bucket's aggregate that InfluxDB answers as a point without a value (stddev of one value): written
+# null like a missing one, but fill() leaves it, and fill(previous) carries it on as null.
+NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "NO_VALUE"})()
 T = TypeVar("T")
 
 
@@ -242,17 +246,15 @@ class _Plan:
     series: SeriesTags
     group_keys: list[str]
     groups: list[tuple[dict[str, str] | None, QueryFilter]]  # one (tags, filter) per series of the answer
+    matching: SeriesTags  # the series the tag terms of WHERE can keep
 
 
 def _plan(statement: SelectStatement, condition: Expr | None, series: SeriesTags, deadline: float | None) -> _Plan:
     where = _compile_condition(condition, series, deadline)
     group_keys = _group_keys(statement.group_by_tags, series)
-    return _Plan(series, group_keys, _groups(group_keys, series, where))
-
-
-def in_answer_order(groups: list[T], descending: bool) -> list[T]:
-    """The answer's series as InfluxDB orders them: by tags, the other way round for ORDER BY time DESC."""
-    return groups[::-1] if descending else groups
+    # The answer's series are those of the series the tag terms of WHERE can keep (what SLIMIT counts).
+    matching = _matching_series(condition, series, deadline)
+    return _Plan(series, group_keys, _groups(group_keys, matching if group_keys else series, where), matching)
 
 
 def _tag_keys(series: SeriesTags) -> list[str]:
@@ -315,15 +317,42 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 async def _raw_select(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
+    zone = timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
+    async for header, rows in _raw_rows(statement, database, ctx, start, end, plan, zone):
+        if zone is not None and ctx.epoch is None:  # times came as ns, to be written with the zone's offset
+            rows = await ctx.offload(_zoned_times, rows, zone, ctx.deadline)
+        yield header, rows
+
+
+def _zoned_times(rows: list[Row], zone: timebuckets.ZoneInfo, deadline: float | None) -> list[Row]:
+    check_deadline(deadline)
+    return [(format_time(row[0], None, zone), *row[1:]) for row in rows]
+
+
+async def _raw_rows(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan,
+    zone: timebuckets.ZoneInfo | None,
+) -> Output:  # fmt: skip
+    epoch = "ns" if zone is not None and ctx.epoch is None else ctx.epoch
+    groups = await _answer_series(statement, database, ctx, start, end, plan)
+    limit = statement.limit
     fields: list[str] = []
+    shard_ns = shard_group_duration(await ctx.retention_ns(database))
     if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
-        fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
+        # `*` is every field of the shards the range falls in, as in InfluxDB (not only those with
+        # values in the range itself).
+        lo, hi = columnar.shard_window(start, end, shard_ns)
+        fields = await storage.query_field_keys(ctx.store, database, lo, hi, ctx.deadline)
     # A tag column is a CASE over every series: as much work as the user has series.
-    names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
+    names, columns, reads = await ctx.offload(_raw_columns, statement, fields, plan)
     header_columns = ["time", *_unique_names(names)]
     sources = [storage.column_source(column) for column in columns]
+    if len(plan.series) <= _SERIES_INLINE:
+        order = _series_order(plan.series, reads, shard_ns)
+    else:  # sorting series keys grows with the user's series
+        order = await ctx.offload(_series_order, plan.series, reads, shard_ns)
     if (
-        ctx.columnar and all(where.only_series is not None for _, where in plan.groups)
+        ctx.columnar and all(where.only_series is not None for _, where in groups)
         and None not in sources and any(source[0] == "field" for source in sources if source)
     ):  # fmt: skip
         # Fields and tags as stored, filtered by series at most: from samples as columns (sealed hours cached).
@@ -332,17 +361,25 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             deadline=ctx.deadline, fields={name for kind, name in sources if kind == "field"},  # type: ignore[misc]
         )
         if found is not None:  # None: too long a span to hold as columns, the SQL below streams it
-            for tags, group_where in in_answer_order(plan.groups, statement.order_desc) if len(found) else []:
+            for tags, group_where in groups if len(found) else []:
                 answer = await ctx.offload(
-                    columnar.raw_answer, found, sources, plan.series, group_where.only_series, ctx.epoch,
-                    statement.order_desc, statement.limit, statement.offset,
+                    columnar.raw_answer, found, sources, plan.series, group_where.only_series, epoch,
+                    statement.order_desc, limit, statement.offset, order, ctx.deadline,
                 )  # fmt: skip
                 header = SeriesHeader(MEASUREMENT, header_columns, tags)
                 for first in range(0, len(answer), ctx.batch):
                     yield header, await ctx.offload(answer.rows, first, first + ctx.batch, ctx.deadline)
             return
-    for tags, group_where in in_answer_order(plan.groups, statement.order_desc):
+    for tags, group_where in groups:
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
+        only = group_where.only_series
+        several = len(plan.series) > 1 and (only is None or only == "all" or len(only) > 1)
+        if several or columnar.offset_alone(limit, statement.offset):
+            async for rows in _merged_sql_rows(
+                statement, database, ctx, start, end, columns, group_where, epoch, order, limit
+            ):  # fmt: skip
+                yield header, rows
+            continue
         async for rows in storage.query_raw(
             ctx.store,
             database,
@@ -350,9 +387,9 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             end_ns=end,
             columns=columns,
             where=group_where,
-            epoch=ctx.epoch,
+            epoch=epoch,
             descending=statement.order_desc,
-            limit=statement.limit,
+            limit=limit,
             offset=statement.offset,
             batch=ctx.batch,
             deadline=ctx.deadline,
@@ -360,10 +397,101 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             yield header, rows
 
 
-def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> tuple[list[str], list[QueryColumn]]:
-    """The raw SELECT's column names and SQL; `fields` are those with values in range (for `*`)."""
+# Rows of several series the SQL path holds to put rows at one time in InfluxDB's order (about a
+# day of 1 Hz samples of two devices, a few seconds of reading at most). Past that the rest
+# streams, rows at one time in the order their series were first written.
+MERGE_MAX_ROWS = 200_000
+
+
+async def _merged_sql_rows(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, columns: list[QueryColumn],
+    where: QueryFilter, epoch: str | None, order: columnar.SeriesOrder, limit: int | None,
+) -> AsyncIterator[list[Row]]:  # fmt: skip
+    """A raw SELECT's rows of several series from SQL, rows at one time in InfluxDB's order (see
+    columnar.merge_order), then OFFSET and LIMIT."""
+    held: list[Row] = []
+    stream = storage.query_raw(
+        ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=where, epoch=epoch,
+        descending=statement.order_desc, batch=ctx.batch, deadline=ctx.deadline, with_series=True,
+    )  # fmt: skip
+    async for rows in stream:
+        held.extend(rows)
+        if len(held) > MERGE_MAX_ROWS:
+            break
+    else:
+        alone = columnar.offset_alone(limit, statement.offset)
+        needed = None if limit is None else statement.offset + limit
+        ordered = await ctx.offload(
+            _merged, held, order, statement.order_desc, ctx.deadline, needed, statement.offset if alone else 0
+        )
+        chosen = ordered[statement.offset : needed]
+        for first in range(0, len(chosen), ctx.batch):
+            yield chosen[first : first + ctx.batch]
+        return
+    # Too many to hold: as they come (at one time, in the order the series were first written), paged here.
+    skip, left = statement.offset, limit
+    batches: AsyncIterator[list[Row]] = _chained(held, stream)
+    async for rows in batches:
+        if skip:
+            dropped = min(skip, len(rows))
+            rows, skip = rows[dropped:], skip - dropped
+        rows = [row[:-2] for row in rows]
+        if left is not None:
+            rows = rows[:left]
+            left -= len(rows)
+        if rows:
+            yield rows
+        if left == 0:
+            break
+
+
+async def _chained(first: list[Row], rest: AsyncIterator[list[Row]]) -> AsyncIterator[list[Row]]:
+    yield first
+    async for rows in rest:
+        yield rows
+
+
+def _merged(
+    rows: list[Row], order: columnar.SeriesOrder, descending: bool, deadline: float | None, needed: int | None,
+    offset_without_limit: int,
+) -> list[Row]:  # fmt: skip
+    """The rows in InfluxDB's order; given an OFFSET without LIMIT, only the first OFFSET + 1 rows of
+    each shard group (see columnar.offset_alone)."""
+    if descending:
+        rows = rows[::-1]  # merge_order takes the rows in ascending time order
+    times = np.fromiter((row[-2] for row in rows), dtype=np.int64, count=len(rows))
+    series = np.fromiter((row[-1] for row in rows), dtype=np.int64, count=len(rows))
+    positions = columnar.merge_order(times, series, order, descending, deadline, needed)
+    if offset_without_limit:
+        positions = positions[columnar.shard_firsts(times[positions], order.shard_ns, offset_without_limit + 1)]
+    return [rows[n][:-2] for n in positions.tolist()]
+
+
+_SERIES_INLINE = 32  # as few series as this are ordered without a trip to a query thread
+
+
+def _series_order(series: SeriesTags, names: list[str], shard_ns: int) -> columnar.SeriesOrder:
+    """What orders rows of several series at one time as InfluxDB does: each series' place in series
+    key order, and its values of the tags that come first among the selected names, sorted (InfluxDB's
+    merge compares those while they are strings; the first field ends the comparison)."""
+    rank = {sid: n for n, sid in enumerate(sorted(series, key=lambda sid: series_key(series[sid])))}
+    leading_tags: list[str] = []
+    for name in sorted(set(names)):
+        if name in _FIELDS:
+            break
+        leading_tags.append(name)
+    tie_keys = {sid: tuple(tags.get(key) for key in leading_tags) for sid, tags in series.items()}
+    return columnar.SeriesOrder(rank, tie_keys, shard_ns)
+
+
+def _raw_columns(
+    statement: SelectStatement, fields: list[str], plan: _Plan
+) -> tuple[list[str], list[QueryColumn], list[str]]:
+    """The raw SELECT's column names and SQL, and the names it reads; `fields` are those with values
+    in range (for `*`)."""
     names: list[str] = []
     columns: list[QueryColumn] = []
+    reads: list[str] = []
     tag_keys = [key for key in _tag_keys(plan.series) if key not in plan.group_keys]
     for item in statement.fields:
         if isinstance(item.expr, Wildcard):
@@ -376,10 +504,20 @@ def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> 
             for name, column in sorted(found, key=lambda pair: pair[0]):
                 names.append(name)
                 columns.append(column)
+                reads.append(name)
         else:
             names.append(item.name)
             columns.append(_value_sql(item.expr, plan.series))
-    return names, columns
+            reads.extend(_var_names(item.expr))
+    return names, columns, reads
+
+
+def _var_names(expr: Expr) -> list[str]:
+    if isinstance(expr, VarRef):
+        return [expr.name]
+    if isinstance(expr, BinaryExpr):
+        return _var_names(expr.lhs) + _var_names(expr.rhs)
+    return []
 
 
 def _calls(expr: Expr) -> list[Call]:
@@ -407,51 +545,155 @@ async def _aggregate_select(
             if _call_key(call) not in keys:
                 keys.append(_call_key(call))
     interval = statement.group_by_time
-    # A lone selector without GROUP BY time answers with the time of the point it selected (inside math too).
-    all_calls = [call for item in statement.fields for call in _calls(item.expr)]
-    point_times = interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS
+    zone = timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
+    # A lone selector without GROUP BY time answers with the time of the point it selected (inside math
+    # too; the same call written twice is still one, as InfluxDB counts them).
+    point_times = interval is None and len(keys) == 1 and keys[0][0] in _SELECTORS
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
-    if interval is not None and start != MIN_TIME:
-        # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
-        _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
     header_columns = ["time", *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
+    unfilled: set[int] = set()
+    if interval is not None and not isinstance(fill, str):
+        unfilled = await _unfilled_columns(statement, database, ctx, start, end)
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
+    groups = await _answer_series(statement, database, ctx, start, end, plan)
 
-    for tags, group_where in in_answer_order(plan.groups, statement.order_desc):
-        data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times, read)
-        if not data:
-            continue
-        header = SeriesHeader(MEASUREMENT, header_columns, tags)
+    def refuse_beyond(count: int) -> None:
+        # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
+        _check_buckets(count * len(groups), ctx.max_buckets)
+
+    buckets: timebuckets.Buckets | None = None
+    if interval is not None and start != MIN_TIME:
+        if zone is None:  # a range of bucket starts: no work to send to a query thread
+            buckets = timebuckets.Buckets(start, end, *interval, None, refuse_beyond)
+        else:
+            buckets = await ctx.offload(timebuckets.Buckets, start, end, *interval, zone, refuse_beyond, ctx.deadline)
+
+    for tags, group_where in groups:
         if interval is None:
+            data = await _bucket_data(ctx, database, start, end, keys, group_where, None, point_times, read)
+            if not data:
+                continue
             values, times = _evaluate_bucket(statement.fields, keys, data[0])
             at = times[0] if point_times and times[0] is not None else (start if start != MIN_TIME else 0)
             if statement.offset == 0 and statement.limit != 0:
-                yield header, [[format_time(at, ctx.epoch), *map(_json_number, values)]]
+                yield SeriesHeader(MEASUREMENT, header_columns, tags), [
+                    [timebuckets.format_time(at, ctx.epoch, zone), *map(_json_number, values)]
+                ]
             continue
-        first, count = _bucket_range(start if start != MIN_TIME else None, end, interval, min(data))
-        made += count
+        group_buckets = buckets
+        if group_buckets is None:  # no lower time bound: the buckets start at the group's earliest data
+            runs = [timebuckets.Run(start, end, interval[0], interval[1])]
+            data = await _bucket_data(ctx, database, start, end, keys, group_where, runs, False, read)
+            if not data:
+                continue
+            group_buckets = await ctx.offload(
+                timebuckets.Buckets, min(data), end, *interval, zone,
+                lambda count: _check_buckets(made + count, ctx.max_buckets), ctx.deadline,
+            )  # fmt: skip
+            if zone is not None:
+                data = await _bucket_data(ctx, database, start, end, keys, group_where, group_buckets.runs, False, read)
+        else:
+            data = await _bucket_data(ctx, database, start, end, keys, group_where, group_buckets.runs, False, read)
+            if not data:
+                continue
+        made += len(group_buckets.starts)
         _check_buckets(made, ctx.max_buckets)
-        buckets = await ctx.offload(
-            _Buckets, statement.fields, keys, data, first, count, interval, fill, counts, ctx.deadline
+        answer = await ctx.offload(
+            _Buckets, statement.fields, keys, data, group_buckets, fill, counts, unfilled, ctx.deadline
         )
-        chosen = buckets.order(statement.order_desc, statement.offset, statement.limit)
+        if answer.pages_columns(statement.offset, statement.limit) or zone is not None:  # walks over the buckets
+            chosen = await ctx.offload(answer.order, statement.order_desc, statement.offset, statement.limit)
+        else:
+            chosen = answer.order(statement.order_desc, statement.offset, statement.limit)
+        header = SeriesHeader(MEASUREMENT, header_columns, tags)
         for i in range(0, len(chosen), ctx.batch):
-            yield header, await ctx.offload(buckets.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
+            yield header, await ctx.offload(answer.rows, chosen[i : i + ctx.batch], ctx.epoch, ctx.deadline)
+
+
+Group = tuple[dict[str, str] | None, QueryFilter]
+# SLIMIT/SOFFSET look at the series of each shard group the range falls in, as InfluxDB: past this
+# many shard groups, they page the series of the whole range instead.
+_MAX_PAGED_SHARDS = 1000
+
+
+async def _answer_series(
+    statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan
+) -> list[Group]:
+    """The answer's series (tags, filter), in their order: with ORDER BY time DESC the last first, as
+    InfluxDB. SLIMIT/SOFFSET page, as InfluxDB, the series of each shard group the range falls in (a
+    week of samples each, by default) with its arithmetic (SOFFSET alone keeps none): a series picked in
+    some shard groups only answers from those."""
+    groups = plan.groups
+    if statement.slimit > 0 or statement.soffset > 0:
+        shard_ns = shard_group_duration(await ctx.retention_ns(database))
+        span = await storage.query_time_span(ctx.store, database, start, end)
+        lo, hi = columnar.shard_window(span[0], span[1] + 1, shard_ns) if span else (0, 0)
+        if span is None:
+            groups = []
+        elif (hi - lo) // shard_ns > _MAX_PAGED_SHARDS:
+            groups = _series_page(groups, statement.slimit, statement.soffset)
+        else:
+            windows = [(w, w + shard_ns) for w in range(lo, hi, shard_ns)]
+            present = await storage.query_series_between(ctx.store, database, windows, ctx.deadline)
+            groups = await ctx.offload(_paged_per_shard, statement, plan, windows, present, start, end)
+    return groups[::-1] if statement.order_desc else groups
+
+
+def _series_page(groups: list[T], slimit: int, soffset: int) -> list[T]:
+    """InfluxDB's SLIMIT/SOFFSET arithmetic: SOFFSET without SLIMIT keeps none."""
+    if slimit <= 0 and soffset <= 0:
+        return groups
+    if soffset > len(groups):
+        return []
+    return groups[soffset : min(soffset + slimit, len(groups))]
+
+
+def _paged_per_shard(
+    statement: SelectStatement, plan: _Plan, windows: list[tuple[int, int]], present: list[set[int]], start: int, end: int
+) -> list[Group]:
+    keys = plan.group_keys
+    index = {tuple(sorted((tags or {}).items())): n for n, (tags, _) in enumerate(plan.groups)}
+    group_of = {
+        sid: index.get(tuple(sorted((key, tags.get(key, "")) for key in keys))) for sid, tags in plan.matching.items()
+    }
+    has: dict[int, list[int]] = {}  # group -> the windows it has series in
+    picked: dict[int, list[int]] = {}  # group -> the windows whose page it is on
+    for w, in_window in enumerate(present):
+        here = sorted({group_of[sid] for sid in in_window if group_of.get(sid) is not None})
+        for g in here:
+            has.setdefault(g, []).append(w)
+        for g in _series_page(here, statement.slimit, statement.soffset):
+            picked.setdefault(g, []).append(w)
+    out: list[Group] = []
+    for g, (tags, where) in enumerate(plan.groups):
+        if g not in picked:
+            continue
+        if picked[g] != has[g]:
+            ranges = [(max(windows[w][0], start), min(windows[w][1], end)) for w in picked[g]]
+            where = storage.combine_filters("AND", where, storage.time_ranges(ranges))
+        out.append((tags, where))
+    return out
 
 
 async def _bucket_data(
     ctx: Context, database: str, start: int, end: int, keys: list[tuple[str, str]], where: QueryFilter,
-    interval: tuple[int, int] | None, point_times: bool, read: list[storage.Columns | None],
+    runs: list[timebuckets.Run] | None, point_times: bool, read: list[storage.Columns | None],
 ) -> dict[int, list[Any]]:
-    """{bucket index: [value per key]} of the buckets holding data: from samples as columns where they
+    """{bucket start time: [value per key]} of the buckets holding data, each run of buckets over its
+    own range (no runs: no GROUP BY time, everything in bucket 0): from samples as columns where they
     can answer (GROUP BY time over a bounded range, filtered by series at most), else from SQL. `read`
     keeps the columns of the statement's range once read, for its other groups."""
+    if runs is None:
+        return await storage.query_aggregates(
+            ctx.store, database, start_ns=start, end_ns=end, calls=keys, where=where, point_times=point_times,
+            deadline=ctx.deadline,
+        )  # fmt: skip
     if (
-        ctx.columnar and interval is not None and where.only_series is not None and start != MIN_TIME
+        ctx.columnar and where.only_series is not None and start != MIN_TIME
         and columnar.aggregates_supported(keys, sqlite3.sqlite_version_info)
     ):  # fmt: skip
         if not read:
@@ -459,43 +701,41 @@ async def _bucket_data(
                 ctx.store, database, start_ns=start, end_ns=end, now_ns=ctx.now_ns, offload=ctx.offload,
                 deadline=ctx.deadline, fields={name for _, name in keys},
             ))  # fmt: skip
-        if read[0] is not None:
-            data = await ctx.offload(
-                columnar.bucket_aggregates, read[0], keys, where.only_series, interval[0], interval[1], ctx.deadline
-            )
-            if data is not None:
-                return data  # type: ignore[no-any-return]
-    return await storage.query_aggregates(
-        ctx.store,
-        database,
-        start_ns=start,
-        end_ns=end,
-        calls=keys,
-        where=where,
-        interval_ns=None if interval is None else interval[0],
-        offset_ns=0 if interval is None else interval[1],
-        point_times=point_times,
-        deadline=ctx.deadline,
-    )
+    out: dict[int, list[Any]] = {}
+    for run in runs:
+        found: dict[int, list[Any]] | None = None
+        if read and read[0] is not None:
+            found = await ctx.offload(
+                columnar.bucket_aggregates, read[0].between(run.lo, run.hi), keys, where.only_series, run.step,
+                run.phase, ctx.deadline,
+            )  # fmt: skip
+        if found is None:
+            found = await storage.query_aggregates(
+                ctx.store, database, start_ns=run.lo, end_ns=run.hi, calls=keys, where=where, interval_ns=run.step,
+                offset_ns=run.phase, deadline=ctx.deadline,
+            )  # fmt: skip
+        for index, values in found.items():
+            out[run.start_of(index)] = values
+    return out
 
 
-def bucket_index(time_ns: Any, interval: tuple[int, int]) -> Any:
-    """The GROUP BY time bucket a time falls in (an int, or a numpy array of times at once)."""
-    every, offset = interval
-    return (time_ns - offset) // every
+# Aggregates whose answer takes the type of the field: over a field the shards do not hold, InfluxDB
+# has nothing to fill with a number (mean, median, count and stddev are numbers whatever the field).
+_TYPED_BY_FIELD = frozenset({"sum", "min", "max", "spread", "first", "last"})
 
 
-def bucket_start(index: Any, interval: tuple[int, int]) -> Any:
-    """Where a GROUP BY time bucket starts (an int, or a numpy array of indexes at once)."""
-    every, offset = interval
-    return index * every + offset
-
-
-def _bucket_range(start: int | None, end: int, interval: tuple[int, int], earliest: int = 0) -> tuple[int, int]:
-    """(index of the first bucket, number of buckets) of GROUP BY time over [start, end); with no
-    start, the first bucket is the earliest one holding data."""
-    first = bucket_index(start, interval) if start is not None else earliest
-    return first, max(0, bucket_index(end - 1, interval) - first + 1)
+async def _unfilled_columns(statement: SelectStatement, database: str, ctx: Context, start: int, end: int) -> set[int]:
+    """The output columns fill(<number>) leaves null, as InfluxDB: a lone aggregate typed by its field,
+    of a field without values in the shard groups (a week each, by default) the range falls in."""
+    typed = {
+        n: _call_key(item.expr)[1] for n, item in enumerate(statement.fields)
+        if isinstance(item.expr, Call) and item.expr.name in _TYPED_BY_FIELD
+    }  # fmt: skip
+    if not typed:
+        return set()
+    lo, hi = columnar.shard_window(start, end, shard_group_duration(await ctx.retention_ns(database)))
+    held = set(await storage.query_field_keys(ctx.store, database, lo, hi, ctx.deadline))
+    return {n for n, name in typed.items() if name not in held}
 
 
 def _check_buckets(count: int, limit: int) -> None:
@@ -505,81 +745,117 @@ def _check_buckets(count: int, limit: int) -> None:
 
 class _Buckets:
     """One series of a GROUP BY time answer: every bucket's values, filled, produced a batch at a time,
-    so neither the whole answer nor a list of empty buckets is ever held in memory. Built and read
-    on a query thread: the work grows with the buckets asked for, which the user controls."""
+    so neither the whole answer nor a list of empty buckets is ever held in memory (without tz() the
+    bucket starts are a range). Built and read on a query thread: the work grows with the buckets
+    asked for, which the user controls."""
 
     def __init__(
         self,
         fields: list[FieldExpr],
         keys: list[tuple[str, str]],
         data: dict[int, list[Any]],
-        first: int,
-        count: int,
-        interval: tuple[int, int],
+        buckets: timebuckets.Buckets,
         fill: str | float,
         counts: list[int],
+        unfilled: set[int],
         deadline: float | None,
     ) -> None:
-        self.first, self.count = first, count
-        self.interval = interval
+        self.zone = buckets.zone
+        self.every = buckets.every
+        self.descending = False
         self.fill = fill
-        self.counts = counts
+        self.unfilled = unfilled  # columns fill(<number>) leaves null
+        self.counts = set(counts)  # whole numbers in InfluxDB: filled as such
+        self.paged: list[set[int]] | None = None  # fill(none) with OFFSET/LIMIT: each column's page
         self.width = len(fields)
-        self.values: dict[int, list[Any]] = {}  # bucket index -> values, for the buckets holding data
-        for n, index in enumerate(sorted(data)):
+        self.values: dict[int, list[Any]] = {}  # bucket start -> values, for the buckets holding data
+        for n, at in enumerate(sorted(data)):
             if n % _DEADLINE_EVERY == 0:
                 check_deadline(deadline)
-            if first <= index < first + count:
-                self.values[index] = _evaluate_bucket(fields, keys, data[index])[0]
+            self.values[at] = _evaluate_bucket(fields, keys, data[at])[0]
         self.filled = sorted(self.values)
+        self.buckets = buckets
+        # fill(null) gives a count 0 in the series' empty buckets, but only if it counted values in some
+        # bucket of the range: InfluxDB fills the buckets of the series its count answered, and a count
+        # that found nothing anywhere stays null.
+        self.zero_counts = {
+            column for column in counts if any(self.values[at][column] is not None for at in self.filled)
+        }
         # Per column, the buckets with a value and those values: what previous and linear fill look up.
         self.known: list[tuple[list[int], list[Any]]] = []
         if fill in ("previous", "linear"):
             for column in range(self.width):
-                at = [index for index in self.filled if self.values[index][column] is not None]
-                self.known.append((at, [self.values[index][column] for index in at]))
+                at = [start for start in self.filled if self.values[start][column] is not None]
+                self.known.append((at, [self.values[start][column] for start in at]))
+
+    def pages_columns(self, offset: int, limit: int | None) -> bool:
+        return self.fill == "none" and (offset > 0 or limit is not None)
 
     def order(self, descending: bool, offset: int, limit: int | None) -> Sequence[int]:
-        """The bucket indexes of the answer, in its order, after OFFSET and LIMIT."""
-        indexes: Sequence[int] = self.filled if self.fill == "none" else range(self.first, self.first + self.count)
-        if descending:
-            indexes = indexes[::-1]
-        return indexes[offset : None if limit is None else offset + limit]
+        """The bucket start times of the answer, in its order, after OFFSET and LIMIT."""
+        self.descending = descending  # fill(previous) looks back in the answer's order, as InfluxDB
+        if self.fill == "none":
+            starts: Sequence[int] = self.filled[::-1] if descending else self.filled
+        else:
+            starts = self.buckets.row_times(self.filled, descending)
+        if self.pages_columns(offset, limit):
+            # InfluxDB pages each column's points before it joins them into rows: without fill, a
+            # column's page can hold other buckets than another's.
+            end = None if limit is None else offset + limit
+            self.paged = [
+                set([at for at in starts if self.values[at][column] is not None][offset:end])
+                for column in range(self.width)
+            ]
+            kept = set().union(*self.paged)
+            return [at for at in starts if at in kept]
+        return starts[offset : None if limit is None else offset + limit]
 
-    def rows(self, indexes: Sequence[int], epoch: str | None, deadline: float | None) -> list[list[Any]]:
+    def rows(self, starts: Sequence[int], epoch: str | None, deadline: float | None) -> list[list[Any]]:
         out = []
-        for n, index in enumerate(indexes):
+        for n, at in enumerate(starts):
             if n % _DEADLINE_EVERY == 0:
                 check_deadline(deadline)
-            found = self.values.get(index)
+            found = self.values.get(at)
             values = [None] * self.width if found is None else list(found)
+            if self.paged is not None:
+                values = [value if at in self.paged[column] else None for column, value in enumerate(values)]
             for column, value in enumerate(values):
                 if value is None:
-                    values[column] = self._filled(column, index, found is not None)
-            out.append([format_time(bucket_start(index, self.interval), epoch), *map(_json_number, values)])
+                    values[column] = self._filled(column, at)
+            out.append([timebuckets.format_time(at, epoch, self.zone), *map(_json_number, values)])
         return out
 
-    def _filled(self, column: int, index: int, had_data: bool) -> Any:
-        """The value fill() gives a bucket without one in this column."""
+    def _filled(self, column: int, at_time: int) -> Any:
+        """The value fill() gives the bucket starting at `at_time` where it has none in this column."""
         fill = self.fill
-        if fill == "none":
+        if fill == "none" or column in self.unfilled:
             return None
         if fill == "null":
-            # InfluxDB: COUNT() reports 0 for intervals with no data.
-            return 0 if column in self.counts and not had_data else None
+            return 0 if column in self.zero_counts else None
         if fill == "previous":
             at, values = self.known[column]
-            k = bisect.bisect_right(at, index)
+            if self.descending:  # the bucket after, which came before in the answer
+                k = bisect.bisect_left(at, at_time)
+                return values[k] if k < len(at) else None
+            k = bisect.bisect_right(at, at_time)
             return values[k - 1] if k else None
         if fill == "linear":
             at, values = self.known[column]
-            k = bisect.bisect_left(at, index)
-            if not 0 < k < len(at):
+            k = bisect.bisect_left(at, at_time)
+            if not 0 < k < len(at) or values[k - 1] is NO_VALUE or values[k] is NO_VALUE:
                 return None
-            # InfluxDB's arithmetic (slope per ns, times the ns since the previous value), for equal answers
-            before, now, after = (bucket_start(i, self.interval) for i in (at[k - 1], index, at[k]))
-            return (values[k] - values[k - 1]) / (after - before) * (now - before) + values[k - 1]
-        return fill
+            # InfluxDB's arithmetic, for equal answers: times as whole intervals (Go's division, which
+            # truncates), the slope per interval times the intervals since the previous value
+            before, now, after = (_go_quotient(t, self.every) for t in (at[k - 1], at_time, at[k]))
+            value = (values[k] - values[k - 1]) / float(after - before) * float(now - before) + values[k - 1]
+            return int(value) if column in self.counts else value  # Go's int64() truncates
+        return int(fill) if column in self.counts else fill
+
+
+def _go_quotient(a: int, b: int) -> int:
+    """a / b as Go divides integers: truncated toward zero."""
+    quotient = abs(a) // abs(b)
+    return quotient if (a >= 0) == (b > 0) else -quotient
 
 
 def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: list[Any]) -> tuple[list[Any], list[int | None]]:
@@ -591,9 +867,8 @@ def _evaluate_bucket(fields: list[FieldExpr], keys: list[tuple[str, str]], raw: 
         if isinstance(value, tuple):  # a selector's (value, time of the point)
             value, time = value
         if key[0] == "stddev" and value is not None:
-            value = math.sqrt(max(value, 0.0))  # storage answers the variance
-        if key[0] == "count" and value is None:
-            value = 0
+            # storage answers the variance, or -1 for a bucket of one value: a point without a value
+            value = math.sqrt(value) if value >= 0 else NO_VALUE
         values[key], times[key] = value, time
     out, out_times = [], []
     for item in fields:
@@ -610,7 +885,7 @@ def _evaluate(expr: Expr, values: dict[tuple[str, str], Any]) -> Any:
         return expr.value
     if isinstance(expr, BinaryExpr):
         lhs, rhs = _evaluate(expr.lhs, values), _evaluate(expr.rhs, values)
-        if lhs is None or rhs is None:
+        if lhs is None or rhs is None or lhs is NO_VALUE or rhs is NO_VALUE:
             return None
         try:
             if expr.op == "+":
@@ -632,17 +907,7 @@ def _json_number(value: Any) -> Any:
     """Whole-number floats as integers, the way InfluxDB writes them (`145`, not `145.0`)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
-    return value
-
-
-def format_time(ns: int, epoch: str | None) -> int | str:
-    if epoch is not None:
-        return ns // storage.EPOCH_NS[epoch]
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    if fraction:
-        text += "." + f"{fraction:09d}".rstrip("0")
-    return text + "Z"
+    return None if value is NO_VALUE else value
 
 
 # ---------------------------------------------------------------------------------------------

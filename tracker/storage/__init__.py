@@ -63,8 +63,11 @@ from tracker.storage.query import (
     query_has_samples,
     query_raw,
     query_series,
+    query_series_between,
+    query_time_span,
     series_in,
     tag_sql,
+    time_ranges,
 )
 from tracker.storage.samples import (
     DEVICE_TAG,
@@ -94,5 +97,6 @@ __all__ = [
     "BlockCache", "Columns", "query_columns",
     "arithmetic_sql", "backup_file", "check_file", "column_source", "combine_filters", "compare_sql", "device_last_seen",
     "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
-    "query_raw", "query_series", "series_in", "tag_sql", "window_samples",
+    "query_raw", "query_series", "query_series_between", "query_time_span", "series_in", "tag_sql", "time_ranges",
+    "window_samples",
 ]

@@ -141,6 +141,42 @@ async def query_series(store: SampleStore, user: str) -> SeriesTags:
     return {sid: dict(json.loads(tags)) for sid, tags in rows}
 
 
+async def query_series_between(
+    store: SampleStore, user: str, windows: Sequence[tuple[int, int]], deadline: float | None = None
+) -> list[set[int]]:
+    """Per [lo, hi) window, the series with samples in it (what an InfluxDB shard of that window
+    would know). One scan of each window."""
+    handle = store._existing_file(user)
+    if handle is None:
+        return [set() for _ in windows]
+    out = []
+    for lo, hi in windows:
+        rows = await _query_fetchall(
+            store, handle, "SELECT DISTINCT series FROM samples WHERE time >= ? AND time < ?", (lo, hi), deadline
+        )
+        out.append({sid for (sid,) in rows})
+    return out
+
+
+async def query_time_span(store: SampleStore, user: str, start_ns: int, end_ns: int) -> tuple[int, int] | None:
+    """The first and last sample times in [start, end), None if there is none (two primary-key seeks)."""
+    handle = store._existing_file(user)
+    if handle is None:
+        return None
+    (lowest, highest), = await _query_fetchall(
+        store, handle, "SELECT min(time), max(time) FROM samples WHERE time >= ? AND time < ?", (start_ns, end_ns)
+    )
+    return None if lowest is None else (lowest, highest)
+
+
+def time_ranges(ranges: Sequence[tuple[int, int]]) -> QueryFilter:
+    """Samples in any of these [lo, hi) time ranges."""
+    if not ranges:
+        return KEEP_NONE
+    sql = " OR ".join("(samples.time >= ? AND samples.time < ?)" for _ in ranges)
+    return QueryFilter(f"({sql})", tuple(n for pair in ranges for n in pair), None)
+
+
 async def query_has_samples(store: SampleStore, user: str) -> bool:
     handle = store._existing_file(user)
     if handle is None:
@@ -152,16 +188,17 @@ async def query_has_samples(store: SampleStore, user: str) -> bool:
 async def query_field_keys(
     store: SampleStore, user: str, start_ns: int | None = None, end_ns: int | None = None, deadline: float | None = None
 ) -> list[str]:
-    """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or at least in [start, end) (SELECT *).
+    """Vocabulary fields with a value in the file (SHOW FIELD KEYS), or in [start, end) (SELECT *).
 
-    Writes only ever add fields to a file, so the found set is kept per open file and only the fields
-    not yet seen are looked for again, and only once the file changed (PRAGMA data_version): a
-    repeated SELECT * over a day costs no extra scan. A deletion (in any process) starts it afresh.
+    Fields are only ever added to a file by writes, so what was found is kept per open file (and per
+    range), and only the fields not yet seen are looked for again, once the file changed (PRAGMA
+    data_version): a repeated SELECT * over a day costs no extra scan. A deletion (in any process)
+    starts it afresh.
     """
     handle = store._existing_file(user)
     if handle is None:
         return []
-    known: tuple[tuple[int, int], set[str], set[tuple[int | None, int | None]]] | None = getattr(
+    known: tuple[tuple[int, int], dict[tuple[int, int] | None, set[str]], set[tuple[int, int] | None]] | None = getattr(
         handle, "query_fields", None
     )
     version, deletions = (
@@ -170,23 +207,37 @@ async def query_field_keys(
         )
     )[0]
     if known is None or known[0] != (version, deletions):
-        kept = known is not None and known[0][1] == deletions
-        known = ((version, deletions), known[1] if kept and known is not None else set(), set())
-    present, probed = known[1], known[2]
-    if len(probed) > 64:  # now()-relative ranges differ every time; keep the memo small
-        probed.clear()
-    missing = [key for key in FIELD_KEYS if key not in present]
-    if missing and (start_ns, end_ns) not in probed and (None, None) not in probed:
-        # One probe per missing field: a present one stops at its first row.
-        where, params = "", ()
-        if start_ns is not None and end_ns is not None:
-            where, params = " AND time >= ?1 AND time < ?2", (start_ns, end_ns)
-        probes = ", ".join(f"EXISTS (SELECT 1 FROM samples WHERE {key} IS NOT NULL{where})" for key in missing)
-        found = (await _query_fetchall(store, handle, f"SELECT {probes}", params, deadline))[0]
-        present.update(key for key, hit in zip(missing, found) if hit)
-        probed.add((start_ns, end_ns))
+        kept = known is not None and known[0][1] == deletions  # what was found stays found, until a deletion
+        known = ((version, deletions), known[1] if kept and known is not None else {}, set())
+    found_in, probed = known[1], known[2]
     handle.query_fields = known  # type: ignore[attr-defined]  # lives and dies with the open file
-    return [key for key in FIELD_KEYS if key in present]
+    key = None if start_ns is None or end_ns is None else (start_ns, end_ns)
+    if key not in found_in and len(found_in) > 64:  # now()-relative ranges differ every time; keep the memo small
+        found_in.clear()
+    found = found_in.setdefault(key, set())
+    missing = [name for name in FIELD_KEYS if name not in found]
+    if missing and key not in probed:
+        where, params = ("", ()) if key is None else (" AND time >= ?1 AND time < ?2", key)
+        found.update(await _fields_with_values(store, handle, missing, where, params, deadline))
+        probed.add(key)
+    return [name for name in FIELD_KEYS if name in found]
+
+
+async def _fields_with_values(
+    store: SampleStore, handle: _UserFile, fields: list[str], where: str, params: tuple[Any, ...], deadline: float | None
+) -> set[str]:
+    if not fields:
+        return set()
+    # Usually none of the fields not found before has come: one scan says so (a probe per field
+    # would scan once per absent field).
+    any_value = " OR ".join(f"{key} IS NOT NULL" for key in fields)
+    sql = f"SELECT EXISTS (SELECT 1 FROM samples WHERE ({any_value}){where})"
+    if not (await _query_fetchall(store, handle, sql, params, deadline))[0][0]:
+        return set()
+    # One probe per field: a present one stops at its first row.
+    probes = ", ".join(f"EXISTS (SELECT 1 FROM samples WHERE {key} IS NOT NULL{where})" for key in fields)
+    found = (await _query_fetchall(store, handle, f"SELECT {probes}", params, deadline))[0]
+    return {key for key, hit in zip(fields, found) if hit}
 
 
 async def query_raw(
@@ -203,8 +254,12 @@ async def query_raw(
     offset: int = 0,
     batch: int = 5000,
     deadline: float | None = None,
+    with_series: bool = False,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Rows of (time, *columns) in time order, in batches, streamed through one cursor.
+
+    Rows at the same time come in series id order. `with_series` adds two columns at the end: the
+    time in ns and the series id (for the caller to order rows at one time as InfluxDB).
 
     Rows whose read fields are all NULL are skipped (InfluxDB's raw SELECT does not return them).
     Whole-number values come back as integers (SQLite does that without holding the GIL).
@@ -216,6 +271,8 @@ async def query_raw(
         return
     any_value = " OR ".join(f"samples.{name} IS NOT NULL" for name in read_fields)
     select = ", ".join(_whole_as_integer(c.sql) if c.fields else c.sql for c in columns)
+    if with_series:
+        select += ", samples.time, samples.series"
     order = "DESC" if descending else "ASC"
     sql = (
         f"SELECT {_time_sql(epoch)}, {select} FROM samples "
@@ -233,15 +290,16 @@ async def query_raw(
                 yield rows  # type: ignore[misc]
 
 
-# Aggregates done with one SQL aggregate each (stddev from its sums); the others take a query of their own.
+# Aggregates done with one SQL aggregate each; the others take a query of their own. A count over no
+# values is NULL, as every other aggregate's: InfluxDB answers no count there, not 0 (fill(null) turns
+# it into 0 only in a series that has values of that field somewhere in the range).
 _SQL_AGGREGATES = {
     "mean": "avg({0})",
     "min": "min({0})",
     "max": "max({0})",
     "sum": "sum({0})",
-    "count": "count({0})",
+    "count": "nullif(count({0}), 0)",
     "spread": "max({0}) - min({0})",
-    "stddev": "CASE WHEN count({0}) > 1 THEN (sum({0} * {0}) - sum({0}) * sum({0}) / count({0})) / (count({0}) - 1) END",
 }
 # Selectors: (value, time) of one point per bucket, via SQLite's bare columns beside min()/max().
 _SELECTORS = {
@@ -330,8 +388,10 @@ async def query_aggregates(
     """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
 
     Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
-    interval everything is bucket 0. Values: numbers, stddev as the variance (the caller takes the
-    root). With `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    interval everything is bucket 0. Values: numbers (None where a call has no values in the bucket, a
+    count too), stddev as the sample variance (the caller takes the root), -1.0 for one value (InfluxDB
+    answers a point without a value there, which fill() leaves alone). With
+    `point_times`, selectors (first/last/min/max) give (value, time of that point).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
@@ -383,6 +443,18 @@ async def query_aggregates(
                     f"SELECT {bucket} AS b, {_SELECTORS[fn].format(column)} FROM samples "
                     f"WHERE {base_where} AND {column} IS NOT NULL GROUP BY b"
                 )
+            elif fn == "stddev":
+                # Two passes, as InfluxDB's reducer: each bucket's mean first, then the sum of squared
+                # differences from it over the bucket's rows (a primary-key range from its first to its
+                # last time). sum(x*x) - sum(x)^2/n would cancel away the digits of a small spread.
+                sql = (
+                    f"WITH means AS (SELECT {bucket} AS b, min(samples.time) AS lo, max(samples.time) AS hi, "
+                    f"avg({column}) AS m, count({column}) AS n FROM samples WHERE {base_where} AND {column} IS NOT NULL "
+                    "GROUP BY b) "
+                    f"SELECT b, CASE WHEN n > 1 THEN (SELECT sum(({column} - means.m) * ({column} - means.m)) "
+                    f"FROM samples WHERE samples.time >= means.lo AND samples.time <= means.hi AND {where.sql} "
+                    f"AND {column} IS NOT NULL) / (n - 1) ELSE -1.0 END FROM means"
+                )
             elif fn == "median":  # the middle value, or the mean of the two middle ones
                 sql = (
                     "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
@@ -392,7 +464,8 @@ async def query_aggregates(
                 )
             else:
                 raise ValueError(f"unknown aggregate {fn}")
-            async with conn.execute(sql, _bounded((*bucket_params, *base_params), deadline)) as cursor:
+            params = (*bucket_params, *base_params, *(where.params if fn == "stddev" else ()))
+            async with conn.execute(sql, _bounded(params, deadline)) as cursor:
                 while rows := await cursor.fetchmany(5000):
                     for row in rows:
                         slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
