@@ -140,15 +140,11 @@ def expand_wildcards(statement: SelectStatement, field_keys: Sequence[str]) -> S
 
 def fills_like_influxdb(statement: SelectStatement) -> bool:
     """fill() the per-bucket paths do not do as InfluxDB: on each aggregate inside math (mean(x) + 1
-    with fill(0) is 1), fill(number) standing in for a field with no value at all (also without
-    GROUP BY time), previous and linear in the order of ORDER BY time DESC. Such statements run
-    here, their aggregates still from the per-bucket paths."""
+    with fill(0) is 1). Such statements run here, their aggregates still from the per-bucket paths;
+    fill() of plain aggregates (numbers, previous and linear, DESC too) stays there."""
     if not statement.is_aggregate or statement.fill in (None, "null", "none"):
         return False
-    return (
-        isinstance(statement.fill, float) or statement.order_desc
-        or any(not isinstance(item.expr, Call) for item in statement.fields)
-    )  # fmt: skip
+    return any(not isinstance(item.expr, Call) for item in statement.fields)
 
 
 # ---------------------------------------------------------------------------------------------
