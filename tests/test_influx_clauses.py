@@ -319,6 +319,35 @@ async def test_time_zones_are_influxdbs(loaded: TestClient, influx: InfluxdProce
         await check(loaded, influx, q, **({"epoch": epoch} if epoch else {}))
 
 
+# Functions, transformations and subqueries under the same clauses: tz()'s buckets, SLIMIT/SOFFSET's
+# series, DESC's order of series, count's nulls and stddev's lone values.
+WITH_FUNCTIONS = [
+    f"SELECT derivative(mean(alt_m)) FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('Europe/Berlin')",
+    f"SELECT derivative(mean(alt_m), 1h) FROM samples WHERE {AUTUMN} GROUP BY time(1d) tz('Europe/Berlin')",
+    f"SELECT non_negative_difference(max(alt_m)) FROM samples WHERE {AUTUMN} GROUP BY time(1d) fill(none) tz('Europe/Berlin')",
+    f"SELECT cumulative_sum(count(alt_m)) FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('Europe/Berlin')",
+    f"SELECT percentile(alt_m, 50) FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('Europe/Berlin')",
+    f"SELECT mode(alt_m), count(alt_m) + 1 FROM samples WHERE {AUTUMN} GROUP BY time(1d) fill(0) tz('Europe/Berlin')",
+    f"SELECT percentile(lat, 95) FROM samples WHERE {RANGE} GROUP BY time(20m) tz('Europe/Berlin')",
+    f"SELECT alt_m * 2 FROM samples WHERE {AUTUMN} tz('Europe/Berlin')",
+    f"SELECT percentile(lat, 95) FROM samples WHERE {RANGE} GROUP BY device SLIMIT 1",
+    f"SELECT percentile(lat, 95) FROM samples WHERE {RANGE} GROUP BY device SLIMIT 1 SOFFSET 1",
+    f"SELECT derivative(mean(lat), 1m) FROM samples WHERE {RANGE} GROUP BY time(10m), device SLIMIT 1 SOFFSET 1",
+    f"SELECT median(lat) * 2 FROM samples WHERE {RANGE} GROUP BY time(30m), device ORDER BY time DESC",
+    f"SELECT abs(count(cad_rpm)) FROM samples WHERE {RANGE} GROUP BY device",
+    f"SELECT max(v) FROM (SELECT mean(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(10m), device) GROUP BY device SLIMIT 1",
+    f"SELECT max(v) FROM (SELECT mean(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(10m), device) GROUP BY device "
+    "ORDER BY time DESC",
+    f"SELECT count(v) FROM (SELECT max(alt_m) AS v FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('Europe/Berlin')) "
+    "GROUP BY time(7d)",
+]
+
+
+async def test_functions_and_subqueries_follow_the_clauses(loaded: TestClient, influx: InfluxdProcess) -> None:
+    for q in WITH_FUNCTIONS:
+        await check(loaded, influx, q)
+
+
 async def test_a_day_across_the_clock_change_is_23_hours(loaded: TestClient, influx: InfluxdProcess) -> None:
     q = f"SELECT count(alt_m) FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('Europe/Berlin')"
     rows = (await check(loaded, influx, q, epoch="s"))["results"][0]["series"][0]["values"]
