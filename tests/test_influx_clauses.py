@@ -338,7 +338,7 @@ WITH_FUNCTIONS = [
     f"SELECT max(v) FROM (SELECT mean(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(10m), device) GROUP BY device SLIMIT 1",
     f"SELECT max(v) FROM (SELECT mean(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(10m), device) GROUP BY device "
     "ORDER BY time DESC",
-    f"SELECT count(v) FROM (SELECT max(alt_m) AS v FROM samples WHERE {WEEKS} GROUP BY time(1d) tz('Europe/Berlin')) "
+    f"SELECT count(v) FROM (SELECT max(alt_m) AS v FROM samples GROUP BY time(1d) tz('Europe/Berlin')) WHERE {WEEKS} "
     "GROUP BY time(7d)",
 ]
 

@@ -1262,6 +1262,13 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
     fill = statement.fill if statement.fill is not None else "null"
     reads: dict[int, list[storage.Columns | None]] = {}  # per reach: samples as columns, read once for all groups
     made = 0
+    starts = np.zeros(1, dtype=np.int64)  # the bucket starts of the range read
+    if buckets is not None:
+        grid = buckets.starts
+        starts = (
+            np.arange(grid.start, grid.stop, grid.step, dtype=np.int64) if isinstance(grid, range)
+            else np.asarray(grid, dtype=np.int64)
+        )  # fmt: skip
     for group in source.groups:
         found: dict[Leaf, dict[int, Any]] = {}
         for back in sorted(set(backs)):
@@ -1293,10 +1300,8 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             keys_found.add(0)
         if not keys_found:
             continue
-        starts = np.zeros(1, dtype=np.int64)
         first = last = 0  # positions in `starts` of the statement's first and last buckets
         if buckets is not None:
-            starts = np.asarray(buckets.starts, dtype=np.int64)
             every, offset, zone = buckets.every, buckets.offset, buckets.zone
             first_start = timebuckets.window(start, every, offset, zone)[0] if start != MIN_TIME else min(keys_found)
             last_start = timebuckets.window(end - 1, every, offset, zone)[0]
@@ -1320,7 +1325,7 @@ def _standard_values(
     stddev of one value is a point without a value (NaN), as InfluxDB."""
     fields = [FieldExpr(call) for call in calls]
     out: dict[Call, dict[int, Any]] = {call: {} for call in calls}
-    for n, (index, raw) in enumerate(data.items()):
+    for n, (at, raw) in enumerate(data.items()):
         if n % 1024 == 0:
             check_deadline(deadline)
         values, times = _evaluate_bucket(fields, keys, raw)
@@ -1328,7 +1333,7 @@ def _standard_values(
             # A count over no values is None: InfluxDB has no point there to fill.
             if value is not None:
                 value = math.nan if value is NO_VALUE else value
-                out[call][index] = value if time is None else (value, time)
+                out[call][at] = value if time is None else (value, time)
     return out
 
 
@@ -1369,8 +1374,8 @@ def _aggregate_rows(
             continue  # stamped at times of its own, see below
         values = np.full(len(axis), np.nan)
         present = np.zeros(len(axis), dtype=bool)  # buckets where the reducer gave a point (maybe without a value)
-        for index, value in values_found.items():
-            at = position.get(index)
+        for bucket, value in values_found.items():
+            at = position.get(bucket)
             if at is None:
                 continue
             if isinstance(value, tuple):

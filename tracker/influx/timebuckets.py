@@ -13,7 +13,7 @@ import functools
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -88,7 +88,8 @@ class Run:
     phase: int
     bucket: int | None = None
 
-    def start_of(self, index: int) -> int:
+    def start_of(self, index: Any) -> Any:
+        """Where bucket number `index` starts (an int, or a numpy array of them at once)."""
         return self.bucket if self.bucket is not None else index * self.step + self.phase
 
 
