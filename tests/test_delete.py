@@ -525,3 +525,18 @@ async def test_deleted_samples_stay_deleted_after_sigkill(tmp_path: Path, worker
         assert body["results"][1]["series"][0]["values"] == [["device", "kept"], ["device", "new"]]
     finally:
         server.close()
+
+
+async def test_field_keys_stay_found_past_many_ranges(tmp_path: Path) -> None:
+    """The memo of fields per time range is bounded: once it forgets, a range asked again (and the
+    whole file, SHOW FIELD KEYS) is looked at again rather than answered empty."""
+    store = SampleStore(tmp_path, writer_key="worker-0")
+    try:
+        await store.write("alice", [Pt(1 * S, {"hr_bpm": 1.0}, (("device", "x"),))])
+        assert await query_field_keys(store, "alice") == ["hr_bpm"]
+        for n in range(100):  # now()-relative ranges: a new one every time
+            assert await query_field_keys(store, "alice", 0, (n + 2) * S) == ["hr_bpm"]
+        assert await query_field_keys(store, "alice") == ["hr_bpm"]
+        assert await query_field_keys(store, "alice", 0, 2 * S) == ["hr_bpm"]
+    finally:
+        await store.close()

@@ -214,6 +214,7 @@ async def query_field_keys(
     key = None if start_ns is None or end_ns is None else (start_ns, end_ns)
     if key not in found_in and len(found_in) > 64:  # now()-relative ranges differ every time; keep the memo small
         found_in.clear()
+        probed.clear()  # a range forgotten is looked at again
     found = found_in.setdefault(key, set())
     missing = [name for name in FIELD_KEYS if name not in found]
     if missing and key not in probed:
