@@ -335,6 +335,10 @@ WITH_FUNCTIONS = [
     f"SELECT derivative(mean(lat), 1m) FROM samples WHERE {RANGE} GROUP BY time(10m), device SLIMIT 1 SOFFSET 1",
     f"SELECT median(lat) * 2 FROM samples WHERE {RANGE} GROUP BY time(30m), device ORDER BY time DESC",
     f"SELECT abs(count(cad_rpm)) FROM samples WHERE {RANGE} GROUP BY device",
+    # rows of two series at one time, as InfluxDB's merge of series orders them, under math and transformations
+    f"SELECT round(lat * 1000000) FROM samples WHERE {RANGE} LIMIT 40",
+    f"SELECT difference(lat) FROM samples WHERE {RANGE} ORDER BY time DESC LIMIT 40",
+    "SELECT lat - 52.5, device FROM samples WHERE time >= '2024-03-31T23:59:40Z' AND time < '2024-04-01T00:00:20Z'",
     f"SELECT max(v) FROM (SELECT mean(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(10m), device) GROUP BY device SLIMIT 1",
     f"SELECT max(v) FROM (SELECT mean(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(10m), device) GROUP BY device "
     "ORDER BY time DESC",

@@ -75,14 +75,18 @@ from tracker.influx.select import (
     _check_buckets,
     _evaluate_bucket,
     _json_number,
+    _merged,
     _Plan,
+    _series_order,
     _series_page,
     column_names,
 )
+from tracker.influx import select as select_module
 from tracker.influx import timebuckets
 from tracker.influx.timebuckets import format_time
 from tracker.influx.columnar import _json_values as json_values
 from tracker.influx.workers import check_deadline
+from tracker.retention import shard_group_duration
 from tracker.vocabulary import FIELD_KEYS
 
 _FIELDS = frozenset(FIELD_KEYS)
@@ -950,11 +954,17 @@ async def _rows_of(
     only points with a value in one of `fields`."""
     if group.points is None:
         columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, source.series) for key in tag_keys]
+        only = None if group.where is None else group.where.only_series
+        several = len(source.series) > 1 and (only is None or only == "all" or len(only) > 1)
         stream = storage.query_raw(
             ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=group.where or storage.KEEP_ALL,
-            epoch="ns", descending=descending, batch=ctx.batch, deadline=ctx.deadline,
+            epoch="ns", descending=descending, batch=ctx.batch, deadline=ctx.deadline, with_series=several,
         )  # fmt: skip
         try:
+            if several:  # rows at one time in the order of InfluxDB's merge of series, as raw SELECTs
+                async for rows in _merged_rows(ctx, database, source, fields + tag_keys, stream, descending):
+                    yield rows
+                return
             async for rows in stream:
                 yield rows
         finally:
@@ -965,6 +975,29 @@ async def _rows_of(
     rows = await ctx.offload(_held_rows, group.points, fields, tag_keys, descending)
     for first in range(0, len(rows), ctx.batch):
         yield rows[first : first + ctx.batch]
+
+
+async def _merged_rows(
+    ctx: Context, database: str, source: _Source, names: list[str], stream: AsyncIterator[list[Any]], descending: bool
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """Rows of several series (each with its time and series id last) with the rows at one time in
+    InfluxDB's order: held up to select.MERGE_MAX_ROWS, as the raw SELECT holds them; past that the
+    rest streams as stored (rows at one time in series order)."""
+    held: list[Any] = []
+    async for rows in stream:
+        held.extend(rows)
+        if len(held) > select_module.MERGE_MAX_ROWS:
+            break
+    else:
+        shard_ns = shard_group_duration(await ctx.retention_ns(database))
+        order = await ctx.offload(_series_order, source.series, names, shard_ns)
+        ordered = await ctx.offload(_merged, held, order, descending, ctx.deadline, None, 0)
+        for first in range(0, len(ordered), ctx.batch):
+            yield ordered[first : first + ctx.batch]
+        return
+    yield [row[:-2] for row in held]
+    async for rows in stream:
+        yield [row[:-2] for row in rows]
 
 
 def _held_rows(points: Points, fields: list[str], tag_keys: list[str], descending: bool) -> list[tuple[Any, ...]]:
