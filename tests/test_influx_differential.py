@@ -148,6 +148,19 @@ def without_shard_numbers(answer: Answer) -> Answer:
     return Answer(answer.status, json.loads(re.sub(r'"error": ?"shard \d+: ', '"error":"', json.dumps(answer.body))))
 
 
+def without_null_columns(answer: Answer) -> Answer:
+    """SELECT * without the columns that are null on every row: InfluxDB keeps listing a field whose
+    every value was deleted while the measurement has a series; Tracker does not (see the README's
+    differences)."""
+    body = json.loads(json.dumps(answer.body))
+    for result in body.get("results", []) if isinstance(body, dict) else []:
+        for series in result.get("series", []):
+            keep = [n for n, _ in enumerate(series["columns"]) if n == 0 or any(row[n] is not None for row in series["values"])]
+            series["columns"] = [series["columns"][n] for n in keep]
+            series["values"] = [[row[n] for n in keep] for row in series["values"]]
+    return Answer(answer.status, body)
+
+
 def test_delete_and_drop_series_match_influxdb(influxd: InfluxdProcess, tracker: TrackerProcess) -> None:
     """DELETE and DROP SERIES on one's own database, step by step: the same answers, then the same data left."""
     tracker.add_user(CLEANER, PASSWORD)
@@ -177,6 +190,8 @@ def test_delete_and_drop_series_match_influxdb(influxd: InfluxdProcess, tracker:
             # InfluxDB names the shard that refused ("shard 2: fields not supported in WHERE clause during
             # deletion"); the number is its own bookkeeping, so only the words must match.
             expected, actual = without_shard_numbers(expected), without_shard_numbers(actual)
+        if case.statements[0].startswith("SELECT *"):
+            expected, actual = without_null_columns(expected), without_null_columns(actual)
         if not answers_agree(case, expected, actual):
             differences.append(f"{case.describe()}\n  influxdb: {expected.short()}\n  tracker:  {actual.short()}")
 
