@@ -367,7 +367,7 @@ async def test_several_statements(loaded: TestClient) -> None:
         ({"q": "  "}, 'missing required parameter "q"'),
         ({"q": ";"}, 'missing required parameter "q"'),
         ({"q": "SELEC * FROM samples"}, "error parsing query: found SELEC, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL at line 1, char 1"),
-        ({"q": "SELECT * FROM"}, "error parsing query: found EOF, expected identifier at line 1, char 14"),
+        ({"q": "SELECT * FROM"}, "error parsing query: found EOF, expected identifier at line 1, char 15"),
         ({"q": "SELECT $x FROM samples", "params": "{bad"}, None),
     ],
 )
@@ -498,9 +498,12 @@ async def test_user_regexes_run_in_re2(loaded: TestClient) -> None:
     """InfluxDB's regexes are Go's RE2: linear time, so no lookaround or backreferences. A catastrophic
     pattern on a long tag value answers at once (Python's `re` would backtrack for hours)."""
     status, body = await get(loaded, "SELECT hr_bpm FROM samples WHERE device =~ /a(?=b)/")
-    assert status == 400 and body["error"].startswith("error parsing query: invalid regular expression /a(?=b)/: ")
+    # influxd 1.6.7's answers, word for word
+    assert (status, body["error"]) == (
+        400, "error parsing query: error parsing regexp: invalid or unsupported Perl syntax: `(?=` at line 1, char 43"
+    )
     status, body = await get(loaded, r"SHOW TAG VALUES WITH KEY =~ /(d)\1/")
-    assert status == 400 and "invalid regular expression" in body["error"]
+    assert (status, body["error"]) == (400, "error parsing query: error parsing regexp: invalid escape sequence: `\\1` at line 1, char 28")
     tag = "a" * 40 + "!"
     assert (await loaded.post("/write?db=test", data=f"samples,device={tag} hr_bpm=7 5000000000000", headers=AUTH)).status == 204
     result = await one(loaded, "SELECT hr_bpm FROM samples WHERE device =~ /(a+)+!$/", epoch="s")

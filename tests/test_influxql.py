@@ -290,7 +290,8 @@ def test_group_by_tags(clause: str, time: tuple[int, int] | None, tags: list[str
     [
         ("fill(null)", "null"),
         ("fill(none)", "none"),
-        ("FILL(Previous)", "previous"),
+        ("FILL(previous)", "previous"),
+        ('fill("linear")', "linear"),
         ("fill(linear)", "linear"),
         ("fill(0)", 0.0),
         ("fill(-1.5)", -1.5),
@@ -300,6 +301,28 @@ def test_group_by_tags(clause: str, time: tuple[int, int] | None, tags: list[str
 )
 def test_fill(fill: str, expected: object) -> None:
     assert select(f"SELECT mean(hr_bpm) FROM samples GROUP BY time(1m) {fill}").fill == expected
+
+
+@pytest.mark.parametrize(
+    ("fill", "message"),
+    [  # influxd 1.6.7's answers: fill() is an expression, its option's name in lower case; no position
+        ("fill(sideways)", "expected number argument in fill()"),
+        ("fill(Previous)", "expected number argument in fill()"),
+        ("fill(NULL)", "expected number argument in fill()"),
+        ("fill(1s)", "expected number argument in fill()"),
+        ("fill('x')", "expected number argument in fill()"),
+        ("fill(-x)", "expected number argument in fill()"),
+        ("fill(true)", "expected number argument in fill()"),
+        ("fill()", "fill requires an argument, e.g.: 0, null, none, previous, linear"),
+        ("fill(1, 2)", "fill requires an argument, e.g.: 0, null, none, previous, linear"),
+        ("fill", "fill must be a function call"),
+        ("fill(2) + 1", "fill must be a function call"),
+    ],
+)
+def test_fill_misuse_is_refused_in_influxdbs_words(fill: str, message: str) -> None:
+    with pytest.raises(QueryParseError) as caught:
+        one(f"SELECT mean(hr_bpm) FROM samples GROUP BY time(1m) {fill}")
+    assert caught.value.message == "error parsing query: " + message
 
 
 @pytest.mark.parametrize(
@@ -603,9 +626,9 @@ def test_missing_bind_parameter() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 7"),
-        ("SELECT * FROM", "found EOF, expected identifier at line 1, char 14"),
-        ("SELECT * FROM samples WHERE", "found EOF, expected identifier, string, number, bool at line 1, char 28"),
+        ("SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 8"),
+        ("SELECT * FROM", "found EOF, expected identifier at line 1, char 15"),
+        ("SELECT * FROM samples WHERE", "found EOF, expected identifier, string, number, bool at line 1, char 29"),
         ("SELECT * FROM samples WHERE (a = 1", "found EOF, expected ) at line 1, char 35"),
         ("SELECT * FROM samples WHERE a = 1)", "found ), expected ; at line 1, char 34"),
         ("SELECT * samples", "found samples, expected FROM at line 1, char 10"),
@@ -616,10 +639,18 @@ def test_missing_bind_parameter() -> None:
         ),
         ("SELECT * FROM samples WHERE time > now() - 10x", "invalid duration 10x at line 1, char 44"),
         ("SELECT mean(x) FROM samples GROUP BY time(10)", "found 10, expected duration at line 1, char 43"),
-        ("SELECT mean(x) FROM samples GROUP BY time(0s)", "interval must be greater than 0 at line 1, char 43"),
+        ("SELECT mean(x) FROM samples GROUP BY time(0s, 5s)", "interval must be greater than 0 at line 1, char 43"),
         ("SELECT * FROM samples\nWHERE a = 'x", "unterminated string starting with 'x at line 2, char 11"),
-        ("SELECT * FROM samples WHERE a =~ /x", "unterminated regex at line 1, char 34"),
-        ("SELECT * FROM samples WHERE a =~ /(/", "invalid regular expression /(/"),
+        # influxd 1.6.7's words and places (one character before the regex), Go's regexp reasons
+        ("SELECT * FROM samples WHERE a =~ /x", "bad regex:  at line 1, char 33"),
+        ("SELECT * FROM samples WHERE a =~ /(/", "error parsing regexp: missing closing ): `(` at line 1, char 33"),
+        ("SELECT mean(/[/) FROM samples", "error parsing regexp: missing closing ]: `[` at line 1, char 12"),
+        ("SELECT /x", "bad regex:  at line 1, char 7"),
+        ("SELECT /a**/ FROM samples", "error parsing regexp: invalid nested repetition operator: `**` at line 1, char 7"),
+        ("SELECT /x{2,1}/ FROM samples", "error parsing regexp: invalid repeat count: `{2,1}` at line 1, char 7"),
+        ("SELECT /*/ FROM samples", "error parsing regexp: missing argument to repetition operator: `*` at line 1, char 7"),
+        ("SELECT /^l/ + 1 FROM samples", "found +, expected FROM at line 1, char 13"),
+        ("SELECT /^l/::field FROM samples", "found ::, expected FROM at line 1, char 12"),
         ("SELECT * FROM samples WHERE a =~ 'x'", "found 'x', expected regex at line 1, char 34"),
         ("SELECT * FROM samples WHERE a = 'x\\q'", "bad escape"),
         ("SELECT * FROM samples WHERE time > 'yesterday'", "invalid time string 'yesterday'"),
@@ -639,17 +670,17 @@ def test_missing_bind_parameter() -> None:
         ("SELECT * FROM samples WHERE a > 99999999999999999999", "unable to parse integer"),
         ("SELECT * FROM samples WHERE a = #", "found #"),
         ("SELECT * FROM samples GROUP BY time(1m), time(2m)", "multiple time dimensions in GROUP BY"),
-        ("SELECT * FROM samples fill(sideways)", "found sideways, expected null, none, previous, linear, number"),
+        ("SELECT * FROM samples fill(sideways)", "expected number argument in fill()"),
         ("SHOW", "found EOF, expected CONTINUOUS, DATABASES"),
         ("SHOW foo", "found foo, expected CONTINUOUS"),
-        ("SHOW TAG VALUES FROM samples", "found EOF, expected WITH at line 1, char 29"),
-        ("SHOW TAG VALUES WITH KEY", "found EOF, expected =, !=, =~, !~, IN"),
+        ("SHOW TAG VALUES FROM samples", "found EOF, expected WITH at line 1, char 30"),
+        ("SHOW TAG VALUES WITH KEY", "found EOF, expected IN, =, =~ at line 1, char 26"),
         ("SHOW RETENTION POLICIES ON", "found EOF, expected identifier"),
-        ("CREATE DATABASE", "found EOF, expected identifier at line 1, char 16"),
+        ("CREATE DATABASE", "found EOF, expected identifier at line 1, char 17"),
         ("CREATE DATABASE a b", "found b, expected ; at line 1, char 19"),
         ("DROP DATABASE 'x", "unterminated string"),
         ("SELECT * FROM a.b.c.d", "too many segments"),
-        ("SELECT * FROM samples; SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 30"),
+        ("SELECT * FROM samples; SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 31"),
         ("SELECT * FROM samples WHERE x = $", "expected a bind parameter name"),
         ("SELECT * FROM samples WHERE x = ¹", "found ¹"),  # str.isdigit() is true for it; InfluxQL digits are ASCII
         ("SELECT * FROM samples WHERE x = ٣", "found ٣"),

@@ -1544,11 +1544,18 @@ async def select_subquery(statement: SelectStatement, database: str, ctx: Contex
     if not answer:
         return
     names = sorted({name for _, columns, _ in answer for name in columns[1:]})
-    fields = [
-        FieldExpr(VarRef(name)) for item in statement.fields for name in (names if isinstance(item.expr, Wildcard) else [])
-    ]  # fmt: skip
-    if fields:  # SELECT * FROM (...): the inner columns, in name order
-        statement = replace(statement, fields=[*fields, *(f for f in statement.fields if not isinstance(f.expr, Wildcard))])
+    if any(isinstance(item.expr, (Wildcard, RegexLiteral)) for item in statement.fields):
+        # SELECT * or /regex/ FROM (...): the inner columns (that match), in name order, in its place
+        fields: list[FieldExpr] = []
+        for item in statement.fields:
+            if isinstance(item.expr, Wildcard):
+                fields.extend(FieldExpr(VarRef(name)) for name in names)
+            elif isinstance(item.expr, RegexLiteral):
+                pattern = item.expr.compiled
+                fields.extend(FieldExpr(VarRef(name)) for name in names if pattern.search(name) is not None)
+            else:
+                fields.append(item)
+        statement = replace(statement, fields=fields)
     if has_wildcard_calls(statement):
         statement = expand_wildcards(statement, names)
     if not statement.fields:

@@ -214,6 +214,25 @@ def compile_regex(pattern: str) -> Any:
         raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
 
 
+# RE2's reasons in the words of Go's regexp/syntax, which InfluxDB answers with.
+_GO_REGEXP_REASONS = {
+    "missing ]": "missing closing ]",
+    "missing )": "missing closing )",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "bad repetition operator": "invalid nested repetition operator",
+    "invalid repetition size": "invalid repeat count",
+    "trailing \\": "trailing backslash at end of expression",
+    "invalid perl operator": "invalid or unsupported Perl syntax",
+}
+
+
+def _go_regexp_error(reason: str) -> str:
+    """`missing ]: [` (RE2) -> "error parsing regexp: missing closing ]: `[`" (Go, as InfluxDB says it)."""
+    code, _, argument = reason.partition(": ")
+    code = _GO_REGEXP_REASONS.get(code, code)
+    return f"error parsing regexp: {code}: `{argument}`"
+
+
 @dataclass(frozen=True, slots=True)
 class RegexLiteral:
     """`/pattern/` with `\\/` unescaped. Matching is `compiled.search()` (unanchored, like Go's MatchString)."""
@@ -896,6 +915,9 @@ class _Lexer:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        # the last two tokens, which place the end of the text the way InfluxDB does
+        self.last: _Token | None = None
+        self.before_last: _Token | None = None
 
     def next(self, *, regex_ok: bool = False) -> _Token:
         text = self.text
@@ -904,7 +926,29 @@ class _Lexer:
         pos = skip.match(text, self.pos).end()
         if pos >= len(text):
             self.pos = pos
-            return _Token(_EOF, "", pos, pos)
+            return _Token(_EOF, "", self._eof_position(), pos)
+        self.before_last, self.last = self.last, self._scan(pos, regex_ok)
+        token = self.last
+        self.pos = token.end
+        return token
+
+    def _eof_position(self) -> int:
+        """Where InfluxDB's errors place the end of the text: right after the last token (the end of
+        the text when nothing follows it), one further where its scanner reads a character ahead
+        and counts the end once: after a name or keyword, a call's `(`, `,`, `=~` and `!~`."""
+        last = self.last
+        if last is None:
+            return len(self.text)
+        at = last.end if last.end < len(self.text) else len(self.text)
+        reads_ahead = last.kind in (_IDENT, _KEYWORD) or (
+            last.kind == _OP
+            and (last.value in (",", "=~", "!~") or (last.value == "(" and self.before_last is not None and self.before_last.kind == _IDENT))
+        )  # fmt: skip
+        return at + 1 if reads_ahead else at
+
+    def _scan(self, pos: int, regex_ok: bool) -> _Token:
+        text = self.text
+        ch = text[pos]
         ch = text[pos]
         if regex_ok and ch == "/":
             token = self._regex(pos)
@@ -929,7 +973,6 @@ class _Lexer:
             token = _Token(_OP, ch, pos, pos + 1)
         else:
             raise _error_at(text, f"found {ch}, expected a keyword, identifier, literal or operator", pos)
-        self.pos = token.end
         return token
 
     def _quoted(self, start: int, quote: str) -> tuple[str, int]:
@@ -965,7 +1008,8 @@ class _Lexer:
                 return _Token(_REGEX, "".join(out), start, i + 1)
             out.append(ch)
             i += 1
-        raise _error_at(text, "unterminated regex", start)
+        # InfluxDB's words, placed one character before the regex (its scanner's position, kept for the same text)
+        raise _error_at(text, "bad regex: ", max(0, start - 1))
 
     def _number(self, start: int) -> _Token:
         text = self.text
@@ -1164,10 +1208,10 @@ class _Parser:
         return last_end
 
     def _select(self, start: _Token) -> Statement:
-        self._advance()
+        self._advance(regex_ok=True)  # SELECT /regex/: a field may start with one
         fields = [self._field()]
         while self._is_op(","):
-            self._advance()
+            self._advance(regex_ok=True)
             fields.append(self._field())
         if self._is_kw("INTO"):
             return self._unsupported(start)
@@ -1206,6 +1250,16 @@ class _Parser:
         if self._is_op("*"):
             self._advance()
             return FieldExpr(Wildcard(self._type_hint()))
+        tok = self.tok
+        if tok.kind == _REGEX:
+            # SELECT /regex/: the fields and tags whose names match, like `*`. As InfluxDB: a regex is a
+            # field of its own (no math, no ::hint), and its alias is accepted but names nothing.
+            self._advance()
+            regex = self._regex_literal(tok.value, tok.start)
+            if self._is_kw("AS"):
+                self._advance()
+                self._identifier()
+            return FieldExpr(regex)
         start = self.tok.start
         expr = self._expr()
         self._check_depth(expr, start)
@@ -1285,11 +1339,13 @@ class _Parser:
         self._advance()
         self._expect_kw("BY")
         interval: tuple[int, int] | None = None
+        seen_time = False
         tags: list[str] = []
         while True:
             if self._is_ident("time") and self.text[self.tok.start] != '"':
-                if interval is not None:
+                if seen_time:
                     raise self._error("multiple time dimensions in GROUP BY")
+                seen_time = True
                 interval = self._group_by_time()
             elif self._is_op("*"):
                 self._advance()
@@ -1298,18 +1354,21 @@ class _Parser:
                 tags.append(self._identifier())
                 self._type_hint()  # `"host"::tag` names the same tag
             else:
-                raise self._expected("identifier, time(interval), *")
+                raise self._expected("identifier, string, number, bool")  # InfluxDB's words
             if not self._is_op(","):
                 return interval, tags
             self._advance()
 
-    def _group_by_time(self) -> tuple[int, int]:
+    def _group_by_time(self) -> tuple[int, int] | None:
+        """time(interval[, offset]); None for an interval of 0 or less, which InfluxDB 1.x answers as if
+        there were no GROUP BY time (without an offset: with one it fails dividing by zero)."""
         self._advance()
         self._expect_op("(")
         pos = self.tok.start
-        interval = self._duration()
-        if interval <= 0:
-            raise self._error("GROUP BY time() interval must be greater than 0", pos)
+        negative = self._is_op("-")
+        if negative:
+            self._advance()
+        interval = -self._duration() if negative else self._duration()
         offset = 0
         if self._is_op(","):
             self._advance()
@@ -1318,6 +1377,10 @@ class _Parser:
                 self._advance()
             offset = -self._duration() if negative else self._duration()
         self._expect_op(")")
+        if interval <= 0:
+            if offset:
+                raise self._error("GROUP BY time() interval must be greater than 0", pos)
+            return None
         return interval, offset % interval  # InfluxDB normalises the offset into [0, interval)
 
     def _duration(self) -> int:
@@ -1336,23 +1399,21 @@ class _Parser:
         raise self._expected("duration")
 
     def _fill(self) -> str | float | None:
+        """fill(...), read as InfluxDB does: an expression that must be a call of one argument, the
+        option's name as written (lower case only) or a number; its errors have no position."""
         if not self._is_ident("fill"):
             return None
-        self._advance()
-        self._expect_op("(")
-        tok = self.tok
-        value: str | float
-        if tok.kind == _IDENT and tok.value.lower() in FILL_OPTIONS:
-            value = self._advance().value.lower()
-        else:
-            negative = self._is_op("-")
-            if negative:
-                self._advance()
-            if self.tok.kind not in (_INTEGER, _NUMBER):
-                raise self._expected("null, none, previous, linear, number")
-            value = float(self._advance().value) * (-1 if negative else 1)
-        self._expect_op(")")
-        return value
+        expr = self._expr()
+        if not isinstance(expr, Call):
+            raise QueryParseError("fill must be a function call")
+        if len(expr.args) != 1:
+            raise QueryParseError("fill requires an argument, e.g.: 0, null, none, previous, linear")
+        (argument,) = expr.args
+        if isinstance(argument, VarRef) and argument.type_hint is None and argument.name in FILL_OPTIONS:
+            return argument.name
+        if isinstance(argument, (IntegerLiteral, NumberLiteral)) and not isinstance(argument.value, bool):
+            return float(argument.value)
+        raise QueryParseError("expected number argument in fill()")
 
     def _order_by(self) -> bool:
         if not self._is_kw("ORDER"):
@@ -1360,6 +1421,8 @@ class _Parser:
         self._advance()
         self._expect_kw("BY")
         if not self._is_kw("ASC", "DESC"):
+            if self.tok.kind != _IDENT:
+                raise self._expected("identifier, ASC, DESC")
             if not self._is_ident("time"):
                 raise self._error("only ORDER BY time supported at this time")
             self._advance()
@@ -1504,7 +1567,7 @@ class _Parser:
                 names.append(self._name())
             self._expect_op(")")
             return "IN", names
-        raise self._expected("=, !=, =~, !~" + (", IN" if allow_in else ""))
+        raise self._expected("IN, =, =~" if allow_in else "=, !=, =~, !~")  # InfluxDB's words
 
     def _name(self) -> str:
         """A measurement or tag key name: identifier or (leniently) a string."""
@@ -1666,7 +1729,8 @@ class _Parser:
         try:
             return RegexLiteral(pattern)
         except ValueError as exc:
-            raise self._error(f"invalid regular expression /{pattern}/: {exc}", pos) from None
+            # InfluxDB places a regex's errors one character before it, as for "bad regex" above
+            raise self._error(_go_regexp_error(str(exc)), max(0, pos - 1)) from None
 
     # -- bind parameters -----------------------------------------------------------------------
 
@@ -1744,7 +1808,7 @@ class _Parser:
             for node in _walk(item.expr):
                 if isinstance(node, BinaryExpr) and node.op not in _ARITHMETIC:
                     raise QueryParseError(f"operator {node.op} is not allowed in a SELECT field")
-                if isinstance(node, RegexLiteral) and not _inside_call(item.expr, node):
+                if isinstance(node, RegexLiteral) and node is not item.expr and not _inside_call(item.expr, node):
                     raise QueryParseError("a regex is not allowed in a SELECT field")
         # Refuse unusable time conditions now (400) rather than during execution.
         time_range(statement.condition, self.now_ns)

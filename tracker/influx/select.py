@@ -299,28 +299,16 @@ def column_names(fields: list[FieldExpr]) -> list[str]:
     return out
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    """InfluxDB suffixes repeated column names: hr_bpm, hr_bpm_1, ..."""
-    seen: dict[str, int] = {}
-    out: list[str] = []
-    for name in names:
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-            while name in seen:
-                name += "_"
-        seen.setdefault(name, 0)
-        out.append(name)
-    return out
-
-
 async def _raw_select(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
     fields: list[str] = []
-    if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
+    if any(
+        isinstance(item.expr, RegexLiteral) or (isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag")
+        for item in statement.fields
+    ):
         fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
     # A tag column is a CASE over every series: as much work as the user has series.
     names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
-    header_columns = ["time", *_unique_names(names)]
+    header_columns = ["time", *column_names(names)]
     sources = [storage.column_source(column) for column in columns]
     if (
         ctx.columnar and all(where.only_series is not None for _, where in plan.groups)
@@ -360,26 +348,30 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
             yield header, rows
 
 
-def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> tuple[list[str], list[QueryColumn]]:
-    """The raw SELECT's column names and SQL; `fields` are those with values in range (for `*`)."""
-    names: list[str] = []
+def _raw_columns(statement: SelectStatement, fields: list[str], plan: _Plan) -> tuple[list[FieldExpr], list[QueryColumn]]:
+    """The raw SELECT's columns, `*` and /regex/ expanded (InfluxDB's RewriteFields: the fields and the
+    tags not grouped by, in name order), and their SQL; `fields` are those with values in range."""
+    items: list[FieldExpr] = []
     columns: list[QueryColumn] = []
     tag_keys = [key for key in _tag_keys(plan.series) if key not in plan.group_keys]
     for item in statement.fields:
-        if isinstance(item.expr, Wildcard):
-            hint = item.expr.type_hint
+        if isinstance(item.expr, (Wildcard, RegexLiteral)):
+            hint = item.expr.type_hint if isinstance(item.expr, Wildcard) else None
             found: list[tuple[str, QueryColumn]] = []
             if hint != "tag":
                 found += [(name, storage.field_sql(name)) for name in fields]
             if hint != "field":
                 found += [(key, storage.tag_sql(key, plan.series)) for key in tag_keys]
+            if isinstance(item.expr, RegexLiteral):
+                pattern = item.expr.compiled
+                found = [(name, column) for name, column in found if pattern.search(name) is not None]
             for name, column in sorted(found, key=lambda pair: pair[0]):
-                names.append(name)
+                items.append(FieldExpr(VarRef(name)))
                 columns.append(column)
         else:
-            names.append(item.name)
+            items.append(item)
             columns.append(_value_sql(item.expr, plan.series))
-    return names, columns
+    return items, columns
 
 
 def _calls(expr: Expr) -> list[Call]:
