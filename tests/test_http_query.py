@@ -405,11 +405,29 @@ async def test_execution_errors_inside_the_result(loaded: TestClient, q: str, db
     assert body == {"results": [{"statement_id": 0, "error": error}]}
 
 
-async def test_error_in_one_statement_keeps_the_others(loaded: TestClient) -> None:
-    status, body = await get(loaded, 'SELECT * FROM "test"."x"."samples"; SELECT count(hr_bpm) FROM samples', epoch="s")
-    assert status == 200
-    assert body["results"][0] == {"statement_id": 0, "error": "retention policy not found: x"}
-    assert body["results"][1]["series"][0]["values"] == [[0, 4]]
+async def test_a_failing_statement_stops_the_request_as_influxdb_does(loaded: TestClient) -> None:
+    """influxd 1.6.7's answers: a statement that fails ends the request; the statements after it are
+    "not executed", answered under the failed one's statement_id, which (without chunking) replaces
+    its own error. The last statement's error is shown as it is."""
+    failing, counting = 'SELECT * FROM "test"."x"."samples"', "SELECT count(hr_bpm) FROM samples"
+    status, body = await get(loaded, f"{failing}; {counting}", epoch="s")
+    assert (status, body["results"]) == (200, [{"statement_id": 0, "error": "not executed"}])
+    status, body = await get(loaded, f"{counting}; {failing}", epoch="s")
+    assert body["results"][0]["series"][0]["values"] == [[0, 4]]
+    assert body["results"][1] == {"statement_id": 1, "error": "retention policy not found: x"}
+    status, body = await get(loaded, f"{counting}; SELECT nosuch(hr_bpm) FROM samples; {counting}; SHOW DATABASES")
+    assert [result.get("error") for result in body["results"]] == [None, "not executed"]
+    assert body["results"][1]["statement_id"] == 1
+    # chunked: each answer as it comes, the error first, then one "not executed" per statement left
+    resp = await loaded.get(
+        "/query", params={"q": f"{failing}; {counting}; SHOW DATABASES", "db": "test", "chunked": "true"}, headers=AUTH
+    )
+    lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+    assert lines == [
+        {"results": [{"statement_id": 0, "error": "retention policy not found: x"}]},
+        {"results": [{"statement_id": 0, "error": "not executed"}]},
+        {"results": [{"statement_id": 0, "error": "not executed"}]},
+    ]
 
 
 # -- authentication and authorization ----------------------------------------------------------------
