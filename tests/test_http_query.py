@@ -711,6 +711,24 @@ async def test_chunked(loaded: TestClient) -> None:
     assert await resp.text() == '{"results":[{"statement_id":0}]}\n'
 
 
+async def test_chunked_splits_selects_and_show_series_and_field_keys_only(loaded: TestClient) -> None:
+    """As influxd 1.6.7 answers with chunk_size=1: SHOW SERIES and SHOW FIELD KEYS run as SELECTs there
+    and come in chunks; SHOW TAG VALUES, TAG KEYS, MEASUREMENTS, DATABASES come whole, one line per series."""
+    async def lines(q: str) -> list[Any]:
+        params = {"db": "test", "q": q, "chunked": "true", "chunk_size": "1"}
+        resp = await loaded.get("/query", params=params, headers=AUTH)
+        return [json.loads(line)["results"][0] for line in (await resp.text()).splitlines()]
+
+    tag_values = await lines('SHOW TAG VALUES WITH KEY = "device"')
+    assert tag_values == [{"statement_id": 0, "series": [
+        {"name": "samples", "columns": ["key", "value"], "values": [["device", "bike"], ["device", "watch"]]}]}]  # fmt: skip
+    assert len(await lines("SHOW TAG KEYS")) == 1
+    assert len(await lines("SHOW FIELD KEYS")) == 3  # cad_rpm, hr_bpm, pwr_w
+    series = await lines("SHOW SERIES")
+    assert [result["series"][0]["values"] for result in series] == [[["samples"]], [["samples,device=bike"]], [["samples,device=watch"]]]
+    assert [result.get("partial") for result in series] == [True, True, None]
+
+
 async def test_a_large_answer_streams_and_matches(loaded: TestClient) -> None:
     await write_many(loaded, 30_000)
     resp = await loaded.get(

@@ -14,6 +14,7 @@ one-JSON-object-per-line form instead.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -62,6 +63,9 @@ _ADMIN_ONLY = (
 )  # fmt: skip
 # Statements that change a database: only its owner may (a share gives read access only).
 _CHANGES_DATA = ("DELETE", "DROP", "SELECT INTO", "CREATE CONTINUOUS")
+# InfluxDB answers these in one piece per series even when asked for chunks (only SELECT, SHOW SERIES
+# and SHOW FIELD KEYS, which it runs as SELECTs, are split).
+_ANSWERED_WHOLE = (ShowTagValues, ShowTagKeys, ShowMeasurements, ShowDatabases, ShowRetentionPolicies)
 _KIND = {
     SelectStatement: "SELECT",
     ShowMeasurements: "SHOW MEASUREMENTS",
@@ -138,7 +142,8 @@ async def query(request: web.Request) -> web.StreamResponse:
         chunk_size = _positive_int(params.get("chunk_size", ""), DEFAULT_CHUNK_SIZE)
         ctx.batch = min(ctx.batch, chunk_size)
         for statement_id, statement in enumerate(statements):
-            if await _write_chunked(writer, ctx, statement_id, select.execute(statement, ctx), chunk_size) is not None:
+            size = chunk_size if not isinstance(statement, _ANSWERED_WHOLE) else sys.maxsize
+            if await _write_chunked(writer, ctx, statement_id, select.execute(statement, ctx), size) is not None:
                 not_executed = orjson.dumps({"results": [{"statement_id": statement_id, "error": NOT_EXECUTED}]}) + b"\n"
                 for _ in statements[statement_id + 1 :]:
                     await writer.emit(not_executed)
