@@ -228,13 +228,16 @@ def test_sources(text: str, sources: list[Source] | None) -> None:
         ("-alt_m", [FieldExpr(BinaryExpr("*", IntegerLiteral(-1), VarRef("alt_m")))], ["alt_m"]),
         ("hr_bpm - 0.5", [FieldExpr(BinaryExpr("-", VarRef("hr_bpm"), NumberLiteral(0.5)))], ["hr_bpm"]),
         ("a + b * c", [FieldExpr(BinaryExpr("+", VarRef("a"), BinaryExpr("*", VarRef("b"), VarRef("c"))))], ["a_b_c"]),
-        ("time, hr_bpm", [FieldExpr(TIME), FieldExpr(VarRef("hr_bpm"))], ["time", "hr_bpm"]),
+        # `time` names the time column and leaves the fields (InfluxDB's RewriteTimeFields)
+        ("time, hr_bpm", [FieldExpr(VarRef("hr_bpm"))], ["hr_bpm"]),
+        ("hr_bpm, time AS t", [FieldExpr(VarRef("hr_bpm"))], ["hr_bpm"]),
     ],
 )
 def test_raw_fields(fields: str, expected: list[FieldExpr], names: list[str]) -> None:
     statement = select(f"SELECT {fields} FROM samples")
     assert statement.fields == expected
     assert [f.name for f in statement.fields] == names
+    assert statement.time_column == ("t" if "time AS t" in fields else "time")
 
 
 @pytest.mark.parametrize(

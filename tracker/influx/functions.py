@@ -1029,7 +1029,7 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
     fields = _fields_read([item.expr for item in statement.fields], source.fields)
     if not fields:
         return  # only tags or unknown names: no points
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
     tag_fields = [
         n for n, item in enumerate(statement.fields)
@@ -1213,7 +1213,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
     point_time = (
         interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS_WITH_A_POINT and not has_transform
     )
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     reads: dict[int, list[storage.Columns | None]] = {}  # per reach: samples as columns, read once for all groups
     made = 0
@@ -1494,7 +1494,7 @@ async def _multi_row(
 ) -> Output:
     interval = statement.group_by_time
     tag_keys = [arg.name for arg in call.args[1:-1] if isinstance(arg, VarRef)] if call.name in ("top", "bottom") else []
-    header_columns = ["time", *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
+    header_columns = [statement.time_column, *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
     for group in source.groups:
@@ -1702,7 +1702,7 @@ async def _selector_with_fields(
     interval = statement.group_by_time
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     for group in source.groups:
         picker = _PointPicker(call, len(fields), interval, ctx.deadline)
         async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc):

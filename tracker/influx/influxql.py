@@ -304,6 +304,7 @@ class SelectStatement:
     # InfluxDB's compile error for a well-formed statement it cannot run (e.g. "undefined function
     # foo()"): answered inside the statement's result, as InfluxDB does, so the others still run.
     compile_error: str | None = None
+    time_column: str = "time"  # `SELECT time AS t, ...` names the time column t
 
     @property
     def is_aggregate(self) -> bool:
@@ -841,6 +842,22 @@ def _compile_top_bottom(call: Call, state: _Compiled) -> None:
     state.top_bottom = name
 
 
+def _without_time_fields(fields: list[FieldExpr]) -> tuple[list[FieldExpr], str | None]:
+    """The fields without `time` (the time column is always there), and the alias it gives that
+    column. InfluxDB's RewriteTimeFields, including its skip: after a `time` it removes, it does not
+    look at the next field, so `SELECT time, time AS b, x` keeps b (a column of nulls)."""
+    kept = list(fields)
+    alias: str | None = None
+    i = 0
+    while i < len(kept):
+        expr = kept[i].expr
+        if isinstance(expr, VarRef) and expr.name == "time":  # as written: TIME is some other field
+            alias = kept[i].alias
+            del kept[i]
+        i += 1
+    return kept, alias
+
+
 def _column_name(expr: Expr) -> str:
     # InfluxDB names math after the names it combines: mean(a) / mean(b) -> "mean_mean".
     names: list[str] = []
@@ -1228,7 +1245,9 @@ class _Parser:
         self._reject_series_paging()
         if self._is_ident("tz"):
             raise self._error("tz() is not supported: times are answered in UTC")
+        fields, time_alias = _without_time_fields(fields)
         statement = SelectStatement(
+            time_column=time_alias or "time",
             fields=fields,
             sources=sources,
             condition=condition,

@@ -308,7 +308,7 @@ async def _raw_select(statement: SelectStatement, database: str, ctx: Context, s
         fields = await storage.query_field_keys(ctx.store, database, start, end, ctx.deadline)
     # A tag column is a CASE over every series: as much work as the user has series.
     names, columns = await ctx.offload(_raw_columns, statement, fields, plan)
-    header_columns = ["time", *column_names(names)]
+    header_columns = [statement.time_column, *column_names(names)]
     sources = [storage.column_source(column) for column in columns]
     if (
         ctx.columnar and all(where.only_series is not None for _, where in plan.groups)
@@ -407,7 +407,7 @@ async def _aggregate_select(
     if interval is not None and start != MIN_TIME:
         # Refused before any work, as InfluxDB's max-select-buckets (Tracker counts every series' buckets).
         _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     made = 0  # buckets of the series answered so far
