@@ -920,9 +920,12 @@ class _Token:
     end: int
 
 
+def _line_and_char(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
 def _error_at(text: str, message: str, pos: int) -> QueryParseError:
-    line = text.count("\n", 0, pos) + 1
-    char = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    line, char = _line_and_char(text, pos)
     return QueryParseError(f"{message} at line {line}, char {char}")
 
 
@@ -1040,8 +1043,10 @@ class _Lexer:
             literal = text[start:end]
             try:
                 return _Token(_DURATION, parse_duration(literal), start, end)
-            except ValueError as exc:
-                raise _error_at(text, str(exc), start) from None
+            except ValueError as exc:  # InfluxDB's words, without a position
+                if str(exc).startswith("overflowed"):
+                    raise QueryParseError(f"{exc}: choose a smaller duration or INF") from None
+                raise QueryParseError("invalid duration") from None
         if is_integer:
             value = int(literal)
             if value > _INT64_MAX:
@@ -1282,6 +1287,13 @@ class _Parser:
         start = self.tok.start
         expr = self._expr()
         self._check_depth(expr, start)
+        comparison = next((n for n in _walk(expr) if isinstance(n, BinaryExpr) and n.op not in _ARITHMETIC), None)
+        if comparison is not None:  # InfluxDB's words, the position inside them
+            line, char = _line_and_char(self.text, start)
+            raise QueryParseError(
+                f"invalid operator {comparison.op} in SELECT clause at line {line}, char {char}; "
+                "operator is intended for WHERE clause"
+            )
         alias = None
         if self._is_kw("AS"):
             self._advance()
@@ -1443,13 +1455,13 @@ class _Parser:
             if self.tok.kind != _IDENT:
                 raise self._expected("identifier, ASC, DESC")
             if not self._is_ident("time"):
-                raise self._error("only ORDER BY time supported at this time")
+                raise QueryParseError("only ORDER BY time supported at this time")  # no position: InfluxDB's
             self._advance()
         descending = self._is_kw("DESC")
         if self._is_kw("ASC", "DESC"):
             self._advance()
         if self._is_op(","):
-            raise self._error("only ORDER BY time supported at this time")
+            raise QueryParseError("only ORDER BY time supported at this time")
         return descending
 
     def _limit_offset(self) -> tuple[int | None, int]:
@@ -1825,8 +1837,6 @@ class _Parser:
         # compiles a statement is `compile_error`'s job (answered inside the statement's result).
         for item in statement.fields:
             for node in _walk(item.expr):
-                if isinstance(node, BinaryExpr) and node.op not in _ARITHMETIC:
-                    raise QueryParseError(f"operator {node.op} is not allowed in a SELECT field")
                 if isinstance(node, RegexLiteral) and node is not item.expr and not _inside_call(item.expr, node):
                     raise QueryParseError("a regex is not allowed in a SELECT field")
         # Refuse unusable time conditions now (400) rather than during execution.
