@@ -460,6 +460,19 @@ async def test_answers_as_influxdb(loaded: TestClient, q: str, expected: dict[st
 # GROUP BY time(0s) or less (answered as if there were no GROUP BY time), `time AS t` (naming the time
 # column; InfluxDB skips the field after a `time` it removes): recorded from influxd 1.6.7.
 STATEMENT_ANSWERS = [
+    # a repeated name in the inner answer is its first column
+    (
+        'SELECT max(v) FROM (SELECT max(pwr_w) AS v, min(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max'], 'values': [[1020, 400]]}]},
+    ),
+    (
+        'SELECT * FROM (SELECT hr_bpm AS v, pwr_w AS v FROM samples WHERE time <= 1020s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'v'], 'values': [[1000, 100], [1005, 90], [1010, 110], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT v FROM (SELECT pwr_w AS v, hr_bpm AS v FROM samples WHERE time >= 1020s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'v'], 'values': [[1020, 250.5], [1025, 400], [1030, 300]]}]},
+    ),
     (
         'SELECT time AS t, hr_bpm FROM samples',
         {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['t', 'hr_bpm'], 'values': [[1000, 100], [1005, 90], [1010, 110], [1020, 121.5]]}]},

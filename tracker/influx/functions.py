@@ -1602,7 +1602,10 @@ def _held_groups(
     for tags, columns, rows in sorted(answer, key=lambda one: sorted(one[0].items())):
         check_deadline(deadline)
         times = np.array([row[0] for row in rows], dtype=np.int64)
-        values = {name: _numbers([row[n] for row in rows]) for n, name in enumerate(columns) if n}
+        values: dict[str, np.ndarray] = {}
+        for n, name in enumerate(columns[1:], start=1):  # a repeated name (AS v, AS v) is its first column, as InfluxDB
+            if name not in values:
+                values[name] = _numbers([row[n] for row in rows])
         keep = _held_condition(condition, values, tags, len(times))
         by_key.setdefault(tuple(tags.get(key, "") for key in tag_keys), []).append(
             (tags, times[keep], {name: column[keep] for name, column in values.items()})
