@@ -110,8 +110,6 @@ async def query(request: web.Request) -> web.StreamResponse:
             statements = parse_query(text, now_ns=now_ns, params=bind)
     except QueryParseError as exc:
         raise InfluxError(400, exc.message) from None
-    if not statements:
-        raise InfluxError(400, 'missing required parameter "q"')
 
     default_db = params.get("db", "")
     readable = await accounts.readable_databases(user)
@@ -134,6 +132,10 @@ async def query(request: web.Request) -> web.StreamResponse:
     )
     chunked = params.get("chunked", "") == "true"
     writer = _AnswerWriter(request, pretty=params.get("pretty", "") == "true", chunked=chunked, deadline=ctx.deadline)
+    if not statements:  # only `;` and comments: InfluxDB runs nothing and answers {} (nothing when chunked)
+        if not chunked:
+            await writer.emit(b"{}\n")
+        return await writer.finish()
     # Past the deadline InfluxDB kills the query: the statement running reports the timeout, later ones do not run.
     # A statement that fails stops the request, as in InfluxDB: each statement after it is answered
     # "not executed" under the failed one's statement_id (InfluxDB's executor keeps that id), and
