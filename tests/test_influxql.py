@@ -692,7 +692,7 @@ def test_missing_bind_parameter() -> None:
         ("DROP DATABASE 'x", "unterminated string"),
         ("SELECT * FROM a.b.c.d", "too many segments"),
         ("SELECT * FROM samples; SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 31"),
-        ("SELECT * FROM samples WHERE x = $", "expected a bind parameter name"),
+        ("SELECT * FROM samples WHERE x = $", "error parsing query: empty bound parameter"),
         ("SELECT * FROM samples WHERE x = ¹", "found ¹"),  # str.isdigit() is true for it; InfluxQL digits are ASCII
         ("SELECT * FROM samples WHERE x = ٣", "found ٣"),
     ],

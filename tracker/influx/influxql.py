@@ -955,14 +955,14 @@ class _Lexer:
     def _eof_position(self) -> int:
         """Where InfluxDB's errors place the end of the text: right after the last token (the end of
         the text when nothing follows it), one further where its scanner reads a character ahead
-        and counts the end once: after a name or keyword, a call's `(`, `,`, `=~` and `!~`."""
+        and counts the end once: after a name or keyword, a call's `(`, `,`, `.`, `=~` and `!~`."""
         last = self.last
         if last is None:
             return len(self.text)
         at = last.end if last.end < len(self.text) else len(self.text)
         reads_ahead = last.kind in (_IDENT, _KEYWORD) or (
             last.kind == _OP
-            and (last.value in (",", "=~", "!~") or (last.value == "(" and self.before_last is not None and self.before_last.kind == _IDENT))
+            and (last.value in (",", ".", "=~", "!~") or (last.value == "(" and self.before_last is not None and self.before_last.kind == _IDENT))
         )  # fmt: skip
         return at + 1 if reads_ahead else at
 
@@ -1061,7 +1061,7 @@ class _Lexer:
             return _Token(_PARAM, name, start, end)
         match = _PARAM_NAME.match(text, start + 1)
         if match is None:
-            raise _error_at(text, "found $, expected a bind parameter name", start)
+            raise QueryParseError("empty bound parameter")  # InfluxDB's words, no position
         return _Token(_PARAM, match[0], start, match.end())
 
 
@@ -1598,13 +1598,13 @@ class _Parser:
                 names.append(self._name())
             self._expect_op(")")
             return "IN", names
-        raise self._expected("IN, =, =~" if allow_in else "=, !=, =~, !~")  # InfluxDB's words
+        raise self._expected("IN, =, =~" if allow_in else "=, =~")  # InfluxDB's words
 
     def _name(self) -> str:
         """A measurement or tag key name: identifier or (leniently) a string."""
         if self.tok.kind == _STRING:
             return self._advance().value
-        return self._identifier("identifier, string")
+        return self._identifier("identifier")  # InfluxDB's words (a string is taken too)
 
     # -- expressions ---------------------------------------------------------------------------
 
@@ -1742,7 +1742,7 @@ class _Parser:
         tok = self.tok
         if tok.kind in (_IDENT, _KEYWORD) and tok.value.lower() in TYPE_HINTS:
             return self._advance().value.lower()
-        raise self._expected(", ".join(TYPE_HINTS))
+        raise self._expected("float, integer, string, boolean, field, tag")  # InfluxDB's words
 
     def _regex_operand(self) -> RegexLiteral:
         tok = self.tok
