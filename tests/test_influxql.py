@@ -640,6 +640,18 @@ def test_missing_bind_parameter() -> None:
             "found SELEC, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL"
             " at line 1, char 1",
         ),
+        # the end of the text, placed where influxd 1.6.7 places it
+        ("DELETE", "found EOF, expected FROM, WHERE at line 1, char 8"),
+        ("DELETE   ", "found EOF, expected FROM, WHERE at line 1, char 8"),
+        ("SELECT * FROM samples WHERE a =", "found EOF, expected identifier, string, number, bool at line 1, char 32"),
+        ("SELECT * FROM samples WHERE a = ", "found EOF, expected identifier, string, number, bool at line 1, char 32"),
+        ("SELECT * FROM samples WHERE a =~", "found EOF, expected regex at line 1, char 34"),
+        ("SELECT * FROM samples WHERE (", "found EOF, expected identifier, string, number, bool at line 1, char 30"),
+        ("SELECT mean(", "found EOF, expected identifier, string, number, bool at line 1, char 14"),
+        ("SELECT hr_bpm,", "found EOF, expected identifier, string, number, bool at line 1, char 16"),
+        ("SELECT *", "found EOF, expected FROM at line 1, char 9"),
+        ('SELECT * FROM "rider".', "found EOF, expected identifier at line 1, char 24"),
+        ("SELECT mean(x) FROM samples GROUP BY time(1m", "found EOF, expected ) at line 1, char 45"),
         # influxd 1.6.7's words for these, without a position
         ("SELECT * FROM samples WHERE time > now() - 10x", "error parsing query: invalid duration"),
         ("SELECT * FROM samples WHERE time > now() - 99999999999h",
