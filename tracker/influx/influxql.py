@@ -1095,6 +1095,9 @@ class _Parser:
         self.tok = self.lexer.next()
         self.paren_depth = 0
         self.expr_depth = 0  # backstop: _expr recursion also grows through operator precedence levels
+        # Inside a SELECT's WHERE: time compared with what is no time, in InfluxDB's words. InfluxDB
+        # parses such a statement and fails it when it runs (the statements before it still run).
+        self.time_errors: list[str] | None = None
 
     # -- token helpers -------------------------------------------------------------------------
 
@@ -1242,7 +1245,9 @@ class _Parser:
         sources = self._sources()
         if len(sources) > 1 and any(source.query is not None for source in sources):
             raise self._error("a subquery must be the only source of its SELECT", sources_at)
+        outer_time_errors, self.time_errors = self.time_errors, []
         condition = self._optional_where()
+        time_errors, self.time_errors = self.time_errors, outer_time_errors
         group_by_time, group_by_tags = self._group_by()
         fill = self._fill()
         order_desc = self._order_by()
@@ -1265,7 +1270,10 @@ class _Parser:
         )
         self._validate_select(statement)
         inner = statement.sources[0].query
-        error = inner.compile_error if inner is not None and inner.compile_error else compile_error(statement)
+        if inner is not None and inner.compile_error:
+            error: str | None = inner.compile_error
+        else:  # as InfluxDB: the condition is looked at before the fields
+            error = time_errors[0] if time_errors else compile_error(statement)
         if error is not None:
             statement = dataclasses.replace(statement, compile_error=error)
         return statement
@@ -1651,7 +1659,12 @@ class _Parser:
                 elif _is_time_ref(rhs) and not _is_time_ref(lhs):
                     lhs = TimeLiteral(_time_value(lhs, self.now_ns))
             except ValueError as exc:
-                raise self._error(str(exc), pos) from None
+                if self.time_errors is None:
+                    raise self._error(str(exc), pos) from None
+                other = rhs if _is_time_ref(lhs) else lhs
+                self.time_errors.append(f"invalid operation: time and {_GO_TYPES.get(type(other), 'influxql.Expr')} are not compatible")
+                # a stand-in the statement never runs with: its compile error answers
+                return BinaryExpr(op, lhs, TimeLiteral(0)) if _is_time_ref(lhs) else BinaryExpr(op, TimeLiteral(0), rhs)
         return BinaryExpr(op, lhs, rhs)
 
     def _unary(self) -> Expr:
