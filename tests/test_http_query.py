@@ -364,9 +364,8 @@ async def test_several_statements(loaded: TestClient) -> None:
     [
         ({}, 'missing required parameter "q"'),
         ({"q": "  "}, 'missing required parameter "q"'),
-        ({"q": ";"}, 'missing required parameter "q"'),
         ({"q": "SELEC * FROM samples"}, "error parsing query: found SELEC, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL at line 1, char 1"),
-        ({"q": "SELECT * FROM"}, "error parsing query: found EOF, expected identifier at line 1, char 14"),
+        ({"q": "SELECT * FROM"}, "error parsing query: found EOF, expected identifier at line 1, char 15"),
         ({"q": "SELECT $x FROM samples", "params": "{bad"}, None),
     ],
 )
@@ -379,6 +378,15 @@ async def test_400(loaded: TestClient, params: dict[str, str], message: str | No
     else:
         assert body == {"error": message}
         assert resp.headers["X-Influxdb-Error"] == message
+
+
+async def test_no_statement_but_separators_and_comments_answers_nothing(loaded: TestClient) -> None:
+    """influxd 1.6.7: a `q` of `;` or comments alone runs nothing: 200 `{}`, and an empty body when chunked."""
+    for q in (";", "; ;", "-- a comment", "/* a comment */ ;"):
+        resp = await loaded.get("/query", params={"db": "test", "q": q}, headers=AUTH)
+        assert (resp.status, await resp.text()) == (200, "{}\n")
+        resp = await loaded.get("/query", params={"db": "test", "q": q, "chunked": "true"}, headers=AUTH)
+        assert (resp.status, await resp.text()) == (200, "")
 
 
 async def test_bind_parameters(loaded: TestClient) -> None:
@@ -404,11 +412,29 @@ async def test_execution_errors_inside_the_result(loaded: TestClient, q: str, db
     assert body == {"results": [{"statement_id": 0, "error": error}]}
 
 
-async def test_error_in_one_statement_keeps_the_others(loaded: TestClient) -> None:
-    status, body = await get(loaded, 'SELECT * FROM "test"."x"."samples"; SELECT count(hr_bpm) FROM samples', epoch="s")
-    assert status == 200
-    assert body["results"][0] == {"statement_id": 0, "error": "retention policy not found: x"}
-    assert body["results"][1]["series"][0]["values"] == [[0, 4]]
+async def test_a_failing_statement_stops_the_request_as_influxdb_does(loaded: TestClient) -> None:
+    """influxd 1.6.7's answers: a statement that fails ends the request; the statements after it are
+    "not executed", answered under the failed one's statement_id, which (without chunking) replaces
+    its own error. The last statement's error is shown as it is."""
+    failing, counting = 'SELECT * FROM "test"."x"."samples"', "SELECT count(hr_bpm) FROM samples"
+    status, body = await get(loaded, f"{failing}; {counting}", epoch="s")
+    assert (status, body["results"]) == (200, [{"statement_id": 0, "error": "not executed"}])
+    status, body = await get(loaded, f"{counting}; {failing}", epoch="s")
+    assert body["results"][0]["series"][0]["values"] == [[0, 4]]
+    assert body["results"][1] == {"statement_id": 1, "error": "retention policy not found: x"}
+    status, body = await get(loaded, f"{counting}; SELECT nosuch(hr_bpm) FROM samples; {counting}; SHOW DATABASES")
+    assert [result.get("error") for result in body["results"]] == [None, "not executed"]
+    assert body["results"][1]["statement_id"] == 1
+    # chunked: each answer as it comes, the error first, then one "not executed" per statement left
+    resp = await loaded.get(
+        "/query", params={"q": f"{failing}; {counting}; SHOW DATABASES", "db": "test", "chunked": "true"}, headers=AUTH
+    )
+    lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+    assert lines == [
+        {"results": [{"statement_id": 0, "error": "retention policy not found: x"}]},
+        {"results": [{"statement_id": 0, "error": "not executed"}]},
+        {"results": [{"statement_id": 0, "error": "not executed"}]},
+    ]
 
 
 # -- authentication and authorization ----------------------------------------------------------------
@@ -497,9 +523,12 @@ async def test_user_regexes_run_in_re2(loaded: TestClient) -> None:
     """InfluxDB's regexes are Go's RE2: linear time, so no lookaround or backreferences. A catastrophic
     pattern on a long tag value answers at once (Python's `re` would backtrack for hours)."""
     status, body = await get(loaded, "SELECT hr_bpm FROM samples WHERE device =~ /a(?=b)/")
-    assert status == 400 and body["error"].startswith("error parsing query: invalid regular expression /a(?=b)/: ")
+    # influxd 1.6.7's answers, word for word
+    assert (status, body["error"]) == (
+        400, "error parsing query: error parsing regexp: invalid or unsupported Perl syntax: `(?=` at line 1, char 43"
+    )
     status, body = await get(loaded, r"SHOW TAG VALUES WITH KEY =~ /(d)\1/")
-    assert status == 400 and "invalid regular expression" in body["error"]
+    assert (status, body["error"]) == (400, "error parsing query: error parsing regexp: invalid escape sequence: `\\1` at line 1, char 28")
     tag = "a" * 40 + "!"
     assert (await loaded.post("/write?db=test", data=f"samples,device={tag} hr_bpm=7 5000000000000", headers=AUTH)).status == 204
     result = await one(loaded, "SELECT hr_bpm FROM samples WHERE device =~ /(a+)+!$/", epoch="s")
@@ -687,6 +716,24 @@ async def test_chunked(loaded: TestClient) -> None:
     # an empty statement still answers one line
     resp = await loaded.get("/query", params={"db": "test", "q": "SELECT * FROM other", "chunked": "true"}, headers=AUTH)
     assert await resp.text() == '{"results":[{"statement_id":0}]}\n'
+
+
+async def test_chunked_splits_selects_and_show_series_and_field_keys_only(loaded: TestClient) -> None:
+    """As influxd 1.6.7 answers with chunk_size=1: SHOW SERIES and SHOW FIELD KEYS run as SELECTs there
+    and come in chunks; SHOW TAG VALUES, TAG KEYS, MEASUREMENTS, DATABASES come whole, one line per series."""
+    async def lines(q: str) -> list[Any]:
+        params = {"db": "test", "q": q, "chunked": "true", "chunk_size": "1"}
+        resp = await loaded.get("/query", params=params, headers=AUTH)
+        return [json.loads(line)["results"][0] for line in (await resp.text()).splitlines()]
+
+    tag_values = await lines('SHOW TAG VALUES WITH KEY = "device"')
+    assert tag_values == [{"statement_id": 0, "series": [
+        {"name": "samples", "columns": ["key", "value"], "values": [["device", "bike"], ["device", "watch"]]}]}]  # fmt: skip
+    assert len(await lines("SHOW TAG KEYS")) == 1
+    assert len(await lines("SHOW FIELD KEYS")) == 3  # cad_rpm, hr_bpm, pwr_w
+    series = await lines("SHOW SERIES")
+    assert [result["series"][0]["values"] for result in series] == [[["samples"]], [["samples,device=bike"]], [["samples,device=watch"]]]
+    assert [result.get("partial") for result in series] == [True, True, None]
 
 
 async def test_a_large_answer_streams_and_matches(loaded: TestClient) -> None:

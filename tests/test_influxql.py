@@ -228,13 +228,16 @@ def test_sources(text: str, sources: list[Source] | None) -> None:
         ("-alt_m", [FieldExpr(BinaryExpr("*", IntegerLiteral(-1), VarRef("alt_m")))], ["alt_m"]),
         ("hr_bpm - 0.5", [FieldExpr(BinaryExpr("-", VarRef("hr_bpm"), NumberLiteral(0.5)))], ["hr_bpm"]),
         ("a + b * c", [FieldExpr(BinaryExpr("+", VarRef("a"), BinaryExpr("*", VarRef("b"), VarRef("c"))))], ["a_b_c"]),
-        ("time, hr_bpm", [FieldExpr(TIME), FieldExpr(VarRef("hr_bpm"))], ["time", "hr_bpm"]),
+        # `time` names the time column and leaves the fields (InfluxDB's RewriteTimeFields)
+        ("time, hr_bpm", [FieldExpr(VarRef("hr_bpm"))], ["hr_bpm"]),
+        ("hr_bpm, time AS t", [FieldExpr(VarRef("hr_bpm"))], ["hr_bpm"]),
     ],
 )
 def test_raw_fields(fields: str, expected: list[FieldExpr], names: list[str]) -> None:
     statement = select(f"SELECT {fields} FROM samples")
     assert statement.fields == expected
     assert [f.name for f in statement.fields] == names
+    assert statement.time_column == ("t" if "time AS t" in fields else "time")
 
 
 @pytest.mark.parametrize(
@@ -290,7 +293,8 @@ def test_group_by_tags(clause: str, time: tuple[int, int] | None, tags: list[str
     [
         ("fill(null)", "null"),
         ("fill(none)", "none"),
-        ("FILL(Previous)", "previous"),
+        ("FILL(previous)", "previous"),
+        ('fill("linear")', "linear"),
         ("fill(linear)", "linear"),
         ("fill(0)", 0.0),
         ("fill(-1.5)", -1.5),
@@ -300,6 +304,28 @@ def test_group_by_tags(clause: str, time: tuple[int, int] | None, tags: list[str
 )
 def test_fill(fill: str, expected: object) -> None:
     assert select(f"SELECT mean(hr_bpm) FROM samples GROUP BY time(1m) {fill}").fill == expected
+
+
+@pytest.mark.parametrize(
+    ("fill", "message"),
+    [  # influxd 1.6.7's answers: fill() is an expression, its option's name in lower case; no position
+        ("fill(sideways)", "expected number argument in fill()"),
+        ("fill(Previous)", "expected number argument in fill()"),
+        ("fill(NULL)", "expected number argument in fill()"),
+        ("fill(1s)", "expected number argument in fill()"),
+        ("fill('x')", "expected number argument in fill()"),
+        ("fill(-x)", "expected number argument in fill()"),
+        ("fill(true)", "expected number argument in fill()"),
+        ("fill()", "fill requires an argument, e.g.: 0, null, none, previous, linear"),
+        ("fill(1, 2)", "fill requires an argument, e.g.: 0, null, none, previous, linear"),
+        ("fill", "fill must be a function call"),
+        ("fill(2) + 1", "fill must be a function call"),
+    ],
+)
+def test_fill_misuse_is_refused_in_influxdbs_words(fill: str, message: str) -> None:
+    with pytest.raises(QueryParseError) as caught:
+        one(f"SELECT mean(hr_bpm) FROM samples GROUP BY time(1m) {fill}")
+    assert caught.value.message == "error parsing query: " + message
 
 
 @pytest.mark.parametrize(
@@ -620,9 +646,9 @@ def test_missing_bind_parameter() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 7"),
-        ("SELECT * FROM", "found EOF, expected identifier at line 1, char 14"),
-        ("SELECT * FROM samples WHERE", "found EOF, expected identifier, string, number, bool at line 1, char 28"),
+        ("SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 8"),
+        ("SELECT * FROM", "found EOF, expected identifier at line 1, char 15"),
+        ("SELECT * FROM samples WHERE", "found EOF, expected identifier, string, number, bool at line 1, char 29"),
         ("SELECT * FROM samples WHERE (a = 1", "found EOF, expected ) at line 1, char 35"),
         ("SELECT * FROM samples WHERE a = 1)", "found ), expected ; at line 1, char 34"),
         ("SELECT * samples", "found samples, expected FROM at line 1, char 10"),
@@ -631,16 +657,44 @@ def test_missing_bind_parameter() -> None:
             "found SELEC, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL"
             " at line 1, char 1",
         ),
-        ("SELECT * FROM samples WHERE time > now() - 10x", "invalid duration 10x at line 1, char 44"),
+        # the end of the text, placed where influxd 1.6.7 places it
+        ("DELETE", "found EOF, expected FROM, WHERE at line 1, char 8"),
+        ("DELETE   ", "found EOF, expected FROM, WHERE at line 1, char 8"),
+        ("SELECT * FROM samples WHERE a =", "found EOF, expected identifier, string, number, bool at line 1, char 32"),
+        ("SELECT * FROM samples WHERE a = ", "found EOF, expected identifier, string, number, bool at line 1, char 32"),
+        ("SELECT * FROM samples WHERE a =~", "found EOF, expected regex at line 1, char 34"),
+        ("SELECT * FROM samples WHERE (", "found EOF, expected identifier, string, number, bool at line 1, char 30"),
+        ("SELECT mean(", "found EOF, expected identifier, string, number, bool at line 1, char 14"),
+        ("SELECT hr_bpm,", "found EOF, expected identifier, string, number, bool at line 1, char 16"),
+        ("SELECT *", "found EOF, expected FROM at line 1, char 9"),
+        ('SELECT * FROM "rider".', "found EOF, expected identifier at line 1, char 24"),
+        ("SELECT mean(x) FROM samples GROUP BY time(1m", "found EOF, expected ) at line 1, char 45"),
+        # influxd 1.6.7's words for these, without a position
+        ("SELECT * FROM samples WHERE time > now() - 10x", "error parsing query: invalid duration"),
+        ("SELECT * FROM samples WHERE time > now() - 99999999999h",
+         "overflowed duration 99999999999h: choose a smaller duration or INF"),
+        ("SELECT hr_bpm FROM samples ORDER BY time DESC, hr_bpm", "error parsing query: only ORDER BY time supported at this time"),
+        ("SELECT lat, hr_bpm = 1 OR lat < 2 FROM samples",
+         "invalid operator OR in SELECT clause at line 1, char 13; operator is intended for WHERE clause"),
+        ("SELECT mean(hr_bpm > 1) FROM samples",
+         "invalid operator > in SELECT clause at line 1, char 8; operator is intended for WHERE clause"),
         ("SELECT mean(x) FROM samples GROUP BY time(10)", "found 10, expected duration at line 1, char 43"),
-        ("SELECT mean(x) FROM samples GROUP BY time(0s)", "interval must be greater than 0 at line 1, char 43"),
+        ("SELECT mean(x) FROM samples GROUP BY time(0s, 5s)", "interval must be greater than 0 at line 1, char 43"),
         ("SELECT * FROM samples\nWHERE a = 'x", "unterminated string starting with 'x at line 2, char 11"),
-        ("SELECT * FROM samples WHERE a =~ /x", "unterminated regex at line 1, char 34"),
-        ("SELECT * FROM samples WHERE a =~ /(/", "invalid regular expression /(/"),
+        # influxd 1.6.7's words and places (one character before the regex), Go's regexp reasons
+        ("SELECT * FROM samples WHERE a =~ /x", "bad regex:  at line 1, char 33"),
+        ("SELECT * FROM samples WHERE a =~ /(/", "error parsing regexp: missing closing ): `(` at line 1, char 33"),
+        ("SELECT mean(/[/) FROM samples", "error parsing regexp: missing closing ]: `[` at line 1, char 12"),
+        ("SELECT /x", "bad regex:  at line 1, char 7"),
+        ("SELECT /a**/ FROM samples", "error parsing regexp: invalid nested repetition operator: `**` at line 1, char 7"),
+        ("SELECT /x{2,1}/ FROM samples", "error parsing regexp: invalid repeat count: `{2,1}` at line 1, char 7"),
+        ("SELECT /*/ FROM samples", "error parsing regexp: missing argument to repetition operator: `*` at line 1, char 7"),
+        ("SELECT /^l/ + 1 FROM samples", "found +, expected FROM at line 1, char 13"),
+        ("SELECT /^l/::field FROM samples", "found ::, expected FROM at line 1, char 12"),
         ("SELECT * FROM samples WHERE a =~ 'x'", "found 'x', expected regex at line 1, char 34"),
         ("SELECT * FROM samples WHERE a = 'x\\q'", "bad escape"),
-        ("SELECT * FROM samples WHERE time > 'yesterday'", "invalid time string 'yesterday'"),
-        ("SELECT * FROM samples WHERE time > hr_bpm", "invalid time expression"),
+        ("DELETE FROM samples WHERE time > 'yesterday'", "invalid time string 'yesterday'"),
+        ("SHOW SERIES WHERE time > hr_bpm", "invalid time expression"),
         # SLIMIT/SOFFSET and tz() as the real InfluxDB 1.6 words them
         ("SELECT * FROM samples SOFFSET 1 SLIMIT 1", "found SLIMIT, expected ; at line 1, char 33"),
         ("SELECT count(lat) FROM samples SLIMIT x", "found x, expected integer at line 1, char 39"),
@@ -668,18 +722,18 @@ def test_missing_bind_parameter() -> None:
         ("SELECT * FROM samples WHERE a > 99999999999999999999", "unable to parse integer"),
         ("SELECT * FROM samples WHERE a = #", "found #"),
         ("SELECT * FROM samples GROUP BY time(1m), time(2m)", "multiple time dimensions in GROUP BY"),
-        ("SELECT * FROM samples fill(sideways)", "found sideways, expected null, none, previous, linear, number"),
+        ("SELECT * FROM samples fill(sideways)", "expected number argument in fill()"),
         ("SHOW", "found EOF, expected CONTINUOUS, DATABASES"),
         ("SHOW foo", "found foo, expected CONTINUOUS"),
-        ("SHOW TAG VALUES FROM samples", "found EOF, expected WITH at line 1, char 29"),
-        ("SHOW TAG VALUES WITH KEY", "found EOF, expected =, !=, =~, !~, IN"),
+        ("SHOW TAG VALUES FROM samples", "found EOF, expected WITH at line 1, char 30"),
+        ("SHOW TAG VALUES WITH KEY", "found EOF, expected IN, =, =~ at line 1, char 26"),
         ("SHOW RETENTION POLICIES ON", "found EOF, expected identifier"),
-        ("CREATE DATABASE", "found EOF, expected identifier at line 1, char 16"),
+        ("CREATE DATABASE", "found EOF, expected identifier at line 1, char 17"),
         ("CREATE DATABASE a b", "found b, expected ; at line 1, char 19"),
         ("DROP DATABASE 'x", "unterminated string"),
         ("SELECT * FROM a.b.c.d", "too many segments"),
-        ("SELECT * FROM samples; SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 30"),
-        ("SELECT * FROM samples WHERE x = $", "expected a bind parameter name"),
+        ("SELECT * FROM samples; SELECT", "found EOF, expected identifier, string, number, bool at line 1, char 31"),
+        ("SELECT * FROM samples WHERE x = $", "error parsing query: empty bound parameter"),
         ("SELECT * FROM samples WHERE x = ¹", "found ¹"),  # str.isdigit() is true for it; InfluxQL digits are ASCII
         ("SELECT * FROM samples WHERE x = ٣", "found ٣"),
     ],
@@ -688,6 +742,8 @@ def test_parse_errors(text: str, message: str) -> None:
     with pytest.raises(QueryParseError) as caught:
         parse_query(text, now_ns=NOW)
     assert str(caught.value).startswith("error parsing query: ")
+    if message.startswith("error parsing query: "):  # the whole message
+        assert str(caught.value) == message
     assert message in str(caught.value)
 
 
@@ -849,11 +905,20 @@ def test_function_field_names(fields: str, names: list[str]) -> None:
          "invalid number of arguments for non_negative_derivative, expected at least 1 but no more than 2, got 3"),
         ("SELECT top(*, 2) FROM samples", "expected first argument to be a field in top(), found *"),
         ("SELECT distinct(*) FROM samples", "expected field argument in distinct()"),
+        # time compared with what is no time: an error when the statement runs (influxd 1.6.7's words),
+        # found before the fields' errors
+        ("SELECT * FROM samples WHERE time > 'yesterday'", "invalid operation: time and *influxql.StringLiteral are not compatible"),
+        ("SELECT * FROM samples WHERE time > hr_bpm", "invalid operation: time and *influxql.VarRef are not compatible"),
+        ("SELECT * FROM samples WHERE time > now() + 'x'", "invalid operation: time and *influxql.BinaryExpr are not compatible"),
+        ("SELECT * FROM samples WHERE true < time", "invalid operation: time and *influxql.BooleanLiteral are not compatible"),
+        ("SELECT nosuch(x) FROM samples WHERE time = 'x'", "invalid operation: time and *influxql.StringLiteral are not compatible"),
+        ("SELECT max(v) FROM (SELECT x AS v FROM samples WHERE time = 'x')",
+         "invalid operation: time and *influxql.StringLiteral are not compatible"),
     ],
 )
 def test_compile_errors_are_influxdbs(text: str, error: str) -> None:
     # Well-formed InfluxQL that InfluxDB refuses when compiling: the statement carries the error, so
-    # the other statements of the request still run (InfluxDB answers it inside that result).
+    # the statements before it still run (InfluxDB answers it inside that result).
     assert select(text).compile_error == error
 
 

@@ -456,9 +456,125 @@ async def test_answers_as_influxdb(loaded: TestClient, q: str, expected: dict[st
     assert same(body["results"][0], expected), body["results"][0]
 
 
+# SELECT /regex/ (the fields and tags whose names match, as `*` does), repeated and aliased columns, and
+# GROUP BY time(0s) or less (answered as if there were no GROUP BY time), `time AS t` (naming the time
+# column; InfluxDB skips the field after a `time` it removes): recorded from influxd 1.6.7.
+STATEMENT_ANSWERS = [
+    # a repeated name in the inner answer is its first column
+    (
+        'SELECT max(v) FROM (SELECT max(pwr_w) AS v, min(hr_bpm) AS v FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s))',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'max'], 'values': [[1020, 400]]}]},
+    ),
+    (
+        'SELECT * FROM (SELECT hr_bpm AS v, pwr_w AS v FROM samples WHERE time <= 1020s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'v'], 'values': [[1000, 100], [1005, 90], [1010, 110], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT v FROM (SELECT pwr_w AS v, hr_bpm AS v FROM samples WHERE time >= 1020s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'v'], 'values': [[1020, 250.5], [1025, 400], [1030, 300]]}]},
+    ),
+    (
+        'SELECT time AS t, hr_bpm FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['t', 'hr_bpm'], 'values': [[1000, 100], [1005, 90], [1010, 110], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT hr_bpm, time AS t FROM samples WHERE time >= 1010s',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['t', 'hr_bpm'], 'values': [[1010, 110], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT time, time AS b, hr_bpm FROM samples WHERE time >= 1010s',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'b', 'hr_bpm'], 'values': [[1010, None, 110], [1020, None, 121.5]]}]},
+    ),
+    (
+        'SELECT TIME AS b, hr_bpm FROM samples WHERE time >= 1010s',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'b', 'hr_bpm'], 'values': [[1010, None, 110], [1020, None, 121.5]]}]},
+    ),
+    (
+        'SELECT time AS t, mean(hr_bpm) FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['t', 'mean'], 'values': [[0, 105.375]]}]},
+    ),
+    (
+        'SELECT time AS t, max(pwr_w), hr_bpm FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['t', 'max', 'hr_bpm'], 'values': [[1025, 400, None]]}]},
+    ),
+    (
+        'SELECT time AS t, derivative(hr_bpm) FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['t', 'derivative'], 'values': [[1005, -2], [1010, 4], [1020, 1.15]]}]},
+    ),
+    (
+        'SELECT time AS t FROM samples',
+        {'statement_id': 0, 'error': 'at least 1 non-time field must be queried'},
+    ),
+    (
+        'SELECT /^pwr/ FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'pwr_w'], 'values': [[1000, 200], [1020, 250.5], [1025, 400], [1030, 300]]}]},
+    ),
+    (
+        'SELECT /e/ FROM samples GROUP BY device',
+        {'statement_id': 0},
+    ),
+    (
+        "SELECT /_bpm$/, * FROM samples WHERE device = 'watch'",
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'hr_bpm', 'cad_rpm', 'device', 'hr_bpm_1', 'pwr_w'], 'values': [[1005, 90, 80, 'watch', 90, None]]}]},
+    ),
+    (
+        'SELECT /^pwr/ AS p, hr_bpm AS p FROM samples ORDER BY time DESC LIMIT 2 OFFSET 1',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'pwr_w', 'p'], 'values': [[1025, 400, None], [1020, 250.5, 121.5]]}]},
+    ),
+    (
+        'SELECT /^(c|d)/ FROM samples GROUP BY *',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'tags': {'device': 'watch'}, 'columns': ['time', 'cad_rpm'], 'values': [[1005, 80]]}]},
+    ),
+    (
+        'SELECT /^(c|d)/ FROM samples',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'cad_rpm', 'device'], 'values': [[1005, 80, 'watch']]}]},
+    ),
+    (
+        'SELECT hr_bpm AS x, pwr_w AS x FROM samples LIMIT 2',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'x', 'x'], 'values': [[1000, 100, 200], [1005, 90, None]]}]},
+    ),
+    (
+        'SELECT hr_bpm, hr_bpm AS hr_bpm FROM samples LIMIT 2',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'hr_bpm_1', 'hr_bpm'], 'values': [[1000, 100, 100], [1005, 90, 90]]}]},
+    ),
+    (
+        'SELECT /^z/ FROM samples',
+        {'statement_id': 0},
+    ),
+    (
+        'SELECT /^pwr/ FROM (SELECT pwr_w, hr_bpm AS pwr_x FROM samples)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'pwr_w', 'pwr_x'], 'values': [[1000, 200, 100], [1005, None, 90], [1010, None, 110], [1020, 250.5, 121.5], [1025, 400, None], [1030, 300, None]]}]},
+    ),
+    (
+        'SELECT mean(hr_bpm), /^pwr/ FROM samples',
+        {'statement_id': 0, 'error': 'mixing aggregate and non-aggregate queries is not supported'},
+    ),
+    (
+        'SELECT /^pwr/ FROM samples GROUP BY time(10s)',
+        {'statement_id': 0, 'error': 'GROUP BY requires at least one aggregate function'},
+    ),
+    (
+        'SELECT mean(hr_bpm) FROM samples GROUP BY time(0s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'mean'], 'values': [[0, 105.375]]}]},
+    ),
+    (
+        'SELECT hr_bpm FROM samples GROUP BY time(0s)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'columns': ['time', 'hr_bpm'], 'values': [[1000, 100], [1005, 90], [1010, 110], [1020, 121.5]]}]},
+    ),
+    (
+        'SELECT derivative(mean(hr_bpm)) FROM samples GROUP BY time(0s)',
+        {'statement_id': 0, 'error': 'derivative aggregate requires a GROUP BY interval'},
+    ),
+    (
+        'SELECT max(pwr_w) FROM samples GROUP BY time(-10s), device fill(0)',
+        {'statement_id': 0, 'series': [{'name': 'samples', 'tags': {'device': ''}, 'columns': ['time', 'max'], 'values': [[1030, 300]]}, {'name': 'samples', 'tags': {'device': 'bike'}, 'columns': ['time', 'max'], 'values': [[1025, 400]]}]},
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("q", "expected"), SUBQUERY_ANSWERS + SELECTOR_WITH_FIELDS_ANSWERS,
-    ids=[q for q, _ in SUBQUERY_ANSWERS + SELECTOR_WITH_FIELDS_ANSWERS],
+    ("q", "expected"), SUBQUERY_ANSWERS + SELECTOR_WITH_FIELDS_ANSWERS + STATEMENT_ANSWERS,
+    ids=[q for q, _ in SUBQUERY_ANSWERS + SELECTOR_WITH_FIELDS_ANSWERS + STATEMENT_ANSWERS],
 )
 async def test_subqueries_answer_as_influxdb(loaded: TestClient, q: str, expected: dict[str, Any]) -> None:
     body = await query(loaded, q, epoch="s")
@@ -639,9 +755,10 @@ async def test_a_reducer_holds_a_bounded_bucket(loaded: TestClient, monkeypatch:
     from tracker.influx import functions
 
     monkeypatch.setattr(functions, "MAX_BUCKET_POINTS", 3)
-    body = await query(loaded, "SELECT percentile(hr_bpm, 50) FROM samples; SELECT integral(hr_bpm) FROM samples")
+    body = await query(loaded, "SELECT percentile(hr_bpm, 50) FROM samples")
     assert body["results"][0]["error"].startswith("more than 3 points in one bucket for percentile()")
-    assert body["results"][1]["series"][0]["values"] == [["1970-01-01T00:00:00Z", 2132.5]]  # holds no bucket
+    body = await query(loaded, "SELECT integral(hr_bpm) FROM samples")
+    assert body["results"][0]["series"][0]["values"] == [["1970-01-01T00:00:00Z", 2132.5]]  # holds no bucket
     grouped = await query(loaded, "SELECT percentile(hr_bpm, 50) FROM samples WHERE time >= 1000s AND time < 1040s GROUP BY time(10s)")
     assert "error" not in grouped["results"][0]
 

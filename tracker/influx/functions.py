@@ -1057,7 +1057,7 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
     fields = _fields_read([item.expr for item in statement.fields], source.fields)
     if not fields:
         return  # only tags or unknown names: no points
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
     tag_fields = [
         n for n, item in enumerate(statement.fields)
@@ -1291,7 +1291,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
     point_time = (
         interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS_WITH_A_POINT and not has_transform
     )
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     reads: dict[int, list[storage.Columns | None]] = {}  # per reach: samples as columns, read once for all groups
     made = 0
@@ -1594,7 +1594,7 @@ async def _multi_row(
 ) -> Output:
     interval = statement.group_by_time
     tag_keys = [arg.name for arg in call.args[1:-1] if isinstance(arg, VarRef)] if call.name in ("top", "bottom") else []
-    header_columns = ["time", *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
+    header_columns = [statement.time_column, *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
     buckets = await _group_buckets(statement, database, ctx, start, end, source)
@@ -1647,11 +1647,18 @@ async def select_subquery(statement: SelectStatement, database: str, ctx: Contex
     if not answer:
         return
     names = sorted({name for _, columns, _ in answer for name in columns[1:]})
-    fields = [
-        FieldExpr(VarRef(name)) for item in statement.fields for name in (names if isinstance(item.expr, Wildcard) else [])
-    ]  # fmt: skip
-    if fields:  # SELECT * FROM (...): the inner columns, in name order
-        statement = replace(statement, fields=[*fields, *(f for f in statement.fields if not isinstance(f.expr, Wildcard))])
+    if any(isinstance(item.expr, (Wildcard, RegexLiteral)) for item in statement.fields):
+        # SELECT * or /regex/ FROM (...): the inner columns (that match), in name order, in its place
+        fields: list[FieldExpr] = []
+        for item in statement.fields:
+            if isinstance(item.expr, Wildcard):
+                fields.extend(FieldExpr(VarRef(name)) for name in names)
+            elif isinstance(item.expr, RegexLiteral):
+                pattern = item.expr.compiled
+                fields.extend(FieldExpr(VarRef(name)) for name in names if pattern.search(name) is not None)
+            else:
+                fields.append(item)
+        statement = replace(statement, fields=fields)
     if has_wildcard_calls(statement):
         statement = expand_wildcards(statement, names)
     if not statement.fields:
@@ -1701,7 +1708,10 @@ def _held_groups(
     for tags, columns, rows in sorted(answer, key=lambda one: sorted(one[0].items())):
         check_deadline(deadline)
         times = np.array([row[0] for row in rows], dtype=np.int64)
-        values = {name: _numbers([row[n] for row in rows]) for n, name in enumerate(columns) if n}
+        values: dict[str, np.ndarray] = {}
+        for n, name in enumerate(columns[1:], start=1):  # a repeated name (AS v, AS v) is its first column, as InfluxDB
+            if name not in values:
+                values[name] = _numbers([row[n] for row in rows])
         keep = _held_condition(condition, values, tags, len(times))
         by_key.setdefault(tuple(tags.get(key, "") for key in tag_keys), []).append(
             (tags, times[keep], {name: column[keep] for name, column in values.items()})
@@ -1801,7 +1811,7 @@ async def _selector_with_fields(
     interval = statement.group_by_time
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     buckets = await _group_buckets(statement, database, ctx, start, end, source)
     if interval is not None and buckets is None:
         return  # no points at all

@@ -215,6 +215,25 @@ def compile_regex(pattern: str) -> Any:
         raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
 
 
+# RE2's reasons in the words of Go's regexp/syntax, which InfluxDB answers with.
+_GO_REGEXP_REASONS = {
+    "missing ]": "missing closing ]",
+    "missing )": "missing closing )",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "bad repetition operator": "invalid nested repetition operator",
+    "invalid repetition size": "invalid repeat count",
+    "trailing \\": "trailing backslash at end of expression",
+    "invalid perl operator": "invalid or unsupported Perl syntax",
+}
+
+
+def _go_regexp_error(reason: str) -> str:
+    """`missing ]: [` (RE2) -> "error parsing regexp: missing closing ]: `[`" (Go, as InfluxDB says it)."""
+    code, _, argument = reason.partition(": ")
+    code = _GO_REGEXP_REASONS.get(code, code)
+    return f"error parsing regexp: {code}: `{argument}`"
+
+
 @dataclass(frozen=True, slots=True)
 class RegexLiteral:
     """`/pattern/` with `\\/` unescaped. Matching is `compiled.search()` (unanchored, like Go's MatchString)."""
@@ -289,6 +308,7 @@ class SelectStatement:
     # InfluxDB's compile error for a well-formed statement it cannot run (e.g. "undefined function
     # foo()"): answered inside the statement's result, as InfluxDB does, so the others still run.
     compile_error: str | None = None
+    time_column: str = "time"  # `SELECT time AS t, ...` names the time column t
 
     @property
     def is_aggregate(self) -> bool:
@@ -826,6 +846,22 @@ def _compile_top_bottom(call: Call, state: _Compiled) -> None:
     state.top_bottom = name
 
 
+def _without_time_fields(fields: list[FieldExpr]) -> tuple[list[FieldExpr], str | None]:
+    """The fields without `time` (the time column is always there), and the alias it gives that
+    column. InfluxDB's RewriteTimeFields, including its skip: after a `time` it removes, it does not
+    look at the next field, so `SELECT time, time AS b, x` keeps b (a column of nulls)."""
+    kept = list(fields)
+    alias: str | None = None
+    i = 0
+    while i < len(kept):
+        expr = kept[i].expr
+        if isinstance(expr, VarRef) and expr.name == "time":  # as written: TIME is some other field
+            alias = kept[i].alias
+            del kept[i]
+        i += 1
+    return kept, alias
+
+
 def _column_name(expr: Expr) -> str:
     # InfluxDB names math after the names it combines: mean(a) / mean(b) -> "mean_mean".
     names: list[str] = []
@@ -888,9 +924,12 @@ class _Token:
     end: int
 
 
+def _line_and_char(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
 def _error_at(text: str, message: str, pos: int) -> QueryParseError:
-    line = text.count("\n", 0, pos) + 1
-    char = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    line, char = _line_and_char(text, pos)
     return QueryParseError(f"{message} at line {line}, char {char}")
 
 
@@ -900,6 +939,9 @@ class _Lexer:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        # the last two tokens, which place the end of the text the way InfluxDB does
+        self.last: _Token | None = None
+        self.before_last: _Token | None = None
 
     def next(self, *, regex_ok: bool = False) -> _Token:
         text = self.text
@@ -908,7 +950,29 @@ class _Lexer:
         pos = skip.match(text, self.pos).end()
         if pos >= len(text):
             self.pos = pos
-            return _Token(_EOF, "", pos, pos)
+            return _Token(_EOF, "", self._eof_position(), pos)
+        self.before_last, self.last = self.last, self._scan(pos, regex_ok)
+        token = self.last
+        self.pos = token.end
+        return token
+
+    def _eof_position(self) -> int:
+        """Where InfluxDB's errors place the end of the text: right after the last token (the end of
+        the text when nothing follows it), one further where its scanner reads a character ahead
+        and counts the end once: after a name or keyword, a call's `(`, `,`, `.`, `=~` and `!~`."""
+        last = self.last
+        if last is None:
+            return len(self.text)
+        at = last.end if last.end < len(self.text) else len(self.text)
+        reads_ahead = last.kind in (_IDENT, _KEYWORD) or (
+            last.kind == _OP
+            and (last.value in (",", ".", "=~", "!~") or (last.value == "(" and self.before_last is not None and self.before_last.kind == _IDENT))
+        )  # fmt: skip
+        return at + 1 if reads_ahead else at
+
+    def _scan(self, pos: int, regex_ok: bool) -> _Token:
+        text = self.text
+        ch = text[pos]
         ch = text[pos]
         if regex_ok and ch == "/":
             token = self._regex(pos)
@@ -933,7 +997,6 @@ class _Lexer:
             token = _Token(_OP, ch, pos, pos + 1)
         else:
             raise _error_at(text, f"found {ch}, expected a keyword, identifier, literal or operator", pos)
-        self.pos = token.end
         return token
 
     def _quoted(self, start: int, quote: str) -> tuple[str, int]:
@@ -969,7 +1032,8 @@ class _Lexer:
                 return _Token(_REGEX, "".join(out), start, i + 1)
             out.append(ch)
             i += 1
-        raise _error_at(text, "unterminated regex", start)
+        # InfluxDB's words, placed one character before the regex (its scanner's position, kept for the same text)
+        raise _error_at(text, "bad regex: ", max(0, start - 1))
 
     def _number(self, start: int) -> _Token:
         text = self.text
@@ -983,8 +1047,10 @@ class _Lexer:
             literal = text[start:end]
             try:
                 return _Token(_DURATION, parse_duration(literal), start, end)
-            except ValueError as exc:
-                raise _error_at(text, str(exc), start) from None
+            except ValueError as exc:  # InfluxDB's words, without a position
+                if str(exc).startswith("overflowed"):
+                    raise QueryParseError(f"{exc}: choose a smaller duration or INF") from None
+                raise QueryParseError("invalid duration") from None
         if is_integer:
             value = int(literal)
             if value > _INT64_MAX:
@@ -999,7 +1065,7 @@ class _Lexer:
             return _Token(_PARAM, name, start, end)
         match = _PARAM_NAME.match(text, start + 1)
         if match is None:
-            raise _error_at(text, "found $, expected a bind parameter name", start)
+            raise QueryParseError("empty bound parameter")  # InfluxDB's words, no position
         return _Token(_PARAM, match[0], start, match.end())
 
 
@@ -1033,6 +1099,9 @@ class _Parser:
         self.tok = self.lexer.next()
         self.paren_depth = 0
         self.expr_depth = 0  # backstop: _expr recursion also grows through operator precedence levels
+        # Inside a SELECT's WHERE: time compared with what is no time, in InfluxDB's words. InfluxDB
+        # parses such a statement and fails it when it runs (the statements before it still run).
+        self.time_errors: list[str] | None = None
 
     # -- token helpers -------------------------------------------------------------------------
 
@@ -1168,10 +1237,10 @@ class _Parser:
         return last_end
 
     def _select(self, start: _Token) -> Statement:
-        self._advance()
+        self._advance(regex_ok=True)  # SELECT /regex/: a field may start with one
         fields = [self._field()]
         while self._is_op(","):
-            self._advance()
+            self._advance(regex_ok=True)
             fields.append(self._field())
         if self._is_kw("INTO"):
             return self._unsupported(start)
@@ -1180,14 +1249,18 @@ class _Parser:
         sources = self._sources()
         if len(sources) > 1 and any(source.query is not None for source in sources):
             raise self._error("a subquery must be the only source of its SELECT", sources_at)
+        outer_time_errors, self.time_errors = self.time_errors, []
         condition = self._optional_where()
+        time_errors, self.time_errors = self.time_errors, outer_time_errors
         group_by_time, group_by_tags = self._group_by()
         fill = self._fill()
         order_desc = self._order_by()
         limit, offset = self._limit_offset()
         slimit, soffset = self._series_limit_offset()
         zone = self._time_zone()
+        fields, time_alias = _without_time_fields(fields)
         statement = SelectStatement(
+            time_column=time_alias or "time",
             fields=fields,
             sources=sources,
             condition=condition,
@@ -1203,7 +1276,10 @@ class _Parser:
         )
         self._validate_select(statement)
         inner = statement.sources[0].query
-        error = inner.compile_error if inner is not None and inner.compile_error else compile_error(statement)
+        if inner is not None and inner.compile_error:
+            error: str | None = inner.compile_error
+        else:  # as InfluxDB: the condition is looked at before the fields
+            error = time_errors[0] if time_errors else compile_error(statement)
         if error is not None:
             statement = dataclasses.replace(statement, compile_error=error)
         return statement
@@ -1212,9 +1288,26 @@ class _Parser:
         if self._is_op("*"):
             self._advance()
             return FieldExpr(Wildcard(self._type_hint()))
+        tok = self.tok
+        if tok.kind == _REGEX:
+            # SELECT /regex/: the fields and tags whose names match, like `*`. As InfluxDB: a regex is a
+            # field of its own (no math, no ::hint), and its alias is accepted but names nothing.
+            self._advance()
+            regex = self._regex_literal(tok.value, tok.start)
+            if self._is_kw("AS"):
+                self._advance()
+                self._identifier()
+            return FieldExpr(regex)
         start = self.tok.start
         expr = self._expr()
         self._check_depth(expr, start)
+        comparison = next((n for n in _walk(expr) if isinstance(n, BinaryExpr) and n.op not in _ARITHMETIC), None)
+        if comparison is not None:  # InfluxDB's words, the position inside them
+            line, char = _line_and_char(self.text, start)
+            raise QueryParseError(
+                f"invalid operator {comparison.op} in SELECT clause at line {line}, char {char}; "
+                "operator is intended for WHERE clause"
+            )
         alias = None
         if self._is_kw("AS"):
             self._advance()
@@ -1291,11 +1384,13 @@ class _Parser:
         self._advance()
         self._expect_kw("BY")
         interval: tuple[int, int] | None = None
+        seen_time = False
         tags: list[str] = []
         while True:
             if self._is_ident("time") and self.text[self.tok.start] != '"':
-                if interval is not None:
+                if seen_time:
                     raise self._error("multiple time dimensions in GROUP BY")
+                seen_time = True
                 interval = self._group_by_time()
             elif self._is_op("*"):
                 self._advance()
@@ -1304,18 +1399,21 @@ class _Parser:
                 tags.append(self._identifier())
                 self._type_hint()  # `"host"::tag` names the same tag
             else:
-                raise self._expected("identifier, time(interval), *")
+                raise self._expected("identifier, string, number, bool")  # InfluxDB's words
             if not self._is_op(","):
                 return interval, tags
             self._advance()
 
-    def _group_by_time(self) -> tuple[int, int]:
+    def _group_by_time(self) -> tuple[int, int] | None:
+        """time(interval[, offset]); None for an interval of 0 or less, which InfluxDB 1.x answers as if
+        there were no GROUP BY time (without an offset: with one it fails dividing by zero)."""
         self._advance()
         self._expect_op("(")
         pos = self.tok.start
-        interval = self._duration()
-        if interval <= 0:
-            raise self._error("GROUP BY time() interval must be greater than 0", pos)
+        negative = self._is_op("-")
+        if negative:
+            self._advance()
+        interval = -self._duration() if negative else self._duration()
         offset = 0
         if self._is_op(","):
             self._advance()
@@ -1324,6 +1422,10 @@ class _Parser:
                 self._advance()
             offset = -self._duration() if negative else self._duration()
         self._expect_op(")")
+        if interval <= 0:
+            if offset:
+                raise self._error("GROUP BY time() interval must be greater than 0", pos)
+            return None
         return interval, offset % interval  # InfluxDB normalises the offset into [0, interval)
 
     def _duration(self) -> int:
@@ -1342,23 +1444,21 @@ class _Parser:
         raise self._expected("duration")
 
     def _fill(self) -> str | float | None:
+        """fill(...), read as InfluxDB does: an expression that must be a call of one argument, the
+        option's name as written (lower case only) or a number; its errors have no position."""
         if not self._is_ident("fill"):
             return None
-        self._advance()
-        self._expect_op("(")
-        tok = self.tok
-        value: str | float
-        if tok.kind == _IDENT and tok.value.lower() in FILL_OPTIONS:
-            value = self._advance().value.lower()
-        else:
-            negative = self._is_op("-")
-            if negative:
-                self._advance()
-            if self.tok.kind not in (_INTEGER, _NUMBER):
-                raise self._expected("null, none, previous, linear, number")
-            value = float(self._advance().value) * (-1 if negative else 1)
-        self._expect_op(")")
-        return value
+        expr = self._expr()
+        if not isinstance(expr, Call):
+            raise QueryParseError("fill must be a function call")
+        if len(expr.args) != 1:
+            raise QueryParseError("fill requires an argument, e.g.: 0, null, none, previous, linear")
+        (argument,) = expr.args
+        if isinstance(argument, VarRef) and argument.type_hint is None and argument.name in FILL_OPTIONS:
+            return argument.name
+        if isinstance(argument, (IntegerLiteral, NumberLiteral)) and not isinstance(argument.value, bool):
+            return float(argument.value)
+        raise QueryParseError("expected number argument in fill()")
 
     def _order_by(self) -> bool:
         if not self._is_kw("ORDER"):
@@ -1366,14 +1466,16 @@ class _Parser:
         self._advance()
         self._expect_kw("BY")
         if not self._is_kw("ASC", "DESC"):
+            if self.tok.kind != _IDENT:
+                raise self._expected("identifier, ASC, DESC")
             if not self._is_ident("time"):
-                raise self._error("only ORDER BY time supported at this time")
+                raise QueryParseError("only ORDER BY time supported at this time")  # no position: InfluxDB's
             self._advance()
         descending = self._is_kw("DESC")
         if self._is_kw("ASC", "DESC"):
             self._advance()
         if self._is_op(","):
-            raise self._error("only ORDER BY time supported at this time")
+            raise QueryParseError("only ORDER BY time supported at this time")
         return descending
 
     def _limit_offset(self) -> tuple[int | None, int]:
@@ -1532,13 +1634,13 @@ class _Parser:
                 names.append(self._name())
             self._expect_op(")")
             return "IN", names
-        raise self._expected("=, !=, =~, !~" + (", IN" if allow_in else ""))
+        raise self._expected("IN, =, =~" if allow_in else "=, =~")  # InfluxDB's words
 
     def _name(self) -> str:
         """A measurement or tag key name: identifier or (leniently) a string."""
         if self.tok.kind == _STRING:
             return self._advance().value
-        return self._identifier("identifier, string")
+        return self._identifier("identifier")  # InfluxDB's words (a string is taken too)
 
     # -- expressions ---------------------------------------------------------------------------
 
@@ -1585,7 +1687,12 @@ class _Parser:
                 elif _is_time_ref(rhs) and not _is_time_ref(lhs):
                     lhs = TimeLiteral(_time_value(lhs, self.now_ns))
             except ValueError as exc:
-                raise self._error(str(exc), pos) from None
+                if self.time_errors is None:
+                    raise self._error(str(exc), pos) from None
+                other = rhs if _is_time_ref(lhs) else lhs
+                self.time_errors.append(f"invalid operation: time and {_GO_TYPES.get(type(other), 'influxql.Expr')} are not compatible")
+                # a stand-in the statement never runs with: its compile error answers
+                return BinaryExpr(op, lhs, TimeLiteral(0)) if _is_time_ref(lhs) else BinaryExpr(op, TimeLiteral(0), rhs)
         return BinaryExpr(op, lhs, rhs)
 
     def _unary(self) -> Expr:
@@ -1676,7 +1783,7 @@ class _Parser:
         tok = self.tok
         if tok.kind in (_IDENT, _KEYWORD) and tok.value.lower() in TYPE_HINTS:
             return self._advance().value.lower()
-        raise self._expected(", ".join(TYPE_HINTS))
+        raise self._expected("float, integer, string, boolean, field, tag")  # InfluxDB's words
 
     def _regex_operand(self) -> RegexLiteral:
         tok = self.tok
@@ -1694,7 +1801,8 @@ class _Parser:
         try:
             return RegexLiteral(pattern)
         except ValueError as exc:
-            raise self._error(f"invalid regular expression /{pattern}/: {exc}", pos) from None
+            # InfluxDB places a regex's errors one character before it, as for "bad regex" above
+            raise self._error(_go_regexp_error(str(exc)), max(0, pos - 1)) from None
 
     # -- bind parameters -----------------------------------------------------------------------
 
@@ -1770,9 +1878,7 @@ class _Parser:
         # compiles a statement is `compile_error`'s job (answered inside the statement's result).
         for item in statement.fields:
             for node in _walk(item.expr):
-                if isinstance(node, BinaryExpr) and node.op not in _ARITHMETIC:
-                    raise QueryParseError(f"operator {node.op} is not allowed in a SELECT field")
-                if isinstance(node, RegexLiteral) and not _inside_call(item.expr, node):
+                if isinstance(node, RegexLiteral) and node is not item.expr and not _inside_call(item.expr, node):
                     raise QueryParseError("a regex is not allowed in a SELECT field")
         # Refuse unusable time conditions now (400) rather than during execution.
         time_range(statement.condition, self.now_ns)

@@ -14,6 +14,7 @@ one-JSON-object-per-line form instead.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -45,6 +46,7 @@ from tracker.influx.influxql import (
 from tracker.storage import EPOCH_NS
 
 DEFAULT_CHUNK_SIZE = 10_000  # InfluxDB's default rows per chunk
+NOT_EXECUTED = "not executed"  # InfluxDB's answer for the statements after one that failed
 STREAM_AFTER = 256 * 1024  # bytes of answer held back before switching to a streamed response
 # A batch of rows with more values than this is encoded on a query thread (a few hundred µs inline).
 ENCODE_INLINE_VALUES = 20_000
@@ -61,6 +63,9 @@ _ADMIN_ONLY = (
 )  # fmt: skip
 # Statements that change a database: only its owner may (a share gives read access only).
 _CHANGES_DATA = ("DELETE", "DROP", "SELECT INTO", "CREATE CONTINUOUS")
+# InfluxDB answers these in one piece per series even when asked for chunks (only SELECT, SHOW SERIES
+# and SHOW FIELD KEYS, which it runs as SELECTs, are split).
+_ANSWERED_WHOLE = (ShowTagValues, ShowTagKeys, ShowMeasurements, ShowDatabases, ShowRetentionPolicies)
 _KIND = {
     SelectStatement: "SELECT",
     ShowMeasurements: "SHOW MEASUREMENTS",
@@ -118,8 +123,6 @@ async def query(request: web.Request) -> web.StreamResponse:
             statements = parse_query(text, now_ns=now_ns, params=bind)
     except QueryParseError as exc:
         raise InfluxError(400, exc.message) from None
-    if not statements:
-        raise InfluxError(400, 'missing required parameter "q"')
 
     default_db = params.get("db", "")
     readable = await accounts.readable_databases(user)
@@ -142,17 +145,29 @@ async def query(request: web.Request) -> web.StreamResponse:
     )
     chunked = params.get("chunked", "") == "true"
     writer = _AnswerWriter(request, pretty=params.get("pretty", "") == "true", chunked=chunked, deadline=ctx.deadline)
+    if not statements:  # only `;` and comments: InfluxDB runs nothing and answers {} (nothing when chunked)
+        if not chunked:
+            await writer.emit(b"{}\n")
+        return await writer.finish()
     # Past the deadline InfluxDB kills the query: the statement running reports the timeout, later ones do not run.
+    # A statement that fails stops the request, as in InfluxDB: each statement after it is answered
+    # "not executed" under the failed one's statement_id (InfluxDB's executor keeps that id), and
+    # without chunking those answers replace the failed one's (its handler merges results by id).
     if chunked:
         chunk_size = _positive_int(params.get("chunk_size", ""), DEFAULT_CHUNK_SIZE)
         ctx.batch = min(ctx.batch, chunk_size)
         for statement_id, statement in enumerate(statements):
-            if await _write_chunked(writer, ctx, statement_id, select.execute(statement, ctx), chunk_size) == select.QUERY_TIMEOUT:
+            size = chunk_size if not isinstance(statement, _ANSWERED_WHOLE) else sys.maxsize
+            if await _write_chunked(writer, ctx, statement_id, select.execute(statement, ctx), size) is not None:
+                not_executed = orjson.dumps({"results": [{"statement_id": statement_id, "error": NOT_EXECUTED}]}) + b"\n"
+                for _ in statements[statement_id + 1 :]:
+                    await writer.emit(not_executed)
                 break
     else:
         await writer.emit(b'{"results":[')
         for statement_id, statement in enumerate(statements):
-            if await _write_result(writer, ctx, statement_id, select.execute(statement, ctx)) == select.QUERY_TIMEOUT:
+            error_shown = NOT_EXECUTED if statement_id < len(statements) - 1 else None
+            if await _write_result(writer, ctx, statement_id, select.execute(statement, ctx), error_shown) is not None:
                 break
         await writer.emit(b"]}\n")
     return await writer.finish()
@@ -313,8 +328,11 @@ def _series_head(header: select.SeriesHeader) -> bytes:
     return orjson.dumps(_series_keys(header))[:-1] + b',"values":['
 
 
-async def _write_result(writer: _AnswerWriter, ctx: select.Context, statement_id: int, output: select.Output) -> str | None:
-    """One result object of the non-chunked answer, series by series, batch by batch; its error if any."""
+async def _write_result(
+    writer: _AnswerWriter, ctx: select.Context, statement_id: int, output: select.Output, error_shown: str | None = None
+) -> str | None:
+    """One result object of the non-chunked answer, series by series, batch by batch; its error if any
+    (answered as `error_shown` instead, when given)."""
     await writer.emit(b'%s{"statement_id":%d' % (b"," if statement_id else b"", statement_id))
     current: select.SeriesHeader | None = None
     error: str | None = None
@@ -334,7 +352,7 @@ async def _write_result(writer: _AnswerWriter, ctx: select.Context, statement_id
     if current is not None:
         await writer.emit(b"]}]")
     if error is not None:
-        await writer.emit(b',"error":' + orjson.dumps(error))
+        await writer.emit(b',"error":' + orjson.dumps(error_shown or error))
     await writer.emit(b"}")
     return error
 

@@ -301,21 +301,6 @@ def column_names(fields: list[FieldExpr]) -> list[str]:
     return out
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    """InfluxDB suffixes repeated column names: hr_bpm, hr_bpm_1, ..."""
-    seen: dict[str, int] = {}
-    out: list[str] = []
-    for name in names:
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-            while name in seen:
-                name += "_"
-        seen.setdefault(name, 0)
-        out.append(name)
-    return out
-
-
 async def _raw_select(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, plan: _Plan) -> Output:
     zone = timebuckets.load_zone(statement.time_zone) if statement.time_zone is not None else None
     async for header, rows in _raw_rows(statement, database, ctx, start, end, plan, zone):
@@ -338,14 +323,17 @@ async def _raw_rows(
     limit = statement.limit
     fields: list[str] = []
     shard_ns = shard_group_duration(await ctx.retention_ns(database))
-    if any(isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag" for item in statement.fields):
-        # `*` is every field of the shards the range falls in, as in InfluxDB (not only those with
-        # values in the range itself).
+    if any(
+        isinstance(item.expr, RegexLiteral) or (isinstance(item.expr, Wildcard) and item.expr.type_hint != "tag")
+        for item in statement.fields
+    ):
+        # `*` and /regex/ are every field of the shards the range falls in, as in InfluxDB (not only
+        # those with values in the range itself).
         lo, hi = columnar.shard_window(start, end, shard_ns)
         fields = await storage.query_field_keys(ctx.store, database, lo, hi, ctx.deadline)
     # A tag column is a CASE over every series: as much work as the user has series.
     names, columns, reads = await ctx.offload(_raw_columns, statement, fields, plan)
-    header_columns = ["time", *_unique_names(names)]
+    header_columns = [statement.time_column, *column_names(names)]
     sources = [storage.column_source(column) for column in columns]
     if len(plan.series) <= _SERIES_INLINE:
         order = _series_order(plan.series, reads, shard_ns)
@@ -486,30 +474,34 @@ def _series_order(series: SeriesTags, names: list[str], shard_ns: int) -> column
 
 def _raw_columns(
     statement: SelectStatement, fields: list[str], plan: _Plan
-) -> tuple[list[str], list[QueryColumn], list[str]]:
-    """The raw SELECT's column names and SQL, and the names it reads; `fields` are those with values
-    in range (for `*`)."""
-    names: list[str] = []
+) -> tuple[list[FieldExpr], list[QueryColumn], list[str]]:
+    """The raw SELECT's columns, `*` and /regex/ expanded (InfluxDB's RewriteFields: the fields and the
+    tags not grouped by, in name order), their SQL, and the names they read; `fields` are those with
+    values in range."""
+    items: list[FieldExpr] = []
     columns: list[QueryColumn] = []
     reads: list[str] = []
     tag_keys = [key for key in _tag_keys(plan.series) if key not in plan.group_keys]
     for item in statement.fields:
-        if isinstance(item.expr, Wildcard):
-            hint = item.expr.type_hint
+        if isinstance(item.expr, (Wildcard, RegexLiteral)):
+            hint = item.expr.type_hint if isinstance(item.expr, Wildcard) else None
             found: list[tuple[str, QueryColumn]] = []
             if hint != "tag":
                 found += [(name, storage.field_sql(name)) for name in fields]
             if hint != "field":
                 found += [(key, storage.tag_sql(key, plan.series)) for key in tag_keys]
+            if isinstance(item.expr, RegexLiteral):
+                pattern = item.expr.compiled
+                found = [(name, column) for name, column in found if pattern.search(name) is not None]
             for name, column in sorted(found, key=lambda pair: pair[0]):
-                names.append(name)
+                items.append(FieldExpr(VarRef(name)))
                 columns.append(column)
                 reads.append(name)
         else:
-            names.append(item.name)
+            items.append(item)
             columns.append(_value_sql(item.expr, plan.series))
             reads.extend(_var_names(item.expr))
-    return names, columns, reads
+    return items, columns, reads
 
 
 def _var_names(expr: Expr) -> list[str]:
@@ -551,7 +543,7 @@ async def _aggregate_select(
     point_times = interval is None and len(keys) == 1 and keys[0][0] in _SELECTORS
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
-    header_columns = ["time", *column_names(statement.fields)]
+    header_columns = [statement.time_column, *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
     counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
     unfilled: set[int] = set()
