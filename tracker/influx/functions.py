@@ -61,6 +61,7 @@ from tracker.influx.influxql import (
     VarRef,
     Wildcard,
     time_range,
+    walk,
 )
 from tracker.influx.select import (
     MEASUREMENT,
@@ -809,17 +810,10 @@ def _plain(name: str, values: np.ndarray, times: np.ndarray) -> Any:
 # Running a SELECT
 
 
-def _walk_calls(expr: Expr) -> list[Call]:
-    out: list[Call] = []
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Call):
-            out.append(node)
-            stack.extend(node.args)
-        elif isinstance(node, BinaryExpr):
-            stack.extend((node.lhs, node.rhs))
-    return out
+
+def _calls_in(expr: Expr) -> list[Call]:
+    """Every call of an expression, nested ones too, left to right."""
+    return [node for node in walk(expr) if isinstance(node, Call)]
 
 
 def _reducer_calls(expr: Expr) -> list[Call]:
@@ -922,7 +916,7 @@ async def select_functions(
 
 async def _run(statement: SelectStatement, database: str, ctx: Context, start: int, end: int, source: _Source) -> Output:
     for item in statement.fields:
-        for call in _walk_calls(item.expr):
+        for call in _calls_in(item.expr):
             if call.name in ("top", "bottom") and any(
                 not isinstance(arg, VarRef) or _is_field(arg, source.fields) for arg in call.args[1:-1]
             ):
@@ -1032,22 +1026,10 @@ def _outside_reducers(expr: Expr) -> list[Expr]:
 
 def _fields_read(exprs: Sequence[Expr], fields: frozenset[str]) -> list[str]:
     names = {
-        node.name for expr in exprs for node in _walk_nodes(expr) if isinstance(node, VarRef) and _is_field(node, fields)
+        node.name for expr in exprs for node in walk(expr) if isinstance(node, VarRef) and _is_field(node, fields)
     }
     return sorted(names)
 
-
-def _walk_nodes(expr: Expr) -> list[Expr]:
-    out: list[Expr] = []
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        if isinstance(node, Call):
-            stack.extend(node.args)
-        elif isinstance(node, BinaryExpr):
-            stack.extend((node.lhs, node.rhs))
-    return out
 
 
 # -- raw mode: math and transformations of stored points --------------------------------------
@@ -1058,7 +1040,7 @@ async def _raw(statement: SelectStatement, database: str, ctx: Context, start: i
     if not fields:
         return  # only tags or unknown names: no points
     header_columns = [statement.time_column, *column_names(statement.fields)]
-    transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _walk_calls(item.expr))
+    transformed = any(call.name in TRANSFORMATIONS for item in statement.fields for call in _calls_in(item.expr))
     tag_fields = [
         n for n, item in enumerate(statement.fields)
         if isinstance(item.expr, VarRef) and not _is_field(item.expr, source.fields) and item.expr.type_hint != "field"
@@ -1209,7 +1191,7 @@ def _rows(
 def _looks_back(expr: Expr) -> bool:
     """Transformations of aggregates read one interval more (before the range; after it for DESC),
     as InfluxDB does, so the range's first bucket has its value."""
-    return any(call.name in _LOOKS_BACK for call in _walk_calls(expr))
+    return any(call.name in _LOOKS_BACK for call in _calls_in(expr))
 
 
 async def _engine_results(
@@ -1285,8 +1267,8 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
         dict.fromkeys((call, back) for item, back in zip(statement.fields, backs) for call in _reducer_calls(item.expr))
     )
     all_calls = [call for item in statement.fields for call in _reducer_calls(item.expr)]
-    has_transform = any(_walk_calls(item.expr) != _reducer_calls(item.expr) and any(
-        call.name in TRANSFORMATIONS for call in _walk_calls(item.expr)) for item in statement.fields)  # fmt: skip
+    has_transform = any(_calls_in(item.expr) != _reducer_calls(item.expr) and any(
+        call.name in TRANSFORMATIONS for call in _calls_in(item.expr)) for item in statement.fields)  # fmt: skip
     # A lone selector without GROUP BY time answers with the time of the point it selected.
     point_time = (
         interval is None and len(all_calls) == 1 and all_calls[0].name in _SELECTORS_WITH_A_POINT and not has_transform
@@ -1803,7 +1785,7 @@ async def _selector_with_fields(
         raise StatementError(f"{call.name}() with tags beside other fields is not supported by Tracker")
     refs = {
         node.name: node for item in statement.fields if not _reducer_calls(item.expr)
-        for node in _walk_nodes(item.expr) if isinstance(node, VarRef)
+        for node in walk(item.expr) if isinstance(node, VarRef)
     }  # fmt: skip
     selected = _field_of(call)
     fields = [selected, *sorted(name for name, ref in refs.items() if _is_field(ref, source.fields) and name != selected)]

@@ -87,6 +87,7 @@ __all__ = [
     "parse_query",
     "parse_time_string",
     "time_range",
+    "walk",
 ]
 
 ERROR_PREFIX = "error parsing query: "
@@ -321,7 +322,7 @@ class SelectStatement:
         field (transformations, math, percentile, top, ..., nested calls, `*` or /regex/ arguments),
         and a selector beside fields or tags."""
         for item in self.fields:
-            for node in _walk(item.expr):
+            for node in walk(item.expr):
                 if isinstance(node, Call) and (
                     node.name not in AGGREGATES or len(node.args) != 1 or not isinstance(node.args[0], VarRef)
                 ):
@@ -461,7 +462,7 @@ def time_range(condition: Expr | None, now_ns: int) -> tuple[int, int, Expr | No
     for term in _conjuncts(condition):
         bound = _time_bound(term, now_ns)
         if bound is None:
-            if any(_is_time_ref(node) for node in _walk(term)):
+            if any(_is_time_ref(node) for node in walk(term)):
                 raise QueryParseError(
                     "time conditions must be AND-ed with the rest of the WHERE clause (time inside OR is not supported)"
                 )
@@ -488,7 +489,7 @@ def time_range(condition: Expr | None, now_ns: int) -> tuple[int, int, Expr | No
 # Tree helpers (iterative where a tree may be long, e.g. a 1000-term AND chain)
 
 
-def _walk(expr: Expr) -> list[Expr]:
+def walk(expr: Expr) -> list[Expr]:
     """Every node of `expr`, parents first."""
     out: list[Expr] = []
     stack = [expr]
@@ -585,7 +586,7 @@ def _outside_calls(expr: Expr) -> list[Expr]:
 
 
 def _has_aggregate(expr: Expr) -> bool:
-    return any(isinstance(node, Call) and node.name in REDUCERS for node in _walk(expr))
+    return any(isinstance(node, Call) and node.name in REDUCERS for node in walk(expr))
 
 
 def _inside_call(expr: Expr, target: Expr) -> bool:
@@ -1301,7 +1302,7 @@ class _Parser:
         start = self.tok.start
         expr = self._expr()
         self._check_depth(expr, start)
-        comparison = next((n for n in _walk(expr) if isinstance(n, BinaryExpr) and n.op not in _ARITHMETIC), None)
+        comparison = next((n for n in walk(expr) if isinstance(n, BinaryExpr) and n.op not in _ARITHMETIC), None)
         if comparison is not None:  # InfluxDB's words, the position inside them
             line, char = _line_and_char(self.text, start)
             raise QueryParseError(
@@ -1865,7 +1866,7 @@ class _Parser:
             elif isinstance(node, BinaryExpr) and node.op in _COMPARISONS:
                 if node.op in ("=~", "!~") and not isinstance(node.lhs, VarRef):
                     raise self._error(f"{node.op} needs a tag or field name on its left", pos)
-                for inner in _walk(node):
+                for inner in walk(node):
                     if isinstance(inner, Call):
                         raise self._error(f"function {inner.name}() is not allowed in WHERE", pos)
                     if isinstance(inner, BinaryExpr) and inner.op not in _ARITHMETIC and inner is not node:
@@ -1877,7 +1878,7 @@ class _Parser:
         # Errors that make the text no SELECT InfluxQL can run at all; what InfluxDB reports when it
         # compiles a statement is `compile_error`'s job (answered inside the statement's result).
         for item in statement.fields:
-            for node in _walk(item.expr):
+            for node in walk(item.expr):
                 if isinstance(node, RegexLiteral) and node is not item.expr and not _inside_call(item.expr, node):
                     raise QueryParseError("a regex is not allowed in a SELECT field")
         # Refuse unusable time conditions now (400) rather than during execution.
