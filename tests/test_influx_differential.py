@@ -97,6 +97,13 @@ def test_answers_match_influxdb(loaded: tuple[InfluxdProcess, TrackerProcess]) -
     report_path = os.environ.get("COMPAT_REPORT")
     if report_path:
         Path(report_path).write_text(report + "\n")
+    mismatches_path = os.environ.get("COMPAT_MISMATCHES")
+    if mismatches_path:  # every differing request in full, one JSON object a line
+        with open(mismatches_path, "w") as out:
+            for m in result.mismatches:
+                out.write(json.dumps({"request": m.case.describe(), "features": sorted(m.case.features),
+                                      "influxdb": [m.reference.status, m.reference.body],
+                                      "tracker": [m.candidate.status, m.candidate.body]}) + "\n")
     assert "Traceback" not in tracker.log(), f"Tracker logged an unhandled error:\n{tracker.log_tail()}"
     summary = result.report(examples_per_construct=1)  # the failure message: one example per construct
     assert result.agreement >= AGREEMENT_REQUIRED, summary

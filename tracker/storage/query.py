@@ -243,13 +243,17 @@ _SQL_AGGREGATES = {
     "spread": "max({0}) - min({0})",
     "stddev": "CASE WHEN count({0}) > 1 THEN (sum({0} * {0}) - sum({0}) * sum({0}) / count({0})) / (count({0}) - 1) END",
 }
-# Selectors: (value, time) of one point per bucket, via SQLite's bare columns beside min()/max().
+# Selectors: (value, time) of one point per bucket, with InfluxDB's ties (its FloatFirstReduce ...
+# FloatMaxReduce): first/last the earliest/latest time, and there the larger value; min/max the value,
+# and there the earliest time. As ORDER BY for one bucket; per GROUP BY time bucket, first/last take
+# the bucket's first/last time, then the larger value of the rows at that time.
 _SELECTORS = {
-    "first": "{0}, min(samples.time)",
-    "last": "{0}, max(samples.time)",
-    "min": "min({0}), samples.time",
-    "max": "max({0}), samples.time",
+    "first": "samples.time ASC, {0} DESC",
+    "last": "samples.time DESC, {0} DESC",
+    "min": "{0} ASC, samples.time ASC",
+    "max": "{0} DESC, samples.time ASC",
 }
+_SELECTOR_TIMES = {"first": "min", "last": "max"}
 
 
 # GROUP BY time over a few buckets: GROUP BY on a computed bucket number makes SQLite sort every row
@@ -378,11 +382,20 @@ async def query_aggregates(
             if col not in _FIELD_SET or (fn in _SQL_AGGREGATES and not (point_times and fn in _SELECTORS)):
                 continue
             column = f"samples.{col}"
-            if fn in _SELECTORS:
+            params = (*bucket_params, *base_params)
+            if fn in _SELECTORS and interval_ns is None:
                 sql = (
-                    f"SELECT {bucket} AS b, {_SELECTORS[fn].format(column)} FROM samples "
-                    f"WHERE {base_where} AND {column} IS NOT NULL GROUP BY b"
+                    f"SELECT 0, {column}, samples.time FROM samples WHERE {base_where} AND {column} IS NOT NULL "
+                    f"ORDER BY {_SELECTORS[fn].format(column)} LIMIT 1"
                 )
+            elif fn in _SELECTOR_TIMES:  # min/max of buckets need no time: they are _SQL_AGGREGATES
+                sql = (
+                    f"SELECT picked.b, max({column}), picked.t FROM (SELECT {bucket} AS b, "
+                    f"{_SELECTOR_TIMES[fn]}(samples.time) AS t FROM samples WHERE {base_where} AND {column} IS NOT NULL "
+                    f"GROUP BY b) AS picked JOIN samples ON samples.time = picked.t "
+                    f"WHERE {where.sql} AND {column} IS NOT NULL GROUP BY picked.b"
+                )
+                params += where.params
             elif fn == "median":  # the middle value, or the mean of the two middle ones
                 sql = (
                     "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
@@ -392,7 +405,7 @@ async def query_aggregates(
                 )
             else:
                 raise ValueError(f"unknown aggregate {fn}")
-            async with conn.execute(sql, _bounded((*bucket_params, *base_params), deadline)) as cursor:
+            async with conn.execute(sql, _bounded(params, deadline)) as cursor:
                 while rows := await cursor.fetchmany(5000):
                     for row in rows:
                         slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
