@@ -80,9 +80,11 @@ from tracker.influx.select import (
     column_names,
     format_time,
     in_answer_order,
+    series_key,
 )
 from tracker.influx.columnar import _json_values as json_values
 from tracker.influx.workers import check_deadline
+from tracker.retention import shard_group_duration
 from tracker.vocabulary import FIELD_KEYS
 
 _FIELDS = frozenset(FIELD_KEYS)
@@ -949,12 +951,14 @@ async def _run(statement: SelectStatement, database: str, ctx: Context, start: i
 
 async def _rows_of(
     ctx: Context, database: str, source: _Source, group: _Group, fields: list[str], tag_keys: list[str],
-    start: int, end: int, descending: bool,
+    start: int, end: int, descending: bool, with_series: bool = False,
 ) -> AsyncIterator[list[Sequence[Any]]]:
     """A series' points in the answer's order, in batches: (time ns, value per field, value per tag),
-    only points with a value in one of `fields`."""
+    only points with a value in one of `fields`; `with_series` adds the stored series id last."""
     if group.points is None:
         columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, source.series) for key in tag_keys]
+        if with_series:
+            columns.append(storage.series_sql())
         stream = storage.query_raw(
             ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=group.where or storage.KEEP_ALL,
             epoch="ns", descending=descending, batch=ctx.batch, deadline=ctx.deadline,
@@ -1180,16 +1184,39 @@ def _looks_back(expr: Expr) -> bool:
 
 async def _engine_results(
     ctx: Context, database: str, start: int, end: int, calls: list[Call], source: _Source, group: _Group,
-    interval: tuple[int, int] | None, tag_keys: list[str], descending: bool,
+    interval: tuple[int, int] | None, tag_keys: list[str], descending: bool, cap: _PointCap | None = None,
 ) -> dict[Call, dict[int, Any]]:
-    """Per call of this module, {bucket index: its answer}, from the series' points in the answer's order."""
+    """Per call of this module, {bucket index: its answer}, from the series' points in the answer's order;
+    with `cap` only the points it lets through."""
     if not calls:
         return {}
     fields = sorted({_field_of(call) for call in calls})
     reducers = _Reducers(calls, fields, tag_keys, interval, descending)
-    async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, descending):
-        await ctx.offload(reducers.feed, rows, ctx.deadline)
+    stream = _rows_of(ctx, database, source, group, fields, tag_keys, start, end, descending)
+    try:
+        async for rows in stream:
+            if cap is not None:
+                rows = cap.admit(rows)
+                if not rows:
+                    break  # the rest is past what InfluxDB reads
+            await ctx.offload(reducers.feed, rows, ctx.deadline)
+    finally:
+        await stream.aclose()
     return await ctx.offload(reducers.finish)
+
+
+class _PointCap:
+    """InfluxDB reads top()'s and bottom()'s points through a limit: with LIMIT or OFFSET, only a series
+    group's first LIMIT + OFFSET + 1 points (in the answer's order) reach the selector; LIMIT and OFFSET
+    then page the rows it answers too."""
+
+    def __init__(self, points: int) -> None:
+        self.left = points
+
+    def admit(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        kept = rows[: max(0, self.left)]
+        self.left -= len(kept)
+        return kept
 
 
 Leaf = tuple[Call, int]  # a reducer call and how many intervals its field reads beyond the range
@@ -1232,7 +1259,8 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             keys = list(dict.fromkeys(_call_key(call) for call in standard))
             if keys and group.where is not None:
                 data = await _bucket_data(
-                    ctx, database, lo, hi, keys, group.where, interval, point_time, reads.setdefault(back, [])
+                    ctx, database, lo, hi, keys, group.where, interval, point_time, reads.setdefault(back, []),
+                    source.series,
                 )  # fmt: skip
                 by_call = await ctx.offload(_standard_values, standard, keys, data, ctx.deadline)
                 for call in standard:
@@ -1497,9 +1525,11 @@ async def _multi_row(
     header_columns = ["time", *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
+    limited = call.name in ("top", "bottom") and source.stored and ((statement.limit or 0) > 0 or statement.offset > 0)
     for group in source.groups:
+        cap = _PointCap((statement.limit or 0) + statement.offset + 1) if limited else None
         found = (await _engine_results(
-            ctx, database, start, end, [call], source, group, interval, tag_keys, statement.order_desc
+            ctx, database, start, end, [call], source, group, interval, tag_keys, statement.order_desc, cap
         ))[call]  # fmt: skip
         if not found:
             continue
@@ -1696,9 +1726,16 @@ async def _selector_with_fields(
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
     header_columns = ["time", *column_names(statement.fields)]
+    whole: _WholeRange | None = None
+    if interval is None and call.name in ("first", "last") and source.stored:
+        ranked = sorted(source.series, key=lambda sid: series_key(source.series[sid]))
+        shard_ns = shard_group_duration(await ctx.retention_ns(database))
+        whole = _WholeRange({sid: n for n, sid in enumerate(ranked)}, shard_ns, bool(tag_keys))
     for group in source.groups:
-        picker = _PointPicker(call, len(fields), interval, ctx.deadline)
-        async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc):
+        picker = _PointPicker(call, len(fields), interval, statement.order_desc, ctx.deadline, whole)
+        async for rows in _rows_of(
+            ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc, whole is not None
+        ):  # fmt: skip
             await ctx.offload(picker.feed, rows)
         picked = await ctx.offload(picker.finish)
         if not picked:
@@ -1719,8 +1756,13 @@ async def _selector_with_fields(
 class _PointPicker:
     """Per bucket, the rows of the points a selector picks; holds one bucket's rows at a time."""
 
-    def __init__(self, call: Call, fields: int, interval: tuple[int, int] | None, deadline: float | None) -> None:
+    def __init__(
+        self, call: Call, fields: int, interval: tuple[int, int] | None, descending: bool, deadline: float | None,
+        whole: _WholeRange | None = None,
+    ) -> None:
         self.call, self.fields, self.interval, self.deadline = call, fields, interval, deadline
+        self.descending = descending
+        self.whole = whole  # first()/last() without GROUP BY time: rows end in their series id
         self.current: int | None = None
         self.rows: list[Sequence[Any]] = []
         self.picked: dict[int, list[Sequence[Any]]] = {}
@@ -1764,6 +1806,9 @@ class _PointPicker:
             assert isinstance(p, (IntegerLiteral, NumberLiteral))
             rank = int(math.floor(len(values) * float(p.value) / 100.0 + 0.5)) - 1
             chosen = [go_sort_order(values.tolist(), self.deadline)[rank]] if 0 <= rank < len(values) else []
+        elif self.whole is not None:
+            series = np.array([row[-1] for row in self.rows], dtype=np.int64)
+            chosen = [self.whole.pick(name == "last", values, times, series)]
         else:
             chosen = [_selected_index(name, values, times)]
         if chosen:
@@ -1772,8 +1817,8 @@ class _PointPicker:
 
 
 def _selected_index(name: str, values: np.ndarray, times: np.ndarray) -> int:
-    """The point first, last, min or max selects, with InfluxDB's ties: min/max the earliest point;
-    first/last the larger value; then the earlier row."""
+    """The point first, last, min or max selects in a bucket, with InfluxDB's ties: min/max the earliest
+    point; first/last the larger value; then the earlier row."""
     if name in ("min", "max"):
         best = values.min() if name == "min" else values.max()
         candidates = np.flatnonzero(values == best)
@@ -1781,6 +1826,39 @@ def _selected_index(name: str, values: np.ndarray, times: np.ndarray) -> int:
     when = times.min() if name == "first" else times.max()
     candidates = np.flatnonzero(times == when)
     return int(candidates[np.argmax(values[candidates])])
+
+
+@dataclass(frozen=True, slots=True)
+class _WholeRange:
+    """first()/last() beside fields without GROUP BY time, as InfluxDB 1.6 picks the point: of the shard
+    group holding the first (last) point, the first two points its storage reads, the earlier (later),
+    at equal times the larger value (storage.query_aggregates does the same without fields). With a tag
+    beside it, InfluxDB reads the series in series key order (last(): from the last key); without, through
+    a heap (storage.go_heap_pops). Checked against influxd with up to five series."""
+
+    rank: dict[int, int]  # series id -> place in series key order
+    shard_ns: int
+    tag_beside: bool
+
+    def pick(self, last: bool, values: np.ndarray, times: np.ndarray, series: np.ndarray) -> int:
+        edge = int(times.max() if last else times.min())
+        shard_lo = edge // self.shard_ns * self.shard_ns
+        in_shard = (times >= shard_lo) & (times < shard_lo + self.shard_ns)
+        ends: dict[int, int] = {}
+        for sid, time in zip(series[in_shard].tolist(), times[in_shard].tolist()):
+            ends[sid] = max(ends.get(sid, time), time) if last else min(ends.get(sid, time), time)
+        keyed = sorted(ends, key=lambda sid: (self.rank.get(sid, len(self.rank)), sid), reverse=last)
+        if self.tag_beside:
+            read = [sid for sid in keyed if ends[sid] == edge][:2]
+        else:
+            read = [sid for sid in storage.go_heap_pops(keyed, ends, last, 2) if ends[sid] == edge]
+        at_edge = times == edge
+        rows = [int(np.flatnonzero(at_edge & (series == sid))[0]) for sid in read]
+        best = rows[0]
+        for row in rows[1:]:  # the reducer takes a later point only for a larger value
+            if values[row] > values[best]:
+                best = row
+        return best
 
 
 def _picked_rows(

@@ -51,7 +51,7 @@ from tracker.influx.influxql import (
     time_range,
 )
 from tracker.influx.workers import QueryWorkers, check_deadline, past
-from tracker.retention import format_duration, shard_group_duration
+from tracker.retention import DAY_NS, format_duration, shard_group_duration
 from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
 
@@ -422,7 +422,9 @@ async def _aggregate_select(
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
 
     for tags, group_where in in_answer_order(plan.groups, statement.order_desc):
-        data = await _bucket_data(ctx, database, start, end, keys, group_where, interval, point_times, read)
+        data = await _bucket_data(
+            ctx, database, start, end, keys, group_where, interval, point_times, read, plan.series
+        )  # fmt: skip
         if not data:
             continue
         header = SeriesHeader(MEASUREMENT, header_columns, tags)
@@ -446,6 +448,7 @@ async def _aggregate_select(
 async def _bucket_data(
     ctx: Context, database: str, start: int, end: int, keys: list[tuple[str, str]], where: QueryFilter,
     interval: tuple[int, int] | None, point_times: bool, read: list[storage.Columns | None],
+    series: storage.SeriesTags | None = None,
 ) -> dict[int, list[Any]]:
     """{bucket index: [value per key]} of the buckets holding data: from samples as columns where they
     can answer (GROUP BY time over a bounded range, filtered by series at most), else from SQL. `read`
@@ -465,6 +468,7 @@ async def _bucket_data(
             )
             if data is not None:
                 return data  # type: ignore[no-any-return]
+    whole_range_first_last = interval is None and any(fn in ("first", "last") for fn, _ in keys)
     return await storage.query_aggregates(
         ctx.store,
         database,
@@ -475,8 +479,14 @@ async def _bucket_data(
         interval_ns=None if interval is None else interval[0],
         offset_ns=0 if interval is None else interval[1],
         point_times=point_times,
+        series_order=_in_series_key_order(series) if whole_range_first_last and series else (),
+        shard_ns=shard_group_duration(await ctx.retention_ns(database)) if whole_range_first_last else 7 * DAY_NS,
         deadline=ctx.deadline,
     )
+
+
+def _in_series_key_order(series: storage.SeriesTags) -> list[int]:
+    return sorted(series, key=lambda sid: series_key(series[sid]))
 
 
 def bucket_index(time_ns: Any, interval: tuple[int, int]) -> Any:

@@ -57,6 +57,7 @@ from tracker.storage.query import (
     combine_filters,
     compare_sql,
     field_sql,
+    go_heap_pops,
     number_sql,
     query_aggregates,
     query_field_keys,
@@ -64,6 +65,7 @@ from tracker.storage.query import (
     query_raw,
     query_series,
     series_in,
+    series_sql,
     tag_sql,
 )
 from tracker.storage.samples import (
@@ -93,6 +95,6 @@ __all__ = [
     "UserExists", "UserRecord",
     "BlockCache", "Columns", "query_columns",
     "arithmetic_sql", "backup_file", "check_file", "column_source", "combine_filters", "compare_sql", "device_last_seen",
-    "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
-    "query_raw", "query_series", "series_in", "tag_sql", "window_samples",
+    "field_sql", "go_heap_pops", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
+    "query_raw", "query_series", "series_in", "series_sql", "tag_sql", "window_samples",
 ]

@@ -60,6 +60,11 @@ def tag_sql(key: str, series: SeriesTags) -> QueryColumn:
     return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair), (), key)
 
 
+def series_sql() -> QueryColumn:
+    """The row's series id (to tell series apart where InfluxDB's order of them matters)."""
+    return QueryColumn("samples.series")
+
+
 def number_sql(value: float) -> QueryColumn:
     return QueryColumn("?", (value,))
 
@@ -243,13 +248,13 @@ _SQL_AGGREGATES = {
     "spread": "max({0}) - min({0})",
     "stddev": "CASE WHEN count({0}) > 1 THEN (sum({0} * {0}) - sum({0}) * sum({0}) / count({0})) / (count({0}) - 1) END",
 }
-# Selectors: (value, time) of one point per bucket, with InfluxDB's ties (its FloatFirstReduce ...
-# FloatMaxReduce): first/last the earliest/latest time, and there the larger value; min/max the value,
-# and there the earliest time. As ORDER BY for one bucket; per GROUP BY time bucket, first/last take
-# the bucket's first/last time, then the larger value of the rows at that time.
+# Selectors: (value, time) of one point per bucket, with InfluxDB's ties. Per GROUP BY time bucket its
+# reducers (FloatFirstReduce ... FloatMaxReduce) decide: first/last the bucket's first/last time, and
+# there the larger value (min/max of buckets need no time: _SQL_AGGREGATES). Without GROUP BY time, min/max
+# as this ORDER BY (the value, then the earliest time); first/last see _first_or_last.
 _SELECTORS = {
-    "first": "samples.time ASC, {0} DESC",
-    "last": "samples.time DESC, {0} DESC",
+    "first": "",
+    "last": "",
     "min": "{0} ASC, samples.time ASC",
     "max": "{0} DESC, samples.time ASC",
 }
@@ -329,6 +334,8 @@ async def query_aggregates(
     interval_ns: int | None = None,
     offset_ns: int = 0,
     point_times: bool = False,
+    series_order: Sequence[int] = (),
+    shard_ns: int = 7 * 86_400 * 10**9,
     deadline: float | None = None,
 ) -> dict[int, list[Any]]:
     """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
@@ -336,6 +343,8 @@ async def query_aggregates(
     Bucket index = floor((time - offset) / interval), floored correctly for negative times; with no
     interval everything is bucket 0. Values: numbers, stddev as the variance (the caller takes the
     root). With `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    `series_order` (the series ids in InfluxDB's series key order) and `shard_ns` (its shard group
+    duration) decide first() and last() without GROUP BY time (_first_or_last).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
@@ -383,6 +392,13 @@ async def query_aggregates(
                 continue
             column = f"samples.{col}"
             params = (*bucket_params, *base_params)
+            if fn in _SELECTOR_TIMES and interval_ns is None:
+                picked = await _first_or_last(
+                    conn, fn == "last", column, base_where, base_params, where, series_order, shard_ns, deadline
+                )  # fmt: skip
+                if picked is not None:
+                    slot(0)[i] = picked
+                continue
             if fn in _SELECTORS and interval_ns is None:
                 sql = (
                     f"SELECT 0, {column}, samples.time FROM samples WHERE {base_where} AND {column} IS NOT NULL "
@@ -409,6 +425,74 @@ async def query_aggregates(
                 while rows := await cursor.fetchmany(5000):
                     for row in rows:
                         slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
+    return out
+
+
+async def _first_or_last(
+    conn: Any, last: bool, column: str, base_where: str, base_params: tuple[Any, ...], where: QueryFilter,
+    series_order: Sequence[int], shard_ns: int, deadline: float | None,
+) -> tuple[Any, int] | None:
+    """first()/last() without GROUP BY time as InfluxDB 1.6 answers it: its storage reads, of the shard
+    group holding the first (last) point, the first two points (a limit of one, and its limit iterator
+    reads one more) of a heap merging the series by time alone, put in series key order (reversed for
+    last()); the reducer keeps the earlier (later) one, at equal times the larger value. (value, time),
+    or None: no point. Checked against influxd with up to five series, some missing at the edge."""
+    order = "DESC" if last else "ASC"
+    sql = f"SELECT samples.time FROM samples WHERE {base_where} AND {column} IS NOT NULL ORDER BY samples.time {order} LIMIT 1"
+    async with conn.execute(sql, _bounded(base_params, deadline)) as cursor:
+        found = await cursor.fetchone()
+    if found is None:
+        return None
+    edge = int(found[0])
+    shard_lo = edge // shard_ns * shard_ns
+    sql = (
+        f"SELECT samples.series, {'max' if last else 'min'}(samples.time) FROM samples WHERE {base_where} "
+        f"AND {column} IS NOT NULL AND samples.time >= ? AND samples.time < ? GROUP BY samples.series"
+    )
+    async with conn.execute(sql, _bounded((*base_params, shard_lo, shard_lo + shard_ns), deadline)) as cursor:
+        ends = dict(await cursor.fetchall())
+    rank = {sid: n for n, sid in enumerate(series_order)}
+    keyed = sorted(ends, key=lambda sid: (rank.get(sid, len(rank)), sid), reverse=last)
+    chosen = [sid for sid in go_heap_pops(keyed, ends, last, 2) if ends[sid] == edge]
+    marks = ", ".join("?" for _ in chosen)
+    sql = (
+        f"SELECT max({column}) FROM samples WHERE samples.time = ? AND samples.series IN ({marks}) "
+        f"AND {where.sql} AND {column} IS NOT NULL"
+    )
+    async with conn.execute(sql, _bounded((edge, *chosen, *where.params), deadline)) as cursor:
+        value = (await cursor.fetchone())[0]
+    return value, edge
+
+
+def go_heap_pops(items: Sequence[int], keys: dict[int, int], descending: bool, pops: int) -> list[int]:
+    """The first `pops` items Go's container/heap pops (Init, then Pop) when `items` come in this order and
+    compare by key alone (ascending, or descending): among equal keys its order is its own, not theirs."""
+    heap = list(items)
+
+    def less(i: int, j: int) -> bool:
+        a, b = keys[heap[i]], keys[heap[j]]
+        return a > b if descending else a < b
+
+    def down(i: int, n: int) -> None:
+        while True:
+            j = 2 * i + 1
+            if j >= n:
+                return
+            if j + 1 < n and less(j + 1, j):
+                j += 1
+            if not less(j, i):
+                return
+            heap[i], heap[j] = heap[j], heap[i]
+            i = j
+
+    for i in range(len(heap) // 2 - 1, -1, -1):
+        down(i, len(heap))
+    out: list[int] = []
+    while heap and len(out) < pops:
+        n = len(heap) - 1
+        heap[0], heap[n] = heap[n], heap[0]
+        down(0, n)
+        out.append(heap.pop())
     return out
 
 
