@@ -9,6 +9,7 @@ shard group boundary); every query must answer the same JSON. Expected answers a
 - Beside other fields (their values come from the picked point's row) and inside a subquery.
 - top()/bottom() with LIMIT or OFFSET read only the first LIMIT + OFFSET + 1 points (shard groups do
   not matter: the series crosses one), then LIMIT/OFFSET page the rows they answer.
+- count() fills an empty bucket with 0 under fill(null), but inside a subquery that bucket has no point.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ QUERIES = [
     f"SELECT bottom(pwr_w, 1) FROM samples WHERE {ACROSS} GROUP BY time(20s) LIMIT 2 OFFSET 2",
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS} ORDER BY time DESC LIMIT 2",
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS}",
+    # count() of an empty bucket: 0 with fill(null) in the answer, but no point inside a subquery
+    f"SELECT count(lat) FROM samples WHERE {RANGE} GROUP BY time(5s)",
+    f"SELECT v FROM (SELECT count(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(5s))",
+    f"SELECT count(v), sum(v) FROM (SELECT count(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(5s) fill(null))",
+    f"SELECT v FROM (SELECT count(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(5s) fill(0))",
+    f"SELECT mean(v) FROM (SELECT count(hr_bpm) AS v FROM samples WHERE {RANGE} GROUP BY time(5s), device)",
 ]
 
 

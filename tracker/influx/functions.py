@@ -1285,7 +1285,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             _check_buckets(made, ctx.max_buckets)
         rows = await ctx.offload(
             _aggregate_rows, statement, found, backs, indexes, first, buckets, fill, point_time, start, ctx.epoch,
-            ctx.deadline,
+            ctx.deadline, ctx.count_fill_zero,
         )  # fmt: skip
         header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         for i in range(0, len(rows), ctx.batch):
@@ -1312,6 +1312,7 @@ def _standard_values(
 def _aggregate_rows(
     statement: SelectStatement, found: dict[Leaf, dict[int, Any]], backs: list[int], indexes: set[int], first: int,
     buckets: int, fill: str | float, point_time: bool, start: int, epoch: str | None, deadline: float | None,
+    count_fill_zero: bool = True,
 ) -> list[list[Any]]:
     interval = statement.group_by_time
     descending = statement.order_desc
@@ -1358,9 +1359,9 @@ def _aggregate_rows(
         if unfilled:
             leaf_values[(call, back)] = values
         elif descending:  # previous and linear look back in the answer's order
-            leaf_values[(call, back)] = _filled(values[::-1], times[::-1], call, fill, missing[::-1])[::-1]
+            leaf_values[(call, back)] = _filled(values[::-1], times[::-1], call, fill, missing[::-1], count_fill_zero)[::-1]
         else:
-            leaf_values[(call, back)] = _filled(values, times, call, fill, missing)
+            leaf_values[(call, back)] = _filled(values, times, call, fill, missing, count_fill_zero)
         leaf_exists[(call, back)] = (present if unfilled else own) & own
     if descending:
         axis, times = axis[::-1], times[::-1]
@@ -1481,14 +1482,17 @@ def _is_integer(expr: Expr) -> bool:
     return False
 
 
-def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float, missing: np.ndarray) -> np.ndarray:
+def _filled(
+    values: np.ndarray, times: np.ndarray, call: Call, fill: str | float, missing: np.ndarray, count_zero: bool = True
+) -> np.ndarray:
     """fill() on one reducer's per-bucket values where it has no point (`missing`, within its range),
-    as InfluxDB fills an aggregate's missing buckets; previous and linear start from values only."""
+    as InfluxDB fills an aggregate's missing buckets; previous and linear start from values only.
+    `count_zero`: fill(null) gives count() 0 (not inside a subquery)."""
     if not missing.any():
         return values
     out = values.copy()
     if fill == "null":
-        if call.name == "count":
+        if call.name == "count" and count_zero:
             out[missing] = 0.0  # InfluxDB 1.x: count() is 0 for an interval with no points
         return out
     known = np.flatnonzero(~np.isnan(values))
@@ -1604,7 +1608,7 @@ InnerSeries = tuple[dict[str, str], list[str], list[Sequence[Any]]]  # tags, col
 async def _inner_answer(inner: SelectStatement, ctx: Context) -> list[InnerSeries]:
     from tracker.influx.select import execute
 
-    inner_ctx = replace(ctx, epoch="ns")
+    inner_ctx = replace(ctx, epoch="ns", count_fill_zero=False)
     series: dict[tuple[tuple[str, str], ...], InnerSeries] = {}
     async for header, rows in execute(inner, inner_ctx):
         tags = dict(header.tags or {})

@@ -101,6 +101,8 @@ class Context:
     max_points: int = 0  # rows one SELECT may return (InfluxDB's max-select-point); 0: no limit
     max_buckets: int = 0  # GROUP BY time buckets one SELECT may make, all series together; 0: no limit
     columnar: bool = True  # answer what can be from samples as columns (tests turn it off to compare)
+    # fill(null) makes count() of an empty bucket 0, as InfluxDB answers; inside a subquery it stays null
+    count_fill_zero: bool = True
 
     def past_deadline(self) -> bool:
         return past(self.deadline)
@@ -417,7 +419,8 @@ async def _aggregate_select(
         _check_buckets(_bucket_range(start, end, interval)[1] * len(plan.groups), ctx.max_buckets)
     header_columns = ["time", *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
-    counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
+    counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"
+              and ctx.count_fill_zero]  # fmt: skip
     made = 0  # buckets of the series answered so far
     read: list[storage.Columns | None] = []  # samples as columns, once read: one read serves every group
 
