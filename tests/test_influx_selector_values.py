@@ -90,6 +90,12 @@ QUERIES = [
     f"SELECT bottom(pwr_w, 1) FROM samples WHERE {ACROSS} GROUP BY time(20s) LIMIT 2 OFFSET 2",
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS} ORDER BY time DESC LIMIT 2",
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS}",
+    # fill(previous) beside a selector: every column carries its value into the rows that lack one
+    f"SELECT first(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous)",
+    f"SELECT max(hr_bpm), spd_kph * 2, lat FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous)",
+    f"SELECT last(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous) ORDER BY time DESC",
+    f"SELECT top(hr_bpm, 2), spd_kph FROM samples WHERE {RANGE} GROUP BY time(20s) fill(previous)",
+    f"SELECT first(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(linear)",
     # count() of an empty bucket: 0 with fill(null) in the answer, but no point inside a subquery
     f"SELECT count(lat) FROM samples WHERE {RANGE} GROUP BY time(5s)",
     f"SELECT v FROM (SELECT count(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(5s))",

@@ -30,6 +30,7 @@ Everything CPU-bound runs on query threads (ctx.offload) and looks at the query'
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable, Sequence
@@ -1897,7 +1898,45 @@ def _picked_rows(
                     value = fill  # InfluxDB fills the selected row's missing values too
                 cells.append(_json_number(value) if isinstance(value, float) else value)
             out.append([format_time(row[0] if own_time else bucket_time, epoch), *cells])
+    if fill == "linear" and not unfilled:
+        _interpolate_selector(out, indexes, picked, statement, call)
+    if fill == "previous" and interval is not None:
+        # InfluxDB carries every column: an empty bucket, and a field the picked point's row lacks, take the
+        # column's value in the row before (in the answer's order).
+        carried: list[Any] = [None] * len(statement.fields)
+        for row in out:
+            for column, value in enumerate(row[1:]):
+                if value is None:
+                    row[column + 1] = carried[column]
+                else:
+                    carried[column] = value
     return out
+
+
+def _interpolate_selector(
+    out: list[list[Any]], indexes: list[int], picked: dict[int, list[Sequence[Any]]], statement: SelectStatement,
+    call: Call,
+) -> None:
+    """fill(linear) beside fields: an empty bucket's selector value on the line between the buckets around
+    it (InfluxDB's arithmetic: slope per ns times the ns since the earlier one); its other columns stay null.
+    `out` holds one row per bucket of `indexes`."""
+    interval = statement.group_by_time
+    assert interval is not None
+    columns = [n + 1 for n, item in enumerate(statement.fields) if item.expr is call]
+    if not columns:
+        return
+    column = columns[0]
+    known = sorted((index, float(picked[index][0][1])) for index in indexes if index in picked)
+    at = [index for index, _ in known]
+    for index, row in zip(indexes, out):
+        if index in picked:
+            continue
+        k = bisect.bisect_left(at, index)
+        if not 0 < k < len(at):
+            continue
+        (a, va), (b, vb) = known[k - 1], known[k]
+        before, now, after = (bucket_start(i, interval) for i in (a, index, b))
+        row[column] = _json_number((vb - va) / float(after - before) * float(now - before) + va)
 
 
 def _point_value(expr: Expr, named: dict[str, Any], call: Call, selected: Any) -> Any:
