@@ -96,6 +96,13 @@ QUERIES = [
     f"SELECT last(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous) ORDER BY time DESC",
     f"SELECT top(hr_bpm, 2), spd_kph FROM samples WHERE {RANGE} GROUP BY time(20s) fill(previous)",
     f"SELECT first(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(linear)",
+    # integral(): the trapezoids split at bucket bounds, each area stamped where InfluxDB stamps it
+    f"SELECT integral(lat) FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(10s)",
+    f"SELECT integral(lat, 1m) FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(20s, 5s) ORDER BY time DESC",
+    f"SELECT integral(pwr_w, 1m) FROM samples WHERE {ACROSS} GROUP BY time(30s) fill(-1)",
+    f"SELECT integral(pwr_w) FROM samples WHERE {ACROSS}",
+    # over a subquery's points InfluxDB's reducers decide: at equal times the larger value
+    f"SELECT first(v), last(v) FROM (SELECT lat AS v FROM samples WHERE {RANGE})",
     # count() of an empty bucket: 0 with fill(null) in the answer, but no point inside a subquery
     f"SELECT count(lat) FROM samples WHERE {RANGE} GROUP BY time(5s)",
     f"SELECT v FROM (SELECT count(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(5s))",
