@@ -8,7 +8,8 @@ shard group boundary); every query must answer the same JSON. Expected answers a
   the first time the series first in series key order, at the last time the one last in it.
 - Beside other fields (their values come from the picked point's row) and inside a subquery.
 - top()/bottom() with LIMIT or OFFSET read only the first LIMIT + OFFSET + 1 points (shard groups do
-  not matter: the series crosses one), then LIMIT/OFFSET page the rows they answer.
+  not matter: the series crosses one), then LIMIT/OFFSET page the rows they answer; with tag
+  arguments they read every point.
 - count() fills an empty bucket with 0 under fill(null), but inside a subquery that bucket has no point.
 """
 
@@ -96,6 +97,8 @@ QUERIES = [
     f"SELECT bottom(pwr_w, 1) FROM samples WHERE {ACROSS} GROUP BY time(20s) LIMIT 2 OFFSET 2",
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS} ORDER BY time DESC LIMIT 2",
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS}",
+    f"SELECT top(pwr_w, device, 1) FROM samples WHERE {ACROSS} GROUP BY time(20s) LIMIT 3",
+    f"SELECT bottom(lat, device, 2) FROM samples WHERE {RANGE} LIMIT 2",
     # fill(previous) beside a selector: every column carries its value into the rows that lack one
     f"SELECT first(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous)",
     f"SELECT max(hr_bpm), spd_kph * 2, lat FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous)",

@@ -1207,9 +1207,9 @@ async def _engine_results(
 
 
 class _PointCap:
-    """InfluxDB reads top()'s and bottom()'s points through a limit: with LIMIT or OFFSET, only a series
-    group's first LIMIT + OFFSET + 1 points (in the answer's order) reach the selector; LIMIT and OFFSET
-    then page the rows it answers too."""
+    """InfluxDB reads top()'s and bottom()'s points (without tag arguments) through a limit: with LIMIT or
+    OFFSET, only a series group's first LIMIT + OFFSET + 1 points (in the answer's order) reach the
+    selector; LIMIT and OFFSET then page the rows it answers too."""
 
     def __init__(self, points: int) -> None:
         self.left = points
@@ -1530,7 +1530,10 @@ async def _multi_row(
     header_columns = ["time", *column_names([statement.fields[0], *(FieldExpr(VarRef(key)) for key in tag_keys)])]
     if interval is not None and end == MAX_TIME:
         end = ctx.now_ns + 1
-    limited = call.name in ("top", "bottom") and source.stored and ((statement.limit or 0) > 0 or statement.offset > 0)
+    limited = (
+        call.name in ("top", "bottom") and len(call.args) == 2 and source.stored
+        and ((statement.limit or 0) > 0 or statement.offset > 0)
+    )  # fmt: skip
     for group in source.groups:
         cap = _PointCap((statement.limit or 0) + statement.offset + 1) if limited else None
         found = (await _engine_results(
