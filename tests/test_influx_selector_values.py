@@ -98,6 +98,8 @@ QUERIES = [
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS} ORDER BY time DESC LIMIT 2",
     f"SELECT top(pwr_w, 2) FROM samples WHERE {ACROSS}",
     f"SELECT top(pwr_w, device, 1) FROM samples WHERE {ACROSS} GROUP BY time(20s) LIMIT 3",
+    f"SELECT top(lat, 3), hr_bpm FROM samples WHERE {RANGE} LIMIT 3",
+    f"SELECT bottom(pwr_w, 1), device FROM samples WHERE {ACROSS} GROUP BY time(20s) LIMIT 2 OFFSET 1",
     f"SELECT bottom(lat, device, 2) FROM samples WHERE {RANGE} LIMIT 2",
     # fill(previous) beside a selector: every column carries its value into the rows that lack one
     f"SELECT first(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous)",

@@ -1739,12 +1739,22 @@ async def _selector_with_fields(
         ranked = sorted(source.series, key=lambda sid: series_key(source.series[sid]))
         shard_ns = shard_group_duration(await ctx.retention_ns(database))
         whole = _WholeRange({sid: n for n, sid in enumerate(ranked)}, shard_ns, bool(tag_keys))
+    limited = call.name in ("top", "bottom") and source.stored and ((statement.limit or 0) > 0 or statement.offset > 0)
     for group in source.groups:
         picker = _PointPicker(call, len(fields), interval, statement.order_desc, ctx.deadline, whole)
-        async for rows in _rows_of(
+        cap = _PointCap((statement.limit or 0) + statement.offset + 1) if limited else None
+        stream = _rows_of(
             ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc, whole is not None
-        ):  # fmt: skip
-            await ctx.offload(picker.feed, rows)
+        )  # fmt: skip
+        try:
+            async for rows in stream:
+                if cap is not None:  # the points of the selected field count, as InfluxDB reads that field
+                    rows = cap.admit([row for row in rows if row[1] is not None and row[1] == row[1]])
+                    if not rows:
+                        break
+                await ctx.offload(picker.feed, rows)
+        finally:
+            await stream.aclose()
         picked = await ctx.offload(picker.finish)
         if not picked:
             continue
