@@ -482,14 +482,17 @@ async def _bucket_data(
         interval_ns=None if interval is None else interval[0],
         offset_ns=0 if interval is None else interval[1],
         point_times=point_times,
-        series_order=_in_series_key_order(series) if whole_range_first_last and series else (),
+        series_order=_in_series_key_order(series, where) if whole_range_first_last and series else (),
         shard_ns=shard_group_duration(await ctx.retention_ns(database)) if whole_range_first_last else 7 * DAY_NS,
         deadline=ctx.deadline,
     )
 
 
-def _in_series_key_order(series: storage.SeriesTags) -> list[int]:
-    return sorted(series, key=lambda sid: series_key(series[sid]))
+def _in_series_key_order(series: storage.SeriesTags, where: QueryFilter) -> list[int]:
+    """The ids of the series `where` may keep, in InfluxDB's series key order."""
+    kept = where.only_series
+    ids = series if kept is None or kept == "all" else [sid for sid in kept if sid in series]
+    return sorted(ids, key=lambda sid: series_key(series[sid]))
 
 
 def bucket_index(time_ns: Any, interval: tuple[int, int]) -> Any:
