@@ -112,6 +112,9 @@ QUERIES = [
     f"SELECT integral(lat, 1m) FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(20s, 5s) ORDER BY time DESC",
     f"SELECT integral(pwr_w, 1m) FROM samples WHERE {ACROSS} GROUP BY time(30s) fill(-1)",
     f"SELECT integral(pwr_w) FROM samples WHERE {ACROSS}",
+    # a subquery's series at one time, latest first: still in tag order
+    f"SELECT v FROM (SELECT max(hr_bpm) AS v FROM samples WHERE {RANGE} AND device != 'd' GROUP BY time(30s), device) ORDER BY time DESC",
+    f"SELECT v, device FROM (SELECT last(lat) AS v FROM samples WHERE {RANGE} AND device != 'd' GROUP BY time(30s), device) ORDER BY time DESC LIMIT 4",
     # over a subquery's points InfluxDB's reducers decide: at equal times the larger value
     f"SELECT first(v), last(v) FROM (SELECT lat AS v FROM samples WHERE {RANGE})",
     # count() of an empty bucket: 0 with fill(null) in the answer, but no point inside a subquery

@@ -983,8 +983,8 @@ def _held_rows(points: Points, fields: list[str], tag_keys: list[str], descendin
         if name in points.columns:
             has_value |= ~np.isnan(points.columns[name])
     chosen = np.flatnonzero(has_value)
-    if descending:
-        chosen = chosen[::-1]
+    if descending:  # latest first; at one time the series stay in tag order, as InfluxDB merges them
+        chosen = chosen[np.argsort(-points.times[chosen], kind="stable")]
     missing = np.full(len(chosen), np.nan)
     columns: list[list[Any]] = [points.times[chosen].tolist()]
     columns += [points.columns[name][chosen].tolist() if name in points.columns else missing.tolist() for name in fields]
