@@ -51,7 +51,7 @@ from tracker.influx.influxql import (
     time_range,
 )
 from tracker.influx.workers import QueryWorkers, check_deadline, past
-from tracker.retention import DAY_NS, format_duration, shard_group_duration
+from tracker.retention import format_duration, shard_group_duration
 from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
 
@@ -483,7 +483,7 @@ async def _bucket_data(
         offset_ns=0 if interval is None else interval[1],
         point_times=point_times,
         series_order=_in_series_key_order(series, where) if whole_range_first_last and series else (),
-        shard_ns=shard_group_duration(await ctx.retention_ns(database)) if whole_range_first_last else 7 * DAY_NS,
+        shard_ns=shard_group_duration(await ctx.retention_ns(database) if whole_range_first_last else 0),
         deadline=ctx.deadline,
     )
 

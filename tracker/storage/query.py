@@ -250,15 +250,12 @@ _SQL_AGGREGATES = {
 }
 # Selectors: (value, time) of one point per bucket, with InfluxDB's ties. Per GROUP BY time bucket its
 # reducers (FloatFirstReduce ... FloatMaxReduce) decide: first/last the bucket's first/last time, and
-# there the larger value (min/max of buckets need no time: _SQL_AGGREGATES). Without GROUP BY time, min/max
-# as this ORDER BY (the value, then the earliest time); first/last see _first_or_last.
-_SELECTORS = {
-    "first": "",
-    "last": "",
-    "min": "{0} ASC, samples.time ASC",
-    "max": "{0} DESC, samples.time ASC",
-}
+# there the larger value (min/max of buckets need no time: _SQL_AGGREGATES). Without GROUP BY time,
+# min/max as this ORDER BY (the value, then the earliest time); first/last see _first_or_last.
+_SELECTORS = frozenset({"first", "last", "min", "max"})
 _SELECTOR_TIMES = {"first": "min", "last": "max"}
+_MIN_MAX_ORDER = {"min": "{0} ASC, samples.time ASC", "max": "{0} DESC, samples.time ASC"}
+INFINITE_SHARD_NS = 7 * 86_400 * 10**9  # InfluxDB's shard group duration for a retention of forever
 
 
 # GROUP BY time over a few buckets: GROUP BY on a computed bucket number makes SQLite sort every row
@@ -335,7 +332,7 @@ async def query_aggregates(
     offset_ns: int = 0,
     point_times: bool = False,
     series_order: Sequence[int] = (),
-    shard_ns: int = 7 * 86_400 * 10**9,
+    shard_ns: int = INFINITE_SHARD_NS,
     deadline: float | None = None,
 ) -> dict[int, list[Any]]:
     """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
@@ -399,10 +396,10 @@ async def query_aggregates(
                 if picked is not None:
                     slot(0)[i] = picked
                 continue
-            if fn in _SELECTORS and interval_ns is None:
+            if fn in _MIN_MAX_ORDER and interval_ns is None:
                 sql = (
                     f"SELECT 0, {column}, samples.time FROM samples WHERE {base_where} AND {column} IS NOT NULL "
-                    f"ORDER BY {_SELECTORS[fn].format(column)} LIMIT 1"
+                    f"ORDER BY {_MIN_MAX_ORDER[fn].format(column)} LIMIT 1"
                 )
             elif fn in _SELECTOR_TIMES:  # min/max of buckets need no time: they are _SQL_AGGREGATES
                 sql = (
