@@ -1741,7 +1741,7 @@ async def _selector_with_fields(
         whole = _WholeRange({sid: n for n, sid in enumerate(ranked)}, shard_ns, bool(tag_keys))
     limited = call.name in ("top", "bottom") and source.stored and ((statement.limit or 0) > 0 or statement.offset > 0)
     for group in source.groups:
-        picker = _PointPicker(call, len(fields), interval, statement.order_desc, ctx.deadline, whole)
+        picker = _PointPicker(call, len(fields), interval, ctx.deadline, whole)
         cap = _PointCap((statement.limit or 0) + statement.offset + 1) if limited else None
         stream = _rows_of(
             ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc, whole is not None
@@ -1775,11 +1775,10 @@ class _PointPicker:
     """Per bucket, the rows of the points a selector picks; holds one bucket's rows at a time."""
 
     def __init__(
-        self, call: Call, fields: int, interval: tuple[int, int] | None, descending: bool, deadline: float | None,
+        self, call: Call, fields: int, interval: tuple[int, int] | None, deadline: float | None,
         whole: _WholeRange | None = None,
     ) -> None:
         self.call, self.fields, self.interval, self.deadline = call, fields, interval, deadline
-        self.descending = descending
         self.whole = whole  # first()/last() without GROUP BY time: rows end in their series id
         self.current: int | None = None
         self.rows: list[Sequence[Any]] = []
@@ -1917,7 +1916,9 @@ def _picked_rows(
         # InfluxDB carries every column: an empty bucket, and a field the picked point's row lacks, take the
         # column's value in the row before (in the answer's order).
         carried: list[Any] = [None] * len(statement.fields)
-        for row in out:
+        for n, row in enumerate(out):
+            if n % 1024 == 0:
+                check_deadline(deadline)
             for column, value in enumerate(row[1:]):
                 if value is None:
                     row[column + 1] = carried[column]
