@@ -1188,22 +1188,26 @@ async def _engine_results(
     interval: tuple[int, int] | None, tag_keys: list[str], descending: bool, cap: _PointCap | None = None,
 ) -> dict[Call, dict[int, Any]]:
     """Per call of this module, {bucket index: its answer}, from the series' points in the answer's order;
-    with `cap` only the points it lets through."""
-    if not calls:
-        return {}
-    fields = sorted({_field_of(call) for call in calls})
-    reducers = _Reducers(calls, fields, tag_keys, interval, descending)
-    stream = _rows_of(ctx, database, source, group, fields, tag_keys, start, end, descending)
-    try:
-        async for rows in stream:
-            if cap is not None:
-                rows = cap.admit(rows)
-                if not rows:
-                    break  # the rest is past what InfluxDB reads
-            await ctx.offload(reducers.feed, rows, ctx.deadline)
-    finally:
-        await stream.aclose()
-    return await ctx.offload(reducers.finish)
+    with `cap` only the points it lets through. Each field is read on its own, as InfluxDB builds an
+    iterator per call: where series share a time, their points come in that field's merge order."""
+    by_field: dict[str, list[Call]] = {}
+    for call in calls:
+        by_field.setdefault(_field_of(call), []).append(call)
+    out: dict[Call, dict[int, Any]] = {}
+    for field, field_calls in sorted(by_field.items()):
+        reducers = _Reducers(field_calls, [field], tag_keys, interval, descending)
+        stream = _rows_of(ctx, database, source, group, [field], tag_keys, start, end, descending)
+        try:
+            async for rows in stream:
+                if cap is not None:
+                    rows = cap.admit(rows)
+                    if not rows:
+                        break  # the rest is past what InfluxDB reads
+                await ctx.offload(reducers.feed, rows, ctx.deadline)
+        finally:
+            await stream.aclose()
+        out.update(await ctx.offload(reducers.finish))
+    return out
 
 
 class _PointCap:
