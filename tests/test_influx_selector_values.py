@@ -4,12 +4,12 @@ The same points go to both (three series with equal times and equal values, and 
 shard group boundary); every query must answer the same JSON. Expected answers are influxd's own.
 - Per GROUP BY time bucket, first()/last(): the earliest/latest time, and there the larger value;
   min()/max(): the value, and there the earliest time (InfluxDB's FloatFirstReduce ... FloatMaxReduce).
-- Without GROUP BY time, first()/last() are the first point InfluxDB's storage reads in time order: at
-  the first time the series first in series key order, at the last time the one last in it.
+- Without GROUP BY time, first()/last() come from the first two points InfluxDB's storage reads at that
+  edge (its heap of the series in the shard group holding it), the larger value at equal times.
 - Beside other fields (their values come from the picked point's row) and inside a subquery.
-- top()/bottom() with LIMIT or OFFSET read only the first LIMIT + OFFSET + 1 points (shard groups do
-  not matter: the series crosses one), then LIMIT/OFFSET page the rows they answer; with tag
-  arguments they read every point.
+- top()/bottom() with LIMIT or OFFSET read only the first LIMIT + OFFSET + 1 points of each shard group
+  (the series crosses a boundary), then LIMIT/OFFSET page the rows they answer; with tag arguments
+  they read every point.
 - count() fills an empty bucket with 0 under fill(null), but inside a subquery that bucket has no point.
 """
 
@@ -28,7 +28,7 @@ from tests.influxd import InfluxdProcess, basic_header
 from tests.test_influxql_functions import same
 
 USER, PASSWORD = "selectors", "selectors-pw-1"
-BOUNDARY = 1_699_488_000  # a multiple of 7 days: where InfluxDB's shard groups of an infinite retention meet
+BOUNDARY = 1_699_228_800  # Monday 2023-11-06: where InfluxDB's week-long shard groups (retention forever) meet
 T = BOUNDARY - 100
 
 
@@ -53,7 +53,11 @@ def _lines() -> list[str]:
         f"samples,device=d lat=11,hr_bpm=50 {T + 1}",
         f"samples,device=d lat=12 {T + 45}",
     ]
-    # One series across a shard group boundary, for top()/bottom() with LIMIT.
+    # Across the shard group boundary: the first (last) shard's own series decide first() (last()).
+    lines += [f"samples,device={d} temp_c={v} {BOUNDARY - 50}" for d, v in (("a", 1), ("b", 5), ("c", 3))]
+    lines += [f"samples,device={d} temp_c={v} {BOUNDARY + 40}" for d, v in (("a", 2), ("b", 6), ("c", 4))]
+    lines += [f"samples,device=d temp_c=7 {BOUNDARY + 20}", f"samples,device=d temp_c=8 {BOUNDARY - 40}"]
+    # One series across the shard group boundary, for top()/bottom() with LIMIT.
     for n, offset in enumerate(range(-60, 70, 10)):
         lines.append(f"samples,device=z pwr_w={(n * 37) % 11 + n / 10} {BOUNDARY + offset}")
     return lines
@@ -61,7 +65,11 @@ def _lines() -> list[str]:
 
 RANGE = f"time >= {T}s AND time < {T + 60}s"
 ACROSS = f"device = 'z' AND time >= {BOUNDARY - 60}s AND time < {BOUNDARY + 70}s"
+SHARDS = f"time >= {BOUNDARY - 60}s AND time < {BOUNDARY + 60}s"
 QUERIES = [
+    f"SELECT first(temp_c), last(temp_c) FROM samples WHERE {SHARDS}",
+    f"SELECT first(temp_c), lat FROM samples WHERE {SHARDS}",
+    f"SELECT last(temp_c), lat FROM samples WHERE {SHARDS}",
     f"SELECT first(lat), last(lat) FROM samples WHERE {RANGE}",
     f"SELECT first(lat) FROM samples WHERE {RANGE}",
     f"SELECT last(lat) FROM samples WHERE {RANGE}",

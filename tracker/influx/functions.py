@@ -1201,8 +1201,6 @@ async def _engine_results(
             async for rows in stream:
                 if cap is not None:
                     rows = cap.admit(rows)
-                    if not rows:
-                        break  # the rest is past what InfluxDB reads
                 await ctx.offload(reducers.feed, rows, ctx.deadline)
         finally:
             await stream.aclose()
@@ -1211,16 +1209,24 @@ async def _engine_results(
 
 
 class _PointCap:
-    """InfluxDB reads top()'s and bottom()'s points (without tag arguments) through a limit: with LIMIT or
-    OFFSET, only a series group's first LIMIT + OFFSET + 1 points (in the answer's order) reach the
-    selector; LIMIT and OFFSET then page the rows it answers too."""
+    """InfluxDB reads top()'s and bottom()'s points (without tag arguments) through its storage's limit:
+    with LIMIT or OFFSET, only a series group's first LIMIT + OFFSET + 1 points (in the answer's order)
+    of each shard group reach the selector; LIMIT and OFFSET then page the rows it answers too."""
 
-    def __init__(self, points: int) -> None:
-        self.left = points
+    def __init__(self, points: int, shard_ns: int) -> None:
+        self.points, self.shard_ns = points, shard_ns
+        self.shard: int | None = None
+        self.taken = 0
 
     def admit(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
-        kept = rows[: max(0, self.left)]
-        self.left -= len(kept)
+        kept: list[Sequence[Any]] = []
+        for row in rows:
+            shard = storage.shard_start(row[0], self.shard_ns)
+            if shard != self.shard:
+                self.shard, self.taken = shard, 0
+            if self.taken < self.points:
+                self.taken += 1
+                kept.append(row)
         return kept
 
 
@@ -1538,8 +1544,9 @@ async def _multi_row(
         call.name in ("top", "bottom") and len(call.args) == 2 and source.stored
         and ((statement.limit or 0) > 0 or statement.offset > 0)
     )  # fmt: skip
+    shard_ns = shard_group_duration(await ctx.retention_ns(database)) if limited else 0
     for group in source.groups:
-        cap = _PointCap((statement.limit or 0) + statement.offset + 1) if limited else None
+        cap = _PointCap((statement.limit or 0) + statement.offset + 1, shard_ns) if limited else None
         found = (await _engine_results(
             ctx, database, start, end, [call], source, group, interval, tag_keys, statement.order_desc, cap
         ))[call]  # fmt: skip
@@ -1744,9 +1751,10 @@ async def _selector_with_fields(
         shard_ns = shard_group_duration(await ctx.retention_ns(database))
         whole = _WholeRange({sid: n for n, sid in enumerate(ranked)}, shard_ns, bool(tag_keys))
     limited = call.name in ("top", "bottom") and source.stored and ((statement.limit or 0) > 0 or statement.offset > 0)
+    cap_shard_ns = shard_group_duration(await ctx.retention_ns(database)) if limited else 0
     for group in source.groups:
         picker = _PointPicker(call, len(fields), interval, ctx.deadline, whole)
-        cap = _PointCap((statement.limit or 0) + statement.offset + 1) if limited else None
+        cap = _PointCap((statement.limit or 0) + statement.offset + 1, cap_shard_ns) if limited else None
         stream = _rows_of(
             ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc, whole is not None
         )  # fmt: skip
@@ -1754,8 +1762,6 @@ async def _selector_with_fields(
             async for rows in stream:
                 if cap is not None:  # the points of the selected field count, as InfluxDB reads that field
                     rows = cap.admit([row for row in rows if row[1] is not None and row[1] == row[1]])
-                    if not rows:
-                        break
                 await ctx.offload(picker.feed, rows)
         finally:
             await stream.aclose()
@@ -1863,7 +1869,7 @@ class _WholeRange:
 
     def pick(self, last: bool, values: np.ndarray, times: np.ndarray, series: np.ndarray) -> int:
         edge = int(times.max() if last else times.min())
-        shard_lo = edge // self.shard_ns * self.shard_ns
+        shard_lo = storage.shard_start(edge, self.shard_ns)
         in_shard = (times >= shard_lo) & (times < shard_lo + self.shard_ns)
         ends: dict[int, int] = {}
         for sid, time in zip(series[in_shard].tolist(), times[in_shard].tolist()):

@@ -66,6 +66,7 @@ from tracker.storage.query import (
     query_series,
     series_in,
     series_sql,
+    shard_start,
     tag_sql,
 )
 from tracker.storage.samples import (
@@ -96,5 +97,5 @@ __all__ = [
     "BlockCache", "Columns", "query_columns",
     "arithmetic_sql", "backup_file", "check_file", "column_source", "combine_filters", "compare_sql", "device_last_seen",
     "field_sql", "go_heap_pops", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
-    "query_raw", "query_series", "series_in", "series_sql", "tag_sql", "window_samples",
+    "query_raw", "query_series", "series_in", "series_sql", "shard_start", "tag_sql", "window_samples",
 ]

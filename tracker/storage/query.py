@@ -256,6 +256,14 @@ _SELECTORS = frozenset({"first", "last", "min", "max"})
 _SELECTOR_TIMES = {"first": "min", "last": "max"}
 _MIN_MAX_ORDER = {"min": "{0} ASC, samples.time ASC", "max": "{0} DESC, samples.time ASC"}
 INFINITE_SHARD_NS = 7 * 86_400 * 10**9  # InfluxDB's shard group duration for a retention of forever
+_GO_ZERO_TIME_NS = 719_162 * 86_400 * 10**9  # 0001-01-01 to 1970-01-01
+
+
+def shard_start(time_ns: int, shard_ns: int) -> int:
+    """Where the InfluxDB shard group holding `time_ns` starts: Go's Time.Truncate counts whole shard
+    durations from year 1 (a week's shards start on Mondays)."""
+    shift = _GO_ZERO_TIME_NS % shard_ns
+    return (time_ns + shift) // shard_ns * shard_ns - shift
 
 
 # GROUP BY time over a few buckets: GROUP BY on a computed bucket number makes SQLite sort every row
@@ -441,7 +449,7 @@ async def _first_or_last(
     if found is None:
         return None
     edge = int(found[0])
-    shard_lo = edge // shard_ns * shard_ns
+    shard_lo = shard_start(edge, shard_ns)
     sql = (
         f"SELECT samples.series, {'max' if last else 'min'}(samples.time) FROM samples WHERE {base_where} "
         f"AND {column} IS NOT NULL AND samples.time >= ? AND samples.time < ? GROUP BY samples.series"
