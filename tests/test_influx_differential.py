@@ -55,7 +55,16 @@ AGREEMENT_REQUIRED = 99.0
 
 # Deliberate differences only, each documented in the README; a request that differs and is not covered here
 # fails the test.
-KNOWN_DIFFERENCES: list[KnownDifference] = []
+KNOWN_DIFFERENCES: list[KnownDifference] = [
+    KnownDifference(
+        "transformations of sums over several series",
+        r"(derivative|difference)\((mean|sum)\(",
+        "InfluxDB sums each series apart, then adds those sums in an order its host's core count decides "
+        "(GOMAXPROCS groups the series of its parallel merge), so the last bit of a mean over several series "
+        "varies between machines; Tracker sums the points in time order. Means agree to 1e-15, differences of "
+        "nearly equal means (derivative(mean(lat))) from the 8th digit.",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +106,13 @@ def test_answers_match_influxdb(loaded: tuple[InfluxdProcess, TrackerProcess]) -
     report_path = os.environ.get("COMPAT_REPORT")
     if report_path:
         Path(report_path).write_text(report + "\n")
+    mismatches_path = os.environ.get("COMPAT_MISMATCHES")
+    if mismatches_path:  # every differing request in full, one JSON object a line
+        with open(mismatches_path, "w") as out:
+            for m in result.mismatches:
+                out.write(json.dumps({"request": m.case.describe(), "features": sorted(m.case.features),
+                                      "influxdb": [m.reference.status, m.reference.body],
+                                      "tracker": [m.candidate.status, m.candidate.body]}) + "\n")
     assert "Traceback" not in tracker.log(), f"Tracker logged an unhandled error:\n{tracker.log_tail()}"
     summary = result.report(examples_per_construct=1)  # the failure message: one example per construct
     assert result.agreement >= AGREEMENT_REQUIRED, summary

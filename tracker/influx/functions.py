@@ -30,6 +30,7 @@ Everything CPU-bound runs on query threads (ctx.offload) and looks at the query'
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable, Sequence
@@ -81,6 +82,7 @@ from tracker.influx.select import (
     _series_order,
     _series_page,
     column_names,
+    series_key,
 )
 from tracker.influx import select as select_module
 from tracker.influx import timebuckets
@@ -942,14 +944,16 @@ async def _run(statement: SelectStatement, database: str, ctx: Context, start: i
 
 async def _rows_of(
     ctx: Context, database: str, source: _Source, group: _Group, fields: list[str], tag_keys: list[str],
-    start: int, end: int, descending: bool,
+    start: int, end: int, descending: bool, with_series: bool = False,
 ) -> AsyncIterator[list[Sequence[Any]]]:
     """A series' points in the answer's order, in batches: (time ns, value per field, value per tag),
-    only points with a value in one of `fields`."""
+    only points with a value in one of `fields`; `with_series` adds the stored series id last."""
     if group.points is None:
         columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, source.series) for key in tag_keys]
         only = None if group.where is None else group.where.only_series
         several = len(source.series) > 1 and (only is None or only == "all" or len(only) > 1)
+        if with_series:
+            columns.append(storage.series_sql())
         stream = storage.query_raw(
             ctx.store, database, start_ns=start, end_ns=end, columns=columns, where=group.where or storage.KEEP_ALL,
             epoch="ns", descending=descending, batch=ctx.batch, deadline=ctx.deadline, with_series=several,
@@ -1000,8 +1004,8 @@ def _held_rows(points: Points, fields: list[str], tag_keys: list[str], descendin
         if name in points.columns:
             has_value |= ~np.isnan(points.columns[name])
     chosen = np.flatnonzero(has_value)
-    if descending:
-        chosen = chosen[::-1]
+    if descending:  # latest first; at one time the series stay in tag order, as InfluxDB merges them
+        chosen = chosen[np.argsort(-points.times[chosen], kind="stable")]
     missing = np.full(len(chosen), np.nan)
     columns: list[list[Any]] = [points.times[chosen].tolist()]
     columns += [points.columns[name][chosen].tolist() if name in points.columns else missing.tolist() for name in fields]
@@ -1196,16 +1200,51 @@ def _looks_back(expr: Expr) -> bool:
 
 async def _engine_results(
     ctx: Context, database: str, start: int, end: int, calls: list[Call], source: _Source, group: _Group,
-    buckets: timebuckets.Buckets | None, tag_keys: list[str], descending: bool,
+    buckets: timebuckets.Buckets | None, tag_keys: list[str], descending: bool, cap: _PointCap | None = None,
 ) -> dict[Call, dict[int, Any]]:
-    """Per call of this module, {bucket start time: its answer}, from the series' points in the answer's order."""
+    """Per call of this module, {bucket start time: its answer}, from the series' points in the answer's order;
+    with `cap` only the points it lets through. Each field is read on its own, as InfluxDB builds an
+    iterator per call: where series share a time, their points come in that field's merge order."""
     if not calls:
         return {}
-    fields = sorted({_field_of(call) for call in calls})
-    reducers = _Reducers(calls, fields, tag_keys, buckets, descending)
-    async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, descending):
-        await ctx.offload(reducers.feed, rows, ctx.deadline)
-    return await ctx.offload(reducers.finish)
+    by_field: dict[str, list[Call]] = {}
+    for call in calls:
+        by_field.setdefault(_field_of(call), []).append(call)
+    out: dict[Call, dict[int, Any]] = {}
+    for field, field_calls in sorted(by_field.items()):
+        reducers = _Reducers(field_calls, [field], tag_keys, buckets, descending)
+        stream = _rows_of(ctx, database, source, group, [field], tag_keys, start, end, descending)
+        try:
+            async for rows in stream:
+                if cap is not None:
+                    rows = cap.admit(rows)
+                await ctx.offload(reducers.feed, rows, ctx.deadline)
+        finally:
+            await stream.aclose()
+        out.update(await ctx.offload(reducers.finish))
+    return out
+
+
+class _PointCap:
+    """InfluxDB reads top()'s and bottom()'s points (without tag arguments) through its storage's limit:
+    with LIMIT or OFFSET, only a series group's first LIMIT + OFFSET + 1 points (in the answer's order)
+    of each shard group reach the selector; LIMIT and OFFSET then page the rows it answers too."""
+
+    def __init__(self, points: int, shard_ns: int) -> None:
+        self.points, self.shard_ns = points, shard_ns
+        self.shard: int | None = None
+        self.taken = 0
+
+    def admit(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        kept: list[Sequence[Any]] = []
+        for row in rows:
+            shard = storage.shard_start(row[0], self.shard_ns)
+            if shard != self.shard:
+                self.shard, self.taken = shard, 0
+            if self.taken < self.points:
+                self.taken += 1
+                kept.append(row)
+        return kept
 
 
 Leaf = tuple[Call, int]  # a reducer call and how many intervals its field reads beyond the range
@@ -1295,7 +1334,8 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             if keys and group.where is not None:
                 runs = None if buckets is None else buckets.runs_within(lo, hi)
                 data = await _bucket_data(
-                    ctx, database, lo, hi, keys, group.where, runs, point_time, reads.setdefault(back, [])
+                    ctx, database, lo, hi, keys, group.where, runs, point_time, reads.setdefault(back, []),
+                    source.series,
                 )  # fmt: skip
                 by_call = await ctx.offload(_standard_values, standard, keys, data, ctx.deadline)
                 for call in standard:
@@ -1326,7 +1366,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             _check_buckets(made, ctx.max_buckets)
         rows = await ctx.offload(
             _aggregate_rows, statement, found, backs, keys_found, starts, first, last, fill, point_time, start,
-            ctx.epoch, ctx.deadline,
+            ctx.epoch, ctx.deadline, ctx.count_fill_zero,
         )  # fmt: skip
         header = SeriesHeader(MEASUREMENT, header_columns, group.tags)
         for i in range(0, len(rows), ctx.batch):
@@ -1355,7 +1395,7 @@ def _standard_values(
 def _aggregate_rows(
     statement: SelectStatement, found: dict[Leaf, dict[int, Any]], backs: list[int], keys: set[int],
     starts: np.ndarray, first: int, last: int, fill: str | float, point_time: bool, start: int, epoch: str | None,
-    deadline: float | None,
+    deadline: float | None, count_fill_zero: bool = True,
 ) -> list[list[Any]]:
     """The rows of one series: `starts` are the bucket start times of the range read, `first` and
     `last` the positions there of the statement's own first and last buckets; `keys` the starts of the
@@ -1411,9 +1451,9 @@ def _aggregate_rows(
         if unfilled:
             leaf_values[(call, back)] = values
         elif descending:  # previous and linear look back in the answer's order
-            leaf_values[(call, back)] = _filled(values[::-1], times[::-1], call, fill, missing[::-1])[::-1]
+            leaf_values[(call, back)] = _filled(values[::-1], times[::-1], call, fill, missing[::-1], count_fill_zero)[::-1]
         else:
-            leaf_values[(call, back)] = _filled(values, times, call, fill, missing)
+            leaf_values[(call, back)] = _filled(values, times, call, fill, missing, count_fill_zero)
         leaf_exists[(call, back)] = (present if unfilled else own) & own
     if descending:
         axis, times = axis[::-1], times[::-1]
@@ -1535,14 +1575,17 @@ def _is_integer(expr: Expr) -> bool:
     return False
 
 
-def _filled(values: np.ndarray, times: np.ndarray, call: Call, fill: str | float, missing: np.ndarray) -> np.ndarray:
+def _filled(
+    values: np.ndarray, times: np.ndarray, call: Call, fill: str | float, missing: np.ndarray, count_zero: bool = True
+) -> np.ndarray:
     """fill() on one reducer's per-bucket values where it has no point (`missing`, within its range),
-    as InfluxDB fills an aggregate's missing buckets; previous and linear start from values only."""
+    as InfluxDB fills an aggregate's missing buckets; previous and linear start from values only.
+    `count_zero`: fill(null) gives count() 0 (not inside a subquery)."""
     if not missing.any():
         return values
     out = values.copy()
     if fill == "null":
-        if call.name == "count":
+        if call.name == "count" and count_zero:
             out[missing] = 0.0  # InfluxDB 1.x: count() is 0 for an interval with no points
         return out
     known = np.flatnonzero(~np.isnan(values))
@@ -1582,9 +1625,15 @@ async def _multi_row(
     buckets = await _group_buckets(statement, database, ctx, start, end, source)
     if interval is not None and buckets is None:
         return  # no points at all
+    limited = (
+        call.name in ("top", "bottom") and len(call.args) == 2 and source.stored
+        and ((statement.limit or 0) > 0 or statement.offset > 0)
+    )  # fmt: skip
+    shard_ns = shard_group_duration(await ctx.retention_ns(database)) if limited else 0
     for group in source.groups:
+        cap = _PointCap((statement.limit or 0) + statement.offset + 1, shard_ns) if limited else None
         found = (await _engine_results(
-            ctx, database, start, end, [call], source, group, buckets, tag_keys, statement.order_desc
+            ctx, database, start, end, [call], source, group, buckets, tag_keys, statement.order_desc, cap
         ))[call]  # fmt: skip
         if not found:
             continue
@@ -1669,7 +1718,7 @@ InnerSeries = tuple[dict[str, str], list[str], list[Sequence[Any]]]  # tags, col
 async def _inner_answer(inner: SelectStatement, ctx: Context) -> list[InnerSeries]:
     from tracker.influx.select import execute
 
-    inner_ctx = replace(ctx, epoch="ns")
+    inner_ctx = replace(ctx, epoch="ns", count_fill_zero=False)
     series: dict[tuple[tuple[str, str], ...], InnerSeries] = {}
     async for header, rows in execute(inner, inner_ctx):
         tags = dict(header.tags or {})
@@ -1797,10 +1846,26 @@ async def _selector_with_fields(
     buckets = await _group_buckets(statement, database, ctx, start, end, source)
     if interval is not None and buckets is None:
         return  # no points at all
+    whole: _WholeRange | None = None
+    if interval is None and call.name in ("first", "last") and source.stored:
+        ranked = sorted(source.series, key=lambda sid: series_key(source.series[sid]))
+        shard_ns = shard_group_duration(await ctx.retention_ns(database))
+        whole = _WholeRange({sid: n for n, sid in enumerate(ranked)}, shard_ns, bool(tag_keys))
+    limited = call.name in ("top", "bottom") and source.stored and ((statement.limit or 0) > 0 or statement.offset > 0)
+    cap_shard_ns = shard_group_duration(await ctx.retention_ns(database)) if limited else 0
     for group in source.groups:
-        picker = _PointPicker(call, len(fields), buckets, ctx.deadline)
-        async for rows in _rows_of(ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc):
-            await ctx.offload(picker.feed, rows)
+        picker = _PointPicker(call, len(fields), buckets, ctx.deadline, whole)
+        cap = _PointCap((statement.limit or 0) + statement.offset + 1, cap_shard_ns) if limited else None
+        stream = _rows_of(
+            ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc, whole is not None
+        )  # fmt: skip
+        try:
+            async for rows in stream:
+                if cap is not None:  # the points of the selected field count, as InfluxDB reads that field
+                    rows = cap.admit([row for row in rows if row[1] is not None and row[1] == row[1]])
+                await ctx.offload(picker.feed, rows)
+        finally:
+            await stream.aclose()
         picked = await ctx.offload(picker.finish)
         if not picked:
             continue
@@ -1821,8 +1886,12 @@ async def _selector_with_fields(
 class _PointPicker:
     """Per bucket, the rows of the points a selector picks; holds one bucket's rows at a time."""
 
-    def __init__(self, call: Call, fields: int, buckets: timebuckets.Buckets | None, deadline: float | None) -> None:
+    def __init__(
+        self, call: Call, fields: int, buckets: timebuckets.Buckets | None, deadline: float | None,
+        whole: _WholeRange | None = None,
+    ) -> None:
         self.call, self.fields, self.buckets, self.deadline = call, fields, buckets, deadline
+        self.whole = whole  # first()/last() without GROUP BY time: rows end in their series id
         self.current: int | None = None
         self.rows: list[Sequence[Any]] = []
         self.picked: dict[int, list[Sequence[Any]]] = {}
@@ -1869,6 +1938,9 @@ class _PointPicker:
             assert isinstance(p, (IntegerLiteral, NumberLiteral))
             rank = int(math.floor(len(values) * float(p.value) / 100.0 + 0.5)) - 1
             chosen = [go_sort_order(values.tolist(), self.deadline)[rank]] if 0 <= rank < len(values) else []
+        elif self.whole is not None:
+            series = np.array([row[-1] for row in self.rows], dtype=np.int64)
+            chosen = [self.whole.pick(name == "last", values, times, series)]
         else:
             chosen = [_selected_index(name, values, times)]
         if chosen:
@@ -1877,8 +1949,8 @@ class _PointPicker:
 
 
 def _selected_index(name: str, values: np.ndarray, times: np.ndarray) -> int:
-    """The point first, last, min or max selects, with InfluxDB's ties: min/max the earliest point;
-    first/last the larger value; then the earlier row."""
+    """The point first, last, min or max selects in a bucket, with InfluxDB's ties: min/max the earliest
+    point; first/last the larger value; then the earlier row."""
     if name in ("min", "max"):
         best = values.min() if name == "min" else values.max()
         candidates = np.flatnonzero(values == best)
@@ -1886,6 +1958,39 @@ def _selected_index(name: str, values: np.ndarray, times: np.ndarray) -> int:
     when = times.min() if name == "first" else times.max()
     candidates = np.flatnonzero(times == when)
     return int(candidates[np.argmax(values[candidates])])
+
+
+@dataclass(frozen=True, slots=True)
+class _WholeRange:
+    """first()/last() beside fields without GROUP BY time, as InfluxDB 1.6 picks the point: of the shard
+    group holding the first (last) point, the first two points its storage reads, the earlier (later),
+    at equal times the larger value (storage.query_aggregates does the same without fields). With a tag
+    beside it, InfluxDB reads the series in series key order (last(): from the last key); without, through
+    a heap (storage.go_heap_pops). Checked against influxd with up to five series."""
+
+    rank: dict[int, int]  # series id -> place in series key order
+    shard_ns: int
+    tag_beside: bool
+
+    def pick(self, last: bool, values: np.ndarray, times: np.ndarray, series: np.ndarray) -> int:
+        edge = int(times.max() if last else times.min())
+        shard_lo = storage.shard_start(edge, self.shard_ns)
+        in_shard = (times >= shard_lo) & (times < shard_lo + self.shard_ns)
+        ends: dict[int, int] = {}
+        for sid, time in zip(series[in_shard].tolist(), times[in_shard].tolist()):
+            ends[sid] = max(ends.get(sid, time), time) if last else min(ends.get(sid, time), time)
+        keyed = sorted(ends, key=lambda sid: (self.rank.get(sid, len(self.rank)), sid), reverse=last)
+        if self.tag_beside:
+            read = [sid for sid in keyed if ends[sid] == edge][:2]
+        else:
+            read = [sid for sid in storage.go_heap_pops(keyed, ends, last, 2) if ends[sid] == edge]
+        at_edge = times == edge
+        rows = [int(np.flatnonzero(at_edge & (series == sid))[0]) for sid in read]
+        best = rows[0]
+        for row in rows[1:]:  # the reducer takes a later point only for a larger value
+            if values[row] > values[best]:
+                best = row
+        return best
 
 
 def _picked_rows(
@@ -1923,7 +2028,44 @@ def _picked_rows(
                     value = fill  # InfluxDB fills the selected row's missing values too
                 cells.append(_json_number(value) if isinstance(value, float) else value)
             out.append([format_time(row[0] if own_time else bucket_time, epoch, zone), *cells])
+    if fill == "linear" and not unfilled:
+        _interpolate_selector(out, chosen, picked, statement, call)
+    if fill == "previous" and interval is not None:
+        # InfluxDB carries every column: an empty bucket, and a field the picked point's row lacks, take the
+        # column's value in the row before (in the answer's order).
+        carried: list[Any] = [None] * len(statement.fields)
+        for n, row in enumerate(out):
+            if n % 1024 == 0:
+                check_deadline(deadline)
+            for column, value in enumerate(row[1:]):
+                if value is None:
+                    row[column + 1] = carried[column]
+                else:
+                    carried[column] = value
     return out
+
+
+def _interpolate_selector(
+    out: list[list[Any]], starts: list[int], picked: dict[int, list[Sequence[Any]]], statement: SelectStatement,
+    call: Call,
+) -> None:
+    """fill(linear) beside fields: an empty bucket's selector value on the line between the buckets around
+    it (InfluxDB's arithmetic: slope per ns times the ns since the earlier one); its other columns stay null.
+    `out` holds one row per bucket of `starts` (their start times)."""
+    columns = [n + 1 for n, item in enumerate(statement.fields) if item.expr is call]
+    if not columns:
+        return
+    column = columns[0]
+    known = sorted((bucket, float(picked[bucket][0][1])) for bucket in starts if bucket in picked)
+    at = [bucket for bucket, _ in known]
+    for index, row in zip(starts, out):
+        if index in picked:
+            continue
+        k = bisect.bisect_left(at, index)
+        if not 0 < k < len(at):
+            continue
+        (a, va), (b, vb) = known[k - 1], known[k]
+        row[column] = _json_number((vb - va) / float(b - a) * float(index - a) + va)
 
 
 def _point_value(expr: Expr, named: dict[str, Any], call: Call, selected: Any) -> Any:

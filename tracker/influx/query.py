@@ -336,25 +336,34 @@ async def _write_result(
     await writer.emit(b'%s{"statement_id":%d' % (b"," if statement_id else b"", statement_id))
     current: select.SeriesHeader | None = None
     error: str | None = None
+    rows_in_series = 0
     try:
         async for header, rows in output:
             if not rows:
                 continue
             if header is not current:
-                await writer.emit((b',"series":[' if current is None else b"]},") + _series_head(header))
-                current = header
+                opening = b',"series":[' if current is None else _series_end(rows_in_series) + b","
+                await writer.emit(opening + _series_head(header))
+                current, rows_in_series = header, 0
             else:
                 await writer.emit(b",")
+            rows_in_series += len(rows)
             # "[…],[…]": without the outer brackets (a view: no copy of a batch's text)
             await writer.emit(memoryview(await _encoded(ctx, rows))[1:-1])
     except select.StatementError as exc:
         error = str(exc)
     if current is not None:
-        await writer.emit(b"]}]")
+        await writer.emit(_series_end(rows_in_series) + b"]")
     if error is not None:
         await writer.emit(b',"error":' + orjson.dumps(error_shown or error))
     await writer.emit(b"}")
     return error
+
+
+def _series_end(rows: int) -> bytes:
+    """The close of a series' values. InfluxDB builds even an unchunked answer from chunks of
+    DEFAULT_CHUNK_SIZE rows and joins a series' chunks, keeping the first one's "partial": true."""
+    return b'],"partial":true}' if rows > DEFAULT_CHUNK_SIZE else b"]}"
 
 
 async def _write_chunked(

@@ -105,6 +105,8 @@ class Context:
     max_points: int = 0  # rows one SELECT may return (InfluxDB's max-select-point); 0: no limit
     max_buckets: int = 0  # GROUP BY time buckets one SELECT may make, all series together; 0: no limit
     columnar: bool = True  # answer what can be from samples as columns (tests turn it off to compare)
+    # fill(null) makes count() of an empty bucket 0, as InfluxDB answers; inside a subquery it stays null
+    count_fill_zero: bool = True
 
     def past_deadline(self) -> bool:
         return past(self.deadline)
@@ -545,7 +547,8 @@ async def _aggregate_select(
         end = ctx.now_ns + 1  # InfluxDB ends GROUP BY time at now() when no upper bound is given
     header_columns = [statement.time_column, *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
-    counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"]
+    counts = [i for i, item in enumerate(statement.fields) if isinstance(item.expr, Call) and item.expr.name == "count"
+              and ctx.count_fill_zero]  # fmt: skip
     unfilled: set[int] = set()
     if interval is not None and not isinstance(fill, str):
         unfilled = await _unfilled_columns(statement, database, ctx, start, end)
@@ -566,7 +569,7 @@ async def _aggregate_select(
 
     for tags, group_where in groups:
         if interval is None:
-            data = await _bucket_data(ctx, database, start, end, keys, group_where, None, point_times, read)
+            data = await _bucket_data(ctx, database, start, end, keys, group_where, None, point_times, read, plan.series)
             if not data:
                 continue
             values, times = _evaluate_bucket(statement.fields, keys, data[0])
@@ -674,14 +677,19 @@ def _paged_per_shard(
 async def _bucket_data(
     ctx: Context, database: str, start: int, end: int, keys: list[tuple[str, str]], where: QueryFilter,
     runs: list[timebuckets.Run] | None, point_times: bool, read: list[storage.Columns | None],
+    series: storage.SeriesTags | None = None,
 ) -> dict[int, list[Any]]:
     """{bucket start time: [value per key]} of the buckets holding data, each run of buckets over its
     own range (no runs: no GROUP BY time, everything in bucket 0): from samples as columns where they
     can answer (GROUP BY time over a bounded range, filtered by series at most), else from SQL. `read`
     keeps the columns of the statement's range once read, for its other groups."""
     if runs is None:
+        # first()/last() of the whole range look at InfluxDB's series key order and shard groups.
+        whole_range_first_last = any(fn in ("first", "last") for fn, _ in keys)
         return await storage.query_aggregates(
             ctx.store, database, start_ns=start, end_ns=end, calls=keys, where=where, point_times=point_times,
+            series_order=_in_series_key_order(series, where) if whole_range_first_last and series else (),
+            shard_ns=shard_group_duration(await ctx.retention_ns(database) if whole_range_first_last else 0),
             deadline=ctx.deadline,
         )  # fmt: skip
     if (
@@ -714,6 +722,13 @@ async def _bucket_data(
 # Aggregates whose answer takes the type of the field: over a field the shards do not hold, InfluxDB
 # has nothing to fill with a number (mean, median, count and stddev are numbers whatever the field).
 _TYPED_BY_FIELD = frozenset({"sum", "min", "max", "spread", "first", "last"})
+
+
+def _in_series_key_order(series: storage.SeriesTags, where: QueryFilter) -> list[int]:
+    """The ids of the series `where` may keep, in InfluxDB's series key order."""
+    kept = where.only_series
+    ids = series if kept is None or kept == "all" else [sid for sid in kept if sid in series]
+    return sorted(ids, key=lambda sid: series_key(series[sid]))
 
 
 async def _unfilled_columns(statement: SelectStatement, database: str, ctx: Context, start: int, end: int) -> set[int]:

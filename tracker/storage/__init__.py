@@ -57,6 +57,7 @@ from tracker.storage.query import (
     combine_filters,
     compare_sql,
     field_sql,
+    go_heap_pops,
     number_sql,
     query_aggregates,
     query_field_keys,
@@ -66,6 +67,8 @@ from tracker.storage.query import (
     query_series_between,
     query_time_span,
     series_in,
+    series_sql,
+    shard_start,
     tag_sql,
     time_ranges,
 )
@@ -96,7 +99,7 @@ __all__ = [
     "UserExists", "UserRecord",
     "BlockCache", "Columns", "query_columns",
     "arithmetic_sql", "backup_file", "check_file", "column_source", "combine_filters", "compare_sql", "device_last_seen",
-    "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
-    "query_raw", "query_series", "query_series_between", "query_time_span", "series_in", "tag_sql", "time_ranges",
-    "window_samples",
+    "field_sql", "go_heap_pops", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
+    "query_raw", "query_series", "query_series_between", "query_time_span", "series_in", "series_sql", "shard_start",
+    "tag_sql", "time_ranges", "window_samples",
 ]

@@ -60,6 +60,11 @@ def tag_sql(key: str, series: SeriesTags) -> QueryColumn:
     return QueryColumn(f"CASE samples.series {whens} END", tuple(v for pair in pairs for v in pair), (), key)
 
 
+def series_sql() -> QueryColumn:
+    """The row's series id (to tell series apart where InfluxDB's order of them matters)."""
+    return QueryColumn("samples.series")
+
+
 def number_sql(value: float) -> QueryColumn:
     return QueryColumn("?", (value,))
 
@@ -302,13 +307,22 @@ _SQL_AGGREGATES = {
     "count": "nullif(count({0}), 0)",
     "spread": "max({0}) - min({0})",
 }
-# Selectors: (value, time) of one point per bucket, via SQLite's bare columns beside min()/max().
-_SELECTORS = {
-    "first": "{0}, min(samples.time)",
-    "last": "{0}, max(samples.time)",
-    "min": "min({0}), samples.time",
-    "max": "max({0}), samples.time",
-}
+# Selectors: (value, time) of one point per bucket, with InfluxDB's ties. Per GROUP BY time bucket its
+# reducers (FloatFirstReduce ... FloatMaxReduce) decide: first/last the bucket's first/last time, and
+# there the larger value (min/max of buckets need no time: _SQL_AGGREGATES). Without GROUP BY time,
+# min/max as this ORDER BY (the value, then the earliest time); first/last see _first_or_last.
+_SELECTORS = frozenset({"first", "last", "min", "max"})
+_SELECTOR_TIMES = {"first": "min", "last": "max"}
+_MIN_MAX_ORDER = {"min": "{0} ASC, samples.time ASC", "max": "{0} DESC, samples.time ASC"}
+INFINITE_SHARD_NS = 7 * 86_400 * 10**9  # InfluxDB's shard group duration for a retention of forever
+_GO_ZERO_TIME_NS = 719_162 * 86_400 * 10**9  # 0001-01-01 to 1970-01-01
+
+
+def shard_start(time_ns: int, shard_ns: int) -> int:
+    """Where the InfluxDB shard group holding `time_ns` starts: Go's Time.Truncate counts whole shard
+    durations from year 1 (a week's shards start on Mondays)."""
+    shift = _GO_ZERO_TIME_NS % shard_ns
+    return (time_ns + shift) // shard_ns * shard_ns - shift
 
 
 # GROUP BY time over a few buckets: GROUP BY on a computed bucket number makes SQLite sort every row
@@ -384,6 +398,8 @@ async def query_aggregates(
     interval_ns: int | None = None,
     offset_ns: int = 0,
     point_times: bool = False,
+    series_order: Sequence[int] = (),
+    shard_ns: int = INFINITE_SHARD_NS,
     deadline: float | None = None,
 ) -> dict[int, list[Any]]:
     """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
@@ -393,6 +409,8 @@ async def query_aggregates(
     count too), stddev as the sample variance (the caller takes the root), -1.0 for one value (InfluxDB
     answers a point without a value there, which fill() leaves alone). With
     `point_times`, selectors (first/last/min/max) give (value, time of that point).
+    `series_order` (the series ids in InfluxDB's series key order) and `shard_ns` (its shard group
+    duration) decide first() and last() without GROUP BY time (_first_or_last).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
@@ -439,10 +457,18 @@ async def query_aggregates(
             if col not in _FIELD_SET or (fn in _SQL_AGGREGATES and not (point_times and fn in _SELECTORS)):
                 continue
             column = f"samples.{col}"
-            if fn in _SELECTORS:
+            params = (*bucket_params, *base_params)
+            if fn in _SELECTOR_TIMES and interval_ns is None:
+                picked = await _first_or_last(
+                    conn, fn == "last", column, base_where, base_params, where, series_order, shard_ns, deadline
+                )  # fmt: skip
+                if picked is not None:
+                    slot(0)[i] = picked
+                continue
+            if fn in _MIN_MAX_ORDER and interval_ns is None:
                 sql = (
-                    f"SELECT {bucket} AS b, {_SELECTORS[fn].format(column)} FROM samples "
-                    f"WHERE {base_where} AND {column} IS NOT NULL GROUP BY b"
+                    f"SELECT 0, {column}, samples.time FROM samples WHERE {base_where} AND {column} IS NOT NULL "
+                    f"ORDER BY {_MIN_MAX_ORDER[fn].format(column)} LIMIT 1"
                 )
             elif fn == "stddev":
                 # Two passes, as InfluxDB's reducer: each bucket's mean first, then the sum of squared
@@ -456,6 +482,15 @@ async def query_aggregates(
                     f"FROM samples WHERE samples.time >= means.lo AND samples.time <= means.hi AND {where.sql} "
                     f"AND {column} IS NOT NULL) / (n - 1) ELSE -1.0 END FROM means"
                 )
+                params += where.params
+            elif fn in _SELECTOR_TIMES:  # min/max of buckets need no time: they are _SQL_AGGREGATES
+                sql = (
+                    f"SELECT picked.b, max({column}), picked.t FROM (SELECT {bucket} AS b, "
+                    f"{_SELECTOR_TIMES[fn]}(samples.time) AS t FROM samples WHERE {base_where} AND {column} IS NOT NULL "
+                    f"GROUP BY b) AS picked JOIN samples ON samples.time = picked.t "
+                    f"WHERE {where.sql} AND {column} IS NOT NULL GROUP BY picked.b"
+                )
+                params += where.params
             elif fn == "median":  # the middle value, or the mean of the two middle ones
                 sql = (
                     "SELECT b, avg(v) FROM (SELECT b, v, row_number() OVER (PARTITION BY b ORDER BY v) AS n, "
@@ -465,11 +500,78 @@ async def query_aggregates(
                 )
             else:
                 raise ValueError(f"unknown aggregate {fn}")
-            params = (*bucket_params, *base_params, *(where.params if fn == "stddev" else ()))
             async with conn.execute(sql, _bounded(params, deadline)) as cursor:
                 while rows := await cursor.fetchmany(5000):
                     for row in rows:
                         slot(row[0])[i] = (row[1], row[2]) if fn in _SELECTORS else row[1]
+    return out
+
+
+async def _first_or_last(
+    conn: Any, last: bool, column: str, base_where: str, base_params: tuple[Any, ...], where: QueryFilter,
+    series_order: Sequence[int], shard_ns: int, deadline: float | None,
+) -> tuple[Any, int] | None:
+    """first()/last() without GROUP BY time as InfluxDB 1.6 answers it: its storage reads, of the shard
+    group holding the first (last) point, the first two points (a limit of one, and its limit iterator
+    reads one more) of a heap merging the series by time alone, put in series key order (reversed for
+    last()); the reducer keeps the earlier (later) one, at equal times the larger value. (value, time),
+    or None: no point. Checked against influxd with up to five series, some missing at the edge."""
+    order = "DESC" if last else "ASC"
+    sql = f"SELECT samples.time FROM samples WHERE {base_where} AND {column} IS NOT NULL ORDER BY samples.time {order} LIMIT 1"
+    async with conn.execute(sql, _bounded(base_params, deadline)) as cursor:
+        found = await cursor.fetchone()
+    if found is None:
+        return None
+    edge = int(found[0])
+    shard_lo = shard_start(edge, shard_ns)
+    sql = (
+        f"SELECT samples.series, {'max' if last else 'min'}(samples.time) FROM samples WHERE {base_where} "
+        f"AND {column} IS NOT NULL AND samples.time >= ? AND samples.time < ? GROUP BY samples.series"
+    )
+    async with conn.execute(sql, _bounded((*base_params, shard_lo, shard_lo + shard_ns), deadline)) as cursor:
+        ends = dict(await cursor.fetchall())
+    rank = {sid: n for n, sid in enumerate(series_order)}
+    keyed = sorted(ends, key=lambda sid: (rank.get(sid, len(rank)), sid), reverse=last)
+    chosen = [sid for sid in go_heap_pops(keyed, ends, last, 2) if ends[sid] == edge]
+    marks = ", ".join("?" for _ in chosen)
+    sql = (
+        f"SELECT max({column}) FROM samples WHERE samples.time = ? AND samples.series IN ({marks}) "
+        f"AND {where.sql} AND {column} IS NOT NULL"
+    )
+    async with conn.execute(sql, _bounded((edge, *chosen, *where.params), deadline)) as cursor:
+        value = (await cursor.fetchone())[0]
+    return value, edge
+
+
+def go_heap_pops(items: Sequence[int], keys: dict[int, int], descending: bool, pops: int) -> list[int]:
+    """The first `pops` items Go's container/heap pops (Init, then Pop) when `items` come in this order and
+    compare by key alone (ascending, or descending): among equal keys its order is its own, not theirs."""
+    heap = list(items)
+
+    def less(i: int, j: int) -> bool:
+        a, b = keys[heap[i]], keys[heap[j]]
+        return a > b if descending else a < b
+
+    def down(i: int, n: int) -> None:
+        while True:
+            j = 2 * i + 1
+            if j >= n:
+                return
+            if j + 1 < n and less(j + 1, j):
+                j += 1
+            if not less(j, i):
+                return
+            heap[i], heap[j] = heap[j], heap[i]
+            i = j
+
+    for i in range(len(heap) // 2 - 1, -1, -1):
+        down(i, len(heap))
+    out: list[int] = []
+    while heap and len(out) < pops:
+        n = len(heap) - 1
+        heap[0], heap[n] = heap[n], heap[0]
+        down(0, n)
+        out.append(heap.pop())
     return out
 
 
