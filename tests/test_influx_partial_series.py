@@ -45,7 +45,7 @@ async def both(client: TestClient, add_user: AddUser, influxd: InfluxdProcess) -
     users = influxd.query("SHOW USERS")["results"][0].get("series", [{}])[0].get("values", [])
     if not any(row[0] == USER for row in users):
         influxd.add_user(USER, PASSWORD)
-        influxd.write(USER, (USER, PASSWORD), _lines(), precision="s")
+        influxd.write(USER, _lines(), auth=(USER, PASSWORD), precision="s")
     return client, influxd
 
 

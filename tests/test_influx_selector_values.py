@@ -142,7 +142,7 @@ async def both(client: TestClient, add_user: AddUser, influxd: InfluxdProcess) -
     assert resp.status == 204, await resp.text()
     if not _has_user(influxd):
         influxd.add_user(USER, PASSWORD)
-        influxd.write(USER, (USER, PASSWORD), body, precision="s")
+        influxd.write(USER, body, auth=(USER, PASSWORD), precision="s")
     return client, influxd
 
 

@@ -86,6 +86,20 @@ def shard_group_duration(retention_ns: int) -> int:
     return HOUR_NS
 
 
+# Go's zero time, 0001-01-01, in ns before 1970: InfluxDB's shard groups start where Time.Truncate puts
+# them, whole shard durations counted from there (so a week's shard groups start on Mondays).
+GO_ZERO_TIME_NS = 719_162 * DAY_NS
+
+
+def shard_window(start_ns: int, end_ns: int, shard_ns: int) -> tuple[int, int]:
+    """[start, end) widened to the edges of the shard groups of this duration it falls in, within the
+    int64 range (`shard_window(t, t + 1, d)` is the shard group holding t)."""
+    shift = GO_ZERO_TIME_NS % shard_ns
+    lo = (start_ns + shift) // shard_ns * shard_ns - shift
+    hi = -((-(end_ns + shift)) // shard_ns) * shard_ns - shift
+    return max(lo, -(2**63)), min(hi, 2**63 - 1)
+
+
 def describe(retention_ns: int | None) -> str:
     """For people: 'default' (None), 'inf' (0) or InfluxDB's duration text."""
     if retention_ns is None:

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from tracker.influx.workers import check_deadline
+from tracker.retention import GO_ZERO_TIME_NS
 from tracker.storage import EPOCH_NS, Columns, SeriesTags
 
 Keep = frozenset[int] | Literal["all"]  # the series a filter keeps
@@ -222,9 +223,6 @@ def _sequential_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray
 # loop below replays that heap, row by row: it runs only where rows of several series share a time.
 
 
-_GO_ZERO_TIME_NS = 719_162 * 86_400 * 1_000_000_000  # 0001-01-01 to 1970-01-01
-
-
 def offset_alone(limit: int | None, offset: int) -> bool:
     """A raw OFFSET without LIMIT: InfluxDB then keeps only the first OFFSET + 1 rows of each shard
     group before it skips OFFSET rows of the whole (so over one shard group, one row)."""
@@ -235,19 +233,10 @@ def shard_firsts(times: np.ndarray, shard_ns: int, count: int) -> np.ndarray:
     """Positions of the first `count` rows of each shard group, `times` in the answer's order."""
     if not len(times):
         return np.empty(0, dtype=np.int64)
-    shard = (times + _GO_ZERO_TIME_NS % shard_ns) // shard_ns
+    shard = (times + GO_ZERO_TIME_NS % shard_ns) // shard_ns
     starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
     place = np.arange(len(times)) - np.repeat(starts, np.diff(np.r_[starts, len(times)]))
     return np.flatnonzero(place < count)
-
-
-def shard_window(start_ns: int, end_ns: int, shard_ns: int) -> tuple[int, int]:
-    """[start, end) widened to the edges of the shard groups it falls in (InfluxDB's shards of that
-    length, which start where Go's Time.Truncate puts them), within the int64 range."""
-    shift = _GO_ZERO_TIME_NS % shard_ns
-    lo = (start_ns + shift) // shard_ns * shard_ns - shift
-    hi = -((-(end_ns + shift)) // shard_ns) * shard_ns - shift
-    return max(lo, -(2**63)), min(hi, 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +257,7 @@ def merge_order(times: np.ndarray, series: np.ndarray, order: SeriesOrder, desce
     out: list[np.ndarray] = []
     done = 0
     # Shard groups start where Go's Time.Truncate puts them: multiples of their length since year 1.
-    shard = (times + _GO_ZERO_TIME_NS % order.shard_ns) // order.shard_ns
+    shard = (times + GO_ZERO_TIME_NS % order.shard_ns) // order.shard_ns
     cuts = np.flatnonzero(np.diff(shard)) + 1
     bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(times)].tolist()))
     for lo, hi in reversed(bounds) if descending else bounds:
@@ -285,6 +274,18 @@ def merge_order(times: np.ndarray, series: np.ndarray, order: SeriesOrder, desce
             out.append(lo + _heap_merge(part_times, series[lo:hi], order, descending, deadline, left))
         done += len(out[-1])
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def edge_reads(rank: dict[int, int], ends: dict[int, int], last: bool, pops: int) -> list[int]:
+    """The series whose points at a range's edge InfluxDB's storage reads first: its merge heap over the
+    series (fed in series key order, `rank`; reversed for the last edge), each at its point nearest
+    the edge (`ends`), popped `pops` times. Among equal times the heap's own order decides."""
+    ids = sorted(ends, key=lambda sid: rank.get(sid, sid))
+    by_time = sorted(range(len(ids)), key=lambda n: ends[ids[n]])  # merge_order's input: ascending time
+    times = np.array([ends[ids[n]] for n in by_time], dtype=np.int64)
+    series = np.array([ids[n] for n in by_time], dtype=np.int64)
+    positions = _heap_merge(times, series, SeriesOrder(rank, {}, 0), last, None, pops)
+    return series[positions].tolist()
 
 
 def _tie_break(a: tuple[str | None, ...], b: tuple[str | None, ...], descending: bool) -> int:

@@ -84,12 +84,12 @@ from tracker.influx.select import (
     column_names,
     series_key,
 )
+from tracker.influx import columnar, timebuckets
 from tracker.influx import select as select_module
-from tracker.influx import timebuckets
 from tracker.influx.timebuckets import format_time
 from tracker.influx.columnar import _json_values as json_values
 from tracker.influx.workers import check_deadline
-from tracker.retention import shard_group_duration
+from tracker.retention import shard_group_duration, shard_window
 from tracker.vocabulary import FIELD_KEYS
 
 _FIELDS = frozenset(FIELD_KEYS)
@@ -1238,7 +1238,7 @@ class _PointCap:
     def admit(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
         kept: list[Sequence[Any]] = []
         for row in rows:
-            shard = storage.shard_start(row[0], self.shard_ns)
+            shard = shard_window(row[0], row[0] + 1, self.shard_ns)[0]
             if shard != self.shard:
                 self.shard, self.taken = shard, 0
             if self.taken < self.points:
@@ -1966,7 +1966,7 @@ class _WholeRange:
     group holding the first (last) point, the first two points its storage reads, the earlier (later),
     at equal times the larger value (storage.query_aggregates does the same without fields). With a tag
     beside it, InfluxDB reads the series in series key order (last(): from the last key); without, through
-    a heap (storage.go_heap_pops). Checked against influxd with up to five series."""
+    its merge heap (columnar.edge_reads). Checked against influxd with up to five series."""
 
     rank: dict[int, int]  # series id -> place in series key order
     shard_ns: int
@@ -1974,16 +1974,16 @@ class _WholeRange:
 
     def pick(self, last: bool, values: np.ndarray, times: np.ndarray, series: np.ndarray) -> int:
         edge = int(times.max() if last else times.min())
-        shard_lo = storage.shard_start(edge, self.shard_ns)
-        in_shard = (times >= shard_lo) & (times < shard_lo + self.shard_ns)
+        shard_lo, shard_hi = shard_window(edge, edge + 1, self.shard_ns)
+        in_shard = (times >= shard_lo) & (times < shard_hi)
         ends: dict[int, int] = {}
         for sid, time in zip(series[in_shard].tolist(), times[in_shard].tolist()):
             ends[sid] = max(ends.get(sid, time), time) if last else min(ends.get(sid, time), time)
-        keyed = sorted(ends, key=lambda sid: (self.rank.get(sid, len(self.rank)), sid), reverse=last)
         if self.tag_beside:
+            keyed = sorted(ends, key=lambda sid: (self.rank.get(sid, len(self.rank)), sid), reverse=last)
             read = [sid for sid in keyed if ends[sid] == edge][:2]
         else:
-            read = [sid for sid in storage.go_heap_pops(keyed, ends, last, 2) if ends[sid] == edge]
+            read = [sid for sid in columnar.edge_reads(self.rank, ends, last, 2) if ends[sid] == edge]
         at_edge = times == edge
         rows = [int(np.flatnonzero(at_edge & (series == sid))[0]) for sid in read]
         best = rows[0]

@@ -11,6 +11,7 @@ All SQL lives in tracker.storage; this module decides what to ask for and shapes
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 import sqlite3
@@ -53,7 +54,7 @@ from tracker.influx.influxql import (
     time_range,
 )
 from tracker.influx.workers import QueryWorkers, check_deadline, past
-from tracker.retention import format_duration, shard_group_duration
+from tracker.retention import format_duration, shard_group_duration, shard_window
 from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
 
@@ -331,7 +332,7 @@ async def _raw_rows(
     ):
         # `*` and /regex/ are every field of the shards the range falls in, as in InfluxDB (not only
         # those with values in the range itself).
-        lo, hi = columnar.shard_window(start, end, shard_ns)
+        lo, hi = shard_window(start, end, shard_ns)
         fields = await storage.query_field_keys(ctx.store, database, lo, hi, ctx.deadline)
     # A tag column is a CASE over every series: as much work as the user has series.
     names, columns, reads = await ctx.offload(_raw_columns, statement, fields, plan)
@@ -626,7 +627,7 @@ async def _answer_series(
     if statement.slimit > 0 or statement.soffset > 0:
         shard_ns = shard_group_duration(await ctx.retention_ns(database))
         span = await storage.query_time_span(ctx.store, database, start, end)
-        lo, hi = columnar.shard_window(span[0], span[1] + 1, shard_ns) if span else (0, 0)
+        lo, hi = shard_window(span[0], span[1] + 1, shard_ns) if span else (0, 0)
         if span is None:
             groups = []
         elif (hi - lo) // shard_ns > _MAX_PAGED_SHARDS:
@@ -685,12 +686,14 @@ async def _bucket_data(
     keeps the columns of the statement's range once read, for its other groups."""
     if runs is None:
         # first()/last() of the whole range look at InfluxDB's series key order and shard groups.
-        whole_range_first_last = any(fn in ("first", "last") for fn, _ in keys)
+        edge_reads: storage.EdgeReads | None = None
+        shard_ns = 0
+        if series and any(fn in ("first", "last") for fn, _ in keys):
+            edge_reads = functools.partial(columnar.edge_reads, _series_rank(series, where))
+            shard_ns = shard_group_duration(await ctx.retention_ns(database))
         return await storage.query_aggregates(
             ctx.store, database, start_ns=start, end_ns=end, calls=keys, where=where, point_times=point_times,
-            series_order=_in_series_key_order(series, where) if whole_range_first_last and series else (),
-            shard_ns=shard_group_duration(await ctx.retention_ns(database) if whole_range_first_last else 0),
-            deadline=ctx.deadline,
+            edge_reads=edge_reads, shard_ns=shard_ns, deadline=ctx.deadline,
         )  # fmt: skip
     if (
         ctx.columnar and where.only_series is not None and start != MIN_TIME
@@ -724,11 +727,11 @@ async def _bucket_data(
 _TYPED_BY_FIELD = frozenset({"sum", "min", "max", "spread", "first", "last"})
 
 
-def _in_series_key_order(series: storage.SeriesTags, where: QueryFilter) -> list[int]:
-    """The ids of the series `where` may keep, in InfluxDB's series key order."""
+def _series_rank(series: storage.SeriesTags, where: QueryFilter) -> dict[int, int]:
+    """The places in InfluxDB's series key order of the series `where` may keep."""
     kept = where.only_series
     ids = series if kept is None or kept == "all" else [sid for sid in kept if sid in series]
-    return sorted(ids, key=lambda sid: series_key(series[sid]))
+    return {sid: n for n, sid in enumerate(sorted(ids, key=lambda sid: series_key(series[sid])))}
 
 
 async def _unfilled_columns(statement: SelectStatement, database: str, ctx: Context, start: int, end: int) -> set[int]:
@@ -740,7 +743,7 @@ async def _unfilled_columns(statement: SelectStatement, database: str, ctx: Cont
     }  # fmt: skip
     if not typed:
         return set()
-    lo, hi = columnar.shard_window(start, end, shard_group_duration(await ctx.retention_ns(database)))
+    lo, hi = shard_window(start, end, shard_group_duration(await ctx.retention_ns(database)))
     held = set(await storage.query_field_keys(ctx.store, database, lo, hi, ctx.deadline))
     return {n for n, name in typed.items() if name not in held}
 

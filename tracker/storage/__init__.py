@@ -46,6 +46,7 @@ from tracker.storage.connection import (
 )
 from tracker.storage.files import SQLITE_HEADER, FileCheck, backup_file, check_file, in_use
 from tracker.storage.query import (
+    EdgeReads,
     EPOCH_NS,
     KEEP_ALL,
     KEEP_NONE,
@@ -57,7 +58,6 @@ from tracker.storage.query import (
     combine_filters,
     compare_sql,
     field_sql,
-    go_heap_pops,
     number_sql,
     query_aggregates,
     query_field_keys,
@@ -68,7 +68,6 @@ from tracker.storage.query import (
     query_time_span,
     series_in,
     series_sql,
-    shard_start,
     tag_sql,
     time_ranges,
 )
@@ -89,6 +88,7 @@ from tracker.storage.recovery import recover, settle_writer
 from tracker.storage.schema import ACCOUNT_MIGRATIONS, JOURNAL_MIGRATIONS, SAMPLE_MIGRATIONS
 
 __all__ = [
+    "EdgeReads",
     "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "JOURNAL_FILE", "JOURNAL_MIGRATIONS", "JournalPoint", "JournalReader",
     "Written", "decode_points", "recover", "settle_writer", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL",
     "KEEP_NONE", "ON_CONFLICT",
@@ -99,7 +99,7 @@ __all__ = [
     "UserExists", "UserRecord",
     "BlockCache", "Columns", "query_columns",
     "arithmetic_sql", "backup_file", "check_file", "column_source", "combine_filters", "compare_sql", "device_last_seen",
-    "field_sql", "go_heap_pops", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
-    "query_raw", "query_series", "query_series_between", "query_time_span", "series_in", "series_sql", "shard_start",
+    "field_sql", "in_use", "number_sql", "query_aggregates", "query_field_keys", "query_has_samples",
+    "query_raw", "query_series", "query_series_between", "query_time_span", "series_in", "series_sql",
     "tag_sql", "time_ranges", "window_samples",
 ]

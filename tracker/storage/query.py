@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Literal, Sequence
+from typing import Any, AsyncIterator, Callable, Literal, Sequence
 
+from tracker.retention import shard_window
 from tracker.storage.connection import _bounded
 from tracker.storage.samples import _FIELD_SET, SampleStore, _UserFile
 from tracker.vocabulary import FIELD_KEYS
@@ -314,15 +315,10 @@ _SQL_AGGREGATES = {
 _SELECTORS = frozenset({"first", "last", "min", "max"})
 _SELECTOR_TIMES = {"first": "min", "last": "max"}
 _MIN_MAX_ORDER = {"min": "{0} ASC, samples.time ASC", "max": "{0} DESC, samples.time ASC"}
-INFINITE_SHARD_NS = 7 * 86_400 * 10**9  # InfluxDB's shard group duration for a retention of forever
-_GO_ZERO_TIME_NS = 719_162 * 86_400 * 10**9  # 0001-01-01 to 1970-01-01
-
-
-def shard_start(time_ns: int, shard_ns: int) -> int:
-    """Where the InfluxDB shard group holding `time_ns` starts: Go's Time.Truncate counts whole shard
-    durations from year 1 (a week's shards start on Mondays)."""
-    shift = _GO_ZERO_TIME_NS % shard_ns
-    return (time_ns + shift) // shard_ns * shard_ns - shift
+# first()/last() of a whole range: given each series' time nearest that edge, whether it is the last
+# edge, and how many points InfluxDB's storage reads there, the series it reads them from (its merge
+# heap's order; tracker.influx.columnar.edge_reads replays it).
+EdgeReads = Callable[[dict[int, int], bool, int], Sequence[int]]
 
 
 # GROUP BY time over a few buckets: GROUP BY on a computed bucket number makes SQLite sort every row
@@ -398,8 +394,8 @@ async def query_aggregates(
     interval_ns: int | None = None,
     offset_ns: int = 0,
     point_times: bool = False,
-    series_order: Sequence[int] = (),
-    shard_ns: int = INFINITE_SHARD_NS,
+    edge_reads: EdgeReads | None = None,
+    shard_ns: int = 0,
     deadline: float | None = None,
 ) -> dict[int, list[Any]]:
     """{bucket index: [value per call]} for the buckets holding data; `calls` are (function, field).
@@ -409,8 +405,8 @@ async def query_aggregates(
     count too), stddev as the sample variance (the caller takes the root), -1.0 for one value (InfluxDB
     answers a point without a value there, which fill() leaves alone). With
     `point_times`, selectors (first/last/min/max) give (value, time of that point).
-    `series_order` (the series ids in InfluxDB's series key order) and `shard_ns` (its shard group
-    duration) decide first() and last() without GROUP BY time (_first_or_last).
+    `edge_reads` (InfluxDB's merge of the series) and `shard_ns` (its shard group duration) decide
+    first() and last() without GROUP BY time (_first_or_last).
     Memory: one entry per non-empty bucket, i.e. no more than the answer holds.
     Past `deadline` (time.monotonic()) the running statement is interrupted: QueryTimeout.
     """
@@ -460,7 +456,7 @@ async def query_aggregates(
             params = (*bucket_params, *base_params)
             if fn in _SELECTOR_TIMES and interval_ns is None:
                 picked = await _first_or_last(
-                    conn, fn == "last", column, base_where, base_params, where, series_order, shard_ns, deadline
+                    conn, fn == "last", column, base_where, base_params, where, edge_reads, shard_ns, deadline
                 )  # fmt: skip
                 if picked is not None:
                     slot(0)[i] = picked
@@ -509,13 +505,14 @@ async def query_aggregates(
 
 async def _first_or_last(
     conn: Any, last: bool, column: str, base_where: str, base_params: tuple[Any, ...], where: QueryFilter,
-    series_order: Sequence[int], shard_ns: int, deadline: float | None,
+    edge_reads: EdgeReads | None, shard_ns: int, deadline: float | None,
 ) -> tuple[Any, int] | None:
     """first()/last() without GROUP BY time as InfluxDB 1.6 answers it: its storage reads, of the shard
     group holding the first (last) point, the first two points (a limit of one, and its limit iterator
     reads one more) of a heap merging the series by time alone, put in series key order (reversed for
     last()); the reducer keeps the earlier (later) one, at equal times the larger value. (value, time),
-    or None: no point. Checked against influxd with up to five series, some missing at the edge."""
+    or None: no point. Checked against influxd with up to five series, some missing at the edge. Without
+    `edge_reads`, every series at the edge counts."""
     order = "DESC" if last else "ASC"
     sql = f"SELECT samples.time FROM samples WHERE {base_where} AND {column} IS NOT NULL ORDER BY samples.time {order} LIMIT 1"
     async with conn.execute(sql, _bounded(base_params, deadline)) as cursor:
@@ -523,16 +520,15 @@ async def _first_or_last(
     if found is None:
         return None
     edge = int(found[0])
-    shard_lo = shard_start(edge, shard_ns)
+    shard_lo, shard_hi = shard_window(edge, edge + 1, shard_ns) if edge_reads is not None else (edge, edge + 1)
     sql = (
         f"SELECT samples.series, {'max' if last else 'min'}(samples.time) FROM samples WHERE {base_where} "
         f"AND {column} IS NOT NULL AND samples.time >= ? AND samples.time < ? GROUP BY samples.series"
     )
-    async with conn.execute(sql, _bounded((*base_params, shard_lo, shard_lo + shard_ns), deadline)) as cursor:
+    async with conn.execute(sql, _bounded((*base_params, shard_lo, shard_hi), deadline)) as cursor:
         ends = dict(await cursor.fetchall())
-    rank = {sid: n for n, sid in enumerate(series_order)}
-    keyed = sorted(ends, key=lambda sid: (rank.get(sid, len(rank)), sid), reverse=last)
-    chosen = [sid for sid in go_heap_pops(keyed, ends, last, 2) if ends[sid] == edge]
+    read = edge_reads(ends, last, 2) if edge_reads is not None else ends
+    chosen = [sid for sid in read if ends[sid] == edge]
     marks = ", ".join("?" for _ in chosen)
     sql = (
         f"SELECT max({column}) FROM samples WHERE samples.time = ? AND samples.series IN ({marks}) "
@@ -541,38 +537,6 @@ async def _first_or_last(
     async with conn.execute(sql, _bounded((edge, *chosen, *where.params), deadline)) as cursor:
         value = (await cursor.fetchone())[0]
     return value, edge
-
-
-def go_heap_pops(items: Sequence[int], keys: dict[int, int], descending: bool, pops: int) -> list[int]:
-    """The first `pops` items Go's container/heap pops (Init, then Pop) when `items` come in this order and
-    compare by key alone (ascending, or descending): among equal keys its order is its own, not theirs."""
-    heap = list(items)
-
-    def less(i: int, j: int) -> bool:
-        a, b = keys[heap[i]], keys[heap[j]]
-        return a > b if descending else a < b
-
-    def down(i: int, n: int) -> None:
-        while True:
-            j = 2 * i + 1
-            if j >= n:
-                return
-            if j + 1 < n and less(j + 1, j):
-                j += 1
-            if not less(j, i):
-                return
-            heap[i], heap[j] = heap[j], heap[i]
-            i = j
-
-    for i in range(len(heap) // 2 - 1, -1, -1):
-        down(i, len(heap))
-    out: list[int] = []
-    while heap and len(out) < pops:
-        n = len(heap) - 1
-        heap[0], heap[n] = heap[n], heap[0]
-        down(0, n)
-        out.append(heap.pop())
-    return out
 
 
 async def _query_fetchall(
