@@ -791,14 +791,19 @@ def first_difference(expected: Any, actual: Any, path: tuple[Any, ...]) -> tuple
 
 @dataclass(frozen=True, slots=True)
 class KnownDifference:
-    """A deliberate difference: the requests it covers (a regex on the query text) and why."""
+    """A deliberate difference: the requests it covers (a regex on the query text and, if given, one
+    on InfluxDB's answer as text) and why."""
 
     name: str
     pattern: str
     reason: str
+    influxdb_answer: str = ""
 
-    def covers(self, case: Case) -> bool:
-        return re.search(self.pattern, case.q, flags=re.IGNORECASE) is not None
+    def covers(self, case: Case, reference: Answer) -> bool:
+        if re.search(self.pattern, case.q, flags=re.IGNORECASE) is None:
+            return False
+        answer_text = reference.body if isinstance(reference.body, str) else json.dumps(reference.body)
+        return not self.influxdb_answer or re.search(self.influxdb_answer, answer_text) is not None
 
 
 @dataclass(slots=True)
@@ -874,6 +879,6 @@ def compare(
         if answers_agree(case, expected, actual):
             result.identical += 1
             continue
-        known = next((k for k in known_differences if k.covers(case)), None)
+        known = next((k for k in known_differences if k.covers(case, expected)), None)
         result.mismatches.append(Mismatch(case, expected, actual, known))
     return result

@@ -64,6 +64,13 @@ KNOWN_DIFFERENCES: list[KnownDifference] = [
         "varies between machines; Tracker sums the points in time order. Means agree to 1e-15, differences of "
         "nearly equal means (derivative(mean(lat))) from the 8th digit.",
     ),
+    KnownDifference(
+        "math beyond the floats",
+        r"\b(ln|log|log2|log10|exp|pow|sqrt|acos|asin|atan2?)\(",
+        "Math that gives an infinity or NaN (log2(0) of a fill(0) bucket) answers null in Tracker; InfluxDB's "
+        "JSON encoder fails the whole answer (`json: unsupported value: -Inf`), every other statement lost.",
+        influxdb_answer=r"json: unsupported value: [-+]?(Inf|NaN)",
+    ),
 ]
 
 

@@ -1218,7 +1218,8 @@ async def _engine_results(
             async for rows in stream:
                 if cap is not None:
                     rows = cap.admit(rows)
-                await ctx.offload(reducers.feed, rows, ctx.deadline)
+                if rows:
+                    await ctx.offload(reducers.feed, rows, ctx.deadline)
         finally:
             await stream.aclose()
         out.update(await ctx.offload(reducers.finish))
@@ -1863,7 +1864,8 @@ async def _selector_with_fields(
             async for rows in stream:
                 if cap is not None:  # the points of the selected field count, as InfluxDB reads that field
                     rows = cap.admit([row for row in rows if row[1] is not None and row[1] == row[1]])
-                await ctx.offload(picker.feed, rows)
+                if rows:
+                    await ctx.offload(picker.feed, rows)
         finally:
             await stream.aclose()
         picked = await ctx.offload(picker.finish)
