@@ -53,6 +53,12 @@ def _lines() -> list[str]:
         f"samples,device=d lat=11,hr_bpm=50 {T + 1}",
         f"samples,device=d lat=12 {T + 45}",
     ]
+    # Equal values at equal times in several series, bucket after bucket: beside fields, which series' point
+    # a selector answers is the first its merge of the series' own picks hands it.
+    for k in range(6):
+        for d, speed in (("a", 10 + k), ("b", 20 + k), ("c", 30 + k)):
+            if not (k == 2 and d == "a"):
+                lines.append(f"samples,device={d} hr_bpm=66,spd_kph={speed} {T + 100 + 10 * k}")
     # Across the shard group boundary: the first (last) shard's own series decide first() (last()).
     lines += [f"samples,device={d} temp_c={v} {BOUNDARY - 50}" for d, v in (("a", 1), ("b", 5), ("c", 3))]
     lines += [f"samples,device={d} temp_c={v} {BOUNDARY + 40}" for d, v in (("a", 2), ("b", 6), ("c", 4))]
@@ -64,6 +70,7 @@ def _lines() -> list[str]:
 
 
 RANGE = f"time >= {T}s AND time < {T + 60}s"
+TIES = f"time >= {T + 100}s AND time < {T + 160}s AND device != 'c'"
 ACROSS = f"device = 'z' AND time >= {BOUNDARY - 60}s AND time < {BOUNDARY + 70}s"
 SHARDS = f"time >= {BOUNDARY - 60}s AND time < {BOUNDARY + 60}s"
 QUERIES = [
@@ -115,6 +122,11 @@ QUERIES = [
     f"SELECT last(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(previous) ORDER BY time DESC",
     f"SELECT top(hr_bpm, 2), spd_kph FROM samples WHERE {RANGE} GROUP BY time(20s) fill(previous)",
     f"SELECT first(lat), spd_kph FROM samples WHERE {RANGE} GROUP BY time(5s) fill(linear)",
+    # a selector beside fields over series tied on value and time, bucket after bucket
+    f"SELECT min(hr_bpm), spd_kph, device FROM samples WHERE {TIES} GROUP BY time(10s)",
+    f"SELECT max(hr_bpm), spd_kph FROM samples WHERE {TIES} GROUP BY time(10s) ORDER BY time DESC",
+    f"SELECT first(hr_bpm), spd_kph, device FROM samples WHERE {TIES} GROUP BY time(20s)",
+    f"SELECT last(hr_bpm), device FROM samples WHERE {TIES} GROUP BY time(10s) fill(previous)",
     # integral(): the trapezoids split at bucket bounds, each area stamped where InfluxDB stamps it
     f"SELECT integral(lat) FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(10s)",
     f"SELECT integral(lat, 1m) FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(20s, 5s) ORDER BY time DESC",

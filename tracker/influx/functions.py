@@ -944,10 +944,11 @@ async def _run(statement: SelectStatement, database: str, ctx: Context, start: i
 
 async def _rows_of(
     ctx: Context, database: str, source: _Source, group: _Group, fields: list[str], tag_keys: list[str],
-    start: int, end: int, descending: bool, with_series: bool = False,
+    start: int, end: int, descending: bool, with_series: bool = False, first_field_only: bool = False,
 ) -> AsyncIterator[list[Sequence[Any]]]:
     """A series' points in the answer's order, in batches: (time ns, value per field, value per tag),
-    only points with a value in one of `fields`; `with_series` adds the stored series id last."""
+    only points with a value in one of `fields` (`first_field_only`: in the first, the field a selector
+    reads, whose points alone InfluxDB merges); `with_series` adds the stored series id last."""
     if group.points is None:
         columns = [storage.field_sql(name) for name in fields] + [storage.tag_sql(key, source.series) for key in tag_keys]
         only = None if group.where is None else group.where.only_series
@@ -960,6 +961,8 @@ async def _rows_of(
         )  # fmt: skip
         try:
             if several:  # rows at one time in the order of InfluxDB's merge of series, as raw SELECTs
+                if first_field_only:
+                    stream = _rows_with_first_field(stream)
                 async for rows in _merged_rows(ctx, database, source, fields + tag_keys, stream, descending):
                     yield rows
                 return
@@ -973,6 +976,13 @@ async def _rows_of(
     rows = await ctx.offload(_held_rows, group.points, fields, tag_keys, descending)
     for first in range(0, len(rows), ctx.batch):
         yield rows[first : first + ctx.batch]
+
+
+async def _rows_with_first_field(stream: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
+    async for rows in stream:
+        kept = [row for row in rows if row[1] is not None]
+        if kept:
+            yield kept
 
 
 async def _merged_rows(
@@ -1854,11 +1864,16 @@ async def _selector_with_fields(
         whole = _WholeRange({sid: n for n, sid in enumerate(ranked)}, shard_ns, bool(tag_keys))
     limited = call.name in ("top", "bottom") and source.stored and ((statement.limit or 0) > 0 or statement.offset > 0)
     cap_shard_ns = shard_group_duration(await ctx.retention_ns(database)) if limited else 0
+    per_series: _PerSeries | None = None
+    if interval is not None and call.name in _SELECTOR_NAMES and source.stored and len(source.series) > 1:
+        shard_ns = shard_group_duration(await ctx.retention_ns(database))
+        per_series = _PerSeries(await ctx.offload(_series_order, source.series, [], shard_ns), statement.order_desc)
     for group in source.groups:
-        picker = _PointPicker(call, len(fields), buckets, ctx.deadline, whole)
+        picker = _PointPicker(call, len(fields), buckets, ctx.deadline, whole, per_series)
         cap = _PointCap((statement.limit or 0) + statement.offset + 1, cap_shard_ns) if limited else None
         stream = _rows_of(
-            ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc, whole is not None
+            ctx, database, source, group, fields, tag_keys, start, end, statement.order_desc,
+            whole is not None or per_series is not None, True,
         )  # fmt: skip
         try:
             async for rows in stream:
@@ -1885,18 +1900,23 @@ async def _selector_with_fields(
             yield header, answer[i : i + ctx.batch]
 
 
+_SELECTOR_NAMES = frozenset({"first", "last", "min", "max"})
+
+
 class _PointPicker:
     """Per bucket, the rows of the points a selector picks; holds one bucket's rows at a time."""
 
     def __init__(
         self, call: Call, fields: int, buckets: timebuckets.Buckets | None, deadline: float | None,
-        whole: _WholeRange | None = None,
+        whole: _WholeRange | None = None, per_series: _PerSeries | None = None,
     ) -> None:
         self.call, self.fields, self.buckets, self.deadline = call, fields, buckets, deadline
         self.whole = whole  # first()/last() without GROUP BY time: rows end in their series id
+        self.per_series = per_series  # first/last/min/max per GROUP BY time bucket: rows end in their series id
         self.current: int | None = None
         self.rows: list[Sequence[Any]] = []
         self.picked: dict[int, list[Sequence[Any]]] = {}
+        self.series_picks: list[tuple[int, int, Sequence[Any]]] = []  # (bucket, series, row)
 
     def feed(self, rows: list[Sequence[Any]]) -> None:
         check_deadline(self.deadline)
@@ -1919,6 +1939,8 @@ class _PointPicker:
 
     def finish(self) -> dict[int, list[Sequence[Any]]]:
         self._pick()
+        if self.per_series is not None:
+            self.picked = self.per_series.reduce(self.call.name, self.series_picks, self.deadline)
         return self.picked
 
     def _pick(self) -> None:
@@ -1943,6 +1965,13 @@ class _PointPicker:
         elif self.whole is not None:
             series = np.array([row[-1] for row in self.rows], dtype=np.int64)
             chosen = [self.whole.pick(name == "last", values, times, series)]
+        elif self.per_series is not None:  # each series' own pick; the reduce across them waits for finish()
+            series = np.array([row[-1] for row in self.rows], dtype=np.int64)
+            for sid in np.unique(series).tolist():
+                own = np.flatnonzero(series == sid)
+                row = self.rows[int(own[_selected_index(name, values[own], times[own])])]
+                self.series_picks.append((self.current, sid, row))
+            chosen = []
         else:
             chosen = [_selected_index(name, values, times)]
         if chosen:
@@ -1960,6 +1989,46 @@ def _selected_index(name: str, values: np.ndarray, times: np.ndarray) -> int:
     when = times.min() if name == "first" else times.max()
     candidates = np.flatnonzero(times == when)
     return int(candidates[np.argmax(values[candidates])])
+
+
+@dataclass(frozen=True, slots=True)
+class _PerSeries:
+    """first/last/min/max beside fields under GROUP BY time over several series, as InfluxDB 1.6 picks:
+    each series' reducer picks its point per bucket, then a merge of the series' picks (a heap keyed by
+    bucket, fed in series key order: columnar.merge_order) feeds one more reducer, which keeps the first
+    point it sees among equal ones. Checked against influxd with two series tied bucket after bucket;
+    three tied series with a tag beside the selector still pick otherwise than InfluxDB."""
+
+    order: columnar.SeriesOrder
+    descending: bool
+
+    def reduce(
+        self, name: str, picks: list[tuple[int, int, Sequence[Any]]], deadline: float | None
+    ) -> dict[int, list[Sequence[Any]]]:
+        if not picks:
+            return {}
+        ascending = sorted(picks, key=lambda pick: pick[0])  # merge_order takes times ascending
+        buckets = np.array([bucket for bucket, _, _ in ascending], dtype=np.int64)
+        series = np.array([sid for _, sid, _ in ascending], dtype=np.int64)
+        out: dict[int, list[Sequence[Any]]] = {}
+        for n in columnar.merge_order(buckets, series, self.order, self.descending, deadline).tolist():
+            bucket, _, row = ascending[n]
+            held = out.get(bucket)
+            if held is None or _replaces(name, row, held[0]):
+                out[bucket] = [row]
+        return out
+
+
+def _replaces(name: str, row: Sequence[Any], held: Sequence[Any]) -> bool:
+    """Whether InfluxDB's reducer takes `row` over the point it holds (equal points: it keeps its own)."""
+    value, time, held_value, held_time = float(row[1]), row[0], float(held[1]), held[0]
+    if name == "min":
+        return value < held_value or (value == held_value and time < held_time)
+    if name == "max":
+        return value > held_value or (value == held_value and time < held_time)
+    if name == "first":
+        return time < held_time or (time == held_time and value > held_value)
+    return time > held_time or (time == held_time and value > held_value)  # last
 
 
 @dataclass(frozen=True, slots=True)
