@@ -127,6 +127,10 @@ QUERIES = [
     f"SELECT max(hr_bpm), spd_kph FROM samples WHERE {TIES} GROUP BY time(10s) ORDER BY time DESC",
     f"SELECT first(hr_bpm), spd_kph, device FROM samples WHERE {TIES} GROUP BY time(20s)",
     f"SELECT last(hr_bpm), device FROM samples WHERE {TIES} GROUP BY time(10s) fill(previous)",
+    # a percentile bucket whose points give no rank ends that percentile's buckets (InfluxDB's reduce iterator)
+    f"SELECT percentile(pwr_w, 40) FROM samples WHERE device = 'z' AND time >= {BOUNDARY - 50}s AND time < {BOUNDARY + 70}s GROUP BY time(20s)",
+    f"SELECT percentile(pwr_w, 40) FROM samples WHERE device = 'z' AND time >= {BOUNDARY - 60}s AND time < {BOUNDARY + 70}s GROUP BY time(20s) fill(0)",
+    f"SELECT percentile(pwr_w, 40) FROM samples WHERE device = 'z' AND time >= {BOUNDARY - 60}s AND time < {BOUNDARY + 55}s GROUP BY time(20s) ORDER BY time DESC",
     # integral(): the trapezoids split at bucket bounds, each area stamped where InfluxDB stamps it
     f"SELECT integral(lat) FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(10s)",
     f"SELECT integral(lat, 1m) FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(20s, 5s) ORDER BY time DESC",

@@ -650,9 +650,10 @@ class _Reducers:
 
     def __init__(
         self, calls: list[Call], fields: list[str], tags: list[str], buckets: timebuckets.Buckets | None,
-        descending: bool = False,
+        descending: bool = False, percentile_ends: bool = False,
     ) -> None:
         self.calls = calls
+        self.percentile_ends = percentile_ends
         self.descending = descending  # points come in the answer's order, as InfluxDB hands them to reducers
         self.fields = fields
         self.tags = tags
@@ -663,6 +664,10 @@ class _Reducers:
         self.holds = any(call.name != "integral" for call in calls)  # integral() needs no bucket's points
         self.deadline: float | None = None
         self.results: dict[Call, dict[int, Any]] = {call: {} for call in calls}
+        # InfluxDB 1.6's reduce iterator ends at a bucket that yields no point (a percentile without a rank
+        # among its points): that call answers nothing in the series' later buckets. (Checked against
+        # influxd for a percentile alone in its statement; beside other calls InfluxDB's answers vary.)
+        self.ended: set[Call] = set()
         self.integrals: dict[Call, _Integral] = {}
         for call in calls:
             if call.name == "integral":
@@ -719,7 +724,7 @@ class _Reducers:
         times = np.concatenate([part[0] for part in self.parts])
         tags = np.concatenate([part[2] for part in self.parts]) if self.parts[0][2] is not None else None
         for call in self.calls:
-            if call.name == "integral":
+            if call.name == "integral" or call in self.ended:
                 continue
             column = np.concatenate([part[1][_field_of(call)] for part in self.parts])
             has = np.flatnonzero(~np.isnan(column))
@@ -728,6 +733,8 @@ class _Reducers:
             found = _reduce(call, column[has], times[has], None if tags is None else tags[has], self.deadline)
             if found is not None:
                 self.results[call][self.current] = found
+            elif call.name == "percentile" and self.buckets is not None and self.percentile_ends:
+                self.ended.add(call)
         self.parts = []
         self.held = 0
 
@@ -1211,6 +1218,7 @@ def _looks_back(expr: Expr) -> bool:
 async def _engine_results(
     ctx: Context, database: str, start: int, end: int, calls: list[Call], source: _Source, group: _Group,
     buckets: timebuckets.Buckets | None, tag_keys: list[str], descending: bool, cap: _PointCap | None = None,
+    percentile_ends: bool = False,
 ) -> dict[Call, dict[int, Any]]:
     """Per call of this module, {bucket start time: its answer}, from the series' points in the answer's order;
     with `cap` only the points it lets through. Each field is read on its own, as InfluxDB builds an
@@ -1222,7 +1230,7 @@ async def _engine_results(
         by_field.setdefault(_field_of(call), []).append(call)
     out: dict[Call, dict[int, Any]] = {}
     for field, field_calls in sorted(by_field.items()):
-        reducers = _Reducers(field_calls, [field], tag_keys, buckets, descending)
+        reducers = _Reducers(field_calls, [field], tag_keys, buckets, descending, percentile_ends)
         stream = _rows_of(ctx, database, source, group, [field], tag_keys, start, end, descending)
         try:
             async for rows in stream:
@@ -1353,7 +1361,10 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
                     found[(call, back)] = by_call[call]
             engine = [call for call in calls if call not in standard]
             for call, values in (
-                await _engine_results(ctx, database, lo, hi, engine, source, group, buckets, [], statement.order_desc)
+                await _engine_results(
+                    ctx, database, lo, hi, engine, source, group, buckets, [], statement.order_desc,
+                    percentile_ends=True,
+                )  # fmt: skip
             ).items():
                 found[(call, back)] = values
         keys_found = {at for (call, _), values in found.items() if call.name != "integral" for at in values}
