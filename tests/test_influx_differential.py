@@ -58,11 +58,20 @@ AGREEMENT_REQUIRED = 99.0
 KNOWN_DIFFERENCES: list[KnownDifference] = [
     KnownDifference(
         "transformations of sums over several series",
-        r"(derivative|difference)\((mean|sum)\(",
+        r"(derivative|difference)\((mean|sum)\(|stddev\(\w+\) FROM \(SELECT (mean|sum)\(",
         "InfluxDB sums each series apart, then adds those sums in an order its host's core count decides "
         "(GOMAXPROCS groups the series of its parallel merge), so the last bit of a mean over several series "
         "varies between machines; Tracker sums the points in time order. Means agree to 1e-15, differences of "
-        "nearly equal means (derivative(mean(lat))) from the 8th digit.",
+        "nearly equal means (derivative(mean(lat)), or the stddev of a subquery's means) from the 8th digit.",
+    ),
+    KnownDifference(
+        "a percentile beside other calls under GROUP BY time and tags",
+        r"SELECT (?=(?:(?!\bFROM\b)[^;])*?\bpercentile\()(?=(?:(?!\bFROM\b)[^;])*?\b(?!percentile\()[a-z_]+\()"
+        r"[^;]*?\bFROM\b[^;]*GROUP BY time\([^)]*\),\s*(\"?device\"?|\*)",
+        "InfluxDB 1.6's reduce iterator stops at a bucket where a percentile has no rank; beside other calls, "
+        "grouped by tags, it goes on in some series and not in others and now and then answers a bucket's row "
+        "twice. Tracker ends a percentile's buckets there as InfluxDB does for a percentile alone, and answers "
+        "each bucket once.",
     ),
     KnownDifference(
         "math beyond the floats",

@@ -665,8 +665,7 @@ class _Reducers:
         self.deadline: float | None = None
         self.results: dict[Call, dict[int, Any]] = {call: {} for call in calls}
         # InfluxDB 1.6's reduce iterator ends at a bucket that yields no point (a percentile without a rank
-        # among its points): that call answers nothing in the series' later buckets. (Checked against
-        # influxd for a percentile alone in its statement; beside other calls InfluxDB's answers vary.)
+        # among its points): with `percentile_ends`, that call answers nothing in the series' later buckets.
         self.ended: set[Call] = set()
         self.integrals: dict[Call, _Integral] = {}
         for call in calls:
@@ -1333,6 +1332,9 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
     )
     header_columns = [statement.time_column, *column_names(statement.fields)]
     fill = statement.fill if statement.fill is not None else "null"
+    # Where InfluxDB's percentile stops at a bucket without a rank (see _Reducers): checked against
+    # influxd for a percentile alone, oldest first; beside other calls or latest first it goes on.
+    percentile_ends = len(all_calls) == 1 and not has_transform and not statement.order_desc
     reads: dict[int, list[storage.Columns | None]] = {}  # per reach: samples as columns, read once for all groups
     made = 0
     starts = np.zeros(1, dtype=np.int64)  # the bucket starts of the range read
@@ -1363,7 +1365,7 @@ async def _aggregate(statement: SelectStatement, database: str, ctx: Context, st
             for call, values in (
                 await _engine_results(
                     ctx, database, lo, hi, engine, source, group, buckets, [], statement.order_desc,
-                    percentile_ends=True,
+                    percentile_ends=percentile_ends,
                 )  # fmt: skip
             ).items():
                 found[(call, back)] = values
