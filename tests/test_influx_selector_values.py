@@ -141,6 +141,9 @@ QUERIES = [
     f"SELECT v, device FROM (SELECT last(lat) AS v FROM samples WHERE {RANGE} AND device != 'd' GROUP BY time(30s), device) ORDER BY time DESC LIMIT 4",
     # over a subquery's points InfluxDB's reducers decide: at equal times the larger value
     f"SELECT first(v), last(v) FROM (SELECT lat AS v FROM samples WHERE {RANGE})",
+    # the stddev of one point over a subquery: a row without a value
+    f"SELECT stddev(v) FROM (SELECT max(lat) AS v FROM samples WHERE {RANGE} AND device = 'a' GROUP BY time(1m))",
+    f"SELECT stddev(v) FROM (SELECT lat AS v FROM samples WHERE {RANGE} AND device = 'a' AND time < {T + 3}s)",
     # count() of an empty bucket: 0 with fill(null) in the answer, but no point inside a subquery
     f"SELECT count(lat) FROM samples WHERE {RANGE} GROUP BY time(5s)",
     f"SELECT v FROM (SELECT count(lat) AS v FROM samples WHERE {RANGE} GROUP BY time(5s))",

@@ -797,7 +797,7 @@ def _plain(name: str, values: np.ndarray, times: np.ndarray) -> Any:
         return float(values.max() - values.min())
     if name == "stddev":
         if len(values) < 2:
-            return None
+            return math.nan  # a point without a value, as InfluxDB
         mean = 0.0
         for n, value in enumerate(values.tolist(), 1):
             mean += (value - mean) / n
@@ -1512,7 +1512,10 @@ def _aggregate_rows(
             elif point_time and picked_time >= 0:
                 point_times = np.array([picked_time])
             else:
-                column.exists &= ~np.isnan(column.values)  # one row for the range, if anything has a value
+                # One row for the range, if anything has a value; a stddev of one point is a point without
+                # a value (InfluxDB answers its row, with null).
+                if call.name != "stddev":
+                    column.exists &= ~np.isnan(column.values)
             iterators.append((call, column, point_times))
     pages = _Pages(len(iterators), statement.offset, statement.limit)
     pages.apply([column for _, column, _ in iterators])
