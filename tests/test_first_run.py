@@ -65,3 +65,111 @@ def test_after_make_test_make_run_installs_nothing_more(tmp_path: Path) -> None:
     # And a server-only install is not enough for the tests.
     (folder / ".venv" / ".installed-test").unlink()
     assert installs(make(folder, "-n", "test")) == [".venv/bin/pip install -e '.[test]'"]
+
+
+def test_make_run_passes_only_the_settings_it_is_given(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    serve = [line for line in make(folder, "-n", "run").splitlines() if " serve" in line]
+    assert [line.split() for line in serve] == [[".venv/bin/tracker", "serve"]]  # the environment decides
+    serve = [line for line in make(folder, "-n", "run", "PORT=9000", "HOST=0.0.0.0").splitlines() if " serve" in line]
+    assert [line.split() for line in serve] == [[".venv/bin/tracker", "serve", "--host", "0.0.0.0", "--port", "9000"]]
+
+
+def stand_in_venv(folder: Path) -> None:
+    """A .venv whose `tracker` runs this checkout, its installs already made."""
+    bin_dir = folder / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    tracker = bin_dir / "tracker"
+    tracker.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m tracker "$@"\n')
+    tracker.chmod(0o755)
+    for stamp in (".installed-run", ".installed-test"):
+        (folder / ".venv" / stamp).touch()
+
+
+def serve_with_make(folder: Path, *args: str, env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`make run ARGS` with `env`, until /ping on `port` answers 204."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "run", *args], cwd=folder, stdout=out, stderr=subprocess.STDOUT,
+            env={**clean_env(), **env}, start_new_session=True,  # its own group: make, its shell and the server stop together
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not ping(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            raise AssertionError(f"make run did not serve on port {port}:\n{log.read_text()}")
+        time.sleep(0.1)
+    return process
+
+
+def ping(port: int) -> bool:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 204
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def tracker_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "tracker", *args], input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**clean_env(), **(env or {})},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_tracker_port_in_the_environment_is_the_port_make_run_serves_on(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    stand_in_venv(folder)
+    data_dir, port = tmp_path / "data", free_port()
+    process = serve_with_make(
+        folder, env={"TRACKER_PORT": str(port), "TRACKER_DATA_DIR": str(data_dir)}, port=port, log=tmp_path / "log"
+    )
+    try:
+        tracker_cli("user", "add", "rider", "--password-stdin", "--data-dir", str(data_dir), stdin="rider-password\n")
+        # The share link a newcomer makes in another shell, without the server's environment.
+        url = tracker_cli("link", "create", "rider", "--data-dir", str(data_dir)).strip()
+        assert url.startswith(f"http://127.0.0.1:{port}/watch/rider?token="), url
+    finally:
+        stop(process)
+    # The file that tells the CLI is no stranger to the data folder's check.
+    assert "unexpected" not in tracker_cli("check", "--data-dir", str(data_dir))
+
+
+@pytest.mark.slow
+def test_share_links_follow_make_run_host_and_port(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    stand_in_venv(folder)
+    data_dir, port = tmp_path / "data", free_port()
+    process = serve_with_make(
+        folder, "HOST=0.0.0.0", f"PORT={port}", f"DATA={data_dir}", env={}, port=port, log=tmp_path / "log"
+    )
+    try:
+        tracker_cli("user", "add", "rider", "--password-stdin", "--data-dir", str(data_dir), stdin="rider-password\n")
+        url = tracker_cli("link", "create", "rider", "--data-dir", str(data_dir)).strip()
+        # Listening everywhere: the link names this machine as others reach it, never localhost.
+        host = url.removeprefix("http://").split("/")[0]
+        assert host.endswith(f":{port}") and host.split(":")[0] not in ("localhost", "127.0.0.1", "0.0.0.0"), url
+        # A public URL given to the CLI still wins.
+        assert tracker_cli(
+            "link", "create", "rider", "--data-dir", str(data_dir), env={"TRACKER_PUBLIC_URL": "https://t.example.org"}
+        ).startswith("https://t.example.org/watch/rider?token=")
+    finally:
+        stop(process)

@@ -34,7 +34,7 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker import backup as backups
-from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name
+from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
 from tracker.retention import describe, parse_retention
 from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
@@ -469,19 +469,26 @@ def link(ctx: click.Context, data_dir: Path) -> None:
     _options(ctx, data_dir)
 
 
-def _public_url(flag: str | None) -> str:
-    """--public-url, else TRACKER_PUBLIC_URL, else http://HOST:PORT as `tracker serve` would listen."""
+def _public_url(flag: str | None, data_dir: Path) -> str:
+    """--public-url, else TRACKER_PUBLIC_URL, else the URL the server last started with on this data
+    folder, else http://HOST:PORT as `tracker serve` would listen with this environment."""
     try:
-        return Settings.from_env(public_url=flag).external_url()
+        settings = Settings.from_env(public_url=flag)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.public_url:
+        return settings.external_url()
+    return recorded_server_url(data_dir) or settings.external_url()
 
 
 @link.command("create")
 @_name_argument("name")
 @click.option("--expires", metavar="DURATION", help="Expire after e.g. 90m, 2h, 7d (default: never).")
 @click.option("--label", help="A name for the link, unique among NAME's active links (default: the date).")
-@click.option("--public-url", help="How others reach this server (env TRACKER_PUBLIC_URL; default http://HOST:PORT).")
+@click.option(
+    "--public-url",
+    help="How others reach this server (env TRACKER_PUBLIC_URL; default: as the server last started on this data folder).",
+)
 @_data_dir_option(on_group=False)
 @click.pass_context
 def link_create(
@@ -489,7 +496,7 @@ def link_create(
 ) -> None:
     """Create a share link for NAME and print its URL (the token is shown only now)."""
     options = _options(ctx, data_dir)
-    base = _public_url(public_url)
+    base = _public_url(public_url, options.data_dir)
     try:
         seconds = parse_duration(expires) if expires is not None else None
     except InvalidLink as exc:

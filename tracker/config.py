@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
@@ -12,6 +13,9 @@ from tracker.retention import parse_retention
 
 ENV_PREFIX = "TRACKER_"
 MAX_WORKERS = 64
+# In the data folder: the URL the server last started with (external_url), so that the CLI prints
+# share links as the running server is reached, whatever flags or environment it was started with.
+SERVER_URL_FILE = "server-url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +193,8 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = self.host
-        if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine's name is the best guess
-            host = "localhost"
+        if host in ("", "0.0.0.0", "::"):  # listening everywhere: others reach this machine's own address
+            host = _this_machine()
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
@@ -212,6 +216,33 @@ class Settings:
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
+
+
+def _this_machine() -> str:
+    """This machine's address on its network (the one its default route leaves from), else its name."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # a UDP connect sends nothing: it only picks the route
+            return str(probe.getsockname()[0])
+    except OSError:  # no route at all: the name is still better than localhost for someone else
+        return socket.gethostname()
+
+
+def record_server_url(settings: Settings) -> None:
+    """Write settings.external_url() to the data folder's SERVER_URL_FILE (replaced whole, never half-written)."""
+    path = settings.data_dir / SERVER_URL_FILE
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(settings.external_url() + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def recorded_server_url(data_dir: Path) -> str | None:
+    """The URL the server last started with on this data folder, if it left a sound one."""
+    try:
+        url = (data_dir / SERVER_URL_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return url if url.startswith(("http://", "https://")) and url.isprintable() and " " not in url else None
 
 
 # The settings `tracker serve` takes as flags: (setting, flag, help, options). Each also comes from
