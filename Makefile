@@ -19,7 +19,7 @@ SERVE_FLAGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web-deps run test test-fast compat bench clean
+.PHONY: help venv web-deps vendor run test test-fast compat bench clean
 
 help:
 	@echo "Tracker"
@@ -27,6 +27,7 @@ help:
 	@echo "  make test    run the test suite: the page scripts' unit tests (Node), then pytest (PYTEST_ARGS passed to it)"
 	@echo "  make test-fast  the daily loop: every test but the slow ones (servers under load, crashes, browser)"
 	@echo "  make compat  the differential test alone: Tracker vs a real InfluxDB 1.x, same data and queries, agreement printed"
+	@echo "  make vendor  copy the pages' map and chart libraries from web/node_modules into the package (after an npm update)"
 	@echo "  make bench   side-by-side load test against InfluxDB 1.x (see bench/README.md)"
 	@echo "  make clean   remove .venv, node_modules and caches (never the data folder)"
 
@@ -66,7 +67,18 @@ web-deps:
 	  fi; \
 	fi
 
-run: $(RUN_STAMP) web-deps
+# The pages' map and chart libraries, as web/package-lock.json pins them, are kept in the package
+# (tracker/browser/vendor/, with their licences), so every install serves them without npm. After
+# changing web/package.json: `make vendor`, and commit the copies; the tests check they match the lock.
+VENDOR := tracker/browser/vendor
+vendor: web-deps
+	rm -rf $(VENDOR)/leaflet $(VENDOR)/uplot
+	mkdir -p $(VENDOR)/leaflet/images $(VENDOR)/uplot
+	cp web/node_modules/leaflet/LICENSE web/node_modules/leaflet/dist/leaflet.js web/node_modules/leaflet/dist/leaflet.css $(VENDOR)/leaflet/
+	cp web/node_modules/leaflet/dist/images/*.png $(VENDOR)/leaflet/images/
+	cp web/node_modules/uplot/LICENSE web/node_modules/uplot/dist/uPlot.iife.min.js web/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/uplot/
+
+run: $(RUN_STAMP)
 	$(VENV)/bin/tracker serve $(strip $(SERVE_FLAGS))
 
 test: venv web-deps

@@ -1,5 +1,6 @@
-"""The pages and their files: static files shipped inside this package (`static/`), and the npm
-libraries the Makefile installs into the source checkout's `web/node_modules`.
+"""The pages and their files, all shipped inside this package: the pages (`static/`), and the map and
+chart libraries they load (`vendor/`: copies of the npm packages web/package-lock.json pins, made by
+`make vendor`), so that any install serves the whole product.
 
 Pages never contain user input. Everything a user can type (usernames, labels) reaches the
 browser only inside JSON, which the page renders as text. The watch page is the same file for
@@ -29,10 +30,8 @@ def _package_folder(name: str) -> Path:
 
 
 STATIC_DIR = _package_folder("static")
-# The source checkout's web/ folder: the npm packages the Makefile installs.
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
-# Only these npm packages' dist/ folders are served, under /vendor/<package>/.
-VENDOR_DIRS = {"leaflet": WEB_DIR / "node_modules" / "leaflet" / "dist", "uplot": WEB_DIR / "node_modules" / "uplot" / "dist"}
+# The libraries served under /vendor/<package>/.
+VENDOR_DIRS = {name: _package_folder("vendor") / name for name in ("leaflet", "uplot")}
 
 # Pages load only their own scripts and styles (no inline script: user input can never run);
 # map tiles may come from anywhere (the tile URL is a setting).
