@@ -7,7 +7,9 @@ install, and `make run` itself starts a real server (from a stand-in virtual env
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tracker_process import clean_env, free_port
+from tests.tracker_process import TrackerProcess, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the Makefile's install rules depend on.
@@ -173,3 +175,39 @@ def test_share_links_follow_make_run_host_and_port(tmp_path: Path) -> None:
         ).startswith("https://t.example.org/watch/rider?token=")
     finally:
         stop(process)
+
+
+def readme_blocks(section: str) -> list[str]:
+    """The shell blocks of a README section, as written."""
+    readme = (ROOT / "README.md").read_text()
+    text = readme[readme.index(f"\n## {section}\n") :]
+    text = text[: text.index("\n## ", 1)]
+    return re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_first_steps_write_samples_the_query_then_finds(tmp_path: Path) -> None:
+    first, delete = readme_blocks("First steps")[:2]
+    server = TrackerProcess(tmp_path / "data", tmp_path / "log")
+    server.add_user("test", "test1234")  # what its `tracker user add test` asks for
+    steps = "\n".join(line for line in first.splitlines() if "tracker user add" not in line)
+
+    def run(script: str) -> str:
+        script = script.replace("127.0.0.1:8086", f"127.0.0.1:{server.port}")
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    server.start()
+    try:
+        output = run(steps)
+        assert output.startswith("HTTP/1.1 204"), output
+        answer = json.loads(output.splitlines()[-1])  # the query's
+        (series,) = answer["results"][0]["series"]
+        assert len(series["values"]) == 4, series  # every sample written: they are from now, not 2015
+        run(delete)
+        query = "\n".join(first.splitlines()[-2:])  # the block's last command, over two lines
+        after = json.loads(run(query).splitlines()[-1])
+        assert "series" not in after["results"][0], after  # the deletion took them all
+    finally:
+        server.close()
