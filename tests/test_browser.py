@@ -56,10 +56,6 @@ _MISSING = [
     reason
     for missing, reason in (
         (not Path(CHROMIUM).exists(), "Chromium is not installed (Debian package: chromium)"),
-        (
-            not (REPO / "web" / "node_modules" / "leaflet" / "dist" / "leaflet.js").exists(),
-            "front-end libraries are not installed: run `make web-deps`",
-        ),
     )
     if missing
 ]
