@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -218,6 +219,7 @@ class Settings:
         return replace(self, **changes)
 
 
+@functools.cache  # once per process: alert notices ask again and again
 def _this_machine() -> str:
     """This machine's address on its network (the one its default route leaves from), else its name."""
     try:
