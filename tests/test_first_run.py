@@ -16,10 +16,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import pytest
+from aiohttp.test_utils import TestClient
 
+from tests.conftest import CHEAP_HASHING, AddUser
+from tests.sse import sign_in
 from tests.tracker_process import TrackerProcess, clean_env, free_port
+from tracker.app import create_app
+from tracker.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the Makefile's install rules depend on.
@@ -211,3 +217,28 @@ def test_the_readme_first_steps_write_samples_the_query_then_finds(tmp_path: Pat
         assert "series" not in after["results"][0], after  # the deletion took them all
     finally:
         server.close()
+
+
+async def test_the_owner_page_hands_out_links_others_can_open(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, add_user: AddUser
+) -> None:
+    """Served on every address but opened as localhost, the page's links name the machine as the CLI does."""
+
+    async def link_url(settings: Settings) -> str:
+        client = await aiohttp_client(create_app(settings, password_context=CHEAP_HASHING))
+        csrf = await sign_in(client, "alice", "pw-alice")
+        response = await client.post("/api/links", json={}, headers={"X-CSRF-Token": csrf})
+        assert response.status == 201
+        return str((await response.json())["url"])
+
+    await add_user("alice", "pw-alice")
+    data_dir = tmp_path / "data"
+    everywhere = Settings(data_dir=data_dir, host="0.0.0.0", port=9000)
+    url = await link_url(everywhere)
+    assert url.startswith(everywhere.external_url() + "/watch/alice?token="), url
+    assert not url.startswith(("http://127.0.0.1", "http://localhost")), url
+    # Served on loopback only, the browser's own address is the one that works.
+    assert (await link_url(Settings(data_dir=data_dir))).startswith("http://127.0.0.1:")
+    # A public URL always wins.
+    public = Settings(data_dir=data_dir, host="0.0.0.0", public_url="https://t.example.org")
+    assert (await link_url(public)).startswith("https://t.example.org/watch/alice?token=")

@@ -194,11 +194,16 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = self.host
-        if host in ("", "0.0.0.0", "::"):  # listening everywhere: others reach this machine's own address
+        if self.listens_everywhere:  # others reach this machine's own address
             host = _this_machine()
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def listens_everywhere(self) -> bool:
+        """Whether `serve` listens on every address of this machine (so others may reach it)."""
+        return self.host in ("", "0.0.0.0", "::")
 
     @property
     def worker_count(self) -> int:
