@@ -15,6 +15,7 @@ import {
   parseWindow,
   streamStatus,
   track,
+  staleValues,
   valueAges,
   windowBounds,
   windowQuery,
@@ -133,6 +134,15 @@ describe("latest values", () => {
     const latest = latestValues(samples, ["hr_bpm", "cad_rpm", "pwr_w", "spd_kph"]);
     assert.deepEqual(latest.values, { hr_bpm: 110, cad_rpm: 80, pwr_w: 0 });
     assert.deepEqual(latest.times, { hr_bpm: 2 * S, cad_rpm: 1 * S, pwr_w: 1 * S });
+  });
+
+  test("staleValues names the values older than the threshold, with their ages", () => {
+    const times = { hr_bpm: 1e9, spd_kph: 50e9, pwr_w_l: 10e9, pwr_w_r: 45e9 };
+    // At 60 s with a 30 s threshold: heart rate (59 s) and the legs' power (the older leg, 50 s) are old.
+    assert.deepEqual(staleValues(times, 60e3, 30e3), { hr_bpm: 59e3, pwr_w_l: 50e3, pwr_w: 50e3 });
+    assert.deepEqual(staleValues(times, 20e3, 30e3), {});
+    // A sample from a clock that runs ahead is never "old".
+    assert.deepEqual(staleValues({ hr_bpm: 100e9 }, 60e3, 30e3), {});
   });
 
   test("valueAges says how old each latest value is", () => {

@@ -24,6 +24,7 @@ import {
   nearestFix,
   newestMs,
   parseWindow,
+  staleValues,
   streamStatus,
   windowBounds,
   windowQuery,
@@ -63,6 +64,7 @@ const state = (window.trackerState = {
   resets: 0,
   lastEventId: null,
   error: null,
+  staleValues: {},
   tilesFailed: 0,
   devices: [], // [{device: name or null, last_sample_ns}], newest first
 });
@@ -336,10 +338,14 @@ function render() {
 }
 
 function renderValues() {
-  const latest = latestValues(samples, wantedKeys(valueFields)).values;
+  const latest = latestValues(samples, wantedKeys(valueFields));
+  // Each field's own newest time, not the window's: a value older than the badge's threshold is
+  // greyed and says its age, so a sensor that stopped never reads as current.
+  const old = staleValues(latest.times, Date.now(), staleMs);
   const shown = {};
+  const staleShown = {};
   const frag = document.createDocumentFragment();
-  for (const row of panelRows(valueFields, latest)) {
+  for (const row of panelRows(valueFields, latest.values)) {
     shown[row.key] = row.text;
     const item = document.createElement("div");
     item.className = "value value-" + row.key;
@@ -365,10 +371,19 @@ function renderValues() {
       shown.balance = row.balance;
       item.appendChild(balance);
     }
+    if (old[row.key] !== undefined) {
+      const age = document.createElement("dd");
+      age.className = "value-age";
+      age.textContent = formatAgo(old[row.key]);
+      staleShown[row.key] = age.textContent;
+      item.classList.add("value-stale");
+      item.appendChild(age);
+    }
     frag.appendChild(item);
   }
   el.values.replaceChildren(frag);
   state.values = shown;
+  state.staleValues = staleShown; // {key: "2 min ago"} for the values shown as old
 }
 
 new ResizeObserver(() => {
@@ -379,6 +394,7 @@ new ResizeObserver(() => {
 // ---- once a second: the badge's "... ago", the sliding window's left edge ------------------------
 setInterval(() => {
   updateStatus();
+  renderValues(); // values age: one that stopped coming greys out without a new sample
   if (!el.devices.hidden) renderDevices();
   if (SLIDING_WINDOWS[windowSpec.name]) {
     if (dropBefore(samples, (Date.now() - SLIDING_WINDOWS[windowSpec.name]) * 1e6) > 0) {

@@ -141,6 +141,19 @@ export function valueAges(times, nowMs) {
   return ages;
 }
 
+// The panel's values older than staleMs at nowMs, with their ages in ms: {key: ageMs}. A sensor that
+// stopped (a heart-rate strap out of range) must not read as current beside a "live" badge. Power
+// sent only as the legs' values is as old as the older leg.
+export function staleValues(times, nowMs, staleMs) {
+  const ages = valueAges(times, nowMs);
+  if (ages.pwr_w === undefined && ages.pwr_w_l !== undefined && ages.pwr_w_r !== undefined) {
+    ages.pwr_w = Math.max(ages.pwr_w_l, ages.pwr_w_r);
+  }
+  const stale = {};
+  for (const key of Object.keys(ages)) if (ages[key] > staleMs) stale[key] = ages[key];
+  return stale;
+}
+
 // The status badge: {status, text}. formatAgo turns an age in ms into words ("12 s ago").
 export function streamStatus(s, nowMs, staleMs, formatAgo) {
   if (!s.connected) {
