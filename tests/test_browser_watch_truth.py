@@ -70,3 +70,36 @@ def test_a_value_that_stopped_coming_looks_old(
     grey = "rgb(138, 148, 156)"
     assert page.evaluate("() => getComputedStyle(document.querySelector('.value-hr_bpm .num')).color") == grey
     screenshot(page, f"watch-stale-value-{size_name(viewport)}.png")
+
+
+@pytest.mark.parametrize("failure", ["missing", "throws"])
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_values_and_charts_without_the_map_library(
+    server: TrackerServer, browser: Any, viewport: dict[str, int], failure: str
+) -> None:
+    user = f"nomap{failure}{size_name(viewport)}"
+    server.add_user(user, public=True)
+    server.write(user, [sample(now_ms() - 5000 + i * 1000, hr_bpm=140 + i, lat=47.0, lng=8.0 + i * 1e-4) for i in range(5)])
+    context = browser.new_context(viewport=viewport, service_workers="block")
+    errors: list[str] = []
+    try:
+        if failure == "missing":
+            context.route("**/vendor/leaflet/leaflet.js", lambda route: route.fulfill(status=404, body="not found"))
+        else:
+            context.route(
+                "**/vendor/leaflet/leaflet.js",
+                lambda route: route.fulfill(status=200, content_type="text/javascript", body="throw new Error('broken');"),
+            )
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{server.url}/watch/{user}")
+        s = wait_until(page, lambda s: s["connected"] and s["values"].get("hr_bpm") == "144", 5, "values without a map")
+        assert s["mapFailed"] and s["chartPoints"].get("hr_bpm") == 5
+        assert page.is_visible("#map-note") and "map could not be loaded" in (page.text_content("#map-note") or "")
+        server.write(user, [sample(now_ms(), hr_bpm=150)])
+        wait_until(page, lambda s: s["values"].get("hr_bpm") == "150", 1.0, "a live sample without a map")
+        screenshot(page, f"watch-no-map-{failure}-{size_name(viewport)}.png")
+    finally:
+        context.close()
+    # Only the broken library's own error; the page itself raised nothing.
+    assert errors == ([] if failure == "missing" else ["broken"]), errors

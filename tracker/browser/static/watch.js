@@ -12,7 +12,7 @@
 // Everything a user can type (usernames, labels) reaches the page through textContent only.
 import { createCharts } from "./watch/charts.js";
 import { fieldsFromConfig, panelRows, wantedKeys } from "./watch/fields.js";
-import { createMap } from "./watch/map.js";
+import { createMapOrNone } from "./watch/map.js";
 import {
   SLIDING_WINDOWS,
   chartRange,
@@ -66,6 +66,7 @@ const state = (window.trackerState = {
   error: null,
   staleValues: {},
   tilesFailed: 0,
+  mapFailed: false, // the map library did not load: no map, everything else works
   devices: [], // [{device: name or null, last_sample_ns}], newest first
 });
 
@@ -110,7 +111,7 @@ function ingest(incoming) {
   scheduleRender();
 }
 
-const mapView = createMap(state, el);
+const mapView = createMapOrNone(state, el);
 const charts = createCharts(
   state,
   el,

@@ -163,6 +163,23 @@ export function createMap(state, el) {
   return { render: render, forgetMarker: forgetMarker, fitNext: fitNext, showHover: showHover, addTiles: addTiles, invalidateSize: () => map.invalidateSize() };
 }
 
+// The map, or, when Leaflet did not load (its file missing, or it threw), a stand-in that draws
+// nothing: values, charts and the stream must not depend on the map library.
+export function createMapOrNone(state, el) {
+  try {
+    if (typeof L === "undefined") throw new Error("Leaflet is not loaded");
+    return createMap(state, el);
+  } catch (err) {
+    console.error("the map is unavailable:", err);
+    state.mapFailed = true;
+    el.mapNote.textContent = "The map could not be loaded; values and charts still update.";
+    el.mapNote.hidden = false;
+    el.mapNote.classList.add("map-failed");
+    const nothing = () => {};
+    return { render: nothing, forgetMarker: nothing, fitNext: nothing, showHover: nothing, addTiles: nothing, invalidateSize: nothing };
+  }
+}
+
 function plainText(html) {
   // Attribution from the server's settings may carry HTML; show it as text, never as markup.
   return new DOMParser().parseFromString(String(html || ""), "text/html").body.textContent || "";
