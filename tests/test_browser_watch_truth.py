@@ -8,8 +8,7 @@ happened. Same real server and browser as tests/test_browser.py; screenshots lan
 from __future__ import annotations
 
 import re
-import time
-import urllib.parse
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -103,3 +102,40 @@ def test_values_and_charts_without_the_map_library(
         context.close()
     # Only the broken library's own error; the page itself raised nothing.
     assert errors == ([] if failure == "missing" else ["broken"]), errors
+
+
+def route_in_view(s: dict[str, Any], points: list[tuple[float, float]]) -> bool:
+    view = s.get("viewBounds")
+    if not view:
+        return False
+    (south, west), (north, east) = view
+    return all(south <= lat <= north and west <= lng <= east for lat, lng in points)
+
+
+@pytest.mark.parametrize("window", ["1h", "8h", "today"])
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_windows_whole_route_stays_in_view(
+    server: TrackerServer, open_page: Callable[..., Any], viewport: dict[str, int], window: str
+) -> None:
+    user = f"route{window}{size_name(viewport)}"
+    server.add_user(user, public=True)
+    # 40 minutes of riding north-east (today's window: since local midnight, so at most the last
+    # few minutes when the test runs just after it), one fix every 20 s.
+    end = now_ms() - 1000
+    local_now = datetime.now()
+    since_midnight = local_now - local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = 40 if window != "today" else min(40, int(since_midnight.total_seconds() // 60) - 1)
+    count = max(3, minutes * 3)
+    start = end - (count - 1) * 20_000
+    points = [(round(46.5 + i * 2e-4, 6), round(7.0 + i * 3e-4, 6)) for i in range(count)]
+    server.write(user, [sample(start + i * 20_000, lat=lat, lng=lng, hr_bpm=130) for i, (lat, lng) in enumerate(points)])
+    page = open_page(f"{server.url}/watch/{user}?window={window}", viewport)
+    s = wait_until(page, lambda s: s["trackPointCount"] == count and s["viewBounds"] is not None, 5, "the route")
+    s = wait_until(page, lambda s: route_in_view(s, points), 1.0, "the whole route in view after the fit")
+    assert s["follow"]
+    # The ride goes on: a new fix past the view's edge refits, the whole route still in view.
+    points.append((round(points[-1][0] + 0.02, 6), round(points[-1][1] + 0.03, 6)))
+    server.write(user, [sample(now_ms(), lat=points[-1][0], lng=points[-1][1], hr_bpm=131)])
+    wait_until(page, lambda s: s["trackPointCount"] == count + 1, 1.0, "the new fix")
+    wait_until(page, lambda s: route_in_view(s, points), 1.5, "the whole route in view after the new fix")
+    screenshot(page, f"watch-route-{window}-{size_name(viewport)}.png")

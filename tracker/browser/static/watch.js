@@ -52,7 +52,8 @@ const state = (window.trackerState = {
   markerTarget: null, // the newest fix: where the marker is going
   heading: null,
   accuracy: null,
-  follow: true,
+  follow: true, // the window's whole route kept in view, until the viewer pans
+  viewBounds: null, // what the map shows: [[south, west], [north, east]]
   lastSampleTime: null, // ms since epoch of the newest sample seen
   sampleCount: 0,
   trackPointCount: 0,
