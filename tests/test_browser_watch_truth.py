@@ -35,6 +35,7 @@ VIEWPORTS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
     folder = tmp_path_factory.mktemp("browser-truth")
     srv = TrackerServer(folder / "data", folder / "server.log")
+    srv.env["TRACKER_LIVE_RECHECK_SECONDS"] = "1"  # an expired link's open stream ends within a second
     srv.start()
     try:
         yield srv
@@ -139,3 +140,33 @@ def test_the_windows_whole_route_stays_in_view(
     wait_until(page, lambda s: s["trackPointCount"] == count + 1, 1.0, "the new fix")
     wait_until(page, lambda s: route_in_view(s, points), 1.5, "the whole route in view after the new fix")
     screenshot(page, f"watch-route-{window}-{size_name(viewport)}.png")
+
+
+@pytest.mark.parametrize("ending", ["revoked", "expired"])
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_an_ended_share_link_says_so(
+    server: TrackerServer, open_page: Callable[..., Any], viewport: dict[str, int], ending: str
+) -> None:
+    user = f"link{ending}{size_name(viewport)}"
+    server.add_user(user)  # private: only the link opens it
+    server.write(user, [sample(now_ms() - 2000, lat=51.5, lng=-0.12, hr_bpm=140)])
+    expires = ["--expires", "3s"] if ending == "expired" else []
+    printed = re.search(r"\?token=(\S+)", server.cli("link", "create", user, "--label", "mum", *expires).stdout)
+    assert printed is not None
+    page = open_page(f"{server.url}/watch/{user}?token={printed.group(1)}", viewport)
+    wait_until(page, lambda s: s["connected"] and s["sampleCount"] == 1, 5, "the shared view")
+    if ending == "revoked":
+        server.cli("link", "revoke", user, "mum")
+        server.write(user, [sample(now_ms(), hr_bpm=141)])
+    s = wait_until(page, lambda s: s["linkEnded"] == ending, 6, f"the {ending} link")
+    wanted = "was revoked by" if ending == "revoked" else "has expired"
+    message = page.text_content("#message") or ""
+    assert page.is_visible("#message") and wanted in message and f"Ask {user} for a new link." in message, message
+    assert s["status"] == "ended" and page.text_content("#status") == f"link {ending}"
+    assert "offline" not in (page.text_content("body") or "") and "not allowed" not in message
+    assert s["sampleCount"] == 0 and page.locator("#values .value").count() == 0
+    # A reload (the friend tries again later) says the same.
+    page.reload()
+    wait_until(page, lambda s: s["linkEnded"] == ending, 5, "the same words after a reload")
+    assert wanted in (page.text_content("#message") or "")
+    screenshot(page, f"watch-link-{ending}-{size_name(viewport)}.png")

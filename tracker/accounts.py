@@ -527,6 +527,18 @@ class Accounts:
                 pass  # a full disk must not stop anyone watching; "last used" is only a statistic
         return WatchRight(signed_in=False, link_id=link.id)
 
+    async def ended_link(self, owner: str, link_token: str) -> str | None:
+        """Why a real share link of `owner` no longer opens the view: "revoked" or "expired"; None for
+        a link still valid, or a token that is no link of theirs (nothing is told about those)."""
+        link = await self._store.link_by_token_hash(token_digest(link_token))
+        if link is None or link.owner != owner:
+            return None
+        if link.revoked_ns is not None:
+            return "revoked"
+        if link.expires_ns is not None and link.expires_ns <= time.time_ns():
+            return "expired"
+        return None
+
     # ----- retention -----
 
     async def set_retention(self, name: str, retention_ns: int | None) -> None:

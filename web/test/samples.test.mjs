@@ -16,6 +16,7 @@ import {
   streamStatus,
   track,
   staleValues,
+  accessProblem,
   valueAges,
   windowBounds,
   windowQuery,
@@ -197,5 +198,22 @@ describe("position fixes", () => {
     assert.ok(close(bearingBetween({ lat: 0, lng: 0 }, { lat: 0, lng: 1 }), 90));
     assert.ok(close(bearingBetween({ lat: 1, lng: 0 }, { lat: 0, lng: 0 }), 180));
     assert.ok(close(bearingBetween({ lat: 0, lng: 1 }, { lat: 0, lng: 0 }), 270));
+  });
+});
+
+describe("access problems", () => {
+  test("an ended share link says what happened and what to do, and the badge says so", () => {
+    const revoked = accessProblem(403, { error: "x", reason: "link_revoked" }, "bob");
+    assert.deepEqual(revoked, { text: "This share link was revoked by bob. Ask bob for a new link.", linkEnded: "revoked" });
+    const expired = accessProblem(403, { error: "x", reason: "link_expired" }, "bob");
+    assert.deepEqual(expired, { text: "This share link has expired. Ask bob for a new link.", linkEnded: "expired" });
+    const badge = streamStatus({ connected: false, streamFailed: true, error: 403, linkEnded: "expired", lastSampleTime: null }, 0, 30e3, String);
+    assert.deepEqual(badge, { status: "ended", text: "link expired" });
+  });
+
+  test("other refusals keep their words", () => {
+    assert.equal(accessProblem(403, { error: "not allowed to watch bob" }, "bob").text, "not allowed to watch bob");
+    assert.equal(accessProblem(403, {}, "bob").linkEnded, null);
+    assert.match(accessProblem(401, {}, "bob").text, /private/);
   });
 });

@@ -15,6 +15,7 @@ import { fieldsFromConfig, panelRows, wantedKeys } from "./watch/fields.js";
 import { createMapOrNone } from "./watch/map.js";
 import {
   SLIDING_WINDOWS,
+  accessProblem,
   chartRange,
   dropBefore,
   inWindow,
@@ -65,6 +66,7 @@ const state = (window.trackerState = {
   resets: 0,
   lastEventId: null,
   error: null,
+  linkEnded: null, // "revoked" or "expired": the share link this page was opened with ended
   staleValues: {},
   tilesFailed: 0,
   mapFailed: false, // the map library did not load: no map, everything else works
@@ -195,6 +197,7 @@ async function loadWindow(opts) {
   }
   if (generation !== loadGeneration) return null;
   state.error = null;
+  state.linkEnded = null;
   showMessage(null);
   if (!configLoaded) loadConfig(); // it failed before (the server was away, or access was missing)
   const arrivedMeanwhile = pendingDuringLoad || [];
@@ -224,10 +227,10 @@ function showAccessProblem(status, body) {
     mapView.forgetMarker();
     scheduleRender();
   }
-  if (status === 401) showMessage("This tracker is private. Sign in on the home page, or open the share link you were given.");
-  else if (status === 403) showMessage((body && body.error) || "You are not allowed to watch this tracker.");
-  else if (status === 404) showMessage("There is no tracker with this name.");
-  else showMessage("The server answered " + status + ".");
+  const problem = accessProblem(status, body, user);
+  state.linkEnded = problem.linkEnded;
+  showMessage(problem.text);
+  updateStatus();
 }
 
 function showMessage(text) {
@@ -308,7 +311,13 @@ function renderDevices() {
 // ---- status badge ---------------------------------------------------------------------------------
 function updateStatus() {
   const badge = streamStatus(
-    { connected: state.connected, streamFailed: stream.failed(), error: state.error, lastSampleTime: state.lastSampleTime },
+    {
+      connected: state.connected,
+      streamFailed: stream.failed(),
+      error: state.error,
+      linkEnded: state.linkEnded,
+      lastSampleTime: state.lastSampleTime,
+    },
     Date.now(),
     staleMs,
     formatAgo
