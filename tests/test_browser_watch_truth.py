@@ -16,6 +16,7 @@ import pytest
 
 from tests.test_browser import (  # noqa: F401  (browser and open_page are fixtures)
     DESKTOP,
+    PASSWORD as PASSWORD_OF_TESTS,
     PHONE,
     TrackerServer,
     browser,
@@ -170,3 +171,42 @@ def test_an_ended_share_link_says_so(
     wait_until(page, lambda s: s["linkEnded"] == ending, 5, "the same words after a reload")
     assert wanted in (page.text_content("#message") or "")
     screenshot(page, f"watch-link-{ending}-{size_name(viewport)}.png")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_banned_sign_in_is_told_in_the_page_with_its_wait(
+    tmp_path: Path, open_page: Callable[..., Any], viewport: dict[str, int]
+) -> None:
+    srv = TrackerServer(tmp_path / "data", tmp_path / "server.log")
+    srv.serve_args += ["--max-auth-failures", "2", "--auth-ban", "4"]
+    srv.add_user("ivy")
+    srv.start()
+    try:
+        page = open_page(srv.url + "/", viewport)
+
+        def sign_in(password: str) -> str:
+            page.wait_for_selector("#login-form button[type=submit]:not([disabled])", timeout=8000)
+            page.fill("input[name=username]", "ivy")
+            page.fill("input[name=password]", password)
+            with page.expect_navigation():
+                page.click("#login-form button[type=submit]")
+            return page.text_content("#message") or ""
+
+        # A wrong password says so, and nothing about attempts.
+        first = sign_in("wrong password")
+        assert first == "Sign-in failed: wrong username or password. Try again.", first
+        sign_in("wrong again")
+        # Banned: the sign-in page, not a bare text page, says how long to wait, and the button waits too.
+        banned = sign_in(PASSWORD_OF_TESTS)
+        assert re.fullmatch(r"Too many failed sign-ins from your address\. Try again in [1-4] s\.", banned), banned
+        assert page.is_visible("#signin") and page.is_disabled("#login-form button[type=submit]")
+        assert "login=" not in page.url  # a reload later shows the plain form
+        screenshot(page, f"home-banned-{size_name(viewport)}.png")
+        # Once the ban is over the page says so, and the right password signs in.
+        page.wait_for_selector("#message.ok", timeout=8000)
+        assert page.text_content("#message") == "You can sign in again now."
+        sign_in(PASSWORD_OF_TESTS)
+        page.wait_for_selector("#tracker-list li", timeout=5000)
+        srv.stop()
+    finally:
+        srv.close()
