@@ -210,3 +210,32 @@ def test_a_banned_sign_in_is_told_in_the_page_with_its_wait(
         srv.stop()
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_speed_unit_choice_names_the_apps_and_has_no_silent_default(
+    server: TrackerServer, open_page: Callable[..., Any], viewport: dict[str, int]
+) -> None:
+    user = "units" + size_name(viewport)
+    server.add_user(user)
+    page = open_page(server.url + "/", viewport)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD_OF_TESTS)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#devices:not([hidden])", timeout=5000)
+    options = page.locator("#token-speed-unit option").all_text_contents()
+    assert options[0] == "Choose the app…" and any("OsmAnd" in o and "m/s" in o for o in options), options
+    assert any("Traccar Client before version 9" in o and "knots" in o for o in options), options
+    assert page.input_value("#token-speed-unit") == ""  # no unit chosen for the rider
+    assert "OsmAnd sends m/s" in (page.text_content("#speed-unit-explain") or "")
+    # Without a choice the form is not sent: no token is made.
+    page.fill("#token-label", "phone")
+    page.click("#token-form button[type=submit]")
+    assert page.is_hidden("#new-token")
+    assert page.evaluate("() => document.getElementById('token-speed-unit').validity.valueMissing")
+    page.select_option("#token-speed-unit", "mps")
+    page.click("#token-form button[type=submit]")
+    page.wait_for_selector("#new-token:not([hidden])", timeout=5000)
+    page.locator("#token-rows tr", has_text="phone").wait_for(timeout=5000)
+    assert "m/s" in (page.locator("#token-rows tr", has_text="phone").text_content() or "")
+    screenshot(page, f"home-speed-unit-{size_name(viewport)}.png")
