@@ -239,3 +239,17 @@ def test_the_speed_unit_choice_names_the_apps_and_has_no_silent_default(
     page.locator("#token-rows tr", has_text="phone").wait_for(timeout=5000)
     assert "m/s" in (page.locator("#token-rows tr", has_text="phone").text_content() or "")
     screenshot(page, f"home-speed-unit-{size_name(viewport)}.png")
+
+
+def test_on_a_phone_the_tile_notice_does_not_cover_the_track(server: TrackerServer, open_page: Callable[..., Any]) -> None:
+    user = "tilenote"
+    server.add_user(user, public=True)
+    server.write(user, [sample(now_ms() - 30_000 + i * 1000, lat=47.0 + i * 2e-4, lng=8.0 + i * 1e-4) for i in range(30)])
+    page = open_page(f"{server.url}/watch/{user}", PHONE)
+    wait_until(page, lambda s: s["tilesFailed"] > 0 and s["trackPointCount"] == 30, 5, "the track, tiles failed")
+    page.wait_for_selector("#map-note:not([hidden])", timeout=2000)
+    note = page.locator("#map-note").bounding_box()
+    map_box = page.locator("#map").bounding_box()
+    assert note["y"] >= map_box["y"] + map_box["height"] - 0.5, (note, map_box)  # below the map, not over it
+    assert map_box["width"] == PHONE["width"] and page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "watch-tile-notice-phone.png")
