@@ -60,7 +60,7 @@ LINK_ENDED = {
     "expired": "this share link has expired; ask {owner} for a new one",
 }
 
-
+# The stream's `denied` for every other ending (profile private again, share removed, signed out).
 ACCESS_ENDED = {"error": "access to this tracker has ended"}
 
 
