@@ -307,7 +307,7 @@ def test_phone_layout_and_share_link(server: TrackerServer, open_page: Callable[
     server.cli("link", "revoke", "bob", "mum")
     server.write("bob", [sample(now_ms(), hr_bpm=151)])
     s = wait_until(page, lambda s: s["error"] == 403 and s["sampleCount"] == 0, 2.0, "the revoked link")
-    assert s["status"] == "offline" and page.is_visible("#message")
+    assert s["status"] == "ended" and page.is_visible("#message")  # "link revoked", not "offline"
     assert page.locator("#values .value").count() == 0
 
 

@@ -43,7 +43,7 @@ async def status_of(client: TestClient, url: str) -> int:
     if response.status != 200:
         assert response.headers["Content-Type"].startswith("application/json")
         assert "WWW-Authenticate" not in response.headers  # no browser password dialog
-        assert set(body) == {"error"}
+        assert set(body) <= {"error", "reason"} and "error" in body
     response.close()
     return response.status
 
@@ -125,8 +125,16 @@ async def test_share_link_valid_revoked(client: TestClient, accounts: Accounts) 
     assert await accounts.revoke_link("alice", "for mum")
     blocks = await stream.end(timeout=1.0)  # within the re-check interval (0.2 s) and then some
     assert [b.event for b in blocks] == ["denied"]
+    # The stream and every data endpoint say the link was revoked, not merely "not allowed".
+    revoked = {"error": "this share link was revoked; ask alice for a new one", "reason": "link_revoked"}
+    assert blocks[0].json == revoked
     for url in DATA_URLS:
         assert await status_of(client, f"{url}?token={token}") == 403, url
+    assert await (await client.get(f"/api/watch/alice/config?token={token}")).json() == revoked
+    # A made-up token, or another user's link, is told nothing about links.
+    for other in ("made-up", bob_token):
+        body = await (await client.get(f"/api/watch/alice/config?token={other}")).json()
+        assert body == {"error": "not allowed to watch alice"}
 
 
 @pytest.mark.usefixtures("users")
@@ -135,8 +143,12 @@ async def test_share_link_expiry_refuses_and_ends_an_open_stream(client: TestCli
     stream = await open_stream(client, f"/api/watch/alice/events?token={token}")
     async with asyncio.timeout(3):
         blocks = await stream.end(timeout=3.0)  # nothing changed in the accounts file: the timer re-check
-    assert [b.event for b in blocks if b.event] == ["denied"]
+    denied = [b for b in blocks if b.event]
+    assert [b.event for b in denied] == ["denied"]
+    expired = {"error": "this share link has expired; ask alice for a new one", "reason": "link_expired"}
+    assert denied[0].json == expired
     assert await status_of(client, f"/api/watch/alice/samples?token={token}") == 403
+    assert await (await client.get(f"/api/watch/alice/samples?token={token}")).json() == expired
 
 
 @pytest.mark.usefixtures("users")

@@ -112,6 +112,15 @@ class WatchRight:
     link_id: int | None = None
 
 
+def _link_ended(link: LinkRecord, now_ns: int) -> str | None:
+    """Why a share link no longer opens its owner's view ("revoked", "expired"), or None: it does."""
+    if link.revoked_ns is not None:
+        return "revoked"
+    if link.expires_ns is not None and link.expires_ns <= now_ns:
+        return "expired"
+    return None
+
+
 def _new_link_token() -> str:
     """192 random bits, URL-safe, never starting with '-': the token is also typed as a CLI argument
     (`tracker link revoke NAME TOKEN`), where a leading '-' would read as an option."""
@@ -515,9 +524,7 @@ class Accounts:
             return None
         link = await self._store.link_by_token_hash(token_digest(link_token))
         now_ns = time.time_ns()
-        if link is None or link.owner != owner or link.revoked_ns is not None:
-            return None
-        if link.expires_ns is not None and link.expires_ns <= now_ns:
+        if link is None or link.owner != owner or _link_ended(link, now_ns) is not None:
             return None
         # Last use to the minute: a write per viewer request would keep the accounts file busy.
         if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
@@ -526,6 +533,12 @@ class Accounts:
             except storage.StorageUnavailable:
                 pass  # a full disk must not stop anyone watching; "last used" is only a statistic
         return WatchRight(signed_in=False, link_id=link.id)
+
+    async def ended_link(self, owner: str, link_token: str) -> str | None:
+        """Why a real share link of `owner` no longer opens the view: "revoked" or "expired"; None for
+        a link still valid, or a token that is no link of theirs (nothing is told about those)."""
+        link = await self._store.link_by_token_hash(token_digest(link_token))
+        return None if link is None or link.owner != owner else _link_ended(link, time.time_ns())
 
     # ----- retention -----
 

@@ -54,10 +54,10 @@ async def login(request: web.Request) -> web.Response:
             request.remote or "", username, lambda: accounts.authenticate(username, password)
         )
     except Banned as exc:
-        headers = {"Retry-After": str(exc.retry_after)}
         if as_json:
-            raise Refused(429, str(exc), headers) from None
-        raise Refused(429, str(exc) + "\n", headers, plain=True) from None
+            raise Refused(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+        # The sign-in page says it, with the wait, in place of a bare text page with no way back.
+        return _redirect(f"/?login=banned&retry_after={exc.retry_after}")
     if not ok:
         log.info("failed sign-in from %s", request.remote)
         if as_json:

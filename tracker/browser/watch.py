@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Any, NamedTuple
 
+import orjson
 from aiohttp import web
 
 from tracker import storage, vocabulary
@@ -50,7 +51,26 @@ async def _watch_access(request: web.Request) -> WatchAccess:
         return WatchAccess(owner, session_token, link_token, right)
     if session is None and link_token is None:
         raise Refused(401, f"sign in or use a share link to watch {owner}")
-    raise Refused(403, f"not allowed to watch {owner}")
+    raise await _refusal(request, owner, link_token)
+
+
+# What a viewer whose share link ended is told, by reason: not a network fault, and what to do.
+LINK_ENDED = {
+    "revoked": "this share link was revoked; ask {owner} for a new one",
+    "expired": "this share link has expired; ask {owner} for a new one",
+}
+
+# The stream's `denied` for every other ending (profile private again, share removed, signed out).
+ACCESS_ENDED = {"error": "access to this tracker has ended"}
+
+
+async def _refusal(request: web.Request, owner: str, link_token: str | None) -> Refused:
+    """403 for a viewer without the right; with `reason` ("link_revoked", "link_expired") when a
+    share link of `owner` ended, so the page can say so."""
+    ended = await request.app[ACCOUNTS].ended_link(owner, link_token) if link_token else None
+    if ended is None:
+        return Refused(403, f"not allowed to watch {owner}")
+    return Refused(403, LINK_ENDED[ended].format(owner=owner), details={"reason": "link_" + ended})
 
 
 async def _still_allowed(request: web.Request, owner: str, session_token: str, link_token: str | None) -> bool:
@@ -184,7 +204,9 @@ async def _pump(
         current = await accounts.data_version() if events or now >= next_check else version
         if now >= next_check or current != version:
             if not await _still_allowed(request, owner, session_token, link_token):
-                await response.write(b'event: denied\ndata: {"error": "access to this tracker has ended"}\n\n')
+                refusal = await _refusal(request, owner, link_token)
+                body = {"error": refusal.message, **refusal.details} if refusal.details else ACCESS_ENDED
+                await response.write(b"event: denied\ndata: " + orjson.dumps(body) + b"\n\n")
                 return
             version, next_check = current, now + recheck
         if events:

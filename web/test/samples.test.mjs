@@ -15,6 +15,8 @@ import {
   parseWindow,
   streamStatus,
   track,
+  staleValues,
+  accessProblem,
   valueAges,
   windowBounds,
   windowQuery,
@@ -135,6 +137,15 @@ describe("latest values", () => {
     assert.deepEqual(latest.times, { hr_bpm: 2 * S, cad_rpm: 1 * S, pwr_w: 1 * S });
   });
 
+  test("staleValues names the values older than the threshold, with their ages", () => {
+    const times = { hr_bpm: 1e9, spd_kph: 50e9, pwr_w_l: 10e9, pwr_w_r: 45e9 };
+    // At 60 s with a 30 s threshold: heart rate (59 s) and the legs' power (the older leg, 50 s) are old.
+    assert.deepEqual(staleValues(times, 60e3, 30e3), { hr_bpm: 59e3, pwr_w_l: 50e3, pwr_w: 50e3 });
+    assert.deepEqual(staleValues(times, 20e3, 30e3), {});
+    // A sample from a clock that runs ahead is never "old".
+    assert.deepEqual(staleValues({ hr_bpm: 100e9 }, 60e3, 30e3), {});
+  });
+
   test("valueAges says how old each latest value is", () => {
     const { times } = latestValues(samples, ["hr_bpm", "cad_rpm"]);
     assert.deepEqual(valueAges(times, 10e3), { hr_bpm: 8e3, cad_rpm: 9e3 });
@@ -187,5 +198,22 @@ describe("position fixes", () => {
     assert.ok(close(bearingBetween({ lat: 0, lng: 0 }, { lat: 0, lng: 1 }), 90));
     assert.ok(close(bearingBetween({ lat: 1, lng: 0 }, { lat: 0, lng: 0 }), 180));
     assert.ok(close(bearingBetween({ lat: 0, lng: 1 }, { lat: 0, lng: 0 }), 270));
+  });
+});
+
+describe("access problems", () => {
+  test("an ended share link says what happened and what to do, and the badge says so", () => {
+    const revoked = accessProblem(403, { error: "x", reason: "link_revoked" }, "bob");
+    assert.deepEqual(revoked, { text: "This share link was revoked by bob. Ask bob for a new link.", linkEnded: "revoked" });
+    const expired = accessProblem(403, { error: "x", reason: "link_expired" }, "bob");
+    assert.deepEqual(expired, { text: "This share link has expired. Ask bob for a new link.", linkEnded: "expired" });
+    const badge = streamStatus({ connected: false, streamFailed: true, error: 403, linkEnded: "expired", lastSampleTime: null }, 0, 30e3, String);
+    assert.deepEqual(badge, { status: "ended", text: "link expired" });
+  });
+
+  test("other refusals keep their words", () => {
+    assert.equal(accessProblem(403, { error: "not allowed to watch bob" }, "bob").text, "not allowed to watch bob");
+    assert.equal(accessProblem(403, {}, "bob").linkEnded, null);
+    assert.match(accessProblem(401, {}, "bob").text, /private/);
   });
 });

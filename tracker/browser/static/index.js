@@ -73,7 +73,11 @@
   function showSignIn() {
     $("signin").hidden = false;
     const params = new URLSearchParams(location.search);
-    if (params.get("login") === "failed" || params.get("error")) showMessage("Sign-in failed: wrong username or password, or too many attempts. Try again.");
+    const outcome = params.get("login");
+    if (outcome === "banned") showBan(Number(params.get("retry_after")));
+    else if (outcome === "failed" || params.get("error")) showMessage("Sign-in failed: wrong username or password. Try again.");
+    // Said once: a reload later shows the plain form again.
+    if (outcome) history.replaceState(null, "", location.pathname);
     // The form's CSRF token is one the server signed, and it expires: fetch a current one as the
     // form is sent (the page may have been open for hours), then send the form as usual.
     $("login-form").addEventListener("submit", async (e) => {
@@ -97,6 +101,30 @@
       form.submit();
     });
     $("login-form").elements.username.focus();
+  }
+
+  // Too many failed sign-ins from this address: say so with the wait, counting down; the button
+  // comes back when the ban is over.
+  function showBan(retryAfterSeconds) {
+    const until = Date.now() + (Number.isFinite(retryAfterSeconds) && retryAfterSeconds > 0 ? retryAfterSeconds : 0) * 1000;
+    const button = $("login-form").querySelector("button[type=submit]");
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        button.disabled = false;
+        showMessage("You can sign in again now.", true);
+        return false;
+      }
+      button.disabled = true;
+      const wait = left >= 90 ? Math.ceil(left / 60) + " min" : left + " s";
+      showMessage("Too many failed sign-ins from your address. Try again in " + wait + ".");
+      return true;
+    };
+    if (tick()) {
+      const timer = setInterval(() => {
+        if (!tick()) clearInterval(timer);
+      }, 1000);
+    }
   }
 
   // ---- signed in ------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@
 // Everything a user can type (usernames, labels) reaches the page through textContent only.
 import { createCharts } from "./watch/charts.js";
 import { fieldsFromConfig, panelRows, wantedKeys } from "./watch/fields.js";
-import { createMap } from "./watch/map.js";
+import { createMapOrNone } from "./watch/map.js";
 import {
   SLIDING_WINDOWS,
+  accessProblem,
   chartRange,
   dropBefore,
   inWindow,
@@ -24,6 +25,7 @@ import {
   nearestFix,
   newestMs,
   parseWindow,
+  staleValues,
   streamStatus,
   windowBounds,
   windowQuery,
@@ -51,7 +53,8 @@ const state = (window.trackerState = {
   markerTarget: null, // the newest fix: where the marker is going
   heading: null,
   accuracy: null,
-  follow: true,
+  follow: true, // the window's whole route kept in view, until the viewer pans
+  viewBounds: null, // what the map shows: [[south, west], [north, east]]
   lastSampleTime: null, // ms since epoch of the newest sample seen
   sampleCount: 0,
   trackPointCount: 0,
@@ -63,7 +66,10 @@ const state = (window.trackerState = {
   resets: 0,
   lastEventId: null,
   error: null,
+  linkEnded: null, // "revoked" or "expired": the share link this page was opened with ended
+  staleValues: {},
   tilesFailed: 0,
+  mapFailed: false, // the map library did not load: no map, everything else works
   devices: [], // [{device: name or null, last_sample_ns}], newest first
 });
 
@@ -108,7 +114,7 @@ function ingest(incoming) {
   scheduleRender();
 }
 
-const mapView = createMap(state, el);
+const mapView = createMapOrNone(state, el);
 const charts = createCharts(
   state,
   el,
@@ -191,6 +197,7 @@ async function loadWindow(opts) {
   }
   if (generation !== loadGeneration) return null;
   state.error = null;
+  state.linkEnded = null;
   showMessage(null);
   if (!configLoaded) loadConfig(); // it failed before (the server was away, or access was missing)
   const arrivedMeanwhile = pendingDuringLoad || [];
@@ -220,10 +227,10 @@ function showAccessProblem(status, body) {
     mapView.forgetMarker();
     scheduleRender();
   }
-  if (status === 401) showMessage("This tracker is private. Sign in on the home page, or open the share link you were given.");
-  else if (status === 403) showMessage((body && body.error) || "You are not allowed to watch this tracker.");
-  else if (status === 404) showMessage("There is no tracker with this name.");
-  else showMessage("The server answered " + status + ".");
+  const problem = accessProblem(status, body, user);
+  state.linkEnded = problem.linkEnded;
+  showMessage(problem.text);
+  updateStatus();
 }
 
 function showMessage(text) {
@@ -304,7 +311,13 @@ function renderDevices() {
 // ---- status badge ---------------------------------------------------------------------------------
 function updateStatus() {
   const badge = streamStatus(
-    { connected: state.connected, streamFailed: stream.failed(), error: state.error, lastSampleTime: state.lastSampleTime },
+    {
+      connected: state.connected,
+      streamFailed: stream.failed(),
+      error: state.error,
+      linkEnded: state.linkEnded,
+      lastSampleTime: state.lastSampleTime,
+    },
     Date.now(),
     staleMs,
     formatAgo
@@ -336,10 +349,14 @@ function render() {
 }
 
 function renderValues() {
-  const latest = latestValues(samples, wantedKeys(valueFields)).values;
+  const latest = latestValues(samples, wantedKeys(valueFields));
+  // Each field's own newest time, not the window's: a value older than the badge's threshold is
+  // greyed and says its age, so a sensor that stopped never reads as current.
+  const old = staleValues(latest.times, Date.now(), staleMs);
   const shown = {};
+  const staleShown = {};
   const frag = document.createDocumentFragment();
-  for (const row of panelRows(valueFields, latest)) {
+  for (const row of panelRows(valueFields, latest.values)) {
     shown[row.key] = row.text;
     const item = document.createElement("div");
     item.className = "value value-" + row.key;
@@ -365,10 +382,19 @@ function renderValues() {
       shown.balance = row.balance;
       item.appendChild(balance);
     }
+    if (old[row.key] !== undefined) {
+      const age = document.createElement("dd");
+      age.className = "value-age";
+      age.textContent = formatAgo(old[row.key]);
+      staleShown[row.key] = age.textContent;
+      item.classList.add("value-stale");
+      item.appendChild(age);
+    }
     frag.appendChild(item);
   }
   el.values.replaceChildren(frag);
   state.values = shown;
+  state.staleValues = staleShown; // {key: "2 min ago"} for the values shown as old
 }
 
 new ResizeObserver(() => {
@@ -379,6 +405,7 @@ new ResizeObserver(() => {
 // ---- once a second: the badge's "... ago", the sliding window's left edge ------------------------
 setInterval(() => {
   updateStatus();
+  renderValues(); // values age: one that stopped coming greys out without a new sample
   if (!el.devices.hidden) renderDevices();
   if (SLIDING_WINDOWS[windowSpec.name]) {
     if (dropBefore(samples, (Date.now() - SLIDING_WINDOWS[windowSpec.name]) * 1e6) > 0) {

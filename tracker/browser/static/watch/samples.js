@@ -141,8 +141,23 @@ export function valueAges(times, nowMs) {
   return ages;
 }
 
+// The panel's values older than staleMs at nowMs, with their ages in ms: {key: ageMs}. A sensor that
+// stopped (a heart-rate strap out of range) must not read as current beside a "live" badge. Power
+// sent only as the legs' values is as old as the older leg.
+export function staleValues(times, nowMs, staleMs) {
+  const ages = valueAges(times, nowMs);
+  if (ages.pwr_w === undefined && ages.pwr_w_l !== undefined && ages.pwr_w_r !== undefined) {
+    ages.pwr_w = Math.max(ages.pwr_w_l, ages.pwr_w_r);
+  }
+  const stale = {};
+  for (const key of Object.keys(ages)) if (ages[key] > staleMs) stale[key] = ages[key];
+  return stale;
+}
+
 // The status badge: {status, text}. formatAgo turns an age in ms into words ("12 s ago").
 export function streamStatus(s, nowMs, staleMs, formatAgo) {
+  // A share link that ended is no network fault: the badge says what happened.
+  if (s.linkEnded) return { status: "ended", text: "link " + s.linkEnded };
   if (!s.connected) {
     const status = s.streamFailed || s.error ? "offline" : "connecting";
     return { status: status, text: status };
@@ -151,6 +166,23 @@ export function streamStatus(s, nowMs, staleMs, formatAgo) {
   const ago = nowMs - s.lastSampleTime;
   if (ago <= staleMs) return { status: "live", text: "live" };
   return { status: "stale", text: "last sample " + formatAgo(ago) };
+}
+
+// What the page says when the server refuses access: {text, linkEnded} (linkEnded: "revoked",
+// "expired" or null). body is the refusal's JSON ({error, reason}); user the watched name.
+export function accessProblem(status, body, user) {
+  const reason = body && typeof body.reason === "string" ? body.reason : "";
+  const ended = reason === "link_revoked" ? "revoked" : reason === "link_expired" ? "expired" : null;
+  if (ended) {
+    const what = ended === "revoked" ? "was revoked by " + user : "has expired";
+    return { text: "This share link " + what + ". Ask " + user + " for a new link.", linkEnded: ended };
+  }
+  let text;
+  if (status === 401) text = "This tracker is private. Sign in on the home page, or open the share link you were given.";
+  else if (status === 403) text = (body && body.error) || "You are not allowed to watch this tracker.";
+  else if (status === 404) text = "There is no tracker with this name.";
+  else text = "The server answered " + status + ".";
+  return { text: text, linkEnded: null };
 }
 
 // ---- position fixes -------------------------------------------------------------------------------
