@@ -83,12 +83,36 @@ async def test_private_by_default(client: TestClient, new_client: NewClient) -> 
     assert body["samples"] == [{"t": 1700000000 * 10**9, "f": {"hr_bpm": 150.0}}]
 
 
+async def _answer(client: TestClient, url: str) -> tuple[int, str, str]:
+    response = await client.get(url)
+    text = await response.text() if "/events" not in url or response.status != 200 else ""
+    response.close()
+    return response.status, response.content_type, text
+
+
 @pytest.mark.usefixtures("users")
-async def test_unknown_or_invalid_user_is_404(client: TestClient) -> None:
-    for url in ("/api/watch/nobody/samples", "/api/watch/bad.name/config"):
-        response = await client.get(url)
-        assert response.status == 404
-    assert (await client.get("/watch/nobody")).status == 404
+async def test_an_unknown_user_looks_exactly_like_a_private_one(
+    client: TestClient, new_client: NewClient, accounts: Accounts
+) -> None:
+    """Nobody without a right to watch can tell which usernames exist: every watch URL answers an
+    unknown name as it answers a private one, without sign-in, signed in as someone else, with a link."""
+    bob = await new_client()
+    await sign_in(bob, "bob", "pw-bob")
+    bob_link, _ = await accounts.create_link("bob", "for mum")
+    paths = ("/watch/{}", "/api/watch/{}/config", "/api/watch/{}/samples", "/api/watch/{}/events", "/api/watch/{}/devices")
+    for viewer, query, status in ((client, "", 401), (bob, "", 403), (client, f"?token={bob_link}", 403)):
+        for path in paths:
+            private = await _answer(viewer, path.format("alice") + query)
+            unknown = await _answer(viewer, path.format("nobody") + query)
+            expected = 200 if path == "/watch/{}" else status
+            assert private[0] == unknown[0] == expected, (path, query)
+            assert private[1:] == (unknown[1], unknown[2].replace("nobody", "alice")), (path, query)
+
+
+@pytest.mark.usefixtures("users")
+async def test_an_invalid_name_is_404(client: TestClient) -> None:
+    """A name no account can ever have hides nothing: 404, and the name is never echoed into a page."""
+    assert (await client.get("/api/watch/bad.name/config")).status == 404
     response = await client.get("/watch/%3Cscript%3E")
     assert response.status == 404 and "<script>" not in await response.text()
 

@@ -33,15 +33,17 @@ class WatchAccess(NamedTuple):
 
 
 async def _watch_access(request: web.Request) -> WatchAccess:
-    """Who is watched and by what right; refused if the request may not watch them."""
+    """Who is watched and by what right; refused if the request may not watch them.
+
+    A name nobody has is refused exactly as a private tracker is (401 without sign-in or link, else
+    403), so that nobody without a right to watch can tell which usernames exist.
+    """
     owner = request.match_info["user"]
     accounts = request.app[ACCOUNTS]
     try:
         validate_username(owner)
     except InvalidUsername:
-        raise Refused(404, f"no tracker {owner}") from None
-    if not await accounts.user_exists(owner):
-        raise Refused(404, f"no tracker {owner}")
+        raise Refused(404, f"no tracker {owner}") from None  # a name that can never exist: nothing to hide
     session_token = request.cookies.get(SESSION_COOKIE, "")
     session = await accounts.session(session_token) if session_token else None
     link_token = request.query.get("token") or None
