@@ -396,3 +396,4 @@ async def test_options_and_unknown_routes(client: TestClient) -> None:
     resp = await client.get("/write")
     assert resp.status == 405 and (await resp.json())["error"]
     assert {m.strip() for m in resp.headers.get("Allow", "").split(",")} >= {"POST", "OPTIONS"}  # aiohttp's Allow, kept in InfluxDB's form
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -21,8 +22,8 @@ DATA_URLS = ("/api/watch/alice/config", "/api/watch/alice/samples", "/api/watch/
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", live_recheck_seconds=0.2)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    return Settings(data_dir=tmp_path / "data", live_recheck_seconds=0.2, **getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -638,3 +639,20 @@ async def test_the_page_keeps_a_valid_pre_login_token_and_replaces_a_stale_one(c
     me = await client.get("/api/me")
     replaced = cookie(client, "tracker_csrf")
     assert replaced not in (first, "planted-by-someone-" + "x" * 20) and (await me.json())["csrf"] == replaced
+
+
+@pytest.mark.parametrize("settings", [{"live_within_seconds": 600.0}], indirect=True)
+@pytest.mark.usefixtures("users")
+async def test_live_has_one_definition_the_setting(client: TestClient, accounts: Accounts) -> None:
+    """The landing page's trackers, the watch page's config and its devices all read "live" from
+    one setting."""
+    five_minutes_ago = (time.time_ns() // 10**9 - 300) * 10**9
+    await write_alice(client, f"samples,device=watch hr_bpm=150 {five_minutes_ago // 10**9}")
+    await sign_in(client, "alice", "pw-alice")
+    me = await (await client.get("/api/me")).json()
+    assert me["live_within_seconds"] == 600
+    assert me["trackers"] == [{"user": "alice", "last_sample_ns": five_minutes_ago, "live": True}]
+    config = await (await client.get("/api/watch/alice/config")).json()
+    assert config["live_within_seconds"] == 600
+    devices = await (await client.get("/api/watch/alice/devices")).json()
+    assert devices == {"devices": [{"device": "watch", "last_sample_ns": five_minutes_ago, "live": True}]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -19,11 +18,9 @@ from tracker.browser.session import (
     CSRF_COOKIE, SESSION_COOKIE, csrf_cookie, current_session, form, json_body, owner_session, require_csrf, set_cookie,
     wants_json,
 )  # fmt: skip
+from tracker.liveness import is_live, last_sample_ns
 
 log = logging.getLogger(__name__)
-
-# A tracker counts as "live" on the landing page while its newest sample is this recent.
-LIVE_WITHIN_NS = 2 * 60 * 10**9
 
 
 def _redirect(location: str) -> web.Response:
@@ -91,17 +88,16 @@ async def me(request: web.Request) -> web.Response:
         csrf = await csrf_cookie(request, response, None)
         response.body = orjson.dumps({"error": "not signed in", "csrf": csrf})
         return response
-    accounts, samples = request.app[ACCOUNTS], request.app[SAMPLES]
-    now = time.time_ns()
+    accounts, samples, settings = request.app[ACCOUNTS], request.app[SAMPLES], request.app[SETTINGS]
     trackers = []
     for name in await accounts.readable_databases(session.user):
-        latest = await samples.latest(name)
-        last = latest.time if latest is not None else None
-        trackers.append({"user": name, "last_sample_ns": last, "live": last is not None and now - last < LIVE_WITHIN_NS})
+        last = await last_sample_ns(samples, settings, name)
+        trackers.append({"user": name, "last_sample_ns": last, "live": is_live(settings, last)})
     payload = {
         "user": session.user,
         "csrf": session.csrf,
         "public": await accounts.is_public(session.user),
+        "live_within_seconds": settings.live_within_seconds,
         "trackers": trackers,
     }
     response = json_response(payload)

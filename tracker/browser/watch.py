@@ -19,6 +19,7 @@ from tracker.bans import address_key
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import SESSION_COOKIE
 from tracker.live import HubClosed, TooManyStreams, Viewer
+from tracker.liveness import is_live
 
 DEFAULT_WINDOW_NS = 10 * 60 * 10**9
 DEFAULT_MAX_POINTS = 2000
@@ -69,6 +70,8 @@ async def watch_config(request: web.Request) -> web.Response:
             "user": access.owner,
             "tile_url": settings.tile_url,
             "tile_attribution": settings.tile_attribution,
+            # The one definition of "live" (tracker.liveness): the page's badge and stale values use it.
+            "live_within_seconds": settings.live_within_seconds,
             "fields": [{"key": f.key, "unit": f.unit, "meaning": f.meaning} for f in vocabulary.FIELDS],
         }
     )
@@ -111,9 +114,16 @@ async def watch_samples(request: web.Request) -> web.Response:
 async def watch_devices(request: web.Request) -> web.Response:
     """When each of the user's devices last sent a sample, newest first (device null: no device tag)."""
     owner = (await _watch_access(request)).owner
-    seen = await request.app[ALERTS].last_seen(owner)
+    seen = await request.app[ALERTS].last_seen(owner)  # never after now (tracker.liveness)
     devices = sorted(seen.items(), key=lambda item: -item[1])
-    return json_response({"devices": [{"device": device, "last_sample_ns": ns} for device, ns in devices]})
+    settings, now_ns = request.app[SETTINGS], time.time_ns()
+    return json_response(
+        {
+            "devices": [
+                {"device": device, "last_sample_ns": ns, "live": is_live(settings, ns, now_ns)} for device, ns in devices
+            ]
+        }
+    )
 
 
 async def watch_events(request: web.Request) -> web.StreamResponse:

@@ -16,6 +16,7 @@ from tracker.http.auth import authenticate_writer
 from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
 from tracker.influx.errors import no_content
+from tracker.lineprotocol import Point
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ V2_PRECISIONS = {"": "ns", "ns": "ns", "us": "u", "ms": "ms", "s": "s"}
 # Parsing a large body takes milliseconds of CPU; doing it in a thread lets small live writes
 # (the phones) keep flowing meanwhile. Small bodies are cheaper to parse in place.
 PARSE_IN_THREAD_BYTES = 64 * 1024
+# A write's error names at most this many lines of points it dropped by a rule.
+QUOTED_LINES = 10
 
 
 async def write_v1(request: web.Request) -> web.Response:
@@ -83,25 +86,46 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
         parsed = lineprotocol.parse_samples(body, precision, now_ns, max_line)
 
     accepted, rejected = parsed.points, parsed.refused
-    beyond_retention = 0
+    beyond_retention: list[Point] = []
+    ahead: list[Point] = []
     if accepted:
-        # InfluxDB drops points older than now minus the policy's duration and writes the rest.
-        cutoff = await ingest.retention_cutoff(request.app, user, now_ns)
-        kept = [point for point in accepted if cutoff.keeps(point.time)]
-        beyond_retention, accepted = len(accepted) - len(kept), kept
+        # InfluxDB drops points older than now minus the policy's duration and writes the rest; points
+        # from a clock that runs ahead are dropped the same way.
+        cutoff = await ingest.cutoff(request.app, user, now_ns)
+        kept: list[Point] = []
+        for point in accepted:
+            if cutoff.beyond_retention(point.time):
+                beyond_retention.append(point)
+            elif cutoff.ahead(point.time):
+                ahead.append(point)
+            else:
+                kept.append(point)
+        accepted = kept
     if accepted:
         try:
             await ingest.commit(request.app, writer, accepted)
         except sqlite3.Error as exc:
             log.error("write for %s failed: %s", user, exc)
             raise InfluxError(500, f"write failed, nothing was stored: {exc}") from None
-    messages = [str(error) for error in parsed.errors] + rejected
+    quoted = [str(error) for error in parsed.errors] + rejected
+    rules = []
+    if ahead:
+        rules.append(f"points {cutoff.ahead_rule}: {_lines_named(ahead)}")
     if beyond_retention:
-        messages.append("points beyond retention policy")
-    if not messages:
+        rules.append("points beyond retention policy")
+    if not quoted and not rules:
         return no_content()
-    text = "\n".join(messages)
-    if not accepted and not beyond_retention:
+    text = "\n".join(quoted + rules)
+    if not accepted and not beyond_retention and not ahead:
         raise InfluxError(400, text)
     # InfluxDB counts syntax errors as dropped=0 (sic); we count the lines the vocabulary refused.
-    raise InfluxError(400, f"partial write: {text} dropped={len(rejected) + beyond_retention}")
+    raise InfluxError(400, f"partial write: {text} dropped={len(rejected) + len(beyond_retention) + len(ahead)}")
+
+
+def _lines_named(points: list[Point]) -> str:
+    """Which lines, the first few by number: "line 2", "lines 2, 5, 9 and 40 more"."""
+    numbers = [str(point.line_no) for point in points[:QUOTED_LINES]]
+    more = len(points) - len(numbers)
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    return f"lines {', '.join(numbers)}" + (f" and {more} more" if more else "")
