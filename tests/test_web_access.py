@@ -452,7 +452,7 @@ async def test_cli_password_change_ends_every_session(
     stream = await open_stream(client, "/api/watch/alice/events")  # alice watching herself: her session
 
     result = await asyncio.to_thread(
-        invoke_cli, "user", "passwd", "alice", "--password-stdin", "--data-dir", str(settings.data_dir), stdin="new-pw\n"
+        invoke_cli, "user", "passwd", "alice", "--password-stdin", "--data-dir", str(settings.data_dir), stdin="new-pw-1234\n"
     )
     assert result.exit_code == 0, result.output
     assert "ended 2 sessions" in result.output
@@ -467,7 +467,7 @@ async def test_cli_password_change_ends_every_session(
     assert minted.status in (401, 403)
     assert (await bob.get("/api/me")).status == 200  # another user's session is not touched
     assert (await client.post("/write?db=alice", data="samples hr_bpm=1", headers=basic("alice", "pw-alice"))).status == 401
-    await sign_in(client, "alice", "new-pw")
+    await sign_in(client, "alice", "new-pw-1234")
 
 
 @pytest.mark.usefixtures("users")
@@ -482,10 +482,12 @@ async def test_password_change_on_the_page_ends_the_other_sessions(
     await sign_in(bob, "bob", "pw-bob")
 
     # Refusals change nothing: no CSRF token, wrong current password, bad bodies.
-    body = {"current": "pw-alice", "new": "new-pw"}
+    body = {"current": "pw-alice", "new": "new-pw-1234"}
     assert (await client.post("/api/password", json=body)).status == 403
-    wrong = await client.post("/api/password", json={"current": "nope", "new": "new-pw"}, headers=headers)
+    wrong = await client.post("/api/password", json={"current": "nope", "new": "new-pw-1234"}, headers=headers)
     assert wrong.status == 403 and (await wrong.json())["error"] == "the current password is wrong"
+    short = await client.post("/api/password", json={"current": "pw-alice", "new": "1234567"}, headers=headers)
+    assert (short.status, await short.json()) == (400, {"error": "the password must have at least 8 characters"})
     for bad in (None, [], {"current": "pw-alice"}, {"current": "pw-alice", "new": 5}, {"current": "pw-alice", "new": ""}):
         response = await client.post("/api/password", json=bad, headers=headers)
         assert response.status == 400, bad
@@ -503,7 +505,7 @@ async def test_password_change_on_the_page_ends_the_other_sessions(
     minted = await phone.post("/api/tokens", json={"label": "thief"}, headers={"X-CSRF-Token": phone_csrf})
     assert minted.status in (401, 403)
     assert (await bob.get("/api/me")).status == 200
-    assert await accounts.authenticate("alice", "new-pw") and not await accounts.authenticate("alice", "pw-alice")
+    assert await accounts.authenticate("alice", "new-pw-1234") and not await accounts.authenticate("alice", "pw-alice")
     # Signed out: no password change at all.
     out = await new_client()
     await out.get("/api/me")

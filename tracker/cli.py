@@ -28,6 +28,7 @@ from tracker.accounts import (
     InvalidSecretFile,
     InvalidShare,
     InvalidUsername,
+    check_new_password,
     parse_duration,
     parse_quiet_time,
     validate_username,
@@ -133,8 +134,10 @@ def _read_password(from_stdin: bool) -> str:
         password = line.removesuffix("\n").removesuffix("\r")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True, default="", show_default=False)
-    if not password:
-        raise click.ClickException("the password must not be empty")
+    try:
+        check_new_password(password)
+    except InvalidPassword as exc:
+        raise click.ClickException(str(exc)) from None
     return password
 
 
@@ -266,8 +269,11 @@ def user(ctx: click.Context, data_dir: Path) -> None:
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Create the account NAME."""
+    """Create the account NAME (the password: at least 8 characters)."""
     options = _options(ctx, data_dir)
+    # Checked before asking, so nobody types a password twice for a name that is taken.
+    if (options.data_dir / ACCOUNTS_FILE).exists():
+        _run(_with_accounts(options, lambda accounts: accounts.check_name_free(name)))
     password = _read_password(password_stdin)
     _run(_with_accounts(options, lambda accounts: accounts.add_user(name, password), create=True))
     click.echo(f"added user {name!r}")
@@ -328,8 +334,8 @@ def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path 
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Set a new password for NAME and sign NAME out of every browser; a running server honours both
-    on the next request."""
+    """Set a new password for NAME (at least 8 characters) and sign NAME out of every browser; a
+    running server honours both on the next request."""
     options = _options(ctx, data_dir)
 
     async def exists(accounts: Accounts) -> bool:

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from tracker import storage
-from tracker.accounts import InvalidPassword, token_digest
+from tracker.accounts import InvalidPassword, check_new_password, token_digest
 from tracker.appkeys import ACCOUNTS, BANS, SAMPLES, SETTINGS
 from tracker.bans import Banned
 from tracker.browser.errors import JSON, Refused, json_response
@@ -152,6 +152,10 @@ async def password_change(request: web.Request) -> web.Response:
     current, new = (body.get("current"), body.get("new")) if body else (None, None)
     if not isinstance(current, str) or not isinstance(new, str):
         raise Refused(400, 'expected a JSON object like {"current": "old password", "new": "new password"}')
+    try:
+        check_new_password(new)  # before the hash of the current one: a refusal costs nothing
+    except InvalidPassword as exc:
+        raise Refused(400, str(exc)) from None
     accounts, user = request.app[ACCOUNTS], session.user
     try:
         # Counted like a sign-in: a stolen session must not become a way to guess the password.
