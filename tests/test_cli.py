@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -384,3 +385,30 @@ def test_serve_flags_reach_their_settings(monkeypatch: pytest.MonkeyPatch) -> No
     seen.clear()
     assert invoke(["serve"], env={"TRACKER_TRUSTED_PROXIES": "::1"}).exit_code == 0
     assert seen[0].trusted_proxies == ("::1",) and seen[0].webhook_allow_private is False
+
+
+def test_serve_on_a_taken_port_fails_first_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """With the port in use, serve says so in one line: it never logs "listening" first, and the
+    data folder is not made."""
+    data_dir = tmp_path / "not-yet"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_tracker("serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert "in use" in result.stderr.splitlines()[-1], result.stderr
+    assert "listening" not in result.stderr.lower()
+    assert not data_dir.exists()
+
+
+def test_serve_logs_listening_once_it_listens(tmp_path: Path) -> None:
+    from tests.tracker_process import TrackerProcess
+
+    server = TrackerProcess(tmp_path / "data", tmp_path / "server.log", log_level="info")
+    server.start()
+    try:
+        log = (tmp_path / "server.log").read_text()
+        assert f"Tracker listening on http://127.0.0.1:{server.port}" in log
+    finally:
+        server.stop()

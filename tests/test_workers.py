@@ -424,7 +424,7 @@ async def test_devices_last_seen_follow_writes_to_either_worker(group: TrackerPr
         for i in range(20):
             assert await write(session, group.url, f"samples,device=phone hr_bpm=1 {T0 + i}") == 204
         await logged_by_both(group, "POST /write 204")
-        newest = [{"device": "phone", "last_sample_ns": T0 + 19}]
+        newest = [{"device": "phone", "last_sample_ns": T0 + 19, "live": False}]
 
         async def both_know() -> bool:
             # 24 answers: all of them from one worker by chance (one in 8 million) is no "both".

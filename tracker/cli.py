@@ -235,7 +235,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
     from tracker import logs
     from tracker.app import run  # imported here: the account commands need none of the server
     from tracker.group import Worker
-    from tracker.supervisor import die_with_supervisor, recover_journal, supervise
+    from tracker.supervisor import check_port, die_with_supervisor, recover_journal, supervise
 
     try:
         if worker_index is not None:  # one worker of a group
@@ -246,6 +246,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
             logs.configure(settings.log_level, "supervisor")
             sys.exit(supervise(settings, sys.argv[1:]))
         else:
+            check_port(settings)  # a taken port fails before the data folder is made or touched
             recover_journal(settings)  # what a group's supervisor runs once, before serving
             run(settings)
     except EXPECTED_ERRORS as exc:  # e.g. the port is taken, the data folder is not writable
