@@ -128,3 +128,22 @@ async def test_samples_stored_in_the_future_never_make_a_tracker_look_live(clien
     assert tracker["live"] is True and before - 5 * S <= tracker["last_sample_ns"] <= after
     watch = (await (await client.get("/api/watch/rider/devices")).json())["devices"][0]
     assert watch["device"] == "watch" and watch["live"] is True and watch["last_sample_ns"] <= time.time_ns()
+
+
+@pytest.mark.usefixtures("rider")
+async def test_the_watch_window_never_reaches_past_the_tolerance(client: TestClient) -> None:
+    """The page asks for an open window well ahead of now; a sample stored a day ahead (before the
+    rule) is not in the answer, so it can neither hold the marker nor stretch the charts."""
+    now = time.time_ns()
+    store = client.server.app[SAMPLES]
+    await store.write("rider", [
+        Point("samples", (), {"hr_bpm": 120.0}, now - 60 * S),
+        Point("samples", (), {"hr_bpm": 121.0}, now + 24 * HOUR),
+    ])  # fmt: skip
+    await sign_in(client, "rider", "rider-pass-1")
+    body = await (await client.get(f"/api/watch/rider/samples?from={now - HOUR}&to={now + 48 * HOUR}")).json()
+    assert [sample["t"] for sample in body["samples"]] == [now - 60 * S]
+    assert body["to"] <= time.time_ns() + 300 * S + 1
+    # A window wholly beyond the tolerance is empty, not an error.
+    body = await (await client.get(f"/api/watch/rider/samples?from={now + HOUR}&to={now + 48 * HOUR}")).json()
+    assert body["samples"] == []

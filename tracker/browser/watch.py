@@ -89,13 +89,17 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
 
 async def watch_samples(request: web.Request) -> web.Response:
     owner = (await _watch_access(request)).owner
-    end = _int_param(request, "to", time.time_ns())
+    now_ns = time.time_ns()
+    end = _int_param(request, "to", now_ns)
     start = _int_param(request, "from", end - DEFAULT_WINDOW_NS)
     max_points = _int_param(request, "max_points", DEFAULT_MAX_POINTS)
     if start >= end:
         raise Refused(400, "from must be before to")
     if not 1 <= max_points <= MAX_MAX_POINTS:
         raise Refused(400, f"max_points must be 1..{MAX_MAX_POINTS}")
+    # Nothing further ahead of the clock than a write may be: a sample stored that far ahead (before
+    # such writes were refused) must not draw the marker or stretch the charts into the future.
+    end = min(end, now_ns + request.app[SETTINGS].max_future_ns + 1)
     # The hub position BEFORE the read: every event after it is either in this answer or will be
     # replayed from it; never neither (an overlap is possible, the page merges by time).
     position = request.app[LIVE].position(owner)
