@@ -264,6 +264,8 @@ def test_serve_bad_flag_is_a_usage_error() -> None:
         (["--column-cache-mb", "-1"], {}, "column cache mb must be 0 (keep none) or more, got -1"),
         (["--workers", "0"], {}, "workers must be auto or 1..64, got '0'"),
         ([], {"TRACKER_WORKERS": "many"}, "workers must be auto or 1..64, got 'many'"),
+        (["--max-future", "-1"], {}, "max future seconds must be 0..31536000 (a year), got -1"),
+        ([], {"TRACKER_LIVE_WITHIN_SECONDS": "0"}, "live within seconds must be positive"),
     ],
 )
 def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], message: str) -> None:

@@ -12,6 +12,7 @@ from tracker.retention import parse_retention
 
 ENV_PREFIX = "TRACKER_"
 MAX_WORKERS = 64
+MAX_FUTURE_SECONDS = 365 * 86400  # times stay far inside SQLite's 64-bit integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +188,8 @@ class Settings:
         for name in ("max_select_points", "max_select_buckets", "query_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
-        if self.max_future_seconds < 0:
-            raise ValueError(f"max future seconds must be 0 or more, got {self.max_future_seconds:g}")
+        if not 0 <= self.max_future_seconds <= MAX_FUTURE_SECONDS:
+            raise ValueError(f"max future seconds must be 0..{MAX_FUTURE_SECONDS} (a year), got {self.max_future_seconds:g}")
         if not 1 <= self.alert_attempts <= 20:
             raise ValueError(f"alert attempts must be 1..20, got {self.alert_attempts}")
 
