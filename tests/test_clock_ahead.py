@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, TokenMaker, basic, stored
 from tests.sse import sign_in
-from tracker.appkeys import SAMPLES
+from tracker.appkeys import ACCOUNTS, SAMPLES
 from tracker.config import Settings
 from tracker.lineprotocol import Point
 
@@ -147,3 +147,23 @@ async def test_the_watch_window_never_reaches_past_the_tolerance(client: TestCli
     # A window wholly beyond the tolerance is empty, not an error.
     body = await (await client.get(f"/api/watch/rider/samples?from={now + HOUR}&to={now + 48 * HOUR}")).json()
     assert body["samples"] == []
+
+
+@pytest.mark.parametrize("settings", [{"webhook_allow_private": True}], indirect=True)
+@pytest.mark.usefixtures("rider")
+async def test_a_sample_within_the_tolerance_is_seen_now_by_tokens_and_alerts(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = await make_token("rider", "phone")
+    csrf = await sign_in(client, "rider", "rider-pass-1")
+    resp = await client.post(
+        "/api/alerts", json={"after": "10m", "webhook": "http://127.0.0.1:9/hook"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert resp.status in (200, 201), await resp.text()
+    ahead_s = time.time_ns() // S + 120  # two minutes ahead: within the tolerance, taken
+    assert (await client.get(f"/osmand?id={token}&lat=1&lon=2&timestamp={ahead_s}")).status == 200
+    await client.server.app[ACCOUNTS].flush_token_use()
+    tokens = (await (await client.get("/api/tokens")).json())["tokens"]
+    assert tokens[0]["last_sample_ns"] <= time.time_ns()
+    alerts = (await (await client.get("/api/alerts")).json())["alerts"]
+    assert alerts[0]["last_sample_ns"] <= time.time_ns()

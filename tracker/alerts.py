@@ -301,7 +301,8 @@ class QuietAlerts:
         remaining = None
         if state == "live" and watch.arrived is not None:
             remaining = max(0.0, watch.arrived + watch.quiet_seconds - self._clock())
-        return {"state": state, "last_sample_ns": watch.last_sample_ns, "quiet_in_seconds": remaining}
+        last_sample_ns = None if watch.last_sample_ns is None else min(watch.last_sample_ns, time.time_ns())  # never ahead
+        return {"state": state, "last_sample_ns": last_sample_ns, "quiet_in_seconds": remaining}
 
     # ----- settings: loaded at start, and again whenever the accounts file changed -----
 

@@ -50,6 +50,8 @@ async def commit(app: web.Application, writer: Writer, points: list[Point], *, o
         points = [point for index, point in enumerate(points) if index not in left_out]
     if points:
         if writer.token_id is not None:
-            app[ACCOUNTS].note_token_samples(writer.token_id, max(point.time for point in points))
+            # A sample within the tolerance ahead of the clock counts as seen now, never later.
+            newest_ns = min(max(point.time for point in points), time.time_ns())
+            app[ACCOUNTS].note_token_samples(writer.token_id, newest_ns)
         app[ALERTS].saw_points(writer.user, points)  # data arrived: last seen, gone-quiet deadlines (never raises)
     return skipped
