@@ -51,10 +51,12 @@ __all__ = [
     "InvalidPassword",
     "InvalidShare",
     "InvalidUsername",
+    "MIN_PASSWORD_LENGTH",
     "UnknownUser",
     "UserExists",
     "UserRecord",
     "Writer",
+    "check_new_password",
     "default_password_context",
     "validate_username",
 ]
@@ -66,6 +68,18 @@ class InvalidUsername(ValueError):
 
 class InvalidPassword(ValueError):
     pass
+
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def check_new_password(password: str) -> None:
+    """The rule for a password a person chooses (`tracker user add|passwd`, the owner's page):
+    InvalidPassword unless it has at least MIN_PASSWORD_LENGTH characters."""
+    if not password:
+        raise InvalidPassword("the password must not be empty")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidPassword(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
 
 
 class InvalidShare(ValueError):
@@ -284,12 +298,18 @@ class Accounts:
 
     # ----- users -----
 
-    async def add_user(self, name: str, password: str) -> None:
+    async def check_name_free(self, name: str) -> None:
+        """UserExists if an account has this name, or one that differs from it only in case."""
         validate_username(name)
         # On a case-insensitive file system (macOS, Windows) users/Bob.sqlite *is* users/bob.sqlite.
         same = [other for other in (await self._current()).hashes if other.lower() == name.lower()]
         if same and same[0] != name:
             raise UserExists(f"user {same[0]!r} already exists (names may not differ only in case)")
+        if same:
+            raise UserExists(f"user {name!r} already exists")
+
+    async def add_user(self, name: str, password: str) -> None:
+        await self.check_name_free(name)
         password_hash = await self._hash(password)
         try:
             await self._store.add_user(name, password_hash)

@@ -425,18 +425,22 @@ def run(settings: Settings, worker: Worker | None = None) -> None:
     logs.configure(settings.log_level, worker.name if worker is not None else "")
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     loop = _new_event_loop()
-    if worker is None:
-        log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
-    else:
-        log.info("serving http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
-    if worker is None or worker.index == 0:
-        log.info("line protocol parser: %s", lineprotocol.IMPLEMENTATION)
+
+    def listening(_aiohttp_banner: str) -> None:
+        # aiohttp calls this once the port is bound: never "listening" before a failure to bind.
+        if worker is None:
+            log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
+        else:
+            log.info("serving http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
+        if worker is None or worker.index == 0:
+            log.info("line protocol parser: %s", lineprotocol.IMPLEMENTATION)
+
     try:
         web.run_app(
             create_app(settings, worker=worker),
             host=settings.host,
             port=settings.port,
-            print=None,
+            print=listening,
             loop=loop,
             reuse_port=worker is not None,
         )

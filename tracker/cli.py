@@ -28,6 +28,7 @@ from tracker.accounts import (
     InvalidSecretFile,
     InvalidShare,
     InvalidUsername,
+    check_new_password,
     parse_duration,
     parse_quiet_time,
     validate_username,
@@ -133,8 +134,10 @@ def _read_password(from_stdin: bool) -> str:
         password = line.removesuffix("\n").removesuffix("\r")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True, default="", show_default=False)
-    if not password:
-        raise click.ClickException("the password must not be empty")
+    try:
+        check_new_password(password)
+    except InvalidPassword as exc:
+        raise click.ClickException(str(exc)) from None
     return password
 
 
@@ -232,7 +235,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
     from tracker import logs
     from tracker.app import run  # imported here: the account commands need none of the server
     from tracker.group import Worker
-    from tracker.supervisor import die_with_supervisor, recover_journal, supervise
+    from tracker.supervisor import check_port, die_with_supervisor, recover_journal, supervise
 
     try:
         if worker_index is not None:  # one worker of a group
@@ -243,6 +246,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
             logs.configure(settings.log_level, "supervisor")
             sys.exit(supervise(settings, sys.argv[1:]))
         else:
+            check_port(settings)  # a taken port fails before the data folder is made or touched
             recover_journal(settings)  # what a group's supervisor runs once, before serving
             run(settings)
     except EXPECTED_ERRORS as exc:  # e.g. the port is taken, the data folder is not writable
@@ -266,8 +270,11 @@ def user(ctx: click.Context, data_dir: Path) -> None:
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Create the account NAME."""
+    """Create the account NAME (the password: at least 8 characters)."""
     options = _options(ctx, data_dir)
+    # Checked before asking, so nobody types a password twice for a name that is taken.
+    if (options.data_dir / ACCOUNTS_FILE).exists():
+        _run(_with_accounts(options, lambda accounts: accounts.check_name_free(name)))
     password = _read_password(password_stdin)
     _run(_with_accounts(options, lambda accounts: accounts.add_user(name, password), create=True))
     click.echo(f"added user {name!r}")
@@ -328,8 +335,8 @@ def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path 
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Set a new password for NAME and sign NAME out of every browser; a running server honours both
-    on the next request."""
+    """Set a new password for NAME (at least 8 characters) and sign NAME out of every browser; a
+    running server honours both on the next request."""
     options = _options(ctx, data_dir)
 
     async def exists(accounts: Accounts) -> bool:

@@ -17,6 +17,7 @@ MAX_WORKERS = 64
 # In the data folder: the URL the server last started with (external_url), so that the CLI prints
 # share links as the running server is reached, whatever flags or environment it was started with.
 SERVER_URL_FILE = "server-url"
+MAX_FUTURE_SECONDS = 365 * 86400  # times stay far inside SQLite's 64-bit integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,13 @@ class Settings:
     # max_decompressed_size). Past either: 413.
     api_max_samples: int = 10_000
     api_max_body_size: int = 10_000_000
+    # How far ahead of this server's clock a sample's time may be (a phone's clock runs ahead, or its
+    # time zone is wrong): every way in refuses samples further ahead, so "live" is never in the future.
+    max_future_seconds: float = 300.0
     # --- the live view (watch page, sessions, event streams)
+    # A tracker (and a device, and a value on the watch page) is "live" while its newest sample is at
+    # most this old: the one definition /api/me, the watch page's config and the devices answer use.
+    live_within_seconds: float = 60.0
     # Map tiles for the watch page; the page still draws the track and charts without them.
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tile_attribution: str = "© OpenStreetMap contributors"
@@ -179,13 +186,15 @@ class Settings:
             "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
             "retention_check_seconds", "bearer_token_seconds", "token_use_flush_seconds",
             "alert_min_quiet_seconds", "alert_check_seconds", "alert_retry_seconds", "alert_retry_max_seconds",
-            "alert_timeout_seconds", "read_timeout",
+            "alert_timeout_seconds", "read_timeout", "live_within_seconds",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
         for name in ("max_select_points", "max_select_buckets", "query_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
+        if not 0 <= self.max_future_seconds <= MAX_FUTURE_SECONDS:
+            raise ValueError(f"max future seconds must be 0..{MAX_FUTURE_SECONDS} (a year), got {self.max_future_seconds:g}")
         if not 1 <= self.alert_attempts <= 20:
             raise ValueError(f"alert attempts must be 1..20, got {self.alert_attempts}")
 
@@ -214,6 +223,14 @@ class Settings:
         if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
             raise ValueError(f"workers must be auto or 1..{MAX_WORKERS}, got {self.workers!r}")
         return int(text)
+
+    @property
+    def max_future_ns(self) -> int:
+        return round(self.max_future_seconds * 1e9)
+
+    @property
+    def live_within_ns(self) -> int:
+        return round(self.live_within_seconds * 1e9)
 
     @property
     def retention_ns(self) -> int:
@@ -305,6 +322,15 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     ),
     ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),
     ("api_max_body_size", "--api-max-body-size", "Body bytes per POST /api/v1/samples.", {}),
+    (
+        "max_future_seconds", "--max-future",
+        "Seconds a sample's time may be ahead of this server's clock; later samples are refused.",
+        {"metavar": "SECONDS"},
+    ),
+    (
+        "live_within_seconds", "--live-within",
+        "A tracker is live while its newest sample is at most this many seconds old.", {"metavar": "SECONDS"},
+    ),
     # The limits (README "Limits").
     ("max_decompressed_size", "--max-decompressed-size", "Bytes a gzip body may inflate to; then 413.", {}),
     (

@@ -16,7 +16,6 @@ from pathlib import Path
 from aiohttp import web
 
 from tracker.accounts import InvalidUsername, validate_username
-from tracker.appkeys import ACCOUNTS
 from tracker.browser.errors import Refused
 from tracker.browser.session import csrf_cookie, current_session
 
@@ -72,8 +71,8 @@ async def watch_page(request: web.Request) -> web.StreamResponse:
         validate_username(name)
     except InvalidUsername:
         raise _not_found("no such tracker") from None
-    if not await request.app[ACCOUNTS].user_exists(name):
-        raise _not_found("no such tracker")
+    # Served for every possible name, whether it exists or not: the page's data endpoints refuse an
+    # unknown name exactly as a private one, so nobody can tell which usernames exist.
     response = _file(STATIC_DIR / "watch.html", page=True)
     await csrf_cookie(request, response, await current_session(request))
     return response

@@ -20,6 +20,7 @@ from tracker.bans import address_key
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import SESSION_COOKIE
 from tracker.live import HubClosed, TooManyStreams, Viewer
+from tracker.liveness import is_live
 
 DEFAULT_WINDOW_NS = 10 * 60 * 10**9
 DEFAULT_MAX_POINTS = 2000
@@ -34,15 +35,17 @@ class WatchAccess(NamedTuple):
 
 
 async def _watch_access(request: web.Request) -> WatchAccess:
-    """Who is watched and by what right; refused if the request may not watch them."""
+    """Who is watched and by what right; refused if the request may not watch them.
+
+    A name nobody has is refused exactly as a private tracker is (401 without sign-in or link, else
+    403), so that nobody without a right to watch can tell which usernames exist.
+    """
     owner = request.match_info["user"]
     accounts = request.app[ACCOUNTS]
     try:
         validate_username(owner)
     except InvalidUsername:
-        raise Refused(404, f"no tracker {owner}") from None
-    if not await accounts.user_exists(owner):
-        raise Refused(404, f"no tracker {owner}")
+        raise Refused(404, f"no tracker {owner}") from None  # a name that can never exist: nothing to hide
     session_token = request.cookies.get(SESSION_COOKIE, "")
     session = await accounts.session(session_token) if session_token else None
     link_token = request.query.get("token") or None
@@ -87,6 +90,8 @@ async def watch_config(request: web.Request) -> web.Response:
             "user": access.owner,
             "tile_url": settings.tile_url,
             "tile_attribution": settings.tile_attribution,
+            # The one definition of "live" (tracker.liveness): the page's badge and stale values use it.
+            "live_within_seconds": settings.live_within_seconds,
             "fields": [{"key": f.key, "unit": f.unit, "meaning": f.meaning} for f in vocabulary.FIELDS],
         }
     )
@@ -104,13 +109,17 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
 
 async def watch_samples(request: web.Request) -> web.Response:
     owner = (await _watch_access(request)).owner
-    end = _int_param(request, "to", time.time_ns())
+    now_ns = time.time_ns()
+    end = _int_param(request, "to", now_ns)
     start = _int_param(request, "from", end - DEFAULT_WINDOW_NS)
     max_points = _int_param(request, "max_points", DEFAULT_MAX_POINTS)
     if start >= end:
         raise Refused(400, "from must be before to")
     if not 1 <= max_points <= MAX_MAX_POINTS:
         raise Refused(400, f"max_points must be 1..{MAX_MAX_POINTS}")
+    # Nothing further ahead of the clock than a write may be: a sample stored that far ahead (before
+    # such writes were refused) must not draw the marker or stretch the charts into the future.
+    end = min(end, now_ns + request.app[SETTINGS].max_future_ns + 1)
     # The hub position BEFORE the read: every event after it is either in this answer or will be
     # replayed from it; never neither (an overlap is possible, the page merges by time).
     position = request.app[LIVE].position(owner)
@@ -129,9 +138,16 @@ async def watch_samples(request: web.Request) -> web.Response:
 async def watch_devices(request: web.Request) -> web.Response:
     """When each of the user's devices last sent a sample, newest first (device null: no device tag)."""
     owner = (await _watch_access(request)).owner
-    seen = await request.app[ALERTS].last_seen(owner)
+    seen = await request.app[ALERTS].last_seen(owner)  # never after now (tracker.liveness)
     devices = sorted(seen.items(), key=lambda item: -item[1])
-    return json_response({"devices": [{"device": device, "last_sample_ns": ns} for device, ns in devices]})
+    settings, now_ns = request.app[SETTINGS], time.time_ns()
+    return json_response(
+        {
+            "devices": [
+                {"device": device, "last_sample_ns": ns, "live": is_live(settings, ns, now_ns)} for device, ns in devices
+            ]
+        }
+    )
 
 
 async def watch_events(request: web.Request) -> web.StreamResponse:

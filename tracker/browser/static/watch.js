@@ -36,8 +36,10 @@ const formatAgo = window.TrackerCommon.formatAgo;
 const params = new URLSearchParams(location.search);
 const user = decodeURIComponent(location.pathname.replace(/^\/watch\//, "").split("/")[0] || "");
 const token = params.get("token");
-// How long without a new sample before the badge says "last sample ... ago" (seconds; ?stale= for tests).
-const staleMs = positiveNumber(params.get("stale"), 30) * 1000;
+// How long without a new sample before the badge says "last sample ... ago": the server's one
+// definition of live (config.live_within_seconds) once the config is in; ?stale= (seconds) for tests.
+const staleOverride = params.get("stale");
+let staleMs = positiveNumber(staleOverride, 60) * 1000;
 const MAX_POINTS = 2000;
 const apiBase = "/api/watch/" + encodeURIComponent(user);
 const tokenQuery = token ? "?token=" + encodeURIComponent(token) : "";
@@ -442,6 +444,7 @@ async function loadConfig() {
     const config = res.ok ? await res.json() : null;
     if (config && !configLoaded) {
       configLoaded = true;
+      if (staleOverride === null) staleMs = positiveNumber(String(config.live_within_seconds), 60) * 1000;
       const fields = fieldsFromConfig(config);
       valueFields = fields.values;
       charts.setFields(fields.charts);
