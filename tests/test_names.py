@@ -95,7 +95,7 @@ async def client(
     yield client
 
 
-EXPECTED_FILE = re.compile(r"\A(accounts\.sqlite|journal\.sqlite|users/alice\.sqlite)(-wal|-shm|-journal)?\Z|\A(users|bearer-secret|journal\.lock)\Z")
+EXPECTED_FILE = re.compile(r"\A(accounts\.sqlite|journal\.sqlite|users/alice\.sqlite)(-wal|-shm|-journal)?\Z|\A(users|bearer-secret|journal\.lock|server-url)\Z")
 
 
 def assert_nothing_unexpected(tmp_path: Path, data_dir: Path, outside: Path) -> None:
