@@ -25,6 +25,7 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker.appkeys import ACCOUNTS, ALERTS, SETTINGS, WEBHOOKS
+from tracker.appsetup import setup_json
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import json_body, owner_session
 
@@ -188,8 +189,11 @@ async def tokens_create(request: web.Request) -> web.Response:
         token, record = await request.app[ACCOUNTS].create_token(session.user, label, speed_unit)
     except InvalidDeviceToken as exc:
         raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
-    # The token is in this answer only: it is stored as a hash.
-    return json_response({**_token_json(record), "token": token}, 201)
+    # The token is in this answer only (it is stored as a hash), and so is what to enter in each app:
+    # the page shows both from here and never asks for them again.
+    base = await public_base(request)
+    setup = await asyncio.to_thread(setup_json, base, session.user, token, record.label, record.speed_unit)
+    return json_response({**_token_json(record), "token": token, "setup": setup}, 201)
 
 
 async def tokens_revoke(request: web.Request) -> web.Response:
