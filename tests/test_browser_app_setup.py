@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import urllib.parse
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

@@ -105,6 +105,7 @@ def device_setup(base: str, user: str, token: str, label: str, speed_unit: str) 
         f"{base}/gpslogger?id={token}&lat=%LAT&lon=%LON&time=%TIME&spd=%SPD&alt=%ALT&acc=%ACC&dir=%DIR&batt=%BATT"
     )
     write_url = f"{base}/write?db={user}&precision=s"
+    example_line = f"{MEASUREMENT} hr_bpm=150,pwr_w=230"
     position = "lat, lng, spd_kph, alt_m, bearing, acc_m"
     return (
         AppSetup(
@@ -114,7 +115,7 @@ def device_setup(base: str, user: str, token: str, label: str, speed_unit: str) 
             settings=(Setting("Web address", osmand_url),),
             sends=position,
             speed=(
-                f"OsmAnd sends m/s; this token reads m/s: speeds are right."
+                "OsmAnd sends m/s; this token reads m/s: speeds are right."
                 if speed_unit == "mps"
                 else f"OsmAnd sends m/s, but this token reads {unit}: make a token with m/s for OsmAnd."
             ),
@@ -189,7 +190,7 @@ def device_setup(base: str, user: str, token: str, label: str, speed_unit: str) 
                 Setting("Database", user),
                 Setting("Username", user),
                 Setting("Password", token),
-                Setting("Example", f'curl -u "{user}:{token}" "{write_url}" --data-binary "{MEASUREMENT} hr_bpm=150,pwr_w=230"'),
+                Setting("Example", f'curl -u "{user}:{token}" "{write_url}" --data-binary "{example_line}"'),
             ),
             sends=f"measurement {MEASUREMENT}; fields " + ", ".join(FIELD_KEYS),
             speed="spd_kph is km/h: right with any token.",
@@ -209,4 +210,5 @@ def qr_svg(text: str) -> str | None:
 
 def setup_json(base: str, user: str, token: str, label: str, speed_unit: str) -> list[dict[str, object]]:
     """device_setup with each QR code drawn: CPU work of a few milliseconds per code, for a thread."""
-    return [app.as_json(qr_svg(app.qr_text) if app.qr_text else None) for app in device_setup(base, user, token, label, speed_unit)]
+    apps = device_setup(base, user, token, label, speed_unit)
+    return [app.as_json(qr_svg(app.qr_text) if app.qr_text else None) for app in apps]
