@@ -35,6 +35,7 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker import backup as backups
+from tracker.appsetup import device_setup
 from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
 from tracker.retention import describe, parse_retention
 from tracker.rules import iso_time
@@ -646,14 +647,29 @@ def token(ctx: click.Context, data_dir: Path) -> None:
     show_default=True,
     help="How the device sends speed where its protocol leaves the unit open.",
 )
+@click.option("--setup", is_flag=True, help="Also print what to enter in each app (OsmAnd, Traccar Client, ...).")
+@click.option(
+    "--public-url",
+    help="With --setup: how the phone reaches this server (env TRACKER_PUBLIC_URL; default: as the server last started).",
+)
 @_data_dir_option(on_group=False)
 @click.pass_context
-def token_create(ctx: click.Context, name: str, label: str, speed_unit: str, data_dir: Path | None) -> None:
+def token_create(
+    ctx: click.Context, name: str, label: str, speed_unit: str, setup: bool, public_url: str | None, data_dir: Path | None
+) -> None:
     """Create a device token for NAME and print it (it is shown only now)."""
     options = _options(ctx, data_dir)
     secret, record = _run(_with_accounts(options, lambda accounts: accounts.create_token(name, label, speed_unit)))
     click.echo(f"device token {record.label!r} for {name} (write only; shown only now):", err=True)
     click.echo(secret)
+    if setup:
+        # On stderr, like the note above: stdout stays the token alone, for scripts.
+        base = _public_url(public_url, options.data_dir)
+        for app in device_setup(base, name, secret, record.label, record.speed_unit):
+            click.echo(f"\n{app.name}: {app.where}", err=True)
+            for item in app.settings:
+                click.echo(f"  {item.name}: {item.value}", err=True)
+            click.echo(f"  Speed: {app.speed}", err=True)
 
 
 @token.command("list")
