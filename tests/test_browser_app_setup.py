@@ -144,6 +144,15 @@ def test_a_new_token_shows_every_apps_settings_copyable_with_readable_qr_codes(
             page.click("#hide-token")
             assert page.is_hidden("#new-token")
             assert token not in page.content()
+
+            # A token in knots: OsmAnd's block says its speeds would be wrong, in the warning colour.
+            page.fill("#token-label", f"old-traccar-{size}")
+            page.select_option("#token-speed-unit", "knots")
+            page.click("#token-form button[type=submit]")
+            warning = page.locator('#token-setup details[data-app="osmand"] .speed.wrong')
+            warning.wait_for(state="attached", timeout=5000)
+            assert "make a token with m/s for OsmAnd" in (warning.text_content() or "")
+            assert page.locator("#token-setup .speed.wrong").count() == 1
             assert not problems, problems
         finally:
             browser.close()
