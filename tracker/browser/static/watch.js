@@ -18,6 +18,7 @@ import {
   accessProblem,
   chartRange,
   dropBefore,
+  drawnSamples,
   inWindow,
   insertSample,
   latestValues,
@@ -57,7 +58,8 @@ const state = (window.trackerState = {
   accuracy: null,
   follow: true, // the window's whole route kept in view, until the viewer pans
   viewBounds: null, // what the map shows: [[south, west], [north, east]]
-  lastSampleTime: null, // ms since epoch of the newest sample seen
+  lastSampleTime: null, // ms since epoch of the newest sample seen (never after the moment it was seen)
+  heldBack: 0, // samples ahead of now, not drawn until their time comes
   sampleCount: 0,
   trackPointCount: 0,
   chartPoints: {},
@@ -110,7 +112,7 @@ function ingest(incoming) {
     if (pendingDuringLoad) pendingDuringLoad.push(s);
     if (inWindow(b, s.t)) insertSample(samples, s);
   }
-  state.lastSampleTime = newestMs(incoming, state.lastSampleTime);
+  state.lastSampleTime = newestMs(incoming, state.lastSampleTime, Date.now());
   state.sampleCount = samples.length;
   updateStatus();
   scheduleRender();
@@ -124,7 +126,7 @@ const charts = createCharts(
   (tSec) => {
     if (tSec === null) return mapView.showHover(null);
     // The crosshair's time on the map: the fix nearest to it.
-    const fix = nearestFix(samples, tSec * 1e9);
+    const fix = nearestFix(drawn(), tSec * 1e9);
     if (fix) mapView.showHover(fix);
   }
 );
@@ -208,8 +210,7 @@ async function loadWindow(opts) {
   for (const s of body.samples) insertSample(samples, s);
   const b2 = currentBounds();
   for (const s of arrivedMeanwhile) if (inWindow(b2, s.t)) insertSample(samples, s);
-  const newest = samples.length ? samples[samples.length - 1].t / 1e6 : null;
-  if (newest !== null && (state.lastSampleTime === null || newest > state.lastSampleTime)) state.lastSampleTime = newest;
+  state.lastSampleTime = newestMs(samples.slice(-1), state.lastSampleTime, Date.now());
   state.sampleCount = samples.length;
   state.downsampled = Boolean(body.downsampled);
   state.loads += 1;
@@ -343,15 +344,29 @@ function scheduleRender() {
   });
 }
 
+// What is drawn: the samples up to now (one from a clock that runs ahead waits for its time).
+const drawn = () => drawnSamples(samples, Date.now() * 1e6);
+let heldBackTimer = null;
+
 function render() {
-  mapView.render(samples);
-  renderValues();
-  charts.render(samples);
+  const shown = drawn();
+  state.heldBack = samples.length - shown.length;
+  mapView.render(shown);
+  renderValues(shown);
+  charts.render(shown);
   el.noData.hidden = samples.length > 0 || state.error !== null;
+  // Draw a held-back sample the moment its time comes.
+  if (state.heldBack > 0 && heldBackTimer === null) {
+    const dueMs = samples[shown.length].t / 1e6 - Date.now();
+    heldBackTimer = setTimeout(() => {
+      heldBackTimer = null;
+      scheduleRender();
+    }, Math.max(20, Math.min(dueMs + 5, 60e3)));
+  }
 }
 
-function renderValues() {
-  const latest = latestValues(samples, wantedKeys(valueFields));
+function renderValues(drawnNow) {
+  const latest = latestValues(drawnNow || drawn(), wantedKeys(valueFields));
   // Each field's own newest time, not the window's: a value older than the badge's threshold is
   // greyed and says its age, so a sensor that stopped never reads as current.
   const old = staleValues(latest.times, Date.now(), staleMs);
