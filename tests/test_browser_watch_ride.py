@@ -7,8 +7,10 @@ screenshots land in tests/artifacts/.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -22,6 +24,7 @@ from tests.test_browser import (  # noqa: F401  (browser and open_page are fixtu
     now_ms,
     open_page,
     pytestmark,
+    ride,
     sample,
     screenshot,
     wait_until,
@@ -34,8 +37,7 @@ LIVE_WITHIN_S = 2
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
     folder = tmp_path_factory.mktemp("browser-ride")
-    # "Live" is 2 s here, so that a badge that stays live too long shows within the test.
-    srv = TrackerServer(folder / "data", folder / "server.log", {"TRACKER_LIVE_WITHIN_SECONDS": str(LIVE_WITHIN_S)})
+    srv = TrackerServer(folder / "data", folder / "server.log")
     srv.start()
     try:
         yield srv
@@ -56,7 +58,8 @@ def test_a_sample_from_a_clock_ahead_does_not_run_the_page_ahead(
     server.add_user(user, public=True)
     t = now_ms()
     server.write(user, [sample(t - 20_000 + i * 1000, lat=47.0 + i * 1e-4, lng=8.0, hr_bpm=130) for i in range(18)])
-    page = open_page(f"{server.url}/watch/{user}", viewport)
+    # "Live" is 2 s here (?stale=), so that a badge that stays live too long shows within the test.
+    page = open_page(f"{server.url}/watch/{user}?stale={LIVE_WITHIN_S}", viewport)
     wait_until(page, lambda s: s["connected"] and s["sampleCount"] == 18, 5, "the ride")
     # One sample from a phone whose clock runs 3 minutes ahead (within the server's 5-minute
     # tolerance, so it is stored), then the ride goes on with the right time.
@@ -77,3 +80,36 @@ def test_a_sample_from_a_clock_ahead_does_not_run_the_page_ahead(
     assert time.monotonic() - stopped < LIVE_WITHIN_S + 1.5
     axis_end_ms = s["chartRange"]["max"] * 1000
     assert abs(axis_end_ms - now_ms()) < 2500, (axis_end_ms, now_ms())
+
+
+def server_fields(server: TrackerServer, user: str) -> list[dict[str, str]]:
+    with urllib.request.urlopen(f"{server.url}/api/watch/{user}/config", timeout=5) as answer:
+        fields: list[dict[str, str]] = json.loads(answer.read())["fields"]
+    return fields
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_every_field_that_arrives_is_shown_with_the_servers_unit(
+    server: TrackerServer, open_page: Callable[..., Any], viewport: dict[str, int]
+) -> None:
+    user = "fields" + size_name(viewport)
+    server.add_user(user, public=True)
+    # Every field of the vocabulary (the ride has all but the bearing).
+    server.write(user, ride(now_ms() - 30_000, 29) + [sample(now_ms() - 500, bearing=92)])
+    fields = server_fields(server, user)
+    expected = [f["key"] for f in fields if f["key"] not in ("lat", "lng")]  # the position is the map's
+    page = open_page(f"{server.url}/watch/{user}", viewport)
+    wait_until(page, lambda s: s["connected"] and set(s["values"]) >= set(expected), 5, "every field's value")
+    shown = page.eval_on_selector_all("#values .value", "items => items.map(i => i.dataset.key)")
+    assert set(shown) == set(expected) and shown[:5] == ["spd_kph", "hr_bpm", "pwr_w", "cad_rpm", "alt_m"], shown
+    short = {"beats/min": "bpm", "rev/min": "rpm", "deg": "°", "s": None}  # a duration reads h:mm:ss
+    for f in fields:
+        if f["key"] in expected:
+            unit = page.locator(f".value-{f['key']} .unit")
+            want = short.get(f["unit"], f["unit"])
+            assert (unit.text_content() if unit.count() else None) == want, f
+    assert page.text_content(".value-acc_m dt") == "GPS accuracy" and page.text_content(".value-acc_m .num") == "6"
+    assert page.text_content(".value-pwr_w_l .num") == str(100 + 28 % 15)
+    assert page.text_content(".value-bearing .num") == "92"
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+    screenshot(page, f"watch-all-fields-{size_name(viewport)}.png")
