@@ -11,6 +11,7 @@ import json
 import re
 import time
 import urllib.request
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -113,3 +114,78 @@ def test_every_field_that_arrives_is_shown_with_the_servers_unit(
     assert page.text_content(".value-bearing .num") == "92"
     assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
     screenshot(page, f"watch-all-fields-{size_name(viewport)}.png")
+
+
+def known_ride(base_ms: int) -> list[str]:
+    """Ten minutes at 1 Hz, due north at 40 km/h by position, with known values to sum up.
+
+    Heart rate 100 for 5 min, 150 for 4, 170 for the last; speed 30 km/h, 36 in the last minute;
+    power 200 W with one 400 W spike; a flat, noisy altitude for 5 min, then a 60 m climb; battery
+    90 %, 84 % from the 500th second; signal 55 %. No dist_km: the distance comes from the positions.
+    """
+    lines = []
+    for i in range(600):
+        climb = 0.2 * (i - 300) if i >= 300 else 0.0
+        lines.append(
+            sample(
+                base_ms + i * 1000,
+                lat=round(47.0 + i * 1e-4, 6),
+                lng=8.0,
+                hr_bpm=100 if i < 300 else 150 if i < 540 else 170,
+                spd_kph=30 if i < 540 else 36,
+                pwr_w=400 if i == 100 else 200,
+                cad_rpm=90,
+                alt_m=round(400 + (2 if i % 2 else -2) + climb, 1),
+                battery=90 if i < 500 else 84,
+                gsm_signal=55,
+            )
+        )
+    return lines
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_ride_summary_and_rolling_statistics_of_a_known_ride(
+    server: TrackerServer, open_page: Callable[..., Any], viewport: dict[str, int]
+) -> None:
+    user = "summary" + size_name(viewport)
+    server.add_user(user, public=True)
+    base = (now_ms() // 1000) * 1000 - 720_000  # the ride ended two minutes ago
+    lines = known_ride(base)
+    for chunk in range(0, len(lines), 300):
+        server.write(user, lines[chunk : chunk + 300])
+
+    # The live window: the statistics end now, so the spans the ride is not in are empty ("–").
+    page = open_page(f"{server.url}/watch/{user}", viewport)
+    s = wait_until(page, lambda s: s["connected"] and "hr_bpm" in s["rolling"], 5, "the rolling statistics")
+    assert s["rolling"]["hr_bpm"]["3 s"] == ["–"] * 4 and s["rolling"]["hr_bpm"]["1 min"] == ["–"] * 4
+    assert s["rolling"]["hr_bpm"]["5 min"][0] == "170" and s["summary"]["elapsed"]
+    assert page.is_visible("#summary") and page.is_visible("#rolling")
+
+    # The ride's own window: every number is known.
+    page = open_page(f"{server.url}/watch/{user}?window=custom&from={iso(base - 1000)}&to={iso(base + 600_000)}", viewport)
+    s = wait_until(page, lambda s: s["sampleCount"] == 600 and "hr_bpm" in s["rolling"], 5, "the ride's window")
+    summary = s["summary"]
+    assert summary["elapsed"] == "9:59"
+    assert summary["distance"] == "6.66 km"  # 599 steps of 1e-4 degree of latitude, 11.1 m each
+    assert summary["speed"] == "avg 30.6 · max 36.0 km/h"
+    assert summary["hr"] == "avg 127 · max 170 bpm"
+    assert summary["power"] == "avg 200 · max 400 W"
+    assert re.fullmatch(r"(5[5-9]|6[0-4]) m", summary["climb"]), summary["climb"]  # the climb, not the noise
+    assert summary["battery"] == "84 %" and summary["gsm_signal"] == "55 %"
+    assert page.text_content("#summary .summary-distance dd") == "6.66 km"
+    rolling = s["rolling"]
+    assert rolling["hr_bpm"]["3 s"] == ["170", "170", "170", "170"]
+    assert rolling["hr_bpm"]["1 min"] == ["170", "170", "170", "170"]
+    assert rolling["hr_bpm"]["5 min"] == ["170", "154", "150", "170"]
+    assert rolling["hr_bpm"]["10 min"] == ["170", "127", "100", "170"]
+    assert rolling["spd_kph"]["10 min"] == ["36.0", "30.6", "30.0", "36.0"]
+    assert rolling["pwr_w"]["10 min"][3] == "400" and rolling["cad_rpm"]["1 min"] == ["90", "90", "90", "90"]
+    assert list(rolling) == ["spd_kph", "hr_bpm", "pwr_w", "cad_rpm"]
+    cells = page.locator("#rolling .rolling-hr_bpm tbody tr").nth(2).locator("td").all_text_contents()
+    assert cells == ["170", "154", "150", "170"], cells
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+    screenshot(page, f"watch-summary-{size_name(viewport)}.png")

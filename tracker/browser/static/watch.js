@@ -32,6 +32,8 @@ import {
   windowQuery,
 } from "./watch/samples.js";
 import { createStream } from "./watch/stream.js";
+import { rollingTables } from "./watch/rolling.js";
+import { rideSummary, summaryRows } from "./watch/summary.js";
 
 const formatAgo = window.TrackerCommon.formatAgo;
 const params = new URLSearchParams(location.search);
@@ -75,6 +77,8 @@ const state = (window.trackerState = {
   tilesFailed: 0,
   mapFailed: false, // the map library did not load: no map, everything else works
   devices: [], // [{device: name or null, last_sample_ns}], newest first
+  summary: {}, // {elapsed: "15:00", distance: "5.00 km", ...}: the window's ride summary as shown
+  rolling: {}, // {hr_bpm: {"3 s": [last, avg, min, max], ...}}: the rolling statistics as shown
 });
 
 const el = {
@@ -92,6 +96,10 @@ const el = {
   rangeFrom: document.getElementById("range-from"),
   rangeTo: document.getElementById("range-to"),
   devices: document.getElementById("devices"),
+  summary: document.getElementById("summary"),
+  summaryList: document.getElementById("summary-list"),
+  rolling: document.getElementById("rolling"),
+  rollingTables: document.getElementById("rolling-tables"),
   deviceList: document.getElementById("device-list"),
 };
 el.rider.textContent = user;
@@ -353,6 +361,8 @@ function render() {
   state.heldBack = samples.length - shown.length;
   mapView.render(shown);
   renderValues(shown);
+  renderSummary(shown);
+  renderRolling(shown);
   charts.render(shown);
   el.noData.hidden = samples.length > 0 || state.error !== null;
   // Draw a held-back sample the moment its time comes.
@@ -414,6 +424,72 @@ function renderValues(drawnNow) {
   state.staleValues = staleShown; // {key: "2 min ago"} for the values shown as old
 }
 
+// The window's ride summary (watch/summary.js): elapsed, distance, speeds, heart rate, power, climb, phone.
+function renderSummary(drawnNow) {
+  const rows = summaryRows(rideSummary(drawnNow));
+  const shown = {};
+  const items = [];
+  for (const row of rows) {
+    const item = document.createElement("div");
+    item.className = "summary-" + row.key;
+    const dt = document.createElement("dt");
+    dt.textContent = row.label;
+    const dd = document.createElement("dd");
+    dd.textContent = row.text;
+    item.append(dt, dd);
+    items.push(item);
+    shown[row.key] = row.text;
+  }
+  el.summaryList.replaceChildren(...items);
+  el.summary.hidden = rows.length === 0;
+  state.summary = shown;
+}
+
+// Last / average / min / max of the main fields over the last 3 s, 1, 5 and 10 min (watch/rolling.js),
+// ending now (a chosen range: at its end).
+function renderRolling(drawnNow) {
+  const b = currentBounds();
+  const endMs = b.toMs === null ? Date.now() : Math.min(Date.now(), b.toMs);
+  const tables = rollingTables(drawnNow || drawn(), valueFields, endMs * 1e6);
+  const shown = {};
+  const nodes = tables.map((t) => {
+    const table = document.createElement("table");
+    table.className = "rolling-" + t.key;
+    const caption = document.createElement("caption");
+    caption.textContent = t.label + (t.unit ? " (" + t.unit + ")" : "");
+    const head = document.createElement("tr");
+    for (const text of ["", "last", "avg", "min", "max"]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = text;
+      head.appendChild(th);
+    }
+    const thead = document.createElement("thead");
+    thead.appendChild(head);
+    const tbody = document.createElement("tbody");
+    shown[t.key] = {};
+    for (const row of t.rows) {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = row.label;
+      tr.appendChild(th);
+      for (const cell of row.cells) {
+        const td = document.createElement("td");
+        td.textContent = cell;
+        tr.appendChild(td);
+      }
+      tbody.appendChild(tr);
+      shown[t.key][row.label] = row.cells;
+    }
+    table.append(caption, thead, tbody);
+    return table;
+  });
+  el.rollingTables.replaceChildren(...nodes);
+  el.rolling.hidden = nodes.length === 0;
+  state.rolling = shown;
+}
+
 new ResizeObserver(() => {
   charts.resize();
   mapView.invalidateSize();
@@ -423,6 +499,7 @@ new ResizeObserver(() => {
 setInterval(() => {
   updateStatus();
   renderValues(); // values age: one that stopped coming greys out without a new sample
+  renderRolling(); // the spans end now: a sensor that stopped empties them
   if (!el.devices.hidden) renderDevices();
   if (SLIDING_WINDOWS[windowSpec.name]) {
     if (dropBefore(samples, (Date.now() - SLIDING_WINDOWS[windowSpec.name]) * 1e6) > 0) {
