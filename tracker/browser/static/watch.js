@@ -96,11 +96,11 @@ const el = {
   rangeFrom: document.getElementById("range-from"),
   rangeTo: document.getElementById("range-to"),
   devices: document.getElementById("devices"),
+  deviceList: document.getElementById("device-list"),
   summary: document.getElementById("summary"),
   summaryList: document.getElementById("summary-list"),
   rolling: document.getElementById("rolling"),
   rollingTables: document.getElementById("rolling-tables"),
-  deviceList: document.getElementById("device-list"),
 };
 el.rider.textContent = user;
 document.title = user + " · Tracker";
@@ -445,12 +445,18 @@ function renderSummary(drawnNow) {
   state.summary = shown;
 }
 
+let rollingShown = null; // what the rolling tables show, to skip redrawing the same
+
 // Last / average / min / max of the main fields over the last 3 s, 1, 5 and 10 min (watch/rolling.js),
 // ending now (a chosen range: at its end).
 function renderRolling(drawnNow) {
   const b = currentBounds();
   const endMs = b.toMs === null ? Date.now() : Math.min(Date.now(), b.toMs);
   const tables = rollingTables(drawnNow || drawn(), valueFields, endMs * 1e6);
+  // Redrawn every second: leave the tables alone when nothing in them changed.
+  const signature = JSON.stringify(tables);
+  if (signature === rollingShown) return;
+  rollingShown = signature;
   const shown = {};
   const nodes = tables.map((t) => {
     const table = document.createElement("table");
