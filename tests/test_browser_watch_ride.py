@@ -189,3 +189,31 @@ def test_the_ride_summary_and_rolling_statistics_of_a_known_ride(
     assert cells == ["170", "154", "150", "170"], cells
     assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
     screenshot(page, f"watch-summary-{size_name(viewport)}.png")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_viewer_whose_clock_is_slow_still_sees_samples_as_they_come(
+    server: TrackerServer, browser: Any, viewport: dict[str, int]
+) -> None:
+    user = "slowclock" + size_name(viewport)
+    server.add_user(user, public=True)
+    server.write(user, [sample(now_ms() - 10_000 + i * 1000, lat=47.0 + i * 1e-4, lng=8.0, hr_bpm=120) for i in range(9)])
+    context = browser.new_context(viewport=viewport, service_workers="block")
+    try:
+        page = context.new_page()
+        # The viewer's computer is two minutes slow; its time still flows.
+        page.clock.install(time=(now_ms() - 120_000) / 1000)
+        page.clock.resume()
+        page.goto(f"{server.url}/watch/{user}")
+        s = wait_until(page, lambda s: s["connected"] and s["sampleCount"] == 9, 5, "the ride")
+        assert 118_000 <= s["clockOffset"] <= 122_500, s["clockOffset"]
+        assert s["heldBack"] == 0 and s["values"].get("hr_bpm") == "120" and s["status"] == "live"
+        server.write(user, [sample(now_ms(), lat=47.001, lng=8.0, hr_bpm=150)])
+        s = wait_until(page, lambda s: s["values"].get("hr_bpm") == "150", 1.5, "a new sample at once")
+        assert near(s["markerTarget"], 47.001, 8.0) and s["heldBack"] == 0 and s["status"] == "live"
+        assert "hr_bpm" not in s["staleValues"]
+        axis_end_ms = s["chartRange"]["max"] * 1000
+        assert abs(axis_end_ms - now_ms()) < 2500, (axis_end_ms, now_ms())
+        screenshot(page, f"watch-slow-clock-{size_name(viewport)}.png")
+    finally:
+        context.close()

@@ -5,6 +5,7 @@ import { describe, test } from "node:test";
 import {
   bearingBetween,
   chartRange,
+  clockOffsetMs,
   dropBefore,
   drawnSamples,
   inWindow,
@@ -229,4 +230,14 @@ describe("access problems", () => {
     assert.equal(accessProblem(403, {}, "bob").linkEnded, null);
     assert.match(accessProblem(401, {}, "bob").text, /private/);
   });
+});
+
+test("clockOffsetMs: the server's clock from an answer's Date header, only past 2 s", () => {
+  const t = 1_700_000_000_000;
+  // The header says t (whole seconds); the answer came 100 ms after the request, at the browser's t.
+  assert.equal(clockOffsetMs(t, t - 100, t), 0);
+  assert.equal(clockOffsetMs(t + 1000, t - 100, t), 0); // within the header's resolution and the trip
+  assert.equal(clockOffsetMs(t + 120_000, t - 100, t), 120_550); // the browser is two minutes slow
+  assert.equal(clockOffsetMs(t - 60_000, t - 100, t), -59_450); // a minute fast
+  assert.equal(clockOffsetMs(NaN, t - 100, t), 0); // no header
 });

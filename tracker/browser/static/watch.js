@@ -17,6 +17,7 @@ import {
   SLIDING_WINDOWS,
   accessProblem,
   chartRange,
+  clockOffsetMs,
   dropBefore,
   drawnSamples,
   inWindow,
@@ -62,6 +63,7 @@ const state = (window.trackerState = {
   viewBounds: null, // what the map shows: [[south, west], [north, east]]
   lastSampleTime: null, // ms since epoch of the newest sample seen (never after the moment it was seen)
   heldBack: 0, // samples ahead of now, not drawn until their time comes
+  clockOffset: 0, // ms the server's clock is ahead of this browser's (0 within 2 s)
   sampleCount: 0,
   trackPointCount: 0,
   chartPoints: {},
@@ -112,7 +114,12 @@ let pendingDuringLoad = null; // samples that arrived by SSE while a window load
 let valueFields = []; // from the server's config (fields.js)
 state.sampleTimes = () => samples.map((s) => s.t); // for tests: the order samples are kept in
 
-const currentBounds = () => windowBounds(windowSpec, Date.now());
+// The page's now: the browser's clock, set right by the server's when they differ by more than 2 s
+// (a viewer's slow clock must not hold back samples, nor a fast one make them look old).
+let clockOffset = 0;
+const nowMs = () => Date.now() + clockOffset;
+
+const currentBounds = () => windowBounds(windowSpec, nowMs());
 
 function ingest(incoming) {
   const b = currentBounds();
@@ -120,7 +127,7 @@ function ingest(incoming) {
     if (pendingDuringLoad) pendingDuringLoad.push(s);
     if (inWindow(b, s.t)) insertSample(samples, s);
   }
-  state.lastSampleTime = newestMs(incoming, state.lastSampleTime, Date.now());
+  state.lastSampleTime = newestMs(incoming, state.lastSampleTime, nowMs());
   state.sampleCount = samples.length;
   updateStatus();
   scheduleRender();
@@ -130,7 +137,7 @@ const mapView = createMapOrNone(state, el);
 const charts = createCharts(
   state,
   el,
-  () => chartRange(windowSpec, currentBounds(), samples, Date.now()),
+  () => chartRange(windowSpec, currentBounds(), samples, nowMs()),
   (tSec) => {
     if (tSec === null) return mapView.showHover(null);
     // The crosshair's time on the map: the fix nearest to it.
@@ -159,7 +166,7 @@ for (const b of document.querySelectorAll("[data-window]")) {
     if (name === "custom") {
       const b0 = currentBounds();
       el.rangeFrom.value = toLocalInput(b0.fromMs);
-      el.rangeTo.value = toLocalInput(b0.toMs === null ? Date.now() : b0.toMs);
+      el.rangeTo.value = toLocalInput(b0.toMs === null ? nowMs() : b0.toMs);
       el.customForm.hidden = false;
       for (const other of document.querySelectorAll("[data-window]")) {
         other.setAttribute("aria-pressed", String(other === b));
@@ -190,13 +197,16 @@ async function loadWindow(opts) {
   pendingDuringLoad = [];
   const b = currentBounds();
   // An open window asks up to a day ahead: a phone with a fast clock still shows up.
-  const toMs = b.toMs === null ? Date.now() + 86400e3 : b.toMs;
+  const toMs = b.toMs === null ? nowMs() + 86400e3 : b.toMs;
   const q = new URLSearchParams({ from: msToNsString(b.fromMs), to: msToNsString(toMs), max_points: String(MAX_POINTS) });
   if (token) q.set("token", token);
   let body;
   try {
+    const sentMs = Date.now();
     const res = await fetch(apiBase + "/samples?" + q.toString(), { credentials: "same-origin", cache: "no-store" });
     if (generation !== loadGeneration) return null;
+    clockOffset = clockOffsetMs(Date.parse(res.headers.get("Date") || ""), sentMs, Date.now());
+    state.clockOffset = clockOffset;
     if (!res.ok) {
       pendingDuringLoad = null;
       showAccessProblem(res.status, await res.json().catch(() => ({})));
@@ -218,7 +228,7 @@ async function loadWindow(opts) {
   for (const s of body.samples) insertSample(samples, s);
   const b2 = currentBounds();
   for (const s of arrivedMeanwhile) if (inWindow(b2, s.t)) insertSample(samples, s);
-  state.lastSampleTime = newestMs(samples.slice(-1), state.lastSampleTime, Date.now());
+  state.lastSampleTime = newestMs(samples.slice(-1), state.lastSampleTime, nowMs());
   state.sampleCount = samples.length;
   state.downsampled = Boolean(body.downsampled);
   state.loads += 1;
@@ -311,7 +321,7 @@ function renderDevices() {
     name.textContent = d.device === null ? "(no device tag)" : d.device;
     const ago = document.createElement("span");
     ago.className = "device-ago";
-    ago.textContent = "last sample " + formatAgo(Date.now() - d.last_sample_ns / 1e6);
+    ago.textContent = "last sample " + formatAgo(nowMs() - d.last_sample_ns / 1e6);
     ago.title = new Date(d.last_sample_ns / 1e6).toLocaleString();
     li.append(name, ago);
     return li;
@@ -329,7 +339,7 @@ function updateStatus() {
       linkEnded: state.linkEnded,
       lastSampleTime: state.lastSampleTime,
     },
-    Date.now(),
+    nowMs(),
     staleMs,
     formatAgo
   );
@@ -353,7 +363,7 @@ function scheduleRender() {
 }
 
 // What is drawn: the samples up to now (one from a clock that runs ahead waits for its time).
-const drawn = () => drawnSamples(samples, Date.now() * 1e6);
+const drawn = () => drawnSamples(samples, nowMs() * 1e6);
 let heldBackTimer = null;
 
 function render() {
@@ -367,7 +377,7 @@ function render() {
   el.noData.hidden = samples.length > 0 || state.error !== null;
   // Draw a held-back sample the moment its time comes.
   if (state.heldBack > 0 && heldBackTimer === null) {
-    const dueMs = samples[shown.length].t / 1e6 - Date.now();
+    const dueMs = samples[shown.length].t / 1e6 - nowMs();
     heldBackTimer = setTimeout(() => {
       heldBackTimer = null;
       scheduleRender();
@@ -379,7 +389,7 @@ function renderValues(drawnNow) {
   const latest = latestValues(drawnNow || drawn(), wantedKeys(valueFields));
   // Each field's own newest time, not the window's: a value older than the badge's threshold is
   // greyed and says its age, so a sensor that stopped never reads as current.
-  const old = staleValues(latest.times, Date.now(), staleMs);
+  const old = staleValues(latest.times, nowMs(), staleMs);
   const shown = {};
   const staleShown = {};
   const frag = document.createDocumentFragment();
@@ -451,7 +461,7 @@ let rollingShown = null; // what the rolling tables show, to skip redrawing the 
 // ending now (a chosen range: at its end).
 function renderRolling(drawnNow) {
   const b = currentBounds();
-  const endMs = b.toMs === null ? Date.now() : Math.min(Date.now(), b.toMs);
+  const endMs = b.toMs === null ? nowMs() : Math.min(nowMs(), b.toMs);
   const tables = rollingTables(drawnNow || drawn(), valueFields, endMs * 1e6);
   // Redrawn every second: leave the tables alone when nothing in them changed.
   const signature = JSON.stringify(tables);
@@ -508,7 +518,7 @@ setInterval(() => {
   renderRolling(); // the spans end now: a sensor that stopped empties them
   if (!el.devices.hidden) renderDevices();
   if (SLIDING_WINDOWS[windowSpec.name]) {
-    if (dropBefore(samples, (Date.now() - SLIDING_WINDOWS[windowSpec.name]) * 1e6) > 0) {
+    if (dropBefore(samples, (nowMs() - SLIDING_WINDOWS[windowSpec.name]) * 1e6) > 0) {
       state.sampleCount = samples.length;
       scheduleRender();
     } else {

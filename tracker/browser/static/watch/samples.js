@@ -43,6 +43,16 @@ export function newestMs(incoming, newestMs, nowMs = Infinity) {
   return newest === undefined ? null : newest;
 }
 
+// How far the server's clock is ahead of the browser's, in ms, from an answer's Date header (whole
+// seconds, so the server's time was in [serverDateMs, serverDateMs + 1000)) and when the request
+// went (sentMs) and its answer came (receivedMs). 0 when they agree within 2 s: the header cannot
+// tell finer, and a viewer whose clock is slow must still see samples the moment they arrive.
+export function clockOffsetMs(serverDateMs, sentMs, receivedMs) {
+  if (!Number.isFinite(serverDateMs)) return 0;
+  const offset = serverDateMs + 500 - (sentMs + receivedMs) / 2;
+  return Math.abs(offset) <= 2000 ? 0 : Math.round(offset);
+}
+
 // The samples at or before nowNs: what is drawn (marker, track, values, charts, summary). A sample
 // from a clock that runs ahead waits until its time comes, so the marker never sits on a point the
 // rider has not reached while the track goes on. The same array when nothing is ahead.
