@@ -31,14 +31,35 @@ export function insertSample(samples, sample) {
   else samples.splice(i, 0, { t: t, f: Object.assign({}, sample.f) });
 }
 
-// The time (ms since epoch) of the newest of `incoming`, or `newestMs` if that is later (or null if none).
-export function newestMs(incoming, newestMs) {
+// The time (ms since epoch) of the newest of `incoming`, or `newestMs` if that is later (or null if none),
+// never after nowMs: a sample from a clock that runs ahead counts as seen now (the server's rule too),
+// so "live" ends on time after the phone stops.
+export function newestMs(incoming, newestMs, nowMs = Infinity) {
   let newest = newestMs;
   for (const s of incoming) {
-    const ms = s.t / 1e6;
+    const ms = Math.min(s.t / 1e6, nowMs);
     if (newest === null || newest === undefined || ms > newest) newest = ms;
   }
   return newest === undefined ? null : newest;
+}
+
+// How far the server's clock is ahead of the browser's, in ms, from an answer's Date header (whole
+// seconds, so the server's time was in [serverDateMs, serverDateMs + 1000)) and when the request
+// went (sentMs) and its answer came (receivedMs). 0 when they agree within 2 s: the header cannot
+// tell finer, and a viewer whose clock is slow must still see samples the moment they arrive.
+export function clockOffsetMs(serverDateMs, sentMs, receivedMs) {
+  if (!Number.isFinite(serverDateMs)) return 0;
+  const offset = serverDateMs + 500 - (sentMs + receivedMs) / 2;
+  return Math.abs(offset) <= 2000 ? 0 : Math.round(offset);
+}
+
+// The samples at or before nowNs: what is drawn (marker, track, values, charts, summary). A sample
+// from a clock that runs ahead waits until its time comes, so the marker never sits on a point the
+// rider has not reached while the track goes on. The same array when nothing is ahead.
+export function drawnSamples(samples, nowNs) {
+  const n = samples.length;
+  if (n === 0 || samples[n - 1].t <= nowNs) return samples;
+  return samples.slice(0, lowerBound(samples, nowNs + 1));
 }
 
 // Drop the samples older than cutoffNs (the array is changed); returns how many went.
@@ -101,14 +122,12 @@ export function msToNsString(ms) {
 
 // The charts' x range in seconds: a custom window whole; otherwise from the first sample (or the
 // window's start) to now, so a ride that began 2 minutes ago fills the chart; at least a minute.
+// Never past now: a sample from a clock that runs ahead must not stretch the axis.
 export function chartRange(spec, bounds, samples, nowMs) {
   if (spec.name === "custom") return { min: bounds.fromMs / 1000, max: bounds.toMs / 1000 };
-  let max = nowMs;
+  const max = nowMs;
   let min = bounds.fromMs;
-  if (samples.length) {
-    max = Math.max(max, samples[samples.length - 1].t / 1e6);
-    min = Math.max(min, samples[0].t / 1e6);
-  }
+  if (samples.length) min = Math.max(min, Math.min(samples[0].t / 1e6, max));
   min = Math.min(min, max - 60e3);
   return { min: min / 1000, max: max / 1000 };
 }
