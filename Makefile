@@ -3,43 +3,59 @@
 
 PYTHON ?= python3
 VENV := .venv
-VENV_STAMP := $(VENV)/.installed
+# Two installs: the server alone (make run), and the server with its test tools (make test and the rest).
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 WEB_STAMP := web/node_modules/.installed
 
-# `make run HOST=0.0.0.0 PORT=9000 DATA=/srv/tracker`
-HOST ?= 127.0.0.1
-PORT ?= 8086
-DATA ?= ./data
+# `make run HOST=0.0.0.0 PORT=9000 DATA=/srv/tracker`. Unset, `tracker serve` reads TRACKER_HOST,
+# TRACKER_PORT and TRACKER_DATA_DIR, then its defaults (127.0.0.1, 8086, ./data): the Makefile never
+# overrides the environment with defaults of its own.
+HOST ?=
+PORT ?=
+DATA ?=
+SERVE_FLAGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(DATA),--data-dir $(DATA))
 # `make test PYTEST_ARGS='-k write -x'`
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web-deps run test test-fast compat bench clean
+.PHONY: help venv web-deps vendor run test test-fast compat bench clean
 
 help:
 	@echo "Tracker"
-	@echo "  make run     serve on http://$(HOST):$(PORT) with data in $(DATA) (HOST, PORT, DATA override)"
+	@echo "  make run     serve on http://127.0.0.1:8086 with data in ./data (HOST, PORT, DATA or TRACKER_* override)"
 	@echo "  make test    run the test suite: the page scripts' unit tests (Node), then pytest (PYTEST_ARGS passed to it)"
 	@echo "  make test-fast  the daily loop: every test but the slow ones (servers under load, crashes, browser)"
 	@echo "  make compat  the differential test alone: Tracker vs a real InfluxDB 1.x, same data and queries, agreement printed"
+	@echo "  make vendor  copy the pages' map and chart libraries from web/node_modules into the package (after an npm update)"
 	@echo "  make bench   side-by-side load test against InfluxDB 1.x (see bench/README.md)"
 	@echo "  make clean   remove .venv, node_modules and caches (never the data folder)"
 
-venv: $(VENV_STAMP)
+venv: $(TEST_STAMP)
 
-# Rebuilt only when pyproject.toml or the compiled parser's sources change; the install is editable,
-# so other code edits need no reinstall.
-$(VENV_STAMP): pyproject.toml setup.py tracker/_lineprotocol.pyx
+# The interpreter check and the virtual environment, shared by both installs.
+define make_venv
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
 	  echo "error: $(PYTHON) not found; Tracker needs Python 3.11 or newer (make PYTHON=python3.12 picks another)" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "error: Tracker needs Python 3.11 or newer, $(PYTHON) is $$($(PYTHON) -c 'import platform; print(platform.python_version())')" \
 	       "(make PYTHON=python3.12 picks another)" >&2; exit 1; }
-	@echo "$(PYTHON) -m venv $(VENV)"
-	@$(PYTHON) -m venv $(VENV) || { \
-	  echo "error: could not create $(VENV); on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
-	$(VENV)/bin/pip install -e '.[test]'
+	@[ -x $(VENV)/bin/python ] || { echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV) || { \
+	  echo "error: could not create $(VENV); on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }; }
+endef
+
+# Reinstalled only when pyproject.toml or the compiled parser's sources change; the install is
+# editable, so other code edits need no reinstall. The test install is the server's plus its test
+# tools, so it counts as the server's install too (one build of the parser, not two).
+$(RUN_STAMP): pyproject.toml setup.py tracker/_lineprotocol.pyx
+	$(make_venv)
+	$(VENV)/bin/pip install -e .
 	@touch $@
+
+$(TEST_STAMP): pyproject.toml setup.py tracker/_lineprotocol.pyx
+	$(make_venv)
+	$(VENV)/bin/pip install -e '.[test]'
+	@touch $(RUN_STAMP) $@
 
 # Front-end libraries come from npm once web/package.json exists; reinstalled only when it or its lock file changes.
 web-deps:
@@ -51,9 +67,19 @@ web-deps:
 	  fi; \
 	fi
 
-run: venv web-deps
-	mkdir -p $(DATA)
-	$(VENV)/bin/tracker serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
+# The pages' map and chart libraries, as web/package-lock.json pins them, are kept in the package
+# (tracker/browser/vendor/, with their licences), so every install serves them without npm. After
+# changing web/package.json: `make vendor`, and commit the copies; the tests check they match the lock.
+VENDOR := tracker/browser/vendor
+vendor: web-deps
+	rm -rf $(VENDOR)/leaflet $(VENDOR)/uplot
+	mkdir -p $(VENDOR)/leaflet/images $(VENDOR)/uplot
+	cp web/node_modules/leaflet/LICENSE web/node_modules/leaflet/dist/leaflet.js web/node_modules/leaflet/dist/leaflet.css $(VENDOR)/leaflet/
+	cp web/node_modules/leaflet/dist/images/*.png $(VENDOR)/leaflet/images/
+	cp web/node_modules/uplot/LICENSE web/node_modules/uplot/dist/uPlot.iife.min.js web/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/uplot/
+
+run: $(RUN_STAMP)
+	$(VENV)/bin/tracker serve $(strip $(SERVE_FLAGS))
 
 test: venv web-deps
 	cd web && node --test --test-reporter=spec test/*.test.mjs

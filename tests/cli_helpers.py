@@ -24,7 +24,10 @@ def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None
     )
 
 
-def add_user(data_dir: Path, name: str, password: str = "pw") -> None:
+PASSWORD = "password-1"  # 8 characters at least, as `user add` asks
+
+
+def add_user(data_dir: Path, name: str, password: str = PASSWORD) -> None:
     result = invoke(["user", "add", name, "--password-stdin", "--data-dir", str(data_dir)], input=password + "\n")
     assert result.exit_code == 0, result.output
 

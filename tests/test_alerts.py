@@ -451,9 +451,9 @@ async def test_watch_page_shows_last_seen_per_device(
     await sign_in(client, "alice", "pw-alice")
     expected = {
         "devices": [
-            {"device": "garmin", "last_sample_ns": 1700000005000000000},
-            {"device": "phone", "last_sample_ns": 1700000003000000000},
-            {"device": None, "last_sample_ns": 1600000000000000000},
+            {"device": "garmin", "last_sample_ns": 1700000005000000000, "live": False},
+            {"device": "phone", "last_sample_ns": 1700000003000000000, "live": False},
+            {"device": None, "last_sample_ns": 1600000000000000000, "live": False},
         ]
     }
     assert await (await client.get("/api/watch/alice/devices")).json() == expected
@@ -465,7 +465,7 @@ async def test_watch_page_shows_last_seen_per_device(
     assert await (await again.get("/api/watch/alice/devices")).json() == expected
     await write(again, "samples,device=phone hr_bpm=9 1700000009000000000")
     body = await (await again.get("/api/watch/alice/devices")).json()
-    assert body["devices"][0] == {"device": "phone", "last_sample_ns": 1700000009000000000}
+    assert body["devices"][0] == {"device": "phone", "last_sample_ns": 1700000009000000000, "live": False}
     bob = await aiohttp_client(again.server)
     await sign_in(bob, "bob", "pw-bob")
     assert (await bob.get("/api/watch/alice/devices")).status == 403

@@ -306,3 +306,10 @@ def test_device_names() -> None:
 def test_every_token_speed_unit_has_a_conversion() -> None:
     assert set(apps.SPEED_UNITS) == set(accounts.SPEED_UNITS)
     assert apps.SPEED_UNITS == {"knots": 1.852, "mps": 3.6, "kph": 1.0}
+
+
+@pytest.mark.parametrize(("speed", "unit", "kph"), [("8.05", "mps", 28.98), ("15.6", "knots", 28.8912), ("0.1", "mps", 0.36)])
+def test_converted_speeds_carry_no_float_noise(speed: str, unit: str, kph: float) -> None:
+    # Exactly the decimal a person reads (8.05 * 3.6 is 28.980000000000004 in binary floating point).
+    sample = apps.osmand_query(q(f"lat=1&lon=2&speed={speed}"), speed_unit=unit, now_ns=NOW)
+    assert repr(sample.fields["spd_kph"]) == repr(kph)

@@ -3,13 +3,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import socket
 import sqlite3
 from pathlib import Path
 
 import click
 import pytest
 
-from tests.cli_helpers import add_user, assert_one_line_error, authenticate, invoke, run_tracker
+from tests.cli_helpers import PASSWORD, add_user, assert_one_line_error, authenticate, invoke, run_tracker
 from tests.conftest import CHEAP_HASHING
 from tracker.accounts import Accounts
 from tracker.cli import cli
@@ -76,17 +77,17 @@ def test_user_list_shows_data_file(data_dir: Path) -> None:
 
 
 def test_data_dir_from_group_option_and_env(data_dir: Path) -> None:
-    result = invoke(["user", "--data-dir", str(data_dir), "add", "alice", "--password-stdin"], input="pw\n")
+    result = invoke(["user", "--data-dir", str(data_dir), "add", "alice", "--password-stdin"], input="password-1\n")
     assert result.exit_code == 0, result.output
     result = invoke(["user", "list"], env={"TRACKER_DATA_DIR": str(data_dir)})
     assert "alice" in result.stdout
 
 
 def test_user_add_prompts_twice(data_dir: Path) -> None:
-    result = invoke(["user", "add", "alice", "--data-dir", str(data_dir)], input="pw1\npw1\n")
+    result = invoke(["user", "add", "alice", "--data-dir", str(data_dir)], input="password-1\npassword-1\n")
     assert result.exit_code == 0, result.output
-    assert "pw1" not in result.output  # hidden input
-    assert authenticate(data_dir, "alice", "pw1")
+    assert "password-1" not in result.output  # hidden input
+    assert authenticate(data_dir, "alice", "password-1")
 
 
 def test_user_add_rejects_empty_password(data_dir: Path) -> None:
@@ -96,25 +97,38 @@ def test_user_add_rejects_empty_password(data_dir: Path) -> None:
     assert_one_line_error(result, "password must not be empty")
 
 
+def test_a_password_has_at_least_8_characters(data_dir: Path) -> None:
+    result = invoke(["user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="1234567\n")
+    assert_one_line_error(result, "the password must have at least 8 characters")
+    add_user(data_dir, "alice", "12345678")
+    result = invoke(["user", "passwd", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="x\n")
+    assert_one_line_error(result, "the password must have at least 8 characters")
+    assert authenticate(data_dir, "alice", "12345678")
+
+
 def test_user_add_errors(data_dir: Path) -> None:
     add_user(data_dir, "alice")
-    result = invoke(["user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="pw\n")
-    assert_one_line_error(result, "user 'alice' already exists")
+    # A taken name is refused before the password is asked for (no input is given at all).
+    for name, message in (("alice", "user 'alice' already exists"),
+                          ("Alice", "user 'alice' already exists (names may not differ only in case)")):  # fmt: skip
+        result = invoke(["user", "add", name, "--data-dir", str(data_dir)], input="")
+        assert_one_line_error(result, message)
+        assert "Password" not in result.output
     result = invoke(["user", "add", "a/b", "--password-stdin", "--data-dir", str(data_dir)], input="pw\n")
     assert_one_line_error(result, "invalid username 'a/b'", "A-Z a-z 0-9 _ -")
 
 
 def test_user_passwd(data_dir: Path) -> None:
-    add_user(data_dir, "alice", "old")
-    result = invoke(["user", "passwd", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="new\n")
+    add_user(data_dir, "alice", "old-password")
+    result = invoke(["user", "passwd", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="new-password\n")
     assert result.exit_code == 0, result.output
-    assert authenticate(data_dir, "alice", "new")
-    assert not authenticate(data_dir, "alice", "old")
+    assert authenticate(data_dir, "alice", "new-password")
+    assert not authenticate(data_dir, "alice", "old-password")
 
 
 def test_user_passwd_ends_every_session(data_dir: Path) -> None:
-    add_user(data_dir, "alice", "old")
-    add_user(data_dir, "bob", "pw")
+    add_user(data_dir, "alice", "old-password")
+    add_user(data_dir, "bob")
 
     async def sessions(action: str) -> list[str | None]:
         store = await AccountStore.open(data_dir)
@@ -128,7 +142,7 @@ def test_user_passwd_ends_every_session(data_dir: Path) -> None:
             await store.close()
 
     tokens = asyncio.run(sessions("create"))
-    result = invoke(["user", "passwd", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="new\n")
+    result = invoke(["user", "passwd", "alice", "--password-stdin", "--data-dir", str(data_dir)], input="new-password\n")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["changed the password of 'alice'; ended 2 sessions"]
     assert asyncio.run(sessions("check")) == [None, None, "bob"]
@@ -146,7 +160,7 @@ def test_user_delete_asks_and_aborts_on_no(data_dir: Path) -> None:
     assert result.exit_code == 1
     assert "Delete user 'alice'?" in result.output
     assert "Aborted" in result.output
-    assert authenticate(data_dir, "alice", "pw")
+    assert authenticate(data_dir, "alice", PASSWORD)
 
 
 def test_user_delete_says_what_it_removes(data_dir: Path) -> None:
@@ -172,7 +186,7 @@ def test_user_delete_says_what_it_removes(data_dir: Path) -> None:
     assert "alert" not in result.output
     assert f"data file {sample_path}" in result.output
     assert not sample_path.exists()
-    assert not authenticate(data_dir, "alice", "pw")
+    assert not authenticate(data_dir, "alice", PASSWORD)
     listed = invoke(["share", "list", "--data-dir", str(data_dir)])
     assert listed.stdout.splitlines()[1:] == ["carol  bob"]
 
@@ -250,6 +264,8 @@ def test_serve_bad_flag_is_a_usage_error() -> None:
         (["--column-cache-mb", "-1"], {}, "column cache mb must be 0 (keep none) or more, got -1"),
         (["--workers", "0"], {}, "workers must be auto or 1..64, got '0'"),
         ([], {"TRACKER_WORKERS": "many"}, "workers must be auto or 1..64, got 'many'"),
+        (["--max-future", "-1"], {}, "max future seconds must be 0..31536000 (a year), got -1"),
+        ([], {"TRACKER_LIVE_WITHIN_SECONDS": "0"}, "live within seconds must be positive"),
     ],
 )
 def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], message: str) -> None:
@@ -260,12 +276,12 @@ def test_serve_bad_settings_are_one_line(args: list[str], env: dict[str, str], m
 
 
 def test_subprocess_user_add_and_list(data_dir: Path) -> None:
-    added = run_tracker("user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir), input="s3cret\n")
+    added = run_tracker("user", "add", "alice", "--password-stdin", "--data-dir", str(data_dir), input="s3cret-pass\n")
     assert added.returncode == 0, added.stderr
     listed = run_tracker("user", "list", env_data_dir=data_dir)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[1].split()[0] == "alice"
-    assert authenticate(data_dir, "alice", "s3cret")
+    assert authenticate(data_dir, "alice", "s3cret-pass")
 
 
 def test_subprocess_errors_are_one_line(data_dir: Path) -> None:
@@ -371,3 +387,30 @@ def test_serve_flags_reach_their_settings(monkeypatch: pytest.MonkeyPatch) -> No
     seen.clear()
     assert invoke(["serve"], env={"TRACKER_TRUSTED_PROXIES": "::1"}).exit_code == 0
     assert seen[0].trusted_proxies == ("::1",) and seen[0].webhook_allow_private is False
+
+
+def test_serve_on_a_taken_port_fails_first_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """With the port in use, serve says so in one line: it never logs "listening" first, and the
+    data folder is not made."""
+    data_dir = tmp_path / "not-yet"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_tracker("serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert "in use" in result.stderr.splitlines()[-1], result.stderr
+    assert "listening" not in result.stderr.lower()
+    assert not data_dir.exists()
+
+
+def test_serve_logs_listening_once_it_listens(tmp_path: Path) -> None:
+    from tests.tracker_process import TrackerProcess
+
+    server = TrackerProcess(tmp_path / "data", tmp_path / "server.log", log_level="info")
+    server.start()
+    try:
+        log = (tmp_path / "server.log").read_text()
+        assert f"Tracker listening on http://127.0.0.1:{server.port}" in log
+    finally:
+        server.stop()

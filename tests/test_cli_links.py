@@ -10,6 +10,7 @@ from pathlib import Path
 from tests.cli_helpers import add_user, assert_one_line_error, invoke
 from tests.conftest import CHEAP_HASHING
 from tracker.accounts import Accounts
+from tracker.config import Settings, record_server_url
 from tracker.storage import AccountStore
 
 
@@ -72,8 +73,21 @@ def test_link_create_prints_the_share_url(tmp_path: Path) -> None:
     assert create(data_dir, "alice", env={"TRACKER_PUBLIC_URL": "https://env.example.org"}).startswith(
         "https://env.example.org/watch/alice?token="
     )
-    assert create(data_dir, "alice", env={"TRACKER_HOST": "0.0.0.0", "TRACKER_PORT": "9000"}).startswith(
-        "http://localhost:9000/watch/alice?token="
+    # Listening everywhere: the link names this machine as others reach it, not localhost.
+    everywhere = create(data_dir, "alice", env={"TRACKER_HOST": "0.0.0.0", "TRACKER_PORT": "9000"})
+    host = everywhere.removeprefix("http://").split("/")[0]
+    assert host.endswith(":9000") and host.split(":")[0] not in ("localhost", "0.0.0.0"), everywhere
+
+
+def test_link_create_uses_the_url_the_server_last_started_with(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    add_user(data_dir, "alice")
+    record_server_url(Settings(data_dir=data_dir, port=9123))  # what `tracker serve --port 9123` leaves
+    assert create(data_dir, "alice").startswith("http://127.0.0.1:9123/watch/alice?token=")
+    # The public URL, as a flag or in the environment, still wins.
+    assert create(data_dir, "alice", "--public-url", "https://t.example.org").startswith("https://t.example.org/")
+    assert create(data_dir, "alice", env={"TRACKER_PUBLIC_URL": "https://e.example.org"}).startswith(
+        "https://e.example.org/"
     )
 
 

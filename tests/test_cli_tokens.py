@@ -126,3 +126,21 @@ def test_serve_refuses_a_damaged_signing_key_in_one_line(data_dir: Path) -> None
 )
 def test_serve_bad_token_settings_are_one_line(args: list[str], message: str) -> None:
     assert_one_line_error(invoke(["serve", *args]), message)
+
+
+def test_create_with_setup_says_what_to_enter_in_each_app(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    add_user(data_dir, "alice")
+    result = invoke(
+        ["token", "create", "alice", "--label", "osmand", "--speed-unit", "mps", "--setup",
+         "--public-url", "https://tracker.example.org", "--data-dir", str(data_dir)]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()  # still the token alone on stdout
+    assert re.fullmatch(r"trk_[A-Za-z0-9_-]{43}", token)
+    notes = result.stderr
+    assert f"  Web address: https://tracker.example.org/osmand?id={token}&lat={{0}}" in notes
+    assert "OsmAnd sends m/s; this token reads m/s" in notes
+    assert f"  Device identifier: {token}" in notes and "  URL: https://tracker.example.org/owntracks" in notes
+    for app in ("OsmAnd", "Traccar Client", "OwnTracks", "GPSLogger", "IpBike", "InfluxDB client or script"):
+        assert f"\n{app}: " in notes, app

@@ -396,3 +396,32 @@ async def test_options_and_unknown_routes(client: TestClient) -> None:
     resp = await client.get("/write")
     assert resp.status == 405 and (await resp.json())["error"]
     assert {m.strip() for m in resp.headers.get("Allow", "").split(",")} >= {"POST", "OPTIONS"}  # aiohttp's Allow, kept in InfluxDB's form
+
+
+@pytest.mark.usefixtures("test_user")
+async def test_a_write_error_quotes_the_first_refused_lines_within_4_kib(client: TestClient, settings: Settings) -> None:
+    """A sender whose every flush has thousands of refused lines gets a short answer: the first few
+    quoted, then how many more, within 4 KiB (InfluxDB would quote every one)."""
+    bad = "\n".join(f"samples foo=1 {i}" for i in range(1, 2001))
+    for url in ("/write?db=test", "/api/v2/write?bucket=test"):
+        resp, body = await post(client, url, f"samples hr_bpm=1 5000\n{bad}")
+        assert resp.status == 400
+        assert len(await resp.read()) <= 4096
+        quoted = body["error"].removeprefix("partial write: ").split("\n")
+        assert len(quoted) == 11
+        assert quoted[0].startswith("unable to parse 'samples foo=1 1': line 2: field \"foo\": unknown field key")
+        assert quoted[9].startswith("unable to parse 'samples foo=1 10': line 11: ")
+        assert quoted[10] == "... and 1990 more dropped=2000"
+    # Nothing written at all: the same bound, without "partial write".
+    resp, body = await post(client, "/write?db=test", bad)
+    assert resp.status == 400 and len(await resp.read()) <= 4096
+    assert body["error"].endswith("\n... and 1990 more")
+    # A long line is cut in its middle: its start and the rule stay.
+    long_line = f"samples,device={'x' * 3000} foo=1 7"
+    resp, body = await post(client, "/write?db=test", f"samples hr_bpm=1 6000\n{long_line}")
+    (quote,) = body["error"].removeprefix("partial write: ").removesuffix(" dropped=1").split("\n")
+    assert len(quote.encode()) <= 512
+    assert quote.startswith("unable to parse 'samples,device=xxx") and " ... " in quote
+    assert quote.endswith("allowed: dur_s, dist_km, lat, lng, acc_m, bearing, battery, gsm_signal, temp_c, spd_kph, "
+                          "alt_m, hr_bpm, cad_rpm, pwr_w, pwr_w_l, pwr_w_r (lon = lng)")
+    assert [r.time for r in await stored(settings, "test")] == [5000, 6000]

@@ -95,7 +95,7 @@ async def client(
     yield client
 
 
-EXPECTED_FILE = re.compile(r"\A(accounts\.sqlite|journal\.sqlite|users/alice\.sqlite)(-wal|-shm|-journal)?\Z|\A(users|bearer-secret|journal\.lock)\Z")
+EXPECTED_FILE = re.compile(r"\A(accounts\.sqlite|journal\.sqlite|users/alice\.sqlite)(-wal|-shm|-journal)?\Z|\A(users|bearer-secret|journal\.lock|server-url)\Z")
 
 
 def assert_nothing_unexpected(tmp_path: Path, data_dir: Path, outside: Path) -> None:
@@ -182,7 +182,7 @@ def run(args: list[str], input: str | None = None) -> tuple[int, str]:
 
 
 def test_hostile_names_through_the_cli(tmp_path: Path, data_dir: Path, outside: Path) -> None:
-    code, output = run(["user", "add", "--data-dir", str(data_dir), "--password-stdin", "alice"], input="pw\n")
+    code, output = run(["user", "add", "--data-dir", str(data_dir), "--password-stdin", "alice"], input="password-1\n")
     assert code == 0, output
     store = SampleStore(data_dir)
     store.path_for("alice").parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -21,8 +22,8 @@ DATA_URLS = ("/api/watch/alice/config", "/api/watch/alice/samples", "/api/watch/
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", live_recheck_seconds=0.2)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    return Settings(data_dir=tmp_path / "data", live_recheck_seconds=0.2, **getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ async def status_of(client: TestClient, url: str) -> int:
     if response.status != 200:
         assert response.headers["Content-Type"].startswith("application/json")
         assert "WWW-Authenticate" not in response.headers  # no browser password dialog
-        assert set(body) == {"error"}
+        assert set(body) <= {"error", "reason"} and "error" in body
     response.close()
     return response.status
 
@@ -83,12 +84,36 @@ async def test_private_by_default(client: TestClient, new_client: NewClient) -> 
     assert body["samples"] == [{"t": 1700000000 * 10**9, "f": {"hr_bpm": 150.0}}]
 
 
+async def _answer(client: TestClient, url: str) -> tuple[int, str, str]:
+    response = await client.get(url)
+    text = await response.text() if "/events" not in url or response.status != 200 else ""
+    response.close()
+    return response.status, response.content_type, text
+
+
 @pytest.mark.usefixtures("users")
-async def test_unknown_or_invalid_user_is_404(client: TestClient) -> None:
-    for url in ("/api/watch/nobody/samples", "/api/watch/bad.name/config"):
-        response = await client.get(url)
-        assert response.status == 404
-    assert (await client.get("/watch/nobody")).status == 404
+async def test_an_unknown_user_looks_exactly_like_a_private_one(
+    client: TestClient, new_client: NewClient, accounts: Accounts
+) -> None:
+    """Nobody without a right to watch can tell which usernames exist: every watch URL answers an
+    unknown name as it answers a private one, without sign-in, signed in as someone else, with a link."""
+    bob = await new_client()
+    await sign_in(bob, "bob", "pw-bob")
+    bob_link, _ = await accounts.create_link("bob", "for mum")
+    paths = ("/watch/{}", "/api/watch/{}/config", "/api/watch/{}/samples", "/api/watch/{}/events", "/api/watch/{}/devices")
+    for viewer, query, status in ((client, "", 401), (bob, "", 403), (client, f"?token={bob_link}", 403)):
+        for path in paths:
+            private = await _answer(viewer, path.format("alice") + query)
+            unknown = await _answer(viewer, path.format("nobody") + query)
+            expected = 200 if path == "/watch/{}" else status
+            assert private[0] == unknown[0] == expected, (path, query)
+            assert private[1:] == (unknown[1], unknown[2].replace("nobody", "alice")), (path, query)
+
+
+@pytest.mark.usefixtures("users")
+async def test_an_invalid_name_is_404(client: TestClient) -> None:
+    """A name no account can ever have hides nothing: 404, and the name is never echoed into a page."""
+    assert (await client.get("/api/watch/bad.name/config")).status == 404
     response = await client.get("/watch/%3Cscript%3E")
     assert response.status == 404 and "<script>" not in await response.text()
 
@@ -125,8 +150,16 @@ async def test_share_link_valid_revoked(client: TestClient, accounts: Accounts) 
     assert await accounts.revoke_link("alice", "for mum")
     blocks = await stream.end(timeout=1.0)  # within the re-check interval (0.2 s) and then some
     assert [b.event for b in blocks] == ["denied"]
+    # The stream and every data endpoint say the link was revoked, not merely "not allowed".
+    revoked = {"error": "this share link was revoked; ask alice for a new one", "reason": "link_revoked"}
+    assert blocks[0].json == revoked
     for url in DATA_URLS:
         assert await status_of(client, f"{url}?token={token}") == 403, url
+    assert await (await client.get(f"/api/watch/alice/config?token={token}")).json() == revoked
+    # A made-up token, or another user's link, is told nothing about links.
+    for other in ("made-up", bob_token):
+        body = await (await client.get(f"/api/watch/alice/config?token={other}")).json()
+        assert body == {"error": "not allowed to watch alice"}
 
 
 @pytest.mark.usefixtures("users")
@@ -135,8 +168,12 @@ async def test_share_link_expiry_refuses_and_ends_an_open_stream(client: TestCli
     stream = await open_stream(client, f"/api/watch/alice/events?token={token}")
     async with asyncio.timeout(3):
         blocks = await stream.end(timeout=3.0)  # nothing changed in the accounts file: the timer re-check
-    assert [b.event for b in blocks if b.event] == ["denied"]
+    denied = [b for b in blocks if b.event]
+    assert [b.event for b in denied] == ["denied"]
+    expired = {"error": "this share link has expired; ask alice for a new one", "reason": "link_expired"}
+    assert denied[0].json == expired
     assert await status_of(client, f"/api/watch/alice/samples?token={token}") == 403
+    assert await (await client.get(f"/api/watch/alice/samples?token={token}")).json() == expired
 
 
 @pytest.mark.usefixtures("users")
@@ -427,7 +464,7 @@ async def test_cli_password_change_ends_every_session(
     stream = await open_stream(client, "/api/watch/alice/events")  # alice watching herself: her session
 
     result = await asyncio.to_thread(
-        invoke_cli, "user", "passwd", "alice", "--password-stdin", "--data-dir", str(settings.data_dir), stdin="new-pw\n"
+        invoke_cli, "user", "passwd", "alice", "--password-stdin", "--data-dir", str(settings.data_dir), stdin="new-pw-1234\n"
     )
     assert result.exit_code == 0, result.output
     assert "ended 2 sessions" in result.output
@@ -442,7 +479,7 @@ async def test_cli_password_change_ends_every_session(
     assert minted.status in (401, 403)
     assert (await bob.get("/api/me")).status == 200  # another user's session is not touched
     assert (await client.post("/write?db=alice", data="samples hr_bpm=1", headers=basic("alice", "pw-alice"))).status == 401
-    await sign_in(client, "alice", "new-pw")
+    await sign_in(client, "alice", "new-pw-1234")
 
 
 @pytest.mark.usefixtures("users")
@@ -457,10 +494,12 @@ async def test_password_change_on_the_page_ends_the_other_sessions(
     await sign_in(bob, "bob", "pw-bob")
 
     # Refusals change nothing: no CSRF token, wrong current password, bad bodies.
-    body = {"current": "pw-alice", "new": "new-pw"}
+    body = {"current": "pw-alice", "new": "new-pw-1234"}
     assert (await client.post("/api/password", json=body)).status == 403
-    wrong = await client.post("/api/password", json={"current": "nope", "new": "new-pw"}, headers=headers)
+    wrong = await client.post("/api/password", json={"current": "nope", "new": "new-pw-1234"}, headers=headers)
     assert wrong.status == 403 and (await wrong.json())["error"] == "the current password is wrong"
+    short = await client.post("/api/password", json={"current": "pw-alice", "new": "1234567"}, headers=headers)
+    assert (short.status, await short.json()) == (400, {"error": "the password must have at least 8 characters"})
     for bad in (None, [], {"current": "pw-alice"}, {"current": "pw-alice", "new": 5}, {"current": "pw-alice", "new": ""}):
         response = await client.post("/api/password", json=bad, headers=headers)
         assert response.status == 400, bad
@@ -478,7 +517,7 @@ async def test_password_change_on_the_page_ends_the_other_sessions(
     minted = await phone.post("/api/tokens", json={"label": "thief"}, headers={"X-CSRF-Token": phone_csrf})
     assert minted.status in (401, 403)
     assert (await bob.get("/api/me")).status == 200
-    assert await accounts.authenticate("alice", "new-pw") and not await accounts.authenticate("alice", "pw-alice")
+    assert await accounts.authenticate("alice", "new-pw-1234") and not await accounts.authenticate("alice", "pw-alice")
     # Signed out: no password change at all.
     out = await new_client()
     await out.get("/api/me")
@@ -614,3 +653,20 @@ async def test_the_page_keeps_a_valid_pre_login_token_and_replaces_a_stale_one(c
     me = await client.get("/api/me")
     replaced = cookie(client, "tracker_csrf")
     assert replaced not in (first, "planted-by-someone-" + "x" * 20) and (await me.json())["csrf"] == replaced
+
+
+@pytest.mark.parametrize("settings", [{"live_within_seconds": 600.0}], indirect=True)
+@pytest.mark.usefixtures("users")
+async def test_live_has_one_definition_the_setting(client: TestClient, accounts: Accounts) -> None:
+    """The landing page's trackers, the watch page's config and its devices all read "live" from
+    one setting."""
+    five_minutes_ago = (time.time_ns() // 10**9 - 300) * 10**9
+    await write_alice(client, f"samples,device=watch hr_bpm=150 {five_minutes_ago // 10**9}")
+    await sign_in(client, "alice", "pw-alice")
+    me = await (await client.get("/api/me")).json()
+    assert me["live_within_seconds"] == 600
+    assert me["trackers"] == [{"user": "alice", "last_sample_ns": five_minutes_ago, "live": True}]
+    config = await (await client.get("/api/watch/alice/config")).json()
+    assert config["live_within_seconds"] == 600
+    devices = await (await client.get("/api/watch/alice/devices")).json()
+    assert devices == {"devices": [{"device": "watch", "last_sample_ns": five_minutes_ago, "live": True}]}

@@ -51,10 +51,12 @@ __all__ = [
     "InvalidPassword",
     "InvalidShare",
     "InvalidUsername",
+    "MIN_PASSWORD_LENGTH",
     "UnknownUser",
     "UserExists",
     "UserRecord",
     "Writer",
+    "check_new_password",
     "default_password_context",
     "validate_username",
 ]
@@ -66,6 +68,18 @@ class InvalidUsername(ValueError):
 
 class InvalidPassword(ValueError):
     pass
+
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def check_new_password(password: str) -> None:
+    """The rule for a password a person chooses (`tracker user add|passwd`, the owner's page):
+    InvalidPassword unless it has at least MIN_PASSWORD_LENGTH characters."""
+    if not password:
+        raise InvalidPassword("the password must not be empty")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidPassword(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
 
 
 class InvalidShare(ValueError):
@@ -110,6 +124,15 @@ class WatchRight:
 
     signed_in: bool
     link_id: int | None = None
+
+
+def _link_ended(link: LinkRecord, now_ns: int) -> str | None:
+    """Why a share link no longer opens its owner's view ("revoked", "expired"), or None: it does."""
+    if link.revoked_ns is not None:
+        return "revoked"
+    if link.expires_ns is not None and link.expires_ns <= now_ns:
+        return "expired"
+    return None
 
 
 def _new_link_token() -> str:
@@ -275,12 +298,18 @@ class Accounts:
 
     # ----- users -----
 
-    async def add_user(self, name: str, password: str) -> None:
+    async def check_name_free(self, name: str) -> None:
+        """UserExists if an account has this name, or one that differs from it only in case."""
         validate_username(name)
         # On a case-insensitive file system (macOS, Windows) users/Bob.sqlite *is* users/bob.sqlite.
         same = [other for other in (await self._current()).hashes if other.lower() == name.lower()]
         if same and same[0] != name:
             raise UserExists(f"user {same[0]!r} already exists (names may not differ only in case)")
+        if same:
+            raise UserExists(f"user {name!r} already exists")
+
+    async def add_user(self, name: str, password: str) -> None:
+        await self.check_name_free(name)
         password_hash = await self._hash(password)
         try:
             await self._store.add_user(name, password_hash)
@@ -515,9 +544,7 @@ class Accounts:
             return None
         link = await self._store.link_by_token_hash(token_digest(link_token))
         now_ns = time.time_ns()
-        if link is None or link.owner != owner or link.revoked_ns is not None:
-            return None
-        if link.expires_ns is not None and link.expires_ns <= now_ns:
+        if link is None or link.owner != owner or _link_ended(link, now_ns) is not None:
             return None
         # Last use to the minute: a write per viewer request would keep the accounts file busy.
         if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
@@ -526,6 +553,12 @@ class Accounts:
             except storage.StorageUnavailable:
                 pass  # a full disk must not stop anyone watching; "last used" is only a statistic
         return WatchRight(signed_in=False, link_id=link.id)
+
+    async def ended_link(self, owner: str, link_token: str) -> str | None:
+        """Why a real share link of `owner` no longer opens the view: "revoked" or "expired"; None for
+        a link still valid, or a token that is no link of theirs (nothing is told about those)."""
+        link = await self._store.link_by_token_hash(token_digest(link_token))
+        return None if link is None or link.owner != owner else _link_ended(link, time.time_ns())
 
     # ----- retention -----
 

@@ -259,9 +259,13 @@ class QuietAlerts:
     # ----- last seen per device -----
 
     async def last_seen(self, user: str) -> dict[str | None, int]:
-        """The newest sample time (ns) of each device of the user; None is samples without a device tag."""
+        """The newest sample time (ns) of each device of the user; None is samples without a device tag.
+
+        Never after now: a sample within the tolerance ahead of the clock counts as seen now, and one
+        further ahead (stored before such samples were refused) is not counted at all.
+        """
         if user not in self._seeded:
-            stored = await device_last_seen(self._samples, user)
+            stored = await device_last_seen(self._samples, user, time.time_ns() + self._settings.max_future_ns)
             devices = self._seen.setdefault(user, {})
             for device, newest_ns in stored.items():
                 seen = devices.get(device)
@@ -278,7 +282,8 @@ class QuietAlerts:
                     devices[device] = _Seen(newest_ns)
                 elif newest_ns > seen.newest_ns:
                     seen.newest_ns = newest_ns
-        return {device: seen.newest_ns for device, seen in self._seen.get(user, {}).items()}
+        now_ns = time.time_ns()
+        return {device: min(seen.newest_ns, now_ns) for device, seen in self._seen.get(user, {}).items()}
 
     # ----- what the owner sees -----
 
@@ -296,7 +301,8 @@ class QuietAlerts:
         remaining = None
         if state == "live" and watch.arrived is not None:
             remaining = max(0.0, watch.arrived + watch.quiet_seconds - self._clock())
-        return {"state": state, "last_sample_ns": watch.last_sample_ns, "quiet_in_seconds": remaining}
+        last_sample_ns = None if watch.last_sample_ns is None else min(watch.last_sample_ns, time.time_ns())  # never ahead
+        return {"state": state, "last_sample_ns": last_sample_ns, "quiet_in_seconds": remaining}
 
     # ----- settings: loaded at start, and again whenever the accounts file changed -----
 

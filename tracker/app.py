@@ -26,7 +26,7 @@ from tracker.appkeys import (
     RETENTION, SAMPLES, SETTINGS, SHARED_COUNTS, STREAM_PLACES, WEBHOOKS, WORKER,
 )  # fmt: skip
 from tracker.bans import BANS_CHANGED, AuthBans
-from tracker.config import Settings
+from tracker.config import Settings, record_server_url
 from tracker.group import LEADER_RETRY_SECONDS, Leadership, PeerChannel, Worker
 from tracker.http import auth
 from tracker.http.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
@@ -159,6 +159,8 @@ def create_app(
     app.cleanup_ctx.append(_retention)
     app.cleanup_ctx.append(_alerts)
     app.cleanup_ctx.append(_token_use)  # after _stores: cleaned up first, so its last flush still has the file
+    if worker.index == 0:  # one of a group is enough
+        app.on_startup.append(_record_server_url)  # after the cleanup contexts: the data folder is sound
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
     app.router.add_route("POST", "/write", write.write_v1)
@@ -211,6 +213,11 @@ async def _group(app: web.Application) -> AsyncIterator[None]:
         peers.close()
         if shared is not None:
             await shared.close()
+
+
+async def _record_server_url(app: web.Application) -> None:
+    """Leave this server's URL in the data folder: the CLI prints share links with it."""
+    await asyncio.to_thread(record_server_url, app[SETTINGS])
 
 
 async def _stores(app: web.Application, password_context: CryptContext | None) -> AsyncIterator[None]:
@@ -418,18 +425,22 @@ def run(settings: Settings, worker: Worker | None = None) -> None:
     logs.configure(settings.log_level, worker.name if worker is not None else "")
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     loop = _new_event_loop()
-    if worker is None:
-        log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
-    else:
-        log.info("serving http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
-    if worker is None or worker.index == 0:
-        log.info("line protocol parser: %s", lineprotocol.IMPLEMENTATION)
+
+    def listening(_aiohttp_banner: str) -> None:
+        # aiohttp calls this once the port is bound: never "listening" before a failure to bind.
+        if worker is None:
+            log.info("Tracker listening on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir)
+        else:
+            log.info("serving http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
+        if worker is None or worker.index == 0:
+            log.info("line protocol parser: %s", lineprotocol.IMPLEMENTATION)
+
     try:
         web.run_app(
             create_app(settings, worker=worker),
             host=settings.host,
             port=settings.port,
-            print=None,
+            print=listening,
             loop=loop,
             reuse_port=worker is not None,
         )

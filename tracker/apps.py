@@ -360,7 +360,9 @@ def _put(fields: dict[str, float], param: Param, value: float | None) -> None:
     """Set the field from this parameter unless an earlier parameter did; check the field's range."""
     if value is None or param.field in fields or (param.negative_unknown and value < 0):
         return
-    converted = value * param.scale
+    # A unit's factor leaves binary noise (8.05 m/s * 3.6 = 28.980000000000004): 12 significant digits
+    # keep every digit a sender measures and drop the noise, so answers and pages read 28.98.
+    converted = float(f"{value * param.scale:.12g}") if param.scale != 1.0 else value
     spec = BY_KEY[param.field]
     if not spec.low <= converted <= spec.high:
         raise AppInputError(param.name, f"{value:g} is out of range {spec.low:g}..{spec.high:g} {spec.unit}")

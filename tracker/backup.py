@@ -21,6 +21,7 @@ from typing import Any
 
 from tracker import __version__, storage
 from tracker.accounts import BEARER_SECRET_FILE, InvalidSecretFile, read_bearer_secret
+from tracker.config import SERVER_URL_FILE
 from tracker.group import RUN_DIR
 from tracker.rules import iso_time
 from tracker.storage import ACCOUNT_MIGRATIONS, ACCOUNTS_FILE, JOURNAL_FILE, SAMPLE_MIGRATIONS, USERS_DIR
@@ -70,6 +71,8 @@ def scan(folder: Path) -> Layout:
                     unexpected.append(f"{USERS_DIR}/{user_file.name}")
         elif entry.name == RUN_DIR and entry.is_dir():
             continue  # a running group's locks and counts: nothing to back up or check
+        elif entry.name == SERVER_URL_FILE and entry.is_file():
+            continue  # how this machine's server was last reached: the next start writes it again
         elif not _is_companion(entry, folder) and entry.name != MANIFEST:
             unexpected.append(entry.name)
     return Layout(databases + users, unexpected, has_bearer_secret)

@@ -28,13 +28,15 @@ from tracker.accounts import (
     InvalidSecretFile,
     InvalidShare,
     InvalidUsername,
+    check_new_password,
     parse_duration,
     parse_quiet_time,
     validate_username,
     validate_webhook_url,
 )
 from tracker import backup as backups
-from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name
+from tracker.appsetup import device_setup
+from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
 from tracker.retention import describe, parse_retention
 from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
@@ -133,8 +135,10 @@ def _read_password(from_stdin: bool) -> str:
         password = line.removesuffix("\n").removesuffix("\r")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True, default="", show_default=False)
-    if not password:
-        raise click.ClickException("the password must not be empty")
+    try:
+        check_new_password(password)
+    except InvalidPassword as exc:
+        raise click.ClickException(str(exc)) from None
     return password
 
 
@@ -232,7 +236,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
     from tracker import logs
     from tracker.app import run  # imported here: the account commands need none of the server
     from tracker.group import Worker
-    from tracker.supervisor import die_with_supervisor, recover_journal, supervise
+    from tracker.supervisor import check_port, die_with_supervisor, recover_journal, supervise
 
     try:
         if worker_index is not None:  # one worker of a group
@@ -243,6 +247,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
             logs.configure(settings.log_level, "supervisor")
             sys.exit(supervise(settings, sys.argv[1:]))
         else:
+            check_port(settings)  # a taken port fails before the data folder is made or touched
             recover_journal(settings)  # what a group's supervisor runs once, before serving
             run(settings)
     except EXPECTED_ERRORS as exc:  # e.g. the port is taken, the data folder is not writable
@@ -266,8 +271,11 @@ def user(ctx: click.Context, data_dir: Path) -> None:
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Create the account NAME."""
+    """Create the account NAME (the password: at least 8 characters)."""
     options = _options(ctx, data_dir)
+    # Checked before asking, so nobody types a password twice for a name that is taken.
+    if (options.data_dir / ACCOUNTS_FILE).exists():
+        _run(_with_accounts(options, lambda accounts: accounts.check_name_free(name)))
     password = _read_password(password_stdin)
     _run(_with_accounts(options, lambda accounts: accounts.add_user(name, password), create=True))
     click.echo(f"added user {name!r}")
@@ -328,8 +336,8 @@ def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path 
 @_data_dir_option(on_group=False)
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Set a new password for NAME and sign NAME out of every browser; a running server honours both
-    on the next request."""
+    """Set a new password for NAME (at least 8 characters) and sign NAME out of every browser; a
+    running server honours both on the next request."""
     options = _options(ctx, data_dir)
 
     async def exists(accounts: Accounts) -> bool:
@@ -469,19 +477,26 @@ def link(ctx: click.Context, data_dir: Path) -> None:
     _options(ctx, data_dir)
 
 
-def _public_url(flag: str | None) -> str:
-    """--public-url, else TRACKER_PUBLIC_URL, else http://HOST:PORT as `tracker serve` would listen."""
+def _public_url(flag: str | None, data_dir: Path) -> str:
+    """--public-url, else TRACKER_PUBLIC_URL, else the URL the server last started with on this data
+    folder, else http://HOST:PORT as `tracker serve` would listen with this environment."""
     try:
-        return Settings.from_env(public_url=flag).external_url()
+        settings = Settings.from_env(public_url=flag)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.public_url:
+        return settings.external_url()
+    return recorded_server_url(data_dir) or settings.external_url()
 
 
 @link.command("create")
 @_name_argument("name")
 @click.option("--expires", metavar="DURATION", help="Expire after e.g. 90m, 2h, 7d (default: never).")
 @click.option("--label", help="A name for the link, unique among NAME's active links (default: the date).")
-@click.option("--public-url", help="How others reach this server (env TRACKER_PUBLIC_URL; default http://HOST:PORT).")
+@click.option(
+    "--public-url",
+    help="How others reach this server (env TRACKER_PUBLIC_URL; default: as the server last started on this data folder).",
+)
 @_data_dir_option(on_group=False)
 @click.pass_context
 def link_create(
@@ -489,7 +504,7 @@ def link_create(
 ) -> None:
     """Create a share link for NAME and print its URL (the token is shown only now)."""
     options = _options(ctx, data_dir)
-    base = _public_url(public_url)
+    base = _public_url(public_url, options.data_dir)
     try:
         seconds = parse_duration(expires) if expires is not None else None
     except InvalidLink as exc:
@@ -632,14 +647,29 @@ def token(ctx: click.Context, data_dir: Path) -> None:
     show_default=True,
     help="How the device sends speed where its protocol leaves the unit open.",
 )
+@click.option("--setup", is_flag=True, help="Also print what to enter in each app (OsmAnd, Traccar Client, ...).")
+@click.option(
+    "--public-url",
+    help="With --setup: how the phone reaches this server (env TRACKER_PUBLIC_URL; default: as the server last started).",
+)
 @_data_dir_option(on_group=False)
 @click.pass_context
-def token_create(ctx: click.Context, name: str, label: str, speed_unit: str, data_dir: Path | None) -> None:
+def token_create(
+    ctx: click.Context, name: str, label: str, speed_unit: str, setup: bool, public_url: str | None, data_dir: Path | None
+) -> None:
     """Create a device token for NAME and print it (it is shown only now)."""
     options = _options(ctx, data_dir)
     secret, record = _run(_with_accounts(options, lambda accounts: accounts.create_token(name, label, speed_unit)))
     click.echo(f"device token {record.label!r} for {name} (write only; shown only now):", err=True)
     click.echo(secret)
+    if setup:
+        # On stderr, like the note above: stdout stays the token alone, for scripts.
+        base = _public_url(public_url, options.data_dir)
+        for app in device_setup(base, name, secret, record.label, record.speed_unit):
+            click.echo(f"\n{app.name}: {app.where}", err=True)
+            for item in app.settings:
+                click.echo(f"  {item.name}: {item.value}", err=True)
+            click.echo(f"  Speed: {app.speed}", err=True)
 
 
 @token.command("list")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
@@ -12,6 +14,10 @@ from tracker.retention import parse_retention
 
 ENV_PREFIX = "TRACKER_"
 MAX_WORKERS = 64
+# In the data folder: the URL the server last started with (external_url), so that the CLI prints
+# share links as the running server is reached, whatever flags or environment it was started with.
+SERVER_URL_FILE = "server-url"
+MAX_FUTURE_SECONDS = 365 * 86400  # times stay far inside SQLite's 64-bit integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +56,13 @@ class Settings:
     # max_decompressed_size). Past either: 413.
     api_max_samples: int = 10_000
     api_max_body_size: int = 10_000_000
+    # How far ahead of this server's clock a sample's time may be (a phone's clock runs ahead, or its
+    # time zone is wrong): every way in refuses samples further ahead, so "live" is never in the future.
+    max_future_seconds: float = 300.0
     # --- the live view (watch page, sessions, event streams)
+    # A tracker (and a device, and a value on the watch page) is "live" while its newest sample is at
+    # most this old: the one definition /api/me, the watch page's config and the devices answer use.
+    live_within_seconds: float = 60.0
     # Map tiles for the watch page; the page still draws the track and charts without them.
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tile_attribution: str = "© OpenStreetMap contributors"
@@ -174,13 +186,15 @@ class Settings:
             "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
             "retention_check_seconds", "bearer_token_seconds", "token_use_flush_seconds",
             "alert_min_quiet_seconds", "alert_check_seconds", "alert_retry_seconds", "alert_retry_max_seconds",
-            "alert_timeout_seconds", "read_timeout",
+            "alert_timeout_seconds", "read_timeout", "live_within_seconds",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
         for name in ("max_select_points", "max_select_buckets", "query_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be 0 (no limit) or more")
+        if not 0 <= self.max_future_seconds <= MAX_FUTURE_SECONDS:
+            raise ValueError(f"max future seconds must be 0..{MAX_FUTURE_SECONDS} (a year), got {self.max_future_seconds:g}")
         if not 1 <= self.alert_attempts <= 20:
             raise ValueError(f"alert attempts must be 1..20, got {self.alert_attempts}")
 
@@ -189,11 +203,16 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = self.host
-        if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine's name is the best guess
-            host = "localhost"
+        if self.listens_everywhere:  # others reach this machine's own address
+            host = _this_machine()
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def listens_everywhere(self) -> bool:
+        """Whether `serve` listens on every address of this machine (so others may reach it)."""
+        return self.host in ("", "0.0.0.0", "::")
 
     @property
     def worker_count(self) -> int:
@@ -206,12 +225,48 @@ class Settings:
         return int(text)
 
     @property
+    def max_future_ns(self) -> int:
+        return round(self.max_future_seconds * 1e9)
+
+    @property
+    def live_within_ns(self) -> int:
+        return round(self.live_within_seconds * 1e9)
+
+    @property
     def retention_ns(self) -> int:
         """The default retention in ns; 0 = keep everything."""
         return parse_retention(self.retention)
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
+
+
+@functools.cache  # once per process: alert notices ask again and again
+def _this_machine() -> str:
+    """This machine's address on its network (the one its default route leaves from), else its name."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # a UDP connect sends nothing: it only picks the route
+            return str(probe.getsockname()[0])
+    except OSError:  # no route at all: the name is still better than localhost for someone else
+        return socket.gethostname()
+
+
+def record_server_url(settings: Settings) -> None:
+    """Write settings.external_url() to the data folder's SERVER_URL_FILE (replaced whole, never half-written)."""
+    path = settings.data_dir / SERVER_URL_FILE
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(settings.external_url() + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def recorded_server_url(data_dir: Path) -> str | None:
+    """The URL the server last started with on this data folder, if it left a sound one."""
+    try:
+        url = (data_dir / SERVER_URL_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return url if url.startswith(("http://", "https://")) and url.isprintable() and " " not in url else None
 
 
 # The settings `tracker serve` takes as flags: (setting, flag, help, options). Each also comes from
@@ -267,6 +322,15 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     ),
     ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),
     ("api_max_body_size", "--api-max-body-size", "Body bytes per POST /api/v1/samples.", {}),
+    (
+        "max_future_seconds", "--max-future",
+        "Seconds a sample's time may be ahead of this server's clock; later samples are refused.",
+        {"metavar": "SECONDS"},
+    ),
+    (
+        "live_within_seconds", "--live-within",
+        "A tracker is live while its newest sample is at most this many seconds old.", {"metavar": "SECONDS"},
+    ),
     # The limits (README "Limits").
     ("max_decompressed_size", "--max-decompressed-size", "Bytes a gzip body may inflate to; then 413.", {}),
     (

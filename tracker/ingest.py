@@ -4,7 +4,8 @@ The live fan-out is fed from the journal the commit wrote (tracker.livefeed), so
 every worker's writes; alerts and token bookkeeping are this process's, here.
 
 Every way samples come in (/write, /api/v2/write, the phone apps, the JSON API) calls it. Validation
-(the vocabulary, the writer's right to the database, the user's retention: `retention_cutoff`)
+(the vocabulary, the writer's right to the database, the user's retention and the server's clock:
+`cutoff`)
 happens before; acknowledging happens after it returns.
 """
 
@@ -15,16 +16,18 @@ import time
 from aiohttp import web
 
 from tracker.accounts import Writer
-from tracker.appkeys import ACCOUNTS, ALERTS, SAMPLES
+from tracker.appkeys import ACCOUNTS, ALERTS, SAMPLES, SETTINGS
 from tracker.lineprotocol import Point
 from tracker.retention import Cutoff
 from tracker.storage import DEVICE_TAG
 
 
-async def retention_cutoff(app: web.Application, user: str, now_ns: int | None = None) -> Cutoff:
-    """The retention `user`'s incoming samples are held to now: every way in refuses a sample it
-    does not keep (InfluxDB drops points beyond the retention policy), each in its own words."""
-    return Cutoff.at(await app[ACCOUNTS].retention_ns(user), time.time_ns() if now_ns is None else now_ns)
+async def cutoff(app: web.Application, user: str, now_ns: int | None = None) -> Cutoff:
+    """The times `user`'s incoming samples are held to now: every way in refuses a sample it does not
+    keep (beyond the retention policy, as InfluxDB drops them, or too far ahead of the server's
+    clock), each in its own words."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    return Cutoff.at(await app[ACCOUNTS].retention_ns(user), now_ns, app[SETTINGS].max_future_ns)
 
 
 async def commit(app: web.Application, writer: Writer, points: list[Point], *, on_conflict: str = "merge") -> list[int]:
@@ -47,6 +50,8 @@ async def commit(app: web.Application, writer: Writer, points: list[Point], *, o
         points = [point for index, point in enumerate(points) if index not in left_out]
     if points:
         if writer.token_id is not None:
-            app[ACCOUNTS].note_token_samples(writer.token_id, max(point.time for point in points))
+            # A sample within the tolerance ahead of the clock counts as seen now, never later.
+            newest_ns = min(max(point.time for point in points), time.time_ns())
+            app[ACCOUNTS].note_token_samples(writer.token_id, newest_ns)
         app[ALERTS].saw_points(writer.user, points)  # data arrived: last seen, gone-quiet deadlines (never raises)
     return skipped

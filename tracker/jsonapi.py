@@ -79,7 +79,8 @@ def check_document(
 ) -> Checked:
     """Every sample of the document checked; DocumentError when its shape is wrong or too large.
 
-    A sample `cutoff` does not keep (older than the user's retention) is an invalid item.
+    A sample `cutoff` does not keep (older than the user's retention, too far ahead of the server's
+    clock) is an invalid item.
     """
     if precision is not None and precision not in PRECISIONS:
         raise DocumentError(400, f'invalid precision "{precision}" (use s, ms, us or ns)')
@@ -131,8 +132,9 @@ def _check_sample(
             time_ns = time_value(item["time"], precision)
         except ValueError as exc:
             bad("/time", str(exc))
-        if time_ns is not None and cutoff is not None and not cutoff.keeps(time_ns):
-            bad("/time", cutoff.rule)
+        refusal = cutoff.refusal(time_ns) if time_ns is not None and cutoff is not None else None
+        if refusal is not None:
+            bad("/time", refusal)
             time_ns = None
     device = item.get("device")
     if device is not None:

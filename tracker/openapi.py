@@ -189,7 +189,10 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                         {"type": "string", "description": "ISO 8601; without a zone, UTC"},
                         {"type": "number", "description": "epoch: unit from ?precision or the number's size"},
                     ],
-                    "description": "not older than the user's retention (an invalid sample otherwise)",
+                    "description": (
+                        "not older than the user's retention, nor more than "
+                        f"{settings.max_future_seconds:g} s ahead of the server's clock (an invalid sample otherwise)"
+                    ),
                 },
                 "device": {
                     "type": "string",
@@ -287,8 +290,8 @@ def _param_rows(params: tuple[apps.Param, ...]) -> list[dict[str, Any]]:
 
 _APP_RESPONSES = {
     "400": {
-        "description": "A parameter breaks the protocol, or the sample is older than the user's retention; "
-        "the message names the parameter",
+        "description": "A parameter breaks the protocol, or the sample is older than the user's retention or too "
+        "far ahead of the server's clock; the message names the parameter",
         "content": {JSON: {"schema": _ERROR_REF}},
     },
     "401": {"description": "Unknown or revoked device token, or wrong credentials", "content": {JSON: {"schema": _ERROR_REF}}},

@@ -109,27 +109,53 @@ def describe(retention_ns: int | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Cutoff:
-    """The retention a sample is held to when it comes in: one older than `oldest_ns` is beyond it.
+    """The times an incoming sample is held to: not older than `oldest_ns` (beyond the retention) and
+    not newer than `newest_ns` (further ahead of the server's clock than the tolerance).
 
     InfluxDB drops a written point older than now minus its retention policy's duration; every way
-    samples come in refuses such a sample (tracker.ingest.retention_cutoff) rather than storing it
-    for the sweep to remove.
+    samples come in refuses such a sample (tracker.ingest.cutoff) rather than storing it for the
+    sweep to remove. A sample from a clock that runs ahead is refused the same way, so that nothing
+    stored makes a tracker look live, or seen, in the future.
     """
 
     retention_ns: int  # 0: keep everything
     oldest_ns: int  # the oldest time still kept (meaningless when retention_ns is 0)
+    ahead_ns: int  # how far ahead of the server's clock a sample may be
+    newest_ns: int  # the newest time taken: now + ahead_ns
 
     @classmethod
-    def at(cls, retention_ns: int, now_ns: int) -> Cutoff:
-        return cls(retention_ns, now_ns - retention_ns)
+    def at(cls, retention_ns: int, now_ns: int, ahead_ns: int) -> Cutoff:
+        return cls(retention_ns, now_ns - retention_ns, ahead_ns, now_ns + ahead_ns)
+
+    def beyond_retention(self, time_ns: int) -> bool:
+        return bool(self.retention_ns) and time_ns < self.oldest_ns
+
+    def ahead(self, time_ns: int) -> bool:
+        return time_ns > self.newest_ns
 
     def keeps(self, time_ns: int) -> bool:
-        return not self.retention_ns or time_ns >= self.oldest_ns
+        return not self.beyond_retention(time_ns) and not self.ahead(time_ns)
+
+    def refusal(self, time_ns: int) -> str | None:
+        """Why a sample at `time_ns` is refused, for people (None: it is kept)."""
+        if self.beyond_retention(time_ns):
+            return self.retention_rule
+        if self.ahead(time_ns):
+            return self.ahead_rule
+        return None
 
     @property
-    def rule(self) -> str:
-        """Why a sample is refused, for people: names the policy and its duration."""
+    def retention_rule(self) -> str:
+        """Names the policy and its duration."""
         return f"beyond retention policy: samples are kept for {format_duration(self.retention_ns)}"
+
+    @property
+    def ahead_rule(self) -> str:
+        """Names the tolerance and the likely cause."""
+        return (
+            f"ahead of the server's clock: a sample may be at most {format_duration(self.ahead_ns)} in the future "
+            "(check the device's clock and time zone)"
+        )
 
 
 @dataclass(slots=True)

@@ -152,10 +152,11 @@ async def _token_writer(request: web.Request, identity: str | None, parameter: s
 async def _commit(
     request: web.Request, writer: Writer, sample: apps.AppSample, device: str | None, time_parameter: str
 ) -> None:
-    """Store one app sample; a 400 naming the time parameter if it is older than the user's retention."""
-    cutoff = await ingest.retention_cutoff(request.app, writer.user)
-    if not cutoff.keeps(sample.time_ns):
-        raise InfluxError(400, str(apps.AppInputError(time_parameter, cutoff.rule)))
+    """Store one app sample; a 400 naming the time parameter if it is older than the user's retention
+    or too far ahead of the server's clock."""
+    refusal = (await ingest.cutoff(request.app, writer.user)).refusal(sample.time_ns)
+    if refusal is not None:
+        raise InfluxError(400, str(apps.AppInputError(time_parameter, refusal)))
     tags = (("device", device),) if device else ()
     await ingest.commit(request.app, writer, [Point(MEASUREMENT, tags, dict(sample.fields), sample.time_ns)])
 
@@ -213,7 +214,7 @@ async def post_samples(request: web.Request) -> web.Response:
     if on_conflict not in ON_CONFLICT:
         raise InfluxError(400, f'invalid on_conflict "{on_conflict}" (use {", ".join(ON_CONFLICT)})')
     body = await read_body(request, limit=settings.api_max_body_size)
-    cutoff = await ingest.retention_cutoff(request.app, writer.user)
+    cutoff = await ingest.cutoff(request.app, writer.user)
     try:
         checked = jsonapi.check_document(
             jsonapi.parse_body(body),

@@ -73,7 +73,7 @@ class _Slot:
 def supervise(settings: Settings, argv: Sequence[str]) -> int:
     """Run the group until SIGTERM/SIGINT; `argv` is the `serve` command line the workers repeat."""
     count = settings.worker_count
-    _check_port(settings)
+    check_port(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with group_lock(settings.data_dir):
         prepare_data_dir(settings)
@@ -154,10 +154,11 @@ def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
         pass
 
 
-def _check_port(settings: Settings) -> None:
-    """Fail at once, with one clear line, if anything listens on the address already (the workers
-    would only die and be restarted forever, or, were it another group's workers, share its port).
-    The probe asks for no SO_REUSEPORT: any listener there makes it fail."""
+def check_port(settings: Settings) -> None:
+    """Fail at once, with one clear line, if anything listens on the address already: before the data
+    folder is made or touched (a group's workers would only die and be restarted forever, or, were it
+    another group's workers, share its port). The probe asks for no SO_REUSEPORT: any listener there
+    makes it fail."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,7 +1,7 @@
 """The browser side: pages, sign-in (sessions + CSRF), the watch page's JSON and event stream,
 and the owner's settings.
 
-    pages    the pages and their files (package data in static/, npm libraries under /vendor/)
+    pages    the pages and their files, all package data: static/, and the libraries in vendor/ (served as /vendor/)
     session  the session cookie, CSRF double submit, who is signed in, reading request bodies
     signin   signing in and out, /api/me, the owner's sessions and password
     owner    the owner's links, profile, shares, device tokens and alerts

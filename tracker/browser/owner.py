@@ -3,6 +3,8 @@ public profile, shares with other users, device tokens and gone-quiet alerts."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import time
 from typing import Any
 
@@ -23,6 +25,7 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker.appkeys import ACCOUNTS, ALERTS, SETTINGS, WEBHOOKS
+from tracker.appsetup import setup_json
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import json_body, owner_session
 
@@ -64,10 +67,28 @@ async def links_create(request: web.Request) -> web.Response:
         token, link = await request.app[ACCOUNTS].create_link(session.user, label, seconds)
     except InvalidLink as exc:
         raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
-    settings = request.app[SETTINGS]
-    base = settings.public_url or f"{request.scheme}://{request.host}"
+    base = await public_base(request)
     payload = {**_link_json(link, time.time_ns()), "token": token, "url": share_url(base, session.user, token)}
     return json_response(payload, 201)
+
+
+async def public_base(request: web.Request) -> str:
+    """How others reach this server, for the URLs the owner hands out: the public URL; else the address
+    the owner's browser used, unless that is this machine's loopback while the server listens on every
+    address: then, as the CLI says (Settings.external_url), this machine's address on its network."""
+    settings = request.app[SETTINGS]
+    if settings.public_url or settings.listens_everywhere and _is_loopback(request.url.host or ""):
+        return await asyncio.to_thread(settings.external_url)  # may look up the machine's address once
+    return f"{request.scheme}://{request.host}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 async def links_revoke(request: web.Request) -> web.Response:
@@ -168,8 +189,11 @@ async def tokens_create(request: web.Request) -> web.Response:
         token, record = await request.app[ACCOUNTS].create_token(session.user, label, speed_unit)
     except InvalidDeviceToken as exc:
         raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
-    # The token is in this answer only: it is stored as a hash.
-    return json_response({**_token_json(record), "token": token}, 201)
+    # The token is in this answer only (it is stored as a hash), and so is what to enter in each app:
+    # the page shows both from here and never asks for them again.
+    base = await public_base(request)
+    setup = await asyncio.to_thread(setup_json, base, session.user, token, record.label, record.speed_unit)
+    return json_response({**_token_json(record), "token": token, "setup": setup}, 201)
 
 
 async def tokens_revoke(request: web.Request) -> web.Response:

@@ -1,5 +1,6 @@
-"""The pages and their files: static files shipped inside this package (`static/`), and the npm
-libraries the Makefile installs into the source checkout's `web/node_modules`.
+"""The pages and their files, all shipped inside this package: the pages (`static/`), and the map and
+chart libraries they load (`vendor/`: copies of the npm packages web/package-lock.json pins, made by
+`make vendor`), so that any install serves the whole product.
 
 Pages never contain user input. Everything a user can type (usernames, labels) reaches the
 browser only inside JSON, which the page renders as text. The watch page is the same file for
@@ -15,7 +16,6 @@ from pathlib import Path
 from aiohttp import web
 
 from tracker.accounts import InvalidUsername, validate_username
-from tracker.appkeys import ACCOUNTS
 from tracker.browser.errors import Refused
 from tracker.browser.session import csrf_cookie, current_session
 
@@ -29,10 +29,8 @@ def _package_folder(name: str) -> Path:
 
 
 STATIC_DIR = _package_folder("static")
-# The source checkout's web/ folder: the npm packages the Makefile installs.
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
-# Only these npm packages' dist/ folders are served, under /vendor/<package>/.
-VENDOR_DIRS = {"leaflet": WEB_DIR / "node_modules" / "leaflet" / "dist", "uplot": WEB_DIR / "node_modules" / "uplot" / "dist"}
+# The libraries served under /vendor/<package>/.
+VENDOR_DIRS = {name: _package_folder("vendor") / name for name in ("leaflet", "uplot")}
 
 # Pages load only their own scripts and styles (no inline script: user input can never run);
 # map tiles may come from anywhere (the tile URL is a setting).
@@ -73,8 +71,8 @@ async def watch_page(request: web.Request) -> web.StreamResponse:
         validate_username(name)
     except InvalidUsername:
         raise _not_found("no such tracker") from None
-    if not await request.app[ACCOUNTS].user_exists(name):
-        raise _not_found("no such tracker")
+    # Served for every possible name, whether it exists or not: the page's data endpoints refuse an
+    # unknown name exactly as a private one, so nobody can tell which usernames exist.
     response = _file(STATIC_DIR / "watch.html", page=True)
     await csrf_cookie(request, response, await current_session(request))
     return response

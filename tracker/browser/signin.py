@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from tracker import storage
-from tracker.accounts import InvalidPassword, token_digest
+from tracker.accounts import InvalidPassword, check_new_password, token_digest
 from tracker.appkeys import ACCOUNTS, BANS, SAMPLES, SETTINGS
 from tracker.bans import Banned
 from tracker.browser.errors import JSON, Refused, json_response
@@ -19,11 +18,9 @@ from tracker.browser.session import (
     CSRF_COOKIE, SESSION_COOKIE, csrf_cookie, current_session, form, json_body, owner_session, require_csrf, set_cookie,
     wants_json,
 )  # fmt: skip
+from tracker.liveness import is_live, last_sample_ns
 
 log = logging.getLogger(__name__)
-
-# A tracker counts as "live" on the landing page while its newest sample is this recent.
-LIVE_WITHIN_NS = 2 * 60 * 10**9
 
 
 def _redirect(location: str) -> web.Response:
@@ -54,10 +51,10 @@ async def login(request: web.Request) -> web.Response:
             request.remote or "", username, lambda: accounts.authenticate(username, password)
         )
     except Banned as exc:
-        headers = {"Retry-After": str(exc.retry_after)}
         if as_json:
-            raise Refused(429, str(exc), headers) from None
-        raise Refused(429, str(exc) + "\n", headers, plain=True) from None
+            raise Refused(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+        # The sign-in page says it, with the wait, in place of a bare text page with no way back.
+        return _redirect(f"/?login=banned&retry_after={exc.retry_after}")
     if not ok:
         log.info("failed sign-in from %s", request.remote)
         if as_json:
@@ -91,17 +88,16 @@ async def me(request: web.Request) -> web.Response:
         csrf = await csrf_cookie(request, response, None)
         response.body = orjson.dumps({"error": "not signed in", "csrf": csrf})
         return response
-    accounts, samples = request.app[ACCOUNTS], request.app[SAMPLES]
-    now = time.time_ns()
+    accounts, samples, settings = request.app[ACCOUNTS], request.app[SAMPLES], request.app[SETTINGS]
     trackers = []
     for name in await accounts.readable_databases(session.user):
-        latest = await samples.latest(name)
-        last = latest.time if latest is not None else None
-        trackers.append({"user": name, "last_sample_ns": last, "live": last is not None and now - last < LIVE_WITHIN_NS})
+        last = await last_sample_ns(samples, settings, name)
+        trackers.append({"user": name, "last_sample_ns": last, "live": is_live(settings, last)})
     payload = {
         "user": session.user,
         "csrf": session.csrf,
         "public": await accounts.is_public(session.user),
+        "live_within_seconds": settings.live_within_seconds,
         "trackers": trackers,
     }
     response = json_response(payload)
@@ -156,6 +152,10 @@ async def password_change(request: web.Request) -> web.Response:
     current, new = (body.get("current"), body.get("new")) if body else (None, None)
     if not isinstance(current, str) or not isinstance(new, str):
         raise Refused(400, 'expected a JSON object like {"current": "old password", "new": "new password"}')
+    try:
+        check_new_password(new)  # before the hash of the current one: a refusal costs nothing
+    except InvalidPassword as exc:
+        raise Refused(400, str(exc)) from None
     accounts, user = request.app[ACCOUNTS], session.user
     try:
         # Counted like a sign-in: a stolen session must not become a way to guess the password.

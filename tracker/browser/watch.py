@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Any, NamedTuple
 
+import orjson
 from aiohttp import web
 
 from tracker import storage, vocabulary
@@ -19,6 +20,7 @@ from tracker.bans import address_key
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import SESSION_COOKIE
 from tracker.live import HubClosed, TooManyStreams, Viewer
+from tracker.liveness import is_live
 
 DEFAULT_WINDOW_NS = 10 * 60 * 10**9
 DEFAULT_MAX_POINTS = 2000
@@ -33,15 +35,17 @@ class WatchAccess(NamedTuple):
 
 
 async def _watch_access(request: web.Request) -> WatchAccess:
-    """Who is watched and by what right; refused if the request may not watch them."""
+    """Who is watched and by what right; refused if the request may not watch them.
+
+    A name nobody has is refused exactly as a private tracker is (401 without sign-in or link, else
+    403), so that nobody without a right to watch can tell which usernames exist.
+    """
     owner = request.match_info["user"]
     accounts = request.app[ACCOUNTS]
     try:
         validate_username(owner)
     except InvalidUsername:
-        raise Refused(404, f"no tracker {owner}") from None
-    if not await accounts.user_exists(owner):
-        raise Refused(404, f"no tracker {owner}")
+        raise Refused(404, f"no tracker {owner}") from None  # a name that can never exist: nothing to hide
     session_token = request.cookies.get(SESSION_COOKIE, "")
     session = await accounts.session(session_token) if session_token else None
     link_token = request.query.get("token") or None
@@ -50,7 +54,26 @@ async def _watch_access(request: web.Request) -> WatchAccess:
         return WatchAccess(owner, session_token, link_token, right)
     if session is None and link_token is None:
         raise Refused(401, f"sign in or use a share link to watch {owner}")
-    raise Refused(403, f"not allowed to watch {owner}")
+    raise await _refusal(request, owner, link_token)
+
+
+# What a viewer whose share link ended is told, by reason: not a network fault, and what to do.
+LINK_ENDED = {
+    "revoked": "this share link was revoked; ask {owner} for a new one",
+    "expired": "this share link has expired; ask {owner} for a new one",
+}
+
+# The stream's `denied` for every other ending (profile private again, share removed, signed out).
+ACCESS_ENDED = {"error": "access to this tracker has ended"}
+
+
+async def _refusal(request: web.Request, owner: str, link_token: str | None) -> Refused:
+    """403 for a viewer without the right; with `reason` ("link_revoked", "link_expired") when a
+    share link of `owner` ended, so the page can say so."""
+    ended = await request.app[ACCOUNTS].ended_link(owner, link_token) if link_token else None
+    if ended is None:
+        return Refused(403, f"not allowed to watch {owner}")
+    return Refused(403, LINK_ENDED[ended].format(owner=owner), details={"reason": "link_" + ended})
 
 
 async def _still_allowed(request: web.Request, owner: str, session_token: str, link_token: str | None) -> bool:
@@ -67,6 +90,8 @@ async def watch_config(request: web.Request) -> web.Response:
             "user": access.owner,
             "tile_url": settings.tile_url,
             "tile_attribution": settings.tile_attribution,
+            # The one definition of "live" (tracker.liveness): the page's badge and stale values use it.
+            "live_within_seconds": settings.live_within_seconds,
             "fields": [{"key": f.key, "unit": f.unit, "meaning": f.meaning} for f in vocabulary.FIELDS],
         }
     )
@@ -84,13 +109,17 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
 
 async def watch_samples(request: web.Request) -> web.Response:
     owner = (await _watch_access(request)).owner
-    end = _int_param(request, "to", time.time_ns())
+    now_ns = time.time_ns()
+    end = _int_param(request, "to", now_ns)
     start = _int_param(request, "from", end - DEFAULT_WINDOW_NS)
     max_points = _int_param(request, "max_points", DEFAULT_MAX_POINTS)
     if start >= end:
         raise Refused(400, "from must be before to")
     if not 1 <= max_points <= MAX_MAX_POINTS:
         raise Refused(400, f"max_points must be 1..{MAX_MAX_POINTS}")
+    # Nothing further ahead of the clock than a write may be: a sample stored that far ahead (before
+    # such writes were refused) must not draw the marker or stretch the charts into the future.
+    end = min(end, now_ns + request.app[SETTINGS].max_future_ns + 1)
     # The hub position BEFORE the read: every event after it is either in this answer or will be
     # replayed from it; never neither (an overlap is possible, the page merges by time).
     position = request.app[LIVE].position(owner)
@@ -109,9 +138,16 @@ async def watch_samples(request: web.Request) -> web.Response:
 async def watch_devices(request: web.Request) -> web.Response:
     """When each of the user's devices last sent a sample, newest first (device null: no device tag)."""
     owner = (await _watch_access(request)).owner
-    seen = await request.app[ALERTS].last_seen(owner)
+    seen = await request.app[ALERTS].last_seen(owner)  # never after now (tracker.liveness)
     devices = sorted(seen.items(), key=lambda item: -item[1])
-    return json_response({"devices": [{"device": device, "last_sample_ns": ns} for device, ns in devices]})
+    settings, now_ns = request.app[SETTINGS], time.time_ns()
+    return json_response(
+        {
+            "devices": [
+                {"device": device, "last_sample_ns": ns, "live": is_live(settings, ns, now_ns)} for device, ns in devices
+            ]
+        }
+    )
 
 
 async def watch_events(request: web.Request) -> web.StreamResponse:
@@ -184,7 +220,9 @@ async def _pump(
         current = await accounts.data_version() if events or now >= next_check else version
         if now >= next_check or current != version:
             if not await _still_allowed(request, owner, session_token, link_token):
-                await response.write(b'event: denied\ndata: {"error": "access to this tracker has ended"}\n\n')
+                refusal = await _refusal(request, owner, link_token)
+                body = {"error": refusal.message, **refusal.details} if refusal.details else ACCESS_ENDED
+                await response.write(b"event: denied\ndata: " + orjson.dumps(body) + b"\n\n")
                 return
             version, next_check = current, now + recheck
         if events:

@@ -16,6 +16,7 @@ from tracker.http.auth import authenticate_writer
 from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
 from tracker.influx.errors import no_content
+from tracker.lineprotocol import Point
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,11 @@ V2_PRECISIONS = {"": "ns", "ns": "ns", "us": "u", "ms": "ms", "s": "s"}
 # Parsing a large body takes milliseconds of CPU; doing it in a thread lets small live writes
 # (the phones) keep flowing meanwhile. Small bodies are cheaper to parse in place.
 PARSE_IN_THREAD_BYTES = 64 * 1024
+# A write's error quotes at most this many refused lines, each cut to MAX_QUOTE_BYTES, then
+# "... and N more"; the whole error stays within MAX_ERROR_BYTES.
+QUOTED_LINES = 10
+MAX_QUOTE_BYTES = 512
+MAX_ERROR_BYTES = 4096
 
 
 async def write_v1(request: web.Request) -> web.Response:
@@ -83,25 +89,72 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
         parsed = lineprotocol.parse_samples(body, precision, now_ns, max_line)
 
     accepted, rejected = parsed.points, parsed.refused
-    beyond_retention = 0
+    beyond_retention: list[Point] = []
+    ahead: list[Point] = []
     if accepted:
-        # InfluxDB drops points older than now minus the policy's duration and writes the rest.
-        cutoff = await ingest.retention_cutoff(request.app, user, now_ns)
-        kept = [point for point in accepted if cutoff.keeps(point.time)]
-        beyond_retention, accepted = len(accepted) - len(kept), kept
+        # InfluxDB drops points older than now minus the policy's duration and writes the rest; points
+        # from a clock that runs ahead are dropped the same way.
+        cutoff = await ingest.cutoff(request.app, user, now_ns)
+        kept: list[Point] = []
+        for point in accepted:
+            if cutoff.beyond_retention(point.time):
+                beyond_retention.append(point)
+            elif cutoff.ahead(point.time):
+                ahead.append(point)
+            else:
+                kept.append(point)
+        accepted = kept
     if accepted:
         try:
             await ingest.commit(request.app, writer, accepted)
         except sqlite3.Error as exc:
             log.error("write for %s failed: %s", user, exc)
             raise InfluxError(500, f"write failed, nothing was stored: {exc}") from None
-    messages = [str(error) for error in parsed.errors] + rejected
+    quoted = [str(error) for error in parsed.errors] + rejected
+    rules = []
+    if ahead:
+        rules.append(f"points {cutoff.ahead_rule}: {_lines_named(ahead)}")
     if beyond_retention:
-        messages.append("points beyond retention policy")
-    if not messages:
+        rules.append("points beyond retention policy")
+    if not quoted and not rules:
         return no_content()
-    text = "\n".join(messages)
-    if not accepted and not beyond_retention:
+    # The whole answer stays within MAX_ERROR_BYTES: the rules' lines are short and bounded, the quotes get the rest.
+    room = MAX_ERROR_BYTES - 64 - sum(len(rule.encode()) + 1 for rule in rules)
+    text = "\n".join(([bounded_quotes(quoted, room)] if quoted else []) + rules)
+    if not accepted and not beyond_retention and not ahead:
         raise InfluxError(400, text)
     # InfluxDB counts syntax errors as dropped=0 (sic); we count the lines the vocabulary refused.
-    raise InfluxError(400, f"partial write: {text} dropped={len(rejected) + beyond_retention}")
+    raise InfluxError(400, f"partial write: {text} dropped={len(rejected) + len(beyond_retention) + len(ahead)}")
+
+
+def _lines_named(points: list[Point]) -> str:
+    """Which lines, the first few by number: "line 2", "lines 2, 5, 9 and 40 more"."""
+    numbers = [str(point.line_no) for point in points[:QUOTED_LINES]]
+    more = len(points) - len(numbers)
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    return f"lines {', '.join(numbers)}" + (f" and {more} more" if more else "")
+
+
+def bounded_quotes(messages: list[str], limit: int) -> str:
+    """The first few messages, one a line, then "... and N more": at most `limit` bytes of UTF-8 in all.
+
+    A partial write names each refused line (InfluxDB quotes every one); a sender whose every flush
+    has thousands of them would get as many kilobytes back each time, so only the first are quoted.
+    """
+    tail_room = 32  # "... and 100000 more" with room to spare
+    room = limit - tail_room
+    shown: list[str] = []
+    for message in messages[:QUOTED_LINES]:
+        share = min(room - 1, MAX_QUOTE_BYTES)  # 1: the newline
+        if share < 64:
+            break
+        encoded = message.encode()
+        if len(encoded) > share:  # a long line is cut in its middle: the quote's start and the rule stay
+            half = (share - 5) // 2
+            message = encoded[:half].decode("utf-8", "ignore") + " ... " + encoded[-half:].decode("utf-8", "ignore")
+            encoded = message.encode()
+        shown.append(message)
+        room -= len(encoded) + 1
+    more = len(messages) - len(shown)
+    return "\n".join(shown + ([f"... and {more} more"] if more else []))

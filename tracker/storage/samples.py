@@ -1299,15 +1299,18 @@ class SampleStore:
                 while rows := await cursor.fetchmany(batch):
                     yield [decode(row) for row in rows]
 
-    async def _read_all(self, user: str, sql: str) -> list[tuple[Any, ...]]:
+    async def _read_all(self, user: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         handle = self._existing_file(user)
         if handle is None:
             return []
         async with self._reading(handle) as conn:
-            return list(await conn.execute_fetchall(sql))
+            return list(await conn.execute_fetchall(sql, args))
 
-    async def latest(self, user: str) -> StoredSample | None:
-        rows = await self._read_all(user, f"{_SELECT} ORDER BY samples.time DESC, samples.series DESC LIMIT 1")
+    async def latest(self, user: str, upto_ns: int | None = None) -> StoredSample | None:
+        """The newest sample, or the newest at or before `upto_ns`."""
+        where, args = ("", ()) if upto_ns is None else (" WHERE samples.time <= ?", (upto_ns,))
+        sql = f"{_SELECT}{where} ORDER BY samples.time DESC, samples.series DESC LIMIT 1"
+        rows = await self._read_all(user, sql, args)
         return _Decoder()(rows[0]) if rows else None
 
     async def tag_sets(self, user: str) -> list[dict[str, str]]:
@@ -1446,8 +1449,9 @@ async def window_samples(
 _IDS_PER_STATEMENT = 500
 
 
-async def device_last_seen(store: SampleStore, user: str) -> dict[str | None, int]:
-    """The newest sample time (ns) of each `device` tag value of the user (None: samples without one).
+async def device_last_seen(store: SampleStore, user: str, upto_ns: int | None = None) -> dict[str | None, int]:
+    """The newest sample time (ns) of each `device` tag value of the user (None: samples without one),
+    only of samples at or before `upto_ns` if given.
 
     Rows are clustered by time, so each device's newest row is found by walking back from the end
     of the file until one of its series turns up: cheap for devices that sent lately.
@@ -1465,9 +1469,10 @@ async def device_last_seen(store: SampleStore, user: str) -> dict[str | None, in
                 chunk = ids[start : start + _IDS_PER_STATEMENT]
                 sql = (
                     f"SELECT time FROM samples WHERE series IN ({', '.join('?' * len(chunk))}) "
-                    "ORDER BY time DESC LIMIT 1"
+                    + ("" if upto_ns is None else "AND time <= ? ")
+                    + "ORDER BY time DESC LIMIT 1"
                 )
-                rows = list(await conn.execute_fetchall(sql, chunk))
+                rows = list(await conn.execute_fetchall(sql, chunk if upto_ns is None else [*chunk, upto_ns]))
                 if rows and (device not in newest or rows[0][0] > newest[device]):
                     newest[device] = rows[0][0]
     return newest

@@ -37,7 +37,7 @@ const SERVER_FIELDS = [
 const CONFIG = { user: "alice", tile_url: "", tile_attribution: "", fields: SERVER_FIELDS };
 
 describe("fieldsFromConfig", () => {
-  test("today's fields give the panel and charts the page has always shown", () => {
+  test("every field but the position: the main ones first, then the server's order", () => {
     const { values, charts } = fieldsFromConfig(CONFIG);
     assert.deepEqual(
       values.map((v) => [v.key, v.label, v.unit]),
@@ -47,11 +47,15 @@ describe("fieldsFromConfig", () => {
         ["pwr_w", "Power", "W"],
         ["cad_rpm", "Cadence", "rpm"],
         ["alt_m", "Altitude", "m"],
-        ["dist_km", "Distance", "km"],
         ["dur_s", "Duration", ""],
-        ["temp_c", "Temperature", "°C"],
+        ["dist_km", "Distance", "km"],
+        ["acc_m", "GPS accuracy", "m"],
+        ["bearing", "Heading", "°"],
         ["battery", "Battery", "%"],
         ["gsm_signal", "GSM signal", "%"],
+        ["temp_c", "Temperature", "°C"],
+        ["pwr_w_l", "Power left", "W"],
+        ["pwr_w_r", "Power right", "W"],
       ]
     );
     assert.deepEqual(charts, [
@@ -145,6 +149,8 @@ test("panelRows: the fields with a value, in order, formatted, with the power ba
     { key: "spd_kph", label: "Speed", unit: "km/h", text: "31.5", balance: null },
     { key: "hr_bpm", label: "Heart rate", unit: "bpm", text: "171", balance: null },
     { key: "pwr_w", label: "Power", unit: "W", text: "300", balance: "L 50 / R 50 %" },
+    { key: "pwr_w_l", label: "Power left", unit: "W", text: "150", balance: null },
+    { key: "pwr_w_r", label: "Power right", unit: "W", text: "150", balance: null },
   ]);
   assert.deepEqual(panelRows(values, {}), []);
 });

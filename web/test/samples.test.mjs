@@ -5,7 +5,9 @@ import { describe, test } from "node:test";
 import {
   bearingBetween,
   chartRange,
+  clockOffsetMs,
   dropBefore,
+  drawnSamples,
   inWindow,
   insertSample,
   latestValues,
@@ -15,6 +17,8 @@ import {
   parseWindow,
   streamStatus,
   track,
+  staleValues,
+  accessProblem,
   valueAges,
   windowBounds,
   windowQuery,
@@ -51,6 +55,18 @@ test("newestMs keeps the later of the known newest time and the incoming samples
   assert.equal(newestMs([], null), null);
   assert.equal(newestMs([{ t: 5e6 }, { t: 9e6 }, { t: 7e6 }], null), 9);
   assert.equal(newestMs([{ t: 5e6 }], 100), 100);
+  // A sample from a clock that runs ahead counts as seen now.
+  assert.equal(newestMs([{ t: 5e6 }, { t: 300e6 }], null, 20), 20);
+  assert.equal(newestMs([{ t: 300e6 }], 50, 20), 50);
+});
+
+test("drawnSamples holds back the samples ahead of now until their time comes", () => {
+  const samples = [1, 2, 3, 4].map((t) => ({ t: t * S, f: {} }));
+  assert.equal(drawnSamples(samples, 4 * S), samples); // nothing ahead: the same array, no copy
+  assert.deepEqual(drawnSamples(samples, 2.5 * S).map((s) => s.t / S), [1, 2]);
+  assert.deepEqual(drawnSamples(samples, 2 * S).map((s) => s.t / S), [1, 2]);
+  assert.deepEqual(drawnSamples(samples, 0), []);
+  assert.deepEqual(drawnSamples([], 0), []);
 });
 
 test("dropBefore removes the samples older than the cutoff and says how many", () => {
@@ -116,8 +132,8 @@ describe("time windows", () => {
     assert.deepEqual(chartRange({ name: "10m" }, b, twoMinutesAgo, now), { min: (now - 120e3) / 1000, max: now / 1000 });
     const justNow = [{ t: (now - 5e3) * 1e6, f: {} }];
     assert.deepEqual(chartRange({ name: "10m" }, b, justNow, now), { min: (now - 60e3) / 1000, max: now / 1000 });
-    const ahead = [{ t: (now + 30e3) * 1e6, f: {} }]; // a phone with a fast clock
-    assert.equal(chartRange({ name: "10m" }, b, ahead, now).max, (now + 30e3) / 1000);
+    const ahead = [{ t: (now + 30e3) * 1e6, f: {} }]; // a phone with a fast clock: the axis ends now
+    assert.deepEqual(chartRange({ name: "10m" }, b, ahead, now), { min: (now - 60e3) / 1000, max: now / 1000 });
     assert.deepEqual(chartRange({ name: "custom" }, { fromMs: 1000, toMs: 5000 }, twoMinutesAgo, now), { min: 1, max: 5 });
   });
 });
@@ -133,6 +149,15 @@ describe("latest values", () => {
     const latest = latestValues(samples, ["hr_bpm", "cad_rpm", "pwr_w", "spd_kph"]);
     assert.deepEqual(latest.values, { hr_bpm: 110, cad_rpm: 80, pwr_w: 0 });
     assert.deepEqual(latest.times, { hr_bpm: 2 * S, cad_rpm: 1 * S, pwr_w: 1 * S });
+  });
+
+  test("staleValues names the values older than the threshold, with their ages", () => {
+    const times = { hr_bpm: 1e9, spd_kph: 50e9, pwr_w_l: 10e9, pwr_w_r: 45e9 };
+    // At 60 s with a 30 s threshold: heart rate (59 s) and the legs' power (the older leg, 50 s) are old.
+    assert.deepEqual(staleValues(times, 60e3, 30e3), { hr_bpm: 59e3, pwr_w_l: 50e3, pwr_w: 50e3 });
+    assert.deepEqual(staleValues(times, 20e3, 30e3), {});
+    // A sample from a clock that runs ahead is never "old".
+    assert.deepEqual(staleValues({ hr_bpm: 100e9 }, 60e3, 30e3), {});
   });
 
   test("valueAges says how old each latest value is", () => {
@@ -188,4 +213,31 @@ describe("position fixes", () => {
     assert.ok(close(bearingBetween({ lat: 1, lng: 0 }, { lat: 0, lng: 0 }), 180));
     assert.ok(close(bearingBetween({ lat: 0, lng: 1 }, { lat: 0, lng: 0 }), 270));
   });
+});
+
+describe("access problems", () => {
+  test("an ended share link says what happened and what to do, and the badge says so", () => {
+    const revoked = accessProblem(403, { error: "x", reason: "link_revoked" }, "bob");
+    assert.deepEqual(revoked, { text: "This share link was revoked by bob. Ask bob for a new link.", linkEnded: "revoked" });
+    const expired = accessProblem(403, { error: "x", reason: "link_expired" }, "bob");
+    assert.deepEqual(expired, { text: "This share link has expired. Ask bob for a new link.", linkEnded: "expired" });
+    const badge = streamStatus({ connected: false, streamFailed: true, error: 403, linkEnded: "expired", lastSampleTime: null }, 0, 30e3, String);
+    assert.deepEqual(badge, { status: "ended", text: "link expired" });
+  });
+
+  test("other refusals keep their words", () => {
+    assert.equal(accessProblem(403, { error: "not allowed to watch bob" }, "bob").text, "not allowed to watch bob");
+    assert.equal(accessProblem(403, {}, "bob").linkEnded, null);
+    assert.match(accessProblem(401, {}, "bob").text, /private/);
+  });
+});
+
+test("clockOffsetMs: the server's clock from an answer's Date header, only past 2 s", () => {
+  const t = 1_700_000_000_000;
+  // The header says t (whole seconds); the answer came 100 ms after the request, at the browser's t.
+  assert.equal(clockOffsetMs(t, t - 100, t), 0);
+  assert.equal(clockOffsetMs(t + 1000, t - 100, t), 0); // within the header's resolution and the trip
+  assert.equal(clockOffsetMs(t + 120_000, t - 100, t), 120_550); // the browser is two minutes slow
+  assert.equal(clockOffsetMs(t - 60_000, t - 100, t), -59_450); // a minute fast
+  assert.equal(clockOffsetMs(NaN, t - 100, t), 0); // no header
 });

@@ -73,7 +73,11 @@
   function showSignIn() {
     $("signin").hidden = false;
     const params = new URLSearchParams(location.search);
-    if (params.get("login") === "failed" || params.get("error")) showMessage("Sign-in failed: wrong username or password, or too many attempts. Try again.");
+    const outcome = params.get("login");
+    if (outcome === "banned") showBan(Number(params.get("retry_after")));
+    else if (outcome === "failed" || params.get("error")) showMessage("Sign-in failed: wrong username or password. Try again.");
+    // Said once: a reload later shows the plain form again.
+    if (outcome) history.replaceState(null, "", location.pathname);
     // The form's CSRF token is one the server signed, and it expires: fetch a current one as the
     // form is sent (the page may have been open for hours), then send the form as usual.
     $("login-form").addEventListener("submit", async (e) => {
@@ -97,6 +101,30 @@
       form.submit();
     });
     $("login-form").elements.username.focus();
+  }
+
+  // Too many failed sign-ins from this address: say so with the wait, counting down; the button
+  // comes back when the ban is over.
+  function showBan(retryAfterSeconds) {
+    const until = Date.now() + (Number.isFinite(retryAfterSeconds) && retryAfterSeconds > 0 ? retryAfterSeconds : 0) * 1000;
+    const button = $("login-form").querySelector("button[type=submit]");
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        button.disabled = false;
+        showMessage("You can sign in again now.", true);
+        return false;
+      }
+      button.disabled = true;
+      const wait = left >= 90 ? Math.ceil(left / 60) + " min" : left + " s";
+      showMessage("Too many failed sign-ins from your address. Try again in " + wait + ".");
+      return true;
+    };
+    if (tick()) {
+      const timer = setInterval(() => {
+        if (!tick()) clearInterval(timer);
+      }, 1000);
+    }
   }
 
   // ---- signed in ------------------------------------------------------------------------------------
@@ -272,6 +300,90 @@
     });
   }
 
+  // What to enter in each app, from the creation answer alone: the token is never fetched again.
+  function copyButton(text) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy";
+    button.textContent = "Copy";
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = "Copied";
+      } catch (err) {
+        button.textContent = "Select and copy";
+      }
+    });
+    return button;
+  }
+
+  const QR_CAPTIONS = {
+    config: "Scan this with the app (or the phone's camera): it fills in the settings above.",
+    plain: "The app cannot scan settings: scan this with the phone's camera and paste the address into the app.",
+  };
+
+  function renderSetup(apps) {
+    const blocks = (apps || []).map((app) => {
+      const block = document.createElement("details");
+      block.className = "app-setup";
+      block.dataset.app = app.app;
+      const summary = document.createElement("summary");
+      summary.textContent = app.name;
+      const where = document.createElement("p");
+      where.className = "where";
+      where.textContent = app.where;
+      const list = document.createElement("dl");
+      for (const setting of app.settings) {
+        const dt = document.createElement("dt");
+        dt.textContent = setting.name;
+        const dd = document.createElement("dd");
+        const code = document.createElement("code");
+        code.textContent = setting.value;
+        dd.appendChild(code);
+        const action = document.createElement("dd");
+        if (setting.copy) action.appendChild(copyButton(setting.value));
+        list.append(dt, dd, action);
+      }
+      const sends = document.createElement("p");
+      sends.className = "sends";
+      sends.textContent = "Sends: " + app.sends;
+      const speed = document.createElement("p");
+      speed.className = "speed" + (app.speed_ok ? "" : " wrong");
+      speed.textContent = "Speed: " + app.speed;
+      block.append(summary, where, list, sends, speed);
+      if (app.note) {
+        const note = document.createElement("p");
+        note.className = "note";
+        note.textContent = app.note;
+        block.appendChild(note);
+      }
+      if (app.qr_svg) {
+        const figure = document.createElement("figure");
+        const img = document.createElement("img");
+        img.className = "qr";
+        img.alt = "QR code for " + app.name;
+        img.src = app.qr_svg; // a data: URI the server drew; nothing is fetched
+        const caption = document.createElement("figcaption");
+        caption.textContent = QR_CAPTIONS[app.qr_kind] || "";
+        figure.append(img, caption);
+        block.appendChild(figure);
+      } else if (app.qr_text) {
+        const none = document.createElement("p");
+        none.className = "note";
+        none.textContent = "The address is too long for a QR code: copy it instead.";
+        block.appendChild(none);
+      }
+      return block;
+    });
+    $("token-setup").replaceChildren(...blocks);
+  }
+
+  function hideNewToken() {
+    $("new-token").hidden = true;
+    $("new-token-value").textContent = "";
+    $("token-setup").replaceChildren();
+  }
+
   function wireTokens() {
     $("token-form").addEventListener("submit", async (e) => {
       e.preventDefault();
@@ -281,6 +393,7 @@
         $("new-token-label").textContent = data.label;
         $("new-token-value").textContent = data.token;
         $("copy-token").textContent = "Copy";
+        renderSetup(data.setup);
         $("new-token").hidden = false;
         $("token-label").value = "";
         showMessage(null);
@@ -297,6 +410,7 @@
         $("copy-token").textContent = "Select and copy";
       }
     });
+    $("hide-token").addEventListener("click", hideNewToken);
   }
 
   // ---- gone-quiet alerts -----------------------------------------------------------------------------

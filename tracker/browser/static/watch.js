@@ -12,11 +12,14 @@
 // Everything a user can type (usernames, labels) reaches the page through textContent only.
 import { createCharts } from "./watch/charts.js";
 import { fieldsFromConfig, panelRows, wantedKeys } from "./watch/fields.js";
-import { createMap } from "./watch/map.js";
+import { createMapOrNone } from "./watch/map.js";
 import {
   SLIDING_WINDOWS,
+  accessProblem,
   chartRange,
+  clockOffsetMs,
   dropBefore,
+  drawnSamples,
   inWindow,
   insertSample,
   latestValues,
@@ -24,18 +27,23 @@ import {
   nearestFix,
   newestMs,
   parseWindow,
+  staleValues,
   streamStatus,
   windowBounds,
   windowQuery,
 } from "./watch/samples.js";
 import { createStream } from "./watch/stream.js";
+import { rollingTables } from "./watch/rolling.js";
+import { rideSummary, summaryRows } from "./watch/summary.js";
 
 const formatAgo = window.TrackerCommon.formatAgo;
 const params = new URLSearchParams(location.search);
 const user = decodeURIComponent(location.pathname.replace(/^\/watch\//, "").split("/")[0] || "");
 const token = params.get("token");
-// How long without a new sample before the badge says "last sample ... ago" (seconds; ?stale= for tests).
-const staleMs = positiveNumber(params.get("stale"), 30) * 1000;
+// How long without a new sample before the badge says "last sample ... ago": the server's one
+// definition of live (config.live_within_seconds) once the config is in; ?stale= (seconds) for tests.
+const staleOverride = params.get("stale");
+let staleMs = positiveNumber(staleOverride, 60) * 1000;
 const MAX_POINTS = 2000;
 const apiBase = "/api/watch/" + encodeURIComponent(user);
 const tokenQuery = token ? "?token=" + encodeURIComponent(token) : "";
@@ -51,8 +59,11 @@ const state = (window.trackerState = {
   markerTarget: null, // the newest fix: where the marker is going
   heading: null,
   accuracy: null,
-  follow: true,
-  lastSampleTime: null, // ms since epoch of the newest sample seen
+  follow: true, // the window's whole route kept in view, until the viewer pans
+  viewBounds: null, // what the map shows: [[south, west], [north, east]]
+  lastSampleTime: null, // ms since epoch of the newest sample seen (never after the moment it was seen)
+  heldBack: 0, // samples ahead of now, not drawn until their time comes
+  clockOffset: 0, // ms the server's clock is ahead of this browser's (0 within 2 s)
   sampleCount: 0,
   trackPointCount: 0,
   chartPoints: {},
@@ -63,8 +74,13 @@ const state = (window.trackerState = {
   resets: 0,
   lastEventId: null,
   error: null,
+  linkEnded: null, // "revoked" or "expired": the share link this page was opened with ended
+  staleValues: {},
   tilesFailed: 0,
+  mapFailed: false, // the map library did not load: no map, everything else works
   devices: [], // [{device: name or null, last_sample_ns}], newest first
+  summary: {}, // {elapsed: "15:00", distance: "5.00 km", ...}: the window's ride summary as shown
+  rolling: {}, // {hr_bpm: {"3 s": [last, avg, min, max], ...}}: the rolling statistics as shown
 });
 
 const el = {
@@ -83,6 +99,10 @@ const el = {
   rangeTo: document.getElementById("range-to"),
   devices: document.getElementById("devices"),
   deviceList: document.getElementById("device-list"),
+  summary: document.getElementById("summary"),
+  summaryList: document.getElementById("summary-list"),
+  rolling: document.getElementById("rolling"),
+  rollingTables: document.getElementById("rolling-tables"),
 };
 el.rider.textContent = user;
 document.title = user + " · Tracker";
@@ -94,7 +114,12 @@ let pendingDuringLoad = null; // samples that arrived by SSE while a window load
 let valueFields = []; // from the server's config (fields.js)
 state.sampleTimes = () => samples.map((s) => s.t); // for tests: the order samples are kept in
 
-const currentBounds = () => windowBounds(windowSpec, Date.now());
+// The page's now: the browser's clock, set right by the server's when they differ by more than 2 s
+// (a viewer's slow clock must not hold back samples, nor a fast one make them look old).
+let clockOffset = 0;
+const nowMs = () => Date.now() + clockOffset;
+
+const currentBounds = () => windowBounds(windowSpec, nowMs());
 
 function ingest(incoming) {
   const b = currentBounds();
@@ -102,21 +127,21 @@ function ingest(incoming) {
     if (pendingDuringLoad) pendingDuringLoad.push(s);
     if (inWindow(b, s.t)) insertSample(samples, s);
   }
-  state.lastSampleTime = newestMs(incoming, state.lastSampleTime);
+  state.lastSampleTime = newestMs(incoming, state.lastSampleTime, nowMs());
   state.sampleCount = samples.length;
   updateStatus();
   scheduleRender();
 }
 
-const mapView = createMap(state, el);
+const mapView = createMapOrNone(state, el);
 const charts = createCharts(
   state,
   el,
-  () => chartRange(windowSpec, currentBounds(), samples, Date.now()),
+  () => chartRange(windowSpec, currentBounds(), samples, nowMs()),
   (tSec) => {
     if (tSec === null) return mapView.showHover(null);
     // The crosshair's time on the map: the fix nearest to it.
-    const fix = nearestFix(samples, tSec * 1e9);
+    const fix = nearestFix(drawn(), tSec * 1e9);
     if (fix) mapView.showHover(fix);
   }
 );
@@ -141,7 +166,7 @@ for (const b of document.querySelectorAll("[data-window]")) {
     if (name === "custom") {
       const b0 = currentBounds();
       el.rangeFrom.value = toLocalInput(b0.fromMs);
-      el.rangeTo.value = toLocalInput(b0.toMs === null ? Date.now() : b0.toMs);
+      el.rangeTo.value = toLocalInput(b0.toMs === null ? nowMs() : b0.toMs);
       el.customForm.hidden = false;
       for (const other of document.querySelectorAll("[data-window]")) {
         other.setAttribute("aria-pressed", String(other === b));
@@ -172,13 +197,16 @@ async function loadWindow(opts) {
   pendingDuringLoad = [];
   const b = currentBounds();
   // An open window asks up to a day ahead: a phone with a fast clock still shows up.
-  const toMs = b.toMs === null ? Date.now() + 86400e3 : b.toMs;
+  const toMs = b.toMs === null ? nowMs() + 86400e3 : b.toMs;
   const q = new URLSearchParams({ from: msToNsString(b.fromMs), to: msToNsString(toMs), max_points: String(MAX_POINTS) });
   if (token) q.set("token", token);
   let body;
   try {
+    const sentMs = Date.now();
     const res = await fetch(apiBase + "/samples?" + q.toString(), { credentials: "same-origin", cache: "no-store" });
     if (generation !== loadGeneration) return null;
+    clockOffset = clockOffsetMs(Date.parse(res.headers.get("Date") || ""), sentMs, Date.now());
+    state.clockOffset = clockOffset;
     if (!res.ok) {
       pendingDuringLoad = null;
       showAccessProblem(res.status, await res.json().catch(() => ({})));
@@ -191,6 +219,7 @@ async function loadWindow(opts) {
   }
   if (generation !== loadGeneration) return null;
   state.error = null;
+  state.linkEnded = null;
   showMessage(null);
   if (!configLoaded) loadConfig(); // it failed before (the server was away, or access was missing)
   const arrivedMeanwhile = pendingDuringLoad || [];
@@ -199,8 +228,7 @@ async function loadWindow(opts) {
   for (const s of body.samples) insertSample(samples, s);
   const b2 = currentBounds();
   for (const s of arrivedMeanwhile) if (inWindow(b2, s.t)) insertSample(samples, s);
-  const newest = samples.length ? samples[samples.length - 1].t / 1e6 : null;
-  if (newest !== null && (state.lastSampleTime === null || newest > state.lastSampleTime)) state.lastSampleTime = newest;
+  state.lastSampleTime = newestMs(samples.slice(-1), state.lastSampleTime, nowMs());
   state.sampleCount = samples.length;
   state.downsampled = Boolean(body.downsampled);
   state.loads += 1;
@@ -220,10 +248,10 @@ function showAccessProblem(status, body) {
     mapView.forgetMarker();
     scheduleRender();
   }
-  if (status === 401) showMessage("This tracker is private. Sign in on the home page, or open the share link you were given.");
-  else if (status === 403) showMessage((body && body.error) || "You are not allowed to watch this tracker.");
-  else if (status === 404) showMessage("There is no tracker with this name.");
-  else showMessage("The server answered " + status + ".");
+  const problem = accessProblem(status, body, user);
+  state.linkEnded = problem.linkEnded;
+  showMessage(problem.text);
+  updateStatus();
 }
 
 function showMessage(text) {
@@ -293,7 +321,7 @@ function renderDevices() {
     name.textContent = d.device === null ? "(no device tag)" : d.device;
     const ago = document.createElement("span");
     ago.className = "device-ago";
-    ago.textContent = "last sample " + formatAgo(Date.now() - d.last_sample_ns / 1e6);
+    ago.textContent = "last sample " + formatAgo(nowMs() - d.last_sample_ns / 1e6);
     ago.title = new Date(d.last_sample_ns / 1e6).toLocaleString();
     li.append(name, ago);
     return li;
@@ -304,8 +332,14 @@ function renderDevices() {
 // ---- status badge ---------------------------------------------------------------------------------
 function updateStatus() {
   const badge = streamStatus(
-    { connected: state.connected, streamFailed: stream.failed(), error: state.error, lastSampleTime: state.lastSampleTime },
-    Date.now(),
+    {
+      connected: state.connected,
+      streamFailed: stream.failed(),
+      error: state.error,
+      linkEnded: state.linkEnded,
+      lastSampleTime: state.lastSampleTime,
+    },
+    nowMs(),
     staleMs,
     formatAgo
   );
@@ -328,18 +362,38 @@ function scheduleRender() {
   });
 }
 
+// What is drawn: the samples up to now (one from a clock that runs ahead waits for its time).
+const drawn = () => drawnSamples(samples, nowMs() * 1e6);
+let heldBackTimer = null;
+
 function render() {
-  mapView.render(samples);
-  renderValues();
-  charts.render(samples);
+  const shown = drawn();
+  state.heldBack = samples.length - shown.length;
+  mapView.render(shown);
+  renderValues(shown);
+  renderSummary(shown);
+  renderRolling(shown);
+  charts.render(shown);
   el.noData.hidden = samples.length > 0 || state.error !== null;
+  // Draw a held-back sample the moment its time comes.
+  if (state.heldBack > 0 && heldBackTimer === null) {
+    const dueMs = samples[shown.length].t / 1e6 - nowMs();
+    heldBackTimer = setTimeout(() => {
+      heldBackTimer = null;
+      scheduleRender();
+    }, Math.max(20, Math.min(dueMs + 5, 60e3)));
+  }
 }
 
-function renderValues() {
-  const latest = latestValues(samples, wantedKeys(valueFields)).values;
+function renderValues(drawnNow) {
+  const latest = latestValues(drawnNow || drawn(), wantedKeys(valueFields));
+  // Each field's own newest time, not the window's: a value older than the badge's threshold is
+  // greyed and says its age, so a sensor that stopped never reads as current.
+  const old = staleValues(latest.times, nowMs(), staleMs);
   const shown = {};
+  const staleShown = {};
   const frag = document.createDocumentFragment();
-  for (const row of panelRows(valueFields, latest)) {
+  for (const row of panelRows(valueFields, latest.values)) {
     shown[row.key] = row.text;
     const item = document.createElement("div");
     item.className = "value value-" + row.key;
@@ -365,10 +419,91 @@ function renderValues() {
       shown.balance = row.balance;
       item.appendChild(balance);
     }
+    if (old[row.key] !== undefined) {
+      const age = document.createElement("dd");
+      age.className = "value-age";
+      age.textContent = formatAgo(old[row.key]);
+      staleShown[row.key] = age.textContent;
+      item.classList.add("value-stale");
+      item.appendChild(age);
+    }
     frag.appendChild(item);
   }
   el.values.replaceChildren(frag);
   state.values = shown;
+  state.staleValues = staleShown; // {key: "2 min ago"} for the values shown as old
+}
+
+// The window's ride summary (watch/summary.js): elapsed, distance, speeds, heart rate, power, climb, phone.
+function renderSummary(drawnNow) {
+  const rows = summaryRows(rideSummary(drawnNow));
+  const shown = {};
+  const items = [];
+  for (const row of rows) {
+    const item = document.createElement("div");
+    item.className = "summary-" + row.key;
+    const dt = document.createElement("dt");
+    dt.textContent = row.label;
+    const dd = document.createElement("dd");
+    dd.textContent = row.text;
+    item.append(dt, dd);
+    items.push(item);
+    shown[row.key] = row.text;
+  }
+  el.summaryList.replaceChildren(...items);
+  el.summary.hidden = rows.length === 0;
+  state.summary = shown;
+}
+
+let rollingShown = null; // what the rolling tables show, to skip redrawing the same
+
+// Last / average / min / max of the main fields over the last 3 s, 1, 5 and 10 min (watch/rolling.js),
+// ending now (a chosen range: at its end).
+function renderRolling(drawnNow) {
+  const b = currentBounds();
+  const endMs = b.toMs === null ? nowMs() : Math.min(nowMs(), b.toMs);
+  const tables = rollingTables(drawnNow || drawn(), valueFields, endMs * 1e6);
+  // Redrawn every second: leave the tables alone when nothing in them changed.
+  const signature = JSON.stringify(tables);
+  if (signature === rollingShown) return;
+  rollingShown = signature;
+  const shown = {};
+  const nodes = tables.map((t) => {
+    const table = document.createElement("table");
+    table.className = "rolling-" + t.key;
+    const caption = document.createElement("caption");
+    caption.textContent = t.label + (t.unit ? " (" + t.unit + ")" : "");
+    const head = document.createElement("tr");
+    for (const text of ["", "last", "avg", "min", "max"]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = text;
+      head.appendChild(th);
+    }
+    const thead = document.createElement("thead");
+    thead.appendChild(head);
+    const tbody = document.createElement("tbody");
+    shown[t.key] = {};
+    for (const row of t.rows) {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = row.label;
+      tr.appendChild(th);
+      for (const cell of row.cells) {
+        const td = document.createElement("td");
+        td.textContent = cell;
+        tr.appendChild(td);
+      }
+      tbody.appendChild(tr);
+      shown[t.key][row.label] = row.cells;
+    }
+    table.append(caption, thead, tbody);
+    return table;
+  });
+  el.rollingTables.replaceChildren(...nodes);
+  el.rolling.hidden = nodes.length === 0;
+  state.rolling = shown;
 }
 
 new ResizeObserver(() => {
@@ -379,9 +514,11 @@ new ResizeObserver(() => {
 // ---- once a second: the badge's "... ago", the sliding window's left edge ------------------------
 setInterval(() => {
   updateStatus();
+  renderValues(); // values age: one that stopped coming greys out without a new sample
+  renderRolling(); // the spans end now: a sensor that stopped empties them
   if (!el.devices.hidden) renderDevices();
   if (SLIDING_WINDOWS[windowSpec.name]) {
-    if (dropBefore(samples, (Date.now() - SLIDING_WINDOWS[windowSpec.name]) * 1e6) > 0) {
+    if (dropBefore(samples, (nowMs() - SLIDING_WINDOWS[windowSpec.name]) * 1e6) > 0) {
       state.sampleCount = samples.length;
       scheduleRender();
     } else {
@@ -415,6 +552,7 @@ async function loadConfig() {
     const config = res.ok ? await res.json() : null;
     if (config && !configLoaded) {
       configLoaded = true;
+      if (staleOverride === null) staleMs = positiveNumber(String(config.live_within_seconds), 60) * 1000;
       const fields = fieldsFromConfig(config);
       valueFields = fields.values;
       charts.setFields(fields.charts);

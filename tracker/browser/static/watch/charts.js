@@ -106,6 +106,7 @@ export function createCharts(state, el, range, onHover) {
   function applyXScale() {
     const x = zoomRange || range();
     state.zoom = zoomRange ? { min: zoomRange.min, max: zoomRange.max } : null;
+    state.chartRange = { min: x.min, max: x.max }; // seconds: what the time axes span
     for (const chart of charts.values()) {
       if (!chart.figure.hidden) chart.plot.setScale("x", { min: x.min, max: x.max });
     }

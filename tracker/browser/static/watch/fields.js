@@ -1,26 +1,32 @@
 // Pure logic of which fields the live view shows and how: no DOM, so Node's test runner can run it.
 //
-// The server's /api/watch/NAME/config lists the fields it stores ({key, unit, meaning}); only those
-// are shown, with the server's unit. What stays here is presentation: the panel's order, short labels,
-// how many digits, the charts' colours, and short spellings of a few units.
+// The server's /api/watch/NAME/config lists the fields it stores ({key, unit, meaning}): every one of
+// them that arrives is shown, with the server's unit, the main ones first and the rest in the server's
+// order. What stays here is presentation: short labels, how many digits, the charts' colours, and
+// short spellings of a few units; a field without any is labelled with the server's meaning.
 
-// Shown in the panel in this order (when the server knows the field and the window has a value).
-// format: digits after the point, or "duration" (h:mm:ss, no unit). chart: colour, when charted.
-const PRESENTATION = [
-  { key: "spd_kph", label: "Speed", format: 1, chart: "#0b3d91", chartOrder: 3 },
-  { key: "hr_bpm", label: "Heart rate", format: 0, chart: "#b3001b", chartOrder: 0 },
-  { key: "pwr_w", label: "Power", format: 0, chart: "#6a1b9a", chartOrder: 1 },
-  { key: "cad_rpm", label: "Cadence", format: 0, chart: "#00695c", chartOrder: 2 },
-  { key: "alt_m", label: "Altitude", format: 0, chart: "#6d4c41", chartOrder: 4 },
-  { key: "dist_km", label: "Distance", format: 2 },
-  { key: "dur_s", label: "Duration", format: "duration" },
-  { key: "temp_c", label: "Temperature", format: 1 },
-  { key: "battery", label: "Battery", format: 0 },
-  { key: "gsm_signal", label: "GSM signal", format: 0 },
-];
-// Fields shown some other way: the position on the map, the legs' power as the total's balance.
-const NOT_IN_PANEL = new Set(["lat", "lng", "acc_m", "bearing", "pwr_w_l", "pwr_w_r"]);
-const SHORT_UNITS = { "beats/min": "bpm", "rev/min": "rpm" };
+// The main fields, first in the panel in this order. format: digits after the point, or "duration"
+// (h:mm:ss, no unit). chart: colour, when charted.
+const MAIN = ["spd_kph", "hr_bpm", "pwr_w", "cad_rpm", "alt_m"];
+const PRESENTATION = {
+  spd_kph: { label: "Speed", format: 1, chart: "#0b3d91", chartOrder: 3 },
+  hr_bpm: { label: "Heart rate", format: 0, chart: "#b3001b", chartOrder: 0 },
+  pwr_w: { label: "Power", format: 0, chart: "#6a1b9a", chartOrder: 1 },
+  cad_rpm: { label: "Cadence", format: 0, chart: "#00695c", chartOrder: 2 },
+  alt_m: { label: "Altitude", format: 0, chart: "#6d4c41", chartOrder: 4 },
+  dist_km: { label: "Distance", format: 2 },
+  dur_s: { label: "Duration", format: "duration" },
+  acc_m: { label: "GPS accuracy", format: 0 },
+  bearing: { label: "Heading", format: 0 },
+  temp_c: { label: "Temperature", format: 1 },
+  battery: { label: "Battery", format: 0 },
+  gsm_signal: { label: "GSM signal", format: 0 },
+  pwr_w_l: { label: "Power left", format: 0 },
+  pwr_w_r: { label: "Power right", format: 0 },
+};
+// The position is the map's to show.
+const NOT_IN_PANEL = new Set(["lat", "lng"]);
+const SHORT_UNITS = { "beats/min": "bpm", "rev/min": "rpm", deg: "°" };
 
 function shortUnit(unit) {
   return Object.prototype.hasOwnProperty.call(SHORT_UNITS, unit) ? SHORT_UNITS[unit] : unit || "";
@@ -31,26 +37,24 @@ function capitalised(text) {
 }
 
 // From the config the server sends: {values: [{key, label, unit, format}], charts: [{key, label, unit, color}]}.
-// Fields the server does not list are left out; fields this page has no presentation for yet are
-// shown after the others, labelled with the server's meaning, to one decimal.
+// Fields the server does not list are left out; a field this page has no presentation for is
+// labelled with the server's meaning, to one decimal.
 export function fieldsFromConfig(config) {
   const known = new Map();
   for (const f of (config && Array.isArray(config.fields) ? config.fields : [])) {
-    if (f && typeof f.key === "string") known.set(f.key, f);
+    if (f && typeof f.key === "string" && !NOT_IN_PANEL.has(f.key)) known.set(f.key, f);
   }
+  const order = MAIN.filter((key) => known.has(key)).concat(Array.from(known.keys()).filter((key) => !MAIN.includes(key)));
   const values = [];
   const charts = [];
-  for (const p of PRESENTATION) {
-    const f = known.get(p.key);
-    if (!f) continue;
-    const unit = p.format === "duration" ? "" : shortUnit(f.unit);
-    values.push({ key: p.key, label: p.label, unit: unit, format: p.format });
-    if (p.chart) charts.push({ key: p.key, label: p.label, unit: unit, color: p.chart, order: p.chartOrder });
-  }
-  const presented = new Set(PRESENTATION.map((p) => p.key));
-  for (const [key, f] of known) {
-    if (presented.has(key) || NOT_IN_PANEL.has(key)) continue;
-    values.push({ key: key, label: capitalised(f.meaning || key), unit: shortUnit(f.unit), format: 1 });
+  for (const key of order) {
+    const f = known.get(key);
+    const p = Object.prototype.hasOwnProperty.call(PRESENTATION, key) ? PRESENTATION[key] : null;
+    const format = p ? p.format : 1;
+    const unit = format === "duration" ? "" : shortUnit(f.unit);
+    const label = p ? p.label : capitalised(f.meaning || key);
+    values.push({ key: key, label: label, unit: unit, format: format });
+    if (p && p.chart) charts.push({ key: key, label: label, unit: unit, color: p.chart, order: p.chartOrder });
   }
   charts.sort((a, b) => a.order - b.order);
   return { values: values, charts: charts.map((c) => ({ key: c.key, label: c.label, unit: c.unit, color: c.color })) };

@@ -52,8 +52,7 @@ export function createMap(state, el) {
 
   function showFix(fix, previousFix, glide) {
     const target = [fix.f.lat, fix.f.lng];
-    const previousTarget = state.markerTarget;
-    state.markerTarget = target;
+      state.markerTarget = target;
     let heading = typeof fix.f.bearing === "number" ? fix.f.bearing : null;
     if (heading === null && previousFix) {
       const moved = map.distance([previousFix.f.lat, previousFix.f.lng], target);
@@ -71,11 +70,15 @@ export function createMap(state, el) {
     glideTo(target, duration);
     if (!map.hasLayer(marker)) marker.addTo(map);
     applyHeading(marker.getElement().querySelector(".rider-heading"), heading);
-    if (state.follow && !needsFit) {
-      const far = !previousTarget || map.distance(previousTarget, target) > 5000;
-      if (far) map.setView(target, Math.max(map.getZoom(), 15), { animate: false });
-      else map.panTo(target, { animate: duration > 0, duration: duration / 1000, easeLinearity: 0.5 });
-    }
+    // Following keeps the window's whole route in view: refit only when the rider leaves the view.
+    if (state.follow && !needsFit && !map.getBounds().pad(-0.05).contains(target)) fitRoute();
+  }
+
+  // The window's whole route (and so the marker, its newest fix) in view.
+  function fitRoute() {
+    const points = track.getLatLngs();
+    if (points.length > 1) map.fitBounds(track.getBounds(), { padding: [24, 24], maxZoom: 16, animate: false });
+    else if (state.markerTarget) map.setView(state.markerTarget, 15, { animate: false });
   }
 
   function applyHeading(headingEl, heading) {
@@ -87,9 +90,14 @@ export function createMap(state, el) {
   function setFollow(on) {
     state.follow = on;
     el.follow.hidden = on;
-    if (on && state.markerTarget) map.panTo(state.markerTarget);
+    if (on) fitRoute();
   }
   map.on("dragstart", () => setFollow(false));
+  // What the map shows, for tests: [[south, west], [north, east]].
+  map.on("moveend", () => {
+    const b = map.getBounds();
+    state.viewBounds = [[b.getSouth(), b.getWest()], [b.getNorth(), b.getEast()]];
+  });
   el.follow.addEventListener("click", () => setFollow(true));
 
   // Draw the samples: the track, and the marker when a newer fix came (a late sample only fills in the track).
@@ -110,9 +118,7 @@ export function createMap(state, el) {
     }
     if (needsFit) {
       needsFit = false;
-      if (t.latlngs.length > 1) map.fitBounds(track.getBounds(), { padding: [24, 24], maxZoom: 16, animate: false });
-      else if (t.lastFix) map.setView([t.lastFix.f.lat, t.lastFix.f.lng], 15, { animate: false });
-      if (state.follow && state.markerTarget && t.latlngs.length > 1) map.panTo(state.markerTarget, { animate: false });
+      fitRoute();
     }
   }
 
@@ -161,6 +167,23 @@ export function createMap(state, el) {
   }
 
   return { render: render, forgetMarker: forgetMarker, fitNext: fitNext, showHover: showHover, addTiles: addTiles, invalidateSize: () => map.invalidateSize() };
+}
+
+// The map, or, when Leaflet did not load (its file missing, or it threw), a stand-in that draws
+// nothing: values, charts and the stream must not depend on the map library.
+export function createMapOrNone(state, el) {
+  try {
+    if (typeof L === "undefined") throw new Error("Leaflet is not loaded");
+    return createMap(state, el);
+  } catch (err) {
+    console.error("the map is unavailable:", err);
+    state.mapFailed = true;
+    el.mapNote.textContent = "The map could not be loaded; values and charts still update.";
+    el.mapNote.hidden = false;
+    el.mapNote.classList.add("map-failed");
+    const nothing = () => {};
+    return { render: nothing, forgetMarker: nothing, fitNext: nothing, showHover: nothing, addTiles: nothing, invalidateSize: nothing };
+  }
 }
 
 function plainText(html) {

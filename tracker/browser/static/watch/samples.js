@@ -31,14 +31,35 @@ export function insertSample(samples, sample) {
   else samples.splice(i, 0, { t: t, f: Object.assign({}, sample.f) });
 }
 
-// The time (ms since epoch) of the newest of `incoming`, or `newestMs` if that is later (or null if none).
-export function newestMs(incoming, newestMs) {
+// The time (ms since epoch) of the newest of `incoming`, or `newestMs` if that is later (or null if none),
+// never after nowMs: a sample from a clock that runs ahead counts as seen now (the server's rule too),
+// so "live" ends on time after the phone stops.
+export function newestMs(incoming, newestMs, nowMs = Infinity) {
   let newest = newestMs;
   for (const s of incoming) {
-    const ms = s.t / 1e6;
+    const ms = Math.min(s.t / 1e6, nowMs);
     if (newest === null || newest === undefined || ms > newest) newest = ms;
   }
   return newest === undefined ? null : newest;
+}
+
+// How far the server's clock is ahead of the browser's, in ms, from an answer's Date header (whole
+// seconds, so the server's time was in [serverDateMs, serverDateMs + 1000)) and when the request
+// went (sentMs) and its answer came (receivedMs). 0 when they agree within 2 s: the header cannot
+// tell finer, and a viewer whose clock is slow must still see samples the moment they arrive.
+export function clockOffsetMs(serverDateMs, sentMs, receivedMs) {
+  if (!Number.isFinite(serverDateMs)) return 0;
+  const offset = serverDateMs + 500 - (sentMs + receivedMs) / 2;
+  return Math.abs(offset) <= 2000 ? 0 : Math.round(offset);
+}
+
+// The samples at or before nowNs: what is drawn (marker, track, values, charts, summary). A sample
+// from a clock that runs ahead waits until its time comes, so the marker never sits on a point the
+// rider has not reached while the track goes on. The same array when nothing is ahead.
+export function drawnSamples(samples, nowNs) {
+  const n = samples.length;
+  if (n === 0 || samples[n - 1].t <= nowNs) return samples;
+  return samples.slice(0, lowerBound(samples, nowNs + 1));
 }
 
 // Drop the samples older than cutoffNs (the array is changed); returns how many went.
@@ -101,14 +122,12 @@ export function msToNsString(ms) {
 
 // The charts' x range in seconds: a custom window whole; otherwise from the first sample (or the
 // window's start) to now, so a ride that began 2 minutes ago fills the chart; at least a minute.
+// Never past now: a sample from a clock that runs ahead must not stretch the axis.
 export function chartRange(spec, bounds, samples, nowMs) {
   if (spec.name === "custom") return { min: bounds.fromMs / 1000, max: bounds.toMs / 1000 };
-  let max = nowMs;
+  const max = nowMs;
   let min = bounds.fromMs;
-  if (samples.length) {
-    max = Math.max(max, samples[samples.length - 1].t / 1e6);
-    min = Math.max(min, samples[0].t / 1e6);
-  }
+  if (samples.length) min = Math.max(min, Math.min(samples[0].t / 1e6, max));
   min = Math.min(min, max - 60e3);
   return { min: min / 1000, max: max / 1000 };
 }
@@ -141,8 +160,23 @@ export function valueAges(times, nowMs) {
   return ages;
 }
 
+// The panel's values older than staleMs at nowMs, with their ages in ms: {key: ageMs}. A sensor that
+// stopped (a heart-rate strap out of range) must not read as current beside a "live" badge. Power
+// sent only as the legs' values is as old as the older leg.
+export function staleValues(times, nowMs, staleMs) {
+  const ages = valueAges(times, nowMs);
+  if (ages.pwr_w === undefined && ages.pwr_w_l !== undefined && ages.pwr_w_r !== undefined) {
+    ages.pwr_w = Math.max(ages.pwr_w_l, ages.pwr_w_r);
+  }
+  const stale = {};
+  for (const key of Object.keys(ages)) if (ages[key] > staleMs) stale[key] = ages[key];
+  return stale;
+}
+
 // The status badge: {status, text}. formatAgo turns an age in ms into words ("12 s ago").
 export function streamStatus(s, nowMs, staleMs, formatAgo) {
+  // A share link that ended is no network fault: the badge says what happened.
+  if (s.linkEnded) return { status: "ended", text: "link " + s.linkEnded };
   if (!s.connected) {
     const status = s.streamFailed || s.error ? "offline" : "connecting";
     return { status: status, text: status };
@@ -151,6 +185,23 @@ export function streamStatus(s, nowMs, staleMs, formatAgo) {
   const ago = nowMs - s.lastSampleTime;
   if (ago <= staleMs) return { status: "live", text: "live" };
   return { status: "stale", text: "last sample " + formatAgo(ago) };
+}
+
+// What the page says when the server refuses access: {text, linkEnded} (linkEnded: "revoked",
+// "expired" or null). body is the refusal's JSON ({error, reason}); user the watched name.
+export function accessProblem(status, body, user) {
+  const reason = body && typeof body.reason === "string" ? body.reason : "";
+  const ended = reason === "link_revoked" ? "revoked" : reason === "link_expired" ? "expired" : null;
+  if (ended) {
+    const what = ended === "revoked" ? "was revoked by " + user : "has expired";
+    return { text: "This share link " + what + ". Ask " + user + " for a new link.", linkEnded: ended };
+  }
+  let text;
+  if (status === 401) text = "This tracker is private. Sign in on the home page, or open the share link you were given.";
+  else if (status === 403) text = (body && body.error) || "You are not allowed to watch this tracker.";
+  else if (status === 404) text = "There is no tracker with this name.";
+  else text = "The server answered " + status + ".";
+  return { text: text, linkEnded: null };
 }
 
 // ---- position fixes -------------------------------------------------------------------------------
