@@ -5,7 +5,7 @@
 #
 #   bench/compare.sh http://127.0.0.1:8086
 #
-# A must already hold users user0..user99 with passwords pass0..pass99 (bench/run.sh prepares that).
+# A must already hold users user0..user99 with passwords password0..password99 (bench/run.sh prepares that).
 # Environment: DUR seconds per run (10), WORKLOADS (all), SETTLE seconds between runs (1),
 # INFLUX_PORT (18086), A_PID (the server's process id, to report its memory), KEEP=1 to keep the
 # scratch folder (wrk's raw reports, InfluxDB's log) for a look afterwards.
@@ -93,7 +93,7 @@ CONF
   echo "creating $USERS users and databases on B"
   for i in $(seq 0 $((USERS - 1))); do
     influxql bench_admin:bench_admin \
-      "CREATE DATABASE user$i; CREATE USER user$i WITH PASSWORD 'pass$i'; GRANT ALL ON user$i TO user$i"
+      "CREATE DATABASE user$i; CREATE USER user$i WITH PASSWORD 'password$i'; GRANT ALL ON user$i TO user$i"
   done
 else
   echo "influxd not found: measuring only the server under test (apt-get install -y influxdb for the comparison)"
@@ -118,7 +118,7 @@ PY
 for side in "${sides[@]}"; do
   url=$(url_of "$side")
   for f in "$work"/day*.lp; do
-    code=$(http_code -XPOST -u user1:pass1 "$url/write?db=user1&precision=s" --data-binary @"$f")
+    code=$(http_code -XPOST -u user1:password1 "$url/write?db=user1&precision=s" --data-binary @"$f")
     [ "$code" = 204 ] || { echo "error: loading the query day into $side ($url) failed: HTTP $code" >&2; exit 1; }
   done
 done
@@ -133,7 +133,7 @@ WARMUP_ROUNDS=${WARMUP_ROUNDS:-12}
 for side in "${sides[@]}"; do
   url=$(url_of "$side")
   refused=$(for _ in $(seq "$WARMUP_ROUNDS"); do seq 0 $((USERS - 1)); done |
-    xargs -P 8 -I{} curl -s -o /dev/null -w '%{http_code}\n' -u user{}:pass{} \
+    xargs -P 8 -I{} curl -s -o /dev/null -w '%{http_code}\n' -u user{}:password{} \
       -XPOST "$url/write?db=user{}&precision=s" --data-binary "samples hr_bpm=100 $LIVE_WEEK" | grep -cv '^204$' || true)
   [ "$refused" = 0 ] || {
     echo "error: warm-up writes to $side ($url): $refused of $((USERS * WARMUP_ROUNDS)) not answered 204" >&2; exit 1
@@ -143,7 +143,7 @@ echo "warmed up: $WARMUP_ROUNDS writes per user on ${sides[*]}"
 
 # --- workloads ----------------------------------------------------------------------------------------
 export USERS
-for i in $(seq 0 $((USERS - 1))); do export "BASIC_$i=$(basic "user$i:pass$i")"; done
+for i in $(seq 0 $((USERS - 1))); do export "BASIC_$i=$(basic "user$i:password$i")"; done
 range="time >= ${DAY_START}000ms AND time < ${DAY_END}000ms"  # the way Grafana writes time ranges
 hour="time >= $((DAY_END - 3600))000ms AND time < ${DAY_END}000ms"
 

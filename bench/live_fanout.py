@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/live_fanout.py http://127.0.0.1:8086 --server-pid PID
 
-R riders (users user0..user{R-1}, passwords pass0..) each post one sample per write, at --rate
+R riders (users user0..user{R-1}, passwords password0..) each post one sample per write, at --rate
 samples/s, through the InfluxDB-compatible POST /write. V viewers, spread evenly over the riders,
 hold open GET /api/watch/USER/events, so the riders must be watchable without signing in
 (`tracker user public userN on`). Reported:
@@ -51,7 +51,7 @@ class SetupError(Exception):
 class Rider:
     index: int
     user: str
-    authorization: str  # the Basic credentials header (userN:passN)
+    authorization: str  # the Basic credentials header (userN:passwordN)
     last_ns: int = 0
     posted: dict[int, float] = field(default_factory=dict)  # sample time (ns) -> monotonic time of the 204
     write_ms: list[float] = field(default_factory=list)  # request sent -> 204 received
@@ -264,7 +264,7 @@ class Outcome:
 
 async def run(args: argparse.Namespace) -> Outcome:
     base = loopback_base(args.url)
-    riders = [Rider(i, f"user{i}", basic(f"user{i}", f"pass{i}")) for i in range(args.riders)]
+    riders = [Rider(i, f"user{i}", basic(f"user{i}", f"password{i}")) for i in range(args.riders)]
     loop = asyncio.get_running_loop()
     viewers = [Viewer(j, riders[j % args.riders], loop.create_future()) for j in range(args.viewers)]
     per_rider = [sum(1 for v in viewers if v.rider is r) for r in riders]

@@ -4,7 +4,7 @@
 #
 # COMPARE names the harness (default bench/compare.sh). Any side-by-side harness that takes the
 # server URL as its only argument can be given, e.g. COMPARE=path/to/other-harness.sh make bench.
-# It finds users user0..user99 with passwords pass0..pass99 already in place.
+# It finds users user0..user99 with passwords password0..password99 already in place.
 # After it, against the same server, bench/live_fanout.py measures the live view: riders user0..user9
 # (made public first) post samples, 100 viewers watch their event streams.
 # The comparison runs once per worker count in BENCH_WORKERS (default "1 auto": one process, then as
@@ -58,7 +58,7 @@ export TRACKER_DATA_DIR="$work/data"
 add_user() { # N: userN with password passN, retried because parallel writers can briefly find the file locked
   local attempt
   for attempt in 1 2 3; do
-    printf 'pass%s' "$1" | "$tracker" user add "user$1" --password-stdin >/dev/null 2>"$TRACKER_DATA_DIR/.add$1.err" && return 0
+    printf 'password%s' "$1" | "$tracker" user add "user$1" --password-stdin >/dev/null 2>"$TRACKER_DATA_DIR/.add$1.err" && return 0
     sleep "0.$attempt"
   done
   echo "error: could not add user$1:" >&2
