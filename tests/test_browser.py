@@ -10,6 +10,7 @@ Screenshots of the desktop and phone layouts land in tests/artifacts/ (not commi
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -93,6 +94,25 @@ class TrackerServer(TrackerProcess):
             assert answer.status == 204
 
 
+@contextlib.contextmanager
+def serving(folder: Path, settings: dict[str, str] | None = None, users: tuple[tuple[str, bool], ...] = ()) -> Iterator[TrackerServer]:
+    """A started TrackerServer with its data and log in `folder` (`users`: (name, public) added
+    first), stopped at the end and its process reaped whatever happens."""
+    srv = TrackerServer(folder / "data", folder / "server.log", settings)
+    for name, public in users:
+        srv.add_user(name, public=public)
+    srv.start()
+    try:
+        yield srv
+        srv.stop()
+    finally:
+        srv.close()
+
+
+def size_name(viewport: dict[str, int]) -> str:
+    return "desktop" if viewport == DESKTOP else "phone"
+
+
 def sample(t_ms: int, **fields: float) -> str:
     return "samples " + ",".join(f"{k}={v}" for k, v in fields.items()) + f" {t_ms}"
 
@@ -131,17 +151,9 @@ def ride(start_ms: int, count: int, *, lat: float = 47.37, lng: float = 8.54) ->
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
-    folder = tmp_path_factory.mktemp("browser")
-    srv = TrackerServer(folder / "data", folder / "server.log")
-    srv.add_user("alice", public=True)
-    srv.add_user("carol", public=True)
-    srv.add_user("bob", public=False)
-    srv.start()
-    try:
+    users = (("alice", True), ("carol", True), ("bob", False))
+    with serving(tmp_path_factory.mktemp("browser"), users=users) as srv:
         yield srv
-        srv.stop()
-    finally:
-        srv.close()
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from tests.test_browser import (
     TrackerServer,
     screenshot,
     sync_api,
+    serving,
 )
 
 if IN_CI:
@@ -49,15 +50,8 @@ APP_NAMES = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
-    folder = tmp_path_factory.mktemp("app-setup")
-    srv = TrackerServer(folder / "data", folder / "server.log")
-    srv.add_user("rider")
-    srv.start()
-    try:
+    with serving(tmp_path_factory.mktemp("app-setup"), users=(("rider", False),)) as srv:
         yield srv
-        srv.stop()
-    finally:
-        srv.close()
 
 
 def read_qr(locator: Any) -> str:

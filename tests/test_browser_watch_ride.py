@@ -28,6 +28,8 @@ from tests.test_browser import (  # noqa: F401  (browser and open_page are fixtu
     ride,
     sample,
     screenshot,
+    serving,
+    size_name,
     wait_until,
 )
 
@@ -37,18 +39,8 @@ LIVE_WITHIN_S = 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
-    folder = tmp_path_factory.mktemp("browser-ride")
-    srv = TrackerServer(folder / "data", folder / "server.log")
-    srv.start()
-    try:
+    with serving(tmp_path_factory.mktemp("browser-ride")) as srv:
         yield srv
-        srv.stop()
-    finally:
-        srv.close()
-
-
-def size_name(viewport: dict[str, int]) -> str:
-    return "desktop" if viewport == DESKTOP else "phone"
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

@@ -25,6 +25,8 @@ from tests.test_browser import (  # noqa: F401  (browser and open_page are fixtu
     pytestmark,
     sample,
     screenshot,
+    serving,
+    size_name,
     state,
     wait_until,
 )
@@ -34,19 +36,9 @@ VIEWPORTS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
-    folder = tmp_path_factory.mktemp("browser-truth")
-    srv = TrackerServer(folder / "data", folder / "server.log")
-    srv.env["TRACKER_LIVE_RECHECK_SECONDS"] = "1"  # an expired link's open stream ends within a second
-    srv.start()
-    try:
+    # An expired link's open stream ends within a second.
+    with serving(tmp_path_factory.mktemp("browser-truth"), {"TRACKER_LIVE_RECHECK_SECONDS": "1"}) as srv:
         yield srv
-        srv.stop()
-    finally:
-        srv.close()
-
-
-def size_name(viewport: dict[str, int]) -> str:
-    return "desktop" if viewport == DESKTOP else "phone"
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
