@@ -141,6 +141,16 @@ CASES: dict[str, Case] = {
     ),
     "query preflight": Case("OPTIONS", "/query", "/query", everyone(204)),
     "bearer token from credentials": Case("POST", "/auth", "/auth", SIGNED_IN),  # a bearer for oneself only
+    # ----- livetracking.io's account API (Basic auth); registration is closed by default
+    "register": Case(
+        "POST", "/register", "/register", everyone(403), data={"username": "newbie", "password": "long-enough"}
+    ),
+    "credentials check": Case("GET", "/auth", "/auth", SIGNED_IN),
+    "account": Case("GET", "/user", "/user", SIGNED_IN),
+    # the form's password is wrong for everyone: nobody's account goes (deletion itself: test_account_api)
+    "account delete": Case(
+        "DELETE", "/user", "/user", (401, 401, 403, 403, 401, 401, 401, 403), data={"password": "wrong-password"}
+    ),
     # ----- phone apps and the JSON API: the caller writes to their own database
     "osmand": Case("GET", "/osmand", "/osmand?id=phone&lat=47.1&lon=8.5", OWN_WRITE),
     "osmand (form)": Case("POST", "/osmand", "/osmand", OWN_WRITE, data={"id": "phone", "lat": "47.1", "lon": "8.5"}),
@@ -205,6 +215,11 @@ CASES: dict[str, Case] = {
     # ----- signing in and out (last: they change the sessions the rows above use)
     "login": Case("POST", "/login", "/login", SIGNED_IN, credentials_in_body=True),
     "logout": Case("POST", "/logout", "/logout", everyone(200), json={}),
+    # alice's password set again over Basic: it ends her web sessions, so it comes last
+    "password change (account API)": Case(
+        "POST", "/user/change-password", "/user/change-password", (401, 401, 403, 403, 401, 401, 401, 200),
+        data={"password": "pw-alice", "new_password": "pw-alice"},
+    ),
 }
 
 

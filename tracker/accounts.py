@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -147,6 +148,20 @@ def validate_username(name: str) -> str:
     if not is_username(name):
         raise InvalidUsername(f"invalid username {name!r}: use {USERNAME_RULE}")
     return name
+
+
+# livetracking.io's rule for a name a person registers, inside ours (validate_username): 4-20
+# characters, a letter first, stored lowercased; and names that must never belong to a stranger.
+_REGISTERED_NAME = re.compile(r"\A[a-z][a-z0-9_-]{3,19}\Z")
+RESERVED_NAMES = frozenset({"root", "public", "admin", "administrator", "livetracking"})
+
+
+def registration_name(name: str) -> str:
+    """The name POST /register stores for what a person typed (lowercased), or InvalidUsername."""
+    lowered = name.lower()
+    if not _REGISTERED_NAME.match(lowered) or lowered in RESERVED_NAMES:
+        raise InvalidUsername(f"invalid username {name!r}: 4-20 characters from a-z 0-9 _ -, a letter first")
+    return validate_username(lowered)
 
 
 class InvalidLink(ValueError):
@@ -341,6 +356,10 @@ class Accounts:
 
     async def get_user(self, name: str) -> UserRecord | None:
         return await self._store.get_user(name)
+
+    async def user_id(self, name: str) -> int | None:
+        """The account's number (livetracking.io's `id`), None if there is no such account."""
+        return await self._store.user_id(name)
 
     async def user_exists(self, name: str) -> bool:
         return name in (await self._current()).hashes

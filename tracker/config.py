@@ -104,6 +104,8 @@ class Settings:
     # Webhooks may reach only public addresses; on, also loopback, the LAN and every other
     # non-public address (a Home Assistant beside the server). Checked at set time and on connecting.
     webhook_allow_private: bool = False
+    # POST /register (livetracking.io's account API): "closed" refuses it, "open" lets anyone make an account.
+    registration: str = "closed"
     # --- limits on what one request may ask (README "Limits")
     max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
     max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413
@@ -149,6 +151,8 @@ class Settings:
         self.worker_count  # raises ValueError with the rule
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.registration not in ("open", "closed"):
+            raise ValueError(f"registration must be open or closed, got {self.registration!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
         if self.journal_checkpoint_seconds <= 0:
@@ -319,6 +323,10 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
         "webhook_allow_private", "--webhook-allow-private",
         "Let alert webhooks reach loopback, LAN and other non-public addresses, e.g. a Home Assistant on the LAN.",
         {"default": "public addresses only"},
+    ),
+    (
+        "registration", "--registration", "Whether POST /register may create accounts (livetracking.io's API).",
+        {"choices": ("open", "closed")},
     ),
     ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),
     ("api_max_body_size", "--api-max-body-size", "Body bytes per POST /api/v1/samples.", {}),

@@ -40,5 +40,9 @@ async def server_time(request: web.Request) -> web.Response:
             "u": now_ns // 1_000,
             "ns": now_ns,
             "rfc3339": f"{iso}.{now_ns % 1_000_000_000:09d}Z",
+            # livetracking.io's names for the same clock, for the clients written against it
+            "seconds": now_ns // 1_000_000_000,
+            "milliseconds": now_ns // 1_000_000,
+            "nanoseconds": now_ns,
         }
     )

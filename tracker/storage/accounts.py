@@ -219,6 +219,10 @@ class AccountStore:
         rows = await self._fetchall("SELECT name, password_hash, created_ns FROM users WHERE name = ?", (name,))
         return UserRecord(*rows[0]) if rows else None
 
+    async def user_id(self, name: str) -> int | None:
+        rows = await self._fetchall("SELECT rowid FROM users WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else None
+
     async def list_users(self) -> list[UserRecord]:
         rows = await self._fetchall("SELECT name, password_hash, created_ns FROM users ORDER BY name")
         return [UserRecord(*row) for row in rows]
