@@ -5,6 +5,7 @@ Forms go as its clients send them: url-encoded (the phone apps, curl -d) and mul
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Awaitable, Callable
 
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.cli_helpers import invoke
 from tests.conftest import AddUser, basic, stored
 from tracker.accounts import InvalidUsername, registration_name
 from tracker.config import Settings
@@ -99,8 +101,56 @@ async def test_refused_registrations_count_towards_a_ban(client: TestClient, add
 
 def test_registration_setting() -> None:
     assert Settings.from_env({"TRACKER_REGISTRATION": "open"}).registration == "open"
-    with pytest.raises(ValueError, match="registration must be open or closed"):
+    assert Settings.from_env({"TRACKER_REGISTRATION": "invite"}).registration == "invite"
+    with pytest.raises(ValueError, match="registration must be open, closed or invite"):
         Settings(registration="sometimes").validate()
+
+
+# ----- invite mode: codes from `tracker invite create`
+
+
+async def cli(*args: str) -> str:
+    """The real CLI, beside the running server (in a thread: it runs an event loop of its own)."""
+    result = await asyncio.to_thread(invoke, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("settings", [{"registration": "invite"}], indirect=True)
+@ENCODINGS
+async def test_invite_mode(client: TestClient, settings: Settings, multipart: bool) -> None:
+    data_dir = str(settings.data_dir)
+    single = (await cli("invite", "create", "--data-dir", data_dir)).strip()
+    double = (await cli("invite", "create", "--uses", "2", "--data-dir", data_dir)).strip()
+
+    async def register(name: str, invite: str | None) -> tuple[int, Any]:
+        fields = {"username": name, "password": "long-enough"} | ({"invite": invite} if invite is not None else {})
+        resp = await client.post("/register", data=form(fields, multipart))
+        return resp.status, await resp.json()
+
+    assert await register("nocode", None) == (400, {"errors": ["INVALIDATE_INVITE"]})
+    assert await register("badcode", "trki_not-a-code") == (400, {"errors": ["INVALIDATE_INVITE"]})
+    status, body = await register("first", single)
+    assert status == 200 and body["username"] == "first"
+    assert await register("again", single) == (400, {"errors": ["INVALIDATE_INVITE"]})  # single use
+    assert (await register("second", double))[0] == 200
+    assert await register("First", double) == (400, {"errors": ["USERNAME_DOUBLE"]})  # no use spent on it
+    assert (await register("third", double))[0] == 200
+    assert await register("fourth", double) == (400, {"errors": ["INVALIDATE_INVITE"]})
+    listed = await cli("invite", "list", "--data-dir", data_dir)
+    assert listed.split("\n")[0].split() == ["ID", "CREATED", "USES", "LEFT"]
+    assert [line.split()[2:] for line in listed.strip().split("\n")[1:]] == [["1", "0"], ["2", "0"]]
+    assert single not in listed and double not in listed
+
+
+@pytest.mark.parametrize("settings", [{"registration": "invite"}], indirect=True)
+async def test_revoked_invite_is_refused(client: TestClient, settings: Settings) -> None:
+    data_dir = str(settings.data_dir)
+    code = (await cli("invite", "create", "--uses", "5", "--data-dir", data_dir)).strip()
+    assert "revoked invite 1" in await cli("invite", "revoke", "1", "--data-dir", data_dir)
+    resp = await client.post("/register", data={"username": "late", "password": "long-enough", "invite": code})
+    assert resp.status == 400 and await resp.json() == {"errors": ["INVALIDATE_INVITE"]}
+    assert (await asyncio.to_thread(invoke, ["invite", "revoke", "1", "--data-dir", data_dir])).exit_code == 1
 
 
 # ----- GET /auth, GET /user

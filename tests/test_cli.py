@@ -38,6 +38,7 @@ def test_command_tree_is_complete() -> None:
         "user retention", "backup", "restore", "check",
         "alert", "alert set", "alert list", "alert remove",
         "token", "token create", "token list", "token revoke",
+        "invite", "invite create", "invite list", "invite revoke",
     }  # fmt: skip
 
 

@@ -32,6 +32,7 @@ from tracker.storage import (
     AccountStore,
     AlertRecord,
     DeviceTokenRecord,
+    InviteRecord,
     LinkRecord,
     UnknownUser,
     UserExists,
@@ -104,6 +105,7 @@ DEVICE_TOKEN_PREFIX = "trk_"
 BEARER_TOKEN_PREFIX = "trkb_"
 # The pre-login CSRF token of the sign-in form: signed like a bearer token, for this purpose only.
 SIGN_IN_CSRF_PREFIX = "trkc_"
+INVITE_CODE_PREFIX = "trki_"
 SPEED_UNITS = ("knots", "mps", "kph")
 BEARER_SECRET_FILE = "bearer-secret"
 
@@ -330,6 +332,29 @@ class Accounts:
             await self._store.add_user(name, password_hash)
         except UserExists:
             raise UserExists(f"user {name!r} already exists") from None
+
+    async def add_user_with_invite(self, name: str, password: str, invite_code: str) -> bool:
+        """Create the account if `invite_code` has a use left (and use it up); False if it has none."""
+        await self.check_name_free(name)
+        password_hash = await self._hash(password)
+        try:
+            return await self._store.add_user_with_invite(name, password_hash, token_digest(invite_code))
+        except UserExists:
+            raise UserExists(f"user {name!r} already exists") from None
+
+    async def create_invite(self, uses: int = 1) -> tuple[str, InviteRecord]:
+        """A new invite code for POST /register, good for `uses` accounts: (the code, shown only now; its record)."""
+        if not 1 <= uses <= 1_000_000:
+            raise ValueError("an invite is good for 1 to 1000000 accounts")
+        code = INVITE_CODE_PREFIX + secrets.token_urlsafe(18)
+        return code, await self._store.add_invite(token_digest(code), uses)
+
+    async def list_invites(self) -> list[InviteRecord]:
+        return await self._store.list_invites()
+
+    async def revoke_invite(self, invite_id: int) -> bool:
+        """Use up what is left of the invite; False if it had nothing left (or is unknown)."""
+        return await self._store.revoke_invite(invite_id)
 
     async def set_password(self, name: str, password: str, *, keep_session: str | None = None) -> int:
         """Set NAME's password and end every web session of NAME but `keep_session` (the token of the

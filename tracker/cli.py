@@ -720,6 +720,55 @@ def token_revoke(ctx: click.Context, name: str, label_or_token: str, data_dir: P
     click.echo(f"revoked the device token {label_or_token!r} of {name}")
 
 
+# ----- tracker invite -----
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def invite(ctx: click.Context, data_dir: Path) -> None:
+    """Invite codes for POST /register when the server runs with --registration invite."""
+    _options(ctx, data_dir)
+
+
+@invite.command("create")
+@click.option("--uses", type=click.IntRange(1, 1_000_000), default=1, show_default=True, help="How many accounts it makes.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def invite_create(ctx: click.Context, uses: int, data_dir: Path | None) -> None:
+    """Create an invite code and print it (it is shown only now)."""
+    options = _options(ctx, data_dir)
+    code, record = _run(_with_accounts(options, lambda accounts: accounts.create_invite(uses), create=True))
+    click.echo(f"invite {record.id}, good for {uses} account{'' if uses == 1 else 's'} (shown only now):", err=True)
+    click.echo(code)
+
+
+@invite.command("list")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def invite_list(ctx: click.Context, data_dir: Path | None) -> None:
+    """List invites: id, created, uses, uses left (the codes themselves are never shown)."""
+    options = _options(ctx, data_dir)
+    records = _run(_with_accounts(options, lambda accounts: accounts.list_invites()))
+    if not records:
+        click.echo("no invites", err=True)
+        return
+    rows = [(str(r.id), _iso(r.created_ns), str(r.uses), str(r.uses_left)) for r in records]
+    _table(("ID", "CREATED", "USES", "LEFT"), rows)
+
+
+@invite.command("revoke")
+@click.argument("invite_id", type=int)
+@_data_dir_option(on_group=False)
+@click.pass_context
+def invite_revoke(ctx: click.Context, invite_id: int, data_dir: Path | None) -> None:
+    """Use up what is left of invite INVITE_ID: it makes no more accounts."""
+    options = _options(ctx, data_dir)
+    if not _run(_with_accounts(options, lambda accounts: accounts.revoke_invite(invite_id))):
+        raise click.ClickException(f"no invite {invite_id} with uses left")
+    click.echo(f"revoked invite {invite_id}")
+
+
 # ----- tracker alert -----
 
 

@@ -20,6 +20,9 @@ SERVER_URL_FILE = "server-url"
 MAX_FUTURE_SECONDS = 365 * 86400  # times stay far inside SQLite's 64-bit integers
 
 
+REGISTRATION_MODES = ("closed", "open", "invite")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -104,7 +107,8 @@ class Settings:
     # Webhooks may reach only public addresses; on, also loopback, the LAN and every other
     # non-public address (a Home Assistant beside the server). Checked at set time and on connecting.
     webhook_allow_private: bool = False
-    # POST /register (livetracking.io's account API): "closed" refuses it, "open" lets anyone make an account.
+    # POST /register (livetracking.io's account API): "closed" refuses it, "open" lets anyone make an
+    # account, "invite" only those with an invite code (`tracker invite create`).
     registration: str = "closed"
     # --- limits on what one request may ask (README "Limits")
     max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
@@ -151,8 +155,8 @@ class Settings:
         self.worker_count  # raises ValueError with the rule
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
-        if self.registration not in ("open", "closed"):
-            raise ValueError(f"registration must be open or closed, got {self.registration!r}")
+        if self.registration not in REGISTRATION_MODES:
+            raise ValueError(f"registration must be open, closed or invite, got {self.registration!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
         if self.journal_checkpoint_seconds <= 0:
@@ -325,8 +329,8 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
         {"default": "public addresses only"},
     ),
     (
-        "registration", "--registration", "Whether POST /register may create accounts (livetracking.io's API).",
-        {"choices": ("open", "closed")},
+        "registration", "--registration", "Who may create an account with POST /register (livetracking.io's API); invite: with a code.",
+        {"choices": REGISTRATION_MODES},
     ),
     ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),
     ("api_max_body_size", "--api-max-body-size", "Body bytes per POST /api/v1/samples.", {}),

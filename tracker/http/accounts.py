@@ -40,11 +40,13 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 
 async def register(request: web.Request) -> web.Response:
-    """POST /register: username, password -> {"status":"OK","id","username"} or 400 {"errors":[...]}."""
-    if request.app[SETTINGS].registration != "open":
+    """POST /register: username, password (and invite, in invite mode) -> {"status":"OK","id","username"}
+    or 400 {"errors":[...]}."""
+    mode = request.app[SETTINGS].registration
+    if mode == "closed":
         raise InfluxError(403, "registration is closed")
     form = await _form(request)
-    typed, password = form.get("username", ""), form.get("password", "")
+    typed, password, invite = form.get("username", ""), form.get("password", ""), form.get("invite", "")
     errors: list[str] = []
     accounts = request.app[ACCOUNTS]
     try:
@@ -61,10 +63,16 @@ async def register(request: web.Request) -> web.Response:
 
     async def create() -> bool:
         # A refused registration counts as a failed sign-in: guessing taken names leads to a ban too.
+        if mode == "invite" and not invite:
+            errors.append("INVALIDATE_INVITE")
         if errors:
             return False
         try:
-            await accounts.add_user(name, password)
+            if mode == "open":
+                await accounts.add_user(name, password)
+            elif not await accounts.add_user_with_invite(name, password, invite):
+                errors.append("INVALIDATE_INVITE")  # unknown or used up
+                return False
         except UserExists:
             errors.append("USERNAME_DOUBLE")
             return False

@@ -120,6 +120,17 @@ class UserRecord:
     created_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class InviteRecord:
+    id: int
+    uses: int
+    uses_left: int
+    created_ns: int
+
+
+_INVITE_COLUMNS = "id, uses, uses_left, created_ns"
+
+
 class AccountStore:
     """Users, password hashes, shares, and everything else of the accounts file (links, sessions,
     retentions, device tokens, alerts). Low traffic: one connection, one operation at a time."""
@@ -196,6 +207,40 @@ class AccountStore:
             )
         except sqlite3.IntegrityError:
             raise UserExists(name) from None
+
+    async def add_user_with_invite(self, name: str, password_hash: str, code_hash: str) -> bool:
+        """Add the user and use up one use of the invite, in one transaction; False (nothing done) if
+        the invite is unknown or used up."""
+        _checked_name(name)
+        spendable = "SELECT 1 FROM invites WHERE code_hash = ? AND uses_left > 0"
+        try:
+            inserted, _ = await self._change_all([
+                (
+                    f"INSERT INTO users (name, password_hash, created_ns) SELECT ?, ?, ? WHERE EXISTS ({spendable})",
+                    (name, password_hash, time.time_ns(), code_hash),
+                ),
+                # matches exactly when the insert did: the same condition, in the same transaction
+                ("UPDATE invites SET uses_left = uses_left - 1 WHERE code_hash = ? AND uses_left > 0", (code_hash,)),
+            ])  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise UserExists(name) from None
+        return inserted == 1
+
+    async def add_invite(self, code_hash: str, uses: int) -> InviteRecord:
+        now_ns = time.time_ns()
+        await self._change(
+            "INSERT INTO invites (code_hash, uses, uses_left, created_ns) VALUES (?, ?, ?, ?)",
+            (code_hash, uses, uses, now_ns),
+        )
+        rows = await self._fetchall(f"SELECT {_INVITE_COLUMNS} FROM invites WHERE code_hash = ?", (code_hash,))
+        return InviteRecord(*rows[0])
+
+    async def list_invites(self) -> list[InviteRecord]:
+        rows = await self._fetchall(f"SELECT {_INVITE_COLUMNS} FROM invites ORDER BY id")
+        return [InviteRecord(*row) for row in rows]
+
+    async def revoke_invite(self, invite_id: int) -> bool:
+        return bool(await self._change("UPDATE invites SET uses_left = 0 WHERE id = ? AND uses_left > 0", (invite_id,)))
 
     async def set_password_hash(self, name: str, password_hash: str, *, keep_session_hash: str | None = None) -> int:
         """Set the hash and, in the same transaction, end the user's web sessions except the one whose

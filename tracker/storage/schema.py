@@ -97,6 +97,17 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sessions ADD COLUMN last_used_ns INTEGER;
     ALTER TABLE sessions ADD COLUMN user_agent TEXT;
     """,
+    # v7. Invite codes for POST /register in invite mode, stored only as their SHA-256; a code makes
+    # accounts until uses_left is 0 (a used-up code stays listed).
+    """
+    CREATE TABLE invites (
+        id INTEGER PRIMARY KEY,
+        code_hash TEXT NOT NULL UNIQUE,
+        uses INTEGER NOT NULL CHECK (uses >= 1),
+        uses_left INTEGER NOT NULL CHECK (uses_left >= 0),
+        created_ns INTEGER NOT NULL
+    );
+    """,
 )
 
 
