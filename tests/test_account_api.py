@@ -75,6 +75,23 @@ async def test_register_refusals_in_its_shape(client: TestClient, add_user: AddU
     assert await resp.json() == {"errors": ["INVALIDATE_USERNAME", "INVALIDATE_PASSWORD"]}
 
 
+@OPEN
+@ENCODINGS
+async def test_register_form_is_capped(client: TestClient, multipart: bool) -> None:
+    big = {"username": "newbie", "password": "long-enough", "padding": "x" * 70_000}
+    resp = await client.post("/register", data=form(big, multipart))
+    assert resp.status == 413
+
+    async def chunked() -> Any:  # no Content-Length: the cap holds all the same
+        yield b"username=newbie&password=long-enough&padding=" + b"x" * 70_000
+
+    resp = await client.post(
+        "/register", data=chunked(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert resp.status == 413
+    assert (await client.get("/auth", headers=basic("newbie", "long-enough"))).status == 401
+
+
 @pytest.mark.parametrize(
     "name", ["abc", "a" * 21, "1abc", "_abc", "-abc", "ab.cd", "ab/cd", "abcé", "root", "Public", "ADMIN",
              "administrator", "livetracking", "abcd\n"],
