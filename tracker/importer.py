@@ -135,21 +135,31 @@ class ExportReader:
 def check_lines(
     texts: list[bytes], line_numbers: list[int], precision: str, max_line_length: int
 ) -> tuple[list[Point], list[tuple[int, str]]]:
-    """Parse data lines and hold them to the vocabulary, as /write does; line numbers are the file's."""
+    """Parse data lines and hold them to the vocabulary in /write's own pass (compiled when built);
+    line numbers are the file's."""
     body = b"\n".join(texts)
-    parsed = lineprotocol.parse(body, precision, time.time_ns(), max_line_length)
-    refusals = [(line_numbers[error.line_no - 1], error.reason) for error in parsed.errors]
-    points: list[Point] = []
-    for point in parsed.points:
+    checked = lineprotocol.parse_samples(body, precision, time.time_ns(), max_line_length)
+    refusals = [(line_numbers[error.line_no - 1], error.reason) for error in checked.errors]
+    for point in checked.points:
         point.line_no = line_numbers[point.line_no - 1]
-        fields, reason = vocabulary.normalize_fields(point.measurement, point.fields)
-        if fields is None:
-            refusals.append((point.line_no, reason or ""))
-            continue
-        point.fields = fields  # type: ignore[assignment]  # numbers only, now
-        points.append(point)
+    if checked.refused:
+        # The messages name the batch's lines: parse again for the reasons by the file's line numbers.
+        refusals += _vocabulary_refusals(body, texts, line_numbers, precision, max_line_length)
     refusals.sort()
-    return points, refusals
+    return checked.points, refusals
+
+
+def _vocabulary_refusals(
+    body: bytes, texts: list[bytes], line_numbers: list[int], precision: str, max_line_length: int
+) -> list[tuple[int, str]]:
+    """The rare batch with refused lines: which, and why, by the file's line numbers."""
+    parsed = lineprotocol.parse(body, precision, time.time_ns(), max_line_length)
+    refusals = []
+    for point in parsed.points:
+        _, reason = vocabulary.normalize_fields(point.measurement, point.fields)
+        if reason is not None:
+            refusals.append((line_numbers[point.line_no - 1], reason))
+    return refusals
 
 
 # ----- resuming -----
