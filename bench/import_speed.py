@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.tracker_process import PASSWORD, TrackerProcess, clean_env  # noqa: E402
+from tests.tracker_process import PASSWORD, TrackerProcess, clean_env
 
 BODY_LINES = 5_000
 

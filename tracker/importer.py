@@ -19,9 +19,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, BinaryIO, Callable, TextIO
+from typing import BinaryIO, TextIO
 
 from tracker import lineprotocol, vocabulary
 from tracker.lineprotocol import Point
@@ -66,7 +67,7 @@ class ExportReader:
         self.max_line_length = max_line_length
         self.skip_through_line = skip_through_line  # resuming: data lines up to here were committed
         self.lines_per_batch = lines_per_batch
-        self._raw: BinaryIO = open(path, "rb")
+        self._raw: BinaryIO = open(path, "rb")  # noqa: SIM115  # closed by close(): it outlives this call
         magic = self._raw.read(2)
         self._raw.seek(0)
         self._lines: BinaryIO = gzip.GzipFile(fileobj=self._raw) if magic == GZIP_MAGIC else self._raw  # type: ignore[assignment]
@@ -144,13 +145,13 @@ def check_lines(
         point.line_no = line_numbers[point.line_no - 1]
     if checked.refused:
         # The messages name the batch's lines: parse again for the reasons by the file's line numbers.
-        refusals += _vocabulary_refusals(body, texts, line_numbers, precision, max_line_length)
+        refusals += _vocabulary_refusals(body, line_numbers, precision, max_line_length)
     refusals.sort()
     return checked.points, refusals
 
 
 def _vocabulary_refusals(
-    body: bytes, texts: list[bytes], line_numbers: list[int], precision: str, max_line_length: int
+    body: bytes, line_numbers: list[int], precision: str, max_line_length: int
 ) -> list[tuple[int, str]]:
     """The rare batch with refused lines: which, and why, by the file's line numbers."""
     parsed = lineprotocol.parse(body, precision, time.time_ns(), max_line_length)
