@@ -199,6 +199,16 @@ def test_by_database_imports_each_database_into_its_user_and_creates_users_only_
     assert rows(server, "ann") == expected_rows(ann)
 
 
+def test_an_unknown_user_is_one_line_before_anything_is_read(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    add_user(data_dir, "ann")
+    path = tmp_path / "export.lp"
+    path.write_text(inspect_export({"ann": samples(3)}))
+    result = invoke(["import", "nobody", str(path), "--data-dir", str(data_dir)])
+    assert result.exit_code == 1 and "unknown user 'nobody'" in result.stderr
+    assert not (data_dir / importer.PROGRESS_DIR).exists()
+
+
 def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     add_user(data_dir, "ann")

@@ -632,14 +632,15 @@ async def _import(
     samples = SampleStore(
         options.data_dir, synchronous=settings.sqlite_synchronous, writer_key=f"import-{os.getpid()}"
     )
+    if user_name is not None and not await accounts.user_exists(user_name):
+        await store.close()
+        raise UnknownUser(f"unknown user {user_name!r}")  # before any file is read
     known: dict[str | None, tuple[str | None, str | None]] = {}
 
     async def target(database: str | None) -> tuple[str | None, str | None]:
         if database in known:
             return known[database]
         if user_name is not None:
-            if not await accounts.user_exists(user_name):
-                raise UnknownUser(f"unknown user {user_name!r}")
             answer: tuple[str | None, str | None] = (user_name, None)
         elif database is None:
             answer = (None, "no CONTEXT-DATABASE line before it (--by-database needs one)")
