@@ -1,4 +1,4 @@
-"""Command line: `tracker serve | user ... | share ... | link ... | token ... | alert ... | backup | restore | check`.
+"""Command line: `tracker serve | user ... | share ... | link ... | token ... | alert ... | import | backup | restore | check`.
 
 Thin on purpose: every rule lives in Accounts / the stores; this module parses arguments, asks for
 passwords and confirmations, and turns expected failures into one line on stderr with exit code 1.
@@ -7,6 +7,8 @@ passwords and confirmations, and turns expected failures into one line on stderr
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import sqlite3
 import sys
 import time
@@ -35,9 +37,10 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker import backup as backups
+from tracker import importer
 from tracker.appsetup import device_setup
 from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
-from tracker.retention import describe, parse_retention
+from tracker.retention import Cutoff, describe, parse_retention
 from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
 from tracker.storage import (
@@ -556,6 +559,128 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_link(name, key))):
         raise click.ClickException(f"{name} has no active link {token_or_label!r}")
     click.echo(f"revoked the link {token_or_label!r} of {name}")
+
+
+# ----- tracker import -----
+
+
+@cli.command("import")
+@click.argument("arguments", nargs=-1, required=True, metavar="USER FILE... | --by-database FILE...")
+@click.option("--by-database", is_flag=True, help="Import each CONTEXT-DATABASE into the user of that name.")
+@click.option("--create-users", is_flag=True, help="With --by-database: create missing users (a random password each, shown).")
+@click.option(
+    "--precision", type=click.Choice(["ns", "u", "us", "ms", "s", "m", "h"]), default="ns", show_default=True,
+    help="Timestamp precision of the lines (influx_inspect export writes ns).",
+)
+@_data_dir_option(on_group=True)
+@click.pass_context
+def import_command(
+    ctx: click.Context, arguments: tuple[str, ...], by_database: bool, create_users: bool, precision: str, data_dir: Path
+) -> None:
+    """Import line-protocol files (influx_inspect export, influx -import, or plain; gzipped or not)
+    into USER, or with --by-database into the users named by the files' CONTEXT-DATABASE lines.
+
+    Lines are held to the vocabulary, the user's retention and the clock as /write holds them;
+    each one not stored is reported by its line number and counted. Works while the server runs.
+    An interrupted import goes on from its last committed line when run again; a finished one
+    imported again stores nothing twice.
+    """
+    options = _options(ctx, data_dir)
+    if create_users and not by_database:
+        raise click.UsageError("--create-users goes with --by-database")
+    user_name = None if by_database else arguments[0]
+    paths = [Path(a) for a in (arguments if by_database else arguments[1:])]
+    if not paths:
+        raise click.UsageError("no FILE given")
+    for path in paths:
+        if not path.is_file():
+            raise click.ClickException(f"no such file: {path}")
+    try:
+        settings = Settings.from_env(data_dir=options.data_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    summaries = _run(_import(options, settings, user_name, paths, create_users, precision))
+    total_lines = sum(s.data_lines for s in summaries)
+    total_stored = sum(s.stored for s in summaries)
+    total_refused = sum(s.refused for s in summaries)
+    seconds = sum(s.seconds for s in summaries)
+    for summary in summaries:
+        resumed = f" (resumed after line {summary.resumed_after_line})" if summary.resumed_after_line else ""
+        users = ", ".join(f"{name}: {count}" for name, count in sorted(summary.by_database.items()))
+        click.echo(
+            f"{summary.path}{resumed}: {summary.data_lines} lines, {summary.stored} stored, "
+            f"{summary.refused} refused" + (f" ({users})" if users else "")
+        )
+    rate = total_lines / seconds if seconds > 0 else 0.0
+    click.echo(
+        f"imported {total_stored} of {total_lines} lines from {len(summaries)} file(s) in {seconds:.1f} s "
+        f"({rate:,.0f} lines/s); {total_refused} refused"
+    )
+    if total_refused:
+        ctx.exit(1 if total_stored == 0 else 0)
+
+
+async def _import(
+    options: CliOptions, settings: Settings, user_name: str | None, paths: list[Path], create_users: bool, precision: str
+) -> list[importer.FileSummary]:
+    store = await AccountStore.open(options.data_dir)
+    accounts = Accounts(
+        store, cache_seconds=0, password_context=options.password_context, default_retention_ns=settings.retention_ns
+    )
+    # A writer of its own in the shared journal: a running server's workers write beside it, and
+    # their live views see the imported samples as they are committed.
+    samples = SampleStore(
+        options.data_dir, synchronous=settings.sqlite_synchronous, writer_key=f"import-{os.getpid()}"
+    )
+    if user_name is not None and not await accounts.user_exists(user_name):
+        await store.close()
+        raise UnknownUser(f"unknown user {user_name!r}")  # before any file is read
+    known: dict[str | None, tuple[str | None, str | None]] = {}
+
+    async def target(database: str | None) -> tuple[str | None, str | None]:
+        if database in known:
+            return known[database]
+        if user_name is not None:
+            answer: tuple[str | None, str | None] = (user_name, None)
+        elif database is None:
+            answer = (None, "no CONTEXT-DATABASE line before it (--by-database needs one)")
+        elif await accounts.user_exists(database):
+            answer = (database, None)
+        elif not create_users:
+            answer = (None, f"no user {database!r} (--create-users creates one)")
+        else:
+            try:
+                password = secrets.token_urlsafe(12)
+                await accounts.add_user(database, password)
+            except InvalidUsername as exc:
+                answer = (None, _one_line(exc))
+            else:
+                click.echo(f"created user {database!r} with password {password} (change it: tracker user passwd)")
+                answer = (database, None)
+        known[database] = answer
+        return answer
+
+    async def write(user: str, points: list[Any]) -> None:
+        await samples.write(user, points)
+
+    async def cutoff(user: str) -> Cutoff:
+        return Cutoff.at(await accounts.retention_ns(user), time.time_ns(), settings.max_future_ns)
+
+    summaries: list[importer.FileSummary] = []
+    try:
+        for path in paths:
+            bar = None
+            if sys.stderr.isatty():
+                bar = importer.ProgressBar(sys.stderr, path.name, path.stat().st_size)
+            summaries.append(await importer.import_file(
+                path, data_dir=options.data_dir, target=target, write=write, cutoff=cutoff, precision=precision,
+                max_line_length=settings.max_line_length, report=lambda text: click.echo(text, err=True),
+                progress=bar, progress_key=user_name or "--by-database",
+            ))  # fmt: skip
+    finally:
+        await samples.close()  # drains: everything written is committed
+        await store.close()
+    return summaries
 
 
 # ----- backups and checks -----
