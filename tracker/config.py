@@ -71,6 +71,9 @@ class Settings:
     # Reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed:
     # the client address for failed-sign-in bans, https for Secure cookies. Empty: believe no one.
     trusted_proxies: tuple[str, ...] = ()
+    # The realm of the 401 challenge. Some HTTP clients (Perl's LWP, some Android stacks) send stored
+    # credentials only to the realm they were given for: livetracking.io's clients expect "Protected".
+    realm: str = "InfluxDB"
     # Failed password checks per client address: this many within the window bans the address
     # (429 with Retry-After, no hashing) for the ban time. 0 turns bans off.
     max_auth_failures: int = 10
@@ -177,6 +180,8 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise ValueError(f"trusted proxy must be an IP address or network, got {proxy!r}") from None
+        if not self.realm or any(c in self.realm for c in '"\\') or not self.realm.isprintable():
+            raise ValueError(f"realm must be printable, without quotes or backslashes, got {self.realm!r}")
         if self.max_auth_failures < 0:
             raise ValueError("max auth failures must be 0 (no bans) or more")
         if self.auth_failure_window_seconds <= 0 or self.auth_ban_seconds <= 0:
@@ -290,6 +295,7 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
         "trusted_proxies", "--trusted-proxy", "A reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable.",
         {"metavar": "ADDRESS|NETWORK", "repeatable": True, "default": "none"},
     ),
+    ("realm", "--realm", "The realm of the 401 challenge (livetracking.io's clients: Protected).", {}),
     ("max_auth_failures", "--max-auth-failures", "Failed password checks from one address that ban it; 0: no bans.", {}),
     (
         "auth_failure_window_seconds", "--auth-failure-window", "The window in which those failures count.",
