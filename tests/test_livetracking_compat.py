@@ -57,3 +57,35 @@ def test_a_realm_that_would_break_the_header_is_refused() -> None:
     for realm in ('Pro"tected', "a\\b", "", "line\nbreak"):
         with pytest.raises(ValueError, match="realm"):
             Settings(realm=realm).validate()
+
+
+async def test_livetracking_names_the_one_retention_policy(client: TestClient, rider: None) -> None:
+    # The quarqd bridge's write, and the other spellings livetracking.io's clients use.
+    for url in (
+        "/write?db=rider&rp=livetracking&precision=u",
+        "/write?db=rider&rp=autogen&precision=u",
+        "/api/v2/write?bucket=rider/livetracking&precision=us",
+    ):
+        response = await client.post(url, data=b"samples hr_bpm=120i,pwr_w=250i,cad_rpm=90i 1700000000000000", headers=AUTH)
+        assert response.status == 204, await response.text()
+    response = await client.post("/write?db=rider&rp=livetrack", data=b"samples hr_bpm=1i", headers=AUTH)
+    assert response.status == 404
+
+    async def query(q: str, **params: str) -> dict:
+        response = await client.get("/query", params={"db": "rider", "q": q, **params}, headers=AUTH)
+        assert response.status == 200
+        return (await response.json())["results"][0]
+
+    for q, params in (
+        ('SELECT hr_bpm, pwr_w FROM "rider"."livetracking"."samples"', {}),
+        ('SELECT hr_bpm, pwr_w FROM "livetracking"."samples"', {}),
+        ("SELECT hr_bpm, pwr_w FROM samples", {"rp": "livetracking"}),
+        ('SELECT hr_bpm, pwr_w FROM "rider"."autogen"."samples"', {}),
+    ):
+        result = await query(q, epoch="s", **params)
+        assert result["series"][0]["values"] == [[1700000000, 120, 250]], (q, params)
+    assert "not found" in (await query('SELECT hr_bpm FROM "rider"."other"."samples"'))["error"]
+    # One policy, reported once, under the name InfluxDB's tools expect; livetracking is its alias.
+    policies = (await query("SHOW RETENTION POLICIES ON rider"))["series"][0]
+    assert [row[0] for row in policies["values"]] == ["autogen"]
+    assert policies["values"][0][4] is True
