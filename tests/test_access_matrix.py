@@ -155,6 +155,7 @@ CASES: dict[str, Case] = {
     ),
     "openapi": Case("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", everyone(200)),
     "ping": Case("GET", "/ping", "/ping", everyone(204)),
+    "ping preflight": Case("OPTIONS", "/ping", "/ping", everyone(204)),
     "health": Case("GET", "/health", "/health", everyone(200)),
     "time": Case("GET", "/time", "/time", everyone(200)),
     # ----- pages and files: the same bytes for everyone, nothing of anyone's in them

@@ -89,3 +89,81 @@ async def test_livetracking_names_the_one_retention_policy(client: TestClient, r
     policies = (await query("SHOW RETENTION POLICIES ON rider"))["series"][0]
     assert [row[0] for row in policies["values"]] == ["autogen"]
     assert policies["values"][0][4] is True
+
+
+PAGE = "https://rides.example.org"
+
+
+def cors_headers_in(response) -> list[str]:
+    return [name for name in response.headers if name.lower().startswith("access-control-")]
+
+
+async def preflight(client: TestClient, path: str, origin: str, headers: str = "authorization") -> object:
+    return await client.options(
+        path,
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": headers},
+    )
+
+
+async def test_no_cors_header_unless_configured(client: TestClient, rider: None) -> None:
+    for method, path, headers in (
+        ("GET", "/ping", {}),
+        ("GET", "/query?db=rider&q=SHOW+MEASUREMENTS", AUTH),
+        ("GET", "/query?db=rider&q=SHOW+MEASUREMENTS", {}),
+        ("POST", "/write?db=rider", AUTH),
+    ):
+        response = await client.request(method, path, headers={"Origin": PAGE, **headers}, data=b"samples hr_bpm=1i")
+        assert response.status < 500
+        assert cors_headers_in(response) == [], path
+        assert "Vary" not in response.headers
+    for path in ("/query", "/write", "/ping"):
+        assert cors_headers_in(await preflight(client, path, PAGE)) == []
+
+
+@pytest.mark.parametrize("settings", [{"cors_origins": (PAGE,)}], indirect=True)
+async def test_a_named_origin_may_read_and_write_with_its_password(client: TestClient, rider: None) -> None:
+    for path in ("/query", "/write", "/ping"):
+        response = await preflight(client, path, PAGE, "authorization, content-type")
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == PAGE
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+        assert "Access-Control-Allow-Credentials" not in response.headers  # no cookies across origins
+        assert "Origin" in response.headers.getall("Vary")
+    response = await client.post("/write?db=rider", data=b"samples hr_bpm=130i", headers={"Origin": PAGE, **AUTH})
+    assert response.status == 204
+    assert response.headers["Access-Control-Allow-Origin"] == PAGE
+    response = await client.get("/query?db=rider&q=SELECT+hr_bpm+FROM+samples", headers={"Origin": PAGE, **AUTH})
+    assert response.headers["Access-Control-Allow-Origin"] == PAGE
+    assert "X-Influxdb-Version" in response.headers["Access-Control-Expose-Headers"]
+    assert (await response.json())["results"][0]["series"][0]["values"][0][1] == 130
+    # Errors too, so that the page can tell a wrong password from a network failure.
+    response = await client.get("/query?db=rider&q=SHOW+MEASUREMENTS", headers={"Origin": PAGE})
+    assert response.status == 401
+    assert response.headers["Access-Control-Allow-Origin"] == PAGE
+    # Another origin gets nothing; other endpoints neither.
+    other = await client.get("/query?db=rider&q=SHOW+MEASUREMENTS", headers={"Origin": "https://evil.example", **AUTH})
+    assert cors_headers_in(other) == []
+    assert cors_headers_in(await preflight(client, "/write", "https://evil.example")) == []
+    assert cors_headers_in(await client.get("/health", headers={"Origin": PAGE})) == []
+
+
+@pytest.mark.parametrize("settings", [{"cors_origins": ("*",)}], indirect=True)
+async def test_any_origin_may_only_read_without_a_password(client: TestClient, rider: None) -> None:
+    response = await preflight(client, "/query", "https://anywhere.example", "content-type")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" not in response.headers["Access-Control-Allow-Headers"]
+    response = await client.get("/ping", headers={"Origin": "https://anywhere.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Vary" not in response.headers
+    assert cors_headers_in(await preflight(client, "/write", "https://anywhere.example")) == []
+    response = await client.post("/write?db=rider", data=b"samples hr_bpm=1i", headers={"Origin": "https://x.example", **AUTH})
+    assert cors_headers_in(response) == []
+
+
+def test_a_cors_origin_must_be_spelled_as_browsers_send_it() -> None:
+    for origin in ("rides.example.org", "https://rides.example.org/", "HTTPS://Rides.example.org", "ftp://x.org", ""):
+        with pytest.raises(ValueError, match="cors origin"):
+            Settings(cors_origins=(origin,)).validate()
+    Settings(cors_origins=("*", "http://localhost:3000")).validate()
+    assert Settings.from_env({"TRACKER_CORS_ORIGINS": "*, https://a.example"}).cors_origins == ("*", "https://a.example")

@@ -29,6 +29,7 @@ from tracker.bans import BANS_CHANGED, AuthBans
 from tracker.config import Settings, record_server_url
 from tracker.group import LEADER_RETRY_SECONDS, Leadership, PeerChannel, Worker
 from tracker.http import auth
+from tracker.http.cors import CorsPolicy
 from tracker.http.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.http.inflating import InflateBudget
 from tracker.http.responses import InfluxError
@@ -152,6 +153,8 @@ def create_app(
     )
     # Where alert webhooks may go: asked when an alert is set and by every delivery's connection.
     app[WEBHOOKS] = WebhookDestinations(allow_private=settings.webhook_allow_private)
+    if settings.cors_origins:
+        app.on_response_prepare.append(CorsPolicy(settings.cors_origins).on_response_prepare)
     app.cleanup_ctx.append(_group)
     app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_query_workers)
@@ -171,6 +174,7 @@ def create_app(
     app.router.add_route("OPTIONS", "/query", query.preflight)
     app.router.add_route("POST", "/api/v2/query", query.flux_query)
     app.router.add_get("/ping", status.ping)  # add_get answers HEAD too
+    app.router.add_route("OPTIONS", "/ping", status.preflight)
     app.router.add_get("/health", status.health)
     app.router.add_get("/time", status.server_time)
     app.router.add_post("/auth", auth.issue_bearer_token)

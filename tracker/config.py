@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
+from tracker.http.cors import check_origin
 from tracker.retention import parse_retention
 
 ENV_PREFIX = "TRACKER_"
@@ -74,6 +75,9 @@ class Settings:
     # The realm of the 401 challenge. Some HTTP clients (Perl's LWP, some Android stacks) send stored
     # credentials only to the realm they were given for: livetracking.io's clients expect "Protected".
     realm: str = "InfluxDB"
+    # Origins whose pages may call /query, /write and /ping (CORS); "*": any page, reading what anonymous
+    # callers may (public users). Empty: no CORS header at all.
+    cors_origins: tuple[str, ...] = ()
     # Failed password checks per client address: this many within the window bans the address
     # (429 with Retry-After, no hashing) for the ban time. 0 turns bans off.
     max_auth_failures: int = 10
@@ -182,6 +186,8 @@ class Settings:
                 raise ValueError(f"trusted proxy must be an IP address or network, got {proxy!r}") from None
         if not self.realm or any(c in self.realm for c in '"\\') or not self.realm.isprintable():
             raise ValueError(f"realm must be printable, without quotes or backslashes, got {self.realm!r}")
+        for origin in self.cors_origins:
+            check_origin(origin)  # raises ValueError with the rule
         if self.max_auth_failures < 0:
             raise ValueError("max auth failures must be 0 (no bans) or more")
         if self.auth_failure_window_seconds <= 0 or self.auth_ban_seconds <= 0:
@@ -296,6 +302,10 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
         {"metavar": "ADDRESS|NETWORK", "repeatable": True, "default": "none"},
     ),
     ("realm", "--realm", "The realm of the 401 challenge (livetracking.io's clients: Protected).", {}),
+    (
+        "cors_origins", "--cors-origin", "An origin whose pages may call /query, /write, /ping; *: any, read only; repeatable.",
+        {"metavar": "ORIGIN|*", "repeatable": True, "default": "none"},
+    ),
     ("max_auth_failures", "--max-auth-failures", "Failed password checks from one address that ban it; 0: no bans.", {}),
     (
         "auth_failure_window_seconds", "--auth-failure-window", "The window in which those failures count.",
