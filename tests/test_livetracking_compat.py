@@ -167,3 +167,54 @@ def test_a_cors_origin_must_be_spelled_as_browsers_send_it() -> None:
             Settings(cors_origins=(origin,)).validate()
     Settings(cors_origins=("*", "http://localhost:3000")).validate()
     assert Settings.from_env({"TRACKER_CORS_ORIGINS": "*, https://a.example"}).cors_origins == ("*", "https://a.example")
+
+
+async def test_anyone_reads_a_public_user_and_nothing_else(client: TestClient, add_user: AddUser, accounts) -> None:
+    for name in ("rider", "hidden"):
+        await add_user(name, f"{name}-pass-1234")
+        response = await client.post(
+            f"/write?db={name}", data=f"samples hr_bpm={len(name)}i 1700000000000000000", headers=basic(name, f"{name}-pass-1234")
+        )
+        assert response.status == 204
+    await accounts.set_public("rider", True)
+
+    async def anonymous(q: str, db: str | None = "rider", method: str = "GET") -> tuple[int, dict]:
+        params = {"q": q} | ({"db": db} if db is not None else {})
+        if method == "GET":
+            response = await client.get("/query", params=params)
+        else:  # a page's or Grafana's POST form
+            response = await client.post("/query", data=params)
+        return response.status, await response.json()
+
+    status, body = await anonymous("SELECT hr_bpm FROM samples")
+    assert status == 200 and body["results"][0]["series"][0]["values"][0][1] == 5
+    status, body = await anonymous('SELECT hr_bpm FROM "rider"."livetracking"."samples"', method="POST")
+    assert status == 200 and body["results"][0]["series"][0]["values"][0][1] == 5
+    assert (await anonymous("SHOW DATABASES"))[1]["results"][0]["series"][0]["values"] == [["rider"]]
+    # A private user and one that does not exist answer alike: as if anonymous callers were not allowed at all.
+    private = await anonymous("SELECT hr_bpm FROM samples", "hidden")
+    unknown = await anonymous("SELECT hr_bpm FROM samples", "nobody")
+    assert private == unknown == (401, {"error": "unable to parse authentication credentials"})
+    assert (await anonymous("SHOW DATABASES", None))[0] == 401
+    # Reading another database from the public one: refused alike whether it exists or not.
+    for other in ("hidden", "nobody"):
+        status, body = await anonymous(f'SELECT hr_bpm FROM "{other}"."autogen"."samples"')
+        assert status == 403 and body["error"].endswith(f"requires READ on {other}")
+    # Read only: no DELETE, no CREATE DATABASE, no write.
+    status, body = await anonymous("DELETE FROM samples", method="POST")
+    assert status == 403 and "anonymous not authorized" in body["error"]
+    assert (await anonymous('CREATE DATABASE "rider"', method="POST"))[0] == 403
+    assert (await client.post("/write?db=rider", data=b"samples hr_bpm=1i")).status == 401
+    status, body = await anonymous("SELECT count(hr_bpm) FROM samples")
+    assert body["results"][0]["series"][0]["values"][0][1] == 1
+    # Any signed-in user reads it too (a Grafana data source set up with their own password).
+    response = await client.get(
+        "/query", params={"db": "rider", "q": "SELECT hr_bpm FROM samples"}, headers=basic("hidden", "hidden-pass-1234")
+    )
+    assert response.status == 200
+    # Wrong credentials are still wrong, even for a public database.
+    response = await client.get("/query", params={"db": "rider", "q": "SHOW MEASUREMENTS"}, headers=basic("rider", "nope"))
+    assert response.status == 401
+    # Private again: invisible at once.
+    await accounts.set_public("rider", False)
+    assert (await anonymous("SELECT hr_bpm FROM samples"))[0] == 401
