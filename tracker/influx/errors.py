@@ -26,6 +26,11 @@ def no_content() -> web.Response:
     return response
 
 
+async def preflight(request: web.Request) -> web.Response:
+    """OPTIONS on InfluxDB's endpoints: 204, and CORS headers where configured (tracker.http.cors)."""
+    return no_content()
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

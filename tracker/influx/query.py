@@ -26,7 +26,7 @@ from tracker.appkeys import ACCOUNTS, QUERY_WORKERS, SAMPLES, SETTINGS
 from tracker.influx import select
 from tracker.http.auth import authenticate, credentials_from
 from tracker.http.responses import JSON, InfluxError, request_id_of
-from tracker.influx.errors import INFLUX_VERSION, no_content
+from tracker.influx.errors import INFLUX_VERSION
 from tracker.influx.influxql import (
     CreateDatabase,
     DeleteStatement,
@@ -80,10 +80,6 @@ _KIND = {
     ShowSeries: "SHOW SERIES",
     ShowDatabases: "SHOW DATABASES",
 }
-
-
-async def preflight(request: web.Request) -> web.Response:
-    return no_content()
 
 
 FLUX_NOT_SUPPORTED = (

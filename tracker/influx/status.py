@@ -17,10 +17,6 @@ async def ping(request: web.Request) -> web.Response:
     return no_content()
 
 
-async def preflight(request: web.Request) -> web.Response:
-    return no_content()
-
-
 async def health(request: web.Request) -> web.Response:
     return json_response(
         {

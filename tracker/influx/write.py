@@ -62,10 +62,6 @@ async def write_v2(request: web.Request) -> web.Response:
     return await _write(request, writer, database, retention_policy, V2_PRECISIONS[precision])
 
 
-async def preflight(request: web.Request) -> web.Response:
-    return no_content()
-
-
 async def _write(request: web.Request, writer: Writer, database: str, retention_policy: str, precision: str) -> web.Response:
     accounts, user = request.app[ACCOUNTS], writer.user
     if user != database:
