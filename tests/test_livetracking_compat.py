@@ -149,7 +149,12 @@ async def test_a_named_origin_may_read_and_write_with_its_password(client: TestC
 
 
 @pytest.mark.parametrize("settings", [{"cors_origins": ("*",)}], indirect=True)
-async def test_any_origin_may_only_read_without_a_password(client: TestClient, rider: None) -> None:
+async def test_any_origin_may_only_read_without_a_password(client: TestClient, rider: None, accounts) -> None:
+    await accounts.set_public("rider", True)
+    response = await client.get("/query?db=rider&q=SHOW+MEASUREMENTS", headers={"Origin": "https://anywhere.example"})
+    assert response.status == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in response.headers
     response = await preflight(client, "/query", "https://anywhere.example", "content-type")
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "Authorization" not in response.headers["Access-Control-Allow-Headers"]
