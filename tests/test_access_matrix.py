@@ -131,6 +131,18 @@ CASES: dict[str, Case] = {
     "query other db via FROM": Case(
         "GET", "/query", '/query?db=carol&q=SELECT * FROM "alice".."samples"', INFLUX_READ, reveals=SAMPLE_SECRETS
     ),
+    # dave is public: his database, named by `db`, is anyone's to read (livetracking.io's public profiles)
+    "query public user": Case(
+        "GET", "/query", f"/query?db=dave&q={SELECT}", (200, 401, 200, 200, 200, 200, 200, 200), reveals=("dave-sample-6614",)
+    ),
+    "query other db via public user's": Case(
+        "GET", "/query", '/query?db=dave&q=SELECT * FROM "alice".."samples"', (403, 401, 403, 200, 403, 403, 403, 200),
+        reveals=SAMPLE_SECRETS,
+    ),
+    "query public user DELETE": Case(
+        "POST", "/query", "/query", (403, 401, 403, 403, 403, 403, 403, 403),
+        data={"db": "dave", "q": "DELETE FROM samples"},
+    ),
     "query DELETE": Case(
         "POST", "/query", "/query", (401, 401, 403, 403, 401, 401, 401, 200),
         data={"db": "alice", "q": "DELETE FROM samples WHERE device = 'no-such-device'"},
@@ -165,6 +177,7 @@ CASES: dict[str, Case] = {
     ),
     "openapi": Case("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", everyone(200)),
     "ping": Case("GET", "/ping", "/ping", everyone(204)),
+    "ping preflight": Case("OPTIONS", "/ping", "/ping", everyone(204)),
     "health": Case("GET", "/health", "/health", everyone(200)),
     "time": Case("GET", "/time", "/time", everyone(200)),
     # ----- pages and files: the same bytes for everyone, nothing of anyone's in them
@@ -230,6 +243,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     for name, password in PASSWORDS.items():
         await accounts.add_user(name, password)
     await accounts.add_share("alice", "bob")
+    await accounts.set_public("dave", True)
     world = World(accounts)
     world.tokens["valid link"], _ = await accounts.create_link("alice", LINK_LABEL)
     world.tokens["revoked link"], _ = await accounts.create_link("alice", "to revoke")
@@ -270,6 +284,10 @@ async def clients(
         "/write?db=alice",
         data=f"samples,device=alice-secret-device-5521 hr_bpm=171.987654,lat=47.3769123,lng=8.5416789 {now - 60 * 10**9}",
         headers=basic("alice", "pw-alice"),
+    )
+    assert response.status == 204
+    response = await first.post(
+        "/write?db=dave", data=f"samples,device=dave-sample-6614 hr_bpm=60 {now - 60 * 10**9}", headers=basic("dave", "pw-dave")
     )
     assert response.status == 204
     return clients
@@ -345,3 +363,4 @@ async def test_access_matrix(clients: dict[str, TestClient], world: World) -> No
     # The refused attempts changed nothing of alice's.
     assert ("alice", "bob") in await world.accounts.list_shares("alice")
     assert not await world.accounts.is_public("alice")
+    assert await world.accounts.is_public("dave")

@@ -29,11 +29,12 @@ from tracker.bans import BANS_CHANGED, AuthBans
 from tracker.config import Settings, record_server_url
 from tracker.group import LEADER_RETRY_SECONDS, Leadership, PeerChannel, Worker
 from tracker.http import accounts as http_accounts, auth
+from tracker.http.cors import CorsPolicy
 from tracker.http.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.http.inflating import InflateBudget
 from tracker.http.responses import InfluxError
 from tracker.influx import query, status, write
-from tracker.influx.errors import Handler, influx_conventions
+from tracker.influx.errors import Handler, influx_conventions, preflight
 from tracker.influx.workers import QueryWorkers
 from tracker.live import LiveHub, StreamPlaces
 from tracker.livefeed import JournalFeed
@@ -152,6 +153,8 @@ def create_app(
     )
     # Where alert webhooks may go: asked when an alert is set and by every delivery's connection.
     app[WEBHOOKS] = WebhookDestinations(allow_private=settings.webhook_allow_private)
+    if settings.cors_origins:
+        app.on_response_prepare.append(CorsPolicy(settings.cors_origins).on_response_prepare)
     app.cleanup_ctx.append(_group)
     app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_query_workers)
@@ -164,13 +167,14 @@ def create_app(
     # Open event streams end at shutdown's start: the server waits for running handlers before cleanup.
     app.on_shutdown.append(_end_streams)
     app.router.add_route("POST", "/write", write.write_v1)
-    app.router.add_route("OPTIONS", "/write", write.preflight)
+    app.router.add_route("OPTIONS", "/write", preflight)
     app.router.add_route("POST", "/api/v2/write", write.write_v2)
     app.router.add_route("GET", "/query", query.query)
     app.router.add_route("POST", "/query", query.query)
-    app.router.add_route("OPTIONS", "/query", query.preflight)
+    app.router.add_route("OPTIONS", "/query", preflight)
     app.router.add_route("POST", "/api/v2/query", query.flux_query)
     app.router.add_get("/ping", status.ping)  # add_get answers HEAD too
+    app.router.add_route("OPTIONS", "/ping", preflight)
     app.router.add_get("/health", status.health)
     app.router.add_get("/time", status.server_time)
     app.router.add_post("/auth", auth.issue_bearer_token)

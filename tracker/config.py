@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
+from tracker.http.cors import check_origin
 from tracker.retention import parse_retention
 
 ENV_PREFIX = "TRACKER_"
@@ -74,6 +75,12 @@ class Settings:
     # Reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed:
     # the client address for failed-sign-in bans, https for Secure cookies. Empty: believe no one.
     trusted_proxies: tuple[str, ...] = ()
+    # The realm of the 401 challenge. Some HTTP clients (Perl's LWP, some Android stacks) send stored
+    # credentials only to the realm they were given for: livetracking.io's clients expect "Protected".
+    realm: str = "InfluxDB"
+    # Origins whose pages may call /query, /write and /ping (CORS); "*": any page, reading what anonymous
+    # callers may (public users). Empty: no CORS header at all.
+    cors_origins: tuple[str, ...] = ()
     # Failed password checks per client address: this many within the window bans the address
     # (429 with Retry-After, no hashing) for the ban time. 0 turns bans off.
     max_auth_failures: int = 10
@@ -185,6 +192,10 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise ValueError(f"trusted proxy must be an IP address or network, got {proxy!r}") from None
+        if not self.realm or any(c in self.realm for c in '"\\') or not self.realm.isprintable():
+            raise ValueError(f"realm must be printable, without quotes or backslashes, got {self.realm!r}")
+        for origin in self.cors_origins:
+            check_origin(origin)  # raises ValueError with the rule
         if self.max_auth_failures < 0:
             raise ValueError("max auth failures must be 0 (no bans) or more")
         if self.auth_failure_window_seconds <= 0 or self.auth_ban_seconds <= 0:
@@ -297,6 +308,11 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     (
         "trusted_proxies", "--trusted-proxy", "A reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable.",
         {"metavar": "ADDRESS|NETWORK", "repeatable": True, "default": "none"},
+    ),
+    ("realm", "--realm", "The realm of the 401 challenge (livetracking.io's clients: Protected).", {}),
+    (
+        "cors_origins", "--cors-origin", "An origin whose pages may call /query, /write, /ping; *: any, read only; repeatable.",
+        {"metavar": "ORIGIN|*", "repeatable": True, "default": "none"},
     ),
     ("max_auth_failures", "--max-auth-failures", "Failed password checks from one address that ban it; 0: no bans.", {}),
     (

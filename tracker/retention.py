@@ -19,6 +19,12 @@ from typing import TYPE_CHECKING, Callable, Hashable
 
 from tracker.rules import parse_duration
 
+# Each database has one retention policy, InfluxDB's autogen. livetracking.io named its databases'
+# one policy "livetracking", and its clients still send that name: the same policy, by another name
+# (SHOW RETENTION POLICIES lists autogen only, what InfluxDB's own tools expect).
+DEFAULT_RETENTION_POLICY = "autogen"
+RETENTION_POLICY_NAMES = frozenset({"", DEFAULT_RETENTION_POLICY, "livetracking"})
+
 if TYPE_CHECKING:
     from tracker.accounts import Accounts
     from tracker.storage import SampleStore

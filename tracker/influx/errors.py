@@ -8,6 +8,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from tracker.appkeys import SETTINGS
 from tracker.http.responses import JSON, InfluxError, error_response, request_id_of
 from tracker.storage import StorageUnavailable
 
@@ -23,6 +24,11 @@ def no_content() -> web.Response:
     # InfluxDB labels even its empty answers as JSON; some clients look.
     response.headers["Content-Type"] = JSON
     return response
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """OPTIONS on InfluxDB's endpoints: 204, and CORS headers where configured (tracker.http.cors)."""
+    return no_content()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,6 +59,9 @@ async def influx_conventions(request: web.Request, handler: Handler) -> web.Stre
         # A bug, not the client's fault: say so without leaking internals, and keep the trace in the log.
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(500, "internal error; see the server log")
+    if "WWW-Authenticate" in response.headers:
+        # error_response challenges with InfluxDB's realm; the operator may name another.
+        response.headers["WWW-Authenticate"] = f'Basic realm="{request.app[SETTINGS].realm}"'
     response.headers["X-Influxdb-Version"] = INFLUX_VERSION
     response.headers["X-Influxdb-Build"] = "OSS"
     response.headers["Request-Id"] = request_id

@@ -24,9 +24,9 @@ from aiohttp.web import ContentCoding
 
 from tracker.appkeys import ACCOUNTS, QUERY_WORKERS, SAMPLES, SETTINGS
 from tracker.influx import select
-from tracker.http.auth import authenticate
+from tracker.http.auth import authenticate, credentials_from
 from tracker.http.responses import JSON, InfluxError, request_id_of
-from tracker.influx.errors import INFLUX_VERSION, no_content
+from tracker.influx.errors import INFLUX_VERSION
 from tracker.influx.influxql import (
     CreateDatabase,
     DeleteStatement,
@@ -56,6 +56,10 @@ PARSE_IN_THREAD_CHARS = 16 * 1024
 # (the grace lets the answer's last bytes, such as the timeout error, still reach a reading client).
 SEND_GRACE_SECONDS = 5.0
 # Statements InfluxDB allows only to admins; Tracker has none, so they are refused like InfluxDB refuses a non-admin.
+# Who a caller without credentials is: no user's name. They may read a public user's database
+# (`tracker user public NAME on`), named by `db`, and nothing else; their queries share one user's
+# worth of query threads.
+ANONYMOUS = ""
 _ADMIN_ONLY = (
     "GRANT", "REVOKE", "KILL", "ALTER", "SET PASSWORD", "CREATE USER", "DROP USER", "SHOW USERS", "SHOW GRANTS",
     "DROP DATABASE", "CREATE RETENTION", "DROP RETENTION", "SHOW STATS", "SHOW DIAGNOSTICS", "SHOW SHARD",
@@ -78,10 +82,6 @@ _KIND = {
 }
 
 
-async def preflight(request: web.Request) -> web.Response:
-    return no_content()
-
-
 FLUX_NOT_SUPPORTED = (
     "Flux queries are not supported: Tracker answers InfluxQL, the InfluxDB 1.x query language, "
     "on /query (GET or POST /query?db=<database>&q=SELECT ...)"
@@ -97,8 +97,18 @@ async def flux_query(request: web.Request) -> web.Response:
 
 async def query(request: web.Request) -> web.StreamResponse:
     accounts = request.app[ACCOUNTS]
-    user = await authenticate(request, accounts)
+    anonymous = credentials_from(request) is None
+    if not anonymous:
+        user = await authenticate(request, accounts)
     params = await _parameters(request)
+    default_db = params.get("db", "")
+    readable = [] if anonymous else await accounts.readable_databases(user)
+    if default_db and default_db not in readable and await accounts.is_public(default_db):
+        readable = [*readable, default_db]  # a public user's database, named by `db`: anyone reads it
+    if anonymous:
+        if not readable:
+            await authenticate(request, accounts)  # raises its 401: a private or unknown database alike
+        user = ANONYMOUS
     text = params.get("q", "")
     if not text.strip():
         raise InfluxError(400, 'missing required parameter "q"')
@@ -124,8 +134,6 @@ async def query(request: web.Request) -> web.StreamResponse:
     except QueryParseError as exc:
         raise InfluxError(400, exc.message) from None
 
-    default_db = params.get("db", "")
-    readable = await accounts.readable_databases(user)
     _authorize(statements, user, readable, default_db)
 
     epoch = params.get("epoch", "")
@@ -195,7 +203,7 @@ def _positive_int(text: str, default: int) -> int:
 
 def _authorize(statements: list[Statement], user: str, readable: list[str], default_db: str) -> None:
     """Every statement is checked before any runs, as InfluxDB does: one refusal refuses the query."""
-    prefix = f"error authorizing query: {user} not authorized to execute statement"
+    prefix = f"error authorizing query: {user or 'anonymous'} not authorized to execute statement"
     for statement in statements:
         if isinstance(statement, CreateDatabase):
             # Telegraf sends CREATE DATABASE for its own database at startup: that one exists already.

@@ -54,11 +54,16 @@ from tracker.influx.influxql import (
     time_range,
 )
 from tracker.influx.workers import QueryWorkers, check_deadline, past
-from tracker.retention import format_duration, shard_group_duration, shard_window
+from tracker.retention import (
+    DEFAULT_RETENTION_POLICY,
+    RETENTION_POLICY_NAMES,
+    format_duration,
+    shard_group_duration,
+    shard_window,
+)
 from tracker.storage import QueryColumn, QueryFilter, SampleStore, SeriesTags
 from tracker.vocabulary import FIELD_KEYS, MEASUREMENT
 
-DEFAULT_RETENTION_POLICY = "autogen"
 QUERY_TIMEOUT = "query-timeout limit exceeded"  # InfluxDB's words, which Grafana shows as they are
 _FIELDS = frozenset(FIELD_KEYS)
 _SELECTORS = frozenset({"first", "last", "min", "max"})
@@ -197,7 +202,7 @@ def _reads_samples(sources: Sequence[Source], default_rp: str) -> bool:
     hit = False
     for source in sources:
         rp = source.retention_policy or default_rp
-        if rp not in ("", DEFAULT_RETENTION_POLICY):
+        if rp not in RETENTION_POLICY_NAMES:
             raise StatementError(f"retention policy not found: {rp}")
         if source.regex is not None:
             hit = hit or source.regex.compiled.search(MEASUREMENT) is not None

@@ -17,10 +17,10 @@ from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
 from tracker.influx.errors import no_content
 from tracker.lineprotocol import Point
+from tracker.retention import RETENTION_POLICY_NAMES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RETENTION_POLICY = "autogen"
 CONSISTENCY_LEVELS = frozenset({"", "any", "one", "quorum", "all"})
 V2_PRECISIONS = {"": "ns", "ns": "ns", "us": "u", "ms": "ms", "s": "s"}
 # Parsing a large body takes milliseconds of CPU; doing it in a thread lets small live writes
@@ -62,10 +62,6 @@ async def write_v2(request: web.Request) -> web.Response:
     return await _write(request, writer, database, retention_policy, V2_PRECISIONS[precision])
 
 
-async def preflight(request: web.Request) -> web.Response:
-    return no_content()
-
-
 async def _write(request: web.Request, writer: Writer, database: str, retention_policy: str, precision: str) -> web.Response:
     accounts, user = request.app[ACCOUNTS], writer.user
     if user != database:
@@ -73,7 +69,7 @@ async def _write(request: web.Request, writer: Writer, database: str, retention_
         if not await accounts.user_exists(database):
             raise InfluxError(404, f'database not found: "{database}"')
         raise InfluxError(403, f'"{user}" user is not authorized to write to database "{database}"')
-    if retention_policy not in ("", DEFAULT_RETENTION_POLICY):
+    if retention_policy not in RETENTION_POLICY_NAMES:
         # InfluxDB answers 500 here; a client's typo is never a server error in Tracker.
         raise InfluxError(404, f"retention policy not found: {retention_policy}")
 
