@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.test_browser import _MISSING, CHROMIUM, CHROMIUM_ARGS, PASSWORD, serving, sync_api
+from tests.test_browser import _MISSING, PASSWORD, browser, serving  # noqa: F401  (browser is a fixture)
 
 pytestmark = [pytest.mark.skipif(bool(_MISSING), reason="; ".join(_MISSING)), pytest.mark.slow]
 
@@ -26,14 +26,6 @@ CALL = """async ([url, method, auth, body]) => {
     return {blocked: String(error)};
   }
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class _PageHandler(BaseHTTPRequestHandler):
