@@ -826,17 +826,7 @@ def _calls_in(expr: Expr) -> list[Call]:
 
 def _reducer_calls(expr: Expr) -> list[Call]:
     """The reducer calls of an expression, outermost only (count(distinct(x)) is one), left to right."""
-    out: list[Call] = []
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Call) and node.name in REDUCERS:
-            out.append(node)
-        elif isinstance(node, Call):
-            stack.extend(reversed(node.args))
-        elif isinstance(node, BinaryExpr):
-            stack.extend((node.rhs, node.lhs))
-    return out
+    return [node for node in _outside_reducers(expr) if isinstance(node, Call) and node.name in REDUCERS]
 
 
 def _is_standard(call: Call) -> bool:
@@ -1032,16 +1022,7 @@ def _held_rows(points: Points, fields: list[str], tag_keys: list[str], descendin
 
 def _outside_reducers(expr: Expr) -> list[Expr]:
     """Nodes not inside a reducer call: where a bare field beside an aggregate would be."""
-    out: list[Expr] = []
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        if isinstance(node, BinaryExpr):
-            stack.extend((node.lhs, node.rhs))
-        elif isinstance(node, Call) and node.name not in REDUCERS:
-            stack.extend(node.args)
-    return out
+    return walk(expr, into_call=lambda call: call.name not in REDUCERS)
 
 
 def _fields_read(exprs: Sequence[Expr], fields: frozenset[str]) -> list[str]:
@@ -1524,13 +1505,8 @@ def _aggregate_rows(
 
 def _iterator_calls(expr: Expr) -> list[Call]:
     """The calls of an expression outside math (reducers, transformations), left to right."""
-    if isinstance(expr, BinaryExpr):
-        return _iterator_calls(expr.lhs) + _iterator_calls(expr.rhs)
-    if isinstance(expr, Call) and expr.name in MATH_FUNCTIONS:
-        return [call for arg in expr.args for call in _iterator_calls(arg)]
-    if isinstance(expr, Call):
-        return [expr]
-    return []
+    nodes = walk(expr, into_call=lambda call: call.name in MATH_FUNCTIONS)
+    return [node for node in nodes if isinstance(node, Call) and node.name not in MATH_FUNCTIONS]
 
 
 def _row_math(expr: Expr, values: dict[int, np.ndarray], rows: int) -> np.ndarray:

@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import re2  # type: ignore[import-untyped]
 
@@ -489,8 +489,9 @@ def time_range(condition: Expr | None, now_ns: int) -> tuple[int, int, Expr | No
 # Tree helpers (iterative where a tree may be long, e.g. a 1000-term AND chain)
 
 
-def walk(expr: Expr) -> list[Expr]:
-    """Every node of `expr`, parents first."""
+def walk(expr: Expr, into_call: Callable[[Call], bool] = lambda call: True) -> list[Expr]:
+    """The nodes of `expr`, parents first, left to right; the arguments of a call only where
+    `into_call(call)` says so (the call itself is always a node)."""
     out: list[Expr] = []
     stack = [expr]
     while stack:
@@ -498,7 +499,7 @@ def walk(expr: Expr) -> list[Expr]:
         out.append(node)
         if isinstance(node, BinaryExpr):
             stack.extend((node.rhs, node.lhs))
-        elif isinstance(node, Call):
+        elif isinstance(node, Call) and into_call(node):
             stack.extend(reversed(node.args))
     return out
 
@@ -575,14 +576,7 @@ def _time_value(expr: Expr, now_ns: int) -> int:
 
 def _outside_calls(expr: Expr) -> list[Expr]:
     """Nodes of `expr` that are not inside a function call's arguments."""
-    out: list[Expr] = []
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        if isinstance(node, BinaryExpr):
-            stack.extend((node.rhs, node.lhs))
-    return out
+    return walk(expr, into_call=lambda call: False)
 
 
 def _has_aggregate(expr: Expr) -> bool:
