@@ -18,20 +18,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import AddUser, basic
+from tests.test_http_query import DATA  # the same small known day the plain queries use
 
 AUTH = basic("test", "test1234")
 S = 1_000_000_000
 
-DATA = "\n".join(
-    [
-        "samples hr_bpm=100,pwr_w=200 1000",
-        "samples hr_bpm=110 1010",
-        "samples hr_bpm=121.5,pwr_w=250.5 1020",
-        "samples pwr_w=300 1030",
-        "samples,device=watch hr_bpm=90,cad_rpm=80 1005",
-        "samples,device=bike pwr_w=400 1025",
-    ]
-)
 
 
 @pytest.fixture
