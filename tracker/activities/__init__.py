@@ -1,0 +1,5 @@
+"""Activities: the stored samples split into rides and runs, with their summaries.
+
+    settings   a user's activity settings (gap, moving threshold, heart-rate and power zones)
+    summary    an activity's summary and laps from its samples (pure: columns in, numbers out)
+"""
