@@ -245,6 +245,19 @@ def test_laps_from_positions_end_on_the_sample_past_the_boundary() -> None:
     assert sum(lap["distance_m"] for lap in result) == pytest.approx(2100, rel=1e-6)
 
 
+def test_a_jump_over_several_boundaries_is_one_lap_not_empty_ones() -> None:
+    # 0.4 km, then the distance jumps to 2.6 km (a tunnel without signal), then 0.6 km more
+    dist = [0.0, 0.4, 2.6, 3.1, 3.2]
+    result = laps(at([0, 60, 300, 360, 400]), {"dist_km": dist}, 1000, DEFAULT)
+    assert [lap["end_ns"] for lap in result] == at([300, 360, 400])
+    assert [lap["distance_m"] for lap in result] == [pytest.approx(2600), pytest.approx(500), pytest.approx(100)]
+
+
+def test_columns_must_match_the_times() -> None:
+    with pytest.raises(ValueError, match="column hr_bpm has 2 values for 3 times"):
+        summarize(at([0, 1, 2]), {"hr_bpm": [1.0, 2.0]}, DEFAULT)
+
+
 def test_laps_without_distance_or_with_a_bad_length() -> None:
     assert laps(at([0, 1, 2]), {"hr_bpm": [1.0, 2.0, 3.0]}, 1000, DEFAULT) == []
     assert laps([], {}, 1000, DEFAULT) == []

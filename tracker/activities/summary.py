@@ -219,6 +219,9 @@ class _Track:
         self.times = times
         self.columns = columns
         count = len(times)
+        for key, values in columns.items():
+            if len(values) != count:
+                raise ValueError(f"column {key} has {len(values)} values for {count} times; each column needs one per time")
         self._none: list[None] = [None] * count
         # the keys with at least one value: a figure from an empty column is None without a scan
         self.present = frozenset(key for key, values in columns.items() if values.count(None) < len(values))
