@@ -222,3 +222,161 @@ async def test_pagination_is_newest_first_with_a_cursor(store: SampleStore) -> N
     assert [r.start_ns for r in rest] == [T0 + i * 7200 * S for i in (2, 1, 0)]
     ranged = await stored.list_activities(store, "ann", limit=10, from_ns=T0 + 7200 * S, to_ns=T0 + 2 * 7200 * S)
     assert len(ranged) == 2
+
+
+# ---- the HTTP API
+
+from aiohttp.test_utils import TestClient  # noqa: E402
+
+from tests.conftest import basic  # noqa: E402
+from tests.sse import sign_in  # noqa: E402
+
+
+async def _write(client: TestClient, user: str, lines: list[str]) -> None:
+    response = await client.post(f"/write?db={user}", data="\n".join(lines), headers=basic(user, f"pw-{user}"))
+    assert response.status == 204, await response.text()
+
+
+def _line(t: int, device: str = "phone", sport: str = "cycling", **fields: float) -> str:
+    values = ",".join(f"{k}={v}" for k, v in (fields or {"spd_kph": 20.0}).items())
+    return f"samples,device={device},sport={sport} {values} {t}"
+
+
+@pytest.fixture
+async def ann(client: TestClient, add_user: Any, accounts: Any) -> TestClient:
+    for name in ("ann", "bob", "eve"):
+        await add_user(name, f"pw-{name}")
+    await accounts.add_share("ann", "bob")
+    morning = [_line(T0 + i * S, hr_bpm=100 + i) for i in range(10)]
+    evening = [_line(T0 + 9 * 3600 * S + i * S) for i in range(3)]
+    await _write(client, "ann", morning + evening)
+    return client
+
+
+async def test_the_list_is_newest_first_with_summaries_and_a_cursor(ann: TestClient) -> None:
+    page = await ann.get("/api/activities?limit=1", headers=basic("ann", "pw-ann"))
+    assert page.status == 200
+    body = await page.json()
+    [evening] = body["activities"]
+    assert {k: evening[k] for k in ("user", "device", "sport", "name", "named", "start", "start_ns", "end_ns", "samples")} == {
+        "user": "ann", "device": "phone", "sport": "cycling", "name": "Cycling, 15 Nov 2023 07:13", "named": False,
+        "start": "2023-11-15T07:13:20Z", "start_ns": T0 + 9 * 3600 * S, "end_ns": T0 + 9 * 3600 * S + 2 * S, "samples": 3,
+    }
+    assert set(evening["summary"]) >= {"samples", "elapsed_s", "distance_m", "hr_avg_bpm"}
+    assert evening["summary"]["samples"] == 3
+    rest = await (await ann.get(f"/api/activities?before={body['next']}", headers=basic("ann", "pw-ann"))).json()
+    assert [a["start_ns"] for a in rest["activities"]] == [T0] and rest["next"] is None
+
+
+async def test_samples_are_the_activitys_own_and_downsampling_keeps_peaks(ann: TestClient) -> None:
+    body = await (await ann.get("/api/activities", headers=basic("ann", "pw-ann"))).json()
+    morning = body["activities"][-1]["id"]
+    full = await (await ann.get(f"/api/activities/{morning}/samples", headers=basic("ann", "pw-ann"))).json()
+    assert full["columns"] == ["time", "hr_bpm"] and full["downsampled"] is False
+    assert [row[0] for row in full["values"]] == [T0 + i * S for i in range(10)]
+    small = await (await ann.get(f"/api/activities/{morning}/samples?points=4", headers=basic("ann", "pw-ann"))).json()
+    assert small["downsampled"] is True and len(small["values"]) <= 4
+    heart = [row[1] for row in small["values"]]
+    assert min(heart) == 100 and max(heart) == 109  # the extremes survive
+    sub = await (await ann.get(
+        f"/api/activities/{morning}/samples?start={T0 + 2 * S}&end=2023-11-14T22:13:23Z", headers=basic("ann", "pw-ann")
+    )).json()  # fmt: skip
+    assert [row[1] for row in sub["values"]] == [102, 103]
+
+
+async def test_owner_edits_over_http(ann: TestClient) -> None:
+    auth = basic("ann", "pw-ann")
+    morning = (await (await ann.get("/api/activities", headers=auth)).json())["activities"][-1]
+    renamed = await ann.patch(f"/api/activities/{morning['id']}", json={"name": "  Commute "}, headers=auth)
+    assert (await renamed.json())["name"] == "Commute" and (await renamed.json())["named"] is True
+    parts = await ann.post(f"/api/activities/{morning['id']}/split", json={"at": T0 + 4 * S}, headers=auth)
+    assert parts.status == 200, await parts.text()
+    first, second = (await parts.json())["activities"]
+    assert (first["samples"], second["samples"]) == (4, 6)
+    merged = await ann.post("/api/activities/merge", json={"ids": [first["id"], second["id"]]}, headers=auth)
+    assert (await merged.json())["samples"] == 10
+    refused = await ann.delete(f"/api/activities/{first['id']}", headers=auth)
+    assert refused.status == 400 and "confirm" in (await refused.json())["error"]
+    gone = await ann.delete(f"/api/activities/{first['id']}?confirm={first['id']}", headers=auth)
+    assert (await gone.json()) == {"deleted": first["id"], "samples_removed": 10}
+    left = (await (await ann.get("/api/activities", headers=auth)).json())["activities"]
+    assert [a["samples"] for a in left] == [3]
+    query = await ann.get("/query", params={"db": "ann", "q": "SELECT count(spd_kph) FROM samples"}, headers=auth)
+    assert (await query.json())["results"][0]["series"][0]["values"][0][1] == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/api/activities?limit=0", None, "limit must be between 1 and 500"),
+        ("/api/activities?from=yesterday", None, "from must be ns since the epoch or an RFC 3339 time"),
+        ("/api/activities?before=x", None, "before must be a cursor"),
+        ("/api/activities/x", None, "the activity id must be an integer"),
+        ("/api/activities/999", None, "no activity 999 of ann"),
+        ("/api/activities/1/samples?points=1", None, "points must be between 2 and 20000"),
+    ],
+)
+async def test_bad_requests_name_the_field(ann: TestClient, path: str, body: Any, message: str) -> None:
+    response = await ann.get(path, headers=basic("ann", "pw-ann"))
+    assert response.status in (400, 404)
+    assert message in (await response.json())["error"]
+
+
+async def test_bad_edits_name_the_field(ann: TestClient) -> None:
+    auth = basic("ann", "pw-ann")
+    some = (await (await ann.get("/api/activities", headers=auth)).json())["activities"][0]["id"]
+    cases = [
+        ("PATCH", f"/api/activities/{some}", {"name": 5}, "name must be a string or null"),
+        ("POST", f"/api/activities/{some}/split", {"at": "soon"}, "at must be ns since the epoch"),
+        ("POST", f"/api/activities/{some}/split", {"at": 0}, "at must be after the activity's start"),
+        ("POST", "/api/activities/merge", {"ids": [some]}, "ids must be a list of 2 to 100"),
+        ("PUT", "/api/activity-settings", {"gap_s": 1}, "gap_s must be between 60 and 604800"),
+        ("PUT", "/api/activity-settings", {"colour": 1}, "unknown activity setting 'colour'"),
+    ]
+    for method, path, body, message in cases:
+        response = await ann.request(method, path, json=body, headers=auth)
+        assert response.status == 400, (path, await response.text())
+        assert message in (await response.json())["error"]
+
+
+async def test_settings_round_trip_and_resplit(ann: TestClient) -> None:
+    auth = basic("ann", "pw-ann")
+    put = await ann.put("/api/activity-settings", json={"gap_s": 9 * 3600, "ftp_w": 250}, headers=auth)
+    assert put.status == 200
+    assert (await (await ann.get("/api/activity-settings", headers=auth)).json())["ftp_w"] == 250
+    listed = (await (await ann.get("/api/activities", headers=auth)).json())["activities"]
+    assert [a["samples"] for a in listed] == [13]
+
+
+async def test_access_matrix(ann: TestClient) -> None:
+    # The owner reads and changes; a viewer the owner shares with reads only; others are refused.
+    assert (await ann.get("/api/activities", headers=basic("ann", "pw-ann"))).status == 200
+    shared = await ann.get("/api/activities?user=ann", headers=basic("bob", "pw-bob"))
+    assert shared.status == 200 and len((await shared.json())["activities"]) == 2
+    some = (await shared.json())["activities"][0]["id"]
+    for method, path, body in [
+        ("PATCH", f"/api/activities/{some}?user=ann", {"name": "x"}),
+        ("DELETE", f"/api/activities/{some}?user=ann&confirm={some}", None),
+        ("PUT", "/api/activity-settings?user=ann", {"gap_s": 600}),
+    ]:
+        response = await ann.request(method, path, json=body, headers=basic("bob", "pw-bob"))
+        assert (response.status, await response.json()) == (403, {"error": "only ann may change their activities"})
+    stranger = await ann.get(f"/api/activities/{some}?user=ann", headers=basic("eve", "pw-eve"))
+    assert (stranger.status, await stranger.json()) == (403, {"error": "eve may not read the activities of ann"})
+    anonymous = await ann.get("/api/activities?user=ann")
+    assert anonymous.status == 401
+    wrong = await ann.get("/api/activities?user=ann", headers=basic("ann", "nope"))
+    assert wrong.status == 401
+    # Bob's own (empty) list.
+    assert (await (await ann.get("/api/activities", headers=basic("bob", "pw-bob"))).json()) == {"activities": [], "next": None}
+
+
+async def test_the_browser_session_reads_and_changes_with_the_csrf_token(ann: TestClient) -> None:
+    csrf = await sign_in(ann, "ann", "pw-ann")
+    listed = await ann.get("/api/activities")
+    assert listed.status == 200
+    some = (await listed.json())["activities"][0]["id"]
+    without = await ann.patch(f"/api/activities/{some}", json={"name": "x"})
+    assert without.status == 403
+    with_token = await ann.patch(f"/api/activities/{some}", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
+    assert with_token.status == 200 and (await with_token.json())["name"] == "x"
