@@ -380,3 +380,14 @@ async def test_the_browser_session_reads_and_changes_with_the_csrf_token(ann: Te
     assert without.status == 403
     with_token = await ann.patch(f"/api/activities/{some}", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
     assert with_token.status == 200 and (await with_token.json())["name"] == "x"
+
+
+async def test_the_openapi_document_lists_every_activities_route(client: TestClient) -> None:
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    routes = {
+        (route.method.lower(), route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource and "activit" in route.resource.canonical and route.method != "HEAD"
+    }
+    assert len(routes) == 10
+    assert {(m, p) for p, ops in document["paths"].items() for m in ops if "activit" in p} == routes
