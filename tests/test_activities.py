@@ -75,10 +75,13 @@ async def test_a_user_without_samples_has_no_activities(store: SampleStore) -> N
     assert await spans(store, "nobody") == []
 
 
-@pytest.mark.parametrize("seed", range(8))
-async def test_random_batches_in_random_order_split_as_from_scratch(store: SampleStore, seed: int) -> None:
+@pytest.mark.parametrize("gap_s", [60, 600])
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_batches_in_random_order_split_as_from_scratch(store: SampleStore, seed: int, gap_s: int) -> None:
+    # With a 600 s gap activities reach far beyond the window a write re-reads: their far parts
+    # stand in as counted chunks, which must still give the from-scratch split.
     rng = random.Random(seed)
-    gap = 60 * S
+    gap = gap_s * S
     points: list[Pt] = []
     for _ in range(rng.randrange(50, 300)):
         device = rng.choice(["phone", "phone", "watch"])
@@ -87,7 +90,7 @@ async def test_random_batches_in_random_order_split_as_from_scratch(store: Sampl
     rng.shuffle(points)
     # The first write makes the file; the settings then say a 60 s gap.
     await store.write("ann", points[:1])
-    await stored.save_settings(store, "ann", ActivitySettings(gap_s=60))
+    await stored.save_settings(store, "ann", ActivitySettings(gap_s=gap_s))
     index = 1
     while index < len(points):
         size = rng.randrange(1, 20)
@@ -129,18 +132,21 @@ def _set_summaries(path: Path, text: str) -> None:
 
 
 async def test_a_live_write_touches_only_the_live_activity(store: SampleStore) -> None:
-    days = [[pt(T0 + day * 86400 * S + i * S) for i in range(500)] for day in range(5)]
+    # Five two-hour rides, a sample every 10 s (720 each), a day apart.
+    days = [[pt(T0 + day * 86400 * S + i * 10 * S) for i in range(720)] for day in range(5)]
     await store.write("ann", [p for day in days for p in day])
     await stored.refresh(store, "ann")
     _set_summaries(store.path_for("ann"), json.dumps({"samples": "cached"}))
-    live = T0 + 4 * 86400 * S + 500 * S
-    await store.write("ann", [pt(live)])
+    last = T0 + 4 * 86400 * S + 7190 * S
+    await store.write("ann", [pt(last + 10 * S)])
     stats = await stored.refresh(store, "ann")
-    assert stats.times_read == 501  # the live activity's samples and the new one, nothing older
+    # Read: the 180 samples of the last 30 min (the gap) before the new one, the new one, and the
+    # rest of the ride as one counted chunk; nothing of the other rides.
+    assert stats.times_read == 180 + 1 + 1
     assert (stats.inserted, stats.updated, stats.deleted) == (0, 1, 0)
     rows = await stored.list_activities(store, "ann", limit=10)
     assert [r.summary for r in rows] == [None] + [{"samples": "cached"}] * 4
-    assert rows[0].samples == 501
+    assert (rows[0].samples, rows[0].end_ns) == (721, last + 10 * S)
 
 
 async def test_a_refresh_with_nothing_written_reads_nothing(store: SampleStore) -> None:

@@ -154,9 +154,19 @@ def refresh_in(conn: sqlite3.Connection) -> RefreshStats:
     return stats
 
 
+_IN_TRACK = "series IN (SELECT value FROM json_each(?))"
+
+
 def _resplit(
     conn: sqlite3.Connection, track: Track, series_ids: list[int], low: int, high: int, gap_ns: int, stats: RefreshStats
 ) -> None:
+    """Re-split the track around the changed range [low, high].
+
+    Only the samples within the gap of the range can split or join differently: the parts of the
+    activities it touches that lie further out keep their samples and their pauses, so each stands
+    in as one chunk (its last or first sample, and how many it holds) instead of being read again.
+    A live write thus reads the last gap's worth of samples, not the whole ride.
+    """
     device, sport = track
     window_low, window_high = _clamp(low - gap_ns), _clamp(high + gap_ns)
     touched = [
@@ -167,34 +177,67 @@ def _resplit(
             (device, sport, window_low, window_high),
         )
     ]
-    if touched:
-        window_low = min(window_low, touched[0].start_ns)
-        window_high = max(window_high, max(row.end_ns for row in touched))
-    times: list[int] = []
+    ids = json.dumps(series_ids)
+    # Per chunk: its last time (what the split compares), first time, and sample count.
+    lasts: list[int] = []
+    firsts: list[int] = []
+    counts: list[int] = []
+    if touched and touched[0].start_ns < window_low and series_ids:
+        count, last = conn.execute(
+            f"SELECT count(DISTINCT time), max(time) FROM samples WHERE time >= ? AND time < ? AND {_IN_TRACK}",
+            (touched[0].start_ns, window_low, ids),
+        ).fetchone()
+        if count:
+            lasts.append(last)
+            firsts.append(touched[0].start_ns)
+            counts.append(count)
     if series_ids:
-        times = [
-            t
-            for (t,) in conn.execute(
-                "SELECT time FROM samples WHERE time >= ? AND time <= ? AND series IN (SELECT value FROM json_each(?)) "
-                "ORDER BY time",
-                (window_low, window_high, json.dumps(series_ids)),
-            )
-        ]
-    stats.times_read += len(times)
-    if not times and not touched:
+        for (t,) in conn.execute(
+            f"SELECT DISTINCT time FROM samples WHERE time >= ? AND time <= ? AND {_IN_TRACK} ORDER BY time",
+            (window_low, window_high, ids),
+        ):
+            lasts.append(t)
+            firsts.append(t)
+            counts.append(1)
+    stats.times_read += len(lasts)
+    if touched and max(row.end_ns for row in touched) > window_high and series_ids:
+        end = max(row.end_ns for row in touched)
+        count, first = conn.execute(
+            f"SELECT count(DISTINCT time), min(time) FROM samples WHERE time > ? AND time <= ? AND {_IN_TRACK}",
+            (window_high, end, ids),
+        ).fetchone()
+        if count:
+            # The chunk's pauses are compared at its first sample; its end is the activity's.
+            lasts.append(first)
+            firsts.append(first)
+            counts.append(count)
+            suffix_end = end
+        else:
+            suffix_end = None
+    else:
+        suffix_end = None
+    if not lasts and not touched:
         return
+    span_low = min([window_low, *(row.start_ns for row in touched)])
+    span_high = max([window_high, *(row.end_ns for row in touched)])
     cuts = [
         at
         for (at,) in conn.execute(
             "SELECT at_ns FROM activity_cuts WHERE device = ? AND sport = ? AND at_ns > ? AND at_ns <= ?",
-            (device, sport, window_low, window_high),
+            (device, sport, span_low, span_high),
         )
     ]
-    joins = conn.execute(
-        "SELECT from_ns, to_ns FROM activity_joins WHERE device = ? AND sport = ? AND to_ns >= ? AND from_ns <= ?",
-        (device, sport, window_low, window_high),
-    ).fetchall()
-    fresh = [(times[a], times[b - 1], b - a) for a, b in split_points(times, gap_ns, cuts, [tuple(j) for j in joins])]
+    joins = [
+        (a, b)
+        for a, b in conn.execute(
+            "SELECT from_ns, to_ns FROM activity_joins WHERE device = ? AND sport = ? AND to_ns >= ? AND from_ns <= ?",
+            (device, sport, span_low, span_high),
+        )
+    ]
+    fresh = []
+    for a, b in split_points(lasts, gap_ns, cuts, joins):
+        end = suffix_end if suffix_end is not None and b == len(lasts) else lasts[b - 1]
+        fresh.append((firsts[a], end, sum(counts[a:b])))
     # A new activity keeps the id (and name) of the old one it overlaps most; each old id once.
     pairs = sorted(
         (
