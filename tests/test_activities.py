@@ -397,3 +397,51 @@ async def test_the_openapi_document_lists_every_activities_route(client: TestCli
     }
     assert len(routes) == 10
     assert {(m, p) for p, ops in document["paths"].items() for m in ops if "activit" in p} == routes
+
+
+# ---- the cached summary, and files from before activities
+
+
+async def test_a_summary_is_cached_only_while_nothing_changed_and_goes_stale_on_a_write(store: SampleStore) -> None:
+    await store.write("ann", [pt(T0 + i * S) for i in range(10)] + [pt(T0 + 5000 * S)])
+    await stored.refresh(store, "ann")
+    rows = {r.start_ns: r for r in await stored.list_activities(store, "ann", limit=10)}
+    ride, later = rows[T0], rows[T0 + 5000 * S]
+    settings = await stored.read_settings(store, "ann")
+    assert await stored.store_summary(store, "ann", later, {"samples": 1}, settings)
+    # Computed under other settings than the stored ones: not cached.
+    assert not await stored.store_summary(store, "ann", ride, {"samples": 10}, ActivitySettings(ftp_w=250))
+    # A write into the ride not refreshed yet: not cached either.
+    await store.write("ann", [pt(T0 + 3 * S + 1)])
+    assert not await stored.store_summary(store, "ann", ride, {"samples": 10}, settings)
+    await stored.refresh(store, "ann")
+    ride = await stored.get_activity(store, "ann", ride.id)
+    assert ride is not None and ride.samples == 11
+    assert await stored.store_summary(store, "ann", ride, {"samples": 11}, settings)
+    # Another write into the ride: its summary goes stale, the other activity's stays.
+    await store.write("ann", [pt(T0 + 4 * S, hr_bpm=180)])
+    await stored.refresh(store, "ann")
+    assert (await stored.get_activity(store, "ann", ride.id)).summary is None
+    assert (await stored.get_activity(store, "ann", later.id)).summary == {"samples": 1}
+    # Changed settings make every summary stale.
+    await stored.save_settings(store, "ann", ActivitySettings(ftp_w=250))
+    assert (await stored.get_activity(store, "ann", later.id)).summary is None
+
+
+async def test_a_file_from_before_activities_is_split_when_opened(tmp_path: Path) -> None:
+    from tracker.storage import SAMPLE_MIGRATIONS
+
+    path = tmp_path / "users" / "ann.sqlite"
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        for script in SAMPLE_MIGRATIONS[:4]:
+            conn.executescript(script)
+        conn.execute("INSERT INTO series (id, tags) VALUES (1, '[[\"device\",\"phone\"]]')")
+        conn.executemany("INSERT INTO samples (time, series, spd_kph) VALUES (?, 1, 5)", [(T0,), (T0 + S,), (T0 + 9000 * S,)])
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    store = SampleStore(tmp_path)
+    try:
+        assert await spans(store, "ann") == [("phone", "", T0, T0 + S, 2), ("phone", "", T0 + 9000 * S, T0 + 9000 * S, 1)]
+    finally:
+        await store.close()
