@@ -259,15 +259,15 @@ def _resplit(
             conn.execute("DELETE FROM activities WHERE id = ?", (old.id,))
             stats.deleted += 1
     for index, (start, end, count) in enumerate(fresh):
-        old_index = taken.get(index)
-        if old_index is None:
+        matched = taken.get(index)
+        if matched is None:
             conn.execute(
                 "INSERT INTO activities (device, sport, start_ns, end_ns, samples) VALUES (?, ?, ?, ?, ?)",
                 (device, sport, start, end, count),
             )
             stats.inserted += 1
             continue
-        old = touched[old_index]
+        old = touched[matched]
         samples_changed = start <= high and low <= end  # the dirty range reaches into it
         if (start, end, count) == (old.start_ns, old.end_ns, old.samples) and not samples_changed:
             continue
