@@ -444,3 +444,15 @@ async def test_a_file_from_before_activities_is_split_when_opened(tmp_path: Path
         assert await spans(store, "ann") == [("phone", "", T0, T0 + S, 2), ("phone", "", T0 + 9000 * S, T0 + 9000 * S, 1)]
     finally:
         await store.close()
+
+
+async def test_the_envelope_keeps_each_buckets_extremes_and_its_last_fix(store: SampleStore) -> None:
+    heart = [100, 150, 90, 120, 110, 95, 97, 180, 96, 99]
+    points = [pt(T0 + i * S, hr_bpm=heart[i], lat=40.0 + i, lng=8.0) for i in range(10)]
+    points[9] = pt(T0 + 9 * S, hr_bpm=99)  # no fix in the last sample: the bucket's last fix is at 8 s
+    await store.write("ann", points + [pt(T0 + 3 * S, device="watch", hr_bpm=250)])  # another track
+    buckets = await stored.track_envelope(store, "ann", ("phone", ""), T0, T0 + 9 * S, 2)
+    assert [(first - T0, last - T0) for first, last, _ in buckets] == [(0, 4 * S), (5 * S, 9 * S)]
+    assert [b[2]["hr_bpm"] for b in buckets] == [(90, 150), (95, 180)]
+    assert [b[2]["lat"] for b in buckets] == [(44.0, 44.0), (48.0, 48.0)]
+    assert [b[2]["pwr_w"] for b in buckets] == [(None, None), (None, None)]

@@ -32,8 +32,6 @@ DEFAULT_POINTS = 2000
 MAX_POINTS = 20_000
 MAX_MERGE = 100
 MAX_NAME = 200
-# Position fields are taken from one real sample of a bucket, never combined across samples.
-_FIX_FIELDS = frozenset({"lat", "lng", "acc_m", "bearing"})
 
 
 def add_routes(app: web.Application) -> None:
@@ -224,43 +222,22 @@ async def activity_samples(request: web.Request) -> web.Response:
     high = row.end_ns if end is None else min(end, row.end_ns)
     if low > high:
         return json_response({"columns": ["time"], "values": [], "downsampled": False})
-    samples = await stored.track_samples(request.app[SAMPLES], owner, row.track, low, high)
-    keys = [key for key in FIELD_KEYS if any(v is not None for v in samples.columns[key])]
-    columns = [samples.columns[key] for key in keys]
-    if len(samples.times) <= points:
+    store = request.app[SAMPLES]
+    if await stored.track_count(store, owner, row.track, low, high) <= points:
+        samples = await stored.track_samples(store, owner, row.track, low, high)
+        keys = [key for key in FIELD_KEYS if any(v is not None for v in samples.columns[key])]
+        columns = [samples.columns[key] for key in keys]
         values = [[t, *(column[i] for column in columns)] for i, t in enumerate(samples.times)]
         return json_response({"columns": ["time", *keys], "values": values, "downsampled": False})
-    values = envelope(samples.times, keys, columns, points // 2)
-    return json_response({"columns": ["time", *keys], "values": values, "downsampled": True})
-
-
-def envelope(times: list[int], keys: list[str], columns: list[list[float | None]], buckets: int) -> list[list[Any]]:
-    """Two rows per bucket of equal sample count: each field's minimum at the bucket's first time and
-    its maximum at its last, so that peaks survive; positions from the bucket's first and last fix."""
-    out: list[list[Any]] = []
-    count = len(times)
-    fix = [key in _FIX_FIELDS for key in keys]
-    for b in range(buckets):
-        first, last = b * count // buckets, (b + 1) * count // buckets
-        if first >= last:
-            continue
-        low_row: list[Any] = [times[first]]
-        high_row: list[Any] = [times[last - 1]]
-        for column, is_fix in zip(columns, fix):
-            present = [v for v in column[first:last] if v is not None]
-            if not present:
-                low_row.append(None)
-                high_row.append(None)
-            elif is_fix:
-                low_row.append(present[0])
-                high_row.append(present[-1])
-            else:
-                low_row.append(min(present))
-                high_row.append(max(present))
-        out.append(low_row)
-        if last - first > 1:
-            out.append(high_row)
-    return out
+    buckets = await stored.track_envelope(store, owner, row.track, low, high, points // 2)
+    keys = [key for key in FIELD_KEYS if any(fields[key][0] is not None for _, _, fields in buckets)]
+    rows: list[list[Any]] = []
+    # Two rows a bucket: each field's minimum at its first time, its maximum at its last, so peaks survive.
+    for first, last, fields in buckets:
+        rows.append([first, *(fields[key][0] for key in keys)])
+        if last != first:
+            rows.append([last, *(fields[key][1] for key in keys)])
+    return json_response({"columns": ["time", *keys], "values": rows, "downsampled": True})
 
 
 async def activity_laps(request: web.Request) -> web.Response:

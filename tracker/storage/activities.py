@@ -356,8 +356,7 @@ def _merged_rows(rows: Iterable[Sequence[Any]]) -> TrackSamples:
 
 async def track_samples(store: SampleStore, user: str, track: Track, start_ns: int, end_ns: int) -> TrackSamples:
     """The track's samples with start_ns <= time <= end_ns."""
-    series = await store.read_all(user, "SELECT id, tags FROM series")
-    ids = [i for i, text in series if _track_of(text) == track]
+    ids = await _track_series(store, user, track)
     if not ids:
         return TrackSamples([], {key: [] for key in FIELD_KEYS})
     rows = await store.read_all(
@@ -520,3 +519,55 @@ async def delete(store: SampleStore, user: str, activity_id: int) -> int:
 
     await _on_writer(store, user, forget)
     return removed
+
+
+# Fields describing one GPS fix: never combined across samples.
+FIX_FIELDS = ("lat", "lng", "acc_m", "bearing")
+_RANGE_FIELDS = tuple(key for key in FIELD_KEYS if key not in FIX_FIELDS)
+
+
+async def track_count(store: SampleStore, user: str, track: Track, start_ns: int, end_ns: int) -> int:
+    """How many instants of the track have samples with start_ns <= time <= end_ns."""
+    ids = await _track_series(store, user, track)
+    if not ids:
+        return 0
+    rows = await store.read_all(
+        user, f"SELECT count(DISTINCT time) FROM samples WHERE time >= ? AND time <= ? AND {_IN_TRACK}",
+        (start_ns, end_ns, json.dumps(ids)),
+    )  # fmt: skip
+    return int(rows[0][0])
+
+
+async def _track_series(store: SampleStore, user: str, track: Track) -> list[int]:
+    series = await store.read_all(user, "SELECT id, tags FROM series")
+    return [i for i, text in series if _track_of(text) == track]
+
+
+async def track_envelope(
+    store: SampleStore, user: str, track: Track, start_ns: int, end_ns: int, buckets: int
+) -> list[tuple[int, int, dict[str, tuple[float | None, float | None]]]]:
+    """The track's samples with start_ns <= time <= end_ns in `buckets` buckets of equal time, in
+    SQLite (memory stays at one row per bucket whatever the range): per non-empty bucket its first
+    and last time and, per field, (minimum, maximum); a fix field gives the bucket's last fix twice."""
+    ids = await _track_series(store, user, track)
+    if not ids or buckets < 1 or end_ns < start_ns:
+        return []
+    width = (end_ns - start_ns) // buckets + 1
+    ranges = ", ".join(f"min({key}), max({key})" for key in _RANGE_FIELDS)
+    args = (start_ns, end_ns, json.dumps(ids), width)
+    where = "WHERE time >= ?1 AND time <= ?2 AND series IN (SELECT value FROM json_each(?3))"
+    out: dict[int, tuple[int, int, dict[str, tuple[float | None, float | None]]]] = {}
+    for b, first, last, *values in await store.read_all(
+        user, f"SELECT (time - ?1) / ?4 AS b, min(time), max(time), {ranges} FROM samples {where} GROUP BY b", args
+    ):
+        fields = {key: (values[2 * i], values[2 * i + 1]) for i, key in enumerate(_RANGE_FIELDS)}
+        fields.update({key: (None, None) for key in FIX_FIELDS})
+        out[b] = (first, last, fields)
+    # SQLite's bare columns: beside max(time), the other columns come from that very row.
+    fix = ", ".join(FIX_FIELDS)
+    for b, _last, *values in await store.read_all(
+        user, f"SELECT (time - ?1) / ?4 AS b, max(time), {fix} FROM samples {where} AND lat IS NOT NULL GROUP BY b", args
+    ):
+        if b in out:
+            out[b][2].update({key: (value, value) for key, value in zip(FIX_FIELDS, values)})
+    return [out[b] for b in sorted(out)]
