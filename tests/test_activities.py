@@ -456,3 +456,19 @@ async def test_the_envelope_keeps_each_buckets_extremes_and_its_last_fix(store: 
     assert [b[2]["hr_bpm"] for b in buckets] == [(90, 150), (95, 180)]
     assert [b[2]["lat"] for b in buckets] == [(44.0, 44.0), (48.0, 48.0)]
     assert [b[2]["pwr_w"] for b in buckets] == [(None, None), (None, None)]
+
+
+async def test_two_processes_writing_and_refreshing_one_file_agree(tmp_path: Path) -> None:
+    # Two stores on one data folder, as two worker processes: each writes and refreshes in turn.
+    first, second = SampleStore(tmp_path, writer_key="worker-0"), SampleStore(tmp_path, writer_key="worker-1")
+    try:
+        rng = random.Random(3)
+        points = [pt(T0 + rng.randrange(0, 4 * 3600) * S, rng.choice(["a", "b"])) for _ in range(300)]
+        for index in range(0, len(points), 10):
+            writer, refresher = (first, second) if index % 20 else (second, first)
+            await writer.write("ann", points[index : index + 10])
+            await stored.refresh(refresher, "ann")
+        assert await spans(first, "ann") == await spans(second, "ann") == reference(points, GAP)
+    finally:
+        await first.close()
+        await second.close()
