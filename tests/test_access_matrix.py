@@ -22,6 +22,8 @@ from yarl import URL
 from tests.conftest import CHEAP_HASHING, basic
 from tests.sse import cookie
 from tracker.accounts import Accounts
+from tracker.activities.settings import ActivitySettings
+from tracker.activities.summary import laps
 from tracker.app import create_app
 from tracker.config import Settings
 from tracker.storage import AccountStore
@@ -62,6 +64,19 @@ NOW_S = int(time.time())
 OWN_WRITE = SIGNED_IN  # the phone apps' endpoints: the credentials name the database, each writes its own
 WATCH = (401, 401, 403, 200, 403, 403, 200, 200)
 OWNERS_ONLY = (401, 401, 404, 404, 401, 401, 401, 200)  # targets alice's things: others find nothing
+ACTIVITY_CHANGE = (401, 401, 403, 403, 401, 401, 401, 200)
+
+
+def _laps_status() -> int:
+    """200 once the summary math computes laps, 501 until then."""
+    try:
+        laps([], {}, 1000.0, ActivitySettings())
+    except NotImplementedError:
+        return 501
+    return 200
+
+
+LAPS = _laps_status()
 
 
 @dataclass
@@ -224,6 +239,35 @@ CASES: dict[str, Case] = {
     "password change": Case(
         "POST", "/api/password", "/api/password", (401, 401, 403, 403, 401, 401, 401, 200),
         json={"current": "pw-alice", "new": "pw-alice"},
+    ),
+    # ----- activities (Basic like /query, or the session): the owner and her viewer read, only she changes;
+    # activity 1 is the one of alice's secret device, her first series
+    "activities list": Case("GET", "/api/activities", "/api/activities?user=alice", INFLUX_READ, reveals=SAMPLE_SECRETS[3:]),
+    "activity": Case("GET", "/api/activities/{id}", "/api/activities/1?user=alice", INFLUX_READ, reveals=SAMPLE_SECRETS[3:]),
+    "activity samples": Case(
+        "GET", "/api/activities/{id}/samples", "/api/activities/1/samples?user=alice", INFLUX_READ, reveals=SAMPLE_SECRETS[:3]
+    ),
+    "activity laps": Case(
+        "GET", "/api/activities/{id}/laps", "/api/activities/1/laps?user=alice", (401, 401, 403, LAPS, 401, 401, 401, LAPS)
+    ),
+    "activity settings": Case("GET", "/api/activity-settings", "/api/activity-settings?user=alice", INFLUX_READ),
+    "activity rename": Case(
+        "PATCH", "/api/activities/{id}", "/api/activities/1?user=alice", ACTIVITY_CHANGE, json={"name": "Ride"}
+    ),
+    # the owner's own refusals below (400, 404) keep her samples for the other cells
+    "activity split": Case(
+        "POST", "/api/activities/{id}/split", "/api/activities/1/split?user=alice", ACTIVITY_CHANGE[:-1] + (400,),
+        json={"at": 0},
+    ),
+    "activities merge": Case(
+        "POST", "/api/activities/merge", "/api/activities/merge?user=alice", ACTIVITY_CHANGE[:-1] + (404,),
+        json={"ids": [1, 999]},
+    ),
+    "activity delete": Case(
+        "DELETE", "/api/activities/{id}", "/api/activities/1?user=alice&confirm=2", ACTIVITY_CHANGE[:-1] + (400,)
+    ),
+    "activity settings set": Case(
+        "PUT", "/api/activity-settings", "/api/activity-settings?user=alice", ACTIVITY_CHANGE, json={"gap_s": 1800}
     ),
     # ----- signing in and out (last: they change the sessions the rows above use)
     "login": Case("POST", "/login", "/login", SIGNED_IN, credentials_in_body=True),

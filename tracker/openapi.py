@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from tracker import apps, jsonapi
+from tracker.activities.summary import SUMMARY_KEYS
+from tracker.http import activities as api
 from tracker.config import Settings
 from tracker.storage import ON_CONFLICT
 from tracker import vocabulary
@@ -47,6 +49,7 @@ def document(settings: Settings) -> dict[str, Any]:
             "/osmand": _osmand(),
             "/owntracks": {"post": _owntracks()},
             "/gpslogger": _gpslogger(),
+            **_activities(),
         },
         "components": {"schemas": _schemas(settings), "securitySchemes": _security_schemes()},
         "security": [{"basic": []}, {"bearer": []}, {"token": []}],
@@ -241,6 +244,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "Activity": _activity_schema(),
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -364,3 +368,158 @@ def _gpslogger() -> dict[str, Any]:
         "responses": {"200": {"description": "Stored (an empty body)"}, **_APP_RESPONSES},
     }
     return {"get": operation, "post": operation}
+
+
+# --------------------------------------------------------------------------------------------------
+# Activities (tracker.http.activities)
+
+_USER_PARAM = {
+    "name": "user", "in": "query", "required": False, "schema": {"type": "string"},
+    "description": "whose activities (default the caller's): the owner, or a user the owner shares with (read only)",
+}  # fmt: skip
+_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_TIME = {"oneOf": [{"type": "integer", "description": "ns since the epoch"}, {"type": "string", "format": "date-time"}]}
+_ACTIVITY_REF = {"$ref": "#/components/schemas/Activity"}
+_ACTIVITY_TAGS = ["activities"]
+
+
+def _query_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _refusals(*statuses: str) -> dict[str, Any]:
+    reasons = {
+        "400": "a parameter or the body breaks a rule (the message names it)",
+        "401": "no or wrong credentials",
+        "403": "not the owner (changes), or no share from the owner (reads); or a missing CSRF token",
+        "404": "no such activity",
+    }
+    return {status: _response(reasons[status], "Error") for status in statuses}
+
+
+def _operation(summary: str, params: list[dict[str, Any]], answer: dict[str, Any], refusals: tuple[str, ...],
+               body: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    operation: dict[str, Any] = {
+        "summary": summary, "tags": _ACTIVITY_TAGS, "parameters": params,
+        "responses": {"200": answer, **_refusals(*refusals)},
+    }  # fmt: skip
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    return operation
+
+
+def _activity_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": (
+            "Samples of one track (device and sport tags) with no pause longer than the user's gap_s, "
+            "unless the owner split or merged it"
+        ),
+        "required": ["id", "user", "device", "sport", "name", "named", "start", "end", "start_ns", "end_ns", "samples", "summary"],
+        "properties": {
+            "id": {"type": "integer"},
+            "user": {"type": "string"},
+            "device": {"type": "string", "description": "the samples' device tag, '' without one"},
+            "sport": {"type": "string", "description": "the samples' sport tag, '' without one"},
+            "name": {"type": "string", "description": "the owner's name, else an automatic one (sport and start, UTC)"},
+            "named": {"type": "boolean"},
+            "start": {"type": "string", "format": "date-time"},
+            "end": {"type": "string", "format": "date-time"},
+            "start_ns": {"type": "integer"},
+            "end_ns": {"type": "integer"},
+            "samples": {"type": "integer", "minimum": 1},
+            "summary": {"type": "object", "required": list(SUMMARY_KEYS), "properties": {k: {} for k in SUMMARY_KEYS}},
+        },
+    }
+
+
+def _activities() -> dict[str, Any]:
+    page = {
+        "type": "object", "required": ["activities", "next"],
+        "properties": {"activities": {"type": "array", "items": _ACTIVITY_REF}, "next": {"type": ["string", "null"]}},
+    }  # fmt: skip
+    samples = {
+        "type": "object", "required": ["columns", "values", "downsampled"],
+        "properties": {
+            "columns": {"type": "array", "items": {"type": "string"}, "description": "time, then the vocabulary keys present"},
+            "values": {"type": "array", "items": {"type": "array"}},
+            "downsampled": {
+                "type": "boolean",
+                "description": "more samples than points: two rows per bucket, each field's minimum then maximum",
+            },
+        },
+    }  # fmt: skip
+    settings = {"type": "object", "description": "gap_s, moving_kph, hr_max_bpm, hr_zones_bpm, ftp_w, pwr_zones_w"}
+    read = ("400", "401", "403", "404")
+    return {
+        "/api/activities": {
+            "get": _operation(
+                "A user's activities, newest first, with their summaries",
+                [
+                    _USER_PARAM,
+                    _query_param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT, "default": api.DEFAULT_LIMIT}),
+                    _query_param("before", "the previous page's next", {"type": "string"}),
+                    _query_param("from", "only activities ending at or after (ns or RFC 3339)", {"type": "string"}),
+                    _query_param("to", "only activities starting at or before (ns or RFC 3339)", {"type": "string"}),
+                ],
+                _json_answer("One page", page), ("400", "401", "403"),
+            ),
+        },
+        "/api/activities/{id}": {
+            "get": _operation("One activity", [_ID_PARAM, _USER_PARAM], _json_answer("The activity", _ACTIVITY_REF), read),
+            "patch": _operation(
+                "Rename (owner only); null restores the automatic name", [_ID_PARAM], _json_answer("The activity", _ACTIVITY_REF),
+                read, {"type": "object", "required": ["name"], "properties": {"name": {"type": ["string", "null"], "maxLength": api.MAX_NAME}}},
+            ),
+            "delete": _operation(
+                "Delete the activity and its samples (owner only)",
+                [_ID_PARAM, {"name": "confirm", "in": "query", "required": True, "schema": {"type": "integer"}, "description": "the id again"}],
+                _json_answer("Deleted", {"type": "object", "properties": {"deleted": {"type": "integer"}, "samples_removed": {"type": "integer"}}}),
+                read,
+            ),
+        },
+        "/api/activities/{id}/samples": {
+            "get": _operation(
+                "The activity's samples, at most `points` rows (full resolution when the range holds that few)",
+                [
+                    _ID_PARAM, _USER_PARAM,
+                    _query_param("points", "most rows", {"type": "integer", "minimum": 2, "maximum": api.MAX_POINTS, "default": api.DEFAULT_POINTS}),
+                    _query_param("start", "a sub-range's start (ns or RFC 3339)", {"type": "string"}),
+                    _query_param("end", "a sub-range's end, inclusive", {"type": "string"}),
+                ],
+                _json_answer("Columns and rows", samples), read,
+            ),
+        },
+        "/api/activities/{id}/laps": {
+            "get": _operation(
+                "Laps of every_m metres along the activity",
+                [_ID_PARAM, _USER_PARAM, _query_param("every_m", "lap length", {"type": "integer", "minimum": 10, "default": 1000})],
+                _json_answer("The laps", {"type": "object", "properties": {"laps": {"type": "array", "items": {"type": "object"}}}}), read,
+            ),
+        },
+        "/api/activities/{id}/split": {
+            "post": _operation(
+                "Split at a time (owner only): samples before it, and from it on",
+                [_ID_PARAM],
+                _json_answer("The two activities", {"type": "object", "properties": {"activities": {"type": "array", "items": _ACTIVITY_REF}}}),
+                read, {"type": "object", "required": ["at"], "properties": {"at": _TIME}},
+            ),
+        },
+        "/api/activities/merge": {
+            "post": _operation(
+                "Merge consecutive activities of one track (owner only)", [], _json_answer("The merged activity", _ACTIVITY_REF), read,
+                {"type": "object", "required": ["ids"], "properties": {"ids": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": api.MAX_MERGE}}},
+            ),
+        },
+        "/api/activity-settings": {
+            "get": _operation("The activity settings", [_USER_PARAM], _json_answer("The settings", settings), ("401", "403")),
+            "put": _operation(
+                "Change activity settings (owner only; null clears an optional one)", [], _json_answer("The settings", settings),
+                ("400", "401", "403"), settings,
+            ),
+        },
+    }

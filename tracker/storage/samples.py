@@ -45,6 +45,19 @@ _BUMP_BLOCK = (
     "ON CONFLICT (block) DO UPDATE SET version = version + 1"
 )
 
+# The time range a write or deletion changed, for the next refresh of the user's activities
+# (tracker.storage.activities): one row per hour of the range's start, widened in place.
+_MARK_ACTIVITIES_DIRTY = (
+    "INSERT INTO activity_dirty (block, start_ns, end_ns) VALUES (?1 / ?3 - (?1 % ?3 < 0), ?1, ?2) "
+    "ON CONFLICT (block) DO UPDATE SET start_ns = min(start_ns, excluded.start_ns), end_ns = max(end_ns, excluded.end_ns)"
+)
+
+
+def mark_activities_dirty(conn: sqlite3.Connection, start_ns: int, end_ns: int) -> None:
+    """Inside the caller's transaction: samples with start_ns <= time <= end_ns changed."""
+    conn.execute(_MARK_ACTIVITIES_DIRTY, (start_ns, end_ns, BLOCK_NS))
+
+
 # Points in one write above which their journal encoding runs on a thread rather than on the loop.
 ENCODE_IN_THREAD_POINTS = 2000
 
@@ -300,9 +313,13 @@ class _Applier:
             points = kept
         for sql, params in self.statements(points, ids, on_conflict):
             conn.execute(sql, params)
+        if not points:
+            return skipped
+        times = [point.time for point in points]
+        mark_activities_dirty(conn, min(times), max(times))
         # Samples written long after their time change hours the read cache may hold: a new version.
         cutoff = time.time_ns() - CHANGES_AFTER_NS
-        changed = {point.time // BLOCK_NS for point in points if point.time < cutoff}
+        changed = {t // BLOCK_NS for t in times if t < cutoff}
         if changed:
             conn.executemany(_BUMP_BLOCK, [(block,) for block in sorted(changed)])
         return skipped
@@ -383,6 +400,8 @@ def apply_deletion(
         _remove_series(conn, [candidates[tags] for tags in gone])
     if removed or gone:
         conn.execute(_BUMP_DELETIONS)
+    if removed:
+        mark_activities_dirty(conn, max(start_ns, _EARLIEST_NS), min(end_ns - 1, _LATEST_NS))
     return removed, gone
 
 
@@ -1213,8 +1232,18 @@ class SampleStore:
         def delete(conn: sqlite3.Connection) -> tuple[int, int | None]:
             # One statement, so autocommit makes it one transaction; the bound is the time of the
             # max_rows-th oldest sample, so both scans are primary-key ranges from the oldest row.
-            removed = conn.execute(_DELETE_OLDEST, (cutoff_ns, max_rows - 1)).rowcount
-            oldest = conn.execute("SELECT min(time) FROM samples").fetchone()[0]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                first = conn.execute("SELECT min(time) FROM samples").fetchone()[0]
+                removed = conn.execute(_DELETE_OLDEST, (cutoff_ns, max_rows - 1)).rowcount
+                oldest = conn.execute("SELECT min(time) FROM samples").fetchone()[0]
+                if removed:
+                    mark_activities_dirty(conn, first, cutoff_ns if oldest is None else oldest)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             return removed, oldest
 
         done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
@@ -1256,6 +1285,21 @@ class SampleStore:
             removed, step = await done
             total += removed
         return total
+
+    async def run_on_writer(self, user: str, run: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `run(conn)` on the writer thread with the user's writing connection (autocommit: it
+        begins and commits its own transaction), ordered with the user's writes; None without a file."""
+        handle = self._existing_file(user)
+        if handle is None:
+            return None
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        handle.pending += 1
+        self._writer().put(_Job(user, handle.path, run, done, handle))
+        return await done
+
+    async def read_all(self, user: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read on the user's read connection ([] without a file): for the storage modules."""
+        return await self._read_all(user, sql, args)
 
     # ---- reads
 

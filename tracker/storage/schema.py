@@ -197,6 +197,54 @@ SAMPLE_MIGRATIONS += (
     INSERT INTO sample_deletions (id, generation) VALUES (0, 0);
     """,
 )
+# v5. Activities (tracker.storage.activities): a track is (device, sport) of the samples' tags; its
+# samples split where two are more than the user's gap apart, or at an owner's cut, except inside an
+# owner's join. summary is the cached JSON, NULL when stale. activity_dirty: the time ranges written
+# or deleted since the last refresh, one row per hour of their start (one upsert per write batch).
+# activity_settings: the user's ActivitySettings, one JSON value per key.
+SAMPLE_MIGRATIONS += (
+    """
+    CREATE TABLE activities (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        sport TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        name TEXT,
+        summary TEXT
+    );
+    CREATE INDEX activities_by_track ON activities(device, sport, end_ns);
+    CREATE INDEX activities_by_start ON activities(start_ns, id);
+    CREATE TABLE activity_dirty (
+        block INTEGER PRIMARY KEY,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL
+    );
+    CREATE TABLE activity_cuts (
+        device TEXT NOT NULL,
+        sport TEXT NOT NULL,
+        at_ns INTEGER NOT NULL,
+        PRIMARY KEY (device, sport, at_ns)
+    ) WITHOUT ROWID;
+    CREATE TABLE activity_joins (
+        device TEXT NOT NULL,
+        sport TEXT NOT NULL,
+        from_ns INTEGER NOT NULL,
+        to_ns INTEGER NOT NULL,
+        PRIMARY KEY (device, sport, from_ns, to_ns)
+    ) WITHOUT ROWID;
+    CREATE TABLE activity_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- A file from before: all its samples are still to split.
+    INSERT INTO activity_dirty (block, start_ns, end_ns)
+    SELECT lo / 3600000000000 - (lo % 3600000000000 < 0), lo, hi
+    FROM (SELECT min(time) AS lo, max(time) AS hi FROM samples) WHERE lo IS NOT NULL;
+    """,
+)
+
 # The blocks of the read cache (tracker.storage.blocks): floor(time / BLOCK_NS); a write to a sample
 # more than CHANGES_AFTER_NS old bumps its block's version. v2's trigger spells the same two numbers.
 BLOCK_NS = 3_600_000_000_000

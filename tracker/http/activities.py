@@ -1,0 +1,340 @@
+"""The activities API: a user's activities with their summaries, samples (downsampled for the
+overview) and laps; the owner's edits; the activity settings.
+
+Authenticated like /query (Basic, `u`/`p`, `Authorization: Token user:password`) or by the browser's
+session (state-changing requests then need the CSRF token). `?user=NAME` selects whose activities
+(default the caller's): the owner and those the owner shares with may read them; only the owner
+changes them. Refusals are the browser API's: `{"error": message}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from tracker import apps
+from tracker.activities.settings import ActivitySettings, InvalidActivitySettings
+from tracker.activities.summaries import summary_of
+from tracker.activities.summary import laps
+from tracker.appkeys import ACCOUNTS, SAMPLES
+from tracker.browser.errors import Refused, json_response, refusals
+from tracker.browser.session import current_session, json_body, require_csrf
+from tracker.http.auth import authenticate, credentials_from
+from tracker.storage import activities as stored
+from tracker.vocabulary import FIELD_KEYS
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+DEFAULT_POINTS = 2000
+MAX_POINTS = 20_000
+MAX_MERGE = 100
+MAX_NAME = 200
+
+
+def add_routes(app: web.Application) -> None:
+    routes = [
+        ("GET", "/api/activities", activities_list),
+        ("POST", "/api/activities/merge", activities_merge),
+        ("GET", "/api/activities/{id}", activity_get),
+        ("PATCH", "/api/activities/{id}", activity_rename),
+        ("DELETE", "/api/activities/{id}", activity_delete),
+        ("GET", "/api/activities/{id}/samples", activity_samples),
+        ("GET", "/api/activities/{id}/laps", activity_laps),
+        ("POST", "/api/activities/{id}/split", activity_split),
+        ("GET", "/api/activity-settings", settings_get),
+        ("PUT", "/api/activity-settings", settings_put),
+    ]
+    for method, path, view in routes:
+        if method == "GET":
+            app.router.add_get(path, refusals(view))
+        else:
+            app.router.add_route(method, path, refusals(view))
+
+
+# ---- who asks, for whose activities
+
+
+async def _access(request: web.Request, *, changes: bool = False) -> str:
+    """The owner whose activities the request is about, once the caller may read (or change) them."""
+    accounts = request.app[ACCOUNTS]
+    if credentials_from(request) is not None:
+        caller = await authenticate(request, accounts)
+    else:
+        session = await current_session(request)
+        if changes:
+            require_csrf(request, session)
+        if session is None:
+            raise Refused(401, "not signed in: sign in, or send credentials as with /query")
+        caller = session.user
+    owner = request.query.get("user") or caller
+    if owner != caller:
+        if changes:
+            raise Refused(403, f"only {owner} may change their activities")
+        if not await accounts.can_read(caller, owner):
+            raise Refused(403, f"{caller} may not read the activities of {owner}")
+    return owner
+
+
+# ---- parameters
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Refused(400, f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise Refused(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def time_ns(name: str, value: Any) -> int:
+    """A time given as ns since the epoch (integer) or RFC 3339; 400 naming the field otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            return apps.iso_ns(text)
+        except ValueError:
+            pass
+    raise Refused(400, f"{name} must be ns since the epoch or an RFC 3339 time, got {str(value)[:40]!r}")
+
+
+def _time_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name, "")
+    return None if raw == "" else time_ns(name, raw)
+
+
+def _activity_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    try:
+        return int(raw)
+    except ValueError:
+        raise Refused(400, f"the activity id must be an integer, got {raw[:40]!r}") from None
+
+
+def _rfc3339(ns: int) -> str:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    fraction = f".{rest:09d}".rstrip("0").rstrip(".")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def automatic_name(sport: str, start_ns: int) -> str:
+    """e.g. "Cycling, 5 Dec 2026 07:12" (UTC); "Activity, ..." without a sport."""
+    moment = datetime.fromtimestamp(start_ns // 1_000_000_000, timezone.utc)
+    kind = sport.replace("-", " ").replace("_", " ").capitalize() if sport else "Activity"
+    return f"{kind}, {moment.day} {moment:%b %Y %H:%M}"
+
+
+async def _activity_json(request: web.Request, owner: str, row: stored.ActivityRow, settings: ActivitySettings) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "user": owner,
+        "device": row.device,
+        "sport": row.sport,
+        "name": row.name if row.name is not None else automatic_name(row.sport, row.start_ns),
+        "named": row.name is not None,
+        "start": _rfc3339(row.start_ns),
+        "end": _rfc3339(row.end_ns),
+        "start_ns": row.start_ns,
+        "end_ns": row.end_ns,
+        "samples": row.samples,
+        "summary": await summary_of(request.app[SAMPLES], owner, row, settings),
+    }
+
+
+async def _current(request: web.Request, owner: str, activity_id: int) -> stored.ActivityRow:
+    store = request.app[SAMPLES]
+    await stored.refresh(store, owner)
+    row = await stored.get_activity(store, owner, activity_id)
+    if row is None:
+        raise Refused(404, f"no activity {activity_id} of {owner}")
+    return row
+
+
+def _cursor(row: stored.ActivityRow) -> str:
+    return f"{row.start_ns}.{row.id}"
+
+
+def _parse_cursor(raw: str) -> tuple[int, int]:
+    start, _, ident = raw.partition(".")
+    try:
+        return int(start), int(ident)
+    except ValueError:
+        raise Refused(400, f"before must be a cursor from a previous page's next, got {raw[:40]!r}") from None
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await json_body(request)
+    if body is None:
+        raise Refused(400, "the body must be a JSON object")
+    return body
+
+
+def _edit_refused(error: stored.ActivityEditError) -> Refused:
+    return Refused(404 if error.missing else 400, str(error))
+
+
+# ---- reads
+
+
+async def activities_list(request: web.Request) -> web.Response:
+    owner = await _access(request)
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    raw_before = request.query.get("before", "")
+    before = _parse_cursor(raw_before) if raw_before else None
+    from_ns, to_ns = _time_param(request, "from"), _time_param(request, "to")
+    store = request.app[SAMPLES]
+    await stored.refresh(store, owner)
+    rows = await stored.list_activities(store, owner, limit=limit + 1, before=before, from_ns=from_ns, to_ns=to_ns)
+    settings = await stored.read_settings(store, owner)
+    page = rows[:limit]
+    return json_response({
+        "activities": [await _activity_json(request, owner, row, settings) for row in page],
+        "next": _cursor(page[-1]) if len(rows) > limit else None,
+    })  # fmt: skip
+
+
+async def activity_get(request: web.Request) -> web.Response:
+    owner = await _access(request)
+    row = await _current(request, owner, _activity_id(request))
+    settings = await stored.read_settings(request.app[SAMPLES], owner)
+    return json_response(await _activity_json(request, owner, row, settings))
+
+
+async def activity_samples(request: web.Request) -> web.Response:
+    owner = await _access(request)
+    activity_id = _activity_id(request)
+    points = _int_param(request, "points", DEFAULT_POINTS, 2, MAX_POINTS)
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    row = await _current(request, owner, activity_id)
+    low = row.start_ns if start is None else max(start, row.start_ns)
+    high = row.end_ns if end is None else min(end, row.end_ns)
+    if low > high:
+        return json_response({"columns": ["time"], "values": [], "downsampled": False})
+    store = request.app[SAMPLES]
+    if await stored.track_count(store, owner, row.track, low, high) <= points:
+        samples = await stored.track_samples(store, owner, row.track, low, high)
+        keys = [key for key in FIELD_KEYS if any(v is not None for v in samples.columns[key])]
+        columns = [samples.columns[key] for key in keys]
+        values = [[t, *(column[i] for column in columns)] for i, t in enumerate(samples.times)]
+        return json_response({"columns": ["time", *keys], "values": values, "downsampled": False})
+    buckets = await stored.track_envelope(store, owner, row.track, low, high, points // 2)
+    keys = [key for key in FIELD_KEYS if any(fields[key][0] is not None for _, _, fields in buckets)]
+    rows: list[list[Any]] = []
+    # Two rows a bucket: each field's minimum at its first time, its maximum at its last, so peaks survive.
+    for first, last, fields in buckets:
+        rows.append([first, *(fields[key][0] for key in keys)])
+        if last != first:
+            rows.append([last, *(fields[key][1] for key in keys)])
+    return json_response({"columns": ["time", *keys], "values": rows, "downsampled": True})
+
+
+async def activity_laps(request: web.Request) -> web.Response:
+    owner = await _access(request)
+    activity_id = _activity_id(request)
+    every_m = _int_param(request, "every_m", 1000, 10, 1_000_000)
+    row = await _current(request, owner, activity_id)
+    store = request.app[SAMPLES]
+    settings = await stored.read_settings(store, owner)
+    samples = await stored.track_samples(store, owner, row.track, row.start_ns, row.end_ns)
+    try:
+        found = await asyncio.to_thread(laps, samples.times, samples.columns, float(every_m), settings)
+    except NotImplementedError:
+        raise Refused(501, "laps are not computed by this version") from None
+    return json_response({"laps": found})
+
+
+async def settings_get(request: web.Request) -> web.Response:
+    owner = await _access(request)
+    return json_response((await stored.read_settings(request.app[SAMPLES], owner)).to_json())
+
+
+# ---- the owner's changes
+
+
+async def settings_put(request: web.Request) -> web.Response:
+    owner = await _access(request, changes=True)
+    body = await _body(request)
+    store = request.app[SAMPLES]
+    try:
+        settings = (await stored.read_settings(store, owner)).updated(body)
+    except InvalidActivitySettings as error:
+        raise Refused(400, str(error)) from None
+    await stored.save_settings(store, owner, settings)
+    return json_response(settings.to_json())
+
+
+async def activity_rename(request: web.Request) -> web.Response:
+    owner = await _access(request, changes=True)
+    activity_id = _activity_id(request)
+    body = await _body(request)
+    if "name" not in body:
+        raise Refused(400, "name is required (a string, or null for the automatic name)")
+    name = body["name"]
+    if name is not None:
+        if not isinstance(name, str):
+            raise Refused(400, f"name must be a string or null, got {type(name).__name__}")
+        name = name.strip() or None
+        if name is not None and len(name) > MAX_NAME:
+            raise Refused(400, f"name must be at most {MAX_NAME} characters")
+    row = await _current(request, owner, activity_id)
+    await stored.rename(request.app[SAMPLES], owner, row.id, name)
+    return await activity_get(request)
+
+
+async def activity_split(request: web.Request) -> web.Response:
+    owner = await _access(request, changes=True)
+    activity_id = _activity_id(request)
+    body = await _body(request)
+    if "at" not in body:
+        raise Refused(400, "at is required: the time to split at (ns or RFC 3339)")
+    at = time_ns("at", body["at"])
+    store = request.app[SAMPLES]
+    try:
+        rows = await stored.split(store, owner, activity_id, at)
+    except stored.ActivityEditError as error:
+        raise _edit_refused(error) from None
+    settings = await stored.read_settings(store, owner)
+    return json_response({"activities": [await _activity_json(request, owner, row, settings) for row in rows]})
+
+
+async def activities_merge(request: web.Request) -> web.Response:
+    owner = await _access(request, changes=True)
+    body = await _body(request)
+    ids = body.get("ids")
+    if (
+        not isinstance(ids, list) or not 2 <= len(ids) <= MAX_MERGE
+        or any(isinstance(i, bool) or not isinstance(i, int) for i in ids)
+    ):  # fmt: skip
+        raise Refused(400, f"ids must be a list of 2 to {MAX_MERGE} activity ids (integers)")
+    store = request.app[SAMPLES]
+    try:
+        row = await stored.merge(store, owner, ids)
+    except stored.ActivityEditError as error:
+        raise _edit_refused(error) from None
+    settings = await stored.read_settings(store, owner)
+    return json_response(await _activity_json(request, owner, row, settings))
+
+
+async def activity_delete(request: web.Request) -> web.Response:
+    owner = await _access(request, changes=True)
+    activity_id = _activity_id(request)
+    if request.query.get("confirm") != str(activity_id):
+        raise Refused(400, f"confirm must be the activity's id ({activity_id}): deleting removes its samples")
+    try:
+        removed = await stored.delete(request.app[SAMPLES], owner, activity_id)
+    except stored.ActivityEditError as error:
+        raise _edit_refused(error) from None
+    return json_response({"deleted": activity_id, "samples_removed": removed})
+
