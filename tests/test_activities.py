@@ -273,6 +273,17 @@ async def test_the_list_is_newest_first_with_summaries_and_a_cursor(ann: TestCli
     assert [a["start_ns"] for a in rest["activities"]] == [T0] and rest["next"] is None
 
 
+async def test_the_summary_is_computed_cached_and_recomputed_when_samples_change(ann: TestClient) -> None:
+    auth = basic("ann", "pw-ann")
+    morning = (await (await ann.get("/api/activities", headers=auth)).json())["activities"][-1]
+    summary = morning["summary"]
+    assert (summary["samples"], summary["elapsed_s"], summary["hr_avg_bpm"], summary["hr_max_bpm"]) == (10, 9.0, 104.5, 109)
+    # A late sample inside the morning ride: its summary follows, from the samples now stored.
+    await _write(ann, "ann", [_line(T0 + 9 * S + S // 2, hr_bpm=150)])
+    again = (await (await ann.get(f"/api/activities/{morning['id']}", headers=auth)).json())["summary"]
+    assert (again["samples"], again["hr_avg_bpm"], again["hr_max_bpm"]) == (11, (1045 + 150) / 11, 150)
+
+
 async def test_samples_are_the_activitys_own_and_downsampling_keeps_peaks(ann: TestClient) -> None:
     body = await (await ann.get("/api/activities", headers=basic("ann", "pw-ann"))).json()
     morning = body["activities"][-1]["id"]

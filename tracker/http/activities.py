@@ -248,10 +248,7 @@ async def activity_laps(request: web.Request) -> web.Response:
     store = request.app[SAMPLES]
     settings = await stored.read_settings(store, owner)
     samples = await stored.track_samples(store, owner, row.track, row.start_ns, row.end_ns)
-    try:
-        found = await asyncio.to_thread(laps, samples.times, samples.columns, float(every_m), settings)
-    except NotImplementedError:
-        raise Refused(501, "laps are not computed by this version") from None
+    found = await asyncio.to_thread(laps, samples.times, samples.columns, float(every_m), settings)
     return json_response({"laps": found})
 
 
