@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import aiosqlite
 
@@ -32,6 +32,7 @@ from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS, SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The tag that names the device a sample came from (a device token's label unless the line sets it).
 DEVICE_TAG = "device"
@@ -1222,6 +1223,16 @@ class SampleStore:
         self._writer().put(_Job(user, handle.path, delete, done, handle))
         return await done
 
+    async def change_file(self, user: str, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `change` on the user's file in the writer thread (creating the file), queued like a
+        write so it never races one: for the tables beside the samples (courses). The connection is
+        in autocommit mode: `change` begins and commits its own transaction when it needs one."""
+        handle = self._file(user)
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        handle.pending += 1
+        self._writer().put(_Job(user, handle.path, change, done, handle))
+        return await done
+
     async def delete_samples(
         self, user: str, series_tags: Iterable[Mapping[str, str]], start_ns: int, end_ns: int
     ) -> int:
@@ -1298,6 +1309,10 @@ class SampleStore:
             async with conn.execute(sql, (start_ns, end_ns, -1 if limit is None else limit)) as cursor:
                 while rows := await cursor.fetchmany(batch):
                     yield [decode(row) for row in rows]
+
+    async def read_rows(self, user: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """All rows of one read of the user's file (none when they have no file)."""
+        return await self._read_all(user, sql, args)
 
     async def _read_all(self, user: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         handle = self._existing_file(user)
