@@ -7,6 +7,7 @@ shares with (and anyone, for a public profile) may list them; only the owner cha
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -18,8 +19,9 @@ from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import owner_session
 from tracker.browser.watch import watch_access
-from tracker.courses import MAX_COURSES, InvalidCourse, course_from_json, parse_target
+from tracker.courses import MAX_COURSES, Course, InvalidCourse, course_from_json, parse_target
 from tracker.http.auth import authenticate, credentials_from
+from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
 from tracker.storage import courses as stored
 from tracker.storage.courses import CourseRecord
@@ -86,26 +88,30 @@ async def courses_list(request: web.Request) -> web.Response:
 
 async def courses_create(request: web.Request) -> web.Response:
     user = await _whose(request, changes=True)
-    if request.content_length is not None and request.content_length > MAX_COURSE_BODY:
-        raise Refused(413, f"a course may be at most {MAX_COURSE_BODY} bytes")
-    body = await request.content.read(MAX_COURSE_BODY + 1)
-    if len(body) > MAX_COURSE_BODY:
-        raise Refused(413, f"a course may be at most {MAX_COURSE_BODY} bytes")
     # GPX and FIT course files: the formats package reads them into points for course_from_points.
-    if request.content_type not in ("application/json", "application/geo+json", ""):
+    if request.content_type not in ("application/json", "application/geo+json", "application/octet-stream"):
         raise Refused(415, "send the course as JSON or GeoJSON (Content-Type: application/json)")
+    try:
+        body = await read_body(request, limit=MAX_COURSE_BODY)
+    except InfluxError as exc:
+        raise Refused(exc.status, f"a course is at most {MAX_COURSE_BODY} bytes" if exc.status == 413 else str(exc)) from None
+    # 100,000 points take a while to check: off the event loop.
+    course = await asyncio.to_thread(_parsed_course, body)
+    record = await stored.add_course(request.app[SAMPLES], user, course, time.time_ns(), MAX_COURSES)
+    if record is None:
+        raise Refused(409, f"at most {MAX_COURSES} courses per user: delete one first")
+    return json_response(_course_json(record), 201)
+
+
+def _parsed_course(body: bytes) -> Course:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Refused(400, f"the body is not JSON: {exc}") from None
     try:
-        course = course_from_json(parsed)
+        return course_from_json(parsed)
     except InvalidCourse as exc:
         raise Refused(400, str(exc)) from None
-    record = await stored.add_course(request.app[SAMPLES], user, course, time.time_ns(), MAX_COURSES)
-    if record is None:
-        raise Refused(409, f"at most {MAX_COURSES} courses per user: delete one first")
-    return json_response(_course_json(record), 201)
 
 
 async def courses_delete(request: web.Request) -> web.Response:
