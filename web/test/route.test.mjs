@@ -136,3 +136,17 @@ describe("estimated arrival", () => {
     near(progress.readout().doneM, 0.005 * M_PER_DEG, 0.05, "done");
   });
 });
+
+describe("a long course", () => {
+  test("100,000 points: the window ahead is searched, not the whole course", () => {
+    // 100,000 points 0.0001° apart along the equator (11.12 m each).
+    const points = Array.from({ length: 100000 }, (_, i) => [0, i * 0.0001]);
+    const progress = new RouteProgress(points, 50);
+    const started = performance.now();
+    for (let i = 0; i < 2000; i++) progress.add(i * S, 0.0001, 1 + i * 0.00005);
+    const ms = performance.now() - started;
+    near(progress.readout().doneM, (1 + 1999 * 0.00005) * M_PER_DEG, 0.5, "done");
+    near(progress.readout().offM, 11.12, 0.01, "off");
+    assert.ok(ms < 500, `2,000 positions took ${ms} ms`);
+  });
+});

@@ -52,11 +52,19 @@ export function projectOnSegment(route, i, pos) {
 }
 
 // The nearest point of the route to `pos` among the segments that overlap [fromM, toM] along it
-// (the whole route by default); the first such segment on a tie.
+// (the whole route by default); the first such segment on a tie. The first segment is found by
+// bisection (cum rises), so a window of a course of 100,000 points looks at its few segments only.
 export function nearestOnRoute(route, pos, fromM = -Infinity, toM = Infinity) {
+  const n = route.points.length;
+  let lo = 0;
+  let hi = n - 1; // the first i with cum[i + 1] >= fromM is in [lo, hi)
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (route.cum[mid + 1] < fromM) lo = mid + 1;
+    else hi = mid;
+  }
   let best = null;
-  for (let i = 0; i + 1 < route.points.length; i++) {
-    if (route.cum[i + 1] < fromM || route.cum[i] > toM) continue;
+  for (let i = lo; i + 1 < n && route.cum[i] <= toM; i++) {
     const p = projectOnSegment(route, i, pos);
     if (best === null || p.offM < best.offM) best = p;
   }
@@ -66,15 +74,17 @@ export function nearestOnRoute(route, pos, fromM = -Infinity, toM = Infinity) {
 // Where `pos` is along the route given the last progress (null at first): {along, offM, onRoute}.
 // Off route, the progress stays where it was (or at the nearest point, before any progress).
 export function locate(route, pos, lastAlong, offRouteM) {
-  const nearest = nearestOnRoute(route, pos);
-  if (nearest === null) return null;
   if (lastAlong !== null && lastAlong !== undefined) {
     const ahead = nearestOnRoute(route, pos, lastAlong - BEHIND_M, lastAlong + AHEAD_M);
     if (ahead !== null && ahead.offM <= offRouteM) return { along: ahead.along, offM: ahead.offM, onRoute: true };
-    if (nearest.offM <= offRouteM) return { along: nearest.along, offM: nearest.offM, onRoute: true }; // rejoined elsewhere
-    return { along: lastAlong, offM: nearest.offM, onRoute: false };
   }
-  return { along: nearest.along, offM: nearest.offM, onRoute: nearest.offM <= offRouteM };
+  const nearest = nearestOnRoute(route, pos);
+  if (nearest === null) return null;
+  if (lastAlong === null || lastAlong === undefined || nearest.offM <= offRouteM) {
+    // The first position, or back on the route elsewhere (a shortcut, a detour's end).
+    return { along: nearest.along, offM: nearest.offM, onRoute: nearest.offM <= offRouteM };
+  }
+  return { along: lastAlong, offM: nearest.offM, onRoute: false };
 }
 
 // The estimated arrival from the progress history ([{t: ns, along: m}], in time order): the pace is
