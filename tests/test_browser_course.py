@@ -49,7 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackerServer]:
 def api(server: TrackerServer, user: str, method: str, path: str, body: Any) -> Any:
     token = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
     request = urllib.request.Request(
-        server.url + path, data=json.dumps(body).encode(), method=method,
+        server.url + path, data=None if body is None else json.dumps(body).encode(), method=method,
         headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=10) as answer:
@@ -122,3 +122,38 @@ def test_without_a_course_there_is_no_route_readout(server: TrackerServer, open_
     page = open_page(f"{server.url}/watch/nocourse")
     s = wait_until(page, lambda s: s["connected"] and s["sampleCount"] == 1, 5, "the page")
     assert s["course"] is None and s["route"] is None and page.locator("#route").is_hidden()
+
+
+def test_the_owner_adds_shows_hides_and_deletes_a_course(server: TrackerServer, open_page: Callable[..., Any]) -> None:
+    server.add_user("planner")
+    server.cli("link", "create", "planner", "--label", "for mum")
+    page = open_page(server.url + "/")
+    page.wait_for_selector("#signin:not([hidden])", timeout=5000)
+    page.fill("input[name=username]", "planner")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#courses:not([hidden])", timeout=5000)
+    # GeoJSON is [lng, lat]: 0.01° north along 8° E, 1,111.95 m.
+    page.fill("#course-name", "Short climb")
+    page.fill("#course-text", json.dumps({"type": "LineString", "coordinates": [[8.0, 47.0], [8.0, 47.01]]}))
+    page.click("#course-form button[type=submit]")
+    page.wait_for_selector("#course-rows tr", timeout=5000)
+    row = page.locator("#course-rows tr").first
+    assert "Short climb" in row.inner_text() and "1.11 km" in row.inner_text()
+    row.locator("select").select_option(label="link for mum")
+    row.locator("button", has_text="Show").click()
+    page.wait_for_selector(".course-target", timeout=5000)
+    assert "link for mum" in page.locator(".course-target").inner_text()
+    listed = api(server, "planner", "GET", "/api/courses", None)
+    assert [a["target"].startswith("link:") for a in listed["attachments"]] == [True]
+    screenshot(page, "owner-courses-desktop.png")
+    page.locator(".course-target button", has_text="Hide").click()
+    page.wait_for_function("() => !document.querySelector('.course-target')", timeout=5000)
+    assert api(server, "planner", "GET", "/api/courses", None)["attachments"] == []
+    page.locator("#course-rows button", has_text="Delete").click()
+    page.wait_for_selector("#no-courses:not([hidden])", timeout=5000)
+    assert api(server, "planner", "GET", "/api/courses", None)["courses"] == []
+    # Not GeoJSON: a clear message, nothing stored.
+    page.fill("#course-text", "<gpx></gpx>")
+    page.click("#course-form button[type=submit]")
+    page.wait_for_function("() => document.body.innerText.includes('not GeoJSON')", timeout=5000)
