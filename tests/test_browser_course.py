@@ -77,7 +77,10 @@ def test_a_link_viewer_follows_the_rider_along_the_planned_route(
 
     # Nine fixes on the route, 50 s apart, the last 100 s ago.
     base_ms = now_ms() - 500_000
-    position = lambda i: dict(lat=round(47.0 + i * STEP_DEG, 6), lng=8.0)  # noqa: E731
+
+    def position(i: int) -> dict[str, float]:
+        return {"lat": round(47.0 + i * STEP_DEG, 6), "lng": 8.0}
+
     server.write(user, [sample(base_ms + i * STEP_S * 1000, **position(i), spd_kph=4.0) for i in range(9)])
     page = open_page(f"{server.url}/watch/{user}?token={token}", viewport)
     s = wait_until(page, lambda s: s["connected"] and s["route"] and s["route"].get("done"), 5, "the route readout")

@@ -200,6 +200,10 @@ async def test_bad_requests_and_targets(client: TestClient, people: Accounts) ->
     assert (await client.put("/api/courses/999/attach", json={"target": "now"}, headers=ALICE)).status == 404
     assert (await client.delete("/api/courses/attach/somewhere", headers=ALICE)).status == 400
     assert (await client.get("/api/courses", headers=basic("alice", "wrong"))).status == 401
+    resp = await client.get("/api/courses", headers={"Authorization": "Bearer abc"})
+    assert resp.status == 401 and "error" in await resp.json()  # as /query answers a Bearer token
+    resp = await client.put(attach, data=b"{" * 5000, headers=ALICE)
+    assert resp.status == 413
     assert (await client.get("/api/courses?user=../x", headers=ALICE)).status == 400
 
 

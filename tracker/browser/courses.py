@@ -19,7 +19,13 @@ from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import owner_session
 from tracker.browser.watch import watch_access
-from tracker.courses import MAX_COURSES, Course, InvalidCourse, course_from_json, parse_target
+from tracker.courses import (
+    MAX_COURSES,
+    Course,
+    InvalidCourse,
+    course_from_json,
+    parse_target,
+)
 from tracker.http.auth import authenticate, credentials_from
 from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
@@ -32,11 +38,11 @@ MAX_COURSE_BODY = 8 << 20
 
 async def _caller(request: web.Request, *, changes: bool) -> str:
     """Who asks: the credentials /query takes, else the browser session."""
-    if credentials_from(request) is not None or request.headers.get("Authorization"):
-        try:
+    try:
+        if credentials_from(request) is not None or request.headers.get("Authorization"):
             return await authenticate(request, request.app[ACCOUNTS])
-        except InfluxError as exc:
-            raise Refused(exc.status, str(exc), exc.headers) from None
+    except InfluxError as exc:  # as /query answers them (a Bearer token too), in the browser's form
+        raise Refused(exc.status, str(exc), exc.headers) from None
     return (await owner_session(request, changes=changes)).user
 
 
@@ -142,7 +148,9 @@ async def courses_attach(request: web.Request) -> web.Response:
     user = await _whose(request, changes=True)
     course_id = _course_id(request)
     try:
-        body = orjson.loads(await request.content.read(4096))
+        body = orjson.loads(await read_body(request, limit=4096))
+    except InfluxError as exc:
+        raise Refused(exc.status, str(exc)) from None
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict) or "target" not in body:

@@ -50,8 +50,8 @@ async def course_on(store: SampleStore, user: str, targets: list[str]) -> Course
             (target,),
         )
         if rows:
-            *head, points = rows[0]
-            return CourseRecord(*head, points_json=points.encode())
+            course_id, name, created_ns, point_count, distance_m, points = rows[0]
+            return CourseRecord(course_id, name, created_ns, point_count, distance_m, points.encode())
     return None
 
 
