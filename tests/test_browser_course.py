@@ -119,12 +119,21 @@ def test_a_link_viewer_follows_the_rider_along_the_planned_route(
     screenshot(page, f"watch-course-off-route-{size_name(viewport)}.png")
 
 
-def test_without_a_course_there_is_no_route_readout(server: TrackerServer, open_page: Callable[..., Any]) -> None:
-    server.add_user("nocourse", public=True)
-    server.write("nocourse", [sample(now_ms() - 1000, lat=47.0, lng=8.0)])
-    page = open_page(f"{server.url}/watch/nocourse")
+def test_a_course_attached_or_hidden_while_the_page_is_open(server: TrackerServer, open_page: Callable[..., Any]) -> None:
+    server.add_user("later", public=True)
+    server.write("later", [sample(now_ms() - 1000, lat=47.005, lng=8.0)])
+    # The page asks for the course every second here (?course_every=; a minute by default).
+    page = open_page(f"{server.url}/watch/later?course_every=1")
     s = wait_until(page, lambda s: s["connected"] and s["sampleCount"] == 1, 5, "the page")
     assert s["course"] is None and s["route"] is None and page.locator("#route").is_hidden()
+    course = api(server, "later", "POST", "/api/courses", {"name": "Late plan", "points": COURSE})
+    api(server, "later", "PUT", f"/api/courses/{course['id']}/attach", {"target": "now"})
+    s = wait_until(page, lambda s: s["route"] is not None and s["route"].get("done") is not None, 3, "the course shown")
+    assert s["route"]["done"] == km(0.005 * M_PER_DEG) == "0.56 km" and s["route"]["remaining"] == "1.67 km"
+    assert s["route"]["eta"] is None  # one fix: no pace yet
+    api(server, "later", "DELETE", "/api/courses/attach/now", None)
+    wait_until(page, lambda s: s["course"] is None and s["route"] is None, 3, "the course hidden")
+    assert page.locator("#route").is_hidden() and page.evaluate("() => !document.querySelector('.course-line')")
 
 
 def test_the_owner_adds_shows_hides_and_deletes_a_course(server: TrackerServer, open_page: Callable[..., Any]) -> None:

@@ -87,8 +87,14 @@ async def test_the_course_api_for_the_owner(client: TestClient, people: Accounts
         "off_route_m": 50.0,
     }  # fmt: skip
 
+    # Asked again with the tag of what the page shows: 304 while it is unchanged, the new one after.
+    resp = await client.get("/api/watch/alice/course")
+    tag = resp.headers["ETag"]
+    assert (await client.get("/api/watch/alice/course", headers={"If-None-Match": tag})).status == 304
     assert (await client.delete("/api/courses/attach/now", headers=ALICE)).status == 200
     assert (await client.delete("/api/courses/attach/now", headers=ALICE)).status == 404
+    resp = await client.get("/api/watch/alice/course", headers={"If-None-Match": tag})
+    assert resp.status == 200 and (await resp.json())["course"] is None
     assert (await client.delete(f"/api/courses/{made['id']}", headers=ALICE)).status == 200
     resp = await client.delete(f"/api/courses/{made['id']}", headers=ALICE)
     assert resp.status == 404 and "no course" in (await resp.json())["error"]

@@ -180,6 +180,12 @@ async def watch_course(request: web.Request) -> web.Response:
     link_id = access.right.link_id
     targets = ([f"link:{link_id}"] if link_id is not None else []) + ["now"]
     record = await stored.course_on(request.app[SAMPLES], access.owner, targets)
+    off_route_m = request.app[SETTINGS].off_route_m
+    # A course's points never change (only its attachments do): the page asks again every minute with
+    # the tag of what it shows, and a 304 spares it the points.
+    etag = f'"course-{record.id if record else 0}-{off_route_m:g}"'
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": "no-store"})
     course = None
     if record is not None and record.points_json is not None:
         course = {
@@ -188,4 +194,4 @@ async def watch_course(request: web.Request) -> web.Response:
             "distance_m": round(record.distance_m, 1),
             "points": orjson.Fragment(record.points_json),  # stored as the JSON it is sent as
         }
-    return json_response({"course": course, "off_route_m": request.app[SETTINGS].off_route_m})
+    return json_response({"course": course, "off_route_m": off_route_m}, headers={"ETag": etag})

@@ -465,25 +465,38 @@ function renderSummary(drawnNow) {
 }
 
 // ---- the planned route (watch/route.js): where the rider is along it, fed the fixes in time order --
+// Asked again every minute (?course_every= seconds, for tests), so a course the owner attaches or
+// hides shows up on open pages; the ETag of the one shown makes an unchanged answer a bodiless 304.
+const COURSE_EVERY_MS = positiveNumber(params.get("course_every"), 60) * 1000;
 let courseLoaded = false;
+let courseTag = null;
 let routeProgress = null; // RouteProgress of the course shown, or null
 let routeFedLoads = -1; // the window load whose fixes it was fed: a new window starts it afresh
 
 async function loadCourse() {
   try {
-    const res = await fetch(apiBase + "/course" + tokenQuery, { credentials: "same-origin", cache: "no-store" });
-    if (!res.ok) return;
+    const headers = courseTag ? { "If-None-Match": courseTag } : {};
+    const res = await fetch(apiBase + "/course" + tokenQuery, { credentials: "same-origin", cache: "no-store", headers: headers });
+    if (res.status === 401 || res.status === 403) {
+      showCourse(null, null); // access ended: the course goes with the track
+      return;
+    }
+    if (res.status === 304 || !res.ok) return;
     const body = await res.json();
     courseLoaded = true;
-    const course = body.course;
-    routeProgress = course ? new RouteProgress(course.points, body.off_route_m) : null;
-    routeFedLoads = -1;
-    state.course = course ? { id: course.id, name: course.name, distance_m: course.distance_m, points: course.points.length } : null;
-    mapView.setCourse(course ? course.points : null);
-    scheduleRender();
+    showCourse(body.course, body.off_route_m, res.headers.get("ETag"));
   } catch (err) {
     /* the server is away: asked again with the next window load */
   }
+}
+
+function showCourse(course, offRouteM, tag) {
+  courseTag = tag || null;
+  routeProgress = course ? new RouteProgress(course.points, offRouteM) : null;
+  routeFedLoads = -1;
+  state.course = course ? { id: course.id, name: course.name, distance_m: course.distance_m, points: course.points.length } : null;
+  mapView.setCourse(course ? course.points : null);
+  scheduleRender();
 }
 
 function renderRoute(drawnNow) {
@@ -665,6 +678,7 @@ const firstLoad = loadWindow({ fit: true });
 loadConfig();
 loadDevices();
 loadCourse();
+setInterval(loadCourse, COURSE_EVERY_MS);
 firstLoad.then((lastEventId) => {
   if (lastEventId === null && state.error) stream.scheduleReconnect();
   else stream.connect(lastEventId);
