@@ -352,7 +352,7 @@ def _course_paths(settings: Settings) -> dict[str, Any]:
                     "schema": {"type": "object", "properties": {
                         "course": {"type": ["object", "null"]},
                         "off_route_m": {"type": "number", "description": f"default {settings.off_route_m:g}"}}}}}},
-                    **errors},
+                    "304": {"description": "Unchanged since the ETag sent in If-None-Match"}, **errors},
             },  # fmt: skip
         },
     }
