@@ -6,12 +6,15 @@ Watchers get the course of their link, else the one on "now" (tracker.browser.co
 watcher is along it is worked out in the page (static/watch/route.js), from the live samples.
 
 Courses come as JSON (`{"name", "points": [[lat, lng(, alt)], ...]}`) or GeoJSON (a LineString, or a
-Feature of one; coordinates are [lng, lat(, alt)] there). GPX and FIT course files are read by the
-formats package and come in through `course_from_points`.
+Feature of one; coordinates are [lng, lat(, alt)] there). GPX, TCX and FIT course files are read by the
+formats package and come in through `course_from_points`. A recorded track (a past activity, or an
+activity file given as a course) is thinned first (`thinned`): a 1 Hz ride holds far more points than its
+shape needs.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,8 @@ from typing import Any
 MAX_POINTS = 100_000
 MAX_COURSES = 200  # per user
 MAX_NAME = 200
+MAX_THINNED = 10_000  # points kept of a recorded track
+THIN_TOLERANCE_M = 1.0  # the first Douglas-Peucker tolerance: well under GPS noise
 EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG), as route.js uses
 
 Point = tuple[float, float, float | None]
@@ -78,6 +83,61 @@ def course_from_points(name: Any, raw_points: Any, *, lng_first: bool = False) -
         raise InvalidCourse(f"points must hold 2 to {MAX_POINTS} points, got {len(raw_points)}")
     points = [_point(raw, i, lng_first) for i, raw in enumerate(raw_points)]
     return Course(name, points, route_length_m(points))
+
+
+def thinned(points: list[Point], max_points: int = MAX_THINNED, tolerance_m: float = THIN_TOLERANCE_M) -> list[Point]:
+    """The points that keep the line's shape: repeatedly drops the point nearest the line between its two
+    neighbours (Visvalingam-Whyatt, by distance rather than area) while that is under `tolerance_m`, and
+    on while more than `max_points` are left. A heap keeps it O(n log n) whatever the track's shape (the
+    recursive Douglas-Peucker turns quadratic on a zigzag). Distances are measured in an equirectangular
+    plane around the track's mean latitude, exact enough at the scale of one activity."""
+    count = len(points)
+    if count <= 2:
+        return list(points)
+    mean_lat = math.radians(sum(p[0] for p in points) / count)
+    metres_per_degree = EARTH_RADIUS_M * math.pi / 180
+    xs = [p[1] * metres_per_degree * math.cos(mean_lat) for p in points]
+    ys = [p[0] * metres_per_degree for p in points]
+    before = list(range(-1, count - 1))
+    after = list(range(1, count + 1))
+    offset = [math.inf] * count  # the ends are never dropped
+    for i in range(1, count - 1):
+        offset[i] = _offset_m(xs, ys, i - 1, i, i + 1)
+    heap = [(offset[i], i) for i in range(1, count - 1)]
+    heapq.heapify(heap)
+    left = count
+    while heap:
+        distance, i = heapq.heappop(heap)
+        if distance != offset[i]:
+            continue  # stale: its neighbours changed since, or it is gone
+        if distance >= tolerance_m and left <= max_points:
+            break
+        offset[i] = -1.0  # gone
+        left -= 1
+        prev, nxt = before[i], after[i]
+        after[prev], before[nxt] = nxt, prev
+        for j in (prev, nxt):
+            if 0 < j < count - 1:
+                offset[j] = _offset_m(xs, ys, before[j], j, after[j])
+                heapq.heappush(heap, (offset[j], j))
+    return [point for point, d in zip(points, offset) if d >= 0]
+
+
+def _offset_m(xs: list[float], ys: list[float], first: int, middle: int, last: int) -> float:
+    """How far the middle point lies from the segment between the other two."""
+    ax, ay = xs[first], ys[first]
+    dx, dy = xs[last] - ax, ys[last] - ay
+    px, py = xs[middle] - ax, ys[middle] - ay
+    length_sq = dx * dx + dy * dy
+    t = 0.0 if length_sq == 0.0 else max(0.0, min(1.0, (px * dx + py * dy) / length_sq))
+    return math.hypot(px - t * dx, py - t * dy)
+
+
+def course_from_track(name: Any, points: list[Point]) -> Course:
+    """A course along a recorded track (positions in time order): thinned, then checked."""
+    if len(points) < 2:
+        raise InvalidCourse(f"a course needs at least 2 positions, the track has {len(points)}")
+    return course_from_points(name, [list(p) for p in thinned(points)])
 
 
 def course_from_json(body: Any) -> Course:

@@ -3,6 +3,9 @@
 Authenticated like /query (Basic, u/p, `Authorization: Token`) or by the browser session (with the
 CSRF token for changes). `?user=NAME` selects whose courses, default the caller's: readers the owner
 shares with (and anyone, for a public profile) may list them; only the owner changes them.
+
+POST /api/courses takes a course as JSON or GeoJSON, `{"activity": id, "name"?}` (the route of one of
+the owner's activities, thinned), or a GPX, TCX or FIT file read by tracker.formats.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ from tracker.courses import (
     MAX_COURSES,
     Course,
     InvalidCourse,
+    Point,
     course_from_json,
+    course_from_track,
     parse_target,
 )
 from tracker.http.auth import authenticate, credentials_from
 from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
+from tracker.activities.names import activity_name
+from tracker.storage import activities
 from tracker.storage import courses as stored
 from tracker.storage.courses import CourseRecord
 
@@ -101,23 +108,55 @@ async def courses_create(request: web.Request) -> web.Response:
         body = await read_body(request, limit=MAX_COURSE_BODY)
     except InfluxError as exc:
         raise Refused(exc.status, f"a course is at most {MAX_COURSE_BODY} bytes" if exc.status == 413 else str(exc)) from None
-    # 100,000 points take a while to check: off the event loop.
-    course = await asyncio.to_thread(_parsed_course, body)
+    parsed = _json_of(body)
+    if isinstance(parsed, dict) and "activity" in parsed:
+        course = await _course_of_activity(request, user, parsed)
+    else:
+        # 100,000 points take a while to check: off the event loop.
+        course = await asyncio.to_thread(_checked_course, parsed)
     record = await stored.add_course(request.app[SAMPLES], user, course, time.time_ns(), MAX_COURSES)
     if record is None:
         raise Refused(409, f"at most {MAX_COURSES} courses per user: delete one first")
     return json_response(_course_json(record), 201)
 
 
-def _parsed_course(body: bytes) -> Course:
+def _json_of(body: bytes) -> Any:
     try:
-        parsed = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Refused(400, f"the body is not JSON: {exc}") from None
+
+
+def _checked_course(parsed: Any) -> Course:
     try:
         return course_from_json(parsed)
     except InvalidCourse as exc:
         raise Refused(400, str(exc)) from None
+
+
+async def _course_of_activity(request: web.Request, user: str, body: dict[str, Any]) -> Course:
+    """`{"activity": id, "name"?}`: the activity's positions, thinned; named after the activity unless given."""
+    activity_id = body["activity"]
+    if isinstance(activity_id, bool) or not isinstance(activity_id, int) or activity_id < 1:
+        raise Refused(400, f"activity must be an activity id (a positive integer), got {activity_id!r}")
+    store = request.app[SAMPLES]
+    await activities.refresh(store, user)
+    row = await activities.get_activity(store, user, activity_id)
+    if row is None:
+        raise Refused(404, f"activity: {user} has no activity {activity_id}")
+    name = body.get("name")
+    if name is None:
+        name = activity_name(row.name, row.sport, row.start_ns)
+    samples = await activities.track_samples(store, user, row.track, row.start_ns, row.end_ns)
+    columns = samples.columns
+    positions: list[Point] = [
+        (lat, lng, alt) for lat, lng, alt in zip(columns["lat"], columns["lng"], columns["alt_m"])
+        if lat is not None and lng is not None
+    ]  # fmt: skip
+    try:
+        return await asyncio.to_thread(course_from_track, name, positions)
+    except InvalidCourse as exc:
+        raise Refused(400, f"activity {activity_id}: {exc}") from None
 
 
 async def courses_delete(request: web.Request) -> web.Response:

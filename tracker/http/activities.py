@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from tracker import apps
+from tracker.activities.names import activity_name, automatic_name
 from tracker.activities.settings import ActivitySettings, InvalidActivitySettings
 from tracker.activities.summaries import summary_of
 from tracker.activities.summary import laps
@@ -129,20 +130,13 @@ def _rfc3339(ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
-def automatic_name(sport: str, start_ns: int) -> str:
-    """e.g. "Cycling, 5 Dec 2026 07:12" (UTC); "Activity, ..." without a sport."""
-    moment = datetime.fromtimestamp(start_ns // 1_000_000_000, timezone.utc)
-    kind = sport.replace("-", " ").replace("_", " ").capitalize() if sport else "Activity"
-    return f"{kind}, {moment.day} {moment:%b %Y %H:%M}"
-
-
 async def _activity_json(request: web.Request, owner: str, row: stored.ActivityRow, settings: ActivitySettings) -> dict[str, Any]:
     return {
         "id": row.id,
         "user": owner,
         "device": row.device,
         "sport": row.sport,
-        "name": row.name if row.name is not None else automatic_name(row.sport, row.start_ns),
+        "name": activity_name(row.name, row.sport, row.start_ns),
         "named": row.name is not None,
         "start": _rfc3339(row.start_ns),
         "end": _rfc3339(row.end_ns),
