@@ -1,0 +1,47 @@
+"""Activity files: GPX, TCX, FIT, CSV and GeoJSON, read into tracks and written from them (pure: bytes
+in, tracks out, and back; no storage).
+
+`read(data, filename)` tells the format by the content (a FIT header, the XML root), not by the name;
+`write(fmt, track)` writes one. Values are held in the vocabulary's keys and units (tracker.vocabulary):
+speeds in km/h, distances in km, positions in degrees. What a file had that the vocabulary has no key
+for is counted per source field in `Track.unmapped`.
+"""
+
+from __future__ import annotations
+
+from tracker.formats.track import FormatError, Track, detect, device_name
+from tracker.formats import csvfile, fit, geojson, gpx, tcx
+
+READERS = {"gpx": gpx.read, "tcx": tcx.read, "fit": fit.read}
+WRITERS = {"gpx": gpx.write, "tcx": tcx.write, "fit": fit.write, "csv": csvfile.write, "geojson": geojson.write}
+EXPORT_FORMATS: tuple[str, ...] = tuple(WRITERS)
+MEDIA_TYPES = {
+    "gpx": "application/gpx+xml",
+    "tcx": "application/vnd.garmin.tcx+xml",
+    "fit": "application/vnd.ant.fit",
+    "csv": "text/csv",
+    "geojson": "application/geo+json",
+}
+
+__all__ = ["EXPORT_FORMATS", "FormatError", "MEDIA_TYPES", "Track", "detect", "device_name", "read", "write"]
+
+
+def read(data: bytes, filename: str | None = None) -> list[Track]:
+    """The tracks of a GPX, TCX or FIT file; FormatError naming the file, the format and the fault."""
+    fmt = detect(data)
+    label = filename or "the file"
+    if fmt is None:
+        raise FormatError(f"{label}: not a GPX, TCX or FIT file (told by its content, not its name)")
+    try:
+        tracks = READERS[fmt](data)
+    except FormatError as exc:
+        raise FormatError(f"{label}: {fmt.upper()}: {exc}") from None
+    for track in tracks:
+        track.format = fmt
+    return tracks
+
+
+def write(fmt: str, track: Track) -> bytes:
+    if fmt not in WRITERS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    return WRITERS[fmt](track)
