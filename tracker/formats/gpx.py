@@ -77,6 +77,8 @@ def read(data: bytes) -> list[Track]:
                 fields: Fields = {"lat": p.latitude, "lng": p.longitude}
                 if p.elevation is not None:
                     fields["alt_m"] = p.elevation
+                if p.speed is not None:
+                    fields["spd_kph"] = p.speed * MPS_TO_KPH  # GPX 1.0's <speed>, m/s
                 _extensions(p.extensions, fields, track)
                 track.points.append((ns_of(p.time), fields))
         tracks.append(track.finish())
