@@ -65,6 +65,8 @@ def read(data: bytes) -> list[Track]:
     tracks: list[Track] = []
     for trk in document.tracks:
         points = [p for segment in trk.segments for p in segment.points]
+        if not points:
+            continue  # an empty trk (GPS units write them): nothing to import
         track = Track(name=trk.name or document.name or "", sport=sport_name(trk.type), device=device)
         if points and all(p.time is None for p in points):
             track.kind = "course"
