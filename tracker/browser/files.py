@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+import aiohttp
 from aiohttp import web
 
 from tracker import formats, ingest, transfer
@@ -40,10 +41,10 @@ async def _caller(request: web.Request, *, changes: bool) -> str:
 async def _upload(request: web.Request, limit: int) -> tuple[str, bytes]:
     """(file name, bytes) of the body: multipart/form-data with one file part, or the file itself with X-Filename."""
     if request.content_type != "multipart/form-data":
-        return request.headers.get("X-Filename", "") or "upload", await read_body(request, limit=limit)
+        return request.headers.get("X-Filename", "") or "upload", await read_body(request, limit=limit, line_limit=False)
     reader = await request.multipart()
     async for part in reader:
-        if not isinstance(part, web.BodyPartReader) or part.filename is None:
+        if not isinstance(part, aiohttp.BodyPartReader) or part.filename is None:
             continue
         data = bytearray()
         while chunk := await part.read_chunk():
