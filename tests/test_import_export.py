@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import gpxpy
+import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient
 from garmin_fit_sdk import Decoder, Stream
@@ -52,6 +53,9 @@ async def test_import_gpx_is_stored_and_twice_changes_nothing(client: TestClient
     assert summary["start"] == "2026-11-30T07:00:00Z" and summary["end"] == "2026-11-30T07:00:01Z"
     assert summary["unmapped"] == {"depth": 1}
     assert summary["tracks"][0]["device"] == "garmin-edge-530" and summary["tracks"][0]["sport"] == "cycling"
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    jsonschema.validate(summary, document["components"]["schemas"]["ImportSummary"])
+    assert {"/api/import", "/api/export"} <= set(document["paths"])
     response = await client.get(
         "/query",
         params={"db": "alice", "q": "SELECT hr_bpm, pwr_w, lat FROM samples WHERE device = 'garmin-edge-530' AND sport = 'cycling'", "epoch": "s"},
