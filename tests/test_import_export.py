@@ -187,14 +187,31 @@ def ride(points: int) -> Track:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["fit", "gpx"])
+@pytest.mark.parametrize("fmt", ["fit", "gpx", "tcx"])
 async def test_import_rate_of_a_12_hour_ride(client: TestClient, add_user: AddUser, fmt: str) -> None:
+    """The rate is printed beside /write's for the same samples as line protocol (run with -s)."""
     await add_user("alice", PASSWORD)
-    data = formats.write(fmt, ride(43_200))
+    await add_user("bob", PASSWORD)
+    track = ride(43_200)
+    data = formats.write(fmt, track)
     started = time.perf_counter()
     response = await import_body(client, data, f"long.{fmt}")
     seconds = time.perf_counter() - started
     assert response.status == 200, await response.text()
     assert (await response.json())["stored"] == 43_200
-    print(f"\nimport of a 43,200-point {fmt.upper()} file ({len(data) / 1e6:.1f} MB): {seconds:.2f} s, {43_200 / seconds:,.0f} points/s")
     assert await count(client, "alice") == 43_200
+    lines = [
+        "samples,device=edge,sport=cycling " + ",".join(f"{k}={v!r}" for k, v in fields.items()) + f" {time_ns}"
+        for time_ns, fields in track.points
+    ]
+    write_seconds = 0.0
+    for first in range(0, len(lines), 10_000):  # /write's usual batches
+        body = "\n".join(lines[first : first + 10_000]).encode()
+        started = time.perf_counter()
+        written = await client.post("/write?db=bob", data=body, headers=basic("bob", PASSWORD))
+        write_seconds += time.perf_counter() - started
+        assert written.status == 204, await written.text()
+    print(
+        f"\nimport of a 43,200-point {fmt.upper()} file ({len(data) / 1e6:.1f} MB): {seconds:.2f} s, "
+        f"{43_200 / seconds:,.0f} points/s; /write of the same samples: {43_200 / write_seconds:,.0f} points/s"
+    )

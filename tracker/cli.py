@@ -775,7 +775,7 @@ def export_command(
         raise click.BadParameter(str(exc)) from None
     data = _run(_export(options, user_name, fmt, start_ns, end_ns, device, sport))
     if output is None:
-        click.get_binary_stream("stdout").write(data)
+        click.echo(data, nl=False)  # bytes: written to the binary stdout as they are
     else:
         output.write_bytes(data)
         click.echo(f"wrote {len(data)} bytes to {output}", err=True)
