@@ -160,6 +160,24 @@ def test_garmin_connect_tcx() -> None:
     ]  # fmt: skip
 
 
+GARMIN_COURSE_TCX = """<?xml version="1.0" encoding="UTF-8"?>
+<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2">
+ <Courses><Course><Name>Vrhnika loop</Name><Track>
+  <Trackpoint><Time>2026-11-30T07:00:00Z</Time><Position><LatitudeDegrees>45.96</LatitudeDegrees>
+   <LongitudeDegrees>14.29</LongitudeDegrees></Position><AltitudeMeters>293.0</AltitudeMeters></Trackpoint>
+  <Trackpoint><Time>2026-11-30T07:00:10Z</Time><Position><LatitudeDegrees>45.961</LatitudeDegrees>
+   <LongitudeDegrees>14.291</LongitudeDegrees></Position></Trackpoint>
+ </Track></Course></Courses>
+ <Author xsi:type="Application_t" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><Name>Garmin Connect</Name></Author>
+</TrainingCenterDatabase>"""
+
+
+def test_tcx_course() -> None:
+    [track] = formats.read(GARMIN_COURSE_TCX.encode(), "loop.tcx")
+    assert (track.kind, track.name, track.device) == ("course", "Vrhnika loop", "garmin-connect")
+    assert track.route == [(45.96, 14.29, 293.0), (45.961, 14.291, None)] and not track.points
+
+
 # ----- FIT files written by fit_tool, an independent library
 
 FIT_START_MS = 1_796_000_000_000
@@ -186,6 +204,7 @@ def fit_tool_activity(count: int = 5) -> bytes:
         record.cadence = 85
         record.power = 200 + i
         record.temperature = 5
+        record.grade = 1.5  # no vocabulary key: reported as unmapped
         builder.add(record)
     session = SessionMessage()
     session.timestamp = FIT_START_MS + count * 1000
@@ -207,6 +226,7 @@ def test_fit_activity_from_fit_tool() -> None:
     assert fields["spd_kph"] == pytest.approx(8.0 * 3.6, abs=0.001 * 3.6)
     assert fields["dist_km"] == pytest.approx(0.016, abs=1e-5)
     assert (fields["hr_bpm"], fields["cad_rpm"], fields["pwr_w"], fields["temp_c"]) == (122.0, 85.0, 202.0, 5.0)
+    assert track.unmapped == {"grade": 5}
 
 
 def test_fit_course_from_fit_tool() -> None:

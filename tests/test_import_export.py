@@ -4,7 +4,10 @@ tracker export)."""
 
 from __future__ import annotations
 
-import io
+import os
+import pty
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from tests.cli_helpers import add_user as cli_add_user
 from tests.cli_helpers import invoke
 from tests.conftest import AddUser, basic, stored
 from tests.sse import sign_in
+from tests.tracker_process import clean_env
 from tests.test_formats import GARMIN_CONNECT_GPX, GARMIN_CONNECT_TCX, fit_tool_activity
 from tracker import formats
 from tracker.accounts import Accounts
@@ -215,3 +219,51 @@ async def test_import_rate_of_a_12_hour_ride(client: TestClient, add_user: AddUs
         f"\nimport of a 43,200-point {fmt.upper()} file ({len(data) / 1e6:.1f} MB): {seconds:.2f} s, "
         f"{43_200 / seconds:,.0f} points/s; /write of the same samples: {43_200 / write_seconds:,.0f} points/s"
     )
+
+
+def test_cli_progress_bar_on_a_terminal_only(data_dir: Path, tmp_path: Path) -> None:
+    cli_add_user(data_dir, "alice")
+    fit_file = tmp_path / "ride.fit"
+    fit_file.write_bytes(fit_tool_activity(50))
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tracker", "import", "alice", str(fit_file), "--data-dir", str(data_dir)],
+            stdout=terminal, stderr=subprocess.PIPE, env=clean_env(),
+        )  # fmt: skip
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal's other side closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        os.close(controller)
+    text = shown.decode()
+    assert "ride.fit  [" in text and "100%" in text and "50 of 50 points stored" in text
+    piped = invoke(["import", "alice", str(fit_file), "--data-dir", str(data_dir)])  # not a terminal: no bar
+    assert "[" not in piped.output.splitlines()[0] and "100%" not in piped.output
+
+
+def test_cli_export_of_nothing_is_one_line(data_dir: Path) -> None:
+    cli_add_user(data_dir, "alice")
+    result = invoke(["export", "alice", "--format", "gpx", "--data-dir", str(data_dir)])
+    assert result.exit_code == 1 and result.output == "Error: no samples in the range (start, end, device, sport)\n"
+    result = invoke(["export", "alice", "--format", "gpx", "--start", "soon", "--data-dir", str(data_dir)])
+    assert result.exit_code == 2 and "start: 'soon' is not a time" in result.output
+
+
+async def test_import_held_to_retention(client: TestClient, add_user: AddUser, accounts: Accounts) -> None:
+    await add_user("alice", PASSWORD)
+    await accounts.set_retention("alice", 3600 * SECOND)
+    recent = GARMIN_CONNECT_GPX.replace("2026-11-30T07:00:01Z", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60)))
+    summary = await (await import_body(client, recent.encode(), "ride.gpx")).json()
+    assert summary["points"] == 2 and summary["stored"] == 1
+    [(reason, refused)] = summary["refused"].items()
+    assert refused == 1 and "retention" in reason
+    assert await count(client, "alice") == 1

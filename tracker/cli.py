@@ -71,6 +71,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     formats.FormatError,
     transfer.ExportTooLarge,
+    transfer.NothingToExport,
 )
 
 
@@ -790,8 +791,7 @@ async def _export(
     try:
         if not await accounts.user_exists(user_name):
             raise UnknownUser(f"unknown user {user_name!r}")
-        track = await transfer.export_track(samples, user_name, start_ns, end_ns, device=device, sport=sport)
-        return await asyncio.to_thread(formats.write, fmt, track)
+        return (await transfer.export_file(samples, user_name, fmt, start_ns, end_ns, device=device, sport=sport)).data
     finally:
         await samples.close()
         await store.close()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracker import formats
 from tracker.formats import Track
 from tracker.formats.track import rfc3339
 from tracker.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME, Point
@@ -32,6 +33,16 @@ READ_BATCH = 10_000
 
 class ExportTooLarge(ValueError):
     """The range holds more samples than one export writes."""
+
+
+class NothingToExport(LookupError):
+    """The range (and track) holds no samples."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    data: bytes
+    filename: str  # USER-<first sample's time>.<format>, safe as a file name
 
 
 @dataclass(slots=True)
@@ -150,3 +161,16 @@ async def export_track(
     one_sport = sports.pop() if len(sports) == 1 else ""
     name = " ".join(part for part in (user, one_sport, rfc3339(min(merged)) if merged else "") if part)
     return Track(name=name, sport=one_sport, device=one_device, points=sorted(merged.items()))
+
+
+async def export_file(
+    store: SampleStore, user: str, fmt: str, start_ns: int, end_ns: int, *, device: str | None = None, sport: str | None = None,
+) -> Exported:
+    """The file of `export_track`'s samples in `fmt` (written off the event loop): what GET /api/export,
+    `tracker export` and an activity's export answer. NothingToExport when there are no samples."""
+    track = await export_track(store, user, start_ns, end_ns, device=device, sport=sport)
+    if not track.points:
+        raise NothingToExport("no samples in the range (start, end, device, sport)")
+    data = await asyncio.to_thread(formats.write, fmt, track)
+    stamp = rfc3339(track.points[0][0]).replace(":", "-")
+    return Exported(data, f"{user}-{stamp}.{fmt}")

@@ -8,7 +8,6 @@ caller. Parsing and writing files runs off the event loop; the upload is bounded
 from __future__ import annotations
 
 import asyncio
-import re
 
 import aiohttp
 from aiohttp import web
@@ -19,12 +18,8 @@ from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import current_session, require_csrf
 from tracker.http.auth import authenticate, credentials_from
-from tracker.formats.track import rfc3339
 from tracker.http.body import read_body
 from tracker.lineprotocol import Point
-
-SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
-
 
 async def _caller(request: web.Request, *, changes: bool) -> str:
     """Who asks: credentials as /query takes them, else the browser session (with CSRF for changes)."""
@@ -93,17 +88,15 @@ async def export_file(request: web.Request) -> web.Response:
     if end_ns <= start_ns:
         raise Refused(400, "end: must be after start")
     try:
-        track = await transfer.export_track(
-            request.app[SAMPLES], user, start_ns, end_ns, device=query.get("device"), sport=query.get("sport")
+        exported = await transfer.export_file(
+            request.app[SAMPLES], user, fmt, start_ns, end_ns, device=query.get("device"), sport=query.get("sport")
         )
     except transfer.ExportTooLarge as exc:
         raise Refused(413, str(exc)) from None
-    if not track.points:
-        raise Refused(404, "no samples in the range (start, end, device, sport)")
-    data = await asyncio.to_thread(formats.write, fmt, track)
-    name = SAFE_FILENAME.sub("-", f"{user}-{rfc3339(track.points[0][0])}").strip("-")
+    except transfer.NothingToExport as exc:
+        raise Refused(404, str(exc)) from None
     return web.Response(
-        body=data,
+        body=exported.data,
         content_type=formats.MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"', "Cache-Control": "private, no-store"},
+        headers={"Content-Disposition": f'attachment; filename="{exported.filename}"', "Cache-Control": "private, no-store"},
     )
