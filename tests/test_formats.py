@@ -258,6 +258,18 @@ def test_broken_fit_names_the_file_and_format() -> None:
         formats.read(data[:14] + b"\x00" * 3, "ride.fit")
 
 
+def test_damaged_files_are_read_or_refused_never_crash() -> None:
+    """Every truncation and a spread of flipped bytes: tracks, or a FormatError naming file and format."""
+    for name, data in [("ride.fit", fit_tool_activity()), ("ride.gpx", GARMIN_CONNECT_GPX.encode()), ("ride.tcx", GARMIN_CONNECT_TCX.encode())]:
+        damaged = [data[:cut] for cut in range(0, len(data), 7)]
+        damaged += [data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1 :] for at in range(0, len(data), 11)]
+        for variant in damaged:
+            try:
+                formats.read(variant, name)
+            except FormatError as exc:
+                assert str(exc).startswith(f"{name}: "), exc
+
+
 def test_broken_gpx_and_unknown_files() -> None:
     with pytest.raises(FormatError, match=r"^bad\.gpx: GPX: not readable"):
         formats.read(b"<?xml version='1.0'?><gpx><trk><trkseg><trkpt lat='x'", "bad.gpx")

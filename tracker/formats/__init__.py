@@ -36,6 +36,9 @@ def read(data: bytes, filename: str | None = None) -> list[Track]:
         tracks = READERS[fmt](data)
     except FormatError as exc:
         raise FormatError(f"{label}: {fmt.upper()}: {exc}") from None
+    except (ValueError, TypeError, LookupError, AttributeError, OverflowError, EOFError, SyntaxError) as exc:
+        # What a library raises on a damaged file it did not foresee: still the file's fault, and said so.
+        raise FormatError(f"{label}: {fmt.upper()}: not readable: {type(exc).__name__}: {exc}") from None
     for track in tracks:
         track.format = fmt
     return tracks

@@ -8,7 +8,7 @@ timestamps, is a course. Written: file_id, records, one lap, one session and the
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from garmin_fit_sdk import Decoder, Encoder, Profile, Stream
@@ -33,6 +33,13 @@ RECORD_FIELDS: dict[str, tuple[str, float]] = {
 STRUCTURAL = frozenset({"timestamp", "position_lat", "position_long", "altitude", "speed"})
 
 
+def _position(record: dict[str, Any]) -> tuple[float, float] | None:
+    lat, lng = record.get("position_lat"), record.get("position_long")
+    if isinstance(lat, int) and isinstance(lng, int):
+        return lat * SEMICIRCLE_DEG, lng * SEMICIRCLE_DEG
+    return None
+
+
 def read(data: bytes) -> list[Track]:
     decoder = Decoder(Stream.from_byte_array(bytearray(data)))
     if not decoder.is_fit():
@@ -41,29 +48,35 @@ def read(data: bytes) -> list[Track]:
     records: list[dict[str, Any]] = messages.get("record_mesgs", [])
     if errors and not records:
         raise FormatError(f"not readable: {errors[0]}")
+    # A device that stopped mid-file leaves a damaged end: the records before it are kept, and the
+    # damage is reported with what was not mapped.
+    damage = [f"damaged: {error}" for error in errors[:1]]
     file_id = (messages.get("file_id_mesgs") or [{}])[0]
     sessions = messages.get("session_mesgs") or messages.get("sport_mesgs") or [{}]
     product = file_id.get("garmin_product") or file_id.get("product_name") or file_id.get("product")
     device = device_name(" ".join(str(part) for part in (file_id.get("manufacturer"), product) if part not in (None, "")))
     sport = sessions[0].get("sport")
     track = Track(sport=sport_name(sport) if isinstance(sport, str) and sport != "generic" else "", device=device)
+    for note in damage:
+        track.note_unmapped(note)
     course_name = (messages.get("course_mesgs") or [{}])[0].get("name")
     track.name = str(course_name or "")
     if file_id.get("type") == "course" or (records and all("timestamp" not in r for r in records)):
         track.kind = "course"
         for record in records:
-            if "position_lat" in record and "position_long" in record:
+            position = _position(record)
+            if position is not None:
                 alt = record.get("enhanced_altitude", record.get("altitude"))
-                track.route.append((record["position_lat"] * SEMICIRCLE_DEG, record["position_long"] * SEMICIRCLE_DEG, alt))
+                track.route.append((*position, alt if isinstance(alt, (int, float)) else None))
         return [track]
     for record in records:
-        if "timestamp" not in record:
+        if not isinstance(record.get("timestamp"), datetime):
             track.note_unmapped("record without timestamp")
             continue
         fields: Fields = {}
-        if "position_lat" in record and "position_long" in record:
-            fields["lat"] = record["position_lat"] * SEMICIRCLE_DEG
-            fields["lng"] = record["position_long"] * SEMICIRCLE_DEG
+        position = _position(record)
+        if position is not None:
+            fields["lat"], fields["lng"] = position
         for name, value in record.items():
             mapping = RECORD_FIELDS.get(name)
             if mapping is not None and isinstance(value, (int, float)):
@@ -116,6 +129,5 @@ def write(track: Track) -> bytes:
     encoder.write_mesg({
         "mesg_num": MESG["ACTIVITY"], "timestamp": end, "num_sessions": 1, "total_timer_time": elapsed,
         "type": "manual", "event": "activity", "event_type": "stop",
-        "local_timestamp": end + timedelta(0),
     })  # fmt: skip
     return bytes(encoder.close())
