@@ -23,8 +23,8 @@ from tests.cli_helpers import add_user as cli_add_user
 from tests.cli_helpers import invoke
 from tests.conftest import AddUser, basic, stored
 from tests.sse import sign_in
-from tests.tracker_process import clean_env
 from tests.test_formats import GARMIN_CONNECT_GPX, GARMIN_CONNECT_TCX, fit_tool_activity
+from tests.tracker_process import clean_env
 from tracker import formats
 from tracker.accounts import Accounts
 from tracker.config import Settings

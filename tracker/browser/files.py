@@ -21,6 +21,7 @@ from tracker.http.auth import authenticate, credentials_from
 from tracker.http.body import read_body
 from tracker.lineprotocol import Point
 
+
 async def _caller(request: web.Request, *, changes: bool) -> str:
     """Who asks: credentials as /query takes them, else the browser session (with CSRF for changes)."""
     if credentials_from(request) is not None:

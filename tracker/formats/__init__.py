@@ -9,8 +9,8 @@ for is counted per source field in `Track.unmapped`.
 
 from __future__ import annotations
 
-from tracker.formats.track import FormatError, Track, detect, device_name
 from tracker.formats import csvfile, fit, geojson, gpx, tcx
+from tracker.formats.track import FormatError, Track, detect, device_name
 
 READERS = {"gpx": gpx.read, "tcx": tcx.read, "fit": fit.read}
 WRITERS = {"gpx": gpx.write, "tcx": tcx.write, "fit": fit.write, "csv": csvfile.write, "geojson": geojson.write}

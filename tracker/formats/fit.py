@@ -14,7 +14,15 @@ from typing import Any
 from garmin_fit_sdk import Decoder, Encoder, Profile, Stream
 
 from tracker.formats.track import (
-    MPS_TO_KPH, SEMICIRCLE_DEG, Fields, FormatError, Track, datetime_of, device_name, ns_of, sport_name,
+    MPS_TO_KPH,
+    SEMICIRCLE_DEG,
+    Fields,
+    FormatError,
+    Track,
+    datetime_of,
+    device_name,
+    ns_of,
+    sport_name,
 )
 
 MESG = Profile["mesg_num"]
@@ -45,7 +53,7 @@ def read(data: bytes) -> list[Track]:
     if not decoder.is_fit():
         raise FormatError("no FIT header")
     messages, errors = decoder.read()
-    records: list[dict[str, Any]] = messages.get("record_mesgs", [])
+    records: list[dict[str, Any]] = list(messages.get("record_mesgs", []))  # type: ignore[arg-type]  # TypedDicts, read as dicts
     if errors and not records:
         raise FormatError(f"not readable: {errors[0]}")
     # A device that stopped mid-file leaves a damaged end: the records before it are kept, and the

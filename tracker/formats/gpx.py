@@ -14,7 +14,14 @@ import gpxpy
 import gpxpy.gpx
 
 from tracker.formats.track import (
-    MPS_TO_KPH, Fields, FormatError, Track, datetime_of, device_name, ns_of, sport_name,
+    MPS_TO_KPH,
+    Fields,
+    FormatError,
+    Track,
+    datetime_of,
+    device_name,
+    ns_of,
+    sport_name,
 )
 
 TPX_V2 = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
@@ -99,7 +106,7 @@ def write(track: Track) -> bytes:
     document.creator = "Tracker"
     document.nsmap["gpxtpx"] = TPX_V2
     trk = gpxpy.gpx.GPXTrack(name=track.name or None)
-    trk.type = track.sport or None
+    trk.type = track.sport or None  # type: ignore[assignment]  # gpxpy's stub says None; the field holds text
     segment = gpxpy.gpx.GPXTrackSegment()
     trk.segments.append(segment)
     document.tracks.append(trk)

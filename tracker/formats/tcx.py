@@ -9,7 +9,14 @@ import datetime as _dt
 import xml.etree.ElementTree as ET
 
 from tracker.formats.track import (
-    MPS_TO_KPH, Fields, FormatError, Track, device_name, ns_of, rfc3339, sport_name,
+    MPS_TO_KPH,
+    Fields,
+    FormatError,
+    Track,
+    device_name,
+    ns_of,
+    rfc3339,
+    sport_name,
 )
 
 TCX = "http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"
@@ -72,9 +79,10 @@ def read(data: bytes) -> list[Track]:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
         raise FormatError(f"not well-formed XML: {exc}") from None
-    creator = root.find("t:Activities/t:Activity/t:Creator/t:Name", N)
-    author = root.find("t:Author/t:Name", N)
-    device = device_name((creator if creator is not None else author).text if (creator is not None or author is not None) else "")
+    # The recording device's name, else the writing application's (a course has only an Author).
+    device = device_name(
+        root.findtext("t:Activities/t:Activity/t:Creator/t:Name", None, N) or root.findtext("t:Author/t:Name", None, N)
+    )
     tracks: list[Track] = []
     for activity in root.findall("t:Activities/t:Activity", N):
         sport = activity.get("Sport") or ""
