@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
 import io
 import json
 from pathlib import Path
@@ -268,6 +269,15 @@ def test_damaged_files_are_read_or_refused_never_crash() -> None:
                 formats.read(variant, name)
             except FormatError as exc:
                 assert str(exc).startswith(f"{name}: "), exc
+
+
+def test_gzipped_files_and_their_bound() -> None:
+    [track] = formats.read(gzip.compress(GARMIN_CONNECT_GPX.encode()), "ride.gpx.gz")
+    assert track.format == "gpx" and len(track.points) == 2
+    with pytest.raises(FormatError, match=r"^bomb\.gpx\.gz: gzip: inflates to more than 1000 bytes$"):
+        formats.read(gzip.compress(b" " * 10**6), "bomb.gpx.gz", max_inflated=1000)
+    with pytest.raises(FormatError, match=r"^bad\.gz: gzip: not readable"):
+        formats.read(b"\x1f\x8b\x08\x00garbage", "bad.gz")
 
 
 def test_broken_gpx_and_unknown_files() -> None:

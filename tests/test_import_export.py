@@ -4,6 +4,7 @@ tracker export)."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import pty
 import subprocess
@@ -157,8 +158,11 @@ def test_cli_import_and_export(data_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ride.fit (FIT): 10 of 10 points stored" in result.output
     assert "(device=garmin-edge_530, sport=cycling): 10 points, 2026-11-30T00:53:20Z to 2026-11-30T00:53:29Z" in result.output
-    again = invoke(["import", "alice", str(fit_file), "--data-dir", str(data_dir)])
+    gzipped = tmp_path / "ride.fit.gz"  # as Strava's bulk export has them: the same file again
+    gzipped.write_bytes(gzip.compress(fit_file.read_bytes()))
+    again = invoke(["import", "alice", str(gzipped), "--data-dir", str(data_dir)])
     assert again.exit_code == 0, again.output
+    assert "ride.fit.gz (FIT): 10 of 10 points stored" in again.output
     out = tmp_path / "out.gpx"
     result = invoke(["export", "alice", "--format", "gpx", "--device", "garmin-edge_530", "-o", str(out), "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output

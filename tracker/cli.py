@@ -7,6 +7,7 @@ passwords and confirmations, and turns expected failures into one line on stderr
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import secrets
 import sqlite3
@@ -697,7 +698,14 @@ async def _import(
 
 def _activity_format(path: Path) -> str | None:
     with path.open("rb") as file:
-        return formats.detect(file.read(4096))
+        head = file.read(4096)
+    if head[:2] == importer.GZIP_MAGIC:  # a gzipped activity file (Strava's bulk export) or line protocol
+        with gzip.open(path, "rb") as inflated:
+            try:
+                head = inflated.read(4096)
+            except (OSError, EOFError):
+                return None  # the line-protocol import says what is wrong with it
+    return formats.detect(head)
 
 
 async def _import_activity_files(options: CliOptions, settings: Settings, user_name: str, paths: list[Path]) -> None:

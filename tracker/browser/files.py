@@ -8,6 +8,7 @@ caller. Parsing and writing files runs off the event loop; the upload is bounded
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import aiohttp
 from aiohttp import web
@@ -60,7 +61,9 @@ async def import_file(request: web.Request) -> web.Response:
     if not data:
         raise Refused(400, f"file: {filename} is empty")
     try:
-        tracks = await asyncio.to_thread(formats.read, data, filename)
+        tracks = await asyncio.to_thread(
+            functools.partial(formats.read, data, filename, max_inflated=request.app[SETTINGS].max_decompressed_size)
+        )
     except formats.FormatError as exc:
         raise Refused(400, str(exc)) from None
     writer = Writer(user, device=None, token_id=None)

@@ -9,8 +9,10 @@ for is counted per source field in `Track.unmapped`.
 
 from __future__ import annotations
 
+import zlib
+
 from tracker.formats import csvfile, fit, geojson, gpx, tcx
-from tracker.formats.track import FormatError, Track, detect, device_name
+from tracker.formats.track import GZIP_MAGIC, FormatError, Track, detect, device_name
 
 READERS = {"gpx": gpx.read, "tcx": tcx.read, "fit": fit.read}
 WRITERS = {"gpx": gpx.write, "tcx": tcx.write, "fit": fit.write, "csv": csvfile.write, "geojson": geojson.write}
@@ -26,10 +28,13 @@ MEDIA_TYPES = {
 __all__ = ["EXPORT_FORMATS", "FormatError", "MEDIA_TYPES", "Track", "detect", "device_name", "read", "write"]
 
 
-def read(data: bytes, filename: str | None = None) -> list[Track]:
-    """The tracks of a GPX, TCX or FIT file; FormatError naming the file, the format and the fault."""
-    fmt = detect(data)
+def read(data: bytes, filename: str | None = None, *, max_inflated: int = 250_000_000) -> list[Track]:
+    """The tracks of a GPX, TCX or FIT file, gzipped or not (Strava's bulk export gzips them); FormatError
+    naming the file, the format and the fault. A gzipped file inflates to at most `max_inflated` bytes."""
     label = filename or "the file"
+    if data[:2] == GZIP_MAGIC:
+        data = _gunzip(data, max_inflated, label)
+    fmt = detect(data)
     if fmt is None:
         raise FormatError(f"{label}: not a GPX, TCX or FIT file (told by its content, not its name)")
     try:
@@ -42,6 +47,19 @@ def read(data: bytes, filename: str | None = None) -> list[Track]:
     for track in tracks:
         track.format = fmt
     return tracks
+
+
+def _gunzip(data: bytes, limit: int, label: str) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(data, limit + 1)  # never more than the limit in memory, whatever the ratio
+    except zlib.error as exc:
+        raise FormatError(f"{label}: gzip: not readable: {exc}") from None
+    if len(inflated) > limit:
+        raise FormatError(f"{label}: gzip: inflates to more than {limit} bytes")
+    if not inflater.eof:
+        raise FormatError(f"{label}: gzip: not readable: the file ends early")
+    return inflated
 
 
 def write(fmt: str, track: Track) -> bytes:

@@ -11,6 +11,7 @@ from tracker import vocabulary
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 SEMICIRCLE_DEG = 180.0 / 2**31  # FIT positions are 32-bit "semicircles"
 MPS_TO_KPH = 3.6
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class FormatError(ValueError):
@@ -89,7 +90,7 @@ def rfc3339(time_ns: int) -> str:
 
 
 def detect(data: bytes) -> str | None:
-    """gpx, tcx or fit by the content; None for anything else (line protocol, for one)."""
+    """gpx, tcx or fit by the content (already inflated); None for anything else (line protocol, for one)."""
     if len(data) >= 12 and data[8:12] == b".FIT":
         return "fit"
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
