@@ -295,7 +295,7 @@ POINTS = [
     (T0 + i * SECOND, {
         "lat": 46.05 + i * 1.23456e-5, "lng": 14.5 - i * 2.3456e-5, "alt_m": 300.0 + i * 0.4,
         "hr_bpm": 120.0 + i, "cad_rpm": 80.0 + i, "pwr_w": 150.0 + 10 * i, "spd_kph": 18.0 + i,
-        "temp_c": 6.0, "dist_km": 0.005 * i,
+        "temp_c": 6.0, "dist_km": 0.005 * i, "bearing": 45.0 + i,
     })
     for i in range(20)
 ]  # fmt: skip
@@ -312,6 +312,7 @@ def test_gpx_export_read_by_gpxpy() -> None:
         values = {el.tag.rpartition("}")[2]: float(el.text) for ext in point.extensions for el in [ext, *ext] if not len(el)}
         assert values["hr"] == fields["hr_bpm"] and values["cad"] == fields["cad_rpm"] and values["power"] == fields["pwr_w"]
         assert values["atemp"] == fields["temp_c"] and values["speed"] == pytest.approx(fields["spd_kph"] / 3.6)
+        assert values["course"] == fields["bearing"]
         assert point.extensions[-1].tag == "{http://www.garmin.com/xmlschemas/TrackPointExtension/v2}TrackPointExtension"
 
 
@@ -370,7 +371,8 @@ def test_geojson_export() -> None:
 @pytest.mark.parametrize("fmt", ["gpx", "tcx", "fit"])
 def test_round_trip_through_our_reader(fmt: str) -> None:
     [track] = formats.read(formats.write(fmt, TRACK), f"ride.{fmt}")
-    assert [t for t, _ in track.points] == [t for t, _ in POINTS]
+    assert track.sport == "cycling" and [t for t, _ in track.points] == [t for t, _ in POINTS]
+    assert track.device == "phone"  # a re-import lands on the same track
     for (_, got), (_, want) in zip(track.points, POINTS):
         assert got["hr_bpm"] == want["hr_bpm"] and got["pwr_w"] == want["pwr_w"] and got["cad_rpm"] == want["cad_rpm"]
         assert got["lat"] == pytest.approx(want["lat"], abs=1e-7) and got["lng"] == pytest.approx(want["lng"], abs=1e-7)

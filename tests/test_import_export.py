@@ -114,7 +114,9 @@ async def test_import_size_is_bounded(client: TestClient, add_user: AddUser) -> 
     assert response.status == 413
 
 
-async def test_export_formats_and_readers(client: TestClient, add_user: AddUser, accounts: Accounts) -> None:
+async def test_export_formats_and_readers(
+    client: TestClient, add_user: AddUser, accounts: Accounts, settings: Settings
+) -> None:
     await add_user("alice", PASSWORD)
     await add_user("bob", PASSWORD)
     await add_user("carol", PASSWORD)
@@ -127,8 +129,13 @@ async def test_export_formats_and_readers(client: TestClient, add_user: AddUser,
     points = gpxpy.parse(await response.text()).tracks[0].segments[0].points
     assert [(p.latitude, p.longitude) for p in points] == [(46.05123, 14.506001)]  # GPX: positions only
     response = await client.get("/api/export", params={**params, "format": "fit", "sport": "cycling"}, headers=ALICE)
-    messages, errors = Decoder(Stream.from_byte_array(bytearray(await response.read()))).read()
+    exported = await response.read()
+    messages, errors = Decoder(Stream.from_byte_array(bytearray(exported))).read()
     assert errors == [] and [m["heart_rate"] for m in messages["record_mesgs"]] == [131, 133]
+    before = await stored(settings, "alice")
+    assert (await (await import_body(client, exported, "export.fit")).json())["stored"] == 2
+    after = await stored(settings, "alice")  # the same track (device, sport) and times: merged, not doubled
+    assert [(s.time, s.tags) for s in after] == [(s.time, s.tags) for s in before]
     response = await client.get("/api/export", params={**params, "format": "csv"}, headers=ALICE)
     assert (await response.text()).splitlines()[0] == "time,time_ns,dist_km,lat,lng,spd_kph,alt_m,hr_bpm,cad_rpm,pwr_w"
     for query, status, message in [

@@ -62,7 +62,10 @@ def read(data: bytes) -> list[Track]:
     file_id = (messages.get("file_id_mesgs") or [{}])[0]
     sessions = messages.get("session_mesgs") or messages.get("sport_mesgs") or [{}]
     product = file_id.get("garmin_product") or file_id.get("product_name") or file_id.get("product")
-    device = device_name(" ".join(str(part) for part in (file_id.get("manufacturer"), product) if part not in (None, "")))
+    if file_id.get("manufacturer") == "development" and file_id.get("product_name"):
+        device = device_name(str(file_id["product_name"]))  # software names itself (our exports do)
+    else:
+        device = device_name(" ".join(str(part) for part in (file_id.get("manufacturer"), product) if part not in (None, "")))
     sport = sessions[0].get("sport")
     track = Track(sport=sport_name(sport) if isinstance(sport, str) and sport != "generic" else "", device=device)
     for note in damage:
@@ -110,7 +113,7 @@ def write(track: Track) -> bytes:
     elapsed = (last_ns - first_ns) / 1e9
     encoder.write_mesg({
         "mesg_num": MESG["FILE_ID"], "type": "activity", "manufacturer": "development", "product": 0,
-        "serial_number": 1, "time_created": start,
+        "serial_number": 1, "time_created": start, **({"product_name": track.device} if track.device else {}),
     })  # fmt: skip
     encoder.write_mesg({"mesg_num": MESG["EVENT"], "timestamp": start, "event": "timer", "event_type": "start"})
     for time_ns, fields in track.points:

@@ -2,7 +2,7 @@
 
 Read: ele -> alt_m; Garmin's TrackPointExtension (v1 and v2: hr, cad, atemp, wtemp, speed, course) and
 the `power` element Strava and Wahoo write (or `PowerInW`) -> the vocabulary. Written: a trk with the
-TrackPointExtension v2 (hr, cad, atemp, speed) and `power`; GPX points need a position, so samples
+TrackPointExtension v2 (atemp, hr, cad, speed, course) and `power`; GPX points need a position, so samples
 without lat/lng are left out.
 """
 
@@ -35,6 +35,10 @@ EXTENSION_FIELDS: dict[str, tuple[str, float]] = {
     "power": ("pwr_w", 1.0),
     "PowerInW": ("pwr_w", 1.0),
 }
+TPX_V2_FIELDS = (
+    ("atemp", "temp_c", 1.0), ("hr", "hr_bpm", 1.0), ("cad", "cad_rpm", 1.0),
+    ("speed", "spd_kph", 1 / MPS_TO_KPH), ("course", "bearing", 1.0),
+)  # fmt: skip
 CONTAINERS = {"TrackPointExtension", "TrackPointExtensionv1", "TrackPointExtensionv2"}
 
 
@@ -103,7 +107,7 @@ def read(data: bytes) -> list[Track]:
 
 def write(track: Track) -> bytes:
     document = gpxpy.gpx.GPX()
-    document.creator = "Tracker"
+    document.creator = track.device or "Tracker"  # read back as the device: a re-import lands on the same track
     document.nsmap["gpxtpx"] = TPX_V2
     trk = gpxpy.gpx.GPXTrack(name=track.name or None)
     trk.type = track.sport or None  # type: ignore[assignment]  # gpxpy's stub says None; the field holds text
@@ -117,7 +121,8 @@ def write(track: Track) -> bytes:
             fields["lat"], fields["lng"], elevation=fields.get("alt_m"), time=datetime_of(time_ns)
         )
         tpx = ET.Element(f"{{{TPX_V2}}}TrackPointExtension")
-        for name, key, factor in (("atemp", "temp_c", 1.0), ("hr", "hr_bpm", 1.0), ("cad", "cad_rpm", 1.0), ("speed", "spd_kph", 1 / MPS_TO_KPH)):
+        # In the order TrackPointExtension v2's schema (a sequence) has them.
+        for name, key, factor in TPX_V2_FIELDS:
             if key in fields:
                 child = ET.SubElement(tpx, f"{{{TPX_V2}}}{name}")
                 value = fields[key] * factor

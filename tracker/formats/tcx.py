@@ -150,4 +150,7 @@ def write(track: Track) -> bytes:
                 child(tpx, "ns3:Speed", repr(fields["spd_kph"] / MPS_TO_KPH))
             if "pwr_w" in fields:
                 child(tpx, "ns3:Watts", str(round(fields["pwr_w"])))
+    if track.device:
+        creator = ET.SubElement(activity, "Creator", {"xsi:type": "Device_t", "xmlns:xsi": XSI})
+        child(creator, "Name", track.device)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
