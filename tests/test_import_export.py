@@ -261,6 +261,16 @@ def test_cli_progress_bar_on_a_terminal_only(data_dir: Path, tmp_path: Path) -> 
     assert "[" not in piped.output.splitlines()[0] and "100%" not in piped.output
 
 
+def test_cli_import_of_nothing_kept_is_status_1(data_dir: Path, tmp_path: Path) -> None:
+    cli_add_user(data_dir, "alice")
+    assert invoke(["user", "retention", "alice", "1h", "--data-dir", str(data_dir)]).exit_code == 0
+    old = tmp_path / "old.gpx"
+    old.write_text(GARMIN_CONNECT_GPX)  # 2026-11-30: beyond an hour's retention
+    result = invoke(["import", "alice", str(old), "--data-dir", str(data_dir)])
+    assert result.exit_code == 1, result.output
+    assert "old.gpx (GPX): 0 of 2 points stored" in result.output and "not stored: 2 points:" in result.output
+
+
 def test_cli_export_of_nothing_is_one_line(data_dir: Path) -> None:
     cli_add_user(data_dir, "alice")
     result = invoke(["export", "alice", "--format", "gpx", "--data-dir", str(data_dir)])

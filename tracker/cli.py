@@ -608,10 +608,12 @@ def import_command(
     if activity_files:
         if user_name is None:
             raise click.UsageError(f"{activity_files[0]} is an activity file: import it into a USER, not --by-database")
-        _run(_import_activity_files(options, settings, user_name, activity_files))
+        activity_summaries = _run(_import_activity_files(options, settings, user_name, activity_files))
         paths = [path for path in paths if path not in activity_files]
         if not paths:
-            return
+            # As for line protocol: status 1 when points were refused and none stored.
+            refused = any(summary.refused for summary in activity_summaries)
+            ctx.exit(1 if refused and not any(summary.stored for summary in activity_summaries) else 0)
     summaries = _run(_import(options, settings, user_name, paths, create_users, precision))
     total_lines = sum(s.data_lines for s in summaries)
     total_stored = sum(s.stored for s in summaries)
@@ -708,7 +710,9 @@ def _activity_format(path: Path) -> str | None:
     return formats.detect(head)
 
 
-async def _import_activity_files(options: CliOptions, settings: Settings, user_name: str, paths: list[Path]) -> None:
+async def _import_activity_files(
+    options: CliOptions, settings: Settings, user_name: str, paths: list[Path]
+) -> list[transfer.ImportSummary]:
     """GPX, TCX and FIT files into `user_name`: read, then stored in big batches, with a summary per file."""
     store = await AccountStore.open(options.data_dir)
     accounts = Accounts(
@@ -717,6 +721,7 @@ async def _import_activity_files(options: CliOptions, settings: Settings, user_n
     samples = SampleStore(
         options.data_dir, synchronous=settings.sqlite_synchronous, writer_key=f"import-{os.getpid()}"
     )
+    summaries: list[transfer.ImportSummary] = []
     try:
         if not await accounts.user_exists(user_name):
             raise UnknownUser(f"unknown user {user_name!r}")
@@ -735,9 +740,11 @@ async def _import_activity_files(options: CliOptions, settings: Settings, user_n
             else:
                 summary = await transfer.import_tracks(path.name, tracks, write=write, cutoff=cutoff)
             _echo_import_summary(summary)
+            summaries.append(summary)
     finally:
         await samples.close()  # drains: everything written is committed
         await store.close()
+    return summaries
 
 
 def _echo_import_summary(summary: transfer.ImportSummary) -> None:
