@@ -23,18 +23,21 @@ TCX = "http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"
 AX = "http://www.garmin.com/xmlschemas/ActivityExtension/v2"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 N = {"t": TCX, "x": AX}
-# Trackpoint children (path under the Trackpoint) -> (vocabulary key, factor to its unit).
-TRACKPOINT_FIELDS: dict[str, tuple[str, float]] = {
-    "t:AltitudeMeters": ("alt_m", 1.0),
-    "t:DistanceMeters": ("dist_km", 0.001),
-    "t:HeartRateBpm/t:Value": ("hr_bpm", 1.0),
-    "t:Cadence": ("cad_rpm", 1.0),
-    "t:Extensions/x:TPX/x:Speed": ("spd_kph", MPS_TO_KPH),
-    "t:Extensions/x:TPX/x:Watts": ("pwr_w", 1.0),
-    "t:Extensions/x:TPX/x:RunCadence": ("cad_rpm", 1.0),
+# A Trackpoint's leaf elements by local name -> (vocabulary key, factor to its unit); HeartRateBpm's
+# only child is Value, TPX (under Extensions) holds Speed, Watts and RunCadence.
+TRACKPOINT_LEAVES: dict[str, tuple[str, float]] = {
+    "LatitudeDegrees": ("lat", 1.0),
+    "LongitudeDegrees": ("lng", 1.0),
+    "AltitudeMeters": ("alt_m", 1.0),
+    "DistanceMeters": ("dist_km", 0.001),
+    "Value": ("hr_bpm", 1.0),
+    "Cadence": ("cad_rpm", 1.0),
+    "Speed": ("spd_kph", MPS_TO_KPH),
+    "Watts": ("pwr_w", 1.0),
+    "RunCadence": ("cad_rpm", 1.0),
 }
+NOT_VALUES = {"Trackpoint", "Time", "Position", "HeartRateBpm", "Extensions", "TPX", "SensorState"}
 TCX_SPORTS_READ = {"Biking": "cycling", "Running": "running"}
-KNOWN = {"Time", "Position", "AltitudeMeters", "DistanceMeters", "HeartRateBpm", "Cadence", "Extensions", "SensorState"}
 
 
 def _time(text: str | None) -> int:
@@ -44,34 +47,26 @@ def _time(text: str | None) -> int:
         raise FormatError(f"Trackpoint Time {text!r} is not an ISO 8601 time") from None
 
 
-def _float(element: ET.Element | None) -> float | None:
-    if element is None or element.text is None:
-        return None
-    try:
-        return float(element.text)
-    except ValueError:
-        return None
-
-
-def _trackpoint(point: ET.Element, track: Track) -> Fields:
+def _trackpoint(point: ET.Element, track: Track) -> tuple[str | None, Fields]:
+    """(the Time's text, the values): one walk over the Trackpoint's elements."""
+    when: str | None = None
     fields: Fields = {}
-    lat, lng = _float(point.find("t:Position/t:LatitudeDegrees", N)), _float(point.find("t:Position/t:LongitudeDegrees", N))
-    if lat is not None and lng is not None:
-        fields["lat"], fields["lng"] = lat, lng
-    for path, (key, factor) in TRACKPOINT_FIELDS.items():
-        value = _float(point.find(path, N))
-        if value is not None:
-            fields[key] = value * factor
-    for child in point:
-        name = child.tag.rpartition("}")[2]
-        if name not in KNOWN:
-            track.note_unmapped(name)
-    for tpx in point.findall("t:Extensions/x:TPX", N):
-        for child in tpx:
-            name = child.tag.rpartition("}")[2]
-            if name not in ("Speed", "Watts", "RunCadence"):
+    for element in point.iter():
+        name = element.tag.rpartition("}")[2]
+        mapping = TRACKPOINT_LEAVES.get(name)
+        if mapping is not None:
+            try:
+                fields[mapping[0]] = float(element.text or "") * mapping[1]
+            except ValueError:
                 track.note_unmapped(name)
-    return fields
+        elif name == "Time":
+            when = element.text
+        elif name not in NOT_VALUES:
+            track.note_unmapped(name)
+    if ("lat" in fields) != ("lng" in fields):  # half a position is none
+        fields.pop("lat", None)
+        fields.pop("lng", None)
+    return when, fields
 
 
 def read(data: bytes) -> list[Track]:
@@ -90,12 +85,13 @@ def read(data: bytes) -> list[Track]:
         name = activity.find("t:Id", N)
         track.name = (name.text or "") if name is not None else ""
         for point in activity.iter(f"{{{TCX}}}Trackpoint"):
-            track.points.append((_time(point.findtext("t:Time", None, N)), _trackpoint(point, track)))
+            when, fields = _trackpoint(point, track)
+            track.points.append((_time(when), fields))
         tracks.append(track.finish())
     for course in root.findall("t:Courses/t:Course", N):
         track = Track(name=course.findtext("t:Name", "", N), device=device, kind="course")
         for point in course.iter(f"{{{TCX}}}Trackpoint"):
-            fields = _trackpoint(point, track)
+            _, fields = _trackpoint(point, track)
             if "lat" in fields:
                 track.route.append((fields["lat"], fields["lng"], fields.get("alt_m")))
         tracks.append(track)
