@@ -39,6 +39,7 @@ def test_command_tree_is_complete() -> None:
         "alert", "alert set", "alert list", "alert remove",
         "token", "token create", "token list", "token revoke",
         "invite", "invite create", "invite list", "invite revoke",
+        "course", "course add", "course list", "course remove",
     }  # fmt: skip
 
 

@@ -10,11 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import gpxpy
+import gpxpy.geo
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
+from fit_tool.fit_file_builder import FitFileBuilder
+from fit_tool.profile.messages.course_message import CourseMessage
+from fit_tool.profile.messages.file_id_message import FileIdMessage
+from fit_tool.profile.messages.record_message import RecordMessage
+from fit_tool.profile.profile_type import FileType, Manufacturer, Sport
 
+from tests.cli_helpers import add_user as cli_add_user
+from tests.cli_helpers import invoke
 from tests.conftest import basic
+from tests.test_formats import GARMIN_COURSE_TCX, fit_tool_activity, fixture
 from tracker.config import Settings
 from tracker.courses import MAX_THINNED, thinned
 from tracker.storage import SampleStore
@@ -135,3 +146,155 @@ async def test_only_the_owner_makes_a_course_of_her_activity(ann: TestClient) ->
     # Bob's own: he has no activity of that id.
     resp = await ann.post("/api/courses", json={"activity": activity["id"]}, headers=basic("bob", "pw-bob"))
     assert resp.status == 404
+
+
+# ----- course files: gpxpy's own GPX files, a FIT course written by fit_tool, Garmin Connect's TCX
+
+
+def fit_tool_course(name: str = "Loop") -> bytes:
+    """A FIT course file as fit_tool writes it: 0.001° north at a time from 45° N 13° E, three points."""
+    builder = FitFileBuilder(auto_define=True, min_string_size=50)
+    file_id = FileIdMessage()
+    file_id.type = FileType.COURSE
+    file_id.manufacturer = Manufacturer.DEVELOPMENT.value
+    file_id.product = 0
+    builder.add(file_id)
+    course = CourseMessage()
+    course.course_name = name
+    course.sport = Sport.CYCLING
+    builder.add(course)
+    for i in range(3):
+        record = RecordMessage()
+        record.timestamp = 1_796_000_000_000 + i * 10_000
+        record.position_lat = 45.0 + i * 0.001
+        record.position_long = 13.0
+        builder.add(record)
+    return builder.build().to_bytes()
+
+
+def gpxpy_length_m(points: list[tuple[float, float]]) -> float:
+    """The route's length by gpxpy's own haversine, rescaled from its radius (the equator's, 6,378,137 m)
+    to the mean one Tracker uses (6,371,008.8 m)."""
+    length = sum(gpxpy.geo.haversine_distance(a[0], a[1], b[0], b[1]) for a, b in zip(points, points[1:]))
+    return length * 6_371_008.8 / gpxpy.geo.EARTH_RADIUS
+
+
+async def _post_file(client: TestClient, data: bytes, filename: str, query: str = "") -> Any:
+    resp = await client.post(
+        f"/api/courses{query}", data=data,
+        headers={**ANN, "Content-Type": "application/octet-stream", "X-Filename": filename},
+    )  # fmt: skip
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def test_a_gpx_route_from_gpxpys_files(ann: TestClient) -> None:
+    data = fixture("route.gpx")
+    reference = [(p.latitude, p.longitude) for p in gpxpy.parse(data.decode()).routes[0].points]
+    made = await _post_file(ann, data, "route.gpx")
+    assert made["points"] == len(reference)
+    assert made["distance_m"] == pytest.approx(gpxpy_length_m(reference), abs=0.5)
+    assert made["name"] == "route"  # the rte has no name: the file's
+
+
+async def test_a_gpx_track_without_times_is_a_course_of_all_its_parts(ann: TestClient) -> None:
+    data = fixture("cerknicko-without-times.gpx")
+    tracks = gpxpy.parse(data.decode()).tracks
+    # Six trk lost their times (the seventh kept five: a recording, left out as there is a course).
+    untimed = [(p.latitude, p.longitude) for t in tracks[:7] for seg in t.segments for p in seg.points if p.time is None
+               and t is not tracks[-1]]  # fmt: skip
+    made = await _post_file(ann, data, "cerknicko.gpx", "?name=Lake")
+    assert made["name"] == "Lake" and made["points"] == len(untimed) == 275
+    assert made["distance_m"] == pytest.approx(gpxpy_length_m(untimed), abs=1)
+
+
+async def test_a_fit_course_written_by_fit_tool(ann: TestClient, settings: Settings) -> None:
+    form = aiohttp.FormData()
+    form.add_field("file", fit_tool_course(), filename="loop.fit", content_type="application/vnd.ant.fit")
+    resp = await ann.post("/api/courses", data=form, headers=ANN)
+    assert resp.status == 201, await resp.text()
+    made = await resp.json()
+    # 0.002° of latitude is 222.39 m; semicircles round positions to 8.4e-8°.
+    assert (made["name"], made["points"]) == ("Loop", 3)
+    assert made["distance_m"] == pytest.approx(0.002 * DEGREE_M, abs=0.1)
+
+
+async def test_a_tcx_course_as_garmin_connect_writes_it(ann: TestClient) -> None:
+    made = await _post_file(ann, GARMIN_COURSE_TCX.encode(), "loop.tcx")
+    assert (made["name"], made["points"]) == ("Vrhnika loop", 2)
+    assert made["distance_m"] == pytest.approx(gpxpy_length_m([(45.96, 14.29), (45.961, 14.291)]), abs=0.05)
+
+
+async def test_a_recorded_activity_file_gives_its_route_thinned(ann: TestClient) -> None:
+    # fit_tool's five fixes lie on one straight line (0.0001° north and east each): its two ends remain.
+    made = await _post_file(ann, fit_tool_activity(), "ride.fit")
+    assert made["points"] == 2
+    assert made["distance_m"] == pytest.approx(gpxpy_length_m([(46.05, 14.5), (46.0504, 14.5004)]), abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"<gpx/>", "GPX"),
+        (b"\x00\x01 not a course", "not a GPX, TCX or FIT file"),
+        (b"{not json", "not JSON"),
+        (b"", "the course is empty"),
+    ],
+)
+async def test_files_that_are_no_course_get_a_400_naming_the_fault(ann: TestClient, data: bytes, says: str) -> None:
+    resp = await ann.post("/api/courses", data=data, headers={**ANN, "Content-Type": "application/octet-stream"})
+    assert resp.status == 400, await resp.text()
+    assert says in (await resp.json())["error"]
+
+
+# ----- tracker course add / list / remove
+
+
+def test_the_course_commands(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    cli_add_user(data_dir, "ann")
+    course_file = tmp_path / "loop.fit"
+    course_file.write_bytes(fit_tool_course())
+    geojson = tmp_path / "line.geojson"
+    geojson.write_text('{"type": "LineString", "coordinates": [[0, 0], [0.01, 0]]}')
+    link = invoke(["link", "create", "ann", "--label", "club", "--data-dir", str(data_dir)])
+    assert link.exit_code == 0, link.output
+
+    added = invoke(["course", "add", "ann", str(course_file), "--attach", "now", "--data-dir", str(data_dir)])
+    assert added.exit_code == 0, added.output
+    assert "course 1 'Loop' of ann: 3 points, 0.22 km, shown on now" in added.output
+    added = invoke(["course", "add", "ann", str(geojson), "--name", "East", "--attach", "club", "--data-dir", str(data_dir)])
+    assert added.exit_code == 0, added.output
+    assert "course 2 'East' of ann: 2 points, 1.11 km, shown on link:1" in added.output
+
+    listing = invoke(["course", "list", "ann", "--data-dir", str(data_dir)])
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "POINTS", "KM", "CREATED", "SHOWN", "ON"]
+    assert lines[1].split()[:4] == ["2", "East", "2", "1.11"] and lines[1].endswith("link:1")
+    assert lines[2].split()[:4] == ["1", "Loop", "3", "0.22"] and lines[2].endswith("now")
+
+    removed = invoke(["course", "remove", "ann", "1", "--data-dir", str(data_dir)])
+    assert removed.exit_code == 0 and "removed course 1 of ann" in removed.output
+    assert invoke(["course", "list", "ann", "--data-dir", str(data_dir)]).output.count("Loop") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["course", "add", "ann", "{file}", "--attach", "nobody"], "ann has no active share link labelled 'nobody'"),
+        (["course", "add", "zed", "{file}"], "unknown user 'zed'"),
+        (["course", "add", "ann", "{bad}"], "not a GPX, TCX or FIT file"),
+        (["course", "remove", "ann", "7"], "ann has no course 7"),
+    ],
+)
+def test_course_command_errors_are_one_line(tmp_path: Path, args: list[str], says: str) -> None:
+    data_dir = tmp_path / "data"
+    cli_add_user(data_dir, "ann")
+    (tmp_path / "loop.fit").write_bytes(fit_tool_course())
+    (tmp_path / "bad.gpx").write_bytes(b"nothing here")
+    paths = {"{file}": str(tmp_path / "loop.fit"), "{bad}": str(tmp_path / "bad.gpx")}
+    result = invoke([paths.get(a, a) for a in args] + ["--data-dir", str(data_dir)])
+    assert result.exit_code == 1, result.output
+    assert says in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output

@@ -183,7 +183,7 @@ async def test_bad_requests_and_targets(client: TestClient, people: Accounts) ->
     resp = await client.post("/api/courses", data=b"{not json", headers={**ALICE, "Content-Type": "application/json"})
     assert resp.status == 400 and "not JSON" in (await resp.json())["error"]
     resp = await client.post("/api/courses", data=b"<gpx/>", headers={**ALICE, "Content-Type": "application/gpx+xml"})
-    assert resp.status == 415
+    assert resp.status == 400 and "GPX" in (await resp.json())["error"]
     made = await (await client.post("/api/courses", json={"name": "Out", "points": LINE}, headers=ALICE)).json()
     attach = f"/api/courses/{made['id']}/attach"
     for target, status, says in [

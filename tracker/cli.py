@@ -38,12 +38,14 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker import backup as backups
+from tracker import courses as course_files
 from tracker import formats, importer, transfer
 from tracker.appsetup import device_setup
 from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
 from tracker.retention import Cutoff, describe, parse_retention
 from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
+from tracker.storage import courses as stored_courses
 from tracker.storage import (
     ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
     device_last_seen,
@@ -73,6 +75,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     formats.FormatError,
     transfer.ExportTooLarge,
     transfer.NothingToExport,
+    course_files.InvalidCourse,
 )
 
 
@@ -563,6 +566,118 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_link(name, key))):
         raise click.ClickException(f"{name} has no active link {token_or_label!r}")
     click.echo(f"revoked the link {token_or_label!r} of {name}")
+
+
+# ----- tracker course -----
+
+
+@cli.group()
+@_data_dir_option(on_group=True)
+@click.pass_context
+def course(ctx: click.Context, data_dir: Path) -> None:
+    """Courses (planned routes) watchers see under the live track."""
+    _options(ctx, data_dir)
+
+
+async def _with_courses(options: CliOptions, name: str, action: Callable[[Accounts, SampleStore], Awaitable[T]]) -> T:
+    """Run `action` with the accounts and the sample files, once NAME is known to exist."""
+
+    async def run(accounts: Accounts) -> T:
+        await _existing_user(accounts, name)
+        samples = SampleStore(options.data_dir, writer_key=f"course-{os.getpid()}")
+        try:
+            return await action(accounts, samples)
+        finally:
+            await samples.close()
+
+    return await _with_accounts(options, run)
+
+
+async def _attach_target(accounts: Accounts, name: str, attach: str) -> str:
+    """"now", or the active share link of NAME labelled `attach`, as a course target."""
+    if attach == "now":
+        return "now"
+    now = time.time_ns()
+    for record in await accounts.list_links(name):
+        ended = record.revoked_ns is not None or record.expires_ns is not None and record.expires_ns <= now
+        if record.label == attach and not ended:
+            return f"link:{record.id}"
+    raise course_files.InvalidCourse(f"--attach: {name} has no active share link labelled {attach!r} (or give now)")
+
+
+@course.command("add")
+@_name_argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", "course_name", help="The course's name (default: the one in the file, else the file's name).")
+@click.option("--attach", metavar="now|LINK_LABEL", help="Show it to everyone watching (now) or to one share link's viewers.")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def course_add(
+    ctx: click.Context, name: str, file: Path, course_name: str | None, attach: str | None, data_dir: Path | None
+) -> None:
+    """Add a course to NAME from FILE: GPX (rte, or trk without times), TCX or FIT course, GeoJSON
+    LineString or Tracker's JSON; a recorded activity file gives its route, thinned."""
+    options = _options(ctx, data_dir)
+    try:
+        settings = Settings.from_env(data_dir=options.data_dir)
+        planned = course_files.course_from_upload(
+            file.read_bytes(), file.name, course_name, max_inflated=settings.max_decompressed_size
+        )
+    except (ValueError, OSError) as exc:  # the file's faults, named by the parser
+        raise click.ClickException(_one_line(exc)) from None
+
+    async def add(accounts: Accounts, samples: SampleStore) -> tuple[stored_courses.CourseRecord, str | None]:
+        target = await _attach_target(accounts, name, attach) if attach is not None else None
+        record = await stored_courses.add_course(samples, name, planned, time.time_ns(), course_files.MAX_COURSES)
+        if record is None:
+            raise course_files.InvalidCourse(f"{name} has {course_files.MAX_COURSES} courses already: remove one first")
+        if target is not None:
+            await stored_courses.attach(samples, name, record.id, target)
+        return record, target
+
+    record, target = _run(_with_courses(options, name, add))
+    shown = f", shown on {target}" if target else ""
+    click.echo(f"course {record.id} {record.name!r} of {name}: {record.point_count} points, {record.distance_m / 1000:.2f} km{shown}")
+
+
+@course.command("list")
+@_name_argument("name")
+@_data_dir_option(on_group=False)
+@click.pass_context
+def course_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
+    """List NAME's courses, newest first, and where each is shown."""
+
+    async def listing(
+        accounts: Accounts, samples: SampleStore
+    ) -> tuple[list[stored_courses.CourseRecord], dict[str, int]]:
+        return await stored_courses.list_courses(samples, name), await stored_courses.attachments(samples, name)
+
+    records, attached = _run(_with_courses(_options(ctx, data_dir), name, listing))
+    if not records:
+        click.echo("no courses", err=True)
+        return
+    rows = [
+        (str(r.id), r.name, str(r.point_count), f"{r.distance_m / 1000:.2f}", _iso(r.created_ns),
+         ", ".join(target for target, course_id in attached.items() if course_id == r.id) or "-")
+        for r in records
+    ]  # fmt: skip
+    _table(("ID", "NAME", "POINTS", "KM", "CREATED", "SHOWN ON"), rows)
+
+
+@course.command("remove")
+@_name_argument("name")
+@click.argument("course_id", metavar="ID", type=int)
+@_data_dir_option(on_group=False)
+@click.pass_context
+def course_remove(ctx: click.Context, name: str, course_id: int, data_dir: Path | None) -> None:
+    """Delete NAME's course ID (and stop showing it anywhere)."""
+
+    async def remove(accounts: Accounts, samples: SampleStore) -> bool:
+        return await stored_courses.delete_course(samples, name, course_id)
+
+    if not _run(_with_courses(_options(ctx, data_dir), name, remove)):
+        raise click.ClickException(f"{name} has no course {course_id}")
+    click.echo(f"removed course {course_id} of {name}")
 
 
 # ----- tracker import -----

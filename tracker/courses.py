@@ -15,9 +15,13 @@ shape needs.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
+
+from tracker import formats
 
 MAX_POINTS = 100_000
 MAX_COURSES = 200  # per user
@@ -138,6 +142,43 @@ def course_from_track(name: Any, points: list[Point]) -> Course:
     if len(points) < 2:
         raise InvalidCourse(f"a course needs at least 2 positions, the track has {len(points)}")
     return course_from_points(name, [list(p) for p in thinned(points)])
+
+
+def course_from_upload(data: bytes, filename: str, name: str | None, *, max_inflated: int) -> Course:
+    """What POST /api/courses and `tracker course add` take: JSON or GeoJSON (told by its first
+    character), else a GPX, TCX or FIT file. `name`, when given, replaces the one inside."""
+    if data.lstrip()[:1] in (b"{", b"["):
+        try:
+            parsed = json.loads(data)
+        except ValueError as exc:
+            raise InvalidCourse(f"the body is not JSON: {exc}") from None
+        if name is not None and isinstance(parsed, dict):
+            parsed["name"] = name
+        return course_from_json(parsed)
+    if not data:
+        raise InvalidCourse("the course is empty: send JSON, GeoJSON, or a GPX, TCX or FIT file")
+    return course_from_file(data, filename, name, max_inflated=max_inflated)
+
+
+def course_from_file(data: bytes, filename: str, name: str | None, *, max_inflated: int) -> Course:
+    """A course from a GPX, TCX or FIT file (gzipped or not). Its course parts (GPX rte, a trk without
+    times, a TCX Course, a FIT course) are joined in the file's order, points as given; a file with none
+    (a recorded activity) gives its positions, thinned. Named `name`, else the file's first name, else
+    the file name without its extension."""
+    try:
+        tracks = formats.read(data, filename, max_inflated=max_inflated)
+    except formats.FormatError as exc:
+        raise InvalidCourse(str(exc)) from None
+    if name is None:
+        name = next((track.name for track in tracks if track.name.strip()), "") or PurePath(filename).stem or "Course"
+    planned = [point for track in tracks if track.kind == "course" for point in track.route]
+    if planned:
+        return course_from_points(name, [list(point) for point in planned])
+    positions: list[Point] = [
+        (fields["lat"], fields["lng"], fields.get("alt_m"))
+        for track in tracks for _, fields in track.points if "lat" in fields and "lng" in fields
+    ]  # fmt: skip
+    return course_from_track(name, positions)
 
 
 def course_from_json(body: Any) -> Course:

@@ -5,7 +5,8 @@ CSRF token for changes). `?user=NAME` selects whose courses, default the caller'
 shares with (and anyone, for a public profile) may list them; only the owner changes them.
 
 POST /api/courses takes a course as JSON or GeoJSON, `{"activity": id, "name"?}` (the route of one of
-the owner's activities, thinned), or a GPX, TCX or FIT file read by tracker.formats.
+the owner's activities, thinned), or a GPX, TCX or FIT file (the body itself, or multipart) read by
+tracker.formats, named by `?name=` or by the file. JSON is told from a file by its first character.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp import web
 from tracker.accounts import InvalidUsername, validate_username
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
+from tracker.browser.files import read_upload
 from tracker.browser.session import owner_session
 from tracker.browser.watch import watch_access
 from tracker.courses import (
@@ -27,7 +29,7 @@ from tracker.courses import (
     Course,
     InvalidCourse,
     Point,
-    course_from_json,
+    course_from_upload,
     course_from_track,
     parse_target,
 )
@@ -38,10 +40,6 @@ from tracker.activities.names import activity_name
 from tracker.storage import activities
 from tracker.storage import courses as stored
 from tracker.storage.courses import CourseRecord
-
-# A course of MAX_POINTS points with altitudes is about 4 MB of JSON.
-MAX_COURSE_BODY = 8 << 20
-
 
 async def _caller(request: web.Request, *, changes: bool) -> str:
     """Who asks: the credentials /query takes, else the browser session."""
@@ -101,41 +99,45 @@ async def courses_list(request: web.Request) -> web.Response:
 
 async def courses_create(request: web.Request) -> web.Response:
     user = await _whose(request, changes=True)
-    # GPX and FIT course files: the formats package reads them into points for course_from_points.
-    if request.content_type not in ("application/json", "application/geo+json", "application/octet-stream"):
-        raise Refused(415, "send the course as JSON or GeoJSON (Content-Type: application/json)")
+    settings = request.app[SETTINGS]
     try:
-        body = await read_body(request, limit=MAX_COURSE_BODY)
+        filename, body = await read_upload(request, settings.max_body_size)
     except InfluxError as exc:
-        raise Refused(exc.status, f"a course is at most {MAX_COURSE_BODY} bytes" if exc.status == 413 else str(exc)) from None
-    parsed = _json_of(body)
-    if isinstance(parsed, dict) and "activity" in parsed:
-        course = await _course_of_activity(request, user, parsed)
+        raise Refused(exc.status, f"a course is at most {settings.max_body_size} bytes" if exc.status == 413 else str(exc)) from None
+    name = request.query.get("name")
+    activity = _activity_request(body)
+    if activity is not None:
+        course = await _course_of_activity(request, user, activity, name)
     else:
-        # 100,000 points take a while to check: off the event loop.
-        course = await asyncio.to_thread(_checked_course, parsed)
+        # Files are parsed, and 100,000 points checked, off the event loop.
+        course = await asyncio.to_thread(_checked_course, body, filename, name, settings.max_decompressed_size)
     record = await stored.add_course(request.app[SAMPLES], user, course, time.time_ns(), MAX_COURSES)
     if record is None:
         raise Refused(409, f"at most {MAX_COURSES} courses per user: delete one first")
     return json_response(_course_json(record), 201)
 
 
-def _json_of(body: bytes) -> Any:
+def _activity_request(body: bytes) -> dict[str, Any] | None:
+    """`{"activity": id, "name"?}`, a few bytes of JSON; None for anything else (a course itself)."""
+    if len(body) > 4096 or body.lstrip()[:1] != b"{":
+        return None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, f"the body is not JSON: {exc}") from None
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # the course parser says what is wrong with it
+    return parsed if isinstance(parsed, dict) and "activity" in parsed else None
 
 
-def _checked_course(parsed: Any) -> Course:
+def _checked_course(body: bytes, filename: str, name: str | None, max_inflated: int) -> Course:
     try:
-        return course_from_json(parsed)
+        return course_from_upload(body, filename, name, max_inflated=max_inflated)
     except InvalidCourse as exc:
         raise Refused(400, str(exc)) from None
 
 
-async def _course_of_activity(request: web.Request, user: str, body: dict[str, Any]) -> Course:
-    """`{"activity": id, "name"?}`: the activity's positions, thinned; named after the activity unless given."""
+async def _course_of_activity(request: web.Request, user: str, body: dict[str, Any], name: str | None) -> Course:
+    """`{"activity": id, "name"?}`: the activity's positions, thinned; named `?name=`, the body's name,
+    else as the activity is."""
     activity_id = body["activity"]
     if isinstance(activity_id, bool) or not isinstance(activity_id, int) or activity_id < 1:
         raise Refused(400, f"activity must be an activity id (a positive integer), got {activity_id!r}")
@@ -144,7 +146,8 @@ async def _course_of_activity(request: web.Request, user: str, body: dict[str, A
     row = await activities.get_activity(store, user, activity_id)
     if row is None:
         raise Refused(404, f"activity: {user} has no activity {activity_id}")
-    name = body.get("name")
+    if name is None:
+        name = body.get("name")
     if name is None:
         name = activity_name(row.name, row.sport, row.start_ns)
     samples = await activities.track_samples(store, user, row.track, row.start_ns, row.end_ns)

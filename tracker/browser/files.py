@@ -35,7 +35,7 @@ async def _caller(request: web.Request, *, changes: bool) -> str:
     return session.user
 
 
-async def _upload(request: web.Request, limit: int) -> tuple[str, bytes]:
+async def read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
     """(file name, bytes) of the body: multipart/form-data with one file part, or the file itself with X-Filename."""
     if request.content_type != "multipart/form-data":
         return request.headers.get("X-Filename", "") or "upload", await read_body(request, limit=limit, line_limit=False)
@@ -57,7 +57,7 @@ async def import_file(request: web.Request) -> web.Response:
     user = request.rel_url.query.get("user") or caller
     if user != caller:
         raise Refused(403, f"user: only {user} imports into their own samples")
-    filename, data = await _upload(request, request.app[SETTINGS].max_body_size)
+    filename, data = await read_upload(request, request.app[SETTINGS].max_body_size)
     if not data:
         raise Refused(400, f"file: {filename} is empty")
     try:
