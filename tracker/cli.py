@@ -854,6 +854,7 @@ async def _import_activity_files(
                     summary = await transfer.import_tracks(path.name, tracks, write=write, cutoff=cutoff, progress=bar.update)
             else:
                 summary = await transfer.import_tracks(path.name, tracks, write=write, cutoff=cutoff)
+            await transfer.note_activities(samples, user_name, tracks, summary)
             _echo_import_summary(summary)
             summaries.append(summary)
     finally:
@@ -878,6 +879,8 @@ def _echo_import_summary(summary: transfer.ImportSummary) -> None:
         click.echo(f"  not stored: {count} points: {reason}")
     if summary.unmapped:
         click.echo("  not mapped: " + ", ".join(f"{name} ({count})" for name, count in sorted(summary.unmapped.items())))
+    for activity in summary.activities:
+        click.echo(f"  activity {activity['id']}: {activity['name']}, {activity['start']} to {activity['end']}")
 
 
 # ----- tracker export -----

@@ -237,7 +237,7 @@ def _import_summary_schema() -> dict[str, Any]:
     when = {"type": ["string", "null"], "description": "RFC 3339"}
     return {
         "type": "object",
-        "required": ["file", "format", "tracks", "points", "stored", "refused", "unmapped", "start", "end"],
+        "required": ["file", "format", "tracks", "points", "stored", "refused", "unmapped", "start", "end", "activities"],
         "properties": {
             "file": {"type": "string"},
             "format": {"type": "string", "enum": ["gpx", "tcx", "fit"]},
@@ -252,6 +252,10 @@ def _import_summary_schema() -> dict[str, Any]:
             "unmapped": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "Source field -> values the vocabulary has no key for"},
             "start": when,
             "end": when,
+            "activities": {"type": "array", "description": "The activities the file's samples fall in (after the import), oldest first",
+                           "items": {"type": "object", "required": ["id", "name", "start", "end"], "properties": {
+                               "id": {"type": "integer"}, "name": {"type": "string"},
+                               "start": {"type": "string"}, "end": {"type": "string"}}}},
         },
     }
 
@@ -395,8 +399,13 @@ def _course_paths(settings: Settings) -> dict[str, Any]:
             },
             {"type": "object", "required": ["type"], "description": "GeoJSON: a LineString, or a Feature of one "
              "(coordinates [lng, lat(, alt)]; the name from `name` or properties.name)"},
+            {"type": "object", "required": ["activity"], "description": "The route of one of the owner's activities, "
+             f"thinned to at most {courses.MAX_THINNED} points; named as the activity unless `name` is given",
+             "properties": {"activity": {"type": "integer", "minimum": 1}, "name": {"type": "string", "minLength": 1}}},
         ]
     }  # fmt: skip
+    course_file = {"type": "string", "format": "binary", "description": "A GPX (rte, or trk without times), TCX or "
+                   "FIT course file, gzipped or not; a recorded activity file gives its route, thinned"}  # fmt: skip
     errors = {
         "400": _response("Invalid input: the message names the field and the rule", "Error"),
         "401": _response("No credentials, or wrong ones", "Error"),
@@ -417,8 +426,13 @@ def _course_paths(settings: Settings) -> dict[str, Any]:
             },  # fmt: skip
             "post": {
                 "summary": f"Add a course (owner; at most {courses.MAX_COURSES} per user)",
-                "parameters": [user],
-                "requestBody": {"required": True, "content": {JSON: {"schema": new_course}}},
+                "parameters": [user, {"name": "name", "in": "query", "schema": {"type": "string", "minLength": 1},
+                               "description": "The course's name (default: the one in the body or file, else the file's name)"}],
+                "requestBody": {"required": True, "content": {
+                    JSON: {"schema": new_course},
+                    "application/octet-stream": {"schema": course_file},
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": course_file}}},
+                }},
                 "responses": {"201": {"description": "Stored", "content": {JSON: {"schema": summary}}},
                               "409": _response("The user has the most courses there may be", "Error"),
                               "413": _response("Too large a body", "Error"), **errors},

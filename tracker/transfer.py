@@ -2,7 +2,8 @@
 
 Import turns a file's tracks (tracker.formats) into points tagged `device` and `sport` (left out when
 the file names none) and stores them through the store's write path in big batches; writes merge, so
-importing a file twice changes nothing. Export reads a time range (optionally one track: device and
+importing a file twice changes nothing. After an import the user's activities are brought up to date and
+the summary names those the file's samples fall in (`note_activities`). Export reads a time range (optionally one track: device and
 sport) into one Track that tracker.formats writes; the activities call it with an activity's track and
 span.
 """
@@ -16,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import formats
+from tracker.activities.names import activity_name
 from tracker.formats import Track
 from tracker.formats.track import rfc3339
 from tracker.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME, Point
 from tracker.retention import Cutoff
 from tracker.rules import parse_time_string
 from tracker.storage import DEVICE_TAG, SampleStore
+from tracker.storage import activities
 from tracker.vocabulary import MEASUREMENT
 
-SPORT_TAG = "sport"
+SPORT_TAG = activities.SPORT_TAG  # the tag activities split by
 MIN_TIME_NS, MAX_TIME_NS = MIN_NANO_TIME, MAX_NANO_TIME + 1  # an export's range, when start or end is not given
 IMPORT_BATCH = 50_000  # points per store write: one journal entry and one transaction each
 EXPORT_MAX_SAMPLES = 2_000_000  # one export's samples are held in memory to write the file: bounded
@@ -55,6 +58,7 @@ class ImportSummary:
     refused: dict[str, int] = field(default_factory=dict)  # why -> points not stored (retention, clock)
     unmapped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    activities: list[dict[str, Any]] = field(default_factory=list)  # id, name, start, end: where the samples fell
 
     def as_json(self) -> dict[str, Any]:
         starts = [t["start"] for t in self.tracks if t["start"]]
@@ -63,6 +67,7 @@ class ImportSummary:
             "file": self.filename, "format": self.format, "tracks": self.tracks, "points": self.points,
             "stored": self.stored, "refused": self.refused, "unmapped": self.unmapped,
             "start": min(starts) if starts else None, "end": max(ends) if ends else None,
+            "activities": self.activities,
         }  # fmt: skip
 
 
@@ -119,6 +124,24 @@ async def import_tracks(
                 progress(min(IMPORT_BATCH, len(track.points) - first))
     summary.seconds = time.monotonic() - started
     return summary
+
+
+async def note_activities(store: SampleStore, user: str, tracks: Sequence[Track], summary: ImportSummary) -> None:
+    """Refresh the user's activities (the import marked what it wrote) and list in the summary those of
+    each imported track's span, oldest first; an activity two tracks share is listed once."""
+    await activities.refresh(store, user)
+    seen: set[int] = set()
+    for track in tracks:
+        if track.kind != "activity" or not track.points:
+            continue
+        key = (track.device, track.sport)
+        for row in await activities.track_activities(store, user, key, track.points[0][0], track.points[-1][0]):
+            if row.id not in seen:
+                seen.add(row.id)
+                summary.activities.append({
+                    "id": row.id, "name": activity_name(row.name, row.sport, row.start_ns),
+                    "start": rfc3339(row.start_ns), "end": rfc3339(row.end_ns),
+                })  # fmt: skip
 
 
 def parse_time(text: str | None, name: str, default: int) -> int:

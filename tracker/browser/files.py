@@ -72,6 +72,7 @@ async def import_file(request: web.Request) -> web.Response:
         await ingest.commit(request.app, writer, points)
 
     summary = await transfer.import_tracks(filename, tracks, write=write, cutoff=await ingest.cutoff(request.app, user))
+    await transfer.note_activities(request.app[SAMPLES], user, tracks, summary)
     return json_response(summary.as_json())
 
 

@@ -304,6 +304,17 @@ async def list_activities(
     return [_row(values) for values in rows]
 
 
+async def track_activities(store: SampleStore, user: str, track: Track, from_ns: int, to_ns: int) -> list[ActivityRow]:
+    """The track's activities overlapping [from_ns, to_ns], oldest first."""
+    rows = await store.read_all(
+        user,
+        f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE device = ? AND sport = ? AND end_ns >= ? AND start_ns <= ? "
+        "ORDER BY start_ns, id",
+        (track[0], track[1], from_ns, to_ns),
+    )
+    return [_row(values) for values in rows]
+
+
 async def get_activity(store: SampleStore, user: str, activity_id: int) -> ActivityRow | None:
     rows = await store.read_all(user, f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE id = ?", (activity_id,))
     return _row(rows[0]) if rows else None
