@@ -10,9 +10,11 @@
 # The comparison runs once per worker count in BENCH_WORKERS (default "1 auto": one process, then as
 # many as the machine has CPUs), each against a fresh server on a copy of the same fresh data folder;
 # the fan-out runs against the last one.
+# Last, bench/activity_speed.py (workload `activities`, no InfluxDB needed) starts a Tracker of its own:
+# importing a 12-hour ride (/write, tracker import, POST /api/import), opening it, a live write to it.
 # Environment: BENCH_PORT first port to try (18087); BENCH_WORKERS (see above); FANOUT_DUR seconds of
-# the fan-out's writes (30); WORKLOADS picks workloads, `fanout` among them (unset: all); DUR and the
-# rest go on to the harness.
+# the fan-out's writes (30); ACTIVITY_ROUNDS rounds of the activity measures (7); WORKLOADS picks
+# workloads, `fanout` and `activities` among them (unset: all); DUR and the rest go on to the harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,15 +24,30 @@ python=.venv/bin/python
 USERS=100
 FANOUT_RIDERS=10
 
-# --- what runs: `fanout` in WORKLOADS is ours, the other names are the harness's -----------------------
+# --- what runs: `fanout` and `activities` in WORKLOADS are ours, the other names are the harness's -----
 run_fanout=1
+run_activities=1
 compare_workloads=${WORKLOADS:-}
 if [ -n "${WORKLOADS:-}" ]; then
   run_fanout=0
+  run_activities=0
   compare_workloads=
   for workload in $WORKLOADS; do
-    if [ "$workload" = fanout ]; then run_fanout=1; else compare_workloads+="${compare_workloads:+ }$workload"; fi
+    case "$workload" in
+      fanout) run_fanout=1 ;;
+      activities) run_activities=1 ;;
+      *) compare_workloads+="${compare_workloads:+ }$workload" ;;
+    esac
   done
+fi
+run_activity_speed() {
+  echo
+  echo "activities: a 12-hour ride (43,200 points) imported, opened and written to, on a Tracker of its own"
+  "$python" bench/activity_speed.py --rounds "${ACTIVITY_ROUNDS:-7}"
+}
+if [ -n "${WORKLOADS:-}" ] && [ -z "$compare_workloads" ] && [ "$run_fanout" = 0 ]; then
+  run_activity_speed  # it needs neither the 100 users nor the shared server
+  exit $?
 fi
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -164,6 +181,13 @@ if [ "$run_fanout" = 1 ]; then
   [ "$status" = 0 ] && status=$fanout_status
 else
   echo "skipping the live fan-out: WORKLOADS=\"$WORKLOADS\" does not name fanout"
+fi
+if [ "$run_activities" = 1 ]; then
+  activities_status=0
+  run_activity_speed || activities_status=$?
+  [ "$status" = 0 ] && status=$activities_status
+else
+  echo "skipping the activities measures: WORKLOADS=\"$WORKLOADS\" does not name activities"
 fi
 if [ -s "$work/server.log" ]; then
   echo "Tracker's log during the run (last 20 lines):"
