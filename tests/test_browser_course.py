@@ -17,6 +17,7 @@ import urllib.request
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
+import gpxpy.gpx
 import pytest
 
 from tests.test_browser import (  # noqa: F401  (browser and open_page are fixtures)
@@ -165,7 +166,27 @@ def test_the_owner_adds_shows_hides_and_deletes_a_course(server: TrackerServer, 
     page.locator("#course-rows button", has_text="Delete").click()
     page.wait_for_selector("#no-courses:not([hidden])", timeout=5000)
     assert api(server, "planner", "GET", "/api/courses", None)["courses"] == []
-    # Not GeoJSON: a clear message, nothing stored.
+    # Not JSON: sent as a file, and the server's reader says what is wrong with it; nothing stored.
     page.fill("#course-text", "<gpx></gpx>")
     page.click("#course-form button[type=submit]")
-    page.wait_for_function("() => document.body.innerText.includes('not GeoJSON')", timeout=5000)
+    page.wait_for_function("() => document.body.innerText.includes('pasted: GPX: no trk or rte')", timeout=5000)
+    page.fill("#course-text", '{"type": "LineString", ')
+    page.click("#course-form button[type=submit]")
+    page.wait_for_function("() => document.body.innerText.includes('not valid JSON')", timeout=5000)
+    assert api(server, "planner", "GET", "/api/courses", None)["courses"] == []
+    # A GPX file as gpxpy writes it: a rte 0.01° north along 8° E (1.11 km), named inside the file.
+    document = gpxpy.gpx.GPX()
+    route = gpxpy.gpx.GPXRoute(name="Pass road")
+    route.points = [gpxpy.gpx.GPXRoutePoint(47.0, 8.0), gpxpy.gpx.GPXRoutePoint(47.01, 8.0)]
+    document.routes.append(route)
+    page.fill("#course-text", "")
+    page.set_input_files("#course-file", files=[
+        {"name": "pass.gpx", "mimeType": "application/gpx+xml", "buffer": document.to_xml().encode()},
+    ])  # fmt: skip
+    page.click("#course-form button[type=submit]")
+    page.wait_for_selector("#course-rows tr", timeout=5000)
+    row = page.locator("#course-rows tr").first
+    assert "Pass road" in row.inner_text() and "1.11 km" in row.inner_text()
+    [made] = api(server, "planner", "GET", "/api/courses", None)["courses"]
+    assert made["points"] == 2
+    api(server, "planner", "DELETE", f"/api/courses/{made['id']}", None)

@@ -26,14 +26,16 @@
     m.classList.toggle("ok", Boolean(ok));
   }
 
-  async function api(method, path, body) {
-    const headers = { Accept: "application/json" };
+  // `body`: a value sent as JSON, or a Blob (a file) sent as it is, with `extraHeaders`.
+  async function api(method, path, body, extraHeaders) {
+    const headers = Object.assign({ Accept: "application/json" }, extraHeaders || {});
+    const raw = body instanceof Blob;
     if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (body !== undefined) headers["Content-Type"] = raw ? "application/octet-stream" : "application/json";
     const res = await fetch(path, {
       method: method,
       headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
       credentials: "same-origin",
       cache: "no-store",
     });
@@ -564,7 +566,7 @@
   }
 
   // ---- courses: add (GeoJSON pasted or picked), attach to "now" or a link, detach, delete ----
-  // GPX and FIT course files are read by the server's formats package once it takes them.
+  // GPX, TCX and FIT course files go to the server as they are: its formats package reads them.
   function targetName(target, links) {
     if (target === "now") return "everyone watching";
     const id = Number(target.slice(5));
@@ -636,21 +638,30 @@
     $("course-form").addEventListener("submit", async (e) => {
       e.preventDefault();
       const file = $("course-file").files[0];
-      const text = file ? await file.text() : $("course-text").value;
-      let course;
-      try {
-        course = JSON.parse(text);
-      } catch (err) {
-        showMessage("The course is not GeoJSON" + (file ? " (" + file.name + ")" : "") + ": GPX and FIT files are not read yet.");
-        return;
-      }
       const name = $("course-name").value.trim();
-      if (name && course && typeof course === "object") course.name = name;
-      else if (course && typeof course === "object" && course.name === undefined && !(course.properties && course.properties.name)) {
-        course.name = file ? file.name.replace(/\.[^.]+$/, "") : "Course";
-      }
+      const text = file ? null : $("course-text").value;
+      // JSON or GeoJSON is sent as JSON; anything else (GPX, TCX, FIT) as the file itself, which the
+      // server reads by its content and names by ?name=, else by the name inside it.
+      const head = file ? await file.slice(0, 64).text() : text;
       try {
-        await api("POST", "/api/courses", course);
+        if (/^\s*[{[]/.test(head)) {
+          let course;
+          try {
+            course = JSON.parse(file ? await file.text() : text);
+          } catch (err) {
+            throw new Error("The course is not valid JSON" + (file ? " (" + file.name + ")" : "") + ": " + err.message);
+          }
+          if (name && course && typeof course === "object") course.name = name;
+          else if (course && typeof course === "object" && course.name === undefined && !(course.properties && course.properties.name)) {
+            course.name = file ? file.name.replace(/\.[^.]+$/, "") : "Course";
+          }
+          await api("POST", "/api/courses", course);
+        } else {
+          const filename = (file ? file.name : "pasted").replace(/[^\x20-\x7e]/g, "_"); // a header is ASCII
+          await api("POST", "/api/courses" + (name ? "?name=" + encodeURIComponent(name) : ""), file || new Blob([text]), {
+            "X-Filename": filename,
+          });
+        }
         $("course-form").reset();
         showMessage("Course added.", true);
       } catch (err) {
