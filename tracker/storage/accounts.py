@@ -43,6 +43,7 @@ class LinkRecord:
     expires_ns: int | None
     last_used_ns: int | None
     revoked_ns: int | None
+    activity_id: int | None = None  # the one activity the link opens; None: the live view
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class SessionRecord:
     user_agent: str | None  # as the browser named itself at sign-in, cleaned; only ever shown as text
 
 
-_LINK_COLUMNS = "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns"
+_LINK_COLUMNS = "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns, activity_id"
 
 
 _SESSION_COLUMNS = "token_hash, user, csrf, created_ns, expires_ns, last_used_ns, user_agent"
@@ -340,9 +341,12 @@ class AccountStore:
         return bool(rows and rows[0][0])
 
     async def add_link(
-        self, owner: str, label: str, token_hash: str, created_ns: int, expires_ns: int | None
+        self, owner: str, label: str, token_hash: str, created_ns: int, expires_ns: int | None, activity_id: int | None = None
     ) -> LinkRecord:
-        values = {"owner": owner, "label": label, "token_hash": token_hash, "created_ns": created_ns, "expires_ns": expires_ns}
+        values = {
+            "owner": owner, "label": label, "token_hash": token_hash, "created_ns": created_ns,
+            "expires_ns": expires_ns, "activity_id": activity_id,
+        }  # fmt: skip
         return LinkRecord(*await self._add_labelled_secret("links", _LINK_COLUMNS, values, LinkLabelTaken(label)))
 
     async def _add_labelled_secret(

@@ -108,6 +108,11 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
         created_ns INTEGER NOT NULL
     );
     """,
+    # v8. A link scoped to one activity of its owner (the id in the owner's sample file) opens only that
+    # activity: its page and its data. NULL: a link to the live view, as before.
+    """
+    ALTER TABLE links ADD COLUMN activity_id INTEGER;
+    """,
 )
 
 

@@ -1,0 +1,171 @@
+"""Share links for one activity: made by the owner, read-only, opening that activity's page and data
+and nothing else (not the live view, /query, other activities, the list, the settings or any change);
+revoked and expired ones refused with the live view's messages; a live-view link opens no activity."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import basic
+from tests.sse import sign_in
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+ANN = basic("ann", "pw-ann")
+
+
+def _line(t: int, **fields: float) -> str:
+    values = ",".join(f"{k}={v}" for k, v in fields.items())
+    return f"samples,device=garmin,sport=cycling {values} {t}"
+
+
+@pytest.fixture
+async def ann(client: TestClient, add_user: Any, accounts: Any) -> dict[str, Any]:
+    """ann with two rides 3 h apart (ids `first`, `second`), bob reading her by a share."""
+    for name in ("ann", "bob"):
+        await add_user(name, f"pw-{name}")
+    await accounts.add_share("ann", "bob")
+    lines = [_line(T0 + i * S, lat=47.0 + i * 1e-4, lng=8.0, hr_bpm=120 + i) for i in range(30)]
+    lines += [_line(T0 + 3 * 3600 * S + i * S, lat=46.0, lng=7.0 + i * 1e-4, hr_bpm=90) for i in range(10)]
+    response = await client.post("/write?db=ann", data="\n".join(lines), headers=ANN)
+    assert response.status == 204
+    listed = (await (await client.get("/api/activities", headers=ANN)).json())["activities"]
+    second, first = (a["id"] for a in listed)
+    return {"first": first, "second": second}
+
+
+async def _link(client: TestClient, activity_id: int, **body: Any) -> dict[str, Any]:
+    response = await client.post(f"/api/activities/{activity_id}/links", json=body, headers=ANN)
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def test_the_owner_makes_a_link_that_opens_its_activity_signed_out(client: TestClient, ann: dict[str, Any]) -> None:
+    link = await _link(client, ann["first"], label="for mum")
+    assert link["activity_id"] == ann["first"] and link["label"] == "for mum" and link["expires_ns"] is None
+    assert link["url"].endswith(f"/activity/{ann['first']}?token={link['token']}")
+    token = link["token"]
+    page = await client.get(f"/activity/{ann['first']}?token={token}")
+    assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    activity = await (await client.get(f"/api/activities/{ann['first']}?token={token}")).json()
+    assert (activity["id"], activity["user"], activity["samples"]) == (ann["first"], "ann", 30)
+    samples = await (await client.get(f"/api/activities/{ann['first']}/samples?token={token}")).json()
+    assert len(samples["values"]) == 30 and samples["columns"][0] == "time"
+    laps = await client.get(f"/api/activities/{ann['first']}/laps?token={token}&every_m=100")
+    assert laps.status == 200 and len((await laps.json())["laps"]) >= 3
+    config = await (await client.get(f"/api/activities/{ann['first']}/config?token={token}")).json()
+    assert (config["user"], config["activity_id"], config["can_change"]) == ("ann", ann["first"], False)
+    # `user=ann` is allowed too (it names the link's owner).
+    assert (await client.get(f"/api/activities/{ann['first']}?token={token}&user=ann")).status == 200
+
+
+async def test_an_activity_link_opens_nothing_else(client: TestClient, ann: dict[str, Any]) -> None:
+    token = (await _link(client, ann["first"]))["token"]
+    first, second = ann["first"], ann["second"]
+    refused = {
+        ("GET", f"/api/activities/{second}"): 403,
+        ("GET", f"/api/activities/{second}/samples"): 403,
+        ("GET", f"/api/activities/{second}/laps"): 403,
+        ("GET", f"/api/activities/{second}/config"): 403,
+        ("GET", "/api/activities"): 403,
+        ("GET", "/api/activity-settings"): 403,
+        ("GET", f"/api/activities/{first}?user=bob"): 403,
+        ("PATCH", f"/api/activities/{first}"): 403,
+        ("DELETE", f"/api/activities/{first}?confirm={first}"): 403,
+        ("POST", f"/api/activities/{first}/split"): 403,
+        ("POST", "/api/activities/merge"): 403,
+        ("POST", f"/api/activities/{first}/links"): 403,
+        ("PUT", "/api/activity-settings"): 403,
+        ("GET", "/api/watch/ann/config"): 403,
+        ("GET", "/api/watch/ann/samples"): 403,
+        ("GET", "/api/watch/ann/devices"): 403,
+        ("GET", "/api/watch/ann/events"): 403,
+        ("GET", "/query?db=ann&q=SELECT * FROM samples"): 401,
+        ("GET", "/api/links"): 401,
+        ("GET", "/api/me"): 401,
+    }
+    bodies = {"PATCH": {"name": "mine now"}, "POST": {"at": T0 + 10 * S, "ids": [first, second]}, "PUT": {"gap_s": 60}}
+    for (method, path), status in refused.items():
+        joiner = "&" if "?" in path else "?"
+        response = await client.request(method, f"{path}{joiner}token={token}", json=bodies.get(method))
+        text = await response.text()
+        assert response.status == status, f"{method} {path}: {response.status} {text}"
+        assert "47.0" not in text and "120" not in text, f"{method} {path} leaks the ride: {text[:200]}"
+    # Nothing changed: name, samples and settings as they were.
+    activity = await (await client.get(f"/api/activities/{first}", headers=ANN)).json()
+    assert (activity["named"], activity["samples"]) == (False, 30)
+    assert (await (await client.get("/api/activity-settings", headers=ANN)).json())["gap_s"] == 1800
+    # The messages say why.
+    other = await (await client.get(f"/api/activities/{second}?token={token}")).json()
+    assert other["error"] == f"this link opens only activity {first}"
+    change = await (await client.patch(f"/api/activities/{first}?token={token}", json={"name": "x"})).json()
+    assert change["error"] == "a share link only reads: sign in to change the activity"
+
+
+async def test_a_live_view_link_opens_no_activity_and_an_activity_link_no_live_view(
+    client: TestClient, ann: dict[str, Any], accounts: Any
+) -> None:
+    live_token, _ = await accounts.create_link("ann", "live")
+    assert (await client.get(f"/api/watch/ann/samples?token={live_token}")).status == 200
+    for path in (f"/api/activities/{ann['first']}", f"/api/activities/{ann['first']}/samples", "/api/activities"):
+        response = await client.get(f"{path}?token={live_token}")
+        assert response.status == 401, path
+        assert "opens no activity" in (await response.json())["error"]
+    activity_token = (await _link(client, ann["first"]))["token"]
+    watch = await client.get(f"/api/watch/ann/samples?token={activity_token}")
+    assert watch.status == 403
+    assert await watch.json() == {"error": "not allowed to watch ann"}  # no "link ended" story for it
+
+
+async def test_revoked_and_expired_links_are_refused_with_the_live_views_messages(
+    client: TestClient, ann: dict[str, Any]
+) -> None:
+    revoked = await _link(client, ann["first"], label="to revoke")
+    expiring = await _link(client, ann["first"], label="short", expires_in=0.2)
+    assert expiring["expires_ns"] is not None
+    assert (await client.get(f"/api/activities/{ann['first']}?token={expiring['token']}")).status == 200
+    csrf = await sign_in(client, "ann", "pw-ann")
+    listed = {link["id"]: link for link in (await (await client.get("/api/links")).json())["links"]}
+    assert listed[revoked["id"]]["activity_id"] == ann["first"]
+    assert (await client.delete(f"/api/links/{revoked['id']}", headers={"X-CSRF-Token": csrf})).status == 200
+    await client.post("/logout", json={}, headers={"X-CSRF-Token": csrf})
+    await asyncio.sleep(0.25)
+    for link, reason, message in (
+        (revoked, "link_revoked", "this share link was revoked; ask ann for a new one"),
+        (expiring, "link_expired", "this share link has expired; ask ann for a new one"),
+    ):
+        for path in (f"/api/activities/{ann['first']}", f"/api/activities/{ann['first']}/samples"):
+            response = await client.get(f"{path}?token={link['token']}")
+            assert response.status == 403
+            assert await response.json() == {"error": message, "reason": reason}
+
+
+async def test_only_the_owner_makes_activity_links_and_bad_input_is_named(client: TestClient, ann: dict[str, Any]) -> None:
+    first = ann["first"]
+    bob = await client.post(f"/api/activities/{first}/links?user=ann", json={}, headers=basic("bob", "pw-bob"))
+    assert bob.status == 403
+    # Signed out, no credentials: the CSRF check refuses first, as for every change by the browser.
+    assert (await client.post(f"/api/activities/{first}/links", json={})).status == 403
+    for body, status, words in (
+        ({"expires_in": -5}, 400, "expires_in"),
+        ({"expires_in": "soon"}, 400, "invalid duration"),
+        ({"expires_in": True}, 400, "expires_in"),
+        ({"label": 7}, 400, "label"),
+        ({"label": "x" * 101}, 400, "label"),
+    ):
+        response = await client.post(f"/api/activities/{first}/links", json=body, headers=ANN)
+        assert response.status == status, body
+        assert words in (await response.json())["error"], body
+    missing = await client.post("/api/activities/999/links", json={}, headers=ANN)
+    assert missing.status == 404
+    # A label in use by an active link of hers is a conflict, as for live-view links.
+    await _link(client, first, label="twice")
+    assert (await client.post(f"/api/activities/{first}/links", json={"label": "twice"}, headers=ANN)).status == 409
+    # Without a label: the activity's name, kept apart by a suffix; "2h" is a duration.
+    made = await _link(client, first, expires_in="2h")
+    assert made["label"].startswith("Cycling, 14 Nov 2023 22:13")
+    assert 7190 * S < made["expires_ns"] - made["created_ns"] <= 7200 * S
