@@ -267,6 +267,10 @@ CASES: dict[str, Case] = {
         "GET", "/api/activities/{id}/laps", "/api/activities/1/laps?user=alice", (401, 401, 403, 200, 401, 401, 401, 200)
     ),
     "activity page": Case("GET", "/activity/{id}", "/activity/1", everyone(200)),
+    "activity export": Case(
+        "GET", "/api/activities/{id}/export", "/api/activities/1/export?user=alice&format=csv", INFLUX_READ,
+        reveals=SAMPLE_SECRETS[:3],
+    ),
     "activity page config": Case("GET", "/api/activities/{id}/config", "/api/activities/1/config?user=alice", INFLUX_READ),
     # a live-view link opens no activity (an activity's own link: tests/test_activity_links.py)
     "activity link create": Case(

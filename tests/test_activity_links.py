@@ -1,17 +1,25 @@
 """Share links for one activity: made by the owner, read-only, opening that activity's page and data
 and nothing else (not the live view, /query, other activities, the list, the settings or any change);
-revoked and expired ones refused with the live view's messages; a live-view link opens no activity."""
+revoked and expired ones refused with the live view's messages; a live-view link opens no activity.
+And one activity's export: over HTTP (the owner, a reader, its link) and from the CLI."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+from pathlib import Path
 from typing import Any
 
+import fitdecode
+import gpxpy
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import basic
+from tests.cli_helpers import add_user, invoke
+from tests.conftest import Pt, basic
 from tests.sse import sign_in
+from tracker.storage import SampleStore
+from tracker.storage import activities as stored_activities
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -169,3 +177,64 @@ async def test_only_the_owner_makes_activity_links_and_bad_input_is_named(client
     made = await _link(client, first, expires_in="2h")
     assert made["label"].startswith("Cycling, 14 Nov 2023 22:13")
     assert 7190 * S < made["expires_ns"] - made["created_ns"] <= 7200 * S
+
+
+# ---- exporting one activity
+
+
+async def test_an_activity_exports_its_own_track_and_span_as_gpxpy_and_fitdecode_read_them(
+    client: TestClient, ann: dict[str, Any]
+) -> None:
+    # Another device at the same time: not part of the activity, so not in its file.
+    other = "samples,device=watch,sport=running hr_bpm=77,lat=10,lng=10 " + str(T0 + 5 * S)
+    assert (await client.post("/write?db=ann", data=other, headers=ANN)).status == 204
+    first = ann["first"]
+    response = await client.get(f"/api/activities/{first}/export?format=gpx", headers=ANN)
+    assert response.status == 200
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="ann-')
+    gpx = gpxpy.parse((await response.read()).decode())
+    points = [p for track in gpx.tracks for segment in track.segments for p in segment.points]
+    assert len(points) == 30
+    assert [(p.latitude, p.longitude) for p in points[:2]] == [(47.0, 8.0), (47.0001, 8.0)]
+    assert points[-1].time.timestamp() == (T0 + 29 * S) / S  # the last sample is in: the span is inclusive
+
+    # FIT, read by an independent library: 30 records, heart rates as written.
+    fit = await (await client.get(f"/api/activities/{first}/export?format=fit", headers=ANN)).read()
+    with fitdecode.FitReader(io.BytesIO(fit)) as reader:
+        records = [frame for frame in reader if isinstance(frame, fitdecode.FitDataMessage) and frame.name == "record"]
+    assert [record.get_value("heart_rate") for record in records] == [120 + i for i in range(30)]
+
+    # An activity link exports its activity, and only that one.
+    token = (await _link(client, first))["token"]
+    assert (await client.get(f"/api/activities/{first}/export?format=csv&token={token}")).status == 200
+    assert (await client.get(f"/api/activities/{ann['second']}/export?format=csv&token={token}")).status == 403
+    bad = await client.get(f"/api/activities/{first}/export?format=kml", headers=ANN)
+    assert bad.status == 400 and "format: must be one of gpx" in (await bad.json())["error"]
+    assert (await client.get("/api/activities/999/export?format=gpx", headers=ANN)).status == 404
+
+
+def test_cli_exports_one_activity(data_dir: Path, tmp_path: Path) -> None:
+    add_user(data_dir, "ann")
+
+    async def write() -> int:
+        store = SampleStore(data_dir)
+        try:
+            tags = (("device", "garmin"), ("sport", "cycling"))
+            await store.write("ann", [Pt(T0 + i * S, {"lat": 47.0 + i * 1e-4, "lng": 8.0}, tags) for i in range(12)])
+            await store.write("ann", [Pt(T0 + 7200 * S + i * S, {"lat": 46.0, "lng": 7.0}, tags) for i in range(5)])
+            await stored_activities.refresh(store, "ann")
+            rows = await stored_activities.list_activities(store, "ann", limit=10)
+            return next(row.id for row in rows if row.start_ns == T0)
+        finally:
+            await store.close()
+
+    first = asyncio.run(write())
+    out = tmp_path / "ride.gpx"
+    result = invoke(["export", "ann", "--activity", str(first), "--format", "gpx", "-o", str(out), "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    gpx = gpxpy.parse(out.read_text())
+    assert sum(len(segment.points) for track in gpx.tracks for segment in track.segments) == 12
+    missing = invoke(["export", "ann", "--activity", "999", "--format", "gpx", "--data-dir", str(data_dir)])
+    assert missing.exit_code == 1 and "ann has no activity 999" in missing.output
+    both = invoke(["export", "ann", "--activity", str(first), "--start", "0", "--format", "gpx", "--data-dir", str(data_dir)])
+    assert both.exit_code == 2 and "leave out --start" in both.output

@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+import gpxpy
+
 from tests.test_browser import (  # noqa: F401 (browser and open_page are fixtures)
     DESKTOP,
     PASSWORD,
@@ -239,6 +241,13 @@ def test_an_activity_link_opens_the_page_signed_out_on_a_phone(tmp_path: Path, o
         assert map_box["width"] == PHONE["width"]
         assert page.locator("#summary").bounding_box()["y"] >= map_box["y"] + map_box["height"]
         screenshot(page, "activity-phone.png")
+        # Export: the GPX button downloads the activity, every sample a track point, as gpxpy reads it.
+        with page.expect_download() as download:
+            page.click(".export-gpx")
+        gpx = gpxpy.parse(Path(download.value.path()).read_text())
+        points = [p for track in gpx.tracks for segment in track.segments for p in segment.points]
+        assert len(points) == 1500 and (points[0].latitude, points[0].longitude) == (LAT0, LNG0)
+        assert download.value.suggested_filename.endswith(".gpx")
         # The link opens no live view.
         watch = open_page(f"{server.url}/watch/ann?token={link['token']}", PHONE)
         wait_until(watch, lambda s: s["error"] == 403, 5, "the live view refused")

@@ -727,6 +727,24 @@ def _activities() -> dict[str, Any]:
             ),
         },
         "/api/activities/{id}/links": {"post": link_create},
+        "/api/activities/{id}/export": {
+            "get": {
+                "summary": "The activity as a file: its track (device and sport) over its span, as GET /api/export writes it",
+                "tags": _ACTIVITY_TAGS,
+                "parameters": [
+                    _ID_PARAM, _USER_PARAM, _TOKEN_PARAM,
+                    {"name": "format", "in": "query", "required": True, "schema": {"type": "string", "enum": list(formats.EXPORT_FORMATS)}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file (Content-Disposition: attachment)",
+                        "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in formats.MEDIA_TYPES.values()},
+                    },
+                    **_refusals(*read),
+                    "413": _response("Too many samples for one export", "Error"),
+                },
+            },
+        },
         "/api/activities/{id}/split": {
             "post": _operation(
                 "Split at a time (owner only): samples before it, and from it on",

@@ -23,6 +23,7 @@ from tracker.activities.summary import laps
 from tracker.accounts import InvalidLink, LabelTaken, parse_duration
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response, refusals
+from tracker.browser.files import export_format, export_response
 from tracker.browser.session import current_session, json_body, require_csrf
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
 from tracker.browser.watch import LINK_ENDED, page_config
@@ -50,6 +51,7 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/api/activities/{id}/laps", activity_laps),
         ("POST", "/api/activities/{id}/split", activity_split),
         ("GET", "/api/activities/{id}/config", activity_config),
+        ("GET", "/api/activities/{id}/export", activity_export),
         ("POST", "/api/activities/{id}/links", activity_link_create),
         ("GET", "/api/activity-settings", settings_get),
         ("PUT", "/api/activity-settings", settings_put),
@@ -300,6 +302,17 @@ async def activity_config(request: web.Request) -> web.Response:
     await _current(request, reader.owner, activity_id)
     config = page_config(request.app[SETTINGS], reader.owner)
     return json_response({**config, "activity_id": activity_id, "can_change": reader.caller == reader.owner})
+
+
+async def activity_export(request: web.Request) -> web.Response:
+    """The activity as a file (`format=gpx|tcx|fit|csv|geojson`): its track over its span, written by
+    the same export as GET /api/export."""
+    activity_id = _activity_id(request)
+    owner = await _access(request, activity_id=activity_id)
+    fmt = export_format(request)
+    row = await _current(request, owner, activity_id)
+    # end_ns is the activity's last sample; the export's end is exclusive.
+    return await export_response(request, owner, fmt, row.start_ns, row.end_ns + 1, device=row.device, sport=row.sport)
 
 
 async def settings_get(request: web.Request) -> web.Response:
