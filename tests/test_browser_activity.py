@@ -252,9 +252,16 @@ def test_an_activity_link_opens_the_page_signed_out_on_a_phone(tmp_path: Path, o
         watch = open_page(f"{server.url}/watch/ann?token={link['token']}", PHONE)
         wait_until(watch, lambda s: s["error"] == 403, 5, "the live view refused")
 
+        # The owner's home page lists it with her other links, saying what it opens; revoking it there ends it.
+        home = open_page(server.url + "/")
+        sign_in(home)
+        row = home.locator("#link-rows tr", has_text="for the club")
+        row.wait_for(timeout=5000)
+        assert f"activity {ride['id']}" in row.text_content()
+        row.locator("button", has_text="Revoke").click()
+        home.locator("#link-rows tr.revoked", has_text="for the club").wait_for(timeout=5000)
+
         # Revoked: the page says so, with the live view's words.
-        api(server, f"/api/links/{link['id']}", "DELETE")  # Basic does not revoke: the CLI does
-        server.cli("link", "revoke", "ann", "for the club")
         page = open_page(link["url"], DESKTOP)
         s = wait_until(page, lambda s: s["error"] == 403, 5, "the revoked link")
         assert s["linkEnded"] == "link_revoked"
