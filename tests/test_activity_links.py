@@ -67,6 +67,10 @@ async def test_the_owner_makes_a_link_that_opens_its_activity_signed_out(client:
     assert laps.status == 200 and len((await laps.json())["laps"]) >= 3
     config = await (await client.get(f"/api/activities/{ann['first']}/config?token={token}")).json()
     assert (config["user"], config["activity_id"], config["can_change"]) == ("ann", ann["first"], False)
+    # Her reader sees the page's config too, without the owner's controls; she herself with them.
+    bob = await client.get(f"/api/activities/{ann['first']}/config?user=ann", headers=basic("bob", "pw-bob"))
+    assert (await bob.json())["can_change"] is False
+    assert (await (await client.get(f"/api/activities/{ann['first']}/config", headers=ANN)).json())["can_change"] is True
     # `user=ann` is allowed too (it names the link's owner).
     assert (await client.get(f"/api/activities/{ann['first']}?token={token}&user=ann")).status == 200
 
@@ -92,6 +96,10 @@ async def test_an_activity_link_opens_nothing_else(client: TestClient, ann: dict
         ("GET", "/api/watch/ann/samples"): 403,
         ("GET", "/api/watch/ann/devices"): 403,
         ("GET", "/api/watch/ann/events"): 403,
+        ("GET", "/api/watch/ann/course"): 403,
+        ("GET", "/api/export?user=ann&format=gpx"): 401,
+        ("POST", "/api/import?user=ann"): 401,
+        ("GET", "/api/courses?user=ann"): 401,
         ("GET", "/query?db=ann&q=SELECT * FROM samples"): 401,
         ("GET", "/api/links"): 401,
         ("GET", "/api/me"): 401,
