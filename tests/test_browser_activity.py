@@ -266,3 +266,14 @@ def test_an_activity_link_opens_the_page_signed_out_on_a_phone(tmp_path: Path, o
         s = wait_until(page, lambda s: s["error"] == 403, 5, "the revoked link")
         assert s["linkEnded"] == "link_revoked"
         assert page.text_content("#message") == "this share link was revoked; ask ann for a new one"
+
+
+def test_signed_out_without_a_link_the_page_says_what_to_do(tmp_path: Path, open_page: Callable[..., Any]) -> None:
+    start_ms = (1_780_000_000_000 // DAY_MS) * DAY_MS
+    with serving(tmp_path, users=(("ann", False),)) as server:
+        server.write("ann", ride_lines(start_ms, 20))
+        [ride] = api(server, "/api/activities")["activities"]
+        page = open_page(f"{server.url}/activity/{ride['id']}")
+        s = wait_until(page, lambda s: s["error"] == 401, 5, "the refusal")
+        assert page.text_content("#message") == "Sign in on the home page to see this activity, or ask its owner for a link."
+        assert not s["loaded"] and s["summary"] == {} and page.locator(".chart").count() == 0

@@ -449,7 +449,11 @@ async function load(id) {
   } catch (err) {
     state.error = err.status || 0;
     state.linkEnded = err.body && err.body.reason ? err.body.reason : null;
-    showMessage(err.status === 404 ? "There is no such activity (it may have been deleted or merged)." : err.message);
+    const problems = {
+      401: "Sign in on the home page to see this activity, or ask its owner for a link.",
+      404: "There is no such activity (it may have been deleted or merged).",
+    };
+    showMessage(problems[err.status] || err.message);
     return;
   }
   if (config) {
