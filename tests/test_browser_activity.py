@@ -155,6 +155,7 @@ def test_the_activity_page_for_its_owner(tmp_path: Path, open_page: Callable[...
         low, high = s["zoom"]["min"] * 1000, s["zoom"]["max"] * 1000
         expected = sum(1 for i in range(COUNT) if low - 1 <= start_ms + i * 1000 <= high + 1)
         assert not s["zoomDownsampled"] and abs(s["zoomRows"] - expected) <= 1 and s["zoomRows"] > 200
+        assert s["highlighted"] == s["zoomRows"]  # that part of the route stands out on the map
         # ... where the hover marker lands on the very sample too.
         box = page.locator(".chart-hr_bpm .u-over").bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
@@ -162,7 +163,7 @@ def test_the_activity_page_for_its_owner(tmp_path: Path, open_page: Callable[...
         lat, lng, index = position_of(start_ms, s["hoverSample"]["t"])
         assert s["hover"] == [lat, lng]
         page.click("#zoom-reset")
-        wait_until(page, lambda s: not s["zoomed"], 2, "the whole activity again")
+        wait_until(page, lambda s: not s["zoomed"] and s["highlighted"] == 0, 2, "the whole activity again")
 
         # Laps per km, then per 500 m: what the API says.
         assert s["laps"] == api(server, f"/api/activities/{first['id']}/laps?every_m=1000")["laps"]

@@ -185,8 +185,19 @@ const charts = createCharts(
   (range) => (range ? zoomTo(range) : showOverview())
 );
 
+// The zoomed range's part of the route, drawn over it.
+let zoomedPart = null;
+function highlightRoute(samples) {
+  if (!mapView.leaflet) return;
+  const latlngs = samples ? samples.filter((s) => typeof s.f.lat === "number").map((s) => [s.f.lat, s.f.lng]) : [];
+  if (!zoomedPart) zoomedPart = L.polyline([], { color: "#ff8c00", weight: 6, opacity: 0.9, interactive: false }).addTo(mapView.leaflet);
+  zoomedPart.setLatLngs(latlngs);
+  state.highlighted = latlngs.length;
+}
+
 function showOverview() {
   zoomGeneration++;
+  highlightRoute(null);
   charted = overview;
   state.zoomed = false;
   el.zoomReset.hidden = true;
@@ -214,6 +225,7 @@ async function zoomTo(range) {
   state.zoomLoads += 1;
   el.zoomReset.hidden = false;
   charts.render(charted);
+  highlightRoute(charted);
   el.resolution.textContent = (body.downsampled ? "Zoomed: " : "Zoomed, full resolution: ") + body.values.length + " samples";
 }
 
