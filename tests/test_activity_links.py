@@ -246,3 +246,26 @@ def test_cli_exports_one_activity(data_dir: Path, tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "ann has no activity 999" in missing.output
     both = invoke(["export", "ann", "--activity", str(first), "--start", "0", "--format", "gpx", "--data-dir", str(data_dir)])
     assert both.exit_code == 2 and "leave out --start" in both.output
+
+
+async def test_deleting_or_merging_away_an_activity_revokes_its_links(client: TestClient, ann: dict[str, Any]) -> None:
+    # Activity ids are reused once the newest is gone: a link to a deleted activity must never open the next one.
+    first, second = ann["first"], ann["second"]
+    to_second = await _link(client, second, label="second")
+    deleted = await client.delete(f"/api/activities/{second}?confirm={second}", headers=ANN)
+    assert deleted.status == 200
+    later = [_line(T0 + 6 * 3600 * S + i * S, lat=45.0, lng=6.0, hr_bpm=95) for i in range(5)]
+    assert (await client.post("/write?db=ann", data="\n".join(later), headers=ANN)).status == 204
+    newest = (await (await client.get("/api/activities?limit=1", headers=ANN)).json())["activities"][0]
+    assert newest["id"] == second  # the id came back, for another ride
+    refused = await client.get(f"/api/activities/{second}?token={to_second['token']}")
+    assert refused.status == 403 and (await refused.json())["reason"] == "link_revoked"
+
+    # Merged: the later activity's id is gone, its link with it; the surviving activity's link still opens.
+    to_first = await _link(client, first, label="first")
+    to_newest = await _link(client, newest["id"], label="newest")
+    merged = await client.post("/api/activities/merge", json={"ids": [first, newest["id"]]}, headers=ANN)
+    assert merged.status == 200 and (await merged.json())["id"] == first
+    assert (await client.get(f"/api/activities/{first}?token={to_first['token']}")).status == 200
+    gone = await client.get(f"/api/activities/{newest['id']}?token={to_newest['token']}")
+    assert gone.status == 403 and (await gone.json())["reason"] == "link_revoked"

@@ -19,7 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from passlib.context import CryptContext
@@ -610,6 +610,14 @@ class Accounts:
         if link is None or link.owner != owner or link.activity_id is not None:
             return None
         return _link_ended(link, time.time_ns())
+
+    async def revoke_activity_links(self, owner: str, activity_ids: Sequence[int]) -> int:
+        """Revoke the owner's links to activities that are gone (deleted, merged into another): an id
+        may be given to a new activity later, which the old link must not open."""
+        validate_username(owner)
+        if not activity_ids:
+            return 0
+        return await self._store.revoke_activity_links(owner, list(activity_ids), time.time_ns())
 
     async def activity_link(self, link_token: str) -> tuple[LinkRecord, str | None] | None:
         """The activity link with this token, and why it no longer opens its activity ("revoked",

@@ -383,6 +383,8 @@ async def activities_merge(request: web.Request) -> web.Response:
         row = await stored.merge(store, owner, ids)
     except stored.ActivityEditError as error:
         raise _edit_refused(error) from None
+    # The merged-away ids are gone: their links end, before a new activity may take an id again.
+    await request.app[ACCOUNTS].revoke_activity_links(owner, [i for i in ids if i != row.id])
     settings = await stored.read_settings(store, owner)
     return json_response(await _activity_json(request, owner, row, settings))
 
@@ -396,6 +398,7 @@ async def activity_delete(request: web.Request) -> web.Response:
         removed = await stored.delete(request.app[SAMPLES], owner, activity_id)
     except stored.ActivityEditError as error:
         raise _edit_refused(error) from None
+    await request.app[ACCOUNTS].revoke_activity_links(owner, [activity_id])
     return json_response({"deleted": activity_id, "samples_removed": removed})
 
 

@@ -400,6 +400,14 @@ class AccountStore:
         )
         return bool(changed)
 
+    async def revoke_activity_links(self, owner: str, activity_ids: Sequence[int], now_ns: int) -> int:
+        """Revoke every active link of `owner` scoped to one of these activities; how many."""
+        marks = ", ".join("?" * len(activity_ids))
+        return await self._change(
+            f"UPDATE links SET revoked_ns = ? WHERE owner = ? AND revoked_ns IS NULL AND activity_id IN ({marks})",
+            (now_ns, owner, *activity_ids),
+        )
+
     async def touch_link(self, link_id: int, now_ns: int) -> None:
         await self._change("UPDATE links SET last_used_ns = ? WHERE id = ?", (now_ns, link_id))
 
