@@ -269,3 +269,28 @@ async def test_deleting_or_merging_away_an_activity_revokes_its_links(client: Te
     assert (await client.get(f"/api/activities/{first}?token={to_first['token']}")).status == 200
     gone = await client.get(f"/api/activities/{newest['id']}?token={to_newest['token']}")
     assert gone.status == 403 and (await gone.json())["reason"] == "link_revoked"
+
+
+async def test_a_link_never_opens_another_activity_that_took_its_activitys_id(client: TestClient, ann: dict[str, Any]) -> None:
+    first, second = ann["first"], ann["second"]
+    to_second = (await _link(client, second))["token"]
+    # A phone's backlog fills the 3 hours between the rides: they become one, which keeps the first's id.
+    bridge = [_line(T0 + k * 1500 * S, lat=46.5, lng=7.5, hr_bpm=100) for k in range(1, 8)]
+    assert (await client.post("/write?db=ann", data="\n".join(bridge), headers=ANN)).status == 204
+    [joined] = (await (await client.get("/api/activities", headers=ANN)).json())["activities"]
+    assert joined["id"] == first and joined["samples"] == 30 + 7 + 10
+    gone = await client.get(f"/api/activities/{second}?token={to_second}")
+    assert gone.status == 404 and "gone" in (await gone.json())["error"]
+    # A later ride takes the freed id: the old link does not open it.
+    later = [_line(T0 + 9 * 3600 * S + i * S, lat=45.0, lng=6.0, hr_bpm=95) for i in range(5)]
+    assert (await client.post("/write?db=ann", data="\n".join(later), headers=ANN)).status == 204
+    newest = (await (await client.get("/api/activities?limit=1", headers=ANN)).json())["activities"][0]
+    assert newest["id"] == second and newest["samples"] == 5
+    for path in ("", "/samples", "/laps", "/config", "/export?format=csv"):
+        joiner = "&" if "?" in path else "?"
+        response = await client.get(f"/api/activities/{second}{path}{joiner}token={to_second}")
+        assert response.status == 404, path
+        assert "45.0" not in await response.text()
+    # The first ride's own link still opens what became of it.
+    to_first = (await _link(client, first))["token"]
+    assert (await client.get(f"/api/activities/{first}?token={to_first}")).status == 200

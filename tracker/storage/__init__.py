@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from tracker.storage.accounts import (
     AccountStore,
+    ActivityScope,
     AlertRecord,
     DeviceTokenRecord,
     InviteRecord,
@@ -94,7 +95,7 @@ __all__ = [
     "Written", "decode_points", "recover", "settle_writer", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL",
     "KEEP_NONE", "ON_CONFLICT",
     "ROWS_PER_STATEMENT", "SAMPLE_MIGRATIONS", "SQLITE_HEADER", "SYNCHRONOUS_MODES", "USERS_DIR",
-    "AccountStore", "AlertRecord", "DeviceTokenRecord", "FileCheck", "InviteRecord", "LinkLabelTaken", "LinkRecord",
+    "AccountStore", "ActivityScope", "AlertRecord", "DeviceTokenRecord", "FileCheck", "InviteRecord", "LinkLabelTaken", "LinkRecord",
     "QueryColumn", "QueryFilter", "QueryTimeout", "SamplePoint", "SampleStore", "SchemaTooNew", "SeriesTags",
     "SessionRecord", "StorageUnavailable", "StoredSample", "Tags", "TokenLabelTaken", "UnknownUser",
     "UserExists", "UserRecord",
