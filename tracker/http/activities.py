@@ -5,6 +5,10 @@ Authenticated like /query (Basic, `u`/`p`, `Authorization: Token user:password`)
 session (state-changing requests then need the CSRF token). `?user=NAME` selects whose activities
 (default the caller's): the owner and those the owner shares with may read them; only the owner
 changes them. Refusals are the browser API's: `{"error": message}`.
+
+An activity's own share link (`?token=`, made by POST /api/activities/ID/links) reads that activity
+alone (the activity, its samples, laps, page config and export) and nothing else; a live-view link
+opens no activity. The activity page's exports go through the one export (tracker.transfer).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from tracker.accounts import InvalidLink, LabelTaken, parse_duration
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response
-from tracker.browser.session import current_session, json_body, require_csrf
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
+from tracker.browser.session import current_session, json_body, require_csrf
 from tracker.browser.watch import LINK_ENDED, page_config
 from tracker.http.auth import authenticate, credentials_from
 from tracker.storage import ActivityScope
