@@ -294,3 +294,29 @@ async def test_a_link_never_opens_another_activity_that_took_its_activitys_id(cl
     # The first ride's own link still opens what became of it.
     to_first = (await _link(client, first))["token"]
     assert (await client.get(f"/api/activities/{first}?token={to_first}")).status == 200
+
+
+def test_cli_makes_and_lists_an_activity_link(data_dir: Path) -> None:
+    add_user(data_dir, "ann")
+
+    async def write() -> int:
+        store = SampleStore(data_dir)
+        try:
+            tags = (("device", "garmin"), ("sport", "cycling"))
+            await store.write("ann", [Pt(T0 + i * S, {"lat": 47.0, "lng": 8.0}, tags) for i in range(3)])
+            await stored_activities.refresh(store, "ann")
+            [row] = await stored_activities.list_activities(store, "ann", limit=10)
+            return row.id
+        finally:
+            await store.close()
+
+    ride = asyncio.run(write())
+    made = invoke(["link", "create", "ann", "--activity", str(ride), "--label", "club", "--public-url", "https://t.example", "--data-dir", str(data_dir)])
+    assert made.exit_code == 0, made.output
+    assert made.stdout.startswith(f"https://t.example/activity/{ride}?token=")
+    listing = invoke(["link", "list", "ann", "--data-dir", str(data_dir)]).stdout
+    assert f"activity {ride}" in listing.splitlines()[1]
+    missing = invoke(["link", "create", "ann", "--activity", "99", "--data-dir", str(data_dir)])
+    assert missing.exit_code == 1 and "ann has no activity 99" in missing.output
+    nobody = invoke(["link", "create", "ghost", "--activity", "1", "--data-dir", str(data_dir)])
+    assert nobody.exit_code == 1 and not (data_dir / "users" / "ghost.sqlite").exists()

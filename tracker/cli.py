@@ -46,7 +46,8 @@ from tracker.retention import Cutoff, describe, parse_retention
 from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
 from tracker.storage import (
-    ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
+    ACCOUNTS_FILE, AccountStore, ActivityScope, LinkRecord, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser,
+    UserExists,
     device_last_seen,
 )
 
@@ -505,22 +506,49 @@ def _public_url(flag: str | None, data_dir: Path) -> str:
     "--public-url",
     help="How others reach this server (env TRACKER_PUBLIC_URL; default: as the server last started on this data folder).",
 )
+@click.option(
+    "--activity", "activity_id", type=int, default=None,
+    help="A link to this one activity of NAME (its id), read-only, instead of the live view.",
+)
 @_data_dir_option(on_group=False)
 @click.pass_context
 def link_create(
-    ctx: click.Context, name: str, expires: str | None, label: str | None, public_url: str | None, data_dir: Path | None
+    ctx: click.Context, name: str, expires: str | None, label: str | None, public_url: str | None,
+    activity_id: int | None, data_dir: Path | None,
 ) -> None:
-    """Create a share link for NAME and print its URL (the token is shown only now)."""
+    """Create a share link for NAME (the live view, or one activity) and print its URL (the token is shown only now)."""
     options = _options(ctx, data_dir)
     base = _public_url(public_url, options.data_dir)
     try:
         seconds = parse_duration(expires) if expires is not None else None
     except InvalidLink as exc:
         raise click.ClickException(str(exc)) from None
-    token, record = _run(_with_accounts(options, lambda accounts: accounts.create_link(name, label, seconds)))
+    async def create(accounts: Accounts) -> tuple[str, LinkRecord]:
+        scope = None if activity_id is None else await _activity_scope(options, accounts, name, activity_id)
+        return await accounts.create_link(name, label, seconds, activity=scope)
+
+    token, record = _run(_with_accounts(options, create))
     until = f"expires {_iso(record.expires_ns)}" if record.expires_ns is not None else "never expires"
     click.echo(f"link {record.label!r} for {name}, {until}:", err=True)
-    click.echo(f"{base}/watch/{name}?token={token}")
+    if record.activity_id is None:
+        click.echo(f"{base}/watch/{name}?token={token}")
+    else:
+        click.echo(f"{base}/activity/{record.activity_id}?token={token}")
+
+
+async def _activity_scope(options: CliOptions, accounts: Accounts, name: str, activity_id: int) -> ActivityScope:
+    """The activity a new link opens: its id, track and span now."""
+    if not await accounts.user_exists(name):
+        raise UnknownUser(f"unknown user {name!r}")
+    samples = SampleStore(options.data_dir)
+    try:
+        await stored_activities.refresh(samples, name)
+        row = await stored_activities.get_activity(samples, name, activity_id)
+    finally:
+        await samples.close()
+    if row is None:
+        raise click.ClickException(f"{name} has no activity {activity_id}")
+    return ActivityScope(row.id, row.device, row.sport, row.start_ns, row.end_ns)
 
 
 @link.command("list")
