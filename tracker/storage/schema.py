@@ -211,11 +211,12 @@ SAMPLE_MIGRATIONS += (
 # samples split where two are more than the user's gap apart, or at an owner's cut, except inside an
 # owner's join. summary is the cached JSON, NULL when stale. activity_dirty: the time ranges written
 # or deleted since the last refresh, one row per hour of their start (one upsert per write batch).
-# activity_settings: the user's ActivitySettings, one JSON value per key.
+# activity_settings: the user's ActivitySettings, one JSON value per key. AUTOINCREMENT: an id is never
+# used again, so a link or a bookmark to an activity that was deleted or merged away opens no other.
 SAMPLE_MIGRATIONS += (
     """
     CREATE TABLE activities (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         device TEXT NOT NULL,
         sport TEXT NOT NULL,
         start_ns INTEGER NOT NULL,
