@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -248,52 +249,75 @@ def test_cli_exports_one_activity(data_dir: Path, tmp_path: Path) -> None:
     assert both.exit_code == 2 and "leave out --start" in both.output
 
 
+_PATHS = ("", "/samples", "/laps", "/config", "/export?format=csv")
+
+
+async def _opens_nothing(client: TestClient, activity_id: int, token: str, reason: str) -> None:
+    """Every path of a gone activity's link: 403 revoked or 404 gone, never another ride's data."""
+    for path in _PATHS:
+        joiner = "&" if "?" in path else "?"
+        response = await client.get(f"/api/activities/{activity_id}{path}{joiner}token={token}")
+        text = await response.text()
+        assert "45.0" not in text and "95" not in text, f"{path} leaks a later ride: {text[:200]}"
+        answer = json.loads(text)
+        if reason == "revoked":
+            assert (response.status, answer.get("reason")) == (403, "link_revoked"), f"{path}: {response.status} {text}"
+        else:
+            assert response.status == 404, f"{path}: {response.status} {text}"
+            assert answer["error"] == "the activity of this link is gone; ask ann for a new link", path
+
+
+async def _later_ride(client: TestClient, hours: int) -> dict[str, Any]:
+    """A 5-sample ride `hours` after T0 (lat 45.0, hr 95), as the owner lists it (the newest)."""
+    later = [_line(T0 + hours * 3600 * S + i * S, lat=45.0, lng=6.0, hr_bpm=95) for i in range(5)]
+    assert (await client.post("/write?db=ann", data="\n".join(later), headers=ANN)).status == 204
+    newest: dict[str, Any] = (await (await client.get("/api/activities?limit=1", headers=ANN)).json())["activities"][0]
+    assert newest["samples"] == 5 and newest["start_ns"] == T0 + hours * 3600 * S
+    return newest
+
+
 async def test_deleting_or_merging_away_an_activity_revokes_its_links(client: TestClient, ann: dict[str, Any]) -> None:
-    # Activity ids are reused once the newest is gone: a link to a deleted activity must never open the next one.
     first, second = ann["first"], ann["second"]
-    to_second = await _link(client, second, label="second")
+    to_second = (await _link(client, second, label="second"))["token"]
     deleted = await client.delete(f"/api/activities/{second}?confirm={second}", headers=ANN)
     assert deleted.status == 200
-    later = [_line(T0 + 6 * 3600 * S + i * S, lat=45.0, lng=6.0, hr_bpm=95) for i in range(5)]
-    assert (await client.post("/write?db=ann", data="\n".join(later), headers=ANN)).status == 204
-    newest = (await (await client.get("/api/activities?limit=1", headers=ANN)).json())["activities"][0]
-    assert newest["id"] == second  # the id came back, for another ride
-    refused = await client.get(f"/api/activities/{second}?token={to_second['token']}")
-    assert refused.status == 403 and (await refused.json())["reason"] == "link_revoked"
+    # The next ride gets a new id, never the deleted (newest) one's; the old link opens nothing of it.
+    newest = await _later_ride(client, 6)
+    assert newest["id"] > second
+    await _opens_nothing(client, second, to_second, "revoked")
 
     # Merged: the later activity's id is gone, its link with it; the surviving activity's link still opens.
-    to_first = await _link(client, first, label="first")
-    to_newest = await _link(client, newest["id"], label="newest")
+    to_first = (await _link(client, first, label="first"))["token"]
+    to_newest = (await _link(client, newest["id"], label="newest"))["token"]
     merged = await client.post("/api/activities/merge", json={"ids": [first, newest["id"]]}, headers=ANN)
     assert merged.status == 200 and (await merged.json())["id"] == first
-    assert (await client.get(f"/api/activities/{first}?token={to_first['token']}")).status == 200
-    gone = await client.get(f"/api/activities/{newest['id']}?token={to_newest['token']}")
-    assert gone.status == 403 and (await gone.json())["reason"] == "link_revoked"
+    after_merge = await _later_ride(client, 12)
+    assert after_merge["id"] not in (first, second, newest["id"]) and after_merge["id"] > newest["id"]
+    await _opens_nothing(client, newest["id"], to_newest, "revoked")
+    survivor = await client.get(f"/api/activities/{first}/samples?token={to_first}")
+    assert survivor.status == 200 and len((await survivor.json())["values"]) == 30 + 5
 
 
-async def test_a_link_never_opens_another_activity_that_took_its_activitys_id(client: TestClient, ann: dict[str, Any]) -> None:
+async def test_a_link_to_a_ride_joined_into_another_opens_nothing_and_its_id_never_comes_back(
+    client: TestClient, ann: dict[str, Any]
+) -> None:
     first, second = ann["first"], ann["second"]
+    to_first = (await _link(client, first))["token"]
     to_second = (await _link(client, second))["token"]
-    # A phone's backlog fills the 3 hours between the rides: they become one, which keeps the first's id.
+    # A phone's backlog fills the 3 hours between the rides: they become one, which keeps the first's id
+    # (no API call, so the second's link is not revoked: its activity is simply gone).
     bridge = [_line(T0 + k * 1500 * S, lat=46.5, lng=7.5, hr_bpm=100) for k in range(1, 8)]
     assert (await client.post("/write?db=ann", data="\n".join(bridge), headers=ANN)).status == 204
     [joined] = (await (await client.get("/api/activities", headers=ANN)).json())["activities"]
     assert joined["id"] == first and joined["samples"] == 30 + 7 + 10
-    gone = await client.get(f"/api/activities/{second}?token={to_second}")
-    assert gone.status == 404 and "gone" in (await gone.json())["error"]
-    # A later ride takes the freed id: the old link does not open it.
-    later = [_line(T0 + 9 * 3600 * S + i * S, lat=45.0, lng=6.0, hr_bpm=95) for i in range(5)]
-    assert (await client.post("/write?db=ann", data="\n".join(later), headers=ANN)).status == 204
-    newest = (await (await client.get("/api/activities?limit=1", headers=ANN)).json())["activities"][0]
-    assert newest["id"] == second and newest["samples"] == 5
-    for path in ("", "/samples", "/laps", "/config", "/export?format=csv"):
-        joiner = "&" if "?" in path else "?"
-        response = await client.get(f"/api/activities/{second}{path}{joiner}token={to_second}")
-        assert response.status == 404, path
-        assert "45.0" not in await response.text()
-    # The first ride's own link still opens what became of it.
-    to_first = (await _link(client, first))["token"]
-    assert (await client.get(f"/api/activities/{first}?token={to_first}")).status == 200
+    await _opens_nothing(client, second, to_second, "gone")
+    # A later ride gets a new id, not the freed one: the old link still opens nothing of it.
+    newest = await _later_ride(client, 9)
+    assert newest["id"] > second
+    await _opens_nothing(client, second, to_second, "gone")
+    # The first ride's link, made before the join, opens what became of it: the same ride, lengthened.
+    lengthened = await client.get(f"/api/activities/{first}?token={to_first}")
+    assert lengthened.status == 200 and (await lengthened.json())["samples"] == 30 + 7 + 10
 
 
 def test_cli_makes_and_lists_an_activity_link(data_dir: Path) -> None:

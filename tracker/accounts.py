@@ -476,10 +476,10 @@ class Accounts:
 
     async def create_link(
         self, owner: str, label: str | None = None, expires_in_seconds: float | None = None,
-        *, activity: storage.ActivityScope | None = None,
+        *, activity_id: int | None = None,
     ) -> tuple[str, LinkRecord]:
         """A new share link: (the token, shown only now, stored only hashed; its record). With
-        `activity`, the link opens only that activity of the owner, never the live view."""
+        `activity_id`, the link opens only that activity of the owner, never the live view."""
         validate_username(owner)
         now_ns = time.time_ns()
         if label is None or not label.strip():
@@ -493,7 +493,7 @@ class Accounts:
             expires_ns = now_ns + int(expires_in_seconds * 1e9)
         token = _new_link_token()
         try:
-            record = await self._store.add_link(owner, label, token_digest(token), now_ns, expires_ns, activity)
+            record = await self._store.add_link(owner, label, token_digest(token), now_ns, expires_ns, activity_id)
         except UnknownUser:
             raise UnknownUser(f"unknown user {owner!r}") from None
         except storage.LinkLabelTaken:

@@ -46,7 +46,7 @@ from tracker.retention import Cutoff, describe, parse_retention
 from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
 from tracker.storage import (
-    ACCOUNTS_FILE, AccountStore, ActivityScope, LinkRecord, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser,
+    ACCOUNTS_FILE, AccountStore, LinkRecord, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser,
     UserExists,
     device_last_seen,
 )
@@ -524,8 +524,9 @@ def link_create(
     except InvalidLink as exc:
         raise click.ClickException(str(exc)) from None
     async def create(accounts: Accounts) -> tuple[str, LinkRecord]:
-        scope = None if activity_id is None else await _activity_scope(options, accounts, name, activity_id)
-        return await accounts.create_link(name, label, seconds, activity=scope)
+        if activity_id is not None:
+            await _check_activity(options, accounts, name, activity_id)
+        return await accounts.create_link(name, label, seconds, activity_id=activity_id)
 
     token, record = _run(_with_accounts(options, create))
     until = f"expires {_iso(record.expires_ns)}" if record.expires_ns is not None else "never expires"
@@ -536,8 +537,8 @@ def link_create(
         click.echo(f"{base}/activity/{record.activity_id}?token={token}")
 
 
-async def _activity_scope(options: CliOptions, accounts: Accounts, name: str, activity_id: int) -> ActivityScope:
-    """The activity a new link opens: its id, track and span now."""
+async def _check_activity(options: CliOptions, accounts: Accounts, name: str, activity_id: int) -> None:
+    """Refuse a link to an activity NAME does not have."""
     if not await accounts.user_exists(name):
         raise UnknownUser(f"unknown user {name!r}")
     samples = SampleStore(options.data_dir)
@@ -548,7 +549,6 @@ async def _activity_scope(options: CliOptions, accounts: Accounts, name: str, ac
         await samples.close()
     if row is None:
         raise click.ClickException(f"{name} has no activity {activity_id}")
-    return ActivityScope(row.id, row.device, row.sport, row.start_ns, row.end_ns)
 
 
 @link.command("list")

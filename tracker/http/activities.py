@@ -32,7 +32,6 @@ from tracker.browser.owner import activity_share_url, new_link_json, public_base
 from tracker.browser.session import current_session, json_body, require_csrf
 from tracker.browser.watch import LINK_ENDED, page_config
 from tracker.http.auth import authenticate, credentials_from
-from tracker.storage import ActivityScope
 from tracker.storage import activities as stored
 from tracker.vocabulary import FIELD_KEYS
 
@@ -121,12 +120,11 @@ async def _link_owner(request: web.Request, token: str, activity_id: int | None,
         raise Refused(403, f"this link opens only activity {link.activity_id}")
     if request.query.get("user", link.owner) != link.owner:
         raise Refused(403, f"this link opens only an activity of {link.owner}")
-    # The activity with the link's id must still be the link's (its track, overlapping its span):
-    # an id freed by a deletion, a merge or a re-split can go to another activity.
-    scope, store = link.activity, request.app[SAMPLES]
+    # Activity ids are never used again: an activity with the link's id is the link's, re-split or
+    # lengthened by late samples or not. A late sample that joins two rides ends the later one's id.
+    store = request.app[SAMPLES]
     await stored.refresh(store, link.owner)
-    row = await stored.get_activity(store, link.owner, scope.id) if scope else None
-    if row is None or scope is None or not scope.is_same(row.device, row.sport, row.start_ns, row.end_ns):
+    if link.activity_id is None or await stored.get_activity(store, link.owner, link.activity_id) is None:
         raise Refused(404, f"the activity of this link is gone; ask {link.owner} for a new link")
     return link.owner
 
@@ -435,8 +433,7 @@ async def activity_link_create(request: web.Request) -> web.Response:
             raise Refused(400, f'expires_in must be seconds (1 to {MAX_LINK_SECONDS}), a duration like "2h", or null')
         row = await _current(request, owner, activity_id)
         label = label if label and label.strip() else f"{automatic_name(row.sport, row.start_ns)} ({secrets.token_hex(3)})"
-        scope = ActivityScope(row.id, row.device, row.sport, row.start_ns, row.end_ns)
-        token, link = await request.app[ACCOUNTS].create_link(owner, label, seconds, activity=scope)
+        token, link = await request.app[ACCOUNTS].create_link(owner, label, seconds, activity_id=row.id)
     except InvalidLink as exc:
         raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
     url = activity_share_url(await public_base(request), row.id, token)

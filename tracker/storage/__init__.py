@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from tracker.storage.accounts import (
     AccountStore,
-    ActivityScope,
     AlertRecord,
     DeviceTokenRecord,
     InviteRecord,
@@ -95,7 +94,7 @@ __all__ = [
     "Written", "decode_points", "recover", "settle_writer", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL",
     "KEEP_NONE", "ON_CONFLICT",
     "ROWS_PER_STATEMENT", "SAMPLE_MIGRATIONS", "SQLITE_HEADER", "SYNCHRONOUS_MODES", "USERS_DIR",
-    "AccountStore", "ActivityScope", "AlertRecord", "DeviceTokenRecord", "FileCheck", "InviteRecord", "LinkLabelTaken", "LinkRecord",
+    "AccountStore", "AlertRecord", "DeviceTokenRecord", "FileCheck", "InviteRecord", "LinkLabelTaken", "LinkRecord",
     "QueryColumn", "QueryFilter", "QueryTimeout", "SamplePoint", "SampleStore", "SchemaTooNew", "SeriesTags",
     "SessionRecord", "StorageUnavailable", "StoredSample", "Tags", "TokenLabelTaken", "UnknownUser",
     "UserExists", "UserRecord",

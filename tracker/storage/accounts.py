@@ -43,38 +43,8 @@ class LinkRecord:
     expires_ns: int | None
     last_used_ns: int | None
     revoked_ns: int | None
-    # The one activity the link opens (None: the live view), and that activity's track and span when
-    # the link was made: the activity with this id is the link's only while it is on that track and
-    # overlaps that span (an id can go to another activity once its own is gone).
+    # The one activity the link opens (None: the live view); activity ids are never used again.
     activity_id: int | None = None
-    activity_device: str | None = None
-    activity_sport: str | None = None
-    activity_start_ns: int | None = None
-    activity_end_ns: int | None = None
-
-    @property
-    def activity(self) -> ActivityScope | None:
-        if self.activity_id is None:
-            return None
-        return ActivityScope(
-            self.activity_id, self.activity_device or "", self.activity_sport or "",
-            self.activity_start_ns or 0, self.activity_end_ns or 0,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityScope:
-    """Which activity a link opens: its id, track (device, sport) and span when the link was made."""
-
-    id: int
-    device: str
-    sport: str
-    start_ns: int
-    end_ns: int
-
-    def is_same(self, device: str, sport: str, start_ns: int, end_ns: int) -> bool:
-        """Whether an activity now holding this id is still this one: same track, overlapping span."""
-        return device == self.device and sport == self.sport and start_ns <= self.end_ns and end_ns >= self.start_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +59,7 @@ class SessionRecord:
 
 
 _LINK_COLUMNS = (
-    "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns, "
-    "activity_id, activity_device, activity_sport, activity_start_ns, activity_end_ns"
+    "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns, activity_id"
 )
 
 
@@ -376,14 +345,12 @@ class AccountStore:
 
     async def add_link(
         self, owner: str, label: str, token_hash: str, created_ns: int, expires_ns: int | None,
-        activity: ActivityScope | None = None,
+        activity_id: int | None = None,
     ) -> LinkRecord:
-        values = {"owner": owner, "label": label, "token_hash": token_hash, "created_ns": created_ns, "expires_ns": expires_ns}
-        if activity is not None:
-            values |= {
-                "activity_id": activity.id, "activity_device": activity.device, "activity_sport": activity.sport,
-                "activity_start_ns": activity.start_ns, "activity_end_ns": activity.end_ns,
-            }  # fmt: skip
+        values = {
+            "owner": owner, "label": label, "token_hash": token_hash, "created_ns": created_ns, "expires_ns": expires_ns,
+            "activity_id": activity_id,
+        }  # fmt: skip
         return LinkRecord(*await self._add_labelled_secret("links", _LINK_COLUMNS, values, LinkLabelTaken(label)))
 
     async def _add_labelled_secret(

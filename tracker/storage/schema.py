@@ -109,14 +109,10 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # v8. A link scoped to one activity of its owner (the id in the owner's sample file) opens only that
-    # activity: its page and its data. NULL: a link to the live view, as before. The activity's track and
-    # span when the link was made say which activity it is: an id can later go to another activity.
+    # activity: its page and its data. NULL: a link to the live view, as before. An activity id is never
+    # used again (AUTOINCREMENT), so the id alone says which activity the link opens.
     """
     ALTER TABLE links ADD COLUMN activity_id INTEGER;
-    ALTER TABLE links ADD COLUMN activity_device TEXT;
-    ALTER TABLE links ADD COLUMN activity_sport TEXT;
-    ALTER TABLE links ADD COLUMN activity_start_ns INTEGER;
-    ALTER TABLE links ADD COLUMN activity_end_ns INTEGER;
     """,
 )
 
