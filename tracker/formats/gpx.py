@@ -14,7 +14,7 @@ import gpxpy
 import gpxpy.gpx
 
 from tracker.formats.track import MPS_TO_KPH, Fields, FormatError, Track, datetime_of, device_name, sport_name
-from tracker.formats.xmlstream import LocalNames, events, local, release, time_ns
+from tracker.formats.xmlstream import LocalNames, events, first_child, parse_time, release
 
 TPX_V2 = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
 # Extension elements by local name (any namespace): (vocabulary key, factor to its unit).
@@ -63,15 +63,15 @@ def _point(point: ET.Element, track: Track, names: LocalNames) -> tuple[int | No
     try:
         fields: Fields = {"lat": float(point.get("lat", "")), "lng": float(point.get("lon", ""))}
     except ValueError:
-        raise FormatError(f"{local(point.tag)} lat={point.get('lat')!r} lon={point.get('lon')!r}: not a position") from None
+        raise FormatError(f"{names[point.tag]} lat={point.get('lat')!r} lon={point.get('lon')!r}: not a position") from None
     when: int | None = None
-    for child in point:
-        name = names[child.tag]
+    for part in point:
+        name = names[part.tag]
         if name == "time":
-            when = time_ns(child.text, f"{local(point.tag)} time")
+            when = parse_time(part.text, f"{names[point.tag]} time")
         elif name == "ele" or name == "speed":
             try:
-                value = float(child.text or "")
+                value = float(part.text or "")
             except ValueError:
                 track.note_unmapped(name)
                 continue
@@ -80,16 +80,13 @@ def _point(point: ET.Element, track: Track, names: LocalNames) -> tuple[int | No
             else:
                 fields["spd_kph"] = value * MPS_TO_KPH  # GPX 1.0's <speed>, m/s
         elif name == "extensions":
-            _extensions(child, fields, track, names)
+            _extensions(part, fields, track, names)
     return when, fields
 
 
-def _text(parent: ET.Element, name: str) -> str:
-    """The stripped text of the parent's first child called `name`, "" without one."""
-    for child in parent:
-        if local(child.tag) == name:
-            return (child.text or "").strip()
-    return ""
+def _text(parent: ET.Element, name: str, names: LocalNames) -> str:
+    element = first_child(parent, name, names)
+    return (element.text or "").strip() if element is not None else ""
 
 
 def read(data: bytes) -> list[Track]:
@@ -132,7 +129,7 @@ def _read(data: bytes) -> list[Track]:
             if name == "trk" and not points:
                 release(element, root)
                 continue  # an empty trk (GPS units write them): nothing to import
-            track.name = _text(element, "name")
+            track.name = _text(element, "name", names)
             named.append(bool(track.name))
             if name == "rte" or all(when is None for when, _ in points):
                 track.kind = "course"
@@ -140,7 +137,7 @@ def _read(data: bytes) -> list[Track]:
                 track.route = [(f["lat"], f["lng"], f.get("alt_m")) for _, f in points]
                 tracks.append(track)
             else:
-                track.sport = sport_name(_text(element, "type"))
+                track.sport = sport_name(_text(element, "type", names))
                 for when, fields in points:
                     if when is None:
                         track.note_unmapped("trkpt without time")
@@ -151,7 +148,7 @@ def _read(data: bytes) -> list[Track]:
         elif name == "wpt":
             release(element, root)
         elif name == "metadata" or element is root:
-            document_name = document_name or _text(element, "name")  # GPX 1.1 metadata/name, GPX 1.0 gpx/name
+            document_name = document_name or _text(element, "name", names)  # GPX 1.1 metadata/name, GPX 1.0 gpx/name
     device = device_name(root.get("creator") if root is not None else None)
     for track, has_name in zip(tracks, named):
         track.device = device

@@ -18,8 +18,6 @@ from collections.abc import Iterator
 
 from tracker.formats.track import FormatError, ns_of
 
-_EVENTS = ("start", "end")
-
 
 def local(tag: str) -> str:
     """`{namespace}name` -> `name`."""
@@ -37,7 +35,7 @@ class LocalNames(dict[str, str]):
 def events(data: bytes) -> Iterator[tuple[str, ET.Element]]:
     """("start" | "end", element) in document order; FormatError with the parser's line and column."""
     try:
-        yield from ET.iterparse(io.BytesIO(data), _EVENTS)
+        yield from ET.iterparse(io.BytesIO(data), ("start", "end"))
     except ET.ParseError as exc:
         raise FormatError(f"not well-formed XML: {exc}") from None
 
@@ -49,7 +47,15 @@ def release(element: ET.Element, parent: ET.Element | None) -> None:
         parent.remove(element)  # read elements leave as they come: the one to remove is near the front
 
 
-def time_ns(text: str | None, what: str) -> int:
+def first_child(parent: ET.Element, name: str, names: LocalNames) -> ET.Element | None:
+    """The parent's first child called `name` (local name), None without one."""
+    for element in parent:
+        if names[element.tag] == name:
+            return element
+    return None
+
+
+def parse_time(text: str | None, what: str) -> int:
     """An ISO 8601 time (`Z` or an offset, any fraction; none is UTC) in ns since the epoch."""
     try:
         return ns_of(_dt.datetime.fromisoformat((text or "").strip()))
