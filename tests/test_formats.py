@@ -327,21 +327,35 @@ def test_external_entities_are_not_fetched(tmp_path: Path) -> None:
         formats.read(data, "x.gpx")
 
 
-def test_gpx_read_drops_each_point_once_read() -> None:
-    """5 MB of <desc> over 500 points: a reader that kept the document would hold all of it."""
-    desc = "d" * 10_000
-    points = "".join(
-        f'<trkpt lat="46.{i:04d}" lon="14.5"><time>2026-11-30T07:{i // 60:02d}:{i % 60:02d}Z</time><desc>{desc}</desc></trkpt>'
-        for i in range(500)
+def long_file(fmt: str, points: int, padding: str) -> bytes:
+    """A file whose every point carries `padding` in an element no reader keeps."""
+    def time(i: int) -> str:
+        return f"2026-11-30T07:{i // 60:02d}:{i % 60:02d}Z"
+
+    if fmt == "gpx":
+        body = "".join(f'<trkpt lat="46.{i:04d}" lon="14.5"><time>{time(i)}</time><desc>{padding}</desc></trkpt>' for i in range(points))
+        return f'<gpx creator="x"><trk><trkseg>{body}</trkseg></trk></gpx>'.encode()
+    body = "".join(
+        f"<Trackpoint><Time>{time(i)}</Time><Position><LatitudeDegrees>46.{i:04d}</LatitudeDegrees>"
+        f"<LongitudeDegrees>14.5</LongitudeDegrees></Position><Notes>{padding}</Notes></Trackpoint>"
+        for i in range(points)
     )
-    data = f'<gpx creator="x"><trk><trkseg>{points}</trkseg></trk></gpx>'.encode()
+    return (f'<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"><Activities>'
+            f'<Activity Sport="Biking"><Id>{time(0)}</Id><Lap><Track>{body}</Track></Lap></Activity>'
+            "</Activities></TrainingCenterDatabase>").encode()  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["gpx", "tcx"])
+def test_read_drops_each_point_once_read(fmt: str) -> None:
+    """5 MB of padding over 500 points: a reader that kept the document would hold all of it."""
+    data = long_file(fmt, 500, "d" * 10_000)
     tracemalloc.start()
     try:
-        [track] = formats.read(data, "long.gpx")
+        [track] = formats.read(data, f"long.{fmt}")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(track.points) == 500 and track.points[499][1]["lat"] == 46.0499
+    assert len(track.points) == 500 and track.points[499][1] == {"lat": 46.0499, "lng": 14.5}
     assert peak < 1_500_000, peak
 
 
