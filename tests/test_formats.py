@@ -380,6 +380,8 @@ def test_gpx_names_times_and_zones() -> None:
         (ns("2026-11-30T07:00:02Z"), {"lat": 46.7, "lng": 14.45, "alt_m": -3.5}),
     ]
     assert (route.name, route.kind, route.route) == ("Lunch walk", "course", [(45.0, 13.0, 100.0), (45.5, 13.5, None)])
+    [walk] = formats.read(data.replace(b"<time>2026-11-30T07:00:01</time>", b"<time> </time>"), "e.gpx")[:1]
+    assert len(walk.points) == 2 and walk.unmapped == {"trkpt without time": 1}
     with pytest.raises(FormatError, match=r"^t\.gpx: GPX: not readable: trkpt time 'yesterday' is not an ISO 8601 time$"):
         formats.read(data.replace(b"2026-11-30T07:00:01", b"yesterday"), "t.gpx")
     with pytest.raises(FormatError, match=r"^p\.gpx: GPX: not readable: trkpt lat='north' lon='14.35': not a position$"):

@@ -68,7 +68,8 @@ def _point(point: ET.Element, track: Track, names: LocalNames) -> tuple[int | No
     for part in point:
         name = names[part.tag]
         if name == "time":
-            when = parse_time(part.text, f"{names[point.tag]} time")
+            if part.text and not part.text.isspace():  # an empty <time/> is no time, as gpxpy reads it
+                when = parse_time(part.text, f"{names[point.tag]} time")
         elif name == "ele" or name == "speed":
             try:
                 value = float(part.text or "")
