@@ -360,17 +360,18 @@ def test_read_drops_each_point_once_read(fmt: str) -> None:
 
 
 def test_gpx_names_times_and_zones() -> None:
-    """GPX 1.0 (the name on the root, <speed>), times with offsets, nine-digit fractions and no zone."""
+    """GPX 1.0 (the name on the root, <speed>), times with offsets, nine-digit fractions and no zone;
+    tracks before routes, as gpxpy lists them."""
     data = b"""<?xml version="1.0"?>
 <gpx version="1.0" creator="Phone  App" xmlns="http://www.topografix.com/GPX/1/0">
  <name>Lunch walk</name>
  <wpt lat="1" lon="2"><name>not this one</name></wpt>
+ <rte><rtept lat="45" lon="13"><ele>100</ele></rtept><rtept lat="45.5" lon="13.5"/></rte>
  <trk><type> Hiking </type><trkseg>
   <trkpt lat="46.5" lon="14.25"><name>nor this</name><time>2026-11-30T08:00:00.123456789+01:00</time></trkpt>
   <trkpt lat="46.6" lon="14.35"><time>2026-11-30T07:00:01</time><speed>2</speed></trkpt>
   <trkpt lat="46.7" lon="14.45"><time>2026-11-30T02:00:02-05:00</time><ele>-3.5</ele></trkpt>
  </trkseg></trk>
- <rte><rtept lat="45" lon="13"><ele>100</ele></rtept><rtept lat="45.5" lon="13.5"/></rte>
 </gpx>"""
     walk, route = formats.read(data, "walk.gpx")
     assert (walk.name, walk.sport, walk.device, walk.kind) == ("Lunch walk", "hiking", "phone-app", "activity")

@@ -103,8 +103,9 @@ def read(data: bytes) -> list[Track]:
 def _read(data: bytes) -> list[Track]:
     """One pass: each trkpt/rtept is read at its end and dropped; trk, rte and wpt leave the root once
     read. A trk's name and type precede its points, metadata precedes both, the creator is on the root."""
-    tracks: list[Track] = []
-    named: list[bool] = []  # per track: its own name (else the document's, known by the end)
+    # (track, whether it has a name of its own, else the document's, known by the end): trk then rte.
+    from_trk: list[tuple[Track, bool]] = []
+    from_rte: list[tuple[Track, bool]] = []
     root: ET.Element | None = None
     holder: ET.Element | None = None  # the trkseg or rte whose points are being read
     track = Track()
@@ -131,31 +132,31 @@ def _read(data: bytes) -> list[Track]:
                 release(element, root)
                 continue  # an empty trk (GPS units write them): nothing to import
             track.name = _text(element, "name", names)
-            named.append(bool(track.name))
+            if name == "trk":
+                track.sport = sport_name(_text(element, "type", names))
             if name == "rte" or all(when is None for when, _ in points):
                 track.kind = "course"
                 track.unmapped.clear()  # a course's points are positions only
                 track.route = [(f["lat"], f["lng"], f.get("alt_m")) for _, f in points]
-                tracks.append(track)
             else:
-                track.sport = sport_name(_text(element, "type", names))
                 for when, fields in points:
                     if when is None:
                         track.note_unmapped("trkpt without time")
                     else:
                         track.points.append((when, fields))
-                tracks.append(track.finish())
+                track.finish()
+            (from_trk if name == "trk" else from_rte).append((track, bool(track.name)))
             release(element, root)
         elif name == "wpt":
             release(element, root)
         elif name == "metadata" or element is root:
             document_name = document_name or _text(element, "name", names)  # GPX 1.1 metadata/name, GPX 1.0 gpx/name
     device = device_name(root.get("creator") if root is not None else None)
-    for track, has_name in zip(tracks, named):
+    for track, has_name in from_trk + from_rte:
         track.device = device
         if not has_name:
             track.name = document_name
-    return tracks
+    return [track for track, _ in from_trk + from_rte]
 
 
 def write(track: Track) -> bytes:
