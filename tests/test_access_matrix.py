@@ -198,6 +198,21 @@ CASES: dict[str, Case] = {
         "GET", "/api/watch/{user}/devices", "/api/watch/alice/devices", WATCH, reveals=SAMPLE_SECRETS[3:]
     ),
     "watch events": Case("GET", "/api/watch/{user}/events", "/api/watch/alice/events", WATCH, stream=True),
+    "watch course": Case("GET", "/api/watch/{user}/course", "/api/watch/alice/course", WATCH),
+    # ----- courses: each caller's own (session or Basic); course 999 and "now" hold nothing of anyone's
+    "courses list": Case("GET", "/api/courses", "/api/courses", SIGNED_IN),
+    "courses create": Case(
+        "POST", "/api/courses", "/api/courses", (401, 401, 201, 201, 401, 401, 401, 201),
+        json={"name": "loop", "points": [[47.0, 8.0], [47.01, 8.0]]},
+    ),
+    "courses delete": Case("DELETE", "/api/courses/{id}", "/api/courses/999", (401, 401, 404, 404, 401, 401, 401, 404)),
+    "courses attach": Case(
+        "PUT", "/api/courses/{id}/attach", "/api/courses/999/attach", (401, 401, 404, 404, 401, 401, 401, 404),
+        json={"target": "now"},
+    ),
+    "courses detach": Case(
+        "DELETE", "/api/courses/attach/{target}", "/api/courses/attach/now", (401, 401, 404, 404, 401, 401, 401, 404)
+    ),
     # ----- the signed-in user's own settings (session + CSRF)
     "me": Case("GET", "/api/me", "/api/me", SIGNED_IN),
     "links list": Case("GET", "/api/links", "/api/links", SIGNED_IN, reveals=(LINK_LABEL,)),

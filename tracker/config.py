@@ -67,6 +67,8 @@ class Settings:
     # A tracker (and a device, and a value on the watch page) is "live" while its newest sample is at
     # most this old: the one definition /api/me, the watch page's config and the devices answer use.
     live_within_seconds: float = 60.0
+    # A watcher of a planned route sees "off route" once the latest position is farther than this from it.
+    off_route_m: float = 50.0
     # Map tiles for the watch page; the page still draws the track and charts without them.
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tile_attribution: str = "© OpenStreetMap contributors"
@@ -205,7 +207,7 @@ class Settings:
             "session_seconds", "live_buffer_seconds", "live_heartbeat_seconds", "live_recheck_seconds",
             "retention_check_seconds", "bearer_token_seconds", "token_use_flush_seconds",
             "alert_min_quiet_seconds", "alert_check_seconds", "alert_retry_seconds", "alert_retry_max_seconds",
-            "alert_timeout_seconds", "read_timeout", "live_within_seconds",
+            "alert_timeout_seconds", "read_timeout", "live_within_seconds", "off_route_m",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
@@ -358,6 +360,10 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     (
         "live_within_seconds", "--live-within",
         "A tracker is live while its newest sample is at most this many seconds old.", {"metavar": "SECONDS"},
+    ),
+    (
+        "off_route_m", "--off-route",
+        "Metres from a planned route beyond which watchers see the position as off route.", {"metavar": "METRES"},
     ),
     # The limits (README "Limits").
     ("max_decompressed_size", "--max-decompressed-size", "Bytes a gzip body may inflate to; then 413.", {}),

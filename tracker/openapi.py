@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracker import apps, jsonapi
+from tracker import apps, courses, jsonapi
 from tracker.activities.summary import SUMMARY_KEYS
 from tracker.http import activities as api
 from tracker.config import Settings
@@ -50,6 +50,7 @@ def document(settings: Settings) -> dict[str, Any]:
             "/owntracks": {"post": _owntracks()},
             "/gpslogger": _gpslogger(),
             **_activities(),
+            **_course_paths(settings),
         },
         "components": {"schemas": _schemas(settings), "securitySchemes": _security_schemes()},
         "security": [{"basic": []}, {"bearer": []}, {"token": []}],
@@ -266,6 +267,97 @@ def _security_schemes() -> dict[str, Any]:
             "in": "header",
             "name": "Authorization",
             "description": "`Token user:secret`, InfluxDB's form; the secret is the password or a device token",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Courses: planned routes on the live map (tracker.browser.courses)
+
+
+def _course_paths(settings: Settings) -> dict[str, Any]:
+    user = {"name": "user", "in": "query", "required": False, "schema": {"type": "string"},
+            "description": "whose courses; default the caller. Others' only to list, with a share."}  # fmt: skip
+    course_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    summary = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "created_ns": {"type": "integer"},
+            "points": {"type": "integer", "description": "how many points"}, "distance_m": {"type": "number"},
+        },
+    }  # fmt: skip
+    point = {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": ["number", "null"]}}
+    new_course = {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["name", "points"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": courses.MAX_NAME},
+                    "points": {"type": "array", "minItems": 2, "maxItems": courses.MAX_POINTS, "items": point,
+                               "description": "[lat, lng] or [lat, lng, alt_m]"},
+                },
+            },
+            {"type": "object", "required": ["type"], "description": "GeoJSON: a LineString, or a Feature of one "
+             "(coordinates [lng, lat(, alt)]; the name from `name` or properties.name)"},
+        ]
+    }  # fmt: skip
+    errors = {
+        "400": _response("Invalid input: the message names the field and the rule", "Error"),
+        "401": _response("No credentials, or wrong ones", "Error"),
+        "403": _response("Not the owner (changes), or not allowed to watch", "Error"),
+        "404": _response("No such course, link or attachment", "Error"),
+    }
+    ok = {"description": "Done", "content": {JSON: {"schema": {"type": "object"}}}}
+    target = {"name": "target", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": '"now" or "link:<link id>"'}  # fmt: skip
+    return {
+        "/api/courses": {
+            "get": {
+                "summary": "The user's courses (without points) and what each is attached to",
+                "parameters": [user],
+                "responses": {"200": {"description": "Courses", "content": {JSON: {"schema": {
+                    "type": "object", "properties": {"courses": {"type": "array", "items": summary},
+                    "attachments": {"type": "array", "items": {"type": "object"}}}}}}}, **errors},
+            },  # fmt: skip
+            "post": {
+                "summary": f"Add a course (owner; at most {courses.MAX_COURSES} per user)",
+                "parameters": [user],
+                "requestBody": {"required": True, "content": {JSON: {"schema": new_course}}},
+                "responses": {"201": {"description": "Stored", "content": {JSON: {"schema": summary}}},
+                              "409": _response("The user has the most courses there may be", "Error"),
+                              "413": _response("Too large a body", "Error"), **errors},
+            },  # fmt: skip
+        },
+        "/api/courses/{id}": {
+            "delete": {"summary": "Delete a course and its attachments (owner)", "parameters": [course_id, user],
+                       "responses": {"200": ok, **errors}},
+        },  # fmt: skip
+        "/api/courses/{id}/attach": {
+            "put": {
+                "summary": "Show the course on the live view of everyone (\"now\") or of one active share link",
+                "parameters": [course_id, user],
+                "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "required": ["target"],
+                    "properties": {"target": {"type": "string", "description": '"now" or "link:<link id>"'}}}}}},
+                "responses": {"200": ok, **errors},
+            },  # fmt: skip
+        },
+        "/api/courses/attach/{target}": {
+            "delete": {"summary": "Show no course there any more (owner)", "parameters": [target, user],
+                       "responses": {"200": ok, **errors}},
+        },  # fmt: skip
+        "/api/watch/{user}/course": {
+            "get": {
+                "summary": "The course a watcher sees: their share link's, else the one on \"now\", else null",
+                "parameters": [{"name": "user", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "a share link's token"}],
+                "responses": {"200": {"description": "The course and the off-route threshold", "content": {JSON: {
+                    "schema": {"type": "object", "properties": {
+                        "course": {"type": ["object", "null"]},
+                        "off_route_m": {"type": "number", "description": f"default {settings.off_route_m:g}"}}}}}},
+                    "304": {"description": "Unchanged since the ETag sent in If-None-Match"}, **errors},
+            },  # fmt: skip
         },
     }
 

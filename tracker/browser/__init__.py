@@ -6,6 +6,7 @@ and the owner's settings.
     signin   signing in and out, /api/me, the owner's sessions and password
     owner    the owner's links, profile, shares, device tokens and alerts
     watch    the watch page's JSON and its event stream
+    courses  the owner's planned routes, and the one a watcher sees
     errors   the JSON answers, and refusals: raised as `Refused`, rendered once by `refusals`
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tracker.browser import owner, pages, signin, watch
+from tracker.browser import courses, owner, pages, signin, watch
 from tracker.browser.errors import refusals
 
 
@@ -34,6 +35,12 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/api/watch/{user}/samples", watch.watch_samples),
         ("GET", "/api/watch/{user}/events", watch.watch_events),
         ("GET", "/api/watch/{user}/devices", watch.watch_devices),
+        ("GET", "/api/watch/{user}/course", courses.watch_course),
+        ("GET", "/api/courses", courses.courses_list),
+        ("POST", "/api/courses", courses.courses_create),
+        ("DELETE", "/api/courses/{id}", courses.courses_delete),
+        ("PUT", "/api/courses/{id}/attach", courses.courses_attach),
+        ("DELETE", "/api/courses/attach/{target}", courses.courses_detach),
         ("GET", "/api/links", owner.links_list),
         ("POST", "/api/links", owner.links_create),
         ("DELETE", "/api/links/{id}", owner.links_revoke),

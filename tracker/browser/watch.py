@@ -34,7 +34,7 @@ class WatchAccess(NamedTuple):
     right: WatchRight  # what grants it
 
 
-async def _watch_access(request: web.Request) -> WatchAccess:
+async def watch_access(request: web.Request) -> WatchAccess:
     """Who is watched and by what right; refused if the request may not watch them.
 
     A name nobody has is refused exactly as a private tracker is (401 without sign-in or link, else
@@ -83,7 +83,7 @@ async def _still_allowed(request: web.Request, owner: str, session_token: str, l
 
 
 async def watch_config(request: web.Request) -> web.Response:
-    access = await _watch_access(request)
+    access = await watch_access(request)
     settings = request.app[SETTINGS]
     return json_response(
         {
@@ -108,7 +108,7 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
 
 
 async def watch_samples(request: web.Request) -> web.Response:
-    owner = (await _watch_access(request)).owner
+    owner = (await watch_access(request)).owner
     now_ns = time.time_ns()
     end = _int_param(request, "to", now_ns)
     start = _int_param(request, "from", end - DEFAULT_WINDOW_NS)
@@ -137,7 +137,7 @@ async def watch_samples(request: web.Request) -> web.Response:
 
 async def watch_devices(request: web.Request) -> web.Response:
     """When each of the user's devices last sent a sample, newest first (device null: no device tag)."""
-    owner = (await _watch_access(request)).owner
+    owner = (await watch_access(request)).owner
     seen = await request.app[ALERTS].last_seen(owner)  # never after now (tracker.liveness)
     devices = sorted(seen.items(), key=lambda item: -item[1])
     settings, now_ns = request.app[SETTINGS], time.time_ns()
@@ -152,7 +152,7 @@ async def watch_devices(request: web.Request) -> web.Response:
 
 async def watch_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: one `samples` event per committed write, `reset` when the page must refetch."""
-    owner, session_token, link_token, right = await _watch_access(request)
+    owner, session_token, link_token, right = await watch_access(request)
     hub = request.app[LIVE]
     # The address as the sign-in bans see it (behind a trusted proxy, the client's).
     viewer = Viewer(signed_in=right.signed_in, address=address_key(request.remote or ""), link_id=right.link_id)

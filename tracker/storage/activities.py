@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from tracker.activities.segments import split_points
 from tracker.activities.settings import ActivitySettings
+from tracker.storage.connection import immediate
 from tracker.storage.samples import DEVICE_TAG, SampleStore, mark_activities_dirty
 from tracker.vocabulary import FIELD_KEYS
 
@@ -71,7 +72,7 @@ async def save_settings(store: SampleStore, user: str, settings: ActivitySetting
     """Store the settings; every summary goes stale, and a new gap re-splits the whole history."""
 
     def save(conn: sqlite3.Connection) -> None:
-        with _transaction(conn):
+        with immediate(conn):
             before = load_settings(conn)
             conn.executemany(
                 "INSERT INTO activity_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -85,27 +86,10 @@ async def save_settings(store: SampleStore, user: str, settings: ActivitySetting
                 if low is not None:
                     mark_activities_dirty(conn, low, high)
 
-    await _on_writer(store, user, save)
+    await store.run_on_writer(user, save)
 
 
 # ---- refresh
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (the writer's), ROLLBACK on error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
-
-    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
-        if kind is None:
-            self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
 
 
 @dataclass(slots=True)
@@ -278,10 +262,6 @@ def _resplit(
         stats.updated += 1
 
 
-async def _on_writer(store: SampleStore, user: str, run: Any) -> Any:
-    return await store.run_on_writer(user, run)
-
-
 async def refresh(store: SampleStore, user: str, *, force: bool = False) -> RefreshStats:
     """Bring the user's activities up to date with their samples (cheap when nothing changed)."""
     if not force:
@@ -290,10 +270,10 @@ async def refresh(store: SampleStore, user: str, *, force: bool = False) -> Refr
             return RefreshStats()
 
     def run(conn: sqlite3.Connection) -> RefreshStats:
-        with _transaction(conn):
+        with immediate(conn):
             return refresh_in(conn)
 
-    return await _on_writer(store, user, run) or RefreshStats()
+    return await store.run_on_writer(user, run) or RefreshStats()
 
 
 # ---- reads
@@ -384,7 +364,7 @@ async def store_summary(store: SampleStore, user: str, row: ActivityRow, summary
     text = json.dumps(summary)
 
     def save(conn: sqlite3.Connection) -> bool:
-        with _transaction(conn):
+        with immediate(conn):
             if conn.execute("SELECT EXISTS (SELECT 1 FROM activity_dirty)").fetchone()[0]:
                 return False
             if load_settings(conn) != settings:
@@ -395,7 +375,7 @@ async def store_summary(store: SampleStore, user: str, row: ActivityRow, summary
                 (text, row.id, row.start_ns, row.end_ns, row.samples),
             ).rowcount == 1
 
-    return bool(await _on_writer(store, user, save))
+    return bool(await store.run_on_writer(user, save))
 
 
 # ---- the owner's edits
@@ -411,10 +391,10 @@ class ActivityEditError(ValueError):
 
 async def rename(store: SampleStore, user: str, activity_id: int, name: str | None) -> bool:
     def run(conn: sqlite3.Connection) -> bool:
-        with _transaction(conn):
+        with immediate(conn):
             return conn.execute("UPDATE activities SET name = ? WHERE id = ?", (name, activity_id)).rowcount == 1
 
-    return bool(await _on_writer(store, user, run))
+    return bool(await store.run_on_writer(user, run))
 
 
 def _fetch(conn: sqlite3.Connection, activity_id: int) -> ActivityRow:
@@ -428,7 +408,7 @@ async def split(store: SampleStore, user: str, activity_id: int, at_ns: int) -> 
     """Cut the activity at `at_ns` (samples before it, and from it on): the two activities."""
 
     def run(conn: sqlite3.Connection) -> list[ActivityRow]:
-        with _transaction(conn):
+        with immediate(conn):
             refresh_in(conn)
             row = _fetch(conn, activity_id)
             if not row.start_ns < at_ns <= row.end_ns:
@@ -451,14 +431,14 @@ async def split(store: SampleStore, user: str, activity_id: int, at_ns: int) -> 
                 )
             ]
 
-    return await _on_writer(store, user, run)
+    return await store.run_on_writer(user, run, create=True)  # the activity is there: so is its file
 
 
 async def merge(store: SampleStore, user: str, activity_ids: Sequence[int]) -> ActivityRow:
     """Join consecutive activities of one track into one (keeping the first's id and name)."""
 
     def run(conn: sqlite3.Connection) -> ActivityRow:
-        with _transaction(conn):
+        with immediate(conn):
             refresh_in(conn)
             rows = sorted((_fetch(conn, i) for i in set(activity_ids)), key=lambda r: r.start_ns)
             if len(rows) < 2:
@@ -491,7 +471,7 @@ async def merge(store: SampleStore, user: str, activity_ids: Sequence[int]) -> A
             refresh_in(conn)
             return _fetch(conn, rows[0].id)
 
-    return await _on_writer(store, user, run)
+    return await store.run_on_writer(user, run, create=True)  # the activity is there: so is its file
 
 
 async def delete(store: SampleStore, user: str, activity_id: int) -> int:
@@ -505,7 +485,7 @@ async def delete(store: SampleStore, user: str, activity_id: int) -> int:
     removed = await store.delete_samples(user, tag_sets, row.start_ns, row.end_ns + 1)
 
     def forget(conn: sqlite3.Connection) -> None:
-        with _transaction(conn):
+        with immediate(conn):
             conn.execute(
                 "DELETE FROM activity_cuts WHERE device = ? AND sport = ? AND at_ns > ? AND at_ns <= ?",
                 (row.device, row.sport, row.start_ns, row.end_ns),
@@ -517,7 +497,7 @@ async def delete(store: SampleStore, user: str, activity_id: int) -> int:
             mark_activities_dirty(conn, row.start_ns, row.end_ns)
             refresh_in(conn)  # no samples left in its range: its row goes
 
-    await _on_writer(store, user, forget)
+    await store.run_on_writer(user, forget)
     return removed
 
 

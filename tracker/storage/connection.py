@@ -85,6 +85,20 @@ def _storage_fault(error: BaseException, path: Path, doing: str) -> StorageUnava
 
 
 @contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (the writer's), ROLLBACK on error: the
+    write lock up front, so a transaction that reads first never has to upgrade its lock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
 def _refused_as_unavailable(path: Path, doing: str, *, log: bool = False) -> Iterator[None]:
     """Re-raise the file system's refusals inside the block as StorageUnavailable("<doing>: <cause>")."""
     try:

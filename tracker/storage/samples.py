@@ -15,12 +15,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Literal, Mapping, Protocol, Sequence, TypeVar, overload
 
 import aiosqlite
 
 from tracker.storage.connection import (
-    BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection,
+    BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, USERS_DIR, StorageUnavailable, _checked_name, _connect, _open, _ReadConnection, immediate,
     _refused_as_unavailable, _storage_fault, fsync_path,
 )
 from tracker.storage.column_cache import BlockCache
@@ -32,6 +32,7 @@ from tracker.storage.schema import BLOCK_NS, CHANGES_AFTER_NS, SAMPLE_MIGRATIONS
 from tracker.vocabulary import FIELD_KEYS
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The tag that names the device a sample came from (a device token's label unless the line sets it).
 DEVICE_TAG = "device"
@@ -1232,18 +1233,12 @@ class SampleStore:
         def delete(conn: sqlite3.Connection) -> tuple[int, int | None]:
             # One statement, so autocommit makes it one transaction; the bound is the time of the
             # max_rows-th oldest sample, so both scans are primary-key ranges from the oldest row.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 first = conn.execute("SELECT min(time) FROM samples").fetchone()[0]
                 removed = conn.execute(_DELETE_OLDEST, (cutoff_ns, max_rows - 1)).rowcount
                 oldest = conn.execute("SELECT min(time) FROM samples").fetchone()[0]
                 if removed:
                     mark_activities_dirty(conn, first, cutoff_ns if oldest is None else oldest)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
             return removed, oldest
 
         done: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
@@ -1286,13 +1281,19 @@ class SampleStore:
             total += removed
         return total
 
-    async def run_on_writer(self, user: str, run: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run `run(conn)` on the writer thread with the user's writing connection (autocommit: it
-        begins and commits its own transaction), ordered with the user's writes; None without a file."""
-        handle = self._existing_file(user)
+    @overload
+    async def run_on_writer(self, user: str, run: Callable[[sqlite3.Connection], T], *, create: Literal[True]) -> T: ...
+    @overload
+    async def run_on_writer(self, user: str, run: Callable[[sqlite3.Connection], T], *, create: bool = False) -> T | None: ...
+    async def run_on_writer(self, user: str, run: Callable[[sqlite3.Connection], T], *, create: bool = False) -> T | None:
+        """Run `run(conn)` on the writer thread with the user's writing connection, queued like a write
+        so it never races one: for the tables beside the samples (activities, courses). The connection
+        is in autocommit mode: `run` begins and commits its own transaction. Without a file: None, or
+        with `create` the file is made first."""
+        handle = self._file(user) if create else self._existing_file(user)
         if handle is None:
             return None
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         handle.pending += 1
         self._writer().put(_Job(user, handle.path, run, done, handle))
         return await done

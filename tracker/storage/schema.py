@@ -245,6 +245,25 @@ SAMPLE_MIGRATIONS += (
     """,
 )
 
+# v6. The user's planned routes (courses) and what each is shown on: target "now" (the live view of
+# anyone who may watch) or "link:<link id>" (the viewers of one share link), one course per target.
+# `points` is the JSON [[lat, lng, alt|null], ...] as the owner gave it: read whole, never queried into.
+SAMPLE_MIGRATIONS += (
+    """
+    CREATE TABLE courses (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        point_count INTEGER NOT NULL,
+        distance_m REAL NOT NULL,
+        points TEXT NOT NULL
+    );
+    CREATE TABLE course_attachments (
+        target TEXT PRIMARY KEY,
+        course INTEGER NOT NULL REFERENCES courses(id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    """,
+)
 # The blocks of the read cache (tracker.storage.blocks): floor(time / BLOCK_NS); a write to a sample
 # more than CHANGES_AFTER_NS old bumps its block's version. v2's trigger spells the same two numbers.
 BLOCK_NS = 3_600_000_000_000

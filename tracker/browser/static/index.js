@@ -564,6 +564,103 @@ import { startHistory } from "./history.js";
     });
   }
 
+  // ---- courses: add (GeoJSON pasted or picked), attach to "now" or a link, detach, delete ----
+  // GPX and FIT course files are read by the server's formats package once it takes them.
+  function targetName(target, links) {
+    if (target === "now") return "everyone watching";
+    const id = Number(target.slice(5));
+    const link = links.find((l) => l.id === id);
+    return "link " + ((link && (link.label || "(no label)")) || "#" + id);
+  }
+
+  async function loadCourses() {
+    const [{ data }, linksAnswer] = await Promise.all([api("GET", "/api/courses"), api("GET", "/api/links")]);
+    const links = ((linksAnswer.data && linksAnswer.data.links) || []).filter((l) => !l.revoked && !l.expired);
+    const attachments = (data && data.attachments) || [];
+    const rows = ((data && data.courses) || []).map((course) => {
+      const tr = document.createElement("tr");
+      const name = document.createElement("td");
+      name.textContent = course.name;
+      const distance = document.createElement("td");
+      distance.dataset.label = "Distance";
+      distance.textContent = (course.distance_m / 1000).toFixed(2) + " km";
+      const shown = document.createElement("td");
+      shown.dataset.label = "Shown to";
+      for (const a of attachments.filter((a) => a.course === course.id)) {
+        const tag = document.createElement("span");
+        tag.className = "course-target";
+        tag.textContent = targetName(a.target, links) + " ";
+        const detach = document.createElement("button");
+        detach.type = "button";
+        detach.textContent = "Hide";
+        detach.title = "Stop showing it there";
+        detach.addEventListener("click", () => courseChange("DELETE", "/api/courses/attach/" + encodeURIComponent(a.target), undefined, "Course hidden."));
+        tag.appendChild(detach);
+        shown.appendChild(tag);
+      }
+      const actions = document.createElement("td");
+      const select = document.createElement("select");
+      select.setAttribute("aria-label", "Show " + course.name + " to");
+      for (const [value, text] of [["now", "everyone watching"], ...links.map((l) => ["link:" + l.id, "link " + (l.label || "(no label)")])]) {
+        const option = document.createElement("option");
+        option.value = value;
+        option.textContent = text;
+        select.appendChild(option);
+      }
+      const show = document.createElement("button");
+      show.type = "button";
+      show.textContent = "Show";
+      show.addEventListener("click", () =>
+        courseChange("PUT", "/api/courses/" + course.id + "/attach", { target: select.value }, "Course shown to " + select.selectedOptions[0].textContent + "."),
+      );
+      const remove = dangerButton("Delete", () => courseChange("DELETE", "/api/courses/" + course.id, undefined, "Course deleted."));
+      actions.append(select, show, remove);
+      tr.append(name, distance, shown, actions);
+      return tr;
+    });
+    $("course-rows").replaceChildren(...rows);
+    $("no-courses").hidden = rows.length > 0;
+    $("course-rows").closest("table").hidden = rows.length === 0;
+  }
+
+  async function courseChange(method, path, body, done) {
+    try {
+      await api(method, path, body);
+      showMessage(done, true);
+    } catch (err) {
+      showMessage(err.message);
+    }
+    loadCourses().catch((err) => showMessage(err.message));
+  }
+
+  function wireCourses() {
+    $("course-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const file = $("course-file").files[0];
+      const text = file ? await file.text() : $("course-text").value;
+      let course;
+      try {
+        course = JSON.parse(text);
+      } catch (err) {
+        showMessage("The course is not GeoJSON" + (file ? " (" + file.name + ")" : "") + ": GPX and FIT files are not read yet.");
+        return;
+      }
+      const name = $("course-name").value.trim();
+      if (name && course && typeof course === "object") course.name = name;
+      else if (course && typeof course === "object" && course.name === undefined && !(course.properties && course.properties.name)) {
+        course.name = file ? file.name.replace(/\.[^.]+$/, "") : "Course";
+      }
+      try {
+        await api("POST", "/api/courses", course);
+        $("course-form").reset();
+        showMessage("Course added.", true);
+      } catch (err) {
+        showMessage(err.message);
+      }
+      loadCourses().catch((err) => showMessage(err.message));
+    });
+  }
+
   function wireManagement() {
     const own = $("own-watch-link");
     own.href = watchUrl(me.user);
@@ -586,6 +683,7 @@ import { startHistory } from "./history.js";
         showMessage(err.message);
       }
       loadLinks();
+      loadCourses().catch(() => {}); // the new link is one more place to show a course
     });
     $("copy-link").addEventListener("click", async () => {
       try {
@@ -626,6 +724,8 @@ import { startHistory } from "./history.js";
     wireTokens();
     $("alerts").hidden = false;
     wireAlerts();
+    $("courses").hidden = false;
+    wireCourses();
     $("account").hidden = false;
     wireAccount();
     await Promise.all([
@@ -635,6 +735,7 @@ import { startHistory } from "./history.js";
       loadShares().catch((err) => showMessage(err.message)),
       loadTokens().catch((err) => showMessage(err.message)),
       loadAlerts().catch((err) => showMessage(err.message)),
+      loadCourses().catch((err) => showMessage(err.message)),
       loadSessions().catch((err) => showMessage(err.message)),
     ]);
     // Keep the live / last-seen badges and the alerts' states current.

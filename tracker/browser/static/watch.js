@@ -11,7 +11,7 @@
 //
 // Everything a user can type (usernames, labels) reaches the page through textContent only.
 import { createCharts } from "./watch/charts.js";
-import { fieldsFromConfig, panelRows, wantedKeys } from "./watch/fields.js";
+import { fieldsFromConfig, formatDuration, panelRows, wantedKeys } from "./watch/fields.js";
 import { createMapOrNone } from "./watch/map.js";
 import {
   SLIDING_WINDOWS,
@@ -33,6 +33,7 @@ import {
   windowQuery,
 } from "./watch/samples.js";
 import { createStream } from "./watch/stream.js";
+import { RouteProgress } from "./watch/route.js";
 import { rollingTables } from "./watch/rolling.js";
 import { rideSummary, summaryRows } from "./watch/summary.js";
 
@@ -81,6 +82,8 @@ const state = (window.trackerState = {
   devices: [], // [{device: name or null, last_sample_ns}], newest first
   summary: {}, // {elapsed: "15:00", distance: "5.00 km", ...}: the window's ride summary as shown
   rolling: {}, // {hr_bpm: {"3 s": [last, avg, min, max], ...}}: the rolling statistics as shown
+  course: null, // {id, name, distance_m, points: n} of the planned route shown, or null
+  route: null, // {done, remaining, eta, etaIn, offRoute, doneM, remainingM, etaSeconds, offM}: the readout as shown
 });
 
 const el = {
@@ -103,6 +106,10 @@ const el = {
   summaryList: document.getElementById("summary-list"),
   rolling: document.getElementById("rolling"),
   rollingTables: document.getElementById("rolling-tables"),
+  route: document.getElementById("route"),
+  routeTitle: document.getElementById("route-title"),
+  routeList: document.getElementById("route-list"),
+  offRoute: document.getElementById("off-route"),
 };
 el.rider.textContent = user;
 document.title = user + " · Tracker";
@@ -222,6 +229,7 @@ async function loadWindow(opts) {
   state.linkEnded = null;
   showMessage(null);
   if (!configLoaded) loadConfig(); // it failed before (the server was away, or access was missing)
+  if (!courseLoaded) loadCourse();
   const arrivedMeanwhile = pendingDuringLoad || [];
   pendingDuringLoad = null;
   samples = [];
@@ -373,6 +381,7 @@ function render() {
   renderValues(shown);
   renderSummary(shown);
   renderRolling(shown);
+  renderRoute(shown);
   charts.render(shown);
   el.noData.hidden = samples.length > 0 || state.error !== null;
   // Draw a held-back sample the moment its time comes.
@@ -453,6 +462,96 @@ function renderSummary(drawnNow) {
   el.summaryList.replaceChildren(...items);
   el.summary.hidden = rows.length === 0;
   state.summary = shown;
+}
+
+// ---- the planned route (watch/route.js): where the rider is along it, fed the fixes in time order --
+// Asked again every minute (?course_every= seconds, for tests), so a course the owner attaches or
+// hides shows up on open pages; the ETag of the one shown makes an unchanged answer a bodiless 304.
+const COURSE_EVERY_MS = positiveNumber(params.get("course_every"), 60) * 1000;
+let courseLoaded = false;
+let courseTag = null;
+let routeProgress = null; // RouteProgress of the course shown, or null
+let routeFedLoads = -1; // the window load whose fixes it was fed: a new window starts it afresh
+
+async function loadCourse() {
+  try {
+    const headers = courseTag ? { "If-None-Match": courseTag } : {};
+    const res = await fetch(apiBase + "/course" + tokenQuery, { credentials: "same-origin", cache: "no-store", headers: headers });
+    if (res.status === 401 || res.status === 403) {
+      showCourse(null, null); // access ended: the course goes with the track
+      return;
+    }
+    if (res.status === 304 || !res.ok) return;
+    const body = await res.json();
+    courseLoaded = true;
+    showCourse(body.course, body.off_route_m, res.headers.get("ETag"));
+  } catch (err) {
+    /* the server is away: asked again with the next window load */
+  }
+}
+
+function showCourse(course, offRouteM, tag) {
+  courseTag = tag || null;
+  routeProgress = course ? new RouteProgress(course.points, offRouteM) : null;
+  routeFedLoads = -1;
+  state.course = course ? { id: course.id, name: course.name, distance_m: course.distance_m, points: course.points.length } : null;
+  mapView.setCourse(course ? course.points : null);
+  scheduleRender();
+}
+
+function renderRoute(drawnNow) {
+  if (!routeProgress) {
+    el.route.hidden = true;
+    state.route = null;
+    return;
+  }
+  if (routeFedLoads !== state.loads) {
+    routeProgress.reset();
+    routeFedLoads = state.loads;
+  }
+  for (const s of drawnNow) if (s.t > routeProgress.lastT) routeProgress.add(s.t, s.f.lat, s.f.lng);
+  const r = routeProgress.readout();
+  const km = (m) => (m / 1000).toFixed(2) + " km";
+  const rows = [["Route", km(routeProgress.route.total)]];
+  const shown = { name: state.course.name, total: rows[0][1] };
+  if (r) {
+    shown.done = km(r.doneM);
+    shown.remaining = km(r.remainingM);
+    shown.doneM = r.doneM;
+    shown.remainingM = r.remainingM;
+    shown.offM = r.offM;
+    rows.push(["Done", shown.done], ["To go", shown.remaining]);
+    if (r.eta) {
+      const at = new Date(r.eta.atNs / 1e6);
+      shown.eta = String(at.getHours()).padStart(2, "0") + ":" + String(at.getMinutes()).padStart(2, "0");
+      shown.etaIn = formatDuration(r.eta.seconds);
+      shown.etaSeconds = r.eta.seconds;
+      rows.push(["Arrival", shown.eta], ["In", shown.etaIn]);
+    } else {
+      shown.eta = null;
+      rows.push(["Arrival", "–"]);
+    }
+    shown.offRoute = r.offRoute ? "Off route by " + Math.round(r.offM) + " m" : null;
+  }
+  const name = document.createElement("span");
+  name.className = "course-name";
+  name.textContent = state.course.name;
+  el.routeTitle.replaceChildren("Planned route: ", name);
+  el.offRoute.hidden = !shown.offRoute;
+  el.offRoute.textContent = shown.offRoute || "";
+  el.routeList.replaceChildren(
+    ...rows.map(([label, text]) => {
+      const item = document.createElement("div");
+      const dt = document.createElement("dt");
+      dt.textContent = label;
+      const dd = document.createElement("dd");
+      dd.textContent = text;
+      item.append(dt, dd);
+      return item;
+    }),
+  );
+  el.route.hidden = false;
+  state.route = shown;
 }
 
 let rollingShown = null; // what the rolling tables show, to skip redrawing the same
@@ -578,6 +677,8 @@ setWindow(windowSpec, false); // buttons and URL
 const firstLoad = loadWindow({ fit: true });
 loadConfig();
 loadDevices();
+loadCourse();
+setInterval(loadCourse, COURSE_EVERY_MS);
 firstLoad.then((lastEventId) => {
   if (lastEventId === null && state.error) stream.scheduleReconnect();
   else stream.connect(lastEventId);

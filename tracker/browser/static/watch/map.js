@@ -1,6 +1,6 @@
 // The live view's map (Leaflet, loaded before this module as the global L): the track, the rider's
 // marker gliding from fix to fix and turned to the heading, the accuracy circle, the chart cursor's
-// place, and the tiles named by the server's settings.
+// place, the planned route (a wider, lighter line under the track), and the tiles named by the server's settings.
 import { bearingBetween, track as trackOf } from "./samples.js";
 
 const GLIDE_MAX_MS = 750; // a glide never lasts longer than this, however far apart the fixes are
@@ -9,6 +9,7 @@ export function createMap(state, el) {
   const map = L.map("map", { zoomControl: true, worldCopyJump: true, attributionControl: true }).setView([30, 0], 2);
   L.control.scale({ imperial: false }).addTo(map);
   const track = L.polyline([], { color: "#0b3d91", weight: 4, opacity: 0.9 }).addTo(map);
+  const course = L.polyline([], { color: "#e0701b", weight: 7, opacity: 0.45, interactive: false, className: "course-line" });
   const accuracyCircle = L.circle([0, 0], { radius: 1, color: "#0b3d91", weight: 1, fillOpacity: 0.12, interactive: false });
   const riderIcon = L.divIcon({
     className: "rider-marker",
@@ -74,11 +75,30 @@ export function createMap(state, el) {
     if (state.follow && !needsFit && !map.getBounds().pad(-0.05).contains(target)) fitRoute();
   }
 
-  // The window's whole route (and so the marker, its newest fix) in view.
+  // The window's whole route (and so the marker, its newest fix) and the planned route in view.
   function fitRoute() {
     const points = track.getLatLngs();
-    if (points.length > 1) map.fitBounds(track.getBounds(), { padding: [24, 24], maxZoom: 16, animate: false });
+    const bounds = points.length > 1 ? L.latLngBounds(points) : null;
+    if (map.hasLayer(course)) {
+      const all = bounds ? bounds.extend(course.getBounds()) : course.getBounds();
+      if (state.markerTarget) all.extend(state.markerTarget);
+      map.fitBounds(all, { padding: [24, 24], maxZoom: 16, animate: false });
+    } else if (bounds) map.fitBounds(bounds, { padding: [24, 24], maxZoom: 16, animate: false });
     else if (state.markerTarget) map.setView(state.markerTarget, 15, { animate: false });
+  }
+
+  // The planned route ([[lat, lng, alt], ...]), or null to remove it; fitted in while following.
+  function setCourse(points) {
+    if (!points || points.length < 2) {
+      course.remove();
+      state.courseDrawn = 0;
+      return;
+    }
+    course.setLatLngs(points.map((p) => [p[0], p[1]]));
+    if (!map.hasLayer(course)) course.addTo(map);
+    course.bringToBack(); // under the live track
+    state.courseDrawn = points.length;
+    if (state.follow) fitRoute();
   }
 
   function applyHeading(headingEl, heading) {
@@ -166,7 +186,10 @@ export function createMap(state, el) {
     tiles.addTo(map);
   }
 
-  return { render: render, forgetMarker: forgetMarker, fitNext: fitNext, showHover: showHover, addTiles: addTiles, invalidateSize: () => map.invalidateSize() };
+  return {
+    render: render, forgetMarker: forgetMarker, fitNext: fitNext, showHover: showHover, addTiles: addTiles,
+    setCourse: setCourse, invalidateSize: () => map.invalidateSize(),
+  };
 }
 
 // The map, or, when Leaflet did not load (its file missing, or it threw), a stand-in that draws
@@ -182,7 +205,10 @@ export function createMapOrNone(state, el) {
     el.mapNote.hidden = false;
     el.mapNote.classList.add("map-failed");
     const nothing = () => {};
-    return { render: nothing, forgetMarker: nothing, fitNext: nothing, showHover: nothing, addTiles: nothing, invalidateSize: nothing };
+    return {
+      render: nothing, forgetMarker: nothing, fitNext: nothing, showHover: nothing, addTiles: nothing,
+      setCourse: nothing, invalidateSize: nothing,
+    };
   }
 }
 

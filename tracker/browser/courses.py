@@ -1,0 +1,197 @@
+"""Courses (planned routes) under /api/courses, and the watchers' /api/watch/{user}/course.
+
+Authenticated like /query (Basic, u/p, `Authorization: Token`) or by the browser session (with the
+CSRF token for changes). `?user=NAME` selects whose courses, default the caller's: readers the owner
+shares with (and anyone, for a public profile) may list them; only the owner changes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tracker.accounts import InvalidUsername, validate_username
+from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
+from tracker.browser.errors import Refused, json_response
+from tracker.browser.session import owner_session
+from tracker.browser.watch import watch_access
+from tracker.courses import (
+    MAX_COURSES,
+    Course,
+    InvalidCourse,
+    course_from_json,
+    parse_target,
+)
+from tracker.http.auth import authenticate, credentials_from
+from tracker.http.body import read_body
+from tracker.http.responses import InfluxError
+from tracker.storage import courses as stored
+from tracker.storage.courses import CourseRecord
+
+# A course of MAX_POINTS points with altitudes is about 4 MB of JSON.
+MAX_COURSE_BODY = 8 << 20
+
+
+async def _caller(request: web.Request, *, changes: bool) -> str:
+    """Who asks: the credentials /query takes, else the browser session."""
+    try:
+        if credentials_from(request) is not None or request.headers.get("Authorization"):
+            return await authenticate(request, request.app[ACCOUNTS])
+    except InfluxError as exc:  # as /query answers them (a Bearer token too), in the browser's form
+        raise Refused(exc.status, str(exc), exc.headers) from None
+    return (await owner_session(request, changes=changes)).user
+
+
+async def _whose(request: web.Request, *, changes: bool) -> str:
+    caller = await _caller(request, changes=changes)
+    user = request.query.get("user") or caller
+    if user == caller:
+        return user
+    try:
+        validate_username(user)
+    except InvalidUsername:
+        raise Refused(400, f"user must be a username, got {user!r}") from None
+    if changes:
+        raise Refused(403, f"only {user} can change their courses")
+    if not await request.app[ACCOUNTS].can_watch(user, caller, None):
+        raise Refused(403, f"not allowed to see the courses of {user}")
+    return user
+
+
+def _course_json(record: CourseRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "created_ns": record.created_ns,
+        "points": record.point_count,
+        "distance_m": round(record.distance_m, 1),
+    }
+
+
+def _course_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise Refused(400, f"course id must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+async def courses_list(request: web.Request) -> web.Response:
+    user = await _whose(request, changes=False)
+    store = request.app[SAMPLES]
+    courses = await stored.list_courses(store, user)
+    attached = await stored.attachments(store, user)
+    return json_response(
+        {
+            "courses": [_course_json(course) for course in courses],
+            "attachments": [{"target": target, "course": course} for target, course in attached.items()],
+        }
+    )
+
+
+async def courses_create(request: web.Request) -> web.Response:
+    user = await _whose(request, changes=True)
+    # GPX and FIT course files: the formats package reads them into points for course_from_points.
+    if request.content_type not in ("application/json", "application/geo+json", "application/octet-stream"):
+        raise Refused(415, "send the course as JSON or GeoJSON (Content-Type: application/json)")
+    try:
+        body = await read_body(request, limit=MAX_COURSE_BODY)
+    except InfluxError as exc:
+        raise Refused(exc.status, f"a course is at most {MAX_COURSE_BODY} bytes" if exc.status == 413 else str(exc)) from None
+    # 100,000 points take a while to check: off the event loop.
+    course = await asyncio.to_thread(_parsed_course, body)
+    record = await stored.add_course(request.app[SAMPLES], user, course, time.time_ns(), MAX_COURSES)
+    if record is None:
+        raise Refused(409, f"at most {MAX_COURSES} courses per user: delete one first")
+    return json_response(_course_json(record), 201)
+
+
+def _parsed_course(body: bytes) -> Course:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(400, f"the body is not JSON: {exc}") from None
+    try:
+        return course_from_json(parsed)
+    except InvalidCourse as exc:
+        raise Refused(400, str(exc)) from None
+
+
+async def courses_delete(request: web.Request) -> web.Response:
+    user = await _whose(request, changes=True)
+    course_id = _course_id(request)
+    if not await stored.delete_course(request.app[SAMPLES], user, course_id):
+        raise Refused(404, f"no course {course_id}")
+    return json_response({"deleted": course_id})
+
+
+async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
+    try:
+        kind, link_id = parse_target(raw)
+    except InvalidCourse as exc:
+        raise Refused(400, str(exc)) from None
+    if kind == "now":
+        return "now"
+    now = time.time_ns()
+    for link in await request.app[ACCOUNTS].list_links(user):
+        if link.id == link_id:
+            if link.revoked_ns is not None or link.expires_ns is not None and link.expires_ns <= now:
+                raise Refused(400, f"target link {link_id} has ended (revoked or expired)")
+            return f"link:{link_id}"
+    raise Refused(404, f"target: {user} has no share link {link_id}")
+
+
+async def courses_attach(request: web.Request) -> web.Response:
+    user = await _whose(request, changes=True)
+    course_id = _course_id(request)
+    try:
+        body = orjson.loads(await read_body(request, limit=4096))
+    except InfluxError as exc:
+        raise Refused(exc.status, str(exc)) from None
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or "target" not in body:
+        raise Refused(400, 'expected a JSON object like {"target": "now"} or {"target": "link:3"}')
+    target = await _checked_target(request, user, body["target"])
+    if not await stored.attach(request.app[SAMPLES], user, course_id, target):
+        raise Refused(404, f"no course {course_id}")
+    return json_response({"target": target, "course": course_id})
+
+
+async def courses_detach(request: web.Request) -> web.Response:
+    user = await _whose(request, changes=True)
+    raw = request.match_info["target"]
+    try:
+        kind, link_id = parse_target(raw)
+    except InvalidCourse as exc:
+        raise Refused(400, str(exc)) from None
+    target = "now" if kind == "now" else f"link:{link_id}"
+    if not await stored.detach(request.app[SAMPLES], user, target):
+        raise Refused(404, f"no course is attached to {target}")
+    return json_response({"detached": target})
+
+
+async def watch_course(request: web.Request) -> web.Response:
+    """The course a watcher sees: their link's, else the one on "now", else none."""
+    access = await watch_access(request)
+    link_id = access.right.link_id
+    targets = ([f"link:{link_id}"] if link_id is not None else []) + ["now"]
+    record = await stored.course_on(request.app[SAMPLES], access.owner, targets)
+    off_route_m = request.app[SETTINGS].off_route_m
+    # A course's points never change (only its attachments do): the page asks again every minute with
+    # the tag of what it shows, and a 304 spares it the points.
+    etag = f'"course-{record.id if record else 0}-{off_route_m:g}"'
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": "no-store"})
+    course = None
+    if record is not None and record.points_json is not None:
+        course = {
+            "id": record.id,
+            "name": record.name,
+            "distance_m": round(record.distance_m, 1),
+            "points": orjson.Fragment(record.points_json),  # stored as the JSON it is sent as
+        }
+    return json_response({"course": course, "off_route_m": off_route_m}, headers={"ETag": etag})
