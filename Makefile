@@ -19,7 +19,7 @@ SERVE_FLAGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv web-deps vendor run test test-fast compat bench clean
+.PHONY: help venv web-deps vendor run test test-fast fixtures compat bench clean
 
 help:
 	@echo "Tracker"
@@ -81,13 +81,30 @@ vendor: web-deps
 run: $(RUN_STAMP)
 	$(VENV)/bin/tracker serve $(strip $(SERVE_FLAGS))
 
-test: venv web-deps
+test: venv web-deps fixtures
 	cd web && node --test --test-reporter=spec test/*.test.mjs
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv fixtures
 	cd web && node --test test/*.test.mjs
 	$(VENV)/bin/python -m pytest -q -m "not slow" -n 4 $(PYTEST_ARGS)
+
+# Real GPX files other software wrote (GPSBabel, a Garmin eTrex, Runkeeper, NikePlus), as gpxpy's pinned
+# source distribution ships them; downloaded once into the git-ignored tests/fixtures-cache/.
+GPXPY_SDIST := gpxpy-1.6.2
+FIXTURE_FILES := cerknicko-jezero.gpx cerknicko-without-times.gpx route.gpx track_with_speed.gpx \
+	around-visnjan-with-car.gpx gpx_with_garmin_extension.gpx track-with-less-sec-time.gpx
+FIXTURES := tests/fixtures-cache/gpxpy/.extracted
+
+fixtures: $(FIXTURES)
+
+$(FIXTURES): | venv
+	@mkdir -p tests/fixtures-cache/gpxpy
+	@[ -f tests/fixtures-cache/$(GPXPY_SDIST).tar.gz ] || $(VENV)/bin/pip download --quiet --no-deps --no-binary :all: \
+	  gpxpy==1.6.2 -d tests/fixtures-cache
+	tar -xzf tests/fixtures-cache/$(GPXPY_SDIST).tar.gz -C tests/fixtures-cache/gpxpy --strip-components=2 \
+	  $(addprefix $(GPXPY_SDIST)/test_files/,$(FIXTURE_FILES))
+	@touch $@
 
 # The differential test alone, its report printed (agreement, then every difference by construct). Needs
 # influxd (Debian: apt-get install influxdb); COMPAT_SEED and COMPAT_QUERIES pick another run.
@@ -99,5 +116,5 @@ bench: venv
 	bench/run.sh
 
 clean:
-	rm -rf $(VENV) web/node_modules .pytest_cache .hypothesis build dist *.egg-info tracker/_lineprotocol.c tracker/_lineprotocol.*.so
+	rm -rf $(VENV) web/node_modules tests/fixtures-cache .pytest_cache .hypothesis build dist *.egg-info tracker/_lineprotocol.c tracker/_lineprotocol.*.so
 	find . -path ./data -prune -o -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -111,6 +111,11 @@ async def share_back(world: World) -> None:
 
 
 SELECT = "SELECT * FROM samples WHERE time > now() - 1h GROUP BY *"
+IMPORT_GPX = (
+    '<gpx version="1.1" creator="x" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>'
+    f'<trkpt lat="47.1" lon="8.5"><time>{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))}</time></trkpt>'
+    "</trkseg></trk></gpx>"
+).encode()
 CASES: dict[str, Case] = {
     # ----- the InfluxDB API (Basic auth; cookies and links mean nothing here)
     "write": Case("POST", "/write", "/write?db=alice", INFLUX_WRITE, data="samples hr_bpm=99"),
@@ -179,6 +184,13 @@ CASES: dict[str, Case] = {
         "POST", "/api/v1/samples", "/api/v1/samples", (401, 401, 201, 201, 401, 401, 401, 201),
         json={"time": NOW_S, "fields": {"hr_bpm": 99}},
     ),
+    # ----- activity files: import is the owner's (credentials or session + CSRF), export a reader's, as /query
+    "import": Case(
+        "POST", "/api/import", "/api/import?user=alice", (401, 401, 403, 403, 401, 401, 401, 200), data=IMPORT_GPX
+    ),
+    "export": Case(
+        "GET", "/api/export", "/api/export?user=alice&format=csv", INFLUX_READ, reveals=SAMPLE_SECRETS[:3]
+    ),  # values only: a CSV has no tags
     "openapi": Case("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", everyone(200)),
     "ping": Case("GET", "/ping", "/ping", everyone(204)),
     "ping preflight": Case("OPTIONS", "/ping", "/ping", everyone(204)),

@@ -35,7 +35,7 @@ def test_command_tree_is_complete() -> None:
         "", "serve", "user", "user add", "user list", "user passwd", "user delete",
         "share", "share add", "share remove", "share list",
         "user public", "link", "link create", "link list", "link revoke",
-        "user retention", "import", "backup", "restore", "check",
+        "user retention", "import", "export", "backup", "restore", "check",
         "alert", "alert set", "alert list", "alert remove",
         "token", "token create", "token list", "token revoke",
         "invite", "invite create", "invite list", "invite revoke",

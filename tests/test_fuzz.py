@@ -152,6 +152,7 @@ ROUTES: list[tuple[bytes, bytes]] = [
     (b"GET", b"/api/sessions"), (b"DELETE", b"/api/sessions"), (b"DELETE", b"/api/sessions?all=%ff"), (b"POST", b"/api/password"),
     (b"GET", b"/osmand"), (b"POST", b"/osmand"), (b"GET", b"/gpslogger"), (b"POST", b"/gpslogger"),
     (b"POST", b"/owntracks"), (b"POST", b"/api/v1/samples"), (b"GET", b"/api/v1/openapi.json"),
+    (b"POST", b"/api/import"), (b"GET", b"/api/export"),
     (b"GET", b"/nowhere"), (b"PUT", b"/write"), (b"PATCH", b"/query"), (b"TRACE", b"/"),
 ]  # fmt: skip
 STREAM_PATHS = (b"/api/watch/fuzz/events", b"/api/watch/%C0%AE/events")
@@ -160,6 +161,7 @@ PARAMS = [
     "db", "q", "precision", "epoch", "rp", "consistency", "chunked", "chunk_size", "pretty", "params",
     "bucket", "org", "token", "from", "to", "max_points", "verbose", "last_event_id",
     "id", "deviceid", "lat", "lon", "timestamp", "time", "speed", "hr", "location", "d", "device", "partial", "on_conflict",
+    "user", "format", "start", "end", "sport",
 ]  # fmt: skip
 QUERY_PIECES = [
     "SELECT", " * ", "hr_bpm", "mean(hr_bpm)", "count(pwr_w)", " FROM samples", ' FROM "fuzz"."autogen"."samples"',

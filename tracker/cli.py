@@ -7,6 +7,7 @@ passwords and confirmations, and turns expected failures into one line on stderr
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import secrets
 import sqlite3
@@ -37,7 +38,7 @@ from tracker.accounts import (
     validate_webhook_url,
 )
 from tracker import backup as backups
-from tracker import importer
+from tracker import formats, importer, transfer
 from tracker.appsetup import device_setup
 from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
 from tracker.retention import Cutoff, describe, parse_retention
@@ -69,6 +70,9 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     StorageUnavailable,
     sqlite3.Error,
     OSError,
+    formats.FormatError,
+    transfer.ExportTooLarge,
+    transfer.NothingToExport,
 )
 
 
@@ -579,6 +583,7 @@ def import_command(
 ) -> None:
     """Import line-protocol files (influx_inspect export, influx -import, or plain; gzipped or not)
     into USER, or with --by-database into the users named by the files' CONTEXT-DATABASE lines.
+    GPX, TCX and FIT files (told by their content) are imported into USER as activities.
 
     Lines are held to the vocabulary, the user's retention and the clock as /write holds them;
     each one not stored is reported by its line number and counted. Works while the server runs.
@@ -599,6 +604,16 @@ def import_command(
         settings = Settings.from_env(data_dir=options.data_dir)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    activity_files = [path for path in paths if _activity_format(path) is not None]
+    if activity_files:
+        if user_name is None:
+            raise click.UsageError(f"{activity_files[0]} is an activity file: import it into a USER, not --by-database")
+        activity_summaries = _run(_import_activity_files(options, settings, user_name, activity_files))
+        paths = [path for path in paths if path not in activity_files]
+        if not paths:
+            # As for line protocol: status 1 when points were refused and none stored.
+            refused = any(summary.refused for summary in activity_summaries)
+            ctx.exit(1 if refused and not any(summary.stored for summary in activity_summaries) else 0)
     summaries = _run(_import(options, settings, user_name, paths, create_users, precision))
     total_lines = sum(s.data_lines for s in summaries)
     total_stored = sum(s.stored for s in summaries)
@@ -681,6 +696,120 @@ async def _import(
         await samples.close()  # drains: everything written is committed
         await store.close()
     return summaries
+
+
+def _activity_format(path: Path) -> str | None:
+    with path.open("rb") as file:
+        head = file.read(4096)
+    if head[:2] == importer.GZIP_MAGIC:  # a gzipped activity file (Strava's bulk export) or line protocol
+        with gzip.open(path, "rb") as inflated:
+            try:
+                head = inflated.read(4096)
+            except (OSError, EOFError):
+                return None  # the line-protocol import says what is wrong with it
+    return formats.detect(head)
+
+
+async def _import_activity_files(
+    options: CliOptions, settings: Settings, user_name: str, paths: list[Path]
+) -> list[transfer.ImportSummary]:
+    """GPX, TCX and FIT files into `user_name`: read, then stored in big batches, with a summary per file."""
+    store = await AccountStore.open(options.data_dir)
+    accounts = Accounts(
+        store, cache_seconds=0, password_context=options.password_context, default_retention_ns=settings.retention_ns
+    )
+    samples = SampleStore(
+        options.data_dir, synchronous=settings.sqlite_synchronous, writer_key=f"import-{os.getpid()}"
+    )
+    summaries: list[transfer.ImportSummary] = []
+    try:
+        if not await accounts.user_exists(user_name):
+            raise UnknownUser(f"unknown user {user_name!r}")
+        for path in paths:
+            data = await asyncio.to_thread(path.read_bytes)
+            tracks = await asyncio.to_thread(formats.read, data, path.name)
+            cutoff = Cutoff.at(await accounts.retention_ns(user_name), time.time_ns(), settings.max_future_ns)
+            total = sum(len(track.points) for track in tracks if track.kind == "activity")
+
+            async def write(points: list[Any]) -> None:
+                await samples.write(user_name, points)
+
+            if sys.stdout.isatty():
+                with click.progressbar(length=total, label=path.name) as bar:
+                    summary = await transfer.import_tracks(path.name, tracks, write=write, cutoff=cutoff, progress=bar.update)
+            else:
+                summary = await transfer.import_tracks(path.name, tracks, write=write, cutoff=cutoff)
+            _echo_import_summary(summary)
+            summaries.append(summary)
+    finally:
+        await samples.close()  # drains: everything written is committed
+        await store.close()
+    return summaries
+
+
+def _echo_import_summary(summary: transfer.ImportSummary) -> None:
+    rate = summary.points / summary.seconds if summary.seconds > 0 else 0.0
+    click.echo(
+        f"{summary.filename} ({summary.format.upper()}): {summary.stored} of {summary.points} points stored "
+        f"in {summary.seconds:.1f} s ({rate:,.0f} points/s)"
+    )
+    for track in summary.tracks:
+        what = f"{track['points']} points, {track['start']} to {track['end']}" if track["kind"] == "activity" else (
+            f"a course of {track['points']} points (not stored as samples)"
+        )
+        tags = ", ".join(f"{key}={track[key]}" for key in ("device", "sport") if track[key])
+        click.echo(f"  {track['name'] or 'unnamed'}{f' ({tags})' if tags else ''}: {what}")
+    for reason, count in sorted(summary.refused.items()):
+        click.echo(f"  not stored: {count} points: {reason}")
+    if summary.unmapped:
+        click.echo("  not mapped: " + ", ".join(f"{name} ({count})" for name, count in sorted(summary.unmapped.items())))
+
+
+# ----- tracker export -----
+
+
+@cli.command("export")
+@click.argument("user_name", metavar="USER")
+@click.option("--format", "fmt", type=click.Choice(formats.EXPORT_FORMATS), required=True, help="The file's format.")
+@click.option("--start", default=None, help="From this time (RFC 3339 or ns since the epoch); default: the first sample.")
+@click.option("--end", default=None, help="Up to this time, not included (RFC 3339 or ns); default: after the last sample.")
+@click.option("--device", default=None, help="Only this device's samples (\"\" for samples without one).")
+@click.option("--sport", default=None, help="Only this sport's samples (\"\" for samples without one).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here, not to stdout.")
+@_data_dir_option(on_group=True)
+@click.pass_context
+def export_command(
+    ctx: click.Context, user_name: str, fmt: str, start: str | None, end: str | None, device: str | None,
+    sport: str | None, output: Path | None, data_dir: Path,
+) -> None:
+    """Export USER's samples of a time range (or of one device and sport) as GPX, TCX, FIT, CSV or GeoJSON."""
+    options = _options(ctx, data_dir)
+    try:
+        start_ns = transfer.parse_time(start, "start", transfer.MIN_TIME_NS)
+        end_ns = transfer.parse_time(end, "end", transfer.MAX_TIME_NS)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    data = _run(_export(options, user_name, fmt, start_ns, end_ns, device, sport))
+    if output is None:
+        click.echo(data, nl=False)  # bytes: written to the binary stdout as they are
+    else:
+        output.write_bytes(data)
+        click.echo(f"wrote {len(data)} bytes to {output}", err=True)
+
+
+async def _export(
+    options: CliOptions, user_name: str, fmt: str, start_ns: int, end_ns: int, device: str | None, sport: str | None
+) -> bytes:
+    store = await AccountStore.open(options.data_dir)
+    accounts = Accounts(store, cache_seconds=0, password_context=options.password_context)
+    samples = SampleStore(options.data_dir)
+    try:
+        if not await accounts.user_exists(user_name):
+            raise UnknownUser(f"unknown user {user_name!r}")
+        return (await transfer.export_file(samples, user_name, fmt, start_ns, end_ns, device=device, sport=sport)).data
+    finally:
+        await samples.close()
+        await store.close()
 
 
 # ----- backups and checks -----

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracker import apps, courses, jsonapi
+from tracker import apps, courses, formats, jsonapi
 from tracker.activities.summary import SUMMARY_KEYS
 from tracker.http import activities as api
 from tracker.config import Settings
@@ -46,6 +46,8 @@ def document(settings: Settings) -> dict[str, Any]:
                     "responses": {"200": {"description": "The OpenAPI document", "content": {JSON: {"schema": {"type": "object"}}}}},
                 }
             },
+            "/api/import": {"post": _import(settings)},
+            "/api/export": {"get": _export()},
             "/osmand": _osmand(),
             "/owntracks": {"post": _owntracks()},
             "/gpslogger": _gpslogger(),
@@ -117,6 +119,75 @@ def _post_samples(settings: Settings) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------------------------------
+# Activity files: POST /api/import, GET /api/export
+
+_USER_PARAM = {
+    "name": "user", "in": "query", "description": "Whose samples; default the caller.", "schema": {"type": "string"},
+}  # fmt: skip
+
+
+def _import(settings: Settings) -> dict[str, Any]:
+    return {
+        "summary": "Import a GPX, TCX or FIT file into your samples",
+        "description": (
+            "The owner only (a share cannot import). The format is told by the content. Each track's points "
+            "are stored tagged `device` (the file's device or creator) and `sport`; writes merge, so "
+            f"importing a file twice changes nothing. At most {settings.max_body_size} bytes (413 past it). "
+            "Also with the browser session and its CSRF token (`X-CSRF-Token`)."
+        ),
+        "parameters": [_USER_PARAM, {
+            "name": "X-Filename", "in": "header", "description": "The file's name, for messages (a raw body).",
+            "schema": {"type": "string"},
+        }],  # fmt: skip
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+            },
+        },
+        "responses": {
+            "200": _response("What was read and stored", "ImportSummary"),
+            "400": _response("Not a GPX, TCX or FIT file, or a broken one (the message names the file and format)", "Error"),
+            "401": _response("No credentials, or wrong ones", "Error"),
+            "403": _response("Another user's samples", "Error"),
+            "413": _response("Too large a file", "Error"),
+        },
+    }
+
+
+def _export() -> dict[str, Any]:
+    time_schema = {"type": "string", "description": "RFC 3339, or ns since the epoch"}
+    return {
+        "summary": "Export samples as GPX, TCX, FIT, CSV or GeoJSON",
+        "description": (
+            "The samples of start <= time < end (default: all), of one track when `device` and/or `sport` "
+            "are given (an empty value: samples without that tag), as a file (Content-Disposition: attachment). "
+            "Readers as /query: the owner and the users it shares with."
+        ),
+        "parameters": [
+            _USER_PARAM,
+            {"name": "format", "in": "query", "required": True, "schema": {"type": "string", "enum": list(formats.EXPORT_FORMATS)}},
+            {"name": "start", "in": "query", "schema": time_schema},
+            {"name": "end", "in": "query", "schema": time_schema},
+            {"name": "device", "in": "query", "schema": {"type": "string"}},
+            {"name": "sport", "in": "query", "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": {
+                "description": "The file",
+                "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in formats.MEDIA_TYPES.values()},
+            },
+            "400": _response("A parameter is wrong (the message names it)", "Error"),
+            "401": _response("No credentials, or wrong ones", "Error"),
+            "403": _response("Not a reader of that user's samples", "Error"),
+            "404": _response("No samples in the range", "Error"),
+            "413": _response("Too many samples for one export", "Error"),
+        },
+    }
+
+
 def _examples() -> dict[str, Any]:
     """Posted in this order by the tests, against an empty database."""
     batch = {
@@ -160,6 +231,29 @@ def _examples() -> dict[str, Any]:
 
 def _response(description: str, schema: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _import_summary_schema() -> dict[str, Any]:
+    when = {"type": ["string", "null"], "description": "RFC 3339"}
+    return {
+        "type": "object",
+        "required": ["file", "format", "tracks", "points", "stored", "refused", "unmapped", "start", "end"],
+        "properties": {
+            "file": {"type": "string"},
+            "format": {"type": "string", "enum": ["gpx", "tcx", "fit"]},
+            "tracks": {"type": "array", "items": {"type": "object", "properties": {
+                "kind": {"type": "string", "enum": ["activity", "course"]}, "name": {"type": "string"},
+                "device": {"type": "string"}, "sport": {"type": "string"}, "points": {"type": "integer"},
+                "start": when, "end": when,
+            }}},  # fmt: skip
+            "points": {"type": "integer", "description": "Timed points read"},
+            "stored": {"type": "integer"},
+            "refused": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "Why -> points not stored"},
+            "unmapped": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "Source field -> values the vocabulary has no key for"},
+            "start": when,
+            "end": when,
+        },
+    }
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:
@@ -255,6 +349,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "ImportSummary": _import_summary_schema(),
     }
 
 

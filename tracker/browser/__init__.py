@@ -7,6 +7,7 @@ and the owner's settings.
     owner    the owner's links, profile, shares, device tokens and alerts
     watch    the watch page's JSON and its event stream
     courses  the owner's planned routes, and the one a watcher sees
+    files    activity files: import (GPX, TCX, FIT) and export (GPX, TCX, FIT, CSV, GeoJSON)
     errors   the JSON answers, and refusals: raised as `Refused`, rendered once by `refusals`
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tracker.browser import courses, owner, pages, signin, watch
+from tracker.browser import courses, files, owner, pages, signin, watch
 from tracker.browser.errors import refusals
 
 
@@ -56,6 +57,8 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/api/tokens", owner.tokens_list),
         ("POST", "/api/tokens", owner.tokens_create),
         ("DELETE", "/api/tokens/{id}", owner.tokens_revoke),
+        ("POST", "/api/import", files.import_file),
+        ("GET", "/api/export", files.export_file),
     ]
     for method, path, view in routes:
         if method == "GET":

@@ -3,6 +3,8 @@ the sender is known (or, when the body itself names the sender, small and never 
 
 from __future__ import annotations
 
+import sys
+
 from aiohttp import web
 
 from tracker.appkeys import INFLATE_LEASE, SETTINGS
@@ -13,13 +15,14 @@ from tracker.http.responses import InfluxError
 UNAUTHENTICATED_BODY_BYTES = 64 * 1024
 
 
-async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+async def read_body(request: web.Request, limit: int | None = None, *, line_limit: bool = True) -> bytes:
     """The request body, gunzipped if so labelled, within the configured limits (413 past them):
     bytes as sent, bytes once inflated, and lines (counted before any parsing).
 
     Call it only once the sender is known (or use `read_unauthenticated_body`): reading costs
     memory, inflating much more. `limit` (bytes as sent) replaces the server's max body size for an
     endpoint with its own. Inflated bytes come from the server-wide budget (503 while it is spent).
+    Without `line_limit` (a file that is not line protocol, such as a GPX upload) lines are not counted.
     """
     settings = request.app[SETTINGS]
     limit = settings.max_body_size if limit is None else limit
@@ -34,7 +37,7 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     del chunks
-    max_lines = settings.max_lines_per_request
+    max_lines = settings.max_lines_per_request if line_limit else sys.maxsize
     if is_gzipped(request) and body:
         lines = 0
 
