@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterator
 
+import gpxpy
 import pytest
 
 from tests.test_browser import (  # noqa: F401  (browser is a fixture)
@@ -28,6 +31,7 @@ from tests.test_browser import (  # noqa: F401  (browser is a fixture)
     screenshot,
     serving,
 )
+from tests.test_formats import FIT_START_MS, GARMIN_CONNECT_GPX, fit_tool_activity
 
 HOUR_MS = 3_600_000
 
@@ -275,4 +279,100 @@ def test_activity_settings_round_trip_and_the_servers_refusal(server: TrackerSer
     screenshot(page, "history-settings-desktop.png")
     page.set_viewport_size(PHONE)
     screenshot(page, "history-settings-phone.png")
+    assert page.page_errors == []
+
+
+# ----- import and export
+
+
+def test_import_by_upload_shows_progress_and_the_summary_then_export_a_range(
+    server: TrackerServer, browser: Any, tmp_path: Path
+) -> None:
+    server.add_user("ida")
+    # A GPX as Garmin Connect writes it (2 points, one unmapped `depth`), and a FIT written by fit_tool,
+    # an independent library: 120 records of a Garmin Edge 530, each with an unmapped `grade`.
+    gpx_path = tmp_path / "morning ride.gpx"
+    gpx_path.write_text(GARMIN_CONNECT_GPX)
+    fit_path = tmp_path / "edge.fit"
+    fit_path.write_bytes(fit_tool_activity(120))
+    page = signed_in(browser, server, "ida", DESKTOP)
+    page.wait_for_selector("#no-activities:not([hidden])")
+    page.set_input_files("#import-files", [str(gpx_path), str(fit_path)])
+    for name in ("morning ride.gpx", "edge.fit"):
+        page.wait_for_selector(f"#import-list li[data-file='{name}'][data-state='done']", timeout=20_000)
+    uploads = page.evaluate("() => window.trackerHistory.uploads")
+    # Each upload's progress reached the whole file, as the browser sent it.
+    assert uploads["morning ride.gpx"] == {"loaded": gpx_path.stat().st_size, "total": gpx_path.stat().st_size, "state": "done"}
+    assert uploads["edge.fit"] == {"loaded": fit_path.stat().st_size, "total": fit_path.stat().st_size, "state": "done"}
+    for name in ("morning ride.gpx", "edge.fit"):
+        bar = page.locator(f"#import-list li[data-file='{name}'] progress")
+        assert bar.evaluate("p => p.value === p.max")
+    gpx_lines = page.locator("#import-list li[data-file='morning ride.gpx'] .detail li").all_inner_texts()
+    assert gpx_lines == [
+        "GPX: 2 of 2 points stored",
+        "activity, Morning Ride, Cycling, garmin-edge-530: 2 points",
+        "not mapped: depth (1)",
+    ]
+    fit_lines = page.locator("#import-list li[data-file='edge.fit'] .detail li").all_inner_texts()
+    assert fit_lines[0] == "FIT: 120 of 120 points stored"
+    assert fit_lines[1].endswith("Cycling, garmin-edge_530: 120 points")
+    assert fit_lines[-1] == "not mapped: grade (120)"
+
+    # The history refreshed: both rides, with the API's summaries.
+    page.wait_for_function("() => document.querySelectorAll('#activity-rows tr').length === 2")
+    activities = all_activities(server, "ida")
+    assert [(a["sport"], a["device"], a["samples"]) for a in activities] == [
+        ("cycling", "garmin-edge-530", 2),  # 30 Nov 07:00, the newest
+        ("cycling", "garmin-edge_530", 120),
+    ]
+    for activity in activities:
+        assert {k: v for k, v in page_row(page, activity["id"]).items() if k != "when"} == row_texts(activity)
+    # The FIT ride by hand: 119 s at 8 m/s (28.8 km/h), 8 m a second apart (952 m), climbing 1 m a second
+    # (119 m), heart rate 120 + i (average 179.5), power 200 + i (259.5).
+    fit_row = page_row(page, activities[1]["id"])
+    assert [fit_row[k] for k in ("duration", "distance", "speed", "climb", "hr", "power")] == [
+        "1:59", "952 m", "28.8 km/h", "119 m", "180 bpm", "260 W",
+    ]  # fmt: skip
+    assert fit_row["when"] == datetime.fromtimestamp(FIT_START_MS / 1000, timezone.utc).strftime("%a %-d %b %Y, %H:%M")
+    screenshot(page, "history-import-desktop.png")
+
+    # The same file again, dropped this time: stored again, nothing changes; a broken file: the server's words.
+    page.evaluate_handle(
+        """([text, name]) => {
+            const data = new DataTransfer();
+            data.items.add(new File([text], name));
+            data.items.add(new File(["hello"], "notes.gpx"));
+            document.getElementById("import-drop").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+        }""",
+        [GARMIN_CONNECT_GPX, "again.gpx"],
+    )
+    page.wait_for_selector("#import-list li[data-file='again.gpx'][data-state='done']", timeout=20_000)
+    page.wait_for_selector("#import-list li[data-file='notes.gpx'][data-state='failed']", timeout=20_000)
+    assert page.locator("#import-list li[data-file='notes.gpx'] .detail li").all_inner_texts() == [
+        "notes.gpx: not a GPX, TCX or FIT file (told by its content, not its name)"
+    ]
+    assert [a["samples"] for a in all_activities(server, "ida")] == [2, 120]
+    page.set_viewport_size(PHONE)
+    screenshot(page, "history-import-phone.png")
+    page.set_viewport_size(DESKTOP)
+
+    # Export the GPX ride's minute (the browser runs in UTC): gpxpy reads back the file's values.
+    page.select_option("#export-format", "gpx")
+    page.fill("#export-start", "2026-11-30T07:00")
+    page.fill("#export-end", "2026-11-30T07:01")
+    with page.expect_download() as download:
+        page.click("#export-form button[type=submit]")
+    exported = gpxpy.parse(Path(download.value.path()).read_text())
+    assert download.value.suggested_filename.endswith(".gpx")
+    points = [p for t in exported.tracks for seg in t.segments for p in seg.points]
+    assert [(p.latitude, p.longitude, p.elevation) for p in points] == [(46.051234, 14.506001, 295.4), (46.051299, 14.506127, 295.8)]
+    assert [p.time.isoformat() for p in points] == ["2026-11-30T07:00:00+00:00", "2026-11-30T07:00:01+00:00"]
+    assert "<gpxtpx:hr>131</gpxtpx:hr>" in Path(download.value.path()).read_text()
+
+    # A range without samples: the server's 404 message next to the form.
+    page.fill("#export-start", "2020-01-01T00:00")
+    page.fill("#export-end", "2020-01-02T00:00")
+    page.click("#export-form button[type=submit]")
+    page.wait_for_selector("#export-error:not([hidden])")
+    assert page.inner_text("#export-error") == "no samples in the range (start, end, device, sport)"
     assert page.page_errors == []

@@ -14,6 +14,7 @@ import {
   monthTitle,
   parseZones,
   shiftMonth,
+  sportLabel,
   totalsText,
   weekTotals,
   zonesText,
@@ -41,7 +42,8 @@ export function activityUrl(id) {
 // page: {api(method, path, body), csrfToken(), showMessage(text, ok), user}
 export function startHistory(page) {
   const userParam = "user=" + encodeURIComponent(page.user);
-  const state = { next: null, view: "list", month: null, listed: 0 };
+  // uploads: file name -> {loaded, total, state}, as the progress bars show them
+  const state = { next: null, view: "list", month: null, listed: 0, uploads: {} };
   const now = new Date();
   state.month = { year: now.getFullYear(), month: now.getMonth() };
   window.trackerHistory = state; // read by the page tests
@@ -194,22 +196,16 @@ export function startHistory(page) {
     return /^[\x20-\x7e]*$/.test(name) ? name : encodeURIComponent(name);
   }
 
+  // The server's import summary, a line each: what was stored, each track read, what was left out or not mapped.
   function describeImport(result) {
-    const lines = [];
-    if (typeof result.points === "number") {
-      lines.push(result.points + " points stored" + (typeof result.duplicates === "number" && result.duplicates ? ", " + result.duplicates + " already there" : ""));
+    const counted = (counts) => Object.entries(counts || {}).map(([what, n]) => what + " (" + n + ")").join(", ");
+    const lines = [(result.format ? result.format.toUpperCase() + ": " : "") + result.stored + " of " + result.points + " points stored"];
+    for (const track of result.tracks || []) {
+      const about = [track.kind, track.name, sportLabel(track.sport), track.device].filter(Boolean).join(", ");
+      lines.push(about + ": " + track.points + " points");
     }
-    for (const key of ["activities", "device", "sport", "format"]) {
-      if (result[key] !== undefined && result[key] !== null && result[key] !== "" && typeof result[key] !== "object") {
-        lines.push(key + ": " + result[key]);
-      }
-    }
-    const unmapped = result.unmapped || result.not_mapped;
-    if (unmapped && (Array.isArray(unmapped) ? unmapped.length : Object.keys(unmapped).length)) {
-      const names = Array.isArray(unmapped) ? unmapped : Object.entries(unmapped).map(([k, v]) => k + " (" + v + ")");
-      lines.push("not mapped: " + names.join(", "));
-    }
-    for (const warning of result.warnings || []) lines.push(String(warning));
+    if (Object.keys(result.refused || {}).length) lines.push("left out: " + counted(result.refused));
+    if (Object.keys(result.unmapped || {}).length) lines.push("not mapped: " + counted(result.unmapped));
     return lines;
   }
 
@@ -217,6 +213,8 @@ export function startHistory(page) {
     const progress = item.querySelector("progress");
     const status = item.querySelector(".status-text");
     const detail = item.querySelector(".detail");
+    const seen = { loaded: 0, total: file.size, state: "uploading" };
+    state.uploads[file.name] = seen;
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", "/api/import?" + userParam);
@@ -228,6 +226,8 @@ export function startHistory(page) {
         if (!e.lengthComputable) return;
         progress.max = e.total;
         progress.value = e.loaded;
+        seen.loaded = e.loaded;
+        seen.total = e.total;
         status.textContent = "uploading " + Math.round((100 * e.loaded) / e.total) + " %";
       });
       xhr.upload.addEventListener("load", () => {
@@ -238,6 +238,7 @@ export function startHistory(page) {
         progress.value = 1;
         item.classList.add(ok ? "done" : "failed");
         item.dataset.state = ok ? "done" : "failed";
+        seen.state = item.dataset.state;
         status.textContent = text;
         detail.replaceChildren(...lines.map((line) => element("li", "", line)));
         resolve(ok);
