@@ -191,11 +191,6 @@ export function startHistory(page) {
   }
 
   // ---- import -------------------------------------------------------------------------------------
-  // A header value is Latin-1 at most: a name beyond it is sent percent-encoded.
-  function filenameHeader(name) {
-    return /^[\x20-\x7e]*$/.test(name) ? name : encodeURIComponent(name);
-  }
-
   // The server's import summary, a line each: what was stored, each track read, what was left out or not mapped.
   function describeImport(result) {
     const counted = (counts) => Object.entries(counts || {}).map(([what, n]) => what + " (" + n + ")").join(", ");
@@ -213,15 +208,13 @@ export function startHistory(page) {
     const progress = item.querySelector("progress");
     const status = item.querySelector(".status-text");
     const detail = item.querySelector(".detail");
-    const seen = { loaded: 0, total: file.size, state: "uploading" };
+    const seen = { loaded: 0, total: null, state: "uploading" };
     state.uploads[file.name] = seen;
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", "/api/import?" + userParam);
       xhr.setRequestHeader("Accept", "application/json");
-      xhr.setRequestHeader("Content-Type", "application/octet-stream");
       xhr.setRequestHeader("X-CSRF-Token", page.csrfToken());
-      xhr.setRequestHeader("X-Filename", filenameHeader(file.name));
       xhr.upload.addEventListener("progress", (e) => {
         if (!e.lengthComputable) return;
         progress.max = e.total;
@@ -258,7 +251,10 @@ export function startHistory(page) {
         }
       });
       xhr.addEventListener("error", () => finish(false, "failed", ["the upload did not reach the server"]));
-      xhr.send(file);
+      // Multipart, so the file's name travels whole (a header could carry only Latin-1).
+      const form = new FormData();
+      form.append("file", file, file.name);
+      xhr.send(form);
     });
   }
 
