@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 const {
   activityCells,
   formatClimb,
+  formatDay,
   formatDistance,
   formatDuration,
   formatHeartRate,
@@ -136,6 +137,8 @@ describe("formatting", () => {
   test("the start in local time, the sport as words", () => {
     assert.equal(formatStart(at("2026-12-05T06:12:00Z")), "Sat 5 Dec 2026, 07:12");
     assert.equal(formatStart(at("2026-07-01T22:05:00Z")), "Thu 2 Jul 2026, 00:05"); // UTC+2 in summer
+    assert.equal(formatDay(monthGrid(2026, 10)[2][6]), "Sun 15 Nov 2026");
+    assert.equal(formatDay(monthGrid(2026, 10)[0][0]), "Mon 26 Oct 2026");
     assert.equal(sportLabel("mountain-biking"), "Mountain biking");
     assert.equal(sportLabel(""), "");
   });

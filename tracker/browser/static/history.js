@@ -6,6 +6,7 @@ import {
   WEEKDAY_NAMES,
   activityCells,
   dayKey,
+  formatDay,
   formatDistance,
   formatDuration,
   gridRangeMs,
@@ -98,7 +99,7 @@ export function startHistory(page) {
     let cursor = null;
     for (let round = 0; round < MONTH_MAX_PAGES; round++) {
       let path = "/api/activities?" + userParam + "&limit=" + MONTH_PAGE;
-      path += "&from=" + fromMs + "000000&to=" + (toMs - 1) + "999999";
+      path += "&from=" + BigInt(fromMs) * 1_000_000n + "&to=" + (BigInt(toMs) * 1_000_000n - 1n);
       if (cursor) path += "&before=" + encodeURIComponent(cursor);
       const { data } = await page.api("GET", path);
       found.push(...(data.activities || []));
@@ -109,7 +110,7 @@ export function startHistory(page) {
   }
 
   function showDay(cell, day) {
-    $("month-day-title").textContent = cell.key;
+    $("month-day-title").textContent = formatDay(cell);
     const rows = day ? day.activities.map(activityRow) : [];
     $("month-day-rows").replaceChildren(...rows);
     $("month-day").hidden = rows.length === 0;

@@ -154,6 +154,12 @@ export function formatStart(ns) {
   return weekday + " " + d.getDate() + " " + MONTHS[d.getMonth()] + " " + d.getFullYear() + ", " + two(d.getHours()) + ":" + two(d.getMinutes());
 }
 
+// "Sun 15 Nov 2026" for a grid cell {year, month, day}.
+export function formatDay(cell) {
+  const d = new Date(cell.year, cell.month, cell.day);
+  return WEEKDAYS[(d.getDay() + 6) % 7] + " " + cell.day + " " + MONTHS[cell.month] + " " + cell.year;
+}
+
 // "cycling" -> "Cycling", "mountain-biking" -> "Mountain biking"; "" when none.
 export function sportLabel(sport) {
   if (!sport) return "";
