@@ -379,3 +379,14 @@ def test_import_by_upload_shows_progress_and_the_summary_then_export_a_range(
     page.wait_for_selector("#export-error:not([hidden])")
     assert page.inner_text("#export-error") == "no samples in the range (start, end, device, sport)"
     assert page.page_errors == []
+
+    # The imported rides on the calendar: both on the 30th in UTC; in New York (UTC-5) the FIT ride,
+    # 00:53 UTC, is the evening of the 29th and the GPX ride, 07:00 UTC, 02:00 on the 30th.
+    show_month(page, "November 2026")
+    assert page.get_attribute("#month-rows td[data-day='2026-11-30']", "data-count") == "2"
+    new_york = signed_in(browser, server, "ida", DESKTOP, timezone_id="America/New_York")
+    show_month(new_york, "November 2026")
+    assert new_york.get_attribute("#month-rows td[data-day='2026-11-29']", "data-count") == "1"
+    assert new_york.get_attribute("#month-rows td[data-day='2026-11-30']", "data-count") == "1"
+    assert new_york.locator("#month-rows td[data-day='2026-11-29'] .distance").text_content() == "952 m"
+    assert new_york.page_errors == []
