@@ -25,7 +25,6 @@ const PAGE_SIZE = 20;
 // A month holds far fewer activities than this; the cap only bounds a runaway loop.
 const MONTH_PAGE = 500;
 const MONTH_MAX_PAGES = 10;
-const IMPORT_ACCEPT = [".gpx", ".tcx", ".fit"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -283,7 +282,6 @@ export function startHistory(page) {
 
   function wireImport() {
     const input = $("import-files");
-    input.accept = IMPORT_ACCEPT.join(",");
     input.addEventListener("change", () => {
       if (input.files.length) importFiles(input.files).finally(() => (input.value = ""));
     });
