@@ -244,7 +244,6 @@ export function startHistory(page) {
           data = null;
         }
         if (xhr.status >= 200 && xhr.status < 300 && data) {
-          item.result = data;
           finish(true, "done", describeImport(data));
         } else {
           finish(false, "failed", [(data && data.error) || "the server answered " + xhr.status]);
