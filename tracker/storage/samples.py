@@ -998,6 +998,10 @@ class _Writer:
                 busy, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
             finally:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except (sqlite3.Error, OSError) as error:  # a full disk, say: the next checkpoint tries again
+            _log.error("checkpointing %s failed: %s", path, error)
+            self._drop(user)
+            return False
         except Exception:
             _log.exception("checkpointing %s failed", path)
             self._drop(user)
