@@ -11,8 +11,9 @@
 # many as the machine has CPUs), each against a fresh server on a copy of the same fresh data folder;
 # the fan-out runs against the last one.
 # Environment: BENCH_PORT first port to try (18087); BENCH_WORKERS (see above); FANOUT_DUR seconds of
-# the fan-out's writes (30); WORKLOADS picks workloads, `fanout` among them (unset: all); DUR and the
-# rest go on to the harness.
+# the fan-out's writes (30); WORKLOADS picks workloads, `fanout` and `activity` (bench/activity_page.py:
+# the activity page's first load for a 12-hour ride) among them (unset: all); DUR and the rest go on to
+# the harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,14 +23,20 @@ python=.venv/bin/python
 USERS=100
 FANOUT_RIDERS=10
 
-# --- what runs: `fanout` in WORKLOADS is ours, the other names are the harness's -----------------------
+# --- what runs: `fanout` and `activity` in WORKLOADS are ours, the other names are the harness's ----------
 run_fanout=1
+run_activity=1
 compare_workloads=${WORKLOADS:-}
 if [ -n "${WORKLOADS:-}" ]; then
   run_fanout=0
+  run_activity=0
   compare_workloads=
   for workload in $WORKLOADS; do
-    if [ "$workload" = fanout ]; then run_fanout=1; else compare_workloads+="${compare_workloads:+ }$workload"; fi
+    case "$workload" in
+      fanout) run_fanout=1 ;;
+      activity) run_activity=1 ;;
+      *) compare_workloads+="${compare_workloads:+ }$workload" ;;
+    esac
   done
 fi
 
@@ -164,6 +171,15 @@ if [ "$run_fanout" = 1 ]; then
   [ "$status" = 0 ] && status=$fanout_status
 else
   echo "skipping the live fan-out: WORKLOADS=\"$WORKLOADS\" does not name fanout"
+fi
+# --- the activity page: a 12-hour ride at 1 Hz on a server of its own --------------------------------------
+if [ "$run_activity" = 1 ]; then
+  echo
+  activity_status=0
+  "$python" bench/activity_page.py || activity_status=$?
+  [ "$status" = 0 ] && status=$activity_status
+else
+  echo "skipping the activity page: WORKLOADS=\"$WORKLOADS\" does not name activity"
 fi
 if [ -s "$work/server.log" ]; then
   echo "Tracker's log during the run (last 20 lines):"

@@ -241,6 +241,8 @@ import { startHistory } from "./history.js";
     const links = Array.isArray(data) ? data : (data && data.links) || [];
     const cells = (link) => [
       ["Label", pick(link, ["label"]) || "(no label)"],
+      // A link opens the live view, or one activity only (made on that activity's page).
+      ["Opens", typeof link.activity_id === "number" ? "activity " + link.activity_id : "live view"],
       ["Created", formatDate(pick(link, ["created_ns", "created", "created_at"]), "")],
       ["Expires", formatDate(pick(link, ["expires_ns", "expires_at", "expires"]), "never")],
       ["Last used", formatDate(pick(link, ["last_used_ns", "last_used", "last_used_at"]), "never")],
