@@ -185,6 +185,13 @@ def test_the_list_pages_with_the_cursor_and_shows_the_summaries(server: TrackerS
     assert phone.locator("#activity-rows img").count() == 0 and phone.evaluate("() => window.pwned") is None
     screenshot(phone, "history-list-phone.png")
 
+    # A row opens its activity's page.
+    page.click(f"#activity-rows tr[data-id='{expected[0]['id']}'] a")
+    page.wait_for_url(f"**/activity/{expected[0]['id']}")
+    page.wait_for_function("() => window.trackerState && window.trackerState.loaded", timeout=10_000)
+    assert page.evaluate("() => [window.trackerState.activityId, window.trackerState.name]") == [expected[0]["id"], expected[0]["name"]]
+    assert page.page_errors == []
+
 
 # ----- the month
 
