@@ -1,7 +1,8 @@
 // Tracker landing page: sign in; when signed in, the trackers you may watch and who may watch you.
 // Every state-changing request carries the CSRF token (cookie `tracker_csrf`, sent back in a form field
 // or the X-CSRF-Token header). Usernames and labels reach the page through textContent only.
-"use strict";
+// A module: the history (history.js) is its own part, handed this page's request helper.
+import { startHistory } from "./history.js";
 
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -730,6 +731,7 @@
     $("account").hidden = false;
     wireAccount();
     await Promise.all([
+      startHistory({ api: api, csrfToken: csrfToken, showMessage: showMessage, user: me.user }),
       loadProfile(),
       loadLinks().catch((err) => showMessage(err.message)),
       loadShares().catch((err) => showMessage(err.message)),
