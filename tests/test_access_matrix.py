@@ -266,6 +266,16 @@ CASES: dict[str, Case] = {
     "activity laps": Case(
         "GET", "/api/activities/{id}/laps", "/api/activities/1/laps?user=alice", (401, 401, 403, 200, 401, 401, 401, 200)
     ),
+    "activity page": Case("GET", "/activity/{id}", "/activity/1", everyone(200)),
+    "activity export": Case(
+        "GET", "/api/activities/{id}/export", "/api/activities/1/export?user=alice&format=csv", INFLUX_READ,
+        reveals=SAMPLE_SECRETS[:3],
+    ),
+    "activity page config": Case("GET", "/api/activities/{id}/config", "/api/activities/1/config?user=alice", INFLUX_READ),
+    # a live-view link opens no activity (an activity's own link: tests/test_activity_links.py)
+    "activity link create": Case(
+        "POST", "/api/activities/{id}/links", "/api/activities/1/links?user=alice", ACTIVITY_CHANGE[:-1] + (201,), json={}
+    ),
     "activity settings": Case("GET", "/api/activity-settings", "/api/activity-settings?user=alice", INFLUX_READ),
     "activity rename": Case(
         "PATCH", "/api/activities/{id}", "/api/activities/1?user=alice", ACTIVITY_CHANGE, json={"name": "Ride"}

@@ -139,7 +139,8 @@ def test_link_list_and_revoke_by_label_token_or_url(tmp_path: Path) -> None:
     listing = invoke(["link", "list", "alice", "--data-dir", str(data_dir)])
     assert listing.exit_code == 0
     lines = listing.stdout.splitlines()
-    assert lines[0].split() == ["LABEL", "CREATED", "EXPIRES", "LAST", "USED", "STATE"]
+    assert lines[0].split() == ["LABEL", "OPENS", "CREATED", "EXPIRES", "LAST", "USED", "STATE"]
+    assert all("live view" in line for line in lines[1:])
     rows = {line.split("  ")[0]: line for line in lines[1:]}
     assert set(rows) == {'for <mum> & "dad"', "club", "ride"}
     assert "never" in rows["ride"] and rows["ride"].rstrip().endswith("active")

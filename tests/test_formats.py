@@ -9,6 +9,8 @@ import datetime as dt
 import gzip
 import io
 import json
+import time
+import tracemalloc
 from pathlib import Path
 
 import fitdecode
@@ -287,6 +289,104 @@ def test_broken_gpx_and_unknown_files() -> None:
         formats.read(b"<TrainingCenterDatabase><Activities>", "bad.tcx")
     with pytest.raises(FormatError, match=r"^notes\.gpx: not a GPX, TCX or FIT file"):
         formats.read(b"hello", "notes.gpx")
+
+
+def test_broken_xml_names_line_and_column() -> None:
+    data = b"<?xml version='1.0'?>\n<gpx creator='x'>\n<trk><trkseg>\n<trkpt lat='1' lon='2'></trkseg>"
+    # The fourth line's `</trkseg>` (at column 23, from 0) closes a trkpt: expat points past its `</`.
+    with pytest.raises(FormatError, match=r"^bad\.gpx: GPX: not readable: not well-formed XML: mismatched tag: line 4, column 25$"):
+        formats.read(data, "bad.gpx")
+    with pytest.raises(FormatError, match=r"^cut\.gpx: GPX: not readable: not well-formed XML: unclosed token: line 8, column 2$"):
+        formats.read(GARMIN_CONNECT_GPX.encode()[:600], "cut.gpx")
+
+
+def entity_bomb(root: str) -> bytes:
+    """Billion laughs: ten levels of ten references each, 10**9 'lol's from under a kilobyte."""
+    levels = '<!ENTITY lol0 "lol">' + "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10))
+    return f'<?xml version="1.0"?><!DOCTYPE {root} [{levels}]><{root}><trk><name>&lol9;</name></trk></{root}>'.encode()
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("bomb.gpx", entity_bomb("gpx")),
+    ("bomb.tcx", entity_bomb("TrainingCenterDatabase")),
+])  # fmt: skip
+def test_entity_expansion_is_refused_quickly(name: str, data: bytes) -> None:
+    began = time.monotonic()
+    with pytest.raises(FormatError, match=rf"^{name.replace('.', '[.]')}: .*limit on input amplification factor"):
+        formats.read(data, name)
+    assert time.monotonic() - began < 5  # refused within the first few megabytes, not after a gigabyte
+
+
+def test_external_entities_are_not_fetched(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Morning Ride")
+    data = (f'<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY x SYSTEM "{secret.as_uri()}">]>'
+            '<gpx><trk><name>&x;</name><trkseg><trkpt lat="1" lon="2"><time>2026-11-30T07:00:00Z</time></trkpt>'
+            "</trkseg></trk></gpx>").encode()  # fmt: skip
+    with pytest.raises(FormatError, match=r"^x\.gpx: GPX: not readable: not well-formed XML: undefined entity &x;"):
+        formats.read(data, "x.gpx")
+
+
+def long_file(fmt: str, points: int, padding: str) -> bytes:
+    """A file whose every point carries `padding` in an element no reader keeps."""
+    def time(i: int) -> str:
+        return f"2026-11-30T07:{i // 60:02d}:{i % 60:02d}Z"
+
+    if fmt == "gpx":
+        body = "".join(f'<trkpt lat="46.{i:04d}" lon="14.5"><time>{time(i)}</time><desc>{padding}</desc></trkpt>' for i in range(points))
+        return f'<gpx creator="x"><trk><trkseg>{body}</trkseg></trk></gpx>'.encode()
+    body = "".join(
+        f"<Trackpoint><Time>{time(i)}</Time><Position><LatitudeDegrees>46.{i:04d}</LatitudeDegrees>"
+        f"<LongitudeDegrees>14.5</LongitudeDegrees></Position><Notes>{padding}</Notes></Trackpoint>"
+        for i in range(points)
+    )
+    return (f'<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"><Activities>'
+            f'<Activity Sport="Biking"><Id>{time(0)}</Id><Lap><Track>{body}</Track></Lap></Activity>'
+            "</Activities></TrainingCenterDatabase>").encode()  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["gpx", "tcx"])
+def test_read_drops_each_point_once_read(fmt: str) -> None:
+    """5 MB of padding over 500 points: a reader that kept the document would hold all of it."""
+    data = long_file(fmt, 500, "d" * 10_000)
+    tracemalloc.start()
+    try:
+        [track] = formats.read(data, f"long.{fmt}")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(track.points) == 500 and track.points[499][1] == {"lat": 46.0499, "lng": 14.5}
+    assert peak < 1_500_000, peak
+
+
+def test_gpx_names_times_and_zones() -> None:
+    """GPX 1.0 (the name on the root, <speed>), times with offsets, nine-digit fractions and no zone;
+    tracks before routes, as gpxpy lists them."""
+    data = b"""<?xml version="1.0"?>
+<gpx version="1.0" creator="Phone  App" xmlns="http://www.topografix.com/GPX/1/0">
+ <name>Lunch walk</name>
+ <wpt lat="1" lon="2"><name>not this one</name></wpt>
+ <rte><rtept lat="45" lon="13"><ele>100</ele></rtept><rtept lat="45.5" lon="13.5"/></rte>
+ <trk><type> Hiking </type><trkseg>
+  <trkpt lat="46.5" lon="14.25"><name>nor this</name><time>2026-11-30T08:00:00.123456789+01:00</time></trkpt>
+  <trkpt lat="46.6" lon="14.35"><time>2026-11-30T07:00:01</time><speed>2</speed></trkpt>
+  <trkpt lat="46.7" lon="14.45"><time>2026-11-30T02:00:02-05:00</time><ele>-3.5</ele></trkpt>
+ </trkseg></trk>
+</gpx>"""
+    walk, route = formats.read(data, "walk.gpx")
+    assert (walk.name, walk.sport, walk.device, walk.kind) == ("Lunch walk", "hiking", "phone-app", "activity")
+    assert walk.points == [
+        (ns("2026-11-30T07:00:00Z") + 123_456_000, {"lat": 46.5, "lng": 14.25}),  # to the microsecond
+        (ns("2026-11-30T07:00:01Z"), {"lat": 46.6, "lng": 14.35, "spd_kph": 7.2}),
+        (ns("2026-11-30T07:00:02Z"), {"lat": 46.7, "lng": 14.45, "alt_m": -3.5}),
+    ]
+    assert (route.name, route.kind, route.route) == ("Lunch walk", "course", [(45.0, 13.0, 100.0), (45.5, 13.5, None)])
+    [walk] = formats.read(data.replace(b"<time>2026-11-30T07:00:01</time>", b"<time> </time>"), "e.gpx")[:1]
+    assert len(walk.points) == 2 and walk.unmapped == {"trkpt without time": 1}
+    with pytest.raises(FormatError, match=r"^t\.gpx: GPX: not readable: trkpt time 'yesterday' is not an ISO 8601 time$"):
+        formats.read(data.replace(b"2026-11-30T07:00:01", b"yesterday"), "t.gpx")
+    with pytest.raises(FormatError, match=r"^p\.gpx: GPX: not readable: trkpt lat='north' lon='14.35': not a position$"):
+        formats.read(data.replace(b'"46.6"', b'"north"'), "p.gpx")
 
 
 # ----- our exports, read by independent libraries

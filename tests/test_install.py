@@ -110,7 +110,7 @@ def test_a_wheel_in_a_fresh_environment_serves_the_pages_and_libraries(tmp_path:
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("tracker-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for shipped in ("tracker/browser/static/watch.html", "tracker/browser/vendor/leaflet/leaflet.js",
+    for shipped in ("tracker/browser/static/watch.html", "tracker/browser/static/activity.html", "tracker/browser/vendor/leaflet/leaflet.js",
                     "tracker/browser/vendor/uplot/uPlot.iife.min.js", "tracker/browser/vendor/leaflet/LICENSE"):  # fmt: skip
         assert shipped in names
 
@@ -169,6 +169,8 @@ def test_a_wheel_in_a_fresh_environment_serves_the_pages_and_libraries(tmp_path:
                      "/vendor/uplot/uPlot.iife.min.js", "/vendor/uplot/uPlot.min.css", "/vendor/leaflet/images/layers.png"):  # fmt: skip
             assert path in home | watch, sorted(home | watch)
         assert any(path.startswith("/static/watch/") for path in watch)  # the watch page's modules
+        activity = load_everything(port, "/activity/1")  # the page is served for any id; its data needs a reader
+        assert {"/static/activity.js", "/static/activity/data.js", "/static/activity.css", "/static/watch/charts.js"} <= activity
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -19,7 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from passlib.context import CryptContext
@@ -475,9 +475,11 @@ class Accounts:
         return await self._store.is_public(name)
 
     async def create_link(
-        self, owner: str, label: str | None = None, expires_in_seconds: float | None = None
+        self, owner: str, label: str | None = None, expires_in_seconds: float | None = None,
+        *, activity_id: int | None = None,
     ) -> tuple[str, LinkRecord]:
-        """A new share link: (the token, shown only now, stored only hashed; its record)."""
+        """A new share link: (the token, shown only now, stored only hashed; its record). With
+        `activity_id`, the link opens only that activity of the owner, never the live view."""
         validate_username(owner)
         now_ns = time.time_ns()
         if label is None or not label.strip():
@@ -491,7 +493,7 @@ class Accounts:
             expires_ns = now_ns + int(expires_in_seconds * 1e9)
         token = _new_link_token()
         try:
-            record = await self._store.add_link(owner, label, token_digest(token), now_ns, expires_ns)
+            record = await self._store.add_link(owner, label, token_digest(token), now_ns, expires_ns, activity_id)
         except UnknownUser:
             raise UnknownUser(f"unknown user {owner!r}") from None
         except storage.LinkLabelTaken:
@@ -588,21 +590,48 @@ class Accounts:
             return None
         link = await self._store.link_by_token_hash(token_digest(link_token))
         now_ns = time.time_ns()
-        if link is None or link.owner != owner or _link_ended(link, now_ns) is not None:
+        # A link made for one activity never opens the live view.
+        if link is None or link.owner != owner or link.activity_id is not None or _link_ended(link, now_ns) is not None:
             return None
+        await self._touch_link(link, now_ns)
+        return WatchRight(signed_in=False, link_id=link.id)
+
+    async def _touch_link(self, link: LinkRecord, now_ns: int) -> None:
         # Last use to the minute: a write per viewer request would keep the accounts file busy.
         if link.last_used_ns is None or now_ns - link.last_used_ns >= LINK_USE_RESOLUTION_NS:
             try:
                 await self._store.touch_link(link.id, now_ns)
             except storage.StorageUnavailable:
                 pass  # a full disk must not stop anyone watching; "last used" is only a statistic
-        return WatchRight(signed_in=False, link_id=link.id)
 
     async def ended_link(self, owner: str, link_token: str) -> str | None:
         """Why a real share link of `owner` no longer opens the view: "revoked" or "expired"; None for
-        a link still valid, or a token that is no link of theirs (nothing is told about those)."""
+        a link still valid, or a token that is no live-view link of theirs (nothing is told about those)."""
         link = await self._store.link_by_token_hash(token_digest(link_token))
-        return None if link is None or link.owner != owner else _link_ended(link, time.time_ns())
+        if link is None or link.owner != owner or link.activity_id is not None:
+            return None
+        return _link_ended(link, time.time_ns())
+
+    async def revoke_activity_links(self, owner: str, activity_ids: Sequence[int]) -> int:
+        """Revoke the owner's links to activities that are gone (deleted, merged into another): an id
+        may be given to a new activity later, which the old link must not open."""
+        validate_username(owner)
+        if not activity_ids:
+            return 0
+        return await self._store.revoke_activity_links(owner, list(activity_ids), time.time_ns())
+
+    async def activity_link(self, link_token: str) -> tuple[LinkRecord, str | None] | None:
+        """The activity link with this token, and why it no longer opens its activity ("revoked",
+        "expired") or None: it does. None for a token that is no activity link (a live-view link
+        opens no activity). Its last use is noted while it is valid."""
+        link = await self._store.link_by_token_hash(token_digest(link_token)) if link_token else None
+        if link is None or link.activity_id is None:
+            return None
+        now_ns = time.time_ns()
+        ended = _link_ended(link, now_ns)
+        if ended is None:
+            await self._touch_link(link, now_ns)
+        return link, ended
 
     # ----- retention -----
 

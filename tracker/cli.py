@@ -40,6 +40,7 @@ from tracker.accounts import (
 from tracker import backup as backups
 from tracker import courses as course_files
 from tracker import formats, importer, transfer
+from tracker.storage import activities as stored_activities
 from tracker.appsetup import device_setup
 from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
 from tracker.retention import Cutoff, describe, parse_retention
@@ -47,7 +48,8 @@ from tracker.rules import iso_time
 from tracker.webhooks import WebhookDestinations
 from tracker.storage import courses as stored_courses
 from tracker.storage import (
-    ACCOUNTS_FILE, AccountStore, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser, UserExists,
+    ACCOUNTS_FILE, AccountStore, LinkRecord, SampleStore, SchemaTooNew, StorageUnavailable, UnknownUser,
+    UserExists,
     device_last_seen,
 )
 
@@ -507,22 +509,49 @@ def _public_url(flag: str | None, data_dir: Path) -> str:
     "--public-url",
     help="How others reach this server (env TRACKER_PUBLIC_URL; default: as the server last started on this data folder).",
 )
+@click.option(
+    "--activity", "activity_id", type=int, default=None,
+    help="A link to this one activity of NAME (its id), read-only, instead of the live view.",
+)
 @_data_dir_option(on_group=False)
 @click.pass_context
 def link_create(
-    ctx: click.Context, name: str, expires: str | None, label: str | None, public_url: str | None, data_dir: Path | None
+    ctx: click.Context, name: str, expires: str | None, label: str | None, public_url: str | None,
+    activity_id: int | None, data_dir: Path | None,
 ) -> None:
-    """Create a share link for NAME and print its URL (the token is shown only now)."""
+    """Create a share link for NAME (the live view, or one activity) and print its URL (the token is shown only now)."""
     options = _options(ctx, data_dir)
     base = _public_url(public_url, options.data_dir)
     try:
         seconds = parse_duration(expires) if expires is not None else None
     except InvalidLink as exc:
         raise click.ClickException(str(exc)) from None
-    token, record = _run(_with_accounts(options, lambda accounts: accounts.create_link(name, label, seconds)))
+    async def create(accounts: Accounts) -> tuple[str, LinkRecord]:
+        if activity_id is not None:
+            await _check_activity(options, accounts, name, activity_id)
+        return await accounts.create_link(name, label, seconds, activity_id=activity_id)
+
+    token, record = _run(_with_accounts(options, create))
     until = f"expires {_iso(record.expires_ns)}" if record.expires_ns is not None else "never expires"
     click.echo(f"link {record.label!r} for {name}, {until}:", err=True)
-    click.echo(f"{base}/watch/{name}?token={token}")
+    if record.activity_id is None:
+        click.echo(f"{base}/watch/{name}?token={token}")
+    else:
+        click.echo(f"{base}/activity/{record.activity_id}?token={token}")
+
+
+async def _check_activity(options: CliOptions, accounts: Accounts, name: str, activity_id: int) -> None:
+    """Refuse a link to an activity NAME does not have."""
+    if not await accounts.user_exists(name):
+        raise UnknownUser(f"unknown user {name!r}")
+    samples = SampleStore(options.data_dir)
+    try:
+        await stored_activities.refresh(samples, name)
+        row = await stored_activities.get_activity(samples, name, activity_id)
+    finally:
+        await samples.close()
+    if row is None:
+        raise click.ClickException(f"{name} has no activity {activity_id}")
 
 
 @link.command("list")
@@ -530,7 +559,7 @@ def link_create(
 @_data_dir_option(on_group=False)
 @click.pass_context
 def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
-    """List NAME's share links: label, created, expires, last used, state (tokens are never shown)."""
+    """List NAME's share links: label, what it opens, created, expires, last used, state (tokens are never shown)."""
     records = _records_of(_options(ctx, data_dir), name, Accounts.list_links)
     if not records:
         click.echo("no links", err=True)
@@ -545,11 +574,11 @@ def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
         return "active"
 
     rows = [
-        (r.label, _iso(r.created_ns), _iso(r.expires_ns) if r.expires_ns else "never",
-         _iso(r.last_used_ns) if r.last_used_ns else "never", state(r))
+        (r.label, "live view" if r.activity_id is None else f"activity {r.activity_id}", _iso(r.created_ns),
+         _iso(r.expires_ns) if r.expires_ns else "never", _iso(r.last_used_ns) if r.last_used_ns else "never", state(r))
         for r in records
     ]  # fmt: skip
-    _table(("LABEL", "CREATED", "EXPIRES", "LAST USED", "STATE"), rows)
+    _table(("LABEL", "OPENS", "CREATED", "EXPIRES", "LAST USED", "STATE"), rows)
 
 
 @link.command("revoke")
@@ -893,21 +922,27 @@ def _echo_import_summary(summary: transfer.ImportSummary) -> None:
 @click.option("--end", default=None, help="Up to this time, not included (RFC 3339 or ns); default: after the last sample.")
 @click.option("--device", default=None, help="Only this device's samples (\"\" for samples without one).")
 @click.option("--sport", default=None, help="Only this sport's samples (\"\" for samples without one).")
+@click.option(
+    "--activity", "activity_id", type=int, default=None,
+    help="One activity (its id, as the API and the page show it): its device, sport and span; not with --start/--end/--device/--sport.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here, not to stdout.")
 @_data_dir_option(on_group=True)
 @click.pass_context
 def export_command(
     ctx: click.Context, user_name: str, fmt: str, start: str | None, end: str | None, device: str | None,
-    sport: str | None, output: Path | None, data_dir: Path,
+    sport: str | None, activity_id: int | None, output: Path | None, data_dir: Path,
 ) -> None:
-    """Export USER's samples of a time range (or of one device and sport) as GPX, TCX, FIT, CSV or GeoJSON."""
+    """Export USER's samples of a time range (or of one device and sport, or one activity) as GPX, TCX, FIT, CSV or GeoJSON."""
     options = _options(ctx, data_dir)
+    if activity_id is not None and any(value is not None for value in (start, end, device, sport)):
+        raise click.UsageError("--activity says the range and the track itself: leave out --start, --end, --device and --sport")
     try:
         start_ns = transfer.parse_time(start, "start", transfer.MIN_TIME_NS)
         end_ns = transfer.parse_time(end, "end", transfer.MAX_TIME_NS)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    data = _run(_export(options, user_name, fmt, start_ns, end_ns, device, sport))
+    data = _run(_export(options, user_name, fmt, start_ns, end_ns, device, sport, activity_id))
     if output is None:
         click.echo(data, nl=False)  # bytes: written to the binary stdout as they are
     else:
@@ -916,7 +951,8 @@ def export_command(
 
 
 async def _export(
-    options: CliOptions, user_name: str, fmt: str, start_ns: int, end_ns: int, device: str | None, sport: str | None
+    options: CliOptions, user_name: str, fmt: str, start_ns: int, end_ns: int, device: str | None, sport: str | None,
+    activity_id: int | None = None,
 ) -> bytes:
     store = await AccountStore.open(options.data_dir)
     accounts = Accounts(store, cache_seconds=0, password_context=options.password_context)
@@ -924,6 +960,13 @@ async def _export(
     try:
         if not await accounts.user_exists(user_name):
             raise UnknownUser(f"unknown user {user_name!r}")
+        if activity_id is not None:
+            await stored_activities.refresh(samples, user_name)
+            row = await stored_activities.get_activity(samples, user_name, activity_id)
+            if row is None:
+                raise click.ClickException(f"{user_name} has no activity {activity_id}")
+            # The activity's end is its last sample; the export's end is exclusive.
+            start_ns, end_ns, device, sport = row.start_ns, row.end_ns + 1, row.device, row.sport
         return (await transfer.export_file(samples, user_name, fmt, start_ns, end_ns, device=device, sport=sport)).data
     finally:
         await samples.close()

@@ -579,6 +579,10 @@ _USER_PARAM = {
     "description": "whose activities (default the caller's): the owner, or a user the owner shares with (read only)",
 }  # fmt: skip
 _ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_TOKEN_PARAM = {
+    "name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+    "description": "an activity link's token, instead of credentials: reads this one activity only",
+}  # fmt: skip
 _TIME = {"oneOf": [{"type": "integer", "description": "ns since the epoch"}, {"type": "string", "format": "date-time"}]}
 _ACTIVITY_REF = {"$ref": "#/components/schemas/Activity"}
 _ACTIVITY_TAGS = ["activities"]
@@ -656,6 +660,34 @@ def _activities() -> dict[str, Any]:
     }  # fmt: skip
     settings = {"type": "object", "description": "gap_s, moving_kph, hr_max_bpm, hr_zones_bpm, ftp_w, pwr_zones_w"}
     read = ("400", "401", "403", "404")
+    page_config = {
+        "type": "object", "required": ["user", "activity_id", "can_change", "tile_url", "tile_attribution", "fields"],
+        "properties": {
+            "user": {"type": "string"}, "activity_id": {"type": "integer"}, "can_change": {"type": "boolean"},
+            "tile_url": {"type": "string"}, "tile_attribution": {"type": "string"},
+            "fields": {"type": "array", "items": {"type": "object", "properties": {"key": {}, "unit": {}, "meaning": {}}}},
+        },
+    }  # fmt: skip
+    link_create = _operation(
+        "A share link for this activity only (owner only): read-only, its page and data, never the live view",
+        [_ID_PARAM],
+        _json_answer("The link; its token and url are shown only here", {
+            "type": "object", "required": ["id", "label", "activity_id", "token", "url"],
+            "properties": {
+                "id": {"type": "integer"}, "label": {"type": "string"}, "activity_id": {"type": "integer"},
+                "expires_ns": {"type": ["integer", "null"]}, "token": {"type": "string"},
+                "url": {"type": "string", "description": "/activity/ID?token=..."},
+            },
+        }),
+        ("400", "401", "403", "404"),
+        {"type": "object", "properties": {
+            "label": {"type": ["string", "null"], "maxLength": 100},
+            "expires_in": {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": api.MAX_LINK_SECONDS},
+                                     {"type": "string", "description": "a duration: 90s, 30m, 2h, 7d, 1w"}, {"type": "null"}]},
+        }},
+    )  # fmt: skip
+    link_create["responses"]["201"] = link_create["responses"].pop("200")
+    link_create["responses"]["409"] = _response("the owner has an active link with that label", "Error")
     return {
         "/api/activities": {
             "get": _operation(
@@ -671,7 +703,7 @@ def _activities() -> dict[str, Any]:
             ),
         },
         "/api/activities/{id}": {
-            "get": _operation("One activity", [_ID_PARAM, _USER_PARAM], _json_answer("The activity", _ACTIVITY_REF), read),
+            "get": _operation("One activity", [_ID_PARAM, _USER_PARAM, _TOKEN_PARAM], _json_answer("The activity", _ACTIVITY_REF), read),
             "patch": _operation(
                 "Rename (owner only); null restores the automatic name", [_ID_PARAM], _json_answer("The activity", _ACTIVITY_REF),
                 read, {"type": "object", "required": ["name"], "properties": {"name": {"type": ["string", "null"], "maxLength": api.MAX_NAME}}},
@@ -687,7 +719,7 @@ def _activities() -> dict[str, Any]:
             "get": _operation(
                 "The activity's samples, at most `points` rows (full resolution when the range holds that few)",
                 [
-                    _ID_PARAM, _USER_PARAM,
+                    _ID_PARAM, _USER_PARAM, _TOKEN_PARAM,
                     _query_param("points", "most rows", {"type": "integer", "minimum": 2, "maximum": api.MAX_POINTS, "default": api.DEFAULT_POINTS}),
                     _query_param("start", "a sub-range's start (ns or RFC 3339)", {"type": "string"}),
                     _query_param("end", "a sub-range's end, inclusive", {"type": "string"}),
@@ -698,9 +730,34 @@ def _activities() -> dict[str, Any]:
         "/api/activities/{id}/laps": {
             "get": _operation(
                 "Laps of every_m metres along the activity",
-                [_ID_PARAM, _USER_PARAM, _query_param("every_m", "lap length", {"type": "integer", "minimum": 10, "default": 1000})],
+                [_ID_PARAM, _USER_PARAM, _TOKEN_PARAM, _query_param("every_m", "lap length", {"type": "integer", "minimum": 10, "default": 1000})],
                 _json_answer("The laps", {"type": "object", "properties": {"laps": {"type": "array", "items": {"type": "object"}}}}), read,
             ),
+        },
+        "/api/activities/{id}/config": {
+            "get": _operation(
+                "What the activity page needs: map tiles, the fields and their units, and whether the caller may change it",
+                [_ID_PARAM, _USER_PARAM, _TOKEN_PARAM], _json_answer("The page's settings", page_config), read,
+            ),
+        },
+        "/api/activities/{id}/links": {"post": link_create},
+        "/api/activities/{id}/export": {
+            "get": {
+                "summary": "The activity as a file: its track (device and sport) over its span, as GET /api/export writes it",
+                "tags": _ACTIVITY_TAGS,
+                "parameters": [
+                    _ID_PARAM, _USER_PARAM, _TOKEN_PARAM,
+                    {"name": "format", "in": "query", "required": True, "schema": {"type": "string", "enum": list(formats.EXPORT_FORMATS)}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file (Content-Disposition: attachment)",
+                        "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in formats.MEDIA_TYPES.values()},
+                    },
+                    **_refusals(*read),
+                    "413": _response("Too many samples for one export", "Error"),
+                },
+            },
         },
         "/api/activities/{id}/split": {
             "post": _operation(

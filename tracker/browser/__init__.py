@@ -24,6 +24,7 @@ def add_routes(app: web.Application) -> None:
     routes = [
         ("GET", "/", pages.index_page),
         ("GET", "/watch/{user}", pages.watch_page),
+        ("GET", "/activity/{id}", pages.activity_page),
         ("GET", "/static/{path:.+}", pages.static_file),
         ("GET", "/vendor/{package}/{path:.+}", pages.vendor_file),
         ("POST", "/login", signin.login),

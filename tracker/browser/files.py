@@ -82,9 +82,7 @@ async def export_file(request: web.Request) -> web.Response:
     user = query.get("user") or caller
     if not await request.app[ACCOUNTS].can_read(caller, user):
         raise Refused(403, f"user: {caller} may not read {user}'s samples")
-    fmt = query.get("format", "")
-    if fmt not in formats.EXPORT_FORMATS:
-        raise Refused(400, f"format: must be one of {', '.join(formats.EXPORT_FORMATS)}, got {fmt!r}")
+    fmt = export_format(request)
     try:
         start_ns = transfer.parse_time(query.get("start"), "start", transfer.MIN_TIME_NS)
         end_ns = transfer.parse_time(query.get("end"), "end", transfer.MAX_TIME_NS)
@@ -92,10 +90,23 @@ async def export_file(request: web.Request) -> web.Response:
         raise Refused(400, str(exc)) from None
     if end_ns <= start_ns:
         raise Refused(400, "end: must be after start")
+    return await export_response(request, user, fmt, start_ns, end_ns, device=query.get("device"), sport=query.get("sport"))
+
+
+def export_format(request: web.Request) -> str:
+    fmt = request.rel_url.query.get("format", "")
+    if fmt not in formats.EXPORT_FORMATS:
+        raise Refused(400, f"format: must be one of {', '.join(formats.EXPORT_FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+async def export_response(
+    request: web.Request, user: str, fmt: str, start_ns: int, end_ns: int, *, device: str | None, sport: str | None
+) -> web.Response:
+    """The file of `user`'s samples of start_ns <= time < end_ns (of one track when device and sport are
+    given) as an attachment: GET /api/export's answer, and an activity's export."""
     try:
-        exported = await transfer.export_file(
-            request.app[SAMPLES], user, fmt, start_ns, end_ns, device=query.get("device"), sport=query.get("sport")
-        )
+        exported = await transfer.export_file(request.app[SAMPLES], user, fmt, start_ns, end_ns, device=device, sport=sport)
     except transfer.ExportTooLarge as exc:
         raise Refused(413, str(exc)) from None
     except transfer.NothingToExport as exc:

@@ -40,11 +40,21 @@ def _link_json(link: storage.LinkRecord, now_ns: int) -> dict[str, Any]:
         "revoked": link.revoked_ns is not None,
         "revoked_ns": link.revoked_ns,
         "expired": link.expires_ns is not None and link.expires_ns <= now_ns,
+        "activity_id": link.activity_id,  # None: the live view; else the one activity the link opens
     }
 
 
 def share_url(base: str, owner: str, token: str) -> str:
     return f"{base.rstrip('/')}/watch/{owner}?token={token}"
+
+
+def activity_share_url(base: str, activity_id: int, token: str) -> str:
+    return f"{base.rstrip('/')}/activity/{activity_id}?token={token}"
+
+
+def new_link_json(link: storage.LinkRecord, token: str, url: str) -> dict[str, Any]:
+    """A link as its creation answers it: the only time its token and URL are shown."""
+    return {**_link_json(link, time.time_ns()), "token": token, "url": url}
 
 
 async def links_list(request: web.Request) -> web.Response:
@@ -68,8 +78,7 @@ async def links_create(request: web.Request) -> web.Response:
     except InvalidLink as exc:
         raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
     base = await public_base(request)
-    payload = {**_link_json(link, time.time_ns()), "token": token, "url": share_url(base, session.user, token)}
-    return json_response(payload, 201)
+    return json_response(new_link_json(link, token, share_url(base, session.user, token)), 201)
 
 
 async def public_base(request: web.Request) -> str:

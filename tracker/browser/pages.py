@@ -78,6 +78,16 @@ async def watch_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def activity_page(request: web.Request) -> web.StreamResponse:
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit()):
+        raise _not_found("no such activity")
+    # The same file for every id and every caller: its data endpoints decide who sees what.
+    response = _file(STATIC_DIR / "activity.html", page=True)
+    await csrf_cookie(request, response, await current_session(request))
+    return response
+
+
 def _safe_file(base: Path, relative: str) -> Path:
     """`base`/`relative`, refused (404) unless it is a plain name inside `base`."""
     # Plain names only: no '..', no absolute paths, no backslashes or odd characters.

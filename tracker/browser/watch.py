@@ -19,6 +19,7 @@ from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES, SETTINGS, STREAM_PL
 from tracker.bans import address_key
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.session import SESSION_COOKIE
+from tracker.config import Settings
 from tracker.live import HubClosed, TooManyStreams, Viewer
 from tracker.liveness import is_live
 
@@ -82,19 +83,21 @@ async def _still_allowed(request: web.Request, owner: str, session_token: str, l
     return await accounts.can_watch(owner, session.user if session else None, link_token)
 
 
+def page_config(settings: Settings, user: str) -> dict[str, Any]:
+    """What a page with a map and charts needs to draw them: the tiles, the fields and their units."""
+    return {
+        "user": user,
+        "tile_url": settings.tile_url,
+        "tile_attribution": settings.tile_attribution,
+        # The one definition of "live" (tracker.liveness): the page's badge and stale values use it.
+        "live_within_seconds": settings.live_within_seconds,
+        "fields": [{"key": f.key, "unit": f.unit, "meaning": f.meaning} for f in vocabulary.FIELDS],
+    }
+
+
 async def watch_config(request: web.Request) -> web.Response:
     access = await watch_access(request)
-    settings = request.app[SETTINGS]
-    return json_response(
-        {
-            "user": access.owner,
-            "tile_url": settings.tile_url,
-            "tile_attribution": settings.tile_attribution,
-            # The one definition of "live" (tracker.liveness): the page's badge and stale values use it.
-            "live_within_seconds": settings.live_within_seconds,
-            "fields": [{"key": f.key, "unit": f.unit, "meaning": f.meaning} for f in vocabulary.FIELDS],
-        }
-    )
+    return json_response(page_config(request.app[SETTINGS], access.owner))
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:

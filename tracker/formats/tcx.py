@@ -1,28 +1,18 @@
 """TCX (Garmin's Training Center XML) with the standard library's ElementTree: no maintained library
-writes TCX. Read: Activities/Activity (Sport) and Courses/Course; Trackpoints' Time, Position,
+writes TCX. Read in one streaming pass (tracker.formats.xmlstream, as GPX): Activities/Activity (Sport) and Courses/Course; Trackpoints' Time, Position,
 AltitudeMeters, DistanceMeters (-> dist_km), HeartRateBpm, Cadence and the ActivityExtension's TPX Speed
 and Watts; Author or Creator Name -> device."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import xml.etree.ElementTree as ET
 
-from tracker.formats.track import (
-    MPS_TO_KPH,
-    Fields,
-    FormatError,
-    Track,
-    device_name,
-    ns_of,
-    rfc3339,
-    sport_name,
-)
+from tracker.formats.track import MPS_TO_KPH, Fields, FormatError, Track, device_name, rfc3339, sport_name
+from tracker.formats.xmlstream import LocalNames, events, first_child, parse_time, release
 
 TCX = "http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"
 AX = "http://www.garmin.com/xmlschemas/ActivityExtension/v2"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-N = {"t": TCX, "x": AX}
 # A Trackpoint's leaf elements by local name -> (vocabulary key, factor to its unit); HeartRateBpm's
 # only child is Value, TPX (under Extensions) holds Speed, Watts and RunCadence.
 TRACKPOINT_LEAVES: dict[str, tuple[str, float]] = {
@@ -40,19 +30,16 @@ NOT_VALUES = {"Trackpoint", "Time", "Position", "HeartRateBpm", "Extensions", "T
 TCX_SPORTS_READ = {"Biking": "cycling", "Running": "running"}
 
 
-def _time(text: str | None) -> int:
-    try:
-        return ns_of(_dt.datetime.fromisoformat((text or "").strip().replace("Z", "+00:00")))
-    except ValueError:
-        raise FormatError(f"Trackpoint Time {text!r} is not an ISO 8601 time") from None
+# The elements the reading pass acts on; every other element is read through the one holding it.
+STRUCTURE = {"TrainingCenterDatabase", "Activities", "Activity", "Courses", "Course", "Track", "Trackpoint", "Author"}
 
 
-def _trackpoint(point: ET.Element, track: Track) -> tuple[str | None, Fields]:
+def _trackpoint(point: ET.Element, track: Track, names: LocalNames) -> tuple[str | None, Fields]:
     """(the Time's text, the values): one walk over the Trackpoint's elements."""
     when: str | None = None
     fields: Fields = {}
     for element in point.iter():
-        name = element.tag.rpartition("}")[2]
+        name = names[element.tag]
         mapping = TRACKPOINT_LEAVES.get(name)
         if mapping is not None:
             try:
@@ -69,34 +56,63 @@ def _trackpoint(point: ET.Element, track: Track) -> tuple[str | None, Fields]:
     return when, fields
 
 
+def _text(parent: ET.Element, path: tuple[str, ...], names: LocalNames) -> str | None:
+    """The text down a path of children (local names); None when one is missing."""
+    element: ET.Element | None = parent
+    for step in path:
+        element = first_child(element, step, names) if element is not None else None
+    return (element.text or "") if element is not None else None
+
+
 def read(data: bytes) -> list[Track]:
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise FormatError(f"not well-formed XML: {exc}") from None
-    # The recording device's name, else the writing application's (a course has only an Author).
-    device = device_name(
-        root.findtext("t:Activities/t:Activity/t:Creator/t:Name", None, N) or root.findtext("t:Author/t:Name", None, N)
-    )
+    """One pass: each Trackpoint is read at its end and dropped, each Activity and Course once read.
+    The device is the first Activity's Creator, else the Author (which ends the file)."""
     tracks: list[Track] = []
-    for activity in root.findall("t:Activities/t:Activity", N):
-        sport = activity.get("Sport") or ""
-        track = Track(sport=TCX_SPORTS_READ.get(sport, "" if sport == "Other" else sport_name(sport)), device=device)
-        name = activity.find("t:Id", N)
-        track.name = (name.text or "") if name is not None else ""
-        for point in activity.iter(f"{{{TCX}}}Trackpoint"):
-            when, fields = _trackpoint(point, track)
-            track.points.append((_time(when), fields))
-        tracks.append(track.finish())
-    for course in root.findall("t:Courses/t:Course", N):
-        track = Track(name=course.findtext("t:Name", "", N), device=device, kind="course")
-        for point in course.iter(f"{{{TCX}}}Trackpoint"):
-            _, fields = _trackpoint(point, track)
-            if "lat" in fields:
+    names = LocalNames()
+    track = Track()
+    holder: ET.Element | None = None  # the Track whose Trackpoints are being read
+    parent: ET.Element | None = None  # the Activities or Courses being read
+    creator: str | None = None
+    author: str | None = None
+    for event, element in events(data):
+        name = names[element.tag]
+        if name not in STRUCTURE:
+            continue
+        if event == "start":
+            if name == "Activity":
+                sport = element.get("Sport") or ""
+                track = Track(sport=TCX_SPORTS_READ.get(sport, "" if sport == "Other" else sport_name(sport)))
+            elif name == "Course":
+                track = Track(kind="course")
+            elif name == "Track":
+                holder = element
+            elif name == "Activities" or name == "Courses":
+                parent = element
+            continue
+        if name == "Trackpoint":
+            when, fields = _trackpoint(element, track, names)
+            if track.kind == "activity":
+                track.points.append((parse_time(when, "Trackpoint Time"), fields))
+            elif "lat" in fields:
                 track.route.append((fields["lat"], fields["lng"], fields.get("alt_m")))
-        tracks.append(track)
+            release(element, holder)
+        elif name == "Activity":
+            track.name = _text(element, ("Id",), names) or ""
+            if creator is None:
+                creator = _text(element, ("Creator", "Name"), names)
+            tracks.append(track.finish())
+            release(element, parent)
+        elif name == "Course":
+            track.name = _text(element, ("Name",), names) or ""
+            tracks.append(track)
+            release(element, parent)
+        elif name == "Author":
+            author = _text(element, ("Name",), names)
     if not tracks:
         raise FormatError("no Activity or Course in the file")
+    device = device_name(creator or author)
+    for track in tracks:
+        track.device = device
     return tracks
 
 

@@ -5,13 +5,18 @@ Authenticated like /query (Basic, `u`/`p`, `Authorization: Token user:password`)
 session (state-changing requests then need the CSRF token). `?user=NAME` selects whose activities
 (default the caller's): the owner and those the owner shares with may read them; only the owner
 changes them. Refusals are the browser API's: `{"error": message}`.
+
+An activity's own share link (`?token=`, made by POST /api/activities/ID/links) reads that activity
+alone (the activity, its samples, laps, page config and export) and nothing else; a live-view link
+opens no activity. The activity page's exports go through the one export (tracker.transfer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -20,9 +25,13 @@ from tracker.activities.names import activity_name, automatic_name
 from tracker.activities.settings import ActivitySettings, InvalidActivitySettings
 from tracker.activities.summaries import summary_of
 from tracker.activities.summary import laps
-from tracker.appkeys import ACCOUNTS, SAMPLES
+from tracker.accounts import InvalidLink, LabelTaken, parse_duration
+from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response, refusals
+from tracker.browser.files import export_format, export_response
+from tracker.browser.owner import activity_share_url, new_link_json, public_base
 from tracker.browser.session import current_session, json_body, require_csrf
+from tracker.browser.watch import LINK_ENDED, page_config
 from tracker.http.auth import authenticate, credentials_from
 from tracker.storage import activities as stored
 from tracker.vocabulary import FIELD_KEYS
@@ -33,6 +42,7 @@ DEFAULT_POINTS = 2000
 MAX_POINTS = 20_000
 MAX_MERGE = 100
 MAX_NAME = 200
+MAX_LINK_SECONDS = 10 * 365 * 86400  # an expiry further off is 'never'
 
 
 def add_routes(app: web.Application) -> None:
@@ -45,6 +55,9 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/api/activities/{id}/samples", activity_samples),
         ("GET", "/api/activities/{id}/laps", activity_laps),
         ("POST", "/api/activities/{id}/split", activity_split),
+        ("GET", "/api/activities/{id}/config", activity_config),
+        ("GET", "/api/activities/{id}/export", activity_export),
+        ("POST", "/api/activities/{id}/links", activity_link_create),
         ("GET", "/api/activity-settings", settings_get),
         ("PUT", "/api/activity-settings", settings_put),
     ]
@@ -58,8 +71,24 @@ def add_routes(app: web.Application) -> None:
 # ---- who asks, for whose activities
 
 
-async def _access(request: web.Request, *, changes: bool = False) -> str:
+class Reader(NamedTuple):
+    owner: str  # whose activities
+    caller: str | None  # who asks; None for an activity link's holder
+
+
+async def _access(request: web.Request, *, changes: bool = False, activity_id: int | None = None) -> str:
     """The owner whose activities the request is about, once the caller may read (or change) them."""
+    return (await _reader(request, changes=changes, activity_id=activity_id)).owner
+
+
+async def _reader(request: web.Request, *, changes: bool = False, activity_id: int | None = None) -> Reader:
+    """Who asks for whose activities, once they may read (or change) them.
+
+    `?token=` is an activity link: it reads the one activity it was made for (`activity_id`, the
+    request's), nothing else, and changes nothing; a live-view link opens no activity."""
+    token = request.query.get("token")
+    if token:
+        return Reader(await _link_owner(request, token, activity_id, changes), None)
     accounts = request.app[ACCOUNTS]
     if credentials_from(request) is not None:
         caller = await authenticate(request, accounts)
@@ -76,7 +105,29 @@ async def _access(request: web.Request, *, changes: bool = False) -> str:
             raise Refused(403, f"only {owner} may change their activities")
         if not await accounts.can_read(caller, owner):
             raise Refused(403, f"{caller} may not read the activities of {owner}")
-    return owner
+    return Reader(owner, caller)
+
+
+async def _link_owner(request: web.Request, token: str, activity_id: int | None, changes: bool) -> str:
+    found = await request.app[ACCOUNTS].activity_link(token)
+    if found is None:
+        raise Refused(401, "this link opens no activity: sign in, send credentials as with /query, or use the activity's own link")
+    link, ended = found
+    if ended is not None:
+        raise Refused(403, LINK_ENDED[ended].format(owner=link.owner), details={"reason": "link_" + ended})
+    if changes:
+        raise Refused(403, "a share link only reads: sign in to change the activity")
+    if activity_id != link.activity_id:
+        raise Refused(403, f"this link opens only activity {link.activity_id}")
+    if request.query.get("user", link.owner) != link.owner:
+        raise Refused(403, f"this link opens only an activity of {link.owner}")
+    # Activity ids are never used again: an activity with the link's id is the link's, re-split or
+    # lengthened by late samples or not. A late sample that joins two rides ends the later one's id.
+    store = request.app[SAMPLES]
+    await stored.refresh(store, link.owner)
+    if link.activity_id is None or await stored.get_activity(store, link.owner, link.activity_id) is None:
+        raise Refused(404, f"the activity of this link is gone; ask {link.owner} for a new link")
+    return link.owner
 
 
 # ---- parameters
@@ -200,15 +251,16 @@ async def activities_list(request: web.Request) -> web.Response:
 
 
 async def activity_get(request: web.Request) -> web.Response:
-    owner = await _access(request)
-    row = await _current(request, owner, _activity_id(request))
+    activity_id = _activity_id(request)
+    owner = await _access(request, activity_id=activity_id)
+    row = await _current(request, owner, activity_id)
     settings = await stored.read_settings(request.app[SAMPLES], owner)
     return json_response(await _activity_json(request, owner, row, settings))
 
 
 async def activity_samples(request: web.Request) -> web.Response:
-    owner = await _access(request)
     activity_id = _activity_id(request)
+    owner = await _access(request, activity_id=activity_id)
     points = _int_param(request, "points", DEFAULT_POINTS, 2, MAX_POINTS)
     start, end = _time_param(request, "start"), _time_param(request, "end")
     row = await _current(request, owner, activity_id)
@@ -235,8 +287,8 @@ async def activity_samples(request: web.Request) -> web.Response:
 
 
 async def activity_laps(request: web.Request) -> web.Response:
-    owner = await _access(request)
     activity_id = _activity_id(request)
+    owner = await _access(request, activity_id=activity_id)
     every_m = _int_param(request, "every_m", 1000, 10, 1_000_000)
     row = await _current(request, owner, activity_id)
     store = request.app[SAMPLES]
@@ -244,6 +296,27 @@ async def activity_laps(request: web.Request) -> web.Response:
     samples = await stored.track_samples(store, owner, row.track, row.start_ns, row.end_ns)
     found = await asyncio.to_thread(laps, samples.times, samples.columns, float(every_m), settings)
     return json_response({"laps": found})
+
+
+async def activity_config(request: web.Request) -> web.Response:
+    """The activity page's settings: map tiles and fields as the live view's, and whether the caller
+    may change the activity (the page shows the owner's controls only then)."""
+    activity_id = _activity_id(request)
+    reader = await _reader(request, activity_id=activity_id)
+    await _current(request, reader.owner, activity_id)
+    config = page_config(request.app[SETTINGS], reader.owner)
+    return json_response({**config, "activity_id": activity_id, "can_change": reader.caller == reader.owner})
+
+
+async def activity_export(request: web.Request) -> web.Response:
+    """The activity as a file (`format=gpx|tcx|fit|csv|geojson`): its track over its span, written by
+    the same export as GET /api/export."""
+    activity_id = _activity_id(request)
+    owner = await _access(request, activity_id=activity_id)
+    fmt = export_format(request)
+    row = await _current(request, owner, activity_id)
+    # end_ns is the activity's last sample; the export's end is exclusive.
+    return await export_response(request, owner, fmt, row.start_ns, row.end_ns + 1, device=row.device, sport=row.sport)
 
 
 async def settings_get(request: web.Request) -> web.Response:
@@ -314,6 +387,8 @@ async def activities_merge(request: web.Request) -> web.Response:
         row = await stored.merge(store, owner, ids)
     except stored.ActivityEditError as error:
         raise _edit_refused(error) from None
+    # The merged-away ids are gone: their links end, before a new activity may take an id again.
+    await request.app[ACCOUNTS].revoke_activity_links(owner, [i for i in ids if i != row.id])
     settings = await stored.read_settings(store, owner)
     return json_response(await _activity_json(request, owner, row, settings))
 
@@ -327,5 +402,33 @@ async def activity_delete(request: web.Request) -> web.Response:
         removed = await stored.delete(request.app[SAMPLES], owner, activity_id)
     except stored.ActivityEditError as error:
         raise _edit_refused(error) from None
+    await request.app[ACCOUNTS].revoke_activity_links(owner, [activity_id])
     return json_response({"deleted": activity_id, "samples_removed": removed})
 
+
+
+async def activity_link_create(request: web.Request) -> web.Response:
+    """A share link that opens this activity only, read-only: `{"label"?, "expires_in"?}` (seconds, or
+    a duration like "2h"; absent or null: never expires). The token and URL are in this answer only."""
+    activity_id = _activity_id(request)
+    owner = await _access(request, changes=True, activity_id=activity_id)
+    body = await _body(request)
+    label, expires_in = body.get("label"), body.get("expires_in")
+    if label is not None and not isinstance(label, str):
+        raise Refused(400, "label must be a string or null")
+    try:
+        if isinstance(expires_in, str):
+            seconds: float | None = parse_duration(expires_in)
+        elif expires_in is None:
+            seconds = None
+        elif isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and 0 < expires_in <= MAX_LINK_SECONDS:
+            seconds = float(expires_in)
+        else:
+            raise Refused(400, f'expires_in must be seconds (1 to {MAX_LINK_SECONDS}), a duration like "2h", or null')
+        row = await _current(request, owner, activity_id)
+        label = label if label and label.strip() else f"{automatic_name(row.sport, row.start_ns)} ({secrets.token_hex(3)})"
+        token, link = await request.app[ACCOUNTS].create_link(owner, label, seconds, activity_id=row.id)
+    except InvalidLink as exc:
+        raise Refused(409 if isinstance(exc, LabelTaken) else 400, str(exc)) from None
+    url = activity_share_url(await public_base(request), row.id, token)
+    return json_response(new_link_json(link, token, url), 201)

@@ -43,6 +43,8 @@ class LinkRecord:
     expires_ns: int | None
     last_used_ns: int | None
     revoked_ns: int | None
+    # The one activity the link opens (None: the live view); activity ids are never used again.
+    activity_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,9 @@ class SessionRecord:
     user_agent: str | None  # as the browser named itself at sign-in, cleaned; only ever shown as text
 
 
-_LINK_COLUMNS = "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns"
+_LINK_COLUMNS = (
+    "id, owner, label, created_ns, expires_ns, last_used_ns, revoked_ns, activity_id"
+)
 
 
 _SESSION_COLUMNS = "token_hash, user, csrf, created_ns, expires_ns, last_used_ns, user_agent"
@@ -340,9 +344,13 @@ class AccountStore:
         return bool(rows and rows[0][0])
 
     async def add_link(
-        self, owner: str, label: str, token_hash: str, created_ns: int, expires_ns: int | None
+        self, owner: str, label: str, token_hash: str, created_ns: int, expires_ns: int | None,
+        activity_id: int | None = None,
     ) -> LinkRecord:
-        values = {"owner": owner, "label": label, "token_hash": token_hash, "created_ns": created_ns, "expires_ns": expires_ns}
+        values = {
+            "owner": owner, "label": label, "token_hash": token_hash, "created_ns": created_ns, "expires_ns": expires_ns,
+            "activity_id": activity_id,
+        }  # fmt: skip
         return LinkRecord(*await self._add_labelled_secret("links", _LINK_COLUMNS, values, LinkLabelTaken(label)))
 
     async def _add_labelled_secret(
@@ -395,6 +403,14 @@ class AccountStore:
             f"UPDATE {table} SET revoked_ns = ? WHERE owner = ? AND {where} AND revoked_ns IS NULL", (now_ns, owner, key)
         )
         return bool(changed)
+
+    async def revoke_activity_links(self, owner: str, activity_ids: Sequence[int], now_ns: int) -> int:
+        """Revoke every active link of `owner` scoped to one of these activities; how many."""
+        marks = ", ".join("?" * len(activity_ids))
+        return await self._change(
+            f"UPDATE links SET revoked_ns = ? WHERE owner = ? AND revoked_ns IS NULL AND activity_id IN ({marks})",
+            (now_ns, owner, *activity_ids),
+        )
 
     async def touch_link(self, link_id: int, now_ns: int) -> None:
         await self._change("UPDATE links SET last_used_ns = ? WHERE id = ?", (now_ns, link_id))

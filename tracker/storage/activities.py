@@ -86,7 +86,7 @@ async def save_settings(store: SampleStore, user: str, settings: ActivitySetting
                 if low is not None:
                     mark_activities_dirty(conn, low, high)
 
-    await store.run_on_writer(user, save)
+    await store.run_on_writer(user, save, create=True)  # settings before the first sample are kept too
 
 
 # ---- refresh

@@ -108,6 +108,12 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
         created_ns INTEGER NOT NULL
     );
     """,
+    # v8. A link scoped to one activity of its owner (the id in the owner's sample file) opens only that
+    # activity: its page and its data. NULL: a link to the live view, as before. An activity id is never
+    # used again (AUTOINCREMENT), so the id alone says which activity the link opens.
+    """
+    ALTER TABLE links ADD COLUMN activity_id INTEGER;
+    """,
 )
 
 
@@ -201,11 +207,12 @@ SAMPLE_MIGRATIONS += (
 # samples split where two are more than the user's gap apart, or at an owner's cut, except inside an
 # owner's join. summary is the cached JSON, NULL when stale. activity_dirty: the time ranges written
 # or deleted since the last refresh, one row per hour of their start (one upsert per write batch).
-# activity_settings: the user's ActivitySettings, one JSON value per key.
+# activity_settings: the user's ActivitySettings, one JSON value per key. AUTOINCREMENT: an id is never
+# used again, so a link or a bookmark to an activity that was deleted or merged away opens no other.
 SAMPLE_MIGRATIONS += (
     """
     CREATE TABLE activities (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         device TEXT NOT NULL,
         sport TEXT NOT NULL,
         start_ns INTEGER NOT NULL,

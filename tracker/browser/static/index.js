@@ -1,7 +1,8 @@
 // Tracker landing page: sign in; when signed in, the trackers you may watch and who may watch you.
 // Every state-changing request carries the CSRF token (cookie `tracker_csrf`, sent back in a form field
 // or the X-CSRF-Token header). Usernames and labels reach the page through textContent only.
-"use strict";
+// A module: the history (history.js) is its own part, handed this page's request helper.
+import { startHistory } from "./history.js";
 
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -242,6 +243,8 @@
     const links = Array.isArray(data) ? data : (data && data.links) || [];
     const cells = (link) => [
       ["Label", pick(link, ["label"]) || "(no label)"],
+      // A link opens the live view, or one activity only (made on that activity's page).
+      ["Opens", typeof link.activity_id === "number" ? "activity " + link.activity_id : "live view"],
       ["Created", formatDate(pick(link, ["created_ns", "created", "created_at"]), "")],
       ["Expires", formatDate(pick(link, ["expires_ns", "expires_at", "expires"]), "never")],
       ["Last used", formatDate(pick(link, ["last_used_ns", "last_used", "last_used_at"]), "never")],
@@ -739,6 +742,7 @@
     $("account").hidden = false;
     wireAccount();
     await Promise.all([
+      startHistory({ api: api, csrfToken: csrfToken, showMessage: showMessage, user: me.user }),
       loadProfile(),
       loadLinks().catch((err) => showMessage(err.message)),
       loadShares().catch((err) => showMessage(err.message)),

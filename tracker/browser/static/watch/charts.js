@@ -2,8 +2,9 @@
 // the window has values for, in a fixed order, sharing one x range; drag to zoom, double-click to reset.
 import { chartSeries, formatClock, readoutText } from "./fields.js";
 
-// el: {charts, chartHint}; range(): the x range in seconds when not zoomed; onHover(tSec or null).
-export function createCharts(state, el, range, onHover) {
+// el: {charts, chartHint}; range(): the x range in seconds when not zoomed; onHover(tSec or null);
+// onZoom({min, max} in seconds, or null for the whole range) when the viewer zooms in or out.
+export function createCharts(state, el, range, onHover, onZoom = () => {}) {
   const charts = new Map(); // key -> {plot, figure, readout}
   let fields = []; // [{key, label, unit, color}] from fields.js
   let zoomRange = null; // {min, max} in seconds when the viewer zoomed in, else null (whole window)
@@ -54,6 +55,7 @@ export function createCharts(state, el, range, onHover) {
             dblclick: () => () => {
               zoomRange = null;
               applyXScale();
+              onZoom(null);
               return null;
             },
           },
@@ -69,6 +71,7 @@ export function createCharts(state, el, range, onHover) {
               if (u.select.width > 4) {
                 zoomRange = { min: u.posToVal(u.select.left, "x"), max: u.posToVal(u.select.left + u.select.width, "x") };
                 applyXScale();
+                onZoom({ min: zoomRange.min, max: zoomRange.max });
               }
               u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
             },
@@ -135,6 +138,16 @@ export function createCharts(state, el, range, onHover) {
     // The window slides: keep "now" at the right edge unless the viewer zoomed in.
     slide() {
       if (!zoomRange && charts.size) applyXScale();
+    },
+    // Put the charts' cursor at a time (seconds), as if the viewer hovered there (the map's route does).
+    showTime(tSec) {
+      for (const chart of charts.values()) {
+        if (chart.figure.hidden) continue;
+        const left = chart.plot.valToPos(tSec, "x");
+        if (left >= 0 && left <= chart.plot.bbox.width / devicePixelRatio) {
+          chart.plot.setCursor({ left: left, top: chart.plot.bbox.height / devicePixelRatio / 2 });
+        }
+      }
     },
     resize() {
       const size = chartSize();

@@ -5,7 +5,9 @@ import { bearingBetween, track as trackOf } from "./samples.js";
 
 const GLIDE_MAX_MS = 750; // a glide never lasts longer than this, however far apart the fixes are
 
-export function createMap(state, el) {
+// options.rider = false: the route alone, no current-position marker (the activity page's own markers).
+export function createMap(state, el, options = {}) {
+  const rider = options.rider !== false;
   const map = L.map("map", { zoomControl: true, worldCopyJump: true, attributionControl: true }).setView([30, 0], 2);
   L.control.scale({ imperial: false }).addTo(map);
   const track = L.polyline([], { color: "#0b3d91", weight: 4, opacity: 0.9 }).addTo(map);
@@ -125,7 +127,9 @@ export function createMap(state, el) {
     const t = trackOf(samples);
     track.setLatLngs(t.latlngs);
     state.trackPointCount = t.latlngs.length;
-    if (t.lastFix && t.lastFix.t > markerFixTime) {
+    if (!rider) {
+      // no current position: nothing moves but the hover marker
+    } else if (t.lastFix && t.lastFix.t > markerFixTime) {
       const glide = markerFixTime !== -Infinity;
       markerFixTime = t.lastFix.t;
       showFix(t.lastFix, t.fixBefore, glide);
@@ -189,15 +193,17 @@ export function createMap(state, el) {
   return {
     render: render, forgetMarker: forgetMarker, fitNext: fitNext, showHover: showHover, addTiles: addTiles,
     setCourse: setCourse, invalidateSize: () => map.invalidateSize(),
+    leaflet: map, // for pages that add layers of their own
+    trackLayer: track,
   };
 }
 
 // The map, or, when Leaflet did not load (its file missing, or it threw), a stand-in that draws
 // nothing: values, charts and the stream must not depend on the map library.
-export function createMapOrNone(state, el) {
+export function createMapOrNone(state, el, options = {}) {
   try {
     if (typeof L === "undefined") throw new Error("Leaflet is not loaded");
-    return createMap(state, el);
+    return createMap(state, el, options);
   } catch (err) {
     console.error("the map is unavailable:", err);
     state.mapFailed = true;
@@ -207,7 +213,7 @@ export function createMapOrNone(state, el) {
     const nothing = () => {};
     return {
       render: nothing, forgetMarker: nothing, fitNext: nothing, showHover: nothing, addTiles: nothing,
-      setCourse: nothing, invalidateSize: nothing,
+      setCourse: nothing, invalidateSize: nothing, leaflet: null, trackLayer: null,
     };
   }
 }
