@@ -406,6 +406,15 @@ function setUpOwnerTools() {
       showMessage("Could not merge: " + err.message);
     }
   });
+  $("as-course").addEventListener("click", async () => {
+    try {
+      // The server thins the route (at most 10,000 points) and names the course as the activity.
+      const course = await change("POST", "/api/courses" + ownerQuery(), { activity: activity.id });
+      showMessage("Course “" + course.name + "” added (" + (course.distance_m / 1000).toFixed(2) + " km): show it to your watchers under Courses on the home page.");
+    } catch (err) {
+      showMessage("Could not make a course: " + err.message);
+    }
+  });
   const dialog = $("delete-dialog");
   $("delete").addEventListener("click", () => {
     $("delete-text").textContent =
