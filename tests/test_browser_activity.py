@@ -9,6 +9,7 @@ import base64
 import json
 import math
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,7 +107,10 @@ def test_the_activity_page_for_its_owner(tmp_path: Path, open_page: Callable[...
         page.goto(f"{server.url}/activity/{first['id']}")
         s = wait_until(page, lambda s: s["loaded"], 5, "the activity")
         assert s["canChange"] and page.is_visible("#owner-tools")
-        assert s["name"] == first["name"] and page.text_content("#title") == first["name"]
+        # The automatic name, made in the browser's time zone (UTC here): the sport (none) and the start.
+        start = datetime.fromtimestamp(first["start_ns"] / 1e9, timezone.utc)
+        shown = f"Activity, {start:%a} {start.day} {start:%b %Y, %H:%M}"
+        assert s["name"] == first["name"] and not first["named"] and page.text_content("#title") == shown
 
         # The summary shows the API's values, each with its unit.
         summary = first["summary"]

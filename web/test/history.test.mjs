@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 
 const {
   activityCells,
+  displayName,
   formatClimb,
   formatDay,
   formatDistance,
@@ -145,7 +146,7 @@ describe("formatting", () => {
 
   test("a list row: every column, missing values as a dash", () => {
     const cells = activityCells({
-      id: 7, name: "Morning ride", sport: "cycling", device: "", start_ns: at("2026-12-05T06:12:00Z"),
+      id: 7, name: "Morning ride", named: true, sport: "cycling", device: "", start_ns: at("2026-12-05T06:12:00Z"),
       summary: { elapsed_s: 5400, distance_m: 40_123, speed_avg_kph: 27.66, elev_gain_m: 412.4, hr_avg_bpm: null, pwr_avg_w: 201.6 },
     });
     assert.deepEqual(cells, [
@@ -153,6 +154,13 @@ describe("formatting", () => {
       ["Duration", "1:30:00"], ["Distance", "40.12 km"], ["Speed", "27.7 km/h"], ["Climb", "412 m"],
       ["HR", "–"], ["Power", "202 W"],
     ]);
+  });
+
+  test("an automatic name is the sport and the local start, an owner's name stays", () => {
+    const start_ns = at("2026-12-05T06:12:00Z");
+    assert.equal(displayName({ name: "Cycling, 5 Dec 2026 06:12", named: false, sport: "cycling", start_ns }), "Cycling, Sat 5 Dec 2026, 07:12");
+    assert.equal(displayName({ name: "Activity, 5 Dec 2026 06:12", named: false, sport: "", start_ns }), "Activity, Sat 5 Dec 2026, 07:12");
+    assert.equal(displayName({ name: "Cycling, 5 Dec", named: true, sport: "cycling", start_ns }), "Cycling, 5 Dec");
   });
 
   test("zone bounds as text and back", () => {

@@ -10,6 +10,7 @@
 // The pieces: activity/data.js (pure logic, tested with Node) and the live view's watch/map.js,
 // watch/charts.js and watch/fields.js. Everything a user can type reaches the page through textContent.
 import { LAP_COLUMNS, lapCells, lapMetres, nearestIndex, nextOnTrack, samplesFromRows, summaryRows, zoneBars } from "./activity/data.js";
+import { displayName } from "./history/calendar.js";
 import { createCharts } from "./watch/charts.js";
 import { fieldsFromConfig } from "./watch/fields.js";
 import { createMapOrNone } from "./watch/map.js";
@@ -344,8 +345,8 @@ function renderExport() {
 }
 
 function renderHeader() {
-  el.title.textContent = activity.name;
-  document.title = "Tracker: " + activity.name;
+  el.title.textContent = displayName(activity);
+  document.title = "Tracker: " + displayName(activity);
   const start = new Date(activity.start_ns / 1e6);
   el.when.textContent = start.toLocaleString() + (activity.sport ? " · " + activity.sport : "") + (activity.device ? " · " + activity.device : "");
   state.name = activity.name;
@@ -363,7 +364,7 @@ function ownerQuery() {
 function setUpOwnerTools() {
   el.ownerTools.hidden = false;
   $("rename-input").value = activity.named ? activity.name : "";
-  $("rename-input").placeholder = activity.name;
+  $("rename-input").placeholder = displayName(activity);
   $("rename-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {

@@ -167,12 +167,19 @@ export function sportLabel(sport) {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
+// The owner's name, else the sport and the start in the browser's time zone (the API's automatic
+// name is in UTC: beside local times it would read an hour or more off).
+export function displayName(activity) {
+  if (activity.named) return activity.name;
+  return (sportLabel(activity.sport) || "Activity") + ", " + formatStart(activity.start_ns);
+}
+
 // The list's cells of one activity, in order: [column label, text].
 export function activityCells(activity) {
   const s = activity.summary || {};
   return [
     ["When", formatStart(activity.start_ns)],
-    ["Name", activity.name],
+    ["Name", displayName(activity)],
     ["Sport", sportLabel(activity.sport) || NONE],
     ["Device", activity.device || NONE],
     ["Duration", formatDuration(s.elapsed_s)],
