@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,8 +38,7 @@ from tests.tracker_process import PASSWORD, TrackerProcess, clean_env
 from tracker import formats
 from tracker.formats import Track
 from tracker.lineprotocol import Point
-from tracker.storage import SampleStore
-from tracker.storage import activities
+from tracker.storage import SampleStore, activities
 
 BODY_LINES = 5_000
 FORMATS = ("gpx", "fit", "tcx")

@@ -23,8 +23,7 @@ from tracker.formats.track import rfc3339
 from tracker.lineprotocol import MAX_NANO_TIME, MIN_NANO_TIME, Point
 from tracker.retention import Cutoff
 from tracker.rules import parse_time_string
-from tracker.storage import DEVICE_TAG, SampleStore
-from tracker.storage import activities
+from tracker.storage import DEVICE_TAG, SampleStore, activities
 from tracker.vocabulary import MEASUREMENT
 
 SPORT_TAG = activities.SPORT_TAG  # the tag activities split by

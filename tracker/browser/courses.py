@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from tracker.accounts import InvalidUsername, validate_username
+from tracker.activities.names import activity_name
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.files import read_upload
@@ -29,17 +30,17 @@ from tracker.courses import (
     Course,
     InvalidCourse,
     Point,
-    course_from_upload,
     course_from_track,
+    course_from_upload,
     parse_target,
 )
 from tracker.http.auth import authenticate, credentials_from
 from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
-from tracker.activities.names import activity_name
 from tracker.storage import activities
 from tracker.storage import courses as stored
 from tracker.storage.courses import CourseRecord
+
 
 async def _caller(request: web.Request, *, changes: bool) -> str:
     """Who asks: the credentials /query takes, else the browser session."""
