@@ -298,3 +298,31 @@ def test_course_command_errors_are_one_line(tmp_path: Path, args: list[str], say
     assert result.exit_code == 1, result.output
     assert says in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
     assert "Traceback" not in result.output
+
+
+async def test_a_course_from_an_imported_activity(ann: TestClient) -> None:
+    # GPSBabel's recording of a lake loop (gpxpy's test file): imported, then its first activity planned.
+    data = fixture("cerknicko-jezero.gpx")
+    resp = await ann.post("/api/import", data=data, headers={**ANN, "X-Filename": "cerknicko-jezero.gpx"})
+    assert resp.status == 200, await resp.text()
+    first = (await resp.json())["activities"][0]
+    activity = await (await ann.get(f"/api/activities/{first['id']}", headers=ANN)).json()
+    # The same fixes as gpxpy reads them, within the activity's span.
+    fixes = [
+        (p.latitude, p.longitude) for t in gpxpy.parse(data.decode()).tracks for seg in t.segments for p in seg.points
+        if activity["start_ns"] <= p.time.timestamp() * 1e9 <= activity["end_ns"]
+    ]  # fmt: skip
+    fixes = list(dict.fromkeys(fixes))  # a fix repeated at once adds no length
+    assert len(fixes) > 20
+    made = await _post_file_json(ann, {"activity": first["id"]})
+    assert made["name"] == first["name"]
+    # Thinning keeps fewer points and shortens the line only by the wiggles under 1 m it drops.
+    assert 2 <= made["points"] < len(fixes)
+    full = gpxpy_length_m(fixes)
+    assert full * 0.98 <= made["distance_m"] <= full + 0.5
+
+
+async def _post_file_json(client: TestClient, body: dict[str, Any]) -> Any:
+    resp = await client.post("/api/courses", json=body, headers=ANN)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
