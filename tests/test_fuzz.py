@@ -152,7 +152,7 @@ ROUTES: list[tuple[bytes, bytes]] = [
     (b"GET", b"/api/sessions"), (b"DELETE", b"/api/sessions"), (b"DELETE", b"/api/sessions?all=%ff"), (b"POST", b"/api/password"),
     (b"GET", b"/osmand"), (b"POST", b"/osmand"), (b"GET", b"/gpslogger"), (b"POST", b"/gpslogger"),
     (b"POST", b"/owntracks"), (b"POST", b"/api/v1/samples"), (b"GET", b"/api/v1/openapi.json"),
-    (b"POST", b"/api/import"), (b"GET", b"/api/export"),
+    (b"POST", b"/api/import"), (b"GET", b"/api/export"), (b"POST", b"/api/courses"), (b"POST", b"/api/courses?name=x"),
     (b"GET", b"/nowhere"), (b"PUT", b"/write"), (b"PATCH", b"/query"), (b"TRACE", b"/"),
 ]  # fmt: skip
 STREAM_PATHS = (b"/api/watch/fuzz/events", b"/api/watch/%C0%AE/events")

@@ -15,11 +15,12 @@ shape needs.
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
+
+import orjson
 
 from tracker import formats
 
@@ -149,8 +150,8 @@ def course_from_upload(data: bytes, filename: str, name: str | None, *, max_infl
     character), else a GPX, TCX or FIT file. `name`, when given, replaces the one inside."""
     if data.lstrip()[:1] in (b"{", b"["):
         try:
-            parsed = json.loads(data)
-        except ValueError as exc:
+            parsed = orjson.loads(data)  # bounded nesting, unlike json's recursion
+        except orjson.JSONDecodeError as exc:
             raise InvalidCourse(f"the body is not JSON: {exc}") from None
         if name is not None and isinstance(parsed, dict):
             parsed["name"] = name
