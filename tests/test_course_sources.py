@@ -7,6 +7,7 @@ R·π/180 = 111,194.93 m (R = 6,371,008.8 m), so 0.01° is 1,111.95 m.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,23 @@ from fit_tool.profile.profile_type import FileType, Manufacturer, Sport
 
 from tests.cli_helpers import add_user as cli_add_user
 from tests.cli_helpers import invoke
-from tests.conftest import basic
+from tests.conftest import CHEAP_HASHING, basic
 from tests.test_formats import GARMIN_COURSE_TCX, fit_tool_activity, fixture
 from tracker.config import Settings
 from tracker.courses import MAX_THINNED, thinned
-from tracker.storage import SampleStore
+from tracker.accounts import Accounts
+from tracker.lineprotocol import Point
+from tracker.storage import AccountStore, SampleStore, activities
 from tracker.storage import courses as stored
 
 S = 1_000_000_000
 T0 = 1_764_918_720 * S  # 2025-12-05 07:12:00 UTC
 ANN = basic("ann", "pw-ann")
 DEGREE_M = 111_194.93
+
+
+def Pt(time_ns: int, fields: dict[str, float]) -> Point:  # noqa: N802 (reads as the Point it is)
+    return Point("samples", (), fields, time_ns)
 
 
 def test_thinning_keeps_the_corners_and_drops_the_straight_runs() -> None:
@@ -282,7 +289,7 @@ def test_the_course_commands(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["course", "add", "ann", "{file}", "--attach", "nobody"], "ann has no active share link labelled 'nobody'"),
+        (["course", "add", "ann", "{file}", "--attach", "nobody"], "ann has no active live-view share link labelled 'nobody'"),
         (["course", "add", "zed", "{file}"], "unknown user 'zed'"),
         (["course", "add", "ann", "{bad}"], "not a GPX, TCX or FIT file"),
         (["course", "remove", "ann", "7"], "ann has no course 7"),
@@ -326,3 +333,37 @@ async def _post_file_json(client: TestClient, body: dict[str, Any]) -> Any:
     resp = await client.post("/api/courses", json=body, headers=ANN)
     assert resp.status == 201, await resp.text()
     return await resp.json()
+
+
+async def test_an_activity_link_shows_no_course(ann: TestClient, accounts: Any) -> None:
+    await _write(ann, _l_shaped_ride()[:10])
+    activity = await _only_activity(ann)
+    _, link = await accounts.create_link("ann", "the ride", activity_id=activity["id"])
+    made = await _post_file_json(ann, {"activity": activity["id"]})
+    resp = await ann.put(f"/api/courses/{made['id']}/attach", json={"target": f"link:{link.id}"}, headers=ANN)
+    assert resp.status == 400
+    assert f"target link {link.id} opens activity {activity['id']}, not the live view" in (await resp.json())["error"]
+
+
+def test_course_add_attaches_to_live_view_links_only(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    cli_add_user(data_dir, "ann")
+    (tmp_path / "loop.fit").write_bytes(fit_tool_course())
+
+    async def activity_link() -> None:
+        store = SampleStore(data_dir)
+        try:
+            await store.write("ann", [Pt(T0, {"lat": 1.0, "lng": 1.0}), Pt(T0 + S, {"lat": 1.0, "lng": 1.001})])
+            await activities.refresh(store, "ann")
+        finally:
+            await store.close()
+        account_store = await AccountStore.open(data_dir)
+        try:
+            await Accounts(account_store, password_context=CHEAP_HASHING).create_link("ann", "ride", activity_id=1)
+        finally:
+            await account_store.close()
+
+    asyncio.run(activity_link())
+    result = invoke(["course", "add", "ann", str(tmp_path / "loop.fit"), "--attach", "ride", "--data-dir", str(data_dir)])
+    assert result.exit_code == 1
+    assert "ann has no active live-view share link labelled 'ride'" in result.stderr

@@ -629,9 +629,12 @@ async def _attach_target(accounts: Accounts, name: str, attach: str) -> str:
     now = time.time_ns()
     for record in await accounts.list_links(name):
         ended = record.revoked_ns is not None or record.expires_ns is not None and record.expires_ns <= now
-        if record.label == attach and not ended:
+        # An activity's link opens no live view, so no course is shown through it.
+        if record.label == attach and not ended and record.activity_id is None:
             return f"link:{record.id}"
-    raise course_files.InvalidCourse(f"--attach: {name} has no active share link labelled {attach!r} (or give now)")
+    raise course_files.InvalidCourse(
+        f"--attach: {name} has no active live-view share link labelled {attach!r} (or give now)"
+    )
 
 
 @course.command("add")

@@ -28,7 +28,7 @@ MAX_POINTS = 100_000
 MAX_COURSES = 200  # per user
 MAX_NAME = 200
 MAX_THINNED = 10_000  # points kept of a recorded track
-THIN_TOLERANCE_M = 1.0  # the first Douglas-Peucker tolerance: well under GPS noise
+THIN_TOLERANCE_M = 1.0  # a point this near its neighbours' line adds no shape: well under GPS noise
 EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG), as route.js uses
 
 Point = tuple[float, float, float | None]

@@ -183,6 +183,8 @@ async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
         if link.id == link_id:
             if link.revoked_ns is not None or link.expires_ns is not None and link.expires_ns <= now:
                 raise Refused(400, f"target link {link_id} has ended (revoked or expired)")
+            if link.activity_id is not None:
+                raise Refused(400, f"target link {link_id} opens activity {link.activity_id}, not the live view")
             return f"link:{link_id}"
     raise Refused(404, f"target: {user} has no share link {link_id}")
 

@@ -579,7 +579,8 @@ import { startHistory } from "./history.js";
 
   async function loadCourses() {
     const [{ data }, linksAnswer] = await Promise.all([api("GET", "/api/courses"), api("GET", "/api/links")]);
-    const links = ((linksAnswer.data && linksAnswer.data.links) || []).filter((l) => !l.revoked && !l.expired);
+    // A course shows on the live view: an activity's link opens none.
+    const links = ((linksAnswer.data && linksAnswer.data.links) || []).filter((l) => !l.revoked && !l.expired && l.activity_id == null);
     const attachments = (data && data.attachments) || [];
     const rows = ((data && data.courses) || []).map((course) => {
       const tr = document.createElement("tr");
