@@ -325,11 +325,13 @@ def test_import_by_upload_shows_progress_and_the_summary_then_export_a_range(
         "GPX: 2 of 2 points stored",
         "activity, Morning Ride, Cycling, garmin-edge-530: 2 points",
         "not mapped: depth (1)",
+        "in Cycling, 30 Nov 2026 07:00",  # the activity it went into, as the API names it
     ]
     fit_lines = page.locator("#import-list li[data-file='edge.fit'] .detail li").all_inner_texts()
     assert fit_lines[0] == "FIT: 120 of 120 points stored"
     assert fit_lines[1].endswith("Cycling, garmin-edge_530: 120 points")
-    assert fit_lines[-1] == "not mapped: grade (120)"
+    assert fit_lines[-2] == "not mapped: grade (120)"
+    assert fit_lines[-1].startswith("in Cycling, ")
 
     # The history refreshed: both rides, with the API's summaries.
     page.wait_for_function("() => document.querySelectorAll('#activity-rows tr').length === 2")
@@ -341,6 +343,10 @@ def test_import_by_upload_shows_progress_and_the_summary_then_export_a_range(
     for activity in activities:
         row = page_row(page, activity["id"])
         assert row == row_texts(activity, row["when"])
+    # Each file's summary links the activity it went into.
+    for name, activity in (("morning ride.gpx", activities[0]), ("edge.fit", activities[1])):
+        link = page.locator(f"#import-list li[data-file='{name}'] .detail a")
+        assert link.get_attribute("href") == f"/activity/{activity['id']}" and link.inner_text() == "in " + activity["name"]
     # The FIT ride by hand: 119 s at 8 m/s (28.8 km/h), 8 m a second apart (952 m), climbing 1 m a second
     # (119 m), heart rate 120 + i (average 179.5), power 200 + i (259.5).
     fit_row = page_row(page, activities[1]["id"])

@@ -191,7 +191,8 @@ export function startHistory(page) {
   }
 
   // ---- import -------------------------------------------------------------------------------------
-  // The server's import summary, a line each: what was stored, each track read, what was left out or not mapped.
+  // The server's import summary, a line each: what was stored, each track read, what was left out or not
+  // mapped, and the activities it went into (a link each).
   function describeImport(result) {
     const counted = (counts) => Object.entries(counts || {}).map(([what, n]) => what + " (" + n + ")").join(", ");
     const lines = [(result.format ? result.format.toUpperCase() + ": " : "") + result.stored + " of " + result.points + " points stored"];
@@ -201,6 +202,8 @@ export function startHistory(page) {
     }
     if (Object.keys(result.refused || {}).length) lines.push("left out: " + counted(result.refused));
     if (Object.keys(result.unmapped || {}).length) lines.push("not mapped: " + counted(result.unmapped));
+    // The activities the file's samples fell in, after the import: each opens its page.
+    for (const activity of result.activities || []) lines.push({ text: "in " + activity.name, href: activityUrl(activity.id) });
     return lines;
   }
 
@@ -233,7 +236,16 @@ export function startHistory(page) {
         item.dataset.state = ok ? "done" : "failed";
         seen.state = item.dataset.state;
         status.textContent = text;
-        detail.replaceChildren(...lines.map((line) => element("li", "", line)));
+        detail.replaceChildren(
+          ...lines.map((line) => {
+            if (typeof line === "string") return element("li", "", line);
+            const link = element("a", "", line.text);
+            link.href = line.href;
+            const item = element("li", "");
+            item.append(link);
+            return item;
+          }),
+        );
         resolve(ok);
       };
       xhr.addEventListener("load", () => {
