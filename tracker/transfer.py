@@ -128,6 +128,8 @@ async def import_tracks(
 async def note_activities(store: SampleStore, user: str, tracks: Sequence[Track], summary: ImportSummary) -> None:
     """Refresh the user's activities (the import marked what it wrote) and list in the summary those of
     each imported track's span, oldest first; an activity two tracks share is listed once."""
+    if not summary.stored:
+        return  # nothing landed (refused by retention or the clock, or a course file): in no activity
     await activities.refresh(store, user)
     seen: set[int] = set()
     for track in tracks:
