@@ -418,16 +418,16 @@ async def test_a_summary_is_cached_only_while_nothing_changed_and_goes_stale_on_
     rows = {r.start_ns: r for r in await stored.list_activities(store, "ann", limit=10)}
     ride, later = rows[T0], rows[T0 + 5000 * S]
     settings = await stored.read_settings(store, "ann")
-    assert await stored.store_summary(store, "ann", later, {"samples": 1}, settings)
+    assert await stored.store_summary(store, "ann", later, {"samples": 1}, {}, settings)
     # Computed under other settings than the stored ones: not cached.
-    assert not await stored.store_summary(store, "ann", ride, {"samples": 10}, ActivitySettings(ftp_w=250))
+    assert not await stored.store_summary(store, "ann", ride, {"samples": 10}, {}, ActivitySettings(ftp_w=250))
     # A write into the ride not refreshed yet: not cached either.
     await store.write("ann", [pt(T0 + 3 * S + 1)])
-    assert not await stored.store_summary(store, "ann", ride, {"samples": 10}, settings)
+    assert not await stored.store_summary(store, "ann", ride, {"samples": 10}, {}, settings)
     await stored.refresh(store, "ann")
     ride = await stored.get_activity(store, "ann", ride.id)
     assert ride is not None and ride.samples == 11
-    assert await stored.store_summary(store, "ann", ride, {"samples": 11}, settings)
+    assert await stored.store_summary(store, "ann", ride, {"samples": 11}, {}, settings)
     # Another write into the ride: its summary goes stale, the other activity's stays.
     await store.write("ann", [pt(T0 + 4 * S, hr_bpm=180)])
     await stored.refresh(store, "ann")

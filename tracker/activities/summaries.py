@@ -1,5 +1,10 @@
-"""Activity summaries as the API serves them: the cached one, or computed from the samples (off the
-event loop) and cached, unless the activity changed meanwhile."""
+"""Activity summaries and default laps as the API serves them: the cached ones, else folded from the
+samples (off the event loop) and cached, unless the activity changed meanwhile.
+
+The cache keeps the summary fold's state (tracker.activities.summary.SummaryFold). When the only
+change since is samples appended after the last folded one (a live ride), the refresh keeps that state
+and the next summary folds in the new samples alone; otherwise it folds all of the activity's samples.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import asyncio
 from typing import Any
 
 from tracker.activities.settings import ActivitySettings
-from tracker.activities.summary import summarize
+from tracker.activities.summary import SummaryFold
 from tracker.storage import activities as stored
 from tracker.storage.samples import SampleStore
 
@@ -15,7 +20,36 @@ from tracker.storage.samples import SampleStore
 async def summary_of(store: SampleStore, user: str, row: stored.ActivityRow, settings: ActivitySettings) -> dict[str, Any]:
     if row.summary is not None:
         return row.summary
-    samples = await stored.track_samples(store, user, row.track, row.start_ns, row.end_ns)
-    summary = await asyncio.to_thread(summarize, samples.times, samples.columns, settings)
-    await stored.store_summary(store, user, row, summary, settings)
+    summary, _ = await _folded(store, user, row, settings)
     return summary
+
+
+async def default_laps_of(store: SampleStore, user: str, row: stored.ActivityRow, settings: ActivitySettings) -> list[dict[str, Any]]:
+    """The laps at SummaryFold's default distance, from the cached fold when it is current."""
+    state, current = await stored.summary_state(store, user, row.id)
+    if state is not None and current and row.summary is not None:
+        return await asyncio.to_thread(SummaryFold.restore(state, settings).laps)
+    _, found = await _folded(store, user, row, settings)
+    return found
+
+
+async def _folded(
+    store: SampleStore, user: str, row: stored.ActivityRow, settings: ActivitySettings
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """Bring the fold up to `row` (from its stored state when it has one), cache it; (summary, laps)."""
+    state, _ = await stored.summary_state(store, user, row.id)
+    fold = SummaryFold.restore(state, settings) if state is not None else SummaryFold(settings)
+    from_ns = fold.last_ns + 1 if fold.last_ns is not None else row.start_ns
+    samples = await stored.track_samples(store, user, row.track, from_ns, row.end_ns)
+    if fold.samples + len(samples.times) != row.samples:
+        # the stored state does not lead to this row (it changed meanwhile): fold everything
+        fold = SummaryFold(settings)
+        samples = await stored.track_samples(store, user, row.track, row.start_ns, row.end_ns)
+
+    def fold_in() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        fold.add(samples.times, samples.columns)
+        return fold.summary(), fold.laps(), fold.state()
+
+    summary, found, new_state = await asyncio.to_thread(fold_in)
+    await stored.store_summary(store, user, row, summary, new_state, settings)
+    return summary, found

@@ -30,9 +30,9 @@ speeds and distance come from positions; laps() of the same at every 1 km 25-50 
 from __future__ import annotations
 
 import math
+import copy
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from itertools import pairwise
 from typing import Any
 
 from tracker.activities.settings import ActivitySettings
@@ -63,27 +63,15 @@ NP_WINDOW_S = 30
 _NS = 1e-9
 
 
+DEFAULT_LAP_M = 1000.0  # the laps a fold keeps by default: what the activity page shows first
+_FIELDS = ("spd_kph", "lat", "lng", "dist_km", "alt_m", "hr_bpm", "pwr_w", "cad_rpm", "temp_c")
+
+
 def summarize(times: Sequence[int], columns: Columns, settings: ActivitySettings) -> dict[str, Any]:
     """The summary of one activity's samples (keys: SUMMARY_KEYS)."""
-    if not times:
-        return {key: (0 if key == "samples" else None) for key in SUMMARY_KEYS}
-    track = _Track(times, columns, settings)
-    last = len(times) - 1
-    out = track.basics(0, last)
-    out["speed_max_kph"] = _max_running_median(track.speeds, MAX_SPEED_WINDOW)
-    for key, out_avg, out_max, zeros in (
-        ("hr_bpm", "hr_avg_bpm", "hr_max_bpm", True),
-        ("pwr_w", "pwr_avg_w", "pwr_max_w", True),
-        ("cad_rpm", "cad_avg_rpm", "cad_max_rpm", False),
-    ):
-        out[out_avg] = track.average(key, 0, last, zeros)
-        out[out_max] = max((v for v in track.column(key) if v is not None), default=None)
-    out["temp_avg_c"] = track.average("temp_c", 0, last, True)
-    out["np_w"] = normalized_power(times, track.column("pwr_w"))
-    out["hr_zones_s"] = track.zone_seconds("hr_bpm", settings.heart_rate_bounds())
-    out["pwr_zones_s"] = track.zone_seconds("pwr_w", settings.power_bounds())
-    out["bbox"] = track.bbox()
-    return {key: out[key] for key in SUMMARY_KEYS}
+    fold = SummaryFold(settings, lap_m=None)
+    fold.add(times, columns)
+    return fold.summary()
 
 
 def laps(times: Sequence[int], columns: Columns, every_m: float, settings: ActivitySettings) -> list[dict[str, Any]]:
@@ -93,81 +81,64 @@ def laps(times: Sequence[int], columns: Columns, every_m: float, settings: Activ
     hr_avg_bpm, pwr_avg_w, cad_avg_rpm, elev_gain_m. A lap ends on the first sample at or past its
     boundary (no interpolation), and the next lap starts on that sample. No distance: no laps.
     """
-    if not (isinstance(every_m, (int, float)) and math.isfinite(every_m) and every_m > 0):
-        raise ValueError(f"every_m must be a positive number of metres, got {every_m!r}")
-    if len(times) < 2:
-        return []
-    track = _Track(times, columns, settings)
-    if track.distance_source is None:
-        return []
-    cumulative = track.cumulative_m
-    ends: list[int] = []
-    boundary = every_m
-    for index, metres in enumerate(cumulative):
-        if metres >= boundary:
-            ends.append(index)
-            # a sample may cross several boundaries at once (a gap in positions): one lap, not empty ones
-            boundary = (math.floor(metres / every_m) + 1) * every_m
-    last = len(times) - 1
-    if not ends:
-        ends = [last]
-    elif ends[-1] != last:
-        # what follows the last boundary is the last, shorter lap; samples that add no distance join the lap before
-        if cumulative[last] > cumulative[ends[-1]]:
-            ends.append(last)
-        else:
-            ends[-1] = last
-    out: list[dict[str, Any]] = []
-    start = 0
-    for number, end in enumerate(ends, 1):
-        lap = track.basics(start, end)
-        out.append({
-            "lap": number, "start_ns": times[start], "end_ns": times[end],
-            "distance_m": lap["distance_m"], "elapsed_s": lap["elapsed_s"], "moving_s": lap["moving_s"],
-            "speed_avg_kph": lap["speed_avg_kph"],
-            "hr_avg_bpm": track.average("hr_bpm", start, end, True),
-            "pwr_avg_w": track.average("pwr_w", start, end, True),
-            "cad_avg_rpm": track.average("cad_rpm", start, end, False),
-            "elev_gain_m": lap["elev_gain_m"],
-        })
-        start = end
-    return out
+    fold = SummaryFold(settings, lap_m=every_m)
+    fold.add(times, columns)
+    return fold.laps()
 
 
-def normalized_power(times: Sequence[int], power: Sequence[float | None]) -> float | None:
-    """Coggan's normalized power: 1 s grid, 30 s rolling mean, fourth-power mean, fourth root."""
-    grid: list[float] = []
-    held: float | None = None
-    held_ns = 0
-    pause_ns = int(PAUSE_S * 1e9)
-    sample = 0
-    count = len(times)
-    first = next((i for i in range(count) if power[i] is not None), None)
-    if first is None:
+def _moving(before: float | None, after: float | None, dt: float, covered: float | None, threshold: float) -> bool:
+    """Whether the interval between two samples with these speeds is moving (the module's rule)."""
+    if before is None or after is None:
+        known = before if after is None else after
+        return known is not None and known >= threshold and (dt <= PAUSE_S or _at_least(covered, threshold))
+    if dt <= PAUSE_S:
+        return before + after >= 2 * threshold
+    return before >= threshold and after >= threshold and _at_least(covered, threshold)
+
+
+# Elevation hysteresis as a fold: [started, direction, low, high, turn, extreme, gain, loss]. direction
+# is 0 until the first move of the threshold's size (low/high: the range so far), then +1 climbing or
+# -1 descending (turn: the last turn, extreme: the extreme since).
+def _elevation_start() -> list[Any]:
+    return [False, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def _elevation_add(state: list[Any], altitude: float) -> None:
+    threshold = ELEVATION_HYSTERESIS_M
+    if not state[0]:
+        state[0], state[2], state[3] = True, altitude, altitude
+        return
+    direction = state[1]
+    if direction == 0:
+        low, high = min(state[2], altitude), max(state[3], altitude)
+        state[2], state[3] = low, high
+        if altitude - low >= threshold:
+            state[1], state[4], state[5] = 1, low, altitude
+        elif high - altitude >= threshold:
+            state[1], state[4], state[5] = -1, high, altitude
+    elif direction > 0:
+        if altitude > state[5]:
+            state[5] = altitude
+        elif altitude <= state[5] - threshold:
+            state[6] += state[5] - state[4]
+            state[1], state[4], state[5] = -1, state[5], altitude
+    elif altitude < state[5]:
+        state[5] = altitude
+    elif altitude >= state[5] + threshold:
+        state[7] += state[4] - state[5]
+        state[1], state[4], state[5] = 1, state[5], altitude
+
+
+def _elevation_result(state: list[Any]) -> tuple[float, float] | None:
+    """(gain, loss) so far, the climb or descent under way counted to its extreme; None without altitude."""
+    if not state[0]:
         return None
-    second_ns = times[first]
-    end_ns = times[-1]
-    while second_ns <= end_ns:
-        while sample < count and times[sample] <= second_ns:
-            if power[sample] is not None:
-                held, held_ns = power[sample], times[sample]
-            sample += 1
-        if held is not None and second_ns - held_ns <= pause_ns:
-            grid.append(held)
-        elif sample < count:
-            # a pause: jump to the next sample's second instead of walking through the silence
-            skip = (times[sample] - second_ns) // 1_000_000_000
-            if skip > 1:
-                second_ns += (skip - 1) * 1_000_000_000
-        second_ns += 1_000_000_000
-    if len(grid) < NP_WINDOW_S:
-        return None
-    window = sum(grid[:NP_WINDOW_S])
-    fourth = (window / NP_WINDOW_S) ** 4
-    for i in range(NP_WINDOW_S, len(grid)):
-        window += grid[i] - grid[i - NP_WINDOW_S]
-        fourth += (window / NP_WINDOW_S) ** 4
-    return float((fourth / (len(grid) - NP_WINDOW_S + 1)) ** 0.25)
+    gain, loss = state[6], state[7]
+    if state[1] > 0:
+        gain += state[5] - state[4]
+    elif state[1] < 0:
+        loss += state[4] - state[5]
+    return gain, loss
 
 
 def elevation_change(altitudes: Sequence[float | None]) -> tuple[float, float]:
@@ -176,154 +147,359 @@ def elevation_change(altitudes: Sequence[float | None]) -> tuple[float, float]:
     A climb counts from its lowest to its highest point once the road has turned down by the threshold
     (or the samples end), a descent likewise; wobbles smaller than the threshold never turn it.
     """
-    gain = loss = 0.0
-    threshold = ELEVATION_HYSTERESIS_M
-    direction = 0  # 0 until the first move of the threshold's size, then +1 climbing or -1 descending
-    low = high = math.nan  # before the first turn: the range so far
-    turn = extreme = 0.0  # after it: the last turn and the extreme since
-    started = False
+    state = _elevation_start()
     for altitude in altitudes:
-        if altitude is None:
-            continue
-        if not started:
-            low = high = altitude
-            started = True
-        elif direction == 0:
-            low, high = min(low, altitude), max(high, altitude)
-            if altitude - low >= threshold:
-                turn, extreme, direction = low, altitude, 1
-            elif high - altitude >= threshold:
-                turn, extreme, direction = high, altitude, -1
-        elif direction > 0:
-            if altitude > extreme:
-                extreme = altitude
-            elif altitude <= extreme - threshold:
-                gain += extreme - turn
-                turn, extreme, direction = extreme, altitude, -1
-        elif altitude < extreme:
-            extreme = altitude
-        elif altitude >= extreme + threshold:
-            loss += turn - extreme
-            turn, extreme, direction = extreme, altitude, 1
-    if direction > 0:
-        gain += extreme - turn
-    elif direction < 0:
-        loss += turn - extreme
-    return gain, loss
+        if altitude is not None:
+            _elevation_add(state, altitude)
+    return _elevation_result(state) or (0.0, 0.0)
 
 
-class _Track:
-    """One activity's samples with what every figure needs computed once: distances, speeds, moving."""
+# A lap under way: [start_ns, end_ns, start_m, end_m, moving_s, hr_sum, hr_n, pwr_sum, pwr_n, cad_sum,
+# cad_n (non-zero), elevation fold].
+def _lap_start(t: int, metres: float, alt: float | None, hr: float | None, pwr: float | None, cad: float | None) -> list[Any]:
+    lap: list[Any] = [t, t, metres, metres, 0.0, 0.0, 0, 0.0, 0, 0.0, 0, _elevation_start()]
+    _lap_values(lap, alt, hr, pwr, cad)
+    return lap
 
-    def __init__(self, times: Sequence[int], columns: Columns, settings: ActivitySettings) -> None:
-        self.times = times
-        self.columns = columns
+
+def _lap_values(lap: list[Any], alt: float | None, hr: float | None, pwr: float | None, cad: float | None) -> None:
+    if hr is not None:
+        lap[5] += hr
+        lap[6] += 1
+    if pwr is not None:
+        lap[7] += pwr
+        lap[8] += 1
+    if cad is not None and cad != 0:
+        lap[9] += cad
+        lap[10] += 1
+    if alt is not None:
+        _elevation_add(lap[11], alt)
+
+
+def _lap_result(lap: list[Any]) -> dict[str, Any]:
+    distance_m = lap[3] - lap[2]
+    moving_s = lap[4]
+    elevation = _elevation_result(lap[11])
+    return {
+        "start_ns": lap[0], "end_ns": lap[1], "distance_m": distance_m, "elapsed_s": (lap[1] - lap[0]) * _NS,
+        "moving_s": moving_s, "speed_avg_kph": distance_m / moving_s * 3.6 if moving_s > 0 else None,
+        "hr_avg_bpm": lap[5] / lap[6] if lap[6] else None, "pwr_avg_w": lap[7] / lap[8] if lap[8] else None,
+        "cad_avg_rpm": lap[9] / lap[10] if lap[10] else None,
+        "elev_gain_m": elevation[0] if elevation is not None else None,
+    }
+
+
+def _laps_start(every_m: float) -> dict[str, Any]:
+    # finished: closed laps' results. While the samples after the last boundary add no distance, they
+    # belong to the lap before it (README): `closed` is that lap as it was at its boundary, `extended`
+    # the same lap still taking samples, and whichever applies at the end is the last lap.
+    return {"every_m": every_m, "boundary": every_m, "finished": [], "closed": None, "extended": None, "current": None}
+
+
+def _laps_add(
+    state: dict[str, Any], t: int, metres: float, moving_s: float,
+    alt: float | None, hr: float | None, pwr: float | None, cad: float | None,
+) -> None:  # fmt: skip
+    current = state["current"]
+    if current is None:
+        state["current"] = _lap_start(t, metres, alt, hr, pwr, cad)
+        return
+    extended = state["extended"]
+    for lap in (current, extended) if extended is not None and metres <= current[2] else (current,):
+        lap[1], lap[3] = t, metres
+        lap[4] += moving_s
+        _lap_values(lap, alt, hr, pwr, cad)
+    if extended is not None and metres > current[2]:
+        state["finished"].append(state["closed"])
+        state["closed"] = state["extended"] = None
+    if metres >= state["boundary"]:
+        state["closed"], state["extended"] = _lap_result(current), current
+        state["current"] = _lap_start(t, metres, alt, hr, pwr, cad)
+        # a sample may cross several boundaries at once (a gap in positions): one lap, not empty ones
+        state["boundary"] = (math.floor(metres / state["every_m"]) + 1) * state["every_m"]
+
+
+def _laps_result(state: dict[str, Any]) -> list[dict[str, Any]]:
+    if state["current"] is None:
+        return []
+    last = _lap_result(state["extended"]) if state["closed"] is not None else _lap_result(state["current"])
+    return [{"lap": number, **lap} for number, lap in enumerate([*state["finished"], last], 1)]
+
+
+class SummaryFold:
+    """The summary (and the laps of one distance) of samples given in time order, in chunks.
+
+    `add` takes the next samples (times after every earlier one); `summary()` and `laps()` answer for
+    the samples so far at any point; `state()` is a small JSON value from which `restore` continues
+    the fold, so a cached summary grows by the new samples alone. Its size is bounded except for the
+    finished laps (one small record per lap).
+
+    A sample's speed derived from positions may need the interval after it, and whether an interval
+    is moving needs both ends' speeds: samples therefore reach the totals one behind (`_pending`
+    holds the last one), and the answers count the pending sample as the last.
+    """
+
+    def __init__(self, settings: ActivitySettings, *, lap_m: float | None = DEFAULT_LAP_M) -> None:
+        if lap_m is not None and not (isinstance(lap_m, (int, float)) and math.isfinite(lap_m) and lap_m > 0):
+            raise ValueError(f"every_m must be a positive number of metres, got {lap_m!r}")
+        self._threshold = settings.moving_kph
+        self._hr_bounds = settings.heart_rate_bounds()
+        self._pwr_bounds = settings.power_bounds()
+        s: dict[str, Any] = {
+            "samples": 0, "first_ns": None, "last_ns": None,
+            # the last sample, not yet counted: [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp,
+            # covered_in (kph over the interval before it, or None), dt_in, speed_before, haversine_in]
+            "pending": None,
+            "moving_s": 0.0,
+            "dist": [0.0, None, 0],  # metres from dist_km's positive increments, the last value, values seen
+            "pos": [0.0, None, 0],  # metres along positions, the last [lat, lng], positions seen
+            "last_positioned": False,  # whether the last counted sample had a position
+            "elevation": _elevation_start(),
+            "hr": [0.0, 0, None], "pwr": [0.0, 0, None],  # sum, count, max
+            "cad": [0.0, 0, None], "temp": [0.0, 0],  # cadence: sum and count of non-zero values
+            "hr_zones": [0.0] * (len(self._hr_bounds) + 1) if self._hr_bounds else None,
+            "pwr_zones": [0.0] * (len(self._pwr_bounds) + 1) if self._pwr_bounds else None,
+            "zone_values": [None, None],  # the last counted sample's hr and power: its interval weighs them
+            "speeds": [[], 0, None],  # the last MAX_SPEED_WINDOW speeds, speeds seen, best median so far
+            "bbox": None,  # [south, west, north, east]
+            # normalized power's 1 s grid: the next grid second, the held power and its time, the last
+            # NP_WINDOW_S grid values, their sum, the sum of fourth powers of the 30 s means, grid seconds
+            "np": [None, None, 0, [], 0.0, 0.0, 0],
+            "laps_dist": _laps_start(lap_m) if lap_m is not None else None,
+            "laps_pos": _laps_start(lap_m) if lap_m is not None else None,
+            "lap_m": lap_m,
+        }
+        self._s = s
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], settings: ActivitySettings) -> SummaryFold:
+        """Continue a fold from `state()` (made under the same settings)."""
+        fold = cls(settings, lap_m=state["lap_m"])
+        fold._s = copy.deepcopy(state)
+        return fold
+
+    def state(self) -> dict[str, Any]:
+        return copy.deepcopy(self._s)
+
+    @property
+    def samples(self) -> int:
+        return int(self._s["samples"])
+
+    @property
+    def last_ns(self) -> int | None:
+        return self._s["last_ns"]
+
+    @property
+    def lap_m(self) -> float | None:
+        return self._s["lap_m"]
+
+    def add(self, times: Sequence[int], columns: Columns) -> None:
         count = len(times)
         for key, values in columns.items():
             if len(values) != count:
                 raise ValueError(f"column {key} has {len(values)} values for {count} times; each column needs one per time")
-        self._none: list[None] = [None] * count
-        # the keys with at least one value: a figure from an empty column is None without a scan
-        self.present = frozenset(key for key, values in columns.items() if values.count(None) < len(values))
-        self.intervals_s = [(b - a) * _NS for a, b in pairwise(times)]
-        self._lats, self._lngs, self._dist_km = self.column("lat"), self.column("lng"), self.column("dist_km")
-        self.cumulative_m: list[float]
-        cumulative = _cumulative_dist_km(self._dist_km) if "dist_km" in self.present else None
-        if cumulative is not None:
-            self.distance_source: str | None = "dist_km"
-            self.cumulative_m = cumulative
-        elif "lat" in self.present and (cumulative := _cumulative_positions(self._lats, self._lngs)) is not None:
-            self.distance_source = "positions"
-            self.cumulative_m = cumulative
-        else:
-            self.distance_source = None
-            self.cumulative_m = [0.0] * count
-        speed = self.column("spd_kph")
-        covered = self._covered_kph
-        # derived speed (only where spd_kph is missing: the haversine is the costly part)
-        self.speeds: list[float | None] = list(speed)
-        for i in range(count):
-            if speed[i] is None:
-                derived = covered(i - 1) if i > 0 else None
-                self.speeds[i] = derived if derived is not None else (covered(i) if i < count - 1 else None)
-        threshold = settings.moving_kph
-        speeds = self.speeds
-        self.moving: list[bool] = []
-        moving = self.moving.append
-        for i, dt in enumerate(self.intervals_s):
-            before, after = speeds[i], speeds[i + 1]
-            if before is None or after is None:
-                known = before if after is None else after
-                moving(known is not None and known >= threshold and (dt <= PAUSE_S or _at_least(covered(i), threshold)))
-            elif dt <= PAUSE_S:
-                moving(before + after >= 2 * threshold)
+        if not count:
+            return
+        last = self._s["last_ns"]
+        if last is not None and times[0] <= last:
+            raise ValueError(f"samples must come after the ones folded so far (time {times[0]} <= {last})")
+        none: list[None] = [None] * count
+        cols = [columns.get(key) or none for key in _FIELDS]
+        step = self._step
+        for i, t in enumerate(times):
+            step(t, *(column[i] for column in cols))
+        s = self._s
+        if s["first_ns"] is None:
+            s["first_ns"] = times[0]
+        s["last_ns"] = times[-1]
+
+    def _step(self, t: int, spd: float | None, lat: float | None, lng: float | None, dist: float | None,
+              alt: float | None, hr: float | None, pwr: float | None, cad: float | None, temp: float | None) -> None:  # fmt: skip
+        s = self._s
+        prev = s["pending"]
+        positioned = lat is not None and lng is not None
+        if prev is None:
+            s["pending"] = [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, None, None, None, None]
+            return
+        dt = (t - prev[0]) * _NS
+        haversine = haversine_m(prev[2], prev[3], lat, lng) if positioned and prev[2] is not None and prev[3] is not None else None  # type: ignore[arg-type]
+        covered: float | None = None
+        if dt > 0:
+            if haversine is not None:
+                covered = haversine / dt * 3.6
+            elif prev[4] is not None and dist is not None and dist >= prev[4]:  # a drop is a reset: unknown
+                covered = (dist - prev[4]) * 1000.0 / dt * 3.6
+        speed = prev[1] if prev[1] is not None else (prev[10] if prev[10] is not None else covered)
+        self._count(prev, speed)
+        s["pending"] = [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, covered, dt, speed, haversine]
+
+    def _count(self, sample: list[Any], speed: float | None) -> None:
+        """Add a sample whose speed is now known to the totals (with the interval before it)."""
+        s = self._s
+        t, _, lat, lng, dist, alt, hr, pwr, cad, temp, covered_in, dt_in, speed_before, haversine_in = sample
+        moving_dt = 0.0
+        if dt_in is not None:
+            moving = _moving(speed_before, speed, dt_in, covered_in, self._threshold)
+            if moving:
+                moving_dt = dt_in
+                s["moving_s"] += dt_in
+            weight = dt_in if dt_in <= PAUSE_S or moving else PAUSE_S
+            last_hr, last_pwr = s["zone_values"]
+            if last_hr is not None and s["hr_zones"] is not None:
+                s["hr_zones"][bisect_left(self._hr_bounds, last_hr)] += weight  # type: ignore[arg-type]
+            if last_pwr is not None and s["pwr_zones"] is not None:
+                s["pwr_zones"][bisect_left(self._pwr_bounds, last_pwr)] += weight  # type: ignore[arg-type]
+        s["zone_values"] = [hr, pwr]
+        s["samples"] += 1
+        distance = s["dist"]
+        if dist is not None:
+            if distance[1] is not None and dist > distance[1]:
+                distance[0] += (dist - distance[1]) * 1000.0
+            distance[1] = dist
+            distance[2] += 1
+        along = s["pos"]
+        if lat is not None and lng is not None:
+            if along[1] is not None:
+                # the haversine to the sample before is known already when that one had a position
+                along[0] += haversine_in if haversine_in is not None and s["last_positioned"] else haversine_m(along[1][0], along[1][1], lat, lng)
+            along[1] = [lat, lng]
+            along[2] += 1
+            box = s["bbox"]
+            if box is None:
+                s["bbox"] = [lat, lng, lat, lng]
             else:
-                moving(before >= threshold and after >= threshold and _at_least(covered(i), threshold))
-        # each interval's weight in zone time: its length, capped at PAUSE_S unless moving
-        self.weights_s = [dt if dt <= PAUSE_S or moving else PAUSE_S for dt, moving in zip(self.intervals_s, self.moving)]
+                box[0], box[1], box[2], box[3] = min(box[0], lat), min(box[1], lng), max(box[2], lat), max(box[3], lng)
+            s["last_positioned"] = True
+        else:
+            s["last_positioned"] = False
+        if alt is not None:
+            _elevation_add(s["elevation"], alt)
+        for key, value, zeros in (("hr", hr, True), ("pwr", pwr, True), ("cad", cad, False)):
+            if value is not None:
+                total = s[key]
+                if zeros or value != 0:
+                    total[0] += value
+                    total[1] += 1
+                total[2] = value if total[2] is None else max(total[2], value)
+        if temp is not None:
+            s["temp"][0] += temp
+            s["temp"][1] += 1
+        if speed is not None:
+            recent, seen, best = s["speeds"]
+            recent.append(speed)
+            if len(recent) > MAX_SPEED_WINDOW:
+                del recent[0]
+            s["speeds"][1] = seen = seen + 1
+            if seen >= MAX_SPEED_WINDOW:
+                median = sorted(recent)[MAX_SPEED_WINDOW // 2]
+                s["speeds"][2] = median if best is None else max(best, median)
+        self._power_grid(t, pwr)
+        for key, metres in (("laps_dist", distance[0]), ("laps_pos", along[0])):
+            if s[key] is not None:
+                _laps_add(s[key], t, metres, moving_dt, alt, hr, pwr, cad)
+        if distance[2] >= 2:
+            s["laps_pos"] = None  # dist_km is the distance from now on: positions' laps are not needed
 
-    def column(self, key: str) -> Sequence[float | None]:
-        return self.columns[key] if key in self.present else self._none
+    def _power_grid(self, t: int, pwr: float | None) -> None:
+        """Normalized power's grid up to this sample: power held to each second, a pause left out."""
+        grid = self._s["np"]
+        if grid[0] is None:
+            if pwr is None:
+                return
+            grid[0] = t
+        pause_ns = int(PAUSE_S * 1e9)
+        # the seconds before this sample hold what came before it; its own second holds it
+        while grid[0] < t:
+            if grid[1] is not None and grid[0] - grid[2] <= pause_ns:
+                self._grid_value(grid[1])
+            else:
+                # a pause: jump to the last second before this sample instead of walking through the silence
+                skip = (t - grid[0]) // 1_000_000_000
+                if skip > 1:
+                    grid[0] += (skip - 1) * 1_000_000_000
+            grid[0] += 1_000_000_000
+        if pwr is not None:
+            grid[1], grid[2] = pwr, t
+        if grid[0] == t:
+            if grid[1] is not None and grid[0] - grid[2] <= pause_ns:
+                self._grid_value(grid[1])
+            grid[0] += 1_000_000_000
 
-    def _covered_kph(self, interval: int) -> float | None:
-        """The speed over one interval from the distance between its ends: positions, else dist_km."""
-        dt = self.intervals_s[interval]
-        if dt <= 0:
-            return None
-        lats, lngs = self._lats, self._lngs
-        lat1, lng1, lat2, lng2 = lats[interval], lngs[interval], lats[interval + 1], lngs[interval + 1]
-        if lat1 is not None and lng1 is not None and lat2 is not None and lng2 is not None:
-            if self.distance_source == "positions":  # the haversine is already in the running total
-                return (self.cumulative_m[interval + 1] - self.cumulative_m[interval]) / dt * 3.6
-            return haversine_m(lat1, lng1, lat2, lng2) / dt * 3.6
-        first, second = self._dist_km[interval], self._dist_km[interval + 1]
-        if first is not None and second is not None and second >= first:  # a drop is a reset: unknown
-            return (second - first) * 1000.0 / dt * 3.6
-        return None
+    def _grid_value(self, value: float) -> None:
+        grid = self._s["np"]
+        window = grid[3]
+        window.append(value)
+        grid[4] += value
+        if len(window) > NP_WINDOW_S:
+            grid[4] -= window.pop(0)
+        grid[6] += 1
+        if grid[6] >= NP_WINDOW_S:
+            grid[5] += (grid[4] / NP_WINDOW_S) ** 4
 
-    def basics(self, first: int, last: int) -> dict[str, Any]:
-        """The figures a lap has too, over samples first..last (inclusive)."""
-        moving_s = sum(dt for dt, moving in zip(self.intervals_s[first:last], self.moving[first:last]) if moving)
-        distance_m = self.cumulative_m[last] - self.cumulative_m[first] if self.distance_source else None
-        altitudes = self.column("alt_m")[first:last + 1]
-        has_altitude = "alt_m" in self.present and altitudes.count(None) < len(altitudes)
-        gain, loss = elevation_change(altitudes) if has_altitude else (0.0, 0.0)
-        return {
-            "samples": last - first + 1,
-            "elapsed_s": (self.times[last] - self.times[first]) * _NS,
+    def _finished(self) -> SummaryFold:
+        """A copy with the pending sample counted as the last one (nothing follows it)."""
+        done = copy.copy(self)
+        done._s = copy.deepcopy(self._s)
+        pending = done._s["pending"]
+        if pending is not None:
+            speed = pending[1] if pending[1] is not None else pending[10]
+            done._count(pending, speed)
+            done._s["pending"] = None
+        return done
+
+    def summary(self) -> dict[str, Any]:
+        """The summary of the samples so far (keys: SUMMARY_KEYS)."""
+        s = self._finished()._s
+        if not s["samples"]:
+            return {key: (0 if key == "samples" else None) for key in SUMMARY_KEYS}
+        distance_m: float | None
+        if s["dist"][2] >= 2:
+            source: str | None = "dist_km"
+            distance_m = s["dist"][0]
+        elif s["pos"][2] >= 2:
+            source, distance_m = "positions", s["pos"][0]
+        else:
+            source = distance_m = None
+        moving_s = s["moving_s"]
+        elevation = _elevation_result(s["elevation"])
+        recent, seen, best = s["speeds"]
+        speed_max = best if seen > MAX_SPEED_WINDOW else (sorted(recent)[(len(recent) - 1) // 2] if recent else None)
+        grid = s["np"]
+        hr, pwr, cad, temp = s["hr"], s["pwr"], s["cad"], s["temp"]
+        box = s["bbox"]
+        out = {
+            "samples": s["samples"],
+            "elapsed_s": (s["last_ns"] - s["first_ns"]) * _NS,
             "moving_s": moving_s,
             "distance_m": distance_m,
-            "distance_source": self.distance_source,
-            "elev_gain_m": gain if has_altitude else None,
-            "elev_loss_m": loss if has_altitude else None,
+            "distance_source": source,
+            "elev_gain_m": elevation[0] if elevation else None,
+            "elev_loss_m": elevation[1] if elevation else None,
             "speed_avg_kph": distance_m / moving_s * 3.6 if distance_m is not None and moving_s > 0 else None,
+            "speed_max_kph": speed_max,
+            "hr_avg_bpm": hr[0] / hr[1] if hr[1] else None, "hr_max_bpm": hr[2],
+            "pwr_avg_w": pwr[0] / pwr[1] if pwr[1] else None, "pwr_max_w": pwr[2],
+            "np_w": (grid[5] / (grid[6] - NP_WINDOW_S + 1)) ** 0.25 if grid[6] >= NP_WINDOW_S else None,
+            "cad_avg_rpm": cad[0] / cad[1] if cad[1] else None, "cad_max_rpm": cad[2],
+            "temp_avg_c": temp[0] / temp[1] if temp[1] else None,
+            "hr_zones_s": s["hr_zones"] if hr[2] is not None else None,
+            "pwr_zones_s": s["pwr_zones"] if pwr[2] is not None else None,
+            "bbox": [[box[0], box[1]], [box[2], box[3]]] if box is not None else None,
         }
+        return {key: out[key] for key in SUMMARY_KEYS}
 
-    def average(self, key: str, first: int, last: int, zeros: bool) -> float | None:
-        if key not in self.present:
-            return None
-        values = [v for v in self.column(key)[first:last + 1] if v is not None and (zeros or v != 0)]
-        return sum(values) / len(values) if values else None
-
-    def zone_seconds(self, key: str, bounds: Sequence[float] | None) -> list[float] | None:
-        """Seconds per zone (zone k holds values <= bounds[k], the last one above every bound)."""
-        if bounds is None or key not in self.present:
-            return None
-        values = self.column(key)
-        zones = [0.0] * (len(bounds) + 1)
-        for value, weight in zip(values, self.weights_s):
-            if value is not None:
-                zones[bisect_left(bounds, value)] += weight
-        return zones
-
-    def bbox(self) -> list[list[float]] | None:
-        lats, lngs = self._lats, self._lngs
-        present_lats = [lat for lat, lng in zip(lats, lngs) if lat is not None and lng is not None]
-        if not present_lats:
-            return None
-        present_lngs = [lng for lat, lng in zip(lats, lngs) if lat is not None and lng is not None]
-        south, north, west, east = min(present_lats), max(present_lats), min(present_lngs), max(present_lngs)
-        return [[south, west], [north, east]]
+    def laps(self) -> list[dict[str, Any]]:
+        """Laps of `lap_m` metres over the samples so far (see laps())."""
+        s = self._finished()._s
+        if s["lap_m"] is None:
+            raise ValueError("this fold keeps no laps")
+        if s["samples"] < 2:
+            return []
+        if s["dist"][2] >= 2:
+            return _laps_result(s["laps_dist"])
+        if s["pos"][2] >= 2:
+            return _laps_result(s["laps_pos"])
+        return []
 
 
 def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
@@ -333,62 +509,8 @@ def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
 
 
-def _cumulative_positions(lats: Sequence[float | None], lngs: Sequence[float | None]) -> list[float] | None:
-    """Metres along the track at each sample (haversine over consecutive samples with positions; a sample
-    without one keeps the total so far); None under two positions."""
-    cumulative: list[float] = []
-    total = 0.0
-    positioned = 0
-    # the haversine inlined, each sample's radians and cosine computed once: this loop is most of the time
-    to_radians = math.pi / 180
-    sin, cos, asin, sqrt = math.sin, math.cos, math.asin, math.sqrt
-    previous_phi = previous_lam = previous_cos = 0.0
-    for lat, lng in zip(lats, lngs):
-        if lat is not None and lng is not None:
-            phi, lam = lat * to_radians, lng * to_radians
-            cos_phi = cos(phi)
-            if positioned:
-                a = sin((phi - previous_phi) / 2) ** 2 + previous_cos * cos_phi * sin((lam - previous_lam) / 2) ** 2
-                total += 2 * EARTH_RADIUS_M * asin(sqrt(min(a, 1.0)))
-            previous_phi, previous_lam, previous_cos = phi, lam, cos_phi
-            positioned += 1
-        cumulative.append(total)
-    return cumulative if positioned >= 2 else None
-
-
-def _cumulative_dist_km(values: Sequence[float | None]) -> list[float] | None:
-    """Metres at each sample from dist_km's positive increments (a reset to 0 is a drop, not negative
-    distance); None under two values."""
-    cumulative: list[float] = []
-    total = 0.0
-    previous: float | None = None
-    present = 0
-    for value in values:
-        if value is not None:
-            if previous is not None and value > previous:
-                total += (value - previous) * 1000.0
-            previous = value
-            present += 1
-        cumulative.append(total)
-    return cumulative if present >= 2 else None
-
-
 def _at_least(value: float | None, threshold: float) -> bool:
     """True when unknown: the distance across an interval can only refute its ends' speeds."""
     return value is None or value >= threshold
 
 
-def _max_running_median(values: Sequence[float | None], window: int) -> float | None:
-    """The largest median of `window` consecutive present values (all of them when fewer)."""
-    present = [v for v in values if v is not None]
-    if len(present) <= window:
-        return sorted(present)[(len(present) - 1) // 2] if present else None
-    middle = window // 2
-    best = -math.inf
-    for i in range(len(present) - window + 1):
-        chunk = present[i:i + window]
-        # a median is at most its window's largest value: only a window whose largest beats the best needs sorting
-        if max(chunk) > best:
-            median = sorted(chunk)[middle]
-            best = max(best, median)
-    return best

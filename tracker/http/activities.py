@@ -23,8 +23,8 @@ from aiohttp import web
 from tracker import apps
 from tracker.activities.names import activity_name, automatic_name
 from tracker.activities.settings import ActivitySettings, InvalidActivitySettings
-from tracker.activities.summaries import summary_of
-from tracker.activities.summary import laps
+from tracker.activities.summaries import default_laps_of, summary_of
+from tracker.activities.summary import DEFAULT_LAP_M, laps
 from tracker.accounts import InvalidLink, LabelTaken, parse_duration
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response, refusals
@@ -293,6 +293,8 @@ async def activity_laps(request: web.Request) -> web.Response:
     row = await _current(request, owner, activity_id)
     store = request.app[SAMPLES]
     settings = await stored.read_settings(store, owner)
+    if every_m == DEFAULT_LAP_M:  # kept with the cached summary
+        return json_response({"laps": await default_laps_of(store, owner, row, settings)})
     samples = await stored.track_samples(store, owner, row.track, row.start_ns, row.end_ns)
     found = await asyncio.to_thread(laps, samples.times, samples.columns, float(every_m), settings)
     return json_response({"laps": found})

@@ -80,7 +80,7 @@ async def save_settings(store: SampleStore, user: str, settings: ActivitySetting
             )
             if before == settings:
                 return
-            conn.execute("UPDATE activities SET summary = NULL")
+            conn.execute("UPDATE activities SET summary = NULL, summary_state = NULL")
             if before.gap_s != settings.gap_s:
                 low, high = conn.execute("SELECT min(time), max(time) FROM samples").fetchone()
                 if low is not None:
@@ -255,9 +255,13 @@ def _resplit(
         samples_changed = start <= high and low <= end  # the dirty range reaches into it
         if (start, end, count) == (old.start_ns, old.end_ns, old.samples) and not samples_changed:
             continue
+        # Samples only appended after it (the live case): its summary's fold state stays, so the next
+        # summary folds in the new samples alone; any other change starts the fold over.
+        appended = start == old.start_ns and low > old.end_ns
         conn.execute(
-            "UPDATE activities SET start_ns = ?, end_ns = ?, samples = ?, summary = NULL WHERE id = ?",
-            (start, end, count, old.id),
+            "UPDATE activities SET start_ns = ?, end_ns = ?, samples = ?, summary = NULL, "
+            "summary_state = CASE WHEN ? THEN summary_state END WHERE id = ?",
+            (start, end, count, appended, old.id),
         )
         stats.updated += 1
 
@@ -369,10 +373,21 @@ async def track_tag_sets(store: SampleStore, user: str, track: Track) -> list[di
     return [dict(json.loads(text)) for (text,) in rows if _track_of(text) == track]
 
 
-async def store_summary(store: SampleStore, user: str, row: ActivityRow, summary: dict[str, Any], settings: ActivitySettings) -> bool:
-    """Cache a summary computed from `row`'s samples under `settings`, unless anything changed since
-    (the row, the settings, or a write not yet refreshed). Whether it was stored."""
+async def summary_state(store: SampleStore, user: str, activity_id: int) -> tuple[dict[str, Any] | None, bool]:
+    """The activity's stored summary fold state (None when there is none) and whether its summary is current."""
+    rows = await store.read_all(user, "SELECT summary_state, summary IS NOT NULL FROM activities WHERE id = ?", (activity_id,))
+    if not rows or rows[0][0] is None:
+        return None, bool(rows and rows[0][1])
+    return json.loads(rows[0][0]), bool(rows[0][1])
+
+
+async def store_summary(
+    store: SampleStore, user: str, row: ActivityRow, summary: dict[str, Any], state: dict[str, Any], settings: ActivitySettings
+) -> bool:
+    """Cache a summary computed from `row`'s samples under `settings`, with its fold state, unless
+    anything changed since (the row, the settings, or a write not yet refreshed). Whether it was stored."""
     text = json.dumps(summary)
+    state_text = json.dumps(state)
 
     def save(conn: sqlite3.Connection) -> bool:
         with immediate(conn):
@@ -381,9 +396,9 @@ async def store_summary(store: SampleStore, user: str, row: ActivityRow, summary
             if load_settings(conn) != settings:
                 return False
             return conn.execute(
-                "UPDATE activities SET summary = ? WHERE id = ? AND start_ns = ? AND end_ns = ? AND samples = ? "
-                "AND summary IS NULL",
-                (text, row.id, row.start_ns, row.end_ns, row.samples),
+                "UPDATE activities SET summary = ?, summary_state = ? WHERE id = ? AND start_ns = ? AND end_ns = ? "
+                "AND samples = ? AND summary IS NULL",
+                (text, state_text, row.id, row.start_ns, row.end_ns, row.samples),
             ).rowcount == 1
 
     return bool(await store.run_on_writer(user, save))
@@ -476,7 +491,7 @@ async def merge(store: SampleStore, user: str, activity_ids: Sequence[int]) -> A
             for row in rows[1:]:
                 conn.execute("DELETE FROM activities WHERE id = ?", (row.id,))
             conn.execute(
-                "UPDATE activities SET end_ns = ?, summary = NULL WHERE id = ?", (rows[-1].end_ns, rows[0].id)
+                "UPDATE activities SET end_ns = ?, summary = NULL, summary_state = NULL WHERE id = ?", (rows[-1].end_ns, rows[0].id)
             )
             mark_activities_dirty(conn, rows[0].start_ns, rows[-1].end_ns)
             refresh_in(conn)

@@ -205,7 +205,9 @@ SAMPLE_MIGRATIONS += (
 )
 # v5. Activities (tracker.storage.activities): a track is (device, sport) of the samples' tags; its
 # samples split where two are more than the user's gap apart, or at an owner's cut, except inside an
-# owner's join. summary is the cached JSON, NULL when stale. activity_dirty: the time ranges written
+# owner's join. summary is the cached JSON, NULL when stale; summary_state the summary fold's state
+# (tracker.activities.summary.SummaryFold) for the samples it was computed from, kept while only later
+# samples were appended so the next summary folds in those alone, NULL otherwise. activity_dirty: the time ranges written
 # or deleted since the last refresh, one row per hour of their start (one upsert per write batch).
 # activity_settings: the user's ActivitySettings, one JSON value per key. AUTOINCREMENT: an id is never
 # used again, so a link or a bookmark to an activity that was deleted or merged away opens no other.
@@ -219,7 +221,8 @@ SAMPLE_MIGRATIONS += (
         end_ns INTEGER NOT NULL,
         samples INTEGER NOT NULL,
         name TEXT,
-        summary TEXT
+        summary TEXT,
+        summary_state TEXT
     );
     CREATE INDEX activities_by_track ON activities(device, sport, end_ns);
     CREATE INDEX activities_by_start ON activities(start_ns, id);
