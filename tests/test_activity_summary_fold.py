@@ -74,6 +74,7 @@ def chunked(times: list[int], columns: dict[str, list[float | None]], cuts: list
     for low, high in zip(bounds, bounds[1:]):
         fold = SummaryFold.restore(json.loads(json.dumps(fold.state())), settings)
         fold.add(times[low:high], {key: values[low:high] for key, values in columns.items()})
+        assert fold.samples == high and fold.last_ns == (times[high - 1] if high else None)
         # the answers at any point are the answers for the samples so far
         assert close(fold.summary(), reference.summarize(times[:high], {k: v[:high] for k, v in columns.items()}, settings))
     return fold

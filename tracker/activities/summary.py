@@ -283,7 +283,8 @@ class SummaryFold:
 
     @property
     def samples(self) -> int:
-        return int(self._s["samples"])
+        """How many samples were added (the pending one too)."""
+        return int(self._s["samples"]) + (self._s["pending"] is not None)
 
     @property
     def last_ns(self) -> int | None:
