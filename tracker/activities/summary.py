@@ -61,6 +61,7 @@ ELEVATION_HYSTERESIS_M = 5.0  # above GPS altitude noise of a few metres
 MAX_SPEED_WINDOW = 5  # samples; odd. A position jump spoils two derived speeds, a median of 5 drops both
 NP_WINDOW_S = 30
 _NS = 1e-9
+_RADIANS = math.pi / 180
 
 
 DEFAULT_LAP_M = 1000.0  # the laps a fold keeps by default: what the activity page shows first
@@ -226,6 +227,15 @@ def _laps_result(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"lap": number, **lap} for number, lap in enumerate([*state["finished"], last], 1)]
 
 
+def _total(total: list[Any], counted: float | None, value: float) -> None:
+    """[sum, count, max]: the sum and count of the counted values, the max of all."""
+    if counted is not None:
+        total[0] += counted
+        total[1] += 1
+    if total[2] is None or value > total[2]:
+        total[2] = value
+
+
 class SummaryFold:
     """The summary (and the laps of one distance) of samples given in time order, in chunks.
 
@@ -250,6 +260,7 @@ class SummaryFold:
             # the last sample, not yet counted: [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp,
             # covered_in (kph over the interval before it, or None), dt_in, speed_before, haversine_in]
             "pending": None,
+            "radians": None,  # the pending sample's [latitude, longitude, cos(latitude)] in radians, when it has a position
             "moving_s": 0.0,
             "dist": [0.0, None, 0],  # metres from dist_km's positive increments, the last value, values seen
             "pos": [0.0, None, 0],  # metres along positions, the last [lat, lng], positions seen
@@ -305,10 +316,9 @@ class SummaryFold:
         if last is not None and times[0] <= last:
             raise ValueError(f"samples must come after the ones folded so far (time {times[0]} <= {last})")
         none: list[None] = [None] * count
-        cols = [columns.get(key) or none for key in _FIELDS]
         step = self._step
-        for i, t in enumerate(times):
-            step(t, *(column[i] for column in cols))
+        for values in zip(times, *(columns.get(key) or none for key in _FIELDS)):
+            step(*values)
         s = self._s
         if s["first_ns"] is None:
             s["first_ns"] = times[0]
@@ -318,12 +328,22 @@ class SummaryFold:
               alt: float | None, hr: float | None, pwr: float | None, cad: float | None, temp: float | None) -> None:  # fmt: skip
         s = self._s
         prev = s["pending"]
-        positioned = lat is not None and lng is not None
+        haversine: float | None = None
+        if lat is not None and lng is not None:
+            # the haversine inlined, each sample's radians and cosine computed once: most of a fold's time
+            phi, lam = lat * _RADIANS, lng * _RADIANS
+            cos_phi = math.cos(phi)
+            before = s["radians"]
+            if before is not None:
+                a = math.sin((phi - before[0]) / 2) ** 2 + before[2] * cos_phi * math.sin((lam - before[1]) / 2) ** 2
+                haversine = 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
+            s["radians"] = [phi, lam, cos_phi]
+        else:
+            s["radians"] = None
         if prev is None:
             s["pending"] = [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, None, None, None, None]
             return
         dt = (t - prev[0]) * _NS
-        haversine = haversine_m(prev[2], prev[3], lat, lng) if positioned and prev[2] is not None and prev[3] is not None else None  # type: ignore[arg-type]
         covered: float | None = None
         if dt > 0:
             if haversine is not None:
@@ -369,19 +389,25 @@ class SummaryFold:
             if box is None:
                 s["bbox"] = [lat, lng, lat, lng]
             else:
-                box[0], box[1], box[2], box[3] = min(box[0], lat), min(box[1], lng), max(box[2], lat), max(box[3], lng)
+                if lat < box[0]:
+                    box[0] = lat
+                elif lat > box[2]:
+                    box[2] = lat
+                if lng < box[1]:
+                    box[1] = lng
+                elif lng > box[3]:
+                    box[3] = lng
             s["last_positioned"] = True
         else:
             s["last_positioned"] = False
         if alt is not None:
             _elevation_add(s["elevation"], alt)
-        for key, value, zeros in (("hr", hr, True), ("pwr", pwr, True), ("cad", cad, False)):
-            if value is not None:
-                total = s[key]
-                if zeros or value != 0:
-                    total[0] += value
-                    total[1] += 1
-                total[2] = value if total[2] is None else max(total[2], value)
+        if hr is not None:
+            _total(s["hr"], hr, hr)
+        if pwr is not None:
+            _total(s["pwr"], pwr, pwr)
+        if cad is not None:
+            _total(s["cad"], cad if cad != 0 else None, cad)
         if temp is not None:
             s["temp"][0] += temp
             s["temp"][1] += 1
@@ -391,15 +417,17 @@ class SummaryFold:
             if len(recent) > MAX_SPEED_WINDOW:
                 del recent[0]
             s["speeds"][1] = seen = seen + 1
-            if seen >= MAX_SPEED_WINDOW:
+            # a median is at most its window's largest value: only a window whose largest beats the best needs sorting
+            if seen >= MAX_SPEED_WINDOW and (best is None or max(recent) > best):
                 median = sorted(recent)[MAX_SPEED_WINDOW // 2]
                 s["speeds"][2] = median if best is None else max(best, median)
         self._power_grid(t, pwr)
-        for key, metres in (("laps_dist", distance[0]), ("laps_pos", along[0])):
-            if s[key] is not None:
-                _laps_add(s[key], t, metres, moving_dt, alt, hr, pwr, cad)
-        if distance[2] >= 2:
-            s["laps_pos"] = None  # dist_km is the distance from now on: positions' laps are not needed
+        if s["laps_dist"] is not None:
+            _laps_add(s["laps_dist"], t, distance[0], moving_dt, alt, hr, pwr, cad)
+            if distance[2] >= 2:
+                s["laps_pos"] = None  # dist_km is the distance from now on: positions' laps are not needed
+            elif s["laps_pos"] is not None:
+                _laps_add(s["laps_pos"], t, along[0], moving_dt, alt, hr, pwr, cad)
 
     def _power_grid(self, t: int, pwr: float | None) -> None:
         """Normalized power's grid up to this sample: power held to each second, a pause left out."""
