@@ -11,7 +11,8 @@ at 1 Hz: position, altitude, heart rate, cadence, power, speed), then measures
    /laps?every_m=1000, one after the other over one kept-alive connection, cold (the summary not cached:
    a settings change before each round makes every summary stale) and warm; median of the rounds;
 3. a live write to the long activity: one sample one second after its end through POST /write, then
-   GET /api/activities/ID (which re-splits around the write and recomputes that activity's summary),
+   GET /api/activities/ID (which re-splits around the write and folds the new sample into that
+   activity's cached summary),
    median of the rounds; beside it the refresh alone, run in this process on the same file.
 
 Usage: .venv/bin/python bench/activity_speed.py [--rounds 7] [--points 43200]
