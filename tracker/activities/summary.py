@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import copy
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tracker.activities.settings import ActivitySettings
@@ -208,14 +208,18 @@ def _laps_add(
     if current is None:
         state["current"] = _lap_start(t, metres, alt, hr, pwr, cad)
         return
+    current[1], current[3] = t, metres
+    current[4] += moving_s
+    _lap_values(current, alt, hr, pwr, cad)
     extended = state["extended"]
-    for lap in (current, extended) if extended is not None and metres <= current[2] else (current,):
-        lap[1], lap[3] = t, metres
-        lap[4] += moving_s
-        _lap_values(lap, alt, hr, pwr, cad)
-    if extended is not None and metres > current[2]:
-        state["finished"].append(state["closed"])
-        state["closed"] = state["extended"] = None
+    if extended is not None:
+        if metres > current[2]:
+            state["finished"].append(state["closed"])
+            state["closed"] = state["extended"] = None
+        else:
+            extended[1], extended[3] = t, metres
+            extended[4] += moving_s
+            _lap_values(extended, alt, hr, pwr, cad)
     if metres >= state["boundary"]:
         state["closed"], state["extended"] = _lap_result(current), current
         state["current"] = _lap_start(t, metres, alt, hr, pwr, cad)
@@ -319,118 +323,129 @@ class SummaryFold:
         if last is not None and times[0] <= last:
             raise ValueError(f"samples must come after the ones folded so far (time {times[0]} <= {last})")
         none: list[None] = [None] * count
-        step = self._step
-        for values in zip(times, *(columns.get(key) or none for key in _FIELDS)):
-            step(*values)
+        self._count(self._resolved(zip(times, *(columns.get(key) or none for key in _FIELDS))))
         s = self._s
         if s["first_ns"] is None:
             s["first_ns"] = times[0]
         s["last_ns"] = times[-1]
 
-    def _step(self, t: int, spd: float | None, lat: float | None, lng: float | None, dist: float | None,
-              alt: float | None, hr: float | None, pwr: float | None, cad: float | None, temp: float | None) -> None:  # fmt: skip
+    def _resolved(self, rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[list[Any], float | None]]:
+        """Each sample before the last with its speed, now that the sample after it is known; the last
+        one stays pending: [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, covered_in, dt_in,
+        speed_before, haversine_in]."""
         s = self._s
-        prev = s["pending"]
-        haversine: float | None = None
-        if lat is not None and lng is not None:
-            # the haversine inlined, each sample's radians and cosine computed once: most of a fold's time
-            phi, lam = lat * _RADIANS, lng * _RADIANS
-            cos_phi = math.cos(phi)
-            before = s["radians"]
-            if before is not None:
-                a = math.sin((phi - before[0]) / 2) ** 2 + before[2] * cos_phi * math.sin((lam - before[1]) / 2) ** 2
-                haversine = 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
-            s["radians"] = [phi, lam, cos_phi]
-        else:
-            s["radians"] = None
-        if prev is None:
-            s["pending"] = [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, None, None, None, None]
-            return
-        dt = (t - prev[0]) * _NS
-        covered: float | None = None
-        if dt > 0:
-            if haversine is not None:
-                covered = haversine / dt * 3.6
-            elif prev[4] is not None and dist is not None and dist >= prev[4]:  # a drop is a reset: unknown
-                covered = (dist - prev[4]) * 1000.0 / dt * 3.6
-        speed = prev[1] if prev[1] is not None else (prev[10] if prev[10] is not None else covered)
-        self._count(prev, speed)
-        s["pending"] = [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, covered, dt, speed, haversine]
-
-    def _count(self, sample: list[Any], speed: float | None) -> None:
-        """Add a sample whose speed is now known to the totals (with the interval before it)."""
-        s = self._s
-        t, _, lat, lng, dist, alt, hr, pwr, cad, temp, covered_in, dt_in, speed_before, haversine_in = sample
-        moving_dt = 0.0
-        if dt_in is not None:
-            moving = _moving(speed_before, speed, dt_in, covered_in, self._threshold)
-            if moving:
-                moving_dt = dt_in
-                s["moving_s"] += dt_in
-            weight = dt_in if dt_in <= PAUSE_S or moving else PAUSE_S
-            last_hr, last_pwr = s["zone_values"]
-            if last_hr is not None and s["hr_zones"] is not None:
-                s["hr_zones"][bisect_left(self._hr_bounds, last_hr)] += weight  # type: ignore[arg-type]
-            if last_pwr is not None and s["pwr_zones"] is not None:
-                s["pwr_zones"][bisect_left(self._pwr_bounds, last_pwr)] += weight  # type: ignore[arg-type]
-        s["zone_values"] = [hr, pwr]
-        s["samples"] += 1
-        distance = s["dist"]
-        if dist is not None:
-            if distance[1] is not None and dist > distance[1]:
-                distance[0] += (dist - distance[1]) * 1000.0
-            distance[1] = dist
-            distance[2] += 1
-        along = s["pos"]
-        if lat is not None and lng is not None:
-            if along[1] is not None:
-                # the haversine to the sample before is known already when that one had a position
-                along[0] += haversine_in if haversine_in is not None and s["last_positioned"] else haversine_m(along[1][0], along[1][1], lat, lng)
-            along[1] = [lat, lng]
-            along[2] += 1
-            box = s["bbox"]
-            if box is None:
-                s["bbox"] = [lat, lng, lat, lng]
+        prev, before = s["pending"], s["radians"]
+        sin, cos, asin, sqrt = math.sin, math.cos, math.asin, math.sqrt
+        for t, spd, lat, lng, dist, alt, hr, pwr, cad, temp in rows:
+            haversine: float | None = None
+            if lat is not None and lng is not None:
+                # the haversine inlined, each sample's radians and cosine computed once: most of a fold's time
+                phi, lam = lat * _RADIANS, lng * _RADIANS
+                cos_phi = cos(phi)
+                if before is not None:
+                    a = sin((phi - before[0]) / 2) ** 2 + before[2] * cos_phi * sin((lam - before[1]) / 2) ** 2
+                    haversine = 2 * EARTH_RADIUS_M * asin(sqrt(min(a, 1.0)))
+                before = [phi, lam, cos_phi]
             else:
-                if lat < box[0]:
-                    box[0] = lat
-                elif lat > box[2]:
-                    box[2] = lat
-                if lng < box[1]:
-                    box[1] = lng
-                elif lng > box[3]:
-                    box[3] = lng
-            s["last_positioned"] = True
-        else:
-            s["last_positioned"] = False
-        if alt is not None:
-            _elevation_add(s["elevation"], alt)
-        if hr is not None:
-            _total(s["hr"], hr, hr)
-        if pwr is not None:
-            _total(s["pwr"], pwr, pwr)
-        if cad is not None:
-            _total(s["cad"], cad if cad != 0 else None, cad)
-        if temp is not None:
-            s["temp"][0] += temp
-            s["temp"][1] += 1
-        if speed is not None:
-            recent, seen, best = s["speeds"]
-            recent.append(speed)
-            if len(recent) > MAX_SPEED_WINDOW:
-                del recent[0]
-            s["speeds"][1] = seen = seen + 1
-            # a median is at most its window's largest value: only a window whose largest beats the best needs sorting
-            if seen >= MAX_SPEED_WINDOW and (best is None or max(recent) > best):
-                median = sorted(recent)[MAX_SPEED_WINDOW // 2]
-                s["speeds"][2] = median if best is None else max(best, median)
-        self._power_grid(t, pwr)
-        if s["laps_dist"] is not None:
-            _laps_add(s["laps_dist"], t, distance[0], moving_dt, alt, hr, pwr, cad)
-            if distance[2] >= 2:
-                s["laps_pos"] = None  # dist_km is the distance from now on: positions' laps are not needed
-            elif s["laps_pos"] is not None:
-                _laps_add(s["laps_pos"], t, along[0], moving_dt, alt, hr, pwr, cad)
+                before = None
+            if prev is None:
+                prev = [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, None, None, None, None]
+                continue
+            dt = (t - prev[0]) * _NS
+            covered: float | None = None
+            if dt > 0:
+                if haversine is not None:
+                    covered = haversine / dt * 3.6
+                elif prev[4] is not None and dist is not None and dist >= prev[4]:  # a drop is a reset: unknown
+                    covered = (dist - prev[4]) * 1000.0 / dt * 3.6
+            speed = prev[1] if prev[1] is not None else (prev[10] if prev[10] is not None else covered)
+            yield prev, speed
+            prev = [t, spd, lat, lng, dist, alt, hr, pwr, cad, temp, covered, dt, speed, haversine]
+        s["pending"], s["radians"] = prev, before
+
+    def _count(self, resolved: Iterable[tuple[list[Any], float | None]]) -> None:
+        """Add samples whose speed is now known to the totals (each with the interval before it)."""
+        s = self._s
+        threshold, hr_bounds, pwr_bounds = self._threshold, self._hr_bounds, self._pwr_bounds
+        hr_zones, pwr_zones = s["hr_zones"], s["pwr_zones"]
+        last_hr, last_pwr = s["zone_values"]
+        distance, along, elevation = s["dist"], s["pos"], s["elevation"]
+        hr_total, pwr_total, cad_total, temp_total = s["hr"], s["pwr"], s["cad"], s["temp"]
+        speeds = s["speeds"]
+        recent = speeds[0]
+        moving_s, samples, last_positioned, box = s["moving_s"], s["samples"], s["last_positioned"], s["bbox"]
+        power_grid = self._power_grid
+        for sample, speed in resolved:
+            t, _, lat, lng, dist, alt, hr, pwr, cad, temp, covered_in, dt_in, speed_before, haversine_in = sample
+            moving_dt = 0.0
+            if dt_in is not None:
+                moving = _moving(speed_before, speed, dt_in, covered_in, threshold)
+                if moving:
+                    moving_dt = dt_in
+                    moving_s += dt_in
+                weight = dt_in if dt_in <= PAUSE_S or moving else PAUSE_S
+                if last_hr is not None and hr_zones is not None:
+                    hr_zones[bisect_left(hr_bounds, last_hr)] += weight  # type: ignore[arg-type]
+                if last_pwr is not None and pwr_zones is not None:
+                    pwr_zones[bisect_left(pwr_bounds, last_pwr)] += weight  # type: ignore[arg-type]
+            last_hr, last_pwr = hr, pwr
+            samples += 1
+            if dist is not None:
+                if distance[1] is not None and dist > distance[1]:
+                    distance[0] += (dist - distance[1]) * 1000.0
+                distance[1] = dist
+                distance[2] += 1
+            if lat is not None and lng is not None:
+                if along[1] is not None:
+                    # the haversine to the sample before is known already when that one had a position
+                    along[0] += haversine_in if haversine_in is not None and last_positioned else haversine_m(along[1][0], along[1][1], lat, lng)
+                along[1] = [lat, lng]
+                along[2] += 1
+                if box is None:
+                    box = [lat, lng, lat, lng]
+                else:
+                    if lat < box[0]:
+                        box[0] = lat
+                    elif lat > box[2]:
+                        box[2] = lat
+                    if lng < box[1]:
+                        box[1] = lng
+                    elif lng > box[3]:
+                        box[3] = lng
+                last_positioned = True
+            else:
+                last_positioned = False
+            if alt is not None:
+                _elevation_add(elevation, alt)
+            if hr is not None:
+                _total(hr_total, hr, hr)
+            if pwr is not None:
+                _total(pwr_total, pwr, pwr)
+            if cad is not None:
+                _total(cad_total, cad if cad != 0 else None, cad)
+            if temp is not None:
+                temp_total[0] += temp
+                temp_total[1] += 1
+            if speed is not None:
+                recent.append(speed)
+                if len(recent) > MAX_SPEED_WINDOW:
+                    del recent[0]
+                speeds[1] += 1
+                best = speeds[2]
+                # a median is at most its window's largest value: only a window whose largest beats the best needs sorting
+                if speeds[1] >= MAX_SPEED_WINDOW and (best is None or max(recent) > best):
+                    median = sorted(recent)[MAX_SPEED_WINDOW // 2]
+                    speeds[2] = median if best is None else max(best, median)
+            if pwr is not None or s["np"][0] is not None:
+                power_grid(t, pwr)
+            if s["laps_dist"] is not None:
+                _laps_add(s["laps_dist"], t, distance[0], moving_dt, alt, hr, pwr, cad)
+                if distance[2] >= 2:
+                    s["laps_pos"] = None  # dist_km is the distance from now on: positions' laps are not needed
+                elif s["laps_pos"] is not None:
+                    _laps_add(s["laps_pos"], t, along[0], moving_dt, alt, hr, pwr, cad)
+        s["zone_values"] = [last_hr, last_pwr]
+        s["moving_s"], s["samples"], s["last_positioned"], s["bbox"] = moving_s, samples, last_positioned, box
 
     def _power_grid(self, t: int, pwr: float | None) -> None:
         """Normalized power's grid up to this sample: power held to each second, a pause left out."""
@@ -474,8 +489,7 @@ class SummaryFold:
         done._s = copy.deepcopy(self._s)
         pending = done._s["pending"]
         if pending is not None:
-            speed = pending[1] if pending[1] is not None else pending[10]
-            done._count(pending, speed)
+            done._count([(pending, pending[1] if pending[1] is not None else pending[10])])
             done._s["pending"] = None
         return done
 
