@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tests import activity_summary_reference as reference
 from tracker.activities.settings import ActivitySettings
@@ -71,7 +74,7 @@ def chunked(times: list[int], columns: dict[str, list[float | None]], cuts: list
     """Fold in chunks, each time through the JSON state, as the cache does."""
     fold = SummaryFold(settings, lap_m=lap_m)
     bounds = [0, *sorted({cut % (len(times) + 1) for cut in cuts}), len(times)]
-    for low, high in zip(bounds, bounds[1:]):
+    for low, high in pairwise(bounds):
         fold = SummaryFold.restore(json.loads(json.dumps(fold.state())), settings)
         fold.add(times[low:high], {key: values[low:high] for key, values in columns.items()})
         assert fold.samples == high and fold.last_ns == (times[high - 1] if high else None)

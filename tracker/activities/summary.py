@@ -32,8 +32,8 @@ samples (12 h at 1 Hz, every key) takes about 120-200 ms with the laps per km.
 
 from __future__ import annotations
 
-import math
 import copy
+import math
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
