@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from tests import activity_summary_reference as reference
 from tests.conftest import basic
 from tracker.activities.settings import ActivitySettings
+from tracker.appkeys import SAMPLES
 from tracker.storage import activities as stored
 
 S = 1_000_000_000
@@ -151,3 +152,27 @@ async def test_a_settings_change_folds_everything_again(client: TestClient, add_
     same(got["summary"], reference.summarize(times, columns, ActivitySettings(hr_max_bpm=190)))
     assert got["summary"]["hr_zones_s"] is not None
     assert reads == [300]
+
+
+async def test_a_state_of_another_layout_is_folded_again(client: TestClient, add_user: Any, reads: list[int]) -> None:
+    """A state an older version stored (other keys) is not continued: the activity is folded again."""
+    await add_user("ann", "pw-ann")
+    samples = ride(T0, 1200, random.Random(5))
+    await write(client, samples)
+    [activity] = (await (await client.get("/api/activities", headers=AUTH)).json())["activities"]
+    url = f"/api/activities/{activity['id']}"
+
+    def older(conn: Any) -> None:
+        conn.execute("UPDATE activities SET summary_state = ?", ('{"samples": 1200, "sums": [1, 2]}',))
+
+    await client.app[SAMPLES].run_on_writer("ann", older)
+    reads.clear()
+    _, want_laps = expected(samples)
+    # the summary is cached: the laps cannot come from that state, so they come from the samples
+    same((await (await client.get(f"{url}/laps", headers=AUTH)).json())["laps"], want_laps)
+    assert reads == [1200]
+    more = ride(T0 + 1200 * S, 2, random.Random(6))
+    await write(client, more)
+    reads.clear()
+    same((await (await client.get(url, headers=AUTH)).json())["summary"], expected(samples + more)[0])
+    assert reads[-1] == 1202

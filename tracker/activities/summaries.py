@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 from tracker.activities.settings import ActivitySettings
-from tracker.activities.summary import SummaryFold
+from tracker.activities.summary import DEFAULT_LAP_M, SummaryFold
 from tracker.storage import activities as stored
 from tracker.storage.samples import SampleStore
 
@@ -28,7 +28,13 @@ async def default_laps_of(store: SampleStore, user: str, row: stored.ActivityRow
     """The laps at SummaryFold's default distance, from the cached fold when it is current."""
     state, current = await stored.summary_state(store, user, row.id)
     if state is not None and current and row.summary is not None:
-        return await asyncio.to_thread(SummaryFold.restore(state, settings).laps)
+        try:
+            fold = SummaryFold.restore(state, settings)
+        except ValueError:
+            pass  # folded again below
+        else:
+            if fold.lap_m == DEFAULT_LAP_M:
+                return await asyncio.to_thread(fold.laps)
     _, found = await _folded(store, user, row, settings)
     return found
 
@@ -38,7 +44,10 @@ async def _folded(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """Bring the fold up to `row` (from its stored state when it has one), cache it; (summary, laps)."""
     state, _ = await stored.summary_state(store, user, row.id)
-    fold = SummaryFold.restore(state, settings) if state is not None else SummaryFold(settings)
+    try:
+        fold = SummaryFold.restore(state, settings) if state is not None else SummaryFold(settings)
+    except ValueError:
+        fold = SummaryFold(settings)
     from_ns = fold.last_ns + 1 if fold.last_ns is not None else row.start_ns
     samples = await stored.track_samples(store, user, row.track, from_ns, row.end_ns)
     if fold.samples + len(samples.times) != row.samples:

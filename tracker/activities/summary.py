@@ -291,8 +291,12 @@ class SummaryFold:
 
     @classmethod
     def restore(cls, state: dict[str, Any], settings: ActivitySettings) -> SummaryFold:
-        """Continue a fold from `state()` (made under the same settings)."""
-        fold = cls(settings, lap_m=state["lap_m"])
+        """Continue a fold from `state()` (made under the same settings); ValueError for anything else
+        (a state of another layout, as an older version stored it, is folded again by the caller)."""
+        lap_m = state.get("lap_m") if isinstance(state, dict) else None
+        fold = cls(settings, lap_m=lap_m if isinstance(lap_m, (int, float)) else None)
+        if not isinstance(state, dict) or state.keys() != fold._s.keys():
+            raise ValueError("not the state of a summary fold")
         fold._s = copy.deepcopy(state)
         return fold
 
