@@ -33,6 +33,7 @@ from tracker.accounts import (
     InvalidShare,
     InvalidUsername,
     check_new_password,
+    live_view_refusal,
     parse_duration,
     parse_quiet_time,
     validate_username,
@@ -630,9 +631,7 @@ async def _attach_target(accounts: Accounts, name: str, attach: str) -> str:
         return "now"
     now = time.time_ns()
     for record in await accounts.list_links(name):
-        ended = record.revoked_ns is not None or record.expires_ns is not None and record.expires_ns <= now
-        # An activity's link opens no live view, so no course is shown through it.
-        if record.label == attach and not ended and record.activity_id is None:
+        if record.label == attach and live_view_refusal(record, now) is None:
             return f"link:{record.id}"
     raise course_files.InvalidCourse(
         f"--attach: {name} has no active live-view share link labelled {attach!r} (or give now)"

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tracker.accounts import InvalidUsername, validate_username
+from tracker.accounts import InvalidUsername, live_view_refusal, validate_username
 from tracker.activities.names import activity_name
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
@@ -181,10 +181,9 @@ async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
     now = time.time_ns()
     for link in await request.app[ACCOUNTS].list_links(user):
         if link.id == link_id:
-            if link.revoked_ns is not None or link.expires_ns is not None and link.expires_ns <= now:
-                raise Refused(400, f"target link {link_id} has ended (revoked or expired)")
-            if link.activity_id is not None:
-                raise Refused(400, f"target link {link_id} opens activity {link.activity_id}, not the live view")
+            refusal = live_view_refusal(link, now)
+            if refusal is not None:
+                raise Refused(400, f"target link {link_id} {refusal}")
             return f"link:{link_id}"
     raise Refused(404, f"target: {user} has no share link {link_id}")
 
