@@ -171,11 +171,16 @@ async def courses_delete(request: web.Request) -> web.Response:
     return json_response({"deleted": course_id})
 
 
-async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
+def _parsed_target(raw: Any) -> tuple[str, int | None]:
+    """("now", None) or ("link", link id), or a 400 naming the rule."""
     try:
-        kind, link_id = parse_target(raw)
+        return parse_target(raw)
     except InvalidCourse as exc:
         raise Refused(400, str(exc)) from None
+
+
+async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
+    kind, link_id = _parsed_target(raw)
     if kind == "now":
         return "now"
     now = time.time_ns()
@@ -207,11 +212,7 @@ async def courses_attach(request: web.Request) -> web.Response:
 
 async def courses_detach(request: web.Request) -> web.Response:
     user = await _whose(request, changes=True)
-    raw = request.match_info["target"]
-    try:
-        kind, link_id = parse_target(raw)
-    except InvalidCourse as exc:
-        raise Refused(400, str(exc)) from None
+    kind, link_id = _parsed_target(request.match_info["target"])
     target = "now" if kind == "now" else f"link:{link_id}"
     if not await stored.detach(request.app[SAMPLES], user, target):
         raise Refused(404, f"no course is attached to {target}")
