@@ -23,7 +23,7 @@ from tracker.activities.names import activity_name
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.files import read_upload
-from tracker.browser.session import owner_session
+from tracker.browser.session import api_caller
 from tracker.browser.watch import watch_access
 from tracker.courses import (
     MAX_COURSES,
@@ -34,7 +34,6 @@ from tracker.courses import (
     course_from_upload,
     parse_target,
 )
-from tracker.http.auth import authenticate, credentials_from
 from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
 from tracker.storage import activities
@@ -42,18 +41,8 @@ from tracker.storage import courses as stored
 from tracker.storage.courses import CourseRecord
 
 
-async def _caller(request: web.Request, *, changes: bool) -> str:
-    """Who asks: the credentials /query takes, else the browser session."""
-    try:
-        if credentials_from(request) is not None or request.headers.get("Authorization"):
-            return await authenticate(request, request.app[ACCOUNTS])
-    except InfluxError as exc:  # as /query answers them (a Bearer token too), in the browser's form
-        raise Refused(exc.status, str(exc), exc.headers) from None
-    return (await owner_session(request, changes=changes)).user
-
-
 async def _whose(request: web.Request, *, changes: bool) -> str:
-    caller = await _caller(request, changes=changes)
+    caller = await api_caller(request, changes=changes)
     user = request.query.get("user") or caller
     if user == caller:
         return user
