@@ -9,7 +9,9 @@ at 1 Hz: position, altitude, heart rate, cadence, power, speed), then measures
    includes bringing the user's activities up to date;
 2. the activity page's first load on the server: GET /api/activities/ID, /samples?points=2000 and
    /laps?every_m=1000, one after the other over one kept-alive connection, cold (the summary not cached:
-   a settings change before each round makes every summary stale) and warm; median of the rounds;
+   a settings change before each round makes every summary stale) and warm; then the four requests the
+   page makes on opening (/config too) at once, as the browser sends them (summary cached); the
+   overview's size, and a zoom to 20 minutes at full resolution; median of the rounds;
 3. a live write to the long activity: one sample one second after its end through POST /write, then
    GET /api/activities/ID (which re-splits around the write and folds the new sample into that
    activity's cached summary),
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -140,6 +143,30 @@ def page_times(server: TrackerProcess, rounds: int) -> tuple[int, int, dict[str,
     return activity["id"], activity["samples"], times
 
 
+def parallel_first_load(server: TrackerProcess, activity_id: int, rounds: int) -> tuple[dict[str, list[float]], str]:
+    """The four requests the page sends on opening, at once (one connection each, as a browser opens
+    them), the summary cached: seconds until the last answer is in; a zoom; and a line on their sizes."""
+    base = f"/api/activities/{activity_id}"
+    paths = (f"{base}/config", base, f"{base}/samples?points=2000", f"{base}/laps?every_m=1000")
+    clients = [Client(server.url, "viawrite") for _ in paths]
+    times: dict[str, list[float]] = {}
+    with ThreadPoolExecutor(len(paths)) as pool:
+        for _ in range(rounds):
+            began = time.perf_counter()
+            bodies = list(pool.map(lambda client, path: client.ok("GET", path), clients, paths))
+            times.setdefault("at once: the page's four (with /config)", []).append(time.perf_counter() - began)
+    overview = json.loads(bodies[2])
+    activity = json.loads(bodies[1])
+    zoom_start = (activity["start_ns"] + activity["end_ns"]) // 2
+    zoom_path = f"{base}/samples?points=4000&start={zoom_start}&end={zoom_start + 1200 * 10**9}"
+    for _ in range(rounds):
+        times.setdefault("zoom to 20 min, full resolution", []).append(clients[0].timed("GET", zoom_path))
+    zoom = json.loads(clients[0].ok("GET", zoom_path))
+    if zoom["downsampled"] or len(zoom["values"]) != 1200:
+        raise SystemExit(f"a 20-minute zoom answered {len(zoom['values'])} rows, downsampled {zoom['downsampled']}")
+    return times, f"overview {len(overview['values'])} rows, {len(bodies[2]) / 1024:.0f} KiB; zoom {len(zoom['values'])} rows"
+
+
 def live_write_times(server: TrackerProcess, activity_id: int, rounds: int) -> dict[str, list[float]]:
     client = Client(server.url, "viawrite")
     activity = json.loads(client.ok("GET", f"/api/activities/{activity_id}"))
@@ -188,6 +215,8 @@ def main() -> None:
                 server.add_user(user)
             rates = import_rates(server, track)
             activity_id, samples, page = page_times(server, args.rounds)
+            at_once, sizes = parallel_first_load(server, activity_id, args.rounds)
+            page.update(at_once)
             live = live_write_times(server, activity_id, args.rounds)
         finally:
             server.close()
@@ -195,7 +224,7 @@ def main() -> None:
     print(f"import of a {args.points:,}-point ride              points/s   x /write")
     for name, rate in rates.items():
         print(f"  {name:<42} {rate:>9,.0f}   {rate / write_rate:6.2f}")
-    print(f"activity page, {samples:,} samples, median of {args.rounds} (ms)")
+    print(f"activity page, {samples:,} samples, median of {args.rounds} (ms); {sizes}")
     for name, values in page.items():
         print(f"  {name:<42} {statistics.median(values) * 1000:>9.1f}")
     print(f"a live write to that activity, median of {args.rounds} (ms)")

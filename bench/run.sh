@@ -11,11 +11,11 @@
 # many as the machine has CPUs), each against a fresh server on a copy of the same fresh data folder;
 # the fan-out runs against the last one.
 # Last, bench/activity_speed.py (workload `activities`, no InfluxDB needed) starts a Tracker of its own:
-# importing a 12-hour ride (/write, tracker import, POST /api/import), opening it, a live write to it.
+# importing a 12-hour ride (/write, tracker import, POST /api/import), opening its activity page (cold,
+# warm, the page's first requests at once, a zoom), a live write to it.
 # Environment: BENCH_PORT first port to try (18087); BENCH_WORKERS (see above); FANOUT_DUR seconds of
 # the fan-out's writes (30); ACTIVITY_ROUNDS rounds of the activity measures (7); WORKLOADS picks
-# workloads, `fanout`, `activity` (bench/activity_page.py: the activity page's first load for a
-# 12-hour ride) and `activities` among them (unset: all); DUR and the rest go on to the harness.
+# workloads, `fanout` and `activities` among them (unset: all); DUR and the rest go on to the harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,20 +25,17 @@ python=.venv/bin/python
 USERS=100
 FANOUT_RIDERS=10
 
-# --- what runs: `fanout`, `activity` and `activities` in WORKLOADS are ours, the other names the harness's
+# --- what runs: `fanout` and `activities` in WORKLOADS are ours, the other names the harness's
 run_fanout=1
-run_activity=1
 run_activities=1
 compare_workloads=${WORKLOADS:-}
 if [ -n "${WORKLOADS:-}" ]; then
   run_fanout=0
-  run_activity=0
   run_activities=0
   compare_workloads=
   for workload in $WORKLOADS; do
     case "$workload" in
       fanout) run_fanout=1 ;;
-      activity) run_activity=1 ;;
       activities) run_activities=1 ;;
       *) compare_workloads+="${compare_workloads:+ }$workload" ;;
     esac
@@ -49,7 +46,7 @@ run_activity_speed() {
   echo "activities: a 12-hour ride (43,200 points) imported, opened and written to, on a Tracker of its own"
   "$python" bench/activity_speed.py --rounds "${ACTIVITY_ROUNDS:-7}"
 }
-if [ -n "${WORKLOADS:-}" ] && [ -z "$compare_workloads" ] && [ "$run_fanout" = 0 ] && [ "$run_activity" = 0 ]; then
+if [ -n "${WORKLOADS:-}" ] && [ -z "$compare_workloads" ] && [ "$run_fanout" = 0 ]; then
   run_activity_speed  # it needs neither the 100 users nor the shared server
   exit $?
 fi
@@ -186,15 +183,7 @@ if [ "$run_fanout" = 1 ]; then
 else
   echo "skipping the live fan-out: WORKLOADS=\"$WORKLOADS\" does not name fanout"
 fi
-# --- the activity page: a 12-hour ride at 1 Hz on a server of its own --------------------------------------
-if [ "$run_activity" = 1 ]; then
-  echo
-  activity_status=0
-  "$python" bench/activity_page.py || activity_status=$?
-  [ "$status" = 0 ] && status=$activity_status
-else
-  echo "skipping the activity page: WORKLOADS=\"$WORKLOADS\" does not name activity"
-fi
+# --- activities: a 12-hour ride at 1 Hz on a server of its own ------------------------------------------
 if [ "$run_activities" = 1 ]; then
   activities_status=0
   run_activity_speed || activities_status=$?

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from tests.conftest import CHEAP_HASHING
+from tests.tracker_process import clean_env
 from tracker.accounts import Accounts
 from tracker.cli import CliOptions, cli
 from tracker.storage import AccountStore
@@ -62,3 +64,28 @@ def run_tracker(
     return subprocess.run(
         [sys.executable, "-m", "tracker", *args], input=input, capture_output=True, text=True, env=env, timeout=60
     )
+
+
+def run_on_terminal(*args: str) -> tuple[str, str]:
+    """Run `tracker ARGS` with stderr on a pseudo-terminal (where an import draws its progress) and stdout
+    piped: (what the terminal showed, stdout). The command must succeed."""
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tracker", *args], stdout=subprocess.PIPE, stderr=terminal, env=clean_env()
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal's other side closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        stdout = process.stdout.read().decode() if process.stdout else ""
+        assert process.wait(timeout=60) == 0, shown.decode()
+    finally:
+        os.close(controller)
+    return shown.decode(), stdout

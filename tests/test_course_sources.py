@@ -17,16 +17,11 @@ import gpxpy.geo
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from fit_tool.fit_file_builder import FitFileBuilder
-from fit_tool.profile.messages.course_message import CourseMessage
-from fit_tool.profile.messages.file_id_message import FileIdMessage
-from fit_tool.profile.messages.record_message import RecordMessage
-from fit_tool.profile.profile_type import FileType, Manufacturer, Sport
 
 from tests.cli_helpers import add_user as cli_add_user
 from tests.cli_helpers import invoke
 from tests.conftest import CHEAP_HASHING, basic
-from tests.test_formats import GARMIN_COURSE_TCX, fit_tool_activity, fixture
+from tests.test_formats import GARMIN_COURSE_TCX, fit_tool_activity, fit_tool_course, fixture
 from tracker.config import Settings
 from tracker.courses import MAX_THINNED, thinned
 from tracker.accounts import Accounts
@@ -156,27 +151,6 @@ async def test_only_the_owner_makes_a_course_of_her_activity(ann: TestClient) ->
 
 
 # ----- course files: gpxpy's own GPX files, a FIT course written by fit_tool, Garmin Connect's TCX
-
-
-def fit_tool_course(name: str = "Loop") -> bytes:
-    """A FIT course file as fit_tool writes it: 0.001° north at a time from 45° N 13° E, three points."""
-    builder = FitFileBuilder(auto_define=True, min_string_size=50)
-    file_id = FileIdMessage()
-    file_id.type = FileType.COURSE
-    file_id.manufacturer = Manufacturer.DEVELOPMENT.value
-    file_id.product = 0
-    builder.add(file_id)
-    course = CourseMessage()
-    course.course_name = name
-    course.sport = Sport.CYCLING
-    builder.add(course)
-    for i in range(3):
-        record = RecordMessage()
-        record.timestamp = 1_796_000_000_000 + i * 10_000
-        record.position_lat = 45.0 + i * 0.001
-        record.position_long = 13.0
-        builder.add(record)
-    return builder.build().to_bytes()
 
 
 def gpxpy_length_m(points: list[tuple[float, float]]) -> float:

@@ -5,10 +5,6 @@ tracker export)."""
 from __future__ import annotations
 
 import gzip
-import os
-import pty
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +17,10 @@ from aiohttp.test_utils import TestClient
 from garmin_fit_sdk import Decoder, Stream
 
 from tests.cli_helpers import add_user as cli_add_user
-from tests.cli_helpers import invoke
+from tests.cli_helpers import invoke, run_on_terminal
 from tests.conftest import AddUser, basic, stored
 from tests.sse import sign_in
 from tests.test_formats import GARMIN_CONNECT_GPX, GARMIN_CONNECT_TCX, fit_tool_activity
-from tests.tracker_process import clean_env
 from tracker import formats
 from tracker.accounts import Accounts
 from tracker.config import Settings
@@ -236,27 +231,9 @@ def test_cli_progress_bar_on_a_terminal_only(data_dir: Path, tmp_path: Path) -> 
     cli_add_user(data_dir, "alice")
     fit_file = tmp_path / "ride.fit"
     fit_file.write_bytes(fit_tool_activity(50))
-    controller, terminal = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "import", "alice", str(fit_file), "--data-dir", str(data_dir)],
-            stdout=terminal, stderr=subprocess.PIPE, env=clean_env(),
-        )  # fmt: skip
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the terminal's other side closed
-                break
-            if not chunk:
-                break
-            shown += chunk
-        assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
-    finally:
-        os.close(controller)
-    text = shown.decode()
-    assert "ride.fit  [" in text and "100%" in text and "50 of 50 points stored" in text
+    shown, stdout = run_on_terminal("import", "alice", str(fit_file), "--data-dir", str(data_dir))
+    assert "\rride.fit [" in shown and "100%" in shown and "50/50 points" in shown and "points/s" in shown
+    assert "50 of 50 points stored" in stdout and "[" not in stdout
     piped = invoke(["import", "alice", str(fit_file), "--data-dir", str(data_dir)])  # not a terminal: no bar
     assert "[" not in piped.output.splitlines()[0] and "100%" not in piped.output
 

@@ -138,6 +138,15 @@ def _link_ended(link: LinkRecord, now_ns: int) -> str | None:
     return None
 
 
+def live_view_refusal(link: LinkRecord, now_ns: int) -> str | None:
+    """Why a share link opens no live view (so no course is shown through it either), or None: it does.
+    A link made for one activity never opens the live view."""
+    if link.activity_id is not None:
+        return f"opens activity {link.activity_id}, not the live view"
+    ended = _link_ended(link, now_ns)
+    return f"has ended ({ended})" if ended is not None else None
+
+
 def _new_link_token() -> str:
     """192 random bits, URL-safe, never starting with '-': the token is also typed as a CLI argument
     (`tracker link revoke NAME TOKEN`), where a leading '-' would read as an option."""
@@ -590,8 +599,7 @@ class Accounts:
             return None
         link = await self._store.link_by_token_hash(token_digest(link_token))
         now_ns = time.time_ns()
-        # A link made for one activity never opens the live view.
-        if link is None or link.owner != owner or link.activity_id is not None or _link_ended(link, now_ns) is not None:
+        if link is None or link.owner != owner or live_view_refusal(link, now_ns) is not None:
             return None
         await self._touch_link(link, now_ns)
         return WatchRight(signed_in=False, link_id=link.id)

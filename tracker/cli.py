@@ -7,6 +7,7 @@ passwords and confirmations, and turns expected failures into one line on stderr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import os
 import secrets
@@ -15,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 import click
 from passlib.context import CryptContext
@@ -32,6 +33,7 @@ from tracker.accounts import (
     InvalidShare,
     InvalidUsername,
     check_new_password,
+    live_view_refusal,
     parse_duration,
     parse_quiet_time,
     validate_username,
@@ -40,6 +42,7 @@ from tracker.accounts import (
 from tracker import backup as backups
 from tracker import courses as course_files
 from tracker import formats, importer, transfer
+from tracker.progress import BYTES, ProgressBar
 from tracker.storage import activities as stored_activities
 from tracker.appsetup import device_setup
 from tracker.config import DEFAULTS, FIELD_TYPES, SERVE_FLAGS, Settings, env_name, recorded_server_url
@@ -628,9 +631,7 @@ async def _attach_target(accounts: Accounts, name: str, attach: str) -> str:
         return "now"
     now = time.time_ns()
     for record in await accounts.list_links(name):
-        ended = record.revoked_ns is not None or record.expires_ns is not None and record.expires_ns <= now
-        # An activity's link opens no live view, so no course is shown through it.
-        if record.label == attach and not ended and record.activity_id is None:
+        if record.label == attach and live_view_refusal(record, now) is None:
             return f"link:{record.id}"
     raise course_files.InvalidCourse(
         f"--attach: {name} has no active live-view share link labelled {attach!r} (or give now)"
@@ -752,39 +753,50 @@ def import_command(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     activity_files = [path for path in paths if _activity_format(path) is not None]
+    stored = refused = 0
     if activity_files:
         if user_name is None:
             raise click.UsageError(f"{activity_files[0]} is an activity file: import it into a USER, not --by-database")
         activity_summaries = _run(_import_activity_files(options, settings, user_name, activity_files))
+        stored += sum(summary.stored for summary in activity_summaries)
+        refused += sum(summary.points - summary.stored for summary in activity_summaries)
         paths = [path for path in paths if path not in activity_files]
-        if not paths:
-            # As for line protocol: status 1 when points were refused and none stored.
-            refused = any(summary.refused for summary in activity_summaries)
-            ctx.exit(1 if refused and not any(summary.stored for summary in activity_summaries) else 0)
-    summaries = _run(_import(options, settings, user_name, paths, create_users, precision))
-    total_lines = sum(s.data_lines for s in summaries)
-    total_stored = sum(s.stored for s in summaries)
-    total_refused = sum(s.refused for s in summaries)
-    seconds = sum(s.seconds for s in summaries)
-    for summary in summaries:
-        resumed = f" (resumed after line {summary.resumed_after_line})" if summary.resumed_after_line else ""
-        users = ", ".join(f"{name}: {count}" for name, count in sorted(summary.by_database.items()))
-        click.echo(
-            f"{summary.path}{resumed}: {summary.data_lines} lines, {summary.stored} stored, "
-            f"{summary.refused} refused" + (f" ({users})" if users else "")
-        )
-    rate = total_lines / seconds if seconds > 0 else 0.0
+    if paths:
+        summaries = _run(_import(options, settings, user_name, paths, create_users, precision))
+        for summary in summaries:
+            resumed = f" (resumed after line {summary.resumed_after_line})" if summary.resumed_after_line else ""
+            users = ", ".join(f"{name}: {count}" for name, count in sorted(summary.by_database.items()))
+            _echo_stored(
+                f"{summary.path}{resumed}", summary.stored, summary.data_lines, "lines", summary.seconds,
+                refused=summary.refused, detail=f" ({users})" if users else "",
+            )  # fmt: skip
+        _echo_stored(
+            f"imported {len(summaries)} file(s)", sum(s.stored for s in summaries),
+            sum(s.data_lines for s in summaries), "lines", sum(s.seconds for s in summaries),
+            refused=sum(s.refused for s in summaries),
+        )  # fmt: skip
+        stored += sum(s.stored for s in summaries)
+        refused += sum(s.refused for s in summaries)
+    if refused:
+        ctx.exit(1 if stored == 0 else 0)  # status 1 when something was refused and nothing stored
+
+
+def _echo_stored(
+    what: str, stored: int, total: int, unit: str, seconds: float, *, refused: int, detail: str = ""
+) -> None:
+    """The summary line of an import (a file's, or the whole run's), for line protocol and activity files alike."""
+    rate = total / seconds if seconds > 0 else 0.0
     click.echo(
-        f"imported {total_stored} of {total_lines} lines from {len(summaries)} file(s) in {seconds:.1f} s "
-        f"({rate:,.0f} lines/s); {total_refused} refused"
+        f"{what}: {stored} of {total} {unit} stored in {seconds:.1f} s ({rate:,.0f} {unit}/s), {refused} refused{detail}"
     )
-    if total_refused:
-        ctx.exit(1 if total_stored == 0 else 0)
 
 
-async def _import(
-    options: CliOptions, settings: Settings, user_name: str | None, paths: list[Path], create_users: bool, precision: str
-) -> list[importer.FileSummary]:
+@contextlib.asynccontextmanager
+async def _import_stores(
+    options: CliOptions, settings: Settings, user_name: str | None
+) -> AsyncIterator[tuple[Accounts, SampleStore]]:
+    """The accounts and sample stores an import writes through; `user_name` (when given) must exist
+    before any file is read. Closing drains the store: everything written is committed."""
     store = await AccountStore.open(options.data_dir)
     accounts = Accounts(
         store, cache_seconds=0, password_context=options.password_context, default_retention_ns=settings.retention_ns
@@ -794,9 +806,31 @@ async def _import(
     samples = SampleStore(
         options.data_dir, synchronous=settings.sqlite_synchronous, writer_key=f"import-{os.getpid()}"
     )
-    if user_name is not None and not await accounts.user_exists(user_name):
+    try:
+        if user_name is not None and not await accounts.user_exists(user_name):
+            raise UnknownUser(f"unknown user {user_name!r}")
+        yield accounts, samples
+    finally:
+        await samples.close()
         await store.close()
-        raise UnknownUser(f"unknown user {user_name!r}")  # before any file is read
+
+
+def _progress_bar(label: str, total: int, unit: str, rate_unit: str) -> ProgressBar | None:
+    """A bar on stderr when it is a terminal (stdout carries the summary)."""
+    return ProgressBar(sys.stderr, label, total, unit, rate_unit) if sys.stderr.isatty() else None
+
+
+async def _import(
+    options: CliOptions, settings: Settings, user_name: str | None, paths: list[Path], create_users: bool, precision: str
+) -> list[importer.FileSummary]:
+    async with _import_stores(options, settings, user_name) as (accounts, samples):
+        return await _import_lines(options, settings, accounts, samples, user_name, paths, create_users, precision)
+
+
+async def _import_lines(
+    options: CliOptions, settings: Settings, accounts: Accounts, samples: SampleStore, user_name: str | None,
+    paths: list[Path], create_users: bool, precision: str,
+) -> list[importer.FileSummary]:
     known: dict[str | None, tuple[str | None, str | None]] = {}
 
     async def target(database: str | None) -> tuple[str | None, str | None]:
@@ -829,19 +863,13 @@ async def _import(
         return Cutoff.at(await accounts.retention_ns(user), time.time_ns(), settings.max_future_ns)
 
     summaries: list[importer.FileSummary] = []
-    try:
-        for path in paths:
-            bar = None
-            if sys.stderr.isatty():
-                bar = importer.ProgressBar(sys.stderr, path.name, path.stat().st_size)
-            summaries.append(await importer.import_file(
-                path, data_dir=options.data_dir, target=target, write=write, cutoff=cutoff, precision=precision,
-                max_line_length=settings.max_line_length, report=lambda text: click.echo(text, err=True),
-                progress=bar, progress_key=user_name or "--by-database",
-            ))  # fmt: skip
-    finally:
-        await samples.close()  # drains: everything written is committed
-        await store.close()
+    for path in paths:
+        summaries.append(await importer.import_file(
+            path, data_dir=options.data_dir, target=target, write=write, cutoff=cutoff, precision=precision,
+            max_line_length=settings.max_line_length, report=lambda text: click.echo(text, err=True),
+            progress=_progress_bar(path.name, path.stat().st_size, BYTES, "lines"),
+            progress_key=user_name or "--by-database",
+        ))  # fmt: skip
     return summaries
 
 
@@ -861,17 +889,8 @@ async def _import_activity_files(
     options: CliOptions, settings: Settings, user_name: str, paths: list[Path]
 ) -> list[transfer.ImportSummary]:
     """GPX, TCX and FIT files into `user_name`: read, then stored in big batches, with a summary per file."""
-    store = await AccountStore.open(options.data_dir)
-    accounts = Accounts(
-        store, cache_seconds=0, password_context=options.password_context, default_retention_ns=settings.retention_ns
-    )
-    samples = SampleStore(
-        options.data_dir, synchronous=settings.sqlite_synchronous, writer_key=f"import-{os.getpid()}"
-    )
     summaries: list[transfer.ImportSummary] = []
-    try:
-        if not await accounts.user_exists(user_name):
-            raise UnknownUser(f"unknown user {user_name!r}")
+    async with _import_stores(options, settings, user_name) as (accounts, samples):
         for path in paths:
             data = await asyncio.to_thread(path.read_bytes)
             tracks = await asyncio.to_thread(formats.read, data, path.name)
@@ -881,25 +900,22 @@ async def _import_activity_files(
             async def write(points: list[Any]) -> None:
                 await samples.write(user_name, points)
 
-            if sys.stdout.isatty():
-                with click.progressbar(length=total, label=path.name) as bar:
-                    summary = await transfer.import_tracks(path.name, tracks, write=write, cutoff=cutoff, progress=bar.update)
-            else:
-                summary = await transfer.import_tracks(path.name, tracks, write=write, cutoff=cutoff)
+            bar = _progress_bar(path.name, total, "points", "points")
+            summary = await transfer.import_tracks(
+                path.name, tracks, write=write, cutoff=cutoff, progress=bar.advance if bar is not None else None
+            )
+            if bar is not None:
+                bar.finish()
             await transfer.note_activities(samples, user_name, tracks, summary)
             _echo_import_summary(summary)
             summaries.append(summary)
-    finally:
-        await samples.close()  # drains: everything written is committed
-        await store.close()
     return summaries
 
 
 def _echo_import_summary(summary: transfer.ImportSummary) -> None:
-    rate = summary.points / summary.seconds if summary.seconds > 0 else 0.0
-    click.echo(
-        f"{summary.filename} ({summary.format.upper()}): {summary.stored} of {summary.points} points stored "
-        f"in {summary.seconds:.1f} s ({rate:,.0f} points/s)"
+    _echo_stored(
+        f"{summary.filename} ({summary.format.upper()})", summary.stored, summary.points, "points", summary.seconds,
+        refused=summary.points - summary.stored,
     )
     for track in summary.tracks:
         what = f"{track['points']} points, {track['start']} to {track['end']}" if track["kind"] == "activity" else (

@@ -22,10 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
 from tracker import lineprotocol, vocabulary
 from tracker.lineprotocol import Point
+from tracker.progress import ProgressBar
 from tracker.retention import Cutoff
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -188,45 +189,6 @@ def record_committed_line(progress: Path, line_no: int) -> None:
     os.replace(temporary, progress)  # whole or not at all
 
 
-# ----- progress on a terminal -----
-
-
-@dataclass(slots=True)
-class ProgressBar:
-    """One line, rewritten in place at most every `interval` s: bytes read of the file and lines per second."""
-
-    stream: TextIO
-    label: str
-    total_bytes: int
-    interval: float = 0.2
-    width: int = 30
-    started: float = field(default_factory=time.monotonic)
-    _shown_at: float = 0.0
-
-    def update(self, position: int, lines: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._shown_at < self.interval:
-            return
-        self._shown_at = now
-        fraction = min(1.0, position / self.total_bytes) if self.total_bytes else 1.0
-        filled = round(fraction * self.width)
-        rate = lines / max(now - self.started, 1e-6)
-        self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} "
-            f"{_mb(position)}/{_mb(self.total_bytes)} MB {rate:,.0f} lines/s"
-        )
-        self.stream.flush()
-
-    def finish(self, position: int, lines: int) -> None:
-        self.update(position, lines, force=True)
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f}"
-
-
 # ----- the import -----
 
 SHOWN_REFUSALS = 100  # per file, on stderr; all are counted in the summary
@@ -312,7 +274,7 @@ async def import_file(
     finally:
         await asyncio.to_thread(reader.close)
     if progress is not None:
-        progress.finish(reader.size, summary.data_lines)
+        progress.finish()
     record.unlink(missing_ok=True)  # finished: a re-run imports the file again (merging, so nothing twice)
     summary.seconds = time.monotonic() - started
     return summary

@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tracker.accounts import InvalidUsername, validate_username
+from tracker.accounts import InvalidUsername, live_view_refusal, validate_username
 from tracker.activities.names import activity_name
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.files import read_upload
-from tracker.browser.session import owner_session
+from tracker.browser.session import api_caller
 from tracker.browser.watch import watch_access
 from tracker.courses import (
     MAX_COURSES,
@@ -34,7 +34,6 @@ from tracker.courses import (
     course_from_upload,
     parse_target,
 )
-from tracker.http.auth import authenticate, credentials_from
 from tracker.http.body import read_body
 from tracker.http.responses import InfluxError
 from tracker.storage import activities
@@ -42,18 +41,8 @@ from tracker.storage import courses as stored
 from tracker.storage.courses import CourseRecord
 
 
-async def _caller(request: web.Request, *, changes: bool) -> str:
-    """Who asks: the credentials /query takes, else the browser session."""
-    try:
-        if credentials_from(request) is not None or request.headers.get("Authorization"):
-            return await authenticate(request, request.app[ACCOUNTS])
-    except InfluxError as exc:  # as /query answers them (a Bearer token too), in the browser's form
-        raise Refused(exc.status, str(exc), exc.headers) from None
-    return (await owner_session(request, changes=changes)).user
-
-
 async def _whose(request: web.Request, *, changes: bool) -> str:
-    caller = await _caller(request, changes=changes)
+    caller = await api_caller(request, changes=changes)
     user = request.query.get("user") or caller
     if user == caller:
         return user
@@ -171,20 +160,24 @@ async def courses_delete(request: web.Request) -> web.Response:
     return json_response({"deleted": course_id})
 
 
-async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
+def _parsed_target(raw: Any) -> tuple[str, int | None]:
+    """("now", None) or ("link", link id), or a 400 naming the rule."""
     try:
-        kind, link_id = parse_target(raw)
+        return parse_target(raw)
     except InvalidCourse as exc:
         raise Refused(400, str(exc)) from None
+
+
+async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
+    kind, link_id = _parsed_target(raw)
     if kind == "now":
         return "now"
     now = time.time_ns()
     for link in await request.app[ACCOUNTS].list_links(user):
         if link.id == link_id:
-            if link.revoked_ns is not None or link.expires_ns is not None and link.expires_ns <= now:
-                raise Refused(400, f"target link {link_id} has ended (revoked or expired)")
-            if link.activity_id is not None:
-                raise Refused(400, f"target link {link_id} opens activity {link.activity_id}, not the live view")
+            refusal = live_view_refusal(link, now)
+            if refusal is not None:
+                raise Refused(400, f"target link {link_id} {refusal}")
             return f"link:{link_id}"
     raise Refused(404, f"target: {user} has no share link {link_id}")
 
@@ -208,11 +201,7 @@ async def courses_attach(request: web.Request) -> web.Response:
 
 async def courses_detach(request: web.Request) -> web.Response:
     user = await _whose(request, changes=True)
-    raw = request.match_info["target"]
-    try:
-        kind, link_id = parse_target(raw)
-    except InvalidCourse as exc:
-        raise Refused(400, str(exc)) from None
+    kind, link_id = _parsed_target(request.match_info["target"])
     target = "now" if kind == "now" else f"link:{link_id}"
     if not await stored.detach(request.app[SAMPLES], user, target):
         raise Refused(404, f"no course is attached to {target}")

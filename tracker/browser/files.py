@@ -17,22 +17,9 @@ from tracker import formats, ingest, transfer
 from tracker.accounts import Writer
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
-from tracker.browser.session import current_session, require_csrf
-from tracker.http.auth import authenticate, credentials_from
+from tracker.browser.session import api_caller
 from tracker.http.body import read_body
 from tracker.lineprotocol import Point
-
-
-async def _caller(request: web.Request, *, changes: bool) -> str:
-    """Who asks: credentials as /query takes them, else the browser session (with CSRF for changes)."""
-    if credentials_from(request) is not None:
-        return await authenticate(request, request.app[ACCOUNTS])
-    session = await current_session(request)
-    if session is None:
-        raise Refused(401, "not signed in: send credentials (Basic, u/p) or sign in")
-    if changes:
-        require_csrf(request, session)
-    return session.user
 
 
 async def read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
@@ -53,7 +40,7 @@ async def read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
 
 
 async def import_file(request: web.Request) -> web.Response:
-    caller = await _caller(request, changes=True)
+    caller = await api_caller(request, changes=True)
     user = request.rel_url.query.get("user") or caller
     if user != caller:
         raise Refused(403, f"user: only {user} imports into their own samples")
@@ -77,7 +64,7 @@ async def import_file(request: web.Request) -> web.Response:
 
 
 async def export_file(request: web.Request) -> web.Response:
-    caller = await _caller(request, changes=False)
+    caller = await api_caller(request, changes=False)
     query = request.rel_url.query
     user = query.get("user") or caller
     if not await request.app[ACCOUNTS].can_read(caller, user):

@@ -18,6 +18,8 @@ from aiohttp import web
 from tracker import storage
 from tracker.appkeys import ACCOUNTS, SETTINGS
 from tracker.browser.errors import JSON, Refused
+from tracker.http.auth import authenticate, credentials_from
+from tracker.http.responses import InfluxError
 
 SESSION_COOKIE = "tracker_session"
 CSRF_COOKIE = "tracker_csrf"
@@ -88,6 +90,23 @@ async def owner_session(request: web.Request, *, changes: bool) -> storage.Sessi
     if session is None:
         raise Refused(401, "not signed in")
     return session
+
+
+async def api_caller(request: web.Request, *, changes: bool) -> str:
+    """Who calls an owner's JSON API (courses, import, export): the credentials /query takes (any
+    Authorization header is held to them, a Bearer token too), else the browser session (with the
+    CSRF token for `changes`). Refusals in the browser's form."""
+    try:
+        if credentials_from(request) is not None or request.headers.get("Authorization"):
+            return await authenticate(request, request.app[ACCOUNTS])
+    except InfluxError as exc:
+        raise Refused(exc.status, str(exc), exc.headers) from None
+    session = await current_session(request)
+    if session is None:  # an API's caller is told first that it needs credentials
+        raise Refused(401, "not signed in: send credentials (Basic, u/p) or sign in")
+    if changes:
+        require_csrf(request, session)
+    return session.user
 
 
 def wants_json(request: web.Request) -> bool:

@@ -7,7 +7,6 @@ import {
   lapMetres,
   nearestIndex,
   nextOnTrack,
-  sampleAt,
   samplesFromRows,
   summaryRows,
   zoneBars,
@@ -34,15 +33,6 @@ describe("samples", () => {
     const north = [{ t: 0, f: { lat: 60.001, lng: 10 } }, { t: 1, f: { lat: 60, lng: 10.0018 } }];
     assert.equal(nearestIndex(north, 60, 10), 1);
     assert.equal(nearestIndex([{ t: 0, f: { hr_bpm: 1 } }], 0, 0), -1);
-  });
-
-  test("sampleAt: the sample nearest a time", () => {
-    const samples = [{ t: 10, f: {} }, { t: 20, f: {} }, { t: 40, f: {} }];
-    assert.equal(sampleAt(samples, 14).t, 10);
-    assert.equal(sampleAt(samples, 31).t, 40);
-    assert.equal(sampleAt(samples, 99).t, 40);
-    assert.equal(sampleAt(samples, -5).t, 10);
-    assert.equal(sampleAt([], 1), null);
   });
 });
 

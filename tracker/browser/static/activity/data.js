@@ -37,21 +37,6 @@ export function nearestIndex(samples, lat, lng) {
   return best;
 }
 
-// The sample at or nearest to a time (ns), or null; samples sorted by time.
-export function sampleAt(samples, tNs) {
-  if (samples.length === 0) return null;
-  let lo = 0;
-  let hi = samples.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (samples[mid].t < tNs) lo = mid + 1;
-    else hi = mid;
-  }
-  if (lo === 0) return samples[0];
-  if (lo === samples.length) return samples[samples.length - 1];
-  return tNs - samples[lo - 1].t <= samples[lo].t - tNs ? samples[lo - 1] : samples[lo];
-}
-
 const round = (v) => String(Math.round(v));
 const fixed = (digits) => (v) => v.toFixed(digits);
 

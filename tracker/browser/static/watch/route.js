@@ -7,7 +7,9 @@
 // around that segment (x scaled by the cosine of the segment's mean latitude): over the few hundred
 // metres a course segment spans, that differs from the sphere by far less than GPS noise.
 
-const EARTH_RADIUS_M = 6371008.8; // the mean radius, as tracker/courses.py uses
+import { EARTH_RADIUS_KM, haversineKm } from "./summary.js";
+
+const EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000; // the mean radius, as tracker/courses.py uses
 const RAD = Math.PI / 180;
 // Progress keeps to the route ahead of the last progress: the next position is looked for from
 // BEHIND_M before it to AHEAD_M after it, so an out-and-back or a loop does not jump to the other leg
@@ -18,18 +20,11 @@ export const PACE_WINDOW_S = 600; // the estimated arrival uses the progress of 
 export const MIN_PACE_SPAN_S = 30; // ... over at least this long a span
 export const MIN_MOVING_MPS = 0.2; // slower than this (0.72 km/h) along the route counts as not moving: no arrival
 
-export function haversineM(a, b) {
-  const dLat = (b.lat - a.lat) * RAD;
-  const dLng = (b.lng - a.lng) * RAD;
-  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * RAD) * Math.cos(b.lat * RAD) * Math.sin(dLng / 2) ** 2;
-  return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(h)));
-}
-
 // A course's points ([[lat, lng, alt|null], ...]) with the distance along the route at each point.
 export function prepareRoute(points) {
   const pts = points.map((p) => ({ lat: p[0], lng: p[1] }));
   const cum = [0];
-  for (let i = 1; i < pts.length; i++) cum.push(cum[i - 1] + haversineM(pts[i - 1], pts[i]));
+  for (let i = 1; i < pts.length; i++) cum.push(cum[i - 1] + haversineKm(pts[i - 1], pts[i]) * 1000);
   return { points: pts, cum: cum, total: cum[cum.length - 1] || 0 };
 }
 

@@ -2,7 +2,7 @@
 // Samples are the live view's ([{t: ns, f: {field: value}}], sorted by time).
 import { fieldValue, formatDuration } from "./fields.js";
 
-const EARTH_RADIUS_KM = 6371.0088; // the mean radius
+export const EARTH_RADIUS_KM = 6371.0088; // the mean radius
 // A climb counts once the altitude rose this far above the lowest point since the last counted
 // climb (and a descent resets that point only once it fell this far): GPS altitude wanders by a few
 // metres, and without this the noise of a flat ride adds up to hills.
