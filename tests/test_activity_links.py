@@ -165,8 +165,9 @@ async def test_only_the_owner_makes_activity_links_and_bad_input_is_named(client
     first = ann["first"]
     bob = await client.post(f"/api/activities/{first}/links?user=ann", json={}, headers=basic("bob", "pw-bob"))
     assert bob.status == 403
-    # Signed out, no credentials: the CSRF check refuses first, as for every change by the browser.
-    assert (await client.post(f"/api/activities/{first}/links", json={})).status == 403
+    # Signed out, no credentials: an API's caller is told first that it needs credentials, as on
+    # /api/courses and /api/import.
+    assert (await client.post(f"/api/activities/{first}/links", json={})).status == 401
     for body, status, words in (
         ({"expires_in": -5}, 400, "expires_in"),
         ({"expires_in": "soon"}, 400, "invalid duration"),

@@ -93,7 +93,7 @@ async def owner_session(request: web.Request, *, changes: bool) -> storage.Sessi
 
 
 async def api_caller(request: web.Request, *, changes: bool) -> str:
-    """Who calls an owner's JSON API (courses, import, export): the credentials /query takes (any
+    """Who calls an owner's JSON API (activities, courses, import, export): the credentials /query takes (any
     Authorization header is held to them, a Bearer token too), else the browser session (with the
     CSRF token for `changes`). Refusals in the browser's form."""
     try:

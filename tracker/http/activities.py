@@ -30,9 +30,8 @@ from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
-from tracker.browser.session import current_session, json_body, require_csrf
+from tracker.browser.session import api_caller, json_body
 from tracker.browser.watch import LINK_ENDED, page_config
-from tracker.http.auth import authenticate, credentials_from
 from tracker.storage import activities as stored
 from tracker.vocabulary import FIELD_KEYS
 
@@ -90,15 +89,7 @@ async def _reader(request: web.Request, *, changes: bool = False, activity_id: i
     if token:
         return Reader(await _link_owner(request, token, activity_id, changes), None)
     accounts = request.app[ACCOUNTS]
-    if credentials_from(request) is not None:
-        caller = await authenticate(request, accounts)
-    else:
-        session = await current_session(request)
-        if changes:
-            require_csrf(request, session)
-        if session is None:
-            raise Refused(401, "not signed in: sign in, or send credentials as with /query")
-        caller = session.user
+    caller = await api_caller(request, changes=changes)
     owner = request.query.get("user") or caller
     if owner != caller:
         if changes:
