@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tracker import formats
 from tracker.activities.names import activity_name
@@ -25,6 +25,8 @@ from tracker.retention import Cutoff
 from tracker.rules import parse_time_string
 from tracker.storage import DEVICE_TAG, SampleStore, activities
 from tracker.vocabulary import MEASUREMENT
+
+Default = TypeVar("Default", int, None)
 
 SPORT_TAG = activities.SPORT_TAG  # the tag activities split by
 MIN_TIME_NS, MAX_TIME_NS = MIN_NANO_TIME, MAX_NANO_TIME + 1  # an export's range, when start or end is not given
@@ -145,17 +147,22 @@ async def note_activities(store: SampleStore, user: str, tracks: Sequence[Track]
                 })  # fmt: skip
 
 
-def parse_time(text: str | None, name: str, default: int) -> int:
-    """`start` or `end` of an export: RFC 3339 or ns since the epoch; ValueError naming the parameter."""
-    if text is None or text == "":
+def parse_time(value: object, name: str, default: Default) -> int | Default:
+    """A time parameter (an export's start or end, an activity range or split): ns since the epoch (an
+    integer, or its digits) or RFC 3339; `default` when absent or ""; ValueError naming the parameter."""
+    if value is None or value == "":
         return default
-    text = text.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = value.strip() if isinstance(value, str) else ""
     if text.lstrip("-").isdigit():
         return int(text)
     try:
         return parse_time_string(text)
     except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a time: use RFC 3339 (2026-12-05T07:00:00Z) or ns since the epoch") from None
+        raise ValueError(
+            f"{name}: {str(value)[:40]!r} is not a time: use RFC 3339 (2026-12-05T07:00:00Z) or ns since the epoch"
+        ) from None
 
 
 async def export_track(

@@ -1,5 +1,5 @@
 """Sessions and CSRF: the session cookie, the double-submit token, who a request is signed in as (or
-the refusal), and reading a request's form or JSON body.
+the refusal), and reading a request's form or JSON body or an integer query parameter.
 
 Every state-changing request needs the CSRF token (double submit: the `tracker_csrf` cookie and the
 same value in the `X-CSRF-Token` header or a `csrf` form field; for a signed-in user it must also
@@ -107,6 +107,21 @@ async def api_caller(request: web.Request, *, changes: bool) -> str:
     if changes:
         require_csrf(request, session)
     return session.user
+
+
+def int_param(request: web.Request, name: str, default: int, low: int | None = None, high: int | None = None) -> int:
+    """The integer query parameter `name` (`default` when absent or ""); a 400 naming it when it is not
+    an integer, or outside low..high when those are given."""
+    raw = request.query.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Refused(400, f"{name} must be an integer, got {raw[:40]!r}") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise Refused(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def wants_json(request: web.Request) -> bool:

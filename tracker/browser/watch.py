@@ -18,7 +18,7 @@ from tracker.accounts import InvalidUsername, WatchRight, validate_username
 from tracker.appkeys import ACCOUNTS, ALERTS, LIVE, SAMPLES, SETTINGS, STREAM_PLACES
 from tracker.bans import address_key
 from tracker.browser.errors import Refused, json_response
-from tracker.browser.session import SESSION_COOKIE
+from tracker.browser.session import SESSION_COOKIE, int_param
 from tracker.config import Settings
 from tracker.live import HubClosed, TooManyStreams, Viewer
 from tracker.liveness import is_live
@@ -100,22 +100,12 @@ async def watch_config(request: web.Request) -> web.Response:
     return json_response(page_config(request.app[SETTINGS], access.owner))
 
 
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise Refused(400, f"{name} must be an integer, got {raw!r}") from None
-
-
 async def watch_samples(request: web.Request) -> web.Response:
     owner = (await watch_access(request)).owner
     now_ns = time.time_ns()
-    end = _int_param(request, "to", now_ns)
-    start = _int_param(request, "from", end - DEFAULT_WINDOW_NS)
-    max_points = _int_param(request, "max_points", DEFAULT_MAX_POINTS)
+    end = int_param(request, "to", now_ns)
+    start = int_param(request, "from", end - DEFAULT_WINDOW_NS)
+    max_points = int_param(request, "max_points", DEFAULT_MAX_POINTS)
     if start >= end:
         raise Refused(400, "from must be before to")
     if not 1 <= max_points <= MAX_MAX_POINTS:

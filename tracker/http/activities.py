@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tracker import apps
+from tracker import transfer
+from tracker.accounts import InvalidLink, LabelTaken, parse_duration
 from tracker.activities.names import activity_name, automatic_name
 from tracker.activities.settings import ActivitySettings, InvalidActivitySettings
 from tracker.activities.summaries import default_laps_of, summary_of
 from tracker.activities.summary import DEFAULT_LAP_M, laps
-from tracker.accounts import InvalidLink, LabelTaken, parse_duration
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
-from tracker.browser.session import api_caller, json_body
+from tracker.browser.session import api_caller, int_param, json_body
 from tracker.browser.watch import LINK_ENDED, page_config
 from tracker.storage import activities as stored
+from tracker.transfer import Default
 from tracker.vocabulary import FIELD_KEYS
 
 MAX_LIMIT = 500
@@ -124,37 +125,15 @@ async def _link_owner(request: web.Request, token: str, activity_id: int | None,
 # ---- parameters
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return default
+def _time(value: Any, name: str, default: Default) -> int | Default:
     try:
-        value = int(raw)
-    except ValueError:
-        raise Refused(400, f"{name} must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise Refused(400, f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def time_ns(name: str, value: Any) -> int:
-    """A time given as ns since the epoch (integer) or RFC 3339; 400 naming the field otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-        try:
-            return apps.iso_ns(text)
-        except ValueError:
-            pass
-    raise Refused(400, f"{name} must be ns since the epoch or an RFC 3339 time, got {str(value)[:40]!r}")
+        return transfer.parse_time(value, name, default)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
 
 
 def _time_param(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name, "")
-    return None if raw == "" else time_ns(name, raw)
+    return _time(request.query.get(name), name, None)
 
 
 def _activity_id(request: web.Request) -> int:
@@ -167,7 +146,7 @@ def _activity_id(request: web.Request) -> int:
 
 def _rfc3339(ns: int) -> str:
     seconds, rest = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    moment = datetime.fromtimestamp(seconds, UTC)
     fraction = f".{rest:09d}".rstrip("0").rstrip(".")
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
@@ -226,7 +205,7 @@ def _edit_refused(error: stored.ActivityEditError) -> Refused:
 
 async def activities_list(request: web.Request) -> web.Response:
     owner = await _access(request)
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     raw_before = request.query.get("before", "")
     before = _parse_cursor(raw_before) if raw_before else None
     from_ns, to_ns = _time_param(request, "from"), _time_param(request, "to")
@@ -252,7 +231,7 @@ async def activity_get(request: web.Request) -> web.Response:
 async def activity_samples(request: web.Request) -> web.Response:
     activity_id = _activity_id(request)
     owner = await _access(request, activity_id=activity_id)
-    points = _int_param(request, "points", DEFAULT_POINTS, 2, MAX_POINTS)
+    points = int_param(request, "points", DEFAULT_POINTS, 2, MAX_POINTS)
     start, end = _time_param(request, "start"), _time_param(request, "end")
     row = await _current(request, owner, activity_id)
     low = row.start_ns if start is None else max(start, row.start_ns)
@@ -280,7 +259,7 @@ async def activity_samples(request: web.Request) -> web.Response:
 async def activity_laps(request: web.Request) -> web.Response:
     activity_id = _activity_id(request)
     owner = await _access(request, activity_id=activity_id)
-    every_m = _int_param(request, "every_m", 1000, 10, 1_000_000)
+    every_m = int_param(request, "every_m", 1000, 10, 1_000_000)
     row = await _current(request, owner, activity_id)
     store = request.app[SAMPLES]
     settings = await stored.read_settings(store, owner)
@@ -354,9 +333,9 @@ async def activity_split(request: web.Request) -> web.Response:
     owner = await _access(request, changes=True)
     activity_id = _activity_id(request)
     body = await _body(request)
-    if "at" not in body:
+    at = _time(body.get("at"), "at", None)
+    if at is None:
         raise Refused(400, "at is required: the time to split at (ns or RFC 3339)")
-    at = time_ns("at", body["at"])
     store = request.app[SAMPLES]
     try:
         rows = await stored.split(store, owner, activity_id, at)
