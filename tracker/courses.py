@@ -15,6 +15,7 @@ shape needs.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -23,13 +24,13 @@ from typing import Any
 import orjson
 
 from tracker import formats
+from tracker.geo import EARTH_RADIUS_M, haversine_m
 
 MAX_POINTS = 100_000
 MAX_COURSES = 200  # per user
 MAX_NAME = 200
 MAX_THINNED = 10_000  # points kept of a recorded track
 THIN_TOLERANCE_M = 1.0  # a point this near its neighbours' line adds no shape: well under GPS noise
-EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG), as route.js uses
 
 Point = tuple[float, float, float | None]
 
@@ -45,14 +46,8 @@ class Course:
     distance_m: float
 
 
-def haversine_m(a: Point, b: Point) -> float:
-    lat1, lng1, lat2, lng2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lng2 - lng1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
-
-
 def route_length_m(points: list[Point]) -> float:
-    return sum(haversine_m(a, b) for a, b in zip(points, points[1:]))
+    return sum(haversine_m(a[0], a[1], b[0], b[1]) for a, b in itertools.pairwise(points))
 
 
 def _number(value: Any, where: str) -> float:

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tracker.activities.settings import ActivitySettings
+from tracker.geo import EARTH_RADIUS_M, haversine_m
 
 Columns = Mapping[str, Sequence[float | None]]
 
@@ -58,7 +59,6 @@ LAP_KEYS: tuple[str, ...] = (
     "pwr_avg_w", "cad_avg_rpm", "elev_gain_m",
 )
 
-EARTH_RADIUS_M = 6371008.8  # the mean Earth radius (IUGG)
 PAUSE_S = 10.0  # an interval longer than this without samples is a pause unless its ends say moving
 ELEVATION_HYSTERESIS_M = 5.0  # above GPS altitude noise of a few metres
 MAX_SPEED_WINDOW = 5  # samples; odd. A position jump spoils two derived speeds, a median of 5 drops both
@@ -550,13 +550,6 @@ class SummaryFold:
         if s["pos"][2] >= 2:
             return _laps_result(s["laps_pos"])
         return []
-
-
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance in metres on the mean Earth sphere."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((phi2 - phi1) / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
 
 
 def _at_least(value: float | None, threshold: float) -> bool:
