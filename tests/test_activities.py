@@ -328,7 +328,7 @@ async def test_owner_edits_over_http(ann: TestClient) -> None:
         ("/api/activities?from=yesterday", None, "from: 'yesterday' is not a time"),
         ("/api/activities?before=x", None, "before must be a cursor"),
         ("/api/activities/x", None, "the activity id must be an integer"),
-        ("/api/activities/999", None, "no activity 999 of ann"),
+        ("/api/activities/999", None, "ann has no activity 999"),
         ("/api/activities/1/samples?points=1", None, "points must be between 2 and 20000"),
     ],
 )

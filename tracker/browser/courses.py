@@ -21,6 +21,7 @@ from aiohttp import web
 from tracker.accounts import InvalidUsername, live_view_refusal, validate_username
 from tracker.activities.names import activity_name
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
+from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.files import read_upload
 from tracker.browser.session import api_caller
@@ -131,16 +132,12 @@ async def _course_of_activity(request: web.Request, user: str, body: dict[str, A
     activity_id = body["activity"]
     if isinstance(activity_id, bool) or not isinstance(activity_id, int) or activity_id < 1:
         raise Refused(400, f"activity must be an activity id (a positive integer), got {activity_id!r}")
-    store = request.app[SAMPLES]
-    await activities.refresh(store, user)
-    row = await activities.get_activity(store, user, activity_id)
-    if row is None:
-        raise Refused(404, f"activity: {user} has no activity {activity_id}")
+    row = await current_activity(request, user, activity_id)
     if name is None:
         name = body.get("name")
     if name is None:
         name = activity_name(row.name, row.sport, row.start_ns)
-    samples = await activities.track_samples(store, user, row.track, row.start_ns, row.end_ns)
+    samples = await activities.track_samples(request.app[SAMPLES], user, row.track, row.start_ns, row.end_ns)
     columns = samples.columns
     positions: list[Point] = [
         (lat, lng, alt) for lat, lng, alt in zip(columns["lat"], columns["lng"], columns["alt_m"])

@@ -27,6 +27,7 @@ from tracker.activities.settings import ActivitySettings, InvalidActivitySetting
 from tracker.activities.summaries import default_laps_of, summary_of
 from tracker.activities.summary import DEFAULT_LAP_M, laps
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
+from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
@@ -168,15 +169,6 @@ async def _activity_json(request: web.Request, owner: str, row: stored.ActivityR
     }
 
 
-async def _current(request: web.Request, owner: str, activity_id: int) -> stored.ActivityRow:
-    store = request.app[SAMPLES]
-    await stored.refresh(store, owner)
-    row = await stored.get_activity(store, owner, activity_id)
-    if row is None:
-        raise Refused(404, f"no activity {activity_id} of {owner}")
-    return row
-
-
 def _cursor(row: stored.ActivityRow) -> str:
     return f"{row.start_ns}.{row.id}"
 
@@ -223,7 +215,7 @@ async def activities_list(request: web.Request) -> web.Response:
 async def activity_get(request: web.Request) -> web.Response:
     activity_id = _activity_id(request)
     owner = await _access(request, activity_id=activity_id)
-    row = await _current(request, owner, activity_id)
+    row = await current_activity(request, owner, activity_id)
     settings = await stored.read_settings(request.app[SAMPLES], owner)
     return json_response(await _activity_json(request, owner, row, settings))
 
@@ -233,7 +225,7 @@ async def activity_samples(request: web.Request) -> web.Response:
     owner = await _access(request, activity_id=activity_id)
     points = int_param(request, "points", DEFAULT_POINTS, 2, MAX_POINTS)
     start, end = _time_param(request, "start"), _time_param(request, "end")
-    row = await _current(request, owner, activity_id)
+    row = await current_activity(request, owner, activity_id)
     low = row.start_ns if start is None else max(start, row.start_ns)
     high = row.end_ns if end is None else min(end, row.end_ns)
     if low > high:
@@ -260,7 +252,7 @@ async def activity_laps(request: web.Request) -> web.Response:
     activity_id = _activity_id(request)
     owner = await _access(request, activity_id=activity_id)
     every_m = int_param(request, "every_m", 1000, 10, 1_000_000)
-    row = await _current(request, owner, activity_id)
+    row = await current_activity(request, owner, activity_id)
     store = request.app[SAMPLES]
     settings = await stored.read_settings(store, owner)
     if every_m == DEFAULT_LAP_M:  # kept with the cached summary
@@ -275,7 +267,7 @@ async def activity_config(request: web.Request) -> web.Response:
     may change the activity (the page shows the owner's controls only then)."""
     activity_id = _activity_id(request)
     reader = await _reader(request, activity_id=activity_id)
-    await _current(request, reader.owner, activity_id)
+    await current_activity(request, reader.owner, activity_id)
     config = page_config(request.app[SETTINGS], reader.owner)
     return json_response({**config, "activity_id": activity_id, "can_change": reader.caller == reader.owner})
 
@@ -286,7 +278,7 @@ async def activity_export(request: web.Request) -> web.Response:
     activity_id = _activity_id(request)
     owner = await _access(request, activity_id=activity_id)
     fmt = export_format(request)
-    row = await _current(request, owner, activity_id)
+    row = await current_activity(request, owner, activity_id)
     # end_ns is the activity's last sample; the export's end is exclusive.
     return await export_response(request, owner, fmt, row.start_ns, row.end_ns + 1, device=row.device, sport=row.sport)
 
@@ -324,7 +316,7 @@ async def activity_rename(request: web.Request) -> web.Response:
         name = name.strip() or None
         if name is not None and len(name) > MAX_NAME:
             raise Refused(400, f"name must be at most {MAX_NAME} characters")
-    row = await _current(request, owner, activity_id)
+    row = await current_activity(request, owner, activity_id)
     await stored.rename(request.app[SAMPLES], owner, row.id, name)
     return await activity_get(request)
 
@@ -397,7 +389,7 @@ async def activity_link_create(request: web.Request) -> web.Response:
             seconds = float(expires_in)
         else:
             raise Refused(400, f'expires_in must be seconds (1 to {MAX_LINK_SECONDS}), a duration like "2h", or null')
-        row = await _current(request, owner, activity_id)
+        row = await current_activity(request, owner, activity_id)
         label = label if label and label.strip() else f"{automatic_name(row.sport, row.start_ns)} ({secrets.token_hex(3)})"
         token, link = await request.app[ACCOUNTS].create_link(owner, label, seconds, activity_id=row.id)
     except InvalidLink as exc:
