@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from tracker.browser.files import export_format, export_response
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
 from tracker.browser.session import api_caller, int_param, json_body
 from tracker.browser.watch import LINK_ENDED, page_config
+from tracker.formats.track import rfc3339
 from tracker.storage import activities as stored
 from tracker.transfer import Default
 from tracker.vocabulary import FIELD_KEYS
@@ -145,13 +145,6 @@ def _activity_id(request: web.Request) -> int:
         raise Refused(400, f"the activity id must be an integer, got {raw[:40]!r}") from None
 
 
-def _rfc3339(ns: int) -> str:
-    seconds, rest = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    fraction = f".{rest:09d}".rstrip("0").rstrip(".")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
-
-
 async def _activity_json(request: web.Request, owner: str, row: stored.ActivityRow, settings: ActivitySettings) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -160,8 +153,8 @@ async def _activity_json(request: web.Request, owner: str, row: stored.ActivityR
         "sport": row.sport,
         "name": activity_name(row.name, row.sport, row.start_ns),
         "named": row.name is not None,
-        "start": _rfc3339(row.start_ns),
-        "end": _rfc3339(row.end_ns),
+        "start": rfc3339(row.start_ns),
+        "end": rfc3339(row.end_ns),
         "start_ns": row.start_ns,
         "end_ns": row.end_ns,
         "samples": row.samples,
