@@ -376,9 +376,9 @@ async def test_access_matrix(ann: TestClient) -> None:
         ("PUT", "/api/activity-settings?user=ann", {"gap_s": 600}),
     ]:
         response = await ann.request(method, path, json=body, headers=basic("bob", "pw-bob"))
-        assert (response.status, await response.json()) == (403, {"error": "only ann may change their activities"})
+        assert (response.status, await response.json()) == (403, {"error": "user: only ann may change their activities"})
     stranger = await ann.get(f"/api/activities/{some}?user=ann", headers=basic("eve", "pw-eve"))
-    assert (stranger.status, await stranger.json()) == (403, {"error": "eve may not read the activities of ann"})
+    assert (stranger.status, await stranger.json()) == (403, {"error": "user: eve may not read the activities of ann"})
     anonymous = await ann.get("/api/activities?user=ann")
     assert anonymous.status == 401
     wrong = await ann.get("/api/activities?user=ann", headers=basic("ann", "nope"))

@@ -134,7 +134,7 @@ async def test_export_formats_and_readers(
     response = await client.get("/api/export", params={**params, "format": "csv"}, headers=ALICE)
     assert (await response.text()).splitlines()[0] == "time,time_ns,dist_km,lat,lng,spd_kph,alt_m,hr_bpm,cad_rpm,pwr_w"
     for query, status, message in [
-        ({**params, "format": "gpx"}, 403, "user: carol may not read alice's samples"),
+        ({**params, "format": "gpx"}, 403, "user: carol may not read the samples of alice"),
     ]:
         answer = await client.get("/api/export", params=query, headers=basic("carol", PASSWORD))
         assert answer.status == status and (await answer.json())["error"] == message

@@ -18,13 +18,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tracker.accounts import InvalidUsername, live_view_refusal, validate_username
+from tracker.accounts import live_view_refusal
 from tracker.activities.names import activity_name
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.files import read_upload
-from tracker.browser.session import api_caller
+from tracker.browser.session import api_caller, api_owner
 from tracker.browser.watch import watch_access
 from tracker.courses import (
     MAX_COURSES,
@@ -44,18 +44,12 @@ from tracker.storage.courses import CourseRecord
 
 async def _whose(request: web.Request, *, changes: bool) -> str:
     caller = await api_caller(request, changes=changes)
-    user = request.query.get("user") or caller
-    if user == caller:
-        return user
-    try:
-        validate_username(user)
-    except InvalidUsername:
-        raise Refused(400, f"user must be a username, got {user!r}") from None
-    if changes:
-        raise Refused(403, f"only {user} can change their courses")
-    if not await request.app[ACCOUNTS].can_watch(user, caller, None):
-        raise Refused(403, f"not allowed to see the courses of {user}")
-    return user
+    accounts = request.app[ACCOUNTS]
+
+    async def may_see(viewer: str, owner: str) -> bool:  # as the live view: shares and public profiles
+        return await accounts.can_watch(owner, viewer, None)
+
+    return await api_owner(request, caller, changes=changes, what="courses", may_read=may_see)
 
 
 def _course_json(record: CourseRecord) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from tracker import formats, ingest, transfer
 from tracker.accounts import Writer
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response
-from tracker.browser.session import api_caller
+from tracker.browser.session import api_caller, api_owner
 from tracker.http.body import read_body
 from tracker.lineprotocol import Point
 
@@ -41,9 +41,7 @@ async def read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
 
 async def import_file(request: web.Request) -> web.Response:
     caller = await api_caller(request, changes=True)
-    user = request.rel_url.query.get("user") or caller
-    if user != caller:
-        raise Refused(403, f"user: only {user} imports into their own samples")
+    user = await api_owner(request, caller, changes=True, what="samples", may_read=request.app[ACCOUNTS].can_read)
     filename, data = await read_upload(request, request.app[SETTINGS].max_body_size)
     if not data:
         raise Refused(400, f"file: {filename} is empty")
@@ -65,10 +63,8 @@ async def import_file(request: web.Request) -> web.Response:
 
 async def export_file(request: web.Request) -> web.Response:
     caller = await api_caller(request, changes=False)
+    user = await api_owner(request, caller, changes=False, what="samples", may_read=request.app[ACCOUNTS].can_read)
     query = request.rel_url.query
-    user = query.get("user") or caller
-    if not await request.app[ACCOUNTS].can_read(caller, user):
-        raise Refused(403, f"user: {caller} may not read {user}'s samples")
     fmt = export_format(request)
     try:
         start_ns = transfer.parse_time(query.get("start"), "start", transfer.MIN_TIME_NS)

@@ -10,12 +10,14 @@ so a pair planted by whoever can set a cookie for the host does not pass).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from tracker import storage
+from tracker.accounts import InvalidUsername, validate_username
 from tracker.appkeys import ACCOUNTS, SETTINGS
 from tracker.browser.errors import JSON, Refused
 from tracker.http.auth import authenticate, credentials_from
@@ -107,6 +109,25 @@ async def api_caller(request: web.Request, *, changes: bool) -> str:
     if changes:
         require_csrf(request, session)
     return session.user
+
+
+async def api_owner(
+    request: web.Request, caller: str, *, changes: bool, what: str, may_read: Callable[[str, str], Awaitable[bool]]
+) -> str:
+    """Whose `what` (activities, courses, samples) an owner's JSON API call is about: `?user=`, default
+    the caller. Only the owner changes them; another caller reads them when `may_read(caller, owner)`."""
+    owner = request.query.get("user") or caller
+    if owner == caller:
+        return owner
+    try:
+        validate_username(owner)
+    except InvalidUsername:
+        raise Refused(400, f"user must be a username, got {owner[:40]!r}") from None
+    if changes:
+        raise Refused(403, f"user: only {owner} may change their {what}")
+    if not await may_read(caller, owner):
+        raise Refused(403, f"user: {caller} may not read the {what} of {owner}")
+    return owner
 
 
 def int_param(request: web.Request, name: str, default: int, low: int | None = None, high: int | None = None) -> int:

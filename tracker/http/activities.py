@@ -30,7 +30,7 @@ from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
-from tracker.browser.session import api_caller, int_param, json_body
+from tracker.browser.session import api_caller, api_owner, int_param, json_body
 from tracker.browser.watch import LINK_ENDED, page_config
 from tracker.formats.track import rfc3339
 from tracker.storage import activities as stored
@@ -90,14 +90,8 @@ async def _reader(request: web.Request, *, changes: bool = False, activity_id: i
     token = request.query.get("token")
     if token:
         return Reader(await _link_owner(request, token, activity_id, changes), None)
-    accounts = request.app[ACCOUNTS]
     caller = await api_caller(request, changes=changes)
-    owner = request.query.get("user") or caller
-    if owner != caller:
-        if changes:
-            raise Refused(403, f"only {owner} may change their activities")
-        if not await accounts.can_read(caller, owner):
-            raise Refused(403, f"{caller} may not read the activities of {owner}")
+    owner = await api_owner(request, caller, changes=changes, what="activities", may_read=request.app[ACCOUNTS].can_read)
     return Reader(owner, caller)
 
 
