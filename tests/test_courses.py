@@ -223,3 +223,11 @@ async def test_at_most_200_courses_per_user(client: TestClient, people: Accounts
         await store.close()
     resp = await client.post("/api/courses", json={"name": "one more", "points": LINE}, headers=ALICE)
     assert resp.status == 409 and "at most 200 courses" in (await resp.json())["error"]
+
+
+async def test_a_course_id_that_is_no_id_is_a_400(client: TestClient, people: Accounts) -> None:
+    # "²" is a digit to str.isdigit() but not to int(): it must be refused, not raise.
+    for raw in ("%C2%B2", "0", "9" * 19, "x"):
+        resp = await client.delete(f"/api/courses/{raw}", headers=ALICE)
+        assert resp.status == 400, (raw, await resp.text())
+        assert "course id must be a positive integer" in (await resp.json())["error"]

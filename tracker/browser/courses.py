@@ -24,7 +24,7 @@ from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.files import read_upload
-from tracker.browser.session import api_caller, api_owner
+from tracker.browser.session import api_caller, api_owner, path_id
 from tracker.browser.watch import watch_access
 from tracker.courses import (
     MAX_COURSES,
@@ -60,13 +60,6 @@ def _course_json(record: CourseRecord) -> dict[str, Any]:
         "points": record.point_count,
         "distance_m": round(record.distance_m, 1),
     }
-
-
-def _course_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise Refused(400, f"course id must be a positive integer, got {raw!r}")
-    return int(raw)
 
 
 async def courses_list(request: web.Request) -> web.Response:
@@ -145,7 +138,7 @@ async def _course_of_activity(request: web.Request, user: str, body: dict[str, A
 
 async def courses_delete(request: web.Request) -> web.Response:
     user = await _whose(request, changes=True)
-    course_id = _course_id(request)
+    course_id = path_id(request, "course")
     if not await stored.delete_course(request.app[SAMPLES], user, course_id):
         raise Refused(404, f"no course {course_id}")
     return json_response({"deleted": course_id})
@@ -175,7 +168,7 @@ async def _checked_target(request: web.Request, user: str, raw: Any) -> str:
 
 async def courses_attach(request: web.Request) -> web.Response:
     user = await _whose(request, changes=True)
-    course_id = _course_id(request)
+    course_id = path_id(request, "course")
     try:
         body = orjson.loads(await read_body(request, limit=4096))
     except InfluxError as exc:

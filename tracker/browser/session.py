@@ -130,6 +130,15 @@ async def api_owner(
     return owner
 
 
+def path_id(request: web.Request, what: str) -> int:
+    """The `{id}` of the path (an activity's, a course's): a positive integer SQLite holds, else a 400."""
+    raw = request.match_info["id"]
+    # isascii: "²" is a digit to isdigit(), not to int(); 18 digits stay below 2**63
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:
+        raise Refused(400, f"{what} id must be a positive integer, got {raw[:40]!r}")
+    return int(raw)
+
+
 def int_param(request: web.Request, name: str, default: int, low: int | None = None, high: int | None = None) -> int:
     """The integer query parameter `name` (`default` when absent or ""); a 400 naming it when it is not
     an integer, or outside low..high when those are given."""

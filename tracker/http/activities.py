@@ -30,7 +30,7 @@ from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
-from tracker.browser.session import api_caller, api_owner, int_param, json_body
+from tracker.browser.session import api_caller, api_owner, int_param, json_body, path_id
 from tracker.browser.watch import LINK_ENDED, page_config
 from tracker.formats.track import rfc3339
 from tracker.storage import activities as stored
@@ -131,14 +131,6 @@ def _time_param(request: web.Request, name: str) -> int | None:
     return _time(request.query.get(name), name, None)
 
 
-def _activity_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    try:
-        return int(raw)
-    except ValueError:
-        raise Refused(400, f"the activity id must be an integer, got {raw[:40]!r}") from None
-
-
 async def _activity_json(request: web.Request, owner: str, row: stored.ActivityRow, settings: ActivitySettings) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -200,7 +192,7 @@ async def activities_list(request: web.Request) -> web.Response:
 
 
 async def activity_get(request: web.Request) -> web.Response:
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     owner = await _access(request, activity_id=activity_id)
     row = await current_activity(request, owner, activity_id)
     settings = await stored.read_settings(request.app[SAMPLES], owner)
@@ -208,7 +200,7 @@ async def activity_get(request: web.Request) -> web.Response:
 
 
 async def activity_samples(request: web.Request) -> web.Response:
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     owner = await _access(request, activity_id=activity_id)
     points = int_param(request, "points", DEFAULT_POINTS, 2, MAX_POINTS)
     start, end = _time_param(request, "start"), _time_param(request, "end")
@@ -236,7 +228,7 @@ async def activity_samples(request: web.Request) -> web.Response:
 
 
 async def activity_laps(request: web.Request) -> web.Response:
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     owner = await _access(request, activity_id=activity_id)
     every_m = int_param(request, "every_m", 1000, 10, 1_000_000)
     row = await current_activity(request, owner, activity_id)
@@ -252,7 +244,7 @@ async def activity_laps(request: web.Request) -> web.Response:
 async def activity_config(request: web.Request) -> web.Response:
     """The activity page's settings: map tiles and fields as the live view's, and whether the caller
     may change the activity (the page shows the owner's controls only then)."""
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     reader = await _reader(request, activity_id=activity_id)
     await current_activity(request, reader.owner, activity_id)
     config = page_config(request.app[SETTINGS], reader.owner)
@@ -262,7 +254,7 @@ async def activity_config(request: web.Request) -> web.Response:
 async def activity_export(request: web.Request) -> web.Response:
     """The activity as a file (`format=gpx|tcx|fit|csv|geojson`): its track over its span, written by
     the same export as GET /api/export."""
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     owner = await _access(request, activity_id=activity_id)
     fmt = export_format(request)
     row = await current_activity(request, owner, activity_id)
@@ -292,7 +284,7 @@ async def settings_put(request: web.Request) -> web.Response:
 
 async def activity_rename(request: web.Request) -> web.Response:
     owner = await _access(request, changes=True)
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     body = await _body(request)
     if "name" not in body:
         raise Refused(400, "name is required (a string, or null for the automatic name)")
@@ -310,7 +302,7 @@ async def activity_rename(request: web.Request) -> web.Response:
 
 async def activity_split(request: web.Request) -> web.Response:
     owner = await _access(request, changes=True)
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     body = await _body(request)
     at = _time(body.get("at"), "at", None)
     if at is None:
@@ -346,7 +338,7 @@ async def activities_merge(request: web.Request) -> web.Response:
 
 async def activity_delete(request: web.Request) -> web.Response:
     owner = await _access(request, changes=True)
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     if request.query.get("confirm") != str(activity_id):
         raise Refused(400, f"confirm must be the activity's id ({activity_id}): deleting removes its samples")
     try:
@@ -361,7 +353,7 @@ async def activity_delete(request: web.Request) -> web.Response:
 async def activity_link_create(request: web.Request) -> web.Response:
     """A share link that opens this activity only, read-only: `{"label"?, "expires_in"?}` (seconds, or
     a duration like "2h"; absent or null: never expires). The token and URL are in this answer only."""
-    activity_id = _activity_id(request)
+    activity_id = path_id(request, "activity")
     owner = await _access(request, changes=True, activity_id=activity_id)
     body = await _body(request)
     label, expires_in = body.get("label"), body.get("expires_in")
