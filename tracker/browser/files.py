@@ -66,14 +66,19 @@ async def export_file(request: web.Request) -> web.Response:
     user = await api_owner(request, caller, changes=False, what="samples", may_read=request.app[ACCOUNTS].can_read)
     query = request.rel_url.query
     fmt = export_format(request)
-    try:
-        start_ns = transfer.parse_time(query.get("start"), "start", transfer.MIN_TIME_NS)
-        end_ns = transfer.parse_time(query.get("end"), "end", transfer.MAX_TIME_NS)
-    except ValueError as exc:
-        raise Refused(400, str(exc)) from None
+    start_ns = time_value(query.get("start"), "start", transfer.MIN_TIME_NS)
+    end_ns = time_value(query.get("end"), "end", transfer.MAX_TIME_NS)
     if end_ns <= start_ns:
         raise Refused(400, "end: must be after start")
     return await export_response(request, user, fmt, start_ns, end_ns, device=query.get("device"), sport=query.get("sport"))
+
+
+def time_value(value: object, name: str, default: transfer.Default) -> int | transfer.Default:
+    """A time the caller gave (a query parameter, a JSON field) as transfer.parse_time reads it; a 400 naming it."""
+    try:
+        return transfer.parse_time(value, name, default)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
 
 
 def export_format(request: web.Request) -> str:

@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tracker import transfer
 from tracker.accounts import InvalidLink, LabelTaken, parse_duration
 from tracker.activities.names import activity_name, automatic_name
 from tracker.activities.settings import ActivitySettings, InvalidActivitySettings
@@ -28,13 +27,12 @@ from tracker.activities.summary import DEFAULT_LAP_M, laps
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response, refusals
-from tracker.browser.files import export_format, export_response
+from tracker.browser.files import export_format, export_response, time_value
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
 from tracker.browser.session import api_caller, api_owner, int_param, json_body, path_id
 from tracker.browser.watch import LINK_ENDED, page_config
 from tracker.formats.track import rfc3339
 from tracker.storage import activities as stored
-from tracker.transfer import Default
 from tracker.vocabulary import FIELD_KEYS
 
 MAX_LIMIT = 500
@@ -120,15 +118,8 @@ async def _link_owner(request: web.Request, token: str, activity_id: int | None,
 # ---- parameters
 
 
-def _time(value: Any, name: str, default: Default) -> int | Default:
-    try:
-        return transfer.parse_time(value, name, default)
-    except ValueError as exc:
-        raise Refused(400, str(exc)) from None
-
-
 def _time_param(request: web.Request, name: str) -> int | None:
-    return _time(request.query.get(name), name, None)
+    return time_value(request.query.get(name), name, None)
 
 
 async def _activity_json(request: web.Request, owner: str, row: stored.ActivityRow, settings: ActivitySettings) -> dict[str, Any]:
@@ -304,7 +295,7 @@ async def activity_split(request: web.Request) -> web.Response:
     owner = await _access(request, changes=True)
     activity_id = path_id(request, "activity")
     body = await _body(request)
-    at = _time(body.get("at"), "at", None)
+    at = time_value(body.get("at"), "at", None)
     if at is None:
         raise Refused(400, "at is required: the time to split at (ns or RFC 3339)")
     store = request.app[SAMPLES]
