@@ -28,7 +28,7 @@ from tracker.appkeys import (
 from tracker.bans import BANS_CHANGED, AuthBans
 from tracker.config import Settings, record_server_url
 from tracker.group import LEADER_RETRY_SECONDS, Leadership, PeerChannel, Worker
-from tracker.http import accounts as http_accounts, activities as http_activities, auth
+from tracker.http import accounts as http_accounts, auth
 from tracker.http.cors import CorsPolicy
 from tracker.http.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.http.inflating import InflateBudget
@@ -180,8 +180,7 @@ def create_app(
     app.router.add_post("/auth", auth.issue_bearer_token)
     http_accounts.add_routes(app)  # livetracking.io's account API: /register, GET /auth, /user
     senders.add_routes(app)  # the phone apps' own protocols and the JSON API
-    browser.add_routes(app)  # pages, sign-in, the watch page's JSON and event streams
-    http_activities.add_routes(app)  # activities: list, summaries, samples, laps, the owner's edits
+    browser.add_routes(app)  # pages, sign-in, the watch page's JSON and event streams, activities, courses, files
     return app
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tracker import apps, courses, formats, jsonapi
 from tracker.activities.summary import SUMMARY_KEYS
-from tracker.http import activities as api
+from tracker.browser import activities as api
 from tracker.config import Settings
 from tracker.storage import ON_CONFLICT
 from tracker import vocabulary
@@ -572,7 +572,7 @@ def _gpslogger() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Activities (tracker.http.activities)
+# Activities (tracker.browser.activities)
 
 _USER_PARAM = {
     "name": "user", "in": "query", "required": False, "schema": {"type": "string"},

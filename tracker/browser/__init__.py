@@ -6,6 +6,7 @@ and the owner's settings.
     signin   signing in and out, /api/me, the owner's sessions and password
     owner    the owner's links, profile, shares, device tokens and alerts
     watch    the watch page's JSON and its event stream
+    activities  the activities API: summaries, samples, laps, the owner's edits, activity links
     courses  the owner's planned routes, and the one a watcher sees
     files    activity files: import (GPX, TCX, FIT) and export (GPX, TCX, FIT, CSV, GeoJSON)
     errors   the JSON answers, and refusals: raised as `Refused`, rendered once by `refusals`
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tracker.browser import courses, files, owner, pages, signin, watch
+from tracker.browser import activities, courses, files, owner, pages, signin, watch
 from tracker.browser.errors import refusals
 
 
@@ -66,3 +67,4 @@ def add_routes(app: web.Application) -> None:
             app.router.add_get(path, refusals(view))  # add_get answers HEAD too
         else:
             app.router.add_route(method, path, refusals(view))
+    activities.add_routes(app)

@@ -21,7 +21,7 @@ from aiohttp import web
 from tracker.accounts import live_view_refusal
 from tracker.activities.names import activity_name
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
-from tracker.browser.activity_rows import current_activity
+from tracker.browser.activities import current_activity
 from tracker.browser.errors import Refused, json_response
 from tracker.browser.files import read_upload
 from tracker.browser.session import api_caller, api_owner, path_id

@@ -25,7 +25,6 @@ from tracker.activities.settings import ActivitySettings, InvalidActivitySetting
 from tracker.activities.summaries import default_laps_of, summary_of
 from tracker.activities.summary import DEFAULT_LAP_M, laps
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
-from tracker.browser.activity_rows import current_activity
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response, time_value
 from tracker.browser.owner import activity_share_url, new_link_json, public_base
@@ -65,6 +64,19 @@ def add_routes(app: web.Application) -> None:
             app.router.add_get(path, refusals(view))
         else:
             app.router.add_route(method, path, refusals(view))
+
+
+# ---- the activity as it is now
+
+
+async def current_activity(request: web.Request, owner: str, activity_id: int) -> stored.ActivityRow:
+    """The owner's activity as it is now (their activities refreshed first: late samples, imports), or 404."""
+    store = request.app[SAMPLES]
+    await stored.refresh(store, owner)
+    row = await stored.get_activity(store, owner, activity_id)
+    if row is None:
+        raise Refused(404, f"{owner} has no activity {activity_id}")
+    return row
 
 
 # ---- who asks, for whose activities
