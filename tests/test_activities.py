@@ -3,6 +3,7 @@ edits, the cached summaries, and the HTTP API with its access rules."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sqlite3
@@ -15,6 +16,7 @@ from tests.conftest import Pt
 from tracker.activities.settings import ActivitySettings
 from tracker.storage import SampleStore
 from tracker.storage import activities as stored
+from tracker.storage.connection import immediate
 
 S = 1_000_000_000
 GAP = 1800 * S  # the default gap
@@ -98,6 +100,110 @@ async def test_random_batches_in_random_order_split_as_from_scratch(store: Sampl
         if rng.random() < 0.5:
             await stored.refresh(store, "ann")
     assert await spans(store, "ann") == reference(points, gap)
+
+
+@pytest.mark.parametrize("gap_s", [60, 600])
+@pytest.mark.parametrize("seed", range(4))
+async def test_a_refresh_in_tiny_steps_splits_as_from_scratch(store: SampleStore, seed: int, gap_s: int) -> None:
+    # Steps of 7 sample rows: big dirty ranges are cut many times, each cut's rest left dirty for the
+    # next step, and the result must still be the from-scratch split, also after a new gap re-splits
+    # the whole history (one dirty range over everything).
+    rng = random.Random(100 + seed)
+    points: list[Pt] = []
+    for _ in range(rng.randrange(150, 400)):
+        device = rng.choice(["phone", "phone", "watch"])
+        sport = rng.choice(["", "cycling"])
+        points.append(pt(T0 + rng.randrange(0, 3 * 3600) * S, device, sport))
+    rng.shuffle(points)
+    await store.write("ann", points[:1])
+    await stored.save_settings(store, "ann", ActivitySettings(gap_s=gap_s))
+    index = 1
+    while index < len(points):
+        size = rng.randrange(1, 60)
+        await store.write("ann", points[index : index + size])
+        index += size
+        if rng.random() < 0.3:
+            await stored.refresh(store, "ann", step_rows=7)
+    await stored.refresh(store, "ann", step_rows=7)
+    assert await spans(store, "ann") == reference(points, gap_s * S)
+    await stored.save_settings(store, "ann", ActivitySettings(gap_s=gap_s * 3))
+    await stored.refresh(store, "ann", step_rows=7)
+    assert await spans(store, "ann") == reference(points, gap_s * 3 * S)
+
+
+async def test_each_step_reads_a_bounded_number_of_rows(store: SampleStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1,000 samples a second apart, all dirty at once; a 60 s gap (60 rows on each side of a cut).
+    await store.write("ann", [pt(T0)])
+    await stored.save_settings(store, "ann", ActivitySettings(gap_s=60))
+    await store.write("ann", [pt(T0 + i * S) for i in range(1000)] + [pt(T0 + 5000 * S + i * S) for i in range(300)])
+    read_by_step: list[int] = []
+    step = stored.refresh_step
+
+    def counting(conn: sqlite3.Connection, step_rows: int, stats: stored.RefreshStats) -> bool:
+        before = stats.times_read
+        more = step(conn, step_rows, stats)
+        read_by_step.append(stats.times_read - before)
+        return more
+
+    monkeypatch.setattr(stored, "refresh_step", counting)
+    await stored.refresh(store, "ann", step_rows=200)
+    # Each step: at most 200 rows of the dirty range, the 60 s (61 rows) on each side of it, and
+    # the two counted chunks around them.
+    assert max(read_by_step) <= 200 + 2 * 61 + 2
+    assert len(read_by_step) >= 1300 // 200
+    assert await spans(store, "ann") == [
+        ("phone", "", T0, T0 + 999 * S, 1000),
+        ("phone", "", T0 + 5000 * S, T0 + 5299 * S, 300),
+    ]
+
+
+async def test_another_users_write_commits_while_a_big_refresh_runs(store: SampleStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.write("ann", [pt(T0)])
+    await stored.save_settings(store, "ann", ActivitySettings(gap_s=60))
+    await store.write("ann", [pt(T0 + i * S) for i in range(3000)])
+    steps: list[str] = []
+    step = stored.refresh_step
+
+    def counting(conn: sqlite3.Connection, step_rows: int, stats: stored.RefreshStats) -> bool:
+        steps.append("step")
+        return step(conn, step_rows, stats)
+
+    monkeypatch.setattr(stored, "refresh_step", counting)
+    refreshing = asyncio.ensure_future(stored.refresh(store, "ann", step_rows=10))
+    while not steps:  # the refresh has begun
+        await asyncio.sleep(0)
+    await store.write("bob", [pt(T0, hr_bpm=120.0)])
+    # Bob's write is committed (another connection reads it) while Ann's refresh is mid-way: its
+    # steps so far are committed, the rest of her dirty range still recorded.
+    assert not refreshing.done()
+    done_before = len(steps)
+    assert 1 <= done_before < 3000 // 10
+    assert (await store.read_all("bob", "SELECT count(*) FROM samples"))[0][0] == 1
+    assert (await store.read_all("ann", "SELECT count(*) FROM activity_dirty"))[0][0] >= 1
+    await refreshing
+    assert len(steps) >= 3000 // 10
+    assert await spans(store, "ann") == [("phone", "", T0, T0 + 2999 * S, 3000)]
+
+
+async def test_a_refresh_cut_short_is_carried_on_by_another_process(tmp_path: Path) -> None:
+    # One step in one process (as if it then crashed), the rest by another process on the same file.
+    first, second = SampleStore(tmp_path, writer_key="worker-0"), SampleStore(tmp_path, writer_key="worker-1")
+    try:
+        rng = random.Random(9)
+        points = [pt(T0 + rng.randrange(0, 4 * 3600) * S, rng.choice(["a", "b"])) for _ in range(500)]
+        await first.write("ann", points)
+
+        def one_step(conn: sqlite3.Connection) -> bool:
+            with immediate(conn):
+                return stored.refresh_step(conn, 50, stored.RefreshStats())
+
+        assert await first.run_on_writer("ann", one_step) is True
+        assert (await second.read_all("ann", "SELECT count(*) FROM activity_dirty"))[0][0] >= 1
+        await stored.refresh(second, "ann", step_rows=50)
+        assert await spans(first, "ann") == await spans(second, "ann") == reference(points, GAP)
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_a_late_sample_bridges_two_activities_keeping_the_longer_ones_id(store: SampleStore) -> None:

@@ -2,10 +2,13 @@
 and the refresh that re-splits only what changed.
 
 The writer marks the time range of every write and deletion in `activity_dirty` (one upsert per
-batch, tracker.storage.samples). A refresh runs as a job on the writer thread, so it serialises with
-writes and is one transaction (safe when several processes share the file): it widens each dirty
-range by the gap and to the activities it touches, re-reads only those samples' times per track,
-re-splits them (tracker.activities.segments) and replaces only the affected rows, keeping ids.
+batch, tracker.storage.samples). A refresh runs as jobs on the writer thread, so it serialises with
+writes: it widens each dirty range by the gap and to the activities it touches, re-reads only those
+samples' times per track, re-splits them (tracker.activities.segments) and replaces only the affected
+rows, keeping ids. The writer thread serves every user, so a refresh goes in steps (`refresh_step`):
+each one short transaction over at most REFRESH_STEP_ROWS sample rows (plus the gap's worth around a
+cut), leaving the rest of a big dirty range recorded in `activity_dirty` for the next step (or for
+another process, or after a crash); other users' writes commit between the steps.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, AsyncIterator, Iterable, Sequence
 
 from tracker.activities.segments import split_points
 from tracker.activities.settings import ActivitySettings
@@ -28,6 +31,11 @@ _MIN_NS = -(2**63)
 _MAX_NS = 2**63 - 1
 _COLUMNS = ", ".join(FIELD_KEYS)
 _ACTIVITY_COLUMNS = "id, device, sport, start_ns, end_ns, samples, name, summary"
+# Sample rows (of any track) one refresh step re-reads at most, besides the gap's worth on each side
+# of a cut: its transaction holds the writer thread, shared by every user, for well under a second.
+REFRESH_STEP_ROWS = 100_000
+# Sample rows read at once when folding an activity's samples: memory stays bounded however long it is.
+READ_CHUNK_ROWS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +132,60 @@ def _merged_ranges(ranges: Iterable[tuple[int, int]], gap_ns: int) -> list[tuple
 
 
 def refresh_in(conn: sqlite3.Connection) -> RefreshStats:
-    """Inside the caller's transaction: re-split what the dirty ranges touch, then forget them."""
+    """Inside the caller's transaction: re-split what the dirty ranges touch, then forget them (all
+    steps at once: for the owner's edits, which refresh in steps first and so find little left)."""
     stats = RefreshStats()
+    while refresh_step(conn, REFRESH_STEP_ROWS, stats):
+        pass
+    return stats
+
+
+def _rows_between(conn: sqlite3.Connection, low: int, high: int, limit: int) -> int:
+    """Sample rows with low <= time <= high, counted up to `limit`."""
+    return int(
+        conn.execute("SELECT count(*) FROM (SELECT 1 FROM samples WHERE time >= ? AND time <= ? LIMIT ?)", (low, high, limit)).fetchone()[0]
+    )
+
+
+def _step_cut(conn: sqlite3.Connection, low: int, high: int, rows: int) -> int:
+    """Where a step over the dirty range [low, high] stops (inclusive): at its `rows`-th sample row,
+    so a step always covers at least one instant; `high` when the range holds no more than that."""
+    found = conn.execute("SELECT time FROM samples WHERE time >= ? ORDER BY time LIMIT 1 OFFSET ?", (low, rows - 1)).fetchone()
+    return high if found is None else min(found[0], high)
+
+
+def refresh_step(conn: sqlite3.Connection, step_rows: int, stats: RefreshStats) -> bool:
+    """Inside the caller's transaction: re-split the oldest dirty ranges, over at most `step_rows`
+    sample rows of theirs (and the gap's worth of samples on each side, which the re-split reads
+    too), and forget what was done; whether dirty ranges are left for another step.
+
+    Ranges are taken oldest first, whole while the budget lasts; the first one, when too big, up to a
+    cut, its rest marked dirty again. Re-splitting [low, cut] and then [cut + 1, high] gives the same
+    activities as [low, high] at once: the second re-reads from cut + 1 - gap, so every pause that
+    the first judged against samples it did not re-split is judged again."""
     dirty = conn.execute("SELECT start_ns, end_ns FROM activity_dirty").fetchall()
     if not dirty:
-        return stats
+        return False
     gap_ns = int(load_settings(conn).gap_s * 1e9)
     tracks = _tracks(conn)
-    for low, high in _merged_ranges(dirty, gap_ns):
+    ranges = _merged_ranges(dirty, gap_ns)
+    budget = max(1, step_rows)
+    for index, (low, high) in enumerate(ranges):
+        rows = _rows_between(conn, low, high, budget + 1)
+        if rows > budget and index > 0:
+            return True  # the next step starts here
+        cut = high if rows <= budget else _step_cut(conn, low, high, budget)
         for track, series_ids in tracks.items():
-            _resplit(conn, track, series_ids, low, high, gap_ns, stats)
-    conn.execute("DELETE FROM activity_dirty")
-    return stats
+            _resplit(conn, track, series_ids, low, cut, gap_ns, stats)
+        # The range's rows are exactly those inside it (merged ranges are disjoint); the rest goes back.
+        conn.execute("DELETE FROM activity_dirty WHERE start_ns >= ? AND end_ns <= ?", (low, high))
+        if cut < high:
+            mark_activities_dirty(conn, cut + 1, high)
+            return True
+        budget -= rows
+        if budget < 1:
+            return index + 1 < len(ranges)
+    return False
 
 
 _IN_TRACK = "series IN (SELECT value FROM json_each(?))"
@@ -266,18 +316,24 @@ def _resplit(
         stats.updated += 1
 
 
-async def refresh(store: SampleStore, user: str, *, force: bool = False) -> RefreshStats:
-    """Bring the user's activities up to date with their samples (cheap when nothing changed)."""
+async def refresh(store: SampleStore, user: str, *, force: bool = False, step_rows: int = REFRESH_STEP_ROWS) -> RefreshStats:
+    """Bring the user's activities up to date with their samples (cheap when nothing changed), in
+    steps of at most `step_rows` sample rows each."""
     if not force:
         pending = await store.read_all(user, "SELECT EXISTS (SELECT 1 FROM activity_dirty)")
         if not pending or not pending[0][0]:
             return RefreshStats()
 
-    def run(conn: sqlite3.Connection) -> RefreshStats:
-        with immediate(conn):
-            return refresh_in(conn)
+    stats = RefreshStats()
 
-    return await store.run_on_writer(user, run) or RefreshStats()
+    def run(conn: sqlite3.Connection) -> bool:
+        with immediate(conn):
+            return refresh_step(conn, step_rows, stats)
+
+    # One job a step: writes queued meanwhile (any user's) commit between them.
+    while await store.run_on_writer(user, run):
+        pass
+    return stats
 
 
 # ---- reads
@@ -363,6 +419,37 @@ async def track_samples(store: SampleStore, user: str, track: Track, start_ns: i
     return _merged_rows(rows)
 
 
+async def track_sample_chunks(
+    store: SampleStore, user: str, track: Track, start_ns: int, end_ns: int
+) -> AsyncIterator[TrackSamples]:
+    """The track's samples with start_ns <= time <= end_ns in time order, in pieces of at most
+    READ_CHUNK_ROWS rows (an instant's rows never straddle two pieces, so an instant with more rows
+    than that is a piece alone): one piece in memory at a time."""
+    ids = await _track_series(store, user, track)
+    if not ids:
+        return
+    chunk_rows = max(1, READ_CHUNK_ROWS)
+    ids_text = json.dumps(ids)
+    low = start_ns
+    while low <= end_ns:
+        # The piece ends before the time of its (chunk_rows + 1)-th row: that instant starts the next.
+        found = await store.read_all(
+            user,
+            f"SELECT time FROM samples WHERE time >= ? AND time <= ? AND {_IN_TRACK} ORDER BY time, series LIMIT 1 OFFSET ?",
+            (low, end_ns, ids_text, chunk_rows),
+        )
+        # More rows than that at one instant: that instant alone.
+        high = end_ns if not found else max(found[0][0] - 1, low)
+        rows = await store.read_all(
+            user,
+            f"SELECT time, {_COLUMNS} FROM samples WHERE time >= ? AND time <= ? AND {_IN_TRACK} ORDER BY time, series",
+            (low, high, ids_text),
+        )
+        if rows:
+            yield _merged_rows(rows)
+        low = high + 1
+
+
 def _track_of(tags_text: str) -> Track:
     tags = dict(json.loads(tags_text))
     return (tags.get(DEVICE_TAG, ""), tags.get(SPORT_TAG, ""))
@@ -432,6 +519,7 @@ def _fetch(conn: sqlite3.Connection, activity_id: int) -> ActivityRow:
 
 async def split(store: SampleStore, user: str, activity_id: int, at_ns: int) -> list[ActivityRow]:
     """Cut the activity at `at_ns` (samples before it, and from it on): the two activities."""
+    await refresh(store, user)  # in steps: the edit's own transaction then finds little left
 
     def run(conn: sqlite3.Connection) -> list[ActivityRow]:
         with immediate(conn):
@@ -462,6 +550,7 @@ async def split(store: SampleStore, user: str, activity_id: int, at_ns: int) -> 
 
 async def merge(store: SampleStore, user: str, activity_ids: Sequence[int]) -> ActivityRow:
     """Join consecutive activities of one track into one (keeping the first's id and name)."""
+    await refresh(store, user)  # in steps: the edit's own transaction then finds little left
 
     def run(conn: sqlite3.Connection) -> ActivityRow:
         with immediate(conn):
@@ -521,9 +610,9 @@ async def delete(store: SampleStore, user: str, activity_id: int) -> int:
                 (row.device, row.sport, row.start_ns, row.end_ns),
             )
             mark_activities_dirty(conn, row.start_ns, row.end_ns)
-            refresh_in(conn)  # no samples left in its range: its row goes
 
     await store.run_on_writer(user, forget)
+    await refresh(store, user)  # no samples left in its range: its row goes
     return removed
 
 
