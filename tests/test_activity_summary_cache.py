@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -67,17 +68,36 @@ def same(got: Any, want: Any) -> None:
 
 
 @pytest.fixture
+def pieces(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Per read of an activity's samples, how many samples each of its pieces held."""
+    found: list[list[int]] = []
+    read = stored.track_sample_chunks
+
+    async def counting(*args: Any) -> AsyncIterator[stored.TrackSamples]:
+        sizes: list[int] = []
+        found.append(sizes)
+        async for piece in read(*args):
+            sizes.append(len(piece.times))
+            yield piece
+
+    monkeypatch.setattr(stored, "track_sample_chunks", counting)
+    return found
+
+
+@pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many samples each read of an activity's samples returned."""
+    """How many samples each read of an activity's samples returned (all its pieces)."""
     counts: list[int] = []
-    read = stored.track_samples
+    read = stored.track_sample_chunks
 
-    async def counting(*args: Any) -> stored.TrackSamples:
-        found = await read(*args)
-        counts.append(len(found.times))
-        return found
+    async def counting(*args: Any) -> AsyncIterator[stored.TrackSamples]:
+        counts.append(0)
+        index = len(counts) - 1
+        async for piece in read(*args):
+            counts[index] += len(piece.times)
+            yield piece
 
-    monkeypatch.setattr(stored, "track_samples", counting)
+    monkeypatch.setattr(stored, "track_sample_chunks", counting)
     return counts
 
 
@@ -176,3 +196,49 @@ async def test_a_state_of_another_layout_is_folded_again(client: TestClient, add
     reads.clear()
     same((await (await client.get(url, headers=AUTH)).json())["summary"], expected(samples + more)[0])
     assert reads[-1] == 1202
+
+
+async def test_a_long_activity_is_read_and_folded_in_bounded_pieces(
+    client: TestClient, add_user: Any, pieces: list[list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays bounded for an activity that never pauses: its samples come in pieces of at most
+    READ_CHUNK_ROWS rows, folded one after the other, and give the summary and laps of all at once."""
+    monkeypatch.setattr(stored, "READ_CHUNK_ROWS", 97)
+    await add_user("ann", "pw-ann")
+    samples = ride(T0, 1000, random.Random(11))
+    await write(client, samples)
+    [activity] = (await (await client.get("/api/activities", headers=AUTH)).json())["activities"]
+    want_summary, want_laps = expected(samples)
+    same(activity["summary"], want_summary)
+    assert pieces == [[97] * 10 + [30]]
+    pieces.clear()
+    times = [t for t, _ in samples]
+    columns = {key: [fields[key] for _, fields in samples] for key in KEYS}
+    url = f"/api/activities/{activity['id']}"
+    same(
+        (await (await client.get(f"{url}/laps?every_m=250", headers=AUTH)).json())["laps"],
+        reference.laps(times, columns, 250.0, ActivitySettings()),
+    )
+    assert pieces == [[97] * 10 + [30]]
+
+
+async def test_an_instant_never_straddles_two_pieces(client: TestClient, add_user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two series of the track (another tag) at every instant: 2 rows an instant, pieces of 5 rows.
+    monkeypatch.setattr(stored, "READ_CHUNK_ROWS", 5)
+    await add_user("ann", "pw-ann")
+    lines = [f"samples,device=phone,sport=cycling,src=a hr_bpm={100 + i} {T0 + i * S}" for i in range(9)]
+    lines += [f"samples,device=phone,sport=cycling,src=b pwr_w={200 + i} {T0 + i * S}" for i in range(9)]
+    response = await client.post("/write?db=ann", data="\n".join(lines), headers=AUTH)
+    assert response.status == 204
+    store = client.app[SAMPLES]
+    got = [p async for p in stored.track_sample_chunks(store, "ann", ("phone", "cycling"), T0, T0 + 8 * S)]
+    assert [len(p.times) for p in got] == [2, 2, 2, 2, 1]  # 4 rows (2 instants) fit in 5 rows
+    assert [t for p in got for t in p.times] == [T0 + i * S for i in range(9)]
+    assert [v for p in got for v in p.columns["hr_bpm"]] == [100.0 + i for i in range(9)]
+    assert [v for p in got for v in p.columns["pwr_w"]] == [200.0 + i for i in range(9)]
+    # More rows at one instant than a piece holds: that instant alone.
+    monkeypatch.setattr(stored, "READ_CHUNK_ROWS", 1)
+    got = [p async for p in stored.track_sample_chunks(store, "ann", ("phone", "cycling"), T0, T0 + 2 * S)]
+    assert [(p.times, p.columns["hr_bpm"], p.columns["pwr_w"]) for p in got] == [
+        ([T0 + i * S], [100.0 + i], [200.0 + i]) for i in range(3)
+    ]

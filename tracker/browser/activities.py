@@ -13,7 +13,6 @@ opens no activity. The activity page's exports go through the one export (tracke
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any, NamedTuple
 
@@ -22,8 +21,8 @@ from aiohttp import web
 from tracker.accounts import InvalidLink, LabelTaken, parse_duration
 from tracker.activities.names import activity_name, automatic_name
 from tracker.activities.settings import ActivitySettings, InvalidActivitySettings
-from tracker.activities.summaries import default_laps_of, summary_of
-from tracker.activities.summary import DEFAULT_LAP_M, laps
+from tracker.activities.summaries import default_laps_of, laps_of, summary_of
+from tracker.activities.summary import DEFAULT_LAP_M
 from tracker.appkeys import ACCOUNTS, SAMPLES, SETTINGS
 from tracker.browser.errors import Refused, json_response, refusals
 from tracker.browser.files import export_format, export_response, time_value
@@ -239,9 +238,7 @@ async def activity_laps(request: web.Request) -> web.Response:
     settings = await stored.read_settings(store, owner)
     if every_m == DEFAULT_LAP_M:  # kept with the cached summary
         return json_response({"laps": await default_laps_of(store, owner, row, settings)})
-    samples = await stored.track_samples(store, owner, row.track, row.start_ns, row.end_ns)
-    found = await asyncio.to_thread(laps, samples.times, samples.columns, float(every_m), settings)
-    return json_response({"laps": found})
+    return json_response({"laps": await laps_of(store, owner, row, float(every_m), settings)})
 
 
 async def activity_config(request: web.Request) -> web.Response:
