@@ -22,6 +22,7 @@ from tests.cli_helpers import add_user as cli_add_user
 from tests.cli_helpers import invoke
 from tests.conftest import CHEAP_HASHING, basic
 from tests.test_formats import GARMIN_COURSE_TCX, fit_tool_activity, fit_tool_course, fixture
+from tracker.browser import courses as browser_courses
 from tracker.config import Settings
 from tracker.courses import MAX_THINNED, thinned
 from tracker.accounts import Accounts
@@ -138,6 +139,17 @@ async def test_an_activity_without_positions_makes_no_course(ann: TestClient) ->
     resp = await ann.post("/api/courses", json={"activity": activity["id"]}, headers=ANN)
     assert resp.status == 400
     assert "at least 2 positions, the track has 0" in (await resp.json())["error"]
+
+
+async def test_a_course_from_an_activity_is_bounded(ann: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(browser_courses, "MAX_ACTIVITY_SAMPLES", 9)  # read at call time
+    await _write(ann, _l_shaped_ride()[:10])
+    activity = await _only_activity(ann)
+    resp = await ann.post("/api/courses", json={"activity": activity["id"]}, headers=ANN)
+    assert resp.status == 413
+    assert f"activity {activity['id']} holds 10 samples; a course is made from at most 9" in (await resp.json())["error"]
+    monkeypatch.setattr(browser_courses, "MAX_ACTIVITY_SAMPLES", 10)
+    assert (await ann.post("/api/courses", json={"activity": activity["id"]}, headers=ANN)).status == 201
 
 
 async def test_only_the_owner_makes_a_course_of_her_activity(ann: TestClient) -> None:

@@ -113,6 +113,10 @@ def _checked_course(body: bytes, filename: str, name: str | None, max_inflated: 
         raise Refused(400, str(exc)) from None
 
 
+# A course from an activity reads all its samples at once: at most this many (about 5 days at 1 Hz).
+MAX_ACTIVITY_SAMPLES = 500_000
+
+
 async def _course_of_activity(request: web.Request, user: str, body: dict[str, Any], name: str | None) -> Course:
     """`{"activity": id, "name"?}`: the activity's positions, thinned; named `?name=`, the body's name,
     else as the activity is."""
@@ -124,7 +128,14 @@ async def _course_of_activity(request: web.Request, user: str, body: dict[str, A
         name = body.get("name")
     if name is None:
         name = activity_name(row.name, row.sport, row.start_ns)
-    samples = await activities.track_samples(request.app[SAMPLES], user, row.track, row.start_ns, row.end_ns)
+    store = request.app[SAMPLES]
+    held = await activities.track_count(store, user, row.track, row.start_ns, row.end_ns)
+    if held > MAX_ACTIVITY_SAMPLES:
+        raise Refused(
+            413, f"activity {activity_id} holds {held} samples; a course is made from at most {MAX_ACTIVITY_SAMPLES}: "
+            "split the activity, or upload the part you want as a file",
+        )
+    samples = await activities.track_samples(store, user, row.track, row.start_ns, row.end_ns)
     columns = samples.columns
     positions: list[Point] = [
         (lat, lng, alt) for lat, lng, alt in zip(columns["lat"], columns["lng"], columns["alt_m"])
