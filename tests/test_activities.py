@@ -82,24 +82,36 @@ async def test_random_batches_in_random_order_split_as_from_scratch(store: Sampl
     # With a 600 s gap activities reach far beyond the window a write re-reads: their far parts
     # stand in as counted chunks, which must still give the from-scratch split.
     rng = random.Random(seed)
-    gap = gap_s * S
-    points: list[Pt] = []
-    for _ in range(rng.randrange(50, 300)):
-        device = rng.choice(["phone", "phone", "watch"])
-        sport = rng.choice(["", "cycling"])
-        points.append(pt(T0 + rng.randrange(0, 3 * 3600) * S, device, sport))
+    points = _random_points(rng, rng.randrange(50, 300))
+    await _write_in_random_batches(store, rng, points, gap_s, max_batch=20, refresh_chance=0.5)
+    assert await spans(store, "ann") == reference(points, gap_s * S)
+
+
+def _random_points(rng: random.Random, count: int) -> list[Pt]:
+    """`count` samples over 3 hours on three tracks, in random order."""
+    points = [
+        pt(T0 + rng.randrange(0, 3 * 3600) * S, rng.choice(["phone", "phone", "watch"]), rng.choice(["", "cycling"]))
+        for _ in range(count)
+    ]
     rng.shuffle(points)
-    # The first write makes the file; the settings then say a 60 s gap.
+    return points
+
+
+async def _write_in_random_batches(
+    store: SampleStore, rng: random.Random, points: list[Pt], gap_s: int, *, max_batch: int, refresh_chance: float,
+    step_rows: int = stored.REFRESH_STEP_ROWS,
+) -> None:
+    """Ann's samples in batches of random sizes, refreshing her activities now and then."""
+    # The first write makes the file; the settings then say the gap.
     await store.write("ann", points[:1])
     await stored.save_settings(store, "ann", ActivitySettings(gap_s=gap_s))
     index = 1
     while index < len(points):
-        size = rng.randrange(1, 20)
+        size = rng.randrange(1, max_batch)
         await store.write("ann", points[index : index + size])
         index += size
-        if rng.random() < 0.5:
-            await stored.refresh(store, "ann")
-    assert await spans(store, "ann") == reference(points, gap)
+        if rng.random() < refresh_chance:
+            await stored.refresh(store, "ann", step_rows=step_rows)
 
 
 @pytest.mark.parametrize("gap_s", [60, 600])
@@ -109,21 +121,8 @@ async def test_a_refresh_in_tiny_steps_splits_as_from_scratch(store: SampleStore
     # next step, and the result must still be the from-scratch split, also after a new gap re-splits
     # the whole history (one dirty range over everything).
     rng = random.Random(100 + seed)
-    points: list[Pt] = []
-    for _ in range(rng.randrange(150, 400)):
-        device = rng.choice(["phone", "phone", "watch"])
-        sport = rng.choice(["", "cycling"])
-        points.append(pt(T0 + rng.randrange(0, 3 * 3600) * S, device, sport))
-    rng.shuffle(points)
-    await store.write("ann", points[:1])
-    await stored.save_settings(store, "ann", ActivitySettings(gap_s=gap_s))
-    index = 1
-    while index < len(points):
-        size = rng.randrange(1, 60)
-        await store.write("ann", points[index : index + size])
-        index += size
-        if rng.random() < 0.3:
-            await stored.refresh(store, "ann", step_rows=7)
+    points = _random_points(rng, rng.randrange(150, 400))
+    await _write_in_random_batches(store, rng, points, gap_s, max_batch=60, refresh_chance=0.3, step_rows=7)
     await stored.refresh(store, "ann", step_rows=7)
     assert await spans(store, "ann") == reference(points, gap_s * S)
     await stored.save_settings(store, "ann", ActivitySettings(gap_s=gap_s * 3))
