@@ -22,7 +22,8 @@ from tracker.storage.samples import SampleStore
 async def summary_of(store: SampleStore, user: str, row: stored.ActivityRow, settings: ActivitySettings) -> dict[str, Any]:
     if row.summary is not None:
         return row.summary
-    summary, _ = await _folded(store, user, row, settings)
+    state, _ = await stored.summary_state(store, user, row.id)
+    summary, _ = await _folded(store, user, row, settings, state)
     return summary
 
 
@@ -37,15 +38,15 @@ async def default_laps_of(store: SampleStore, user: str, row: stored.ActivityRow
         else:
             if fold.lap_m == DEFAULT_LAP_M:
                 return await asyncio.to_thread(fold.laps)
-    _, found = await _folded(store, user, row, settings)
+    _, found = await _folded(store, user, row, settings, state)
     return found
 
 
 async def _folded(
-    store: SampleStore, user: str, row: stored.ActivityRow, settings: ActivitySettings
+    store: SampleStore, user: str, row: stored.ActivityRow, settings: ActivitySettings, state: dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
-    """Bring the fold up to `row` (from its stored state when it has one), cache it; (summary, laps)."""
-    state, _ = await stored.summary_state(store, user, row.id)
+    """Bring the fold up to `row` from its stored `state` (the caller has read it; None: from the
+    start), cache it; (summary, laps)."""
     try:
         fold = SummaryFold.restore(state, settings) if state is not None else SummaryFold(settings)
     except ValueError:
