@@ -1,0 +1,171 @@
+"""Sharding by user: the shard map and the HAProxy configuration it drives.
+
+Several Tracker instances, each with its own data folder, share nothing; a proxy in front sends every
+request that names a user to the instance that holds that user. The map is a plain text file,
+explicit on purpose: one look says where a user lives, moving a user is changing one line, and the
+proxy and `tracker shard which` read the very same lines, so they can never disagree (a consistent
+hash would have to be computed identically by HAProxy and by Tracker, and moving one user would
+mean an exception list anyway). Users the map does not name go to the `default` shard.
+
+    # shard NAME ADDRESS        one line per Tracker instance (host:port, as the proxy reaches it)
+    shard a 10.0.0.1:8086
+    shard b 10.0.0.2:8086
+    default a                   # users not listed below
+    alice b                     # USER SHARD
+    bob a
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker.accounts import validate_username
+
+_SHARD_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,31}\Z")
+_ADDRESS = re.compile(r"\A[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}\Z")
+USERS_MAP = "users.map"  # beside haproxy.cfg: the user → backend lines HAProxy looks requests up in
+RETRY_AFTER_SECONDS = 5  # what the proxy tells clients of a shard that is down
+
+
+class InvalidShardMap(ValueError):
+    """A map file that cannot be used; the message names the line and the rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardMap:
+    shards: dict[str, str]  # shard name → address (host:port)
+    default: str
+    users: dict[str, str]  # user → shard name
+
+    def shard_of(self, user: str) -> str:
+        return self.users.get(user, self.default)
+
+    def with_user(self, user: str, shard: str) -> ShardMap:
+        if shard not in self.shards:
+            raise InvalidShardMap(f"no shard {shard!r} in the map (shards: {', '.join(self.shards)})")
+        return ShardMap(self.shards, self.default, {**self.users, validate_username(user): shard})
+
+    def text(self) -> str:
+        lines = [f"shard {name} {address}" for name, address in self.shards.items()]
+        lines.append(f"default {self.default}")
+        lines.extend(f"{user} {shard}" for user, shard in sorted(self.users.items()))
+        return "\n".join(lines) + "\n"
+
+
+def parse_map(text: str, source: str = "map") -> ShardMap:
+    shards: dict[str, str] = {}
+    default: str | None = None
+    users: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        words = raw.split("#", 1)[0].split()
+        where = f"{source} line {number}"
+        if not words:
+            continue
+        if words[0] == "shard":
+            if len(words) != 3:
+                raise InvalidShardMap(f"{where}: a shard line is 'shard NAME HOST:PORT'")
+            name, address = words[1], words[2]
+            if not _SHARD_NAME.match(name):
+                raise InvalidShardMap(f"{where}: shard name {name!r} must be 1-32 of a-z 0-9 _ -, starting a-z 0-9")
+            if not _ADDRESS.match(address):
+                raise InvalidShardMap(f"{where}: shard address {address!r} must be HOST:PORT")
+            if name in shards:
+                raise InvalidShardMap(f"{where}: shard {name!r} is defined twice")
+            shards[name] = address
+        elif words[0] == "default":
+            if len(words) != 2 or default is not None:
+                raise InvalidShardMap(f"{where}: one 'default SHARD' line is needed")
+            default = words[1]
+        else:
+            if len(words) != 2:
+                raise InvalidShardMap(f"{where}: a user line is 'USER SHARD'")
+            try:
+                user = validate_username(words[0])
+            except ValueError as exc:
+                raise InvalidShardMap(f"{where}: {exc}") from None
+            if user in users:
+                raise InvalidShardMap(f"{where}: user {user!r} is listed twice")
+            users[user] = words[1]
+    if not shards:
+        raise InvalidShardMap(f"{source}: no 'shard NAME HOST:PORT' line")
+    if default is None:
+        raise InvalidShardMap(f"{source}: no 'default SHARD' line (where users not listed go)")
+    for name in (default, *users.values()):
+        if name not in shards:
+            raise InvalidShardMap(f"{source}: shard {name!r} is used but has no 'shard' line")
+    return ShardMap(shards, default, users)
+
+
+def read_map(path: Path) -> ShardMap:
+    try:
+        return parse_map(path.read_text(), str(path))
+    except OSError as exc:
+        raise InvalidShardMap(f"cannot read the shard map {path}: {exc.strerror}") from None
+
+
+def write_map(path: Path, shard_map: ShardMap) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(shard_map.text())
+    partial.replace(path)
+
+
+def backend(shard: str) -> str:
+    return f"shard_{shard}"
+
+
+def haproxy_users_map(shard_map: ShardMap) -> str:
+    return "".join(f"{user} {backend(shard)}\n" for user, shard in sorted(shard_map.users.items()))
+
+
+def haproxy_config(shard_map: ShardMap, *, bind: str, users_map_path: Path, check_seconds: float = 1.0) -> str:
+    """The whole haproxy.cfg for this map; the user → backend lines are in `users_map_path`
+    (haproxy_users_map), so the runtime API can change one user without a reload."""
+    interval = f"{max(100, int(check_seconds * 1000))}ms"
+    everyone = "\n".join(
+        f"    server {name} {address} check inter {interval} fall 1 rise 1" for name, address in shard_map.shards.items()
+    )
+    backends = "\n\n".join(
+        f"""backend {backend(name)}
+    option httpchk GET /ping
+    http-check expect status 204
+    server {name} {address} check inter {interval} fall 1 rise 1
+    http-error status 503 content-type "application/json" hdr Retry-After {RETRY_AFTER_SECONDS} string "{{\\"error\\":\\"shard {name} is unavailable: retry in {RETRY_AFTER_SECONDS} s\\"}}"
+"""
+        for name, address in shard_map.shards.items()
+    )
+    return f"""# Made by `tracker shard haproxy-config` from the shard map: regenerate rather than edit.
+global
+    maxconn 4000            # each connection is 2 file descriptors: raise with the ulimit (nofile)
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h       # the watch page's event streams stay open
+    timeout http-request 30s
+    retries 1
+
+frontend tracker
+    bind {bind}
+    # The user a request is about, first match wins: the path, then the query string, then the credentials.
+    http-request set-var(txn.user) path,field(3,/) if {{ path_beg /watch/ }}
+    http-request set-var(txn.user) path,field(4,/) if {{ path_beg /api/watch/ }}
+    http-request set-var(txn.user) url_param(db) unless {{ var(txn.user) -m found }}
+    http-request set-var(txn.user) url_param(bucket) unless {{ var(txn.user) -m found }}
+    http-request set-var(txn.user) url_param(user) unless {{ var(txn.user) -m found }}
+    http-request set-var(txn.user) url_param(u) unless {{ var(txn.user) -m found }}
+    http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger /ipbike /owntracks }} !{{ var(txn.user) -m found }}
+    http-request set-var(txn.user) req.hdr(authorization),word(2,' '),b64dec,field(1,:) if {{ req.hdr(authorization) -m beg "Basic " }} !{{ var(txn.user) -m found }}
+    http-request set-var(txn.user) req.hdr(authorization),word(2,' '),field(1,:) if {{ req.hdr(authorization) -m beg "Token " }} {{ req.hdr(authorization) -m sub : }} !{{ var(txn.user) -m found }}
+    use_backend %[var(txn.user),map({users_map_path},{backend(shard_map.default)})] if {{ var(txn.user) -m found }}
+    default_backend any_shard   # pages and static files: every shard serves the same
+
+backend any_shard
+    balance roundrobin
+    option httpchk GET /ping
+    http-check expect status 204
+{everyone}
+
+{backends}"""
