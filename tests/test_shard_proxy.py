@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -94,6 +95,15 @@ def cluster(tmp_path: Path) -> Iterator[tuple[TrackerProcess, TrackerProcess, in
         shard_b.close()
 
 
+def _times(port: int, user: str) -> set[int]:
+    status, _, body = _request(port, "GET", f"/query?db={user}&epoch=ns&q=SELECT+hr_bpm+FROM+samples", headers=_basic(user))
+    assert status == 200, body
+    import json
+
+    series = json.loads(body)["results"][0].get("series")
+    return {int(row[0]) for row in series[0]["values"]} if series else set()
+
+
 def _count(port: int, user: str) -> int:
     status, _, body = _request(
         port, "GET", f"/query?db={user}&q=SELECT+count(hr_bpm)+FROM+samples", headers=_basic(user)
@@ -151,3 +161,64 @@ def test_a_shard_that_is_down_answers_503_with_retry_after(cluster: tuple[Tracke
     status, _, _ = _request(proxy, "POST", "/write?db=bob", body=b"samples hr_bpm=1", headers=_basic("bob"))
     assert status == 204
     assert _count(proxy, "bob") == 1
+
+
+class _Writer(threading.Thread):
+    """Writes one sample at a time for `user` through the proxy, retrying on 503 as a client should;
+    remembers the time of every sample answered 204 and every status seen."""
+
+    def __init__(self, port: int, user: str, first_s: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.user, self.next_s = port, user, first_s
+        self.acknowledged: set[int] = set()
+        self.statuses: dict[int, int] = {}
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            time_ns = self.next_s * 1_000_000_000
+            line = f"samples hr_bpm={self.next_s % 200} {time_ns}".encode()
+            try:
+                status, _, _ = _request(self.port, "POST", f"/write?db={self.user}", body=line, headers=_basic(self.user))
+            except OSError:
+                status = 0
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status == 204:
+                self.acknowledged.add(time_ns)
+                self.next_s += 1
+            else:
+                time.sleep(0.1)  # the proxy says Retry-After; a short wait keeps the test quick
+
+
+def test_a_user_moves_between_shards_under_write_load(cluster: tuple[TrackerProcess, TrackerProcess, int]) -> None:
+    shard_a, shard_b, proxy = cluster
+    root = shard_a.data_dir.parent
+    moving = _Writer(proxy, "alice", 1_700_000_000)  # alice: shard b → shard a
+    staying = _Writer(proxy, "carol", 1_700_000_000)  # carol stays on shard b throughout
+    moving.start()
+    staying.start()
+    time.sleep(1.5)
+    moved = subprocess.run(
+        [sys.executable, "-m", "tracker", "shard", "move", "alice", "--map", str(root / "shards.map"), "--to", "a",
+         "--from-dir", str(shard_b.data_dir), "--to-dir", str(shard_a.data_dir), "--proxy-dir", str(root / "proxy"),
+         "--drain-seconds", "0.5"],
+        capture_output=True, text=True, env=clean_env(), timeout=120,
+    )  # fmt: skip
+    time.sleep(1.5)  # writes go on, now to shard a
+    moving.halt.set()
+    staying.halt.set()
+    moving.join(10)
+    staying.join(10)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert moving.statuses.get(503, 0) >= 1, moving.statuses  # held during the final copy...
+    assert set(moving.statuses) <= {204, 503}, moving.statuses  # ...and never refused otherwise
+    assert set(staying.statuses) == {204}, staying.statuses  # another user of the source shard: untouched
+    assert len(moving.acknowledged) > 20
+    # Every acknowledged sample is on shard a, nothing more; none of alice is left on shard b.
+    assert _times(shard_a.port, "alice") == moving.acknowledged
+    assert _times(proxy, "alice") == moving.acknowledged
+    assert not (shard_b.data_dir / "users" / "alice.sqlite").exists()
+    assert _request(shard_b.port, "GET", "/query?db=alice&q=SHOW+DATABASES", headers=_basic("alice"))[0] == 401
+    assert _times(shard_b.port, "carol") == staying.acknowledged
+    assert "alice a" in (root / "shards.map").read_text().splitlines()
+    assert "alice shard_a" in (root / "proxy" / "users.map").read_text().splitlines()

@@ -1339,6 +1339,49 @@ def shard_haproxy_config(map_path: Path, bind: str, out: Path) -> None:
     click.echo(f"wrote {out / 'haproxy.cfg'} and {users_map} ({len(shard_map.users)} user(s), {len(shard_map.shards)} shard(s))")
 
 
+@shard.command("move")
+@click.argument("name")
+@_MAP_OPTION
+@click.option("--to", "to_shard", required=True, help="The shard (its name in the map) that is to hold NAME.")
+@click.option("--from-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The data folder of the shard that holds NAME now.")
+@click.option("--to-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The data folder of the target shard.")
+@click.option("--proxy-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The folder `shard haproxy-config` wrote (its users.map and HAProxy's admin.sock).")
+@click.option("--drain-seconds", default=2.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="How long requests already passed to the source may take to finish.")
+@click.pass_context
+def shard_move(ctx: click.Context, name: str, map_path: Path, to_shard: str, from_dir: Path, to_dir: Path,
+               proxy_dir: Path, drain_seconds: float) -> None:  # fmt: skip
+    """Move user NAME to another shard while both serve: hold, copy, verify, switch, remove.
+
+    NAME's requests get 503 with Retry-After from the proxy for the final copy (a few seconds);
+    every other user is untouched. The map file and users.map are updated, then the source's copy
+    of NAME (account and samples) is deleted.
+    """
+    try:
+        copied = shards.move_user(
+            name, map_path=map_path, to_shard=to_shard, source_dir=from_dir, target_dir=to_dir,
+            proxy=shards.ProxyControl(proxy_dir), drain_seconds=drain_seconds, say=click.echo,
+        )  # fmt: skip
+    except (shards.MoveError, shards.InvalidShardMap, ValueError, OSError) as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    options = _options(ctx, from_dir)
+
+    async def remove_source() -> list[Path]:
+        await _with_accounts(options, lambda accounts: accounts.delete_user(name))
+        samples = SampleStore(options.data_dir)
+        try:
+            return await samples.delete_user(name)
+        finally:
+            await samples.close()
+
+    removed = _run(remove_source())
+    click.echo(f"moved {name} to shard {to_shard}: {copied.samples} sample(s) verified; "
+               f"removed the account and {len(removed)} file(s) from {from_dir}")  # fmt: skip
+
+
 def main() -> None:
     cli(prog_name="tracker")
 

@@ -17,15 +17,24 @@ mean an exception list anyway). Users the map does not name go to the `default` 
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from tracker import storage
 from tracker.accounts import validate_username
+from tracker.storage import ACCOUNTS_FILE, USERS_DIR
+from tracker.storage.moving import AccountExists, SamplesDigest, insert_account, read_account, samples_digest
 
 _SHARD_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,31}\Z")
 _ADDRESS = re.compile(r"\A[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}\Z")
 USERS_MAP = "users.map"  # beside haproxy.cfg: the user → backend lines HAProxy looks requests up in
+ADMIN_SOCKET = "admin.sock"  # beside haproxy.cfg: HAProxy's runtime API, through which a move re-routes one user
+HOLD_BACKEND = "shard_hold"  # answers 503 + Retry-After: a user being moved is held here for the final copy
 RETRY_AFTER_SECONDS = 5  # what the proxy tells clients of a shard that is down
 
 
@@ -137,6 +146,7 @@ def haproxy_config(shard_map: ShardMap, *, bind: str, users_map_path: Path, chec
     )
     return f"""# Made by `tracker shard haproxy-config` from the shard map: regenerate rather than edit.
 global
+    stats socket {users_map_path.parent / ADMIN_SOCKET} mode 600 level admin
     maxconn 4000            # each connection is 2 file descriptors: raise with the ulimit (nofile)
 
 defaults
@@ -168,4 +178,115 @@ backend any_shard
     http-check expect status 204
 {everyone}
 
-{backends}"""
+{backends}
+backend {HOLD_BACKEND}
+    http-request return status 503 content-type "application/json" hdr Retry-After 1 string "{{\\"error\\":\\"this user is moving between shards: retry in 1 s\\"}}"
+"""
+
+
+class MoveError(Exception):
+    """A move that cannot go ahead or did not complete; the message says why. Nothing is lost."""
+
+
+class ProxyControl:
+    """HAProxy's runtime API on the socket `tracker shard haproxy-config` puts beside users.map:
+    re-routes one user at once, without a reload, and without touching anyone else's connections."""
+
+    def __init__(self, proxy_dir: Path) -> None:
+        self.socket_path = proxy_dir.resolve() / ADMIN_SOCKET
+        self.users_map = proxy_dir.resolve() / USERS_MAP
+
+    def _command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5)
+            try:
+                conn.connect(str(self.socket_path))
+            except OSError as exc:
+                raise MoveError(f"cannot reach HAProxy's runtime API at {self.socket_path}: {exc.strerror}") from None
+            conn.sendall(line.encode() + b"\n")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+        return answer.decode(errors="replace").strip()
+
+    def route(self, user: str, to_backend: str) -> None:
+        answer = self._command(f"set map {self.users_map} {user} {to_backend}")
+        if answer:  # the user was not listed (the default rule): add the line instead
+            answer = self._command(f"add map {self.users_map} {user} {to_backend}")
+        if answer:
+            raise MoveError(f"HAProxy refused to route {user} to {to_backend}: {answer}")
+
+
+def move_user(
+    user: str,
+    *,
+    map_path: Path,
+    to_shard: str,
+    source_dir: Path,
+    target_dir: Path,
+    proxy: ProxyControl,
+    drain_seconds: float = 2.0,
+    say: Callable[[str], None] = lambda _: None,
+) -> SamplesDigest:
+    """Move the user's account and samples from the shard that holds them to `to_shard`; the source
+    copy is left for the caller to remove once this returned. The proxy holds the user's requests
+    (503 + Retry-After) from the start to the switch: no write is acknowledged by the source after
+    the final copy, and none by the target before it, so every acknowledged sample is in the result."""
+    shard_map = read_map(map_path)
+    from_shard = shard_map.shard_of(validate_username(user))
+    if to_shard not in shard_map.shards:
+        raise MoveError(f"no shard {to_shard!r} in {map_path} (shards: {', '.join(shard_map.shards)})")
+    if to_shard == from_shard:
+        raise MoveError(f"{user} is already on shard {to_shard}")
+    account = read_account(source_dir / ACCOUNTS_FILE, user) if (source_dir / ACCOUNTS_FILE).is_file() else None
+    if account is None:
+        raise MoveError(f"no user {user!r} in {source_dir}: is it shard {from_shard}'s data folder?")
+    if not (target_dir / ACCOUNTS_FILE).is_file():
+        raise MoveError(f"no {ACCOUNTS_FILE} in {target_dir}: is it shard {to_shard}'s data folder?")
+    source_file = source_dir / USERS_DIR / f"{user}.sqlite"
+    target_file = target_dir / USERS_DIR / f"{user}.sqlite"
+    if target_file.exists():
+        raise MoveError(f"{target_file} exists already: the target shard has data of {user}")
+    partial = target_file.with_name(target_file.name + ".partial")
+    account_moved = False
+    say(f"holding {user}'s requests at the proxy (503, Retry-After)")
+    proxy.route(user, HOLD_BACKEND)
+    try:
+        # Requests the proxy passed on before the hold finish within the drain time; a straggler past
+        # it shows as a source that changed after the copy, and the copy is made again.
+        time.sleep(drain_seconds)
+        copied = SamplesDigest(0, "")
+        if source_file.exists():
+            target_file.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(5):
+                partial.unlink(missing_ok=True)
+                storage.backup_file(source_file, partial)
+                copied = samples_digest(partial)
+                time.sleep(drain_seconds)
+                if samples_digest(source_file) == copied:
+                    break
+                say("the source changed after the copy: copying again")
+            else:
+                raise MoveError(f"{source_file} kept changing while {user} was held: is something else writing it?")
+            os.replace(partial, target_file)
+            if samples_digest(target_file) != copied:  # verified in place, before anyone writes to it
+                raise MoveError(f"{target_file} does not hold what was copied: the move is undone")
+        say(f"copied {copied.samples} sample(s), sha256 {copied.sha256[:16]}")
+        try:
+            insert_account(target_dir / ACCOUNTS_FILE, account)
+            account_moved = True
+        except AccountExists:
+            raise MoveError(f"shard {to_shard} has a user {user!r} already") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        if account_moved is False:
+            target_file.unlink(missing_ok=True)
+        proxy.route(user, backend(from_shard))
+        raise
+    moved_map = shard_map.with_user(user, to_shard)
+    write_map(map_path, moved_map)
+    (proxy.users_map.with_name(USERS_MAP + ".partial")).write_text(haproxy_users_map(moved_map))
+    os.replace(proxy.users_map.with_name(USERS_MAP + ".partial"), proxy.users_map)
+    proxy.route(user, backend(to_shard))
+    say(f"{user} is now served by shard {to_shard}")
+    return copied
