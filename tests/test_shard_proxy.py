@@ -145,6 +145,18 @@ def test_each_user_is_routed_to_its_own_shard(cluster: tuple[TrackerProcess, Tra
         capture_output=True, text=True, env=clean_env(), timeout=60,
     )  # fmt: skip
     assert which.stdout.split() == ["b", f"{HOST}:{shard_b.port}"]
+    # A device token names its owner: the proxy routes an OsmAnd request that carries nothing else.
+    token = shard_b.cli("token", "create", "carol", "--label", "phone").stdout.strip()
+    assert token.startswith("trk_carol.")
+    status, _, body = _request(proxy, "POST", f"/osmand?id={token}&lat=46.5&lon=6.6&timestamp=1700000100")
+    assert status == 200, body
+    status, _, body = _request(proxy, "POST", "/write?db=carol", body=b"samples hr_bpm=77 1700000200000000000",
+                               headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert status == 204, body
+    status, _, body = _request(proxy, "POST", "/write?db=carol", body=b"samples hr_bpm=78 1700000300000000000",
+                               headers={"Authorization": "Basic " + base64.b64encode(f":{token}".encode()).decode()})
+    assert status == 204, body
+    assert _count(shard_b.port, "carol") == users.index("carol") + 1 + 2
     # The watch page and its event stream for alice (public, on shard b) come through the proxy.
     assert _request(proxy, "GET", "/watch/alice")[0] == 200
     status, headers, _ = _request(proxy, "GET", "/api/watch/alice/events", read=False)

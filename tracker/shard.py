@@ -166,7 +166,13 @@ frontend tracker
     http-request set-var(txn.user) url_param(bucket) unless {{ var(txn.user) -m found }}
     http-request set-var(txn.user) url_param(user) unless {{ var(txn.user) -m found }}
     http-request set-var(txn.user) url_param(u) unless {{ var(txn.user) -m found }}
-    http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger /ipbike /owntracks }} !{{ var(txn.user) -m found }}
+    # A device token names its owner: trk_OWNER.SECRET (in id=, p=, Basic's password, Bearer or Token).
+    http-request set-var(txn.token) url_param(id) if {{ url_param(id) -m beg trk_ }}
+    http-request set-var(txn.token) url_param(p) if {{ url_param(p) -m beg trk_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.token) req.hdr(authorization),word(2,' ') if {{ req.hdr(authorization),word(2,' ') -m beg trk_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.token) req.hdr(authorization),word(2,' '),b64dec,field(2,:) if {{ req.hdr(authorization) -m beg "Basic " }} {{ req.hdr(authorization),word(2,' '),b64dec,field(2,:) -m beg trk_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.user) var(txn.token),field(1,.),regsub(^trk_,) if {{ var(txn.token) -m sub . }} !{{ var(txn.user) -m found }}
+    http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger }} !{{ url_param(id) -m beg trk_ }} !{{ var(txn.user) -m found }}
     http-request set-var(txn.user) req.hdr(authorization),word(2,' '),b64dec,field(1,:) if {{ req.hdr(authorization) -m beg "Basic " }} !{{ var(txn.user) -m found }}
     http-request set-var(txn.user) req.hdr(authorization),word(2,' '),field(1,:) if {{ req.hdr(authorization) -m beg "Token " }} {{ req.hdr(authorization) -m sub : }} !{{ var(txn.user) -m found }}
     use_backend %[var(txn.user),map({users_map_path},{backend(shard_map.default)})] if {{ var(txn.user) -m found }}
