@@ -67,3 +67,26 @@ def test_the_generated_configuration_is_valid_for_haproxy(tmp_path: Path) -> Non
     assert (tmp_path / "proxy" / "users.map").read_text() == "alice shard_b\nbob shard_a\n"
     checked = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "proxy" / "haproxy.cfg")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_move_that_cannot_go_ahead_changes_nothing(tmp_path: Path) -> None:
+    from tests.cli_helpers import add_user
+
+    add_user(tmp_path / "a", "bob")
+    add_user(tmp_path / "b", "alice")
+    (tmp_path / "map").write_text(MAP)
+    (tmp_path / "proxy").mkdir()
+
+    def move(name: str, to: str, source: str, target: str) -> str:
+        result = invoke(["shard", "move", name, "--map", str(tmp_path / "map"), "--to", to,
+                         "--from-dir", str(tmp_path / source), "--to-dir", str(tmp_path / target),
+                         "--proxy-dir", str(tmp_path / "proxy")])  # fmt: skip
+        assert result.exit_code == 1, result.output
+        return result.output
+
+    assert "no shard 'c'" in move("alice", "c", "b", "a")
+    assert "alice is already on shard b" in move("alice", "b", "a", "b")
+    assert "no user 'alice' in" in move("alice", "a", "a", "b")  # the wrong data folder given as the source
+    assert "cannot reach HAProxy's runtime API" in move("alice", "a", "b", "a")  # no proxy: nothing is held
+    assert (tmp_path / "map").read_text() == MAP
+    assert (tmp_path / "b" / "accounts.sqlite").exists() and not list((tmp_path / "a").glob("users/alice*"))

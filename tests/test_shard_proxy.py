@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -56,8 +57,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[TrackerProcess, TrackerProcess, in
     for process, users in ((shard_a, SHARD_A_USERS), (shard_b, SHARD_B_USERS)):
         for user in users:
             process.add_user(user)
-    process_b_public = "alice"
-    shard_b.cli("user", "public", process_b_public, "on")
+    shard_b.cli("user", "public", "alice", "on")  # her live view, watched through the proxy below
     map_file = tmp_path / "shards.map"
     map_file.write_text(
         f"shard a {HOST}:{shard_a.port}\nshard b {HOST}:{shard_b.port}\ndefault a\n"
@@ -98,8 +98,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[TrackerProcess, TrackerProcess, in
 def _times(port: int, user: str) -> set[int]:
     status, _, body = _request(port, "GET", f"/query?db={user}&epoch=ns&q=SELECT+hr_bpm+FROM+samples", headers=_basic(user))
     assert status == 200, body
-    import json
-
     series = json.loads(body)["results"][0].get("series")
     return {int(row[0]) for row in series[0]["values"]} if series else set()
 
@@ -109,8 +107,6 @@ def _count(port: int, user: str) -> int:
         port, "GET", f"/query?db={user}&q=SELECT+count(hr_bpm)+FROM+samples", headers=_basic(user)
     )
     assert status == 200, body
-    import json
-
     series = json.loads(body)["results"][0].get("series")
     return int(series[0]["values"][0][1]) if series else 0
 
@@ -164,7 +160,7 @@ def test_each_user_is_routed_to_its_own_shard(cluster: tuple[TrackerProcess, Tra
 
 
 def test_a_shard_that_is_down_answers_503_with_retry_after(cluster: tuple[TrackerProcess, TrackerProcess, int]) -> None:
-    shard_a, shard_b, proxy = cluster
+    _, shard_b, proxy = cluster
     shard_b.stop()
     time.sleep(2.5)  # past the proxy's health check (every second, down after one failure)
     status, headers, body = _request(proxy, "POST", "/write?db=alice", body=b"samples hr_bpm=1", headers=_basic("alice"))
