@@ -3,6 +3,7 @@ Debian's haproxy in front, configured by `tracker shard haproxy-config` from a s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import aiohttp
 import pytest
 
 from tests.tracker_process import HOST, PASSWORD, TrackerProcess, clean_env, free_port
@@ -71,6 +73,9 @@ def cluster(tmp_path: Path) -> Iterator[tuple[TrackerProcess, TrackerProcess, in
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     shard_a.start()
+    # Every shard signs with the same key (bearer tokens, the sign-in form's CSRF token): the deployment shares it.
+    shard_b.data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(shard_a.data_dir / "bearer-secret", shard_b.data_dir / "bearer-secret")
     shard_b.start()
     proxy_log = (tmp_path / "haproxy.log").open("wb")
     proxy = subprocess.Popen([HAPROXY, "-db", "-f", str(tmp_path / "proxy" / "haproxy.cfg")], stdout=proxy_log,
@@ -230,3 +235,25 @@ def test_a_user_moves_between_shards_under_write_load(cluster: tuple[TrackerProc
     assert _times(shard_b.port, "carol") == staying.acknowledged
     assert "alice a" in (root / "shards.map").read_text().splitlines()
     assert "alice shard_a" in (root / "proxy" / "users.map").read_text().splitlines()
+
+
+def test_a_browser_signed_in_through_the_proxy_stays_on_its_shard(
+    cluster: tuple[TrackerProcess, TrackerProcess, int],
+) -> None:
+    _, _, proxy = cluster
+
+    async def browse() -> list[tuple[int, str | None]]:
+        async with aiohttp.ClientSession(f"http://{HOST}:{proxy}", cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get("/api/me") as response:  # any shard: hands out the CSRF cookie
+                await response.read()
+            csrf = next(m.value for m in browser.cookie_jar if m.key == "tracker_csrf")
+            form = {"username": "carol", "password": PASSWORD, "csrf": csrf}
+            async with browser.post("/login", data=form, allow_redirects=False) as response:
+                assert response.status == 303, await response.text()
+            seen = []
+            for _ in range(6):  # carol's shard each time, not the next one in turn
+                async with browser.get("/api/me") as response:
+                    seen.append((response.status, (await response.json()).get("user")))
+            return seen
+
+    assert asyncio.run(browse()) == [(200, "carol")] * 6

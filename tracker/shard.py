@@ -34,6 +34,7 @@ _SHARD_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,31}\Z")
 _ADDRESS = re.compile(r"\A[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}\Z")
 USERS_MAP = "users.map"  # beside haproxy.cfg: the user → backend lines HAProxy looks requests up in
 ADMIN_SOCKET = "admin.sock"  # beside haproxy.cfg: HAProxy's runtime API, through which a move re-routes one user
+ROUTE_COOKIE = "tracker_shard_user"  # set by the proxy at sign-in: which shard a signed-in browser's requests go to
 HOLD_BACKEND = "shard_hold"  # answers 503 + Retry-After: a user being moved is held here for the final copy
 RETRY_AFTER_SECONDS = 5  # what the proxy tells clients of a shard that is down
 
@@ -173,8 +174,16 @@ frontend tracker
     http-request set-var(txn.token) req.hdr(authorization),word(2,' '),b64dec,field(2,:) if {{ req.hdr(authorization) -m beg "Basic " }} {{ req.hdr(authorization),word(2,' '),b64dec,field(2,:) -m beg trk_ }} !{{ var(txn.token) -m found }}
     http-request set-var(txn.user) var(txn.token),field(1,.),regsub(^trk_,) if {{ var(txn.token) -m sub . }} !{{ var(txn.user) -m found }}
     http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger }} !{{ url_param(id) -m beg trk_ }} !{{ var(txn.user) -m found }}
+    # Signing in: the form's or JSON's username, remembered in a cookie that routes the browser's later
+    # requests (it only routes: the shard still checks the session).
+    http-request wait-for-body time 2s if {{ path /login }} METH_POST
+    http-request set-var(txn.login) req.body_param(username) if {{ path /login }} METH_POST {{ req.hdr(content-type) -m beg application/x-www-form-urlencoded }}
+    http-request set-var(txn.login) req.body,json_query('$.username') if {{ path /login }} METH_POST {{ req.hdr(content-type) -m beg application/json }}
+    http-request set-var(txn.user) var(txn.login) if {{ var(txn.login) -m found }} !{{ var(txn.user) -m found }}
     http-request set-var(txn.user) req.hdr(authorization),word(2,' '),b64dec,field(1,:) if {{ req.hdr(authorization) -m beg "Basic " }} !{{ var(txn.user) -m found }}
     http-request set-var(txn.user) req.hdr(authorization),word(2,' '),field(1,:) if {{ req.hdr(authorization) -m beg "Token " }} {{ req.hdr(authorization) -m sub : }} !{{ var(txn.user) -m found }}
+    http-request set-var(txn.user) req.cook({ROUTE_COOKIE}) unless {{ var(txn.user) -m found }}
+    http-response add-header Set-Cookie "{ROUTE_COOKIE}=%[var(txn.login)]; Path=/; SameSite=Lax" if {{ var(txn.login) -m found }} {{ status 200 303 }}
     use_backend %[var(txn.user),map({users_map_path},{backend(shard_map.default)})] if {{ var(txn.user) -m found }}
     default_backend any_shard   # pages and static files: every shard serves the same
 
