@@ -430,7 +430,7 @@ def test_landing_page_sign_in_and_sharing(server: TrackerServer, open_page: Call
     page.click("#token-form button[type=submit]")
     page.wait_for_selector("#new-token:not([hidden])", timeout=5000)
     device_token = page.text_content("#new-token-value") or ""
-    assert re.fullmatch(r"trk_[A-Za-z0-9_-]{43}", device_token), device_token
+    assert re.fullmatch(r"trk_[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{43}", device_token), device_token
     token_row = page.locator("#token-rows tr", has_text="garmin-phone")
     token_row.wait_for(timeout=5000)
     assert "m/s" in (token_row.text_content() or "")

@@ -38,7 +38,7 @@ def test_create_prints_a_working_token_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     add_user(data_dir, "alice")
     token = create(data_dir, "alice", "--label", "garmin-phone")
-    assert re.fullmatch(r"trk_[A-Za-z0-9_-]{43}", token)
+    assert re.fullmatch(r"trk_alice\.[A-Za-z0-9_-]{43}", token)
     writer = writer_of(data_dir, token)
     assert writer is not None and (writer.user, writer.device, writer.speed_unit) == ("alice", "garmin-phone", "knots")
     assert token not in invoke(["token", "list", "alice", "--data-dir", str(data_dir)]).output
@@ -137,7 +137,7 @@ def test_create_with_setup_says_what_to_enter_in_each_app(tmp_path: Path) -> Non
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()  # still the token alone on stdout
-    assert re.fullmatch(r"trk_[A-Za-z0-9_-]{43}", token)
+    assert re.fullmatch(r"trk_alice\.[A-Za-z0-9_-]{43}", token)
     notes = result.stderr
     assert f"  Web address: https://tracker.example.org/osmand?id={token}&lat={{0}}" in notes
     assert "OsmAnd sends m/s; this token reads m/s" in notes

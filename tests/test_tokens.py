@@ -59,10 +59,10 @@ async def test_tokens_are_random_prefixed_and_stored_only_hashed(users: None, ac
     tokens = [token for token, _ in made]
     assert len(set(tokens)) == 20
     for token in tokens:
-        assert token.startswith("trk_") and len(token) == 4 + 43  # token_urlsafe(32): 256 random bits
+        assert token.startswith("trk_alice.") and len(token) == len("trk_alice.") + 43  # the owner, then 256 random bits
         assert not token.startswith("-")
     raw = b"".join(path.read_bytes() for path in settings.data_dir.glob("accounts.sqlite*"))
-    assert not any(token.encode() in raw or token[4:].encode() in raw for token in tokens)
+    assert not any(token.encode() in raw or token[len("trk_alice."):].encode() in raw for token in tokens)
 
 
 async def test_labels_are_validated_and_unique_among_active_tokens(users: None, accounts: Accounts) -> None:

@@ -716,7 +716,9 @@ class Accounts:
         label = validate_label(label, "device token", InvalidDeviceToken)
         if speed_unit not in SPEED_UNITS:
             raise InvalidDeviceToken(f"invalid speed unit {speed_unit!r}: use {', '.join(SPEED_UNITS)}")
-        token = DEVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        # The owner's name up front, before a '.': a proxy in front of several shards routes on it
+        # without a database (see tracker.shard); the 256 random bits after it are the secret.
+        token = f"{DEVICE_TOKEN_PREFIX}{owner}.{secrets.token_urlsafe(32)}"
         try:
             record = await self._store.add_device_token(
                 owner, label, token_digest(token), speed_unit, time.time_ns()

@@ -42,6 +42,7 @@ from tracker.accounts import (
 from tracker import backup as backups
 from tracker import courses as course_files
 from tracker import formats, importer, transfer
+from tracker import shard as shards
 from tracker.progress import BYTES, ProgressBar
 from tracker.storage import activities as stored_activities
 from tracker.appsetup import device_setup
@@ -1286,6 +1287,99 @@ def alert_remove(ctx: click.Context, name: str, device: str | None, data_dir: Pa
     if not _run(_with_accounts(options, remove)):
         raise click.ClickException(f"no alert for {what}")
     click.echo(f"removed the alert for {what}")
+
+
+# ----- sharding by user -----
+
+
+_MAP_OPTION = click.option(
+    "--map", "map_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The shard map: 'shard NAME HOST:PORT' lines, one 'default SHARD' line, then 'USER SHARD' lines.",
+)  # fmt: skip
+
+
+def _read_map(path: Path) -> shards.ShardMap:
+    try:
+        return shards.read_map(path)
+    except shards.InvalidShardMap as exc:
+        raise click.ClickException(_one_line(exc)) from None
+
+
+@cli.group()
+def shard() -> None:
+    """Several Tracker instances behind one proxy, each holding its own users."""
+
+
+@shard.command("which")
+@click.argument("name")
+@_MAP_OPTION
+def shard_which(name: str, map_path: Path) -> None:
+    """Print the shard that holds user NAME, and its address."""
+    shard_map = _read_map(map_path)
+    try:
+        validate_username(name)
+    except ValueError as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    owner = shard_map.shard_of(name)
+    click.echo(f"{owner} {shard_map.shards[owner]}")
+
+
+@shard.command("haproxy-config")
+@_MAP_OPTION
+@click.option("--bind", default="127.0.0.1:8086", show_default=True, help="Where the proxy listens (HAProxy's bind).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write haproxy.cfg and users.map into.")  # fmt: skip
+def shard_haproxy_config(map_path: Path, bind: str, out: Path) -> None:
+    """Write haproxy.cfg and users.map for the shard map into the folder OUT."""
+    shard_map = _read_map(map_path)
+    out.mkdir(parents=True, exist_ok=True)
+    users_map = out.resolve() / shards.USERS_MAP
+    users_map.write_text(shards.haproxy_users_map(shard_map))
+    (out / "haproxy.cfg").write_text(shards.haproxy_config(shard_map, bind=bind, users_map_path=users_map))
+    click.echo(f"wrote {out / 'haproxy.cfg'} and {users_map} ({len(shard_map.users)} user(s), {len(shard_map.shards)} shard(s))")
+
+
+@shard.command("move")
+@click.argument("name")
+@_MAP_OPTION
+@click.option("--to", "to_shard", required=True, help="The shard (its name in the map) that is to hold NAME.")
+@click.option("--from-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The data folder of the shard that holds NAME now.")
+@click.option("--to-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The data folder of the target shard.")
+@click.option("--proxy-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The folder `shard haproxy-config` wrote (its users.map and HAProxy's admin.sock).")
+@click.option("--drain-seconds", default=2.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="How long requests already passed to the source may take to finish.")
+@click.pass_context
+def shard_move(ctx: click.Context, name: str, map_path: Path, to_shard: str, from_dir: Path, to_dir: Path,
+               proxy_dir: Path, drain_seconds: float) -> None:  # fmt: skip
+    """Move user NAME to another shard while both serve: hold, copy, verify, switch, remove.
+
+    NAME's requests get 503 with Retry-After from the proxy for the final copy (a few seconds);
+    every other user is untouched. The map file and users.map are updated, then the source's copy
+    of NAME (account and samples) is deleted.
+    """
+    try:
+        copied = shards.move_user(
+            name, map_path=map_path, to_shard=to_shard, source_dir=from_dir, target_dir=to_dir,
+            proxy=shards.ProxyControl(proxy_dir), drain_seconds=drain_seconds, say=click.echo,
+        )  # fmt: skip
+    except (shards.MoveError, shards.InvalidShardMap, ValueError, OSError) as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    options = _options(ctx, from_dir)
+
+    async def remove_source() -> list[Path]:
+        await _with_accounts(options, lambda accounts: accounts.delete_user(name))
+        samples = SampleStore(options.data_dir)
+        try:
+            return await samples.delete_user(name)
+        finally:
+            await samples.close()
+
+    removed = _run(remove_source())
+    click.echo(f"moved {name} to shard {to_shard}: {copied.samples} sample(s) verified; "
+               f"removed the account and {len(removed)} file(s) from {from_dir}")  # fmt: skip
 
 
 def main() -> None:
