@@ -19,12 +19,13 @@ never loses anything for a mirror.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -67,11 +68,12 @@ class MirrorTarget:
             if not {"bucket", "org"} <= names:
                 raise ValueError(f"mirror {_redacted(raw)!r}: an /api/v2/write URL needs bucket= and org=")
             if parts.password:  # http://:TOKEN@host/api/v2/write?...
-                headers.append(("Authorization", f"Token {parts.password}"))
+                headers.append(("Authorization", f"Token {unquote(parts.password)}"))
         elif parts.path.endswith("/write"):
             kind = "influxdb-v1"
             if parts.username or parts.password:
-                headers.append(("Authorization", aiohttp.BasicAuth(parts.username or "", parts.password or "").encode()))
+                credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+                headers.append(("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode()))
         else:
             raise ValueError(
                 f"mirror {_redacted(raw)!r}: the path must end in /write (InfluxDB 1.x, VictoriaMetrics), "
