@@ -14,20 +14,26 @@ import signal
 import socket
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from tests.conftest import basic
+from tests.conftest import CHEAP_HASHING, basic
 from tests.influxd import ADMIN_PASSWORD, ADMIN_USER, InfluxdProcess, influxd_binary
 from tests.tracker_process import HOST, PASSWORD, TrackerProcess
 from tests.victoria import VictoriaMetricsProcess
+from tracker.accounts import Accounts
+from tracker.app import create_app
+from tracker.appkeys import MIRRORS
 from tracker.config import Settings
 from tracker.mirror import MirrorTarget, encode_lines
+from tracker.storage import AccountStore
 from tracker.storage.journal import (
-    JournalPoint, append, checkpointed, last_id, mark_mirror_delivered, mirror_backlog, mirror_cursor, mirror_entries,
+    JournalPoint, append, checkpointed, encode_points, last_id, mark_mirror_delivered, mirror_backlog, mirror_cursor, mirror_entries,
     open_journal, register_mirrors,
 )  # fmt: skip
 
@@ -89,8 +95,6 @@ def test_points_become_line_protocol_with_the_user_as_a_tag() -> None:
 
 
 def _entry(conn: Any, user: str, n: int) -> list[int]:
-    from tracker.storage.journal import encode_points
-
     return append(conn, "w", [(user, "merge", encode_points([JournalPoint(n, (), {"v": float(n)})]))])
 
 
@@ -252,10 +256,10 @@ async def test_one_worker_of_a_group_delivers(tmp_path: Path) -> None:
     tracker = start_tracker(tmp_path, vm.write_url, workers=2)
     writes = Writes(tracker, ["alice", "bob"], (time.time_ns() // SECOND_NS - 3600) * SECOND_NS)
     try:
-        await asyncio.gather(*(writes.batches(30) for _ in range(1)))
+        await writes.batches(30)
         await wait_for(lambda: len(victoria_holds(vm)) == len(writes.acknowledged), 30, "the samples did not arrive")
         await asyncio.sleep(1.0)  # a second deliverer, if there were one, would have sent them by now too
-        with __import__("urllib.request").request.urlopen(f"{vm.url}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"{vm.url}/metrics", timeout=10) as response:
             metrics = response.read().decode()
         inserted = sum(
             float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
@@ -342,3 +346,50 @@ async def test_a_target_that_never_answers_does_not_slow_writes(tmp_path: Path) 
     finally:
         blackhole.close()
     print("\n" + "; ".join(f"{name}: median {p50:.2f} ms, p99 {p99:.2f} ms per acknowledged write" for name, (p50, p99) in figures.items()))
+
+
+# --------------------------------------------------------------------------------------------------
+# The state the metrics endpoint reads
+
+
+async def test_the_state_shows_an_outage_and_its_end(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """A target that answers 503 until told otherwise: the state shows the backlog, the lag and the
+    error; then everything arrives, in commit order, and the state is clear again."""
+    bodies: list[str] = []
+    target_up = False
+
+    async def write(request: web.Request) -> web.Response:
+        if not target_up:
+            return web.Response(status=503, text="down for maintenance")
+        bodies.append(await request.text())
+        return web.Response(status=204)
+
+    target_app = web.Application()
+    target_app.router.add_post("/write", write)
+    target = await aiohttp_server(target_app)
+    settings = Settings(
+        data_dir=tmp_path / "data", mirror=(f"http://{HOST}:{target.port}/write?db=fleet",),
+        journal_checkpoint_seconds=0.1, mirror_retry_max_seconds=0.4,
+    )  # fmt: skip
+    settings.data_dir.mkdir(parents=True)
+    store = await AccountStore.open(settings.data_dir)
+    await Accounts(store, password_context=CHEAP_HASHING).add_user("alice", PASSWORD)
+    await store.close()
+    client = await aiohttp_client(create_app(settings, password_context=CHEAP_HASHING))
+    first_ns = (time.time_ns() // SECOND_NS - 60) * SECOND_NS
+    for n in range(5):
+        response = await client.post(
+            "/write?db=alice", data=f"samples lat={n}.5 {first_ns + n * SECOND_NS}", headers=basic("alice", PASSWORD)
+        )
+        assert response.status == 204
+    [state] = client.app[MIRRORS].states()
+    await wait_for(lambda: state.last_error is not None and state.queue_depth == 5, 10, "no error and backlog shown")
+    assert state.last_error == "HTTP 503: down for maintenance"
+    assert state.lag_seconds > 0 and state.delivered_points == 0 and state.delivering
+    target_up = True
+    await wait_for(lambda: state.delivered_points == 5 and state.queue_depth == 0, 10, "the backlog was not delivered")
+    lines = [line for body in bodies for line in body.splitlines()]
+    assert lines == [f"samples,user=alice lat={n}.5 {first_ns + n * SECOND_NS}" for n in range(5)]
+    assert state.lag_seconds == 0 and state.alarm is None and state.dropped_entries == 0

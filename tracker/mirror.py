@@ -24,7 +24,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -296,7 +297,9 @@ class Mirrors:
         self._session: aiohttp.ClientSession | None = None
         self._targets = list(targets)
         self._max_lag = max_lag_seconds
-        self._options = dict(retry_max_seconds=retry_max_seconds, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds)
+        self._retry_max = retry_max_seconds
+        self._timeout = timeout_seconds
+        self._poll = poll_seconds
         self._deliveries: list[MirrorDelivery] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -311,7 +314,10 @@ class Mirrors:
             return
         self._session = aiohttp.ClientSession()
         self._deliveries = [
-            MirrorDelivery(target, self._outbox, self._session, max_lag_seconds=self._max_lag, **self._options)  # type: ignore[arg-type]
+            MirrorDelivery(
+                target, self._outbox, self._session, max_lag_seconds=self._max_lag,
+                retry_max_seconds=self._retry_max, timeout_seconds=self._timeout, poll_seconds=self._poll,
+            )  # fmt: skip
             for target in self._targets
         ]
 
