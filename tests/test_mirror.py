@@ -30,10 +30,10 @@ from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.appkeys import MIRRORS
 from tracker.config import Settings
-from tracker.mirror import MirrorTarget, encode_lines
+from tracker.mirror import MirrorTarget, encode_batch, encode_lines
 from tracker.storage import AccountStore
 from tracker.storage.journal import (
-    JournalPoint, append, checkpointed, encode_points, last_id, mark_mirror_delivered, mirror_backlog, mirror_cursor, mirror_entries,
+    DELETE_ENTRY, JournalPoint, append, checkpointed, encode_deletion, encode_points, last_id, mark_mirror_delivered, mirror_backlog, mirror_cursor, mirror_entries,
     open_journal, register_mirrors,
 )  # fmt: skip
 
@@ -88,6 +88,14 @@ def test_points_become_line_protocol_with_the_user_as_a_tag() -> None:
         "1700000000123456789",
         "samples,user=alice x=-0.25 6",
     ]
+
+
+def test_deletions_are_not_mirrored() -> None:
+    write = encode_points([JournalPoint(7, (("device", "a"),), {"lat": 1.5})])
+    deletion = encode_deletion(["device=a"], 0, 100, [])
+    body, points = encode_batch([(1, "bob", "merge", write, 0), (2, "bob", DELETE_ENTRY, deletion, 0)])
+    assert (body, points) == (b"samples,device=a,user=bob lat=1.5 7\n", 1)
+    assert encode_batch([(2, "bob", DELETE_ENTRY, deletion, 0)]) == (b"", 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,44 +360,76 @@ async def test_a_target_that_never_answers_does_not_slow_writes(tmp_path: Path) 
 # The state the metrics endpoint reads
 
 
-async def test_the_state_shows_an_outage_and_its_end(
-    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
-) -> None:
-    """A target that answers 503 until told otherwise: the state shows the backlog, the lag and the
-    error; then everything arrives, in commit order, and the state is clear again."""
-    bodies: list[str] = []
-    target_up = False
+class Target:
+    """A write endpoint that answers 503 while `up` is False, and keeps the bodies it takes."""
 
-    async def write(request: web.Request) -> web.Response:
-        if not target_up:
+    def __init__(self) -> None:
+        self.up = False
+        self.bodies: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_post("/write", self.write)
+
+    async def write(self, request: web.Request) -> web.Response:
+        if not self.up:
             return web.Response(status=503, text="down for maintenance")
-        bodies.append(await request.text())
+        self.bodies.append(await request.text())
         return web.Response(status=204)
 
-    target_app = web.Application()
-    target_app.router.add_post("/write", write)
-    target = await aiohttp_server(target_app)
-    settings = Settings(
-        data_dir=tmp_path / "data", mirror=(f"http://{HOST}:{target.port}/write?db=fleet",),
-        journal_checkpoint_seconds=0.1, mirror_retry_max_seconds=0.4,
+    def lines(self) -> list[str]:
+        return [line for body in self.bodies for line in body.splitlines()]
+
+
+async def serve_with_mirror(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, target: Target, **settings: Any) -> Any:
+    server = await aiohttp_server(target.app)
+    config = Settings(
+        data_dir=tmp_path / "data", mirror=(f"http://{HOST}:{server.port}/write?db=fleet",),
+        journal_checkpoint_seconds=0.1, mirror_retry_max_seconds=0.4, **settings,
     )  # fmt: skip
-    settings.data_dir.mkdir(parents=True)
-    store = await AccountStore.open(settings.data_dir)
+    config.data_dir.mkdir(parents=True)
+    store = await AccountStore.open(config.data_dir)
     await Accounts(store, password_context=CHEAP_HASHING).add_user("alice", PASSWORD)
     await store.close()
-    client = await aiohttp_client(create_app(settings, password_context=CHEAP_HASHING))
+    return await aiohttp_client(create_app(config, password_context=CHEAP_HASHING))
+
+
+async def write_lat(client: Any, values_and_times: list[tuple[float, int]]) -> None:
+    for value, t in values_and_times:
+        response = await client.post("/write?db=alice", data=f"samples lat={value!r} {t}", headers=basic("alice", PASSWORD))
+        assert response.status == 204, await response.text()
+
+
+async def test_the_state_shows_an_outage_and_its_end(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> None:
+    """A target that answers 503 until told otherwise: the state shows the backlog, the lag and the
+    error; then everything arrives, in commit order, and the state is clear again."""
+    target = Target()
+    client = await serve_with_mirror(aiohttp_client, aiohttp_server, tmp_path, target)
     first_ns = (time.time_ns() // SECOND_NS - 60) * SECOND_NS
-    for n in range(5):
-        response = await client.post(
-            "/write?db=alice", data=f"samples lat={n}.5 {first_ns + n * SECOND_NS}", headers=basic("alice", PASSWORD)
-        )
-        assert response.status == 204
+    await write_lat(client, [(n + 0.5, first_ns + n * SECOND_NS) for n in range(5)])
     [state] = client.app[MIRRORS].states()
     await wait_for(lambda: state.last_error is not None and state.queue_depth == 5, 10, "no error and backlog shown")
     assert state.last_error == "HTTP 503: down for maintenance"
     assert state.lag_seconds > 0 and state.delivered_points == 0 and state.delivering
-    target_up = True
+    target.up = True
     await wait_for(lambda: state.delivered_points == 5 and state.queue_depth == 0, 10, "the backlog was not delivered")
-    lines = [line for body in bodies for line in body.splitlines()]
-    assert lines == [f"samples,user=alice lat={n}.5 {first_ns + n * SECOND_NS}" for n in range(5)]
+    assert target.lines() == [f"samples,user=alice lat={n}.5 {first_ns + n * SECOND_NS}" for n in range(5)]
     assert state.lag_seconds == 0 and state.alarm is None and state.dropped_entries == 0
+
+
+async def test_past_the_max_lag_the_alarm_goes_up_and_delivery_goes_on(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    target = Target()
+    client = await serve_with_mirror(aiohttp_client, aiohttp_server, tmp_path, target, mirror_max_lag_seconds=0.5)
+    first_ns = (time.time_ns() // SECOND_NS - 60) * SECOND_NS
+    await write_lat(client, [(1.25, first_ns), (2.25, first_ns + SECOND_NS), (3.25, first_ns + 2 * SECOND_NS)])
+    [state] = client.app[MIRRORS].states()
+    await wait_for(lambda: state.dropped_entries == 3, 10, "the overdue entries were not dropped")
+    assert state.alarm is not None and "3 journal entries were dropped undelivered" in state.alarm
+    target.up = True
+    await write_lat(client, [(4.25, first_ns + 3 * SECOND_NS)])
+    await wait_for(lambda: state.delivered_points == 1 and state.queue_depth == 0, 10, "the new sample was not delivered")
+    assert target.lines() == [f"samples,user=alice lat=4.25 {first_ns + 3 * SECOND_NS}"]
+    await wait_for(lambda: state.alarm is None, 5, "the alarm stayed up after catching up")
+    # Tracker's own store kept everything.
+    response = await client.get("/query", params={"db": "alice", "q": "SELECT count(lat) FROM samples"}, headers=basic("alice", PASSWORD))
+    assert (await response.json())["results"][0]["series"][0]["values"][0][1] == 4

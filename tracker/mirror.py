@@ -159,7 +159,7 @@ class MirrorState:
     last_error: str | None = None
     last_error_at: float | None = None  # time.time()
     last_delivery_at: float | None = None
-    alarm: str | None = None  # set when entries were dropped; cleared once the mirror has caught up
+    alarm: str | None = None  # set when entries were dropped; cleared by the next delivery
     _lag_warned: bool = field(default=False, repr=False)
 
 
@@ -219,8 +219,6 @@ class MirrorDelivery:
         await self._note_backlog(delivered_id)
         rows = await self._outbox.entries(delivered_id, BATCH_ENTRIES)
         if not rows:
-            if state.queue_depth == 0:
-                state.alarm = None
             return False
         rows = _within_points(rows)
         body, points = await asyncio.to_thread(encode_batch, rows)
@@ -231,6 +229,7 @@ class MirrorDelivery:
         state.delivered_entries += len(rows)
         state.delivered_points += points
         state.last_delivery_at = time.time()
+        state.alarm = None  # the target takes writes again
         return True
 
     async def _post(self, body: bytes, entries: int) -> None:
