@@ -148,6 +148,31 @@ def test_past_the_max_lag_entries_are_dropped_and_counted(tmp_path: Path) -> Non
     assert last_id(conn) == 4
 
 
+def test_only_the_overdue_part_of_a_long_backlog_is_dropped(tmp_path: Path) -> None:
+    conn = open_journal(tmp_path)
+    register_mirrors(conn, {"m": 60 * SECOND_NS})
+    for n in range(100):
+        _entry(conn, "alice", n)
+    now_ns = time.time_ns()
+    # Entry i written (100 - i) s ago: 1..40 are more than 60 s old.
+    conn.executemany("UPDATE entries SET at_ns = ? WHERE id = ?", [(now_ns - (100 - i) * SECOND_NS, i) for i in range(1, 101)])
+    mark_mirror_delivered(conn, "m", 10)
+    checkpointed(conn, "w", 100, keep_ns=3600 * SECOND_NS)
+    assert mirror_cursor(conn, "m") == (40, 30)
+
+
+def test_a_batch_is_bounded_in_bytes_but_never_empty(tmp_path: Path) -> None:
+    conn = open_journal(tmp_path)
+    register_mirrors(conn, {"m": 3600 * SECOND_NS})
+    for n in range(10):
+        _entry(conn, "alice", n)
+    checkpointed(conn, "w", 10, keep_ns=3600 * SECOND_NS)
+    size = len(encode_points([JournalPoint(0, (), {"v": 0.0})]))
+    assert [row[0] for row in mirror_entries(conn, 0, 100, max_bytes=3 * size)] == [1, 2, 3]
+    assert [row[0] for row in mirror_entries(conn, 0, 100, max_bytes=1)] == [1]
+    assert [row[0] for row in mirror_entries(conn, 8, 100, max_bytes=100 * size)] == [9, 10]
+
+
 # --------------------------------------------------------------------------------------------------
 # End to end
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MEASUREMENT = "samples"
 USER_TAG = "user"
 BATCH_ENTRIES = 1000  # journal entries read per batch
-BATCH_POINTS = 50_000  # points per request (a bigger entry goes alone)
+BATCH_BYTES = 2_000_000  # journal blob bytes per request, about 50,000 points (a bigger entry goes alone)
 POLL_SECONDS = 0.2  # how often an idle mirror looks for new entries
 FIRST_RETRY_SECONDS = 0.5
 # Answers that say the points themselves are refused (a field's type conflicts with the target's
@@ -217,10 +217,9 @@ class MirrorDelivery:
             log.error("mirror %s: %s", key, state.alarm)
             state.dropped_entries = dropped
         await self._note_backlog(delivered_id)
-        rows = await self._outbox.entries(delivered_id, BATCH_ENTRIES)
+        rows = await self._outbox.entries(delivered_id, BATCH_ENTRIES, BATCH_BYTES)
         if not rows:
             return False
-        rows = _within_points(rows)
         body, points = await asyncio.to_thread(encode_batch, rows)
         if body:
             await self._post(body, len(rows))
@@ -267,16 +266,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__
-
-
-def _within_points(rows: list[tuple[int, str, str, bytes, int]]) -> list[tuple[int, str, str, bytes, int]]:
-    """The first rows up to about BATCH_POINTS points (by blob size: 40 bytes a point), at least one."""
-    budget = BATCH_POINTS * 40
-    for index, row in enumerate(rows):
-        budget -= len(row[3])
-        if budget < 0:
-            return rows[: max(index, 1)]
-    return rows
 
 
 class Mirrors:

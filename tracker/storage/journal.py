@@ -211,10 +211,7 @@ def _drop_overdue_for_mirrors(conn: sqlite3.Connection, watermark: int, now_ns: 
     for key, delivered_id, max_lag_ns in conn.execute(
         "SELECT mirror_key, delivered_id, max_lag_ns FROM mirrors"
     ).fetchall():
-        newest_overdue = conn.execute(
-            "SELECT max(id) FROM entries WHERE id > ? AND id <= ? AND at_ns < ?",
-            (delivered_id, watermark, now_ns - max_lag_ns),
-        ).fetchone()[0]
+        newest_overdue = _newest_before(conn, delivered_id, watermark, now_ns - max_lag_ns)
         if newest_overdue is not None:
             # Every entry up to the newest overdue one goes: the cursor only ever moves forward.
             overdue = conn.execute(
@@ -227,6 +224,31 @@ def _drop_overdue_for_mirrors(conn: sqlite3.Connection, watermark: int, now_ns: 
             delivered_id = newest_overdue
         floor = min(floor, int(delivered_id))
     return floor
+
+
+def _at_ns_from(conn: sqlite3.Connection, from_id: int) -> tuple[int, int] | None:
+    row = conn.execute("SELECT id, at_ns FROM entries WHERE id >= ? ORDER BY id LIMIT 1", (from_id,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else None
+
+
+def _newest_before(conn: sqlite3.Connection, after_id: int, upto_id: int, cutoff_ns: int) -> int | None:
+    """The newest entry after_id < id <= upto_id written before cutoff_ns, or None. Entries are
+    appended under the commit lock, so at_ns grows with the id: a binary search over the ids, a few
+    index look-ups however long the backlog (a scan would hold the journal's lock at every checkpoint)."""
+    first = _at_ns_from(conn, after_id + 1)
+    if first is None or first[0] > upto_id or first[1] >= cutoff_ns:
+        return None  # the common case: the oldest undelivered entry is not overdue
+    found, low, high = first[0], first[0] + 1, upto_id
+    while low <= high:
+        middle = (low + high) // 2
+        entry = _at_ns_from(conn, middle)
+        if entry is None or entry[0] > high:
+            high = middle - 1
+        elif entry[1] < cutoff_ns:
+            found, low = entry[0], entry[0] + 1
+        else:
+            high = middle - 1
+    return found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,13 +287,26 @@ def mirror_cursor(conn: sqlite3.Connection, key: str) -> tuple[int, int]:
 
 
 def mirror_entries(
-    conn: sqlite3.Connection, after_id: int, limit: int
+    conn: sqlite3.Connection, after_id: int, limit: int, max_bytes: int = 1 << 62
 ) -> list[tuple[int, str, str, bytes, int]]:
-    """(id, user, on_conflict, points, at_ns) of the entries after `after_id` that are durable (in
-    the user files for good: never taken back), in commit order."""
+    """(id, user, on_conflict, points, at_ns) of at most `limit` entries after `after_id` that are
+    durable (in the user files for good: never taken back), in commit order; their blobs at most
+    `max_bytes` together (at least one entry), measured before any is read."""
+    upto = durable_watermark(conn)
+    sizes = conn.execute(
+        "SELECT id, length(points) FROM entries WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", (after_id, upto, limit)
+    ).fetchall()
+    if not sizes:
+        return []
+    last, total = sizes[0][0], 0
+    for entry_id, size in sizes:
+        total += size
+        if total > max_bytes and entry_id != sizes[0][0]:
+            break
+        last = entry_id
     return conn.execute(
-        "SELECT id, user, on_conflict, points, at_ns FROM entries WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-        (after_id, durable_watermark(conn), limit),
+        "SELECT id, user, on_conflict, points, at_ns FROM entries WHERE id > ? AND id <= ? ORDER BY id",
+        (after_id, last),
     ).fetchall()
 
 
@@ -466,8 +501,8 @@ class MirrorOutbox:
     async def cursor(self, key: str) -> tuple[int, int]:
         return await self._run(mirror_cursor, key)  # type: ignore[no-any-return]
 
-    async def entries(self, after_id: int, limit: int) -> list[tuple[int, str, str, bytes, int]]:
-        return list(await self._run(mirror_entries, after_id, limit))
+    async def entries(self, after_id: int, limit: int, max_bytes: int) -> list[tuple[int, str, str, bytes, int]]:
+        return list(await self._run(mirror_entries, after_id, limit, max_bytes))
 
     async def backlog(self, after_id: int) -> tuple[int, int | None]:
         return await self._run(mirror_backlog, after_id)  # type: ignore[no-any-return]
