@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from click.testing import CliRunner
 
 from tests.conftest import CHEAP_HASHING, basic
 from tests.influxd import ADMIN_PASSWORD, ADMIN_USER, InfluxdProcess, influxd_binary
@@ -29,6 +30,7 @@ from tests.victoria import VictoriaMetricsProcess
 from tracker.accounts import Accounts
 from tracker.app import create_app
 from tracker.appkeys import MIRRORS
+from tracker.cli import cli
 from tracker.config import Settings
 from tracker.mirror import MirrorTarget, encode_batch, encode_lines
 from tracker.storage import AccountStore
@@ -69,6 +71,20 @@ def test_a_bad_mirror_url_is_refused_with_the_rule(url: str, rule: str) -> None:
     with pytest.raises(ValueError, match="mirror") as refused:
         Settings(mirror=(url,)).validate()
     assert rule in str(refused.value)
+
+
+def test_mirrors_from_the_environment_and_flags() -> None:
+    settings = Settings.from_env({"TRACKER_MIRROR": "http://a:8428/write, http://u:p@b:8086/write?db=x"})
+    assert [t.key for t in settings.mirror_targets] == ["http://a:8428/write", "http://b:8086/write?db=x"]
+
+
+
+def test_serve_refuses_a_bad_mirror_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["serve", "--data-dir", str(tmp_path), "--mirror", "http://a/write", "--mirror", "gopher://b/write"]
+    )
+    assert result.exit_code != 0
+    assert "mirror 'gopher://b/write': must be an http:// or https:// URL with a host" in result.output
 
 
 def test_mirror_timings_must_be_positive() -> None:
