@@ -22,7 +22,7 @@ from tracker import lineprotocol, logs, senders
 from tracker import browser
 from tracker.alerts import QuietAlerts
 from tracker.appkeys import (
-    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LEADERSHIP, LIVE, LIVE_FEED, PEERS, QUERY_WORKERS,
+    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LEADERSHIP, LIVE, LIVE_FEED, MIRRORS, PEERS, QUERY_WORKERS,
     RETENTION, SAMPLES, SETTINGS, SHARED_COUNTS, STREAM_PLACES, WEBHOOKS, WORKER,
 )  # fmt: skip
 from tracker.bans import BANS_CHANGED, AuthBans
@@ -38,8 +38,9 @@ from tracker.influx.errors import Handler, influx_conventions, preflight
 from tracker.influx.workers import QueryWorkers
 from tracker.live import LiveHub, StreamPlaces
 from tracker.livefeed import JournalFeed
+from tracker.mirror import Mirrors
 from tracker.retention import RetentionSweeper
-from tracker.storage import AccountStore, JournalReader, SampleStore, settle_writer
+from tracker.storage import AccountStore, JournalReader, MirrorOutbox, SampleStore, settle_writer
 from tracker.storage.shared import SharedCounts
 from tracker.webhooks import WebhookDestinations
 
@@ -157,6 +158,7 @@ def create_app(
         app.on_response_prepare.append(CorsPolicy(settings.cors_origins).on_response_prepare)
     app.cleanup_ctx.append(_group)
     app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
+    app.cleanup_ctx.append(_mirrors)  # after _stores: registered before a write is served
     app.cleanup_ctx.append(_query_workers)
     app.cleanup_ctx.append(_live)
     app.cleanup_ctx.append(_retention)
@@ -257,6 +259,25 @@ async def _stores(app: web.Application, password_context: CryptContext | None) -
     finally:
         await samples.close()  # drains queued writes: everything acknowledged is committed
         await account_store.close()
+
+
+async def _mirrors(app: web.Application) -> AsyncIterator[None]:
+    """The --mirror deliveries (tracker/mirror.py): in every worker the journal knows the mirrors;
+    the leader delivers."""
+    settings = app[SETTINGS]
+    mirrors = Mirrors(
+        MirrorOutbox(settings.data_dir),
+        settings.mirror_targets,
+        max_lag_seconds=settings.mirror_max_lag_seconds,
+        retry_max_seconds=settings.mirror_retry_max_seconds,
+        timeout_seconds=settings.mirror_timeout_seconds,
+    )
+    app[MIRRORS] = mirrors
+    try:
+        await mirrors.start(app[LEADERSHIP])
+        yield
+    finally:
+        await mirrors.close()
 
 
 async def _query_workers(app: web.Application) -> AsyncIterator[None]:

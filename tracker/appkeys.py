@@ -13,6 +13,7 @@ from tracker.influx.workers import QueryWorkers
 from tracker.http.inflating import InflateBudget, InflateLease
 from tracker.live import LiveHub, StreamPlaces
 from tracker.livefeed import JournalFeed
+from tracker.mirror import Mirrors
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
 from tracker.storage.shared import SharedCounts
@@ -25,6 +26,8 @@ LIVE = web.AppKey("live", LiveHub)
 # The journal feed of LIVE: `app[LIVE_FEED].wake()` when another worker process has committed.
 LIVE_FEED = web.AppKey("live_feed", JournalFeed)
 RETENTION = web.AppKey("retention", RetentionSweeper)
+# The --mirror deliveries; `app[MIRRORS].states()`: queue depth, lag, last error of each (for /metrics).
+MIRRORS = web.AppKey("mirrors", Mirrors)
 BANS = web.AppKey("bans", AuthBans)
 ALERTS = web.AppKey("alerts", QuietAlerts)
 QUERY_WORKERS = web.AppKey("query_workers", QueryWorkers)

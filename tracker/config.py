@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
 from tracker.http.cors import check_origin
+from tracker.mirror import MirrorTarget
 from tracker.retention import parse_retention
 
 ENV_PREFIX = "TRACKER_"
@@ -52,6 +53,12 @@ class Settings:
     # long durable entries stay in the journal (the live view resumes from them).
     journal_checkpoint_seconds: float = 1.0
     journal_keep_seconds: float = 60.0
+    # Time-series databases every committed sample is copied to (tracker/mirror.py; README "Mirror to
+    # a time-series database"): write URLs. Past max lag undelivered entries are dropped for a mirror.
+    mirror: tuple[str, ...] = ()
+    mirror_max_lag_seconds: float = 86400.0
+    mirror_retry_max_seconds: float = 60.0
+    mirror_timeout_seconds: float = 10.0
     # How long samples are kept unless a user has a retention of their own (InfluxDB durations: 8h,
     # 90m, 7d, 2w; "inf" or "0" = forever), and how often the background sweep looks for older ones.
     retention: str = "inf"
@@ -198,6 +205,10 @@ class Settings:
             raise ValueError(f"realm must be printable, without quotes or backslashes, got {self.realm!r}")
         for origin in self.cors_origins:
             check_origin(origin)  # raises ValueError with the rule
+        self.mirror_targets  # raises ValueError with the rule
+        for name in ("mirror_max_lag_seconds", "mirror_retry_max_seconds", "mirror_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name.removesuffix('_seconds').replace('_', ' ')} must be positive, got {getattr(self, name):g}")
         if self.max_auth_failures < 0:
             raise ValueError("max auth failures must be 0 (no bans) or more")
         if self.auth_failure_window_seconds <= 0 or self.auth_ban_seconds <= 0:
@@ -244,6 +255,12 @@ class Settings:
         if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
             raise ValueError(f"workers must be auto or 1..{MAX_WORKERS}, got {self.workers!r}")
         return int(text)
+
+    @property
+    def mirror_targets(self) -> tuple[MirrorTarget, ...]:
+        """The --mirror URLs parsed (ValueError naming the rule one breaks); the same URL once."""
+        targets = {target.key: target for target in map(MirrorTarget.parse, self.mirror)}
+        return tuple(targets.values())
 
     @property
     def max_future_ns(self) -> int:
@@ -408,6 +425,18 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
         "Seconds durable writes stay in the journal, for live viewers resuming after a reconnect.",
         {"metavar": "SECONDS"},
     ),
+    (
+        "mirror", "--mirror",
+        "Also write every committed sample to this InfluxDB 1.x/2.x or VictoriaMetrics write URL; repeatable.",
+        {"metavar": "URL", "repeatable": True, "default": "none"},
+    ),
+    (
+        "mirror_max_lag_seconds", "--mirror-max-lag",
+        "Seconds a mirror's undelivered samples wait in the journal; older ones are dropped for it, loudly.",
+        {"metavar": "SECONDS"},
+    ),
+    ("mirror_retry_max_seconds", "--mirror-retry-max", "Longest wait between a mirror's retries.", {"metavar": "SECONDS"}),
+    ("mirror_timeout_seconds", "--mirror-timeout", "Seconds one mirror request may take.", {"metavar": "SECONDS"}),
 )  # fmt: skip
 
 # The defaults, built once.

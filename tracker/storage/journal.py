@@ -188,9 +188,12 @@ def checkpointed(conn: sqlite3.Connection, writer_key: str, durable_id: int, kee
             (writer_key, durable_id),
         )
         watermark = durable_watermark(conn)
+        now_ns = time.time_ns()
+        # The mirrors' outbox: nothing a mirror has yet to deliver goes, unless it waited past its max lag.
+        deletable = min(watermark, _drop_overdue_for_mirrors(conn, watermark, now_ns))
         deleted = conn.execute(
             "DELETE FROM entries WHERE id <= ? AND (at_ns < ? OR length(points) > ?)",
-            (watermark, time.time_ns() - keep_ns, RESUME_MAX_BYTES),
+            (deletable, now_ns - keep_ns, RESUME_MAX_BYTES),
         ).rowcount
         conn.execute("COMMIT")
     except BaseException:
@@ -198,6 +201,124 @@ def checkpointed(conn: sqlite3.Connection, writer_key: str, durable_id: int, kee
             conn.execute("ROLLBACK")
         raise
     return deleted
+
+
+def _drop_overdue_for_mirrors(conn: sqlite3.Connection, watermark: int, now_ns: int) -> int:
+    """For each mirror whose undelivered entries include some older than its max lag: count them as
+    dropped and move its cursor past them (the disk stays bounded while a target is gone). Returns
+    the id up to which every mirror is done with the entries (the watermark when there are none)."""
+    floor = watermark
+    for key, delivered_id, max_lag_ns in conn.execute(
+        "SELECT mirror_key, delivered_id, max_lag_ns FROM mirrors"
+    ).fetchall():
+        newest_overdue = _newest_before(conn, delivered_id, watermark, now_ns - max_lag_ns)
+        if newest_overdue is not None:
+            # Every entry up to the newest overdue one goes: the cursor only ever moves forward.
+            overdue = conn.execute(
+                "SELECT count(*) FROM entries WHERE id > ? AND id <= ?", (delivered_id, newest_overdue)
+            ).fetchone()[0]
+            conn.execute(
+                "UPDATE mirrors SET delivered_id = ?, dropped_entries = dropped_entries + ? WHERE mirror_key = ?",
+                (newest_overdue, overdue, key),
+            )
+            delivered_id = newest_overdue
+        floor = min(floor, int(delivered_id))
+    return floor
+
+
+def _at_ns_from(conn: sqlite3.Connection, from_id: int) -> tuple[int, int] | None:
+    row = conn.execute("SELECT id, at_ns FROM entries WHERE id >= ? ORDER BY id LIMIT 1", (from_id,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else None
+
+
+def _newest_before(conn: sqlite3.Connection, after_id: int, upto_id: int, cutoff_ns: int) -> int | None:
+    """The newest entry after_id < id <= upto_id written before cutoff_ns, or None. Entries are
+    appended under the commit lock, so at_ns grows with the id: a binary search over the ids, a few
+    index look-ups however long the backlog (a scan would hold the journal's lock at every checkpoint)."""
+    first = _at_ns_from(conn, after_id + 1)
+    if first is None or first[0] > upto_id or first[1] >= cutoff_ns:
+        return None  # the common case: the oldest undelivered entry is not overdue
+    found, low, high = first[0], first[0] + 1, upto_id
+    while low <= high:
+        middle = (low + high) // 2
+        entry = _at_ns_from(conn, middle)
+        if entry is None or entry[0] > high:
+            high = middle - 1
+        elif entry[1] < cutoff_ns:
+            found, low = entry[0], entry[0] + 1
+        else:
+            high = middle - 1
+    return found
+
+
+# --------------------------------------------------------------------------------------------------
+# The mirrors' outbox (tracker/mirror.py): the entries themselves, a delivered-id cursor per mirror.
+
+
+def register_mirrors(conn: sqlite3.Connection, max_lags_ns: dict[str, int]) -> None:
+    """The mirrors configured now, by key: a new one starts after the newest entry (what is committed
+    from now on), a known one keeps its cursor, one no longer configured is forgotten (so that it no
+    longer holds entries back). One transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        newest = last_id(conn)
+        for key, max_lag_ns in max_lags_ns.items():
+            conn.execute(
+                "INSERT INTO mirrors (mirror_key, delivered_id, max_lag_ns) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT (mirror_key) DO UPDATE SET max_lag_ns = ?3",
+                (key, newest, max_lag_ns),
+            )
+        conn.execute(
+            "DELETE FROM mirrors WHERE mirror_key NOT IN (SELECT value FROM json_each(?))", (_json_list(max_lags_ns),)
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def mirror_cursor(conn: sqlite3.Connection, key: str) -> tuple[int, int]:
+    """(delivered_id, dropped_entries) of a registered mirror."""
+    row = conn.execute("SELECT delivered_id, dropped_entries FROM mirrors WHERE mirror_key = ?", (key,)).fetchone()
+    if row is None:
+        raise LookupError(f"no mirror {key!r} in the journal")
+    return int(row[0]), int(row[1])
+
+
+def mirror_entries(
+    conn: sqlite3.Connection, after_id: int, limit: int, max_bytes: int = 1 << 62
+) -> list[tuple[int, str, str, bytes, int]]:
+    """(id, user, on_conflict, points, at_ns) of at most `limit` entries after `after_id` that are
+    durable (in the user files for good: never taken back), in commit order; their blobs at most
+    `max_bytes` together (at least one entry), measured before any is read."""
+    upto = durable_watermark(conn)
+    sizes = conn.execute(
+        "SELECT id, length(points) FROM entries WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", (after_id, upto, limit)
+    ).fetchall()
+    if not sizes:
+        return []
+    last, total = sizes[0][0], 0
+    for entry_id, size in sizes:
+        total += size
+        if total > max_bytes and entry_id != sizes[0][0]:
+            break
+        last = entry_id
+    return conn.execute(
+        "SELECT id, user, on_conflict, points, at_ns FROM entries WHERE id > ? AND id <= ? ORDER BY id",
+        (after_id, last),
+    ).fetchall()
+
+
+def mirror_backlog(conn: sqlite3.Connection, after_id: int) -> tuple[int, int | None]:
+    """(ids given after `after_id`: the entries behind, give or take ones taken back; the at_ns of
+    the oldest entry after it or None). Two index look-ups: cheap however long the backlog."""
+    row = conn.execute("SELECT at_ns FROM entries WHERE id > ? ORDER BY id LIMIT 1", (after_id,)).fetchone()
+    return max(0, last_id(conn) - after_id), (int(row[0]) if row else None)
+
+
+def mark_mirror_delivered(conn: sqlite3.Connection, key: str, delivered_id: int) -> None:
+    conn.execute("UPDATE mirrors SET delivered_id = max(delivered_id, ?) WHERE mirror_key = ?", (delivered_id, key))
 
 
 def mark_all_durable(conn: sqlite3.Connection) -> None:
@@ -342,6 +463,63 @@ class JournalReader:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# The mirrors' outbox from the event loop (tracker/mirror.py)
+
+
+class MirrorOutbox:
+    """The journal as the mirrors' outbox: entries to deliver and the per-mirror cursors. Calls run
+    on one thread of its own. Moving a cursor takes the commit lock, so that it never makes a group
+    commit wait in SQLite's busy handler (see CommitLock)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = Path(data_dir)
+        self._conn: sqlite3.Connection | None = None
+        self._commit_lock = CommitLock(self._data_dir)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker mirror outbox")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_journal(self._data_dir, "FULL")
+        return self._conn
+
+    async def _run(self, call: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: call(self._connection(), *args))
+
+    async def register(self, max_lags_ns: dict[str, int]) -> None:
+        def register(conn: sqlite3.Connection) -> None:
+            with self._commit_lock:
+                register_mirrors(conn, max_lags_ns)
+
+        await self._run(register)
+
+    async def cursor(self, key: str) -> tuple[int, int]:
+        return await self._run(mirror_cursor, key)  # type: ignore[no-any-return]
+
+    async def entries(self, after_id: int, limit: int, max_bytes: int) -> list[tuple[int, str, str, bytes, int]]:
+        return list(await self._run(mirror_entries, after_id, limit, max_bytes))
+
+    async def backlog(self, after_id: int) -> tuple[int, int | None]:
+        return await self._run(mirror_backlog, after_id)  # type: ignore[no-any-return]
+
+    async def delivered(self, key: str, delivered_id: int) -> None:
+        def mark(conn: sqlite3.Connection) -> None:
+            with self._commit_lock:
+                mark_mirror_delivered(conn, key, delivered_id)
+
+        await self._run(mark)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                conn.close()
+            self._commit_lock.close()
 
         await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=False)

@@ -309,4 +309,16 @@ JOURNAL_MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO meta (key, value) VALUES ('generation', lower(hex(randomblob(4))));
     """,
+    # v2. mirrors: the journal is also the outbox of every --mirror (tracker/mirror.py). Per mirror
+    # (its URL without credentials): the id up to which its entries are delivered, how old its
+    # oldest undelivered entry may get before the checkpoint drops entries for it anyway
+    # (max_lag_ns), and how many entries it has dropped so.
+    """
+    CREATE TABLE mirrors (
+        mirror_key TEXT PRIMARY KEY,
+        delivered_id INTEGER NOT NULL,
+        max_lag_ns INTEGER NOT NULL,
+        dropped_entries INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
