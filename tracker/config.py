@@ -22,6 +22,7 @@ MAX_FUTURE_SECONDS = 365 * 86400  # times stay far inside SQLite's 64-bit intege
 
 
 REGISTRATION_MODES = ("closed", "open", "invite")
+METRICS_ACCESS = ("local", "open", "off")  # who may read GET /metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,9 @@ class Settings:
     # POST /register (livetracking.io's account API): "closed" refuses it, "open" lets anyone make an
     # account, "invite" only those with an invite code (`tracker invite create`).
     registration: str = "closed"
+    # GET /metrics (Prometheus text): "local" answers only clients on this machine (loopback; behind a
+    # trusted proxy, the client it saw), "open" anyone, "off" nobody (404). The numbers carry no user.
+    metrics: str = "local"
     # --- limits on what one request may ask (README "Limits")
     max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
     max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413
@@ -166,6 +170,8 @@ class Settings:
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.registration not in REGISTRATION_MODES:
             raise ValueError(f"registration must be open, closed or invite, got {self.registration!r}")
+        if self.metrics not in METRICS_ACCESS:
+            raise ValueError(f"metrics must be local, open or off, got {self.metrics!r}")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
         if self.journal_checkpoint_seconds <= 0:
@@ -349,6 +355,10 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     (
         "registration", "--registration", "Who may create an account with POST /register (livetracking.io's API); invite: with a code.",
         {"choices": REGISTRATION_MODES},
+    ),
+    (
+        "metrics", "--metrics", "Who may read GET /metrics (Prometheus): local: this machine only; open: anyone; off: nobody.",
+        {"choices": METRICS_ACCESS},
     ),
     ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),
     ("api_max_body_size", "--api-max-body-size", "Body bytes per POST /api/v1/samples.", {}),
