@@ -15,7 +15,8 @@ from tests.conftest import AddUser, basic
 from tests.test_workers import AUTH, fresh_session, running_group, slow, wait_for, write
 from tracker.accounts import Accounts
 from tracker.config import Settings
-from tracker.metrics import Registry, merge, render
+from tracker.group import Worker
+from tracker.metrics import Publisher, Registry, ServerMetrics, merge, render
 
 T0 = 1_700_000_000_000_000_000
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -201,3 +202,22 @@ async def test_two_workers_answer_for_the_whole_server(tmp_path: Path) -> None:
         assert len(group.worker_pids()) == 2
         log = group.log()
         assert "worker 0 tracker.access" in log and "worker 1 tracker.access" in log
+
+
+def test_a_restarted_worker_continues_its_predecessors_counts(tmp_path: Path) -> None:
+    worker = Worker(tmp_path, index=1, count=2)
+    worker.run_dir.mkdir()
+    before = ServerMetrics(Registry())
+    before.samples_written.inc(amount=41)
+    before.write_seconds.observe(0.003, ("/write",))
+    Publisher(before.registry, worker).publish(before.registry.snapshot())
+
+    after = ServerMetrics(Registry())  # the same worker's place, started again
+    Publisher(after.registry, worker).resume()
+    after.samples_written.inc()
+    samples = parse(render(after.registry.snapshot()))
+    assert value(samples, "tracker_samples_written_total") == 42
+    assert value(samples, "tracker_write_duration_seconds_bucket", route="/write", le="0.005") == 1
+    # and worker 0, answering a scrape, reads worker 1's published numbers
+    other = Publisher(Registry(), Worker(tmp_path, index=0, count=2)).others()
+    assert value(parse(render(merge(other))), "tracker_samples_written_total") == 41
