@@ -147,8 +147,26 @@ async def test_metrics_off_is_no_route(client: TestClient) -> None:
 
 
 def test_the_setting_names_its_choices() -> None:
-    with pytest.raises(ValueError, match="metrics must be local, open or off"):
+    with pytest.raises(ValueError, match="metrics must be local, token, open or off"):
         Settings(metrics="public").validate()
+    with pytest.raises(ValueError, match="metrics token must be at least 16"):
+        Settings(metrics="token", metrics_token="short").validate()
+
+
+SCRAPE_TOKEN = "s3cret-scrape-token-0123"
+
+
+@pytest.mark.parametrize(
+    "settings", [{"trusted_proxies": ("127.0.0.1",), "metrics": "token", "metrics_token": SCRAPE_TOKEN}], indirect=True
+)
+async def test_token_metrics_answer_this_machine_and_the_token(client: TestClient) -> None:
+    away = {"X-Forwarded-For": "203.0.113.7"}
+    await scrape(client)  # this machine needs no token
+    await scrape(client, {**away, "Authorization": f"Bearer {SCRAPE_TOKEN}"})
+    for wrong in ("", f"Bearer {SCRAPE_TOKEN}x", f"Bearer {SCRAPE_TOKEN[:-1]}", f"Basic {SCRAPE_TOKEN}"):
+        refused = await client.get("/metrics", headers={**away, "Authorization": wrong})
+        assert refused.status == 403, wrong
+        assert "TRACKER_METRICS_TOKEN" in (await refused.json())["error"]
 
 
 @pytest.mark.parametrize("settings", [{"live_heartbeat_seconds": 0.1}], indirect=True)

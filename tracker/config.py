@@ -22,7 +22,8 @@ MAX_FUTURE_SECONDS = 365 * 86400  # times stay far inside SQLite's 64-bit intege
 
 
 REGISTRATION_MODES = ("closed", "open", "invite")
-METRICS_ACCESS = ("local", "open", "off")  # who may read GET /metrics
+METRICS_ACCESS = ("local", "token", "open", "off")  # who may read GET /metrics
+MIN_METRICS_TOKEN = 16  # characters of the scrape token
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +122,10 @@ class Settings:
     # account, "invite" only those with an invite code (`tracker invite create`).
     registration: str = "closed"
     # GET /metrics (Prometheus text): "local" answers only clients on this machine (loopback; behind a
-    # trusted proxy, the client it saw), "open" anyone, "off" nobody (404). The numbers carry no user.
+    # trusted proxy, the client it saw), "token" also anyone sending `Authorization: Bearer
+    # <metrics_token>`, "open" anyone, "off" nobody (404). The numbers carry no user.
     metrics: str = "local"
+    metrics_token: str = field(default="", repr=False)  # only from the environment: a flag would show in `ps`
     # --- limits on what one request may ask (README "Limits")
     max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
     max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413
@@ -171,7 +174,12 @@ class Settings:
         if self.registration not in REGISTRATION_MODES:
             raise ValueError(f"registration must be open, closed or invite, got {self.registration!r}")
         if self.metrics not in METRICS_ACCESS:
-            raise ValueError(f"metrics must be local, open or off, got {self.metrics!r}")
+            raise ValueError(f"metrics must be local, token, open or off, got {self.metrics!r}")
+        if self.metrics == "token" and (len(self.metrics_token) < MIN_METRICS_TOKEN or not self.metrics_token.isprintable()):
+            raise ValueError(
+                f"metrics token must be at least {MIN_METRICS_TOKEN} printable characters with --metrics token "
+                "(TRACKER_METRICS_TOKEN)"
+            )
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
         if self.journal_checkpoint_seconds <= 0:
@@ -357,7 +365,7 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
         {"choices": REGISTRATION_MODES},
     ),
     (
-        "metrics", "--metrics", "Who may read GET /metrics (Prometheus): local: this machine only; open: anyone; off: nobody.",
+        "metrics", "--metrics", "Who may read GET /metrics (Prometheus): local: this machine; token: also Bearer TRACKER_METRICS_TOKEN; open: anyone; off: nobody.",
         {"choices": METRICS_ACCESS},
     ),
     ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from aiohttp import web
 
@@ -11,13 +12,25 @@ from tracker.http.responses import error_response
 from tracker.metrics import CONTENT_TYPE, is_local, merge, render
 
 
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest: the time taken says nothing about how much of the token was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 async def scrape(request: web.Request) -> web.Response:
-    if request.app[SETTINGS].metrics == "local" and not is_local(request.remote):
+    settings = request.app[SETTINGS]
+    if settings.metrics == "local" and not is_local(request.remote):
         return error_response(
             403,
             "metrics: answered only to clients on this machine (--metrics local); "
-            "scrape from here, or set --metrics open",
+            "scrape from here, or set --metrics token or open",
         )
+    if settings.metrics == "token" and not is_local(request.remote):
+        if not _bearer_matches(request, settings.metrics_token):
+            return error_response(
+                403, "metrics: Authorization: Bearer with the metrics token (TRACKER_METRICS_TOKEN) is needed"
+            )
     snapshot = request.app[METRICS].registry.snapshot()
     publisher = request.app.get(METRICS_PUBLISHER)
     if publisher is not None:  # the whole server: this worker's live numbers and the others' latest
