@@ -196,6 +196,9 @@ CASES: dict[str, Case] = {
     "ping preflight": Case("OPTIONS", "/ping", "/ping", everyone(204)),
     "health": Case("GET", "/health", "/health", everyone(200)),
     "time": Case("GET", "/time", "/time", everyone(200)),
+    # Numbers without any user's name; who may read them goes by address (--metrics, test_metrics.py):
+    # these clients are all on this machine.
+    "metrics": Case("GET", "/metrics", "/metrics", everyone(200)),
     # ----- pages and files: the same bytes for everyone, nothing of anyone's in them
     "landing page": Case("GET", "/", "/", everyone(200)),
     "watch page": Case("GET", "/watch/{user}", "/watch/alice", everyone(200)),

@@ -22,8 +22,8 @@ from tracker import lineprotocol, logs, senders
 from tracker import browser
 from tracker.alerts import QuietAlerts
 from tracker.appkeys import (
-    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LEADERSHIP, LIVE, LIVE_FEED, MIRRORS, PEERS, QUERY_WORKERS,
-    RETENTION, SAMPLES, SETTINGS, SHARED_COUNTS, STREAM_PLACES, WEBHOOKS, WORKER,
+    ACCOUNTS, ALERTS, BANS, INFLATE_BUDGET, INFLATE_LEASE, LEADERSHIP, LIVE, LIVE_FEED, METRICS, METRICS_PUBLISHER,
+    MIRRORS, PEERS, QUERY_WORKERS, RETENTION, SAMPLES, SETTINGS, SHARED_COUNTS, STREAM_PLACES, WEBHOOKS, WORKER,
 )  # fmt: skip
 from tracker.bans import BANS_CHANGED, AuthBans
 from tracker.config import Settings, record_server_url
@@ -32,12 +32,14 @@ from tracker.http import accounts as http_accounts, auth
 from tracker.http.cors import CorsPolicy
 from tracker.http.forwarded import CLIENT_ADDRESS, forwarded_middleware, parse_networks
 from tracker.http.inflating import InflateBudget
+from tracker.http import scrape
 from tracker.http.responses import InfluxError
 from tracker.influx import query, status, write
 from tracker.influx.errors import Handler, influx_conventions, preflight
 from tracker.influx.workers import QueryWorkers
 from tracker.live import LiveHub, StreamPlaces
 from tracker.livefeed import JournalFeed
+from tracker.metrics import Registry, ServerMetrics, publishing
 from tracker.mirror import Mirrors
 from tracker.retention import RetentionSweeper
 from tracker.storage import AccountStore, JournalReader, MirrorOutbox, SampleStore, settle_writer
@@ -114,6 +116,7 @@ def create_app(
     """The application; `password_context` replaces the strong default hashing (tests only); `worker`:
     its place in a group of workers (README "Workers"), None for a server of its own."""
     # Middleware, outermost first:
+    #   0. measured: every answer counted by its route's pattern and status (GET /metrics).
     #   1. influx_conventions: InfluxDB's headers and error form wrap every answer, even an inner bug's.
     #   2. forwarded (only with trusted proxies): from here on request.remote is the client's address
     #      and request.secure says whether the client used https.
@@ -121,7 +124,8 @@ def create_app(
     #   4. inflate_lease: what the request inflates is charged to the server's budget until it is done.
     # Authentication is no middleware: the views call it (http/auth.py, web.login), counted per
     # client address by app[BANS], and then decide what the user may do.
-    middlewares: list[Middleware] = [influx_conventions]
+    server_metrics = ServerMetrics(Registry())
+    middlewares: list[Middleware] = [server_metrics.middleware(), influx_conventions]
     if settings.trusted_proxies:
         middlewares.append(forwarded_middleware(parse_networks(settings.trusted_proxies)))
     middlewares.append(body_deadline)
@@ -143,6 +147,7 @@ def create_app(
         },
     )
     app[SETTINGS] = settings
+    app[METRICS] = server_metrics
     app[WORKER] = worker = worker or Worker.sole(settings.data_dir)
     app[LEADERSHIP] = Leadership.of(worker)
     app[PEERS] = PeerChannel(worker)
@@ -157,6 +162,7 @@ def create_app(
     if settings.cors_origins:
         app.on_response_prepare.append(CorsPolicy(settings.cors_origins).on_response_prepare)
     app.cleanup_ctx.append(_group)
+    app.cleanup_ctx.append(_metrics)
     app.cleanup_ctx.append(functools.partial(_stores, password_context=password_context))
     app.cleanup_ctx.append(_mirrors)  # after _stores: registered before a write is served
     app.cleanup_ctx.append(_query_workers)
@@ -181,6 +187,7 @@ def create_app(
     app.router.add_get("/time", status.server_time)
     app.router.add_post("/auth", auth.issue_bearer_token)
     http_accounts.add_routes(app)  # livetracking.io's account API: /register, GET /auth, /user
+    scrape.add_routes(app)  # GET /metrics, unless --metrics off
     senders.add_routes(app)  # the phone apps' own protocols and the JSON API
     browser.add_routes(app)  # pages, sign-in, the watch page's JSON and event streams, activities, courses, files
     return app
@@ -222,6 +229,14 @@ async def _group(app: web.Application) -> AsyncIterator[None]:
             await shared.close()
 
 
+async def _metrics(app: web.Application) -> AsyncIterator[None]:
+    """With several workers, this worker's numbers published for the one answering a scrape."""
+    async with publishing(app[METRICS].registry, app[WORKER]) as publisher:
+        if publisher is not None:
+            app[METRICS_PUBLISHER] = publisher
+        yield
+
+
 async def _record_server_url(app: web.Application) -> None:
     """Leave this server's URL in the data folder: the CLI prints share links with it."""
     await asyncio.to_thread(record_server_url, app[SETTINGS])
@@ -254,6 +269,7 @@ async def _stores(app: web.Application, password_context: CryptContext | None) -
         password_context=password_context,
     )
     app[SAMPLES] = samples
+    samples.commit_timers.append(app[METRICS].commit_seconds.observe)
     try:
         yield
     finally:
@@ -303,6 +319,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         queue_events=settings.live_queue_events,
     )
     app[LIVE] = hub
+    app[METRICS].watch_streams(lambda: hub.open_streams)
     # Fed from the journal: every worker's commits, in the global order, with ids all workers share.
     reader = JournalReader(settings.data_dir)
     feed = JournalFeed(hub, reader)

@@ -13,6 +13,7 @@ from tracker.influx.workers import QueryWorkers
 from tracker.http.inflating import InflateBudget, InflateLease
 from tracker.live import LiveHub, StreamPlaces
 from tracker.livefeed import JournalFeed
+from tracker.metrics import Publisher, ServerMetrics
 from tracker.mirror import Mirrors
 from tracker.retention import RetentionSweeper
 from tracker.storage import SampleStore
@@ -42,3 +43,7 @@ STREAM_PLACES = web.AppKey("stream_places", StreamPlaces)
 INFLATE_BUDGET = web.AppKey("inflate_budget", InflateBudget)
 # The request's share of INFLATE_BUDGET: set by the app's middleware, given back when the request is done.
 INFLATE_LEASE = web.RequestKey("inflate_lease", InflateLease)
+# GET /metrics: this worker's registry (README "Metrics"), and with several workers its publisher,
+# which also reads the other workers' numbers.
+METRICS = web.AppKey("metrics", ServerMetrics)
+METRICS_PUBLISHER = web.AppKey("metrics_publisher", Publisher)

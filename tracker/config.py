@@ -23,6 +23,8 @@ MAX_FUTURE_SECONDS = 365 * 86400  # times stay far inside SQLite's 64-bit intege
 
 
 REGISTRATION_MODES = ("closed", "open", "invite")
+METRICS_ACCESS = ("local", "token", "open", "off")  # who may read GET /metrics
+MIN_METRICS_TOKEN = 16  # characters of the scrape token
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,11 @@ class Settings:
     # POST /register (livetracking.io's account API): "closed" refuses it, "open" lets anyone make an
     # account, "invite" only those with an invite code (`tracker invite create`).
     registration: str = "closed"
+    # GET /metrics (Prometheus text): "local" answers only clients on this machine (loopback; behind a
+    # trusted proxy, the client it saw), "token" also anyone sending `Authorization: Bearer
+    # <metrics_token>`, "open" anyone, "off" nobody (404). The numbers carry no user.
+    metrics: str = "local"
+    metrics_token: str = field(default="", repr=False)  # only from the environment: a flag would show in `ps`
     # --- limits on what one request may ask (README "Limits")
     max_line_length: int = 65_536  # bytes in one line of line protocol; a longer line is refused (partial write)
     max_lines_per_request: int = 100_000  # lines in one write body, blank ones included; then 413
@@ -173,6 +180,13 @@ class Settings:
             raise ValueError(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.registration not in REGISTRATION_MODES:
             raise ValueError(f"registration must be open, closed or invite, got {self.registration!r}")
+        if self.metrics not in METRICS_ACCESS:
+            raise ValueError(f"metrics must be local, token, open or off, got {self.metrics!r}")
+        if self.metrics == "token" and (len(self.metrics_token) < MIN_METRICS_TOKEN or not self.metrics_token.isprintable()):
+            raise ValueError(
+                f"metrics token must be at least {MIN_METRICS_TOKEN} printable characters with --metrics token "
+                "(TRACKER_METRICS_TOKEN)"
+            )
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"sqlite synchronous must be FULL or NORMAL, got {self.sqlite_synchronous!r}")
         if self.journal_checkpoint_seconds <= 0:
@@ -366,6 +380,10 @@ SERVE_FLAGS: tuple[tuple[str, str, str, Mapping[str, Any]], ...] = (
     (
         "registration", "--registration", "Who may create an account with POST /register (livetracking.io's API); invite: with a code.",
         {"choices": REGISTRATION_MODES},
+    ),
+    (
+        "metrics", "--metrics", "Who may read GET /metrics (Prometheus): local: this machine; token: also Bearer TRACKER_METRICS_TOKEN; open: anyone; off: nobody.",
+        {"choices": METRICS_ACCESS},
     ),
     ("api_max_samples", "--api-max-samples", "Samples per POST /api/v1/samples.", {}),
     ("api_max_body_size", "--api-max-body-size", "Body bytes per POST /api/v1/samples.", {}),

@@ -16,7 +16,7 @@ import time
 from aiohttp import web
 
 from tracker.accounts import Writer
-from tracker.appkeys import ACCOUNTS, ALERTS, SAMPLES, SETTINGS
+from tracker.appkeys import ACCOUNTS, ALERTS, METRICS, SAMPLES, SETTINGS
 from tracker.lineprotocol import Point
 from tracker.retention import Cutoff
 from tracker.storage import DEVICE_TAG
@@ -49,6 +49,7 @@ async def commit(app: web.Application, writer: Writer, points: list[Point], *, o
         left_out = set(skipped)
         points = [point for index, point in enumerate(points) if index not in left_out]
     if points:
+        app[METRICS].samples_written.inc(amount=len(points))
         if writer.token_id is not None:
             # A sample within the tolerance ahead of the clock counts as seen now, never later.
             newest_ns = min(max(point.time for point in points), time.time_ns())

@@ -517,9 +517,13 @@ class _Writer:
     # ---- on the loop
 
     def _acknowledge(
-        self, batches: list[_Batch], results: list[Written | BaseException], journal_commits: int, user_commits: int
+        self, batches: list[_Batch], results: list[Written | BaseException], journal_commits: int, user_commits: int,
+        commit_seconds: float | None,
     ) -> None:
         store = self._store
+        if commit_seconds is not None:
+            for timer in store.commit_timers:
+                timer(commit_seconds)
         store.journal_commits += journal_commits
         store.user_commits += user_commits
         store.writes += len(batches)
@@ -572,15 +576,18 @@ class _Writer:
                 batches = [item for item in items if isinstance(item, _Batch)]
                 if batches:
                     try:
+                        started = time.perf_counter()
                         with self._commit_lock:
                             results, journal_commits, user_commits = self._commit_group(batches)
+                        commit_seconds: float | None = time.perf_counter() - started
                     except Exception as error:  # a bug, not the disk: fail this group, keep the thread
                         _log.exception("committing a group of writes failed")
                         for user, handle in list(self._open.items()):
                             if handle.conn.in_transaction:
                                 self._drop(user)  # closing rolls back
                         results, journal_commits, user_commits = [error] * len(batches), 0, 0
-                    self._call_loop(self._acknowledge, batches, results, journal_commits, user_commits)
+                        commit_seconds = None
+                    self._call_loop(self._acknowledge, batches, results, journal_commits, user_commits, commit_seconds)
                 for job in (item for item in items if isinstance(item, _Job)):
                     with self._commit_lock:
                         self._run_job(job)
@@ -1090,6 +1097,8 @@ class SampleStore:
         # Called on the loop with the group's newest journal id after each group that reached the
         # journal, before any of its writers resumes (the live feed's wake-up).
         self.commit_listeners: list[Callable[[int], None]] = []
+        # Called on the loop with the seconds each group commit took (the metrics' histogram).
+        self.commit_timers: list[Callable[[float], None]] = []
         self._writes: dict[str, int] = {}  # write requests per user since start: "written since?" for retention
         # Sealed hours of samples as columns, for long reads (blocks.py): this process's, bounded in bytes.
         self.column_cache = BlockCache(column_cache_bytes)
