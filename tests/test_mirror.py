@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CHEAP_HASHING, basic
 from tests.influxd import ADMIN_PASSWORD, ADMIN_USER, InfluxdProcess, influxd_binary
@@ -439,6 +440,17 @@ async def write_lat(client: Any, values_and_times: list[tuple[float, int]]) -> N
         assert response.status == 204, await response.text()
 
 
+async def scrape_metrics(client: Any) -> dict[tuple[str, ...], float]:
+    """GET /metrics read by Prometheus' own parser: each sample by its name and label values."""
+    response = await client.get("/metrics")
+    assert response.status == 200, await response.text()
+    return {
+        (sample.name, *sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(await response.text())
+        for sample in family.samples
+    }
+
+
 async def test_the_state_shows_an_outage_and_its_end(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> None:
     """A target that answers 503 until told otherwise: the state shows the backlog, the lag and the
     error; then everything arrives, in commit order, and the state is clear again."""
@@ -450,10 +462,22 @@ async def test_the_state_shows_an_outage_and_its_end(aiohttp_client: Any, aiohtt
     await wait_for(lambda: state.last_error is not None and state.queue_depth == 5, 10, "no error and backlog shown")
     assert state.last_error == "HTTP 503: down for maintenance"
     assert state.lag_seconds > 0 and state.delivered_points == 0 and state.delivering
+    mirror = state.target
+    down = await scrape_metrics(client)
+    assert down[("tracker_mirror_queue_entries", mirror)] == 5
+    assert 0 < down[("tracker_mirror_lag_seconds", mirror)] < 120  # the oldest entry is seconds old
+    assert down[("tracker_mirror_last_error_info", mirror, "HTTP 503: down for maintenance")] == 1
+    assert down[("tracker_mirror_delivered_points_total", mirror)] == 0
+    assert ("tracker_mirror_last_delivery_timestamp_seconds", mirror) not in down
     target.up = True
     await wait_for(lambda: state.delivered_points == 5 and state.queue_depth == 0, 10, "the backlog was not delivered")
     assert target.lines() == [f"samples,user=alice lat={n}.5 {first_ns + n * SECOND_NS}" for n in range(5)]
     assert state.lag_seconds == 0 and state.alarm is None and state.dropped_entries == 0
+    up = await scrape_metrics(client)
+    assert up[("tracker_mirror_queue_entries", mirror)] == 0 and up[("tracker_mirror_lag_seconds", mirror)] == 0
+    assert up[("tracker_mirror_delivered_points_total", mirror)] == 5
+    assert abs(up[("tracker_mirror_last_delivery_timestamp_seconds", mirror)] - time.time()) < 60
+    assert up[("tracker_mirror_alarm", mirror)] == 0
 
 
 async def test_past_the_max_lag_the_alarm_goes_up_and_delivery_goes_on(
@@ -466,6 +490,9 @@ async def test_past_the_max_lag_the_alarm_goes_up_and_delivery_goes_on(
     [state] = client.app[MIRRORS].states()
     await wait_for(lambda: state.dropped_entries == 3, 10, "the overdue entries were not dropped")
     assert state.alarm is not None and "3 journal entries were dropped undelivered" in state.alarm
+    alarmed = await scrape_metrics(client)
+    assert alarmed[("tracker_mirror_alarm", state.target)] == 1
+    assert alarmed[("tracker_mirror_dropped_entries", state.target)] == 3
     target.up = True
     await write_lat(client, [(4.25, first_ns + 3 * SECOND_NS)])
     await wait_for(lambda: state.delivered_points == 1 and state.queue_depth == 0, 10, "the new sample was not delivered")

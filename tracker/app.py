@@ -289,6 +289,7 @@ async def _mirrors(app: web.Application) -> AsyncIterator[None]:
         timeout_seconds=settings.mirror_timeout_seconds,
     )
     app[MIRRORS] = mirrors
+    app[METRICS].watch_mirrors(mirrors.states)
     try:
         await mirrors.start(app[LEADERSHIP])
         yield

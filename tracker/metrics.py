@@ -36,6 +36,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from tracker.group import Worker
+from tracker.mirror import MirrorState
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(slots=True)
 class Counter:
+    """A count moved by `inc`, or read at each scrape (`read`) from what counts it already."""
+
     name: str
     help: str
     labels: Labels = ()
+    read: Callable[[], Mapping[Labels, float]] | None = None
     values: dict[Labels, float] = field(default_factory=dict)
 
     def inc(self, label_values: Labels = (), amount: float = 1.0) -> None:
         self.values[label_values] = self.values.get(label_values, 0.0) + amount
+
+    def current(self) -> dict[Labels, float]:
+        return dict(self.read()) if self.read is not None else dict(self.values)
 
 
 @dataclass(slots=True)
@@ -115,8 +122,10 @@ class Registry:
         self._metrics[metric.name] = metric
         return metric
 
-    def counter(self, name: str, help: str, labels: Labels = ()) -> Counter:
-        return self._add(Counter(name, help, labels))  # type: ignore[no-any-return]
+    def counter(
+        self, name: str, help: str, labels: Labels = (), *, read: Callable[[], Mapping[Labels, float]] | None = None
+    ) -> Counter:
+        return self._add(Counter(name, help, labels, read))  # type: ignore[no-any-return]
 
     def gauge(
         self, name: str, help: str, labels: Labels = (), *, merge: str = "sum",
@@ -136,15 +145,17 @@ class Registry:
         out: dict[str, Any] = {}
         for metric in self._metrics.values():
             entry: dict[str, Any] = {"help": metric.help, "labels": list(metric.labels)}
-            if isinstance(metric, Counter):
-                entry.update(type="counter", series=[[list(k), v] for k, v in metric.values.items()])
-            elif isinstance(metric, Gauge):
+            if isinstance(metric, (Counter, Gauge)):
                 try:
                     values = metric.current()
                 except Exception:  # a reader's failure must not fail the whole scrape
-                    log.exception("reading gauge %s failed", metric.name)
+                    log.exception("reading metric %s failed", metric.name)
                     values = {}
-                entry.update(type="gauge", merge=metric.merge, series=[[list(k), v] for k, v in values.items()])
+                entry.update(series=[[list(k), v] for k, v in values.items()])
+                if isinstance(metric, Counter):
+                    entry.update(type="counter")
+                else:
+                    entry.update(type="gauge", merge=metric.merge)
             else:
                 entry.update(
                     type="histogram", buckets=list(metric.buckets),
@@ -157,7 +168,7 @@ class Registry:
         """Start this worker's counters and histograms where a predecessor's published snapshot left them."""
         for name, entry in snapshot.items():
             metric = self._metrics.get(name)
-            if isinstance(metric, Counter) and entry.get("type") == "counter":
+            if isinstance(metric, Counter) and metric.read is None and entry.get("type") == "counter":
                 for labels, value in entry["series"]:
                     metric.inc(tuple(labels), float(value))
             elif isinstance(metric, Histogram) and entry.get("type") == "histogram":
@@ -284,6 +295,52 @@ class ServerMetrics:
 
     def watch_streams(self, count: Callable[[], int]) -> None:
         self.open_streams.read = lambda: {(): float(count())}
+
+    def watch_mirrors(self, states: Callable[[], Iterable[MirrorState]]) -> None:
+        """The --mirror deliveries, labelled by their URL (without credentials). Only the leading
+        worker delivers; the others report zeros, so the server's value is the largest."""
+
+        def each(value: Callable[[MirrorState], float | None]) -> Callable[[], dict[Labels, float]]:
+            return lambda: {(s.target,): float(v) for s in states() if (v := value(s)) is not None}
+
+        register = self.registry
+        register.gauge(
+            "tracker_mirror_queue_entries", "Journal entries (write batches) waiting to be delivered to the mirror.",
+            ("mirror",), merge="max", read=each(lambda s: s.queue_depth),
+        )  # fmt: skip
+        register.gauge(
+            "tracker_mirror_lag_seconds", "Age of the oldest entry waiting for the mirror; 0 when it is caught up.",
+            ("mirror",), merge="max", read=each(lambda s: s.lag_seconds),
+        )  # fmt: skip
+        register.counter(
+            "tracker_mirror_delivered_points_total", "Points the mirror's target acknowledged (since the deliverer started).",
+            ("mirror",), read=each(lambda s: s.delivered_points),
+        )  # fmt: skip
+        register.counter(
+            "tracker_mirror_rejected_entries_total", "Journal entries the target refused as bad points (HTTP 400/422): skipped.",
+            ("mirror",), read=each(lambda s: s.rejected_entries),
+        )  # fmt: skip
+        register.gauge(
+            "tracker_mirror_dropped_entries", "Journal entries dropped undelivered after --mirror-max-lag, over the journal's life.",
+            ("mirror",), merge="max", read=each(lambda s: s.dropped_entries),
+        )  # fmt: skip
+        register.gauge(
+            "tracker_mirror_alarm", "1 while entries were dropped and nothing has been delivered since.",
+            ("mirror",), merge="max", read=each(lambda s: 1.0 if s.alarm else 0.0),
+        )  # fmt: skip
+        register.gauge(
+            "tracker_mirror_last_delivery_timestamp_seconds", "Unix time of the mirror's last delivered batch.",
+            ("mirror",), merge="max", read=each(lambda s: s.last_delivery_at),
+        )  # fmt: skip
+        register.gauge(
+            "tracker_mirror_last_error_timestamp_seconds", "Unix time of the mirror's last failed delivery.",
+            ("mirror",), merge="max", read=each(lambda s: s.last_error_at),
+        )  # fmt: skip
+        register.gauge(
+            "tracker_mirror_last_error_info", "The mirror's last error, as the label `error` (value 1).",
+            ("mirror", "error"), merge="max",
+            read=lambda: {(s.target, s.last_error[:200]): 1.0 for s in states() if s.last_error},
+        )  # fmt: skip
 
     def middleware(self) -> Middleware:
         """Counts every answer by its route's pattern; times the write routes' 204s."""
