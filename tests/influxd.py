@@ -96,6 +96,8 @@ class InfluxdProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = STARTUP_SECONDS) -> None:
+        """Start influxd; again after `close`, on the same data and port (a restart)."""
+        restarting = self.config_path.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(config_text(self.root, self.port, self.rpc_port))
         env = {k: v for k, v in clean_env().items() if not k.startswith("INFLUXDB_")}  # env overrides the config
@@ -113,6 +115,8 @@ class InfluxdProcess:
                 self.close()
                 raise AssertionError(f"influxd did not answer /ping within {timeout}s (exit code {code}):\n{self.log_tail()}")
             time.sleep(0.05)
+        if restarting:
+            return
         # With auth on, InfluxDB lets the first user be created without credentials; it must be an admin.
         self.query(f"CREATE USER {ADMIN_USER} WITH PASSWORD '{ADMIN_PASSWORD}' WITH ALL PRIVILEGES", auth=None)
 
