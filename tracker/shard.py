@@ -167,13 +167,14 @@ frontend tracker
     http-request set-var(txn.user) url_param(bucket) unless {{ var(txn.user) -m found }}
     http-request set-var(txn.user) url_param(user) unless {{ var(txn.user) -m found }}
     http-request set-var(txn.user) url_param(u) unless {{ var(txn.user) -m found }}
-    # A device token names its owner: trk_OWNER.SECRET (in id=, p=, Basic's password, Bearer or Token).
-    http-request set-var(txn.token) url_param(id) if {{ url_param(id) -m beg trk_ }}
-    http-request set-var(txn.token) url_param(p) if {{ url_param(p) -m beg trk_ }} !{{ var(txn.token) -m found }}
-    http-request set-var(txn.token) req.hdr(authorization),word(2,' ') if {{ req.hdr(authorization),word(2,' ') -m beg trk_ }} !{{ var(txn.token) -m found }}
-    http-request set-var(txn.token) req.hdr(authorization),word(2,' '),b64dec,field(2,:) if {{ req.hdr(authorization) -m beg "Basic " }} {{ req.hdr(authorization),word(2,' '),b64dec,field(2,:) -m beg trk_ }} !{{ var(txn.token) -m found }}
-    http-request set-var(txn.user) var(txn.token),field(1,.),regsub(^trk_,) if {{ var(txn.token) -m sub . }} !{{ var(txn.user) -m found }}
-    http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger }} !{{ url_param(id) -m beg trk_ }} !{{ var(txn.user) -m found }}
+    # A token names its owner: a device token trk_OWNER.SECRET, a bearer token trkb_OWNER.CLAIMS.SIGNATURE
+    # (in id=, p=, Basic's password, Bearer or Token); bearer tokens of the earlier form, trkb_CLAIMS.SIGNATURE, do not.
+    http-request set-var(txn.token) url_param(id) if {{ url_param(id) -m beg trk_ trkb_ }}
+    http-request set-var(txn.token) url_param(p) if {{ url_param(p) -m beg trk_ trkb_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.token) req.hdr(authorization),word(2,' ') if {{ req.hdr(authorization),word(2,' ') -m beg trk_ trkb_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.token) req.hdr(authorization),word(2,' '),b64dec,field(2,:) if {{ req.hdr(authorization) -m beg "Basic " }} {{ req.hdr(authorization),word(2,' '),b64dec,field(2,:) -m beg trk_ trkb_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.user) var(txn.token),field(1,.),regsub(^trkb?_,) if {{ var(txn.token) -m reg ^trk_[^.]+[.] ^trkb_[^.]+[.][^.]+[.] }} !{{ var(txn.user) -m found }}
+    http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger }} !{{ url_param(id) -m beg trk_ trkb_ }} !{{ var(txn.user) -m found }}
     # Signing in: the form's or JSON's username, remembered in a cookie that routes the browser's later
     # requests (it only routes: the shard still checks the session).
     http-request wait-for-body time 2s if {{ path /login }} METH_POST
