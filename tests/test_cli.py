@@ -40,6 +40,7 @@ def test_command_tree_is_complete() -> None:
         "token", "token create", "token list", "token revoke",
         "invite", "invite create", "invite list", "invite revoke",
         "course", "course add", "course list", "course remove",
+        "shard", "shard which", "shard haproxy-config", "shard move",
     }  # fmt: skip
 
 

@@ -65,9 +65,10 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     shard_b.cli("user", "public", "alice", "on")  # her live view, watched through the proxy below
     map_file = tmp_path / "shards.map"
     map_file.write_text(
-        f"shard a {HOST}:{shard_a.port}\nshard b {HOST}:{shard_b.port}\nshard c {HOST}:{shard_c.port}\n"
-        "default a\nalice b\ncarol b\nbob a\ndave a\nerin c\nfrank c\n"
-    )
+        "".join(f"shard {name} {HOST}:{process.port} {process.data_dir}\n"  # `shard move` finds the folders here
+                for name, process in (("a", shard_a), ("b", shard_b), ("c", shard_c)))
+        + "default a\nalice b\ncarol b\nbob a\ndave a\nerin c\nfrank c\n"
+    )  # fmt: skip
     proxy_port = free_port()
     made = subprocess.run(
         [sys.executable, "-m", "tracker", "shard", "haproxy-config", "--map", str(map_file),
@@ -234,7 +235,7 @@ def test_a_user_moves_between_shards_under_write_load(cluster: Cluster) -> None:
     time.sleep(1.5)
     moved = subprocess.run(
         [sys.executable, "-m", "tracker", "shard", "move", "alice", "--map", str(root / "shards.map"), "--to", "c",
-         "--from-dir", str(shard_b.data_dir), "--to-dir", str(shard_c.data_dir), "--proxy-dir", str(root / "proxy"),
+         "--proxy-dir", str(root / "proxy"),
          "--drain-seconds", "0.5"],
         capture_output=True, text=True, env=clean_env(), timeout=120,
     )  # fmt: skip
