@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -59,9 +60,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     shard_a = TrackerProcess(tmp_path / "a", tmp_path / "a.log")
     shard_b = TrackerProcess(tmp_path / "b", tmp_path / "b.log")
     shard_c = TrackerProcess(tmp_path / "c", tmp_path / "c.log")
-    for process, users in ((shard_a, SHARD_A_USERS), (shard_b, SHARD_B_USERS), (shard_c, SHARD_C_USERS)):
+
+    def add_users(process: TrackerProcess, users: list[str]) -> None:
         for user in users:
             process.add_user(user)
+
+    # One thread per shard (a CLI run each, the strong password hash): the three folders fill side by side.
+    with ThreadPoolExecutor(3) as pool:
+        added = [pool.submit(add_users, process, users)
+                 for process, users in ((shard_a, SHARD_A_USERS), (shard_b, SHARD_B_USERS), (shard_c, SHARD_C_USERS))]
+        for future in added:
+            future.result()
     shard_b.cli("user", "public", "alice", "on")  # her live view, watched through the proxy below
     map_file = tmp_path / "shards.map"
     map_file.write_text(
