@@ -52,6 +52,8 @@ def test_which_prints_the_shard_and_its_address(tmp_path: Path) -> None:
     assert invoke(["shard", "which", "zed", "--map", str(tmp_path / "map")]).output == "a 10.0.0.1:8086\n"
     bad = invoke(["shard", "which", "a/b", "--map", str(tmp_path / "map")])
     assert bad.exit_code == 1 and "a/b" in bad.output
+    from_env = invoke(["shard", "which", "alice"], env={"TRACKER_SHARD_MAP": str(tmp_path / "map")})
+    assert from_env.output == "b 10.0.0.2:8086\n"
     missing = invoke(["shard", "which", "alice", "--map", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "cannot read the shard map" in missing.output
 
@@ -156,6 +158,9 @@ def test_account_commands_work_on_the_shard_the_map_names(sharded: Path) -> None
     link = invoke(["link", "create", "alice", "--map", m, "--public-url", "https://t.example"])
     assert link.exit_code == 0 and link.stdout.startswith("https://t.example/watch/alice?token="), link.output
     assert invoke(["user", "public", "zed", "on", "--map", m]).exit_code == 0
+    for group, empty in (("alert", "no alerts"), ("course", "no courses")):  # found on b, where alice is
+        listed = invoke([group, "--map", m, "list", "alice"])
+        assert listed.exit_code == 0 and listed.stderr == f"{empty}\n", listed.output
     deleted = invoke(["user", "delete", "erin", "--map", m, "--yes"])
     assert deleted.exit_code == 0 and "1 share: erin can read alice" in deleted.output, deleted.output  # b's share
     assert _accounts_in(root / "b") == {"alice"}
@@ -168,7 +173,16 @@ def test_account_commands_refuse_what_the_map_cannot_do_here(sharded: Path) -> N
     across = invoke(["share", "add", "alice", "zed", "--map", m])
     assert_one_line_error(across, "alice is on shard b and zed is on shard a", "only between users of the same shard")
     elsewhere = invoke(["user", "add", "carol", "--map", m, "--password-stdin"], input=PASSWORD + "\n")
-    assert_one_line_error(elsewhere, "carol is on shard c (10.0.0.3:8086)", "run the command there")
+    assert_one_line_error(
+        elsewhere, "shard c (10.0.0.3:8086) has no data folder in", "carol is there: run the command on that machine"
+    )
+    for group in ("token", "link", "alert", "course"):
+        assert_one_line_error(invoke([group, "list", "carol", "--map", m]), "shard c (10.0.0.3:8086)")
+    (root / "b").rename(root / "b-renamed")  # a folder the map names that is not there is never made
+    gone = invoke(["user", "add", "erin", "--map", m, "--password-stdin"], input=PASSWORD + "\n")
+    assert_one_line_error(gone, f"{root / 'b'}, shard b's data folder in", "is not a folder here")
+    assert not (root / "b").exists()
+    (root / "b-renamed").rename(root / "b")
     both = invoke(["user", "passwd", "alice", "--map", m, "--data-dir", str(root / "a"), "--password-stdin"])
     assert both.exit_code == 2 and "--map picks the data folder: leave out --data-dir" in both.output
     nobody = invoke(["share", "list", "--map", m])
@@ -189,6 +203,7 @@ def test_a_move_takes_the_data_folders_from_the_map(sharded: Path) -> None:
 
     # Both folders found in the map: the move goes as far as holding alice at the (absent) proxy.
     assert "cannot reach HAProxy's runtime API" in move("alice", "a")
-    assert "give --to-dir: shard c's line in" in move("alice", "c")
+    to_c = move("alice", "c")
+    assert "shard c (10.0.0.3:8086) has no data folder in" in to_c and "give --to-dir" in to_c
     assert "no shard 'd' in" in move("alice", "d")
     assert _accounts_in(root / "b") == {"alice"}

@@ -180,13 +180,10 @@ def _account_options(ctx: click.Context, data_dir: Path | None, *users: str | No
     if len(set(owners.values())) > 1:
         where = " and ".join(f"{user} is on shard {owner}" for user, owner in owners.items())
         raise click.ClickException(f"{where}: shares work only between users of the same shard")
-    folder = shard_map.data_dirs.get(shard_name)
-    if folder is None:
-        raise click.ClickException(
-            f"{named[0]} is on shard {shard_name} ({shard_map.shards[shard_name]}), whose data folder is not in "
-            f"{options.shard_map}: run the command there, or add the folder to its 'shard' line"
-        )
-    options.data_dir = folder
+    options.data_dir = _map_data_dir(
+        shard_map, shard_name, options.shard_map,
+        f"{named[0]} is there: run the command on that machine, or add the folder to the shard's line",
+    )  # fmt: skip
     return options
 
 
@@ -1412,13 +1409,16 @@ def shard_haproxy_config(map_path: Path, bind: str, out: Path) -> None:
     click.echo(f"wrote {out / 'haproxy.cfg'} and {users_map} ({len(shard_map.users)} user(s), {len(shard_map.shards)} shard(s))")
 
 
-def _map_data_dir(shard_map: shards.ShardMap, shard_name: str, map_path: Path, flag: str) -> Path:
+def _map_data_dir(shard_map: shards.ShardMap, shard_name: str, map_path: Path, if_none: str) -> Path:
+    """The data folder the map gives shard `shard_name`; refused, with `if_none` said, when it gives none."""
     if shard_name not in shard_map.shards:
         raise click.ClickException(f"no shard {shard_name!r} in {map_path} (shards: {', '.join(shard_map.shards)})")
     folder = shard_map.data_dirs.get(shard_name)
     if folder is None:
-        raise click.UsageError(f"give {flag}: shard {shard_name}'s line in {map_path} names no data folder")
+        address = shard_map.shards[shard_name]
+        raise click.ClickException(f"shard {shard_name} ({address}) has no data folder in {map_path}: {if_none}")
     if not folder.is_dir():
+        # Never made on the fly: a mistyped folder in the map must not become an empty new shard.
         raise click.ClickException(f"{folder}, shard {shard_name}'s data folder in {map_path}, is not a folder here")
     return folder
 
@@ -1449,8 +1449,8 @@ def shard_move(ctx: click.Context, name: str, map_path: Path, to_shard: str, fro
         from_shard = shard_map.shard_of(validate_username(name))
     except ValueError as exc:
         raise click.ClickException(_one_line(exc)) from None
-    from_dir = from_dir or _map_data_dir(shard_map, from_shard, map_path, "--from-dir")
-    to_dir = to_dir or _map_data_dir(shard_map, to_shard, map_path, "--to-dir")
+    from_dir = from_dir or _map_data_dir(shard_map, from_shard, map_path, "give --from-dir")
+    to_dir = to_dir or _map_data_dir(shard_map, to_shard, map_path, "give --to-dir")
     try:
         copied = shards.move_user(
             name, map_path=map_path, to_shard=to_shard, source_dir=from_dir, target_dir=to_dir,
