@@ -185,6 +185,10 @@ def test_account_commands_refuse_what_the_map_cannot_do_here(sharded: Path) -> N
     (root / "b-renamed").rename(root / "b")
     both = invoke(["user", "passwd", "alice", "--map", m, "--data-dir", str(root / "a"), "--password-stdin"])
     assert both.exit_code == 2 and "--map picks the data folder: leave out --data-dir" in both.output
+    both = invoke(["user", "--data-dir", str(root / "a"), "passwd", "alice", "--map", m, "--password-stdin"])
+    assert both.exit_code == 2 and "leave out --data-dir" in both.output
+    from_env = invoke(["token", "list", "alice", "--map", m], env={"TRACKER_DATA_DIR": str(root / "a")})
+    assert from_env.exit_code == 0, from_env.output  # the environment's data folder gives way to the map
     nobody = invoke(["share", "list", "--map", m])
     assert nobody.exit_code == 2 and "with --map, name the user" in nobody.output
     assert _accounts_in(root / "b") == {"alice"} and _accounts_in(root / "a") == {"zed"}
