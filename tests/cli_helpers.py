@@ -20,7 +20,7 @@ from tracker.storage import AccountStore
 
 def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None = None) -> Result:
     # A fresh CliOptions per call, with a cheap hash; no TRACKER_* variable from the outer environment.
-    base_env = {"TRACKER_DATA_DIR": None, "TRACKER_PORT": None}
+    base_env = {"TRACKER_DATA_DIR": None, "TRACKER_PORT": None, "TRACKER_SHARD_MAP": None}
     return CliRunner().invoke(
         cli, args, input=input, env={**base_env, **(env or {})}, obj=CliOptions(password_context=CHEAP_HASHING)
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import stat
 from pathlib import Path
@@ -369,21 +371,25 @@ async def test_a_bearer_token_cannot_renew_itself(client: TestClient, users: Non
 @pytest.mark.parametrize("settings", [{"max_auth_failures": 100}], indirect=True)  # more tries than one ban allows
 async def test_tampered_bearer_tokens_are_refused(client: TestClient, users: None, phone: str) -> None:
     token = await get_bearer(client, headers=basic("alice", phone))
-    payload, signature = token.removeprefix("trkb_").split(".")
+    owner, payload, signature = token.removeprefix("trkb_").split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert claims["u"] == "alice"
+    assert owner == "alice" and claims["u"] == "alice"
 
     def encode(obj: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     flipped = signature[:5] + ("A" if signature[5] != "A" else "B") + signature[6:]
     tampered = [
-        f"trkb_{payload}.{flipped}",
+        f"trkb_alice.{payload}.{flipped}",
+        f"trkb_bob.{payload}.{signature}",  # the owner the proxy routes on is signed too
+        f"trkb_{payload}.{signature}",  # the owner dropped
+        f"trkb_alice.{encode({**claims, 'u': 'bob'})}.{signature}",
         f"trkb_{encode({**claims, 'u': 'bob'})}.{signature}",  # someone else's name
-        f"trkb_{encode({**claims, 'x': claims['x'] + 10**9})}.{signature}",  # a longer life
-        f"trkb_{payload}.{signature}x",
-        f"trkb_{payload}",
-        f"trkb_{payload}.",
+        f"trkb_alice.{encode({**claims, 'x': claims['x'] + 10**9})}.{signature}",  # a longer life
+        f"trkb_alice.{payload}.{signature}x",
+        f"trkb_alice.{payload}",
+        f"trkb_alice.{payload}.",
+        f"trkb_alice..{payload}.{signature}",
         "trkb_.",
         "trkb_!!!.???",
     ]
@@ -391,6 +397,20 @@ async def test_tampered_bearer_tokens_are_refused(client: TestClient, users: Non
         for url in ("/write?db=alice&precision=s", "/write?db=bob&precision=s"):
             assert await write(client, url, headers=bearer(bad)) == (401, {"error": "authorization failed"}), bad
     assert (await write(client, headers=bearer(token)))[0] == 204  # the genuine one still works
+
+
+async def test_bearer_tokens_made_before_owners_still_work(client: TestClient, users: None, settings: Settings) -> None:
+    token = await get_bearer(client, headers=basic("alice", "pw-alice"))
+    owner, payload, _ = token.removeprefix("trkb_").split(".")
+    assert owner == "alice"
+    # The earlier form, trkb_CLAIMS.HMAC, signed here with the data folder's key and the standard library.
+    key = bytes.fromhex((settings.data_dir / BEARER_SECRET_FILE).read_text().strip())
+    mac = hmac.new(key, f"trkb_{payload}".encode(), hashlib.sha256).digest()
+    legacy = f"trkb_{payload}." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    assert (await write(client, headers=bearer(legacy)))[0] == 204
+    assert await write(client, "/write?db=bob&precision=s", headers=bearer(legacy)) == (
+        403, {"error": '"alice" user is not authorized to write to database "bob"'}
+    )
 
 
 async def test_bearer_tokens_expire(

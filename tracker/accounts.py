@@ -792,7 +792,8 @@ class Accounts:
         """A signed bearer token for `writer` that expires after `lifetime_seconds` (POST /auth).
 
         It carries the device token's id (void once that token is revoked) or, for a password, a keyed
-        digest of the current password hash (void once the password changes).
+        digest of the current password hash (void once the password changes). It names its owner in
+        the clear, `trkb_OWNER.…`, so that a sharding proxy routes it (README "Running on more than one machine").
         """
         signer = self._signer()
         claims: dict[str, Any] = {"u": writer.user, "x": int((time.time() + lifetime_seconds) * 1000)}
@@ -803,7 +804,7 @@ class Accounts:
             if password_hash is None:
                 raise UnknownUser(f"unknown user {writer.user!r}")
             claims["g"] = self._password_generation(password_hash)
-        return signer.issue(BEARER_TOKEN_PREFIX, claims)
+        return signer.issue(BEARER_TOKEN_PREFIX, claims, owner=writer.user)
 
     def bearer_expired(self, secret: str) -> bool:
         """True for a genuine bearer token of this server whose time is up (to answer 'token expired')."""
@@ -937,12 +938,15 @@ class Accounts:
 
 
 class SignedTokens:
-    """Tokens the server signs with its key (the data folder's bearer-secret): PREFIX, claims, '.', HMAC.
+    """Tokens the server signs with its key (the data folder's bearer-secret): PREFIX, [OWNER '.'],
+    claims, '.', HMAC.
 
     The prefix names the token's purpose and is part of what is signed, so a token made for one
     purpose (an /auth bearer token, say) never passes as another (a sign-in CSRF token). Every token
     carries its expiry `x` (ms since the epoch); `claims` answers for expired tokens too, so that
-    callers can tell "expired" from "not ours".
+    callers can tell "expired" from "not ours". A token issued with an owner names it in the clear,
+    before the claims (a proxy routes on it, as on a device token's `trk_OWNER.`); it is signed with
+    the rest and must be the claims' `u`. Tokens without one (made before owners) still pass.
     """
 
     PREFIXES = (BEARER_TOKEN_PREFIX, SIGN_IN_CSRF_PREFIX)
@@ -954,27 +958,33 @@ class SignedTokens:
         """HMAC-SHA256 of label + text under the server key (labels keep each use's inputs apart)."""
         return hmac.new(self._key, label.encode() + text.encode(), hashlib.sha256).digest()
 
-    def issue(self, prefix: str, claims: dict[str, Any]) -> str:
+    def issue(self, prefix: str, claims: dict[str, Any], *, owner: str | None = None) -> str:
         assert prefix in self.PREFIXES and isinstance(claims.get("x"), int)
-        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        return f"{prefix}{payload}.{_b64(self.mac(prefix, payload))}"
+        assert owner is None or (is_username(owner) and claims.get("u") == owner)
+        signed = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        if owner is not None:
+            signed = f"{owner}.{signed}"  # a username has no '.', base64url neither: the dots split it
+        return f"{prefix}{signed}.{_b64(self.mac(prefix, signed))}"
 
     def claims(self, prefix: str, token: str) -> dict[str, Any] | None:
         """The claims of a token this server signed for `prefix`'s purpose, expired or not; else None."""
         # ASCII only: a header or cookie that is not UTF-8 arrives with surrogates, which match nothing.
         if not token.startswith(prefix) or not token.isascii():
             return None
-        payload, dot, signature = token[len(prefix) :].partition(".")
+        signed, dot, signature = token[len(prefix) :].rpartition(".")
         if not dot:
             return None
         # Compared as text: the one spelling we issue, so no other spelling of the same bytes passes.
-        if not hmac.compare_digest(signature.encode(), _b64(self.mac(prefix, payload)).encode()):
+        if not hmac.compare_digest(signature.encode(), _b64(self.mac(prefix, signed)).encode()):
             return None
+        owner, _, payload = signed.rpartition(".")
         try:
             claims = json.loads(_unb64(payload))
         except (ValueError, binascii.Error):
             return None
         if not isinstance(claims, dict) or not isinstance(claims.get("x"), int):
+            return None
+        if "." in signed and claims.get("u") != owner:
             return None
         return claims
 

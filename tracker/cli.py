@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 import click
+from click.core import ParameterSource
 from passlib.context import CryptContext
 
 from tracker import __version__
@@ -60,6 +61,7 @@ from tracker.storage import (
 T = TypeVar("T")
 
 DATA_DIR_ENV = "TRACKER_DATA_DIR"
+SHARD_MAP_ENV = "TRACKER_SHARD_MAP"
 DEFAULT_DATA_DIR = DEFAULTS.data_dir
 
 # Failures a user can cause or fix; anything else is a bug and keeps its traceback.
@@ -90,6 +92,8 @@ class CliOptions:
     """What the groups pass down to their commands (click's ctx.obj)."""
 
     data_dir: Path = DEFAULT_DATA_DIR
+    data_dir_given: bool = False  # on the command line, not from the default or TRACKER_DATA_DIR
+    shard_map: Path | None = None  # --map / TRACKER_SHARD_MAP: the account commands work on the user's shard
     # None: the strong default. Tests hand in a cheap context via CliRunner.invoke(obj=...).
     password_context: CryptContext | None = None
 
@@ -105,6 +109,20 @@ def _data_dir_option(*, on_group: bool) -> Callable[[Callable[..., Any]], Callab
         show_default=on_group,
         help=f"Data folder (env {DATA_DIR_ENV})." if on_group else "Data folder; overrides the group's.",
     )
+
+
+def _shard_map_option(*, on_group: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # Like --data-dir: on the group with the env var, on a subcommand as an override. Kept in ctx.obj
+    # rather than passed to the command, which asks _account_options for the user's data folder.
+    def remember(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+        if value is not None:
+            ctx.ensure_object(CliOptions).shard_map = value
+
+    return click.option(
+        "--map", "shard_map", type=click.Path(dir_okay=False, path_type=Path), expose_value=False, callback=remember,
+        envvar=SHARD_MAP_ENV if on_group else None,
+        help=f"A shard map (env {SHARD_MAP_ENV}): work on the data folder of the shard that holds the user.",
+    )  # fmt: skip
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -141,6 +159,31 @@ def _options(ctx: click.Context, data_dir: Path | None) -> CliOptions:
     options = ctx.ensure_object(CliOptions)
     if data_dir is not None:
         options.data_dir = data_dir
+        options.data_dir_given |= ctx.get_parameter_source("data_dir") == ParameterSource.COMMANDLINE
+    return options
+
+
+def _account_options(ctx: click.Context, data_dir: Path | None, *users: str | None) -> CliOptions:
+    """The options of a command about `users`' accounts: with a shard map, the data folder is that of
+    the shard that holds them (a user the map does not name: the default shard's)."""
+    options = _options(ctx, data_dir)
+    if options.shard_map is None:
+        return options
+    if options.data_dir_given:
+        raise click.UsageError("--map picks the data folder: leave out --data-dir")
+    shard_map = _read_map(options.shard_map)
+    named = [user for user in users if user is not None]
+    if not named:
+        raise click.UsageError("with --map, name the user: each shard keeps its own accounts")
+    owners = {user: shard_map.shard_of(user) for user in named}
+    shard_name = owners[named[0]]
+    if len(set(owners.values())) > 1:
+        where = " and ".join(f"{user} is on shard {owner}" for user, owner in owners.items())
+        raise click.ClickException(f"{where}: shares work only between users of the same shard")
+    options.data_dir = _map_data_dir(
+        shard_map, shard_name, options.shard_map,
+        f"{named[0]} is there: run the command on that machine, or add the folder to the shard's line",
+    )  # fmt: skip
     return options
 
 
@@ -275,6 +318,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
 
 @cli.group()
 @_data_dir_option(on_group=True)
+@_shard_map_option(on_group=True)
 @click.pass_context
 def user(ctx: click.Context, data_dir: Path) -> None:
     """Manage accounts (a user's database has the user's name)."""
@@ -285,10 +329,11 @@ def user(ctx: click.Context, data_dir: Path) -> None:
 @_name_argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Create the account NAME (the password: at least 8 characters)."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     # Checked before asking, so nobody types a password twice for a name that is taken.
     if (options.data_dir / ACCOUNTS_FILE).exists():
         _run(_with_accounts(options, lambda accounts: accounts.check_name_free(name)))
@@ -325,12 +370,13 @@ def user_list(ctx: click.Context, data_dir: Path | None) -> None:
 @_name_argument("name")
 @click.argument("duration", metavar="DURATION|inf|default")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path | None) -> None:
     """Keep NAME's samples for DURATION (8h, 90m, 7d, 2w), forever (inf), or as the server's
     --retention says (default). Older samples are removed in the background; a running server
     follows the change at once."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     retention_ns: int | None = None
     if duration.strip().lower() != "default":
         try:
@@ -350,11 +396,12 @@ def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path 
 @_name_argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Set a new password for NAME (at least 8 characters) and sign NAME out of every browser; a
     running server honours both on the next request."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
 
     async def exists(accounts: Accounts) -> bool:
         return await accounts.get_user(name) is not None
@@ -371,10 +418,11 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: P
 @_name_argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None) -> None:
     """Delete NAME: the account, its shares, links, device tokens and alerts, and its data files."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
 
     async def plan(accounts: Accounts) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
         await _existing_user(accounts, name)
@@ -422,6 +470,7 @@ def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None)
 
 @cli.group()
 @_data_dir_option(on_group=True)
+@_shard_map_option(on_group=True)
 @click.pass_context
 def share(ctx: click.Context, data_dir: Path) -> None:
     """Let one user read another user's data."""
@@ -432,10 +481,11 @@ def share(ctx: click.Context, data_dir: Path) -> None:
 @_name_argument("owner")
 @_name_argument("viewer")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def share_add(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None) -> None:
     """Let VIEWER read OWNER's data (adding an existing share changes nothing)."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, owner, viewer)
     _run(_with_accounts(options, lambda accounts: accounts.add_share(owner, viewer)))
     click.echo(f"{viewer} can read {owner}")
 
@@ -444,10 +494,11 @@ def share_add(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None
 @_name_argument("owner")
 @_name_argument("viewer")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def share_remove(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None) -> None:
     """Stop VIEWER reading OWNER's data."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, owner, viewer)
     if not _run(_with_accounts(options, lambda accounts: accounts.remove_share(owner, viewer))):
         raise click.ClickException(f"{viewer!r} could not read {owner!r}: no such share")
     click.echo(f"{viewer} can no longer read {owner}")
@@ -456,10 +507,11 @@ def share_remove(ctx: click.Context, owner: str, viewer: str, data_dir: Path | N
 @share.command("list")
 @_name_argument("owner", required=False)
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def share_list(ctx: click.Context, owner: str | None, data_dir: Path | None) -> None:
     """List shares, all or only OWNER's."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, owner)
     shares = _run(_with_accounts(options, lambda accounts: accounts.list_shares(owner)))
     if not shares:
         click.echo("no shares", err=True)
@@ -474,10 +526,11 @@ def share_list(ctx: click.Context, owner: str | None, data_dir: Path | None) -> 
 @_name_argument("name")
 @click.argument("state", type=click.Choice(["on", "off"]))
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def user_public(ctx: click.Context, name: str, state: str, data_dir: Path | None) -> None:
     """Make NAME's live view public (anyone may watch) or private again (on|off)."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     _run(_with_accounts(options, lambda accounts: accounts.set_public(name, state == "on")))
     if state == "on":
         click.echo(f"{name} is public: anyone can watch /watch/{name}")
@@ -487,6 +540,7 @@ def user_public(ctx: click.Context, name: str, state: str, data_dir: Path | None
 
 @cli.group()
 @_data_dir_option(on_group=True)
+@_shard_map_option(on_group=True)
 @click.pass_context
 def link(ctx: click.Context, data_dir: Path) -> None:
     """Share links: anyone holding one may watch the user's live view, until it expires or is revoked."""
@@ -518,13 +572,14 @@ def _public_url(flag: str | None, data_dir: Path) -> str:
     help="A link to this one activity of NAME (its id), read-only, instead of the live view.",
 )
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def link_create(
     ctx: click.Context, name: str, expires: str | None, label: str | None, public_url: str | None,
     activity_id: int | None, data_dir: Path | None,
 ) -> None:
     """Create a share link for NAME (the live view, or one activity) and print its URL (the token is shown only now)."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     base = _public_url(public_url, options.data_dir)
     try:
         seconds = parse_duration(expires) if expires is not None else None
@@ -561,10 +616,11 @@ async def _check_activity(options: CliOptions, accounts: Accounts, name: str, ac
 @link.command("list")
 @_name_argument("name")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's share links: label, what it opens, created, expires, last used, state (tokens are never shown)."""
-    records = _records_of(_options(ctx, data_dir), name, Accounts.list_links)
+    records = _records_of(_account_options(ctx, data_dir, name), name, Accounts.list_links)
     if not records:
         click.echo("no links", err=True)
         return
@@ -589,10 +645,11 @@ def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @_name_argument("name")
 @click.argument("token_or_label")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Path | None) -> None:
     """Revoke NAME's active link named by its TOKEN (or full URL) or its LABEL; open viewers are cut off."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     key = token_or_label
     if "token=" in key:  # the whole share URL pasted
         key = key.split("token=", 1)[1].split("&", 1)[0]
@@ -606,6 +663,7 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
 
 @cli.group()
 @_data_dir_option(on_group=True)
+@_shard_map_option(on_group=True)
 @click.pass_context
 def course(ctx: click.Context, data_dir: Path) -> None:
     """Courses (planned routes) watchers see under the live track."""
@@ -645,13 +703,14 @@ async def _attach_target(accounts: Accounts, name: str, attach: str) -> str:
 @click.option("--name", "course_name", help="The course's name (default: the one in the file, else the file's name).")
 @click.option("--attach", metavar="now|LINK_LABEL", help="Show it to everyone watching (now) or to one share link's viewers.")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def course_add(
     ctx: click.Context, name: str, file: Path, course_name: str | None, attach: str | None, data_dir: Path | None
 ) -> None:
     """Add a course to NAME from FILE: GPX (rte, or trk without times), TCX or FIT course, GeoJSON
     LineString or Tracker's JSON; a recorded activity file gives its route, thinned."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     try:
         settings = Settings.from_env(data_dir=options.data_dir)
         planned = course_files.course_from_upload(
@@ -677,6 +736,7 @@ def course_add(
 @course.command("list")
 @_name_argument("name")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def course_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's courses, newest first, and where each is shown."""
@@ -686,7 +746,7 @@ def course_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     ) -> tuple[list[stored_courses.CourseRecord], dict[str, int]]:
         return await stored_courses.list_courses(samples, name), await stored_courses.attachments(samples, name)
 
-    records, attached = _run(_with_courses(_options(ctx, data_dir), name, listing))
+    records, attached = _run(_with_courses(_account_options(ctx, data_dir, name), name, listing))
     if not records:
         click.echo("no courses", err=True)
         return
@@ -702,6 +762,7 @@ def course_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @_name_argument("name")
 @click.argument("course_id", metavar="ID", type=int)
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def course_remove(ctx: click.Context, name: str, course_id: int, data_dir: Path | None) -> None:
     """Delete NAME's course ID (and stop showing it anywhere)."""
@@ -709,7 +770,7 @@ def course_remove(ctx: click.Context, name: str, course_id: int, data_dir: Path 
     async def remove(accounts: Accounts, samples: SampleStore) -> bool:
         return await stored_courses.delete_course(samples, name, course_id)
 
-    if not _run(_with_courses(_options(ctx, data_dir), name, remove)):
+    if not _run(_with_courses(_account_options(ctx, data_dir, name), name, remove)):
         raise click.ClickException(f"{name} has no course {course_id}")
     click.echo(f"removed course {course_id} of {name}")
 
@@ -1066,6 +1127,7 @@ def check_command(quick: bool, data_dir: Path) -> None:
 
 @cli.group()
 @_data_dir_option(on_group=True)
+@_shard_map_option(on_group=True)
 @click.pass_context
 def token(ctx: click.Context, data_dir: Path) -> None:
     """Device tokens: let a phone or script write NAME's samples without NAME's password (never read)."""
@@ -1088,12 +1150,13 @@ def token(ctx: click.Context, data_dir: Path) -> None:
     help="With --setup: how the phone reaches this server (env TRACKER_PUBLIC_URL; default: as the server last started).",
 )
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def token_create(
     ctx: click.Context, name: str, label: str, speed_unit: str, setup: bool, public_url: str | None, data_dir: Path | None
 ) -> None:
     """Create a device token for NAME and print it (it is shown only now)."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     secret, record = _run(_with_accounts(options, lambda accounts: accounts.create_token(name, label, speed_unit)))
     click.echo(f"device token {record.label!r} for {name} (write only; shown only now):", err=True)
     click.echo(secret)
@@ -1110,13 +1173,14 @@ def token_create(
 @token.command("list")
 @_name_argument("name")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def token_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's device tokens: label, created, last used, last sample, device last seen, speed unit, state.
 
     The tokens themselves are never shown.
     """
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     records = _records_of(options, name, Accounts.list_tokens)
     if not records:
         click.echo("no device tokens", err=True)
@@ -1146,10 +1210,11 @@ def token_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @_name_argument("name")
 @click.argument("label_or_token")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def token_revoke(ctx: click.Context, name: str, label_or_token: str, data_dir: Path | None) -> None:
     """Revoke NAME's active device token named by its LABEL (or the token); a running server refuses it at once."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     if not _run(_with_accounts(options, lambda accounts: accounts.revoke_token(name, label_or_token))):
         raise click.ClickException(f"{name} has no active device token {label_or_token!r}")
     click.echo(f"revoked the device token {label_or_token!r} of {name}")
@@ -1209,6 +1274,7 @@ def invite_revoke(ctx: click.Context, invite_id: int, data_dir: Path | None) -> 
 
 @cli.group()
 @_data_dir_option(on_group=True)
+@_shard_map_option(on_group=True)
 @click.pass_context
 def alert(ctx: click.Context, data_dir: Path) -> None:
     """Gone-quiet alerts: a webhook is told when a live user (or device) sends nothing for a while."""
@@ -1225,12 +1291,13 @@ def _minutes(seconds: float) -> str:
 @click.option("--webhook", required=True, metavar="URL", help="http:// or https:// URL the alert POSTs JSON to.")
 @click.option("--device", metavar="LABEL", help="Watch only this device (its `device` tag); default: any device.")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def alert_set(
     ctx: click.Context, name: str, after: str, webhook: str, device: str | None, data_dir: Path | None
 ) -> None:
     """Create or change NAME's alert (for one device with --device); a running server picks it up."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
     try:
         settings = Settings.from_env()
         seconds = parse_quiet_time(after, settings.alert_min_quiet_seconds)
@@ -1248,10 +1315,11 @@ def alert_set(
 @alert.command("list")
 @_name_argument("name")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def alert_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's alerts: device, quiet time, webhook, whether it fired, and the last delivery."""
-    records = _records_of(_options(ctx, data_dir), name, Accounts.list_alerts)
+    records = _records_of(_account_options(ctx, data_dir, name), name, Accounts.list_alerts)
     if not records:
         click.echo("no alerts", err=True)
         return
@@ -1274,10 +1342,11 @@ def alert_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @_name_argument("name")
 @click.option("--device", metavar="LABEL", help="Remove this device's alert; default: the any-device alert.")
 @_data_dir_option(on_group=False)
+@_shard_map_option(on_group=False)
 @click.pass_context
 def alert_remove(ctx: click.Context, name: str, device: str | None, data_dir: Path | None) -> None:
     """Remove NAME's alert (the one for --device, or the one for any device)."""
-    options = _options(ctx, data_dir)
+    options = _account_options(ctx, data_dir, name)
 
     async def remove(accounts: Accounts) -> bool:
         await _existing_user(accounts, name)
@@ -1293,8 +1362,9 @@ def alert_remove(ctx: click.Context, name: str, device: str | None, data_dir: Pa
 
 
 _MAP_OPTION = click.option(
-    "--map", "map_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="The shard map: 'shard NAME HOST:PORT' lines, one 'default SHARD' line, then 'USER SHARD' lines.",
+    "--map", "map_path", required=True, type=click.Path(dir_okay=False, path_type=Path), envvar=SHARD_MAP_ENV,
+    help=f"The shard map (env {SHARD_MAP_ENV}): 'shard NAME HOST:PORT [DATA_DIR]' lines, one 'default SHARD' line, "
+    "then 'USER SHARD' lines.",
 )  # fmt: skip
 
 
@@ -1339,27 +1409,48 @@ def shard_haproxy_config(map_path: Path, bind: str, out: Path) -> None:
     click.echo(f"wrote {out / 'haproxy.cfg'} and {users_map} ({len(shard_map.users)} user(s), {len(shard_map.shards)} shard(s))")
 
 
+def _map_data_dir(shard_map: shards.ShardMap, shard_name: str, map_path: Path, if_none: str) -> Path:
+    """The data folder the map gives shard `shard_name`; refused, with `if_none` said, when it gives none."""
+    if shard_name not in shard_map.shards:
+        raise click.ClickException(f"no shard {shard_name!r} in {map_path} (shards: {', '.join(shard_map.shards)})")
+    folder = shard_map.data_dirs.get(shard_name)
+    if folder is None:
+        address = shard_map.shards[shard_name]
+        raise click.ClickException(f"shard {shard_name} ({address}) has no data folder in {map_path}: {if_none}")
+    if not folder.is_dir():
+        # Never made on the fly: a mistyped folder in the map must not become an empty new shard.
+        raise click.ClickException(f"{folder}, shard {shard_name}'s data folder in {map_path}, is not a folder here")
+    return folder
+
+
 @shard.command("move")
 @click.argument("name")
 @_MAP_OPTION
 @click.option("--to", "to_shard", required=True, help="The shard (its name in the map) that is to hold NAME.")
-@click.option("--from-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="The data folder of the shard that holds NAME now.")
-@click.option("--to-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="The data folder of the target shard.")
+@click.option("--from-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The data folder of the shard that holds NAME now (default: from its line in the map).")
+@click.option("--to-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The data folder of the target shard (default: from its line in the map).")
 @click.option("--proxy-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The folder `shard haproxy-config` wrote (its users.map and HAProxy's admin.sock).")
 @click.option("--drain-seconds", default=2.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="How long requests already passed to the source may take to finish.")
 @click.pass_context
-def shard_move(ctx: click.Context, name: str, map_path: Path, to_shard: str, from_dir: Path, to_dir: Path,
-               proxy_dir: Path, drain_seconds: float) -> None:  # fmt: skip
+def shard_move(ctx: click.Context, name: str, map_path: Path, to_shard: str, from_dir: Path | None,
+               to_dir: Path | None, proxy_dir: Path, drain_seconds: float) -> None:  # fmt: skip
     """Move user NAME to another shard while both serve: hold, copy, verify, switch, remove.
 
     NAME's requests get 503 with Retry-After from the proxy for the final copy (a few seconds);
     every other user is untouched. The map file and users.map are updated, then the source's copy
     of NAME (account and samples) is deleted.
     """
+    shard_map = _read_map(map_path)
+    try:
+        from_shard = shard_map.shard_of(validate_username(name))
+    except ValueError as exc:
+        raise click.ClickException(_one_line(exc)) from None
+    from_dir = from_dir or _map_data_dir(shard_map, from_shard, map_path, "give --from-dir")
+    to_dir = to_dir or _map_data_dir(shard_map, to_shard, map_path, "give --to-dir")
     try:
         copied = shards.move_user(
             name, map_path=map_path, to_shard=to_shard, source_dir=from_dir, target_dir=to_dir,

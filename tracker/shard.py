@@ -7,8 +7,9 @@ proxy and `tracker shard which` read the very same lines, so they can never disa
 hash would have to be computed identically by HAProxy and by Tracker, and moving one user would
 mean an exception list anyway). Users the map does not name go to the `default` shard.
 
-    # shard NAME ADDRESS        one line per Tracker instance (host:port, as the proxy reaches it)
-    shard a 10.0.0.1:8086
+    # shard NAME ADDRESS [DATA_DIR]: one line per Tracker instance, its host:port as the proxy reaches it,
+    # and its data folder where this machine reaches it (for the account commands' --map and shard move)
+    shard a 10.0.0.1:8086 /srv/tracker-a/data
     shard b 10.0.0.2:8086
     default a                   # users not listed below
     alice b                     # USER SHARD
@@ -21,7 +22,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +49,8 @@ class ShardMap:
     shards: dict[str, str]  # shard name → address (host:port)
     default: str
     users: dict[str, str]  # user → shard name
+    # shard name → its data folder, for the shards whose line gives one (the account commands' --map)
+    data_dirs: dict[str, Path] = field(default_factory=dict)
 
     def shard_of(self, user: str) -> str:
         return self.users.get(user, self.default)
@@ -55,10 +58,13 @@ class ShardMap:
     def with_user(self, user: str, shard: str) -> ShardMap:
         if shard not in self.shards:
             raise InvalidShardMap(f"no shard {shard!r} in the map (shards: {', '.join(self.shards)})")
-        return ShardMap(self.shards, self.default, {**self.users, validate_username(user): shard})
+        return ShardMap(self.shards, self.default, {**self.users, validate_username(user): shard}, self.data_dirs)
 
     def text(self) -> str:
-        lines = [f"shard {name} {address}" for name, address in self.shards.items()]
+        lines = [
+            f"shard {name} {address}" + (f" {self.data_dirs[name]}" if name in self.data_dirs else "")
+            for name, address in self.shards.items()
+        ]
         lines.append(f"default {self.default}")
         lines.extend(f"{user} {shard}" for user, shard in sorted(self.users.items()))
         return "\n".join(lines) + "\n"
@@ -68,14 +74,15 @@ def parse_map(text: str, source: str = "map") -> ShardMap:
     shards: dict[str, str] = {}
     default: str | None = None
     users: dict[str, str] = {}
+    data_dirs: dict[str, Path] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         words = raw.split("#", 1)[0].split()
         where = f"{source} line {number}"
         if not words:
             continue
         if words[0] == "shard":
-            if len(words) != 3:
-                raise InvalidShardMap(f"{where}: a shard line is 'shard NAME HOST:PORT'")
+            if len(words) not in (3, 4):
+                raise InvalidShardMap(f"{where}: a shard line is 'shard NAME HOST:PORT [DATA_DIR]'")
             name, address = words[1], words[2]
             if not _SHARD_NAME.match(name):
                 raise InvalidShardMap(f"{where}: shard name {name!r} must be 1-32 of a-z 0-9 _ -, starting a-z 0-9")
@@ -84,6 +91,10 @@ def parse_map(text: str, source: str = "map") -> ShardMap:
             if name in shards:
                 raise InvalidShardMap(f"{where}: shard {name!r} is defined twice")
             shards[name] = address
+            if len(words) == 4:
+                if not os.path.isabs(words[3]):
+                    raise InvalidShardMap(f"{where}: data folder {words[3]!r} must be an absolute path")
+                data_dirs[name] = Path(words[3])
         elif words[0] == "default":
             if len(words) != 2 or default is not None:
                 raise InvalidShardMap(f"{where}: one 'default SHARD' line is needed")
@@ -105,7 +116,7 @@ def parse_map(text: str, source: str = "map") -> ShardMap:
     for name in (default, *users.values()):
         if name not in shards:
             raise InvalidShardMap(f"{source}: shard {name!r} is used but has no 'shard' line")
-    return ShardMap(shards, default, users)
+    return ShardMap(shards, default, users, data_dirs)
 
 
 def read_map(path: Path) -> ShardMap:
@@ -167,13 +178,14 @@ frontend tracker
     http-request set-var(txn.user) url_param(bucket) unless {{ var(txn.user) -m found }}
     http-request set-var(txn.user) url_param(user) unless {{ var(txn.user) -m found }}
     http-request set-var(txn.user) url_param(u) unless {{ var(txn.user) -m found }}
-    # A device token names its owner: trk_OWNER.SECRET (in id=, p=, Basic's password, Bearer or Token).
-    http-request set-var(txn.token) url_param(id) if {{ url_param(id) -m beg trk_ }}
-    http-request set-var(txn.token) url_param(p) if {{ url_param(p) -m beg trk_ }} !{{ var(txn.token) -m found }}
-    http-request set-var(txn.token) req.hdr(authorization),word(2,' ') if {{ req.hdr(authorization),word(2,' ') -m beg trk_ }} !{{ var(txn.token) -m found }}
-    http-request set-var(txn.token) req.hdr(authorization),word(2,' '),b64dec,field(2,:) if {{ req.hdr(authorization) -m beg "Basic " }} {{ req.hdr(authorization),word(2,' '),b64dec,field(2,:) -m beg trk_ }} !{{ var(txn.token) -m found }}
-    http-request set-var(txn.user) var(txn.token),field(1,.),regsub(^trk_,) if {{ var(txn.token) -m sub . }} !{{ var(txn.user) -m found }}
-    http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger }} !{{ url_param(id) -m beg trk_ }} !{{ var(txn.user) -m found }}
+    # A token names its owner: a device token trk_OWNER.SECRET, a bearer token trkb_OWNER.CLAIMS.SIGNATURE
+    # (in id=, p=, Basic's password, Bearer or Token); bearer tokens of the earlier form, trkb_CLAIMS.SIGNATURE, do not.
+    http-request set-var(txn.token) url_param(id) if {{ url_param(id) -m beg trk_ trkb_ }}
+    http-request set-var(txn.token) url_param(p) if {{ url_param(p) -m beg trk_ trkb_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.token) req.hdr(authorization),word(2,' ') if {{ req.hdr(authorization),word(2,' ') -m beg trk_ trkb_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.token) req.hdr(authorization),word(2,' '),b64dec,field(2,:) if {{ req.hdr(authorization) -m beg "Basic " }} {{ req.hdr(authorization),word(2,' '),b64dec,field(2,:) -m beg trk_ trkb_ }} !{{ var(txn.token) -m found }}
+    http-request set-var(txn.user) var(txn.token),field(1,.),regsub(^trkb?_,) if {{ var(txn.token) -m reg ^trk_[^.]+[.] ^trkb_[^.]+[.][^.]+[.] }} !{{ var(txn.user) -m found }}
+    http-request set-var(txn.user) url_param(id) if {{ path /osmand /gpslogger }} !{{ url_param(id) -m beg trk_ trkb_ }} !{{ var(txn.user) -m found }}
     # Signing in: the form's or JSON's username, remembered in a cookie that routes the browser's later
     # requests (it only routes: the shard still checks the session).
     http-request wait-for-body time 2s if {{ path /login }} METH_POST
