@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
-
-from tests.tracker_process import HOST, clean_env, free_port
+from tests.tools import find_tool
+from tests.tracker_process import HOST, clean_env, free_port, stop_process
 
 INFLUXD = "/usr/bin/influxd"
 ADMIN_USER = "influx_admin"
@@ -36,24 +34,12 @@ STARTUP_SECONDS = 30.0
 
 def influxd_binary() -> str:
     """The influxd to run: Debian's, or the first on PATH; skips (fails under CI) when there is none."""
-    found = INFLUXD if os.access(INFLUXD, os.X_OK) else shutil.which("influxd")
-    if found is None:
-        reason = "influxd (InfluxDB 1.x) not found: apt-get install influxdb to compare answers with a real InfluxDB"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the comparison with a real InfluxDB: {reason}")
-        pytest.skip(reason)
-    return found
+    return find_tool("influxd", INFLUXD, "apt-get install influxdb to compare answers with a real InfluxDB 1.x")
 
 
 def influx_cli_binary() -> str:
     """The `influx` CLI (Debian's `influxdb-client`); skips (fails under CI) when missing."""
-    found = shutil.which("influx")
-    if found is None:
-        reason = "influx (the InfluxDB 1.x CLI) not found: apt-get install influxdb-client"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must test the influx CLI: {reason}")
-        pytest.skip(reason)
-    return found
+    return find_tool("influx", None, "apt-get install influxdb-client to test the InfluxDB 1.x CLI")
 
 
 def config_text(root: Path, http_port: int, rpc_port: int) -> str:
@@ -180,12 +166,7 @@ class InfluxdProcess:
 
     def close(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
 
     def log_tail(self, lines: int = 40) -> str:

@@ -3,17 +3,15 @@ is one the real haproxy accepts."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.cli_helpers import PASSWORD, add_user, assert_one_line_error, authenticate, invoke
+from tests.tools import haproxy_binary
 from tracker.shard import InvalidShardMap, haproxy_config, parse_map
 
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 MAP = "shard a 10.0.0.1:8086\nshard b 10.0.0.2:8086  # the second machine\ndefault a\nalice b\nbob a\n"
 
 
@@ -59,15 +57,12 @@ def test_which_prints_the_shard_and_its_address(tmp_path: Path) -> None:
 
 
 def test_the_generated_configuration_is_valid_for_haproxy(tmp_path: Path) -> None:
-    if not os.path.exists(HAPROXY):
-        if os.environ.get("CI"):
-            pytest.fail("haproxy is missing: .ci/run installs Debian's haproxy")
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    haproxy = haproxy_binary()
     (tmp_path / "map").write_text(MAP)
     result = invoke(["shard", "haproxy-config", "--map", str(tmp_path / "map"), "--out", str(tmp_path / "proxy")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "proxy" / "users.map").read_text() == "alice shard_b\nbob shard_a\n"
-    checked = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "proxy" / "haproxy.cfg")], capture_output=True, text=True)
+    checked = subprocess.run([haproxy, "-c", "-f", str(tmp_path / "proxy" / "haproxy.cfg")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

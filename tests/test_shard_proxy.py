@@ -7,35 +7,27 @@ import asyncio
 import base64
 import http.client
 import json
-import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
 
+from tests.tools import haproxy_binary
 from tests.tracker_process import HOST, PASSWORD, TrackerProcess, clean_env, free_port
 
 pytestmark = pytest.mark.slow
 
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SHARD_A_USERS = ["bob", "dave", "zed"]  # bob and dave named in the map; zed by the default rule
 SHARD_B_USERS = ["alice", "carol"]
 SHARD_C_USERS = ["erin", "frank"]
 Cluster = tuple[TrackerProcess, TrackerProcess, TrackerProcess, int]  # shards a, b, c and the proxy's port
-
-
-def _require_haproxy() -> None:
-    if not os.path.exists(HAPROXY):
-        if os.environ.get("CI"):
-            pytest.fail("haproxy is missing: .ci/run installs Debian's haproxy")
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
 
 
 def _request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
@@ -56,7 +48,7 @@ def _basic(user: str) -> dict[str, str]:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    _require_haproxy()
+    haproxy = haproxy_binary()
     shard_a = TrackerProcess(tmp_path / "a", tmp_path / "a.log")
     shard_b = TrackerProcess(tmp_path / "b", tmp_path / "b.log")
     shard_c = TrackerProcess(tmp_path / "c", tmp_path / "c.log")
@@ -92,7 +84,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         shutil.copy2(shard_a.data_dir / "bearer-secret", other.data_dir / "bearer-secret")
         other.start()
     proxy_log = (tmp_path / "haproxy.log").open("wb")
-    proxy = subprocess.Popen([HAPROXY, "-db", "-f", str(tmp_path / "proxy" / "haproxy.cfg")], stdout=proxy_log,
+    proxy = subprocess.Popen([haproxy, "-db", "-f", str(tmp_path / "proxy" / "haproxy.cfg")], stdout=proxy_log,
                              stderr=subprocess.STDOUT)  # fmt: skip
     try:
         deadline = time.monotonic() + 20

@@ -7,30 +7,21 @@ skip, naming it; under CI (the CI environment variable set) they fail instead.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
-from tests.tracker_process import HOST, clean_env, free_port
+from tests.tools import find_tool
+from tests.tracker_process import HOST, clean_env, free_port, stop_process
 
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
 STARTUP_SECONDS = 30.0
 
 
 def victoria_metrics_binary() -> str:
-    found = VICTORIA_METRICS if os.access(VICTORIA_METRICS, os.X_OK) else shutil.which("victoria-metrics")
-    if found is None:
-        reason = "victoria-metrics not found: apt-get install victoria-metrics to test --mirror against it"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must test the mirror with a real VictoriaMetrics: {reason}")
-        pytest.skip(reason)
-    return found
+    return find_tool("victoria-metrics", VICTORIA_METRICS, "apt-get install victoria-metrics to test --mirror against it")
 
 
 class VictoriaMetricsProcess:
@@ -89,12 +80,7 @@ class VictoriaMetricsProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
 
     def log_tail(self, lines: int = 30) -> str:

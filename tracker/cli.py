@@ -155,6 +155,17 @@ async def _with_accounts(
         await store.close()
 
 
+async def _delete_account_and_files(options: CliOptions, name: str) -> list[Path]:
+    """The user's account, then their files. Account first: once it is gone a running server
+    refuses the user, so no new samples arrive."""
+    await _with_accounts(options, lambda accounts: accounts.delete_user(name))
+    samples = SampleStore(options.data_dir)
+    try:
+        return await samples.delete_user(name)
+    finally:
+        await samples.close()
+
+
 def _options(ctx: click.Context, data_dir: Path | None) -> CliOptions:
     options = ctx.ensure_object(CliOptions)
     if data_dir is not None:
@@ -452,16 +463,7 @@ def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None)
     if not yes:
         click.confirm(f"Delete user {name!r}?", abort=True)
 
-    async def delete() -> list[Path]:
-        # Account first: once it is gone a running server refuses the user, so no new samples arrive.
-        await _with_accounts(options, lambda accounts: accounts.delete_user(name))
-        samples = SampleStore(options.data_dir)
-        try:
-            return await samples.delete_user(name)
-        finally:
-            await samples.close()
-
-    removed = _run(delete())
+    removed = _run(_delete_account_and_files(options, name))
     click.echo(f"deleted user {name!r}" + (f" and {len(removed)} data file(s)" if removed else ""))
 
 
@@ -1458,17 +1460,7 @@ def shard_move(ctx: click.Context, name: str, map_path: Path, to_shard: str, fro
         )  # fmt: skip
     except (shards.MoveError, shards.InvalidShardMap, ValueError, OSError) as exc:
         raise click.ClickException(_one_line(exc)) from None
-    options = _options(ctx, from_dir)
-
-    async def remove_source() -> list[Path]:
-        await _with_accounts(options, lambda accounts: accounts.delete_user(name))
-        samples = SampleStore(options.data_dir)
-        try:
-            return await samples.delete_user(name)
-        finally:
-            await samples.close()
-
-    removed = _run(remove_source())
+    removed = _run(_delete_account_and_files(_options(ctx, from_dir), name))
     click.echo(f"moved {name} to shard {to_shard}: {copied.samples} sample(s) verified; "
                f"removed the account and {len(removed)} file(s) from {from_dir}")  # fmt: skip
 

@@ -303,40 +303,30 @@ class ServerMetrics:
         def each(value: Callable[[MirrorState], float | None]) -> Callable[[], dict[Labels, float]]:
             return lambda: {(s.target,): float(v) for s in states() if (v := value(s)) is not None}
 
-        register = self.registry
-        register.gauge(
-            "tracker_mirror_queue_entries", "Journal entries (write batches) waiting to be delivered to the mirror.",
-            ("mirror",), merge="max", read=each(lambda s: s.queue_depth),
+        per_mirror: tuple[tuple[str, str, str, Callable[[MirrorState], float | None]], ...] = (
+            ("gauge", "tracker_mirror_queue_entries", "Journal entries (write batches) waiting to be delivered to the mirror.",
+             lambda s: s.queue_depth),
+            ("gauge", "tracker_mirror_lag_seconds", "Age of the oldest entry waiting for the mirror; 0 when it is caught up.",
+             lambda s: s.lag_seconds),
+            ("counter", "tracker_mirror_delivered_points_total", "Points the mirror's target acknowledged (since the deliverer started).",
+             lambda s: s.delivered_points),
+            ("counter", "tracker_mirror_rejected_entries_total", "Journal entries the target refused as bad points (HTTP 400/422): skipped.",
+             lambda s: s.rejected_entries),
+            ("gauge", "tracker_mirror_dropped_entries", "Journal entries dropped undelivered after --mirror-max-lag, over the journal's life.",
+             lambda s: s.dropped_entries),
+            ("gauge", "tracker_mirror_alarm", "1 while entries were dropped and nothing has been delivered since.",
+             lambda s: 1.0 if s.alarm else 0.0),
+            ("gauge", "tracker_mirror_last_delivery_timestamp_seconds", "Unix time of the mirror's last delivered batch.",
+             lambda s: s.last_delivery_at),
+            ("gauge", "tracker_mirror_last_error_timestamp_seconds", "Unix time of the mirror's last failed delivery.",
+             lambda s: s.last_error_at),
         )  # fmt: skip
-        register.gauge(
-            "tracker_mirror_lag_seconds", "Age of the oldest entry waiting for the mirror; 0 when it is caught up.",
-            ("mirror",), merge="max", read=each(lambda s: s.lag_seconds),
-        )  # fmt: skip
-        register.counter(
-            "tracker_mirror_delivered_points_total", "Points the mirror's target acknowledged (since the deliverer started).",
-            ("mirror",), read=each(lambda s: s.delivered_points),
-        )  # fmt: skip
-        register.counter(
-            "tracker_mirror_rejected_entries_total", "Journal entries the target refused as bad points (HTTP 400/422): skipped.",
-            ("mirror",), read=each(lambda s: s.rejected_entries),
-        )  # fmt: skip
-        register.gauge(
-            "tracker_mirror_dropped_entries", "Journal entries dropped undelivered after --mirror-max-lag, over the journal's life.",
-            ("mirror",), merge="max", read=each(lambda s: s.dropped_entries),
-        )  # fmt: skip
-        register.gauge(
-            "tracker_mirror_alarm", "1 while entries were dropped and nothing has been delivered since.",
-            ("mirror",), merge="max", read=each(lambda s: 1.0 if s.alarm else 0.0),
-        )  # fmt: skip
-        register.gauge(
-            "tracker_mirror_last_delivery_timestamp_seconds", "Unix time of the mirror's last delivered batch.",
-            ("mirror",), merge="max", read=each(lambda s: s.last_delivery_at),
-        )  # fmt: skip
-        register.gauge(
-            "tracker_mirror_last_error_timestamp_seconds", "Unix time of the mirror's last failed delivery.",
-            ("mirror",), merge="max", read=each(lambda s: s.last_error_at),
-        )  # fmt: skip
-        register.gauge(
+        for kind, name, help_text, value in per_mirror:
+            if kind == "counter":
+                self.registry.counter(name, help_text, ("mirror",), read=each(value))
+            else:
+                self.registry.gauge(name, help_text, ("mirror",), merge="max", read=each(value))
+        self.registry.gauge(
             "tracker_mirror_last_error_info", "The mirror's last error, as the label `error` (value 1).",
             ("mirror", "error"), merge="max",
             read=lambda: {(s.target, s.last_error[:200]): 1.0 for s in states() if s.last_error},
