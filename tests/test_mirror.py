@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CHEAP_HASHING, basic
 from tests.influxd import ADMIN_PASSWORD, ADMIN_USER, InfluxdProcess, influxd_binary
-from tests.tracker_process import HOST, PASSWORD, TrackerProcess
+from tests.tracker_process import HOST, PASSWORD, TrackerProcess, alive, children_of
 from tests.victoria import VictoriaMetricsProcess
 from tracker.accounts import Accounts
 from tracker.app import create_app
@@ -100,7 +100,7 @@ def test_points_become_line_protocol_with_the_user_as_a_tag() -> None:
         JournalPoint(5, (), {"bad": float("inf")}),  # nothing InfluxDB takes: left out
         JournalPoint(6, (("user", "mallory"),), {"x": -0.25}),  # the user tag is always the owner
     ]  # fmt: skip
-    assert encode_lines("alice", points) == [
+    assert encode_lines("alice", [(p.time, p.tags, p.fields) for p in points]) == [
         'samples,device=my\\ phone,trip=a\\,b\\=c,user=alice lat=51.5,hr=140i,moving=true,note="say \\"hi\\" \\\\o/" '
         "1700000000123456789",
         "samples,user=alice x=-0.25 6",
@@ -377,6 +377,27 @@ async def test_the_influxdb_v2_write_path_reaches_a_target_that_speaks_it(tmp_pa
         await writes.batches(10)
         await wait_for(lambda: len(victoria_holds(vm)) >= len(writes.acknowledged), 30, "the samples did not arrive")
         assert victoria_holds(vm) == writes.acknowledged
+    finally:
+        tracker.close()
+        vm.stop()
+
+
+@pytest.mark.slow
+async def test_the_encoder_process_ends_with_a_sigkilled_server(tmp_path: Path) -> None:
+    """Batches are encoded in a process of the server's own; a SIGKILL of the server runs no shutdown,
+    and that process must not outlive it (a restart would start another each time)."""
+    vm = VictoriaMetricsProcess(tmp_path / "vm")
+    vm.start()
+    tracker = start_tracker(tmp_path, vm.write_url)
+    try:
+        writes = Writes(tracker, ["alice"], (time.time_ns() // SECOND_NS - 3600) * SECOND_NS)
+        await writes.batches(3)
+        await wait_for(lambda: len(victoria_holds(vm)) == len(writes.acknowledged), 30, "the samples did not arrive")
+        assert tracker.process is not None
+        helpers = children_of(tracker.process.pid)
+        assert helpers, "no encoder process: the batches were encoded in the server"
+        tracker.kill(workers_too=False)
+        await wait_for(lambda: not any(alive(pid) for pid in helpers), 10, "the encoder process outlived the server")
     finally:
         tracker.close()
         vm.stop()

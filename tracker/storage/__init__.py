@@ -84,14 +84,16 @@ from tracker.storage.samples import (
     device_last_seen,
     window_samples,
 )
-from tracker.storage.journal import DELETE_ENTRY, JOURNAL_FILE, JournalPoint, JournalReader, MirrorOutbox, decode_points
+from tracker.storage.journal import (
+    DELETE_ENTRY, JOURNAL_FILE, JournalPoint, JournalReader, MirrorOutbox, decode_point_tuples, decode_points,
+)  # fmt: skip
 from tracker.storage.recovery import recover, settle_writer
 from tracker.storage.schema import ACCOUNT_MIGRATIONS, JOURNAL_MIGRATIONS, SAMPLE_MIGRATIONS
 
 __all__ = [
     "EdgeReads",
     "ACCOUNTS_FILE", "ACCOUNT_MIGRATIONS", "JOURNAL_FILE", "JOURNAL_MIGRATIONS", "JournalPoint", "JournalReader", "MirrorOutbox",
-    "Written", "DELETE_ENTRY", "decode_points", "recover", "settle_writer", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL",
+    "Written", "DELETE_ENTRY", "decode_points", "decode_point_tuples", "recover", "settle_writer", "BUSY_TIMEOUT_MS", "DEVICE_TAG", "EPOCH_NS", "KEEP_ALL",
     "KEEP_NONE", "ON_CONFLICT",
     "ROWS_PER_STATEMENT", "SAMPLE_MIGRATIONS", "SQLITE_HEADER", "SYNCHRONOUS_MODES", "USERS_DIR",
     "AccountStore", "AlertRecord", "DeviceTokenRecord", "FileCheck", "InviteRecord", "LinkLabelTaken", "LinkRecord",

@@ -51,7 +51,13 @@ def encode_points(points: Iterable[Any]) -> bytes:
 
 
 def decode_points(blob: bytes) -> list[JournalPoint]:
-    return [JournalPoint(t, tags, fields) for t, tags, fields in marshal.loads(blob)]
+    return [JournalPoint(t, tags, fields) for t, tags, fields in decode_point_tuples(blob)]
+
+
+def decode_point_tuples(blob: bytes) -> list[tuple[int, tuple[tuple[str, str], ...], dict[str, Any]]]:
+    """The points as (time ns, tags, fields), for readers that need no point objects (the mirror)."""
+    points: list[tuple[int, tuple[tuple[str, str], ...], dict[str, Any]]] = marshal.loads(blob)
+    return points
 
 
 # The `on_conflict` of an entry that records a deletion (DELETE, DROP SERIES): its blob is
