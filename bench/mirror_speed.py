@@ -26,14 +26,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sides import HERE, Run, best, compare, exit_on_signals, metrics, show, start_tracker, stop_process, tool  # noqa: E402
-from tests.victoria import VICTORIA_METRICS, VictoriaMetricsProcess  # noqa: E402
+from sides import (
+    HERE,
+    Run,
+    best,
+    compare,
+    exit_on_signals,
+    metrics,
+    pid,
+    show,
+    start_tracker,
+    stop_process,
+    tool,
+)
+
+from tests.victoria import VICTORIA_METRICS, VictoriaMetricsProcess
 
 USERS = 100
 BODY_LINES = 5_000  # as the batch workload
@@ -133,7 +147,7 @@ def measure_cost(stack: contextlib.ExitStack, scratch: Path, prepared: Path, dur
     victoria.start()
     plain = start_tracker(stack, prepared, scratch / "a", [])
     mirrored = start_tracker(stack, prepared, scratch / "b", ["--mirror", victoria.write_url])
-    env = {**os.environ, "DUR": str(duration), "A_PID": str(plain.process.pid), "B_PID": str(mirrored.process.pid),
+    env = {**os.environ, "DUR": str(duration), "A_PID": pid(plain), "B_PID": pid(mirrored),
            "B_METRICS": f"^({QUEUE}|{LAG})"}  # fmt: skip
     print(f"cost: A {plain.url} (no mirror), B {mirrored.url} (--mirror {victoria.write_url})", flush=True)
     runs = compare(plain.url, mirrored.url, "Tracker --mirror", "batch live", env)

@@ -32,8 +32,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sides import Run, best, compare, exit_on_signals, show, start_tracker, stop_process, tool  # noqa: E402
-from tests.tracker_process import HOST, TrackerProcess, free_port  # noqa: E402
+from sides import (
+    Run,
+    best,
+    compare,
+    exit_on_signals,
+    pid,
+    show,
+    start_tracker,
+    stop_process,
+    tool,
+)
+
+from tests.tracker_process import HOST, TrackerProcess, free_port
 
 USERS = 100
 HAPROXY = "/usr/sbin/haproxy"
@@ -97,13 +108,13 @@ def one_comparison(scratch: Path, prepared: Path, label: str, duration: int) -> 
         b_pid = ""
         if label == "--workers 2":
             b = start_tracker(stack, prepared, folder / "workers2", [], workers=2)
-            b_url, b_pid = b.url, str(b.process.pid if b.process else "")
+            b_url, b_pid = b.url, pid(b)
         else:
             count = 1 if label == "proxy, 1 shard" else 2
             shards = {name: start_tracker(stack, prepared, folder / f"shard-{name}", []) for name in "ab"[:count]}
             b_url = start_proxy(stack, folder, shards)
         print(f"\n--- A: one Tracker {direct.url}; B: {label} {b_url}", flush=True)
-        env = {**os.environ, "DUR": str(duration), "A_PID": str(direct.process.pid if direct.process else ""),
+        env = {**os.environ, "DUR": str(duration), "A_PID": pid(direct),
                "B_PID": b_pid}  # fmt: skip
         runs = compare(direct.url, b_url, label, "live", env)
     return best(runs, "live", "A"), best(runs, "live", "B")
@@ -123,7 +134,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="shard-bench-") as scratch:
         for label in ("proxy, 1 shard", "proxy, 2 shards", "--workers 2"):
             results.append((label, *one_comparison(Path(scratch), args.prepared, label, args.duration)))
-    print(f"\nlive writes, best of the rounds: B against one Tracker (--workers 1) reached directly, A, in the same run")
+    print("\nlive writes, best of the rounds: B against one Tracker (--workers 1) reached directly, A, in the same run")
     print(f"{'B':<16} {'A req/s':>9} {'B req/s':>9} {'B/A':>6} {'A p50/p99 ms':>14} {'B p50/p99 ms':>14}")
     for label, a, b in results:
         ratio = b.rps / a.rps if a and b and a.rps and b.rps else None

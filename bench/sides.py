@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.tracker_process import TrackerProcess  # noqa: E402
+from tests.tracker_process import TrackerProcess
 
 HERE = Path(__file__).resolve().parent
 COMPARE = HERE / "compare.sh"
@@ -54,6 +54,11 @@ def start_tracker(stack: contextlib.ExitStack, prepared: Path, folder: Path, ser
     return tracker
 
 
+def pid(tracker: TrackerProcess) -> str:
+    """The server's process id, for compare.sh's memory line ("" when it is not running)."""
+    return str(tracker.process.pid) if tracker.process else ""
+
+
 def stop_tracker(tracker: TrackerProcess) -> None:
     if tracker.process is None:
         return
@@ -65,7 +70,7 @@ def stop_tracker(tracker: TrackerProcess) -> None:
             tracker.kill()
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 15) -> None:
     if process.poll() is None:
         process.terminate()
         try:
