@@ -38,6 +38,7 @@ from sides import (
     Run,
     best,
     compare,
+    cpu_seconds,
     exit_on_signals,
     metrics,
     pid,
@@ -150,8 +151,14 @@ def measure_cost(stack: contextlib.ExitStack, scratch: Path, prepared: Path, dur
     env = {**os.environ, "DUR": str(duration), "A_PID": pid(plain), "B_PID": pid(mirrored),
            "B_METRICS": f"^({QUEUE}|{LAG})"}  # fmt: skip
     print(f"cost: A {plain.url} (no mirror), B {mirrored.url} (--mirror {victoria.write_url})", flush=True)
+    target_pid = str(victoria.process.pid) if victoria.process else ""
+    processes = {"A": pid(plain), "B": pid(mirrored), "VictoriaMetrics": target_pid}
+    before = {name: cpu_seconds(int(number)) for name, number in processes.items() if number}
     runs = compare(plain.url, mirrored.url, "Tracker --mirror", "batch live", env)
     cost_table(runs)
+    # The target shares this machine's cores with A and B: how much of them it took is part of B's cost here.
+    used = {name: cpu_seconds(int(processes[name])) - seconds for name, seconds in before.items()}
+    print("CPU seconds used during the comparison: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items()))
     waited, reading = wait_drained(mirrored.url)
     print(f"B's mirror drained {waited:.1f} s after the last run: queue {reading.get(QUEUE, 0):.0f} entries, "
           f"lag {reading.get(LAG, 0):.1f} s, {reading.get(DELIVERED, 0):,.0f} points delivered in all")

@@ -73,7 +73,7 @@ work=$(mktemp -d)
 server_pid=
 child_pid=
 # A measuring script runs in the background and is waited for, so that a TERM reaches the trap at once
-# (bash runs traps only after a foreground child ends) and the cleanup can stop it, and it what it started.
+# (bash runs traps only after a foreground child ends) and the cleanup can stop it (and it what it started).
 run_child() {
   "$@" &
   child_pid=$!

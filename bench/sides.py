@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.tracker_process import TrackerProcess
+from tests.tracker_process import TrackerProcess, children_of
 
 HERE = Path(__file__).resolve().parent
 COMPARE = HERE / "compare.sh"
@@ -68,6 +68,18 @@ def stop_tracker(tracker: TrackerProcess) -> None:
         print(f"warning: {exc}", file=sys.stderr)
         if tracker.process is not None:
             tracker.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) the process and its live children have used so far."""
+    total = 0.0
+    for each in [pid, *children_of(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 15) -> None:
