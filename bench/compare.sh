@@ -4,8 +4,12 @@
 # which holds up on a noisy machine far better than absolute numbers do.
 #
 #   bench/compare.sh http://127.0.0.1:8086
+#   B_URL=http://127.0.0.1:8087 B_LABEL="Tracker --mirror" bench/compare.sh http://127.0.0.1:8086
 #
 # A must already hold users user0..user99 with passwords password0..password99 (bench/run.sh prepares that).
+# B_URL names a B that is already running and holds the same users (another Tracker, say): then no
+# InfluxDB is started, B_LABEL names B in the output, B_PID is its process for the memory line, and
+# B_METRICS, a regular expression, picks lines of B's GET /metrics to print after each of B's runs.
 # Environment: DUR seconds per run (10), WORKLOADS (all), SETTLE seconds between runs (1),
 # INFLUX_PORT (18086), A_PID (the server's process id, to report its memory), KEEP=1 to keep the
 # scratch folder (wrk's raw reports, InfluxDB's log) for a look afterwards.
@@ -50,8 +54,13 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 http_code() { curl -s -o /dev/null -w '%{http_code}' "$@" || true; }
 
 # --- B: a private InfluxDB with auth on and the same users -------------------------------------------
-B=
-if command -v influxd >/dev/null 2>&1; then
+B=${B_URL:-}
+B=${B%/}
+B_LABEL=${B_LABEL:-InfluxDB}
+if [ -n "$B" ]; then
+  [ "$(http_code "$B/ping")" = 204 ] || { echo "error: B ($B) does not answer GET /ping with 204" >&2; exit 2; }
+  echo "B is $B_LABEL on $B"
+elif command -v influxd >/dev/null 2>&1; then
   B=http://127.0.0.1:$INFLUX_PORT
   rpc_port=$((INFLUX_PORT + 2))
   for p in "$INFLUX_PORT" "$rpc_port"; do
@@ -188,6 +197,9 @@ for workload in $WORKLOADS; do
       echo "$workload $side $round $rps $p50 $p99 $bad $errs" >>"$work/results"
       printf '%-14s %-4s %5s %10s %10s %10s %8s %8s\n' "$workload" "$side" "$round" "$rps" "$p50" "$p99" "$bad" "$errs"
       if [ "$rps" = - ]; then echo "  wrk said:" >&2; sed 's/^/    /' "$raw" >&2; fi
+      if [ "$side" = B ] && [ -n "${B_METRICS:-}" ]; then
+        curl -s "$B/metrics" | grep -E "$B_METRICS" | sed 's/^/    B: /' || true
+      fi
     done
   done
 done
@@ -259,4 +271,4 @@ memory() { # side pid: resident and peak memory summed over the process and its 
 }
 echo
 memory A "${A_PID:-}"
-memory B "$influx_pid"
+memory B "${B_PID:-$influx_pid}"

@@ -10,12 +10,16 @@
 # The comparison runs once per worker count in BENCH_WORKERS (default "1 auto": one process, then as
 # many as the machine has CPUs), each against a fresh server on a copy of the same fresh data folder;
 # the fan-out runs against the last one.
+# With the shared server stopped, on copies of the same users: bench/mirror_speed.py (workload `mirror`:
+# the cost of --mirror per acknowledged write and the mirror's throughput, against VictoriaMetrics) and
+# bench/shard_speed.py (workload `shards`: live writes through HAProxy to one and to two shards).
 # Last, bench/activity_speed.py (workload `activities`, no InfluxDB needed) starts a Tracker of its own:
 # importing a 12-hour ride (/write, tracker import, POST /api/import), opening its activity page (cold,
 # warm, the page's first requests at once, a zoom), a live write to it.
 # Environment: BENCH_PORT first port to try (18087); BENCH_WORKERS (see above); FANOUT_DUR seconds of
-# the fan-out's writes (30); ACTIVITY_ROUNDS rounds of the activity measures (7); WORKLOADS picks
-# workloads, `fanout` and `activities` among them (unset: all); DUR and the rest go on to the harness.
+# the fan-out's writes (30); ACTIVITY_ROUNDS rounds of the activity measures (7); MIRROR_BACKLOG points
+# the mirror's throughput is measured on (500000); WORKLOADS picks workloads, `fanout`, `mirror`,
+# `shards` and `activities` among them (unset: all); DUR and the rest go on to the harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,17 +29,23 @@ python=.venv/bin/python
 USERS=100
 FANOUT_RIDERS=10
 
-# --- what runs: `fanout` and `activities` in WORKLOADS are ours, the other names the harness's
+# --- what runs: `fanout`, `mirror`, `shards` and `activities` in WORKLOADS are ours, the other names the harness's
 run_fanout=1
+run_mirror=1
+run_shards=1
 run_activities=1
 compare_workloads=${WORKLOADS:-}
 if [ -n "${WORKLOADS:-}" ]; then
   run_fanout=0
+  run_mirror=0
+  run_shards=0
   run_activities=0
   compare_workloads=
   for workload in $WORKLOADS; do
     case "$workload" in
       fanout) run_fanout=1 ;;
+      mirror) run_mirror=1 ;;
+      shards) run_shards=1 ;;
       activities) run_activities=1 ;;
       *) compare_workloads+="${compare_workloads:+ }$workload" ;;
     esac
@@ -46,7 +56,9 @@ run_activity_speed() {
   echo "activities: a 12-hour ride (43,200 points) imported, opened and written to, on a Tracker of its own"
   "$python" bench/activity_speed.py --rounds "${ACTIVITY_ROUNDS:-7}"
 }
-if [ -n "${WORKLOADS:-}" ] && [ -z "$compare_workloads" ] && [ "$run_fanout" = 0 ]; then
+run_shared_server=1  # the comparison and the fan-out need it; mirror and shards start Trackers of their own
+[ -n "${WORKLOADS:-}" ] && [ -z "$compare_workloads" ] && [ "$run_fanout" = 0 ] && run_shared_server=0
+if [ "$run_shared_server" = 0 ] && [ "$run_mirror" = 0 ] && [ "$run_shards" = 0 ]; then
   run_activity_speed  # it needs neither the 100 users nor the shared server
   exit $?
 fi
@@ -59,7 +71,22 @@ url=http://127.0.0.1:$port
 
 work=$(mktemp -d)
 server_pid=
+child_pid=
+# A measuring script runs in the background and is waited for, so that a TERM reaches the trap at once
+# (bash runs traps only after a foreground child ends) and the cleanup can stop it (and it what it started).
+run_child() {
+  "$@" &
+  child_pid=$!
+  local child_status=0
+  wait "$child_pid" || child_status=$?
+  child_pid=
+  return "$child_status"
+}
 cleanup() {
+  if [ -n "$child_pid" ] && kill -0 "$child_pid" 2>/dev/null; then
+    kill -TERM "$child_pid" 2>/dev/null || true
+    wait "$child_pid" 2>/dev/null || true
+  fi
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -128,6 +155,7 @@ ping_code() { curl -s -o /dev/null -w '%{http_code}' "$url/ping" || true; }
 # --- the comparison, once per worker count ----------------------------------------------------------------
 status=0
 read -r -a worker_counts <<<"${BENCH_WORKERS:-1 auto}"
+[ "$run_shared_server" = 1 ] || worker_counts=()
 for workers in "${worker_counts[@]}"; do
   start_server "$workers"
   echo
@@ -173,7 +201,7 @@ PY
 fi
 
 # --- the live fan-out, against the last server ----------------------------------------------------------
-if [ "$run_fanout" = 1 ]; then
+if [ "$run_fanout" = 1 ] && [ "$run_shared_server" = 1 ]; then
   echo
   echo "live fan-out: $FANOUT_RIDERS riders, 100 viewers, ${FANOUT_DUR:-30} s, --workers ${worker_counts[-1]}"
   fanout_status=0
@@ -182,6 +210,28 @@ if [ "$run_fanout" = 1 ]; then
   [ "$status" = 0 ] && status=$fanout_status
 else
   echo "skipping the live fan-out: WORKLOADS=\"$WORKLOADS\" does not name fanout"
+fi
+[ -n "$server_pid" ] && stop_server  # the rest start servers of their own: the machine is theirs
+# --- mirror: --mirror's cost per acknowledged write and its throughput, against VictoriaMetrics --------------
+if [ "$run_mirror" = 1 ]; then
+  echo
+  echo "mirror: --mirror's cost on batch and live, and its throughput, against a local VictoriaMetrics"
+  mirror_status=0
+  run_child "$python" bench/mirror_speed.py --prepared "$work/prepared" --duration "${DUR:-10}" \
+    --backlog "${MIRROR_BACKLOG:-500000}" || mirror_status=$?
+  [ "$status" = 0 ] && status=$mirror_status
+else
+  echo "skipping the mirror measures: WORKLOADS=\"$WORKLOADS\" does not name mirror"
+fi
+# --- shards: live writes through HAProxy, one shard and two, against one instance ---------------------------
+if [ "$run_shards" = 1 ]; then
+  echo
+  echo "shards: the live workload through HAProxy to one and to two Trackers, against one Tracker direct"
+  shards_status=0
+  run_child "$python" bench/shard_speed.py --prepared "$work/prepared" --duration "${DUR:-10}" || shards_status=$?
+  [ "$status" = 0 ] && status=$shards_status
+else
+  echo "skipping the shard measures: WORKLOADS=\"$WORKLOADS\" does not name shards"
 fi
 # --- activities: a 12-hour ride at 1 Hz on a server of its own ------------------------------------------
 if [ "$run_activities" = 1 ]; then
