@@ -31,7 +31,7 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 15) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout`; reaped either way."""
     process.terminate()
     try:
