@@ -208,14 +208,11 @@ class MirrorState:
     """What a mirror is up to, for logs and the metrics endpoint."""
 
     target: str
-    kind: str
     max_lag_seconds: float
     delivering: bool = False  # this process delivers (the leader)
-    delivered_id: int = 0  # journal id delivered up to
     queue_depth: int = 0  # journal entries waiting
     lag_seconds: float = 0.0  # age of the oldest entry waiting
-    delivered_entries: int = 0  # since this process started
-    delivered_points: int = 0
+    delivered_points: int = 0  # since this process started
     rejected_entries: int = 0  # refused by the target (400): skipped
     dropped_entries: int = 0  # given up after max lag: over the journal's life
     last_error: str | None = None
@@ -241,7 +238,7 @@ class MirrorDelivery:
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.target = target
-        self.state = MirrorState(target.key, target.kind, max_lag_seconds)
+        self.state = MirrorState(target.key, max_lag_seconds)
         self._outbox = outbox
         self._session = session
         self._encoder = encoder
@@ -288,8 +285,6 @@ class MirrorDelivery:
         if body:
             await self._post(body, len(rows))
         await self._outbox.delivered(key, rows[-1][0])
-        state.delivered_id = rows[-1][0]
-        state.delivered_entries += len(rows)
         state.delivered_points += points
         state.last_delivery_at = time.time()
         state.alarm = None  # the target takes writes again
@@ -311,7 +306,6 @@ class MirrorDelivery:
 
     async def _note_backlog(self, delivered_id: int) -> None:
         state = self.state
-        state.delivered_id = max(state.delivered_id, delivered_id)
         state.queue_depth, oldest_ns = await self._outbox.backlog(delivered_id)
         state.lag_seconds = max(0.0, time.time() - oldest_ns / 1e9) if oldest_ns is not None else 0.0
         if state.lag_seconds > state.max_lag_seconds / 2 and not state._lag_warned:
