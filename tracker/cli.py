@@ -125,6 +125,15 @@ def _shard_map_option(*, on_group: bool) -> Callable[[Callable[..., Any]], Calla
     )  # fmt: skip
 
 
+def _account_folder_options(*, on_group: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--data-dir and --map together: the commands about one user's account take either."""
+
+    def both(command: Callable[..., Any]) -> Callable[..., Any]:
+        return _data_dir_option(on_group=on_group)(_shard_map_option(on_group=on_group)(command))
+
+    return both
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
@@ -328,8 +337,7 @@ def serve(worker_index: int | None, supervisor_pid: int | None, **flags: Any) ->
 
 
 @cli.group()
-@_data_dir_option(on_group=True)
-@_shard_map_option(on_group=True)
+@_account_folder_options(on_group=True)
 @click.pass_context
 def user(ctx: click.Context, data_dir: Path) -> None:
     """Manage accounts (a user's database has the user's name)."""
@@ -339,8 +347,7 @@ def user(ctx: click.Context, data_dir: Path) -> None:
 @user.command("add")
 @_name_argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def user_add(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Create the account NAME (the password: at least 8 characters)."""
@@ -380,8 +387,7 @@ def user_list(ctx: click.Context, data_dir: Path | None) -> None:
 @user.command("retention")
 @_name_argument("name")
 @click.argument("duration", metavar="DURATION|inf|default")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path | None) -> None:
     """Keep NAME's samples for DURATION (8h, 90m, 7d, 2w), forever (inf), or as the server's
@@ -406,8 +412,7 @@ def user_retention(ctx: click.Context, name: str, duration: str, data_dir: Path 
 @user.command("passwd")
 @_name_argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Set a new password for NAME (at least 8 characters) and sign NAME out of every browser; a
@@ -428,8 +433,7 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool, data_dir: P
 @user.command("delete")
 @_name_argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None) -> None:
     """Delete NAME: the account, its shares, links, device tokens and alerts, and its data files."""
@@ -471,8 +475,7 @@ def user_delete(ctx: click.Context, name: str, yes: bool, data_dir: Path | None)
 
 
 @cli.group()
-@_data_dir_option(on_group=True)
-@_shard_map_option(on_group=True)
+@_account_folder_options(on_group=True)
 @click.pass_context
 def share(ctx: click.Context, data_dir: Path) -> None:
     """Let one user read another user's data."""
@@ -482,8 +485,7 @@ def share(ctx: click.Context, data_dir: Path) -> None:
 @share.command("add")
 @_name_argument("owner")
 @_name_argument("viewer")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def share_add(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None) -> None:
     """Let VIEWER read OWNER's data (adding an existing share changes nothing)."""
@@ -495,8 +497,7 @@ def share_add(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None
 @share.command("remove")
 @_name_argument("owner")
 @_name_argument("viewer")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def share_remove(ctx: click.Context, owner: str, viewer: str, data_dir: Path | None) -> None:
     """Stop VIEWER reading OWNER's data."""
@@ -508,8 +509,7 @@ def share_remove(ctx: click.Context, owner: str, viewer: str, data_dir: Path | N
 
 @share.command("list")
 @_name_argument("owner", required=False)
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def share_list(ctx: click.Context, owner: str | None, data_dir: Path | None) -> None:
     """List shares, all or only OWNER's."""
@@ -527,8 +527,7 @@ def share_list(ctx: click.Context, owner: str | None, data_dir: Path | None) -> 
 @user.command("public")
 @_name_argument("name")
 @click.argument("state", type=click.Choice(["on", "off"]))
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def user_public(ctx: click.Context, name: str, state: str, data_dir: Path | None) -> None:
     """Make NAME's live view public (anyone may watch) or private again (on|off)."""
@@ -541,8 +540,7 @@ def user_public(ctx: click.Context, name: str, state: str, data_dir: Path | None
 
 
 @cli.group()
-@_data_dir_option(on_group=True)
-@_shard_map_option(on_group=True)
+@_account_folder_options(on_group=True)
 @click.pass_context
 def link(ctx: click.Context, data_dir: Path) -> None:
     """Share links: anyone holding one may watch the user's live view, until it expires or is revoked."""
@@ -573,8 +571,7 @@ def _public_url(flag: str | None, data_dir: Path) -> str:
     "--activity", "activity_id", type=int, default=None,
     help="A link to this one activity of NAME (its id), read-only, instead of the live view.",
 )
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def link_create(
     ctx: click.Context, name: str, expires: str | None, label: str | None, public_url: str | None,
@@ -617,8 +614,7 @@ async def _check_activity(options: CliOptions, accounts: Accounts, name: str, ac
 
 @link.command("list")
 @_name_argument("name")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's share links: label, what it opens, created, expires, last used, state (tokens are never shown)."""
@@ -646,8 +642,7 @@ def link_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @link.command("revoke")
 @_name_argument("name")
 @click.argument("token_or_label")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Path | None) -> None:
     """Revoke NAME's active link named by its TOKEN (or full URL) or its LABEL; open viewers are cut off."""
@@ -664,8 +659,7 @@ def link_revoke(ctx: click.Context, name: str, token_or_label: str, data_dir: Pa
 
 
 @cli.group()
-@_data_dir_option(on_group=True)
-@_shard_map_option(on_group=True)
+@_account_folder_options(on_group=True)
 @click.pass_context
 def course(ctx: click.Context, data_dir: Path) -> None:
     """Courses (planned routes) watchers see under the live track."""
@@ -704,8 +698,7 @@ async def _attach_target(accounts: Accounts, name: str, attach: str) -> str:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", "course_name", help="The course's name (default: the one in the file, else the file's name).")
 @click.option("--attach", metavar="now|LINK_LABEL", help="Show it to everyone watching (now) or to one share link's viewers.")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def course_add(
     ctx: click.Context, name: str, file: Path, course_name: str | None, attach: str | None, data_dir: Path | None
@@ -737,8 +730,7 @@ def course_add(
 
 @course.command("list")
 @_name_argument("name")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def course_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's courses, newest first, and where each is shown."""
@@ -763,8 +755,7 @@ def course_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @course.command("remove")
 @_name_argument("name")
 @click.argument("course_id", metavar="ID", type=int)
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def course_remove(ctx: click.Context, name: str, course_id: int, data_dir: Path | None) -> None:
     """Delete NAME's course ID (and stop showing it anywhere)."""
@@ -1128,8 +1119,7 @@ def check_command(quick: bool, data_dir: Path) -> None:
 
 
 @cli.group()
-@_data_dir_option(on_group=True)
-@_shard_map_option(on_group=True)
+@_account_folder_options(on_group=True)
 @click.pass_context
 def token(ctx: click.Context, data_dir: Path) -> None:
     """Device tokens: let a phone or script write NAME's samples without NAME's password (never read)."""
@@ -1151,8 +1141,7 @@ def token(ctx: click.Context, data_dir: Path) -> None:
     "--public-url",
     help="With --setup: how the phone reaches this server (env TRACKER_PUBLIC_URL; default: as the server last started).",
 )
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def token_create(
     ctx: click.Context, name: str, label: str, speed_unit: str, setup: bool, public_url: str | None, data_dir: Path | None
@@ -1174,8 +1163,7 @@ def token_create(
 
 @token.command("list")
 @_name_argument("name")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def token_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's device tokens: label, created, last used, last sample, device last seen, speed unit, state.
@@ -1211,8 +1199,7 @@ def token_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @token.command("revoke")
 @_name_argument("name")
 @click.argument("label_or_token")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def token_revoke(ctx: click.Context, name: str, label_or_token: str, data_dir: Path | None) -> None:
     """Revoke NAME's active device token named by its LABEL (or the token); a running server refuses it at once."""
@@ -1275,8 +1262,7 @@ def invite_revoke(ctx: click.Context, invite_id: int, data_dir: Path | None) -> 
 
 
 @cli.group()
-@_data_dir_option(on_group=True)
-@_shard_map_option(on_group=True)
+@_account_folder_options(on_group=True)
 @click.pass_context
 def alert(ctx: click.Context, data_dir: Path) -> None:
     """Gone-quiet alerts: a webhook is told when a live user (or device) sends nothing for a while."""
@@ -1292,8 +1278,7 @@ def _minutes(seconds: float) -> str:
 @click.option("--after", required=True, metavar="DURATION", help="Quiet time before the alert fires, e.g. 10m, 90s, 1h.")
 @click.option("--webhook", required=True, metavar="URL", help="http:// or https:// URL the alert POSTs JSON to.")
 @click.option("--device", metavar="LABEL", help="Watch only this device (its `device` tag); default: any device.")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def alert_set(
     ctx: click.Context, name: str, after: str, webhook: str, device: str | None, data_dir: Path | None
@@ -1316,8 +1301,7 @@ def alert_set(
 
 @alert.command("list")
 @_name_argument("name")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def alert_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """List NAME's alerts: device, quiet time, webhook, whether it fired, and the last delivery."""
@@ -1343,8 +1327,7 @@ def alert_list(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 @alert.command("remove")
 @_name_argument("name")
 @click.option("--device", metavar="LABEL", help="Remove this device's alert; default: the any-device alert.")
-@_data_dir_option(on_group=False)
-@_shard_map_option(on_group=False)
+@_account_folder_options(on_group=False)
 @click.pass_context
 def alert_remove(ctx: click.Context, name: str, device: str | None, data_dir: Path | None) -> None:
     """Remove NAME's alert (the one for --device, or the one for any device)."""
