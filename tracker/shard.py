@@ -127,8 +127,13 @@ def read_map(path: Path) -> ShardMap:
 
 
 def write_map(path: Path, shard_map: ShardMap) -> None:
+    _replace_text(path, shard_map.text())
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Written aside, then renamed over `path`: a reader (HAProxy, another command) never sees half a file."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(shard_map.text())
+    partial.write_text(text)
     partial.replace(path)
 
 
@@ -312,8 +317,7 @@ def move_user(
         raise
     moved_map = shard_map.with_user(user, to_shard)
     write_map(map_path, moved_map)
-    (proxy.users_map.with_name(USERS_MAP + ".partial")).write_text(haproxy_users_map(moved_map))
-    os.replace(proxy.users_map.with_name(USERS_MAP + ".partial"), proxy.users_map)
+    _replace_text(proxy.users_map, haproxy_users_map(moved_map))
     proxy.route(user, backend(to_shard))
     say(f"{user} is now served by shard {to_shard}")
     return copied
